@@ -1,0 +1,100 @@
+//! Command-line flags (clap types only) and their translation into a validated
+//! [`ualhunt::Config`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ualhunt::config::{self, Config, OutputFormat};
+
+/// Hunt Elastic's "O365 Mailbox Audit Logging Bypass" rule over Microsoft 365 audit
+/// archives (JSON lines, raw or ECS, plain or gzip), offline and fast.
+#[derive(Parser, Debug)]
+#[command(name = "ualhunt", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Scan archives and report findings grouped by actor.
+    Hunt(HuntArgs),
+    /// Print the built-in rules with their metadata and query.
+    Rules,
+}
+
+#[derive(Args, Debug)]
+pub struct HuntArgs {
+    /// Files, directories (walked recursively, in sorted order) or `-` for stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Write the findings to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Target chunk size, e.g. 64K, 16M, 1G (a longer line still makes one chunk).
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_size, default_value = "4M")]
+    pub chunk_size: usize,
+
+    /// Lines longer than SIZE are counted as malformed instead of parsed.
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_size, default_value = "64M")]
+    pub max_line_size: usize,
+
+    /// Parse every line instead of only the lines holding a rule literal (slow
+    /// reference path; finds the same events).
+    #[arg(long)]
+    pub no_prefilter: bool,
+
+    /// Print line accounting, throughput, latency and memory to stderr.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Treat malformed lines like unreadable input: exit status 2.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// One row per actor, then a summary line.
+    Table,
+    /// One JSON document (schema version 1).
+    Json,
+    /// One row per matched event.
+    Csv,
+    /// One matched event per line.
+    Ndjson,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(f: Format) -> OutputFormat {
+        match f {
+            Format::Table => OutputFormat::Table,
+            Format::Json => OutputFormat::Json,
+            Format::Csv => OutputFormat::Csv,
+            Format::Ndjson => OutputFormat::Ndjson,
+        }
+    }
+}
+
+impl HuntArgs {
+    /// The library configuration these flags describe.
+    pub fn to_config(&self) -> Config {
+        let mut config = Config::new(self.paths.clone());
+        config.threads = self.threads.unwrap_or(0);
+        config.chunk_size = self.chunk_size;
+        config.max_line = self.max_line_size;
+        config.prefilter = !self.no_prefilter;
+        config.timing = self.stats;
+        config
+    }
+}

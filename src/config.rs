@@ -1,0 +1,110 @@
+//! The validated configuration the library runs on.
+//!
+//! Place in the flow: `cli` (clap types) builds a [`Config`]; `engine` runs on it. Only
+//! enums and checked values live here, never raw flag strings.
+
+use std::path::PathBuf;
+
+use crate::rule::Rule;
+
+/// Default target size of a chunk (and of a decompressed block).
+pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
+
+/// Default longest line that is parsed; longer lines are counted as malformed.
+pub const DEFAULT_MAX_LINE: usize = 64 << 20;
+
+/// How findings are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// One row per actor, then a scan summary.
+    #[default]
+    Table,
+    /// One JSON document (schema version 1).
+    Json,
+    /// One row per matched event.
+    Csv,
+    /// One matched event per line.
+    Ndjson,
+}
+
+/// Everything a hunt needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Files, directories or `-`.
+    pub paths: Vec<PathBuf>,
+    /// The rules to run.
+    pub rules: Vec<Rule>,
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Target chunk size in bytes.
+    pub chunk_size: usize,
+    /// Whether the byte prefilter runs (false: parse every line, the reference path).
+    pub prefilter: bool,
+    /// Longest line parsed, in bytes.
+    pub max_line: usize,
+    /// Whether to measure per-stage times for `--stats`.
+    pub timing: bool,
+}
+
+impl Config {
+    /// A configuration with the built-in rules and default settings.
+    pub fn new(paths: Vec<PathBuf>) -> Config {
+        Config {
+            paths,
+            rules: Rule::builtin(),
+            threads: 0,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            prefilter: true,
+            max_line: DEFAULT_MAX_LINE,
+            timing: false,
+        }
+    }
+}
+
+/// Parses a size such as `4096`, `64K`, `16M`, `1G` (binary multiples; a trailing `B`,
+/// `iB` and any case are accepted).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, shift) = match body.chars().last() {
+        Some('k') => (&body[..body.len() - 1], 10),
+        Some('m') => (&body[..body.len() - 1], 20),
+        Some('g') => (&body[..body.len() - 1], 30),
+        Some('t') => (&body[..body.len() - 1], 40),
+        _ => (body, 0),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size {text:?} (examples: 65536, 64K, 16M, 1G)"))?;
+    let size = n
+        .checked_mul(1usize << shift)
+        .ok_or_else(|| format!("size {text:?} is too large"))?;
+    if size == 0 {
+        return Err(format!("size {text:?} must be greater than zero"));
+    }
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert_eq!(parse_size("2kb"), Ok(2048));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999T").is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! The driver: inputs in, a [`Report`] out.
+//!
+//! Place in the flow: ties `source` → `chunk` → `scan` → `findings` together on a rayon
+//! pool. Files are scanned in parallel and each mapped file's chunks are too; a gzip or
+//! stdin stream is inflated on its own thread into blocks that the scanning side takes
+//! through a bounded channel, so inflating overlaps scanning and memory stays bounded.
+//! Results are merged in input order, so the report does not depend on scheduling.
+//! Nothing here prints.
+
+use std::io;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::findings::{ActorFindings, Counts, Partial, group};
+use crate::rule::RuleMeta;
+use crate::scan::{Matcher, Scratch, scan_chunk};
+use crate::source::{self, Block, BlockReader, Compression, Input, Opened};
+
+/// An input that could not be read in full.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ScanError {
+    /// The input's path (`-` for stdin).
+    pub path: String,
+    /// What went wrong and how far reading got.
+    pub message: String,
+}
+
+/// A malformed line, located.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MalformedLine {
+    /// The input's path.
+    pub path: String,
+    /// 1-based line number in the (decompressed) input.
+    pub line: u64,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Its first bytes.
+    pub excerpt: String,
+}
+
+/// Measurements of a run, for `--stats`; never part of the findings.
+#[derive(Debug)]
+pub struct RunStats {
+    /// Wall time of the whole scan.
+    pub wall: Duration,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Target chunk size.
+    pub chunk_size: usize,
+    /// What the prefilter searches for.
+    pub prefilter: String,
+    /// Inputs read, per recognised kind (`plain`, `gzip`, `stdin`…).
+    pub formats: Vec<(String, u64)>,
+    /// Time to scan one chunk or block, in microseconds.
+    pub chunk_latency_us: Histogram<u64>,
+    /// Summed time workers spent scanning chunks (prefilter, line count, parse).
+    pub scan_time: Duration,
+    /// Summed time spent parsing and evaluating candidates (with timing on).
+    pub parse_time: Duration,
+    /// Summed time spent inflating/reading streams.
+    pub read_time: Duration,
+    /// Compressed (on-disk) bytes of the inputs that were streamed from files.
+    pub compressed_bytes: u64,
+}
+
+/// Everything a hunt found and counted.
+#[derive(Debug)]
+pub struct Report {
+    /// The rules that ran.
+    pub rules: Vec<RuleMeta>,
+    /// Input paths, in input order (events refer to them by index).
+    pub inputs: Vec<String>,
+    /// Inputs read.
+    pub files: u64,
+    /// Bytes scanned (decompressed).
+    pub bytes: u64,
+    /// Line accounting.
+    pub counts: Counts,
+    /// Inputs that could not be read in full.
+    pub errors: Vec<ScanError>,
+    /// The first malformed lines.
+    pub malformed: Vec<MalformedLine>,
+    /// Findings grouped by actor.
+    pub actors: Vec<ActorFindings>,
+    /// Measurements.
+    pub stats: RunStats,
+}
+
+impl Report {
+    /// Number of matched events.
+    pub fn events(&self) -> usize {
+        self.actors.iter().map(|a| a.evidence.len()).sum()
+    }
+}
+
+/// What scanning one input gave.
+struct FileResult {
+    partial: Partial,
+    bytes: u64,
+    kind: &'static str,
+    error: Option<String>,
+    latencies: Vec<Duration>,
+    scan_time: Duration,
+    parse_time: Duration,
+    read_time: Duration,
+    compressed_bytes: u64,
+}
+
+impl FileResult {
+    fn new(kind: &'static str) -> FileResult {
+        FileResult {
+            partial: Partial::default(),
+            bytes: 0,
+            kind,
+            error: None,
+            latencies: Vec::new(),
+            scan_time: Duration::ZERO,
+            parse_time: Duration::ZERO,
+            read_time: Duration::ZERO,
+            compressed_bytes: 0,
+        }
+    }
+
+    fn record(&mut self, partial: Partial, took: Duration, parse: Duration) {
+        self.partial.append(partial);
+        self.latencies.push(took);
+        self.scan_time += took;
+        self.parse_time += parse;
+    }
+}
+
+/// Runs a hunt.
+pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
+    let started = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()?;
+    let matcher = Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
+        .with_timing(config.timing);
+    let (inputs, discover_errors) = source::discover(&config.paths);
+    let results: Vec<FileResult> = pool.install(|| {
+        inputs
+            .par_iter()
+            .enumerate()
+            .map(|(i, input)| scan_input(i, input, &matcher, config))
+            .collect()
+    });
+
+    let mut errors: Vec<ScanError> = discover_errors
+        .into_iter()
+        .map(|e| ScanError {
+            path: e.path,
+            message: e.message,
+        })
+        .collect();
+    let mut all = Partial::default();
+    let mut bytes = 0;
+    let mut formats: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut latency = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    let (mut scan_time, mut parse_time, mut read_time) = Default::default();
+    let mut compressed_bytes = 0;
+    for (input, r) in inputs.iter().zip(results) {
+        if let Some(message) = r.error {
+            errors.push(ScanError {
+                path: input.display(),
+                message,
+            });
+        }
+        *formats.entry(r.kind).or_default() += 1;
+        bytes += r.bytes;
+        for t in &r.latencies {
+            latency.saturating_record(t.as_micros().min(u128::from(u64::MAX)) as u64);
+        }
+        scan_time += r.scan_time;
+        parse_time += r.parse_time;
+        read_time += r.read_time;
+        compressed_bytes += r.compressed_bytes;
+        all.absorb_file(r.partial);
+    }
+    let names: Vec<String> = inputs.iter().map(Input::display).collect();
+    let malformed = all
+        .samples
+        .iter()
+        .map(|s| MalformedLine {
+            path: names[s.file].clone(),
+            line: s.line + 1,
+            reason: s.reason.clone(),
+            excerpt: s.excerpt.clone(),
+        })
+        .collect();
+    let stats = RunStats {
+        wall: started.elapsed(),
+        threads: pool.current_num_threads(),
+        chunk_size: config.chunk_size,
+        prefilter: matcher.prefilter().describe(),
+        formats: formats
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        chunk_latency_us: latency,
+        scan_time,
+        parse_time,
+        read_time,
+        compressed_bytes,
+    };
+    Ok(Report {
+        rules: config.rules.iter().map(|r| r.meta.clone()).collect(),
+        files: names.len() as u64,
+        inputs: names,
+        bytes,
+        counts: all.counts,
+        errors,
+        malformed,
+        actors: group(all.events),
+        stats,
+    })
+}
+
+fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileResult {
+    let opened = match source::open(input) {
+        Ok(o) => o,
+        Err(e) => {
+            let mut r = FileResult::new("unreadable");
+            r.error = Some(format!("cannot open: {e}"));
+            return r;
+        }
+    };
+    match opened {
+        Opened::Mapped(mapped) => scan_mapped(file, mapped.bytes(), m, config.chunk_size),
+        Opened::Stream {
+            reader,
+            compression,
+        } => {
+            let kind = match (input, compression) {
+                (Input::Stdin, Compression::None) => "stdin",
+                (Input::Stdin, Compression::Gzip) => "stdin (gzip)",
+                (_, c) => c.name(),
+            };
+            let mut r = scan_stream(file, reader, kind, m, config);
+            if let Input::File(path) = input {
+                r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
+            }
+            r
+        }
+    }
+}
+
+/// A mapped file: line-aligned chunks scanned in parallel, merged in order.
+fn scan_mapped(file: usize, data: &[u8], m: &Matcher, chunk_size: usize) -> FileResult {
+    let mut result = FileResult::new("plain");
+    result.bytes = data.len() as u64;
+    let chunks = crate::chunk::split(data, chunk_size);
+    let parts: Vec<(Partial, Duration, Duration)> = chunks
+        .par_iter()
+        .map_init(Scratch::default, |scratch, range| {
+            let t = Instant::now();
+            let p = scan_chunk(&data[range.clone()], file, m, scratch);
+            (p, t.elapsed(), std::mem::take(&mut scratch.parse_time))
+        })
+        .collect();
+    for (p, took, parse) in parts {
+        result.record(p, took, parse);
+    }
+    result
+}
+
+/// What the reading thread sends: blocks, then at most one error.
+enum Msg {
+    Block(Block),
+    Failed { error: io::Error, consumed: u64 },
+}
+
+/// A stream: inflated and cut into blocks on a reading thread, scanned here as the
+/// blocks arrive. At most a few blocks are in flight (bounded channel, recycled buffers).
+fn scan_stream(
+    file: usize,
+    reader: Box<dyn io::Read + Send>,
+    kind: &'static str,
+    m: &Matcher,
+    config: &Config,
+) -> FileResult {
+    let mut result = FileResult::new(kind);
+    let (tx, rx) = mpsc::sync_channel::<Msg>(2);
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    let mut read_time = Duration::ZERO;
+    std::thread::scope(|s| {
+        let reading = s.spawn(move || {
+            let mut blocks = BlockReader::new(reader, config.chunk_size, config.max_line);
+            let mut busy = Duration::ZERO;
+            loop {
+                let buf = recycle_rx.try_recv().unwrap_or_default();
+                let t = Instant::now();
+                let next = blocks.next_block(buf);
+                busy += t.elapsed();
+                let msg = match next {
+                    Ok(Some(block)) => Msg::Block(block),
+                    Ok(None) => break,
+                    Err(error) => {
+                        let tail = blocks.take_tail();
+                        if !tail.is_empty() && tx.send(Msg::Block(Block::Lines(tail))).is_err() {
+                            break;
+                        }
+                        Msg::Failed {
+                            error,
+                            consumed: blocks.consumed,
+                        }
+                    }
+                };
+                let last = matches!(msg, Msg::Failed { .. });
+                if tx.send(msg).is_err() || last {
+                    break;
+                }
+            }
+            busy
+        });
+        let mut scratch = Scratch::default();
+        for msg in rx {
+            match msg {
+                Msg::Block(Block::Lines(data)) => {
+                    result.bytes += data.len() as u64;
+                    let t = Instant::now();
+                    let p = scan_chunk(&data, file, m, &mut scratch);
+                    result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
+                    let _ = recycle_tx.send(data);
+                }
+                Msg::Block(Block::Overlong { bytes }) => {
+                    result.bytes += bytes + 1;
+                    let mut p = Partial::default();
+                    p.counts.lines = 1;
+                    let reason = format!(
+                        "line of {bytes} bytes is longer than the limit of {}",
+                        config.max_line
+                    );
+                    p.malformed(file, 0, reason, b"");
+                    result.partial.append(p);
+                }
+                Msg::Failed { error, consumed } => {
+                    let what = match error.kind() {
+                        io::ErrorKind::UnexpectedEof => {
+                            "stream ends early (truncated?)".to_string()
+                        }
+                        _ => format!("read error: {error}"),
+                    };
+                    result.error = Some(format!(
+                        "{what}: {error}; stopped after {consumed} bytes of {} data, line {}",
+                        if kind.contains("gzip") {
+                            "decompressed"
+                        } else {
+                            "input"
+                        },
+                        result.partial.counts.lines
+                    ));
+                }
+            }
+        }
+        // The reading thread cannot panic on input; if it did, say so rather than hide it.
+        read_time = reading.join().unwrap_or_default();
+    });
+    result.read_time = read_time;
+    result
+}

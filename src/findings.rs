@@ -1,0 +1,313 @@
+//! Partial results of a scan and their grouping by actor.
+//!
+//! Place in the flow: `scan` produces one [`Partial`] per chunk; partials are appended
+//! in input order (a chunk's, a file's and a whole run's merge the same way), then
+//! [`group`] turns the matched events into per-actor findings in a total order, so the
+//! output is identical whatever the thread count, chunk size or scheduling.
+//!
+//! Orders (documented in the README):
+//! - actors by actor id (byte order; a missing actor sorts first);
+//! - evidence by time (a missing time first), then input order (file, line);
+//! - targets by identity; source IPs by their text.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// How many malformed-line samples a run keeps.
+pub const MAX_SAMPLES: usize = 20;
+
+/// Line accounting (DESIGN §3): `lines = blank + not_candidate + candidates` and
+/// `candidates = matched + not_matched + malformed`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Every line, blank ones and a last line without newline included.
+    pub lines: u64,
+    /// Empty or whitespace-only lines.
+    pub blank: u64,
+    /// Lines the prefilter let through (parsed).
+    pub candidates: u64,
+    /// Candidates that matched at least one rule.
+    pub matched: u64,
+    /// Candidates that parsed but matched no rule.
+    pub not_matched: u64,
+    /// Candidates that are not a JSON object (or are too long).
+    pub malformed: u64,
+}
+
+impl Counts {
+    /// Lines the prefilter ruled out without parsing.
+    pub fn not_candidate(&self) -> u64 {
+        self.lines - self.blank - self.candidates
+    }
+
+    fn add(&mut self, other: &Counts) {
+        self.lines += other.lines;
+        self.blank += other.blank;
+        self.candidates += other.candidates;
+        self.matched += other.matched;
+        self.not_matched += other.not_matched;
+        self.malformed += other.malformed;
+    }
+}
+
+/// One matched record and its evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Index of the rule that matched.
+    pub rule: usize,
+    /// Index of the input file (input order).
+    pub file: usize,
+    /// 0-based line index, relative to the partial that holds the event until merged.
+    pub line: u64,
+    /// `user.id`.
+    pub actor: Option<String>,
+    /// `@timestamp`.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// `event.id`.
+    pub record_id: Option<String>,
+    /// The rule's target field.
+    pub target: Option<String>,
+    /// The rule's flag field.
+    pub bypass_enabled: Option<bool>,
+    /// `source.ip`.
+    pub source_ip: Option<String>,
+}
+
+/// A malformed line kept as an example.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// Index of the input file.
+    pub file: usize,
+    /// 0-based line index, relative like [`Event::line`].
+    pub line: u64,
+    /// Why the line was rejected.
+    pub reason: String,
+    /// The first bytes of the line, lossily decoded.
+    pub excerpt: String,
+}
+
+/// The mergeable result of scanning some consecutive lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Partial {
+    /// Line accounting.
+    pub counts: Counts,
+    /// Matched events, in line order.
+    pub events: Vec<Event>,
+    /// The first malformed lines.
+    pub samples: Vec<Sample>,
+}
+
+impl Partial {
+    /// Appends the result of the lines that follow these: their line indexes shift by
+    /// the lines already counted here.
+    pub fn append(&mut self, mut next: Partial) {
+        let offset = self.counts.lines;
+        for e in &mut next.events {
+            e.line += offset;
+        }
+        self.events.append(&mut next.events);
+        let room = MAX_SAMPLES.saturating_sub(self.samples.len());
+        self.samples
+            .extend(next.samples.into_iter().take(room).map(|mut s| {
+                s.line += offset;
+                s
+            }));
+        self.counts.add(&next.counts);
+    }
+
+    /// Merges the result of another file: line indexes are already file-relative, so
+    /// nothing shifts. Files must be merged in input order.
+    pub fn absorb_file(&mut self, mut other: Partial) {
+        self.events.append(&mut other.events);
+        let room = MAX_SAMPLES.saturating_sub(self.samples.len());
+        self.samples.extend(other.samples.into_iter().take(room));
+        self.counts.add(&other.counts);
+    }
+
+    /// Records a malformed candidate.
+    pub fn malformed(&mut self, file: usize, line: u64, reason: String, bytes: &[u8]) {
+        self.counts.candidates += 1;
+        self.counts.malformed += 1;
+        if self.samples.len() < MAX_SAMPLES {
+            let cut = &bytes[..bytes.len().min(80)];
+            self.samples.push(Sample {
+                file,
+                line,
+                reason,
+                excerpt: String::from_utf8_lossy(cut).into_owned(),
+            });
+        }
+    }
+}
+
+/// The findings for one target of one actor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Target {
+    /// The target (a mailbox for the built-in rule); `null` when the record names none.
+    pub identity: Option<String>,
+    /// Matched events on this target.
+    pub events: u64,
+    /// The flag as the last event (in evidence order) set it.
+    pub bypass_enabled: Option<bool>,
+}
+
+/// Everything one actor did that matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActorFindings {
+    /// `user.id`; `None` when records name no actor.
+    pub actor: Option<String>,
+    /// First event time.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// Last event time.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Per-target summary, by identity.
+    pub targets: Vec<Target>,
+    /// Distinct source IPs, sorted.
+    pub source_ips: Vec<String>,
+    /// The matched events, in evidence order.
+    pub evidence: Vec<Event>,
+}
+
+/// Groups events by actor, in the documented total orders.
+pub fn group(mut events: Vec<Event>) -> Vec<ActorFindings> {
+    events.sort_by(|a, b| {
+        (&a.actor, a.timestamp, a.file, a.line, a.rule).cmp(&(
+            &b.actor,
+            b.timestamp,
+            b.file,
+            b.line,
+            b.rule,
+        ))
+    });
+    let mut by_actor: BTreeMap<Option<String>, Vec<Event>> = BTreeMap::new();
+    for e in events {
+        by_actor.entry(e.actor.clone()).or_default().push(e);
+    }
+    by_actor
+        .into_iter()
+        .map(|(actor, evidence)| {
+            let mut targets: BTreeMap<Option<String>, Target> = BTreeMap::new();
+            let mut ips = BTreeSet::new();
+            for e in &evidence {
+                let t = targets.entry(e.target.clone()).or_insert_with(|| Target {
+                    identity: e.target.clone(),
+                    events: 0,
+                    bypass_enabled: None,
+                });
+                t.events += 1;
+                if e.bypass_enabled.is_some() {
+                    t.bypass_enabled = e.bypass_enabled;
+                }
+                ips.extend(e.source_ip.clone());
+            }
+            ActorFindings {
+                actor,
+                first_seen: evidence.iter().filter_map(|e| e.timestamp).min(),
+                last_seen: evidence.iter().filter_map(|e| e.timestamp).max(),
+                targets: targets.into_values().collect(),
+                source_ips: ips.into_iter().collect(),
+                evidence,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(actor: &str, line: u64, ts: i64, target: &str, flag: Option<bool>) -> Event {
+        Event {
+            rule: 0,
+            file: 0,
+            line,
+            actor: Some(actor.to_string()),
+            timestamp: DateTime::from_timestamp(ts, 0),
+            record_id: None,
+            target: Some(target.to_string()),
+            bypass_enabled: flag,
+            source_ip: Some(format!("10.0.0.{}", line % 3)),
+        }
+    }
+
+    #[test]
+    fn append_shifts_lines_and_counts() {
+        let mut a = Partial::default();
+        a.counts.lines = 10;
+        let mut b = Partial::default();
+        b.counts.lines = 5;
+        b.counts.candidates = 1;
+        b.counts.matched = 1;
+        b.events.push(event("u", 2, 0, "t", None));
+        b.malformed(0, 3, "bad".into(), b"{oops");
+        a.append(b);
+        assert_eq!(a.counts.lines, 15);
+        assert_eq!(a.counts.candidates, 2);
+        assert_eq!(a.events[0].line, 12);
+        assert_eq!(a.samples[0].line, 13);
+    }
+
+    #[test]
+    fn append_is_associative() {
+        let part = |lines, ev: Option<Event>| {
+            let mut p = Partial::default();
+            p.counts.lines = lines;
+            p.events.extend(ev);
+            p
+        };
+        let (a, b, c) = (
+            part(3, Some(event("x", 1, 0, "t", None))),
+            part(4, Some(event("y", 0, 0, "t", None))),
+            part(2, Some(event("z", 1, 0, "t", None))),
+        );
+        let mut left = a.clone();
+        left.append(b.clone());
+        left.append(c.clone());
+        let mut bc = b;
+        bc.append(c);
+        let mut right = a;
+        right.append(bc);
+        assert_eq!(left, right);
+    }
+
+    #[test]
+    fn group_orders_actors_targets_and_evidence() {
+        let events = vec![
+            event("bob", 7, 300, "mbx2", Some(false)),
+            event("alice", 5, 200, "mbx1", Some(true)),
+            event("bob", 1, 100, "mbx2", Some(true)),
+            event("bob", 3, 100, "mbx1", Some(true)),
+        ];
+        let g = group(events);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].actor.as_deref(), Some("alice"));
+        let bob = &g[1];
+        assert_eq!(
+            bob.evidence.iter().map(|e| e.line).collect::<Vec<_>>(),
+            vec![1, 3, 7]
+        );
+        assert_eq!(bob.first_seen, DateTime::from_timestamp(100, 0));
+        assert_eq!(bob.last_seen, DateTime::from_timestamp(300, 0));
+        assert_eq!(bob.targets.len(), 2);
+        assert_eq!(bob.targets[0].identity.as_deref(), Some("mbx1"));
+        assert_eq!(bob.targets[1].events, 2);
+        assert_eq!(
+            bob.targets[1].bypass_enabled,
+            Some(false),
+            "last event's flag wins"
+        );
+        assert_eq!(bob.source_ips, vec!["10.0.0.0", "10.0.0.1"]);
+    }
+
+    #[test]
+    fn samples_are_capped() {
+        let mut p = Partial::default();
+        for i in 0..(MAX_SAMPLES as u64 + 5) {
+            p.malformed(0, i, "x".into(), b"{");
+        }
+        assert_eq!(p.samples.len(), MAX_SAMPLES);
+        assert_eq!(p.counts.malformed, MAX_SAMPLES as u64 + 5);
+    }
+}

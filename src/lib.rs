@@ -1,0 +1,26 @@
+//! ualhunt: runs Elastic's "O365 Mailbox Audit Logging Bypass" detection rule offline
+//! over Microsoft 365 audit archives, at the speed of the hardware.
+//!
+//! The modules follow the data:
+//!
+//! `source` (find, sniff, map or stream inputs) → `chunk` (line-aligned ranges) →
+//! `prefilter` (byte search for the rules' literals) → `record` (simd-json parse of the
+//! candidates, ECS field view) → `rule` (KQL, evaluated) → `findings` (mergeable partial
+//! results, grouped by actor) → `output` (table, JSON, CSV, NDJSON). `scan` is the hot
+//! loop over one chunk; `engine` drives it all on a rayon pool.
+#![deny(missing_docs)]
+
+pub mod alloc;
+pub mod chunk;
+pub mod config;
+pub mod engine;
+pub mod findings;
+pub mod output;
+pub mod prefilter;
+pub mod record;
+pub mod rule;
+pub mod scan;
+pub mod source;
+
+pub use config::{Config, OutputFormat};
+pub use engine::{Report, run};

@@ -1,0 +1,144 @@
+//! The `ualhunt` binary: parse flags, run the library, map the result to an exit
+//! status (0 findings, 1 none, 2 something could not be read).
+
+mod cli;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use cli::{Cli, Command, HuntArgs};
+use ualhunt::output::{self, terminal_safe};
+use ualhunt::rule::Rule;
+
+#[global_allocator]
+static ALLOC: ualhunt::alloc::CountingAlloc = ualhunt::alloc::CountingAlloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Hunt(args) => hunt(&args),
+        Command::Rules => rules().map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ualhunt: {}", terminal_safe(&format!("{e:#}")));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
+    let config = args.to_config();
+    let report = ualhunt::run(&config).context("cannot start worker threads")?;
+
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let written = output::write(args.format.into(), &report, &mut out);
+
+    let mut err = io::stderr().lock();
+    for e in &report.errors {
+        writeln!(
+            err,
+            "ualhunt: {}: {}",
+            terminal_safe(&e.path),
+            terminal_safe(&e.message)
+        )?;
+    }
+    if report.counts.malformed > 0 {
+        writeln!(
+            err,
+            "ualhunt: {} malformed lines skipped; first ones:",
+            report.counts.malformed
+        )?;
+        for m in report.malformed.iter().take(5) {
+            writeln!(
+                err,
+                "  {}:{}: {} ({:?})",
+                terminal_safe(&m.path),
+                m.line,
+                terminal_safe(&m.reason),
+                terminal_safe(&m.excerpt)
+            )?;
+        }
+    }
+    if args.stats {
+        output::write_stats(&report, &mut err)?;
+    }
+    written.context("cannot write findings")?;
+
+    let failed = !report.errors.is_empty() || (args.strict && report.counts.malformed > 0);
+    Ok(if failed {
+        if args.strict && report.counts.malformed > 0 {
+            writeln!(
+                err,
+                "ualhunt: --strict: {} malformed lines",
+                report.counts.malformed
+            )?;
+        }
+        ExitCode::from(2)
+    } else if report.events() > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn rules() -> anyhow::Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    for rule in Rule::builtin() {
+        let m = &rule.meta;
+        writeln!(out, "{}", m.name)?;
+        if let Some(renamed) = &m.renamed {
+            writeln!(out, "  renamed upstream:  {renamed}")?;
+        }
+        writeln!(out, "  id:                {}", m.id)?;
+        writeln!(out, "  type / language:   {} / {}", m.rule_type, m.language)?;
+        writeln!(
+            out,
+            "  severity / risk:   {} / {}",
+            m.severity, m.risk_score
+        )?;
+        writeln!(out, "  indices:           {}", m.index.join(", "))?;
+        writeln!(out, "  schedule:          {}", m.schedule)?;
+        for t in &m.threat {
+            let sub = t
+                .subtechnique
+                .as_deref()
+                .map(|s| format!(" > {s}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  threat:            {} > {}{sub}",
+                t.tactic, t.technique
+            )?;
+        }
+        for fp in &m.false_positives {
+            writeln!(out, "  false positives:   {fp}")?;
+        }
+        writeln!(
+            out,
+            "  prefilter literal: {}",
+            ualhunt::prefilter::Prefilter::for_rules(std::slice::from_ref(&rule)).describe()
+        )?;
+        writeln!(out, "  query:\n    {}", m.query)?;
+        writeln!(out, "  description:\n    {}", m.description.trim())?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `--stats`: the line accounting (DESIGN §3), throughput, prefilter selectivity,
+//! chunk latency percentiles, per-stage times and peak memory, written to stderr.
+
+use std::io::{self, Write};
+
+use crate::engine::Report;
+
+/// Writes the statistics block.
+pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let c = &report.counts;
+    let s = &report.stats;
+    let secs = s.wall.as_secs_f64().max(1e-9);
+    let gb = report.bytes as f64 / 1e9;
+    writeln!(out, "--- ualhunt stats ---")?;
+    let formats: Vec<String> = s.formats.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    writeln!(
+        out,
+        "inputs        {} ({})",
+        report.files,
+        formats.join(", ")
+    )?;
+    writeln!(
+        out,
+        "bytes         {} scanned{}",
+        report.bytes,
+        if s.compressed_bytes > 0 {
+            format!(" ({} compressed on disk)", s.compressed_bytes)
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(
+        out,
+        "lines         {} = {} blank + {} not candidate + {} candidates",
+        c.lines,
+        c.blank,
+        c.not_candidate(),
+        c.candidates
+    )?;
+    writeln!(
+        out,
+        "candidates    {} = {} matched + {} not matched + {} malformed",
+        c.candidates, c.matched, c.not_matched, c.malformed
+    )?;
+    writeln!(
+        out,
+        "events        {} by {} actors",
+        report.events(),
+        report.actors.len()
+    )?;
+    writeln!(out, "errors        {}", report.errors.len())?;
+    writeln!(out, "prefilter     {}", s.prefilter)?;
+    if gb > 0.0 {
+        writeln!(
+            out,
+            "selectivity   {:.1} candidates per GB",
+            c.candidates as f64 / gb
+        )?;
+    }
+    writeln!(
+        out,
+        "wall time     {:.3} s on {} threads, chunk size {}",
+        secs, s.threads, s.chunk_size
+    )?;
+    writeln!(
+        out,
+        "throughput    {:.1} MB/s, {:.0} lines/s",
+        report.bytes as f64 / 1e6 / secs,
+        c.lines as f64 / secs
+    )?;
+    let h = &s.chunk_latency_us;
+    if !h.is_empty() {
+        writeln!(
+            out,
+            "chunk latency {} chunks; p50 {} us, p90 {} us, p99 {} us, max {} us",
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.9),
+            h.value_at_quantile(0.99),
+            h.max()
+        )?;
+    }
+    writeln!(
+        out,
+        "stage time    scan {:.3} s (of which parse+rule {:.3} s), read/inflate {:.3} s (summed over threads)",
+        s.scan_time.as_secs_f64(),
+        s.parse_time.as_secs_f64(),
+        s.read_time.as_secs_f64()
+    )?;
+    let heap = crate::alloc::peak_heap();
+    let rss = crate::alloc::peak_rss();
+    writeln!(
+        out,
+        "memory        peak heap {:.1} MiB, peak RSS {} (RSS includes mapped file pages)",
+        heap as f64 / (1 << 20) as f64,
+        rss.map_or("unknown".to_string(), |r| format!(
+            "{:.1} MiB",
+            r as f64 / (1 << 20) as f64
+        ))
+    )
+}

@@ -1,0 +1,127 @@
+//! The byte prefilter: which lines could possibly match.
+//!
+//! Place in the flow: `scan` asks it for the next hit in a block of a chunk and widens
+//! each hit to its line; only those lines are parsed. Contract (ripgrep's
+//! `find_candidate_line`): false positives are fine, a false negative is a bug. The
+//! literals come from the rules' parsed queries, never from a constant here.
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use memchr::memmem;
+
+use crate::rule::Rule;
+
+/// A compiled search for the literals the rules require.
+#[derive(Clone, Debug)]
+pub enum Prefilter {
+    /// Every non-blank line is a candidate (`--no-prefilter`, or a rule with no literal).
+    Everything,
+    /// One literal: memchr's SIMD substring search.
+    One(memmem::Finder<'static>),
+    /// Several literals: aho-corasick (Teddy SIMD where it applies).
+    Many {
+        /// The automaton.
+        searcher: Box<AhoCorasick>,
+        /// Length of the longest literal.
+        longest: usize,
+    },
+}
+
+impl Prefilter {
+    /// Builds the prefilter for a rule set: a line is a candidate when it contains a
+    /// literal required by any rule. A rule that yields no literal disables filtering.
+    pub fn for_rules(rules: &[Rule]) -> Prefilter {
+        let mut literals = Vec::new();
+        for rule in rules {
+            match rule.query.required_literals() {
+                Some(set) => literals.extend(set),
+                None => return Prefilter::Everything,
+            }
+        }
+        Prefilter::from_literals(literals)
+    }
+
+    /// Builds a prefilter for a set of literals (none: everything is a candidate).
+    pub fn from_literals(mut literals: Vec<String>) -> Prefilter {
+        literals.sort();
+        literals.dedup();
+        literals.retain(|l| !l.is_empty());
+        match literals.len() {
+            0 => Prefilter::Everything,
+            1 => Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned()),
+            _ => {
+                let longest = literals.iter().map(String::len).max().unwrap_or(0);
+                let searcher = AhoCorasick::builder()
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(&literals)
+                    // A handful of short literals always builds.
+                    .expect("prefilter automaton builds");
+                Prefilter::Many {
+                    searcher: Box::new(searcher),
+                    longest,
+                }
+            }
+        }
+    }
+
+    /// The literals searched for, for `--stats` and tests.
+    pub fn describe(&self) -> String {
+        match self {
+            Prefilter::Everything => "none (every line is parsed)".to_string(),
+            Prefilter::One(f) => format!("{:?}", String::from_utf8_lossy(f.needle())),
+            Prefilter::Many { searcher, .. } => {
+                format!(
+                    "{} literals (aho-corasick {:?})",
+                    searcher.patterns_len(),
+                    searcher.kind()
+                )
+            }
+        }
+    }
+
+    /// Whether every line is a candidate.
+    pub fn is_everything(&self) -> bool {
+        matches!(self, Prefilter::Everything)
+    }
+
+    /// How many bytes past a block's end a hit starting inside it can reach.
+    pub fn overlap(&self) -> usize {
+        match self {
+            Prefilter::Everything => 0,
+            Prefilter::One(f) => f.needle().len().saturating_sub(1),
+            Prefilter::Many { longest, .. } => longest.saturating_sub(1),
+        }
+    }
+
+    /// The offset of the first hit in `haystack`.
+    #[inline]
+    pub fn find(&self, haystack: &[u8]) -> Option<usize> {
+        match self {
+            Prefilter::Everything => None,
+            Prefilter::One(f) => f.find(haystack),
+            Prefilter::Many { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rule_gives_one_memmem_literal() {
+        let p = Prefilter::for_rules(&Rule::builtin());
+        assert!(matches!(p, Prefilter::One(_)), "{p:?}");
+        assert_eq!(p.describe(), "\"Set-MailboxAuditBypassAssociation\"");
+        assert_eq!(p.find(b"xx Set-MailboxAuditBypassAssociation"), Some(3));
+        assert_eq!(p.find(b"set-mailboxauditbypassassociation"), None);
+    }
+
+    #[test]
+    fn several_literals_use_aho_corasick() {
+        let p = Prefilter::from_literals(vec!["New-InboxRule".into(), "Set-InboxRule".into()]);
+        assert_eq!(p.find(b"....Set-InboxRule"), Some(4));
+        assert_eq!(p.overlap(), 12);
+        assert!(Prefilter::from_literals(vec![]).is_everything());
+    }
+}

@@ -1,0 +1,581 @@
+//! The record view: one parsed audit record, whatever its shape, seen through ECS
+//! field names.
+//!
+//! Place in the flow: `scan` parses a candidate line with simd-json into a tape and
+//! wraps it in a [`Record`]; the rule reads fields through [`FieldSource`]. The view maps
+//! raw Unified Audit Log records the way Elastic's o365 ingest pipeline does (DESIGN §2),
+//! so a rule sees the same fields for a raw record and for an ECS document. It never
+//! copies the record: every string it hands out borrows from the parse buffer.
+//!
+//! Field names are resolved to a [`Field`] once, when a rule is compiled, not per line.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use simd_json::prelude::*;
+use simd_json::tape::Value;
+
+use crate::rule::kql::FieldSource;
+
+/// A field a rule or a report can ask for, resolved from its ECS name once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// `event.dataset` or `data_stream.dataset` (the first one named).
+    Dataset(DatasetName),
+    /// `event.provider` (raw: `Workload`).
+    Provider,
+    /// `event.action` (raw: `Operation`).
+    Action,
+    /// `event.outcome` (raw: `ResultStatus`, mapped).
+    Outcome,
+    /// `user.id` (raw: `UserId`), the actor.
+    UserId,
+    /// `@timestamp` (raw: `CreationTime`).
+    Timestamp,
+    /// `event.id` (raw: `Id`).
+    EventId,
+    /// `organization.id` (raw: `OrganizationId`).
+    OrganizationId,
+    /// `source.ip` (raw: first of `ClientIPAddress`, `ClientIP`, `ActorIpAddress`, reduced).
+    SourceIp,
+    /// `o365.audit.<path>`: the raw record's own fields.
+    Audit(String),
+    /// Any other ECS field; raw records have none.
+    Other(String),
+}
+
+/// Which of the two dataset field names a query used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DatasetName {
+    /// `event.dataset`
+    Event,
+    /// `data_stream.dataset`
+    DataStream,
+}
+
+/// The dataset every raw audit record belongs to.
+pub const O365_AUDIT: &str = "o365.audit";
+
+impl Field {
+    /// Resolves an ECS field name.
+    pub fn parse(name: &str) -> Field {
+        match name {
+            "event.dataset" => Field::Dataset(DatasetName::Event),
+            "data_stream.dataset" => Field::Dataset(DatasetName::DataStream),
+            "event.provider" => Field::Provider,
+            "event.action" => Field::Action,
+            "event.outcome" => Field::Outcome,
+            "user.id" => Field::UserId,
+            "@timestamp" => Field::Timestamp,
+            "event.id" => Field::EventId,
+            "organization.id" => Field::OrganizationId,
+            "source.ip" => Field::SourceIp,
+            _ => match name.strip_prefix("o365.audit.") {
+                Some(rest) if !rest.is_empty() => Field::Audit(rest.to_string()),
+                _ => Field::Other(name.to_string()),
+            },
+        }
+    }
+
+    /// The ECS name of the field.
+    pub fn name(&self) -> String {
+        match self {
+            Field::Dataset(DatasetName::Event) => "event.dataset".into(),
+            Field::Dataset(DatasetName::DataStream) => "data_stream.dataset".into(),
+            Field::Provider => "event.provider".into(),
+            Field::Action => "event.action".into(),
+            Field::Outcome => "event.outcome".into(),
+            Field::UserId => "user.id".into(),
+            Field::Timestamp => "@timestamp".into(),
+            Field::EventId => "event.id".into(),
+            Field::OrganizationId => "organization.id".into(),
+            Field::SourceIp => "source.ip".into(),
+            Field::Audit(rest) => format!("o365.audit.{rest}"),
+            Field::Other(name) => name.clone(),
+        }
+    }
+
+    /// Whether a value of this field appears byte for byte in the line of every record
+    /// shape (so it can serve as a prefilter literal). Mapped fields do not: a raw record
+    /// has no `o365.audit` dataset string and spells success `Succeeded`.
+    pub fn is_verbatim(&self) -> bool {
+        !matches!(
+            self,
+            Field::Dataset(_) | Field::Outcome | Field::Timestamp | Field::SourceIp
+        )
+    }
+}
+
+/// The shape a record was recognised as (DESIGN §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A raw Unified Audit Log record.
+    Raw,
+    /// An ECS document (nested, dotted or mixed keys).
+    Ecs,
+}
+
+/// A parsed record, seen through ECS field names.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'t, 'i> {
+    /// The record's object (always an object).
+    root: Value<'t, 'i>,
+    shape: Shape,
+}
+
+/// Why a parsed line is not a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotARecord {
+    /// The line is JSON but not an object.
+    NotAnObject,
+}
+
+impl<'t, 'i> Record<'t, 'i> {
+    /// Recognises the shape of a parsed JSON value; an Elasticsearch hit (`_source`)
+    /// is unwrapped to the document it holds.
+    pub fn new(value: Value<'t, 'i>) -> Result<Record<'t, 'i>, NotARecord> {
+        let mut root = value;
+        let obj = root.as_object().ok_or(NotARecord::NotAnObject)?;
+        if let Some(source) = obj.get("_source").filter(|v| v.is_object()) {
+            root = source;
+        }
+        let ecs = root
+            .as_object()
+            .ok_or(NotARecord::NotAnObject)?
+            .iter()
+            .any(|(k, v)| (k == "event" && v.is_object()) || k.starts_with("event."));
+        Ok(Record {
+            root,
+            shape: if ecs { Shape::Ecs } else { Shape::Raw },
+        })
+    }
+
+    /// The shape this record was recognised as.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// The first text value of a field, if any.
+    pub fn text(&self, field: &Field) -> Option<Cow<'i, str>> {
+        let mut found = None;
+        self.visit(field, &mut |v| {
+            found = Some(v);
+            true
+        });
+        found
+    }
+
+    /// The actor (`user.id`).
+    pub fn actor(&self) -> Option<Cow<'i, str>> {
+        self.text(&Field::UserId)
+    }
+
+    /// The event time (`@timestamp`), parsed; no offset means UTC.
+    pub fn timestamp(&self) -> Option<DateTime<Utc>> {
+        parse_timestamp(&self.text(&Field::Timestamp)?)
+    }
+
+    /// Calls `f` on each text value of `field` until it returns true.
+    fn visit(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
+        match self.shape {
+            Shape::Raw => self.visit_raw(field, f),
+            Shape::Ecs => self.visit_ecs(field, f),
+        }
+    }
+
+    fn visit_raw(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
+        let raw = |key: &str| self.root.as_object().and_then(|o| o.get(key));
+        match field {
+            Field::Dataset(_) => f(Cow::Borrowed(O365_AUDIT)),
+            Field::Provider => each_text(raw("Workload"), f),
+            Field::Action => each_text(raw("Operation"), f),
+            Field::Outcome => f(Cow::Borrowed(raw_outcome(raw("ResultStatus")))),
+            Field::UserId => each_text(raw("UserId"), f),
+            Field::Timestamp => each_text(raw("CreationTime"), f),
+            Field::EventId => each_text(raw("Id"), f),
+            Field::OrganizationId => each_text(raw("OrganizationId"), f),
+            Field::SourceIp => {
+                let first = ["ClientIPAddress", "ClientIP", "ActorIpAddress"]
+                    .iter()
+                    .filter_map(|k| raw(k).and_then(|v| v.into_string()))
+                    .find(|s| !s.trim().is_empty());
+                match first.and_then(reduce_ip) {
+                    Some(ip) => f(Cow::Owned(ip)),
+                    None => false,
+                }
+            }
+            Field::Audit(path) => match path.strip_prefix("Parameters.") {
+                Some(name) => visit_parameter(raw("Parameters"), name, f),
+                None => each_text(lookup(self.root, path), f),
+            },
+            Field::Other(_) => false,
+        }
+    }
+
+    fn visit_ecs(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
+        let at = |path: &str| lookup(self.root, path);
+        match field {
+            Field::Dataset(name) => {
+                let (first, second) = match name {
+                    DatasetName::Event => ("event.dataset", "data_stream.dataset"),
+                    DatasetName::DataStream => ("data_stream.dataset", "event.dataset"),
+                };
+                // In Elastic both are constant keywords of the o365 indices; a document
+                // that carries neither is taken to come from them.
+                match at(first).or_else(|| at(second)) {
+                    Some(v) => each_text(Some(v), f),
+                    None => f(Cow::Borrowed(O365_AUDIT)),
+                }
+            }
+            Field::SourceIp => each_text(at("source.ip").or_else(|| at("client.ip")), f),
+            Field::EventId => each_text(at("event.id").or_else(|| at("o365.audit.Id")), f),
+            Field::Audit(path) => {
+                if let Some(v) = lookup(self.root, &format!("o365.audit.{path}")) {
+                    return each_text(Some(v), f);
+                }
+                // A document whose Parameters stayed a Name/Value array.
+                match path.strip_prefix("Parameters.") {
+                    Some(name) => visit_parameter(at("o365.audit.Parameters"), name, f),
+                    None => false,
+                }
+            }
+            other => each_text(at(&other.name()), f),
+        }
+    }
+}
+
+impl FieldSource for Record<'_, '_> {
+    fn any_value(&self, field: &Field, pred: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.visit(field, &mut |v| pred(&v))
+    }
+}
+
+/// Looks a dotted path up in an object whose keys may be nested (`{"event":{"action":…}}`),
+/// dotted (`{"event.action":…}`) or any mix of the two.
+fn lookup<'t, 'i>(value: Value<'t, 'i>, path: &str) -> Option<Value<'t, 'i>> {
+    let obj = value.as_object()?;
+    if let Some(v) = obj.get(path) {
+        return Some(v);
+    }
+    path.match_indices('.').find_map(|(i, _)| {
+        let child = obj.get(&path[..i]).filter(|c| c.is_object())?;
+        lookup(child, &path[i + 1..])
+    })
+}
+
+/// Calls `f` on the text of a scalar, or of each scalar in an array.
+fn each_text<'i>(value: Option<Value<'_, 'i>>, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
+    let Some(value) = value else { return false };
+    match value.as_array() {
+        Some(items) => items.iter().any(|v| scalar_text(v).is_some_and(&mut *f)),
+        None => scalar_text(value).is_some_and(f),
+    }
+}
+
+/// The text of a scalar: strings as they are, numbers and booleans as JSON writes them.
+fn scalar_text<'i>(value: Value<'_, 'i>) -> Option<Cow<'i, str>> {
+    if let Some(s) = value.into_string() {
+        return Some(Cow::Borrowed(s));
+    }
+    if let Some(b) = value.as_bool() {
+        return Some(Cow::Borrowed(if b { "true" } else { "false" }));
+    }
+    if let Some(n) = value.as_i64() {
+        return Some(Cow::Owned(n.to_string()));
+    }
+    if let Some(n) = value.as_u64() {
+        return Some(Cow::Owned(n.to_string()));
+    }
+    value.as_f64().map(|n| Cow::Owned(n.to_string()))
+}
+
+/// `Parameters.<name>` of a raw record: the last non-null `Value` of a `{"Name","Value"}`
+/// entry with that name; a string `Parameters` answers only to `_raw`.
+fn visit_parameter<'i>(
+    params: Option<Value<'_, 'i>>,
+    name: &str,
+    f: &mut dyn FnMut(Cow<'i, str>) -> bool,
+) -> bool {
+    let Some(params) = params else { return false };
+    if let Some(s) = params.into_string() {
+        return name == "_raw" && f(Cow::Borrowed(s));
+    }
+    if let Some(obj) = params.as_object() {
+        return each_text(obj.get(name), f);
+    }
+    let Some(items) = params.as_array() else {
+        return false;
+    };
+    let last = items
+        .iter()
+        .filter_map(|p| p.as_object())
+        .filter(|p| p.get("Name").and_then(|n| n.into_string()) == Some(name))
+        .filter_map(|p| p.get("Value"))
+        .filter(|v| !v.is_null())
+        .last();
+    each_text(last, f)
+}
+
+/// `ResultStatus` mapped to `event.outcome` (DESIGN §2): only `failed` and `false` (any
+/// case) are failures; anything else, absent included, is a success.
+fn raw_outcome(status: Option<Value<'_, '_>>) -> &'static str {
+    let failed = match status {
+        Some(v) => match (v.as_str(), v.as_bool()) {
+            (Some(s), _) => s.eq_ignore_ascii_case("failed") || s.eq_ignore_ascii_case("false"),
+            (None, Some(b)) => !b,
+            _ => false,
+        },
+        None => false,
+    };
+    if failed { "failure" } else { "success" }
+}
+
+/// Reduces a client address to the IP it holds: `[ip]:port`, `ip:port`, `[ip]` and
+/// `::ffff:a.b.c.d` give the address; anything that is not an IP (a host name) gives none.
+pub fn reduce_ip(text: &str) -> Option<String> {
+    let text = text.trim();
+    let host = if let Some(rest) = text.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let after = &rest[end + 1..];
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        &rest[..end]
+    } else {
+        match text.rsplit_once(':') {
+            // One colon: IPv4 (or a name) with a port. More: a bare IPv6 address.
+            Some((host, port)) if !host.contains(':') && is_port(port) => host,
+            _ => text,
+        }
+    };
+    let ip: IpAddr = host.parse().ok()?;
+    Some(ip.to_canonical().to_string())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Parses an audit timestamp: RFC 3339, or ISO 8601 without an offset (taken as UTC,
+/// as `CreationTime` is written), with `T` or a space between date and time.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|fmt| NaiveDateTime::parse_from_str(text, fmt).ok())
+    .map(|t| t.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_record<R>(json: &str, f: impl FnOnce(Record<'_, '_>) -> R) -> R {
+        let mut bytes = json.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut bytes).expect("valid json");
+        let record = Record::new(tape.as_value()).expect("an object");
+        f(record)
+    }
+
+    fn text_of(json: &str, field: &str) -> Option<String> {
+        with_record(json, |r| r.text(&Field::parse(field)).map(Cow::into_owned))
+    }
+
+    const RAW: &str = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"abc","Operation":"Set-MailboxAuditBypassAssociation","OrganizationId":"org","RecordType":1,"ResultStatus":"Succeeded","UserId":"NT AUTHORITY\\SYSTEM (x)","Workload":"Exchange","ClientIP":"[2001:db8::1]:443","ObjectId":"obj","Parameters":[{"Name":"Identity","Value":"first"},{"Name":"AuditBypassEnabled","Value":"True"},{"Name":"Identity","Value":"mbx@contoso.com"},{"Name":"Identity","Value":null}]}"#;
+
+    #[test]
+    fn raw_record_maps_like_the_elastic_pipeline() {
+        assert_eq!(text_of(RAW, "event.dataset").as_deref(), Some("o365.audit"));
+        assert_eq!(
+            text_of(RAW, "data_stream.dataset").as_deref(),
+            Some("o365.audit")
+        );
+        assert_eq!(text_of(RAW, "event.provider").as_deref(), Some("Exchange"));
+        assert_eq!(
+            text_of(RAW, "event.action").as_deref(),
+            Some("Set-MailboxAuditBypassAssociation")
+        );
+        assert_eq!(text_of(RAW, "event.outcome").as_deref(), Some("success"));
+        assert_eq!(
+            text_of(RAW, "user.id").as_deref(),
+            Some(r"NT AUTHORITY\SYSTEM (x)")
+        );
+        assert_eq!(text_of(RAW, "event.id").as_deref(), Some("abc"));
+        assert_eq!(text_of(RAW, "organization.id").as_deref(), Some("org"));
+        assert_eq!(text_of(RAW, "source.ip").as_deref(), Some("2001:db8::1"));
+        assert_eq!(text_of(RAW, "o365.audit.RecordType").as_deref(), Some("1"));
+        assert_eq!(
+            text_of(RAW, "o365.audit.Parameters.Identity").as_deref(),
+            Some("mbx@contoso.com")
+        );
+        assert_eq!(
+            text_of(RAW, "o365.audit.Parameters.AuditBypassEnabled").as_deref(),
+            Some("True")
+        );
+        assert_eq!(text_of(RAW, "host.name"), None);
+        let ts = with_record(RAW, |r| r.timestamp()).unwrap();
+        assert_eq!(ts.to_rfc3339(), "2024-03-05T10:11:12+00:00");
+    }
+
+    #[test]
+    fn result_status_table() {
+        let cases = [
+            ("\"Succeeded\"", "success"),
+            ("\"success\"", "success"),
+            ("\"PartiallySucceeded\"", "success"),
+            ("\"True\"", "success"),
+            ("\"Failed\"", "failure"),
+            ("\"FALSE\"", "failure"),
+            ("\"false\"", "failure"),
+            ("\"Unknown\"", "success"),
+            ("\"\"", "success"),
+            ("false", "failure"),
+            ("true", "success"),
+            ("null", "success"),
+        ];
+        for (status, want) in cases {
+            let json = format!(r#"{{"Operation":"X","ResultStatus":{status}}}"#);
+            assert_eq!(
+                text_of(&json, "event.outcome").as_deref(),
+                Some(want),
+                "{status}"
+            );
+        }
+        assert_eq!(
+            text_of(r#"{"Operation":"X"}"#, "event.outcome").as_deref(),
+            Some("success")
+        );
+    }
+
+    #[test]
+    fn ecs_nested_dotted_and_mixed_read_the_same() {
+        let docs = [
+            r#"{"event":{"action":"A","provider":"Exchange","outcome":"success"},"user":{"id":"u"},"o365":{"audit":{"Parameters":{"Identity":"t"}}}}"#,
+            r#"{"event.action":"A","event.provider":"Exchange","event.outcome":"success","user.id":"u","o365.audit.Parameters.Identity":"t"}"#,
+            r#"{"event":{"action":"A"},"event.provider":"Exchange","event.outcome":"success","user":{"id":"u"},"o365.audit":{"Parameters.Identity":"t"}}"#,
+            r#"{"_index":"x","_source":{"event":{"action":"A","provider":"Exchange","outcome":"success"},"user.id":"u","o365":{"audit.Parameters":{"Identity":"t"}}}}"#,
+        ];
+        for doc in docs {
+            with_record(doc, |r| assert_eq!(r.shape(), Shape::Ecs, "{doc}"));
+            assert_eq!(text_of(doc, "event.action").as_deref(), Some("A"), "{doc}");
+            assert_eq!(
+                text_of(doc, "event.provider").as_deref(),
+                Some("Exchange"),
+                "{doc}"
+            );
+            assert_eq!(
+                text_of(doc, "event.outcome").as_deref(),
+                Some("success"),
+                "{doc}"
+            );
+            assert_eq!(text_of(doc, "user.id").as_deref(), Some("u"), "{doc}");
+            assert_eq!(
+                text_of(doc, "o365.audit.Parameters.Identity").as_deref(),
+                Some("t"),
+                "{doc}"
+            );
+            assert_eq!(
+                text_of(doc, "event.dataset").as_deref(),
+                Some("o365.audit"),
+                "{doc}"
+            );
+        }
+    }
+
+    #[test]
+    fn ecs_dataset_is_read_when_present() {
+        let doc = r#"{"event":{"dataset":"azure.auditlogs","action":"A"}}"#;
+        assert_eq!(
+            text_of(doc, "event.dataset").as_deref(),
+            Some("azure.auditlogs")
+        );
+        assert_eq!(
+            text_of(doc, "data_stream.dataset").as_deref(),
+            Some("azure.auditlogs")
+        );
+        let doc = r#"{"data_stream":{"dataset":"o365.audit"},"event":{"action":"A"}}"#;
+        assert_eq!(text_of(doc, "event.dataset").as_deref(), Some("o365.audit"));
+    }
+
+    #[test]
+    fn string_parameters_become_raw() {
+        let doc = r#"{"Operation":"X","Parameters":"-Identity \"a\""}"#;
+        assert_eq!(
+            text_of(doc, "o365.audit.Parameters._raw").as_deref(),
+            Some("-Identity \"a\"")
+        );
+        assert_eq!(text_of(doc, "o365.audit.Parameters.Identity"), None);
+    }
+
+    #[test]
+    fn source_ip_forms() {
+        let cases = [
+            ("[10.11.12.13]:12345", Some("10.11.12.13")),
+            ("10.11.12.13:12345", Some("10.11.12.13")),
+            ("10.11.12.13", Some("10.11.12.13")),
+            ("::ffff:10.11.12.13", Some("10.11.12.13")),
+            ("[::ffff:10.11.12.13]:12345", Some("10.11.12.13")),
+            ("[2001:db8::abcd]:12345", Some("2001:db8::abcd")),
+            ("2001:db8::abcd", Some("2001:db8::abcd")),
+            ("[2001:db8::abcd]", Some("2001:db8::abcd")),
+            ("[10.11.12.13]", Some("10.11.12.13")),
+            ("localhost", None),
+            ("[localhost]:12345", None),
+            ("localhost:12345", None),
+            ("cool.client.local:12345", None),
+            ("[1.2.3.4]junk", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(reduce_ip(input).as_deref(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn source_ip_takes_the_first_present_field() {
+        let doc = r#"{"Operation":"X","ActorIpAddress":"3.3.3.3","ClientIP":"2.2.2.2"}"#;
+        assert_eq!(text_of(doc, "source.ip").as_deref(), Some("2.2.2.2"));
+        let doc = r#"{"Operation":"X","ClientIPAddress":"1.1.1.1","ClientIP":"2.2.2.2"}"#;
+        assert_eq!(text_of(doc, "source.ip").as_deref(), Some("1.1.1.1"));
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = |s| parse_timestamp(s).map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("2020-02-17T17:12:03").as_deref(),
+            Some("2020-02-17T17:12:03+00:00")
+        );
+        assert_eq!(
+            t("2020-02-17T17:12:03.5Z").as_deref(),
+            Some("2020-02-17T17:12:03.500+00:00")
+        );
+        assert_eq!(
+            t("2020-02-17T19:12:03+02:00").as_deref(),
+            Some("2020-02-17T17:12:03+00:00")
+        );
+        assert_eq!(
+            t("2020-02-17 17:12:03").as_deref(),
+            Some("2020-02-17T17:12:03+00:00")
+        );
+        assert_eq!(t("yesterday"), None);
+    }
+
+    #[test]
+    fn non_objects_are_not_records() {
+        let mut bytes = b"[1,2]".to_vec();
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        assert_eq!(
+            Record::new(tape.as_value()).unwrap_err(),
+            NotARecord::NotAnObject
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! The hot loop: one line-aligned chunk in, one [`Partial`] out.
+//!
+//! Place in the flow: `engine` hands each chunk (a slice of a mapped file or of a
+//! decompressed block) to [`scan_chunk`] on a rayon worker. The chunk is walked in
+//! cache-sized blocks: the prefilter searches the whole block for the rule literals,
+//! then one newline pass over the same, still cache-hot, block counts lines, spots
+//! blank ones and numbers the candidate lines. Only candidates are copied into the
+//! worker's scratch buffer and parsed (simd-json parses in place; the mapping stays
+//! read-only). No I/O and no printing happen here.
+
+use std::time::{Duration, Instant};
+
+use memchr::{memchr, memchr_iter, memrchr};
+
+use crate::findings::{Event, Partial};
+use crate::prefilter::Prefilter;
+use crate::record::{Field, Record};
+use crate::rule::{Rule, parse_flag};
+
+/// Bytes walked at a time: small enough that the newline pass finds the block still in
+/// the L2 cache after the literal search.
+const BLOCK: usize = 256 * 1024;
+
+/// Everything a worker needs to evaluate lines; shared read-only by all workers.
+#[derive(Debug)]
+pub struct Matcher {
+    rules: Vec<Rule>,
+    prefilter: Prefilter,
+    max_line: usize,
+    timed: bool,
+}
+
+impl Matcher {
+    /// Compiles the matcher. With `prefilter` false every non-blank line is parsed
+    /// (the slow reference path). Lines longer than `max_line` bytes are counted as
+    /// malformed instead of being parsed.
+    pub fn new(rules: Vec<Rule>, prefilter: bool, max_line: usize) -> Matcher {
+        let prefilter = if prefilter {
+            Prefilter::for_rules(&rules)
+        } else {
+            Prefilter::Everything
+        };
+        Matcher {
+            rules,
+            prefilter,
+            max_line,
+            timed: false,
+        }
+    }
+
+    /// Measures time spent parsing candidates (for `--stats`; costs two clock reads
+    /// per candidate).
+    pub fn with_timing(mut self, timed: bool) -> Matcher {
+        self.timed = timed;
+        self
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The prefilter in use.
+    pub fn prefilter(&self) -> &Prefilter {
+        &self.prefilter
+    }
+
+    /// The longest line that is parsed.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+}
+
+/// Per-worker reusable buffers.
+#[derive(Default)]
+pub struct Scratch {
+    buf: Vec<u8>,
+    buffers: Option<simd_json::Buffers>,
+    /// Candidate lines of the current block: (start, end without newline, line index).
+    candidates: Vec<(usize, usize, u64)>,
+    /// Time spent parsing and evaluating candidates.
+    pub parse_time: Duration,
+}
+
+/// Scans one line-aligned chunk of file `file`. Line indexes in the result are
+/// relative to the chunk's first line.
+pub fn scan_chunk(data: &[u8], file: usize, m: &Matcher, scratch: &mut Scratch) -> Partial {
+    let mut out = Partial::default();
+    if data.is_empty() {
+        return out;
+    }
+    if m.prefilter.is_everything() {
+        scan_every_line(data, file, m, scratch, &mut out);
+    } else {
+        scan_prefiltered(data, file, m, scratch, &mut out);
+    }
+    out
+}
+
+/// The reference path: every non-blank line is a candidate.
+fn scan_every_line(
+    data: &[u8],
+    file: usize,
+    m: &Matcher,
+    scratch: &mut Scratch,
+    out: &mut Partial,
+) {
+    let mut start = 0;
+    let mut index = 0u64;
+    while start < data.len() {
+        let end = memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+        let line = &data[start..end];
+        if is_blank(line) {
+            out.counts.blank += 1;
+        } else {
+            candidate(line, file, index, m, scratch, out);
+        }
+        index += 1;
+        start = end + 1;
+    }
+    out.counts.lines = index;
+}
+
+/// The fast path: search each block for the literals, then count its lines in one pass
+/// while it is cache-hot, numbering the candidate lines on the way.
+fn scan_prefiltered(
+    data: &[u8],
+    file: usize,
+    m: &Matcher,
+    scratch: &mut Scratch,
+    out: &mut Partial,
+) {
+    let len = data.len();
+    let overlap = m.prefilter.overlap();
+    let mut lines_before_block = 0u64;
+    // Hits before this position belong to lines already taken.
+    let mut search_from = 0usize;
+    let mut block_start = 0usize;
+    // The first line of the chunk starts at 0; every other line starts after a newline.
+    if is_blank_at(data, 0) {
+        out.counts.blank += 1;
+    }
+    let mut cands = std::mem::take(&mut scratch.candidates);
+    while block_start < len {
+        let block_end = (block_start + BLOCK).min(len);
+
+        // 1. Literal search over the block (a hit may run past its end by `overlap`).
+        cands.clear();
+        let window_end = (block_end + overlap).min(len);
+        let mut from = search_from.max(block_start);
+        while from < block_end {
+            let Some(off) = m.prefilter.find(&data[from..window_end]) else {
+                break;
+            };
+            let hit = from + off;
+            if hit >= block_end {
+                break;
+            }
+            let line_start = memrchr(b'\n', &data[..hit]).map_or(0, |i| i + 1);
+            let line_end = memchr(b'\n', &data[hit..]).map_or(len, |i| hit + i);
+            cands.push((line_start, line_end, 0));
+            from = line_end + 1;
+        }
+        search_from = search_from.max(from);
+
+        // 2. One newline pass: count lines, spot blank ones, number the candidates.
+        let mut seen = 0u64;
+        let mut next = 0usize;
+        for nl in memchr_iter(b'\n', &data[block_start..block_end]) {
+            let nl = block_start + nl;
+            while next < cands.len() && cands[next].0 <= nl {
+                cands[next].2 = lines_before_block + seen_before(cands[next].0, block_start, seen);
+                next += 1;
+            }
+            seen += 1;
+            if is_blank_at(data, nl + 1) {
+                out.counts.blank += 1;
+            }
+        }
+        for c in &mut cands[next..] {
+            c.2 = lines_before_block + seen_before(c.0, block_start, seen);
+        }
+
+        // 3. Parse the candidates while the block is still warm.
+        for &(start, end, index) in &cands {
+            candidate(&data[start..end], file, index, m, scratch, out);
+        }
+        lines_before_block += seen;
+        block_start = block_end;
+    }
+    scratch.candidates = cands;
+    out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
+}
+
+/// Newlines of the current block before a line start: a line that began in an earlier
+/// block has none between its start and the block start.
+#[inline]
+fn seen_before(line_start: usize, block_start: usize, seen: u64) -> u64 {
+    if line_start < block_start { 0 } else { seen }
+}
+
+/// Whether the line starting at `start` is blank; a position at the very end of the
+/// data starts no line.
+#[inline]
+fn is_blank_at(data: &[u8], start: usize) -> bool {
+    match data.get(start) {
+        None => false,
+        // Lines almost always start with `{`: one compare decides.
+        Some(b'\n' | b'\r' | b' ' | b'\t') => {
+            let end = memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            is_blank(&data[start..end])
+        }
+        Some(_) => false,
+    }
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\x0c'))
+}
+
+/// Parses one candidate line and evaluates the rules on it.
+fn candidate(
+    line: &[u8],
+    file: usize,
+    index: u64,
+    m: &Matcher,
+    scratch: &mut Scratch,
+    out: &mut Partial,
+) {
+    let started = m.timed.then(Instant::now);
+    let line = line.trim_ascii();
+    if line.len() > m.max_line {
+        let reason = format!(
+            "line of {} bytes is longer than the limit of {}",
+            line.len(),
+            m.max_line
+        );
+        out.malformed(file, index, reason, line);
+    } else {
+        evaluate(line, file, index, m, scratch, out);
+    }
+    if let Some(t) = started {
+        scratch.parse_time += t.elapsed();
+    }
+}
+
+fn evaluate(
+    line: &[u8],
+    file: usize,
+    index: u64,
+    m: &Matcher,
+    scratch: &mut Scratch,
+    out: &mut Partial,
+) {
+    scratch.buf.clear();
+    scratch.buf.extend_from_slice(line);
+    let buffers = scratch
+        .buffers
+        .get_or_insert_with(|| simd_json::Buffers::new(line.len()));
+    let tape = match simd_json::to_tape_with_buffers(&mut scratch.buf, buffers) {
+        Ok(tape) => tape,
+        Err(e) => {
+            out.malformed(file, index, format!("invalid JSON: {e}"), line);
+            return;
+        }
+    };
+    let Ok(record) = Record::new(tape.as_value()) else {
+        out.malformed(file, index, "not a JSON object".to_string(), line);
+        return;
+    };
+    out.counts.candidates += 1;
+    let before = out.events.len();
+    for (i, rule) in m.rules.iter().enumerate() {
+        if rule.query.matches(&record) {
+            out.events.push(event(&record, rule, i, file, index));
+        }
+    }
+    if out.events.len() > before {
+        out.counts.matched += 1;
+    } else {
+        out.counts.not_matched += 1;
+    }
+}
+
+fn event(record: &Record<'_, '_>, rule: &Rule, index: usize, file: usize, line: u64) -> Event {
+    let owned = |f: &Field| record.text(f).map(|s| s.into_owned());
+    Event {
+        rule: index,
+        file,
+        line,
+        actor: record.actor().map(|s| s.into_owned()),
+        timestamp: record.timestamp(),
+        record_id: owned(&Field::EventId),
+        target: rule
+            .target
+            .iter()
+            .find_map(|f| record.text(f))
+            .map(|s| s.into_owned()),
+        bypass_enabled: rule
+            .flag
+            .as_ref()
+            .and_then(|f| record.text(f))
+            .and_then(|s| parse_flag(&s)),
+        source_ip: owned(&Field::SourceIp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HIT: &str = r#"{"Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","UserId":"u","CreationTime":"2024-01-01T00:00:00","Id":"1","Parameters":[{"Name":"Identity","Value":"m"},{"Name":"AuditBypassEnabled","Value":"True"}]}"#;
+    const MISS: &str = r#"{"Operation":"Set-Mailbox","Workload":"Exchange","UserId":"u"}"#;
+    const DECOY: &str = r#"{"Operation":"Set-Mailbox","Workload":"Exchange","ObjectId":"Set-MailboxAuditBypassAssociation"}"#;
+
+    fn scan(data: &str, prefilter: bool) -> Partial {
+        let m = Matcher::new(Rule::builtin(), prefilter, 1 << 20);
+        scan_chunk(data.as_bytes(), 0, &m, &mut Scratch::default())
+    }
+
+    #[test]
+    fn counts_and_numbers_lines() {
+        let data = format!(
+            "{MISS}\n\n{HIT}\n  \n{DECOY}\n{{broken Set-MailboxAuditBypassAssociation\n{HIT}"
+        );
+        for prefilter in [true, false] {
+            let p = scan(&data, prefilter);
+            assert_eq!(p.counts.lines, 7, "prefilter={prefilter}");
+            assert_eq!(p.counts.blank, 2);
+            assert_eq!(p.counts.matched, 2);
+            assert_eq!(p.counts.malformed, 1);
+            assert_eq!(
+                p.events.iter().map(|e| e.line).collect::<Vec<_>>(),
+                vec![2, 6]
+            );
+            assert_eq!(p.samples[0].line, 5);
+            let c = p.counts;
+            assert_eq!(c.lines, c.blank + c.not_candidate() + c.candidates);
+            assert_eq!(c.candidates, c.matched + c.not_matched + c.malformed);
+        }
+        assert_eq!(scan(&data, true).counts.candidates, 4);
+        assert_eq!(scan(&data, false).counts.candidates, 5);
+    }
+
+    #[test]
+    fn evidence_fields_are_read() {
+        let p = scan(HIT, true);
+        let e = &p.events[0];
+        assert_eq!(e.actor.as_deref(), Some("u"));
+        assert_eq!(e.target.as_deref(), Some("m"));
+        assert_eq!(e.bypass_enabled, Some(true));
+        assert_eq!(e.record_id.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn crlf_lines_and_hits_across_block_boundaries() {
+        // Lines long enough that hits straddle the 256 KiB blocks.
+        let pad = "x".repeat(BLOCK / 3);
+        let line = HIT.replace("\"Id\":\"1\"", &format!("\"Pad\":\"{pad}\",\"Id\":\"1\""));
+        let data = [line.as_str(); 7].join("\r\n") + "\r\n";
+        let p = scan(&data, true);
+        assert_eq!(p.counts.lines, 7);
+        assert_eq!(p.counts.matched, 7);
+        assert_eq!(
+            p.events.iter().map(|e| e.line).collect::<Vec<_>>(),
+            (0..7).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn overlong_lines_are_malformed_not_parsed() {
+        let m = Matcher::new(Rule::builtin(), true, 16);
+        let p = scan_chunk(HIT.as_bytes(), 0, &m, &mut Scratch::default());
+        assert_eq!(p.counts.malformed, 1);
+        assert!(
+            p.samples[0].reason.contains("longer than"),
+            "{}",
+            p.samples[0].reason
+        );
+    }
+
+    #[test]
+    fn only_whitespace_is_blank() {
+        let p = scan("\n \t\r\n\n", true);
+        assert_eq!((p.counts.lines, p.counts.blank), (3, 3));
+        let p = scan("\r", false);
+        assert_eq!((p.counts.lines, p.counts.blank), (1, 1));
+    }
+}

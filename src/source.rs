@@ -1,0 +1,455 @@
+//! Inputs: finding them, recognising their compression, and reading them.
+//!
+//! Place in the flow: first stage. [`discover`] expands the paths the user gave
+//! (directories recursively, in sorted order; `-` is stdin). [`open`] looks at the magic
+//! bytes, not the name: plain files are memory-mapped (read into memory where mapping is
+//! refused), gzip (multi-member included) and stdin become a stream that
+//! [`BlockReader`] cuts into large blocks at the last newline, carrying the tail into the
+//! next block, so a stream is never held whole in memory. Nothing here parses lines.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::bufread::MultiGzDecoder;
+use memmap2::Mmap;
+
+/// One input to scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Standard input.
+    Stdin,
+    /// A file on disk.
+    File(PathBuf),
+}
+
+impl Input {
+    /// The name used in reports: the path as given (and as found under a directory),
+    /// or `-` for stdin.
+    pub fn display(&self) -> String {
+        match self {
+            Input::Stdin => "-".to_string(),
+            Input::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// A path that could not be expanded into inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverError {
+    /// The path.
+    pub path: String,
+    /// Why.
+    pub message: String,
+}
+
+/// Expands paths into inputs: a file is itself, a directory is every file below it in
+/// sorted order (symbolic links are not followed inside directories), `-` is stdin.
+pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<DiscoverError>) {
+    let mut inputs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            inputs.push(Input::Stdin);
+            continue;
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                let walk = walkdir::WalkDir::new(path).sort_by_file_name();
+                for entry in walk {
+                    match entry {
+                        Ok(e) if e.file_type().is_file() => {
+                            inputs.push(Input::File(e.into_path()));
+                        }
+                        Ok(_) => {}
+                        Err(e) => errors.push(DiscoverError {
+                            path: e.path().map_or_else(
+                                || path.display().to_string(),
+                                |p| p.display().to_string(),
+                            ),
+                            message: io_message(&e.to_string()),
+                        }),
+                    }
+                }
+            }
+            Ok(_) => inputs.push(Input::File(path.clone())),
+            Err(e) => errors.push(DiscoverError {
+                path: path.display().to_string(),
+                message: io_message(&e.to_string()),
+            }),
+        }
+    }
+    (inputs, errors)
+}
+
+fn io_message(s: &str) -> String {
+    s.to_string()
+}
+
+/// Compression recognised from the first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip (RFC 1952), any number of members.
+    Gzip,
+}
+
+impl Compression {
+    /// Recognises compression from magic bytes.
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else {
+            Compression::None
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "plain",
+            Compression::Gzip => "gzip",
+        }
+    }
+}
+
+/// The bytes of a plain input held in memory.
+pub enum Mapped {
+    /// A memory map of the file.
+    Map(Mmap),
+    /// The file read into memory (mapping was refused).
+    Read(Vec<u8>),
+}
+
+impl Mapped {
+    /// The bytes, with a leading UTF-8 byte order mark removed.
+    pub fn bytes(&self) -> &[u8] {
+        let data = match self {
+            Mapped::Map(m) => &m[..],
+            Mapped::Read(v) => &v[..],
+        };
+        strip_bom(data)
+    }
+}
+
+/// An opened input.
+pub enum Opened {
+    /// A plain file, mapped.
+    Mapped(Mapped),
+    /// A stream to read in blocks (gzip, stdin, or a file that could not be mapped).
+    Stream {
+        /// The decompressed byte stream.
+        reader: Box<dyn Read + Send>,
+        /// What was recognised.
+        compression: Compression,
+    },
+}
+
+/// Opens an input and recognises its compression.
+pub fn open(input: &Input) -> io::Result<Opened> {
+    match input {
+        Input::Stdin => stream(Box::new(BufReader::with_capacity(1 << 20, io::stdin()))),
+        Input::File(path) => open_file(path),
+    }
+}
+
+fn open_file(path: &Path) -> io::Result<Opened> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    let mut head = [0u8; 2];
+    let n = read_head(&file, &mut head)?;
+    if Compression::sniff(&head[..n]) == Compression::Gzip || !meta.is_file() {
+        // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
+        let reader: Box<dyn BufRead + Send> = if meta.is_file() {
+            Box::new(BufReader::with_capacity(1 << 20, File::open(path)?))
+        } else {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                io::Cursor::new(head[..n].to_vec()).chain(file),
+            ))
+        };
+        return stream(reader);
+    }
+    if meta.len() == 0 {
+        return Ok(Opened::Mapped(Mapped::Read(Vec::new())));
+    }
+    // SAFETY: the map is read-only and private to this process. Another process
+    // truncating the file while it is mapped could raise SIGBUS; that is the same
+    // trade-off ripgrep makes for single large files, and it is what makes a scan at
+    // memory speed possible. Where mapping fails we fall back to reading.
+    match unsafe { Mmap::map(&file) } {
+        Ok(map) => {
+            #[cfg(unix)]
+            {
+                let _ = map.advise(memmap2::Advice::Sequential);
+            }
+            Ok(Opened::Mapped(Mapped::Map(map)))
+        }
+        Err(_) => {
+            let mut data = Vec::with_capacity(meta.len() as usize);
+            File::open(path)?.read_to_end(&mut data)?;
+            Ok(Opened::Mapped(Mapped::Read(data)))
+        }
+    }
+}
+
+fn read_head(mut file: &File, head: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
+    let head = reader.fill_buf()?;
+    let compression = Compression::sniff(head);
+    let reader: Box<dyn Read + Send> = match compression {
+        Compression::Gzip => Box::new(MultiGzDecoder::new(reader)),
+        Compression::None => Box::new(reader),
+    };
+    Ok(Opened::Stream {
+        reader,
+        compression,
+    })
+}
+
+/// Removes a leading UTF-8 byte order mark.
+pub fn strip_bom(data: &[u8]) -> &[u8] {
+    data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data)
+}
+
+/// What a stream yields.
+#[derive(Debug)]
+pub enum Block {
+    /// Whole lines (the last one without newline only at the end of the stream).
+    Lines(Vec<u8>),
+    /// A line longer than the limit was skipped unread; it counts as one malformed line.
+    Overlong {
+        /// Its length in bytes.
+        bytes: u64,
+    },
+}
+
+/// Cuts a byte stream into blocks of about `block` bytes that end after a newline.
+/// Memory stays bounded by `block + max_line`: a longer line is skipped, not buffered.
+pub struct BlockReader<R> {
+    inner: R,
+    block: usize,
+    max_line: usize,
+    carry: Vec<u8>,
+    /// Bytes consumed from the decompressed stream so far.
+    pub consumed: u64,
+    at_start: bool,
+    done: bool,
+}
+
+impl<R: Read> BlockReader<R> {
+    /// Wraps a stream.
+    pub fn new(inner: R, block: usize, max_line: usize) -> BlockReader<R> {
+        BlockReader {
+            inner,
+            block: block.max(1),
+            max_line: max_line.max(1),
+            carry: Vec::new(),
+            consumed: 0,
+            at_start: true,
+            done: false,
+        }
+    }
+
+    /// The next block, reusing `buf`'s allocation; `None` at the end of the stream.
+    /// On an error the bytes read before it have all been returned in earlier blocks
+    /// except an unfinished last line, which is returned once more as the final block
+    /// before the error (so it is still counted).
+    pub fn next_block(&mut self, mut buf: Vec<u8>) -> io::Result<Option<Block>> {
+        if self.done {
+            return Ok(None);
+        }
+        buf.clear();
+        buf.append(&mut self.carry);
+        loop {
+            // The carried tail holds no newline: only new bytes need looking at.
+            let scanned_to = buf.len();
+            let target = if scanned_to < self.block {
+                self.block
+            } else {
+                scanned_to + self.block
+            };
+            let eof = match self.fill(&mut buf, target) {
+                Ok(eof) => eof,
+                Err(e) => {
+                    self.done = true;
+                    // Keep the unfinished tail for the caller to scan, then report.
+                    self.carry = buf;
+                    return Err(e);
+                }
+            };
+            if self.at_start {
+                const BOM: &[u8] = b"\xEF\xBB\xBF";
+                if !eof && buf.len() < BOM.len() && BOM.starts_with(&buf) {
+                    continue; // Too few bytes yet to tell whether a BOM starts the stream.
+                }
+                self.at_start = false;
+                if buf.starts_with(BOM) {
+                    buf.drain(..BOM.len());
+                }
+            }
+            if eof {
+                self.done = true;
+                return Ok((!buf.is_empty()).then_some(Block::Lines(buf)));
+            }
+            let fresh = scanned_to.min(buf.len());
+            if let Some(end) = crate::chunk::last_line_end(&buf[fresh..]) {
+                self.carry.extend_from_slice(&buf[fresh + end..]);
+                buf.truncate(fresh + end);
+                return Ok(Some(Block::Lines(buf)));
+            }
+            if buf.len() > self.max_line {
+                let skipped = self.skip_line(buf.len() as u64)?;
+                return Ok(Some(Block::Overlong { bytes: skipped }));
+            }
+        }
+    }
+
+    /// The unfinished tail left by an error, if any.
+    pub fn take_tail(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.carry)
+    }
+
+    /// Reads until `buf` holds `target` bytes; returns whether the stream ended first.
+    fn fill(&mut self, buf: &mut Vec<u8>, target: usize) -> io::Result<bool> {
+        buf.reserve(target.saturating_sub(buf.len()));
+        while buf.len() < target {
+            let start = buf.len();
+            buf.resize(target, 0);
+            match self.inner.read(&mut buf[start..]) {
+                Ok(0) => {
+                    buf.truncate(start);
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    buf.truncate(start + n);
+                    self.consumed += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Discards the rest of an overlong line (through its newline); returns its length.
+    fn skip_line(&mut self, mut len: u64) -> io::Result<u64> {
+        let mut tmp = vec![0u8; 64 * 1024];
+        loop {
+            let n = match self.inner.read(&mut tmp) {
+                Ok(0) => {
+                    self.done = true;
+                    return Ok(len);
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            };
+            self.consumed += n as u64;
+            match memchr::memchr(b'\n', &tmp[..n]) {
+                Some(i) => {
+                    self.carry.extend_from_slice(&tmp[i + 1..n]);
+                    return Ok(len + i as u64);
+                }
+                None => len += n as u64,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn blocks(data: &[u8], block: usize, max_line: usize) -> Vec<Block> {
+        let mut r = BlockReader::new(data, block, max_line);
+        let mut out = Vec::new();
+        while let Some(b) = r.next_block(Vec::new()).unwrap() {
+            out.push(b);
+        }
+        out
+    }
+
+    fn lines_of(blocks: &[Block]) -> Vec<u8> {
+        blocks
+            .iter()
+            .flat_map(|b| match b {
+                Block::Lines(v) => v.clone(),
+                Block::Overlong { .. } => b"<long>\n".to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocks_end_at_newlines_and_cover_the_stream() {
+        let data = b"one\ntwo\nthree\nfour";
+        for size in 1..20 {
+            let bs = blocks(data, size, 1 << 20);
+            assert_eq!(lines_of(&bs), data.to_vec(), "block size {size}");
+            for b in &bs[..bs.len() - 1] {
+                let Block::Lines(v) = b else { panic!() };
+                assert_eq!(v.last(), Some(&b'\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn bom_is_dropped_once() {
+        let bs = blocks(b"\xEF\xBB\xBFa\n\xEF\xBB\xBFb\n", 4, 100);
+        assert_eq!(lines_of(&bs), b"a\n\xEF\xBB\xBFb\n".to_vec());
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_with_bounded_memory() {
+        let mut data = b"ok\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 10_000));
+        data.extend(b"\nafter\n");
+        let bs = blocks(&data, 8, 100);
+        assert_eq!(lines_of(&bs), b"ok\n<long>\nafter\n".to_vec());
+        assert!(
+            bs.iter()
+                .any(|b| matches!(b, Block::Overlong { bytes: 10_000 }))
+        );
+    }
+
+    #[test]
+    fn gzip_is_sniffed_and_multi_member_streams_are_read_whole() {
+        let mut gz = Vec::new();
+        for part in [&b"a\n"[..], b"b\n"] {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(part).unwrap();
+            gz.extend(enc.finish().unwrap());
+        }
+        let Opened::Stream {
+            mut reader,
+            compression,
+        } = stream(Box::new(BufReader::new(io::Cursor::new(gz)))).unwrap()
+        else {
+            panic!("gzip must stream")
+        };
+        assert_eq!(compression, Compression::Gzip);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"a\nb\n");
+    }
+}
