@@ -21,6 +21,51 @@ pub enum Command {
     Hunt(HuntArgs),
     /// Print the built-in rules with their metadata and query.
     Rules,
+    /// Write a synthetic audit archive with planted bypass events (for benchmarks).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Approximate uncompressed size, e.g. 100M, 1G.
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_size, default_value = "100M")]
+    pub size: usize,
+
+    /// Seed: the same seed and options give the same bytes.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Record shape.
+    #[arg(long, value_enum, default_value_t = Shape::Ual)]
+    pub shape: Shape,
+
+    /// Fraction of lines that are planted Set-MailboxAuditBypassAssociation events
+    /// (1 = every line, the parser's worst case).
+    #[arg(long, default_value_t = 0.00001, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Compress the output with gzip.
+    #[arg(long)]
+    pub gzip: bool,
+
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Shape {
+    /// Raw Unified Audit Log records.
+    Ual,
+    /// ECS documents (Elastic o365 integration).
+    Ecs,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("rate {s:?} must be a number from 0 to 1")),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -15,6 +15,7 @@ pub mod chunk;
 pub mod config;
 pub mod engine;
 pub mod findings;
+pub mod generate;
 pub mod output;
 pub mod prefilter;
 pub mod record;

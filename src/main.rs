@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, HuntArgs};
+use cli::{Cli, Command, GenerateArgs, HuntArgs, Shape};
+use ualhunt::generate::{GenOptions, GenShape};
 use ualhunt::output::{self, terminal_safe};
 use ualhunt::rule::Rule;
 
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hunt(args) => hunt(&args),
         Command::Rules => rules().map(|()| ExitCode::SUCCESS),
+        Command::Generate(args) => generate(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -140,5 +142,43 @@ fn rules() -> anyhow::Result<()> {
         writeln!(out, "  description:\n    {}", m.description.trim())?;
     }
     out.flush()?;
+    Ok(())
+}
+
+fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
+    let opts = GenOptions {
+        size: args.size as u64,
+        seed: args.seed,
+        shape: match args.shape {
+            Shape::Ual => GenShape::Ual,
+            Shape::Ecs => GenShape::Ecs,
+        },
+        rate: args.rate,
+    };
+    let sink: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(io::stdout().lock()),
+    };
+    let summary = if args.gzip {
+        let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::default());
+        let s = ualhunt::generate::generate(&opts, &mut gz)?;
+        gz.finish()?.flush()?;
+        s
+    } else {
+        let mut w = BufWriter::new(sink);
+        ualhunt::generate::generate(&opts, &mut w)?
+    };
+    eprintln!(
+        "generated {} lines, {} bytes; planted {} Set-MailboxAuditBypassAssociation events, \
+         {} successful (the rule should match {}; {} enable the bypass)",
+        summary.lines,
+        summary.bytes,
+        summary.planted,
+        summary.expected_matches,
+        summary.expected_matches,
+        summary.enabled
+    );
     Ok(())
 }
