@@ -44,6 +44,9 @@ pub struct Config {
     pub max_line: usize,
     /// Whether to measure per-stage times for `--stats`.
     pub timing: bool,
+    /// Bytes the prefilter searches at a time inside a chunk before the newline pass
+    /// over the same bytes (sized for the L2 cache; tests vary it).
+    pub scan_block: usize,
 }
 
 impl Config {
@@ -57,6 +60,7 @@ impl Config {
             prefilter: true,
             max_line: DEFAULT_MAX_LINE,
             timing: false,
+            scan_block: crate::scan::DEFAULT_BLOCK,
         }
     }
 }

@@ -140,7 +140,8 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         .num_threads(config.threads)
         .build()?;
     let matcher = Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
-        .with_timing(config.timing);
+        .with_timing(config.timing)
+        .with_block(config.scan_block);
     let (inputs, discover_errors) = source::discover(&config.paths);
     let results: Vec<FileResult> = pool.install(|| {
         inputs

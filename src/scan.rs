@@ -19,7 +19,7 @@ use crate::rule::{Rule, parse_flag};
 
 /// Bytes walked at a time: small enough that the newline pass finds the block still in
 /// the L2 cache after the literal search.
-const BLOCK: usize = 256 * 1024;
+pub const DEFAULT_BLOCK: usize = 256 * 1024;
 
 /// Everything a worker needs to evaluate lines; shared read-only by all workers.
 #[derive(Debug)]
@@ -27,6 +27,7 @@ pub struct Matcher {
     rules: Vec<Rule>,
     prefilter: Prefilter,
     max_line: usize,
+    block: usize,
     timed: bool,
 }
 
@@ -44,6 +45,7 @@ impl Matcher {
             rules,
             prefilter,
             max_line,
+            block: DEFAULT_BLOCK,
             timed: false,
         }
     }
@@ -52,6 +54,13 @@ impl Matcher {
     /// per candidate).
     pub fn with_timing(mut self, timed: bool) -> Matcher {
         self.timed = timed;
+        self
+    }
+
+    /// Sets how many bytes are searched at a time inside a chunk (tests use tiny blocks
+    /// to force literals across block edges).
+    pub fn with_block(mut self, block: usize) -> Matcher {
+        self.block = block.max(1);
         self
     }
 
@@ -142,7 +151,7 @@ fn scan_prefiltered(
     }
     let mut cands = std::mem::take(&mut scratch.candidates);
     while block_start < len {
-        let block_end = (block_start + BLOCK).min(len);
+        let block_end = (block_start + m.block).min(len);
 
         // 1. Literal search over the block (a hit may run past its end by `overlap`).
         cands.clear();
@@ -356,7 +365,7 @@ mod tests {
     #[test]
     fn crlf_lines_and_hits_across_block_boundaries() {
         // Lines long enough that hits straddle the 256 KiB blocks.
-        let pad = "x".repeat(BLOCK / 3);
+        let pad = "x".repeat(DEFAULT_BLOCK / 3);
         let line = HIT.replace("\"Id\":\"1\"", &format!("\"Pad\":\"{pad}\",\"Id\":\"1\""));
         let data = [line.as_str(); 7].join("\r\n") + "\r\n";
         let p = scan(&data, true);
