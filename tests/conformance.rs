@@ -18,7 +18,8 @@ fn expected<'a>(doc: &'a Json, path: &str) -> Option<&'a Json> {
     if let Some(v) = doc.get(path) {
         return Some(v);
     }
-    path.match_indices('.').find_map(|(i, _)| expected(doc.get(&path[..i])?, &path[i + 1..]))
+    path.match_indices('.')
+        .find_map(|(i, _)| expected(doc.get(&path[..i])?, &path[i + 1..]))
 }
 
 /// One check: a raw record (JSON text) and what Elastic made of it.
@@ -36,9 +37,18 @@ fn load_cases(dir: &Path) -> Vec<Case> {
     for log in ["ip-formats.log", "str-params.log"] {
         let docs: Vec<Json> = serde_json::from_str(&read(&format!("{log}-expected.json"))).unwrap();
         let lines: Vec<String> = read(log).lines().map(String::from).collect();
-        assert_eq!(lines.len(), docs.len(), "{log}: one expected document per line");
+        assert_eq!(
+            lines.len(),
+            docs.len(),
+            "{log}: one expected document per line"
+        );
         for (i, (raw, ecs)) in lines.into_iter().zip(docs).enumerate() {
-            cases.push(Case { origin: format!("{log}:{}", i + 1), raw, ecs, beats: true });
+            cases.push(Case {
+                origin: format!("{log}:{}", i + 1),
+                raw,
+                ecs,
+                beats: true,
+            });
         }
     }
     for events in ["test-ip-formats-events.json", "test-parameter-string.json"] {
@@ -46,11 +56,20 @@ fn load_cases(dir: &Path) -> Vec<Case> {
         let output: Json = serde_json::from_str(&read(&format!("{events}-expected.json"))).unwrap();
         let input = input["events"].as_array().unwrap();
         let output = output["expected"].as_array().unwrap();
-        assert_eq!(input.len(), output.len(), "{events}: one expected document per event");
+        assert_eq!(
+            input.len(),
+            output.len(),
+            "{events}: one expected document per event"
+        );
         for (i, (event, ecs)) in input.iter().zip(output).enumerate() {
             // The CEL input wraps each record as {"o365audit": record}.
             let raw = serde_json::to_string(&event["o365audit"]).unwrap();
-            cases.push(Case { origin: format!("{events}#{i}"), raw, ecs: ecs.clone(), beats: false });
+            cases.push(Case {
+                origin: format!("{events}#{i}"),
+                raw,
+                ecs: ecs.clone(),
+                beats: false,
+            });
         }
     }
     cases
@@ -61,7 +80,9 @@ fn load_cases(dir: &Path) -> Vec<Case> {
 /// without port (`[ip]`) and kept `::ffff:a.b.c.d` as it was.
 fn known_beats_divergence(case: &Case, field: &str) -> bool {
     let client = serde_json::from_str::<Json>(&case.raw).ok();
-    let client = client.as_ref().and_then(|r| r["ClientIP"].as_str().map(str::to_string));
+    let client = client
+        .as_ref()
+        .and_then(|r| r["ClientIP"].as_str().map(str::to_string));
     case.beats
         && field == "source.ip"
         && client.is_some_and(|c| c.contains("::ffff:") || (c.starts_with('[') && c.ends_with(']')))
@@ -75,16 +96,26 @@ fn raw_records_map_like_elastics_pipeline() {
     };
     let cases = load_cases(&dir);
     assert!(cases.len() >= 30, "corpus has {} records", cases.len());
-    let fields = ["event.action", "event.provider", "event.outcome", "user.id", "@timestamp", "source.ip"];
+    let fields = [
+        "event.action",
+        "event.provider",
+        "event.outcome",
+        "user.id",
+        "@timestamp",
+        "source.ip",
+    ];
     let mut checked = 0;
     let mut diverged = Vec::new();
     for case in &cases {
         let mut bytes = case.raw.clone().into_bytes();
-        let tape = simd_json::to_tape(&mut bytes).unwrap_or_else(|e| panic!("{}: {e}", case.origin));
+        let tape =
+            simd_json::to_tape(&mut bytes).unwrap_or_else(|e| panic!("{}: {e}", case.origin));
         let record = Record::new(tape.as_value()).expect("an object");
         for name in fields {
             let ours = record.text(&Field::parse(name)).map(|s| s.into_owned());
-            let theirs = expected(&case.ecs, name).and_then(Json::as_str).map(str::to_string);
+            let theirs = expected(&case.ecs, name)
+                .and_then(Json::as_str)
+                .map(str::to_string);
             let same = match name {
                 // Compare instants: Elastic writes `.000Z`, the raw record no offset.
                 "@timestamp" => {
@@ -94,14 +125,23 @@ fn raw_records_map_like_elastics_pipeline() {
                 _ => ours == theirs,
             };
             if !same && known_beats_divergence(case, name) {
-                diverged.push(format!("{} {name}: ours {ours:?}, Filebeat {theirs:?}", case.origin));
+                diverged.push(format!(
+                    "{} {name}: ours {ours:?}, Filebeat {theirs:?}",
+                    case.origin
+                ));
                 continue;
             }
-            assert!(same, "{} {name}: ualhunt {ours:?}, Elastic {theirs:?}", case.origin);
+            assert!(
+                same,
+                "{} {name}: ualhunt {ours:?}, Elastic {theirs:?}",
+                case.origin
+            );
             checked += 1;
         }
     }
-    eprintln!("conformance: {checked} field values equal; known Filebeat divergences: {diverged:#?}");
+    eprintln!(
+        "conformance: {checked} field values equal; known Filebeat divergences: {diverged:#?}"
+    );
     // ip-formats.log lines 4, 5 (::ffff:) and 8, 9 ([ip]); the integration agrees with us there.
     assert_eq!(diverged.len(), 4, "unexpected divergences: {diverged:#?}");
 }
