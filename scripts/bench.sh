@@ -307,9 +307,9 @@ PY
 
 generate() { # same arguments as `ualhunt generate`; the output file is the last one
   if [[ $GEN == ualhunt ]]; then
-    "$UALHUNT" generate "$@" || die "ualhunt generate $* failed"
+    "$UALHUNT" generate "$@" >&2 || die "ualhunt generate $* failed"
   else
-    standin_generate "$@" || die "stand-in generate $* failed"
+    standin_generate "$@" >&2 || die "stand-in generate $* failed"
   fi
   [[ -s ${*: -1} ]] || die "generate $* produced no data"
 }

@@ -269,6 +269,10 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, chunk_size: usize) -> File
     result
 }
 
+/// Largest block a stream is cut into, whatever the chunk size: a few blocks are in
+/// flight per stream, so this bounds the memory of decompression.
+const MAX_STREAM_BLOCK: usize = 16 << 20;
+
 /// What the reading thread sends: blocks, then at most one error.
 enum Msg {
     Block(Block),
@@ -290,7 +294,8 @@ fn scan_stream(
     let mut read_time = Duration::ZERO;
     std::thread::scope(|s| {
         let reading = s.spawn(move || {
-            let mut blocks = BlockReader::new(reader, config.chunk_size, config.max_line);
+            let block = config.chunk_size.min(MAX_STREAM_BLOCK);
+            let mut blocks = BlockReader::new(reader, block, config.max_line);
             let mut busy = Duration::ZERO;
             loop {
                 let buf = recycle_rx.try_recv().unwrap_or_default();

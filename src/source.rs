@@ -324,28 +324,14 @@ impl<R: Read> BlockReader<R> {
     }
 
     /// Reads until `buf` holds `target` bytes; returns whether the stream ended first.
+    /// Reads straight into spare capacity (no zero-filling of the block).
     fn fill(&mut self, buf: &mut Vec<u8>, target: usize) -> io::Result<bool> {
-        buf.reserve(target.saturating_sub(buf.len()));
-        while buf.len() < target {
-            let start = buf.len();
-            buf.resize(target, 0);
-            match self.inner.read(&mut buf[start..]) {
-                Ok(0) => {
-                    buf.truncate(start);
-                    return Ok(true);
-                }
-                Ok(n) => {
-                    buf.truncate(start + n);
-                    self.consumed += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-                Err(e) => {
-                    buf.truncate(start);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(false)
+        let want = target.saturating_sub(buf.len());
+        buf.reserve(want);
+        let before = buf.len();
+        let result = (&mut self.inner).take(want as u64).read_to_end(buf);
+        self.consumed += (buf.len() - before) as u64;
+        result.map(|n| n < want)
     }
 
     /// Discards the rest of an overlong line (through its newline); returns its length.

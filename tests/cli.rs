@@ -1,0 +1,509 @@
+//! Integration tests: the real binary on the committed fixtures in `testdata/` and
+//! `tests/fixtures/`, checked against the expectations `tests/fixtures/make_fixtures.py`
+//! computed independently when it wrote them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value as Json;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn ualhunt() -> Command {
+    let mut cmd = Command::cargo_bin("ualhunt").unwrap();
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    ualhunt().args(args).output().unwrap()
+}
+
+fn json_of(out: &Output) -> Json {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn expectations() -> Vec<(PathBuf, Json)> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(root().join("tests/fixtures/expected")).sort_by_file_name() {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() && entry.file_name() != "_totals.json" {
+            let doc: Json =
+                serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
+            out.push((entry.path().to_path_buf(), doc));
+        }
+    }
+    assert!(out.len() >= 20, "expectations found: {}", out.len());
+    out
+}
+
+/// (actor, line, record id, target, flag, source ip, timestamp) of every event.
+fn events_of_report(report: &Json) -> Vec<(String, u64, Json, Json, Json, Json, Json)> {
+    let mut v = Vec::new();
+    for a in report["actors"].as_array().unwrap() {
+        for e in a["evidence"].as_array().unwrap() {
+            v.push((
+                a["actor"].as_str().unwrap_or("").to_string(),
+                e["line"].as_u64().unwrap(),
+                e["record_id"].clone(),
+                e["target"].clone(),
+                e["bypass_enabled"].clone(),
+                e["source_ip"].clone(),
+                e["timestamp"].clone(),
+            ));
+        }
+    }
+    v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    v
+}
+
+fn events_of_expectation(exp: &Json) -> Vec<(String, u64, Json, Json, Json, Json, Json)> {
+    let mut v = Vec::new();
+    for (actor, events) in exp["actors"].as_object().unwrap() {
+        for e in events.as_array().unwrap() {
+            v.push((
+                actor.clone(),
+                e["line"].as_u64().unwrap(),
+                e["record_id"].clone(),
+                e["target"].clone(),
+                e["bypass_enabled"].clone(),
+                e["source_ip"].clone(),
+                e["timestamp"].clone(),
+            ));
+        }
+    }
+    v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    v
+}
+
+const MODES: [&[&str]; 4] = [
+    &[],
+    &["--threads", "1"],
+    &["--threads", "2", "--chunk-size", "64"],
+    &["--no-prefilter"],
+];
+
+#[test]
+fn every_fixture_gives_its_expected_findings_in_every_mode() {
+    for (exp_path, exp) in expectations() {
+        let path = exp["path"].as_str().unwrap();
+        for mode in MODES {
+            let mut args = vec!["hunt", "--format", "json", path];
+            args.extend_from_slice(mode);
+            let out = run(&args);
+            let what = format!("{path} {mode:?} ({})", exp_path.display());
+            assert_eq!(
+                out.status.code(),
+                exp["exit_code_alone"].as_i64().map(|c| c as i32),
+                "{what}"
+            );
+            let report = json_of(&out);
+            let scan = &report["scan"];
+            for key in ["lines", "blank", "matched"] {
+                assert_eq!(scan[key], exp[key], "{what}: scan.{key}");
+            }
+            if !mode.contains(&"--no-prefilter") {
+                for key in ["candidates", "malformed", "not_matched"] {
+                    assert_eq!(scan[key], exp[key], "{what}: scan.{key}");
+                }
+            }
+            assert_eq!(
+                events_of_report(&report),
+                events_of_expectation(&exp),
+                "{what}"
+            );
+            let errors = scan["errors"].as_array().unwrap();
+            assert_eq!(
+                errors.len(),
+                usize::from(!exp["error"].is_null()),
+                "{what}: errors"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_sample_archive_matches_its_totals_and_exits_zero() {
+    let totals: Json = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/expected/_totals.json")).unwrap(),
+    )
+    .unwrap();
+    let want = &totals["testdata/"];
+    let out = run(&["hunt", "--format", "json", "testdata/"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_of(&out);
+    for key in [
+        "files",
+        "lines",
+        "blank",
+        "candidates",
+        "matched",
+        "not_matched",
+        "malformed",
+    ] {
+        assert_eq!(report["scan"][key], want[key], "scan.{key}");
+    }
+    let actors = want["actors"].as_object().unwrap();
+    let got = report["actors"].as_array().unwrap();
+    assert_eq!(got.len(), actors.len());
+    for a in got {
+        let w = &actors[a["actor"].as_str().unwrap()];
+        for key in ["events", "first_seen", "last_seen"] {
+            assert_eq!(a[key], w[key], "{} {key}", a["actor"]);
+        }
+    }
+    // The directory walk is sorted: evidence paths appear in walk order per timestamp tie.
+    let paths: Vec<&str> = got
+        .iter()
+        .flat_map(|a| a["evidence"].as_array().unwrap())
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.starts_with("testdata/tree/a/b/c/")),
+        "walks into the tree"
+    );
+}
+
+#[test]
+fn json_output_is_byte_identical_across_modes() {
+    let reference = run(&["hunt", "--format", "json", "testdata/"]).stdout;
+    for args in [
+        &["--threads", "1"][..],
+        &["--threads", "2", "--chunk-size", "1"],
+        &["--threads", "3", "--chunk-size", "4K"],
+        &["--chunk-size", "1G"],
+    ] {
+        let mut full = vec!["hunt", "--format", "json", "testdata/"];
+        full.extend_from_slice(args);
+        assert!(
+            run(&full).stdout == reference,
+            "output differs with {args:?}"
+        );
+    }
+}
+
+#[test]
+fn exit_status_is_one_without_findings() {
+    let out = run(&["hunt", "testdata/decoys_no_match.jsonl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no findings"));
+}
+
+#[test]
+fn a_missing_input_is_reported_and_the_rest_still_scanned() {
+    let out = run(&[
+        "hunt",
+        "--format",
+        "json",
+        "no/such/file.jsonl",
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no/such/file.jsonl"), "{stderr}");
+    let report = json_of(&out);
+    assert_eq!(report["scan"]["errors"][0]["path"], "no/such/file.jsonl");
+    assert!(report["scan"]["matched"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_truncated_gzip_names_the_path_and_how_far_it_got() {
+    let path = "tests/fixtures/bad/gzip_truncated_midstream.jsonl.gz";
+    let out = run(&["hunt", "--format", "json", path]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(path) && stderr.contains("7419 bytes") && stderr.contains("line 8"),
+        "{stderr}"
+    );
+    assert_eq!(
+        json_of(&out)["scan"]["matched"],
+        2,
+        "events before the cut are reported"
+    );
+}
+
+#[test]
+fn stdin_plain_and_gzip() {
+    for file in [
+        "testdata/raw_ual_bypass_events.jsonl",
+        "testdata/gzip_multi_member.jsonl.gz",
+    ] {
+        let data = std::fs::read(root().join(file)).unwrap();
+        let from_file = json_of(&run(&["hunt", "--format", "json", file]));
+        let out = ualhunt()
+            .args(["hunt", "--format", "json", "-"])
+            .write_stdin(data)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let from_stdin = json_of(&out);
+        assert_eq!(
+            from_stdin["scan"]["lines"], from_file["scan"]["lines"],
+            "{file}"
+        );
+        assert_eq!(
+            from_stdin["actors"].as_array().unwrap().len(),
+            from_file["actors"].as_array().unwrap().len()
+        );
+        assert_eq!(from_stdin["actors"][0]["evidence"][0]["path"], "-");
+    }
+}
+
+/// A fixture written at test time whose actor and target try to attack the reader.
+fn hostile_archive(dir: &Path) -> PathBuf {
+    let path = dir.join("hostile.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let actors = [
+        r#"=HYPERLINK(\"http://x\",\"y\")"#,
+        r"\u001b[31mred\u001b[0m\u009b2J",
+        "+cmd|' /C calc'!A0",
+        "<script>alert(1)</script>",
+    ];
+    for (i, actor) in actors.iter().enumerate() {
+        writeln!(
+            f,
+            r#"{{"CreationTime":"2024-05-0{}T00:00:00","Id":"id-{i}","Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","ResultStatus":"Succeeded","UserId":"{actor}","Parameters":[{{"Name":"Identity","Value":"-2+3"}},{{"Name":"AuditBypassEnabled","Value":"True"}}]}}"#,
+            i + 1
+        )
+        .unwrap();
+    }
+    path
+}
+
+#[test]
+fn csv_cells_cannot_become_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hostile_archive(dir.path());
+    let out = run(&["hunt", "--format", "csv", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let mut reader = csv::Reader::from_reader(&out.stdout[..]);
+    let headers = reader.headers().unwrap().clone();
+    let actor_col = headers.iter().position(|h| h == "actor").unwrap();
+    let target_col = headers.iter().position(|h| h == "target").unwrap();
+    let mut rows = 0;
+    for row in reader.records() {
+        let row = row.unwrap();
+        rows += 1;
+        for cell in [&row[actor_col], &row[target_col]] {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@']),
+                "dangerous cell {cell:?}"
+            );
+        }
+    }
+    assert_eq!(rows, 4);
+}
+
+#[test]
+fn the_table_escapes_terminal_control_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hostile_archive(dir.path());
+    let out = run(&["hunt", path.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains('\x1b') && !text.contains('\u{9b}'),
+        "{text:?}"
+    );
+    assert!(text.contains("\\u{1b}[31mred"), "{text}");
+}
+
+#[test]
+fn ndjson_has_one_event_per_line_with_rule_metadata() {
+    let out = run(&[
+        "hunt",
+        "--format",
+        "ndjson",
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]);
+    let json = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]));
+    let lines: Vec<Json> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, json["scan"]["events"].as_u64().unwrap());
+    assert_eq!(
+        lines[0]["rule"]["id"],
+        "675239ea-c1bc-4467-a6d3-b9e2cc7f676d"
+    );
+    assert!(lines[0]["line"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn output_file_and_schema_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.json");
+    let out = run(&[
+        "hunt",
+        "--format",
+        "json",
+        "-o",
+        file.to_str().unwrap(),
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let doc: Json = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    for key in ["id", "name", "severity", "risk_score", "query"] {
+        assert!(!doc["rules"][0][key].is_null(), "rules[0].{key}");
+    }
+    for key in [
+        "files",
+        "bytes",
+        "lines",
+        "candidates",
+        "matched",
+        "malformed",
+        "errors",
+    ] {
+        assert!(!doc["scan"][key].is_null(), "scan.{key}");
+    }
+    let actor = &doc["actors"][0];
+    for key in [
+        "actor",
+        "events",
+        "first_seen",
+        "last_seen",
+        "targets",
+        "source_ips",
+        "evidence",
+    ] {
+        assert!(actor.get(key).is_some(), "actors[0].{key}");
+    }
+    for key in ["identity", "events", "bypass_enabled"] {
+        assert!(actor["targets"][0].get(key).is_some(), "targets[0].{key}");
+    }
+    for key in [
+        "path",
+        "line",
+        "timestamp",
+        "record_id",
+        "target",
+        "bypass_enabled",
+        "source_ip",
+    ] {
+        assert!(actor["evidence"][0].get(key).is_some(), "evidence[0].{key}");
+    }
+    assert!(actor["first_seen"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn strict_turns_malformed_lines_into_failure() {
+    assert_eq!(
+        run(&["hunt", "testdata/malformed_lines.jsonl"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = run(&["hunt", "--strict", "testdata/malformed_lines.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("testdata/malformed_lines.jsonl:"),
+        "samples name file:line: {stderr}"
+    );
+}
+
+#[test]
+fn stats_print_the_accounting() {
+    let out = run(&["hunt", "--stats", "testdata/"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "lines         160 = 6 blank",
+        "candidates    84 = 60 matched",
+        "chunk latency",
+        "peak heap",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
+    }
+}
+
+#[test]
+fn rules_prints_metadata_and_query() {
+    let out = run(&["rules"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("675239ea-c1bc-4467-a6d3-b9e2cc7f676d"));
+    assert!(text.contains("event.action:Set-MailboxAuditBypassAssociation"));
+    assert!(text.contains("T1562.001"));
+}
+
+#[test]
+fn bad_flags_are_refused() {
+    assert_eq!(
+        run(&["hunt", "--chunk-size", "lots", "testdata/"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["hunt", "--format", "xml", "testdata/"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let bin = assert_cmd::cargo::cargo_bin("ualhunt");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{}' hunt --format ndjson testdata/raw_ual_bypass_events.jsonl testdata/tree | head -c 1 >/dev/null", bin.display()))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn generate_is_deterministic_and_its_plants_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.jsonl.gz");
+    let make = |p: &Path| {
+        run(&[
+            "generate",
+            "--size",
+            "2M",
+            "--seed",
+            "9",
+            "--rate",
+            "0.01",
+            "--gzip",
+            "-o",
+            p.to_str().unwrap(),
+        ])
+    };
+    let out = make(&a);
+    assert_eq!(out.status.code(), Some(0));
+    let b = dir.path().join("b.jsonl.gz");
+    make(&b);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let said = String::from_utf8_lossy(&out.stderr);
+    let expected: u64 = said
+        .split("the rule should match ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("summary: {said}"));
+    let report = json_of(&run(&["hunt", "--format", "json", a.to_str().unwrap()]));
+    assert_eq!(report["scan"]["events"].as_u64(), Some(expected));
+}
