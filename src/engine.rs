@@ -193,6 +193,7 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
             excerpt: s.excerpt.clone(),
         })
         .collect();
+    let actors = pool.install(|| group(all.events));
     let stats = RunStats {
         wall: started.elapsed(),
         threads: pool.current_num_threads(),
@@ -216,7 +217,7 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         counts: all.counts,
         errors,
         malformed,
-        actors: group(all.events),
+        actors,
         stats,
     })
 }

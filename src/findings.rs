@@ -10,7 +10,8 @@
 //! - evidence by time (a missing time first), then input order (file, line);
 //! - targets by identity; source IPs by their text.
 
-use std::collections::{BTreeMap, BTreeSet};
+use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -170,48 +171,64 @@ pub struct ActorFindings {
     pub evidence: Vec<Event>,
 }
 
-/// Groups events by actor, in the documented total orders.
-pub fn group(mut events: Vec<Event>) -> Vec<ActorFindings> {
-    events.sort_by(|a, b| {
-        (&a.actor, a.timestamp, a.file, a.line, a.rule).cmp(&(
-            &b.actor,
-            b.timestamp,
-            b.file,
-            b.line,
-            b.rule,
-        ))
-    });
-    let mut by_actor: BTreeMap<Option<String>, Vec<Event>> = BTreeMap::new();
+/// Groups events by actor, in the documented total orders. Strings are compared only
+/// to find an event's group and once per distinct actor, target and IP, never inside the
+/// evidence sort (the worst case is hundreds of thousands of events).
+pub fn group(events: Vec<Event>) -> Vec<ActorFindings> {
+    let mut by_actor: FxHashMap<Option<String>, Vec<Event>> = FxHashMap::default();
     for e in events {
-        by_actor.entry(e.actor.clone()).or_default().push(e);
-    }
-    by_actor
-        .into_iter()
-        .map(|(actor, evidence)| {
-            let mut targets: BTreeMap<Option<String>, Target> = BTreeMap::new();
-            let mut ips = BTreeSet::new();
-            for e in &evidence {
-                let t = targets.entry(e.target.clone()).or_insert_with(|| Target {
-                    identity: e.target.clone(),
-                    events: 0,
-                    bypass_enabled: None,
-                });
-                t.events += 1;
-                if e.bypass_enabled.is_some() {
-                    t.bypass_enabled = e.bypass_enabled;
-                }
-                ips.extend(e.source_ip.clone());
+        match by_actor.get_mut(&e.actor) {
+            Some(list) => list.push(e),
+            None => {
+                by_actor.insert(e.actor.clone(), vec![e]);
             }
+        }
+    }
+    let mut groups: Vec<(Option<String>, Vec<Event>)> = by_actor.into_iter().collect();
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    groups
+        .into_par_iter()
+        .map(|(actor, mut evidence)| {
+            // (file, line, rule) is unique per event, so this order is total.
+            evidence.sort_unstable_by_key(|e| (e.timestamp, e.file, e.line, e.rule));
+            let (targets, source_ips) = summarize(&evidence);
             ActorFindings {
                 actor,
                 first_seen: evidence.iter().filter_map(|e| e.timestamp).min(),
                 last_seen: evidence.iter().filter_map(|e| e.timestamp).max(),
-                targets: targets.into_values().collect(),
-                source_ips: ips.into_iter().collect(),
+                targets,
+                source_ips,
                 evidence,
             }
         })
         .collect()
+}
+
+/// Per-target counts and last flag, and the distinct source IPs, of one actor's evidence
+/// (already in evidence order).
+fn summarize(evidence: &[Event]) -> (Vec<Target>, Vec<String>) {
+    let mut targets: FxHashMap<Option<&str>, (u64, Option<bool>)> = FxHashMap::default();
+    let mut ips: FxHashSet<&str> = FxHashSet::default();
+    for e in evidence {
+        let t = targets.entry(e.target.as_deref()).or_default();
+        t.0 += 1;
+        if e.bypass_enabled.is_some() {
+            t.1 = e.bypass_enabled;
+        }
+        ips.extend(e.source_ip.as_deref());
+    }
+    let mut targets: Vec<Target> = targets
+        .into_iter()
+        .map(|(identity, (events, bypass_enabled))| Target {
+            identity: identity.map(str::to_string),
+            events,
+            bypass_enabled,
+        })
+        .collect();
+    targets.sort_unstable_by(|a, b| a.identity.cmp(&b.identity));
+    let mut ips: Vec<String> = ips.into_iter().map(str::to_string).collect();
+    ips.sort_unstable();
+    (targets, ips)
 }
 
 #[cfg(test)]

@@ -122,6 +122,47 @@ pub struct Record<'t, 'i> {
     /// The record's object (always an object).
     root: Value<'t, 'i>,
     shape: Shape,
+    /// The raw keys the mapping reads, found in the one pass that also tells the shape.
+    keys: RawKeys<'t, 'i>,
+}
+
+/// The top-level values a raw record is read from, looked up once per record instead of
+/// once per field access (an object lookup is a linear scan of its keys).
+#[derive(Clone, Copy, Debug, Default)]
+struct RawKeys<'t, 'i> {
+    workload: Option<Value<'t, 'i>>,
+    operation: Option<Value<'t, 'i>>,
+    result_status: Option<Value<'t, 'i>>,
+    user_id: Option<Value<'t, 'i>>,
+    creation_time: Option<Value<'t, 'i>>,
+    id: Option<Value<'t, 'i>>,
+    organization_id: Option<Value<'t, 'i>>,
+    client_ip_address: Option<Value<'t, 'i>>,
+    client_ip: Option<Value<'t, 'i>>,
+    actor_ip_address: Option<Value<'t, 'i>>,
+    parameters: Option<Value<'t, 'i>>,
+    object_id: Option<Value<'t, 'i>>,
+}
+
+impl<'t, 'i> RawKeys<'t, 'i> {
+    /// The slot for a key the mapping reads, if it is one.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Value<'t, 'i>>> {
+        Some(match key {
+            "Workload" => &mut self.workload,
+            "Operation" => &mut self.operation,
+            "ResultStatus" => &mut self.result_status,
+            "UserId" => &mut self.user_id,
+            "CreationTime" => &mut self.creation_time,
+            "Id" => &mut self.id,
+            "OrganizationId" => &mut self.organization_id,
+            "ClientIPAddress" => &mut self.client_ip_address,
+            "ClientIP" => &mut self.client_ip,
+            "ActorIpAddress" => &mut self.actor_ip_address,
+            "Parameters" => &mut self.parameters,
+            "ObjectId" => &mut self.object_id,
+            _ => return None,
+        })
+    }
 }
 
 /// Why a parsed line is not a record.
@@ -140,14 +181,20 @@ impl<'t, 'i> Record<'t, 'i> {
         if let Some(source) = obj.get("_source").filter(|v| v.is_object()) {
             root = source;
         }
-        let ecs = root
-            .as_object()
-            .ok_or(NotARecord::NotAnObject)?
-            .iter()
-            .any(|(k, v)| (k == "event" && v.is_object()) || k.starts_with("event."));
+        let mut keys = RawKeys::default();
+        let mut ecs = false;
+        for (k, v) in root.as_object().ok_or(NotARecord::NotAnObject)?.iter() {
+            if let Some(slot) = keys.slot(k) {
+                // JSON objects may repeat a key; the last one wins, as in Elastic.
+                *slot = Some(v);
+            } else if (k == "event" && v.is_object()) || k.starts_with("event.") {
+                ecs = true;
+            }
+        }
         Ok(Record {
             root,
             shape: if ecs { Shape::Ecs } else { Shape::Raw },
+            keys,
         })
     }
 
@@ -185,20 +232,20 @@ impl<'t, 'i> Record<'t, 'i> {
     }
 
     fn visit_raw(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
-        let raw = |key: &str| self.root.as_object().and_then(|o| o.get(key));
+        let k = &self.keys;
         match field {
             Field::Dataset(_) => f(Cow::Borrowed(O365_AUDIT)),
-            Field::Provider => each_text(raw("Workload"), f),
-            Field::Action => each_text(raw("Operation"), f),
-            Field::Outcome => f(Cow::Borrowed(raw_outcome(raw("ResultStatus")))),
-            Field::UserId => each_text(raw("UserId"), f),
-            Field::Timestamp => each_text(raw("CreationTime"), f),
-            Field::EventId => each_text(raw("Id"), f),
-            Field::OrganizationId => each_text(raw("OrganizationId"), f),
+            Field::Provider => each_text(k.workload, f),
+            Field::Action => each_text(k.operation, f),
+            Field::Outcome => f(Cow::Borrowed(raw_outcome(k.result_status))),
+            Field::UserId => each_text(k.user_id, f),
+            Field::Timestamp => each_text(k.creation_time, f),
+            Field::EventId => each_text(k.id, f),
+            Field::OrganizationId => each_text(k.organization_id, f),
             Field::SourceIp => {
-                let first = ["ClientIPAddress", "ClientIP", "ActorIpAddress"]
-                    .iter()
-                    .filter_map(|k| raw(k).and_then(|v| v.into_string()))
+                let first = [k.client_ip_address, k.client_ip, k.actor_ip_address]
+                    .into_iter()
+                    .filter_map(|v| v.and_then(|v| v.into_string()))
                     .find(|s| !s.trim().is_empty());
                 match first.and_then(reduce_ip) {
                     Some(ip) => f(Cow::Owned(ip)),
@@ -206,7 +253,8 @@ impl<'t, 'i> Record<'t, 'i> {
                 }
             }
             Field::Audit(path) => match path.strip_prefix("Parameters.") {
-                Some(name) => visit_parameter(raw("Parameters"), name, f),
+                Some(name) => visit_parameter(k.parameters, name, f),
+                None if path == "ObjectId" => each_text(k.object_id, f),
                 None => each_text(lookup(self.root, path), f),
             },
             Field::Other(_) => false,
@@ -361,6 +409,9 @@ fn is_port(s: &str) -> bool {
 /// as `CreationTime` is written), with `T` or a space between date and time.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
+    if let Some(t) = parse_common_timestamp(text.as_bytes()) {
+        return Some(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Some(t.with_timezone(&Utc));
     }
@@ -372,6 +423,43 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     .iter()
     .find_map(|fmt| NaiveDateTime::parse_from_str(text, fmt).ok())
     .map(|t| t.and_utc())
+}
+
+/// The shapes audit records actually use, parsed without chrono's format machinery:
+/// `YYYY-MM-DDTHH:MM:SS`, optional `.fraction` (up to 9 digits), optional `Z`.
+/// Anything else (offsets, spaces) is left to the general parser.
+fn parse_common_timestamp(b: &[u8]) -> Option<DateTime<Utc>> {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let mut rest = &b[19..];
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let digits = frac.iter().take_while(|d| d.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        nanos = num(20..20 + digits)? * 10u32.pow(9 - digits as u32);
+        rest = &frac[digits..];
+    }
+    if !(rest.is_empty() || rest == b"Z") {
+        return None;
+    }
+    let time =
+        chrono::NaiveTime::from_hms_nano_opt(num(11..13)?, num(14..16)?, num(17..19)?, nanos)?;
+    Some(date.and_time(time).and_utc())
 }
 
 #[cfg(test)]
@@ -567,6 +655,25 @@ mod tests {
             Some("2020-02-17T17:12:03+00:00")
         );
         assert_eq!(t("yesterday"), None);
+        assert_eq!(t("2020-02-30T00:00:00"), None);
+        assert_eq!(
+            t("2020-02-17T17:12:03.123456789Z").as_deref(),
+            Some("2020-02-17T17:12:03.123456789+00:00")
+        );
+        assert_eq!(t("2020-02-17T25:12:03"), None);
+        // The fast path and chrono agree on what both accept.
+        for s in [
+            "2024-03-05T10:11:12",
+            "2024-03-05T10:11:12.5Z",
+            "1999-12-31T23:59:59.000001",
+        ] {
+            let fast = parse_common_timestamp(s.as_bytes());
+            let slow =
+                NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
+                    .ok()
+                    .map(|t| t.and_utc());
+            assert_eq!(fast, slow, "{s}");
+        }
     }
 
     #[test]

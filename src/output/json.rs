@@ -131,7 +131,7 @@ impl Exporter for Json {
             },
             actors: report.actors.iter().map(|a| actor_out(report, a)).collect(),
         };
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
+        serde_json::to_writer(&mut *out, &doc)?;
         writeln!(out)
     }
 }

@@ -19,28 +19,35 @@ const HEADER: [&str; 6] = [
     "SOURCE IPS",
 ];
 
+/// At most this many targets and source IPs are listed per actor; the JSON, CSV and
+/// NDJSON outputs always have all of them.
+const LIST_MAX: usize = 8;
+
+fn listing(items: impl ExactSizeIterator<Item = String>) -> String {
+    let total = items.len();
+    if total == 0 {
+        return "-".to_string();
+    }
+    let mut shown: Vec<String> = items.take(LIST_MAX).collect();
+    if total > LIST_MAX {
+        shown.push(format!("+{} more", total - LIST_MAX));
+    }
+    shown.join(", ")
+}
+
 fn row(a: &ActorFindings) -> [String; 6] {
     let when =
         |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map_or("-".to_string(), rfc3339);
-    let targets = a
-        .targets
-        .iter()
-        .map(|t| {
-            let flag = match t.bypass_enabled {
-                Some(true) => "on",
-                Some(false) => "off",
-                None => "?",
-            };
-            let name = t.identity.as_deref().unwrap_or("(none)");
-            format!("{} ({flag}, {})", terminal_safe(name), t.events)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let ips = if a.source_ips.is_empty() {
-        "-".to_string()
-    } else {
-        terminal_safe(&a.source_ips.join(", "))
-    };
+    let targets = listing(a.targets.iter().map(|t| {
+        let flag = match t.bypass_enabled {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "?",
+        };
+        let name = t.identity.as_deref().unwrap_or("(none)");
+        format!("{} ({flag}, {})", terminal_safe(name), t.events)
+    }));
+    let ips = listing(a.source_ips.iter().map(|ip| terminal_safe(ip)));
     [
         terminal_safe(a.actor.as_deref().unwrap_or("(none)")),
         a.evidence.len().to_string(),
