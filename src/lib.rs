@@ -16,6 +16,7 @@ pub mod config;
 pub mod engine;
 pub mod findings;
 pub mod generate;
+pub mod inflate;
 pub mod output;
 pub mod prefilter;
 pub mod record;

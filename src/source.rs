@@ -11,7 +11,6 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use flate2::bufread::MultiGzDecoder;
 use memmap2::Mmap;
 
 /// One input to scan.
@@ -211,7 +210,7 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
     let head = reader.fill_buf()?;
     let compression = Compression::sniff(head);
     let reader: Box<dyn Read + Send> = match compression {
-        Compression::Gzip => Box::new(MultiGzDecoder::new(reader)),
+        Compression::Gzip => crate::inflate::gzip_reader(reader),
         Compression::None => Box::new(reader),
     };
     Ok(Opened::Stream {

@@ -50,6 +50,7 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(out, "errors        {}", report.errors.len())?;
     writeln!(out, "prefilter     {}", s.prefilter)?;
+    writeln!(out, "gzip backend  {}", crate::inflate::BACKEND)?;
     if gb > 0.0 {
         writeln!(
             out,
