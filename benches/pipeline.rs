@@ -1,1 +1,117 @@
-fn main() {}
+//! Criterion benches of each pipeline stage on generated audit lines, in bytes/s:
+//! the prefilter over a chunk, a whole chunk scan (rare matches), candidate parsing
+//! (every line a candidate), and gzip inflation with the compiled-in backend.
+//!
+//!     cargo bench                     # zlib-rs gzip backend
+//!     cargo bench --features isal     # ISA-L gzip backend (needs libisal-dev)
+
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ualhunt::generate::{GenOptions, GenShape, generate};
+use ualhunt::prefilter::Prefilter;
+use ualhunt::rule::Rule;
+use ualhunt::scan::{Matcher, Scratch, scan_chunk};
+
+const CHUNK: u64 = 8 << 20;
+
+fn archive(rate: f64, shape: GenShape) -> Vec<u8> {
+    let mut out = Vec::new();
+    generate(
+        &GenOptions {
+            size: CHUNK,
+            seed: 42,
+            shape,
+            rate,
+        },
+        &mut out,
+    )
+    .expect("in memory");
+    out
+}
+
+fn prefilter(c: &mut Criterion) {
+    let data = archive(0.00001, GenShape::Ual);
+    let p = Prefilter::for_rules(&Rule::builtin());
+    let mut g = c.benchmark_group("prefilter");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("memmem over 8 MiB chunk", |b| {
+        b.iter(|| {
+            let mut hits = 0;
+            let mut at = 0;
+            while let Some(i) = p.find(&data[at..]) {
+                hits += 1;
+                at += i + 1;
+            }
+            black_box(hits)
+        })
+    });
+    g.bench_function("line count (memchr newline) over 8 MiB chunk", |b| {
+        b.iter(|| black_box(memchr::memchr_iter(b'\n', &data).count()))
+    });
+    g.finish();
+}
+
+fn chunk_scan(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chunk scan");
+    for (name, rate, shape) in [
+        ("rare matches, raw UAL", 0.00001, GenShape::Ual),
+        ("rare matches, ECS", 0.00001, GenShape::Ecs),
+        (
+            "every line a candidate (parse), raw UAL",
+            1.0,
+            GenShape::Ual,
+        ),
+        ("every line a candidate (parse), ECS", 1.0, GenShape::Ecs),
+    ] {
+        let data = archive(rate, shape);
+        let m = Matcher::new(Rule::builtin(), true, 64 << 20);
+        let mut scratch = Scratch::default();
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(scan_chunk(&data, 0, &m, &mut scratch)))
+        });
+    }
+    let data = archive(0.00001, GenShape::Ual);
+    let m = Matcher::new(Rule::builtin(), false, 64 << 20);
+    let mut scratch = Scratch::default();
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("no prefilter (reference path), raw UAL", |b| {
+        b.iter(|| black_box(scan_chunk(&data, 0, &m, &mut scratch)))
+    });
+    g.finish();
+}
+
+fn inflate(c: &mut Criterion) {
+    let data = archive(0.00001, GenShape::Ual);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    enc.write_all(&data).expect("in memory");
+    let gz: &'static [u8] = enc.finish().expect("in memory").leak();
+    let mut g = c.benchmark_group("gzip inflate");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    let mut out = vec![0u8; 1 << 20];
+    g.bench_function(ualhunt::inflate::BACKEND, |b| {
+        b.iter(|| {
+            let input = std::io::BufReader::with_capacity(1 << 20, std::io::Cursor::new(gz));
+            let mut r = ualhunt::inflate::gzip_reader(Box::new(input));
+            let mut total = 0;
+            while let Ok(n) = r.read(&mut out) {
+                if n == 0 {
+                    break;
+                }
+                total += n;
+            }
+            black_box(total)
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(15).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = prefilter, chunk_scan, inflate
+}
+criterion_main!(benches);

@@ -161,7 +161,8 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
     let mut all = Partial::default();
     let mut bytes = 0;
     let mut formats: std::collections::BTreeMap<&str, u64> = Default::default();
-    let mut latency = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    // 1 µs to 1 hour, 3 significant figures: always valid bounds.
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
     let mut compressed_bytes = 0;
     for (input, r) in inputs.iter().zip(results) {

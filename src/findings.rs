@@ -13,6 +13,8 @@
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -53,6 +55,10 @@ impl Counts {
     }
 }
 
+/// Text shared between events: actors, targets and addresses repeat, so each distinct
+/// value is allocated once per worker and shared.
+pub type Text = Arc<str>;
+
 /// One matched record and its evidence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -63,17 +69,17 @@ pub struct Event {
     /// 0-based line index, relative to the partial that holds the event until merged.
     pub line: u64,
     /// `user.id`.
-    pub actor: Option<String>,
+    pub actor: Option<Text>,
     /// `@timestamp`.
     pub timestamp: Option<DateTime<Utc>>,
     /// `event.id`.
     pub record_id: Option<String>,
     /// The rule's target field.
-    pub target: Option<String>,
+    pub target: Option<Text>,
     /// The rule's flag field.
     pub bypass_enabled: Option<bool>,
     /// `source.ip`.
-    pub source_ip: Option<String>,
+    pub source_ip: Option<Text>,
 }
 
 /// A malformed line kept as an example.
@@ -158,7 +164,7 @@ pub struct Target {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActorFindings {
     /// `user.id`; `None` when records name no actor.
-    pub actor: Option<String>,
+    pub actor: Option<Text>,
     /// First event time.
     pub first_seen: Option<DateTime<Utc>>,
     /// Last event time.
@@ -175,7 +181,7 @@ pub struct ActorFindings {
 /// to find an event's group and once per distinct actor, target and IP, never inside the
 /// evidence sort (the worst case is hundreds of thousands of events).
 pub fn group(events: Vec<Event>) -> Vec<ActorFindings> {
-    let mut by_actor: FxHashMap<Option<String>, Vec<Event>> = FxHashMap::default();
+    let mut by_actor: FxHashMap<Option<Text>, Vec<Event>> = FxHashMap::default();
     for e in events {
         match by_actor.get_mut(&e.actor) {
             Some(list) => list.push(e),
@@ -184,7 +190,7 @@ pub fn group(events: Vec<Event>) -> Vec<ActorFindings> {
             }
         }
     }
-    let mut groups: Vec<(Option<String>, Vec<Event>)> = by_actor.into_iter().collect();
+    let mut groups: Vec<(Option<Text>, Vec<Event>)> = by_actor.into_iter().collect();
     groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     groups
         .into_par_iter()
@@ -240,12 +246,12 @@ mod tests {
             rule: 0,
             file: 0,
             line,
-            actor: Some(actor.to_string()),
+            actor: Some(actor.into()),
             timestamp: DateTime::from_timestamp(ts, 0),
             record_id: None,
-            target: Some(target.to_string()),
+            target: Some(target.into()),
             bypass_enabled: flag,
-            source_ip: Some(format!("10.0.0.{}", line % 3)),
+            source_ip: Some(format!("10.0.0.{}", line % 3).into()),
         }
     }
 

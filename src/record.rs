@@ -223,6 +223,27 @@ impl<'t, 'i> Record<'t, 'i> {
         parse_timestamp(&self.text(&Field::Timestamp)?)
     }
 
+    /// The client address `source.ip` is taken from, before it is reduced to an IP:
+    /// for a raw record the first non-empty of `ClientIPAddress`, `ClientIP`,
+    /// `ActorIpAddress`; for an ECS document `source.ip` (else `client.ip`) as it is.
+    /// Lets a caller cache the reduction per distinct address.
+    pub fn client_address(&self) -> Option<&'i str> {
+        match self.shape {
+            Shape::Raw => {
+                let k = &self.keys;
+                [k.client_ip_address, k.client_ip, k.actor_ip_address]
+                    .into_iter()
+                    .filter_map(|v| v.and_then(|v| v.into_string()))
+                    .find(|s| !s.trim().is_empty())
+            }
+            Shape::Ecs => {
+                let v =
+                    lookup(self.root, "source.ip").or_else(|| lookup(self.root, "client.ip"))?;
+                v.into_string()
+            }
+        }
+    }
+
     /// Calls `f` on each text value of `field` until it returns true.
     fn visit(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
         match self.shape {
@@ -242,16 +263,10 @@ impl<'t, 'i> Record<'t, 'i> {
             Field::Timestamp => each_text(k.creation_time, f),
             Field::EventId => each_text(k.id, f),
             Field::OrganizationId => each_text(k.organization_id, f),
-            Field::SourceIp => {
-                let first = [k.client_ip_address, k.client_ip, k.actor_ip_address]
-                    .into_iter()
-                    .filter_map(|v| v.and_then(|v| v.into_string()))
-                    .find(|s| !s.trim().is_empty());
-                match first.and_then(reduce_ip) {
-                    Some(ip) => f(Cow::Owned(ip)),
-                    None => false,
-                }
-            }
+            Field::SourceIp => match self.client_address().and_then(reduce_ip) {
+                Some(ip) => f(Cow::Owned(ip)),
+                None => false,
+            },
             Field::Audit(path) => match path.strip_prefix("Parameters.") {
                 Some(name) => visit_parameter(k.parameters, name, f),
                 None if path == "ObjectId" => each_text(k.object_id, f),

@@ -12,9 +12,14 @@ use std::time::{Duration, Instant};
 
 use memchr::{memchr, memchr_iter, memrchr};
 
-use crate::findings::{Event, Partial};
+use std::borrow::Cow;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use simd_json::tape::Tape;
+
+use crate::findings::{Event, Partial, Text};
 use crate::prefilter::Prefilter;
-use crate::record::{Field, Record};
+use crate::record::{Field, Record, reduce_ip};
 use crate::rule::{Rule, parse_flag};
 
 /// Bytes walked at a time: small enough that the newline pass finds the block still in
@@ -85,8 +90,12 @@ impl Matcher {
 pub struct Scratch {
     buf: Vec<u8>,
     buffers: Option<simd_json::Buffers>,
+    /// The tape of the last parse, kept (empty) for its allocation.
+    tape: Option<Tape<'static>>,
     /// Candidate lines of the current block: (start, end without newline, line index).
     candidates: Vec<(usize, usize, u64)>,
+    /// Shared evidence text.
+    texts: Interner,
     /// Time spent parsing and evaluating candidates.
     pub parse_time: Duration,
 }
@@ -262,27 +271,35 @@ fn evaluate(
     scratch: &mut Scratch,
     out: &mut Partial,
 ) {
-    scratch.buf.clear();
-    scratch.buf.extend_from_slice(line);
-    let buffers = scratch
-        .buffers
-        .get_or_insert_with(|| simd_json::Buffers::new(line.len()));
-    let tape = match simd_json::to_tape_with_buffers(&mut scratch.buf, buffers) {
-        Ok(tape) => tape,
-        Err(e) => {
-            out.malformed(file, index, format!("invalid JSON: {e}"), line);
-            return;
-        }
-    };
+    let Scratch {
+        buf,
+        buffers,
+        tape: spare,
+        texts,
+        ..
+    } = scratch;
+    // One copy of the line, padded as simd-json's SIMD loads need, parsed in place
+    // into a tape whose allocation is reused from line to line.
+    buf.clear();
+    buf.extend_from_slice(line);
+    buf.resize(line.len() + simd_json::INPUT_PADDING, 0);
+    let buffers = buffers.get_or_insert_with(|| simd_json::Buffers::new(line.len()));
+    let mut tape = spare.take().unwrap_or_else(Tape::null).reset();
+    if let Err(e) = simd_json::fill_tape_padded(buf, line.len(), buffers, &mut tape) {
+        out.malformed(file, index, format!("invalid JSON: {e}"), line);
+        *spare = Some(tape.reset());
+        return;
+    }
     let Ok(record) = Record::new(tape.as_value()) else {
         out.malformed(file, index, "not a JSON object".to_string(), line);
+        *spare = Some(tape.reset());
         return;
     };
     out.counts.candidates += 1;
     let before = out.events.len();
     for (i, rule) in m.rules.iter().enumerate() {
         if rule.query.matches(&record) {
-            out.events.push(event(&record, rule, i, file, index));
+            out.events.push(event(&record, rule, i, file, index, texts));
         }
     }
     if out.events.len() > before {
@@ -290,28 +307,72 @@ fn evaluate(
     } else {
         out.counts.not_matched += 1;
     }
+    *spare = Some(tape.reset());
 }
 
-fn event(record: &Record<'_, '_>, rule: &Rule, index: usize, file: usize, line: u64) -> Event {
-    let owned = |f: &Field| record.text(f).map(|s| s.into_owned());
+fn event(
+    record: &Record<'_, '_>,
+    rule: &Rule,
+    index: usize,
+    file: usize,
+    line: u64,
+    texts: &mut Interner,
+) -> Event {
     Event {
         rule: index,
         file,
         line,
-        actor: record.actor().map(|s| s.into_owned()),
+        actor: record.actor().map(|s| texts.text(&s)),
         timestamp: record.timestamp(),
-        record_id: owned(&Field::EventId),
+        record_id: record.text(&Field::EventId).map(Cow::into_owned),
         target: rule
             .target
             .iter()
             .find_map(|f| record.text(f))
-            .map(|s| s.into_owned()),
+            .map(|s| texts.text(&s)),
         bypass_enabled: rule
             .flag
             .as_ref()
             .and_then(|f| record.text(f))
             .and_then(|s| parse_flag(&s)),
-        source_ip: owned(&Field::SourceIp),
+        source_ip: record.client_address().and_then(|a| texts.ip(a)),
+    }
+}
+
+/// Shares the text of repeated evidence values (actors, targets, addresses) and the
+/// reduction of each distinct client address, per worker. Bounded: it starts afresh
+/// past [`Interner::MAX`] entries, so unique-per-record values cannot grow it forever.
+#[derive(Default)]
+pub struct Interner {
+    texts: FxHashSet<Text>,
+    ips: FxHashMap<Text, Option<Text>>,
+}
+
+impl Interner {
+    const MAX: usize = 1 << 16;
+
+    fn text(&mut self, s: &str) -> Text {
+        if let Some(t) = self.texts.get(s) {
+            return t.clone();
+        }
+        if self.texts.len() >= Self::MAX {
+            self.texts.clear();
+        }
+        let t: Text = s.into();
+        self.texts.insert(t.clone());
+        t
+    }
+
+    fn ip(&mut self, address: &str) -> Option<Text> {
+        if let Some(ip) = self.ips.get(address) {
+            return ip.clone();
+        }
+        if self.ips.len() >= Self::MAX {
+            self.ips.clear();
+        }
+        let ip: Option<Text> = reduce_ip(address).map(|ip| self.text(&ip));
+        self.ips.insert(address.into(), ip.clone());
+        ip
     }
 }
 
