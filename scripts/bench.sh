@@ -100,6 +100,8 @@ have jq || pkgs+=(jq)
 have pigz || pkgs+=(pigz)
 have zcat || pkgs+=(gzip)
 [[ -x /usr/bin/time ]] || pkgs+=(time)
+# ualhunt's ISA-L gzip backend (cargo feature `isal`) links the system libisal.
+dpkg -s libisal-dev >/dev/null 2>&1 || pkgs+=(libisal-dev)
 apt_install "${pkgs[@]}"
 for t in rg igzip jq pigz zcat split numfmt awk; do
   have "$t" || die "'$t' is still missing after install"
@@ -115,9 +117,15 @@ if [[ -n ${UALHUNT:-} ]]; then
   log "using UALHUNT=$UALHUNT (cargo build skipped)"
 else
   have cargo || die "cargo not found: install a Rust toolchain (rustup) first"
-  log "cargo build --release"
-  (cd -- "$ROOT" && cargo build --release) >&2 || die "cargo build --release failed"
+  log "cargo build --release --features isal"
+  (cd -- "$ROOT" && cargo build --release --features isal) >&2 ||
+    die "cargo build --release --features isal failed"
   UALHUNT=$ROOT/target/release/ualhunt
+  # The default build (zlib-rs gzip backend) too, for the gzip comparison.
+  log "cargo build --release --target-dir target/bench-default (zlib-rs backend)"
+  (cd -- "$ROOT" && cargo build --release --target-dir target/bench-default) >&2 ||
+    die "cargo build --release (default features) failed"
+  UALHUNT_ZLIB=$ROOT/target/bench-default/release/ualhunt
 fi
 [[ -x $UALHUNT ]] || die "$UALHUNT is not an executable"
 # `SUB --help` must succeed AND print a usage text naming the options this script
@@ -502,6 +510,9 @@ case_run
 
 case_begin "2 gzip" "$GZ_IN" "$PLAIN_B"
 case_cmd subject ualhunt "0 1" "$UH $G"
+if [[ -n ${UALHUNT_ZLIB:-} ]]; then
+  case_cmd alt zlib-rs "0 1" "$(printf %q "$UALHUNT_ZLIB") hunt --format json -o /dev/null $G"
+fi
 case_cmd peer igzip "0" "igzip -dc $G >/dev/null"
 case_cmd peer zcat-rg "0 1" "zcat $G | rg -c $LITERAL"
 case_run
