@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ualhunt::config::{self, Config, OutputFormat};
+use ualhunt::config::{self, Bound, Config, OutputFormat};
 
 /// Hunt Elastic's "O365 Mailbox Audit Logging Bypass" rule over Microsoft 365 audit
 /// archives (JSON lines, raw or ECS, plain or gzip), offline and fast.
@@ -106,6 +107,19 @@ pub struct HuntArgs {
     /// Treat malformed lines like unreadable input: exit status 2.
     #[arg(long)]
     pub strict: bool,
+
+    /// Report only events at or after TIME (RFC 3339, or a date: that day's start, UTC).
+    #[arg(long, value_name = "TIME", value_parser = |s: &str| config::parse_bound(s, Bound::Since))]
+    pub since: Option<DateTime<Utc>>,
+
+    /// Report only events before TIME (RFC 3339, or a date: that whole day included).
+    #[arg(long, value_name = "TIME", value_parser = |s: &str| config::parse_bound(s, Bound::Until))]
+    pub until: Option<DateTime<Utc>>,
+
+    /// Report every matched event even when several have the same record id (by
+    /// default a record repeated across overlapping exports is reported once).
+    #[arg(long)]
+    pub keep_duplicates: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -140,6 +154,9 @@ impl HuntArgs {
         config.max_line = self.max_line_size;
         config.prefilter = !self.no_prefilter;
         config.timing = self.stats;
+        config.since = self.since;
+        config.until = self.until;
+        config.keep_duplicates = self.keep_duplicates;
         config
     }
 }

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, NaiveDate, Utc};
+
 use crate::rule::Rule;
 
 /// Default target size of a chunk (and of a decompressed block).
@@ -47,6 +49,12 @@ pub struct Config {
     /// Bytes the prefilter searches at a time inside a chunk before the newline pass
     /// over the same bytes (sized for the L2 cache; tests vary it).
     pub scan_block: usize,
+    /// Only events at or after this time are reported.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this time are reported.
+    pub until: Option<DateTime<Utc>>,
+    /// Report every matched event, even when another one has the same record id.
+    pub keep_duplicates: bool,
 }
 
 impl Config {
@@ -61,6 +69,9 @@ impl Config {
             max_line: DEFAULT_MAX_LINE,
             timing: false,
             scan_block: crate::scan::DEFAULT_BLOCK,
+            since: None,
+            until: None,
+            keep_duplicates: false,
         }
     }
 }
@@ -94,9 +105,46 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     Ok(size)
 }
 
+/// Which end of a time window a bound is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// `--since`: a date means that day's first instant.
+    Since,
+    /// `--until`: a date means the whole day is included (up to the next day's start).
+    Until,
+}
+
+/// Parses a time bound: RFC 3339 (`2024-03-05T10:00:00Z`, an offset, or no offset for
+/// UTC) or a date (`2024-03-05`, UTC). The window is `since <= t < until`.
+pub fn parse_bound(text: &str, bound: Bound) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(day) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let day = match bound {
+            Bound::Since => day,
+            Bound::Until => day
+                .succ_opt()
+                .ok_or_else(|| format!("date {t:?} is out of range"))?,
+        };
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    crate::record::parse_timestamp(t)
+        .ok_or_else(|| format!("invalid time {t:?} (examples: 2024-03-05, 2024-03-05T10:00:00Z)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds() {
+        let s = parse_bound("2024-03-05", Bound::Since).unwrap();
+        assert_eq!(s.to_rfc3339(), "2024-03-05T00:00:00+00:00");
+        let u = parse_bound("2024-03-05", Bound::Until).unwrap();
+        assert_eq!(u.to_rfc3339(), "2024-03-06T00:00:00+00:00");
+        let t = parse_bound("2024-03-05T10:00:00+02:00", Bound::Until).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-03-05T08:00:00+00:00");
+        assert!(parse_bound("last tuesday", Bound::Since).is_err());
+    }
 
     #[test]
     fn sizes() {

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use rayon::prelude::*;
 
 use crate::config::Config;
-use crate::findings::{ActorFindings, Counts, Partial, group};
+use crate::findings::{ActorFindings, Counts, Partial, drop_duplicates, group};
 use crate::rule::RuleMeta;
 use crate::scan::{Matcher, Scratch, scan_chunk};
 use crate::source::{self, Block, BlockReader, Compression, Input, Opened};
@@ -80,6 +80,8 @@ pub struct Report {
     pub bytes: u64,
     /// Line accounting.
     pub counts: Counts,
+    /// Matched events dropped because an earlier one had the same rule and record id.
+    pub duplicates: u64,
     /// Inputs that could not be read in full.
     pub errors: Vec<ScanError>,
     /// The first malformed lines.
@@ -141,7 +143,8 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         .build()?;
     let matcher = Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
         .with_timing(config.timing)
-        .with_block(config.scan_block);
+        .with_block(config.scan_block)
+        .with_window(config.since, config.until);
     let (inputs, discover_errors) = source::discover(&config.paths);
     let results: Vec<FileResult> = pool.install(|| {
         inputs
@@ -194,6 +197,11 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
             excerpt: s.excerpt.clone(),
         })
         .collect();
+    let duplicates = if config.keep_duplicates {
+        0
+    } else {
+        drop_duplicates(&mut all.events)
+    };
     let actors = pool.install(|| group(all.events));
     let stats = RunStats {
         wall: started.elapsed(),
@@ -216,6 +224,7 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         inputs: names,
         bytes,
         counts: all.counts,
+        duplicates,
         errors,
         malformed,
         actors,

@@ -33,8 +33,11 @@ pub struct Counts {
     pub candidates: u64,
     /// Candidates that matched at least one rule.
     pub matched: u64,
-    /// Candidates that parsed but matched no rule.
+    /// Candidates that parsed but matched no rule (or only outside the time window).
     pub not_matched: u64,
+    /// Of `not_matched`: candidates that matched a rule at a time outside
+    /// `--since`/`--until`.
+    pub outside_window: u64,
     /// Candidates that are not a JSON object (or are too long).
     pub malformed: u64,
 }
@@ -51,6 +54,7 @@ impl Counts {
         self.candidates += other.candidates;
         self.matched += other.matched;
         self.not_matched += other.not_matched;
+        self.outside_window += other.outside_window;
         self.malformed += other.malformed;
     }
 }
@@ -175,6 +179,19 @@ pub struct ActorFindings {
     pub source_ips: Vec<String>,
     /// The matched events, in evidence order.
     pub evidence: Vec<Event>,
+}
+
+/// Drops events whose rule and record id were already reported by an earlier event in
+/// input order (exports overlap and repeat records); events without a record id are
+/// all kept. Returns how many were dropped. `events` must be in input order.
+pub fn drop_duplicates(events: &mut Vec<Event>) -> u64 {
+    let before = events.len();
+    let mut seen: FxHashSet<(usize, String)> = FxHashSet::default();
+    events.retain(|e| match &e.record_id {
+        Some(id) => seen.insert((e.rule, id.clone())),
+        None => true,
+    });
+    (before - events.len()) as u64
 }
 
 /// Groups events by actor, in the documented total orders. Strings are compared only
@@ -322,6 +339,21 @@ mod tests {
             "last event's flag wins"
         );
         assert_eq!(bob.source_ips, vec!["10.0.0.0", "10.0.0.1"]);
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_in_input_order() {
+        let mut a = event("u", 1, 0, "t", None);
+        a.record_id = Some("r1".into());
+        let mut b = event("u", 9, 0, "t", None);
+        b.record_id = Some("r1".into());
+        b.file = 1;
+        let c = event("u", 3, 0, "t", None);
+        let d = c.clone();
+        let mut events = vec![a.clone(), c, b, d];
+        assert_eq!(drop_duplicates(&mut events), 1);
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0], a);
     }
 
     #[test]

@@ -173,13 +173,18 @@ pub enum NotARecord {
 }
 
 impl<'t, 'i> Record<'t, 'i> {
-    /// Recognises the shape of a parsed JSON value; an Elasticsearch hit (`_source`)
-    /// is unwrapped to the document it holds.
+    /// Recognises the shape of a parsed JSON value. Wrappers are unwrapped to the record
+    /// they hold: an Elasticsearch hit (`_source`) and the Elastic Agent CEL input's
+    /// `{"o365audit": record}`.
     pub fn new(value: Value<'t, 'i>) -> Result<Record<'t, 'i>, NotARecord> {
         let mut root = value;
         let obj = root.as_object().ok_or(NotARecord::NotAnObject)?;
-        if let Some(source) = obj.get("_source").filter(|v| v.is_object()) {
-            root = source;
+        if let Some(inner) = obj
+            .get("_source")
+            .or_else(|| obj.get("o365audit"))
+            .filter(|v| v.is_object())
+        {
+            root = inner;
         }
         let mut keys = RawKeys::default();
         let mut ecs = false;
@@ -591,6 +596,13 @@ mod tests {
                 "{doc}"
             );
         }
+    }
+
+    #[test]
+    fn the_cel_wrapper_is_unwrapped() {
+        let doc = r#"{"o365audit":{"Operation":"X","Workload":"Exchange","UserId":"u"}}"#;
+        assert_eq!(text_of(doc, "event.action").as_deref(), Some("X"));
+        assert_eq!(text_of(doc, "user.id").as_deref(), Some("u"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use memchr::{memchr, memchr_iter, memrchr};
 
 use std::borrow::Cow;
 
+use chrono::{DateTime, Utc};
 use rustc_hash::{FxHashMap, FxHashSet};
 use simd_json::tape::Tape;
 
@@ -34,6 +35,8 @@ pub struct Matcher {
     max_line: usize,
     block: usize,
     timed: bool,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
 }
 
 impl Matcher {
@@ -52,6 +55,8 @@ impl Matcher {
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
+            since: None,
+            until: None,
         }
     }
 
@@ -67,6 +72,25 @@ impl Matcher {
     pub fn with_block(mut self, block: usize) -> Matcher {
         self.block = block.max(1);
         self
+    }
+
+    /// Reports only events with `since <= time < until` (either bound optional; an
+    /// event without a time is outside any window).
+    pub fn with_window(
+        mut self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Matcher {
+        self.since = since;
+        self.until = until;
+        self
+    }
+
+    fn in_window(&self, t: Option<DateTime<Utc>>) -> bool {
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        t.is_some_and(|t| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u))
     }
 
     /// The compiled rules.
@@ -297,21 +321,30 @@ fn evaluate(
     };
     out.counts.candidates += 1;
     let before = out.events.len();
+    let mut outside = false;
     for (i, rule) in m.rules.iter().enumerate() {
         if rule.query.matches(&record) {
-            out.events.push(event(&record, rule, i, file, index, texts));
+            let timestamp = record.timestamp();
+            if m.in_window(timestamp) {
+                out.events
+                    .push(event(&record, timestamp, rule, i, file, index, texts));
+            } else {
+                outside = true;
+            }
         }
     }
     if out.events.len() > before {
         out.counts.matched += 1;
     } else {
         out.counts.not_matched += 1;
+        out.counts.outside_window += u64::from(outside);
     }
     *spare = Some(tape.reset());
 }
 
 fn event(
     record: &Record<'_, '_>,
+    timestamp: Option<DateTime<Utc>>,
     rule: &Rule,
     index: usize,
     file: usize,
@@ -323,7 +356,7 @@ fn event(
         file,
         line,
         actor: record.actor().map(|s| texts.text(&s)),
-        timestamp: record.timestamp(),
+        timestamp,
         record_id: record.text(&Field::EventId).map(Cow::into_owned),
         target: rule
             .target

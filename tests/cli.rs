@@ -507,3 +507,101 @@ fn generate_is_deterministic_and_its_plants_are_found() {
     let report = json_of(&run(&["hunt", "--format", "json", a.to_str().unwrap()]));
     assert_eq!(report["scan"]["events"].as_u64(), Some(expected));
 }
+
+#[test]
+fn since_and_until_bound_the_event_time() {
+    let file = "testdata/raw_ual_bypass_events.jsonl";
+    let all = json_of(&run(&["hunt", "--format", "json", file]));
+    assert_eq!(all["scan"]["events"], 6);
+    let day = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--since",
+        "2024-03-06",
+        "--until",
+        "2024-03-06",
+        file,
+    ]));
+    assert_eq!(
+        day["scan"]["events"], 2,
+        "a date as --until includes that whole day"
+    );
+    assert_eq!(day["scan"]["outside_window"], 4);
+    let to_the_second = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--since",
+        "2024-03-07T23:59:59Z",
+        file,
+    ]));
+    assert_eq!(to_the_second["scan"]["events"], 1, "--since is inclusive");
+    let out = run(&["hunt", "--since", "2024-03-08", file]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "nothing in the window: no findings"
+    );
+    assert_eq!(
+        run(&["hunt", "--since", "soon", file]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn a_record_repeated_across_exports_is_reported_once() {
+    let file = "testdata/raw_ual_bypass_events.jsonl";
+    let twice = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        file,
+        "testdata/gzip_content_named.json",
+        file,
+    ]));
+    let once = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        file,
+        "testdata/gzip_content_named.json",
+    ]));
+    assert_eq!(twice["scan"]["events"], once["scan"]["events"]);
+    assert_eq!(twice["scan"]["duplicates"], 6);
+    assert_eq!(
+        twice["actors"], once["actors"],
+        "the first occurrence (input order) is kept"
+    );
+    let kept = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--keep-duplicates",
+        file,
+        file,
+    ]));
+    assert_eq!(kept["scan"]["events"], 12);
+    assert_eq!(kept["scan"]["duplicates"], 0);
+}
+
+#[test]
+fn the_elastic_agent_cel_wrapper_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cel.ndjson");
+    let raw = std::fs::read_to_string(root().join("testdata/raw_ual_bypass_events.jsonl")).unwrap();
+    let wrapped: String = raw
+        .lines()
+        .map(|l| format!("{{\"o365audit\":{l}}}\n"))
+        .collect();
+    std::fs::write(&path, wrapped).unwrap();
+    let a = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]));
+    let b = json_of(&run(&["hunt", "--format", "json", path.to_str().unwrap()]));
+    assert_eq!(b["scan"]["events"], a["scan"]["events"]);
+    assert_eq!(events_of_report(&a), events_of_report(&b));
+}
