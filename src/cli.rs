@@ -116,6 +116,10 @@ pub struct HuntArgs {
     #[arg(long, value_name = "TIME", value_parser = |s: &str| config::parse_bound(s, Bound::Until))]
     pub until: Option<DateTime<Utc>>,
 
+    /// No progress bar (it is shown only when stderr is a terminal anyway).
+    #[arg(short, long)]
+    pub quiet: bool,
+
     /// Report every matched event even when several have the same record id (by
     /// default a record repeated across overlapping exports is reported once).
     #[arg(long)]

@@ -55,6 +55,8 @@ pub struct Config {
     pub until: Option<DateTime<Utc>>,
     /// Report every matched event, even when another one has the same record id.
     pub keep_duplicates: bool,
+    /// Where to count progress, if someone shows it.
+    pub progress: Option<std::sync::Arc<crate::source::Progress>>,
 }
 
 impl Config {
@@ -72,6 +74,7 @@ impl Config {
             since: None,
             until: None,
             keep_duplicates: false,
+            progress: None,
         }
     }
 }

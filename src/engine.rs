@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::findings::{ActorFindings, Counts, Partial, drop_duplicates, group};
 use crate::rule::RuleMeta;
 use crate::scan::{Matcher, Scratch, scan_chunk};
-use crate::source::{self, Block, BlockReader, Compression, Input, Opened};
+use crate::source::{self, Block, BlockReader, Compression, Input, Layout, Opened};
 
 /// An input that could not be read in full.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -103,7 +103,7 @@ impl Report {
 struct FileResult {
     partial: Partial,
     bytes: u64,
-    kind: &'static str,
+    kind: String,
     error: Option<String>,
     latencies: Vec<Duration>,
     scan_time: Duration,
@@ -113,7 +113,7 @@ struct FileResult {
 }
 
 impl FileResult {
-    fn new(kind: &'static str) -> FileResult {
+    fn new(kind: String) -> FileResult {
         FileResult {
             partial: Partial::default(),
             bytes: 0,
@@ -146,6 +146,16 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         .with_block(config.scan_block)
         .with_window(config.since, config.until);
     let (inputs, discover_errors) = source::discover(&config.paths);
+    if let Some(p) = &config.progress {
+        let total: u64 = inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+                Input::Stdin => None,
+            })
+            .sum();
+        p.total.store(total, std::sync::atomic::Ordering::Relaxed);
+    }
     let results: Vec<FileResult> = pool.install(|| {
         inputs
             .par_iter()
@@ -163,7 +173,7 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         .collect();
     let mut all = Partial::default();
     let mut bytes = 0;
-    let mut formats: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut formats: std::collections::BTreeMap<String, u64> = Default::default();
     // 1 µs to 1 hour, 3 significant figures: always valid bounds.
     let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
@@ -175,7 +185,7 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
                 message,
             });
         }
-        *formats.entry(r.kind).or_default() += 1;
+        *formats.entry(r.kind.clone()).or_default() += 1;
         bytes += r.bytes;
         for t in &r.latencies {
             latency.saturating_record(t.as_micros().min(u128::from(u64::MAX)) as u64);
@@ -203,15 +213,15 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         drop_duplicates(&mut all.events)
     };
     let actors = pool.install(|| group(all.events));
+    if let Some(p) = &config.progress {
+        p.finished.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let stats = RunStats {
         wall: started.elapsed(),
         threads: pool.current_num_threads(),
         chunk_size: config.chunk_size,
         prefilter: matcher.prefilter().describe(),
-        formats: formats
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        formats: formats.into_iter().collect(),
         chunk_latency_us: latency,
         scan_time,
         parse_time,
@@ -233,26 +243,26 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
 }
 
 fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileResult {
-    let opened = match source::open(input) {
+    let opened = match source::open(input, &config.progress) {
         Ok(o) => o,
         Err(e) => {
-            let mut r = FileResult::new("unreadable");
+            let mut r = FileResult::new("unreadable".to_string());
             r.error = Some(format!("cannot open: {e}"));
             return r;
         }
     };
     match opened {
-        Opened::Mapped(mapped) => scan_mapped(file, mapped.bytes(), m, config.chunk_size),
+        Opened::Mapped(mapped) => scan_mapped(file, mapped.bytes(), m, config),
         Opened::Stream {
             reader,
             compression,
         } => {
             let kind = match (input, compression) {
-                (Input::Stdin, Compression::None) => "stdin",
-                (Input::Stdin, Compression::Gzip) => "stdin (gzip)",
-                (_, c) => c.name(),
+                (Input::Stdin, Compression::None) => "stdin".to_string(),
+                (Input::Stdin, c) => format!("stdin {}", c.name()),
+                (_, c) => c.name().to_string(),
             };
-            let mut r = scan_stream(file, reader, kind, m, config);
+            let mut r = scan_stream(file, reader, &kind, m, config);
             if let Input::File(path) = input {
                 r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
             }
@@ -262,15 +272,22 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
 }
 
 /// A mapped file: line-aligned chunks scanned in parallel, merged in order.
-fn scan_mapped(file: usize, data: &[u8], m: &Matcher, chunk_size: usize) -> FileResult {
-    let mut result = FileResult::new("plain");
+fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileResult {
+    let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
+    let mut result = FileResult::new(layout.name().to_string());
+    if let Some(error) = unsupported(layout) {
+        result.error = Some(error);
+        bump(&config.progress, data.len());
+        return result;
+    }
     result.bytes = data.len() as u64;
-    let chunks = crate::chunk::split(data, chunk_size);
+    let chunks = crate::chunk::split(data, config.chunk_size);
     let parts: Vec<(Partial, Duration, Duration)> = chunks
         .par_iter()
         .map_init(Scratch::default, |scratch, range| {
             let t = Instant::now();
             let p = scan_chunk(&data[range.clone()], file, m, scratch);
+            bump(&config.progress, range.len());
             (p, t.elapsed(), std::mem::take(&mut scratch.parse_time))
         })
         .collect();
@@ -278,6 +295,27 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, chunk_size: usize) -> File
         result.record(p, took, parse);
     }
     result
+}
+
+/// How many leading bytes decide the layout of an input.
+const SNIFF: usize = 4096;
+
+/// Why a recognised layout cannot be read yet, if it cannot.
+fn unsupported(layout: Layout) -> Option<String> {
+    match layout {
+        Layout::JsonLines => None,
+        other => Some(format!(
+            "recognised as {}, which this version cannot read yet (JSON lines only); not scanned",
+            other.name()
+        )),
+    }
+}
+
+fn bump(progress: &Option<std::sync::Arc<source::Progress>>, bytes: usize) {
+    if let Some(p) = progress {
+        p.done
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Largest block a stream is cut into, whatever the chunk size: a few blocks are in
@@ -295,11 +333,11 @@ enum Msg {
 fn scan_stream(
     file: usize,
     reader: Box<dyn io::Read + Send>,
-    kind: &'static str,
+    kind: &str,
     m: &Matcher,
     config: &Config,
 ) -> FileResult {
-    let mut result = FileResult::new(kind);
+    let mut result = FileResult::new(kind.to_string());
     let (tx, rx) = mpsc::sync_channel::<Msg>(2);
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
     let mut read_time = Duration::ZERO;
@@ -335,8 +373,24 @@ fn scan_stream(
             busy
         });
         let mut scratch = Scratch::default();
+        let mut sniffed = false;
         for msg in rx {
             match msg {
+                Msg::Block(Block::Lines(data)) if !sniffed => {
+                    sniffed = true;
+                    let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
+                    result.kind = format!("{}+{kind}", layout.name());
+                    if let Some(error) = unsupported(layout) {
+                        result.error = Some(error);
+                        // Dropping the receiver stops the reading thread.
+                        break;
+                    }
+                    result.bytes += data.len() as u64;
+                    let t = Instant::now();
+                    let p = scan_chunk(&data, file, m, &mut scratch);
+                    result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
+                    let _ = recycle_tx.send(data);
+                }
                 Msg::Block(Block::Lines(data)) => {
                     result.bytes += data.len() as u64;
                     let t = Instant::now();
@@ -373,6 +427,9 @@ fn scan_stream(
                     ));
                 }
             }
+        }
+        if !sniffed {
+            result.kind = format!("empty+{kind}");
         }
         // The reading thread cannot panic on input; if it did, say so rather than hide it.
         read_time = reading.join().unwrap_or_default();

@@ -4,8 +4,10 @@
 mod cli;
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use clap::Parser;
@@ -14,6 +16,7 @@ use cli::{Cli, Command, GenerateArgs, HuntArgs, Shape};
 use ualhunt::generate::{GenOptions, GenShape};
 use ualhunt::output::{self, terminal_safe};
 use ualhunt::rule::Rule;
+use ualhunt::source::Progress;
 
 #[global_allocator]
 static ALLOC: ualhunt::alloc::CountingAlloc = ualhunt::alloc::CountingAlloc;
@@ -42,8 +45,17 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
-    let config = args.to_config();
+    let mut config = args.to_config();
+    let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
+        let progress = Arc::new(Progress::default());
+        config.progress = Some(progress.clone());
+        std::thread::spawn(move || show_progress(&progress))
+    });
     let report = ualhunt::run(&config).context("cannot start worker threads")?;
+    if let Some(bar) = bar {
+        // The bar thread ends once the run is marked finished; it cannot panic on input.
+        let _ = bar.join();
+    }
 
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(BufWriter::new(
@@ -100,6 +112,24 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Draws a progress bar on stderr (bytes read of the inputs' total, throughput, ETA)
+/// until the run is finished, then clears it.
+fn show_progress(progress: &Progress) {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    while !progress.finished.load(Ordering::Relaxed) {
+        bar.set_length(progress.total.load(Ordering::Relaxed));
+        bar.set_position(progress.done.load(Ordering::Relaxed));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
 }
 
 fn rules() -> anyhow::Result<()> {

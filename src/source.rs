@@ -11,6 +11,9 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use memmap2::Mmap;
 
 /// One input to scan.
@@ -92,6 +95,8 @@ pub enum Compression {
     None,
     /// gzip (RFC 1952), any number of members.
     Gzip,
+    /// Zstandard (RFC 8878), any number of frames.
+    Zstd,
 }
 
 impl Compression {
@@ -99,6 +104,8 @@ impl Compression {
     pub fn sniff(head: &[u8]) -> Compression {
         if head.starts_with(&[0x1f, 0x8b]) {
             Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
         } else {
             Compression::None
         }
@@ -109,6 +116,7 @@ impl Compression {
         match self {
             Compression::None => "plain",
             Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
         }
     }
 }
@@ -145,27 +153,70 @@ pub enum Opened {
     },
 }
 
-/// Opens an input and recognises its compression.
-pub fn open(input: &Input) -> io::Result<Opened> {
+/// Opens an input and recognises its compression. Bytes read from a stream (compressed
+/// bytes, for compressed inputs) are added to `progress` as they are read.
+pub fn open(input: &Input, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
     match input {
-        Input::Stdin => stream(Box::new(BufReader::with_capacity(1 << 20, io::stdin()))),
-        Input::File(path) => open_file(path),
+        Input::Stdin => {
+            let counted = Counted {
+                inner: io::stdin(),
+                progress: progress.clone(),
+            };
+            stream(Box::new(BufReader::with_capacity(1 << 20, counted)))
+        }
+        Input::File(path) => open_file(path, progress),
     }
 }
 
-fn open_file(path: &Path) -> io::Result<Opened> {
+/// How far a run has got, shared with whoever shows it (the binary's progress bar).
+/// The engine only counts; it never prints.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Input bytes read so far (on-disk bytes: compressed ones for compressed inputs).
+    pub done: AtomicU64,
+    /// On-disk size of all file inputs (stdin is not counted in it).
+    pub total: AtomicU64,
+    /// Set when the scan is over.
+    pub finished: std::sync::atomic::AtomicBool,
+}
+
+/// A reader that adds the bytes it reads to a shared progress counter.
+struct Counted<R> {
+    inner: R,
+    progress: Option<Arc<Progress>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = &self.progress {
+            p.done.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
-    let mut head = [0u8; 2];
+    let mut head = [0u8; 4];
     let n = read_head(&file, &mut head)?;
-    if Compression::sniff(&head[..n]) == Compression::Gzip || !meta.is_file() {
+    if Compression::sniff(&head[..n]) != Compression::None || !meta.is_file() {
         // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
         let reader: Box<dyn BufRead + Send> = if meta.is_file() {
-            Box::new(BufReader::with_capacity(1 << 20, File::open(path)?))
+            let counted = Counted {
+                inner: File::open(path)?,
+                progress: progress.clone(),
+            };
+            Box::new(BufReader::with_capacity(1 << 20, counted))
         } else {
+            let chained = io::Cursor::new(head[..n].to_vec()).chain(file);
             Box::new(BufReader::with_capacity(
                 1 << 20,
-                io::Cursor::new(head[..n].to_vec()).chain(file),
+                Counted {
+                    inner: chained,
+                    progress: progress.clone(),
+                },
             ))
         };
         return stream(reader);
@@ -211,12 +262,67 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
     let compression = Compression::sniff(head);
     let reader: Box<dyn Read + Send> = match compression {
         Compression::Gzip => crate::inflate::gzip_reader(reader),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::None => Box::new(reader),
     };
     Ok(Opened::Stream {
         reader,
         compression,
     })
+}
+
+/// How the records of an input are laid out, recognised from its first bytes (after
+/// decompression).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// One JSON record per line (also: empty input, and anything not recognised as one
+    /// of the layouts below, whose lines are then counted as malformed where they hold
+    /// a rule literal).
+    JsonLines,
+    /// A Purview / `Search-UnifiedAuditLog` CSV export (a header naming `AuditData`).
+    PurviewCsv,
+    /// A JSON document: a top-level array, or a pretty-printed object over many lines.
+    JsonDocument,
+}
+
+impl Layout {
+    /// Recognises the layout. Deliberately conservative: only an unmistakable CSV
+    /// header or JSON document start is taken for one, so a JSON-lines archive whose
+    /// first line is damaged is still read as JSON lines.
+    pub fn sniff(head: &[u8]) -> Layout {
+        let head = strip_bom(head);
+        let start = head
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(head.len());
+        let head = &head[start..];
+        let first_line = head
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        match head.first() {
+            Some(b'[') => Layout::JsonDocument,
+            Some(b'{') if first_line == b"{" => Layout::JsonDocument,
+            Some(b'{') => Layout::JsonLines,
+            Some(_)
+                if first_line.contains(&b',')
+                    && memchr::memmem::find(first_line, b"AuditData").is_some() =>
+            {
+                Layout::PurviewCsv
+            }
+            _ => Layout::JsonLines,
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::JsonLines => "jsonl",
+            Layout::PurviewCsv => "purview-csv",
+            Layout::JsonDocument => "json-document",
+        }
+    }
 }
 
 /// Removes a leading UTF-8 byte order mark.
@@ -414,6 +520,54 @@ mod tests {
         assert!(
             bs.iter()
                 .any(|b| matches!(b, Block::Overlong { bytes: 10_000 }))
+        );
+    }
+
+    #[test]
+    fn layouts() {
+        assert_eq!(Layout::sniff(b"{\"Operation\":\"X\"}\n"), Layout::JsonLines);
+        assert_eq!(
+            Layout::sniff(b"\xEF\xBB\xBF  {\"Operation\":\"X\n"),
+            Layout::JsonLines
+        );
+        assert_eq!(Layout::sniff(b""), Layout::JsonLines);
+        assert_eq!(Layout::sniff(b"garbage Set-Mailbox\n{}"), Layout::JsonLines);
+        assert_eq!(Layout::sniff(b"[\n  {\"a\":1}\n]"), Layout::JsonDocument);
+        assert_eq!(Layout::sniff(b"{\r\n  \"a\": 1\r\n}"), Layout::JsonDocument);
+        assert_eq!(
+            Layout::sniff(b"CreationDate,UserIds,Operations,AuditData\r\n2024,..."),
+            Layout::PurviewCsv
+        );
+        assert_eq!(
+            Layout::sniff(b"\"RecordId\",\"CreationDate\",\"RecordType\",\"Operation\",\"UserId\",\"AuditData\"\n"),
+            Layout::PurviewCsv
+        );
+    }
+
+    #[test]
+    fn zstd_is_sniffed_and_streamed() {
+        let data = b"a\nb\n".repeat(1000);
+        let z = zstd::encode_all(&data[..], 3).unwrap();
+        let Opened::Stream {
+            mut reader,
+            compression,
+        } = stream(Box::new(BufReader::new(io::Cursor::new(z.clone())))).unwrap()
+        else {
+            panic!("zstd must stream")
+        };
+        assert_eq!(compression, Compression::Zstd);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        let Opened::Stream { mut reader, .. } = stream(Box::new(BufReader::new(io::Cursor::new(
+            z[..z.len() / 2].to_vec(),
+        ))))
+        .unwrap() else {
+            panic!()
+        };
+        assert!(
+            reader.read_to_end(&mut Vec::new()).is_err(),
+            "a cut zstd stream is an error"
         );
     }
 

@@ -605,3 +605,65 @@ fn the_elastic_agent_cel_wrapper_is_read() {
     assert_eq!(b["scan"]["events"], a["scan"]["events"]);
     assert_eq!(events_of_report(&a), events_of_report(&b));
 }
+
+#[test]
+fn zstd_archives_are_read_like_plain_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = std::fs::read(root().join("testdata/raw_ual_bypass_events.jsonl")).unwrap();
+    // Two frames, named misleadingly: the magic bytes decide.
+    let mut z = zstd::encode_all(&raw[..raw.len() / 2], 3).unwrap();
+    z.extend(zstd::encode_all(&raw[raw.len() / 2..], 19).unwrap());
+    let path = dir.path().join("export.json");
+    std::fs::write(&path, &z).unwrap();
+    let a = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]));
+    let out = run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--stats",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let b = json_of(&out);
+    assert_eq!(events_of_report(&a), events_of_report(&b));
+    assert_eq!(a["scan"]["lines"], b["scan"]["lines"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 jsonl+zstd"));
+    let cut = dir.path().join("cut.zst");
+    std::fs::write(&cut, &z[..z.len() - 10]).unwrap();
+    assert_eq!(run(&["hunt", cut.to_str().unwrap()]).status.code(), Some(2));
+}
+
+#[test]
+fn layouts_that_cannot_be_read_yet_are_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("purview.csv");
+    std::fs::write(&csv, "CreationDate,UserIds,Operations,AuditData\n2024-03-05T10:11:12,a,Set-MailboxAuditBypassAssociation,\"{}\"\n").unwrap();
+    let array = dir.path().join("array.json");
+    std::fs::write(
+        &array,
+        "[\n  {\"Operation\": \"Set-MailboxAuditBypassAssociation\"}\n]\n",
+    )
+    .unwrap();
+    for path in [&csv, &array] {
+        let out = run(&[
+            "hunt",
+            "--format",
+            "json",
+            path.to_str().unwrap(),
+            "testdata/raw_ual_bypass_events.jsonl",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", path.display());
+        let report = json_of(&out);
+        let message = report["scan"]["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("cannot read yet"), "{message}");
+        assert_eq!(
+            report["scan"]["events"], 6,
+            "the other input is still scanned"
+        );
+    }
+}
