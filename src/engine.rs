@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use rayon::prelude::*;
 
 use crate::config::Config;
+use crate::document;
 use crate::findings::{ActorFindings, Counts, Partial, drop_duplicates, group};
 use crate::rule::RuleMeta;
 use crate::scan::{Matcher, Scratch, scan_chunk};
@@ -262,7 +263,39 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
                 (Input::Stdin, c) => format!("stdin {}", c.name()),
                 (_, c) => c.name().to_string(),
             };
-            let mut r = scan_stream(file, reader, &kind, m, config);
+            let mut reader = io::BufReader::with_capacity(SNIFF_BUFFER, reader);
+            let head = match io::BufRead::fill_buf(&mut reader) {
+                Ok(head) => head,
+                Err(e) => {
+                    let mut r = FileResult::new(kind.clone());
+                    r.error = Some(stream_error(&e, &kind, 0, 0));
+                    return r;
+                }
+            };
+            let layout = if head.is_empty() {
+                None
+            } else {
+                Some(Layout::sniff(head))
+            };
+            let kind = format!("{}+{kind}", layout.map_or("empty", Layout::name));
+            let mut r = match layout {
+                Some(layout @ (Layout::PurviewCsv | Layout::JsonDocument)) => {
+                    let mut r = FileResult::new(kind.clone());
+                    let t = Instant::now();
+                    let mut scratch = Scratch::default();
+                    let ((partial, error), bytes) =
+                        scan_document(layout, reader, file, m, &mut scratch);
+                    r.bytes = bytes;
+                    r.record(
+                        partial,
+                        t.elapsed(),
+                        std::mem::take(&mut scratch.parse_time),
+                    );
+                    r.error = error.map(|e| stream_error(&e, &kind, bytes, r.partial.counts.lines));
+                    r
+                }
+                _ => scan_stream(file, Box::new(reader), &kind, m, config),
+            };
             if let Input::File(path) = input {
                 r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
             }
@@ -274,12 +307,27 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
 /// A mapped file: line-aligned chunks scanned in parallel, merged in order.
 fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileResult {
     let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
-    let mut result = FileResult::new(layout.name().to_string());
-    if let Some(error) = unsupported(layout) {
-        result.error = Some(error);
+    if layout != Layout::JsonLines {
+        let mut result = FileResult::new(layout.name().to_string());
+        result.bytes = data.len() as u64;
+        if !m.prefilter().is_everything() && m.prefilter().find(data).is_none() {
+            // No record can match: the document is not parsed at all.
+            result.partial.counts.lines = document::count_lines(data);
+        } else {
+            let t = Instant::now();
+            let mut scratch = Scratch::default();
+            let ((partial, error), _) = scan_document(layout, data, file, m, &mut scratch);
+            result.record(
+                partial,
+                t.elapsed(),
+                std::mem::take(&mut scratch.parse_time),
+            );
+            result.error = error.map(|e| format!("{}: {e}", layout.name()));
+        }
         bump(&config.progress, data.len());
         return result;
     }
+    let mut result = FileResult::new(layout.name().to_string());
     result.bytes = data.len() as u64;
     let chunks = crate::chunk::split(data, config.chunk_size);
     let parts: Vec<(Partial, Duration, Duration)> = chunks
@@ -300,15 +348,35 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileRe
 /// How many leading bytes decide the layout of an input.
 const SNIFF: usize = 4096;
 
-/// Why a recognised layout cannot be read yet, if it cannot.
-fn unsupported(layout: Layout) -> Option<String> {
+/// The buffer a stream is peeked through to sniff its layout; larger reads bypass it.
+const SNIFF_BUFFER: usize = 64 << 10;
+
+/// Reads a CSV export or a JSON document sequentially (records may span lines).
+fn scan_document(
+    layout: Layout,
+    input: impl io::Read,
+    file: usize,
+    m: &Matcher,
+    scratch: &mut Scratch,
+) -> (document::Outcome, u64) {
     match layout {
-        Layout::JsonLines => None,
-        other => Some(format!(
-            "recognised as {}, which this version cannot read yet (JSON lines only); not scanned",
-            other.name()
-        )),
+        Layout::PurviewCsv => document::scan_csv(input, file, m, scratch),
+        _ => document::scan_json_document(input, file, m, scratch),
     }
+}
+
+/// Describes an error that stopped a stream, with how far reading got.
+fn stream_error(error: &io::Error, kind: &str, consumed: u64, lines: u64) -> String {
+    let what = match error.kind() {
+        io::ErrorKind::UnexpectedEof => "stream ends early (truncated?)".to_string(),
+        _ => format!("read error: {error}"),
+    };
+    let data = if kind.contains("gzip") || kind.contains("zstd") {
+        "decompressed"
+    } else {
+        "input"
+    };
+    format!("{what}: {error}; stopped after {consumed} bytes of {data} data, line {lines}")
 }
 
 fn bump(progress: &Option<std::sync::Arc<source::Progress>>, bytes: usize) {
@@ -373,24 +441,8 @@ fn scan_stream(
             busy
         });
         let mut scratch = Scratch::default();
-        let mut sniffed = false;
         for msg in rx {
             match msg {
-                Msg::Block(Block::Lines(data)) if !sniffed => {
-                    sniffed = true;
-                    let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
-                    result.kind = format!("{}+{kind}", layout.name());
-                    if let Some(error) = unsupported(layout) {
-                        result.error = Some(error);
-                        // Dropping the receiver stops the reading thread.
-                        break;
-                    }
-                    result.bytes += data.len() as u64;
-                    let t = Instant::now();
-                    let p = scan_chunk(&data, file, m, &mut scratch);
-                    result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
-                    let _ = recycle_tx.send(data);
-                }
                 Msg::Block(Block::Lines(data)) => {
                     result.bytes += data.len() as u64;
                     let t = Instant::now();
@@ -402,6 +454,7 @@ fn scan_stream(
                     result.bytes += bytes + 1;
                     let mut p = Partial::default();
                     p.counts.lines = 1;
+                    p.counts.records = 1;
                     let reason = format!(
                         "line of {bytes} bytes is longer than the limit of {}",
                         config.max_line
@@ -427,9 +480,6 @@ fn scan_stream(
                     ));
                 }
             }
-        }
-        if !sniffed {
-            result.kind = format!("empty+{kind}");
         }
         // The reading thread cannot panic on input; if it did, say so rather than hide it.
         read_time = reading.join().unwrap_or_default();

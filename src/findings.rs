@@ -21,14 +21,20 @@ use serde::Serialize;
 /// How many malformed-line samples a run keeps.
 pub const MAX_SAMPLES: usize = 20;
 
-/// Line accounting (DESIGN §3): `lines = blank + not_candidate + candidates` and
-/// `candidates = matched + not_matched + malformed`.
+/// Line and record accounting (DESIGN §3). For JSON lines a record is a non-blank line:
+/// `lines = blank + records`; always `records = not_candidate + candidates` and
+/// `candidates = matched + not_matched + malformed`. In a CSV export or a JSON document
+/// a record is a row or an object, which may span lines; `lines` stays the count of
+/// physical lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// Every line, blank ones and a last line without newline included.
     pub lines: u64,
-    /// Empty or whitespace-only lines.
+    /// Empty or whitespace-only lines (JSON lines).
     pub blank: u64,
+    /// Records: non-blank lines of JSON lines, rows of a CSV export, record objects of
+    /// a JSON document (a document skipped for having no prefilter hit counts none).
+    pub records: u64,
     /// Lines the prefilter let through (parsed).
     pub candidates: u64,
     /// Candidates that matched at least one rule.
@@ -43,14 +49,15 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// Lines the prefilter ruled out without parsing.
+    /// Records the prefilter ruled out without parsing.
     pub fn not_candidate(&self) -> u64 {
-        self.lines - self.blank - self.candidates
+        self.records - self.candidates
     }
 
     fn add(&mut self, other: &Counts) {
         self.lines += other.lines;
         self.blank += other.blank;
+        self.records += other.records;
         self.candidates += other.candidates;
         self.matched += other.matched;
         self.not_matched += other.not_matched;
@@ -138,6 +145,7 @@ impl Partial {
     }
 
     /// Records a malformed candidate.
+    /// (It counts the candidate; the caller counts the record.)
     pub fn malformed(&mut self, file: usize, line: u64, reason: String, bytes: &[u8]) {
         self.counts.candidates += 1;
         self.counts.malformed += 1;

@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod chunk;
 pub mod config;
+pub mod document;
 pub mod engine;
 pub mod findings;
 pub mod generate;

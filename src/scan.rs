@@ -161,6 +161,7 @@ fn scan_every_line(
         start = end + 1;
     }
     out.counts.lines = index;
+    out.counts.records = index - out.counts.blank;
 }
 
 /// The fast path: search each block for the literals, then count its lines in one pass
@@ -232,6 +233,7 @@ fn scan_prefiltered(
     }
     scratch.candidates = cands;
     out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
+    out.counts.records = out.counts.lines - out.counts.blank;
 }
 
 /// Newlines of the current block before a line start: a line that began in an earlier
@@ -262,7 +264,9 @@ fn is_blank(line: &[u8]) -> bool {
 }
 
 /// Parses one candidate line and evaluates the rules on it.
-fn candidate(
+/// Parses one candidate record (a line, a CSV cell or a JSON object) and evaluates the
+/// rules on it; `index` is the 0-based line where it starts.
+pub(crate) fn candidate(
     line: &[u8],
     file: usize,
     index: u64,

@@ -426,7 +426,8 @@ fn stats_print_the_accounting() {
     let out = run(&["hunt", "--stats", "testdata/"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     for needle in [
-        "lines         160 = 6 blank",
+        "lines         160 (6 blank)",
+        "records       154 = 70 not candidate + 84 candidates",
         "candidates    84 = 60 matched",
         "chunk latency",
         "peak heap",
@@ -638,32 +639,133 @@ fn zstd_archives_are_read_like_plain_ones() {
     assert_eq!(run(&["hunt", cut.to_str().unwrap()]).status.code(), Some(2));
 }
 
+/// Events without where they were found: the same records must give these whatever
+/// container they come in.
+fn findings_of(report: &Json) -> Vec<(String, Json, Json, Json, Json, Json)> {
+    let mut v: Vec<_> = events_of_report(report)
+        .into_iter()
+        .map(|(actor, _, id, target, flag, ip, ts)| (actor, id, target, flag, ip, ts))
+        .collect();
+    v.sort_by(|a, b| (&a.0, a.1.to_string()).cmp(&(&b.0, b.1.to_string())));
+    v
+}
+
 #[test]
-fn layouts_that_cannot_be_read_yet_are_reported_not_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let csv = dir.path().join("purview.csv");
-    std::fs::write(&csv, "CreationDate,UserIds,Operations,AuditData\n2024-03-05T10:11:12,a,Set-MailboxAuditBypassAssociation,\"{}\"\n").unwrap();
-    let array = dir.path().join("array.json");
-    std::fs::write(
-        &array,
-        "[\n  {\"Operation\": \"Set-MailboxAuditBypassAssociation\"}\n]\n",
-    )
-    .unwrap();
-    for path in [&csv, &array] {
-        let out = run(&[
-            "hunt",
-            "--format",
-            "json",
-            path.to_str().unwrap(),
-            "testdata/raw_ual_bypass_events.jsonl",
-        ]);
-        assert_eq!(out.status.code(), Some(2), "{}", path.display());
-        let report = json_of(&out);
-        let message = report["scan"]["errors"][0]["message"].as_str().unwrap();
-        assert!(message.contains("cannot read yet"), "{message}");
-        assert_eq!(
-            report["scan"]["events"], 6,
-            "the other input is still scanned"
-        );
+fn every_export_container_gives_the_same_findings_at_the_record_start_line() {
+    let reference = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]));
+    let want = findings_of(&reference);
+    assert_eq!(want.len(), 6);
+    let dir = root().join("tests/fixtures/formats");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_file() {
+            continue;
+        }
+        seen += 1;
+        let rel = path
+            .strip_prefix(root())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        for mode in MODES {
+            let mut args = vec!["hunt", "--format", "json", rel.as_str()];
+            args.extend_from_slice(mode);
+            let out = run(&args);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{rel} {mode:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report = json_of(&out);
+            assert_eq!(findings_of(&report), want, "{rel} {mode:?}");
+            assert_eq!(
+                report["scan"]["records"], reference["scan"]["records"],
+                "{rel} {mode:?}"
+            );
+        }
+        // The evidence line is where the record starts: it opens an object, and the
+        // record's id follows within the record.
+        let report = json_of(&run(&["hunt", "--format", "json", rel.as_str()]));
+        let text = if rel.ends_with(".gz") || rel.ends_with(".zst") {
+            let data = std::fs::read(&path).unwrap();
+            if rel.ends_with(".gz") {
+                let mut s = String::new();
+                std::io::Read::read_to_string(
+                    &mut flate2::read::MultiGzDecoder::new(&data[..]),
+                    &mut s,
+                )
+                .unwrap();
+                s
+            } else {
+                String::from_utf8(zstd::decode_all(&data[..]).unwrap()).unwrap()
+            }
+        } else {
+            std::fs::read_to_string(&path).unwrap()
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        for (_, line, id, ..) in events_of_report(&report) {
+            let at = lines[line as usize - 1];
+            assert!(
+                at.contains('{'),
+                "{rel}:{line} does not open a record: {at:?}"
+            );
+            let window = lines[line as usize - 1..(line as usize + 40).min(lines.len())].join("\n");
+            let first_id = window.find(id.as_str().unwrap());
+            assert!(
+                first_id.is_some(),
+                "{rel}:{line}: record {id} not found from there"
+            );
+        }
+    }
+    assert!(seen >= 10, "format fixtures found: {seen}");
+}
+
+#[test]
+fn overlapping_exports_report_shared_records_once() {
+    let dir = "tests/fixtures/formats/overlap";
+    let report = json_of(&run(&["hunt", "--format", "json", dir]));
+    let reference = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]));
+    assert_eq!(findings_of(&report), findings_of(&reference));
+    assert_eq!(report["scan"]["duplicates"], 2);
+    let kept = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--keep-duplicates",
+        dir,
+    ]));
+    assert_eq!(kept["scan"]["events"], 8);
+}
+
+#[test]
+fn stats_list_the_formats_read() {
+    let out = run(&[
+        "hunt",
+        "--stats",
+        "-o",
+        "/dev/null",
+        "tests/fixtures/formats",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "purview-csv",
+        "json-document+zstd",
+        "purview-csv+gzip",
+        "jsonl",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing: {stderr}");
     }
 }

@@ -29,11 +29,11 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             String::new()
         }
     )?;
+    writeln!(out, "lines         {} ({} blank)", c.lines, c.blank)?;
     writeln!(
         out,
-        "lines         {} = {} blank + {} not candidate + {} candidates",
-        c.lines,
-        c.blank,
+        "records       {} = {} not candidate + {} candidates",
+        c.records,
         c.not_candidate(),
         c.candidates
     )?;

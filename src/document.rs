@@ -1,0 +1,529 @@
+//! Record-oriented layouts: Purview CSV exports and JSON documents.
+//!
+//! Place in the flow: `engine` sends an input here instead of to the line-chunk scan
+//! when `source::Layout` recognised it as a CSV export or a JSON document (a top-level
+//! array, pretty-printed objects, concatenated objects, an Elasticsearch `_search`
+//! response). Records may span lines, so these are read sequentially, one input at a
+//! time, from any byte stream, with memory bounded by the longest record. Each record
+//! that holds a rule literal is handed to `scan::candidate`, with the line where the
+//! record starts; the rest are counted, never parsed.
+
+use std::io::{self, Read};
+
+use memchr::memchr_iter;
+
+use crate::findings::Partial;
+use crate::scan::{Matcher, Scratch, candidate};
+
+/// What reading an input gave: its partial result, and the error that stopped it early.
+pub type Outcome = (Partial, Option<io::Error>);
+
+/// Counts the lines of bytes that are not parsed at all (no prefilter hit).
+pub fn count_lines(data: &[u8]) -> u64 {
+    memchr_iter(b'\n', data).count() as u64 + u64::from(data.last().is_some_and(|&b| b != b'\n'))
+}
+
+/// A Purview / `Search-UnifiedAuditLog` CSV export (RFC 4180): the record of a row is
+/// the JSON in its `AuditData` cell. Quoted cells may span lines; the evidence line is
+/// the line where the row starts. Rows are cut by quote parity (a `""` inside a quoted
+/// cell toggles twice), so only a row holding a rule literal has its cells split and
+/// its `AuditData` unquoted and parsed. Returns the bytes read too.
+pub fn scan_csv(
+    mut input: impl Read,
+    file: usize,
+    m: &Matcher,
+    scratch: &mut Scratch,
+) -> (Outcome, u64) {
+    let mut out = Partial::default();
+    let mut rows = CsvRows::default();
+    let mut column: Option<usize> = None;
+    let mut header_seen = false;
+    let mut cell = Vec::new();
+    let max = m.max_line();
+    let mut bytes = 0u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut error = None;
+    loop {
+        let n = match input.read(&mut block) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                error = Some(e);
+                0
+            }
+        };
+        bytes += n as u64;
+        let at_end = n == 0;
+        rows.feed(&block[..n], at_end, max, &mut |row, line| {
+            let Some(row) = row else {
+                out.counts.records += 1;
+                let reason = format!("CSV row longer than the limit of {max} bytes");
+                out.malformed(file, line, reason, b"");
+                return;
+            };
+            let row = row.strip_suffix(b"\r").unwrap_or(row);
+            if !header_seen {
+                header_seen = true;
+                let row = row.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(row);
+                column = (0..).zip(CsvCells::of(row)).find_map(|(i, h)| {
+                    unquote(h, &mut cell);
+                    cell.trim_ascii()
+                        .eq_ignore_ascii_case(b"AuditData")
+                        .then_some(i)
+                });
+                return;
+            }
+            if row.trim_ascii().is_empty() {
+                out.counts.blank += 1;
+                return;
+            }
+            out.counts.records += 1;
+            if !is_candidate(m, row) {
+                return;
+            }
+            match column.and_then(|c| CsvCells::of(row).nth(c)) {
+                Some(raw) => {
+                    unquote(raw, &mut cell);
+                    candidate(&cell, file, line, m, scratch, &mut out);
+                }
+                None => out.malformed(file, line, "CSV row has no AuditData cell".into(), row),
+            }
+        });
+        if at_end {
+            break;
+        }
+    }
+    if error.is_none() && header_seen && column.is_none() {
+        error = Some(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "CSV header has no AuditData column",
+        ));
+    }
+    out.counts.lines = rows.newlines + u64::from(rows.last.is_some_and(|b| b != b'\n'));
+    ((out, error), bytes)
+}
+
+/// Cuts CSV bytes into rows at newlines outside quotes, across reads.
+#[derive(Default)]
+struct CsvRows {
+    in_quotes: bool,
+    newlines: u64,
+    last: Option<u8>,
+    /// The unfinished row from earlier reads, and the line it starts on.
+    carry: Vec<u8>,
+    row_line: u64,
+    oversized: bool,
+}
+
+impl CsvRows {
+    /// `emit` gets each row without its newline and its 0-based first line (`None` for
+    /// a row longer than `max`, which is not kept).
+    fn feed(
+        &mut self,
+        data: &[u8],
+        at_end: bool,
+        max: usize,
+        emit: &mut dyn FnMut(Option<&[u8]>, u64),
+    ) {
+        let mut start = 0;
+        for i in memchr::memchr2_iter(b'"', b'\n', data) {
+            if data[i] == b'"' {
+                self.in_quotes = !self.in_quotes;
+                continue;
+            }
+            self.newlines += 1;
+            if self.in_quotes {
+                continue;
+            }
+            self.finish(&data[start..i], max, emit);
+            start = i + 1;
+            self.row_line = self.newlines;
+        }
+        if at_end {
+            if !self.carry.is_empty() || start < data.len() {
+                self.finish(&data[start..], max, emit);
+            }
+        } else if !self.oversized {
+            if self.carry.len() + (data.len() - start) > max {
+                self.oversized = true;
+                self.carry = Vec::new();
+            } else {
+                self.carry.extend_from_slice(&data[start..]);
+            }
+        }
+        self.last = data.last().copied().or(self.last);
+    }
+
+    fn finish(&mut self, tail: &[u8], max: usize, emit: &mut dyn FnMut(Option<&[u8]>, u64)) {
+        if self.oversized || self.carry.len() + tail.len() > max {
+            emit(None, self.row_line);
+        } else if self.carry.is_empty() {
+            emit(Some(tail), self.row_line);
+        } else {
+            self.carry.extend_from_slice(tail);
+            let row = std::mem::take(&mut self.carry);
+            emit(Some(&row), self.row_line);
+            self.carry = row;
+        }
+        self.carry.clear();
+        self.oversized = false;
+    }
+}
+
+/// The raw cells of one CSV row (still quoted); `None` once the last cell was given.
+struct CsvCells<'a>(Option<&'a [u8]>);
+
+impl<'a> CsvCells<'a> {
+    fn of(row: &'a [u8]) -> CsvCells<'a> {
+        CsvCells(Some(row))
+    }
+}
+
+impl<'a> Iterator for CsvCells<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.0?;
+        let mut quoted = false;
+        for (i, &b) in rest.iter().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b',' if !quoted => {
+                    self.0 = Some(&rest[i + 1..]);
+                    return Some(&rest[..i]);
+                }
+                _ => {}
+            }
+        }
+        self.0 = None;
+        Some(rest)
+    }
+}
+
+/// Removes a cell's surrounding quotes and undoubles `""`.
+fn unquote(raw: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let raw = raw.trim_ascii();
+    match raw.strip_prefix(b"\"").and_then(|r| r.strip_suffix(b"\"")) {
+        Some(inner) => {
+            let mut quote = false;
+            for &b in inner {
+                if b == b'"' && quote {
+                    quote = false;
+                    continue;
+                }
+                quote = b == b'"';
+                out.push(b);
+            }
+        }
+        None => out.extend_from_slice(raw),
+    }
+}
+
+fn is_candidate(m: &Matcher, record: &[u8]) -> bool {
+    m.prefilter().is_everything() || m.prefilter().find(record).is_some()
+}
+
+/// Which objects of a JSON document are records, by the containers around them.
+fn record_path(head: &[u8]) -> &'static [u8] {
+    let first = head
+        .iter()
+        .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF);
+    match first {
+        // [ {record}, {record} ]
+        Some(b'[') => b"[",
+        // An Elasticsearch `_search` response: { "hits": { "hits": [ {hit}, … ] } }.
+        Some(b'{')
+            if memchr::memmem::find(head, b"\"hits\"").is_some()
+                && memchr::memmem::find(head, b"\"_source\"").is_some() =>
+        {
+            b"{{["
+        }
+        // {record} {record} … (one pretty-printed record, or several concatenated)
+        _ => b"",
+    }
+}
+
+/// Deepest nesting accepted; deeper documents are reported rather than followed.
+const MAX_DEPTH: usize = 512;
+
+/// A JSON document read as a stream of record objects. The evidence line of a record
+/// is the line where its object starts. Returns the bytes read too.
+pub fn scan_json_document(
+    mut input: impl Read,
+    file: usize,
+    m: &Matcher,
+    scratch: &mut Scratch,
+) -> (Outcome, u64) {
+    let mut out = Partial::default();
+    let mut block = vec![0u8; 1 << 20];
+    let mut s = Splitter::default();
+    let mut bytes = 0u64;
+    let mut first = true;
+    let error = loop {
+        let n = match input.read(&mut block) {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Some(e),
+        };
+        bytes += n as u64;
+        let mut data = &block[..n];
+        if first {
+            first = false;
+            data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+            s.path = record_path(&data[..data.len().min(1 << 16)]);
+        }
+        let max = m.max_line();
+        let fed = s.feed(data, max, &mut |record, line| {
+            out.counts.records += 1;
+            match record {
+                Some(record) if is_candidate(m, record) => {
+                    candidate(record, file, line, m, scratch, &mut out);
+                }
+                Some(_) => {}
+                None => {
+                    let reason = format!("record longer than the limit of {max} bytes");
+                    out.malformed(file, line, reason, b"");
+                }
+            }
+        });
+        if let Err(e) = fed {
+            break Some(e);
+        }
+    };
+    out.counts.lines = s.newlines + u64::from(s.last.is_some_and(|b| b != b'\n'));
+    ((out, error), bytes)
+}
+
+/// Finds the record objects of a JSON document in a byte stream: a small state machine
+/// over strings, escapes and brackets that keeps the containers open around the
+/// current position.
+#[derive(Default)]
+struct Splitter {
+    path: &'static [u8],
+    stack: Vec<u8>,
+    in_string: bool,
+    escaped: bool,
+    newlines: u64,
+    last: Option<u8>,
+    /// The record being read: its first line, and its bytes from earlier blocks.
+    record: Option<u64>,
+    carry: Vec<u8>,
+    /// The record outgrew the size limit: it is followed but not kept.
+    oversized: bool,
+}
+
+impl Splitter {
+    /// Feeds the next bytes; `emit` gets each complete record and the 0-based line it
+    /// starts on (`None` for a record longer than `max`, which is not kept).
+    fn feed(
+        &mut self,
+        data: &[u8],
+        max: usize,
+        emit: &mut dyn FnMut(Option<&[u8]>, u64),
+    ) -> io::Result<()> {
+        let mut start = 0; // where the current record begins in `data`
+        for (i, &b) in data.iter().enumerate() {
+            if b == b'\n' {
+                self.newlines += 1;
+            }
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    if b == b'{' && self.record.is_none() && self.stack == self.path {
+                        self.record = Some(self.newlines);
+                        self.carry.clear();
+                        self.oversized = false;
+                        start = i;
+                    }
+                    if self.stack.len() >= MAX_DEPTH {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("JSON nested deeper than {MAX_DEPTH} levels"),
+                        ));
+                    }
+                    self.stack.push(b);
+                }
+                b'}' | b']' => {
+                    self.stack.pop();
+                    if self.stack.len() == self.path.len()
+                        && let Some(line) = self.record.take()
+                    {
+                        let end = i + 1;
+                        if self.oversized || self.carry.len() + (end - start) > max {
+                            emit(None, line);
+                        } else if self.carry.is_empty() {
+                            emit(Some(&data[start..end]), line);
+                        } else {
+                            self.carry.extend_from_slice(&data[start..end]);
+                            let record = std::mem::take(&mut self.carry);
+                            emit(Some(&record), line);
+                            self.carry = record;
+                            self.carry.clear();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.record.is_some() && !self.oversized {
+            if self.carry.len() + (data.len() - start) > max {
+                self.oversized = true;
+                self.carry = Vec::new();
+            } else {
+                self.carry.extend_from_slice(&data[start..]);
+            }
+        }
+        self.last = data.last().copied().or(self.last);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::Rule;
+
+    const REC: &str = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"ID","Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","ResultStatus":"Succeeded","UserId":"u@x","Parameters":[{"Name":"Identity","Value":"m"},{"Name":"AuditBypassEnabled","Value":"True"}]}"#;
+    const MISS: &str = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"N","Operation":"Set-Mailbox","Workload":"Exchange","UserId":"u@x"}"#;
+
+    fn matcher() -> Matcher {
+        Matcher::new(Rule::builtin(), true, 1 << 20)
+    }
+
+    fn lines_of(p: &Partial) -> Vec<u64> {
+        p.events.iter().map(|e| e.line + 1).collect()
+    }
+
+    fn doc(text: &str) -> Partial {
+        let ((p, err), _) =
+            scan_json_document(text.as_bytes(), 0, &matcher(), &mut Scratch::default());
+        assert!(err.is_none(), "{err:?}");
+        p
+    }
+
+    #[test]
+    fn arrays_pretty_and_concatenated_objects() {
+        let pretty = |r: &str| {
+            let v: serde_json::Value = serde_json::from_str(r).unwrap();
+            serde_json::to_string_pretty(&v).unwrap()
+        };
+        let height = pretty(REC).lines().count() as u64;
+        let array = format!("[\n{},\n{MISS},\n{}\n]\n", pretty(REC), pretty(REC));
+        let p = doc(&array);
+        assert_eq!(p.counts.records, 3);
+        assert_eq!(p.counts.candidates, 2);
+        assert_eq!(lines_of(&p), vec![2, 2 + height + 1]);
+        assert_eq!(p.counts.lines, 2 * height + 3);
+        let concatenated = format!("{}\n{MISS}{REC}\n", pretty(REC));
+        let p = doc(&concatenated);
+        assert_eq!(p.counts.records, 3);
+        assert_eq!(lines_of(&p), vec![1, height + 1]);
+        assert_eq!(p.counts.lines, height + 1);
+    }
+
+    #[test]
+    fn search_responses_yield_their_hits() {
+        let hit = |r: &str| format!(r#"{{"_index":"logs","_id":"x","_source":{r}}}"#);
+        let text = format!(
+            "{{\"took\":3,\"hits\":{{\"total\":{{\"value\":2}},\"hits\":[\n{},\n{}\n]}}}}",
+            hit(REC),
+            hit(MISS)
+        );
+        let p = doc(&text);
+        assert_eq!(p.counts.records, 2);
+        assert_eq!(lines_of(&p), vec![2]);
+    }
+
+    #[test]
+    fn records_split_across_reads_and_braces_in_strings() {
+        let tricky = REC.replace(
+            "\"Id\":\"ID\"",
+            "\"Id\":\"ID\",\"Note\":\"} ] { [ \\\" \\\\\"",
+        );
+        let text = format!("[{tricky},{tricky}]");
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(7);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let ((p, err), _) = scan_json_document(
+            Trickle(text.as_bytes()),
+            0,
+            &matcher(),
+            &mut Scratch::default(),
+        );
+        assert!(err.is_none());
+        assert_eq!(p.counts.matched, 2);
+    }
+
+    #[test]
+    fn csv_rows_may_span_lines_and_evidence_is_the_row_start() {
+        let cell = |r: &str| format!("\"{}\"", r.replace('"', "\"\""));
+        let multi = REC.replace("\"UserId\"", "\n\"UserId\"");
+        let text = format!(
+            "CreationDate,UserIds,Operations,AuditData\r\n2024-03-05,u@x,Set-Mailbox,{}\r\n2024-03-05,u@x,Set-MailboxAuditBypassAssociation,{}\r\n2024-03-05,u@x,Set-MailboxAuditBypassAssociation,{}\r\n",
+            cell(MISS),
+            cell(&multi),
+            cell(REC)
+        );
+        let ((p, err), _) = scan_csv(text.as_bytes(), 0, &matcher(), &mut Scratch::default());
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(p.counts.records, 3);
+        assert_eq!(p.counts.lines, 5);
+        assert_eq!(lines_of(&p), vec![3, 5]);
+    }
+
+    #[test]
+    fn csv_cells_and_unquoting() {
+        let cells: Vec<&[u8]> = CsvCells::of(b"a,\"b,\"\"c\"\"\",,d").collect();
+        assert_eq!(cells, vec![&b"a"[..], b"\"b,\"\"c\"\"\"", b"", b"d"]);
+        assert_eq!(CsvCells::of(b"a,").count(), 2);
+        let mut out = Vec::new();
+        unquote(b"\"{\"\"k\"\":1}\"", &mut out);
+        assert_eq!(out, b"{\"k\":1}");
+    }
+
+    #[test]
+    fn the_newer_purview_layout_and_a_quoted_header() {
+        let cell = |r: &str| format!("\"{}\"", r.replace('"', "\"\""));
+        let text = format!(
+            "\"RecordId\",\"CreationDate\",\"RecordType\",\"Operation\",\"UserId\",\"AuditData\",\"AssociatedAdminUnits\",\"AssociatedAdminUnitsNames\"\n1,2024-03-05,1,Set-MailboxAuditBypassAssociation,u@x,{},,\n",
+            cell(REC)
+        );
+        let ((p, err), _) = scan_csv(text.as_bytes(), 0, &matcher(), &mut Scratch::default());
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(lines_of(&p), vec![2]);
+        assert_eq!(p.counts.matched, 1);
+    }
+
+    #[test]
+    fn csv_without_audit_data_is_an_error() {
+        let ((_, err), _) = scan_csv(&b"a,b\n1,2\n"[..], 0, &matcher(), &mut Scratch::default());
+        assert!(err.is_some());
+    }
+
+    #[test]
+    fn oversized_records_are_malformed_and_memory_stays_bounded() {
+        let m = Matcher::new(Rule::builtin(), true, 64);
+        let text = format!("[{REC},{REC}]");
+        let ((p, _), _) = scan_json_document(text.as_bytes(), 0, &m, &mut Scratch::default());
+        assert_eq!(p.counts.malformed, 2);
+        assert_eq!(p.counts.records, 2);
+    }
+}
