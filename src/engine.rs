@@ -85,6 +85,8 @@ pub struct Report {
     pub duplicates: u64,
     /// Inputs that could not be read in full.
     pub errors: Vec<ScanError>,
+    /// Inputs read with a doubt (not recognised as any known layout).
+    pub warnings: Vec<ScanError>,
     /// The first malformed lines.
     pub malformed: Vec<MalformedLine>,
     /// Findings grouped by actor.
@@ -106,6 +108,7 @@ struct FileResult {
     bytes: u64,
     kind: String,
     error: Option<String>,
+    warning: Option<String>,
     latencies: Vec<Duration>,
     scan_time: Duration,
     parse_time: Duration,
@@ -120,6 +123,7 @@ impl FileResult {
             bytes: 0,
             kind,
             error: None,
+            warning: None,
             latencies: Vec::new(),
             scan_time: Duration::ZERO,
             parse_time: Duration::ZERO,
@@ -172,6 +176,7 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
             message: e.message,
         })
         .collect();
+    let mut warnings = Vec::new();
     let mut all = Partial::default();
     let mut bytes = 0;
     let mut formats: std::collections::BTreeMap<String, u64> = Default::default();
@@ -182,6 +187,12 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
     for (input, r) in inputs.iter().zip(results) {
         if let Some(message) = r.error {
             errors.push(ScanError {
+                path: input.display(),
+                message,
+            });
+        }
+        if let Some(message) = r.warning {
+            warnings.push(ScanError {
                 path: input.display(),
                 message,
             });
@@ -237,6 +248,7 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         counts: all.counts,
         duplicates,
         errors,
+        warnings,
         malformed,
         actors,
         stats,
@@ -277,7 +289,13 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
             } else {
                 Some(Layout::sniff(head))
             };
-            let kind = format!("{}+{kind}", layout.map_or("empty", Layout::name));
+            let doubt = Layout::doubt(head).filter(|_| layout == Some(Layout::JsonLines));
+            let name = match (layout, &doubt) {
+                (None, _) => "empty",
+                (Some(_), Some(_)) => "unrecognised (read as jsonl)",
+                (Some(l), None) => l.name(),
+            };
+            let kind = format!("{name}+{kind}");
             let mut r = match layout {
                 Some(layout @ (Layout::PurviewCsv | Layout::JsonDocument)) => {
                     let mut r = FileResult::new(kind.clone());
@@ -294,7 +312,11 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
                     r.error = error.map(|e| stream_error(&e, &kind, bytes, r.partial.counts.lines));
                     r
                 }
-                _ => scan_stream(file, Box::new(reader), &kind, m, config),
+                _ => {
+                    let mut r = scan_stream(file, Box::new(reader), &kind, m, config);
+                    r.warning = doubt;
+                    r
+                }
             };
             if let Input::File(path) = input {
                 r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
@@ -329,6 +351,10 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileRe
     }
     let mut result = FileResult::new(layout.name().to_string());
     result.bytes = data.len() as u64;
+    result.warning = Layout::doubt(&data[..data.len().min(SNIFF)]);
+    if result.warning.is_some() {
+        result.kind = "unrecognised (read as jsonl)".to_string();
+    }
     let chunks = crate::chunk::split(data, config.chunk_size);
     let parts: Vec<(Partial, Duration, Duration)> = chunks
         .par_iter()

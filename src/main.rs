@@ -66,6 +66,14 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
     let written = output::write(args.format.into(), &report, &mut out);
 
     let mut err = io::stderr().lock();
+    for w in &report.warnings {
+        writeln!(
+            err,
+            "ualhunt: warning: {}: {}",
+            terminal_safe(&w.path),
+            terminal_safe(&w.message)
+        )?;
+    }
     for e in &report.errors {
         writeln!(
             err,

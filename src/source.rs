@@ -315,6 +315,21 @@ impl Layout {
         }
     }
 
+    /// Why an input read as JSON lines does not look like JSON lines (it does not start
+    /// with an object), for a warning; `None` when it does, or is empty.
+    pub fn doubt(head: &[u8]) -> Option<String> {
+        let head = strip_bom(head);
+        let start = head.iter().position(|b| !b.is_ascii_whitespace())?;
+        let first = &head[start..head.len().min(start + 24)];
+        (first[0] != b'{').then(|| {
+            format!(
+                "not recognised as JSON lines, a CSV export or a JSON document (starts with {:?}); \
+                 read as JSON lines",
+                String::from_utf8_lossy(first)
+            )
+        })
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -542,6 +557,14 @@ mod tests {
             Layout::sniff(b"\"RecordId\",\"CreationDate\",\"RecordType\",\"Operation\",\"UserId\",\"AuditData\"\n"),
             Layout::PurviewCsv
         );
+    }
+
+    #[test]
+    fn doubts() {
+        assert_eq!(Layout::doubt(b"  \n{\"a\":1}"), None);
+        assert_eq!(Layout::doubt(b""), None);
+        let d = Layout::doubt(b"PK\x03\x04binary").unwrap();
+        assert!(d.contains("PK"), "{d}");
     }
 
     #[test]

@@ -769,3 +769,36 @@ fn stats_list_the_formats_read() {
         assert!(stderr.contains(needle), "{needle} missing: {stderr}");
     }
 }
+
+#[test]
+fn an_unrecognised_file_is_reported_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(
+        &path,
+        "PK\x03\x04 not an audit export\nSet-MailboxAuditBypassAssociation\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "hunt",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "a warning, not an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("notes.txt") && stderr.contains("not recognised"),
+        "{stderr}"
+    );
+    let report = json_of(&out);
+    assert_eq!(
+        report["scan"]["warnings"][0]["path"],
+        path.to_str().unwrap()
+    );
+    assert_eq!(
+        report["scan"]["malformed"], 1,
+        "its lines are still accounted for"
+    );
+}

@@ -45,6 +45,7 @@ struct ScanOut<'a> {
     duplicates: u64,
     events: usize,
     errors: &'a [ScanError],
+    warnings: &'a [ScanError],
     malformed_samples: &'a [MalformedLine],
 }
 
@@ -133,6 +134,7 @@ impl Exporter for Json {
                 duplicates: report.duplicates,
                 events: report.events(),
                 errors: &report.errors,
+                warnings: &report.warnings,
                 malformed_samples: &report.malformed,
             },
             actors: report.actors.iter().map(|a| actor_out(report, a)).collect(),
