@@ -69,7 +69,7 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<DiscoverError>) {
                                 || path.display().to_string(),
                                 |p| p.display().to_string(),
                             ),
-                            message: io_message(&e.to_string()),
+                            message: e.to_string(),
                         }),
                     }
                 }
@@ -77,15 +77,11 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<DiscoverError>) {
             Ok(_) => inputs.push(Input::File(path.clone())),
             Err(e) => errors.push(DiscoverError {
                 path: path.display().to_string(),
-                message: io_message(&e.to_string()),
+                message: e.to_string(),
             }),
         }
     }
     (inputs, errors)
-}
-
-fn io_message(s: &str) -> String {
-    s.to_string()
 }
 
 /// Compression recognised from the first bytes.
