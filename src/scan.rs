@@ -378,7 +378,7 @@ fn event(
 
 /// Shares the text of repeated evidence values (actors, targets, addresses) and the
 /// reduction of each distinct client address, per worker. Bounded: it starts afresh
-/// past [`Interner::MAX`] entries, so unique-per-record values cannot grow it forever.
+/// past `Interner::MAX` entries, so unique-per-record values cannot grow it forever.
 #[derive(Default)]
 pub struct Interner {
     texts: FxHashSet<Text>,
