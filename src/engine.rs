@@ -450,7 +450,9 @@ fn scan_stream(
                     Ok(None) => break,
                     Err(error) => {
                         let tail = blocks.take_tail();
-                        if !tail.is_empty() && tx.send(Msg::Block(Block::Lines(tail))).is_err() {
+                        if !tail.is_empty()
+                            && tx.send(Msg::Block(Block::Lines(tail.into()))).is_err()
+                        {
                             break;
                         }
                         Msg::Failed {
@@ -474,7 +476,7 @@ fn scan_stream(
                     let t = Instant::now();
                     let p = scan_chunk(&data, file, m, &mut scratch);
                     result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
-                    let _ = recycle_tx.send(data);
+                    let _ = recycle_tx.send(data.into_buffer());
                 }
                 Msg::Block(Block::Overlong { bytes }) => {
                     result.bytes += bytes + 1;

@@ -341,11 +341,41 @@ pub fn strip_bom(data: &[u8]) -> &[u8] {
     data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data)
 }
 
+/// A block buffer and how much of it holds data. The buffer keeps its full length so
+/// that, recycled, it can be read into again without being zeroed.
+#[derive(Debug)]
+pub struct Filled {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Filled {
+    /// The buffer, to be recycled.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+impl From<Vec<u8>> for Filled {
+    fn from(buf: Vec<u8>) -> Filled {
+        let len = buf.len();
+        Filled { buf, len }
+    }
+}
+
+impl std::ops::Deref for Filled {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// What a stream yields.
 #[derive(Debug)]
 pub enum Block {
     /// Whole lines (the last one without newline only at the end of the stream).
-    Lines(Vec<u8>),
+    Lines(Filled),
     /// A line longer than the limit was skipped unread; it counts as one malformed line.
     Overlong {
         /// Its length in bytes.
@@ -388,47 +418,56 @@ impl<R: Read> BlockReader<R> {
         if self.done {
             return Ok(None);
         }
-        buf.clear();
-        buf.append(&mut self.carry);
+        // `buf` is a recycled block: its bytes are initialized already, so reading into
+        // it needs no zero-filling (only growth is zeroed).
+        if buf.len() < self.carry.len() {
+            buf.resize(self.carry.len(), 0);
+        }
+        let mut len = self.carry.len();
+        buf[..len].copy_from_slice(&self.carry);
+        self.carry.clear();
         loop {
             // The carried tail holds no newline: only new bytes need looking at.
-            let scanned_to = buf.len();
+            let scanned_to = len;
             let target = if scanned_to < self.block {
                 self.block
             } else {
                 scanned_to + self.block
             };
-            let eof = match self.fill(&mut buf, target) {
+            let eof = match self.fill(&mut buf, &mut len, target) {
                 Ok(eof) => eof,
                 Err(e) => {
                     self.done = true;
                     // Keep the unfinished tail for the caller to scan, then report.
-                    self.carry = buf;
+                    self.carry = buf[..len].to_vec();
                     return Err(e);
                 }
             };
             if self.at_start {
                 const BOM: &[u8] = b"\xEF\xBB\xBF";
-                if !eof && buf.len() < BOM.len() && BOM.starts_with(&buf) {
+                if !eof && len < BOM.len() && BOM.starts_with(&buf[..len]) {
                     continue; // Too few bytes yet to tell whether a BOM starts the stream.
                 }
                 self.at_start = false;
-                if buf.starts_with(BOM) {
-                    buf.drain(..BOM.len());
+                if buf[..len].starts_with(BOM) {
+                    buf.copy_within(BOM.len()..len, 0);
+                    len -= BOM.len();
                 }
             }
             if eof {
                 self.done = true;
-                return Ok((!buf.is_empty()).then_some(Block::Lines(buf)));
+                return Ok((len > 0).then_some(Block::Lines(Filled { buf, len })));
             }
-            let fresh = scanned_to.min(buf.len());
-            if let Some(end) = crate::chunk::last_line_end(&buf[fresh..]) {
-                self.carry.extend_from_slice(&buf[fresh + end..]);
-                buf.truncate(fresh + end);
-                return Ok(Some(Block::Lines(buf)));
+            let fresh = scanned_to.min(len);
+            if let Some(end) = crate::chunk::last_line_end(&buf[fresh..len]) {
+                self.carry.extend_from_slice(&buf[fresh + end..len]);
+                return Ok(Some(Block::Lines(Filled {
+                    buf,
+                    len: fresh + end,
+                })));
             }
-            if buf.len() > self.max_line {
-                let skipped = self.skip_line(buf.len() as u64)?;
+            if len > self.max_line {
+                let skipped = self.skip_line(len as u64)?;
                 return Ok(Some(Block::Overlong { bytes: skipped }));
             }
         }
@@ -439,15 +478,24 @@ impl<R: Read> BlockReader<R> {
         std::mem::take(&mut self.carry)
     }
 
-    /// Reads until `buf` holds `target` bytes; returns whether the stream ended first.
-    /// Reads straight into spare capacity (no zero-filling of the block).
-    fn fill(&mut self, buf: &mut Vec<u8>, target: usize) -> io::Result<bool> {
-        let want = target.saturating_sub(buf.len());
-        buf.reserve(want);
-        let before = buf.len();
-        let result = (&mut self.inner).take(want as u64).read_to_end(buf);
-        self.consumed += (buf.len() - before) as u64;
-        result.map(|n| n < want)
+    /// Reads until `buf[..len]` holds `target` bytes; returns whether the stream ended
+    /// first.
+    fn fill(&mut self, buf: &mut Vec<u8>, len: &mut usize, target: usize) -> io::Result<bool> {
+        if buf.len() < target {
+            buf.resize(target, 0);
+        }
+        while *len < target {
+            match self.inner.read(&mut buf[*len..target]) {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    *len += n;
+                    self.consumed += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
     }
 
     /// Discards the rest of an overlong line (through its newline); returns its length.
@@ -496,7 +544,7 @@ mod tests {
         blocks
             .iter()
             .flat_map(|b| match b {
-                Block::Lines(v) => v.clone(),
+                Block::Lines(v) => v.to_vec(),
                 Block::Overlong { .. } => b"<long>\n".to_vec(),
             })
             .collect()
