@@ -103,6 +103,54 @@ pub fn scan_csv(
     ((out, error), bytes)
 }
 
+/// The bytes of a record that began in an earlier read, kept until the record ends;
+/// past `max` bytes the record is only followed, not kept (bounded memory).
+#[derive(Default)]
+struct Pending {
+    carry: Vec<u8>,
+    oversized: bool,
+}
+
+impl Pending {
+    /// Keeps `part`, the record's bytes up to the end of this read.
+    fn keep(&mut self, part: &[u8], max: usize) {
+        if self.oversized {
+            return;
+        }
+        if self.carry.len() + part.len() > max {
+            self.oversized = true;
+            self.carry = Vec::new();
+        } else {
+            self.carry.extend_from_slice(part);
+        }
+    }
+
+    /// Ends the record with `tail`, its bytes in this read: `emit` gets it whole (or
+    /// `None` if it outgrew `max`) with its first line. Then ready for the next record.
+    fn finish(
+        &mut self,
+        tail: &[u8],
+        max: usize,
+        line: u64,
+        emit: &mut dyn FnMut(Option<&[u8]>, u64),
+    ) {
+        if self.oversized || self.carry.len() + tail.len() > max {
+            emit(None, line);
+        } else if self.carry.is_empty() {
+            emit(Some(tail), line);
+        } else {
+            self.carry.extend_from_slice(tail);
+            emit(Some(&self.carry), line);
+        }
+        self.carry.clear();
+        self.oversized = false;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.carry.is_empty() && !self.oversized
+    }
+}
+
 /// Cuts CSV bytes into rows at newlines outside quotes, across reads.
 #[derive(Default)]
 struct CsvRows {
@@ -110,9 +158,8 @@ struct CsvRows {
     newlines: u64,
     last: Option<u8>,
     /// The unfinished row from earlier reads, and the line it starts on.
-    carry: Vec<u8>,
+    pending: Pending,
     row_line: u64,
-    oversized: bool,
 }
 
 impl CsvRows {
@@ -135,38 +182,20 @@ impl CsvRows {
             if self.in_quotes {
                 continue;
             }
-            self.finish(&data[start..i], max, emit);
+            self.pending
+                .finish(&data[start..i], max, self.row_line, emit);
             start = i + 1;
             self.row_line = self.newlines;
         }
         if at_end {
-            if !self.carry.is_empty() || start < data.len() {
-                self.finish(&data[start..], max, emit);
+            if !self.pending.is_empty() || start < data.len() {
+                self.pending
+                    .finish(&data[start..], max, self.row_line, emit);
             }
-        } else if !self.oversized {
-            if self.carry.len() + (data.len() - start) > max {
-                self.oversized = true;
-                self.carry = Vec::new();
-            } else {
-                self.carry.extend_from_slice(&data[start..]);
-            }
+        } else {
+            self.pending.keep(&data[start..], max);
         }
         self.last = data.last().copied().or(self.last);
-    }
-
-    fn finish(&mut self, tail: &[u8], max: usize, emit: &mut dyn FnMut(Option<&[u8]>, u64)) {
-        if self.oversized || self.carry.len() + tail.len() > max {
-            emit(None, self.row_line);
-        } else if self.carry.is_empty() {
-            emit(Some(tail), self.row_line);
-        } else {
-            self.carry.extend_from_slice(tail);
-            let row = std::mem::take(&mut self.carry);
-            emit(Some(&row), self.row_line);
-            self.carry = row;
-        }
-        self.carry.clear();
-        self.oversized = false;
     }
 }
 
@@ -292,6 +321,17 @@ pub fn scan_json_document(
             break Some(e);
         }
     };
+    if let Some(line) = s.record {
+        // The document ends (or broke off) inside a record: count it, do not lose it.
+        out.counts.records += 1;
+        let reason = "JSON document ends inside this record".to_string();
+        out.malformed(
+            file,
+            line,
+            reason,
+            &s.pending.carry[..s.pending.carry.len().min(80)],
+        );
+    }
     out.counts.lines = s.newlines + u64::from(s.last.is_some_and(|b| b != b'\n'));
     ((out, error), bytes)
 }
@@ -309,9 +349,7 @@ struct Splitter {
     last: Option<u8>,
     /// The record being read: its first line, and its bytes from earlier blocks.
     record: Option<u64>,
-    carry: Vec<u8>,
-    /// The record outgrew the size limit: it is followed but not kept.
-    oversized: bool,
+    pending: Pending,
 }
 
 impl Splitter {
@@ -343,8 +381,6 @@ impl Splitter {
                 b'{' | b'[' => {
                     if b == b'{' && self.record.is_none() && self.stack == self.path {
                         self.record = Some(self.newlines);
-                        self.carry.clear();
-                        self.oversized = false;
                         start = i;
                     }
                     if self.stack.len() >= MAX_DEPTH {
@@ -360,30 +396,14 @@ impl Splitter {
                     if self.stack.len() == self.path.len()
                         && let Some(line) = self.record.take()
                     {
-                        let end = i + 1;
-                        if self.oversized || self.carry.len() + (end - start) > max {
-                            emit(None, line);
-                        } else if self.carry.is_empty() {
-                            emit(Some(&data[start..end]), line);
-                        } else {
-                            self.carry.extend_from_slice(&data[start..end]);
-                            let record = std::mem::take(&mut self.carry);
-                            emit(Some(&record), line);
-                            self.carry = record;
-                            self.carry.clear();
-                        }
+                        self.pending.finish(&data[start..=i], max, line, emit);
                     }
                 }
                 _ => {}
             }
         }
-        if self.record.is_some() && !self.oversized {
-            if self.carry.len() + (data.len() - start) > max {
-                self.oversized = true;
-                self.carry = Vec::new();
-            } else {
-                self.carry.extend_from_slice(&data[start..]);
-            }
+        if self.record.is_some() {
+            self.pending.keep(&data[start..], max);
         }
         self.last = data.last().copied().or(self.last);
         Ok(())
@@ -431,6 +451,15 @@ mod tests {
         assert_eq!(p.counts.records, 3);
         assert_eq!(lines_of(&p), vec![1, height + 1]);
         assert_eq!(p.counts.lines, height + 1);
+    }
+
+    #[test]
+    fn a_record_cut_by_the_end_of_the_document_is_malformed_not_lost() {
+        let p = doc(&format!("[{REC},\n{}", &REC[..60]));
+        assert_eq!(p.counts.records, 2);
+        assert_eq!(p.counts.matched, 1);
+        assert_eq!(p.counts.malformed, 1);
+        assert_eq!(p.samples[0].line, 1);
     }
 
     #[test]

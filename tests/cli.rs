@@ -42,43 +42,61 @@ fn expectations() -> Vec<(PathBuf, Json)> {
     out
 }
 
-/// (actor, line, record id, target, flag, source ip, timestamp) of every event.
-fn events_of_report(report: &Json) -> Vec<(String, u64, Json, Json, Json, Json, Json)> {
-    let mut v = Vec::new();
-    for a in report["actors"].as_array().unwrap() {
-        for e in a["evidence"].as_array().unwrap() {
-            v.push((
-                a["actor"].as_str().unwrap_or("").to_string(),
-                e["line"].as_u64().unwrap(),
-                e["record_id"].clone(),
-                e["target"].clone(),
-                e["bypass_enabled"].clone(),
-                e["source_ip"].clone(),
-                e["timestamp"].clone(),
-            ));
-        }
-    }
+/// (actor, line, record id, target, flag, source ip, timestamp) of one event.
+type EventRow = (String, u64, Json, Json, Json, Json, Json);
+
+fn event_row(actor: &str, e: &Json) -> EventRow {
+    let field = |k: &str| e[k].clone();
+    let line = e["line"].as_u64().unwrap();
+    (
+        actor.to_string(),
+        line,
+        field("record_id"),
+        field("target"),
+        field("bypass_enabled"),
+        field("source_ip"),
+        field("timestamp"),
+    )
+}
+
+fn sorted(mut v: Vec<EventRow>) -> Vec<EventRow> {
     v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     v
 }
 
-fn events_of_expectation(exp: &Json) -> Vec<(String, u64, Json, Json, Json, Json, Json)> {
-    let mut v = Vec::new();
-    for (actor, events) in exp["actors"].as_object().unwrap() {
-        for e in events.as_array().unwrap() {
-            v.push((
-                actor.clone(),
-                e["line"].as_u64().unwrap(),
-                e["record_id"].clone(),
-                e["target"].clone(),
-                e["bypass_enabled"].clone(),
-                e["source_ip"].clone(),
-                e["timestamp"].clone(),
-            ));
-        }
-    }
-    v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    v
+/// Every event of a report.
+fn events_of_report(report: &Json) -> Vec<EventRow> {
+    let actors = report["actors"].as_array().unwrap();
+    sorted(
+        actors
+            .iter()
+            .flat_map(|a| {
+                let actor = a["actor"].as_str().unwrap_or("");
+                a["evidence"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |e| event_row(actor, e))
+            })
+            .collect(),
+    )
+}
+
+/// Every event an expectation file lists.
+fn events_of_expectation(exp: &Json) -> Vec<EventRow> {
+    let actors = exp["actors"].as_object().unwrap();
+    sorted(
+        actors
+            .iter()
+            .flat_map(|(actor, events)| {
+                events
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |e| event_row(actor, e))
+            })
+            .collect(),
+    )
 }
 
 const MODES: [&[&str]; 4] = [
