@@ -362,24 +362,38 @@ impl Splitter {
         emit: &mut dyn FnMut(Option<&[u8]>, u64),
     ) -> io::Result<()> {
         let mut start = 0; // where the current record begins in `data`
-        for (i, &b) in data.iter().enumerate() {
-            if b == b'\n' {
-                self.newlines += 1;
-            }
+        // Newlines are counted lazily, up to `counted`, when a record starts and at the
+        // end of the read; strings are crossed with memchr, not byte by byte.
+        let mut counted = 0;
+        let mut i = 0;
+        while i < data.len() {
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
+                    i += 1;
+                    continue;
                 }
-                continue;
+                match memchr::memchr2(b'"', b'\\', &data[i..]) {
+                    None => break,
+                    Some(k) => {
+                        i += k;
+                        if data[i] == b'\\' {
+                            self.escaped = true;
+                        } else {
+                            self.in_string = false;
+                        }
+                        i += 1;
+                        continue;
+                    }
+                }
             }
+            let b = data[i];
             match b {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => {
                     if b == b'{' && self.record.is_none() && self.stack == self.path {
+                        self.newlines += memchr_iter(b'\n', &data[counted..i]).count() as u64;
+                        counted = i;
                         self.record = Some(self.newlines);
                         start = i;
                     }
@@ -401,7 +415,9 @@ impl Splitter {
                 }
                 _ => {}
             }
+            i += 1;
         }
+        self.newlines += memchr_iter(b'\n', &data[counted..]).count() as u64;
         if self.record.is_some() {
             self.pending.keep(&data[start..], max);
         }
