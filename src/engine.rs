@@ -156,7 +156,7 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
             .iter()
             .filter_map(|i| match i {
                 Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
-                Input::Stdin => None,
+                Input::Stdin | Input::ZipEntry { .. } => None,
             })
             .sum();
         p.total.store(total, std::sync::atomic::Ordering::Relaxed);
@@ -273,6 +273,7 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
             let kind = match (input, compression) {
                 (Input::Stdin, Compression::None) => "stdin".to_string(),
                 (Input::Stdin, c) => format!("stdin {}", c.name()),
+                (Input::ZipEntry { .. }, c) => format!("zip {}", c.name()),
                 (_, c) => c.name().to_string(),
             };
             let mut reader = io::BufReader::with_capacity(SNIFF_BUFFER, reader);

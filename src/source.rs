@@ -23,6 +23,13 @@ pub enum Input {
     Stdin,
     /// A file on disk.
     File(PathBuf),
+    /// A file inside a `.zip` archive (found by its magic bytes).
+    ZipEntry {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry's name in the archive.
+        name: String,
+    },
 }
 
 impl Input {
@@ -32,7 +39,93 @@ impl Input {
         match self {
             Input::Stdin => "-".to_string(),
             Input::File(p) => p.display().to_string(),
+            Input::ZipEntry { archive, name } => format!("{}!{name}", archive.display()),
         }
+    }
+}
+
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
+
+/// Adds a file to the inputs: itself, or, for a `.zip` archive (by magic bytes), each
+/// file entry in it, in name order.
+fn add_file(path: PathBuf, inputs: &mut Vec<Input>, errors: &mut Vec<DiscoverError>) {
+    let mut head = [0u8; 4];
+    let is_zip = File::open(&path)
+        .and_then(|f| read_head(&f, &mut head))
+        .is_ok_and(|n| head[..n] == *ZIP_MAGIC);
+    if !is_zip {
+        inputs.push(Input::File(path));
+        return;
+    }
+    let listed = File::open(&path)
+        .map_err(zip::result::ZipError::Io)
+        .and_then(|f| {
+            let archive = zip::ZipArchive::new(BufReader::new(f))?;
+            let mut names: Vec<String> = archive
+                .file_names()
+                .filter(|n| !n.ends_with('/'))
+                .map(str::to_string)
+                .collect();
+            names.sort();
+            Ok(names)
+        });
+    match listed {
+        Ok(names) => inputs.extend(names.into_iter().map(|name| Input::ZipEntry {
+            archive: path.clone(),
+            name,
+        })),
+        Err(e) => errors.push(DiscoverError {
+            path: path.display().to_string(),
+            message: format!("cannot read zip archive: {e}"),
+        }),
+    }
+}
+
+/// Streams one zip entry, decompressed on its own thread through a pipe; an error the
+/// thread meets is handed to the reader at the end instead of a clean end of stream.
+fn zip_entry(archive: &Path, name: &str) -> io::Result<Box<dyn BufRead + Send>> {
+    let (reader, mut writer) = io::pipe()?;
+    let failure: Arc<std::sync::Mutex<Option<io::Error>>> = Arc::default();
+    let (archive, name, slot) = (archive.to_path_buf(), name.to_string(), failure.clone());
+    std::thread::spawn(move || {
+        let copied = (|| -> io::Result<()> {
+            let mut zip = zip::ZipArchive::new(BufReader::new(File::open(&archive)?))?;
+            let mut entry = zip.by_name(&name)?;
+            io::copy(&mut entry, &mut writer)?;
+            Ok(())
+        })();
+        if let Err(e) = copied {
+            // A closed pipe means the reader stopped early (e.g. an unsupported layout).
+            if e.kind() != io::ErrorKind::BrokenPipe
+                && let Ok(mut slot) = slot.lock()
+            {
+                *slot = Some(e);
+            }
+        }
+        drop(writer);
+    });
+    Ok(Box::new(BufReader::with_capacity(
+        1 << 20,
+        PipeEnd { reader, failure },
+    )))
+}
+
+/// The reading end of a zip entry's pipe.
+struct PipeEnd {
+    reader: io::PipeReader,
+    failure: Arc<std::sync::Mutex<Option<io::Error>>>,
+}
+
+impl Read for PipeEnd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.reader.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            // The writer is gone: was it an error?
+            if let Some(e) = self.failure.lock().ok().and_then(|mut s| s.take()) {
+                return Err(e);
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -61,7 +154,7 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<DiscoverError>) {
                 for entry in walk {
                     match entry {
                         Ok(e) if e.file_type().is_file() => {
-                            inputs.push(Input::File(e.into_path()));
+                            add_file(e.into_path(), &mut inputs, &mut errors);
                         }
                         Ok(_) => {}
                         Err(e) => errors.push(DiscoverError {
@@ -74,6 +167,7 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<DiscoverError>) {
                     }
                 }
             }
+            Ok(meta) if meta.is_file() => add_file(path.clone(), &mut inputs, &mut errors),
             Ok(_) => inputs.push(Input::File(path.clone())),
             Err(e) => errors.push(DiscoverError {
                 path: path.display().to_string(),
@@ -161,6 +255,7 @@ pub fn open(input: &Input, progress: &Option<Arc<Progress>>) -> io::Result<Opene
             stream(Box::new(BufReader::with_capacity(1 << 20, counted)))
         }
         Input::File(path) => open_file(path, progress),
+        Input::ZipEntry { archive, name } => stream(zip_entry(archive, name)?),
     }
 }
 

@@ -794,7 +794,7 @@ fn an_unrecognised_file_is_reported_with_its_reason() {
     let path = dir.path().join("notes.txt");
     std::fs::write(
         &path,
-        "PK\x03\x04 not an audit export\nSet-MailboxAuditBypassAssociation\n",
+        "%PDF-1.4 not an audit export\nSet-MailboxAuditBypassAssociation\n",
     )
     .unwrap();
     let out = run(&[
@@ -819,4 +819,58 @@ fn an_unrecognised_file_is_reported_with_its_reason() {
         report["scan"]["malformed"], 1,
         "its lines are still accounted for"
     );
+}
+
+#[test]
+fn a_zip_of_exports_is_read_entry_by_entry() {
+    let zip = "tests/fixtures/zip/exports.zip";
+    let out = run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--keep-duplicates",
+        "--stats",
+        zip,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_of(&out);
+    assert_eq!(
+        report["scan"]["files"], 3,
+        "three file entries, the directory entry skipped"
+    );
+    assert_eq!(
+        report["scan"]["events"], 18,
+        "each entry holds the same 6 events"
+    );
+    let paths: std::collections::BTreeSet<&str> = report["actors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| a["evidence"].as_array().unwrap())
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains("tests/fixtures/zip/exports.zip!2024-03/purview_classic.csv"),
+        "{paths:?}"
+    );
+    let deduplicated = json_of(&run(&["hunt", "--format", "json", zip]));
+    assert_eq!(deduplicated["scan"]["events"], 6);
+    assert_eq!(deduplicated["scan"]["duplicates"], 12);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("json-document+zip zstd"), "{stderr}");
+}
+
+#[test]
+fn a_corrupt_zip_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.zip");
+    std::fs::write(&path, b"PK\x03\x04 this is not really a zip archive").unwrap();
+    let out = run(&["hunt", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read zip archive"));
 }
