@@ -55,11 +55,9 @@ pub fn scan_csv(
         bytes += n as u64;
         let at_end = n == 0;
         rows.feed(&block[..n], at_end, max, &mut |row, line| {
-            let Some(row) = row else {
-                out.counts.records += 1;
-                let reason = format!("CSV row longer than the limit of {max} bytes");
-                out.malformed(file, line, reason, b"");
-                return;
+            let row = match row {
+                Ok(row) => row,
+                Err(why) => return take_record(Err(why), line, file, m, scratch, &mut out),
             };
             let row = row.strip_suffix(b"\r").unwrap_or(row);
             if !header_seen {
@@ -108,46 +106,71 @@ pub fn scan_csv(
 #[derive(Default)]
 struct Pending {
     carry: Vec<u8>,
-    oversized: bool,
+    /// Why the record will not be parsed (too long, too deep), if so.
+    spoiled: Option<&'static str>,
 }
 
 impl Pending {
     /// Keeps `part`, the record's bytes up to the end of this read.
     fn keep(&mut self, part: &[u8], max: usize) {
-        if self.oversized {
+        if self.spoiled.is_some() {
             return;
         }
         if self.carry.len() + part.len() > max {
-            self.oversized = true;
-            self.carry = Vec::new();
+            self.spoil(TOO_LONG);
         } else {
             self.carry.extend_from_slice(part);
         }
     }
 
+    /// Marks the record as not to be parsed, dropping what was kept of it.
+    fn spoil(&mut self, why: &'static str) {
+        self.spoiled.get_or_insert(why);
+        self.carry = Vec::new();
+    }
+
     /// Ends the record with `tail`, its bytes in this read: `emit` gets it whole (or
-    /// `None` if it outgrew `max`) with its first line. Then ready for the next record.
-    fn finish(
-        &mut self,
-        tail: &[u8],
-        max: usize,
-        line: u64,
-        emit: &mut dyn FnMut(Option<&[u8]>, u64),
-    ) {
-        if self.oversized || self.carry.len() + tail.len() > max {
-            emit(None, line);
+    /// why it is not kept) with its first line. Then ready for the next record.
+    fn finish(&mut self, tail: &[u8], max: usize, line: u64, emit: &mut Emit<'_>) {
+        if self.spoiled.is_none() && self.carry.len() + tail.len() > max {
+            self.spoiled = Some(TOO_LONG);
+        }
+        if let Some(why) = self.spoiled.take() {
+            emit(Err(why), line);
         } else if self.carry.is_empty() {
-            emit(Some(tail), line);
+            emit(Ok(tail), line);
         } else {
             self.carry.extend_from_slice(tail);
-            emit(Some(&self.carry), line);
+            emit(Ok(&self.carry), line);
         }
         self.carry.clear();
-        self.oversized = false;
     }
 
     fn is_empty(&self) -> bool {
-        self.carry.is_empty() && !self.oversized
+        self.carry.is_empty() && self.spoiled.is_none()
+    }
+}
+
+const TOO_LONG: &str = "record longer than --max-line-size";
+const TOO_DEEP: &str = "record nested deeper than 512 levels";
+
+/// Receives each record (or why it is not kept) and the 0-based line it starts on.
+type Emit<'a> = dyn FnMut(Result<&[u8], &'static str>, u64) + 'a;
+
+/// Counts and parses one record the splitters found.
+fn take_record(
+    record: Result<&[u8], &'static str>,
+    line: u64,
+    file: usize,
+    m: &Matcher,
+    scratch: &mut Scratch,
+    out: &mut Partial,
+) {
+    out.counts.records += 1;
+    match record {
+        Ok(record) if is_candidate(m, record) => candidate(record, file, line, m, scratch, out),
+        Ok(_) => {}
+        Err(why) => out.malformed(file, line, why.to_string(), b""),
     }
 }
 
@@ -165,13 +188,7 @@ struct CsvRows {
 impl CsvRows {
     /// `emit` gets each row without its newline and its 0-based first line (`None` for
     /// a row longer than `max`, which is not kept).
-    fn feed(
-        &mut self,
-        data: &[u8],
-        at_end: bool,
-        max: usize,
-        emit: &mut dyn FnMut(Option<&[u8]>, u64),
-    ) {
+    fn feed(&mut self, data: &[u8], at_end: bool, max: usize, emit: &mut Emit<'_>) {
         let mut start = 0;
         for i in memchr::memchr2_iter(b'"', b'\n', data) {
             if data[i] == b'"' {
@@ -303,23 +320,9 @@ pub fn scan_json_document(
             data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
             s.path = record_path(&data[..data.len().min(1 << 16)]);
         }
-        let max = m.max_line();
-        let fed = s.feed(data, max, &mut |record, line| {
-            out.counts.records += 1;
-            match record {
-                Some(record) if is_candidate(m, record) => {
-                    candidate(record, file, line, m, scratch, &mut out);
-                }
-                Some(_) => {}
-                None => {
-                    let reason = format!("record longer than the limit of {max} bytes");
-                    out.malformed(file, line, reason, b"");
-                }
-            }
+        s.feed(data, m.max_line(), &mut |record, line| {
+            take_record(record, line, file, m, scratch, &mut out)
         });
-        if let Err(e) = fed {
-            break Some(e);
-        }
     };
     if let Some(line) = s.record {
         // The document ends (or broke off) inside a record: count it, do not lose it.
@@ -350,17 +353,14 @@ struct Splitter {
     /// The record being read: its first line, and its bytes from earlier blocks.
     record: Option<u64>,
     pending: Pending,
+    /// Levels open beyond `MAX_DEPTH` (counted, not stacked: memory stays bounded).
+    too_deep: usize,
 }
 
 impl Splitter {
     /// Feeds the next bytes; `emit` gets each complete record and the 0-based line it
     /// starts on (`None` for a record longer than `max`, which is not kept).
-    fn feed(
-        &mut self,
-        data: &[u8],
-        max: usize,
-        emit: &mut dyn FnMut(Option<&[u8]>, u64),
-    ) -> io::Result<()> {
+    fn feed(&mut self, data: &[u8], max: usize, emit: &mut Emit<'_>) {
         let mut start = 0; // where the current record begins in `data`
         // Newlines are counted lazily, up to `counted`, when a record starts and at the
         // end of the read; strings are crossed with memchr, not byte by byte.
@@ -398,14 +398,19 @@ impl Splitter {
                         start = i;
                     }
                     if self.stack.len() >= MAX_DEPTH {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("JSON nested deeper than {MAX_DEPTH} levels"),
-                        ));
+                        // Followed by a count only; the record is not kept.
+                        self.too_deep += 1;
+                        self.pending.spoil(TOO_DEEP);
+                    } else {
+                        self.stack.push(b);
                     }
-                    self.stack.push(b);
                 }
                 b'}' | b']' => {
+                    if self.too_deep > 0 {
+                        self.too_deep -= 1;
+                        i += 1;
+                        continue;
+                    }
                     self.stack.pop();
                     if self.stack.len() == self.path.len()
                         && let Some(line) = self.record.take()
@@ -422,7 +427,6 @@ impl Splitter {
             self.pending.keep(&data[start..], max);
         }
         self.last = data.last().copied().or(self.last);
-        Ok(())
     }
 }
 
@@ -476,6 +480,25 @@ mod tests {
         assert_eq!(p.counts.matched, 1);
         assert_eq!(p.counts.malformed, 1);
         assert_eq!(p.samples[0].line, 1);
+    }
+
+    #[test]
+    fn a_record_nested_too_deep_is_malformed_and_the_rest_is_read() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(600), "]".repeat(600));
+        let p = doc(&format!("[\n{deep},\n{REC}\n]"));
+        assert_eq!(p.counts.records, 2);
+        assert_eq!(p.counts.malformed, 1);
+        assert_eq!(lines_of(&p), vec![3]);
+        assert_eq!(p.counts.lines, 4);
+    }
+
+    #[test]
+    fn an_oversized_last_csv_row_without_newline_is_counted() {
+        let m = Matcher::new(Rule::builtin(), true, 100);
+        let text = format!("CreationDate,AuditData\n1,x\n2,\"{}\"", "y".repeat(500));
+        let ((p, _), _) = scan_csv(text.as_bytes(), 0, &m, &mut Scratch::default());
+        assert_eq!(p.counts.records, 2);
+        assert_eq!(p.counts.malformed, 1);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! Results are merged in input order, so the report does not depend on scheduling.
 //! Nothing here prints.
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -276,15 +276,15 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
                 (Input::ZipEntry { .. }, c) => format!("zip {}", c.name()),
                 (_, c) => c.name().to_string(),
             };
-            let mut reader = io::BufReader::with_capacity(SNIFF_BUFFER, reader);
-            let head = match io::BufRead::fill_buf(&mut reader) {
-                Ok(head) => head,
-                Err(e) => {
-                    let mut r = FileResult::new(kind.clone());
-                    r.error = Some(stream_error(&e, &kind, 0, 0));
-                    return r;
-                }
-            };
+            // Sniff from the first SNIFF bytes however the stream delivers them (a pipe
+            // may hand over one byte at a time), then read on from those same bytes.
+            let mut reader = reader;
+            let mut first = Vec::with_capacity(SNIFF);
+            if let Err(e) = (&mut reader).take(SNIFF as u64).read_to_end(&mut first) {
+                // Scan what came before the error, then meet the error again there.
+                reader = Box::new(Failed(Some(e)));
+            }
+            let head = &first[..];
             let layout = if head.is_empty() {
                 None
             } else {
@@ -299,6 +299,7 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
             let kind = format!("{name}+{kind}");
             let mut r = match layout {
                 Some(layout @ (Layout::PurviewCsv | Layout::JsonDocument)) => {
+                    let reader = io::Cursor::new(first).chain(reader);
                     let mut r = FileResult::new(kind.clone());
                     let t = Instant::now();
                     let mut scratch = Scratch::default();
@@ -314,7 +315,8 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
                     r
                 }
                 _ => {
-                    let mut r = scan_stream(file, Box::new(reader), &kind, m, config);
+                    let reader = Box::new(io::Cursor::new(first).chain(reader));
+                    let mut r = scan_stream(file, reader, &kind, m, config);
                     r.warning = doubt;
                     r
                 }
@@ -375,9 +377,6 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileRe
 /// How many leading bytes decide the layout of an input.
 const SNIFF: usize = 4096;
 
-/// The buffer a stream is peeked through to sniff its layout; larger reads bypass it.
-const SNIFF_BUFFER: usize = 64 << 10;
-
 /// Reads a CSV export or a JSON document sequentially (records may span lines).
 fn scan_document(
     layout: Layout,
@@ -392,11 +391,20 @@ fn scan_document(
     }
 }
 
+/// A reader that fails once with an error met earlier, then ends.
+struct Failed(Option<io::Error>);
+
+impl Read for Failed {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
+    }
+}
+
 /// Describes an error that stopped a stream, with how far reading got.
 fn stream_error(error: &io::Error, kind: &str, consumed: u64, lines: u64) -> String {
     let what = match error.kind() {
-        io::ErrorKind::UnexpectedEof => "stream ends early (truncated?)".to_string(),
-        _ => format!("read error: {error}"),
+        io::ErrorKind::UnexpectedEof => "stream ends early (truncated?)",
+        _ => "read error",
     };
     let data = if kind.contains("gzip") || kind.contains("zstd") {
         "decompressed"
@@ -439,7 +447,8 @@ fn scan_stream(
     std::thread::scope(|s| {
         let reading = s.spawn(move || {
             let block = config.chunk_size.min(MAX_STREAM_BLOCK);
-            let mut blocks = BlockReader::new(reader, block, config.max_line);
+            let mut blocks = BlockReader::new(reader, block, config.max_line)
+                .with_prefilter(m.prefilter().clone());
             let mut busy = Duration::ZERO;
             loop {
                 let buf = recycle_rx.try_recv().unwrap_or_default();
@@ -479,16 +488,21 @@ fn scan_stream(
                     result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
                     let _ = recycle_tx.send(data.into_buffer());
                 }
-                Msg::Block(Block::Overlong { bytes }) => {
-                    result.bytes += bytes + 1;
+                Msg::Block(Block::Overlong {
+                    bytes,
+                    newline,
+                    candidate,
+                }) => {
+                    result.bytes += bytes + u64::from(newline);
                     let mut p = Partial::default();
                     p.counts.lines = 1;
                     p.counts.records = 1;
-                    let reason = format!(
-                        "line of {bytes} bytes is longer than the limit of {}",
-                        config.max_line
-                    );
-                    p.malformed(file, 0, reason, b"");
+                    if candidate {
+                        let limit = config.max_line;
+                        let reason =
+                            format!("line of {bytes} bytes is longer than the limit of {limit}");
+                        p.malformed(file, 0, reason, b"");
+                    }
                     result.partial.append(p);
                 }
                 Msg::Failed { error, consumed } => {

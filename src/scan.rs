@@ -250,7 +250,7 @@ fn is_blank_at(data: &[u8], start: usize) -> bool {
     match data.get(start) {
         None => false,
         // Lines almost always start with `{`: one compare decides.
-        Some(b'\n' | b'\r' | b' ' | b'\t') => {
+        Some(b'\n' | b'\r' | b' ' | b'\t' | b'\x0c') => {
             let end = memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
             is_blank(&data[start..end])
         }

@@ -471,10 +471,15 @@ impl std::ops::Deref for Filled {
 pub enum Block {
     /// Whole lines (the last one without newline only at the end of the stream).
     Lines(Filled),
-    /// A line longer than the limit was skipped unread; it counts as one malformed line.
+    /// A line longer than the limit was skipped unparsed (memory stays bounded); it
+    /// counts as one line, malformed if it held a rule literal.
     Overlong {
-        /// Its length in bytes.
+        /// Its length in bytes, newline excluded.
         bytes: u64,
+        /// Whether a newline ended it (else the stream did).
+        newline: bool,
+        /// Whether it held a rule literal.
+        candidate: bool,
     },
 }
 
@@ -484,6 +489,8 @@ pub struct BlockReader<R> {
     inner: R,
     block: usize,
     max_line: usize,
+    /// Tells whether a skipped overlong line held a rule literal (a candidate).
+    prefilter: Option<crate::prefilter::Prefilter>,
     carry: Vec<u8>,
     /// Bytes consumed from the decompressed stream so far.
     pub consumed: u64,
@@ -498,11 +505,19 @@ impl<R: Read> BlockReader<R> {
             inner,
             block: block.max(1),
             max_line: max_line.max(1),
+            prefilter: None,
             carry: Vec::new(),
             consumed: 0,
             at_start: true,
             done: false,
         }
+    }
+
+    /// Uses `prefilter` to tell whether a skipped overlong line is a candidate (without
+    /// it, every overlong line is one).
+    pub fn with_prefilter(mut self, prefilter: crate::prefilter::Prefilter) -> BlockReader<R> {
+        self.prefilter = Some(prefilter);
+        self
     }
 
     /// The next block, reusing `buf`'s allocation; `None` at the end of the stream.
@@ -521,20 +536,25 @@ impl<R: Read> BlockReader<R> {
         let mut len = self.carry.len();
         buf[..len].copy_from_slice(&self.carry);
         self.carry.clear();
+        // The carry is the tail after the last newline, except after an overlong line
+        // was skipped, when it may hold whole lines: look at it once, then only at new
+        // bytes.
+        let mut scanned_to = 0;
         loop {
-            // The carried tail holds no newline: only new bytes need looking at.
-            let scanned_to = len;
-            let target = if scanned_to < self.block {
+            // Always ask for more than is held, so every turn makes progress.
+            let target = if len < self.block {
                 self.block
             } else {
-                scanned_to + self.block
+                len + self.block
             };
             let eof = match self.fill(&mut buf, &mut len, target) {
                 Ok(eof) => eof,
                 Err(e) => {
                     self.done = true;
                     // Keep the unfinished tail for the caller to scan, then report.
-                    self.carry = buf[..len].to_vec();
+                    let tail = &buf[..len];
+                    let tail = if self.at_start { strip_bom(tail) } else { tail };
+                    self.carry = tail.to_vec();
                     return Err(e);
                 }
             };
@@ -562,10 +582,27 @@ impl<R: Read> BlockReader<R> {
                 })));
             }
             if len > self.max_line {
-                let skipped = self.skip_line(len as u64)?;
-                return Ok(Some(Block::Overlong { bytes: skipped }));
+                let hit = self.hit(&buf[..len]);
+                let seen = &buf[len.saturating_sub(self.overlap())..len];
+                let (more, newline, hit_later) = self.skip_line(seen)?;
+                return Ok(Some(Block::Overlong {
+                    bytes: len as u64 + more,
+                    newline,
+                    candidate: hit || hit_later,
+                }));
             }
+            scanned_to = len;
         }
+    }
+
+    fn hit(&self, bytes: &[u8]) -> bool {
+        self.prefilter
+            .as_ref()
+            .is_none_or(|p| p.is_everything() || p.find(bytes).is_some())
+    }
+
+    fn overlap(&self) -> usize {
+        self.prefilter.as_ref().map_or(0, |p| p.overlap())
     }
 
     /// The unfinished tail left by an error, if any.
@@ -593,14 +630,20 @@ impl<R: Read> BlockReader<R> {
         Ok(false)
     }
 
-    /// Discards the rest of an overlong line (through its newline); returns its length.
-    fn skip_line(&mut self, mut len: u64) -> io::Result<u64> {
-        let mut tmp = vec![0u8; 64 * 1024];
+    /// Discards the rest of an overlong line (through its newline): returns how many
+    /// more bytes it had (newline excluded), whether a newline ended it, and whether a
+    /// rule literal was in them. `seen` is the line's last bytes already read, so a
+    /// literal across the edge is found too.
+    fn skip_line(&mut self, seen: &[u8]) -> io::Result<(u64, bool, bool)> {
+        let keep = seen.len();
+        let mut tmp = vec![0u8; keep + 64 * 1024];
+        tmp[..keep].copy_from_slice(seen);
+        let (mut len, mut hit) = (0u64, false);
         loop {
-            let n = match self.inner.read(&mut tmp) {
+            let n = match self.inner.read(&mut tmp[keep..]) {
                 Ok(0) => {
                     self.done = true;
-                    return Ok(len);
+                    return Ok((len, false, hit));
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -610,12 +653,18 @@ impl<R: Read> BlockReader<R> {
                 }
             };
             self.consumed += n as u64;
-            match memchr::memchr(b'\n', &tmp[..n]) {
+            let end = memchr::memchr(b'\n', &tmp[keep..keep + n]).map(|i| keep + i);
+            hit = hit || self.hit(&tmp[..end.unwrap_or(keep + n)]);
+            match end {
                 Some(i) => {
-                    self.carry.extend_from_slice(&tmp[i + 1..n]);
-                    return Ok(len + i as u64);
+                    self.carry.extend_from_slice(&tmp[i + 1..keep + n]);
+                    return Ok((len + (i - keep) as u64, true, hit));
                 }
-                None => len += n as u64,
+                None => {
+                    len += n as u64;
+                    // Keep the last bytes for a literal across reads.
+                    tmp.copy_within(n..keep + n, 0);
+                }
             }
         }
     }
@@ -659,6 +708,58 @@ mod tests {
     }
 
     #[test]
+    fn whole_lines_carried_after_an_overlong_one_are_kept() {
+        // Regression: lines read along with the end of a skipped overlong line were lost
+        // when another overlong line followed.
+        let mut data = vec![b'x'; 5_000];
+        data.push(b'\n');
+        for i in 0..10 {
+            data.extend(format!("line {i}\n").bytes());
+        }
+        data.extend(std::iter::repeat_n(b'y', 6_000));
+        data.push(b'\n');
+        let bs = blocks(&data, 64, 1_000);
+        let text = String::from_utf8(lines_of(&bs)).unwrap();
+        assert_eq!(text.matches("line ").count(), 10, "{text}");
+        // Every line is there: the first skipped, the last read whole or skipped.
+        assert_eq!(text.lines().count(), 12);
+    }
+
+    #[test]
+    fn an_overlong_line_is_a_candidate_only_with_the_literal() {
+        let rules = crate::rule::Rule::builtin();
+        let p = crate::prefilter::Prefilter::for_rules(&rules);
+        let lit = b"Set-MailboxAuditBypassAssociation";
+        for at in [0usize, 100, 4_990, 70_000] {
+            let mut data = vec![b'z'; 80_000];
+            data[at..at + lit.len()].copy_from_slice(lit);
+            data.extend(b"\nok\n");
+            let mut r = BlockReader::new(&data[..], 64, 5_000).with_prefilter(p.clone());
+            let first = r.next_block(Vec::new()).unwrap().unwrap();
+            assert!(
+                matches!(
+                    first,
+                    Block::Overlong {
+                        candidate: true,
+                        bytes: 80_000,
+                        ..
+                    }
+                ),
+                "at {at}: {first:?}"
+            );
+        }
+        let data = [vec![b'z'; 80_000], b"\n".to_vec()].concat();
+        let mut r = BlockReader::new(&data[..], 64, 5_000).with_prefilter(p);
+        assert!(matches!(
+            r.next_block(Vec::new()).unwrap().unwrap(),
+            Block::Overlong {
+                candidate: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn bom_is_dropped_once() {
         let bs = blocks(b"\xEF\xBB\xBFa\n\xEF\xBB\xBFb\n", 4, 100);
         assert_eq!(lines_of(&bs), b"a\n\xEF\xBB\xBFb\n".to_vec());
@@ -671,10 +772,14 @@ mod tests {
         data.extend(b"\nafter\n");
         let bs = blocks(&data, 8, 100);
         assert_eq!(lines_of(&bs), b"ok\n<long>\nafter\n".to_vec());
-        assert!(
-            bs.iter()
-                .any(|b| matches!(b, Block::Overlong { bytes: 10_000 }))
-        );
+        assert!(bs.iter().any(|b| matches!(
+            b,
+            Block::Overlong {
+                bytes: 10_000,
+                newline: true,
+                candidate: true
+            }
+        )));
     }
 
     #[test]

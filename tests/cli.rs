@@ -874,3 +874,29 @@ fn a_corrupt_zip_is_reported() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read zip archive"));
 }
+
+#[test]
+fn a_truncated_gzip_with_a_bom_still_yields_the_lines_before_the_cut() {
+    // Regression: the sniffing read met the error first and the whole input was dropped;
+    // and the BOM was left on the unfinished tail.
+    let raw = std::fs::read_to_string(root().join("testdata/raw_ual_bypass_events.jsonl")).unwrap();
+    let text = format!("\u{feff}{raw}");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+    let gz = enc.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.jsonl.gz");
+    std::fs::write(&path, &gz[..gz.len() - 4]).unwrap();
+    let out = run(&["hunt", "--format", "json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let report = json_of(&out);
+    let whole = json_of(&run(&[
+        "hunt",
+        "--format",
+        "json",
+        "testdata/raw_ual_bypass_events.jsonl",
+    ]));
+    assert_eq!(report["scan"]["lines"], whole["scan"]["lines"]);
+    assert_eq!(report["scan"]["events"], whole["scan"]["events"]);
+    assert_eq!(report["scan"]["malformed"], 0);
+}
