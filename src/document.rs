@@ -29,7 +29,7 @@ pub fn count_lines(data: &[u8]) -> u64 {
 /// cell toggles twice), so only a row holding a rule literal has its cells split and
 /// its `AuditData` unquoted and parsed. Returns the bytes read too.
 pub fn scan_csv(
-    mut input: impl Read,
+    input: impl Read,
     file: usize,
     m: &Matcher,
     scratch: &mut Scratch,
@@ -40,21 +40,8 @@ pub fn scan_csv(
     let mut header_seen = false;
     let mut cell = Vec::new();
     let max = m.max_line();
-    let mut bytes = 0u64;
-    let mut block = vec![0u8; 1 << 20];
-    let mut error = None;
-    loop {
-        let n = match input.read(&mut block) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                error = Some(e);
-                0
-            }
-        };
-        bytes += n as u64;
-        let at_end = n == 0;
-        rows.feed(&block[..n], at_end, max, &mut |row, line| {
+    let (bytes, mut error) = read_pieces(input, |data, at_end| {
+        rows.feed(data, at_end, max, &mut |row, line| {
             let row = match row {
                 Ok(row) => row,
                 Err(why) => return take_record(Err(why), line, file, m, scratch, &mut out),
@@ -87,10 +74,7 @@ pub fn scan_csv(
                 None => out.malformed(file, line, "CSV row has no AuditData cell".into(), row),
             }
         });
-        if at_end {
-            break;
-        }
-    }
+    });
     if error.is_none() && header_seen && column.is_none() {
         error = Some(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -266,6 +250,30 @@ fn unquote(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Reads `input` in 1 MiB pieces, giving each to `f`, then an empty last piece with
+/// `at_end` set (also after an error); returns the bytes read and the error, if any.
+fn read_pieces(mut input: impl Read, mut f: impl FnMut(&[u8], bool)) -> (u64, Option<io::Error>) {
+    let mut block = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        match input.read(&mut block) {
+            Ok(0) => {
+                f(&[], true);
+                return (bytes, None);
+            }
+            Ok(n) => {
+                bytes += n as u64;
+                f(&block[..n], false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                f(&[], true);
+                return (bytes, Some(e));
+            }
+        }
+    }
+}
+
 fn is_candidate(m: &Matcher, record: &[u8]) -> bool {
     m.prefilter().is_everything() || m.prefilter().find(record).is_some()
 }
@@ -290,31 +298,21 @@ fn record_path(head: &[u8]) -> &'static [u8] {
     }
 }
 
-/// Deepest nesting accepted; deeper documents are reported rather than followed.
+/// Deepest nesting kept track of; a record nested deeper is counted malformed.
 const MAX_DEPTH: usize = 512;
 
 /// A JSON document read as a stream of record objects. The evidence line of a record
 /// is the line where its object starts. Returns the bytes read too.
 pub fn scan_json_document(
-    mut input: impl Read,
+    input: impl Read,
     file: usize,
     m: &Matcher,
     scratch: &mut Scratch,
 ) -> (Outcome, u64) {
     let mut out = Partial::default();
-    let mut block = vec![0u8; 1 << 20];
     let mut s = Splitter::default();
-    let mut bytes = 0u64;
     let mut first = true;
-    let error = loop {
-        let n = match input.read(&mut block) {
-            Ok(0) => break None,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Some(e),
-        };
-        bytes += n as u64;
-        let mut data = &block[..n];
+    let (bytes, error) = read_pieces(input, |mut data, _| {
         if first {
             first = false;
             data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
@@ -323,17 +321,11 @@ pub fn scan_json_document(
         s.feed(data, m.max_line(), &mut |record, line| {
             take_record(record, line, file, m, scratch, &mut out)
         });
-    };
+    });
     if let Some(line) = s.record {
         // The document ends (or broke off) inside a record: count it, do not lose it.
-        out.counts.records += 1;
-        let reason = "JSON document ends inside this record".to_string();
-        out.malformed(
-            file,
-            line,
-            reason,
-            &s.pending.carry[..s.pending.carry.len().min(80)],
-        );
+        let why = "JSON document ends inside this record";
+        take_record(Err(why), line, file, m, scratch, &mut out);
     }
     out.counts.lines = s.newlines + u64::from(s.last.is_some_and(|b| b != b'\n'));
     ((out, error), bytes)
