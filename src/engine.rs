@@ -184,6 +184,8 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
     let mut compressed_bytes = 0;
+    all.events
+        .reserve(results.iter().map(|r| r.partial.events.len()).sum());
     for (input, r) in inputs.iter().zip(results) {
         if let Some(message) = r.error {
             errors.push(ScanError {
@@ -368,6 +370,11 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileRe
             (p, t.elapsed(), std::mem::take(&mut scratch.parse_time))
         })
         .collect();
+    // One allocation for all events (the worst case has hundreds of thousands).
+    result
+        .partial
+        .events
+        .reserve(parts.iter().map(|p| p.0.events.len()).sum());
     for (p, took, parse) in parts {
         result.record(p, took, parse);
     }

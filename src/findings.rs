@@ -193,12 +193,21 @@ pub struct ActorFindings {
 /// input order (exports overlap and repeat records); events without a record id are
 /// all kept. Returns how many were dropped. `events` must be in input order.
 pub fn drop_duplicates(events: &mut Vec<Event>) -> u64 {
+    // Decide with borrowed ids first (no copy of each id), then drop.
+    let keep: Vec<bool> = {
+        let mut seen: FxHashSet<(usize, &str)> = FxHashSet::default();
+        events
+            .iter()
+            .map(|e| {
+                e.record_id
+                    .as_deref()
+                    .is_none_or(|id| seen.insert((e.rule, id)))
+            })
+            .collect()
+    };
     let before = events.len();
-    let mut seen: FxHashSet<(usize, String)> = FxHashSet::default();
-    events.retain(|e| match &e.record_id {
-        Some(id) => seen.insert((e.rule, id.clone())),
-        None => true,
-    });
+    let mut keep = keep.into_iter();
+    events.retain(|_| keep.next().unwrap_or(true));
     (before - events.len()) as u64
 }
 

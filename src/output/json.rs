@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use super::{Exporter, rfc3339};
+use super::{Exporter, Rfc3339, rfc3339};
 use crate::engine::{MalformedLine, Report, ScanError};
 use crate::findings::{ActorFindings, Event, Target};
 
@@ -65,7 +65,7 @@ pub(super) struct EvidenceOut<'a> {
     pub rule_id: &'a str,
     pub path: &'a str,
     pub line: u64,
-    pub timestamp: Option<String>,
+    pub timestamp: Option<Rfc3339>,
     pub record_id: Option<&'a str>,
     pub target: Option<&'a str>,
     pub bypass_enabled: Option<bool>,
@@ -78,7 +78,7 @@ impl<'a> EvidenceOut<'a> {
             rule_id: &report.rules[e.rule].id,
             path: &report.inputs[e.file],
             line: e.line + 1,
-            timestamp: e.timestamp.as_ref().map(rfc3339),
+            timestamp: e.timestamp.as_ref().map(Rfc3339::new),
             record_id: e.record_id.as_deref(),
             target: e.target.as_deref(),
             bypass_enabled: e.bypass_enabled,
