@@ -91,9 +91,9 @@ impl Rfc3339 {
         Rfc3339::digits(&mut out, t.second(), 2);
         if nanos != 0 {
             sep(&mut out, b'.');
-            if nanos % 1_000_000 == 0 {
+            if nanos.is_multiple_of(1_000_000) {
                 Rfc3339::digits(&mut out, nanos / 1_000_000, 3);
-            } else if nanos % 1_000 == 0 {
+            } else if nanos.is_multiple_of(1_000) {
                 Rfc3339::digits(&mut out, nanos / 1_000, 6);
             } else {
                 Rfc3339::digits(&mut out, nanos, 9);
