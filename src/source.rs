@@ -271,35 +271,6 @@ pub struct Progress {
     pub finished: std::sync::atomic::AtomicBool,
 }
 
-/// A buffered reader that adds the bytes consumed from it to a shared progress counter.
-struct CountedBuf<B> {
-    inner: B,
-    progress: Option<Arc<Progress>>,
-}
-
-impl<B: BufRead> Read for CountedBuf<B> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(p) = &self.progress {
-            p.done.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-}
-
-impl<B: BufRead> BufRead for CountedBuf<B> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.inner.consume(n);
-        if let Some(p) = &self.progress {
-            p.done.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    }
-}
-
 /// A reader that adds the bytes it reads to a shared progress counter.
 struct Counted<R> {
     inner: R,
@@ -324,27 +295,11 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
     if Compression::sniff(&head[..n]) != Compression::None || !meta.is_file() {
         // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
         let reader: Box<dyn BufRead + Send> = if meta.is_file() {
-            // SAFETY: as for plain files below: a read-only private map. The decoder
-            // reads the compressed bytes straight from it, without a copy.
-            match unsafe { Mmap::map(&file) } {
-                Ok(map) => {
-                    #[cfg(unix)]
-                    {
-                        let _ = map.advise(memmap2::Advice::Sequential);
-                    }
-                    Box::new(CountedBuf {
-                        inner: io::Cursor::new(map),
-                        progress: progress.clone(),
-                    })
-                }
-                Err(_) => {
-                    let counted = Counted {
-                        inner: File::open(path)?,
-                        progress: progress.clone(),
-                    };
-                    Box::new(BufReader::with_capacity(1 << 20, counted))
-                }
-            }
+            let counted = Counted {
+                inner: File::open(path)?,
+                progress: progress.clone(),
+            };
+            Box::new(BufReader::with_capacity(1 << 20, counted))
         } else {
             let chained = io::Cursor::new(head[..n].to_vec()).chain(file);
             Box::new(BufReader::with_capacity(
