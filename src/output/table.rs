@@ -15,22 +15,23 @@ const HEADER: [&str; 6] = [
     "EVENTS",
     "FIRST SEEN",
     "LAST SEEN",
-    "TARGETS (BYPASS)",
     "SOURCE IPS",
+    "TARGETS (BYPASS, EVENTS)",
 ];
 
-/// At most this many targets and source IPs are listed per actor; the JSON, CSV and
-/// NDJSON outputs always have all of them.
-const LIST_MAX: usize = 8;
+/// At most this many targets and source IPs are listed per actor (the IPs column is
+/// also padded, so it lists fewer); the JSON, CSV and NDJSON outputs have all of them.
+const TARGETS_MAX: usize = 8;
+const IPS_MAX: usize = 3;
 
-fn listing(items: impl ExactSizeIterator<Item = String>) -> String {
+fn listing(items: impl ExactSizeIterator<Item = String>, max: usize) -> String {
     let total = items.len();
     if total == 0 {
         return "-".to_string();
     }
-    let mut shown: Vec<String> = items.take(LIST_MAX).collect();
-    if total > LIST_MAX {
-        shown.push(format!("+{} more", total - LIST_MAX));
+    let mut shown: Vec<String> = items.take(max).collect();
+    if total > max {
+        shown.push(format!("+{} more", total - max));
     }
     shown.join(", ")
 }
@@ -38,23 +39,26 @@ fn listing(items: impl ExactSizeIterator<Item = String>) -> String {
 fn row(a: &ActorFindings) -> [String; 6] {
     let when =
         |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map_or("-".to_string(), rfc3339);
-    let targets = listing(a.targets.iter().map(|t| {
-        let flag = match t.bypass_enabled {
-            Some(true) => "on",
-            Some(false) => "off",
-            None => "?",
-        };
-        let name = t.identity.as_deref().unwrap_or("(none)");
-        format!("{} ({flag}, {})", terminal_safe(name), t.events)
-    }));
-    let ips = listing(a.source_ips.iter().map(|ip| terminal_safe(ip)));
+    let targets = listing(
+        a.targets.iter().map(|t| {
+            let flag = match t.bypass_enabled {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "?",
+            };
+            let name = t.identity.as_deref().unwrap_or("(none)");
+            format!("{} ({flag}, {})", terminal_safe(name), t.events)
+        }),
+        TARGETS_MAX,
+    );
+    let ips = listing(a.source_ips.iter().map(|ip| terminal_safe(ip)), IPS_MAX);
     [
         terminal_safe(a.actor.as_deref().unwrap_or("(none)")),
         a.evidence.len().to_string(),
         when(&a.first_seen),
         when(&a.last_seen),
-        targets,
         ips,
+        targets,
     ]
 }
 
