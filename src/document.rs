@@ -250,6 +250,19 @@ fn unquote(raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+fn strip_bom_slice(data: &[u8]) -> &[u8] {
+    data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data)
+}
+
+/// A reader that fails once with an error met earlier, then ends.
+pub(crate) struct FailWith(pub(crate) Option<io::Error>);
+
+impl Read for FailWith {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
+    }
+}
+
 /// Reads `input` in 1 MiB pieces, giving each to `f`, then an empty last piece with
 /// `at_end` set (also after an error); returns the bytes read and the error, if any.
 fn read_pieces(mut input: impl Read, mut f: impl FnMut(&[u8], bool)) -> (u64, Option<io::Error>) {
@@ -310,13 +323,25 @@ pub fn scan_json_document(
     scratch: &mut Scratch,
 ) -> (Outcome, u64) {
     let mut out = Partial::default();
-    let mut s = Splitter::default();
+    // Which objects are records is decided from the first 64 KiB, however the input
+    // delivers them.
+    let mut input = input;
+    let mut head = Vec::with_capacity(1 << 16);
+    let early = (&mut input).take(1 << 16).read_to_end(&mut head).err();
+    let start = strip_bom_slice(&head);
+    let mut s = Splitter {
+        path: record_path(start),
+        ..Splitter::default()
+    };
+    let rest: Box<dyn Read + '_> = match early {
+        Some(e) => Box::new(FailWith(Some(e))),
+        None => Box::new(input),
+    };
     let mut first = true;
-    let (bytes, error) = read_pieces(input, |mut data, _| {
+    let (bytes, error) = read_pieces(io::Cursor::new(head).chain(rest), |mut data, _| {
         if first {
             first = false;
-            data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
-            s.path = record_path(&data[..data.len().min(1 << 16)]);
+            data = strip_bom_slice(data);
         }
         s.feed(data, m.max_line(), &mut |record, line| {
             take_record(record, line, file, m, scratch, &mut out)
@@ -390,9 +415,11 @@ impl Splitter {
                         start = i;
                     }
                     if self.stack.len() >= MAX_DEPTH {
-                        // Followed by a count only; the record is not kept.
+                        // Followed by a count only; a record around it is not kept.
                         self.too_deep += 1;
-                        self.pending.spoil(TOO_DEEP);
+                        if self.record.is_some() {
+                            self.pending.spoil(TOO_DEEP);
+                        }
                     } else {
                         self.stack.push(b);
                     }
@@ -491,6 +518,41 @@ mod tests {
         let ((p, _), _) = scan_csv(text.as_bytes(), 0, &m, &mut Scratch::default());
         assert_eq!(p.counts.records, 2);
         assert_eq!(p.counts.malformed, 1);
+    }
+
+    #[test]
+    fn nesting_too_deep_outside_a_record_spoils_nothing() {
+        let deep = format!("{}{}", "[".repeat(600), "]".repeat(600));
+        let p = doc(&format!("[\n{deep},\n{REC}\n]"));
+        assert_eq!(p.counts.matched, 1);
+        assert_eq!(p.counts.malformed, 0);
+    }
+
+    #[test]
+    fn a_search_response_is_recognised_from_its_first_64_kib_even_in_small_reads() {
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(buf.len()).min(4096);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let hit = format!(r#"{{"_index":"logs","_source":{REC}}}"#);
+        let text = format!(
+            "{{\n\"note\": \"{}\",\n\"hits\": {{\"hits\": [\n{hit},\n{hit}\n]}}}}",
+            "x".repeat(5000)
+        );
+        let ((p, err), _) = scan_json_document(
+            Trickle(text.as_bytes()),
+            0,
+            &matcher(),
+            &mut Scratch::default(),
+        );
+        assert!(err.is_none());
+        assert_eq!(p.counts.records, 2);
+        assert_eq!(p.counts.matched, 2);
     }
 
     #[test]

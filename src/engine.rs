@@ -284,7 +284,7 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
             let mut first = Vec::with_capacity(SNIFF);
             if let Err(e) = (&mut reader).take(SNIFF as u64).read_to_end(&mut first) {
                 // Scan what came before the error, then meet the error again there.
-                reader = Box::new(Failed(Some(e)));
+                reader = Box::new(document::FailWith(Some(e)));
             }
             let head = &first[..];
             let layout = if head.is_empty() {
@@ -398,15 +398,6 @@ fn scan_document(
     }
 }
 
-/// A reader that fails once with an error met earlier, then ends.
-struct Failed(Option<io::Error>);
-
-impl Read for Failed {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        self.0.take().map_or(Ok(0), Err)
-    }
-}
-
 /// Describes an error that stopped a stream, with how far reading got.
 fn stream_error(error: &io::Error, kind: &str, consumed: u64, lines: u64) -> String {
     let what = match error.kind() {
@@ -513,21 +504,8 @@ fn scan_stream(
                     result.partial.append(p);
                 }
                 Msg::Failed { error, consumed } => {
-                    let what = match error.kind() {
-                        io::ErrorKind::UnexpectedEof => {
-                            "stream ends early (truncated?)".to_string()
-                        }
-                        _ => format!("read error: {error}"),
-                    };
-                    result.error = Some(format!(
-                        "{what}: {error}; stopped after {consumed} bytes of {} data, line {}",
-                        if kind.contains("gzip") {
-                            "decompressed"
-                        } else {
-                            "input"
-                        },
-                        result.partial.counts.lines
-                    ));
+                    let lines = result.partial.counts.lines;
+                    result.error = Some(stream_error(&error, kind, consumed, lines));
                 }
             }
         }

@@ -349,8 +349,11 @@ fn read_head(mut file: &File, head: &mut [u8]) -> io::Result<usize> {
 }
 
 fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
-    let head = reader.fill_buf()?;
-    let compression = Compression::sniff(head);
+    // The magic bytes may arrive split over reads (a slow pipe): gather them first.
+    let mut head = Vec::with_capacity(4);
+    (&mut reader).take(4).read_to_end(&mut head)?;
+    let compression = Compression::sniff(&head);
+    let reader: Box<dyn BufRead + Send> = Box::new(io::Cursor::new(head).chain(reader));
     let reader: Box<dyn Read + Send> = match compression {
         Compression::Gzip => crate::inflate::gzip_reader(reader),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
@@ -491,6 +494,8 @@ pub struct BlockReader<R> {
     max_line: usize,
     /// Tells whether a skipped overlong line held a rule literal (a candidate).
     prefilter: Option<crate::prefilter::Prefilter>,
+    /// An error met while skipping an overlong line, returned after that line.
+    deferred: Option<io::Error>,
     carry: Vec<u8>,
     /// Bytes consumed from the decompressed stream so far.
     pub consumed: u64,
@@ -506,6 +511,7 @@ impl<R: Read> BlockReader<R> {
             block: block.max(1),
             max_line: max_line.max(1),
             prefilter: None,
+            deferred: None,
             carry: Vec::new(),
             consumed: 0,
             at_start: true,
@@ -525,6 +531,9 @@ impl<R: Read> BlockReader<R> {
     /// except an unfinished last line, which is returned once more as the final block
     /// before the error (so it is still counted).
     pub fn next_block(&mut self, mut buf: Vec<u8>) -> io::Result<Option<Block>> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         if self.done {
             return Ok(None);
         }
@@ -584,7 +593,7 @@ impl<R: Read> BlockReader<R> {
             if len > self.max_line {
                 let hit = self.hit(&buf[..len]);
                 let seen = &buf[len.saturating_sub(self.overlap())..len];
-                let (more, newline, hit_later) = self.skip_line(seen)?;
+                let (more, newline, hit_later) = self.skip_line(seen);
                 return Ok(Some(Block::Overlong {
                     bytes: len as u64 + more,
                     newline,
@@ -634,7 +643,8 @@ impl<R: Read> BlockReader<R> {
     /// more bytes it had (newline excluded), whether a newline ended it, and whether a
     /// rule literal was in them. `seen` is the line's last bytes already read, so a
     /// literal across the edge is found too.
-    fn skip_line(&mut self, seen: &[u8]) -> io::Result<(u64, bool, bool)> {
+    /// An error ends the line there; it is kept to be returned by the next call.
+    fn skip_line(&mut self, seen: &[u8]) -> (u64, bool, bool) {
         let keep = seen.len();
         let mut tmp = vec![0u8; keep + 64 * 1024];
         tmp[..keep].copy_from_slice(seen);
@@ -643,13 +653,14 @@ impl<R: Read> BlockReader<R> {
             let n = match self.inner.read(&mut tmp[keep..]) {
                 Ok(0) => {
                     self.done = true;
-                    return Ok((len, false, hit));
+                    return (len, false, hit);
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.done = true;
-                    return Err(e);
+                    self.deferred = Some(e);
+                    return (len, false, hit);
                 }
             };
             self.consumed += n as u64;
@@ -658,7 +669,7 @@ impl<R: Read> BlockReader<R> {
             match end {
                 Some(i) => {
                     self.carry.extend_from_slice(&tmp[i + 1..keep + n]);
-                    return Ok((len + (i - keep) as u64, true, hit));
+                    return (len + (i - keep) as u64, true, hit);
                 }
                 None => {
                     len += n as u64;
@@ -757,6 +768,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_overlong_line_cut_by_an_error_is_still_counted() {
+        struct CutAfter<'a>(&'a [u8]);
+        impl Read for CutAfter<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "cut"));
+                }
+                let n = self.0.len().min(buf.len()).min(1000);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let data = [b"ok\n".to_vec(), vec![b'x'; 50_000]].concat();
+        let mut r = BlockReader::new(CutAfter(&data), 64, 1_000);
+        assert!(matches!(
+            r.next_block(Vec::new()).unwrap(),
+            Some(Block::Lines(_))
+        ));
+        assert!(matches!(
+            r.next_block(Vec::new()).unwrap(),
+            Some(Block::Overlong { newline: false, .. })
+        ));
+        assert!(r.next_block(Vec::new()).is_err());
     }
 
     #[test]
