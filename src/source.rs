@@ -25,8 +25,10 @@ pub enum Input {
     File(PathBuf),
     /// A file inside a `.zip` archive (found by its magic bytes).
     ZipEntry {
-        /// The archive.
-        archive: PathBuf,
+        /// The archive, its directory read once for all its entries.
+        archive: Arc<ZipSource>,
+        /// The entry's index in the archive.
+        index: usize,
         /// The entry's name in the archive.
         name: String,
     },
@@ -39,7 +41,7 @@ impl Input {
         match self {
             Input::Stdin => "-".to_string(),
             Input::File(p) => p.display().to_string(),
-            Input::ZipEntry { archive, name } => format!("{}!{name}", archive.display()),
+            Input::ZipEntry { archive, name, .. } => format!("{}!{name}", archive.path.display()),
         }
     }
 }
@@ -57,23 +59,31 @@ fn add_file(path: PathBuf, inputs: &mut Vec<Input>, errors: &mut Vec<DiscoverErr
         inputs.push(Input::File(path));
         return;
     }
-    let listed = File::open(&path)
+    let listed = SharedFile::open(&path)
         .map_err(zip::result::ZipError::Io)
         .and_then(|f| {
-            let archive = zip::ZipArchive::new(BufReader::new(f))?;
-            let mut names: Vec<String> = archive
+            let archive = zip::ZipArchive::new(f)?;
+            let mut entries: Vec<(String, usize)> = archive
                 .file_names()
-                .filter(|n| !n.ends_with('/'))
-                .map(str::to_string)
+                .enumerate()
+                .filter(|(_, n)| !n.ends_with('/'))
+                .map(|(i, n)| (n.to_string(), i))
                 .collect();
-            names.sort();
-            Ok(names)
+            entries.sort();
+            Ok((archive, entries))
         });
     match listed {
-        Ok(names) => inputs.extend(names.into_iter().map(|name| Input::ZipEntry {
-            archive: path.clone(),
-            name,
-        })),
+        Ok((archive, entries)) => {
+            let source = Arc::new(ZipSource {
+                path: path.clone(),
+                archive,
+            });
+            inputs.extend(entries.into_iter().map(|(name, index)| Input::ZipEntry {
+                archive: source.clone(),
+                index,
+                name,
+            }));
+        }
         Err(e) => errors.push(DiscoverError {
             path: path.display().to_string(),
             message: format!("cannot read zip archive: {e}"),
@@ -81,16 +91,77 @@ fn add_file(path: PathBuf, inputs: &mut Vec<Input>, errors: &mut Vec<DiscoverErr
     }
 }
 
+/// A `.zip` archive whose directory has been read.
+#[derive(Debug)]
+pub struct ZipSource {
+    /// Where it is.
+    pub path: PathBuf,
+    archive: zip::ZipArchive<SharedFile>,
+}
+
+impl PartialEq for ZipSource {
+    fn eq(&self, other: &ZipSource) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for ZipSource {}
+
+/// A file read at its own offset by each clone (positional reads), so every entry of an
+/// archive can be read at once from one open file and one parsed directory.
+#[derive(Clone, Debug)]
+struct SharedFile {
+    file: Arc<File>,
+    pos: u64,
+    len: u64,
+}
+
+impl SharedFile {
+    fn open(path: &Path) -> io::Result<SharedFile> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(SharedFile {
+            file: Arc::new(file),
+            pos: 0,
+            len,
+        })
+    }
+}
+
+impl Read for SharedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.pos)?;
+        #[cfg(windows)]
+        let n = std::os::windows::fs::FileExt::seek_read(&*self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for SharedFile {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            io::SeekFrom::Start(p) => Some(p),
+            io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before start"))?;
+        Ok(self.pos)
+    }
+}
+
 /// Streams one zip entry, decompressed on its own thread through a pipe; an error the
 /// thread meets is handed to the reader at the end instead of a clean end of stream.
-fn zip_entry(archive: &Path, name: &str) -> io::Result<Box<dyn BufRead + Send>> {
+fn zip_entry(source: &ZipSource, index: usize) -> io::Result<Box<dyn BufRead + Send>> {
     let (reader, mut writer) = io::pipe()?;
     let failure: Arc<std::sync::Mutex<Option<io::Error>>> = Arc::default();
-    let (archive, name, slot) = (archive.to_path_buf(), name.to_string(), failure.clone());
+    // A clone shares the parsed directory and reads the file at its own offset.
+    let (mut archive, slot) = (source.archive.clone(), failure.clone());
     std::thread::spawn(move || {
         let copied = (|| -> io::Result<()> {
-            let mut zip = zip::ZipArchive::new(BufReader::new(File::open(&archive)?))?;
-            let mut entry = zip.by_name(&name)?;
+            let mut entry = archive.by_index(index)?;
             io::copy(&mut entry, &mut writer)?;
             Ok(())
         })();
@@ -255,7 +326,7 @@ pub fn open(input: &Input, progress: &Option<Arc<Progress>>) -> io::Result<Opene
             stream(Box::new(BufReader::with_capacity(1 << 20, counted)))
         }
         Input::File(path) => open_file(path, progress),
-        Input::ZipEntry { archive, name } => stream(zip_entry(archive, name)?),
+        Input::ZipEntry { archive, index, .. } => stream(zip_entry(archive, *index)?),
     }
 }
 
