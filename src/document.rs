@@ -461,6 +461,18 @@ mod tests {
         Matcher::new(Rule::builtin(), true, 1 << 20)
     }
 
+    /// Hands out at most `.1` bytes per read, like a slow pipe.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(self.1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     fn lines_of(p: &Partial) -> Vec<u64> {
         p.events.iter().map(|e| e.line + 1).collect()
     }
@@ -530,22 +542,13 @@ mod tests {
 
     #[test]
     fn a_search_response_is_recognised_from_its_first_64_kib_even_in_small_reads() {
-        struct Trickle<'a>(&'a [u8]);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let n = self.0.len().min(buf.len()).min(4096);
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         let hit = format!(r#"{{"_index":"logs","_source":{REC}}}"#);
         let text = format!(
             "{{\n\"note\": \"{}\",\n\"hits\": {{\"hits\": [\n{hit},\n{hit}\n]}}}}",
             "x".repeat(5000)
         );
         let ((p, err), _) = scan_json_document(
-            Trickle(text.as_bytes()),
+            Trickle(text.as_bytes(), 4096),
             0,
             &matcher(),
             &mut Scratch::default(),
@@ -575,17 +578,8 @@ mod tests {
             "\"Id\":\"ID\",\"Note\":\"} ] { [ \\\" \\\\\"",
         );
         let text = format!("[{tricky},{tricky}]");
-        struct Trickle<'a>(&'a [u8]);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                let n = self.0.len().min(buf.len()).min(7);
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         let ((p, err), _) = scan_json_document(
-            Trickle(text.as_bytes()),
+            Trickle(text.as_bytes(), 7),
             0,
             &matcher(),
             &mut Scratch::default(),

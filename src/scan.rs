@@ -93,11 +93,6 @@ impl Matcher {
         t.is_some_and(|t| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u))
     }
 
-    /// The compiled rules.
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
     /// The prefilter in use.
     pub fn prefilter(&self) -> &Prefilter {
         &self.prefilter
