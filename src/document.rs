@@ -478,8 +478,13 @@ mod tests {
     }
 
     fn doc(text: &str) -> Partial {
-        let ((p, err), _) =
-            scan_json_document(text.as_bytes(), 0, &matcher(), &mut Scratch::default());
+        doc_in_reads(text, usize::MAX)
+    }
+
+    /// Reads the document at most `max_read` bytes at a time, like a slow pipe.
+    fn doc_in_reads(text: &str, max_read: usize) -> Partial {
+        let input = Trickle(text.as_bytes(), max_read);
+        let ((p, err), _) = scan_json_document(input, 0, &matcher(), &mut Scratch::default());
         assert!(err.is_none(), "{err:?}");
         p
     }
@@ -547,13 +552,7 @@ mod tests {
             "{{\n\"note\": \"{}\",\n\"hits\": {{\"hits\": [\n{hit},\n{hit}\n]}}}}",
             "x".repeat(5000)
         );
-        let ((p, err), _) = scan_json_document(
-            Trickle(text.as_bytes(), 4096),
-            0,
-            &matcher(),
-            &mut Scratch::default(),
-        );
-        assert!(err.is_none());
+        let p = doc_in_reads(&text, 4096);
         assert_eq!(p.counts.records, 2);
         assert_eq!(p.counts.matched, 2);
     }
@@ -578,13 +577,7 @@ mod tests {
             "\"Id\":\"ID\",\"Note\":\"} ] { [ \\\" \\\\\"",
         );
         let text = format!("[{tricky},{tricky}]");
-        let ((p, err), _) = scan_json_document(
-            Trickle(text.as_bytes(), 7),
-            0,
-            &matcher(),
-            &mut Scratch::default(),
-        );
-        assert!(err.is_none());
+        let p = doc_in_reads(&text, 7);
         assert_eq!(p.counts.matched, 2);
     }
 

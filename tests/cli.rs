@@ -23,6 +23,12 @@ fn run(args: &[&str]) -> Output {
     ualhunt().args(args).output().unwrap()
 }
 
+/// Asserts a run found something (exit 0), showing its stderr otherwise.
+fn assert_found(out: &Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{what}: {stderr}");
+}
+
 fn json_of(out: &Output) -> Json {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
@@ -153,12 +159,7 @@ fn the_sample_archive_matches_its_totals_and_exits_zero() {
     .unwrap();
     let want = &totals["testdata/"];
     let out = run(&["hunt", "--format", "json", "testdata/"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_found(&out, "testdata/");
     let report = json_of(&out);
     for key in [
         "files",
@@ -696,12 +697,7 @@ fn every_export_container_gives_the_same_findings_at_the_record_start_line() {
             let mut args = vec!["hunt", "--format", "json", rel.as_str()];
             args.extend_from_slice(mode);
             let out = run(&args);
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{rel} {mode:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert_found(&out, &format!("{rel} {mode:?}"));
             let report = json_of(&out);
             assert_eq!(findings_of(&report), want, "{rel} {mode:?}");
             assert_eq!(
@@ -832,12 +828,7 @@ fn a_zip_of_exports_is_read_entry_by_entry() {
         "--stats",
         zip,
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_found(&out, "testdata/");
     let report = json_of(&out);
     assert_eq!(
         report["scan"]["files"], 3,
