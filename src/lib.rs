@@ -15,6 +15,7 @@ pub mod chunk;
 pub mod config;
 pub mod document;
 pub mod engine;
+pub mod field;
 pub mod findings;
 pub mod generate;
 pub mod inflate;

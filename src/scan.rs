@@ -18,9 +18,10 @@ use chrono::{DateTime, Utc};
 use rustc_hash::{FxHashMap, FxHashSet};
 use simd_json::tape::Tape;
 
+use crate::field::Field;
 use crate::findings::{Event, Partial, Text};
 use crate::prefilter::Prefilter;
-use crate::record::{Field, Record, reduce_ip};
+use crate::record::{Record, reduce_ip};
 use crate::rule::{Rule, parse_flag};
 
 /// Bytes walked at a time: small enough that the newline pass finds the block still in

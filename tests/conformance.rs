@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
-use ualhunt::record::{Field, Record, parse_timestamp};
+use ualhunt::field::Field;
+use ualhunt::record::{Record, parse_timestamp};
 
 fn corpus_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/elastic-o365");

@@ -15,7 +15,8 @@
 
 use std::fmt;
 
-use crate::record::Field;
+use crate::field::Field;
+pub use crate::field::FieldSource;
 
 /// A parsed KQL query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,13 +58,6 @@ pub enum Pattern {
     Wildcard(String),
     /// `field:*`: the field exists with a non-null value.
     Exists,
-}
-
-/// Where a query reads field values from (a parsed record, in practice).
-pub trait FieldSource {
-    /// Calls `pred` on each text value of `field` (several for an array) until it
-    /// returns true; returns whether any call did.
-    fn any_value(&self, field: &Field, pred: &mut dyn FnMut(&str) -> bool) -> bool;
 }
 
 /// A query text that could not be parsed, with the byte offset of the problem.

@@ -8,7 +8,7 @@ pub mod kql;
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::Field;
+use crate::field::Field;
 use kql::Query;
 
 /// The built-in rule, as published by Elastic.
