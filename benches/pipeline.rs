@@ -10,10 +10,11 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ualhunt::findings::Harvest;
 use ualhunt::generate::{GenOptions, GenShape, generate};
 use ualhunt::prefilter::Prefilter;
 use ualhunt::rule::Rule;
-use ualhunt::scan::{Matcher, Scratch, scan_chunk};
+use ualhunt::scan::{Matcher, Pass, Scratch, scan_chunk};
 
 const CHUNK: u64 = 8 << 20;
 
@@ -71,7 +72,14 @@ fn chunk_scan(c: &mut Criterion) {
         let mut scratch = Scratch::default();
         g.throughput(Throughput::Bytes(data.len() as u64));
         g.bench_function(name, |b| {
-            b.iter(|| black_box(scan_chunk(&data, 0, &m, &mut scratch)))
+            b.iter(|| {
+                black_box(scan_chunk::<Harvest>(
+                    &data,
+                    0,
+                    Pass::new(&m, &()),
+                    &mut scratch,
+                ))
+            })
         });
     }
     let data = archive(0.00001, GenShape::Ual);
@@ -79,7 +87,14 @@ fn chunk_scan(c: &mut Criterion) {
     let mut scratch = Scratch::default();
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.bench_function("no prefilter (reference path), raw UAL", |b| {
-        b.iter(|| black_box(scan_chunk(&data, 0, &m, &mut scratch)))
+        b.iter(|| {
+            black_box(scan_chunk::<Harvest>(
+                &data,
+                0,
+                Pass::new(&m, &()),
+                &mut scratch,
+            ))
+        })
     });
     g.finish();
 }

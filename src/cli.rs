@@ -124,13 +124,49 @@ pub struct HuntArgs {
     /// default a record repeated across overlapping exports is reported once).
     #[arg(long)]
     pub keep_duplicates: bool,
+
+    /// Allowlist of known tool accounts (TOML `[[allow]]` tables: account, reason,
+    /// owner, expires): their findings are marked, not hidden, and do not count for
+    /// the exit status.
+    #[arg(long, value_name = "FILE")]
+    pub allow: Option<PathBuf>,
+
+    /// Skip the context pass (the bypassed accounts' blind spot and the actors'
+    /// activity around each change), which reads the inputs a second time.
+    #[arg(long)]
+    pub no_context: bool,
+
+    /// How far on either side of each change an actor's activity is shown, e.g. 24h,
+    /// 90m, 2d.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub context_window: chrono::Duration,
+
+    /// Lay the table out on one line per actor whatever the terminal width.
+    #[arg(long)]
+    pub wide: bool,
+}
+
+fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (examples: 24h, 90m, 2d)"))?;
+    let secs = match unit.trim() {
+        "s" => n,
+        "m" => n * 60,
+        "h" | "" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("invalid duration unit in {s:?} (s, m, h or d)")),
+    };
+    Ok(chrono::Duration::seconds(secs))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
     /// One row per actor, then a summary line.
     Table,
-    /// One JSON document (schema version 1).
+    /// One JSON document (schema version 2).
     Json,
     /// One row per matched event.
     Csv,
@@ -151,7 +187,7 @@ impl From<Format> for OutputFormat {
 
 impl HuntArgs {
     /// The library configuration these flags describe.
-    pub fn to_config(&self) -> Config {
+    pub fn to_config(&self) -> Result<Config, ualhunt::allow::AllowError> {
         let mut config = Config::new(self.paths.clone());
         config.threads = self.threads.unwrap_or(0);
         config.chunk_size = self.chunk_size;
@@ -161,6 +197,12 @@ impl HuntArgs {
         config.since = self.since;
         config.until = self.until;
         config.keep_duplicates = self.keep_duplicates;
-        config
+        config.context = !self.no_context;
+        config.context_window = self.context_window;
+        if let Some(path) = &self.allow {
+            let today = chrono::Utc::now().date_naive();
+            config.allowlist = ualhunt::allow::Allowlist::load(path, today)?;
+        }
+        Ok(config)
     }
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::allow::Allowlist;
 use crate::rule::Rule;
+
+/// Default window around each bypass change in which an actor's activity is shown.
+pub const DEFAULT_CONTEXT_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 
 /// Default target size of a chunk (and of a decompressed block).
 pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
@@ -21,7 +25,7 @@ pub enum OutputFormat {
     /// One row per actor, then a scan summary.
     #[default]
     Table,
-    /// One JSON document (schema version 1).
+    /// One JSON document (schema version 2).
     Json,
     /// One row per matched event.
     Csv,
@@ -49,10 +53,16 @@ pub struct Config {
     /// Bytes the prefilter searches at a time inside a chunk before the newline pass
     /// over the same bytes (sized for the L2 cache; tests vary it).
     pub scan_block: usize,
-    /// Only events at or after this time are reported.
+    /// Only events at or after this time are reported (applied after the analyses).
     pub since: Option<DateTime<Utc>>,
-    /// Only events before this time are reported.
+    /// Only events before this time are reported (applied after the analyses).
     pub until: Option<DateTime<Utc>>,
+    /// Accounts known to be tools: their findings are marked, not hidden.
+    pub allowlist: Allowlist,
+    /// Whether the context pass runs when there are findings (`--no-context`: no).
+    pub context: bool,
+    /// The window on either side of each change in which an actor's activity is shown.
+    pub context_window: chrono::Duration,
     /// Report every matched event, even when another one has the same record id.
     pub keep_duplicates: bool,
     /// Where to count progress, if someone shows it.
@@ -73,6 +83,9 @@ impl Config {
             scan_block: crate::scan::DEFAULT_BLOCK,
             since: None,
             until: None,
+            allowlist: Allowlist::default(),
+            context: true,
+            context_window: DEFAULT_CONTEXT_WINDOW,
             keep_duplicates: false,
             progress: None,
         }

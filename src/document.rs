@@ -6,17 +6,26 @@
 //! response). Records may span lines, so these are read sequentially, one input at a
 //! time, from any byte stream, with memory bounded by the longest record. Each record
 //! that holds a rule literal is handed to `scan::candidate`, with the line where the
-//! record starts; the rest are counted, never parsed.
+//! record starts and that line's byte offset; the rest are counted, never parsed. Every
+//! record's bytes are tallied for the coverage.
 
 use std::io::{self, Read};
 
 use memchr::memchr_iter;
 
+use crate::coverage::Tally;
 use crate::findings::Partial;
-use crate::scan::{Matcher, Scratch, candidate};
+use crate::scan::{Matcher, Pass, Scratch, Sink, candidate};
 
 /// What reading an input gave: its partial result, and the error that stopped it early.
-pub type Outcome = (Partial, Option<io::Error>);
+pub type Outcome<S> = (Partial<S>, Option<io::Error>);
+
+/// Where a record starts: its 0-based line and the byte offset of that line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Pos {
+    line: u64,
+    offset: u64,
+}
 
 /// Counts the lines of bytes that are not parsed at all (no prefilter hit).
 pub fn count_lines(data: &[u8]) -> u64 {
@@ -28,23 +37,27 @@ pub fn count_lines(data: &[u8]) -> u64 {
 /// the line where the row starts. Rows are cut by quote parity (a `""` inside a quoted
 /// cell toggles twice), so only a row holding a rule literal has its cells split and
 /// its `AuditData` unquoted and parsed. Returns the bytes read too.
-pub fn scan_csv(
+pub fn scan_csv<S: Sink>(
     input: impl Read,
     file: usize,
-    m: &Matcher,
+    pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (Outcome, u64) {
+) -> (Outcome<S>, u64) {
+    let m = pass.matcher;
     let mut out = Partial::default();
+    let mut tally = Tally::default();
     let mut rows = CsvRows::default();
     let mut column: Option<usize> = None;
     let mut header_seen = false;
     let mut cell = Vec::new();
     let max = m.max_line();
     let (bytes, mut error) = read_pieces(input, |data, at_end| {
-        rows.feed(data, at_end, max, &mut |row, line| {
+        rows.feed(data, at_end, max, &mut |row, pos| {
             let row = match row {
                 Ok(row) => row,
-                Err(why) => return take_record(Err(why), line, file, m, scratch, &mut out),
+                Err(why) => {
+                    return take_record(Err(why), pos, file, pass, scratch, &mut out, &mut tally);
+                }
             };
             let row = row.strip_suffix(b"\r").unwrap_or(row);
             if !header_seen {
@@ -63,15 +76,21 @@ pub fn scan_csv(
                 return;
             }
             out.counts.records += 1;
+            if m.counts_coverage() {
+                tally.record(row);
+            }
             if !is_candidate(m, row) {
                 return;
             }
             match column.and_then(|c| CsvCells::of(row).nth(c)) {
                 Some(raw) => {
                     unquote(raw, &mut cell);
-                    candidate(&cell, file, line, m, scratch, &mut out);
+                    candidate(&cell, file, pos.line, pos.offset, pass, scratch, &mut out);
                 }
-                None => out.malformed(file, line, "CSV row has no AuditData cell".into(), row),
+                None => {
+                    let why = "CSV row has no AuditData cell".into();
+                    out.malformed(file, pos.line, why, row)
+                }
             }
         });
     });
@@ -82,6 +101,8 @@ pub fn scan_csv(
         ));
     }
     out.counts.lines = rows.newlines + u64::from(rows.last.is_some_and(|b| b != b'\n'));
+    out.coverage = tally.finish();
+    out.bytes = bytes;
     ((out, error), bytes)
 }
 
@@ -115,7 +136,7 @@ impl Pending {
 
     /// Ends the record with `tail`, its bytes in this read: `emit` gets it whole (or
     /// why it is not kept) with its first line. Then ready for the next record.
-    fn finish(&mut self, tail: &[u8], max: usize, line: u64, emit: &mut Emit<'_>) {
+    fn finish(&mut self, tail: &[u8], max: usize, line: Pos, emit: &mut Emit<'_>) {
         if self.spoiled.is_none() && self.carry.len() + tail.len() > max {
             self.spoiled = Some(TOO_LONG);
         }
@@ -138,23 +159,33 @@ impl Pending {
 const TOO_LONG: &str = "record longer than --max-line-size";
 const TOO_DEEP: &str = "record nested deeper than 512 levels";
 
-/// Receives each record (or why it is not kept) and the 0-based line it starts on.
-type Emit<'a> = dyn FnMut(Result<&[u8], &'static str>, u64) + 'a;
+/// Receives each record (or why it is not kept) and where it starts.
+type Emit<'a> = dyn FnMut(Result<&[u8], &'static str>, Pos) + 'a;
 
-/// Counts and parses one record the splitters found.
-fn take_record(
+/// Counts, tallies and parses one record the splitters found.
+fn take_record<S: Sink>(
     record: Result<&[u8], &'static str>,
-    line: u64,
+    pos: Pos,
     file: usize,
-    m: &Matcher,
+    pass: Pass<'_, S>,
     scratch: &mut Scratch,
-    out: &mut Partial,
+    out: &mut Partial<S>,
+    tally: &mut Tally,
 ) {
+    let m = pass.matcher;
     out.counts.records += 1;
+    if m.counts_coverage() {
+        match record {
+            Ok(record) => tally.record(record),
+            Err(_) => tally.undated(),
+        }
+    }
     match record {
-        Ok(record) if is_candidate(m, record) => candidate(record, file, line, m, scratch, out),
+        Ok(record) if is_candidate(m, record) => {
+            candidate(record, file, pos.line, pos.offset, pass, scratch, out)
+        }
         Ok(_) => {}
-        Err(why) => out.malformed(file, line, why.to_string(), b""),
+        Err(why) => out.malformed(file, pos.line, why.to_string(), b""),
     }
 }
 
@@ -164,9 +195,11 @@ struct CsvRows {
     in_quotes: bool,
     newlines: u64,
     last: Option<u8>,
-    /// The unfinished row from earlier reads, and the line it starts on.
+    /// The unfinished row from earlier reads, and where it starts.
     pending: Pending,
-    row_line: u64,
+    row: Pos,
+    /// Bytes fed before the current read.
+    consumed: u64,
 }
 
 impl CsvRows {
@@ -183,20 +216,22 @@ impl CsvRows {
             if self.in_quotes {
                 continue;
             }
-            self.pending
-                .finish(&data[start..i], max, self.row_line, emit);
+            self.pending.finish(&data[start..i], max, self.row, emit);
             start = i + 1;
-            self.row_line = self.newlines;
+            self.row = Pos {
+                line: self.newlines,
+                offset: self.consumed + start as u64,
+            };
         }
         if at_end {
             if !self.pending.is_empty() || start < data.len() {
-                self.pending
-                    .finish(&data[start..], max, self.row_line, emit);
+                self.pending.finish(&data[start..], max, self.row, emit);
             }
         } else {
             self.pending.keep(&data[start..], max);
         }
         self.last = data.last().copied().or(self.last);
+        self.consumed += data.len() as u64;
     }
 }
 
@@ -316,13 +351,15 @@ const MAX_DEPTH: usize = 512;
 
 /// A JSON document read as a stream of record objects. The evidence line of a record
 /// is the line where its object starts. Returns the bytes read too.
-pub fn scan_json_document(
+pub fn scan_json_document<S: Sink>(
     input: impl Read,
     file: usize,
-    m: &Matcher,
+    pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (Outcome, u64) {
+) -> (Outcome<S>, u64) {
+    let m = pass.matcher;
     let mut out = Partial::default();
+    let mut tally = Tally::default();
     // Which objects are records is decided from the first 64 KiB, however the input
     // delivers them.
     let mut input = input;
@@ -341,18 +378,22 @@ pub fn scan_json_document(
     let (bytes, error) = read_pieces(io::Cursor::new(head).chain(rest), |mut data, _| {
         if first {
             first = false;
-            data = strip_bom_slice(data);
+            let stripped = strip_bom_slice(data);
+            s.consumed += (data.len() - stripped.len()) as u64;
+            data = stripped;
         }
-        s.feed(data, m.max_line(), &mut |record, line| {
-            take_record(record, line, file, m, scratch, &mut out)
+        s.feed(data, m.max_line(), &mut |record, pos| {
+            take_record(record, pos, file, pass, scratch, &mut out, &mut tally)
         });
     });
-    if let Some(line) = s.record {
+    if let Some(pos) = s.record {
         // The document ends (or broke off) inside a record: count it, do not lose it.
         let why = "JSON document ends inside this record";
-        take_record(Err(why), line, file, m, scratch, &mut out);
+        take_record(Err(why), pos, file, pass, scratch, &mut out, &mut tally);
     }
     out.counts.lines = s.newlines + u64::from(s.last.is_some_and(|b| b != b'\n'));
+    out.coverage = tally.finish();
+    out.bytes = bytes;
     ((out, error), bytes)
 }
 
@@ -367,8 +408,11 @@ struct Splitter {
     escaped: bool,
     newlines: u64,
     last: Option<u8>,
-    /// The record being read: its first line, and its bytes from earlier blocks.
-    record: Option<u64>,
+    /// The record being read: where it starts; its bytes from earlier blocks are in
+    /// `pending`.
+    record: Option<Pos>,
+    /// Bytes fed before the current read.
+    consumed: u64,
     pending: Pending,
     /// Levels open beyond `MAX_DEPTH` (counted, not stacked: memory stays bounded).
     too_deep: usize,
@@ -411,7 +455,10 @@ impl Splitter {
                     if b == b'{' && self.record.is_none() && self.stack == self.path {
                         self.newlines += memchr_iter(b'\n', &data[counted..i]).count() as u64;
                         counted = i;
-                        self.record = Some(self.newlines);
+                        self.record = Some(Pos {
+                            line: self.newlines,
+                            offset: self.consumed + i as u64,
+                        });
                         start = i;
                     }
                     if self.stack.len() >= MAX_DEPTH {
@@ -446,12 +493,14 @@ impl Splitter {
             self.pending.keep(&data[start..], max);
         }
         self.last = data.last().copied().or(self.last);
+        self.consumed += data.len() as u64;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::findings::Harvest;
     use crate::rule::Rule;
 
     const REC: &str = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"ID","Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","ResultStatus":"Succeeded","UserId":"u@x","Parameters":[{"Name":"Identity","Value":"m"},{"Name":"AuditBypassEnabled","Value":"True"}]}"#;
@@ -473,18 +522,20 @@ mod tests {
         }
     }
 
-    fn lines_of(p: &Partial) -> Vec<u64> {
-        p.events.iter().map(|e| e.line + 1).collect()
+    fn lines_of(p: &Partial<Harvest>) -> Vec<u64> {
+        p.sink.findings.iter().map(|f| f.at.line + 1).collect()
     }
 
-    fn doc(text: &str) -> Partial {
+    fn doc(text: &str) -> Partial<Harvest> {
         doc_in_reads(text, usize::MAX)
     }
 
     /// Reads the document at most `max_read` bytes at a time, like a slow pipe.
-    fn doc_in_reads(text: &str, max_read: usize) -> Partial {
+    fn doc_in_reads(text: &str, max_read: usize) -> Partial<Harvest> {
         let input = Trickle(text.as_bytes(), max_read);
-        let ((p, err), _) = scan_json_document(input, 0, &matcher(), &mut Scratch::default());
+        let m = matcher();
+        let ((p, err), _): (Outcome<Harvest>, u64) =
+            scan_json_document(input, 0, Pass::new(&m, &()), &mut Scratch::default());
         assert!(err.is_none(), "{err:?}");
         p
     }
@@ -532,7 +583,12 @@ mod tests {
     fn an_oversized_last_csv_row_without_newline_is_counted() {
         let m = Matcher::new(Rule::builtin(), true, 100);
         let text = format!("CreationDate,AuditData\n1,x\n2,\"{}\"", "y".repeat(500));
-        let ((p, _), _) = scan_csv(text.as_bytes(), 0, &m, &mut Scratch::default());
+        let ((p, _), _): (Outcome<Harvest>, u64) = scan_csv(
+            text.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        );
         assert_eq!(p.counts.records, 2);
         assert_eq!(p.counts.malformed, 1);
     }
@@ -591,7 +647,13 @@ mod tests {
             cell(&multi),
             cell(REC)
         );
-        let ((p, err), _) = scan_csv(text.as_bytes(), 0, &matcher(), &mut Scratch::default());
+        let m = matcher();
+        let ((p, err), _): (Outcome<Harvest>, u64) = scan_csv(
+            text.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        );
         assert!(err.is_none(), "{err:?}");
         assert_eq!(p.counts.records, 3);
         assert_eq!(p.counts.lines, 5);
@@ -615,7 +677,13 @@ mod tests {
             "\"RecordId\",\"CreationDate\",\"RecordType\",\"Operation\",\"UserId\",\"AuditData\",\"AssociatedAdminUnits\",\"AssociatedAdminUnitsNames\"\n1,2024-03-05,1,Set-MailboxAuditBypassAssociation,u@x,{},,\n",
             cell(REC)
         );
-        let ((p, err), _) = scan_csv(text.as_bytes(), 0, &matcher(), &mut Scratch::default());
+        let m = matcher();
+        let ((p, err), _): (Outcome<Harvest>, u64) = scan_csv(
+            text.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        );
         assert!(err.is_none(), "{err:?}");
         assert_eq!(lines_of(&p), vec![2]);
         assert_eq!(p.counts.matched, 1);
@@ -623,7 +691,13 @@ mod tests {
 
     #[test]
     fn csv_without_audit_data_is_an_error() {
-        let ((_, err), _) = scan_csv(&b"a,b\n1,2\n"[..], 0, &matcher(), &mut Scratch::default());
+        let m = matcher();
+        let ((_, err), _): (Outcome<Harvest>, u64) = scan_csv(
+            &b"a,b\n1,2\n"[..],
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        );
         assert!(err.is_some());
     }
 
@@ -631,7 +705,12 @@ mod tests {
     fn oversized_records_are_malformed_and_memory_stays_bounded() {
         let m = Matcher::new(Rule::builtin(), true, 64);
         let text = format!("[{REC},{REC}]");
-        let ((p, _), _) = scan_json_document(text.as_bytes(), 0, &m, &mut Scratch::default());
+        let ((p, _), _): (Outcome<Harvest>, u64) = scan_json_document(
+            text.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        );
         assert_eq!(p.counts.malformed, 2);
         assert_eq!(p.counts.records, 2);
     }

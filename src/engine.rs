@@ -1,11 +1,18 @@
 //! The driver: inputs in, a [`Report`] out.
 //!
-//! Place in the flow: ties `source` → `chunk` → `scan` → `findings` together on a rayon
-//! pool. Files are scanned in parallel and each mapped file's chunks are too; a gzip or
-//! stdin stream is inflated on its own thread into blocks that the scanning side takes
-//! through a bounded channel, so inflating overlaps scanning and memory stays bounded.
-//! Results are merged in input order, so the report does not depend on scheduling.
-//! Nothing here prints.
+//! Place in the flow: ties `source` → `chunk` → `scan` → `findings` → `analysis`
+//! together on a rayon pool. Files are scanned in parallel and each mapped file's chunks
+//! are too; a gzip or stdin stream is inflated on its own thread into blocks that the
+//! scanning side takes through a bounded channel, so inflating overlaps scanning and
+//! memory stays bounded. Results are merged in input order, so the report does not
+//! depend on scheduling.
+//!
+//! A run has up to two passes over the same inputs, both generic over their
+//! [`Sink`]: the first selects the rules' matches and context selections
+//! ([`Harvest`]); when a rule with the bypass investigation found something, a second,
+//! prefiltered on the names of the bypassed accounts and the actors, gathers what they
+//! did ([`Activity`]). Then the analyses run and the time window is applied. Nothing
+//! here prints.
 
 use std::io::{self, Read};
 use std::sync::mpsc;
@@ -14,21 +21,21 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rayon::prelude::*;
 
+use crate::allow::Allowlist;
+use crate::analysis::actors::{self, ActorFindings};
+use crate::analysis::bypass::{self, Investigation, Reader};
+use crate::analysis::context::{Activity, Watch};
+use crate::analysis::coverage::{self as verdict, CoverageReport};
+use crate::analysis::{Change, Evidence, Window};
 use crate::config::Config;
 use crate::document;
-use crate::findings::{ActorFindings, Counts, Partial, drop_duplicates, group};
-use crate::rule::RuleMeta;
-use crate::scan::{Matcher, Scratch, scan_chunk};
+use crate::error::{Error, InputError, Warning};
+use crate::findings::{Counts, Finding, Harvest, Partial, Why, drop_duplicates};
+use crate::rule::{ANALYSIS_BYPASS, RuleMeta};
+use crate::scan::{Matcher, Pass, Scratch, Sink, scan_chunk};
 use crate::source::{self, Block, BlockReader, Compression, Input, Layout, Opened};
 
-/// An input that could not be read in full.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ScanError {
-    /// The input's path (`-` for stdin).
-    pub path: String,
-    /// What went wrong and how far reading got.
-    pub message: String,
-}
+pub use crate::error::Warning as ScanWarning;
 
 /// A malformed line, located.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -43,17 +50,17 @@ pub struct MalformedLine {
     pub excerpt: String,
 }
 
-/// Measurements of a run, for `--stats`; never part of the findings.
+/// Measurements of one pass, for `--stats`; never part of the findings.
 #[derive(Debug)]
-pub struct RunStats {
-    /// Wall time of the whole scan.
+pub struct PassStats {
+    /// Wall time of the pass.
     pub wall: Duration,
-    /// Worker threads used.
-    pub threads: usize,
-    /// Target chunk size.
-    pub chunk_size: usize,
     /// What the prefilter searches for.
     pub prefilter: String,
+    /// Bytes scanned (decompressed).
+    pub bytes: u64,
+    /// Line accounting of the pass.
+    pub counts: Counts,
     /// Inputs read, per recognised kind (`plain`, `gzip`, `stdin`…).
     pub formats: Vec<(String, u64)>,
     /// Time to scan one chunk or block, in microseconds.
@@ -68,46 +75,99 @@ pub struct RunStats {
     pub compressed_bytes: u64,
 }
 
+/// Measurements of a run.
+#[derive(Debug)]
+pub struct RunStats {
+    /// Wall time of the whole run.
+    pub wall: Duration,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Target chunk size.
+    pub chunk_size: usize,
+    /// The first pass.
+    pub scan: PassStats,
+    /// The context pass, when it ran; with the records it attributed to a watched name.
+    pub context: Option<(PassStats, u64)>,
+}
+
 /// Everything a hunt found and counted.
 #[derive(Debug)]
 pub struct Report {
     /// The rules that ran.
     pub rules: Vec<RuleMeta>,
-    /// Input paths, in input order (events refer to them by index).
+    /// Input names in input order (`archive.zip!member` for a zip member); findings
+    /// refer to them by index.
     pub inputs: Vec<String>,
+    /// The zip member of each input, if it is one.
+    pub members: Vec<Option<String>>,
     /// Inputs read.
     pub files: u64,
     /// Bytes scanned (decompressed).
     pub bytes: u64,
     /// Line accounting.
     pub counts: Counts,
-    /// Matched events dropped because an earlier one had the same rule and record id.
+    /// Rule matches dropped because an earlier one had the same rule and record id.
     pub duplicates: u64,
+    /// Rule matches outside `--since`/`--until` (after duplicates were dropped).
+    pub outside_window: u64,
+    /// The window.
+    pub window: Window,
     /// Inputs that could not be read in full.
-    pub errors: Vec<ScanError>,
+    pub errors: Vec<InputError>,
     /// Inputs read with a doubt (not recognised as any known layout).
-    pub warnings: Vec<ScanError>,
+    pub warnings: Vec<Warning>,
     /// The first malformed lines.
     pub malformed: Vec<MalformedLine>,
-    /// Findings grouped by actor.
+    /// Rule matches inside the window, grouped by actor.
     pub actors: Vec<ActorFindings>,
+    /// The bypass investigations (one per rule that asks for it).
+    pub investigations: Vec<Investigation>,
+    /// What the archive covers.
+    pub coverage: CoverageReport,
+    /// The allowlist used.
+    pub allowlist: Allowlist,
+    /// Whether the context pass ran (it runs only when there are findings).
+    pub context_ran: bool,
     /// Measurements.
     pub stats: RunStats,
 }
 
 impl Report {
-    /// Number of matched events.
+    /// Number of matched events reported.
     pub fn events(&self) -> usize {
         self.actors.iter().map(|a| a.evidence.len()).sum()
     }
+
+    /// Number of reported events that no allowlist entry covers: these, not the
+    /// allowed ones, make a finding for the exit status.
+    pub fn unallowed_events(&self) -> usize {
+        self.actors
+            .iter()
+            .flat_map(|a| &a.evidence)
+            .filter(|e| e.allowed.is_none())
+            .count()
+    }
+
+    /// Failed attempts reported (inside the window).
+    pub fn attempts(&self) -> usize {
+        self.investigations.iter().map(|i| i.attempts.len()).sum()
+    }
+}
+
+/// What one pass over all inputs gave.
+struct Scanned<S> {
+    partial: Partial<S>,
+    errors: Vec<InputError>,
+    warnings: Vec<Warning>,
+    stats: PassStats,
 }
 
 /// What scanning one input gave.
-struct FileResult {
-    partial: Partial,
+struct FileResult<S> {
+    partial: Partial<S>,
     bytes: u64,
     kind: String,
-    error: Option<String>,
+    error: Option<InputError>,
     warning: Option<String>,
     latencies: Vec<Duration>,
     scan_time: Duration,
@@ -116,8 +176,8 @@ struct FileResult {
     compressed_bytes: u64,
 }
 
-impl FileResult {
-    fn new(kind: String) -> FileResult {
+impl<S: Sink> FileResult<S> {
+    fn new(kind: String) -> FileResult<S> {
         FileResult {
             partial: Partial::default(),
             bytes: 0,
@@ -132,7 +192,7 @@ impl FileResult {
         }
     }
 
-    fn record(&mut self, partial: Partial, took: Duration, parse: Duration) {
+    fn record(&mut self, partial: Partial<S>, took: Duration, parse: Duration) {
         self.partial.append(partial);
         self.latencies.push(took);
         self.scan_time += took;
@@ -141,60 +201,206 @@ impl FileResult {
 }
 
 /// Runs a hunt.
-pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
+pub fn run(config: &Config) -> Result<Report, Error> {
     let started = Instant::now();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads)
         .build()?;
+    let (inputs, discover_errors) = source::discover(&config.paths);
+    let disk_total: u64 = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            Input::Stdin | Input::ZipEntry { .. } => None,
+        })
+        .sum();
+    if let Some(p) = &config.progress {
+        p.total
+            .store(disk_total, std::sync::atomic::Ordering::Relaxed);
+    }
+    let names: Vec<String> = inputs.iter().map(Input::display).collect();
+    let members: Vec<Option<String>> = inputs
+        .iter()
+        .map(|i| match i {
+            Input::ZipEntry { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+
+    // Pass 1: the rules and their context selections.
     let matcher = Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
         .with_timing(config.timing)
-        .with_block(config.scan_block)
-        .with_window(config.since, config.until);
-    let (inputs, discover_errors) = source::discover(&config.paths);
-    if let Some(p) = &config.progress {
-        let total: u64 = inputs
-            .iter()
-            .filter_map(|i| match i {
-                Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
-                Input::Stdin | Input::ZipEntry { .. } => None,
-            })
-            .sum();
-        p.total.store(total, std::sync::atomic::Ordering::Relaxed);
-    }
-    let results: Vec<FileResult> = pool.install(|| {
-        inputs
-            .par_iter()
-            .enumerate()
-            .map(|(i, input)| scan_input(i, input, &matcher, config))
-            .collect()
-    });
+        .with_block(config.scan_block);
+    let first: Scanned<Harvest> =
+        pool.install(|| scan_all(&inputs, Pass::new(&matcher, &()), config));
+    let Scanned {
+        partial,
+        errors: scan_errors,
+        warnings,
+        stats: scan_stats,
+    } = first;
+    let mut findings = partial.sink.findings;
+    let duplicates = if config.keep_duplicates {
+        0
+    } else {
+        drop_duplicates(&mut findings)
+    };
+    let window = Window {
+        since: config.since,
+        until: config.until,
+    };
 
-    let mut errors: Vec<ScanError> = discover_errors
+    // Pass 2 and the investigation, for each rule that asks for it.
+    let mut investigations = Vec::new();
+    let mut context_stats = None;
+    for (r, rule) in config.rules.iter().enumerate() {
+        if !rule.has_analysis(ANALYSIS_BYPASS) {
+            continue;
+        }
+        let r = r as u16;
+        let found = findings
+            .iter()
+            .any(|f| f.rule == r && f.why == Why::Rule && window.contains(f.timestamp));
+        let mut context: Option<(Watch, Activity)> = None;
+        if found && config.context {
+            let accounts = bypass::accounts(&findings, r, Reader::new(rule));
+            let watch = bypass::watch(&accounts, config.context_window);
+            if !watch.is_empty() {
+                if let Some(p) = &config.progress {
+                    p.total
+                        .fetch_add(disk_total, std::sync::atomic::Ordering::Relaxed);
+                }
+                let m =
+                    Matcher::for_literals(config.rules.clone(), watch.literals(), config.max_line)
+                        .with_timing(config.timing)
+                        .with_block(config.scan_block);
+                let second: Scanned<Activity> =
+                    pool.install(|| scan_all(&inputs, Pass::new(&m, &watch), config));
+                let attributed = second.partial.sink.records;
+                context_stats = Some((second.stats, attributed));
+                context = Some((watch, second.partial.sink));
+            }
+        }
+        investigations.push(bypass::investigate(
+            &findings,
+            r,
+            &config.rules,
+            window,
+            &config.allowlist,
+            context.as_ref().map(|(w, a)| (w, a)),
+            config.context_window,
+        ));
+    }
+
+    // The rule matches inside the window, with what the analyses made of them.
+    let readers: Vec<Option<Reader>> = config
+        .rules
+        .iter()
+        .map(|r| r.has_analysis(ANALYSIS_BYPASS).then(|| Reader::new(r)))
+        .collect();
+    let mut outside_window = 0;
+    let evidence: Vec<Evidence> = findings
         .into_iter()
-        .map(|e| ScanError {
+        .filter(|f| f.why == Why::Rule)
+        .filter(|f| {
+            let inside = window.contains(f.timestamp);
+            outside_window += u64::from(!inside);
+            inside
+        })
+        .map(|finding| annotate(finding, &readers, &config.allowlist))
+        .collect();
+    let actors = pool.install(|| actors::group(evidence, &config.rules));
+
+    if let Some(p) = &config.progress {
+        p.finished.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let malformed = partial
+        .samples
+        .iter()
+        .map(|s| MalformedLine {
+            path: names[s.file].clone(),
+            line: s.line + 1,
+            reason: s.reason.clone(),
+            excerpt: s.excerpt.clone(),
+        })
+        .collect();
+    let mut errors: Vec<InputError> = discover_errors
+        .into_iter()
+        .map(|e| InputError::Discover {
             path: e.path,
             message: e.message,
         })
         .collect();
+    errors.extend(scan_errors);
+    Ok(Report {
+        rules: config.rules.iter().map(|r| r.meta.clone()).collect(),
+        files: names.len() as u64,
+        inputs: names,
+        members,
+        bytes: scan_stats.bytes,
+        counts: partial.counts,
+        duplicates,
+        outside_window,
+        window,
+        errors,
+        warnings,
+        malformed,
+        actors,
+        investigations,
+        coverage: verdict::report(&partial.coverage),
+        allowlist: config.allowlist.clone(),
+        context_ran: context_stats.is_some(),
+        stats: RunStats {
+            wall: started.elapsed(),
+            threads: pool.current_num_threads(),
+            chunk_size: config.chunk_size,
+            scan: scan_stats,
+            context: context_stats,
+        },
+    })
+}
+
+/// A rule match with its change (bypass rules) and allowlist entry (actor, else target).
+fn annotate(finding: Finding, readers: &[Option<Reader>], allow: &Allowlist) -> Evidence {
+    let reader = readers[usize::from(finding.rule)];
+    let change: Option<Change> = reader.map(|r| r.change(&finding));
+    let allowed = finding
+        .actor
+        .as_deref()
+        .and_then(|a| allow.find(a))
+        .or_else(|| {
+            reader
+                .and_then(|r| r.target(&finding))
+                .and_then(|t| allow.find(t))
+        });
+    Evidence {
+        finding,
+        change,
+        allowed,
+    }
+}
+
+/// One pass over every input, merged in input order.
+fn scan_all<S: Sink>(inputs: &[Input], pass: Pass<'_, S>, config: &Config) -> Scanned<S> {
+    let started = Instant::now();
+    let results: Vec<FileResult<S>> = inputs
+        .par_iter()
+        .enumerate()
+        .map(|(i, input)| scan_input(i, input, pass, config))
+        .collect();
+    let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let mut all = Partial::default();
+    let mut all = Partial::<S>::default();
     let mut bytes = 0;
     let mut formats: std::collections::BTreeMap<String, u64> = Default::default();
     // 1 µs to 1 hour, 3 significant figures: always valid bounds.
     let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
     let mut compressed_bytes = 0;
-    all.events
-        .reserve(results.iter().map(|r| r.partial.events.len()).sum());
     for (input, r) in inputs.iter().zip(results) {
-        if let Some(message) = r.error {
-            errors.push(ScanError {
-                path: input.display(),
-                message,
-            });
-        }
+        errors.extend(r.error);
         if let Some(message) = r.warning {
-            warnings.push(ScanError {
+            warnings.push(Warning {
                 path: input.display(),
                 message,
             });
@@ -210,64 +416,44 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         compressed_bytes += r.compressed_bytes;
         all.absorb_file(r.partial);
     }
-    let names: Vec<String> = inputs.iter().map(Input::display).collect();
-    let malformed = all
-        .samples
-        .iter()
-        .map(|s| MalformedLine {
-            path: names[s.file].clone(),
-            line: s.line + 1,
-            reason: s.reason.clone(),
-            excerpt: s.excerpt.clone(),
-        })
-        .collect();
-    let duplicates = if config.keep_duplicates {
-        0
-    } else {
-        drop_duplicates(&mut all.events)
-    };
-    let actors = pool.install(|| group(all.events));
-    if let Some(p) = &config.progress {
-        p.finished.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-    let stats = RunStats {
-        wall: started.elapsed(),
-        threads: pool.current_num_threads(),
-        chunk_size: config.chunk_size,
-        prefilter: matcher.prefilter().describe(),
-        formats: formats.into_iter().collect(),
-        chunk_latency_us: latency,
-        scan_time,
-        parse_time,
-        read_time,
-        compressed_bytes,
-    };
-    Ok(Report {
-        rules: config.rules.iter().map(|r| r.meta.clone()).collect(),
-        files: names.len() as u64,
-        inputs: names,
-        bytes,
-        counts: all.counts,
-        duplicates,
+    Scanned {
+        stats: PassStats {
+            wall: started.elapsed(),
+            prefilter: pass.matcher.prefilter().describe(),
+            bytes,
+            counts: all.counts,
+            formats: formats.into_iter().collect(),
+            chunk_latency_us: latency,
+            scan_time,
+            parse_time,
+            read_time,
+            compressed_bytes,
+        },
+        partial: all,
         errors,
         warnings,
-        malformed,
-        actors,
-        stats,
-    })
+    }
 }
 
-fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileResult {
+fn scan_input<S: Sink>(
+    file: usize,
+    input: &Input,
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> FileResult<S> {
     let opened = match source::open(input, &config.progress) {
         Ok(o) => o,
         Err(e) => {
             let mut r = FileResult::new("unreadable".to_string());
-            r.error = Some(format!("cannot open: {e}"));
+            r.error = Some(InputError::Open {
+                path: input.display(),
+                message: e.to_string(),
+            });
             return r;
         }
     };
     match opened {
-        Opened::Mapped(mapped) => scan_mapped(file, mapped.bytes(), m, config),
+        Opened::Mapped(mapped) => scan_mapped(file, input, mapped.bytes(), pass, config),
         Opened::Stream {
             reader,
             compression,
@@ -278,6 +464,7 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
                 (Input::ZipEntry { .. }, c) => format!("zip {}", c.name()),
                 (_, c) => c.name().to_string(),
             };
+            let compressed = compression != Compression::None;
             // Sniff from the first SNIFF bytes however the stream delivers them (a pipe
             // may hand over one byte at a time), then read on from those same bytes.
             let mut reader = reader;
@@ -306,19 +493,22 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
                     let t = Instant::now();
                     let mut scratch = Scratch::default();
                     let ((partial, error), bytes) =
-                        scan_document(layout, reader, file, m, &mut scratch);
+                        scan_document(layout, reader, file, pass, &mut scratch);
                     r.bytes = bytes;
                     r.record(
                         partial,
                         t.elapsed(),
                         std::mem::take(&mut scratch.parse_time),
                     );
-                    r.error = error.map(|e| stream_error(&e, &kind, bytes, r.partial.counts.lines));
+                    r.error = error.map(|e| {
+                        let lines = r.partial.counts.lines;
+                        InputError::stopped(input.display(), &e, compressed, bytes, lines)
+                    });
                     r
                 }
                 _ => {
                     let reader = Box::new(io::Cursor::new(first).chain(reader));
-                    let mut r = scan_stream(file, reader, &kind, m, config);
+                    let mut r = scan_stream(file, input, reader, &kind, compressed, pass, config);
                     r.warning = doubt;
                     r
                 }
@@ -332,25 +522,31 @@ fn scan_input(file: usize, input: &Input, m: &Matcher, config: &Config) -> FileR
 }
 
 /// A mapped file: line-aligned chunks scanned in parallel, merged in order.
-fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileResult {
+fn scan_mapped<S: Sink>(
+    file: usize,
+    input: &Input,
+    data: &[u8],
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> FileResult<S> {
     let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
     if layout != Layout::JsonLines {
+        // Records may span lines: read sequentially. Every record is cut out and
+        // counted (and tallied for the coverage); only those holding a literal are parsed.
         let mut result = FileResult::new(layout.name().to_string());
         result.bytes = data.len() as u64;
-        if !m.prefilter().is_everything() && m.prefilter().find(data).is_none() {
-            // No record can match: the document is not parsed at all.
-            result.partial.counts.lines = document::count_lines(data);
-        } else {
-            let t = Instant::now();
-            let mut scratch = Scratch::default();
-            let ((partial, error), _) = scan_document(layout, data, file, m, &mut scratch);
-            result.record(
-                partial,
-                t.elapsed(),
-                std::mem::take(&mut scratch.parse_time),
-            );
-            result.error = error.map(|e| format!("{}: {e}", layout.name()));
-        }
+        let t = Instant::now();
+        let mut scratch = Scratch::default();
+        let ((partial, error), _) = scan_document(layout, data, file, pass, &mut scratch);
+        result.record(
+            partial,
+            t.elapsed(),
+            std::mem::take(&mut scratch.parse_time),
+        );
+        result.error = error.map(|e| {
+            let lines = result.partial.counts.lines;
+            InputError::stopped(input.display(), &e, false, data.len() as u64, lines)
+        });
         bump(&config.progress, data.len());
         return result;
     }
@@ -361,20 +557,15 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileRe
         result.kind = "unrecognised (read as jsonl)".to_string();
     }
     let chunks = crate::chunk::split(data, config.chunk_size);
-    let parts: Vec<(Partial, Duration, Duration)> = chunks
+    let parts: Vec<(Partial<S>, Duration, Duration)> = chunks
         .par_iter()
         .map_init(Scratch::default, |scratch, range| {
             let t = Instant::now();
-            let p = scan_chunk(&data[range.clone()], file, m, scratch);
+            let p = scan_chunk(&data[range.clone()], file, pass, scratch);
             bump(&config.progress, range.len());
             (p, t.elapsed(), std::mem::take(&mut scratch.parse_time))
         })
         .collect();
-    // One allocation for all events (the worst case has hundreds of thousands).
-    result
-        .partial
-        .events
-        .reserve(parts.iter().map(|p| p.0.events.len()).sum());
     for (p, took, parse) in parts {
         result.record(p, took, parse);
     }
@@ -385,31 +576,17 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileRe
 const SNIFF: usize = 4096;
 
 /// Reads a CSV export or a JSON document sequentially (records may span lines).
-fn scan_document(
+fn scan_document<S: Sink>(
     layout: Layout,
     input: impl io::Read,
     file: usize,
-    m: &Matcher,
+    pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (document::Outcome, u64) {
+) -> (document::Outcome<S>, u64) {
     match layout {
-        Layout::PurviewCsv => document::scan_csv(input, file, m, scratch),
-        _ => document::scan_json_document(input, file, m, scratch),
+        Layout::PurviewCsv => document::scan_csv(input, file, pass, scratch),
+        _ => document::scan_json_document(input, file, pass, scratch),
     }
-}
-
-/// Describes an error that stopped a stream, with how far reading got.
-fn stream_error(error: &io::Error, kind: &str, consumed: u64, lines: u64) -> String {
-    let what = match error.kind() {
-        io::ErrorKind::UnexpectedEof => "stream ends early (truncated?)",
-        _ => "read error",
-    };
-    let data = if kind.contains("gzip") || kind.contains("zstd") {
-        "decompressed"
-    } else {
-        "input"
-    };
-    format!("{what}: {error}; stopped after {consumed} bytes of {data} data, line {lines}")
 }
 
 fn bump(progress: &Option<std::sync::Arc<source::Progress>>, bytes: usize) {
@@ -431,17 +608,20 @@ enum Msg {
 
 /// A stream: inflated and cut into blocks on a reading thread, scanned here as the
 /// blocks arrive. At most a few blocks are in flight (bounded channel, recycled buffers).
-fn scan_stream(
+fn scan_stream<S: Sink>(
     file: usize,
+    input: &Input,
     reader: Box<dyn io::Read + Send>,
     kind: &str,
-    m: &Matcher,
+    compressed: bool,
+    pass: Pass<'_, S>,
     config: &Config,
-) -> FileResult {
+) -> FileResult<S> {
     let mut result = FileResult::new(kind.to_string());
     let (tx, rx) = mpsc::sync_channel::<Msg>(2);
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
     let mut read_time = Duration::ZERO;
+    let m = pass.matcher;
     std::thread::scope(|s| {
         let reading = s.spawn(move || {
             let block = config.chunk_size.min(MAX_STREAM_BLOCK);
@@ -482,7 +662,7 @@ fn scan_stream(
                 Msg::Block(Block::Lines(data)) => {
                     result.bytes += data.len() as u64;
                     let t = Instant::now();
-                    let p = scan_chunk(&data, file, m, &mut scratch);
+                    let p = scan_chunk(&data, file, pass, &mut scratch);
                     result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
                     let _ = recycle_tx.send(data.into_buffer());
                 }
@@ -492,9 +672,15 @@ fn scan_stream(
                     candidate,
                 }) => {
                     result.bytes += bytes + u64::from(newline);
-                    let mut p = Partial::default();
+                    let mut p = Partial::<S> {
+                        bytes: bytes + u64::from(newline),
+                        ..Partial::default()
+                    };
                     p.counts.lines = 1;
                     p.counts.records = 1;
+                    if m.counts_coverage() {
+                        p.coverage.undated = 1;
+                    }
                     if candidate {
                         let limit = config.max_line;
                         let reason =
@@ -505,7 +691,13 @@ fn scan_stream(
                 }
                 Msg::Failed { error, consumed } => {
                     let lines = result.partial.counts.lines;
-                    result.error = Some(stream_error(&error, kind, consumed, lines));
+                    result.error = Some(InputError::stopped(
+                        input.display(),
+                        &error,
+                        compressed,
+                        consumed,
+                        lines,
+                    ));
                 }
             }
         }

@@ -1,22 +1,21 @@
-//! Partial results of a scan and their grouping by actor.
+//! What a scan keeps: generic findings, line accounting and mergeable partial results.
 //!
-//! Place in the flow: `scan` produces one [`Partial`] per chunk; partials are appended
-//! in input order (a chunk's, a file's and a whole run's merge the same way), then
-//! [`group`] turns the matched events into per-actor findings in a total order, so the
-//! output is identical whatever the thread count, chunk size or scheduling.
-//!
-//! Orders (documented in the README):
-//! - actors by actor id (byte order; a missing actor sorts first);
-//! - evidence by time (a missing time first), then input order (file, line);
-//! - targets by identity; source IPs by their text.
-
-use rayon::prelude::*;
-use rustc_hash::{FxHashMap, FxHashSet};
+//! Place in the flow: `scan` hands each selected record to a [`Sink`](crate::scan::Sink);
+//! the first pass's sink is a [`Harvest`], which turns rule matches and context
+//! selections into [`Finding`]s (rule id, where, when, who, and the evidence items the
+//! rule file declares). One [`Partial`] per chunk is appended in input order (a chunk's,
+//! a file's and a whole run's merge the same way: associative, and line numbers shift by
+//! the lines before), so the result does not depend on scheduling. Every partial state
+//! here is serializable, so a sharded run can persist and merge it. The analyses
+//! (`analysis`) read the merged findings; nothing here knows about any one rule.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+
+use crate::coverage::Coverage;
 
 /// How many malformed-line samples a run keeps.
 pub const MAX_SAMPLES: usize = 20;
@@ -26,7 +25,7 @@ pub const MAX_SAMPLES: usize = 20;
 /// `candidates = matched + not_matched + malformed`. In a CSV export or a JSON document
 /// a record is a row or an object, which may span lines; `lines` stays the count of
 /// physical lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Every line, blank ones and a last line without newline included.
     pub lines: u64,
@@ -37,13 +36,12 @@ pub struct Counts {
     pub records: u64,
     /// Lines the prefilter let through (parsed).
     pub candidates: u64,
-    /// Candidates that matched at least one rule.
+    /// Candidates that matched at least one rule (whatever their time).
     pub matched: u64,
-    /// Candidates that parsed but matched no rule (or only outside the time window).
+    /// Candidates that parsed but matched no rule.
     pub not_matched: u64,
-    /// Of `not_matched`: candidates that matched a rule at a time outside
-    /// `--since`/`--until`.
-    pub outside_window: u64,
+    /// Of `not_matched`: candidates selected only as context (e.g. a failed attempt).
+    pub context: u64,
     /// Candidates that are not a JSON object (or are too long).
     pub malformed: u64,
 }
@@ -61,44 +59,115 @@ impl Counts {
         self.candidates += other.candidates;
         self.matched += other.matched;
         self.not_matched += other.not_matched;
-        self.outside_window += other.outside_window;
+        self.context += other.context;
         self.malformed += other.malformed;
     }
 }
 
-/// Text shared between events: actors, targets and addresses repeat, so each distinct
+/// Text shared between findings: actors, targets and addresses repeat, so each distinct
 /// value is allocated once per worker and shared.
 pub type Text = Arc<str>;
 
-/// One matched record and its evidence.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
-    /// Index of the rule that matched.
-    pub rule: usize,
-    /// Index of the input file (input order).
-    pub file: usize,
-    /// 0-based line index, relative to the partial that holds the event until merged.
+/// Where a record is: the input (its index in input order), the 0-based line where the
+/// record starts and the byte offset of that line, both in the decompressed input.
+/// Until merged into a whole file, both are relative to the partial that holds them.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct At {
+    /// Index of the input.
+    pub input: u32,
+    /// 0-based line index.
     pub line: u64,
-    /// `user.id`.
-    pub actor: Option<Text>,
+    /// Byte offset of the record's first line.
+    pub offset: u64,
+}
+
+/// A typed evidence value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Value {
+    /// A boolean (a flag).
+    Bool(bool),
+    /// Text.
+    Text(Text),
+}
+
+impl Value {
+    /// The text, if this is text.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(t) => Some(t),
+            Value::Bool(_) => None,
+        }
+    }
+
+    /// The boolean, if this is a flag.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            Value::Text(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// Why a record was selected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Why {
+    /// It matched the rule's query: a finding.
+    Rule,
+    /// It matched the rule's context selection with this index (e.g. a failed attempt).
+    Context(u16),
+}
+
+/// One selected record: a rule match or a context selection, with its evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Index of the rule.
+    pub rule: u16,
+    /// Rule match or context.
+    pub why: Why,
+    /// Where the record is.
+    pub at: At,
     /// `@timestamp`.
     pub timestamp: Option<DateTime<Utc>>,
+    /// `user.id`.
+    pub actor: Option<Text>,
     /// `event.id`.
-    pub record_id: Option<String>,
-    /// The rule's target field.
-    pub target: Option<Text>,
-    /// The rule's flag field.
-    pub bypass_enabled: Option<bool>,
+    pub record_id: Option<Text>,
     /// `source.ip`.
     pub source_ip: Option<Text>,
+    /// The rule's evidence items, in the rule file's order (`None`: no value).
+    pub fields: Vec<Option<Value>>,
+}
+
+impl Finding {
+    /// Evidence item `index` (from `Rule::evidence_index`).
+    pub fn field(&self, index: Option<usize>) -> Option<&Value> {
+        self.fields.get(index?)?.as_ref()
+    }
+
+    /// The total order of evidence: time (missing first), then input order.
+    pub fn order_key(&self) -> (Option<DateTime<Utc>>, At, u16, Why) {
+        (self.timestamp, self.at, self.rule, self.why)
+    }
 }
 
 /// A malformed line kept as an example.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
     /// Index of the input file.
     pub file: usize,
-    /// 0-based line index, relative like [`Event::line`].
+    /// 0-based line index, relative like [`At::line`].
     pub line: u64,
     /// Why the line was rejected.
     pub reason: String,
@@ -106,42 +175,66 @@ pub struct Sample {
     pub excerpt: String,
 }
 
-/// The mergeable result of scanning some consecutive lines.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Partial {
-    /// Line accounting.
-    pub counts: Counts,
-    /// Matched events, in line order.
-    pub events: Vec<Event>,
-    /// The first malformed lines.
-    pub samples: Vec<Sample>,
+/// What a sink keeps of the records handed to it, mergeable like a [`Partial`].
+pub trait Merge: Default + Send {
+    /// Appends the state of the records that follow; their lines and offsets shift by
+    /// `shift` (nothing when whole files are merged).
+    fn append(&mut self, next: Self, shift: Shift);
 }
 
-impl Partial {
-    /// Appends the result of the lines that follow these: their line indexes shift by
-    /// the lines already counted here.
-    pub fn append(&mut self, mut next: Partial) {
-        let offset = self.counts.lines;
-        for e in &mut next.events {
-            e.line += offset;
-        }
-        self.events.append(&mut next.events);
+/// How much the positions of appended records move.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shift {
+    /// Lines before them.
+    pub lines: u64,
+    /// Bytes before them.
+    pub bytes: u64,
+}
+
+/// The mergeable result of scanning some consecutive lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partial<S> {
+    /// Line accounting.
+    pub counts: Counts,
+    /// Bytes covered (the offset the next partial's positions shift by).
+    pub bytes: u64,
+    /// The first malformed lines.
+    pub samples: Vec<Sample>,
+    /// Record times and kinds, counted at byte level.
+    pub coverage: Coverage,
+    /// What the sink kept.
+    pub sink: S,
+}
+
+impl<S: Merge> Partial<S> {
+    /// Appends the result of the lines that follow these: their line indexes and offsets
+    /// shift by the lines and bytes already here.
+    pub fn append(&mut self, next: Partial<S>) {
+        let shift = Shift {
+            lines: self.counts.lines,
+            bytes: self.bytes,
+        };
+        self.sink.append(next.sink, shift);
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples
             .extend(next.samples.into_iter().take(room).map(|mut s| {
-                s.line += offset;
+                s.line += shift.lines;
                 s
             }));
         self.counts.add(&next.counts);
+        self.coverage.merge(next.coverage);
+        self.bytes += next.bytes;
     }
 
-    /// Merges the result of another file: line indexes are already file-relative, so
+    /// Merges the result of another file: positions are already file-relative, so
     /// nothing shifts. Files must be merged in input order.
-    pub fn absorb_file(&mut self, mut other: Partial) {
-        self.events.append(&mut other.events);
+    pub fn absorb_file(&mut self, other: Partial<S>) {
+        self.sink.append(other.sink, Shift::default());
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples.extend(other.samples.into_iter().take(room));
         self.counts.add(&other.counts);
+        self.coverage.merge(other.coverage);
+        self.bytes += other.bytes;
     }
 
     /// Records a malformed candidate.
@@ -161,163 +254,111 @@ impl Partial {
     }
 }
 
-/// The findings for one target of one actor.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Target {
-    /// The target (a mailbox for the built-in rule); `null` when the record names none.
-    pub identity: Option<String>,
-    /// Matched events on this target.
-    pub events: u64,
-    /// The flag as the last event (in evidence order) set it.
-    pub bypass_enabled: Option<bool>,
+/// The first pass's sink: every rule match and context selection, in input order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Harvest {
+    /// Selected records, in input order.
+    pub findings: Vec<Finding>,
 }
 
-/// Everything one actor did that matched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActorFindings {
-    /// `user.id`; `None` when records name no actor.
-    pub actor: Option<Text>,
-    /// First event time.
-    pub first_seen: Option<DateTime<Utc>>,
-    /// Last event time.
-    pub last_seen: Option<DateTime<Utc>>,
-    /// Per-target summary, by identity.
-    pub targets: Vec<Target>,
-    /// Distinct source IPs, sorted.
-    pub source_ips: Vec<String>,
-    /// The matched events, in evidence order.
-    pub evidence: Vec<Event>,
+impl Merge for Harvest {
+    fn append(&mut self, mut next: Harvest, shift: Shift) {
+        for f in &mut next.findings {
+            f.at.line += shift.lines;
+            f.at.offset += shift.bytes;
+        }
+        if self.findings.is_empty() {
+            self.findings = next.findings;
+        } else {
+            self.findings.append(&mut next.findings);
+        }
+    }
 }
 
-/// Drops events whose rule and record id were already reported by an earlier event in
-/// input order (exports overlap and repeat records); events without a record id are
-/// all kept. Returns how many were dropped. `events` must be in input order.
-pub fn drop_duplicates(events: &mut Vec<Event>) -> u64 {
+/// Drops findings whose rule, selection and record id were already seen earlier in
+/// input order (exports overlap and repeat records); findings without a record id are
+/// all kept. Returns how many rule matches were dropped. `findings` must be in input
+/// order.
+pub fn drop_duplicates(findings: &mut Vec<Finding>) -> u64 {
     // Decide with borrowed ids first (no copy of each id), then drop.
     let keep: Vec<bool> = {
-        let mut seen: FxHashSet<(usize, &str)> = FxHashSet::default();
-        events
+        let mut seen: FxHashSet<(u16, Why, &str)> = FxHashSet::default();
+        findings
             .iter()
-            .map(|e| {
-                e.record_id
+            .map(|f| {
+                f.record_id
                     .as_deref()
-                    .is_none_or(|id| seen.insert((e.rule, id)))
+                    .is_none_or(|id| seen.insert((f.rule, f.why, id)))
             })
             .collect()
     };
-    let before = events.len();
+    let dropped = findings
+        .iter()
+        .zip(&keep)
+        .filter(|(f, k)| !**k && f.why == Why::Rule)
+        .count();
     let mut keep = keep.into_iter();
-    events.retain(|_| keep.next().unwrap_or(true));
-    (before - events.len()) as u64
-}
-
-/// Groups events by actor, in the documented total orders. Strings are compared only
-/// to find an event's group and once per distinct actor, target and IP, never inside the
-/// evidence sort (the worst case is hundreds of thousands of events).
-pub fn group(events: Vec<Event>) -> Vec<ActorFindings> {
-    let mut by_actor: FxHashMap<Option<Text>, Vec<Event>> = FxHashMap::default();
-    for e in events {
-        match by_actor.get_mut(&e.actor) {
-            Some(list) => list.push(e),
-            None => {
-                by_actor.insert(e.actor.clone(), vec![e]);
-            }
-        }
-    }
-    let mut groups: Vec<(Option<Text>, Vec<Event>)> = by_actor.into_iter().collect();
-    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    groups
-        .into_par_iter()
-        .map(|(actor, mut evidence)| {
-            // (file, line, rule) is unique per event, so this order is total.
-            evidence.sort_unstable_by_key(|e| (e.timestamp, e.file, e.line, e.rule));
-            let (targets, source_ips) = summarize(&evidence);
-            ActorFindings {
-                actor,
-                first_seen: evidence.iter().filter_map(|e| e.timestamp).min(),
-                last_seen: evidence.iter().filter_map(|e| e.timestamp).max(),
-                targets,
-                source_ips,
-                evidence,
-            }
-        })
-        .collect()
-}
-
-/// Per-target counts and last flag, and the distinct source IPs, of one actor's evidence
-/// (already in evidence order).
-fn summarize(evidence: &[Event]) -> (Vec<Target>, Vec<String>) {
-    let mut targets: FxHashMap<Option<&str>, (u64, Option<bool>)> = FxHashMap::default();
-    let mut ips: FxHashSet<&str> = FxHashSet::default();
-    for e in evidence {
-        let t = targets.entry(e.target.as_deref()).or_default();
-        t.0 += 1;
-        if e.bypass_enabled.is_some() {
-            t.1 = e.bypass_enabled;
-        }
-        ips.extend(e.source_ip.as_deref());
-    }
-    let mut targets: Vec<Target> = targets
-        .into_iter()
-        .map(|(identity, (events, bypass_enabled))| Target {
-            identity: identity.map(str::to_string),
-            events,
-            bypass_enabled,
-        })
-        .collect();
-    targets.sort_unstable_by(|a, b| a.identity.cmp(&b.identity));
-    let mut ips: Vec<String> = ips.into_iter().map(str::to_string).collect();
-    ips.sort_unstable();
-    (targets, ips)
+    findings.retain(|_| keep.next().unwrap_or(true));
+    dropped as u64
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn event(actor: &str, line: u64, ts: i64, target: &str, flag: Option<bool>) -> Event {
-        Event {
+    pub(crate) fn finding(actor: &str, line: u64, ts: i64) -> Finding {
+        Finding {
             rule: 0,
-            file: 0,
-            line,
-            actor: Some(actor.into()),
+            why: Why::Rule,
+            at: At {
+                input: 0,
+                line,
+                offset: line * 100,
+            },
             timestamp: DateTime::from_timestamp(ts, 0),
+            actor: Some(actor.into()),
             record_id: None,
-            target: Some(target.into()),
-            bypass_enabled: flag,
             source_ip: Some(format!("10.0.0.{}", line % 3).into()),
+            fields: vec![],
         }
     }
 
     #[test]
-    fn append_shifts_lines_and_counts() {
-        let mut a = Partial::default();
+    fn append_shifts_lines_offsets_and_counts() {
+        let mut a = Partial::<Harvest> {
+            bytes: 1000,
+            ..Partial::default()
+        };
         a.counts.lines = 10;
-        let mut b = Partial::default();
+        let mut b = Partial::<Harvest>::default();
         b.counts.lines = 5;
         b.counts.candidates = 1;
         b.counts.matched = 1;
-        b.events.push(event("u", 2, 0, "t", None));
+        b.sink.findings.push(finding("u", 2, 0));
         b.malformed(0, 3, "bad".into(), b"{oops");
         a.append(b);
         assert_eq!(a.counts.lines, 15);
         assert_eq!(a.counts.candidates, 2);
-        assert_eq!(a.events[0].line, 12);
+        assert_eq!(a.sink.findings[0].at.line, 12);
+        assert_eq!(a.sink.findings[0].at.offset, 1200);
         assert_eq!(a.samples[0].line, 13);
     }
 
     #[test]
     fn append_is_associative() {
-        let part = |lines, ev: Option<Event>| {
-            let mut p = Partial::default();
+        let part = |lines, bytes, f: Option<Finding>| {
+            let mut p = Partial::<Harvest> {
+                bytes,
+                ..Partial::default()
+            };
             p.counts.lines = lines;
-            p.events.extend(ev);
+            p.sink.findings.extend(f);
             p
         };
         let (a, b, c) = (
-            part(3, Some(event("x", 1, 0, "t", None))),
-            part(4, Some(event("y", 0, 0, "t", None))),
-            part(2, Some(event("z", 1, 0, "t", None))),
+            part(3, 30, Some(finding("x", 1, 0))),
+            part(4, 40, Some(finding("y", 0, 0))),
+            part(2, 20, Some(finding("z", 1, 0))),
         );
         let mut left = a.clone();
         left.append(b.clone());
@@ -330,52 +371,41 @@ mod tests {
     }
 
     #[test]
-    fn group_orders_actors_targets_and_evidence() {
-        let events = vec![
-            event("bob", 7, 300, "mbx2", Some(false)),
-            event("alice", 5, 200, "mbx1", Some(true)),
-            event("bob", 1, 100, "mbx2", Some(true)),
-            event("bob", 3, 100, "mbx1", Some(true)),
-        ];
-        let g = group(events);
-        assert_eq!(g.len(), 2);
-        assert_eq!(g[0].actor.as_deref(), Some("alice"));
-        let bob = &g[1];
-        assert_eq!(
-            bob.evidence.iter().map(|e| e.line).collect::<Vec<_>>(),
-            vec![1, 3, 7]
-        );
-        assert_eq!(bob.first_seen, DateTime::from_timestamp(100, 0));
-        assert_eq!(bob.last_seen, DateTime::from_timestamp(300, 0));
-        assert_eq!(bob.targets.len(), 2);
-        assert_eq!(bob.targets[0].identity.as_deref(), Some("mbx1"));
-        assert_eq!(bob.targets[1].events, 2);
-        assert_eq!(
-            bob.targets[1].bypass_enabled,
-            Some(false),
-            "last event's flag wins"
-        );
-        assert_eq!(bob.source_ips, vec!["10.0.0.0", "10.0.0.1"]);
+    fn partials_round_trip_through_json() {
+        let mut p = Partial::<Harvest>::default();
+        let mut f = finding("u", 1, 5);
+        f.fields = vec![Some(Value::Text("t".into())), Some(Value::Bool(true)), None];
+        p.sink.findings.push(f);
+        p.counts.lines = 3;
+        let text = serde_json::to_string(&p).unwrap();
+        let back: Partial<Harvest> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, p);
     }
 
     #[test]
     fn duplicates_keep_the_first_in_input_order() {
-        let mut a = event("u", 1, 0, "t", None);
+        let mut a = finding("u", 1, 0);
         a.record_id = Some("r1".into());
-        let mut b = event("u", 9, 0, "t", None);
+        let mut b = finding("u", 9, 0);
         b.record_id = Some("r1".into());
-        b.file = 1;
-        let c = event("u", 3, 0, "t", None);
+        b.at.input = 1;
+        let c = finding("u", 3, 0);
         let d = c.clone();
-        let mut events = vec![a.clone(), c, b, d];
-        assert_eq!(drop_duplicates(&mut events), 1);
-        assert_eq!(events.len(), 3);
-        assert_eq!(events[0], a);
+        let mut ctx = a.clone();
+        ctx.why = Why::Context(0);
+        let mut findings = vec![a.clone(), c, b, d, ctx];
+        assert_eq!(drop_duplicates(&mut findings), 1);
+        assert_eq!(
+            findings.len(),
+            4,
+            "a context selection is not a duplicate of a match"
+        );
+        assert_eq!(findings[0], a);
     }
 
     #[test]
     fn samples_are_capped() {
-        let mut p = Partial::default();
+        let mut p = Partial::<Harvest>::default();
         for i in 0..(MAX_SAMPLES as u64 + 5) {
             p.malformed(0, i, "x".into(), b"{");
         }

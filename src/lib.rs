@@ -11,10 +11,15 @@
 #![deny(missing_docs)]
 
 pub mod alloc;
+pub mod allow;
+pub mod analysis;
 pub mod chunk;
 pub mod config;
+pub mod coverage;
 pub mod document;
 pub mod engine;
+pub mod error;
+pub mod evidence;
 pub mod field;
 pub mod findings;
 pub mod generate;

@@ -45,13 +45,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
-    let mut config = args.to_config();
+    let mut config = args.to_config()?;
     let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
         let progress = Arc::new(Progress::default());
         config.progress = Some(progress.clone());
         std::thread::spawn(move || show_progress(&progress))
     });
-    let report = ualhunt::run(&config).context("cannot start worker threads")?;
+    let report = ualhunt::run(&config)?;
     if let Some(bar) = bar {
         // The bar thread ends once the run is marked finished; it cannot panic on input.
         let _ = bar.join();
@@ -63,7 +63,10 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
         )),
         None => Box::new(BufWriter::new(io::stdout().lock())),
     };
-    let written = output::write(args.format.into(), &report, &mut out);
+    let layout = output::Layout {
+        width: table_width(args),
+    };
+    let written = output::write_with(args.format.into(), layout, &report, &mut out);
 
     let mut err = io::stderr().lock();
     for w in &report.warnings {
@@ -78,8 +81,8 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
         writeln!(
             err,
             "ualhunt: {}: {}",
-            terminal_safe(&e.path),
-            terminal_safe(&e.message)
+            terminal_safe(e.path()),
+            terminal_safe(&e.to_string())
         )?;
     }
     if report.counts.malformed > 0 {
@@ -99,13 +102,35 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
+    for i in report.allowlist.expired() {
+        let e = &report.allowlist.entries[i];
+        writeln!(
+            err,
+            "ualhunt: warning: allowlist entry for {} expired on {} and no longer applies",
+            terminal_safe(&e.account),
+            e.expires.map(|d| d.to_string()).unwrap_or_default()
+        )?;
+    }
+    if report.files == 0 && report.errors.is_empty() {
+        writeln!(
+            err,
+            "ualhunt: warning: no input was read (empty directory?)"
+        )?;
+    }
+    if !report.coverage.conclusive && report.events() == 0 && report.files > 0 {
+        writeln!(
+            err,
+            "ualhunt: note: no findings, but the archive cannot vouch for it: {}",
+            terminal_safe(&report.coverage.reasons.join("; "))
+        )?;
+    }
     if args.stats {
         output::write_stats(&report, &mut err)?;
     }
     written.context("cannot write findings")?;
 
     let failed = !report.errors.is_empty() || (args.strict && report.counts.malformed > 0);
-    let events = report.events();
+    let events = report.unallowed_events();
     let malformed = report.counts.malformed;
     // The process ends right after this: freeing hundreds of thousands of evidence
     // strings one by one would only delay the exit.
@@ -120,6 +145,26 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The width the table may use: unlimited with `--wide` or when stdout is not a
+/// terminal (unless `COLUMNS` says otherwise), else the terminal's.
+fn table_width(args: &HuntArgs) -> Option<usize> {
+    if args.wide {
+        return None;
+    }
+    let columns = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok());
+    if args.output.is_none() && io::stdout().is_terminal() {
+        terminal_size::terminal_size()
+            .map(|(w, _)| usize::from(w.0))
+            .or(columns)
+            .or(Some(80))
+    } else {
+        columns
+    }
+    .map(|w| w.max(40))
 }
 
 /// Draws a progress bar on stderr (bytes read of the inputs' total, throughput, ETA)

@@ -9,6 +9,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use memchr::memmem;
 
 use crate::rule::Rule;
+use crate::rule::kql::Query;
 
 /// A compiled search for the literals the rules require.
 // One prefilter exists per run; keeping the finder inline spares the hot loop a pointer hop.
@@ -32,9 +33,16 @@ impl Prefilter {
     /// Builds the prefilter for a rule set: a line is a candidate when it contains a
     /// literal required by any rule. A rule that yields no literal disables filtering.
     pub fn for_rules(rules: &[Rule]) -> Prefilter {
+        Prefilter::for_queries(rules.iter().map(|r| &r.query))
+    }
+
+    /// Builds the prefilter for a set of queries (rule and context selections alike):
+    /// a line is a candidate when it contains a literal required by any of them. A
+    /// query that yields no literal disables filtering.
+    pub fn for_queries<'q>(queries: impl IntoIterator<Item = &'q Query>) -> Prefilter {
         let mut literals = Vec::new();
-        for rule in rules {
-            match rule.query.required_literals() {
+        for query in queries {
+            match query.required_literals() {
                 Some(set) => literals.extend(set),
                 None => return Prefilter::Everything,
             }
@@ -43,21 +51,42 @@ impl Prefilter {
     }
 
     /// Builds a prefilter for a set of literals (none: everything is a candidate).
-    pub fn from_literals(mut literals: Vec<String>) -> Prefilter {
+    pub fn from_literals(literals: Vec<String>) -> Prefilter {
+        Prefilter::build(literals, false)
+    }
+
+    /// Builds a prefilter for literals that match whatever their ASCII case (account
+    /// names: `Alice@Contoso.com` is `alice@contoso.com`); none: everything.
+    pub fn case_insensitive(literals: Vec<String>) -> Prefilter {
+        Prefilter::build(literals, true)
+    }
+
+    fn build(mut literals: Vec<String>, ignore_case: bool) -> Prefilter {
         literals.sort();
         literals.dedup();
         literals.retain(|l| !l.is_empty());
         match literals.len() {
             0 => Prefilter::Everything,
-            1 => Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned()),
+            1 if !ignore_case => {
+                Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned())
+            }
             _ => {
                 let longest = literals.iter().map(String::len).max().unwrap_or(0);
-                let searcher = AhoCorasick::builder()
+                let built = AhoCorasick::builder()
                     .kind(Some(AhoCorasickKind::DFA))
                     .match_kind(MatchKind::LeftmostFirst)
-                    .build(&literals)
-                    // A handful of short literals always builds.
-                    .expect("prefilter automaton builds");
+                    .ascii_case_insensitive(ignore_case)
+                    .build(&literals);
+                let searcher = match built {
+                    Ok(s) => s,
+                    // Too many literals for a DFA: let the builder pick a smaller kind.
+                    Err(_) => AhoCorasick::builder()
+                        .match_kind(MatchKind::LeftmostFirst)
+                        .ascii_case_insensitive(ignore_case)
+                        .build(&literals)
+                        // Non-empty literals always build without a size-bounded kind.
+                        .expect("prefilter automaton builds"),
+                };
                 Prefilter::Many {
                     searcher: Box::new(searcher),
                     longest,
@@ -125,5 +154,7 @@ mod tests {
         assert_eq!(p.find(b"....Set-InboxRule"), Some(4));
         assert_eq!(p.overlap(), 12);
         assert!(Prefilter::from_literals(vec![]).is_everything());
+        let p = Prefilter::case_insensitive(vec!["Alice@Contoso.com".into()]);
+        assert_eq!(p.find(b"xx ALICE@contoso.COM"), Some(3));
     }
 }

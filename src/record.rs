@@ -160,6 +160,41 @@ impl<'t, 'i> Record<'t, 'i> {
         }
     }
 
+    /// The cmdlet as it was run, rebuilt from the action and the record's `Parameters`
+    /// in their order: `Set-MailboxAuditBypassAssociation -Identity "x"
+    /// -AuditBypassEnabled $true`. Boolean-like values become `$true`/`$false`; others
+    /// are quoted the PowerShell way (a `"` inside becomes `` `" ``); null values are
+    /// left out. A `Parameters` string is appended as it is.
+    pub fn command_line(&self) -> Option<String> {
+        let action = self.text(&Field::Action)?;
+        let params = match self.shape {
+            Shape::Raw => self.keys.parameters,
+            Shape::Ecs => lookup(self.root, "o365.audit.Parameters"),
+        };
+        let mut line = action.into_owned();
+        let Some(params) = params else {
+            return Some(line);
+        };
+        if let Some(raw) = params.into_string() {
+            line.push(' ');
+            line.push_str(raw);
+        } else if let Some(items) = params.as_array() {
+            for item in items.iter().filter_map(|p| p.as_object()) {
+                if let (Some(name), Some(value)) = (
+                    item.get("Name").and_then(|n| n.into_string()),
+                    item.get("Value"),
+                ) {
+                    push_parameter(&mut line, name, value);
+                }
+            }
+        } else if let Some(obj) = params.as_object() {
+            for (name, value) in obj.iter() {
+                push_parameter(&mut line, name, value);
+            }
+        }
+        Some(line)
+    }
+
     /// Calls `f` on each text value of `field` until it returns true.
     fn visit(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
         match self.shape {
@@ -267,6 +302,26 @@ fn scalar_text<'i>(value: Value<'_, 'i>) -> Option<Cow<'i, str>> {
         return Some(Cow::Owned(n.to_string()));
     }
     value.as_f64().map(|n| Cow::Owned(n.to_string()))
+}
+
+/// Appends ` -Name value` to a command line.
+fn push_parameter(line: &mut String, name: &str, value: Value<'_, '_>) {
+    let Some(text) = scalar_text(value) else {
+        return;
+    };
+    line.push_str(" -");
+    line.push_str(name);
+    match crate::rule::parse_flag(&text)
+        .filter(|_| !text.trim().chars().all(|c| c.is_ascii_digit()))
+    {
+        Some(true) => line.push_str(" $true"),
+        Some(false) => line.push_str(" $false"),
+        None => {
+            line.push_str(" \"");
+            line.push_str(&text.replace('"', "`\""));
+            line.push('"');
+        }
+    }
 }
 
 /// `Parameters.<name>` of a raw record: the last non-null `Value` of a `{"Name","Value"}`
@@ -442,6 +497,23 @@ mod tests {
         assert_eq!(text_of(RAW, "host.name"), None);
         let ts = with_record(RAW, |r| r.timestamp()).unwrap();
         assert_eq!(ts.to_rfc3339(), "2024-03-05T10:11:12+00:00");
+    }
+
+    #[test]
+    fn command_lines_are_rebuilt_from_parameters() {
+        let line = with_record(RAW, |r| r.command_line()).unwrap();
+        assert_eq!(
+            line,
+            r#"Set-MailboxAuditBypassAssociation -Identity "first" -AuditBypassEnabled $true -Identity "mbx@contoso.com""#
+        );
+        let ecs = r#"{"event":{"action":"Set-X"},"o365":{"audit":{"Parameters":{"Identity":"a\"b","Enabled":"$False","Count":1}}}}"#;
+        let line = with_record(ecs, |r| r.command_line()).unwrap();
+        assert_eq!(line, r#"Set-X -Identity "a`"b" -Enabled $false -Count "1""#);
+        let raw = r#"{"Operation":"Op","Parameters":"-Identity x"}"#;
+        assert_eq!(
+            with_record(raw, |r| r.command_line()).unwrap(),
+            "Op -Identity x"
+        );
     }
 
     #[test]

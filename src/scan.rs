@@ -2,62 +2,115 @@
 //!
 //! Place in the flow: `engine` hands each chunk (a slice of a mapped file or of a
 //! decompressed block) to [`scan_chunk`] on a rayon worker. The chunk is walked in
-//! cache-sized blocks: the prefilter searches the whole block for the rule literals,
-//! then one newline pass over the same, still cache-hot, block counts lines, spots
-//! blank ones and numbers the candidate lines. Only candidates are copied into the
-//! worker's scratch buffer and parsed (simd-json parses in place; the mapping stays
-//! read-only). No I/O and no printing happen here.
+//! cache-sized blocks: the prefilter searches the whole block for the selections'
+//! literals, then one newline pass over the same, still cache-hot, block counts lines,
+//! spots blank ones, numbers the candidate lines and tallies each record's time for the
+//! coverage. Only candidates are copied into the worker's scratch buffer and parsed
+//! (simd-json parses in place; the mapping stays read-only).
+//!
+//! The split is ripgrep's: the [`Matcher`] says which records are selected and why (a
+//! rule's query, a context selection's query, or, for the context pass, any record
+//! holding a literal); this module finds them; a [`Sink`] decides what to keep of each.
+//! No I/O and no printing happen here.
 
 use std::time::{Duration, Instant};
 
 use memchr::{memchr, memchr_iter, memrchr};
 
-use std::borrow::Cow;
-
-use chrono::{DateTime, Utc};
 use rustc_hash::{FxHashMap, FxHashSet};
 use simd_json::tape::Tape;
 
-use crate::field::Field;
-use crate::findings::{Event, Partial, Text};
+use crate::coverage::Tally;
+use crate::findings::{At, Merge, Partial, Text, Why};
 use crate::prefilter::Prefilter;
 use crate::record::{Record, reduce_ip};
-use crate::rule::{Rule, parse_flag};
+use crate::rule::Rule;
+use crate::rule::kql::Query;
 
 /// Bytes walked at a time: small enough that the newline pass finds the block still in
 /// the L2 cache after the literal search.
 pub const DEFAULT_BLOCK: usize = 256 * 1024;
 
-/// Everything a worker needs to evaluate lines; shared read-only by all workers.
+/// One class of records the scan selects.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    /// The rule it belongs to.
+    pub rule: u16,
+    /// A rule match or a context selection.
+    pub why: Why,
+    /// What a record must satisfy; `None` selects every parsed candidate (the context
+    /// pass, whose sink decides).
+    pub query: Option<Query>,
+}
+
+/// What a scan selects and how; shared read-only by all workers.
 #[derive(Debug)]
 pub struct Matcher {
     rules: Vec<Rule>,
+    selections: Vec<Selection>,
     prefilter: Prefilter,
     max_line: usize,
     block: usize,
     timed: bool,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
+    coverage: bool,
 }
 
 impl Matcher {
-    /// Compiles the matcher. With `prefilter` false every non-blank line is parsed
-    /// (the slow reference path). Lines longer than `max_line` bytes are counted as
-    /// malformed instead of being parsed.
+    /// The first pass: each rule's query and its context selections. With `prefilter`
+    /// false every non-blank line is parsed (the slow reference path). Lines longer than
+    /// `max_line` bytes are counted as malformed instead of being parsed.
     pub fn new(rules: Vec<Rule>, prefilter: bool, max_line: usize) -> Matcher {
+        let mut selections = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            selections.push(Selection {
+                rule: i as u16,
+                why: Why::Rule,
+                query: Some(rule.query.clone()),
+            });
+            for (c, q) in rule.contexts.iter().enumerate() {
+                selections.push(Selection {
+                    rule: i as u16,
+                    why: Why::Context(c as u16),
+                    query: Some(q.clone()),
+                });
+            }
+        }
         let prefilter = if prefilter {
-            Prefilter::for_rules(&rules)
+            Prefilter::for_queries(selections.iter().filter_map(|s| s.query.as_ref()))
         } else {
             Prefilter::Everything
         };
         Matcher {
             rules,
+            selections,
             prefilter,
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
-            since: None,
-            until: None,
+            coverage: true,
+        }
+    }
+
+    /// A pass that hands every parsed record holding one of `literals` (ASCII case
+    /// ignored; `None`: every record) to the sink; no coverage is counted (the first
+    /// pass did).
+    pub fn for_literals(
+        rules: Vec<Rule>,
+        literals: Option<Vec<String>>,
+        max_line: usize,
+    ) -> Matcher {
+        Matcher {
+            rules,
+            selections: vec![Selection {
+                rule: 0,
+                why: Why::Context(u16::MAX),
+                query: None,
+            }],
+            prefilter: literals.map_or(Prefilter::Everything, Prefilter::case_insensitive),
+            max_line,
+            block: DEFAULT_BLOCK,
+            timed: false,
+            coverage: false,
         }
     }
 
@@ -75,25 +128,6 @@ impl Matcher {
         self
     }
 
-    /// Reports only events with `since <= time < until` (either bound optional; an
-    /// event without a time is outside any window).
-    pub fn with_window(
-        mut self,
-        since: Option<DateTime<Utc>>,
-        until: Option<DateTime<Utc>>,
-    ) -> Matcher {
-        self.since = since;
-        self.until = until;
-        self
-    }
-
-    fn in_window(&self, t: Option<DateTime<Utc>>) -> bool {
-        if self.since.is_none() && self.until.is_none() {
-            return true;
-        }
-        t.is_some_and(|t| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u))
-    }
-
     /// The prefilter in use.
     pub fn prefilter(&self) -> &Prefilter {
         &self.prefilter
@@ -102,6 +136,72 @@ impl Matcher {
     /// The longest line that is parsed.
     pub fn max_line(&self) -> usize {
         self.max_line
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The selections.
+    pub fn selections(&self) -> &[Selection] {
+        &self.selections
+    }
+
+    /// Whether record coverage is counted.
+    pub fn counts_coverage(&self) -> bool {
+        self.coverage
+    }
+}
+
+/// Receives each selected record: what a pass keeps of it. Implementations are
+/// per-chunk states that merge in input order ([`Merge`]).
+pub trait Sink: Merge {
+    /// What every sink of a pass reads besides the records (the context pass: whom to
+    /// watch, and when); shared read-only by the workers.
+    type Params: Sync;
+
+    /// A record satisfied the selections `hits` (indexes into
+    /// [`Matcher::selections`], at least one); `at` is chunk-relative.
+    fn selected(
+        &mut self,
+        hits: &[usize],
+        record: &Record<'_, '_>,
+        at: At,
+        cx: &mut SinkCx<'_, Self::Params>,
+    );
+}
+
+/// What a sink may use besides the record.
+pub struct SinkCx<'a, P> {
+    /// The matcher that selected the record.
+    pub matcher: &'a Matcher,
+    /// The pass's parameters.
+    pub params: &'a P,
+    /// Shared evidence text of this worker.
+    pub texts: &'a mut Interner,
+}
+
+/// A pass: what selects records and what its sinks read. Copied freely.
+pub struct Pass<'a, S: Sink> {
+    /// What is selected.
+    pub matcher: &'a Matcher,
+    /// What the sinks read.
+    pub params: &'a S::Params,
+}
+
+impl<S: Sink> Clone for Pass<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Sink> Copy for Pass<'_, S> {}
+
+impl<'a, S: Sink> Pass<'a, S> {
+    /// A pass of `matcher` whose sinks read `params`.
+    pub fn new(matcher: &'a Matcher, params: &'a S::Params) -> Pass<'a, S> {
+        Pass { matcher, params }
     }
 }
 
@@ -114,35 +214,50 @@ pub struct Scratch {
     tape: Option<Tape<'static>>,
     /// Candidate lines of the current block: (start, end without newline, line index).
     candidates: Vec<(usize, usize, u64)>,
+    /// Selections a candidate satisfied.
+    hits: Vec<usize>,
     /// Shared evidence text.
     texts: Interner,
     /// Time spent parsing and evaluating candidates.
     pub parse_time: Duration,
 }
 
-/// Scans one line-aligned chunk of file `file`. Line indexes in the result are
-/// relative to the chunk's first line.
-pub fn scan_chunk(data: &[u8], file: usize, m: &Matcher, scratch: &mut Scratch) -> Partial {
-    let mut out = Partial::default();
+/// Scans one line-aligned chunk of file `file`. Positions in the result are relative
+/// to the chunk's start.
+pub fn scan_chunk<S: Sink>(
+    data: &[u8],
+    file: usize,
+    pass: Pass<'_, S>,
+    scratch: &mut Scratch,
+) -> Partial<S> {
+    let m = pass.matcher;
+    let mut out = Partial::<S> {
+        bytes: data.len() as u64,
+        ..Partial::default()
+    };
     if data.is_empty() {
         return out;
     }
+    let mut tally = Tally::default();
     if m.prefilter.is_everything() {
-        scan_every_line(data, file, m, scratch, &mut out);
+        scan_every_line(data, file, pass, scratch, &mut out, &mut tally);
     } else {
-        scan_prefiltered(data, file, m, scratch, &mut out);
+        scan_prefiltered(data, file, pass, scratch, &mut out, &mut tally);
     }
+    out.coverage = tally.finish();
     out
 }
 
 /// The reference path: every non-blank line is a candidate.
-fn scan_every_line(
+fn scan_every_line<S: Sink>(
     data: &[u8],
     file: usize,
-    m: &Matcher,
+    pass: Pass<'_, S>,
     scratch: &mut Scratch,
-    out: &mut Partial,
+    out: &mut Partial<S>,
+    tally: &mut Tally,
 ) {
+    let m = pass.matcher;
     let mut start = 0;
     let mut index = 0u64;
     while start < data.len() {
@@ -151,7 +266,10 @@ fn scan_every_line(
         if is_blank(line) {
             out.counts.blank += 1;
         } else {
-            candidate(line, file, index, m, scratch, out);
+            if m.coverage {
+                tally.record(line);
+            }
+            candidate(line, file, index, start as u64, pass, scratch, out);
         }
         index += 1;
         start = end + 1;
@@ -161,14 +279,17 @@ fn scan_every_line(
 }
 
 /// The fast path: search each block for the literals, then count its lines in one pass
-/// while it is cache-hot, numbering the candidate lines on the way.
-fn scan_prefiltered(
+/// while it is cache-hot, numbering the candidate lines and tallying each record's time
+/// on the way.
+fn scan_prefiltered<S: Sink>(
     data: &[u8],
     file: usize,
-    m: &Matcher,
+    pass: Pass<'_, S>,
     scratch: &mut Scratch,
-    out: &mut Partial,
+    out: &mut Partial<S>,
+    tally: &mut Tally,
 ) {
+    let m = pass.matcher;
     let len = data.len();
     let overlap = m.prefilter.overlap();
     let mut lines_before_block = 0u64;
@@ -176,7 +297,9 @@ fn scan_prefiltered(
     let mut search_from = 0usize;
     let mut block_start = 0usize;
     // The first line of the chunk starts at 0; every other line starts after a newline.
-    if is_blank_at(data, 0) {
+    let mut line_start = 0usize;
+    let mut line_blank = is_blank_at(data, 0);
+    if line_blank {
         out.counts.blank += 1;
     }
     let mut cands = std::mem::take(&mut scratch.candidates);
@@ -195,14 +318,15 @@ fn scan_prefiltered(
             if hit >= block_end {
                 break;
             }
-            let line_start = memrchr(b'\n', &data[..hit]).map_or(0, |i| i + 1);
-            let line_end = memchr(b'\n', &data[hit..]).map_or(len, |i| hit + i);
-            cands.push((line_start, line_end, 0));
-            from = line_end + 1;
+            let start = memrchr(b'\n', &data[..hit]).map_or(0, |i| i + 1);
+            let end = memchr(b'\n', &data[hit..]).map_or(len, |i| hit + i);
+            cands.push((start, end, 0));
+            from = end + 1;
         }
         search_from = search_from.max(from);
 
-        // 2. One newline pass: count lines, spot blank ones, number the candidates.
+        // 2. One newline pass: count lines, spot blank ones, number the candidates,
+        //    tally each finished record's time.
         let mut seen = 0u64;
         let mut next = 0usize;
         for nl in memchr_iter(b'\n', &data[block_start..block_end]) {
@@ -212,7 +336,12 @@ fn scan_prefiltered(
                 next += 1;
             }
             seen += 1;
-            if is_blank_at(data, nl + 1) {
+            if m.coverage && !line_blank {
+                tally.record(&data[line_start..nl]);
+            }
+            line_start = nl + 1;
+            line_blank = is_blank_at(data, line_start);
+            if line_blank {
                 out.counts.blank += 1;
             }
         }
@@ -222,10 +351,21 @@ fn scan_prefiltered(
 
         // 3. Parse the candidates while the block is still warm.
         for &(start, end, index) in &cands {
-            candidate(&data[start..end], file, index, m, scratch, out);
+            candidate(
+                &data[start..end],
+                file,
+                index,
+                start as u64,
+                pass,
+                scratch,
+                out,
+            );
         }
         lines_before_block += seen;
         block_start = block_end;
+    }
+    if m.coverage && line_start < len && !line_blank {
+        tally.record(&data[line_start..]);
     }
     scratch.candidates = cands;
     out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
@@ -259,17 +399,19 @@ fn is_blank(line: &[u8]) -> bool {
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\x0c'))
 }
 
-/// Parses one candidate line and evaluates the rules on it.
-/// Parses one candidate record (a line, a CSV cell or a JSON object) and evaluates the
-/// rules on it; `index` is the 0-based line where it starts.
-pub(crate) fn candidate(
+/// Parses one candidate record (a line, a CSV cell or a JSON object) and hands it to
+/// the sink with the selections it satisfies; `index` is the 0-based line where it
+/// starts and `offset` the byte offset of that line.
+pub(crate) fn candidate<S: Sink>(
     line: &[u8],
     file: usize,
     index: u64,
-    m: &Matcher,
+    offset: u64,
+    pass: Pass<'_, S>,
     scratch: &mut Scratch,
-    out: &mut Partial,
+    out: &mut Partial<S>,
 ) {
+    let m = pass.matcher;
     let started = m.timed.then(Instant::now);
     let line = line.trim_ascii();
     if line.len() > m.max_line {
@@ -280,28 +422,35 @@ pub(crate) fn candidate(
         );
         out.malformed(file, index, reason, line);
     } else {
-        evaluate(line, file, index, m, scratch, out);
+        let at = At {
+            input: file as u32,
+            line: index,
+            offset,
+        };
+        evaluate(line, at, pass, scratch, out);
     }
     if let Some(t) = started {
         scratch.parse_time += t.elapsed();
     }
 }
 
-fn evaluate(
+fn evaluate<S: Sink>(
     line: &[u8],
-    file: usize,
-    index: u64,
-    m: &Matcher,
+    at: At,
+    pass: Pass<'_, S>,
     scratch: &mut Scratch,
-    out: &mut Partial,
+    out: &mut Partial<S>,
 ) {
+    let m = pass.matcher;
     let Scratch {
         buf,
         buffers,
         tape: spare,
         texts,
+        hits,
         ..
     } = scratch;
+    let file = at.input as usize;
     // One copy of the line, padded as simd-json's SIMD loads need, parsed in place
     // into a tape whose allocation is reused from line to line.
     buf.clear();
@@ -310,66 +459,37 @@ fn evaluate(
     let buffers = buffers.get_or_insert_with(|| simd_json::Buffers::new(line.len()));
     let mut tape = spare.take().unwrap_or_else(Tape::null).reset();
     if let Err(e) = simd_json::fill_tape_padded(buf, line.len(), buffers, &mut tape) {
-        out.malformed(file, index, format!("invalid JSON: {e}"), line);
+        out.malformed(file, at.line, format!("invalid JSON: {e}"), line);
         *spare = Some(tape.reset());
         return;
     }
     let Ok(record) = Record::new(tape.as_value()) else {
-        out.malformed(file, index, "not a JSON object".to_string(), line);
+        out.malformed(file, at.line, "not a JSON object".to_string(), line);
         *spare = Some(tape.reset());
         return;
     };
     out.counts.candidates += 1;
-    let before = out.events.len();
-    let mut outside = false;
-    for (i, rule) in m.rules.iter().enumerate() {
-        if rule.query.matches(&record) {
-            let timestamp = record.timestamp();
-            if m.in_window(timestamp) {
-                out.events
-                    .push(event(&record, timestamp, rule, i, file, index, texts));
-            } else {
-                outside = true;
-            }
+    hits.clear();
+    for (i, sel) in m.selections.iter().enumerate() {
+        if sel.query.as_ref().is_none_or(|q| q.matches(&record)) {
+            hits.push(i);
         }
     }
-    if out.events.len() > before {
+    if hits.iter().any(|&i| m.selections[i].why == Why::Rule) {
         out.counts.matched += 1;
     } else {
         out.counts.not_matched += 1;
-        out.counts.outside_window += u64::from(outside);
+        out.counts.context += u64::from(!hits.is_empty());
+    }
+    if !hits.is_empty() {
+        let mut cx = SinkCx {
+            matcher: m,
+            params: pass.params,
+            texts,
+        };
+        out.sink.selected(hits, &record, at, &mut cx);
     }
     *spare = Some(tape.reset());
-}
-
-fn event(
-    record: &Record<'_, '_>,
-    timestamp: Option<DateTime<Utc>>,
-    rule: &Rule,
-    index: usize,
-    file: usize,
-    line: u64,
-    texts: &mut Interner,
-) -> Event {
-    Event {
-        rule: index,
-        file,
-        line,
-        actor: record.actor().map(|s| texts.text(&s)),
-        timestamp,
-        record_id: record.text(&Field::EventId).map(Cow::into_owned),
-        target: rule
-            .target
-            .iter()
-            .find_map(|f| record.text(f))
-            .map(|s| texts.text(&s)),
-        bypass_enabled: rule
-            .flag
-            .as_ref()
-            .and_then(|f| record.text(f))
-            .and_then(|s| parse_flag(&s)),
-        source_ip: record.client_address().and_then(|a| texts.ip(a)),
-    }
 }
 
 /// Shares the text of repeated evidence values (actors, targets, addresses) and the
@@ -384,7 +504,8 @@ pub struct Interner {
 impl Interner {
     const MAX: usize = 1 << 16;
 
-    fn text(&mut self, s: &str) -> Text {
+    /// The shared text of `s`.
+    pub fn text(&mut self, s: &str) -> Text {
         if let Some(t) = self.texts.get(s) {
             return t.clone();
         }
@@ -396,7 +517,8 @@ impl Interner {
         t
     }
 
-    fn ip(&mut self, address: &str) -> Option<Text> {
+    /// The IP a client address reduces to, shared.
+    pub fn ip(&mut self, address: &str) -> Option<Text> {
         if let Some(ip) = self.ips.get(address) {
             return ip.clone();
         }
@@ -412,14 +534,26 @@ impl Interner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::findings::Value;
 
     const HIT: &str = r#"{"Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","UserId":"u","CreationTime":"2024-01-01T00:00:00","Id":"1","Parameters":[{"Name":"Identity","Value":"m"},{"Name":"AuditBypassEnabled","Value":"True"}]}"#;
     const MISS: &str = r#"{"Operation":"Set-Mailbox","Workload":"Exchange","UserId":"u"}"#;
     const DECOY: &str = r#"{"Operation":"Set-Mailbox","Workload":"Exchange","ObjectId":"Set-MailboxAuditBypassAssociation"}"#;
 
-    fn scan(data: &str, prefilter: bool) -> Partial {
+    use crate::findings::Harvest;
+
+    fn scan(data: &str, prefilter: bool) -> Partial<Harvest> {
         let m = Matcher::new(Rule::builtin(), prefilter, 1 << 20);
-        scan_chunk(data.as_bytes(), 0, &m, &mut Scratch::default())
+        scan_chunk(
+            data.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        )
+    }
+
+    fn lines(p: &Partial<Harvest>) -> Vec<u64> {
+        p.sink.findings.iter().map(|f| f.at.line).collect()
     }
 
     #[test]
@@ -433,10 +567,11 @@ mod tests {
             assert_eq!(p.counts.blank, 2);
             assert_eq!(p.counts.matched, 2);
             assert_eq!(p.counts.malformed, 1);
-            assert_eq!(
-                p.events.iter().map(|e| e.line).collect::<Vec<_>>(),
-                vec![2, 6]
-            );
+            assert_eq!(lines(&p), vec![2, 6]);
+            let offsets: Vec<u64> = p.sink.findings.iter().map(|f| f.at.offset).collect();
+            let starts: Vec<u64> = data.match_indices(HIT).map(|(i, _)| i as u64).collect();
+            assert_eq!(offsets, starts);
+            assert_eq!(p.coverage.records(), p.counts.records);
             assert_eq!(p.samples[0].line, 5);
             let c = p.counts;
             assert_eq!(c.lines, c.blank + c.not_candidate() + c.candidates);
@@ -449,11 +584,32 @@ mod tests {
     #[test]
     fn evidence_fields_are_read() {
         let p = scan(HIT, true);
-        let e = &p.events[0];
+        let e = &p.sink.findings[0];
+        let rule = &Rule::builtin()[0];
         assert_eq!(e.actor.as_deref(), Some("u"));
-        assert_eq!(e.target.as_deref(), Some("m"));
-        assert_eq!(e.bypass_enabled, Some(true));
+        let field = |name| e.field(rule.evidence_index(name)).cloned();
+        assert_eq!(field("target"), Some(Value::Text("m".into())));
+        assert_eq!(field("bypass_enabled"), Some(Value::Bool(true)));
+        assert_eq!(
+            field("command_line"),
+            Some(Value::Text(
+                "Set-MailboxAuditBypassAssociation -Identity \"m\" -AuditBypassEnabled $true"
+                    .into()
+            ))
+        );
         assert_eq!(e.record_id.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn failures_are_selected_as_context_not_matched() {
+        let failed = HIT.replace("\"Workload\"", "\"ResultStatus\":\"Failed\",\"Workload\"");
+        let p = scan(&format!("{HIT}\n{failed}\n"), true);
+        assert_eq!(
+            (p.counts.matched, p.counts.not_matched, p.counts.context),
+            (1, 1, 1)
+        );
+        let whys: Vec<Why> = p.sink.findings.iter().map(|f| f.why).collect();
+        assert_eq!(whys, vec![Why::Rule, Why::Context(0)]);
     }
 
     #[test]
@@ -465,16 +621,18 @@ mod tests {
         let p = scan(&data, true);
         assert_eq!(p.counts.lines, 7);
         assert_eq!(p.counts.matched, 7);
-        assert_eq!(
-            p.events.iter().map(|e| e.line).collect::<Vec<_>>(),
-            (0..7).collect::<Vec<_>>()
-        );
+        assert_eq!(lines(&p), (0..7).collect::<Vec<_>>());
     }
 
     #[test]
     fn overlong_lines_are_malformed_not_parsed() {
         let m = Matcher::new(Rule::builtin(), true, 16);
-        let p = scan_chunk(HIT.as_bytes(), 0, &m, &mut Scratch::default());
+        let p: Partial<Harvest> = scan_chunk(
+            HIT.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        );
         assert_eq!(p.counts.malformed, 1);
         assert!(
             p.samples[0].reason.contains("longer than"),

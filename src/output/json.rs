@@ -1,22 +1,39 @@
-//! `--format json`: one document, schema version 1 (DESIGN §4).
+//! `--format json`: one document, schema version 2 — every version 1 field, plus the
+//! coverage verdict, the bypass investigation, the allowlist and the time window. The
+//! one complete record of a run: every other format is derived from the same report.
 
 use std::io::{self, Write};
 
 use serde::Serialize;
+use serde::ser::SerializeMap;
 
-use super::{Exporter, Rfc3339, rfc3339};
-use crate::engine::{MalformedLine, Report, ScanError};
-use crate::findings::{ActorFindings, Event, Target};
+use super::{Exporter, Rfc3339};
+use crate::allow::Entry;
+use crate::analysis::Evidence;
+use crate::analysis::actors::ActorFindings;
+use crate::analysis::bypass::{Account, ActorContext, Investigation, Period};
+use crate::analysis::context::{OpKey, OpStat, Tampering};
+use crate::engine::{MalformedLine, Report};
+use crate::error::{InputError, Warning};
+use crate::findings::{Finding, Value};
+use crate::rule::Threat;
 
 /// The JSON exporter.
 pub struct Json;
+
+/// The schema version written.
+pub const VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Document<'a> {
     version: u32,
     rules: Vec<RuleOut<'a>>,
     scan: ScanOut<'a>,
+    window: WindowOut,
     actors: Vec<ActorOut<'a>>,
+    coverage: CoverageOut<'a>,
+    bypass: Option<BypassOut<'a>>,
+    allowlist: AllowlistOut<'a>,
 }
 
 #[derive(Serialize)]
@@ -27,6 +44,8 @@ pub(super) struct RuleOut<'a> {
     pub risk_score: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threat: Option<&'a [Threat]>,
 }
 
 #[derive(Serialize)]
@@ -40,49 +59,153 @@ struct ScanOut<'a> {
     candidates: u64,
     matched: u64,
     not_matched: u64,
+    context_selected: u64,
     malformed: u64,
     outside_window: u64,
     duplicates: u64,
     events: usize,
-    errors: &'a [ScanError],
-    warnings: &'a [ScanError],
+    attempts: usize,
+    context_pass: bool,
+    errors: Vec<ErrorOut<'a>>,
+    warnings: &'a [Warning],
     malformed_samples: &'a [MalformedLine],
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    path: &'a str,
+    message: String,
+    kind: &'static str,
+    offset: Option<u64>,
+    line: Option<u64>,
+}
+
+impl<'a> ErrorOut<'a> {
+    fn new(e: &'a InputError) -> ErrorOut<'a> {
+        ErrorOut {
+            path: e.path(),
+            message: e.to_string(),
+            kind: e.kind(),
+            offset: e.offset(),
+            line: e.line(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WindowOut {
+    since: Option<Rfc3339>,
+    until: Option<Rfc3339>,
 }
 
 #[derive(Serialize)]
 struct ActorOut<'a> {
     actor: Option<&'a str>,
     events: usize,
-    first_seen: Option<String>,
-    last_seen: Option<String>,
-    targets: &'a [Target],
-    source_ips: &'a [String],
+    first_seen: Option<Rfc3339>,
+    last_seen: Option<Rfc3339>,
+    user_types: Vec<&'a str>,
+    targets: Vec<TargetOut<'a>>,
+    source_ips: Vec<&'a str>,
     evidence: Vec<EvidenceOut<'a>>,
 }
 
 #[derive(Serialize)]
+struct TargetOut<'a> {
+    identity: Option<&'a str>,
+    events: u64,
+    bypass_enabled: Option<bool>,
+}
+
+/// One finding with its evidence items flattened in, as JSON and NDJSON write it.
 pub(super) struct EvidenceOut<'a> {
-    pub rule_id: &'a str,
-    pub path: &'a str,
-    pub line: u64,
-    pub timestamp: Option<Rfc3339>,
-    pub record_id: Option<&'a str>,
-    pub target: Option<&'a str>,
-    pub bypass_enabled: Option<bool>,
-    pub source_ip: Option<&'a str>,
+    report: &'a Report,
+    finding: &'a Finding,
+    change: Option<&'static str>,
+    allowed: Option<&'a Entry>,
+    /// Whether to write the actor too (NDJSON lines stand alone).
+    with_actor: bool,
 }
 
 impl<'a> EvidenceOut<'a> {
-    pub(super) fn new(report: &'a Report, e: &'a Event) -> EvidenceOut<'a> {
+    pub(super) fn new(report: &'a Report, e: &'a Evidence) -> EvidenceOut<'a> {
         EvidenceOut {
-            rule_id: &report.rules[e.rule].id,
-            path: &report.inputs[e.file],
-            line: e.line + 1,
-            timestamp: e.timestamp.as_ref().map(Rfc3339::new),
-            record_id: e.record_id.as_deref(),
-            target: e.target.as_deref(),
-            bypass_enabled: e.bypass_enabled,
-            source_ip: e.source_ip.as_deref(),
+            report,
+            finding: &e.finding,
+            change: e.change.map(|c| c.name()),
+            allowed: e.allowed.map(|i| &report.allowlist.entries[i]),
+            with_actor: false,
+        }
+    }
+
+    pub(super) fn finding(report: &'a Report, f: &'a Finding) -> EvidenceOut<'a> {
+        EvidenceOut {
+            report,
+            finding: f,
+            change: None,
+            allowed: allowed_of(report, f),
+            with_actor: false,
+        }
+    }
+
+    pub(super) fn with_actor(mut self) -> Self {
+        self.with_actor = true;
+        self
+    }
+}
+
+/// The allowlist entry that names a finding's actor or target.
+fn allowed_of<'a>(report: &'a Report, f: &Finding) -> Option<&'a Entry> {
+    let rule = report_rule(report, f);
+    let target = rule
+        .and_then(|r| r.evidence.iter().position(|e| e.name == "target"))
+        .and_then(|i| f.fields.get(i)?.as_ref()?.as_text());
+    let a = &report.allowlist;
+    f.actor
+        .as_deref()
+        .and_then(|x| a.find(x))
+        .or_else(|| target.and_then(|t| a.find(t)))
+        .map(|i| &a.entries[i])
+}
+
+fn report_rule<'a>(report: &'a Report, f: &Finding) -> Option<&'a crate::rule::RuleMeta> {
+    report.rules.get(usize::from(f.rule))
+}
+
+impl Serialize for EvidenceOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.finding;
+        let r = self.report;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("rule_id", &r.rules[usize::from(f.rule)].id)?;
+        if self.with_actor {
+            m.serialize_entry("actor", &f.actor.as_deref())?;
+        }
+        m.serialize_entry("path", &r.inputs[f.at.input as usize])?;
+        m.serialize_entry("member", &r.members[f.at.input as usize])?;
+        m.serialize_entry("line", &(f.at.line + 1))?;
+        m.serialize_entry("offset", &f.at.offset)?;
+        m.serialize_entry("timestamp", &f.timestamp.as_ref().map(Rfc3339::new))?;
+        m.serialize_entry("record_id", &f.record_id.as_deref())?;
+        m.serialize_entry("source_ip", &f.source_ip.as_deref())?;
+        if let Some(rule) = report_rule(r, f) {
+            for (spec, value) in rule.evidence.iter().zip(&f.fields) {
+                m.serialize_entry(&spec.name, &value.as_ref().map(ValueOut))?;
+            }
+        }
+        m.serialize_entry("change", &self.change)?;
+        m.serialize_entry("allowed", &self.allowed)?;
+        m.end()
+    }
+}
+
+struct ValueOut<'a>(&'a Value);
+
+impl Serialize for ValueOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Text(t) => s.serialize_str(t),
         }
     }
 }
@@ -91,10 +214,19 @@ fn actor_out<'a>(report: &'a Report, a: &'a ActorFindings) -> ActorOut<'a> {
     ActorOut {
         actor: a.actor.as_deref(),
         events: a.evidence.len(),
-        first_seen: a.first_seen.as_ref().map(rfc3339),
-        last_seen: a.last_seen.as_ref().map(rfc3339),
-        targets: &a.targets,
-        source_ips: &a.source_ips,
+        first_seen: a.first_seen.as_ref().map(Rfc3339::new),
+        last_seen: a.last_seen.as_ref().map(Rfc3339::new),
+        user_types: a.user_types.iter().map(|t| &**t).collect(),
+        targets: a
+            .targets
+            .iter()
+            .map(|t| TargetOut {
+                identity: t.identity.as_deref(),
+                events: t.events,
+                bypass_enabled: t.flag,
+            })
+            .collect(),
+        source_ips: a.source_ips.iter().map(|t| &**t).collect(),
         evidence: a
             .evidence
             .iter()
@@ -103,11 +235,234 @@ fn actor_out<'a>(report: &'a Report, a: &'a ActorFindings) -> ActorOut<'a> {
     }
 }
 
+#[derive(Serialize)]
+struct DayOut {
+    date: String,
+    records: u64,
+}
+
+#[derive(Serialize)]
+struct CoverageOut<'a> {
+    first: Option<Rfc3339>,
+    last: Option<Rfc3339>,
+    records: u64,
+    undated: u64,
+    days: Vec<DayOut>,
+    gap_days: Vec<String>,
+    exchange_admin_records: u64,
+    conclusive: bool,
+    reasons: &'a [String],
+}
+
+#[derive(Serialize)]
+struct BypassOut<'a> {
+    rule_id: &'a str,
+    context_pass: bool,
+    accounts: Vec<AccountOut<'a>>,
+    attempts: Vec<EvidenceOut<'a>>,
+    attempts_outside_window: u64,
+    actor_context: Option<Vec<ActorContextOut<'a>>>,
+}
+
+#[derive(Serialize)]
+struct AccountOut<'a> {
+    identity: &'a str,
+    spellings: &'a [String],
+    state_at_end: crate::analysis::bypass::State,
+    allowed: Option<&'a Entry>,
+    changes: Vec<ChangeOut<'a>>,
+    periods: Vec<PeriodOut<'a>>,
+    blind_spot: Option<BlindSpotOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChangeOut<'a> {
+    timestamp: Option<Rfc3339>,
+    change: &'static str,
+    actor: Option<&'a str>,
+    path: &'a str,
+    line: u64,
+    record_id: Option<&'a str>,
+    command_line: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PeriodOut<'a> {
+    start: Option<Rfc3339>,
+    end: Option<Rfc3339>,
+    open: bool,
+    predates_data: bool,
+    set_by: Option<&'a str>,
+    ended_by: Option<&'a str>,
+    mailbox_audit_before: Option<u64>,
+    mailbox_audit_during: Option<u64>,
+    mailbox_audit_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct BlindSpotOut<'a> {
+    mailbox_audit_before: u64,
+    mailbox_audit_during: u64,
+    mailbox_audit_after: u64,
+    mailbox_audit_per_day: Vec<DayOut>,
+    other_activity_during: Vec<OpOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct OpOut<'a> {
+    workload: &'a str,
+    operation: &'a str,
+    count: u64,
+    first: Option<Rfc3339>,
+    last: Option<Rfc3339>,
+    source_ips: Vec<&'a str>,
+}
+
+fn op_out<'a>((k, s): &'a (OpKey, OpStat)) -> OpOut<'a> {
+    OpOut {
+        workload: &k.0,
+        operation: &k.1,
+        count: s.count,
+        first: s.first.as_ref().map(Rfc3339::new),
+        last: s.last.as_ref().map(Rfc3339::new),
+        source_ips: s.source_ips.iter().map(|t| &**t).collect(),
+    }
+}
+
+#[derive(Serialize)]
+struct ActorContextOut<'a> {
+    actor: &'a str,
+    changes: u64,
+    window_seconds: i64,
+    operations: Vec<OpOut<'a>>,
+    source_ips: Vec<&'a str>,
+    tampering: Vec<TamperingOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct TamperingOut<'a> {
+    timestamp: Rfc3339,
+    operation: &'a str,
+    path: &'a str,
+    line: u64,
+    command_line: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AllowlistOut<'a> {
+    entries: usize,
+    expired: Vec<&'a Entry>,
+}
+
+fn change_out<'a>(report: &'a Report, c: &'a crate::analysis::bypass::ChangeItem) -> ChangeOut<'a> {
+    let f = &c.finding;
+    let rule = report_rule(report, f);
+    let command_line = rule
+        .and_then(|r| r.evidence.iter().position(|e| e.name == "command_line"))
+        .and_then(|i| f.fields.get(i)?.as_ref()?.as_text());
+    ChangeOut {
+        timestamp: f.timestamp.as_ref().map(Rfc3339::new),
+        change: c.change.name(),
+        actor: f.actor.as_deref(),
+        path: &report.inputs[f.at.input as usize],
+        line: f.at.line + 1,
+        record_id: f.record_id.as_deref(),
+        command_line,
+    }
+}
+
+fn period_out(p: &Period) -> PeriodOut<'_> {
+    PeriodOut {
+        start: p.start.as_ref().map(Rfc3339::new),
+        end: p.end.as_ref().map(Rfc3339::new),
+        open: p.open,
+        predates_data: p.predates_data,
+        set_by: p.set_by.as_deref(),
+        ended_by: p.ended_by.as_deref(),
+        mailbox_audit_before: p.mailbox_audit.map(|m| m[0]),
+        mailbox_audit_during: p.mailbox_audit.map(|m| m[1]),
+        mailbox_audit_after: p.mailbox_audit.map(|m| m[2]),
+    }
+}
+
+fn account_out<'a>(report: &'a Report, a: &'a Account) -> AccountOut<'a> {
+    AccountOut {
+        identity: &a.identity,
+        spellings: &a.spellings,
+        state_at_end: a.state_at_end,
+        allowed: a.allowed.map(|i| &report.allowlist.entries[i]),
+        changes: a.changes.iter().map(|c| change_out(report, c)).collect(),
+        periods: a.periods.iter().map(period_out).collect(),
+        blind_spot: a.blind_spot.as_ref().map(|b| BlindSpotOut {
+            mailbox_audit_before: b.before,
+            mailbox_audit_during: b.during,
+            mailbox_audit_after: b.after,
+            mailbox_audit_per_day: b
+                .per_day
+                .iter()
+                .map(|(d, n)| DayOut {
+                    date: d.to_string(),
+                    records: *n,
+                })
+                .collect(),
+            other_activity_during: b.other_during.iter().map(op_out).collect(),
+        }),
+    }
+}
+
+fn actor_context_out<'a>(report: &'a Report, c: &'a ActorContext) -> ActorContextOut<'a> {
+    ActorContextOut {
+        actor: &c.actor,
+        changes: c.changes,
+        window_seconds: c.window.num_seconds(),
+        operations: c.operations.iter().map(op_out).collect(),
+        source_ips: c.source_ips.iter().map(|t| &**t).collect(),
+        tampering: c
+            .tampering
+            .iter()
+            .map(|t| tampering_out(report, t))
+            .collect(),
+    }
+}
+
+fn tampering_out<'a>(report: &'a Report, t: &'a Tampering) -> TamperingOut<'a> {
+    TamperingOut {
+        timestamp: Rfc3339::new(&t.timestamp),
+        operation: &t.operation,
+        path: &report.inputs[t.at.input as usize],
+        line: t.at.line + 1,
+        command_line: t.command_line.as_deref(),
+    }
+}
+
+fn bypass_out<'a>(report: &'a Report, inv: &'a Investigation) -> BypassOut<'a> {
+    BypassOut {
+        rule_id: &report.rules[usize::from(inv.rule)].id,
+        context_pass: report.context_ran,
+        accounts: inv
+            .accounts
+            .iter()
+            .map(|a| account_out(report, a))
+            .collect(),
+        attempts: inv
+            .attempts
+            .iter()
+            .map(|f| EvidenceOut::finding(report, f).with_actor())
+            .collect(),
+        attempts_outside_window: inv.attempts_outside_window,
+        actor_context: inv
+            .actor_context
+            .as_ref()
+            .map(|list| list.iter().map(|c| actor_context_out(report, c)).collect()),
+    }
+}
+
 impl Exporter for Json {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
         let c = &report.counts;
+        let cov = &report.coverage;
         let doc = Document {
-            version: 1,
+            version: VERSION,
             rules: report
                 .rules
                 .iter()
@@ -117,6 +472,7 @@ impl Exporter for Json {
                     severity: &r.severity,
                     risk_score: r.risk_score,
                     query: Some(&r.query),
+                    threat: Some(&r.threat),
                 })
                 .collect(),
             scan: ScanOut {
@@ -129,15 +485,50 @@ impl Exporter for Json {
                 candidates: c.candidates,
                 matched: c.matched,
                 not_matched: c.not_matched,
+                context_selected: c.context,
                 malformed: c.malformed,
-                outside_window: c.outside_window,
+                outside_window: report.outside_window,
                 duplicates: report.duplicates,
                 events: report.events(),
-                errors: &report.errors,
+                attempts: report.attempts(),
+                context_pass: report.context_ran,
+                errors: report.errors.iter().map(ErrorOut::new).collect(),
                 warnings: &report.warnings,
                 malformed_samples: &report.malformed,
             },
+            window: WindowOut {
+                since: report.window.since.as_ref().map(Rfc3339::new),
+                until: report.window.until.as_ref().map(Rfc3339::new),
+            },
             actors: report.actors.iter().map(|a| actor_out(report, a)).collect(),
+            coverage: CoverageOut {
+                first: cov.first.as_ref().map(Rfc3339::new),
+                last: cov.last.as_ref().map(Rfc3339::new),
+                records: cov.records,
+                undated: cov.undated,
+                days: cov
+                    .days
+                    .iter()
+                    .map(|(d, n)| DayOut {
+                        date: d.to_string(),
+                        records: *n,
+                    })
+                    .collect(),
+                gap_days: cov.gap_days.iter().map(|d| d.to_string()).collect(),
+                exchange_admin_records: cov.exchange_admin_records,
+                conclusive: cov.conclusive,
+                reasons: &cov.reasons,
+            },
+            bypass: report.investigations.first().map(|i| bypass_out(report, i)),
+            allowlist: AllowlistOut {
+                entries: report.allowlist.entries.len(),
+                expired: report
+                    .allowlist
+                    .expired()
+                    .into_iter()
+                    .map(|i| &report.allowlist.entries[i])
+                    .collect(),
+            },
         };
         serde_json::to_writer(&mut *out, &doc)?;
         writeln!(out)

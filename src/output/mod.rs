@@ -25,10 +25,19 @@ pub trait Exporter {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()>;
 }
 
+/// How a report is laid out where the format leaves a choice.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Layout {
+    /// Columns the table may use (`None`: unlimited).
+    pub width: Option<usize>,
+}
+
 /// The exporter for a format.
-pub fn exporter(format: OutputFormat) -> Box<dyn Exporter> {
+pub fn exporter(format: OutputFormat, layout: Layout) -> Box<dyn Exporter> {
     match format {
-        OutputFormat::Table => Box::new(table::Table),
+        OutputFormat::Table => Box::new(table::Table {
+            width: layout.width,
+        }),
         OutputFormat::Json => Box::new(json::Json),
         OutputFormat::Csv => Box::new(csv::Csv),
         OutputFormat::Ndjson => Box::new(ndjson::Ndjson),
@@ -37,10 +46,20 @@ pub fn exporter(format: OutputFormat) -> Box<dyn Exporter> {
 
 /// Writes a report in a format.
 pub fn write(format: OutputFormat, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    write_with(format, Layout::default(), report, out)
+}
+
+/// Writes a report in a format, laid out as asked.
+pub fn write_with(
+    format: OutputFormat,
+    layout: Layout,
+    report: &Report,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     // Exporters make many small writes: buffer them here, in a concrete type, so each
     // one is a copy rather than a dynamic call.
     let mut buffered = io::BufWriter::with_capacity(1 << 20, out);
-    exporter(format).write(report, &mut buffered)?;
+    exporter(format, layout).write(report, &mut buffered)?;
     buffered.flush()
 }
 

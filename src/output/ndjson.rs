@@ -1,5 +1,6 @@
-//! `--format ndjson`: one matched event per line, with its evidence and the rule's
-//! metadata, in the same order as the JSON evidence.
+//! `--format ndjson`: one line per matched event, with its evidence and the rule's
+//! metadata, in the same order as the JSON evidence; then one line per failed attempt
+//! (`"outcome": "failure"`), in time order.
 
 use std::io::{self, Write};
 
@@ -8,6 +9,7 @@ use serde::Serialize;
 use super::Exporter;
 use super::json::{EvidenceOut, RuleOut};
 use crate::engine::Report;
+use crate::findings::Finding;
 
 /// The NDJSON exporter.
 pub struct Ndjson;
@@ -15,26 +17,42 @@ pub struct Ndjson;
 #[derive(Serialize)]
 struct Line<'a> {
     rule: RuleOut<'a>,
-    actor: Option<&'a str>,
+    outcome: &'static str,
     #[serde(flatten)]
     evidence: EvidenceOut<'a>,
+}
+
+fn rule_of<'a>(report: &'a Report, f: &Finding) -> RuleOut<'a> {
+    let r = &report.rules[usize::from(f.rule)];
+    RuleOut {
+        id: &r.id,
+        name: &r.name,
+        severity: &r.severity,
+        risk_score: r.risk_score,
+        query: None,
+        threat: None,
+    }
 }
 
 impl Exporter for Ndjson {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
         for actor in &report.actors {
             for e in &actor.evidence {
-                let r = &report.rules[e.rule];
                 let line = Line {
-                    rule: RuleOut {
-                        id: &r.id,
-                        name: &r.name,
-                        severity: &r.severity,
-                        risk_score: r.risk_score,
-                        query: None,
-                    },
-                    actor: actor.actor.as_deref(),
-                    evidence: EvidenceOut::new(report, e),
+                    rule: rule_of(report, &e.finding),
+                    outcome: "success",
+                    evidence: EvidenceOut::new(report, e).with_actor(),
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        for inv in &report.investigations {
+            for f in &inv.attempts {
+                let line = Line {
+                    rule: rule_of(report, f),
+                    outcome: "failure",
+                    evidence: EvidenceOut::finding(report, f).with_actor(),
                 };
                 serde_json::to_writer(&mut *out, &line)?;
                 out.write_all(b"\n")?;

@@ -8,8 +8,9 @@ use crate::engine::Report;
 /// Writes the statistics block.
 pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let c = &report.counts;
-    let s = &report.stats;
-    let secs = s.wall.as_secs_f64().max(1e-9);
+    let run = &report.stats;
+    let s = &run.scan;
+    let secs = run.wall.as_secs_f64().max(1e-9);
     let gb = report.bytes as f64 / 1e9;
     writeln!(out, "--- ualhunt stats ---")?;
     let formats: Vec<String> = s.formats.iter().map(|(k, n)| format!("{n} {k}")).collect();
@@ -39,8 +40,8 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "candidates    {} = {} matched + {} not matched + {} malformed",
-        c.candidates, c.matched, c.not_matched, c.malformed
+        "candidates    {} = {} matched + {} not matched ({} of them context) + {} malformed",
+        c.candidates, c.matched, c.not_matched, c.context, c.malformed
     )?;
     writeln!(
         out,
@@ -61,7 +62,7 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "wall time     {:.3} s on {} threads, chunk size {}",
-        secs, s.threads, s.chunk_size
+        secs, run.threads, run.chunk_size
     )?;
     writeln!(
         out,
@@ -87,6 +88,26 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         s.scan_time.as_secs_f64(),
         s.parse_time.as_secs_f64(),
         s.read_time.as_secs_f64()
+    )?;
+    match &run.context {
+        Some((p, attributed)) => writeln!(
+            out,
+            "context pass  {:.3} s, {} bytes, prefilter {}, {} candidates, {} records of watched names",
+            p.wall.as_secs_f64(),
+            p.bytes,
+            p.prefilter,
+            p.counts.candidates,
+            attributed
+        )?,
+        None => writeln!(out, "context pass  not run")?,
+    }
+    writeln!(
+        out,
+        "coverage      {} records, {} days, {} gap days, {} Exchange admin records",
+        report.coverage.records,
+        report.coverage.days.len(),
+        report.coverage.gap_days.len(),
+        report.coverage.exchange_admin_records
     )?;
     let heap = crate::alloc::peak_heap();
     let rss = crate::alloc::peak_rss();

@@ -1,14 +1,24 @@
-//! `--format table` (default): one row per actor, then a one-line scan summary. Every
-//! value from an archive is made terminal-safe.
+//! `--format table` (default): the verdict first, then the bypass periods, failed
+//! attempts, the actors, their context, the coverage and a one-line scan summary.
+//! Every value from an archive is made terminal-safe. The actors table is laid out in
+//! columns when it fits the width (the terminal's, `COLUMNS`, or unlimited with
+//! `--wide`), else one block per actor, one item per line, long lines cut with `…`.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{Exporter, rfc3339, terminal_safe};
+use crate::analysis::actors::ActorFindings;
+use crate::analysis::bypass::{Account, Investigation, Period, State};
+use crate::analysis::coverage::summarize_days;
 use crate::engine::Report;
-use crate::findings::ActorFindings;
+use crate::findings::Value;
 
 /// The table exporter.
-pub struct Table;
+pub struct Table {
+    /// Columns available; `None`: unlimited (one line per actor whatever its length).
+    pub width: Option<usize>,
+}
 
 const HEADER: [&str; 6] = [
     "ACTOR",
@@ -19,10 +29,12 @@ const HEADER: [&str; 6] = [
     "TARGETS (BYPASS, EVENTS)",
 ];
 
-/// At most this many targets and source IPs are listed per actor (the IPs column is
-/// also padded, so it lists fewer); the JSON, CSV and NDJSON outputs have all of them.
+/// At most this many targets and source IPs are listed per actor in the column layout;
+/// the JSON, CSV and NDJSON outputs have all of them.
 const TARGETS_MAX: usize = 8;
 const IPS_MAX: usize = 3;
+/// At most this many items of a list (periods, attempts, operations) in the table.
+const LIST_MAX: usize = 20;
 
 fn listing(items: impl ExactSizeIterator<Item = String>, max: usize) -> String {
     let total = items.len();
@@ -36,60 +48,82 @@ fn listing(items: impl ExactSizeIterator<Item = String>, max: usize) -> String {
     shown.join(", ")
 }
 
+fn when(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.as_ref().map_or("-".to_string(), rfc3339)
+}
+
+/// The actor's name, with its kind when it is not a person (`[System]`).
+fn actor_name(a: &ActorFindings) -> String {
+    let mut name = terminal_safe(a.actor.as_deref().unwrap_or("(none)"));
+    let kinds: Vec<&str> = a
+        .user_types
+        .iter()
+        .map(|t| &**t)
+        .filter(|t| matches!(*t, "System" | "ServicePrincipal" | "Application"))
+        .collect();
+    if !kinds.is_empty() {
+        let _ = write!(name, " [{}]", kinds.join(", "));
+    }
+    name
+}
+
+fn target_text(t: &crate::analysis::actors::Target) -> String {
+    let flag = match t.flag {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "?",
+    };
+    let name = t.identity.as_deref().unwrap_or("(none)");
+    format!("{} ({flag}, {})", terminal_safe(name), t.events)
+}
+
 fn row(a: &ActorFindings) -> [String; 6] {
-    let when =
-        |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map_or("-".to_string(), rfc3339);
-    let targets = listing(
-        a.targets.iter().map(|t| {
-            let flag = match t.bypass_enabled {
-                Some(true) => "on",
-                Some(false) => "off",
-                None => "?",
-            };
-            let name = t.identity.as_deref().unwrap_or("(none)");
-            format!("{} ({flag}, {})", terminal_safe(name), t.events)
-        }),
-        TARGETS_MAX,
-    );
-    let ips = listing(a.source_ips.iter().map(|ip| terminal_safe(ip)), IPS_MAX);
     [
-        terminal_safe(a.actor.as_deref().unwrap_or("(none)")),
+        actor_name(a),
         a.evidence.len().to_string(),
         when(&a.first_seen),
         when(&a.last_seen),
-        ips,
-        targets,
+        listing(a.source_ips.iter().map(|ip| terminal_safe(ip)), IPS_MAX),
+        listing(a.targets.iter().map(target_text), TARGETS_MAX),
     ]
 }
 
-impl Exporter for Table {
-    fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
-        for r in &report.rules {
-            writeln!(
-                out,
-                "rule: {} [{} / risk {}] {}",
-                r.name, r.severity, r.risk_score, r.id
-            )?;
+/// Cuts a line to `width` characters, ending it with `…` when cut.
+fn fit(line: &str, width: Option<usize>) -> String {
+    match width {
+        Some(w) if line.chars().count() > w && w > 1 => {
+            let mut s: String = line.chars().take(w - 1).collect();
+            s.push('…');
+            s
         }
-        if report.actors.is_empty() {
-            writeln!(out, "no findings")?;
-        } else {
-            let rows: Vec<[String; 6]> = report.actors.iter().map(row).collect();
-            let mut widths = HEADER.map(|h| h.chars().count());
-            for r in &rows {
-                for (w, cell) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(cell.chars().count());
-                }
+        _ => line.to_string(),
+    }
+}
+
+impl Table {
+    fn line(&self, out: &mut dyn Write, text: &str) -> io::Result<()> {
+        writeln!(out, "{}", fit(text, self.width))
+    }
+
+    fn actors(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let rows: Vec<[String; 6]> = report.actors.iter().map(row).collect();
+        let mut widths = HEADER.map(|h| h.chars().count());
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
             }
+        }
+        let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        if self.width.is_none_or(|w| total <= w) {
             let line = |cells: &[String]| {
                 let mut s = String::new();
                 for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
                     if i == cells.len() - 1 {
                         s.push_str(cell);
                     } else if i == 1 {
-                        s.push_str(&format!("{cell:>w$}  "));
+                        let _ = write!(s, "{cell:>w$}  ");
                     } else {
-                        s.push_str(&format!("{cell:<w$}  "));
+                        let _ = write!(s, "{cell:<w$}  ");
                     }
                 }
                 s
@@ -98,13 +132,339 @@ impl Exporter for Table {
             for r in &rows {
                 writeln!(out, "{}", line(r))?;
             }
+            return Ok(());
         }
+        // Narrow: one block per actor, one item per line.
+        for a in &report.actors {
+            self.line(
+                out,
+                &format!(
+                    "{}  {} events, {} .. {}",
+                    actor_name(a),
+                    a.evidence.len(),
+                    when(&a.first_seen),
+                    when(&a.last_seen)
+                ),
+            )?;
+            let ips: Vec<String> = a.source_ips.iter().map(|ip| terminal_safe(ip)).collect();
+            self.line(
+                out,
+                &format!(
+                    "  source IPs: {}",
+                    if ips.is_empty() {
+                        "-".into()
+                    } else {
+                        ips.join(", ")
+                    }
+                ),
+            )?;
+            for (i, t) in a.targets.iter().enumerate() {
+                let label = if i == 0 {
+                    "  targets:    "
+                } else {
+                    "              "
+                };
+                self.line(out, &format!("{label}{}", target_text(t)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn verdict(&self, report: &Report, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        let on: Vec<&Account> = inv
+            .accounts
+            .iter()
+            .filter(|a| a.state_at_end == State::On)
+            .collect();
+        let allowed = on.iter().filter(|a| a.allowed.is_some()).count();
+        match on.len() {
+            0 => writeln!(
+                out,
+                "VERDICT: no account has mailbox audit bypass ON at the end of the data"
+            )?,
+            n => writeln!(
+                out,
+                "VERDICT: {n} account{} mailbox audit bypass ON at the end of the data{}",
+                if n == 1 { " has" } else { "s have" },
+                if allowed > 0 {
+                    format!(" ({allowed} allowlisted)")
+                } else {
+                    String::new()
+                }
+            )?,
+        }
+        for a in &on {
+            let p = a.periods.last();
+            let mut text = format!(
+                "  {}  since {}, set by {}",
+                terminal_safe(&a.identity),
+                p.map_or("-".into(), |p| when(&p.start)),
+                p.and_then(|p| p.set_by.as_deref())
+                    .map_or("-".into(), terminal_safe)
+            );
+            if let Some(b) = &a.blind_spot {
+                let _ = write!(
+                    text,
+                    "; mailbox audit records {} before, {} during",
+                    b.before, b.during
+                );
+                let other: u64 = b.other_during.iter().map(|(_, s)| s.count).sum();
+                let _ = write!(text, "; {other} other records while bypassed");
+            }
+            if let Some(i) = a.allowed {
+                let _ = write!(
+                    text,
+                    "  [allowed: {}]",
+                    terminal_safe(&report.allowlist.entries[i].reason)
+                );
+            }
+            self.line(out, &text)?;
+        }
+        Ok(())
+    }
+
+    fn periods(&self, report: &Report, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        if inv.accounts.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "\nBYPASS PERIODS")?;
+        for a in inv.accounts.iter().take(LIST_MAX) {
+            let mut head = format!(
+                "  {} [{}]",
+                terminal_safe(&a.identity),
+                state_name(a.state_at_end)
+            );
+            if a.spellings.len() > 1 || a.spellings.first().is_some_and(|s| *s != a.identity) {
+                let spellings: Vec<String> = a.spellings.iter().map(|s| terminal_safe(s)).collect();
+                let _ = write!(head, " spelled {}", spellings.join(" | "));
+            }
+            if let Some(i) = a.allowed {
+                let _ = write!(
+                    head,
+                    "  [allowed: {}]",
+                    terminal_safe(&report.allowlist.entries[i].reason)
+                );
+            }
+            self.line(out, &head)?;
+            for p in &a.periods {
+                self.line(out, &format!("    {}", period_text(p)))?;
+            }
+            if a.periods.is_empty() {
+                self.line(
+                    out,
+                    &format!("    {} change(s), direction unknown", a.changes.len()),
+                )?;
+            }
+        }
+        if inv.accounts.len() > LIST_MAX {
+            writeln!(
+                out,
+                "  +{} more accounts — see the JSON",
+                inv.accounts.len() - LIST_MAX
+            )?;
+        }
+        Ok(())
+    }
+
+    fn attempts(
+        &self,
+        report: &Report,
+        inv: &Investigation,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        if inv.attempts.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "\nFAILED ATTEMPTS ({})", inv.attempts.len())?;
+        let rule = &report.rules[usize::from(inv.rule)];
+        let item = |f: &crate::findings::Finding, name: &str| {
+            rule.evidence
+                .iter()
+                .position(|e| e.name == name)
+                .and_then(|i| f.fields.get(i)?.as_ref())
+                .map(Value::to_string)
+                .unwrap_or_else(|| "-".into())
+        };
+        for f in inv.attempts.iter().take(LIST_MAX) {
+            self.line(
+                out,
+                &format!(
+                    "  {}  {} -> {}  ({})  {}:{}",
+                    when(&f.timestamp),
+                    terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
+                    terminal_safe(&item(f, "target")),
+                    terminal_safe(&item(f, "result_status")),
+                    terminal_safe(&report.inputs[f.at.input as usize]),
+                    f.at.line + 1
+                ),
+            )?;
+        }
+        if inv.attempts.len() > LIST_MAX {
+            writeln!(
+                out,
+                "  +{} more — see the JSON",
+                inv.attempts.len() - LIST_MAX
+            )?;
+        }
+        Ok(())
+    }
+
+    fn context(&self, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        let Some(list) = &inv.actor_context else {
+            return Ok(());
+        };
+        if list.is_empty() {
+            return Ok(());
+        }
+        let hours = list.first().map_or(0, |c| c.window.num_hours());
+        writeln!(out, "\nACTOR CONTEXT (±{hours}h around each change)")?;
+        for c in list.iter().take(LIST_MAX) {
+            let records: u64 = c.operations.iter().map(|(_, s)| s.count).sum();
+            let mut ops: Vec<&(
+                crate::analysis::context::OpKey,
+                crate::analysis::context::OpStat,
+            )> = c.operations.iter().collect();
+            ops.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+            let top: Vec<String> = ops
+                .iter()
+                .take(5)
+                .map(|(k, s)| format!("{} x{}", terminal_safe(&k.1), s.count))
+                .collect();
+            self.line(
+                out,
+                &format!(
+                    "  {}: {records} records ({}), IPs {}",
+                    terminal_safe(&c.actor),
+                    if top.is_empty() {
+                        "-".into()
+                    } else {
+                        top.join(", ")
+                    },
+                    listing(c.source_ips.iter().map(|ip| terminal_safe(ip)), IPS_MAX)
+                ),
+            )?;
+            for t in c.tampering.iter().take(LIST_MAX) {
+                self.line(
+                    out,
+                    &format!(
+                        "    audit tampering: {}  {}",
+                        rfc3339(&t.timestamp),
+                        terminal_safe(t.command_line.as_deref().unwrap_or(&t.operation))
+                    ),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn coverage(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let c = &report.coverage;
+        writeln!(out)?;
+        self.line(
+            out,
+            &format!(
+                "COVERAGE: {} .. {}, {} records on {} days, {} Exchange admin records: {}",
+                when(&c.first),
+                when(&c.last),
+                c.records,
+                c.days.len(),
+                c.exchange_admin_records,
+                if c.conclusive {
+                    "conclusive"
+                } else {
+                    "INCONCLUSIVE"
+                }
+            ),
+        )?;
+        for r in &c.reasons {
+            self.line(out, &format!("  {r}"))?;
+        }
+        if !c.gap_days.is_empty() && c.reasons.is_empty() {
+            self.line(out, &format!("  gap days: {}", summarize_days(&c.gap_days)))?;
+        }
+        Ok(())
+    }
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::On => "ON at end",
+        State::Off => "off at end",
+        State::Unknown => "state unknown",
+    }
+}
+
+fn period_text(p: &Period) -> String {
+    let start = if p.predates_data {
+        "(before the data)".to_string()
+    } else {
+        when(&p.start)
+    };
+    let end = if p.open {
+        "OPEN".to_string()
+    } else {
+        when(&p.end)
+    };
+    let mut s = format!("{start} -> {end}");
+    if let Some(by) = &p.set_by {
+        let _ = write!(s, "  set by {}", terminal_safe(by));
+    }
+    if let Some(by) = &p.ended_by {
+        let _ = write!(s, "  ended by {}", terminal_safe(by));
+    }
+    if let Some([b, d, a]) = p.mailbox_audit {
+        let _ = write!(s, "  mailbox audit {b} before / {d} during / {a} after");
+    }
+    s
+}
+
+impl Exporter for Table {
+    fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        for r in &report.rules {
+            self.line(
+                out,
+                &format!(
+                    "rule: {} [{} / risk {}] {}",
+                    r.name, r.severity, r.risk_score, r.id
+                ),
+            )?;
+        }
+        for inv in &report.investigations {
+            self.verdict(report, inv, out)?;
+        }
+        for inv in &report.investigations {
+            self.periods(report, inv, out)?;
+            self.attempts(report, inv, out)?;
+        }
+        writeln!(out)?;
+        if report.actors.is_empty() {
+            writeln!(out, "no findings")?;
+        } else {
+            self.actors(report, out)?;
+        }
+        for inv in &report.investigations {
+            self.context(inv, out)?;
+        }
+        self.coverage(report, out)?;
         let c = &report.counts;
+        let allowed = report.events() - report.unallowed_events();
+        writeln!(out)?;
         writeln!(
             out,
-            "{} events by {} actors; scanned {} files, {} bytes, {} lines ({} candidates, {} malformed), {} errors",
+            "{} events by {} actors ({} allowlisted); {} failed attempts;",
             report.events(),
             report.actors.len(),
+            allowed,
+            report.attempts(),
+        )?;
+        writeln!(
+            out,
+            "{} duplicates dropped; {} outside --since/--until;",
+            report.duplicates, report.outside_window,
+        )?;
+        writeln!(
+            out,
+            "scanned {} files, {} bytes, {} lines ({} candidates, {} malformed), {} errors",
             report.files,
             report.bytes,
             c.lines,

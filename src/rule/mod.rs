@@ -51,10 +51,26 @@ pub struct RuleMeta {
     /// MITRE ATT&CK mapping.
     #[serde(default)]
     pub threat: Vec<Threat>,
-    /// Which fields a finding shows as its target and flag.
+    /// The analyses that read the rule's findings (`by_actor`, `mailbox_audit_bypass`).
+    #[serde(default = "default_analyses")]
+    pub analyses: Vec<String>,
+    /// What a finding shows besides actor, time, record id and source IP, in order.
     #[serde(default)]
-    pub evidence: EvidenceSpec,
+    pub evidence: Vec<EvidenceSpec>,
+    /// Records selected beside the rule's matches, as context (never findings).
+    #[serde(default)]
+    pub context: Vec<ContextSpec>,
 }
+
+fn default_analyses() -> Vec<String> {
+    vec![ANALYSIS_BY_ACTOR.to_string()]
+}
+
+/// The grouping of findings by actor.
+pub const ANALYSIS_BY_ACTOR: &str = "by_actor";
+/// The mailbox audit bypass investigation.
+pub const ANALYSIS_BYPASS: &str = "mailbox_audit_bypass";
+const KNOWN_ANALYSES: [&str; 2] = [ANALYSIS_BY_ACTOR, ANALYSIS_BYPASS];
 
 /// One MITRE ATT&CK mapping.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -68,29 +84,83 @@ pub struct Threat {
     pub subtechnique: Option<String>,
 }
 
-/// The ECS fields a finding reports besides actor, time, record id and source IP.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// One item of a finding's evidence, as a rule file declares it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct EvidenceSpec {
-    /// The target: the first of these fields that has a value.
+    /// The name it has in every output.
+    pub name: String,
+    /// ECS fields it is read from: the first one that has a value.
     #[serde(default)]
-    pub target: Vec<String>,
-    /// A boolean-like flag (`True`/`False`, any case).
-    #[serde(default)]
-    pub flag: Option<String>,
+    pub fields: Vec<String>,
+    /// How the value is read.
+    #[serde(rename = "type", default)]
+    pub kind: EvidenceKind,
 }
 
-/// A rule ready to run: its metadata, parsed query and resolved evidence fields.
+/// How an evidence value is read from a record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// The text as it is.
+    #[default]
+    Keyword,
+    /// `True`/`False`/`$true`/`$false` (any case), `1`/`0`: a boolean.
+    Flag,
+    /// The `UserType` number, named (`2` -> `Admin`).
+    UserType,
+    /// The cmdlet rebuilt from the record's `Parameters`.
+    CommandLine,
+}
+
+/// A context selection: a second class of records with its own query (and so its own
+/// prefilter literals), handed to the analyses beside the rule's matches.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ContextSpec {
+    /// Its name in outputs (`failed_attempt`).
+    pub name: String,
+    /// Its KQL query.
+    pub query: String,
+}
+
+/// A rule ready to run: its metadata, parsed queries and resolved evidence fields.
 #[derive(Clone, Debug)]
 pub struct Rule {
     /// Published metadata.
     pub meta: RuleMeta,
     /// The parsed query.
     pub query: Query,
-    /// Target fields, resolved.
-    pub target: Vec<Field>,
-    /// Flag field, resolved.
-    pub flag: Option<Field>,
+    /// Evidence items, their fields resolved.
+    pub evidence: Vec<Evidence>,
+    /// Context selections, their queries parsed.
+    pub contexts: Vec<Query>,
 }
+
+/// An evidence item ready to read.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    /// Its name in outputs.
+    pub name: String,
+    /// Its fields, resolved.
+    pub fields: Vec<Field>,
+    /// How it is read.
+    pub kind: EvidenceKind,
+}
+
+/// Names an evidence item may not take: the fields every finding has.
+const RESERVED: [&str; 12] = [
+    "rule_id",
+    "path",
+    "member",
+    "line",
+    "offset",
+    "timestamp",
+    "record_id",
+    "source_ip",
+    "actor",
+    "change",
+    "allowed",
+    "outcome",
+];
 
 /// A rule that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +176,14 @@ pub enum RuleError {
         /// What was wrong with the query.
         source: kql::ParseError,
     },
+    /// The rule file declares something ualhunt does not know.
+    #[error("rule {name:?}: {message}")]
+    Invalid {
+        /// The rule's name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Rule {
@@ -117,23 +195,68 @@ impl Rule {
 
     /// Compiles a rule from its metadata.
     pub fn compile(meta: RuleMeta) -> Result<Rule, RuleError> {
-        let query = Query::parse(&meta.query).map_err(|source| RuleError::Query {
+        let parse = |text: &str| {
+            Query::parse(text).map_err(|source| RuleError::Query {
+                name: meta.name.clone(),
+                source,
+            })
+        };
+        let invalid = |message: String| RuleError::Invalid {
             name: meta.name.clone(),
-            source,
-        })?;
-        let target = meta
-            .evidence
-            .target
+            message,
+        };
+        let query = parse(&meta.query)?;
+        let contexts = meta
+            .context
             .iter()
-            .map(|f| Field::parse(f))
-            .collect();
-        let flag = meta.evidence.flag.as_deref().map(Field::parse);
+            .map(|c| parse(&c.query))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(a) = meta
+            .analyses
+            .iter()
+            .find(|a| !KNOWN_ANALYSES.contains(&a.as_str()))
+        {
+            return Err(invalid(format!(
+                "unknown analysis {a:?} (known: {})",
+                KNOWN_ANALYSES.join(", ")
+            )));
+        }
+        let mut evidence: Vec<Evidence> = Vec::new();
+        for e in &meta.evidence {
+            if RESERVED.contains(&e.name.as_str()) || evidence.iter().any(|x| x.name == e.name) {
+                return Err(invalid(format!(
+                    "evidence name {:?} is reserved or repeated",
+                    e.name
+                )));
+            }
+            if e.fields.is_empty() != (e.kind == EvidenceKind::CommandLine) {
+                return Err(invalid(format!(
+                    "evidence {:?}: a command_line item has no fields, every other item has some",
+                    e.name
+                )));
+            }
+            evidence.push(Evidence {
+                name: e.name.clone(),
+                fields: e.fields.iter().map(|f| Field::parse(f)).collect(),
+                kind: e.kind,
+            });
+        }
         Ok(Rule {
             meta,
             query,
-            target,
-            flag,
+            evidence,
+            contexts,
         })
+    }
+
+    /// The index of the evidence item with this name.
+    pub fn evidence_index(&self, name: &str) -> Option<usize> {
+        self.evidence.iter().position(|e| e.name == name)
+    }
+
+    /// Whether the rule's findings go to this analysis.
+    pub fn has_analysis(&self, name: &str) -> bool {
+        self.meta.analyses.iter().any(|a| a == name)
     }
 
     /// The rules shipped with ualhunt.
@@ -141,6 +264,26 @@ impl Rule {
         // The built-in rule file is part of the binary and covered by tests.
         vec![Rule::from_toml(BUILTIN).expect("the built-in rule compiles")]
     }
+}
+
+/// The name of a `UserType` value (Microsoft's `Microsoft.Office365.Audit.UserType`):
+/// a number becomes its name; a name is kept as it is.
+pub fn user_type_name(text: &str) -> std::borrow::Cow<'_, str> {
+    let name = match text.trim() {
+        "0" => "Regular",
+        "1" => "Reserved",
+        "2" => "Admin",
+        "3" => "DcAdmin",
+        "4" => "System",
+        "5" => "Application",
+        "6" => "ServicePrincipal",
+        "7" => "CustomPolicy",
+        "8" => "SystemPolicy",
+        "9" => "PartnerTechnician",
+        "10" => "Guest",
+        _ => return text.into(),
+    };
+    name.into()
 }
 
 /// Reads a boolean-like flag value: `True`/`False` in any case (also `$true`, `1`, `0`).
@@ -171,7 +314,13 @@ mod tests {
             rule.query.required_literals(),
             Some(vec!["Set-MailboxAuditBypassAssociation".to_string()])
         );
-        assert_eq!(rule.target[0], Field::Audit("Parameters.Identity".into()));
+        assert_eq!(
+            rule.evidence[0].fields[0],
+            Field::Audit("Parameters.Identity".into())
+        );
+        assert_eq!(rule.evidence_index("bypass_enabled"), Some(1));
+        assert_eq!(rule.contexts.len(), 1);
+        assert!(rule.has_analysis(ANALYSIS_BYPASS));
     }
 
     #[test]
