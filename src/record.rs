@@ -195,6 +195,31 @@ impl<'t, 'i> Record<'t, 'i> {
         Some(line)
     }
 
+    /// Whether the record's `Parameters` name one starting with `prefix` (ASCII case
+    /// ignored): `Audit` finds `-AuditEnabled`, never a value that merely mentions it.
+    pub fn has_parameter_named(&self, prefix: &str) -> bool {
+        let params = match self.shape {
+            Shape::Raw => self.keys.parameters,
+            Shape::Ecs => lookup(self.root, "o365.audit.Parameters"),
+        };
+        let starts = |name: &str| {
+            name.len() >= prefix.len()
+                && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        };
+        let Some(params) = params else { return false };
+        if let Some(items) = params.as_array() {
+            items
+                .iter()
+                .filter_map(|p| p.as_object())
+                .filter_map(|p| p.get("Name").and_then(|n| n.into_string()))
+                .any(starts)
+        } else if let Some(obj) = params.as_object() {
+            obj.iter().any(|(k, _)| starts(k))
+        } else {
+            false
+        }
+    }
+
     /// Calls `f` on each text value of `field` until it returns true.
     fn visit(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
         match self.shape {

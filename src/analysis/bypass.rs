@@ -307,7 +307,7 @@ pub fn watch(accounts: &[Account], around: Duration) -> Watch {
             }
         }
     }
-    let actors = actors
+    let actors: Vec<(String, Vec<(i64, i64)>)> = actors
         .into_iter()
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, mut spans)| {
@@ -322,7 +322,22 @@ pub fn watch(accounts: &[Account], around: Duration) -> Watch {
             (k, merged)
         })
         .collect();
-    Watch::new(spans, actors)
+    let changes: Vec<u64> = actors
+        .iter()
+        .map(|(k, _)| {
+            let made = |c: &&ChangeItem| {
+                c.finding.timestamp.is_some()
+                    && c.finding.actor.as_deref().is_some_and(|a| key(a) == *k)
+            };
+            accounts
+                .iter()
+                .map(|a| a.changes.iter().filter(made).count() as u64)
+                .sum()
+        })
+        .collect();
+    let mut watch = Watch::new(spans, actors);
+    watch.actor_changes = changes;
+    watch
 }
 
 /// Runs the investigation of rule `rule` over all findings (deduplicated, input order).
@@ -430,7 +445,11 @@ fn actor_contexts(watch: &Watch, activity: &Activity, around: Duration) -> Vec<A
             tampering.sort_by_key(|t| (t.timestamp, t.at));
             ActorContext {
                 actor: actor.clone(),
-                changes: windows.len() as u64,
+                changes: watch
+                    .actor_changes
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or(windows.len() as u64),
                 window: around,
                 operations,
                 source_ips,

@@ -38,6 +38,8 @@ pub struct Watch {
     pub accounts: Vec<(String, Spans)>,
     /// Actors (keys) and the windows around their changes, merged and sorted.
     pub actors: Vec<(String, Vec<(i64, i64)>)>,
+    /// How many changes each actor made (before their windows were merged).
+    pub actor_changes: Vec<u64>,
     by_key: FxHashMap<String, (Vec<u32>, Vec<u32>)>,
     by_local: FxHashMap<String, (Vec<u32>, Vec<u32>)>,
 }
@@ -256,10 +258,10 @@ pub fn is_mailbox_audit(record_type: &str) -> bool {
     )
 }
 
-/// Operations that change what is audited (besides the bypass itself). `Set-Mailbox`
-/// and `Set-OrganizationConfig` count only with an `Audit…` parameter.
-pub fn is_tampering(operation: &str, command_line: Option<&str>) -> bool {
-    let audit_parameter = || command_line.is_some_and(|c| c.contains(" -Audit"));
+/// Operations that change what is audited (besides the bypass itself). `Set-Mailbox`,
+/// `Set-OrganizationConfig` and `Set-MailboxDatabase` count only when a parameter's
+/// name starts with `Audit` (`audit_parameter`).
+pub fn is_tampering(operation: &str, audit_parameter: bool) -> bool {
     match operation {
         "Set-AdminAuditLogConfig"
         | "Remove-AdminAuditLogConfig"
@@ -267,7 +269,7 @@ pub fn is_tampering(operation: &str, command_line: Option<&str>) -> bool {
         | "Set-UnifiedAuditLogRetentionPolicy"
         | "Remove-UnifiedAuditLogRetentionPolicy"
         | "Set-MailboxAuditBypassAssociation" => true,
-        "Set-Mailbox" | "Set-OrganizationConfig" | "Set-MailboxDatabase" => audit_parameter(),
+        "Set-Mailbox" | "Set-OrganizationConfig" | "Set-MailboxDatabase" => audit_parameter,
         _ => false,
     }
 }
@@ -351,19 +353,16 @@ impl Sink for Activity {
                 .add(t, ip.as_ref());
             if let Some(operation) = &operation
                 && &**operation != "Set-MailboxAuditBypassAssociation"
+                && is_tampering(operation, record.has_parameter_named("Audit"))
+                && self.tampering.len() < MAX_TAMPERING
             {
-                let command_line = record.command_line();
-                if is_tampering(operation, command_line.as_deref())
-                    && self.tampering.len() < MAX_TAMPERING
-                {
-                    self.tampering.push(Tampering {
-                        actor: i,
-                        timestamp: t,
-                        operation: operation.clone(),
-                        at,
-                        command_line,
-                    });
-                }
+                self.tampering.push(Tampering {
+                    actor: i,
+                    timestamp: t,
+                    operation: operation.clone(),
+                    at,
+                    command_line: record.command_line(),
+                });
             }
         }
     }
@@ -419,19 +418,10 @@ mod tests {
 
     #[test]
     fn tampering_operations() {
-        assert!(is_tampering("Set-AdminAuditLogConfig", None));
-        assert!(is_tampering(
-            "Set-Mailbox",
-            Some("Set-Mailbox -Identity \"x\" -AuditEnabled $false")
-        ));
-        assert!(!is_tampering(
-            "Set-Mailbox",
-            Some("Set-Mailbox -Identity \"x\" -ForwardingSmtpAddress \"y\"")
-        ));
-        assert!(is_tampering(
-            "Set-OrganizationConfig",
-            Some("Set-OrganizationConfig -AuditDisabled $true")
-        ));
-        assert!(!is_tampering("New-InboxRule", None));
+        assert!(is_tampering("Set-AdminAuditLogConfig", false));
+        assert!(is_tampering("Set-Mailbox", true));
+        assert!(!is_tampering("Set-Mailbox", false));
+        assert!(is_tampering("Set-OrganizationConfig", true));
+        assert!(!is_tampering("New-InboxRule", true));
     }
 }
