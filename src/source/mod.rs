@@ -1,0 +1,306 @@
+//! Inputs: finding them, recognising their compression, and reading them.
+//!
+//! Place in the flow: first stage. [`discover()`] expands the paths the user gave
+//! (directories recursively, in sorted order; `-` is stdin; a `.zip` archive is each of
+//! its entries). [`open`] looks at the magic bytes, not the name: plain files are
+//! memory-mapped (read into memory where mapping is refused), gzip (multi-member
+//! included), zstd, zip entries and stdin become a stream that [`BlockReader`] cuts into
+//! large blocks at the last newline, carrying the tail into the next block, so a stream is
+//! never held whole in memory. [`Layout`] tells from the first bytes how the records are
+//! laid out. Nothing here parses lines, and nothing here prints: progress is only counted.
+//!
+//! The parts: `discover` (paths → inputs), `zip` (entries of `.zip` archives, streamed),
+//! `sniff` (the layout, from the first bytes), `blocks` (a stream cut into line-aligned
+//! blocks); this file opens an input and recognises its compression.
+
+mod blocks;
+mod discover;
+mod sniff;
+mod zip;
+
+pub use self::blocks::{Block, BlockReader, Filled};
+pub use self::discover::{DiscoverError, discover};
+pub use self::sniff::{Layout, strip_bom};
+pub use self::zip::ZipSource;
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::Mmap;
+
+use self::zip::zip_entry;
+
+/// One input to scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Standard input.
+    Stdin,
+    /// A file on disk.
+    File(PathBuf),
+    /// A file inside a `.zip` archive (found by its magic bytes).
+    ZipEntry {
+        /// The archive, its directory read once for all its entries.
+        archive: Arc<ZipSource>,
+        /// The entry's index in the archive.
+        index: usize,
+        /// The entry's name in the archive.
+        name: String,
+    },
+}
+
+impl Input {
+    /// The name used in reports: the path as given (and as found under a directory),
+    /// or `-` for stdin.
+    pub fn display(&self) -> String {
+        match self {
+            Input::Stdin => "-".to_string(),
+            Input::File(p) => p.display().to_string(),
+            Input::ZipEntry { archive, name, .. } => format!("{}!{name}", archive.path.display()),
+        }
+    }
+}
+
+/// Compression recognised from the first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip (RFC 1952), any number of members.
+    Gzip,
+    /// Zstandard (RFC 8878), any number of frames.
+    Zstd,
+}
+
+impl Compression {
+    /// Recognises compression from magic bytes.
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "plain",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// The bytes of a plain input held in memory.
+pub enum Mapped {
+    /// A memory map of the file.
+    Map(Mmap),
+    /// The file read into memory (mapping was refused).
+    Read(Vec<u8>),
+}
+
+impl Mapped {
+    /// The bytes, with a leading UTF-8 byte order mark removed.
+    pub fn bytes(&self) -> &[u8] {
+        let data = match self {
+            Mapped::Map(m) => &m[..],
+            Mapped::Read(v) => &v[..],
+        };
+        strip_bom(data)
+    }
+}
+
+/// An opened input.
+pub enum Opened {
+    /// A plain file, mapped.
+    Mapped(Mapped),
+    /// A stream to read in blocks (gzip, stdin, or a file that could not be mapped).
+    Stream {
+        /// The decompressed byte stream.
+        reader: Box<dyn Read + Send>,
+        /// What was recognised.
+        compression: Compression,
+    },
+}
+
+/// Opens an input and recognises its compression. Bytes read from a stream (compressed
+/// bytes, for compressed inputs) are added to `progress` as they are read.
+pub fn open(input: &Input, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
+    match input {
+        Input::Stdin => {
+            let counted = Counted {
+                inner: io::stdin(),
+                progress: progress.clone(),
+            };
+            stream(Box::new(BufReader::with_capacity(1 << 20, counted)))
+        }
+        Input::File(path) => open_file(path, progress),
+        Input::ZipEntry { archive, index, .. } => stream(zip_entry(archive, *index)?),
+    }
+}
+
+/// How far a run has got, shared with whoever shows it (the binary's progress bar).
+/// The engine only counts; it never prints.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Input bytes read so far (on-disk bytes: compressed ones for compressed inputs).
+    pub done: AtomicU64,
+    /// On-disk size of all file inputs (stdin is not counted in it).
+    pub total: AtomicU64,
+    /// Set when the scan is over.
+    pub finished: std::sync::atomic::AtomicBool,
+}
+
+/// A reader that adds the bytes it reads to a shared progress counter.
+struct Counted<R> {
+    inner: R,
+    progress: Option<Arc<Progress>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = &self.progress {
+            p.done.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    let mut head = [0u8; 4];
+    let n = read_head(&file, &mut head)?;
+    if Compression::sniff(&head[..n]) != Compression::None || !meta.is_file() {
+        // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
+        let reader: Box<dyn BufRead + Send> = if meta.is_file() {
+            let counted = Counted {
+                inner: File::open(path)?,
+                progress: progress.clone(),
+            };
+            Box::new(BufReader::with_capacity(1 << 20, counted))
+        } else {
+            let chained = io::Cursor::new(head[..n].to_vec()).chain(file);
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                Counted {
+                    inner: chained,
+                    progress: progress.clone(),
+                },
+            ))
+        };
+        return stream(reader);
+    }
+    if meta.len() == 0 {
+        return Ok(Opened::Mapped(Mapped::Read(Vec::new())));
+    }
+    // SAFETY: the map is read-only and private to this process. Another process
+    // truncating the file while it is mapped could raise SIGBUS; that is the same
+    // trade-off ripgrep makes for single large files, and it is what makes a scan at
+    // memory speed possible. Where mapping fails we fall back to reading.
+    match unsafe { Mmap::map(&file) } {
+        Ok(map) => {
+            #[cfg(unix)]
+            {
+                let _ = map.advise(memmap2::Advice::Sequential);
+            }
+            Ok(Opened::Mapped(Mapped::Map(map)))
+        }
+        Err(_) => {
+            let mut data = Vec::with_capacity(meta.len() as usize);
+            File::open(path)?.read_to_end(&mut data)?;
+            Ok(Opened::Mapped(Mapped::Read(data)))
+        }
+    }
+}
+
+fn read_head(mut file: &File, head: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
+    // The magic bytes may arrive split over reads (a slow pipe): gather them first.
+    let mut head = Vec::with_capacity(4);
+    (&mut reader).take(4).read_to_end(&mut head)?;
+    let compression = Compression::sniff(&head);
+    let reader: Box<dyn BufRead + Send> = Box::new(io::Cursor::new(head).chain(reader));
+    let reader: Box<dyn Read + Send> = match compression {
+        Compression::Gzip => crate::inflate::gzip_reader(reader),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Compression::None => Box::new(reader),
+    };
+    Ok(Opened::Stream {
+        reader,
+        compression,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn zstd_is_sniffed_and_streamed() {
+        let data = b"a\nb\n".repeat(1000);
+        let z = zstd::encode_all(&data[..], 3).unwrap();
+        let Opened::Stream {
+            mut reader,
+            compression,
+        } = stream(Box::new(BufReader::new(io::Cursor::new(z.clone())))).unwrap()
+        else {
+            panic!("zstd must stream")
+        };
+        assert_eq!(compression, Compression::Zstd);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+        let Opened::Stream { mut reader, .. } = stream(Box::new(BufReader::new(io::Cursor::new(
+            z[..z.len() / 2].to_vec(),
+        ))))
+        .unwrap() else {
+            panic!()
+        };
+        assert!(
+            reader.read_to_end(&mut Vec::new()).is_err(),
+            "a cut zstd stream is an error"
+        );
+    }
+
+    #[test]
+    fn gzip_is_sniffed_and_multi_member_streams_are_read_whole() {
+        let mut gz = Vec::new();
+        for part in [&b"a\n"[..], b"b\n"] {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(part).unwrap();
+            gz.extend(enc.finish().unwrap());
+        }
+        let Opened::Stream {
+            mut reader,
+            compression,
+        } = stream(Box::new(BufReader::new(io::Cursor::new(gz)))).unwrap()
+        else {
+            panic!("gzip must stream")
+        };
+        assert_eq!(compression, Compression::Gzip);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"a\nb\n");
+    }
+}
