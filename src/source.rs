@@ -361,9 +361,11 @@ impl<R: Read> Read for Counted<R> {
 fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
-    let mut head = [0u8; 4];
+    let mut head = [0u8; crate::utf16::SNIFF];
     let n = read_head(&file, &mut head)?;
-    if Compression::sniff(&head[..n]) != Compression::None || !meta.is_file() {
+    // Exports (issue 8): a UTF-16 file is transcoded as a stream, never mapped.
+    let utf16 = crate::utf16::sniff(&head[..n]).is_some();
+    if Compression::sniff(&head[..n]) != Compression::None || utf16 || !meta.is_file() {
         // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
         let reader: Box<dyn BufRead + Send> = if meta.is_file() {
             let counted = Counted {
@@ -430,6 +432,8 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::None => Box::new(reader),
     };
+    // Exports (issue 8): UTF-16 text (after decompression) is transcoded to UTF-8.
+    let reader = crate::utf16::utf8_reader(reader);
     Ok(Opened::Stream {
         reader,
         compression,
