@@ -21,7 +21,7 @@ use simd_json::tape::Tape;
 use crate::field::Field;
 use crate::findings::{Event, Partial, Text};
 use crate::prefilter::Prefilter;
-use crate::record::{Record, reduce_ip};
+use crate::record::{Embedded, Record, reduce_ip};
 use crate::rule::{Rule, parse_flag};
 
 /// Bytes walked at a time: small enough that the newline pass finds the block still in
@@ -33,6 +33,9 @@ pub const DEFAULT_BLOCK: usize = 256 * 1024;
 pub struct Matcher {
     rules: Vec<Rule>,
     prefilter: Prefilter,
+    /// The rules' literals, searched for whatever `prefilter` is (exports, issue 8: a
+    /// record holding one must be accounted for even with `--no-prefilter`).
+    literals: Prefilter,
     max_line: usize,
     block: usize,
     timed: bool,
@@ -45,14 +48,16 @@ impl Matcher {
     /// (the slow reference path). Lines longer than `max_line` bytes are counted as
     /// malformed instead of being parsed.
     pub fn new(rules: Vec<Rule>, prefilter: bool, max_line: usize) -> Matcher {
+        let literals = Prefilter::for_rules(&rules);
         let prefilter = if prefilter {
-            Prefilter::for_rules(&rules)
+            literals.clone()
         } else {
             Prefilter::Everything
         };
         Matcher {
             rules,
             prefilter,
+            literals,
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
@@ -103,6 +108,17 @@ impl Matcher {
     pub fn max_line(&self) -> usize {
         self.max_line
     }
+
+    /// The search for the rules' literals, whatever `--no-prefilter` says (it is
+    /// `Everything` only when a rule requires no literal).
+    pub fn literals(&self) -> &Prefilter {
+        &self.literals
+    }
+
+    /// Whether `bytes` hold a literal a rule requires (always, when a rule requires none).
+    pub fn holds_literal(&self, bytes: &[u8]) -> bool {
+        self.literals.is_everything() || self.literals.find(bytes).is_some()
+    }
 }
 
 /// Per-worker reusable buffers.
@@ -116,8 +132,20 @@ pub struct Scratch {
     candidates: Vec<(usize, usize, u64)>,
     /// Shared evidence text.
     texts: Interner,
+    /// Buffers of the second parse of a record held as JSON text in a string (exports,
+    /// issue 8); made on first use.
+    reparse: Option<Box<Reparse>>,
     /// Time spent parsing and evaluating candidates.
     pub parse_time: Duration,
+}
+
+/// Reusable buffers of a second parse: a record held as JSON text in a string of the
+/// object first parsed (PowerShell's `AuditData` string, Elastic's `event.original`).
+#[derive(Default)]
+struct Reparse {
+    buf: Vec<u8>,
+    buffers: Option<simd_json::Buffers>,
+    tape: Option<Tape<'static>>,
 }
 
 /// Scans one line-aligned chunk of file `file`. Line indexes in the result are
@@ -300,6 +328,7 @@ fn evaluate(
         buffers,
         tape: spare,
         texts,
+        reparse,
         ..
     } = scratch;
     // One copy of the line, padded as simd-json's SIMD loads need, parsed in place
@@ -319,15 +348,85 @@ fn evaluate(
         *spare = Some(tape.reset());
         return;
     };
+    // Exports (issue 8): a record held as JSON text in a string is parsed once more.
+    if let Some(inner) = record.embedded() {
+        let reparse = reparse.get_or_insert_with(Box::default);
+        evaluate_embedded(inner, line, file, index, m, reparse, texts, out);
+    } else {
+        judge(&record, line, file, index, m, texts, out);
+    }
+    *spare = Some(tape.reset());
+}
+
+/// Exports (issue 8): parses a record held as JSON text in a string of its wrapper
+/// (PowerShell's `AuditData` string, Elastic's `event.original`) from a second scratch
+/// buffer, then judges it like any record, at the wrapper's line. `line` is the
+/// wrapper's text, for the sample of a malformed one.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_embedded(
+    embedded: Embedded<'_>,
+    line: &[u8],
+    file: usize,
+    index: u64,
+    m: &Matcher,
+    r: &mut Reparse,
+    texts: &mut Interner,
+    out: &mut Partial,
+) {
+    let json = embedded.json.trim().as_bytes();
+    r.buf.clear();
+    r.buf.extend_from_slice(json);
+    r.buf.resize(json.len() + simd_json::INPUT_PADDING, 0);
+    let buffers = r
+        .buffers
+        .get_or_insert_with(|| simd_json::Buffers::new(json.len()));
+    let mut tape = r.tape.take().unwrap_or_else(Tape::null).reset();
+    match simd_json::fill_tape_padded(&mut r.buf, json.len(), buffers, &mut tape) {
+        Err(e) => {
+            let reason = format!("invalid JSON in the record's JSON text: {e}");
+            out.malformed(file, index, reason, line);
+        }
+        Ok(()) => match Record::new(tape.as_value()) {
+            Ok(record) => {
+                let record = record.with_fallback_time(embedded.fallback_time);
+                judge(&record, json, file, index, m, texts, out);
+            }
+            Err(_) => {
+                let reason = "the record's JSON text is not an object".to_string();
+                out.malformed(file, index, reason, line);
+            }
+        },
+    }
+    r.tape = Some(tape.reset());
+}
+
+/// Evaluates the rules on a parsed record and counts it; `text` is its JSON text.
+fn judge(
+    record: &Record<'_, '_>,
+    text: &[u8],
+    file: usize,
+    index: u64,
+    m: &Matcher,
+    texts: &mut Interner,
+    out: &mut Partial,
+) {
+    // Exports (issue 8): an object of no record shape that holds a rule literal is
+    // malformed, never silently "not matched".
+    if !record.is_recognised() && m.holds_literal(text) {
+        let reason = "JSON object of no audit record shape (no Operation, event, AuditData, \
+                      _source or o365audit)";
+        out.malformed(file, index, reason.to_string(), text);
+        return;
+    }
     out.counts.candidates += 1;
     let before = out.events.len();
     let mut outside = false;
     for (i, rule) in m.rules.iter().enumerate() {
-        if rule.query.matches(&record) {
+        if rule.query.matches(record) {
             let timestamp = record.timestamp();
             if m.in_window(timestamp) {
                 out.events
-                    .push(event(&record, timestamp, rule, i, file, index, texts));
+                    .push(event(record, timestamp, rule, i, file, index, texts));
             } else {
                 outside = true;
             }
@@ -339,7 +438,6 @@ fn evaluate(
         out.counts.not_matched += 1;
         out.counts.outside_window += u64::from(outside);
     }
-    *spare = Some(tape.reset());
 }
 
 fn event(
