@@ -337,20 +337,17 @@ fn scan_mapped(file: usize, data: &[u8], m: &Matcher, config: &Config) -> FileRe
     if layout != Layout::JsonLines {
         let mut result = FileResult::new(layout.name().to_string());
         result.bytes = data.len() as u64;
-        if !m.prefilter().is_everything() && m.prefilter().find(data).is_none() {
-            // No record can match: the document is not parsed at all.
-            result.partial.counts.lines = document::count_lines(data);
-        } else {
-            let t = Instant::now();
-            let mut scratch = Scratch::default();
-            let ((partial, error), _) = scan_document(layout, data, file, m, &mut scratch);
-            result.record(
-                partial,
-                t.elapsed(),
-                std::mem::take(&mut scratch.parse_time),
-            );
-            result.error = error.map(|e| format!("{}: {e}", layout.name()));
-        }
+        // Exports (issue 8): a document without any rule literal is still cut into its
+        // records (counted, none parsed), so `records` is the same whatever the container.
+        let t = Instant::now();
+        let mut scratch = Scratch::default();
+        let ((partial, error), _) = scan_document(layout, data, file, m, &mut scratch);
+        result.record(
+            partial,
+            t.elapsed(),
+            std::mem::take(&mut scratch.parse_time),
+        );
+        result.error = error.map(|e| format!("{}: {e}", layout.name()));
         bump(&config.progress, data.len());
         return result;
     }
