@@ -210,6 +210,14 @@ pub fn run(config: &Config) -> Result<Report, rayon::ThreadPoolBuildError> {
         compressed_bytes += r.compressed_bytes;
         all.absorb_file(r.partial);
     }
+    // Exports (issue 8): an empty directory, or a run that read nothing, says so.
+    let explained = !errors.is_empty() || !warnings.is_empty();
+    warnings.extend(crate::coverage::no_input_warnings(
+        &config.paths,
+        &inputs,
+        bytes,
+        explained,
+    ));
     let names: Vec<String> = inputs.iter().map(Input::display).collect();
     let malformed = all
         .samples

@@ -8,12 +8,13 @@
 //! candidates, ECS field view) → `rule` (KQL, evaluated) → `findings` (mergeable partial
 //! results, grouped by actor) → `output` (table, JSON, CSV, NDJSON). `scan` is the hot
 //! loop over one chunk; `engine` drives it all on a rayon pool. `utf16` transcodes UTF-16
-//! inputs to UTF-8 as they are read.
+//! inputs to UTF-8 as they are read; `coverage` warns when a path gave nothing to read.
 #![deny(missing_docs)]
 
 pub mod alloc;
 pub mod chunk;
 pub mod config;
+pub mod coverage;
 pub mod document;
 pub mod engine;
 pub mod field;
