@@ -3,11 +3,12 @@
 //! Place in the flow: `engine` sends an input here instead of to the line-chunk scan
 //! when `source::Layout` recognised it as a CSV export or a JSON document (a top-level
 //! array, pretty-printed objects, concatenated objects, an Elasticsearch `_search`
-//! response). Records may span lines, so these are read sequentially, one input at a
-//! time, from any byte stream, with memory bounded by the longest record. Each record
-//! that holds a rule literal is handed to `scan::candidate`, with the line where the
-//! record starts and that line's byte offset; the rest are counted, never parsed. Every
-//! record's bytes are tallied for the coverage.
+//! response, Elastic's pipeline-test `{"events": [...]}`). Records may span lines, so
+//! these are read sequentially, one input at a time, from any byte stream, with memory
+//! bounded by the longest record. Each record that holds a rule literal is handed to
+//! `scan::candidate`, with the line where the record starts and that line's byte offset;
+//! the rest are counted, never parsed. Every record's bytes are tallied for the coverage.
+//! A rule literal outside every record of a JSON document is counted malformed.
 
 use std::io::{self, Read};
 
@@ -25,11 +26,6 @@ pub type Outcome<S> = (Partial<S>, Option<io::Error>);
 struct Pos {
     line: u64,
     offset: u64,
-}
-
-/// Counts the lines of bytes that are not parsed at all (no prefilter hit).
-pub fn count_lines(data: &[u8]) -> u64 {
-    memchr_iter(b'\n', data).count() as u64 + u64::from(data.last().is_some_and(|&b| b != b'\n'))
 }
 
 /// A Purview / `Search-UnifiedAuditLog` CSV export (RFC 4180): the record of a row is
@@ -157,6 +153,7 @@ impl Pending {
 }
 
 const TOO_LONG: &str = "record longer than --max-line-size";
+const STRAY: &str = "rule literal outside any record of the JSON document";
 const TOO_DEEP: &str = "record nested deeper than 512 levels";
 
 /// Receives each record (or why it is not kept) and where it starts.
@@ -326,14 +323,47 @@ fn is_candidate(m: &Matcher, record: &[u8]) -> bool {
     m.prefilter().is_everything() || m.prefilter().find(record).is_some()
 }
 
+/// Whether `head`, which starts with `[`, opens a JSON array: what follows the bracket
+/// (after whitespace) starts a JSON value or closes the array. `[metadata]` (TOML, INI)
+/// or `[garbage` do not.
+pub fn opens_json_array(head: &[u8]) -> bool {
+    let rest = head.strip_prefix(b"[").unwrap_or(head);
+    match rest.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => true,
+        Some(b) => matches!(
+            b,
+            b'{' | b'[' | b']' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+        ),
+    }
+}
+
+/// Whether `head`, which starts with `{`, is Elastic's pipeline-test wrapper: its first
+/// key is `"events"` and holds an array (`{"events": [{record}, …]}`).
+pub fn is_events_wrapper(head: &[u8]) -> bool {
+    let skip = |b: &[u8]| -> usize { b.iter().take_while(|c| c.is_ascii_whitespace()).count() };
+    let Some(rest) = head.strip_prefix(b"{") else {
+        return false;
+    };
+    let Some(rest) = rest[skip(rest)..].strip_prefix(b"\"events\"") else {
+        return false;
+    };
+    let Some(rest) = rest[skip(rest)..].strip_prefix(b":") else {
+        return false;
+    };
+    rest[skip(rest)..].starts_with(b"[")
+}
+
 /// Which objects of a JSON document are records, by the containers around them.
 fn record_path(head: &[u8]) -> &'static [u8] {
-    let first = head
+    let at = head
         .iter()
-        .find(|b| !b.is_ascii_whitespace() && **b != 0xEF && **b != 0xBB && **b != 0xBF);
+        .position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
+    let first = at.map(|i| head[i]);
     match first {
         // [ {record}, {record} ]
         Some(b'[') => b"[",
+        // Elastic's pipeline tests: {"events": [ {record}, … ]}.
+        Some(b'{') if at.is_some_and(|i| is_events_wrapper(&head[i..])) => b"{[",
         // An Elasticsearch `_search` response: { "hits": { "hits": [ {hit}, … ] } }.
         Some(b'{')
             if memchr::memmem::find(head, b"\"hits\"").is_some()
@@ -368,6 +398,8 @@ pub fn scan_json_document<S: Sink>(
     let start = strip_bom_slice(&head);
     let mut s = Splitter {
         path: record_path(start),
+        // Text outside the records is searched for the rules' literals too.
+        strays: Some(m.literals().clone()).filter(|p| !p.is_everything()),
         ..Splitter::default()
     };
     let rest: Box<dyn Read + '_> = match early {
@@ -403,6 +435,13 @@ pub fn scan_json_document<S: Sink>(
 #[derive(Default)]
 struct Splitter {
     path: &'static [u8],
+    /// The rules' literals, searched for in the text between records: each line where
+    /// one is found there is emitted as a record that cannot be kept (`STRAY`).
+    strays: Option<crate::prefilter::Prefilter>,
+    /// The last bytes of the text between records so far (a literal may straddle reads).
+    gap_tail: Vec<u8>,
+    /// The last line a stray literal was reported on (one report per line).
+    stray_line: Option<u64>,
     stack: Vec<u8>,
     in_string: bool,
     escaped: bool,
@@ -426,6 +465,8 @@ impl Splitter {
         // Newlines are counted lazily, up to `counted`, when a record starts and at the
         // end of the read; strings are crossed with memchr, not byte by byte.
         let mut counted = 0;
+        // Where the text between records begins in `data`, while outside a record.
+        let mut gap = self.record.is_none().then_some(0);
         let mut i = 0;
         while i < data.len() {
             if self.in_string {
@@ -453,6 +494,10 @@ impl Splitter {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => {
                     if b == b'{' && self.record.is_none() && self.stack == self.path {
+                        if let Some(from) = gap.take() {
+                            self.find_strays(data, from, i, &mut counted, emit);
+                            self.gap_tail.clear();
+                        }
                         self.newlines += memchr_iter(b'\n', &data[counted..i]).count() as u64;
                         counted = i;
                         self.record = Some(Pos {
@@ -482,11 +527,15 @@ impl Splitter {
                         && let Some(line) = self.record.take()
                     {
                         self.pending.finish(&data[start..=i], max, line, emit);
+                        gap = Some(i + 1);
                     }
                 }
                 _ => {}
             }
             i += 1;
+        }
+        if let Some(from) = gap {
+            self.find_strays(data, from, data.len(), &mut counted, emit);
         }
         self.newlines += memchr_iter(b'\n', &data[counted..]).count() as u64;
         if self.record.is_some() {
@@ -494,6 +543,75 @@ impl Splitter {
         }
         self.last = data.last().copied().or(self.last);
         self.consumed += data.len() as u64;
+    }
+
+    /// Searches `data[from..to]`, text between records, for the rules' literals and
+    /// emits each line that holds one as a record that is not kept (so it is counted
+    /// malformed). `self.gap_tail` holds the end of the same text from earlier reads.
+    fn find_strays(
+        &mut self,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        counted: &mut usize,
+        emit: &mut Emit<'_>,
+    ) {
+        let Some(literals) = self.strays.take() else {
+            return;
+        };
+        let piece = &data[from..to];
+        let overlap = literals.overlap();
+        // Lines up to `from`: `counted` only moves forward.
+        self.newlines += memchr_iter(b'\n', &data[*counted..from]).count() as u64;
+        *counted = from;
+        // A literal that began in an earlier read and ends in this one.
+        if !self.gap_tail.is_empty() {
+            let mut joined = std::mem::take(&mut self.gap_tail);
+            let tail_len = joined.len();
+            joined.extend_from_slice(&piece[..piece.len().min(overlap)]);
+            let mut at = 0;
+            while let Some(hit) = literals.find(&joined[at..]).map(|h| at + h) {
+                if hit >= tail_len {
+                    break;
+                }
+                let after = memchr_iter(b'\n', &joined[hit..tail_len]).count() as u64;
+                let pos = Pos {
+                    line: self.newlines - after,
+                    offset: self.consumed - (tail_len - hit) as u64,
+                };
+                self.stray(pos, emit);
+                at = hit + 1;
+            }
+            joined.truncate(tail_len);
+            self.gap_tail = joined;
+        }
+        let mut at = 0;
+        while let Some(hit) = literals.find(&piece[at..]).map(|h| at + h) {
+            self.newlines += memchr_iter(b'\n', &data[*counted..from + hit]).count() as u64;
+            *counted = from + hit;
+            let pos = Pos {
+                line: self.newlines,
+                offset: self.consumed + (from + hit) as u64,
+            };
+            self.stray(pos, emit);
+            at = hit + 1;
+        }
+        // Keep the end of the text for a literal that straddles this read's end.
+        let keep = overlap.min(self.gap_tail.len() + piece.len());
+        let from_piece = keep.min(piece.len());
+        let from_tail = keep - from_piece;
+        self.gap_tail.drain(..self.gap_tail.len() - from_tail);
+        self.gap_tail
+            .extend_from_slice(&piece[piece.len() - from_piece..]);
+        self.strays = Some(literals);
+    }
+
+    /// Emits a stray literal at `pos`, once per line.
+    fn stray(&mut self, pos: Pos, emit: &mut Emit<'_>) {
+        if self.stray_line != Some(pos.line) {
+            self.stray_line = Some(pos.line);
+            emit(Err(STRAY), pos);
+        }
     }
 }
 
@@ -658,6 +776,58 @@ mod tests {
         assert_eq!(p.counts.records, 3);
         assert_eq!(p.counts.lines, 5);
         assert_eq!(lines_of(&p), vec![3, 5]);
+    }
+
+    #[test]
+    fn a_literal_outside_every_record_is_malformed_in_any_reads() {
+        let lit = "Set-MailboxAuditBypassAssociation";
+        let text = format!("[\n\"{lit}\", \"{lit}\",\n{REC}\n] {lit}\n");
+        let p = doc(&text);
+        let lines: Vec<u64> = p.samples.iter().map(|s| s.line + 1).collect();
+        assert_eq!(lines, vec![2, 4]);
+        assert_eq!(p.samples[0].reason, STRAY);
+        assert_eq!((p.counts.records, p.counts.matched), (3, 1));
+        // A stray literal is a record of the coverage too (undated).
+        assert_eq!(p.coverage.records(), p.counts.records);
+        // The splitter itself, fed in pieces of every size (a literal across reads).
+        for piece in 1..=text.len() {
+            let mut s = Splitter {
+                path: b"[",
+                strays: Some(matcher().literals().clone()),
+                ..Splitter::default()
+            };
+            let mut got = Vec::new();
+            for part in text.as_bytes().chunks(piece) {
+                s.feed(part, 1 << 20, &mut |r, pos| {
+                    got.push((r.is_ok(), pos.line + 1))
+                });
+            }
+            assert_eq!(
+                got,
+                vec![(false, 2), (true, 3), (false, 4)],
+                "pieces of {piece}"
+            );
+        }
+        // No literal, nothing stray.
+        let p = doc("[\"text\", 1, {\"a\": [\"b\"]}]");
+        assert_eq!((p.counts.records, p.counts.malformed), (1, 0));
+    }
+
+    #[test]
+    fn elastic_pipeline_tests_yield_their_events() {
+        let original = serde_json::to_string(REC).unwrap();
+        let text = format!(
+            "{{\n  \"events\": [\n    {{\"o365audit\": {REC}}},\n    {{\"event\": {{\"original\": {original}}}}},\n    {MISS}\n  ]\n}}\n"
+        );
+        let p = doc(&text);
+        assert_eq!(p.counts.records, 3);
+        assert_eq!(lines_of(&p), vec![3, 4]);
+        let one_line = text.replace('\n', "");
+        assert_eq!(doc(&one_line).counts.matched, 2);
+        assert!(is_events_wrapper(b"{ \"events\" :[]}"));
+        assert!(!is_events_wrapper(b"{\"event\": {}}"));
+        assert!(opens_json_array(b"[\r\n  {"));
+        assert!(!opens_json_array(b"[metadata]"));
     }
 
     #[test]

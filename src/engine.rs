@@ -236,9 +236,17 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     let Scanned {
         partial,
         errors: scan_errors,
-        warnings,
+        mut warnings,
         stats: scan_stats,
     } = first;
+    // Exports (issue 8): an empty directory, or a run that read nothing, says so.
+    let explained = !discover_errors.is_empty() || !scan_errors.is_empty() || !warnings.is_empty();
+    warnings.extend(crate::warnings::no_input(
+        &config.paths,
+        &inputs,
+        scan_stats.bytes,
+        explained,
+    ));
     let mut findings = partial.sink.findings;
     let duplicates = if config.keep_duplicates {
         0

@@ -32,7 +32,9 @@ pub struct Counts {
     /// Empty or whitespace-only lines (JSON lines).
     pub blank: u64,
     /// Records: non-blank lines of JSON lines, rows of a CSV export, record objects of
-    /// a JSON document (a document skipped for having no prefilter hit counts none).
+    /// a JSON document (all of them, parsed or not: a document without any prefilter
+    /// hit is still cut into its records), and each line of a JSON document where a rule
+    /// literal stands outside every record (counted malformed).
     pub records: u64,
     /// Lines the prefilter let through (parsed).
     pub candidates: u64,

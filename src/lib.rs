@@ -7,7 +7,8 @@
 //! `prefilter` (byte search for the rules' literals) → `record` (simd-json parse of the
 //! candidates, ECS field view) → `rule` (KQL, evaluated) → `findings` (mergeable partial
 //! results, grouped by actor) → `output` (table, JSON, CSV, NDJSON). `scan` is the hot
-//! loop over one chunk; `engine` drives it all on a rayon pool.
+//! loop over one chunk; `engine` drives it all on a rayon pool. `utf16` transcodes UTF-16
+//! inputs to UTF-8 as they are read; `warnings` says when a path gave nothing to read.
 #![deny(missing_docs)]
 
 pub mod alloc;
@@ -30,6 +31,8 @@ pub mod record;
 pub mod rule;
 pub mod scan;
 pub mod source;
+pub mod utf16;
+pub mod warnings;
 
 pub use config::{Config, OutputFormat};
 pub use engine::{Report, run};

@@ -33,8 +33,90 @@ pub struct Record<'t, 'i> {
     /// The record's object (always an object).
     root: Value<'t, 'i>,
     shape: Shape,
+    /// Whether the object has a known shape at all (`Operation`, or `event`).
+    recognised: bool,
     /// The raw keys the mapping reads, found in the one pass that also tells the shape.
     keys: RawKeys<'t, 'i>,
+    /// The time of a raw record that has no `CreationTime` (PowerShell's `CreationDate`).
+    fallback_time: Option<&'i str>,
+    /// Set when the object only wraps its record as JSON text in a string.
+    embedded: Option<Embedded<'i>>,
+}
+
+/// A record held as JSON text in a string of its wrapper: the `AuditData` string of
+/// `Search-UnifiedAuditLog | ConvertTo-Json`, or the `event.original` of Elastic's
+/// pipeline tests. The caller parses `json` a second time, into a buffer of its own, and
+/// gives the record [`Record::with_fallback_time`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Embedded<'i> {
+    /// The record's JSON text (already unescaped from the wrapper's string).
+    pub json: &'i str,
+    /// The wrapper's `CreationDate`, the time to use when the record has no
+    /// `CreationTime`.
+    pub fallback_time: Option<&'i str>,
+}
+
+/// The keys of an object that one pass over it looks for: the ones the raw mapping
+/// reads, and the ones that tell a wrapper (an Elasticsearch hit, the CEL input, a
+/// PowerShell export object, an ECS document that only kept `event.original`).
+#[derive(Clone, Copy, Debug, Default)]
+struct Found<'t, 'i> {
+    raw: RawKeys<'t, 'i>,
+    source: Option<Value<'t, 'i>>,
+    o365audit: Option<Value<'t, 'i>>,
+    audit_data: Option<Value<'t, 'i>>,
+    creation_date: Option<Value<'t, 'i>>,
+    event: Option<Value<'t, 'i>>,
+    event_original: Option<Value<'t, 'i>>,
+    /// A dotted `event.*` key was seen.
+    dotted_event: bool,
+}
+
+impl<'t, 'i> Found<'t, 'i> {
+    /// The slot for a key that is looked for, if it is one.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Value<'t, 'i>>> {
+        Some(match key {
+            "_source" => &mut self.source,
+            "o365audit" => &mut self.o365audit,
+            "AuditData" => &mut self.audit_data,
+            "CreationDate" => &mut self.creation_date,
+            "event" => &mut self.event,
+            "event.original" => &mut self.event_original,
+            _ => return self.raw.slot(key),
+        })
+    }
+
+    fn of(root: Value<'t, 'i>) -> Result<Found<'t, 'i>, NotARecord> {
+        let mut found = Found::default();
+        for (k, v) in root.as_object().ok_or(NotARecord::NotAnObject)?.iter() {
+            if let Some(slot) = found.slot(k) {
+                // JSON objects may repeat a key; the last one wins, as in Elastic.
+                *slot = Some(v);
+            }
+            if k.starts_with("event.") {
+                found.dotted_event = true;
+            }
+        }
+        Ok(found)
+    }
+
+    fn is_ecs(&self) -> bool {
+        self.dotted_event || self.event.is_some_and(|e| e.is_object())
+    }
+
+    /// The record of an ECS document that kept nothing but `event.original` (no
+    /// `event.action`): the JSON text of the original event.
+    fn original(&self, root: Value<'t, 'i>) -> Option<&'i str> {
+        if self.raw.operation.is_some() {
+            return None;
+        }
+        let text = self
+            .event_original
+            .or_else(|| self.event?.as_object()?.get("original"))?
+            .into_string()?;
+        let is_json_object = text.trim_start().starts_with('{');
+        (is_json_object && lookup(root, "event.action").is_none()).then_some(text)
+    }
 }
 
 /// The top-level values a raw record is read from, looked up once per record instead of
@@ -85,38 +167,75 @@ pub enum NotARecord {
 
 impl<'t, 'i> Record<'t, 'i> {
     /// Recognises the shape of a parsed JSON value. Wrappers are unwrapped to the record
-    /// they hold: an Elasticsearch hit (`_source`) and the Elastic Agent CEL input's
-    /// `{"o365audit": record}`.
+    /// they hold: an Elasticsearch hit (`_source`), the Elastic Agent CEL input's
+    /// `{"o365audit": record}`, and a `Search-UnifiedAuditLog | ConvertTo-Json` object
+    /// whose `AuditData` is an object (its `CreationDate` is kept as the fallback time).
+    /// A wrapper whose record is JSON text in a string is told by [`Record::embedded`].
     pub fn new(value: Value<'t, 'i>) -> Result<Record<'t, 'i>, NotARecord> {
-        let mut root = value;
-        let obj = root.as_object().ok_or(NotARecord::NotAnObject)?;
-        if let Some(inner) = obj
-            .get("_source")
-            .or_else(|| obj.get("o365audit"))
+        let found = Found::of(value)?;
+        let wrapped = found
+            .source
             .filter(|v| v.is_object())
-        {
-            root = inner;
+            .or_else(|| found.o365audit.filter(|v| v.is_object()));
+        if let Some(inner) = wrapped {
+            return Ok(Record::read(inner, Found::of(inner)?));
         }
-        let mut keys = RawKeys::default();
-        let mut ecs = false;
-        for (k, v) in root.as_object().ok_or(NotARecord::NotAnObject)?.iter() {
-            if let Some(slot) = keys.slot(k) {
-                // JSON objects may repeat a key; the last one wins, as in Elastic.
-                *slot = Some(v);
-            } else if (k == "event" && v.is_object()) || k.starts_with("event.") {
-                ecs = true;
-            }
+        let Some(data) = found.audit_data else {
+            return Ok(Record::read(value, found));
+        };
+        let fallback_time = found.creation_date.and_then(|v| v.into_string());
+        if data.is_object() {
+            let record = Record::read(data, Found::of(data)?);
+            return Ok(record.with_fallback_time(fallback_time));
         }
-        Ok(Record {
+        let mut record = Record::read(value, found);
+        record.embedded = data.into_string().map(|json| Embedded {
+            json,
+            fallback_time,
+        });
+        Ok(record)
+    }
+
+    fn read(root: Value<'t, 'i>, found: Found<'t, 'i>) -> Record<'t, 'i> {
+        let ecs = found.is_ecs();
+        let embedded = if ecs { found.original(root) } else { None };
+        Record {
             root,
             shape: if ecs { Shape::Ecs } else { Shape::Raw },
-            keys,
-        })
+            recognised: ecs || found.raw.operation.is_some(),
+            keys: found.raw,
+            fallback_time: None,
+            embedded: embedded.map(|json| Embedded {
+                json,
+                fallback_time: None,
+            }),
+        }
     }
 
     /// The shape this record was recognised as.
     pub fn shape(&self) -> Shape {
         self.shape
+    }
+
+    /// Whether the object has a record shape at all: a raw record (`Operation`) or an
+    /// ECS document (`event` object or `event.*` keys). One that has neither cannot be
+    /// mapped; it is read as a raw record without fields.
+    pub fn is_recognised(&self) -> bool {
+        self.recognised
+    }
+
+    /// Set when this object only wraps its record as JSON text in a string (PowerShell's
+    /// `AuditData` string, an ECS document with nothing but `event.original`): then that
+    /// text, not this object, is the record.
+    pub fn embedded(&self) -> Option<Embedded<'i>> {
+        self.embedded
+    }
+
+    /// Gives a raw record the time to use when it has no `CreationTime` (PowerShell's
+    /// `CreationDate`: `/Date(ms)/`, ISO 8601 or a culture-formatted date).
+    pub fn with_fallback_time(mut self, time: Option<&'i str>) -> Record<'t, 'i> {
+        self.fallback_time = time;
+        self
     }
 
     /// The first text value of a field, if any.
@@ -134,8 +253,12 @@ impl<'t, 'i> Record<'t, 'i> {
         self.text(&Field::UserId)
     }
 
-    /// The event time (`@timestamp`), parsed; no offset means UTC.
+    /// The event time (`@timestamp`), parsed; no offset means UTC. A raw record without
+    /// `CreationTime` takes its fallback time (see [`Record::with_fallback_time`]).
     pub fn timestamp(&self) -> Option<DateTime<Utc>> {
+        if self.shape == Shape::Raw && self.keys.creation_time.is_none() {
+            return self.fallback_time.and_then(parse_creation_date);
+        }
         parse_timestamp(&self.text(&Field::Timestamp)?)
     }
 
@@ -436,6 +559,47 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     .map(|t| t.and_utc())
 }
 
+/// Parses the `CreationDate` of a PowerShell export: `/Date(ms)/` (.NET JSON: ms since
+/// the epoch, UTC; an offset suffix is informational), ISO 8601, or a culture-formatted
+/// date and time (`5/20/2023 11:07:00 AM` month first with AM/PM as en-US writes it;
+/// `20/05/2023 11:07:00` and `20.05.2023 11:07:00` day first; `2023/05/20 11:07:00`).
+/// No offset means UTC.
+pub fn parse_creation_date(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Some(inner) = text
+        .strip_prefix("/Date(")
+        .and_then(|t| t.strip_suffix(")/"))
+    {
+        let digits = inner
+            .char_indices()
+            .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+            .map_or(inner, |(i, _)| &inner[..i]);
+        return DateTime::from_timestamp_millis(digits.parse().ok()?);
+    }
+    if let Some(t) = parse_timestamp(text) {
+        return Some(t);
+    }
+    let has_meridiem = text.len() > 3 && {
+        let end = text[text.len() - 2..].to_ascii_uppercase();
+        end == "AM" || end == "PM"
+    };
+    let formats: &[&str] = if has_meridiem {
+        &["%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p"]
+    } else {
+        &[
+            "%d/%m/%Y %H:%M:%S",
+            "%d.%m.%Y %H:%M:%S",
+            "%Y/%m/%d %H:%M:%S",
+            "%d/%m/%Y %H:%M",
+            "%d.%m.%Y %H:%M",
+        ]
+    };
+    formats
+        .iter()
+        .find_map(|fmt| NaiveDateTime::parse_from_str(text, fmt).ok())
+        .map(|t| t.and_utc())
+}
+
 /// The shapes audit records actually use, parsed without chrono's format machinery:
 /// `YYYY-MM-DDTHH:MM:SS`, optional `.fraction` (up to 9 digits), optional `Z`.
 /// Anything else (offsets, spaces) is left to the general parser.
@@ -708,6 +872,110 @@ mod tests {
                     .ok()
                     .map(|t| t.and_utc());
             assert_eq!(fast, slow, "{s}");
+        }
+    }
+
+    #[test]
+    fn powershell_objects_are_unwrapped_with_a_fallback_time() {
+        let inner = r#"{"Id":"i","Operation":"X","Workload":"Exchange","UserId":"u"}"#;
+        let doc = format!(
+            r#"{{"RecordType":"ExchangeAdmin","CreationDate":"\/Date(1684580820000)\/","UserIds":"u","Operations":"X","AuditData":{inner},"ResultIndex":1,"ResultCount":5,"Identity":"i","IsValid":true,"ObjectState":"Unchanged"}}"#
+        );
+        assert_eq!(text_of(&doc, "event.action").as_deref(), Some("X"));
+        assert_eq!(text_of(&doc, "user.id").as_deref(), Some("u"));
+        with_record(&doc, |r| {
+            assert!(r.is_recognised() && r.embedded().is_none());
+            assert_eq!(
+                r.timestamp().map(|t| t.to_rfc3339()).as_deref(),
+                Some("2023-05-20T11:07:00+00:00")
+            );
+        });
+        // CreationTime wins over CreationDate.
+        let doc = doc.replace(
+            r#""Id":"i""#,
+            r#""CreationTime":"2024-01-02T03:04:05","Id":"i""#,
+        );
+        let t = with_record(&doc, |r| r.timestamp()).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-01-02T03:04:05+00:00");
+    }
+
+    #[test]
+    fn string_audit_data_and_event_original_are_embedded_json() {
+        let doc = r#"{"CreationDate":"5/20/2023 11:07:00 AM","Operations":"X","AuditData":"{\"Operation\":\"X\"}"}"#;
+        let e = with_record(doc, |r| {
+            r.embedded()
+                .map(|e| (e.json.to_string(), e.fallback_time.map(String::from)))
+        });
+        assert_eq!(
+            e,
+            Some((
+                r#"{"Operation":"X"}"#.to_string(),
+                Some("5/20/2023 11:07:00 AM".to_string())
+            ))
+        );
+        let doc = r#"{"event":{"original":" {\"Operation\":\"X\"}"}}"#;
+        let e = with_record(doc, |r| r.embedded().map(|e| e.json.to_string()));
+        assert_eq!(e.as_deref(), Some(r#" {"Operation":"X"}"#));
+        let doc = r#"{"event.original":"{\"Operation\":\"X\"}","@timestamp":"t"}"#;
+        assert!(with_record(doc, |r| r.embedded().is_some()));
+        // An ECS document that has its fields is read as it is, original or not.
+        for doc in [
+            r#"{"event":{"action":"X","original":"{\"Operation\":\"Y\"}"}}"#,
+            r#"{"event.action":"X","event":{"original":"{}"}}"#,
+            r#"{"event":{"original":"not json"}}"#,
+            r#"{"o365audit":{"Operation":"X"},"event":{"original":"{}"}}"#,
+        ] {
+            with_record(doc, |r| {
+                assert!(r.embedded().is_none() && r.is_recognised(), "{doc}")
+            });
+        }
+    }
+
+    #[test]
+    fn objects_of_no_record_shape_are_not_recognised() {
+        for doc in [
+            r#"{"foo":"X"}"#,
+            r#"{"_source":{"foo":1}}"#,
+            r#"{"AuditData":null}"#,
+        ] {
+            with_record(doc, |r| assert!(!r.is_recognised(), "{doc}"));
+        }
+        with_record(r#"{"Operation":"X"}"#, |r| assert!(r.is_recognised()));
+    }
+
+    #[test]
+    fn creation_dates() {
+        let t = |s| parse_creation_date(s).map(|t| t.to_rfc3339());
+        let want = Some("2023-05-20T11:07:00+00:00".to_string());
+        for s in [
+            "/Date(1684580820000)/",
+            "/Date(1684580820000+0200)/",
+            "2023-05-20T11:07:00",
+            "2023-05-20T11:07:00Z",
+            "5/20/2023 11:07:00 AM",
+            "05/20/2023 11:07:00 am",
+            "20/05/2023 11:07:00",
+            "20.05.2023 11:07:00",
+            "2023/05/20 11:07:00",
+        ] {
+            assert_eq!(t(s), want, "{s}");
+        }
+        assert_eq!(
+            t("5/20/2023 11:07:00 PM").as_deref(),
+            Some("2023-05-20T23:07:00+00:00")
+        );
+        assert_eq!(
+            t("/Date(-1000)/").as_deref(),
+            Some("1969-12-31T23:59:59+00:00")
+        );
+        for s in [
+            "/Date()/",
+            "/Date(x)/",
+            "soon",
+            "13/20/2023 11:07:00 AM",
+            "",
+        ] {
+            assert_eq!(t(s), None, "{s}");
         }
     }
 

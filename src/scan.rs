@@ -23,7 +23,7 @@ use simd_json::tape::Tape;
 use crate::coverage::Tally;
 use crate::findings::{At, Merge, Partial, Text, Why};
 use crate::prefilter::Prefilter;
-use crate::record::{Record, reduce_ip};
+use crate::record::{Embedded, Record, reduce_ip};
 use crate::rule::Rule;
 use crate::rule::kql::Query;
 
@@ -49,6 +49,10 @@ pub struct Matcher {
     rules: Vec<Rule>,
     selections: Vec<Selection>,
     prefilter: Prefilter,
+    /// The literals of the rules' selections, searched for whatever `prefilter` is
+    /// (exports, issue 8: a record holding one must be accounted for even with
+    /// `--no-prefilter`, and in the context pass too).
+    literals: Prefilter,
     max_line: usize,
     block: usize,
     timed: bool,
@@ -75,8 +79,9 @@ impl Matcher {
                 });
             }
         }
+        let literals = rule_literals(&rules);
         let prefilter = if prefilter {
-            Prefilter::for_queries(selections.iter().filter_map(|s| s.query.as_ref()))
+            literals.clone()
         } else {
             Prefilter::Everything
         };
@@ -84,6 +89,7 @@ impl Matcher {
             rules,
             selections,
             prefilter,
+            literals,
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
@@ -100,6 +106,9 @@ impl Matcher {
         max_line: usize,
     ) -> Matcher {
         Matcher {
+            // The rules' literals, not these: a record is malformed in both passes or in
+            // neither.
+            literals: rule_literals(&rules),
             rules,
             selections: vec![Selection {
                 rule: 0,
@@ -152,6 +161,29 @@ impl Matcher {
     pub fn counts_coverage(&self) -> bool {
         self.coverage
     }
+
+    /// The search for the literals of the rules' selections (their queries and context
+    /// selections), whatever `--no-prefilter` says and in either pass (it is
+    /// `Everything` only when a selection requires no literal).
+    pub fn literals(&self) -> &Prefilter {
+        &self.literals
+    }
+
+    /// Whether `bytes` hold a literal a rule's selection requires (always, when one
+    /// requires none).
+    pub fn holds_literal(&self, bytes: &[u8]) -> bool {
+        self.literals.is_everything() || self.literals.find(bytes).is_some()
+    }
+}
+
+/// The search for the literals of the first pass's selections (each rule's query and
+/// its context selections).
+fn rule_literals(rules: &[Rule]) -> Prefilter {
+    Prefilter::for_queries(
+        rules
+            .iter()
+            .flat_map(|r| std::iter::once(&r.query).chain(&r.contexts)),
+    )
 }
 
 /// Receives each selected record: what a pass keeps of it. Implementations are
@@ -218,8 +250,20 @@ pub struct Scratch {
     hits: Vec<usize>,
     /// Shared evidence text.
     texts: Interner,
+    /// Buffers of the second parse of a record held as JSON text in a string (exports,
+    /// issue 8); made on first use.
+    reparse: Option<Box<Reparse>>,
     /// Time spent parsing and evaluating candidates.
     pub parse_time: Duration,
+}
+
+/// Reusable buffers of a second parse: a record held as JSON text in a string of the
+/// object first parsed (PowerShell's `AuditData` string, Elastic's `event.original`).
+#[derive(Default)]
+struct Reparse {
+    buf: Vec<u8>,
+    buffers: Option<simd_json::Buffers>,
+    tape: Option<Tape<'static>>,
 }
 
 /// Scans one line-aligned chunk of file `file`. Positions in the result are relative
@@ -441,13 +485,13 @@ fn evaluate<S: Sink>(
     scratch: &mut Scratch,
     out: &mut Partial<S>,
 ) {
-    let m = pass.matcher;
     let Scratch {
         buf,
         buffers,
         tape: spare,
         texts,
         hits,
+        reparse,
         ..
     } = scratch;
     let file = at.input as usize;
@@ -468,10 +512,83 @@ fn evaluate<S: Sink>(
         *spare = Some(tape.reset());
         return;
     };
+    // Exports (issue 8): a record held as JSON text in a string is parsed once more.
+    if let Some(inner) = record.embedded() {
+        let reparse = reparse.get_or_insert_with(Box::default);
+        evaluate_embedded(inner, line, at, pass, reparse, hits, texts, out);
+    } else {
+        judge(&record, line, at, pass, hits, texts, out);
+    }
+    *spare = Some(tape.reset());
+}
+
+/// Exports (issue 8): parses a record held as JSON text in a string of its wrapper
+/// (PowerShell's `AuditData` string, Elastic's `event.original`) from a second scratch
+/// buffer, then judges it like any record, at the wrapper's position. `line` is the
+/// wrapper's text, for the sample of a malformed one.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_embedded<S: Sink>(
+    embedded: Embedded<'_>,
+    line: &[u8],
+    at: At,
+    pass: Pass<'_, S>,
+    r: &mut Reparse,
+    hits: &mut Vec<usize>,
+    texts: &mut Interner,
+    out: &mut Partial<S>,
+) {
+    let file = at.input as usize;
+    let json = embedded.json.trim().as_bytes();
+    r.buf.clear();
+    r.buf.extend_from_slice(json);
+    r.buf.resize(json.len() + simd_json::INPUT_PADDING, 0);
+    let buffers = r
+        .buffers
+        .get_or_insert_with(|| simd_json::Buffers::new(json.len()));
+    let mut tape = r.tape.take().unwrap_or_else(Tape::null).reset();
+    match simd_json::fill_tape_padded(&mut r.buf, json.len(), buffers, &mut tape) {
+        Err(e) => {
+            let reason = format!("invalid JSON in the record's JSON text: {e}");
+            out.malformed(file, at.line, reason, line);
+        }
+        Ok(()) => match Record::new(tape.as_value()) {
+            Ok(record) => {
+                let record = record.with_fallback_time(embedded.fallback_time);
+                judge(&record, json, at, pass, hits, texts, out);
+            }
+            Err(_) => {
+                let reason = "the record's JSON text is not an object".to_string();
+                out.malformed(file, at.line, reason, line);
+            }
+        },
+    }
+    r.tape = Some(tape.reset());
+}
+
+/// Counts a parsed record and hands it to the sink with the selections it satisfies;
+/// `text` is its JSON text.
+fn judge<S: Sink>(
+    record: &Record<'_, '_>,
+    text: &[u8],
+    at: At,
+    pass: Pass<'_, S>,
+    hits: &mut Vec<usize>,
+    texts: &mut Interner,
+    out: &mut Partial<S>,
+) {
+    let m = pass.matcher;
+    // Exports (issue 8): an object of no record shape that holds a rule literal is
+    // malformed, never silently "not matched".
+    if !record.is_recognised() && m.holds_literal(text) {
+        let reason = "JSON object of no audit record shape (no Operation, event, AuditData, \
+                      _source or o365audit)";
+        out.malformed(at.input as usize, at.line, reason.to_string(), text);
+        return;
+    }
     out.counts.candidates += 1;
     hits.clear();
     for (i, sel) in m.selections.iter().enumerate() {
-        if sel.query.as_ref().is_none_or(|q| q.matches(&record)) {
+        if sel.query.as_ref().is_none_or(|q| q.matches(record)) {
             hits.push(i);
         }
     }
@@ -487,9 +604,8 @@ fn evaluate<S: Sink>(
             params: pass.params,
             texts,
         };
-        out.sink.selected(hits, &record, at, &mut cx);
+        out.sink.selected(hits, record, at, &mut cx);
     }
-    *spare = Some(tape.reset());
 }
 
 /// Shares the text of repeated evidence values (actors, targets, addresses) and the
@@ -598,6 +714,37 @@ mod tests {
             ))
         );
         assert_eq!(e.record_id.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn embedded_records_reach_the_sink_at_the_wrapper_in_both_passes() {
+        // PowerShell's AuditData string without CreationTime: CreationDate stands in.
+        let inner = HIT.replace("\"CreationTime\":\"2024-01-01T00:00:00\",", "");
+        let wrapper = serde_json::json!({
+            "CreationDate": "/Date(1704153600000)/",
+            "Operations": "Set-MailboxAuditBypassAssociation",
+            "AuditData": inner,
+        })
+        .to_string();
+        let noshape = r#"{"UserId":"u","what":"Set-MailboxAuditBypassAssociation"}"#;
+        let data = format!("{MISS}\n{wrapper}\n{noshape}\n");
+        let first = Matcher::new(Rule::builtin(), true, 1 << 20);
+        let second = Matcher::for_literals(Rule::builtin(), Some(vec!["U".into()]), 1 << 20);
+        for m in [first, second] {
+            let p: Partial<Harvest> = scan_chunk(
+                data.as_bytes(),
+                0,
+                Pass::new(&m, &()),
+                &mut Scratch::default(),
+            );
+            assert_eq!(p.counts.malformed, 1, "the object of no record shape");
+            assert_eq!(p.samples[0].line, 2);
+            assert_eq!(lines(&p).last(), Some(&1));
+            let f = p.sink.findings.iter().find(|f| f.at.line == 1).unwrap();
+            assert_eq!(f.at.offset, MISS.len() as u64 + 1);
+            let t = f.timestamp.map(|t| t.to_rfc3339());
+            assert_eq!(t.as_deref(), Some("2024-01-02T00:00:00+00:00"));
+        }
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! memory-mapped (read into memory where mapping is refused), gzip (multi-member
 //! included), zstd, zip entries and stdin become a stream that [`BlockReader`] cuts into
 //! large blocks at the last newline, carrying the tail into the next block, so a stream is
-//! never held whole in memory. [`Layout`] tells from the first bytes how the records are
-//! laid out. Nothing here parses lines, and nothing here prints: progress is only counted.
+//! never held whole in memory. UTF-16 text (a byte order mark, or NUL every other byte)
+//! is streamed too, transcoded to UTF-8 after decompression (`crate::utf16`). [`Layout`]
+//! tells from the first bytes how the records are laid out. Nothing here parses lines, and nothing here prints: progress is only counted.
 //!
 //! The parts: `discover` (paths → inputs), `zip` (entries of `.zip` archives, streamed),
 //! `sniff` (the layout, from the first bytes), `blocks` (a stream cut into line-aligned
@@ -176,9 +177,11 @@ impl<R: Read> Read for Counted<R> {
 fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
     let file = File::open(path)?;
     let meta = file.metadata()?;
-    let mut head = [0u8; 4];
+    let mut head = [0u8; crate::utf16::SNIFF];
     let n = read_head(&file, &mut head)?;
-    if Compression::sniff(&head[..n]) != Compression::None || !meta.is_file() {
+    // Exports (issue 8): a UTF-16 file is transcoded as a stream, never mapped.
+    let utf16 = crate::utf16::sniff(&head[..n]).is_some();
+    if Compression::sniff(&head[..n]) != Compression::None || utf16 || !meta.is_file() {
         // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
         let reader: Box<dyn BufRead + Send> = if meta.is_file() {
             let counted = Counted {
@@ -245,6 +248,8 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::None => Box::new(reader),
     };
+    // Exports (issue 8): UTF-16 text (after decompression) is transcoded to UTF-8.
+    let reader = crate::utf16::utf8_reader(reader);
     Ok(Opened::Stream {
         reader,
         compression,

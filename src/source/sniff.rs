@@ -34,8 +34,12 @@ impl Layout {
             .unwrap_or_default()
             .trim_ascii();
         match head.first() {
-            Some(b'[') => Layout::JsonDocument,
-            Some(b'{') if first_line == b"{" => Layout::JsonDocument,
+            // Exports (issue 8): `[metadata]` (TOML) or `[garbage` is no JSON array, and
+            // Elastic's one-line `{"events":[…]}` is a document, not one record.
+            Some(b'[') if crate::document::opens_json_array(head) => Layout::JsonDocument,
+            Some(b'{') if first_line == b"{" || crate::document::is_events_wrapper(head) => {
+                Layout::JsonDocument
+            }
             Some(b'{') => Layout::JsonLines,
             Some(_)
                 if first_line.contains(&b',')
@@ -92,6 +96,13 @@ mod tests {
         assert_eq!(Layout::sniff(b"garbage Set-Mailbox\n{}"), Layout::JsonLines);
         assert_eq!(Layout::sniff(b"[\n  {\"a\":1}\n]"), Layout::JsonDocument);
         assert_eq!(Layout::sniff(b"{\r\n  \"a\": 1\r\n}"), Layout::JsonDocument);
+        assert_eq!(Layout::sniff(b"[metadata]\nx = 1\n"), Layout::JsonLines);
+        assert_eq!(Layout::sniff(b"[garbage Set-Mailbox\n"), Layout::JsonLines);
+        assert_eq!(Layout::sniff(b"[ ]"), Layout::JsonDocument);
+        assert_eq!(
+            Layout::sniff(b"{\"events\": [{\"a\":1}]}"),
+            Layout::JsonDocument
+        );
         assert_eq!(
             Layout::sniff(b"CreationDate,UserIds,Operations,AuditData\r\n2024,..."),
             Layout::PurviewCsv
