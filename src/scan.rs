@@ -91,9 +91,8 @@ impl Matcher {
         }
     }
 
-    /// A pass that hands every parsed record holding one of `literals` (ASCII case
-    /// ignored; `None`: every record) to the sink; no coverage is counted (the first
-    /// pass did).
+    /// A pass that hands every parsed record holding one of `literals` (`None`: every
+    /// record) to the sink; no coverage is counted (the first pass did).
     pub fn for_literals(
         rules: Vec<Rule>,
         literals: Option<Vec<String>>,
@@ -106,7 +105,7 @@ impl Matcher {
                 why: Why::Context(u16::MAX),
                 query: None,
             }],
-            prefilter: literals.map_or(Prefilter::Everything, Prefilter::case_insensitive),
+            prefilter: literals.map_or(Prefilter::Everything, Prefilter::from_literals),
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
