@@ -49,6 +49,13 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub gzip: bool,
 
+    /// Plant the investigation storyline (bypass periods, an open one, one that
+    /// predates the data, failed attempts, a tool account, audit tampering, a gap day)
+    /// over an archive spanning DAYS days (at least 25); printed to stderr.
+    #[arg(long, value_name = "DAYS", num_args = 0..=1, default_missing_value = "30",
+          value_parser = clap::value_parser!(u32).range(25..))]
+    pub scenarios: Option<u32>,
+
     /// Write to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,

@@ -46,6 +46,8 @@ pub struct GenSummary {
     pub enabled: u64,
     /// 1-based line numbers of the records the rule must match.
     pub match_lines: Vec<u64>,
+    /// What the storyline planted, one line each (empty without one).
+    pub scenario: Vec<String>,
 }
 
 const ACTORS: [&str; 3] = [
@@ -71,20 +73,221 @@ const AGENTS: [&str; 3] = [
 
 /// Writes a synthetic archive to `out`.
 pub fn generate(opts: &GenOptions, out: &mut dyn Write) -> io::Result<GenSummary> {
+    generate_with(opts, None, out)
+}
+
+/// A storyline planted over the archive for the investigation (`--scenarios`): the
+/// archive spans `days` days and these happen in it, each described in
+/// [`GenSummary::scenario`]:
+///
+/// - day 2: `it-helpdesk` enables the bypass for the backup tool account
+///   `svc-backup` (an allowlist candidate), never disabled;
+/// - day 3: `NT AUTHORITY\SYSTEM` disables a bypass on `svc-legacy` that was never
+///   seen enabled (it predates the data);
+/// - day 4: `adm-jdoe` fails twice to set one on `ceo` (trial and error);
+/// - day 5: `adm-jdoe` enables it on `finance.assistant`, then an hour later turns
+///   unified audit ingestion off (`Set-AdminAuditLogConfig`); the account's mailbox
+///   audit records stop while its sign-ins and SharePoint activity go on;
+/// - day 12: `it-helpdesk` disables it again; the mailbox records resume;
+/// - day 20: `adm-jdoe` enables it on `svc-scanner`, left open at the end;
+/// - day 15: no record at all (a gap day).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Storyline {
+    /// Days the archive spans.
+    pub days: u32,
+}
+
+/// Accounts of the storyline that have mailbox activity of their own.
+const STORY_ACCOUNTS: [&str; 5] = [
+    "finance.assistant@contoso.onmicrosoft.com",
+    "svc-scanner@contoso.onmicrosoft.com",
+    "svc-legacy@contoso.onmicrosoft.com",
+    "svc-backup@contoso.onmicrosoft.com",
+    "ceo@contoso.onmicrosoft.com",
+];
+
+/// One planted change: when (days, hours from the start), who, on whom, and how.
+struct Planted {
+    at: i64,
+    actor: &'static str,
+    operation: &'static str,
+    target: usize,
+    /// `Some(flag)` for the bypass cmdlet; `None` for the audit-ingestion change.
+    enable: Option<bool>,
+    failed: bool,
+    what: &'static str,
+}
+
+fn storyline(start: i64) -> Vec<Planted> {
+    let at = |day: i64, hour: i64| start + day * 86_400 + hour * 3600;
+    let p = |at, actor, operation, target, enable, failed, what| Planted {
+        at,
+        actor,
+        operation,
+        target,
+        enable,
+        failed,
+        what,
+    };
+    const BYPASS: &str = "Set-MailboxAuditBypassAssociation";
+    const ADM: &str = "adm-jdoe@contoso.onmicrosoft.com";
+    const HELPDESK: &str = "it-helpdesk@contoso.onmicrosoft.com";
+    const SYSTEM: &str = "NT AUTHORITY\\\\SYSTEM (Microsoft.Exchange.ServiceHost)";
+    vec![
+        p(
+            at(2, 9),
+            HELPDESK,
+            BYPASS,
+            3,
+            Some(true),
+            false,
+            "enable on the backup tool account (allowlist candidate), never disabled",
+        ),
+        p(
+            at(3, 10),
+            SYSTEM,
+            BYPASS,
+            2,
+            Some(false),
+            false,
+            "disable with no enable seen (the bypass predates the data)",
+        ),
+        p(
+            at(4, 14),
+            ADM,
+            BYPASS,
+            4,
+            Some(true),
+            true,
+            "failed attempt",
+        ),
+        p(
+            at(4, 15),
+            ADM,
+            BYPASS,
+            4,
+            Some(true),
+            true,
+            "failed attempt",
+        ),
+        p(
+            at(5, 10),
+            ADM,
+            BYPASS,
+            0,
+            Some(true),
+            false,
+            "enable: the account's mailbox audit records stop",
+        ),
+        p(
+            at(5, 11),
+            ADM,
+            "Set-AdminAuditLogConfig",
+            0,
+            None,
+            false,
+            "audit tampering by the same actor an hour later",
+        ),
+        p(
+            at(12, 16),
+            HELPDESK,
+            BYPASS,
+            0,
+            Some(false),
+            false,
+            "disable: the mailbox audit records resume",
+        ),
+        p(
+            at(20, 8),
+            ADM,
+            BYPASS,
+            1,
+            Some(true),
+            false,
+            "enable, left open at the end of the data",
+        ),
+    ]
+}
+
+/// Whether the storyline's account `i` is bypassed at `t` (its mailbox records stop).
+fn story_bypassed(start: i64, i: usize, t: i64) -> bool {
+    let day = |d: i64, h: i64| start + d * 86_400 + h * 3600;
+    match i {
+        0 => (day(5, 10)..day(12, 16)).contains(&t),
+        1 => t >= day(20, 8),
+        2 => t < day(3, 10),
+        3 => t >= day(2, 9),
+        _ => false,
+    }
+}
+
+/// The gap day of the storyline (no record at all).
+const GAP_DAY: i64 = 15;
+
+/// Writes a synthetic archive to `out`, with a storyline planted if asked.
+pub fn generate_with(
+    opts: &GenOptions,
+    story: Option<Storyline>,
+    out: &mut dyn Write,
+) -> io::Result<GenSummary> {
     let mut rng = fastrand::Rng::with_seed(opts.seed);
     let mut summary = GenSummary::default();
     let mut line = String::with_capacity(2048);
     let mut buf = Vec::with_capacity(1 << 20);
     // One record every ~2.6 s from 2024-01-01: a year holds about 12 million lines.
-    let mut clock: i64 = 1_704_067_200;
-    while summary.bytes < opts.size {
+    // A storyline stretches the clock so the archive spans its days.
+    let start: i64 = 1_704_067_200;
+    let mut clock = start;
+    let step_scale = story.map_or(1.0, |st| {
+        let lines = (opts.size as f64 / 770.0).max(1.0);
+        (f64::from(st.days) * 86_400.0 / lines / 2.5).max(1.0)
+    });
+    let mut planted_story = story.map(|_| storyline(start)).unwrap_or_default();
+    planted_story.reverse();
+    while summary.bytes < opts.size || !planted_story.is_empty() {
         line.clear();
-        clock += rng.i64(1..5);
-        let planted = opts.rate > 0.0 && rng.f64() < opts.rate;
-        let rec = if planted {
+        clock += (rng.i64(1..5) as f64 * step_scale) as i64;
+        if story.is_some() && (clock - start).div_euclid(86_400) == GAP_DAY {
+            continue;
+        }
+        let mut planted = false;
+        let rec = if let Some(p) = planted_story.last().filter(|p| p.at <= clock) {
+            let rec = story_record(&mut rng, p);
+            summary.scenario.push(format!(
+                "{} line {}: {} {} {} -> {}",
+                iso(p.at),
+                summary.lines + 1,
+                p.actor.replace("\\\\", "\\"),
+                p.operation,
+                match (p.enable, p.failed) {
+                    (Some(true), false) => "-AuditBypassEnabled $true",
+                    (Some(false), _) => "-AuditBypassEnabled $false",
+                    (Some(true), true) => "-AuditBypassEnabled $true (FAILED)",
+                    (None, _) => "-UnifiedAuditLogIngestionEnabled $false",
+                },
+                format_args!("{}: {}", STORY_ACCOUNTS[p.target], p.what)
+            ));
+            planted = p.operation == "Set-MailboxAuditBypassAssociation";
+            planted_story.pop();
+            rec
+        } else if opts.rate > 0.0 && rng.f64() < opts.rate {
+            planted = true;
             bypass(&mut rng, clock)
         } else {
-            ordinary(&mut rng, clock)
+            let mut rec = ordinary(&mut rng, clock);
+            if story.is_some() && rng.u8(0..4) == 0 {
+                // The storyline's accounts live too; a bypassed one leaves no mailbox
+                // audit record, but its other activity goes on.
+                let i = rng.usize(..STORY_ACCOUNTS.len());
+                rec.user = STORY_ACCOUNTS[i].to_string();
+                if matches!(rec.record_type, 2 | 50) && story_bypassed(start, i, clock) {
+                    rec.workload = "SharePoint";
+                    rec.operation = "FileAccessed";
+                    rec.record_type = 6;
+                    rec.extra.clear();
+                }
+            }
+            rec
         };
         match opts.shape {
             GenShape::Ual => rec.write_ual(&mut line),
@@ -113,9 +316,49 @@ pub fn generate(opts: &GenOptions, out: &mut dyn Write) -> io::Result<GenSummary
             buf.clear();
         }
     }
+    if story.is_some() {
+        summary.scenario.push(format!(
+            "{}: gap day, no record at all",
+            iso(start + GAP_DAY * 86_400).get(..10).unwrap_or_default()
+        ));
+    }
     out.write_all(&buf)?;
     out.flush()?;
     Ok(summary)
+}
+
+fn story_record(rng: &mut fastrand::Rng, p: &Planted) -> Rec {
+    let target = STORY_ACCOUNTS[p.target].to_string();
+    let params = match p.enable {
+        Some(flag) => vec![
+            ("Identity", target.clone()),
+            (
+                "AuditBypassEnabled",
+                if flag { "True" } else { "False" }.to_string(),
+            ),
+        ],
+        None => vec![("UnifiedAuditLogIngestionEnabled", "False".to_string())],
+    };
+    Rec {
+        time: p.at,
+        id: guid(rng),
+        workload: "Exchange",
+        operation: p.operation,
+        record_type: 1,
+        status: if p.failed { "Failed" } else { "Succeeded" },
+        user: p.actor.to_string(),
+        ip: ip(rng),
+        object: if p.enable.is_some() {
+            target
+        } else {
+            "Admin Audit Log Settings".to_string()
+        },
+        params,
+        extra: vec![(
+            "OriginatingServer",
+            format!("AM6PR05MB{} (15.20.7452.028)", rng.u16(1000..9999)),
+        )],
+    }
 }
 
 /// One record, before it is written in a shape.
@@ -405,6 +648,30 @@ mod tests {
             }
             assert!(sa.planted > 0 && sa.expected_matches <= sa.planted);
         }
+    }
+
+    #[test]
+    fn the_storyline_is_planted_in_time_order_with_a_gap_day() {
+        let opts = GenOptions {
+            size: 200_000,
+            seed: 3,
+            shape: GenShape::Ual,
+            rate: 0.0,
+        };
+        let mut out = Vec::new();
+        let s = generate_with(&opts, Some(Storyline { days: 30 }), &mut out).unwrap();
+        assert_eq!(s.scenario.len(), 9, "{:?}", s.scenario);
+        assert_eq!(s.expected_matches, 5, "enables and disables that succeed");
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("\"CreationTime\":\"2024-01-16T"), "gap day");
+        let mut last = String::new();
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let t = v["CreationTime"].as_str().unwrap().to_string();
+            assert!(t >= last, "time order");
+            last = t;
+        }
+        assert!(last.as_str() > "2024-01-25", "{last}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use cli::{Cli, Command, GenerateArgs, HuntArgs, Shape};
-use ualhunt::generate::{GenOptions, GenShape};
+use ualhunt::generate::{GenOptions, GenShape, Storyline};
 use ualhunt::output::{self, terminal_safe};
 use ualhunt::rule::Rule;
 use ualhunt::source::Progress;
@@ -239,6 +239,7 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         },
         rate: args.rate,
     };
+    let story = args.scenarios.map(|days| Storyline { days });
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
@@ -247,12 +248,12 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     };
     let summary = if args.gzip {
         let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::default());
-        let s = ualhunt::generate::generate(&opts, &mut gz)?;
+        let s = ualhunt::generate::generate_with(&opts, story, &mut gz)?;
         gz.finish()?.flush()?;
         s
     } else {
         let mut w = BufWriter::new(sink);
-        ualhunt::generate::generate(&opts, &mut w)?
+        ualhunt::generate::generate_with(&opts, story, &mut w)?
     };
     eprintln!(
         "generated {} lines, {} bytes; planted {} Set-MailboxAuditBypassAssociation events, \
@@ -264,5 +265,11 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         summary.expected_matches,
         summary.enabled
     );
+    if !summary.scenario.is_empty() {
+        eprintln!("storyline planted:");
+        for s in &summary.scenario {
+            eprintln!("  {s}");
+        }
+    }
     Ok(())
 }

@@ -20,7 +20,19 @@ pub enum Prefilter {
     Everything,
     /// One literal: memchr's SIMD substring search.
     One(memmem::Finder<'static>),
-    /// Several literals: aho-corasick (Teddy SIMD where it applies).
+    /// A few literals: aho-corasick's packed Teddy searcher (SIMD over all of them at
+    /// once), chosen whenever it builds, whatever byte statistics aho-corasick's own
+    /// prefilter heuristic would weigh (on audit text it picked a rare-byte search
+    /// three to five times slower here).
+    Packed {
+        /// The searcher.
+        searcher: Box<aho_corasick::packed::Searcher>,
+        /// How many literals.
+        count: usize,
+        /// Length of the longest literal.
+        longest: usize,
+    },
+    /// Several literals: aho-corasick.
     Many {
         /// The automaton.
         searcher: Box<AhoCorasick>,
@@ -72,6 +84,20 @@ impl Prefilter {
             }
             _ => {
                 let longest = literals.iter().map(String::len).max().unwrap_or(0);
+                if !ignore_case
+                    && literals.len() <= 64
+                    && let Some(searcher) = aho_corasick::packed::Config::new()
+                        .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                        .builder()
+                        .extend(&literals)
+                        .build()
+                {
+                    return Prefilter::Packed {
+                        searcher: Box::new(searcher),
+                        count: literals.len(),
+                        longest,
+                    };
+                }
                 let built = AhoCorasick::builder()
                     .kind(Some(AhoCorasickKind::DFA))
                     .match_kind(MatchKind::LeftmostFirst)
@@ -100,6 +126,7 @@ impl Prefilter {
         match self {
             Prefilter::Everything => "none (every line is parsed)".to_string(),
             Prefilter::One(f) => format!("{:?}", String::from_utf8_lossy(f.needle())),
+            Prefilter::Packed { count, .. } => format!("{count} literals (Teddy)"),
             Prefilter::Many { searcher, .. } => {
                 format!(
                     "{} literals (aho-corasick {:?})",
@@ -120,7 +147,9 @@ impl Prefilter {
         match self {
             Prefilter::Everything => 0,
             Prefilter::One(f) => f.needle().len().saturating_sub(1),
-            Prefilter::Many { longest, .. } => longest.saturating_sub(1),
+            Prefilter::Packed { longest, .. } | Prefilter::Many { longest, .. } => {
+                longest.saturating_sub(1)
+            }
         }
     }
 
@@ -130,6 +159,7 @@ impl Prefilter {
         match self {
             Prefilter::Everything => None,
             Prefilter::One(f) => f.find(haystack),
+            Prefilter::Packed { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
             Prefilter::Many { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
         }
     }

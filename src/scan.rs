@@ -97,9 +97,8 @@ impl Matcher {
         }
     }
 
-    /// A pass that hands every parsed record holding one of `literals` (ASCII case
-    /// ignored; `None`: every record) to the sink; no coverage is counted (the first
-    /// pass did).
+    /// A pass that hands every parsed record holding one of `literals` (`None`: every
+    /// record) to the sink; no coverage is counted (the first pass did).
     pub fn for_literals(
         rules: Vec<Rule>,
         literals: Option<Vec<String>>,
@@ -115,7 +114,7 @@ impl Matcher {
                 why: Why::Context(u16::MAX),
                 query: None,
             }],
-            prefilter: literals.map_or(Prefilter::Everything, Prefilter::case_insensitive),
+            prefilter: literals.map_or(Prefilter::Everything, Prefilter::from_literals),
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
@@ -729,7 +728,7 @@ mod tests {
         let noshape = r#"{"UserId":"u","what":"Set-MailboxAuditBypassAssociation"}"#;
         let data = format!("{MISS}\n{wrapper}\n{noshape}\n");
         let first = Matcher::new(Rule::builtin(), true, 1 << 20);
-        let second = Matcher::for_literals(Rule::builtin(), Some(vec!["U".into()]), 1 << 20);
+        let second = Matcher::for_literals(Rule::builtin(), Some(vec!["u".into()]), 1 << 20);
         for m in [first, second] {
             let p: Partial<Harvest> = scan_chunk(
                 data.as_bytes(),

@@ -335,8 +335,19 @@ pub fn watch(accounts: &[Account], around: Duration) -> Watch {
                 .sum()
         })
         .collect();
+    let mut spellings: Vec<String> = accounts
+        .iter()
+        .flat_map(|a| {
+            let actors = a.changes.iter().filter_map(|c| c.finding.actor.as_deref());
+            a.spellings.iter().map(String::as_str).chain(actors)
+        })
+        .map(|s| s.trim().to_string())
+        .collect();
+    spellings.sort_unstable();
+    spellings.dedup();
     let mut watch = Watch::new(spans, actors);
     watch.actor_changes = changes;
+    watch.spellings = spellings;
     watch
 }
 

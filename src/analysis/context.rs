@@ -40,6 +40,9 @@ pub struct Watch {
     pub actors: Vec<(String, Vec<(i64, i64)>)>,
     /// How many changes each actor made (before their windows were merged).
     pub actor_changes: Vec<u64>,
+    /// Every spelling of the watched names seen in the findings (the prefilter
+    /// searches these, their lower and their upper case).
+    pub spellings: Vec<String>,
     by_key: FxHashMap<String, (Vec<u32>, Vec<u32>)>,
     by_local: FxHashMap<String, (Vec<u32>, Vec<u32>)>,
 }

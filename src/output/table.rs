@@ -88,16 +88,57 @@ fn row(a: &ActorFindings) -> [String; 6] {
     ]
 }
 
-/// Cuts a line to `width` characters, ending it with `…` when cut.
-fn fit(line: &str, width: Option<usize>) -> String {
-    match width {
-        Some(w) if line.chars().count() > w && w > 1 => {
-            let mut s: String = line.chars().take(w - 1).collect();
-            s.push('…');
-            s
-        }
-        _ => line.to_string(),
+/// Cuts a word to `width` characters, ending it with `…` when cut.
+fn cut(word: &str, width: usize) -> String {
+    if word.chars().count() <= width || width < 2 {
+        return word.to_string();
     }
+    let mut s: String = word.chars().take(width - 1).collect();
+    s.push('…');
+    s
+}
+
+/// Wraps a line at spaces to `width` columns; continuation lines are indented four
+/// more than the line. A single word wider than a line is cut with `…`, never split.
+fn fit(line: &str, width: Option<usize>) -> String {
+    let Some(w) = width else {
+        return line.to_string();
+    };
+    if line.chars().count() <= w {
+        return line.to_string();
+    }
+    let text = line.trim_start();
+    let lead = line.len() - text.len();
+    let more = (lead + 4).min(w / 2);
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut len = 0;
+    let mut room = w.saturating_sub(lead).max(1);
+    for word in text.split(' ') {
+        let mut piece = cut(word, room);
+        if len > 0 && len + 1 + piece.chars().count() > room {
+            lines.push(std::mem::take(&mut current).trim_end().to_string());
+            len = 0;
+            room = w - more;
+            piece = cut(word, room);
+        }
+        if len > 0 {
+            current.push(' ');
+            len += 1;
+        }
+        len += piece.chars().count();
+        current.push_str(&piece);
+    }
+    lines.push(current.trim_end().to_string());
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&" ".repeat(if i == 0 { lead } else { more }));
+        out.push_str(l);
+    }
+    out
 }
 
 impl Table {
@@ -193,7 +234,7 @@ impl Table {
                 }
             )?,
         }
-        for a in &on {
+        for a in on.iter().take(LIST_MAX) {
             let p = a.periods.last();
             let mut text = format!(
                 "  {}  since {}, set by {}",
@@ -219,6 +260,9 @@ impl Table {
                 );
             }
             self.line(out, &text)?;
+        }
+        if on.len() > LIST_MAX {
+            writeln!(out, "  +{} more — see the JSON", on.len() - LIST_MAX)?;
         }
         Ok(())
     }
@@ -472,5 +516,29 @@ impl Exporter for Table {
             c.malformed,
             report.errors.len()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_wrap_at_spaces_and_never_split_words() {
+        let line = "  svc-backup@contoso.onmicrosoft.com  since 2024-01-03T09:00:00Z, set by it-helpdesk@contoso.onmicrosoft.com";
+        let wrapped = fit(line, Some(50));
+        for l in wrapped.lines() {
+            assert!(l.chars().count() <= 50, "{l:?}");
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let back: Vec<&str> = wrapped.split_whitespace().collect();
+        assert_eq!(words, back);
+        assert!(
+            wrapped.lines().nth(1).unwrap().starts_with("      "),
+            "{wrapped}"
+        );
+        let long = format!("  {}", "x".repeat(80));
+        assert_eq!(fit(&long, Some(40)).chars().count(), 40);
+        assert_eq!(fit("short", Some(40)), "short");
     }
 }
