@@ -277,6 +277,32 @@ impl Merge for Harvest {
     }
 }
 
+/// Serde for maps whose keys are not strings (tuples): written as a list of
+/// `[key, value]` pairs, so every partial state serializes to JSON.
+pub mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes the map as a list of pairs.
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    /// Reads a list of pairs into the map.
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
 /// Drops findings whose rule, selection and record id were already seen earlier in
 /// input order (exports overlap and repeat records); findings without a record id are
 /// all kept. Returns how many rule matches were dropped. `findings` must be in input

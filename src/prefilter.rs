@@ -32,6 +32,11 @@ pub enum Prefilter {
         /// Length of the longest literal.
         longest: usize,
     },
+    /// Literals matched whatever their ASCII case: the inner prefilter searches the
+    /// lower-cased literals in a lower-cased copy of the haystack (so it keeps its SIMD
+    /// search; a case-insensitive automaton has none). The scan folds each block once
+    /// ([`Prefilter::find_folded`]); [`Prefilter::find`] folds what it is given.
+    Folded(Box<Prefilter>),
     /// Several literals: aho-corasick.
     Many {
         /// The automaton.
@@ -74,6 +79,13 @@ impl Prefilter {
     }
 
     fn build(mut literals: Vec<String>, ignore_case: bool) -> Prefilter {
+        if ignore_case {
+            let lower = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
+            return match Prefilter::build(lower, false) {
+                Prefilter::Everything => Prefilter::Everything,
+                inner => Prefilter::Folded(Box::new(inner)),
+            };
+        }
         literals.sort();
         literals.dedup();
         literals.retain(|l| !l.is_empty());
@@ -127,6 +139,7 @@ impl Prefilter {
             Prefilter::Everything => "none (every line is parsed)".to_string(),
             Prefilter::One(f) => format!("{:?}", String::from_utf8_lossy(f.needle())),
             Prefilter::Packed { count, .. } => format!("{count} literals (Teddy)"),
+            Prefilter::Folded(inner) => format!("{}, ASCII case folded", inner.describe()),
             Prefilter::Many { searcher, .. } => {
                 format!(
                     "{} literals (aho-corasick {:?})",
@@ -135,6 +148,21 @@ impl Prefilter {
                 )
             }
         }
+    }
+
+    /// The search over a haystack already folded with [`fold_into`] when this
+    /// prefilter folds case, else over the haystack as it is.
+    #[inline]
+    pub fn find_folded(&self, folded: &[u8]) -> Option<usize> {
+        match self {
+            Prefilter::Folded(inner) => inner.find(folded),
+            other => other.find(folded),
+        }
+    }
+
+    /// Whether the haystack must be folded to ASCII lower case first.
+    pub fn folds_case(&self) -> bool {
+        matches!(self, Prefilter::Folded(_))
     }
 
     /// Whether every line is a candidate.
@@ -150,6 +178,7 @@ impl Prefilter {
             Prefilter::Packed { longest, .. } | Prefilter::Many { longest, .. } => {
                 longest.saturating_sub(1)
             }
+            Prefilter::Folded(inner) => inner.overlap(),
         }
     }
 
@@ -161,8 +190,19 @@ impl Prefilter {
             Prefilter::One(f) => f.find(haystack),
             Prefilter::Packed { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
             Prefilter::Many { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
+            Prefilter::Folded(inner) => {
+                let mut folded = Vec::new();
+                fold_into(haystack, &mut folded);
+                inner.find(&folded)
+            }
         }
     }
+}
+
+/// Writes `data` in ASCII lower case into `out` (same length, same offsets).
+pub fn fold_into(data: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend(data.iter().map(u8::to_ascii_lowercase));
 }
 
 #[cfg(test)]
@@ -186,5 +226,9 @@ mod tests {
         assert!(Prefilter::from_literals(vec![]).is_everything());
         let p = Prefilter::case_insensitive(vec!["Alice@Contoso.com".into()]);
         assert_eq!(p.find(b"xx ALICE@contoso.COM"), Some(3));
+        assert!(p.folds_case());
+        let mut folded = Vec::new();
+        fold_into(b"xx aLiCe@CONTOSO.com", &mut folded);
+        assert_eq!(p.find_folded(&folded), Some(3));
     }
 }

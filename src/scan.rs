@@ -97,8 +97,9 @@ impl Matcher {
         }
     }
 
-    /// A pass that hands every parsed record holding one of `literals` (`None`: every
-    /// record) to the sink; no coverage is counted (the first pass did).
+    /// A pass that hands every parsed record holding one of `literals` (ASCII case
+    /// ignored; `None`: every record) to the sink; no coverage is counted (the first
+    /// pass did).
     pub fn for_literals(
         rules: Vec<Rule>,
         literals: Option<Vec<String>>,
@@ -114,7 +115,7 @@ impl Matcher {
                 why: Why::Context(u16::MAX),
                 query: None,
             }],
-            prefilter: literals.map_or(Prefilter::Everything, Prefilter::from_literals),
+            prefilter: literals.map_or(Prefilter::Everything, Prefilter::case_insensitive),
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
@@ -245,6 +246,8 @@ pub struct Scratch {
     tape: Option<Tape<'static>>,
     /// Candidate lines of the current block: (start, end without newline, line index).
     candidates: Vec<(usize, usize, u64)>,
+    /// The current block in ASCII lower case, for a prefilter that folds case.
+    folded: Vec<u8>,
     /// Selections a candidate satisfied.
     hits: Vec<usize>,
     /// Shared evidence text.
@@ -346,6 +349,7 @@ fn scan_prefiltered<S: Sink>(
         out.counts.blank += 1;
     }
     let mut cands = std::mem::take(&mut scratch.candidates);
+    let mut folded = std::mem::take(&mut scratch.folded);
     while block_start < len {
         let block_end = (block_start + m.block).min(len);
 
@@ -353,8 +357,17 @@ fn scan_prefiltered<S: Sink>(
         cands.clear();
         let window_end = (block_end + overlap).min(len);
         let mut from = search_from.max(block_start);
+        let folds = m.prefilter.folds_case();
+        if folds && from < block_end {
+            crate::prefilter::fold_into(&data[block_start..window_end], &mut folded);
+        }
         while from < block_end {
-            let Some(off) = m.prefilter.find(&data[from..window_end]) else {
+            let found = if folds {
+                m.prefilter.find_folded(&folded[from - block_start..])
+            } else {
+                m.prefilter.find(&data[from..window_end])
+            };
+            let Some(off) = found else {
                 break;
             };
             let hit = from + off;
@@ -411,6 +424,7 @@ fn scan_prefiltered<S: Sink>(
         tally.record(&data[line_start..]);
     }
     scratch.candidates = cands;
+    scratch.folded = folded;
     out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
     out.counts.records = out.counts.lines - out.counts.blank;
 }

@@ -214,13 +214,17 @@ pub struct Activity {
     /// Records selected and attributed to a watched name.
     pub records: u64,
     /// Mailbox-audit records per (account, day number).
+    #[serde(with = "crate::findings::pairs")]
     pub mailbox_days: BTreeMap<(u32, i32), u64>,
     /// Mailbox-audit records per (account, slot): slot `2k` is the time before period
     /// `k` (after period `k - 1`), slot `2k + 1` is period `k`.
+    #[serde(with = "crate::findings::pairs")]
     pub mailbox_slots: BTreeMap<(u32, u32), u64>,
     /// Other activity of an account inside its periods.
+    #[serde(with = "crate::findings::pairs")]
     pub other_during: BTreeMap<(u32, OpKey), OpStat>,
     /// Activity of an actor inside the windows around its changes.
+    #[serde(with = "crate::findings::pairs")]
     pub actor_ops: BTreeMap<(u32, OpKey), OpStat>,
     /// Audit-tampering records of actors inside their windows, in input order.
     pub tampering: Vec<Tampering>,
@@ -417,6 +421,57 @@ mod tests {
         assert_eq!(slot(&predates, 0), 1);
         assert_eq!(slot(&predates, 25), 2);
         assert_eq!(slot(&[], 7), 0);
+    }
+
+    #[test]
+    fn activity_merges_in_any_grouping_and_round_trips_through_json() {
+        let t = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+        let op = |n: &str| (Text::from("Exchange"), Text::from(n));
+        let part = |day: i32, n: &str, ip: &str, line: u64| {
+            let mut a = Activity {
+                records: 1,
+                ..Activity::default()
+            };
+            *a.mailbox_days.entry((0, day)).or_default() += 1;
+            *a.mailbox_slots.entry((0, 1)).or_default() += 1;
+            a.actor_ops
+                .entry((0, op(n)))
+                .or_default()
+                .add(t(i64::from(day) * 86_400), Some(&Text::from(ip)));
+            a.tampering.push(Tampering {
+                actor: 0,
+                timestamp: t(5),
+                operation: op(n).1,
+                at: At {
+                    input: 0,
+                    line,
+                    offset: line * 10,
+                },
+                command_line: None,
+            });
+            a
+        };
+        let (a, b, c) = (
+            part(1, "A", "1.1.1.1", 0),
+            part(2, "B", "2.2.2.2", 1),
+            part(2, "A", "3.3.3.3", 2),
+        );
+        let shift = Shift {
+            lines: 10,
+            bytes: 100,
+        };
+        let mut left = a.clone();
+        left.append(b.clone(), shift);
+        left.append(c.clone(), shift);
+        let mut bc = b;
+        bc.append(c, Shift::default());
+        let mut right = a;
+        right.append(bc, shift);
+        assert_eq!(left, right);
+        assert_eq!(left.actor_ops[&(0, op("A"))].count, 2);
+        let text = serde_json::to_string(&left).unwrap();
+        let back: Activity = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, left);
     }
 
     #[test]
