@@ -93,7 +93,10 @@ impl Tally {
             None => (time_value(bytes), is_exchange_admin(bytes)),
         };
         self.coverage.exchange_admin += u64::from(admin);
-        match value.and_then(|v| self.parse_time_cached(v)) {
+        match value
+            .and_then(|v| self.parse_time_cached(v))
+            .or_else(|| creation_date(bytes))
+        {
             Some(t) => self.dated(t),
             None => self.coverage.undated += 1,
         }
@@ -150,6 +153,7 @@ impl Tally {
 
 static CREATION_TIME: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("CreationTime"));
 static AT_TIMESTAMP: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("@timestamp"));
+static CREATION_DATE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("CreationDate"));
 static EXCHANGE_ADMIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("ExchangeAdmin"));
 
 /// The time of a record (Unix seconds) and whether it is an Exchange admin record,
@@ -159,6 +163,17 @@ pub fn probe(bytes: &[u8]) -> (Option<i64>, bool) {
         time_value(bytes).and_then(parse_time),
         is_exchange_admin(bytes),
     )
+}
+
+/// The time of a PowerShell `Search-UnifiedAuditLog` object whose `AuditData` has no
+/// `CreationTime`: its `CreationDate` (`\/Date(ms)\/`, ISO or culture-formatted), read
+/// as the record view reads it. Only reached when no `CreationTime` or `@timestamp` was.
+fn creation_date(bytes: &[u8]) -> Option<i64> {
+    let v = value_after(bytes, &CREATION_DATE)?;
+    let end = v.iter().take(64).position(|&b| b == b'"')?;
+    let text = std::str::from_utf8(&v[..end]).ok()?;
+    let text = text.trim_end_matches('\\').replace("\\/", "/");
+    crate::record::parse_creation_date(&text).map(|t| t.timestamp())
 }
 
 /// The bytes where a record's time value starts.
@@ -383,6 +398,18 @@ mod tests {
         assert_eq!(probe(br#"{"Operation":"CreationTime"}"#).0, None);
         assert_eq!(probe(br#"{"CreationTime":"yesterday"}"#).0, None);
         assert_eq!(probe(br#"{"CreationTime":"2024-13-05T10:11:12"}"#).0, None);
+    }
+
+    #[test]
+    fn powershell_creation_dates_are_read_when_there_is_no_creation_time() {
+        let mut t = Tally::default();
+        t.record(
+            br#"{"CreationDate": "\/Date(1684580820000)\/", "AuditData": "{\"Operation\":\"X\"}"}"#,
+        );
+        t.record(br#"{"CreationDate":"5/20/2023 11:07:00 AM","Operations":"X"}"#);
+        let c = t.finish();
+        assert_eq!(c.undated, 0, "{c:?}");
+        assert_eq!(c.first, Some(1_684_580_820));
     }
 
     #[test]
