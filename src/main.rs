@@ -111,12 +111,6 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
             e.expires.map(|d| d.to_string()).unwrap_or_default()
         )?;
     }
-    if report.files == 0 && report.errors.is_empty() {
-        writeln!(
-            err,
-            "ualhunt: warning: no input was read (empty directory?)"
-        )?;
-    }
     if !report.coverage.conclusive && report.events() == 0 && report.files > 0 {
         writeln!(
             err,
