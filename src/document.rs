@@ -620,24 +620,13 @@ mod tests {
     use super::*;
     use crate::findings::Harvest;
     use crate::rule::Rule;
+    use crate::testutil::Trickle;
 
     const REC: &str = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"ID","Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","ResultStatus":"Succeeded","UserId":"u@x","Parameters":[{"Name":"Identity","Value":"m"},{"Name":"AuditBypassEnabled","Value":"True"}]}"#;
     const MISS: &str = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"N","Operation":"Set-Mailbox","Workload":"Exchange","UserId":"u@x"}"#;
 
     fn matcher() -> Matcher {
         Matcher::new(Rule::builtin(), true, 1 << 20)
-    }
-
-    /// Hands out at most `.1` bytes per read, like a slow pipe.
-    struct Trickle<'a>(&'a [u8], usize);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(buf.len()).min(self.1);
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
     }
 
     fn lines_of(p: &Partial<Harvest>) -> Vec<u64> {

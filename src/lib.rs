@@ -34,5 +34,8 @@ pub mod source;
 pub mod utf16;
 pub mod warnings;
 
+#[cfg(test)]
+mod testutil;
+
 pub use config::{Config, OutputFormat};
 pub use engine::{Report, run};

@@ -299,6 +299,7 @@ impl<R: Read> Read for Utf16Reader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::Trickle;
 
     fn encode(text: &str, order: ByteOrder) -> Vec<u8> {
         text.encode_utf16()
@@ -307,18 +308,6 @@ mod tests {
                 ByteOrder::Big => u.to_be_bytes(),
             })
             .collect()
-    }
-
-    /// Hands out the bytes in reads of at most `.1` bytes.
-    struct Trickle<'a>(&'a [u8], usize);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(buf.len()).min(self.1);
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
     }
 
     /// Decodes `bytes`, the input arriving `feed` bytes at a time and read out `take`

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use assert_cmd::Command;
+mod common;
+
+use common::as_csv;
 use proptest::prelude::*;
 use serde_json::Value as Json;
 use ualhunt::config::{Config, OutputFormat};
@@ -465,25 +468,6 @@ fn powershell_pretty(value: &Json) -> Vec<u8> {
         .replace("\": ", "\":  ")
         .replace('\n', "\r\n")
         .into_bytes()
-}
-
-fn as_csv(records: &[Json]) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    w.write_record(["CreationDate", "UserIds", "Operations", "AuditData"])
-        .unwrap();
-    for r in records {
-        let cell = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-        w.write_record([
-            cell("CreationTime"),
-            cell("UserId"),
-            cell("Operation"),
-            r.to_string(),
-        ])
-        .unwrap();
-    }
-    w.into_inner().unwrap()
 }
 
 proptest! {

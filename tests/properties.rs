@@ -5,6 +5,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::as_csv;
 use proptest::prelude::*;
 use ualhunt::config::{Config, OutputFormat};
 use ualhunt::generate::{GenOptions, GenShape, GenSummary, generate};
@@ -168,26 +171,6 @@ fn placeless(report: &serde_json::Value) -> serde_json::Value {
         }
     }
     actors
-}
-
-/// The same records as a CSV export (classic layout), every cell RFC 4180-quoted.
-fn as_csv(records: &[serde_json::Value]) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    w.write_record(["CreationDate", "UserIds", "Operations", "AuditData"])
-        .unwrap();
-    for r in records {
-        let cell = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-        w.write_record([
-            cell("CreationTime"),
-            cell("UserId"),
-            cell("Operation"),
-            r.to_string(),
-        ])
-        .unwrap();
-    }
-    w.into_inner().unwrap()
 }
 
 proptest! {
