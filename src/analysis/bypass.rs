@@ -110,8 +110,10 @@ pub struct Account {
 /// An actor's activity around its changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActorContext {
-    /// The actor, trimmed and lower case.
+    /// The actor, trimmed and lower case (as accounts are compared).
     pub actor: String,
+    /// The actor as first spelled in its changes.
+    pub spelled: String,
     /// Its changes.
     pub changes: u64,
     /// The window around each change.
@@ -345,8 +347,24 @@ pub fn watch(accounts: &[Account], around: Duration) -> Watch {
         .collect();
     spellings.sort_unstable();
     spellings.dedup();
+    let names: Vec<String> = actors
+        .iter()
+        .map(|(k, _)| {
+            let mut spelled: Vec<&ChangeItem> = accounts
+                .iter()
+                .flat_map(|a| &a.changes)
+                .filter(|c| c.finding.actor.as_deref().is_some_and(|a| key(a) == *k))
+                .collect();
+            spelled.sort_by_key(|c| c.finding.order_key());
+            spelled
+                .first()
+                .and_then(|c| c.finding.actor.as_deref())
+                .map_or_else(|| k.clone(), |a| a.trim().to_string())
+        })
+        .collect();
     let mut watch = Watch::new(spans, actors);
     watch.actor_changes = changes;
+    watch.actor_names = names;
     watch.spellings = spellings;
     watch
 }
@@ -456,6 +474,11 @@ fn actor_contexts(watch: &Watch, activity: &Activity, around: Duration) -> Vec<A
             tampering.sort_by_key(|t| (t.timestamp, t.at));
             ActorContext {
                 actor: actor.clone(),
+                spelled: watch
+                    .actor_names
+                    .get(i as usize)
+                    .cloned()
+                    .unwrap_or_else(|| actor.clone()),
                 changes: watch
                     .actor_changes
                     .get(i as usize)

@@ -40,6 +40,8 @@ pub struct Watch {
     pub actors: Vec<(String, Vec<(i64, i64)>)>,
     /// How many changes each actor made (before their windows were merged).
     pub actor_changes: Vec<u64>,
+    /// Each actor as first spelled in its changes (for reports).
+    pub actor_names: Vec<String>,
     /// Every spelling of the watched names seen in the findings (the prefilter
     /// searches these, their lower and their upper case).
     pub spellings: Vec<String>,

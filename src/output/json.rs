@@ -332,6 +332,7 @@ fn op_out<'a>((k, s): &'a (OpKey, OpStat)) -> OpOut<'a> {
 #[derive(Serialize)]
 struct ActorContextOut<'a> {
     actor: &'a str,
+    spelled: &'a str,
     changes: u64,
     window_seconds: i64,
     operations: Vec<OpOut<'a>>,
@@ -413,6 +414,7 @@ fn account_out<'a>(report: &'a Report, a: &'a Account) -> AccountOut<'a> {
 fn actor_context_out<'a>(report: &'a Report, c: &'a ActorContext) -> ActorContextOut<'a> {
     ActorContextOut {
         actor: &c.actor,
+        spelled: &c.spelled,
         changes: c.changes,
         window_seconds: c.window.num_seconds(),
         operations: c.operations.iter().map(op_out).collect(),

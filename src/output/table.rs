@@ -378,7 +378,7 @@ impl Table {
                 out,
                 &format!(
                     "  {}: {records} records ({}), IPs {}",
-                    terminal_safe(&c.actor),
+                    terminal_safe(&c.spelled),
                     if top.is_empty() {
                         "-".into()
                     } else {
