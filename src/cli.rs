@@ -185,6 +185,8 @@ pub enum Format {
     Csv,
     /// One matched event per line.
     Ndjson,
+    /// JSON lines for timeline tools (Timesketch): every event in time order.
+    Timeline,
 }
 
 /// One `--export FORMAT=FILE`.
@@ -236,6 +238,7 @@ impl From<Format> for OutputFormat {
             Format::Json => OutputFormat::Json,
             Format::Csv => OutputFormat::Csv,
             Format::Ndjson => OutputFormat::Ndjson,
+            Format::Timeline => OutputFormat::Timeline,
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum OutputFormat {
     Csv,
     /// One matched event per line.
     Ndjson,
+    /// JSON lines for timeline tools: matches, failed attempts, bypass periods, audit
+    /// tampering, in time order.
+    Timeline,
 }
 
 /// Everything a hunt needs.

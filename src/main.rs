@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use cli::{Cli, Command, GenerateArgs, HuntArgs, Shape};
+use ualhunt::config::OutputFormat;
 use ualhunt::generate::{GenOptions, GenShape, Storyline};
 use ualhunt::output::{self, terminal_safe};
 use ualhunt::rule::Rule;
@@ -149,6 +150,19 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
             "ualhunt: note: no findings, but the archive cannot vouch for it: {}",
             terminal_safe(&report.coverage.reasons.join("; "))
         )?;
+    }
+    let formats = std::iter::once(args.format).chain(args.exports.iter().map(|e| e.format));
+    if formats
+        .into_iter()
+        .any(|f| OutputFormat::from(f) == OutputFormat::Timeline)
+    {
+        let undated = output::timeline_undated(&report);
+        if undated > 0 {
+            writeln!(
+                err,
+                "ualhunt: note: {undated} events without a time are not in the timeline (the json report has them)"
+            )?;
+        }
     }
     if args.stats {
         output::write_stats(&report, &mut err)?;

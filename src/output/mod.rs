@@ -9,8 +9,10 @@ mod json;
 mod ndjson;
 mod stats;
 mod table;
+mod timeline;
 
 pub use stats::write_stats;
+pub use timeline::undated as timeline_undated;
 
 use std::io::{self, Write};
 
@@ -41,6 +43,7 @@ pub fn exporter(format: OutputFormat, layout: Layout) -> Box<dyn Exporter> {
         OutputFormat::Json => Box::new(json::Json),
         OutputFormat::Csv => Box::new(csv::Csv),
         OutputFormat::Ndjson => Box::new(ndjson::Ndjson),
+        OutputFormat::Timeline => Box::new(timeline::Timeline),
     }
 }
 
