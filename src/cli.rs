@@ -187,6 +187,8 @@ pub enum Format {
     Ndjson,
     /// JSON lines for timeline tools (Timesketch): every event in time order.
     Timeline,
+    /// ECS documents as Elasticsearch `_bulk` NDJSON (alerts for Elastic Security).
+    Ecs,
 }
 
 /// One `--export FORMAT=FILE`.
@@ -239,6 +241,7 @@ impl From<Format> for OutputFormat {
             Format::Csv => OutputFormat::Csv,
             Format::Ndjson => OutputFormat::Ndjson,
             Format::Timeline => OutputFormat::Timeline,
+            Format::Ecs => OutputFormat::Ecs,
         }
     }
 }

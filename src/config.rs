@@ -34,6 +34,8 @@ pub enum OutputFormat {
     /// JSON lines for timeline tools: matches, failed attempts, bypass periods, audit
     /// tampering, in time order.
     Timeline,
+    /// Elastic Common Schema documents as `_bulk` NDJSON: alerts for Elastic Security.
+    Ecs,
 }
 
 /// Everything a hunt needs.

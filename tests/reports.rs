@@ -3,8 +3,14 @@
 //! clear errors for an unknown format or a file that cannot be created; the `timeline`
 //! format: golden files (`UPDATE_GOLDEN=1 cargo test --test reports` rewrites them
 //! after a deliberate change), what Timesketch's importer requires of every line, and
-//! the same events as the JSON report.
+//! the same events as the JSON report; the `ecs` format: golden files, `_bulk` action
+//! lines, and every field of every document exported from the fixtures checked against
+//! ECS 9.4's own field list (`../shared/corpus/ecs/fields.csv`, beside the repository;
+//! never copied in: without it the test says so and checks the rest); hostile strings
+//! from an archive arrive as data in both.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -92,7 +98,7 @@ fn read(path: &PathBuf) -> Vec<u8> {
 fn exports_are_byte_identical_to_separate_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    let formats = ["table", "csv", "ndjson", "timeline"];
+    let formats = ["table", "csv", "ndjson", "timeline", "ecs"];
     let mut args: Vec<String> = vec!["--format".into(), "json".into()];
     for f in formats {
         args.push("--export".into());
@@ -276,5 +282,304 @@ fn timeline_ties_keep_input_order() {
             (25, "ualhunt:rule_match"),
             (25, "ualhunt:bypass_period_start")
         ]
+    );
+}
+
+#[test]
+fn ecs_golden() {
+    for (fixture, name) in [(S4, "s4.ecs.ndjson"), (S8, "s8.ecs.ndjson")] {
+        golden(name, &findings(&["--format", "ecs", fixture]).stdout);
+    }
+}
+
+/// ECS 9.4: field name -> type, from ECS's own field list beside the repository.
+fn ecs_fields() -> Option<HashMap<String, String>> {
+    let path = root().join("../shared/corpus/ecs/fields.csv");
+    if !path.is_file() {
+        return None;
+    }
+    let mut reader = csv::Reader::from_path(&path).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (version, field, ty) = (column("ECS_Version"), column("Field"), column("Type"));
+    let mut out = HashMap::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        assert!(
+            row[version].starts_with("9.4"),
+            "ECS version {}",
+            &row[version]
+        );
+        out.insert(row[field].to_string(), row[ty].to_string());
+    }
+    assert!(out.len() > 1000, "{} fields", out.len());
+    Some(out)
+}
+
+/// Whether a JSON value can be indexed as an ECS field of this type.
+fn compatible(ty: &str, value: &Json) -> Result<(), String> {
+    if let Json::Array(items) = value {
+        return items.iter().try_for_each(|v| compatible(ty, v));
+    }
+    let ok = match ty {
+        "keyword" | "constant_keyword" | "wildcard" | "text" | "match_only_text" => {
+            value.is_string()
+        }
+        "ip" => value.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        "long" | "integer" | "short" | "byte" | "unsigned_long" => value.is_i64() || value.is_u64(),
+        "float" | "double" | "scaled_float" | "half_float" => value.is_number(),
+        "date" => value
+            .as_str()
+            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        "boolean" => value.is_boolean(),
+        // `labels`: keyword values under plain names.
+        "object" | "flattened" => value.as_object().is_some_and(|m| {
+            m.iter()
+                .all(|(k, v)| !k.contains('.') && (v.is_string() || v.is_array()))
+        }),
+        _ => return Err(format!("type {ty} is not expected in an export")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{value} is not a valid {ty}"))
+    }
+}
+
+/// Checks every field of a document (nested objects flattened to dotted names).
+fn check_fields(
+    fields: &HashMap<String, String>,
+    prefix: &str,
+    doc: &Json,
+    errors: &mut Vec<String>,
+) {
+    let Some(map) = doc.as_object() else {
+        errors.push(format!("{prefix}: not an object"));
+        return;
+    };
+    for (key, value) in map {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match fields.get(&name) {
+            Some(ty) => {
+                if let Err(e) = compatible(ty, value) {
+                    errors.push(format!("{name}: {e}"));
+                }
+            }
+            None if value.is_object() => check_fields(fields, &name, value, errors),
+            None => errors.push(format!("{name}: not an ECS 9.4 field")),
+        }
+    }
+}
+
+/// `_bulk` NDJSON: pairs of an action line and a document.
+fn bulk_documents(bytes: &[u8]) -> Vec<Json> {
+    let text = std::str::from_utf8(bytes).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len() % 2, 0, "action and document lines pair up");
+    lines
+        .chunks(2)
+        .map(|pair| {
+            assert_eq!(pair[0], r#"{"create":{}}"#, "a data stream takes create");
+            serde_json::from_str(pair[1]).unwrap_or_else(|e| panic!("{e}: {}", pair[1]))
+        })
+        .collect()
+}
+
+/// What Elastic Security's "External Alerts" rule reads of a document.
+fn check_promotable(doc: &Json) {
+    let event = &doc["event"];
+    let failed = event["outcome"] == "failure";
+    assert_eq!(
+        event["kind"],
+        if failed { "event" } else { "alert" },
+        "{doc}"
+    );
+    assert!(
+        doc["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{doc}"
+    );
+    assert!(
+        [21, 47, 73, 99].contains(&event["severity"].as_u64().unwrap()),
+        "{doc}"
+    );
+    assert!(event["risk_score"].is_number(), "{doc}");
+    assert_eq!(doc["data_stream"]["dataset"], "ualhunt.alerts");
+    assert_eq!(event["dataset"], "ualhunt.alerts");
+    assert!(doc["rule"]["id"].is_string() && doc["rule"]["name"].is_string());
+    assert!(doc.get("event").and_then(|e| e.get("original")).is_none());
+}
+
+#[test]
+fn every_ecs_document_names_ecs_fields_with_their_types() {
+    let fields = ecs_fields();
+    if fields.is_none() {
+        eprintln!(
+            "notice: ../shared/corpus/ecs/fields.csv is absent; ECS field names and types \
+             not checked (only the documents' shape)"
+        );
+    }
+    let mut inputs = scenarios();
+    inputs.push("testdata".to_string());
+    let (mut documents, mut alerts) = (0, 0);
+    for input in inputs {
+        let out = run(&["--allow", ALLOW, "--format", "ecs", &input]);
+        for doc in bulk_documents(&out.stdout) {
+            check_promotable(&doc);
+            if let Some(fields) = &fields {
+                let mut errors = Vec::new();
+                check_fields(fields, "", &doc, &mut errors);
+                assert!(errors.is_empty(), "{input}: {errors:#?}\n{doc}");
+            }
+            documents += 1;
+            alerts += usize::from(doc["event"]["kind"] == "alert");
+        }
+    }
+    assert!(
+        alerts >= 30 && documents > alerts,
+        "{documents} documents, {alerts} alerts"
+    );
+}
+
+#[test]
+fn ecs_documents_carry_the_rule_threat_and_the_evidence() {
+    let docs = bulk_documents(&findings(&["--format", "ecs", S4]).stdout);
+    let json: Json = serde_json::from_slice(&findings(&["--format", "json", S4]).stdout).unwrap();
+    assert_eq!(
+        docs.len() as u64,
+        json["scan"]["events"].as_u64().unwrap() + json["scan"]["attempts"].as_u64().unwrap()
+    );
+    let first = &docs[0];
+    assert_eq!(first["@timestamp"], "2024-03-26T22:09:00Z");
+    assert_eq!(first["rule"]["id"], "675239ea-c1bc-4467-a6d3-b9e2cc7f676d");
+    assert_eq!(first["threat"]["tactic"]["id"][0], "TA0005");
+    assert_eq!(
+        first["threat"]["technique"]["subtechnique"]["id"][0],
+        "T1562.001"
+    );
+    assert_eq!(first["user"]["id"], "helpdesk-temp@contoso.com");
+    assert_eq!(first["user"]["target"]["name"], "CFO@contoso.com");
+    assert_eq!(first["source"]["ip"], "192.0.2.44");
+    assert_eq!(first["related"]["ip"][0], "192.0.2.44");
+    assert_eq!(first["labels"]["change"], "enable");
+    assert_eq!(first["labels"]["allowlisted"], "false");
+    assert_eq!(
+        first["event"]["action"],
+        "Set-MailboxAuditBypassAssociation"
+    );
+    assert_eq!(
+        first["event"]["id"],
+        json["actors"][0]["evidence"][0]["record_id"]
+    );
+}
+
+/// A raw audit record with hostile text where an archive could put it.
+fn hostile_record(actor: &str, target: &str, ip: &str) -> String {
+    let record = serde_json::json!({
+        "CreationTime": "2024-06-01T10:00:00",
+        "Id": "hostile-1",
+        "Operation": "Set-MailboxAuditBypassAssociation",
+        "OrganizationId": "org",
+        "RecordType": 1,
+        "ResultStatus": "True",
+        "UserId": actor,
+        "UserType": 2,
+        "Workload": "Exchange",
+        "ClientIP": ip,
+        "Parameters": [
+            {"Name": "Identity", "Value": target},
+            {"Name": "AuditBypassEnabled", "Value": "True"}
+        ]
+    });
+    record.to_string()
+}
+
+#[test]
+fn hostile_strings_arrive_as_data_in_timeline_and_ecs() {
+    let actor = "<script>alert(1)</script>\u{1b}[31m=cmd|\u{202e}nimda";
+    let target = "=HYPERLINK(\"x\")\r\n{\"create\":{}}\u{202e}";
+    let ip = "not-an-ip\u{7}";
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("hostile.jsonl");
+    std::fs::write(&fixture, hostile_record(actor, target, ip) + "\n").unwrap();
+    let fixture = arg(&fixture);
+
+    let out = findings(&["--format", "timeline", fixture]).stdout;
+    assert!(
+        !out.contains(&0x1b) && !out.contains(&b'\r'),
+        "control bytes stay escaped"
+    );
+    let timeline = lines(&out);
+    assert_eq!(timeline.len(), 2, "the match and the period it opens");
+    for line in &timeline {
+        assert_eq!(line["actor"], actor);
+        assert_eq!(
+            line["target"].as_str().map(str::to_lowercase),
+            Some(target.trim().to_lowercase())
+        );
+        assert!(line["message"].as_str().unwrap().contains(actor));
+    }
+    // The scan keeps only what reads as an address.
+    assert_eq!(timeline[0]["source_ip"], Json::Null);
+
+    let out = findings(&["--format", "ecs", fixture]).stdout;
+    assert!(
+        !out.contains(&0x1b) && !out.contains(&b'\r'),
+        "control bytes stay escaped"
+    );
+    let docs = bulk_documents(&out);
+    assert_eq!(
+        docs.len(),
+        1,
+        "one alert: the target's {{\"create\"}} is data"
+    );
+    let doc = &docs[0];
+    assert_eq!(doc["user"]["id"], actor);
+    assert_eq!(doc["user"]["target"]["name"], target);
+    assert_eq!(doc["related"]["user"], serde_json::json!([actor, target]));
+    assert!(doc.get("source").is_none(), "not an address: no source.ip");
+    assert!(doc["related"].get("ip").is_none());
+    if let Some(fields) = ecs_fields() {
+        let mut errors = Vec::new();
+        check_fields(&fields, "", doc, &mut errors);
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+}
+
+#[test]
+fn the_ecs_check_catches_wrong_names_and_types() {
+    let Some(fields) = ecs_fields() else {
+        eprintln!("notice: ../shared/corpus/ecs/fields.csv is absent; the ECS check not tested");
+        return;
+    };
+    let doc = serde_json::json!({
+        "@timestamp": "yesterday",
+        "event": {"severity": "high", "kind": "alert"},
+        "source": {"ip": "not-an-ip"},
+        "ualhunt": {"line": 3},
+        "labels": {"a": {"nested": "x"}},
+        "related": {"user": ["ok", 1]}
+    });
+    let mut errors = Vec::new();
+    check_fields(&fields, "", &doc, &mut errors);
+    errors.sort();
+    let names: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "@timestamp",
+            "event.severity",
+            "labels",
+            "related.user",
+            "source.ip",
+            "ualhunt.line"
+        ],
+        "{errors:#?}"
     );
 }

@@ -5,6 +5,7 @@
 //! for a terminal, formula prefixes for a spreadsheet cell; JSON escaping is serde's.
 
 mod csv;
+mod ecs;
 mod json;
 mod ndjson;
 mod stats;
@@ -44,6 +45,7 @@ pub fn exporter(format: OutputFormat, layout: Layout) -> Box<dyn Exporter> {
         OutputFormat::Csv => Box::new(csv::Csv),
         OutputFormat::Ndjson => Box::new(ndjson::Ndjson),
         OutputFormat::Timeline => Box::new(timeline::Timeline),
+        OutputFormat::Ecs => Box::new(ecs::Ecs),
     }
 }
 
