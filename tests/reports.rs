@@ -583,3 +583,84 @@ fn the_ecs_check_catches_wrong_names_and_types() {
         "{errors:#?}"
     );
 }
+
+/// The README's jq command that turns a timeline into CSV for Timeline Explorer.
+fn readme_jq_recipe() -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut lines = readme
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("jq -rn '"));
+    let mut recipe = Vec::new();
+    for line in lines.by_ref() {
+        recipe.push(line.trim_start());
+        if line.trim_end().ends_with("> timeline.csv") {
+            return recipe.join("\n");
+        }
+    }
+    panic!("the README's jq recipe (from `jq -rn '` to `> timeline.csv`) is missing");
+}
+
+#[test]
+fn the_readme_jq_recipe_makes_a_csv_for_timeline_explorer() {
+    let recipe = readme_jq_recipe();
+    if std::process::Command::new("jq")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("notice: jq is not installed; the README's CSV recipe not run");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A formula in a target: the recipe must guard it as the csv format does.
+    let hostile = dir.path().join("hostile.jsonl");
+    let record = hostile_record("adm@contoso.com", "=HYPERLINK(\"x\")", "192.0.2.1");
+    std::fs::write(&hostile, record + "\n").unwrap();
+    let timeline = findings(&["--format", "timeline", S4, S8, arg(&hostile)]).stdout;
+    std::fs::write(dir.path().join("timeline.jsonl"), &timeline).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&recipe)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_path(dir.path().join("timeline.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header[..3], ["datetime", "timestamp_desc", "message"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let events = lines(&timeline);
+    assert_eq!(rows.len(), events.len());
+    let target = header.iter().position(|h| h == "target").unwrap();
+    for (row, event) in rows.iter().zip(&events) {
+        assert_eq!(row.len(), header.len());
+        assert_eq!(&row[0], event["datetime"].as_str().unwrap());
+        assert!(!row[target].starts_with('='), "formula guarded: {row:?}");
+    }
+    assert!(rows.iter().any(|r| r[target].starts_with("'=HYPERLINK")));
+}
+
+#[test]
+fn events_without_a_time_are_left_out_of_the_timeline_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = dir.path().join("undated.jsonl");
+    let mut record: Json =
+        serde_json::from_str(&hostile_record("adm@x.com", "svc@x.com", "192.0.2.1")).unwrap();
+    record.as_object_mut().unwrap().remove("CreationTime");
+    std::fs::write(&fixture, record.to_string() + "\n").unwrap();
+    let out = findings(&["--format", "timeline", arg(&fixture)]);
+    assert!(out.stdout.is_empty());
+    // The match and the period it opens.
+    assert!(
+        stderr(&out).contains("2 events without a time are not in the timeline"),
+        "{}",
+        stderr(&out)
+    );
+    let json: Json =
+        serde_json::from_slice(&findings(&["--format", "json", arg(&fixture)]).stdout).unwrap();
+    assert_eq!(json["scan"]["events"], 1, "the json report has it");
+}

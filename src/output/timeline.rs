@@ -83,20 +83,19 @@ struct Event<'a> {
     item: Item<'a>,
 }
 
-/// Every event of the report that has a time, in timeline order, and how many were left
-/// out for having none.
-fn events(report: &Report) -> (Vec<Event<'_>>, usize) {
+/// Every event of the report that has a time, in timeline order.
+fn events(report: &Report) -> Vec<Event<'_>> {
     let mut out = Vec::new();
-    let mut undated = 0;
-    let mut push = |time: Option<DateTime<Utc>>, at: At, kind, rule, item| match time {
-        Some(time) => out.push(Event {
-            time,
-            at,
-            kind,
-            rule,
-            item,
-        }),
-        None => undated += 1,
+    let mut push = |time: Option<DateTime<Utc>>, at: At, kind, rule, item| {
+        if let Some(time) = time {
+            out.push(Event {
+                time,
+                at,
+                kind,
+                rule,
+                item,
+            });
+        }
     };
     for e in report.actors.iter().flat_map(|a| &a.evidence) {
         let f = &e.finding;
@@ -155,17 +154,37 @@ fn events(report: &Report) -> (Vec<Event<'_>>, usize) {
     }
     // Stable: events equal in all of these keep the report's (deterministic) order.
     out.sort_by_key(|e| (e.time, e.at, e.kind, e.rule));
-    (out, undated)
+    out
 }
 
-/// How many events of the report a timeline leaves out for having no time.
+/// How many events of the report a timeline leaves out for having no time (those
+/// [`events`] skips, counted without building the timeline).
 pub fn undated(report: &Report) -> usize {
-    events(report).1
+    let findings = report
+        .actors
+        .iter()
+        .flat_map(|a| a.evidence.iter().map(|e| &e.finding));
+    let attempts = report.investigations.iter().flat_map(|i| &i.attempts);
+    let periods = report
+        .investigations
+        .iter()
+        .flat_map(|i| &i.accounts)
+        .flat_map(|a| &a.periods);
+    findings
+        .chain(attempts)
+        .filter(|f| f.timestamp.is_none())
+        .count()
+        + periods
+            .map(|p| {
+                usize::from(!p.predates_data && p.start.is_none())
+                    + usize::from(!p.open && p.end.is_none())
+            })
+            .sum::<usize>()
 }
 
 impl Exporter for Timeline {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
-        for event in events(report).0 {
+        for event in events(report) {
             serde_json::to_writer(&mut *out, &Line { report, event })?;
             out.write_all(b"\n")?;
         }
