@@ -157,8 +157,8 @@ fn events(report: &Report) -> Vec<Event<'_>> {
     out
 }
 
-/// How many events of the report a timeline leaves out for having no time (those
-/// [`events`] skips, counted without building the timeline).
+/// How many events of the report a timeline leaves out for having no time, counted
+/// without building the timeline.
 pub fn undated(report: &Report) -> usize {
     let findings = report
         .actors
