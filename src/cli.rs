@@ -90,6 +90,12 @@ pub struct HuntArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Also write the findings in FORMAT to FILE (repeatable): the scan runs once and
+    /// every format is written from the same report, e.g. `--export csv=findings.csv
+    /// --export timeline=timeline.jsonl`.
+    #[arg(long = "export", value_name = "FORMAT=FILE", value_parser = parse_export)]
+    pub exports: Vec<Export>,
+
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -179,6 +185,52 @@ pub enum Format {
     Csv,
     /// One matched event per line.
     Ndjson,
+    /// JSON lines for timeline tools (Timesketch): every event in time order.
+    Timeline,
+    /// ECS documents as Elasticsearch `_bulk` NDJSON (alerts for Elastic Security).
+    Ecs,
+}
+
+/// One `--export FORMAT=FILE`.
+#[derive(Clone, Debug)]
+pub struct Export {
+    /// The format.
+    pub format: Format,
+    /// Where to write it.
+    pub path: PathBuf,
+}
+
+/// Parses `FORMAT=FILE`. FORMAT is any `--format` value: the names come from [`Format`],
+/// so a new output format is exportable as soon as it is a variant there.
+fn parse_export(text: &str) -> Result<Export, String> {
+    let formats = || {
+        Format::value_variants()
+            .iter()
+            .filter_map(|f| f.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some((name, file)) = text.split_once('=') else {
+        return Err(format!(
+            "expected FORMAT=FILE, e.g. csv=findings.csv (formats: {})",
+            formats()
+        ));
+    };
+    let format = Format::from_str(name.trim(), true)
+        .map_err(|_| format!("unknown format {name:?} (formats: {})", formats()))?;
+    if file.is_empty() {
+        return Err(format!("no FILE after \"{name}=\""));
+    }
+    if file == "-" {
+        return Err(
+            "FILE must be a file: standard output is for --format (without -o)".to_string(),
+        );
+    }
+    Ok(Export {
+        format,
+        path: PathBuf::from(file),
+    })
 }
 
 impl From<Format> for OutputFormat {
@@ -188,11 +240,41 @@ impl From<Format> for OutputFormat {
             Format::Json => OutputFormat::Json,
             Format::Csv => OutputFormat::Csv,
             Format::Ndjson => OutputFormat::Ndjson,
+            Format::Timeline => OutputFormat::Timeline,
+            Format::Ecs => OutputFormat::Ecs,
         }
     }
 }
 
 impl HuntArgs {
+    /// Checks that no file is named twice among `-o` and the `--export`s: two writers
+    /// would clobber each other.
+    pub fn check_destinations(&self) -> Result<(), String> {
+        let mut seen: Vec<(&PathBuf, String)> = Vec::new();
+        let named = self
+            .output
+            .iter()
+            .map(|p| (p, format!("-o {}", p.display())))
+            .chain(self.exports.iter().map(|e| {
+                let name = e
+                    .format
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string());
+                let flag = format!("--export {}={}", name.unwrap_or_default(), e.path.display());
+                (&e.path, flag)
+            }));
+        for (path, flag) in named {
+            if let Some((_, first)) = seen.iter().find(|(p, _)| *p == path) {
+                return Err(format!(
+                    "{} is named twice ({first}, {flag}): each output needs its own file",
+                    path.display()
+                ));
+            }
+            seen.push((path, flag));
+        }
+        Ok(())
+    }
+
     /// The library configuration these flags describe.
     pub fn to_config(&self) -> Result<Config, ualhunt::allow::AllowError> {
         let mut config = Config::new(self.paths.clone());

@@ -31,6 +31,11 @@ pub enum OutputFormat {
     Csv,
     /// One matched event per line.
     Ndjson,
+    /// JSON lines for timeline tools: matches, failed attempts, bypass periods, audit
+    /// tampering, in time order.
+    Timeline,
+    /// Elastic Common Schema documents as `_bulk` NDJSON: alerts for Elastic Security.
+    Ecs,
 }
 
 /// Everything a hunt needs.

@@ -5,6 +5,7 @@ mod cli;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,6 +14,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use cli::{Cli, Command, GenerateArgs, HuntArgs, Shape};
+use ualhunt::config::OutputFormat;
 use ualhunt::generate::{GenOptions, GenShape, Storyline};
 use ualhunt::output::{self, terminal_safe};
 use ualhunt::rule::Rule;
@@ -45,7 +47,19 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
+    args.check_destinations().map_err(anyhow::Error::msg)?;
     let mut config = args.to_config()?;
+    // Every destination is created before the scan: a file that cannot be created ends
+    // the run at once, not after hours of reading.
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(create(path)?)),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let mut exports = args
+        .exports
+        .iter()
+        .map(|e| Ok((e, BufWriter::new(create(&e.path)?))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
         let progress = Arc::new(Progress::default());
         config.progress = Some(progress.clone());
@@ -57,16 +71,29 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
         let _ = bar.join();
     }
 
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::new(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
-    };
+    // One report, every format written from it: the main output, then each export.
+    let to_terminal = args.output.is_none() && io::stdout().is_terminal();
     let layout = output::Layout {
-        width: table_width(args),
+        width: table_width(args, to_terminal),
     };
-    let written = output::write_with(args.format.into(), layout, &report, &mut out);
+    let written = output::write_with(args.format.into(), layout, &report, &mut out)
+        .and_then(|()| out.flush())
+        .with_context(|| match &args.output {
+            Some(path) => format!("cannot write {}", path.display()),
+            None => "cannot write findings".to_string(),
+        });
+    let layout = output::Layout {
+        width: table_width(args, false),
+    };
+    let mut exported = Ok(());
+    for (export, file) in &mut exports {
+        let result = output::write_with(export.format.into(), layout, &report, file)
+            .and_then(|()| file.flush())
+            .with_context(|| format!("cannot write {}", export.path.display()));
+        if exported.is_ok() {
+            exported = result;
+        }
+    }
 
     let mut err = io::stderr().lock();
     for w in &report.warnings {
@@ -118,10 +145,24 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
             terminal_safe(&report.coverage.reasons.join("; "))
         )?;
     }
+    let formats = std::iter::once(args.format).chain(args.exports.iter().map(|e| e.format));
+    if formats
+        .into_iter()
+        .any(|f| OutputFormat::from(f) == OutputFormat::Timeline)
+    {
+        let undated = output::timeline_undated(&report);
+        if undated > 0 {
+            writeln!(
+                err,
+                "ualhunt: note: {undated} events without a time are not in the timeline (the json report has them)"
+            )?;
+        }
+    }
     if args.stats {
         output::write_stats(&report, &mut err)?;
     }
-    written.context("cannot write findings")?;
+    written?;
+    exported?;
 
     let failed = !report.errors.is_empty() || (args.strict && report.counts.malformed > 0);
     let events = report.unallowed_events();
@@ -141,16 +182,21 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The width the table may use: unlimited with `--wide` or when stdout is not a
+/// Creates an output file, naming it if that fails.
+fn create(path: &Path) -> anyhow::Result<File> {
+    File::create(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// The width the table may use: unlimited with `--wide` or when it does not go to a
 /// terminal (unless `COLUMNS` says otherwise), else the terminal's.
-fn table_width(args: &HuntArgs) -> Option<usize> {
+fn table_width(args: &HuntArgs, to_terminal: bool) -> Option<usize> {
     if args.wide {
         return None;
     }
     let columns = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.trim().parse::<usize>().ok());
-    if args.output.is_none() && io::stdout().is_terminal() {
+    if to_terminal {
         terminal_size::terminal_size()
             .map(|(w, _)| usize::from(w.0))
             .or(columns)

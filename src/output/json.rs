@@ -155,7 +155,7 @@ impl<'a> EvidenceOut<'a> {
 }
 
 /// The allowlist entry that names a finding's actor or target.
-fn allowed_of<'a>(report: &'a Report, f: &Finding) -> Option<&'a Entry> {
+pub(super) fn allowed_of<'a>(report: &'a Report, f: &Finding) -> Option<&'a Entry> {
     let rule = report_rule(report, f);
     let target = rule
         .and_then(|r| r.evidence.iter().position(|e| e.name == "target"))
@@ -199,7 +199,8 @@ impl Serialize for EvidenceOut<'_> {
     }
 }
 
-struct ValueOut<'a>(&'a Value);
+/// An evidence value as JSON: a boolean or a string.
+pub(super) struct ValueOut<'a>(pub(super) &'a Value);
 
 impl Serialize for ValueOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

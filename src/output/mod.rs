@@ -5,12 +5,15 @@
 //! for a terminal, formula prefixes for a spreadsheet cell; JSON escaping is serde's.
 
 mod csv;
+mod ecs;
 mod json;
 mod ndjson;
 mod stats;
 mod table;
+mod timeline;
 
 pub use stats::write_stats;
+pub use timeline::undated as timeline_undated;
 
 use std::io::{self, Write};
 
@@ -41,6 +44,8 @@ pub fn exporter(format: OutputFormat, layout: Layout) -> Box<dyn Exporter> {
         OutputFormat::Json => Box::new(json::Json),
         OutputFormat::Csv => Box::new(csv::Csv),
         OutputFormat::Ndjson => Box::new(ndjson::Ndjson),
+        OutputFormat::Timeline => Box::new(timeline::Timeline),
+        OutputFormat::Ecs => Box::new(ecs::Ecs),
     }
 }
 
