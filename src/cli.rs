@@ -179,6 +179,8 @@ pub enum Format {
     Csv,
     /// One matched event per line.
     Ndjson,
+    /// One self-contained HTML page: verdict, timelines, evidence (no script, no network).
+    Html,
 }
 
 impl From<Format> for OutputFormat {
@@ -188,6 +190,7 @@ impl From<Format> for OutputFormat {
             Format::Json => OutputFormat::Json,
             Format::Csv => OutputFormat::Csv,
             Format::Ndjson => OutputFormat::Ndjson,
+            Format::Html => OutputFormat::Html,
         }
     }
 }

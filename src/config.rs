@@ -31,6 +31,8 @@ pub enum OutputFormat {
     Csv,
     /// One matched event per line.
     Ndjson,
+    /// One self-contained HTML page (inline CSS and SVG, no script).
+    Html,
 }
 
 /// Everything a hunt needs.

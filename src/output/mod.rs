@@ -2,12 +2,15 @@
 //!
 //! Place in the flow: last stage; the only module that formats findings. Everything
 //! that came from an archive is escaped for its medium here: control and bidi characters
-//! for a terminal, formula prefixes for a spreadsheet cell; JSON escaping is serde's.
+//! for a terminal, formula prefixes for a spreadsheet cell, entities and visible
+//! `\u{..}` escapes for an HTML page; JSON escaping is serde's.
 
 mod csv;
+mod html;
 mod json;
 mod ndjson;
 mod stats;
+mod svg;
 mod table;
 
 pub use stats::write_stats;
@@ -41,6 +44,7 @@ pub fn exporter(format: OutputFormat, layout: Layout) -> Box<dyn Exporter> {
         OutputFormat::Json => Box::new(json::Json),
         OutputFormat::Csv => Box::new(csv::Csv),
         OutputFormat::Ndjson => Box::new(ndjson::Ndjson),
+        OutputFormat::Html => Box::new(html::Html),
     }
 }
 
