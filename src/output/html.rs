@@ -910,6 +910,7 @@ fn lane_block(
             .unwrap_or_default();
         let tl = Timeline {
             id: i,
+            label: &lane.identity,
             coverage: span,
             gaps: &report.coverage.gap_days,
             spans: &spans,

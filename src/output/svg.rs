@@ -16,8 +16,13 @@ use super::html::Esc;
 pub const WIDTH: f64 = 1000.0;
 /// At most this many bars per chart: longer spans group days into buckets.
 pub const MAX_BARS: i64 = 400;
-/// Markers of one kind closer than this (view-box units) are drawn as one.
-const MARK_MERGE: f64 = 5.0;
+/// Markers of one kind closer than this (view-box units) are drawn as one: they are
+/// 12 units wide.
+const MARK_MERGE: f64 = 8.0;
+/// Periods closer than this are drawn as one band (their marks still show apart).
+const SPAN_MERGE: f64 = 2.0;
+/// Widest bar (a short archive has few, wide days).
+const BAR_MAX: f64 = 40.0;
 
 const DAY: i64 = 86_400;
 
@@ -241,7 +246,7 @@ pub fn records_per_day(
         };
         if *n > 0 {
             let h = (*n as f64 / max as f64 * (base - top)).max(1.0);
-            let wd = ((x1 - x0) * 0.8).max(0.6);
+            let wd = ((x1 - x0) * 0.8).clamp(0.6, BAR_MAX);
             w!(
                 out,
                 r#"<rect class="bar" x="{:.1}" y="{:.1}" width="{wd:.1}" height="{h:.1}"><title>{when}{per}: {n} records</title></rect>"#,
@@ -318,6 +323,8 @@ pub struct Mark {
 pub struct Timeline<'a> {
     /// Unique among the page's charts (pattern and gradient ids).
     pub id: usize,
+    /// The account, for screen readers.
+    pub label: &'a str,
     /// The archive's first and last record time.
     pub coverage: Option<(i64, i64)>,
     /// Days inside the archive's span without any record.
@@ -350,7 +357,8 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
     let id = tl.id;
     w!(
         out,
-        r#"<svg class="chart timeline" viewBox="0 0 {WIDTH} {TL_HEIGHT}" role="img" aria-label="bypass timeline">"#
+        r#"<svg class="chart timeline" viewBox="0 0 {WIDTH} {TL_HEIGHT}" role="img" aria-label="bypass timeline of {}">"#,
+        Esc(tl.label)
     );
     w!(
         out,
@@ -460,7 +468,7 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
                 let (x0, x1) = axis.bucket_x(b);
                 let (d0, d1) = axis.bucket_days_of(b);
                 let h = (*n as f64 / max.max(1) as f64 * (BARS_BASE - BARS_TOP - 4.0)).max(1.0);
-                let wd = ((x1 - x0) * 0.75).max(0.6);
+                let wd = ((x1 - x0) * 0.75).clamp(0.6, BAR_MAX);
                 let when = if d0 == d1 {
                     d0.to_string()
                 } else {
@@ -597,7 +605,7 @@ fn merged_spans(axis: &Axis, spans: &[Span]) -> Vec<(f64, f64, Span)> {
         let x0 = s.start.map_or(axis.left, |t| axis.x(t));
         let x1 = s.end.map_or(axis.right, |t| axis.x(t));
         match out.last_mut() {
-            Some(last) if x0 - last.1 < MARK_MERGE => {
+            Some(last) if x0 - last.1 < SPAN_MERGE => {
                 last.1 = last.1.max(x1);
                 last.2.end = s.end;
             }
@@ -668,6 +676,39 @@ mod tests {
             "2024-01-03..2024-01-05: 3 day(s) without any record in the archive"
         );
         assert_eq!(runs[1].2, "2024-01-20: no record in the archive");
+    }
+
+    #[test]
+    fn periods_that_nearly_touch_make_one_band() {
+        let a = Axis::new(d("2024-01-01"), d("2024-12-31"), 0.0, 1000.0);
+        let t = midnight(d("2024-01-01"));
+        // A toggle every hour for a year, then an open period.
+        let mut spans: Vec<Span> = (0..8000)
+            .map(|h| Span {
+                start: Some(t + h * 3600),
+                end: Some(t + h * 3600 + 1800),
+            })
+            .collect();
+        spans.push(Span {
+            start: Some(t + 8000 * 3600 + 600),
+            end: None,
+        });
+        let bands = merged_spans(&a, &spans);
+        assert_eq!(bands.len(), 1);
+        assert_eq!(bands[0].2.end, None, "the last one's end: still open");
+        let apart = [
+            Span {
+                start: None,
+                end: Some(t + 86_400),
+            },
+            Span {
+                start: Some(t + 100 * 86_400),
+                end: Some(t + 101 * 86_400),
+            },
+        ];
+        let bands = merged_spans(&a, &apart);
+        assert_eq!(bands.len(), 2);
+        assert_eq!(bands[0].0, 0.0, "predates: from the left edge");
     }
 
     #[test]
