@@ -470,7 +470,7 @@ fn nav(s: &mut String, bypass: bool) {
     s.push_str(r##"<nav><a href="#verdict">Verdict</a><a href="#coverage">Coverage</a>"##);
     if bypass {
         s.push_str(
-            r##"<a href="#timelines">Timelines</a><a href="#attempts">Failed attempts</a>"##,
+            r##"<a href="#timelines">Timelines</a><a href="#accounts">Accounts</a><a href="#attempts">Failed attempts</a>"##,
         );
     }
     s.push_str(r##"<a href="#actors">Actors</a>"##);
@@ -751,14 +751,14 @@ fn lanes<'a>(report: &Report, inv: &'a Investigation) -> Vec<Lane<'a>> {
 fn legend() -> &'static str {
     concat!(
         r#"<p class="legend">"#,
-        r#"<svg class="sym" viewBox="-7 -7 14 14"><path class="m-enable" d="M0 -6 L6 5 L-6 5 Z"/></svg> enable "#,
-        r#"<svg class="sym" viewBox="-7 -7 14 14"><path class="m-disable" d="M0 6 L6 -5 L-6 -5 Z"/></svg> disable "#,
-        r#"<svg class="sym" viewBox="-7 -7 14 14"><path class="m-unknown" d="M0 -6 L6 0 L0 6 L-6 0 Z"/></svg> change of unknown direction "#,
-        r#"<svg class="sym" viewBox="-7 -7 14 14"><path class="m-attempt" d="M-5 -5 L5 5 M5 -5 L-5 5"/></svg> failed attempt "#,
-        r#"<span class="key k-period"></span>bypassed (fades out: still ON at the end; fades in: on before the data) "#,
-        r#"<span class="key k-span"></span>archive span "#,
-        r#"<span class="key k-mbar"></span>the account's mailbox audit records per day "#,
-        r#"<span class="key k-gap"></span>day without any record</p>"#
+        r#"<span><svg class="sym" viewBox="-7 -7 14 14"><path class="m-enable" d="M0 -6 L6 5 L-6 5 Z"/></svg> enable</span> "#,
+        r#"<span><svg class="sym" viewBox="-7 -7 14 14"><path class="m-disable" d="M0 6 L6 -5 L-6 -5 Z"/></svg> disable</span> "#,
+        r#"<span><svg class="sym" viewBox="-7 -7 14 14"><path class="m-unknown" d="M0 -6 L6 0 L0 6 L-6 0 Z"/></svg> change of unknown direction</span> "#,
+        r#"<span><svg class="sym" viewBox="-7 -7 14 14"><path class="m-attempt" d="M-5 -5 L5 5 M5 -5 L-5 5"/></svg> failed attempt</span> "#,
+        r#"<span><span class="key k-period"></span>bypassed (an arrow out: still ON at the end; in: on before the data)</span> "#,
+        r#"<span><span class="key k-span"></span>archive span</span> "#,
+        r#"<span><span class="key k-mbar"></span>the account's mailbox audit records per day</span> "#,
+        r#"<span><span class="key k-gap"></span>day without any record</span></p>"#
     )
 }
 
@@ -781,17 +781,44 @@ fn timelines(s: &mut String, report: &Report, inv: &Investigation) {
         .first
         .zip(c.last)
         .map(|(a, b)| (a.timestamp(), b.timestamp()));
+    let more = |s: &mut String| {
+        if lanes.len() > TIMELINES_MAX {
+            w!(
+                s,
+                r#"<p class="more">… {} more timelines — see the JSON (<code>--format json</code>)</p>"#,
+                num((lanes.len() - TIMELINES_MAX) as u64)
+            );
+        }
+    };
     for (i, lane) in lanes.iter().take(TIMELINES_MAX).enumerate() {
-        lane_block(s, report, lane, i, axis, span);
+        lane_chart(s, report, lane, i, axis, span);
     }
-    if lanes.len() > TIMELINES_MAX {
-        w!(
-            s,
-            r#"<p class="more">… {} more timelines — see the JSON (<code>--format json</code>)</p>"#,
-            num((lanes.len() - TIMELINES_MAX) as u64)
-        );
-    }
+    more(s);
     s.push_str("</section>\n");
+    s.push_str(r#"<section id="accounts"><h2>Accounts</h2><p class="muted">Under each timeline: its periods, its changes and failed attempts in time order, and what the account did while bypassed.</p>"#);
+    for (i, lane) in lanes.iter().take(TIMELINES_MAX).enumerate() {
+        lane_details(s, report, lane, i);
+    }
+    more(s);
+    s.push_str("</section>\n");
+}
+
+/// The account's name with its state and allowlist entry.
+fn lane_title(s: &mut String, report: &Report, lane: &Lane<'_>) {
+    w!(
+        s,
+        r#"<span class="mono wrap">{}</span> "#,
+        Txt(&lane.identity)
+    );
+    match lane.account {
+        Some(a) => {
+            s.push_str(state_badge(a.state_at_end));
+            if let Some(e) = a.allowed.and_then(|i| report.allowlist.entries.get(i)) {
+                w!(s, " {}", allowed_badge(e));
+            }
+        }
+        None => s.push_str(r#"<span class="badge attempt">failed attempts only</span>"#),
+    }
 }
 
 fn period_span(p: &Period) -> Option<Span> {
@@ -850,7 +877,8 @@ fn lane_marks(report: &Report, lane: &Lane<'_>) -> Vec<Mark> {
     marks
 }
 
-fn lane_block(
+/// One account's timeline, with what it adds up to.
+fn lane_chart(
     s: &mut String,
     report: &Report,
     lane: &Lane<'_>,
@@ -858,21 +886,12 @@ fn lane_block(
     axis: Option<Axis>,
     span: Option<(i64, i64)>,
 ) {
+    w!(s, r#"<article class="lane" id="lane-{i}"><h3>"#);
+    lane_title(s, report, lane);
     w!(
         s,
-        r#"<article class="lane" id="lane-{i}"><h3><span class="mono wrap">{}</span> "#,
-        Txt(&lane.identity)
+        r##" <a class="jump" href="#acct-{i}">details ↓</a></h3>"##
     );
-    match lane.account {
-        Some(a) => {
-            s.push_str(state_badge(a.state_at_end));
-            if let Some(e) = a.allowed.and_then(|i| report.allowlist.entries.get(i)) {
-                w!(s, " {}", allowed_badge(e));
-            }
-        }
-        None => s.push_str(r#"<span class="badge attempt">failed attempts only</span>"#),
-    }
-    s.push_str("</h3>");
     let mut facts: Vec<String> = Vec::new();
     if let Some(a) = lane.account {
         if a.spellings.len() > 1 || a.spellings.first().is_some_and(|sp| *sp != a.identity) {
@@ -927,7 +946,17 @@ fn lane_block(
         svg::timeline(s, axis, &tl);
         s.push_str("</div>");
     }
+    s.push_str("</article>\n");
+}
 
+/// One account's periods, changes and attempts, and other activity while bypassed.
+fn lane_details(s: &mut String, report: &Report, lane: &Lane<'_>, i: usize) {
+    w!(s, r#"<article class="lane" id="acct-{i}"><h3>"#);
+    lane_title(s, report, lane);
+    w!(
+        s,
+        r##" <a class="jump" href="#lane-{i}">timeline ↑</a></h3>"##
+    );
     if let Some(a) = lane.account.filter(|a| !a.periods.is_empty()) {
         s.push_str(concat!(
             r#"<div class="scroll"><table class="sub"><thead><tr><th>Bypassed from</th><th>to</th>"#,
@@ -1542,10 +1571,13 @@ dl.facts dd{margin:0;font-weight:600;font-variant-numeric:tabular-nums}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;margin:6px 0}
 dl.kv dt{color:var(--muted)}
 dl.kv dd{margin:0}
-.lane,.ctx{border-top:1px solid var(--line);padding-top:4px;margin-top:12px}
+.lane,.ctx{border-top:1px solid var(--line);padding-top:4px;margin-top:10px}
+.lane h3{margin-top:8px}
+.jump{font-size:12px;font-weight:400;color:var(--blue);text-decoration:none;margin-left:6px}
 .tamper{background:var(--red-bg);border-left:4px solid var(--red);padding:6px 10px;margin:6px 0;border-radius:4px}
 .tamper ul{margin:4px 0;padding-left:18px}
 .legend{font-size:12px;color:var(--muted)}
+.legend>span{white-space:nowrap}
 .key{display:inline-block;width:12px;height:10px;margin:0 4px 0 10px;vertical-align:-1px;border-radius:2px}
 .k-bar{background:#607d8b}.k-mbar{background:#1e88e5}.k-period{background:linear-gradient(90deg,#d32f2f,rgba(211,47,47,.2))}
 .k-span{background:#e3e7ec;border:1px solid #c3cad3}
@@ -1592,6 +1624,7 @@ td.n{text-align:left}
 table.counts tr{display:table-row;padding:0}
 table.counts th,table.counts td{display:table-cell;border-bottom:1px solid var(--line)}
 table.counts,table.counts tbody{display:table}
+.legend>span{white-space:normal}
 svg .tl,svg .yl{font-size:15px}
 svg .lane{font-size:13px}
 svg .note,svg .bl{font-size:15px}
@@ -1609,7 +1642,7 @@ dl.kv dd{margin-bottom:6px}
 body{background:#fff;font-size:10.5px}
 header.top{background:#fff;color:#000;border-bottom:2px solid #000;padding:0 0 6px}
 header.top .sub{color:#333}
-nav{display:none}
+nav,.jump{display:none}
 main{padding:0}
 section{border:none;border-radius:0;padding:0;margin:0 0 14px}
 .verdict{border-left-width:4px;padding-left:10px}
@@ -1793,7 +1826,7 @@ mod tests {
             "header + capped rows"
         );
         assert_eq!(
-            page.matches(r#"<article class="lane""#).count(),
+            page.matches(r#"<svg class="chart timeline""#).count(),
             TIMELINES_MAX
         );
     }

@@ -204,7 +204,7 @@ pub fn records_per_day(
     days: &[(NaiveDate, u64)],
     gaps: &[NaiveDate],
 ) {
-    let (top, base, height) = (14.0, 150.0, 172.0);
+    let (top, base, height) = (12.0, 122.0, 144.0);
     let axis = axis.between(56.0, WIDTH - 8.0);
     let sums = axis.sum(days);
     let max = sums.iter().copied().max().unwrap_or(0).max(1);
