@@ -189,6 +189,8 @@ pub enum Format {
     Timeline,
     /// ECS documents as Elasticsearch `_bulk` NDJSON (alerts for Elastic Security).
     Ecs,
+    /// One self-contained HTML page: verdict, timelines, evidence (no script, no network).
+    Html,
 }
 
 /// One `--export FORMAT=FILE`.
@@ -242,6 +244,7 @@ impl From<Format> for OutputFormat {
             Format::Ndjson => OutputFormat::Ndjson,
             Format::Timeline => OutputFormat::Timeline,
             Format::Ecs => OutputFormat::Ecs,
+            Format::Html => OutputFormat::Html,
         }
     }
 }

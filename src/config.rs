@@ -36,6 +36,8 @@ pub enum OutputFormat {
     Timeline,
     /// Elastic Common Schema documents as `_bulk` NDJSON: alerts for Elastic Security.
     Ecs,
+    /// One self-contained HTML page (inline CSS and SVG, no script).
+    Html,
 }
 
 /// Everything a hunt needs.

@@ -2,13 +2,16 @@
 //!
 //! Place in the flow: last stage; the only module that formats findings. Everything
 //! that came from an archive is escaped for its medium here: control and bidi characters
-//! for a terminal, formula prefixes for a spreadsheet cell; JSON escaping is serde's.
+//! for a terminal, formula prefixes for a spreadsheet cell, entities and visible
+//! `\u{..}` escapes for an HTML page; JSON escaping is serde's.
 
 mod csv;
 mod ecs;
+mod html;
 mod json;
 mod ndjson;
 mod stats;
+mod svg;
 mod table;
 mod timeline;
 
@@ -46,6 +49,7 @@ pub fn exporter(format: OutputFormat, layout: Layout) -> Box<dyn Exporter> {
         OutputFormat::Ndjson => Box::new(ndjson::Ndjson),
         OutputFormat::Timeline => Box::new(timeline::Timeline),
         OutputFormat::Ecs => Box::new(ecs::Ecs),
+        OutputFormat::Html => Box::new(html::Html),
     }
 }
 

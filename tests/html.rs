@@ -1,0 +1,495 @@
+//! The HTML report in a real browser: headless Chromium loads each page from disk and
+//! dumps its DOM, and the test reads that DOM and the browser's console. A page must
+//! load without a console message (a CSP violation is one), show the verdict and the
+//! timelines, keep hostile archive strings as inert text, and point at nothing but
+//! itself (`#…`) or `data:`.
+//!
+//! Needs `chromium` on PATH (`apt-get install -y chromium`; CI installs it) or its path
+//! in `UALHUNT_CHROMIUM`. Without it these tests fail, unless `UALHUNT_SKIP_BROWSER=1`:
+//! then only the checks of the written file run.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+
+fn ualhunt() -> Command {
+    let mut cmd = Command::cargo_bin("ualhunt").unwrap();
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+/// The browser, or `None` when the tests are told to skip it.
+fn browser() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("UALHUNT_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let names = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ];
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() && std::env::var("UALHUNT_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("UALHUNT_SKIP_BROWSER=1: HTML report not checked in a browser");
+        return None;
+    }
+    Some(found.unwrap_or_else(|| {
+        panic!(
+            "chromium not found: install it (apt-get install -y chromium) or set \
+             UALHUNT_CHROMIUM=/path/to/chromium; UALHUNT_SKIP_BROWSER=1 skips these tests"
+        )
+    }))
+}
+
+/// What the browser made of a page.
+struct Loaded {
+    /// The DOM after load, serialized.
+    dom: String,
+    /// The console messages (`INFO:CONSOLE` lines of the browser's log).
+    console: Vec<String>,
+}
+
+/// Loads a page in headless Chromium with a fresh profile and no network helpers.
+fn load(browser: &Path, page: &Path) -> Loaded {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dom.html");
+    let log = dir.path().join("log.txt");
+    let mut child = Process::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=1000",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", browser.display()));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!(
+                "{} did not finish loading {}",
+                browser.display(),
+                page.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status}: {log}");
+    let dom = fs::read_to_string(&out).unwrap();
+    assert!(dom.contains("</html>"), "no DOM dumped: {log}");
+    Loaded {
+        dom,
+        console: log
+            .lines()
+            .filter(|l| l.contains(":CONSOLE"))
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// Writes the HTML report of a hunt, checking the exit status.
+fn report(args: &[&str], out: &Path, status: i32) -> String {
+    let run = ualhunt()
+        .args(["hunt", "--quiet", "--format", "html", "-o"])
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(status),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    fs::read_to_string(out).unwrap()
+}
+
+/// Every tag of a page as (name, attributes): since all text is escaped, each `<`
+/// opens a tag. Attribute values may be quoted with `"` or `'`, or not at all.
+fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find('<') {
+        let tag = &rest[i + 1..];
+        let b = tag.as_bytes();
+        let mut j = 0;
+        while j < b.len() && !b[j].is_ascii_whitespace() && b[j] != b'>' {
+            j += 1;
+        }
+        let name = tag[..j].to_ascii_lowercase();
+        let mut attrs = Vec::new();
+        loop {
+            while j < b.len() && (b[j].is_ascii_whitespace() || b[j] == b'/') {
+                j += 1;
+            }
+            if j >= b.len() || b[j] == b'>' {
+                break;
+            }
+            let k = j;
+            while j < b.len() && !b[j].is_ascii_whitespace() && !matches!(b[j], b'=' | b'>') {
+                j += 1;
+            }
+            let attr = tag[k..j].to_ascii_lowercase();
+            let mut value = String::new();
+            if j < b.len() && b[j] == b'=' {
+                j += 1;
+                if j < b.len() && matches!(b[j], b'"' | b'\'') {
+                    let q = b[j];
+                    let end = tag[j + 1..]
+                        .bytes()
+                        .position(|c| c == q)
+                        .map_or(b.len(), |p| j + 1 + p);
+                    value = tag[j + 1..end].to_string();
+                    j = (end + 1).min(b.len());
+                } else {
+                    let k = j;
+                    while j < b.len() && !b[j].is_ascii_whitespace() && b[j] != b'>' {
+                        j += 1;
+                    }
+                    value = tag[k..j].to_string();
+                }
+            }
+            attrs.push((attr, value));
+        }
+        out.push((name, attrs));
+        rest = &tag[j.min(tag.len())..];
+    }
+    out
+}
+
+/// The page is self-contained: no script, no embedded object, no event handler, no URL
+/// but `#…` and `data:`, and the strict CSP.
+fn assert_self_contained(html: &str) {
+    assert!(
+        html.contains(r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none';"#),
+        "no CSP"
+    );
+    for (name, attrs) in tags(html) {
+        assert!(
+            !matches!(
+                name.as_str(),
+                "script"
+                    | "img"
+                    | "iframe"
+                    | "object"
+                    | "embed"
+                    | "link"
+                    | "base"
+                    | "form"
+                    | "image"
+                    | "use"
+            ),
+            "<{name}>"
+        );
+        for (attr, value) in &attrs {
+            assert!(!attr.starts_with("on"), "<{name} {attr}>");
+            if matches!(
+                attr.as_str(),
+                "src" | "href" | "xlink:href" | "action" | "srcset"
+            ) {
+                assert!(
+                    value.starts_with('#') || value.starts_with("data:"),
+                    "<{name} {attr}={value:?}>"
+                );
+            }
+        }
+    }
+    for (i, _) in html.match_indices("url(") {
+        assert!(
+            html[i + 4..].starts_with('#'),
+            "{}",
+            &html[i..(i + 40).min(html.len())]
+        );
+    }
+}
+
+fn assert_no_network(html: &str) {
+    for scheme in ["http://", "https://", "//cdn", "@import"] {
+        assert!(!html.contains(scheme), "{scheme} in the page");
+    }
+}
+
+fn assert_quiet(loaded: &Loaded) {
+    assert!(
+        loaded.console.is_empty(),
+        "console messages: {:#?}",
+        loaded.console
+    );
+}
+
+#[test]
+fn sample_archive_report_loads_in_a_browser() {
+    let browser = browser();
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let html = report(&["testdata/"], &page, 0);
+    assert_self_contained(&html);
+    assert_no_network(&html);
+
+    // The verdict the JSON gives, in words.
+    let json = ualhunt()
+        .args(["hunt", "--quiet", "--format", "json", "testdata/"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let on = doc["bypass"]["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state_at_end"] == "on")
+        .count();
+    assert!(on > 1);
+    let verdict = format!("{on} accounts have mailbox audit bypass ON at the end of the data");
+    assert!(html.contains(&verdict), "verdict missing");
+
+    let Some(browser) = browser else { return };
+    let loaded = load(&browser, &page);
+    assert_quiet(&loaded);
+    let dom = loaded.dom.replace("<wbr>", "");
+    assert!(dom.contains(&verdict), "verdict missing from the DOM");
+    assert!(dom.contains("Coverage: "), "coverage verdict missing");
+    assert!(
+        dom.contains(r#"<svg class="chart timeline""#),
+        "no timeline"
+    );
+    assert!(dom.contains(r#"<rect class="period"#), "no period drawn");
+    assert!(
+        dom.contains(r#"<svg class="chart" viewBox"#),
+        "no records-per-day chart"
+    );
+    assert!(dom.contains("T1562.001"), "no MITRE mapping");
+    assert!(dom.contains(r#"id="evidence""#));
+    // What the browser holds is what was written: nothing added, nothing run.
+    assert_self_contained(&loaded.dom);
+}
+
+#[test]
+fn storyline_timelines_show_open_and_predated_periods_gaps_and_attempts() {
+    let browser = browser();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("story.jsonl");
+    let generated = ualhunt()
+        .args(["generate", "--size", "1M", "--scenarios", "-o"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let allow = dir.path().join("allow.toml");
+    fs::write(
+        &allow,
+        "[[allow]]\naccount = \"svc-backup@contoso.onmicrosoft.com\"\n\
+         reason = \"Veeam Backup for Microsoft 365\"\nowner = \"it-ops@contoso.com\"\n\
+         expires = 2099-12-31\n",
+    )
+    .unwrap();
+    let page = dir.path().join("story.html");
+    let html = report(
+        &[
+            "--allow",
+            allow.to_str().unwrap(),
+            archive.to_str().unwrap(),
+        ],
+        &page,
+        0,
+    );
+    assert_self_contained(&html);
+    assert_no_network(&html);
+    let Some(browser) = browser else { return };
+    let loaded = load(&browser, &page);
+    assert_quiet(&loaded);
+    let dom = loaded.dom.replace("<wbr>", "");
+    for needle in [
+        "2 accounts have mailbox audit bypass ON at the end of the data (1 allowlisted)",
+        "allowlisted: Veeam Backup for Microsoft 365",
+        "Coverage: INCONCLUSIVE",
+        r#"class="period open""#,
+        r#"class="period predates""#,
+        r#"<rect class="period" "#,
+        r#"class="gap""#,
+        r#"class="mark m-enable""#,
+        r#"class="mark m-disable""#,
+        r#"class="mark m-attempt""#,
+        r#"<rect class="mbar""#,
+        "still ON at the end of the data",
+        "failed attempts only",
+        "Audit tampering",
+        "Set-AdminAuditLogConfig -UnifiedAuditLogIngestionEnabled $false",
+    ] {
+        assert!(dom.contains(needle), "{needle:?} missing");
+    }
+    // The bypassed account's blind spot shows as a hole: no mailbox bar of
+    // finance.assistant inside its period (2024-01-06T10 .. 2024-01-13T16).
+    let lane = &dom[dom
+        .find("finance.assistant@contoso.onmicrosoft.com</span> <span class=\"badge off\"")
+        .unwrap()..];
+    let lane = &lane[..lane.find("</svg>").unwrap()];
+    let bars: Vec<&str> = lane
+        .split(r#"<rect class="mbar""#)
+        .skip(1)
+        .map(|bar| &bar[bar.find("<title>").unwrap() + 7..][..10])
+        .collect();
+    assert!(!bars.is_empty(), "no mailbox audit bar");
+    for day in bars {
+        assert!(
+            !("2024-01-07".."2024-01-13").contains(&day),
+            "a mailbox audit bar inside the blind spot on {day}"
+        );
+    }
+}
+
+/// Records whose actor, target, record id, command line and input name are crafted to
+/// break out of the page or reorder what it shows; one of them a failed attempt.
+fn hostile_archive(dir: &Path) -> PathBuf {
+    let script = "<script>alert(1)</script>";
+    let img = "\"><img src=x onerror=alert(1)>";
+    let bidi = "adm\u{202e}moc.osotnoc@nimda";
+    let record = |time: &str, id: &str, actor: &str, target: &str, status: &str, extra: &str| {
+        serde_json::json!({
+            "CreationTime": time, "Id": id, "Operation": "Set-MailboxAuditBypassAssociation",
+            "OrganizationId": "4a7c8238-5799-4b16-9fc6-9ad8fce5a7d9", "RecordType": 1,
+            "ResultStatus": status, "UserKey": "10032001", "UserType": 2, "Version": 1,
+            "Workload": "Exchange", "ClientIP": "198.51.100.7:4431", "UserId": actor,
+            "ObjectId": target,
+            "Parameters": [{"Name": "Identity", "Value": target},
+                           {"Name": "AuditBypassEnabled", "Value": "True"},
+                           {"Name": "Comment", "Value": extra}]
+        })
+        .to_string()
+    };
+    let lines = [
+        record(
+            "2024-03-01T09:00:00",
+            "<b>id-1</b>",
+            script,
+            img,
+            "True",
+            "198.51.100.7:4431",
+        ),
+        record(
+            "2024-03-01T10:00:00",
+            "id-2'\"",
+            bidi,
+            &format!("{script}\u{2066}x"),
+            "True",
+            "<svg onload=alert(3)>",
+        ),
+        record(
+            "2024-03-01T11:00:00",
+            "id-3",
+            img,
+            bidi,
+            "Failed",
+            "198.51.100.8",
+        ),
+        record(
+            "2024-03-02T09:00:00",
+            "id-4",
+            "admin@contoso.com",
+            "mbx\u{1b}[31m\u{202d}@contoso.com",
+            "True",
+            "[2001:db8::1]:443",
+        ),
+    ];
+    let path = dir.join("<i>evil'.jsonl");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn hostile_strings_stay_inert_text() {
+    let browser = browser();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = hostile_archive(dir.path());
+    let page = dir.path().join("hostile.html");
+    let html = report(&[archive.to_str().unwrap()], &page, 0);
+    assert_self_contained(&html);
+    // No bidi or control character reaches the page as itself.
+    for c in ('\u{202a}'..='\u{202e}')
+        .chain('\u{2066}'..='\u{2069}')
+        .chain(['\u{1b}'])
+    {
+        assert!(!html.contains(c), "{c:?} written as is");
+    }
+
+    let Some(browser) = browser else { return };
+    let loaded = load(&browser, &page);
+    assert_quiet(&loaded);
+    let dom = &loaded.dom;
+    assert_self_contained(dom);
+    assert!(!dom.contains("<script"), "a script element from the data");
+    assert!(!dom.contains("<img"), "an img element from the data");
+    assert!(
+        !dom.contains("<b>id-1") && !dom.contains("<i>evil"),
+        "markup from the data"
+    );
+    assert!(!dom.contains('\u{202e}') && !dom.contains('\u{2066}'));
+    let text = dom.replace("<wbr>", "");
+    for shown in [
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "\"&gt;&lt;img src=x onerror=alert(1)&gt;",
+        "&lt;b&gt;id-1&lt;/b&gt;",
+        "&lt;svg onload=alert(3)&gt;",
+        "&lt;i&gt;evil'.jsonl",
+        r"\u{202e}",
+        r"\u{2066}",
+        r"\u{1b}</span>[31m",
+    ] {
+        assert!(text.contains(shown), "{shown:?} not shown as text");
+    }
+    // The bidi escape is highlighted, so a reader sees it is not part of the name.
+    assert!(dom.contains(r#"<span class="ctl" title="U+202E">\u{202e}</span>"#));
+}
+
+/// The console check above would see a CSP violation: a page that breaks its own
+/// policy makes console messages in this browser.
+#[test]
+fn the_console_check_sees_a_csp_violation() {
+    let Some(browser) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("violation.html");
+    fs::write(
+        &page,
+        "<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" \
+         content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\"></head>\
+         <body><img src=\"http://127.0.0.1:9/x.png\"><p>x</p></body></html>",
+    )
+    .unwrap();
+    let loaded = load(&browser, &page);
+    assert!(
+        loaded
+            .console
+            .iter()
+            .any(|l| l.contains("Content Security Policy")),
+        "{:#?}",
+        loaded.console
+    );
+}
