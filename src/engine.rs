@@ -13,6 +13,11 @@
 //! prefiltered on the names of the bypassed accounts and the actors, gathers what they
 //! did ([`Activity`]). Then the analyses run and the time window is applied. Nothing
 //! here prints.
+//!
+//! [`run`] is its stages in a row: [`discover`] the inputs, [`first_pass`],
+//! [`plan_context`] from all first-pass findings, a [`context_pass`] per planned rule,
+//! and [`finish`] into a [`Report`]. Each stage is public so that a run split over
+//! machines can do a stage on its share of the inputs and merge between stages.
 
 use std::io::{self, Read};
 use std::sync::mpsc;
@@ -177,15 +182,19 @@ impl Report {
     }
 }
 
-/// What one pass over all inputs gave.
-struct Scanned<S> {
-    partial: Partial<S>,
-    errors: Vec<InputError>,
-    warnings: Vec<Warning>,
-    stats: PassStats,
+/// What one pass over all inputs gave, merged in input order.
+pub struct Scanned<S> {
+    /// Counts, samples, coverage and the sink's state.
+    pub partial: Partial<S>,
+    /// Inputs that could not be read in full, in input order.
+    pub errors: Vec<InputError>,
+    /// Inputs read with a doubt, in input order.
+    pub warnings: Vec<Warning>,
+    /// Measurements.
+    pub stats: PassStats,
 }
 
-/// What scanning one input gave.
+/// What one scanned input gave.
 struct FileResult<S> {
     partial: Partial<S>,
     bytes: u64,
@@ -223,12 +232,23 @@ impl<S: Sink> FileResult<S> {
     }
 }
 
-/// Runs a hunt.
-pub fn run(config: &Config) -> Result<Report, Error> {
-    let started = Instant::now();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads)
-        .build()?;
+/// The inputs of a run, found (the first stage).
+pub struct Found {
+    /// The inputs, in input order.
+    pub inputs: Vec<Input>,
+    /// Their names (`archive.zip!member` for a zip member); findings refer to them by
+    /// index.
+    pub names: Vec<String>,
+    /// The zip member of each input, if it is one.
+    pub members: Vec<Option<String>>,
+    /// Paths that could not be expanded into inputs.
+    pub errors: Vec<InputError>,
+    /// On-disk size of the file inputs (for the progress bar).
+    pub disk_total: u64,
+}
+
+/// Expands the configured paths into inputs.
+pub fn discover(config: &Config) -> Found {
     let (inputs, discover_errors) = source::discover(&config.paths);
     let disk_total: u64 = inputs
         .iter()
@@ -237,10 +257,6 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             Input::Stdin | Input::ZipEntry { .. } => None,
         })
         .sum();
-    if let Some(p) = &config.progress {
-        p.total
-            .store(disk_total, std::sync::atomic::Ordering::Relaxed);
-    }
     let names: Vec<String> = inputs.iter().map(Input::display).collect();
     let members: Vec<Option<String>> = inputs
         .iter()
@@ -249,42 +265,53 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             _ => None,
         })
         .collect();
+    let errors = discover_errors
+        .into_iter()
+        .map(|e| InputError::Discover {
+            path: e.path,
+            message: e.message,
+        })
+        .collect();
+    Found {
+        inputs,
+        names,
+        members,
+        errors,
+        disk_total,
+    }
+}
 
-    // Pass 1: the rules and their context selections.
+/// The first pass over the inputs: the rules' matches and context selections. Runs on
+/// the current rayon pool.
+pub fn first_pass(inputs: &[Input], config: &Config) -> Scanned<Harvest> {
     let matcher = Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
         .with_timing(config.timing)
         .with_block(config.scan_block);
-    let first: Scanned<Harvest> =
-        pool.install(|| scan_all(&inputs, Pass::new(&matcher, &()), config));
-    let Scanned {
-        partial,
-        errors: scan_errors,
-        mut warnings,
-        stats: scan_stats,
-    } = first;
-    let rule_stats = rule_stats(&matcher, &partial.evaluated);
-    // Exports (issue 8): an empty directory, or a run that read nothing, says so.
-    let explained = !discover_errors.is_empty() || !scan_errors.is_empty() || !warnings.is_empty();
-    warnings.extend(crate::warnings::no_input(
-        &config.paths,
-        &inputs,
-        scan_stats.bytes,
-        explained,
-    ));
-    let mut findings = partial.sink.findings;
+    scan_all(inputs, Pass::new(&matcher, &()), config)
+}
+
+/// What the analyses need from the first pass over all inputs, and whom each bypass
+/// rule's context pass must watch.
+pub struct ContextPlan {
+    /// Every finding, duplicates dropped (unless kept), in input order.
+    pub findings: Vec<Finding>,
+    /// Rule matches dropped as duplicates.
+    pub duplicates: u64,
+    /// Each rule with the bypass investigation, in rule order, and whom its context
+    /// pass watches (`None`: no pass, for want of findings in the window, of names, or
+    /// with `--no-context`).
+    pub rules: Vec<(u16, Option<Watch>)>,
+}
+
+/// Plans the context passes from all of the first pass's findings (in input order).
+pub fn plan_context(mut findings: Vec<Finding>, config: &Config) -> ContextPlan {
     let duplicates = if config.keep_duplicates {
         0
     } else {
         drop_duplicates(&mut findings)
     };
-    let window = Window {
-        since: config.since,
-        until: config.until,
-    };
-
-    // Pass 2 and the investigation, for each rule that asks for it.
-    let mut investigations = Vec::new();
-    let mut context_stats = None;
+    let window = window(config);
+    let mut rules = Vec::new();
     for (r, rule) in config.rules.iter().enumerate() {
         if !rule.has_analysis(ANALYSIS_BYPASS) {
             continue;
@@ -293,36 +320,180 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         let found = findings
             .iter()
             .any(|f| f.rule == r && f.why == Why::Rule && window.contains(f.timestamp));
-        let mut context: Option<(Watch, Activity)> = None;
+        let mut watched = None;
         if found && config.context {
             let accounts = bypass::accounts(&findings, r, Reader::new(rule));
             let watch = bypass::watch(&accounts, config.context_window);
             if !watch.is_empty() {
-                if let Some(p) = &config.progress {
-                    p.total
-                        .fetch_add(disk_total, std::sync::atomic::Ordering::Relaxed);
-                }
-                let m =
-                    Matcher::for_literals(config.rules.clone(), watch.literals(), config.max_line)
-                        .with_timing(config.timing)
-                        .with_block(config.scan_block);
-                let second: Scanned<Activity> =
-                    pool.install(|| scan_all(&inputs, Pass::new(&m, &watch), config));
-                let attributed = second.partial.sink.records;
-                context_stats = Some((second.stats, attributed));
-                context = Some((watch, second.partial.sink));
+                watched = Some(watch);
             }
         }
-        investigations.push(bypass::investigate(
-            &findings,
-            r,
-            &config.rules,
-            window,
-            &config.allowlist,
-            context.as_ref().map(|(w, a)| (w, a)),
-            config.context_window,
-        ));
+        rules.push((r, watched));
     }
+    ContextPlan {
+        findings,
+        duplicates,
+        rules,
+    }
+}
+
+/// The context pass of one rule: what the watched names did. Runs on the current
+/// rayon pool.
+pub fn context_pass(inputs: &[Input], watch: &Watch, config: &Config) -> Scanned<Activity> {
+    let m = Matcher::for_literals(config.rules.clone(), watch.literals(), config.max_line)
+        .with_timing(config.timing)
+        .with_block(config.scan_block);
+    scan_all(inputs, Pass::new(&m, watch), config)
+}
+
+/// Everything the last stage turns into a [`Report`].
+pub struct Finish {
+    /// Input names, in input order.
+    pub names: Vec<String>,
+    /// The zip member of each input, if it is one.
+    pub members: Vec<Option<String>>,
+    /// Discovery errors, then the inputs that could not be read in full.
+    pub errors: Vec<InputError>,
+    /// Every warning.
+    pub warnings: Vec<Warning>,
+    /// The first pass's counts, samples and coverage (its findings are in `plan`).
+    pub first: Partial<Harvest>,
+    /// Bytes scanned (decompressed) in the first pass.
+    pub bytes: u64,
+    /// The findings and the context plan.
+    pub plan: ContextPlan,
+    /// The activity each planned context pass gathered (`None` where none ran), in the
+    /// order of `plan.rules`.
+    pub activities: Vec<Option<Activity>>,
+    /// Measurements.
+    pub stats: RunStats,
+}
+
+/// Runs a hunt.
+pub fn run(config: &Config) -> Result<Report, Error> {
+    let started = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()?;
+    let found = discover(config);
+    if let Some(p) = &config.progress {
+        p.total
+            .store(found.disk_total, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    // Pass 1: the rules and their context selections.
+    let matcher = Matcher::new(config.rules.clone(), config.prefilter, config.max_line);
+    let Scanned {
+        mut partial,
+        errors: scan_errors,
+        mut warnings,
+        stats: scan_stats,
+    } = pool.install(|| first_pass(&found.inputs, config));
+    // Exports (issue 8): an empty directory, or a run that read nothing, says so.
+    let explained = !found.errors.is_empty() || !scan_errors.is_empty() || !warnings.is_empty();
+    warnings.extend(crate::warnings::no_input(
+        &config.paths,
+        &found.inputs,
+        scan_stats.bytes,
+        explained,
+    ));
+    let plan = plan_context(std::mem::take(&mut partial.sink.findings), config);
+    let rule_stats = rule_stats(&matcher, &partial.evaluated);
+
+    // Pass 2, for each rule that asks for it.
+    let mut activities = Vec::new();
+    let mut context_stats = None;
+    for (_, watch) in &plan.rules {
+        let activity = watch.as_ref().map(|watch| {
+            if let Some(p) = &config.progress {
+                p.total
+                    .fetch_add(found.disk_total, std::sync::atomic::Ordering::Relaxed);
+            }
+            let second = pool.install(|| context_pass(&found.inputs, watch, config));
+            let attributed = second.partial.sink.records;
+            context_stats = Some((second.stats, attributed));
+            second.partial.sink
+        });
+        activities.push(activity);
+    }
+
+    let Found {
+        names,
+        members,
+        mut errors,
+        ..
+    } = found;
+    errors.extend(scan_errors);
+    let mut report = finish(
+        Finish {
+            names,
+            members,
+            errors,
+            warnings,
+            first: partial,
+            bytes: scan_stats.bytes,
+            plan,
+            activities,
+            stats: RunStats {
+                wall: Duration::ZERO,
+                threads: pool.current_num_threads(),
+                chunk_size: config.chunk_size,
+                scan: scan_stats,
+                context: context_stats,
+                rules: rule_stats,
+                routed_literals: matcher.router().map(|r| r.literals()),
+            },
+        },
+        config,
+        &pool,
+    );
+    report.stats.wall = started.elapsed();
+    Ok(report)
+}
+
+fn window(config: &Config) -> Window {
+    Window {
+        since: config.since,
+        until: config.until,
+    }
+}
+
+/// The last stage: the investigations, the rule matches inside the window grouped by
+/// actor, and the report.
+pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Report {
+    let Finish {
+        names,
+        members,
+        errors,
+        warnings,
+        first: partial,
+        bytes,
+        plan,
+        activities,
+        stats,
+    } = parts;
+    let window = window(config);
+    let ContextPlan {
+        findings,
+        duplicates,
+        rules,
+    } = plan;
+    let context_ran = activities.iter().any(Option::is_some);
+    let investigations = rules
+        .iter()
+        .zip(&activities)
+        .map(|((r, watch), activity)| {
+            bypass::investigate(
+                &findings,
+                *r,
+                &config.rules,
+                window,
+                &config.allowlist,
+                watch.as_ref().zip(activity.as_ref()),
+                config.context_window,
+            )
+        })
+        .collect();
 
     // The rule matches inside the window, with what the analyses made of them.
     let readers: Vec<Option<Reader>> = config
@@ -356,21 +527,13 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             excerpt: s.excerpt.clone(),
         })
         .collect();
-    let mut errors: Vec<InputError> = discover_errors
-        .into_iter()
-        .map(|e| InputError::Discover {
-            path: e.path,
-            message: e.message,
-        })
-        .collect();
-    errors.extend(scan_errors);
-    Ok(Report {
+    Report {
         rules: config.rules.iter().map(|r| r.meta.clone()).collect(),
         not_run: config.not_run.clone(),
         files: names.len() as u64,
         inputs: names,
         members,
-        bytes: scan_stats.bytes,
+        bytes,
         counts: partial.counts,
         duplicates,
         outside_window,
@@ -382,17 +545,9 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         investigations,
         coverage: verdict::report(&partial.coverage),
         allowlist: config.allowlist.clone(),
-        context_ran: context_stats.is_some(),
-        stats: RunStats {
-            wall: started.elapsed(),
-            threads: pool.current_num_threads(),
-            chunk_size: config.chunk_size,
-            scan: scan_stats,
-            context: context_stats,
-            rules: rule_stats,
-            routed_literals: matcher.router().map(|r| r.literals()),
-        },
-    })
+        context_ran,
+        stats,
+    }
 }
 
 /// Each rule's literals and evaluation count, from its query's selection.
