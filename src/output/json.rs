@@ -289,6 +289,18 @@ struct BypassOut<'a> {
     attempts: Vec<EvidenceOut<'a>>,
     attempts_outside_window: u64,
     actor_context: Option<Vec<ActorContextOut<'a>>>,
+    /// Other rules' matches by the changers (within the context window of a change)
+    /// and the bypassed accounts (inside a period).
+    related: Vec<RelatedOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct RelatedOut<'a> {
+    who: &'a str,
+    role: crate::analysis::bypass::Role,
+    rule_name: &'a str,
+    severity: &'a str,
+    finding: EvidenceOut<'a>,
 }
 
 #[derive(Serialize)]
@@ -483,6 +495,20 @@ fn bypass_out<'a>(report: &'a Report, inv: &'a Investigation) -> BypassOut<'a> {
             .actor_context
             .as_ref()
             .map(|list| list.iter().map(|c| actor_context_out(report, c)).collect()),
+        related: inv
+            .related
+            .iter()
+            .map(|r| {
+                let rule = &report.rules[usize::from(r.finding.rule)];
+                RelatedOut {
+                    who: &r.who,
+                    role: r.role,
+                    rule_name: &rule.name,
+                    severity: &rule.severity,
+                    finding: EvidenceOut::finding(report, &r.finding).with_actor(),
+                }
+            })
+            .collect(),
     }
 }
 

@@ -379,6 +379,44 @@ impl Table {
         Ok(())
     }
 
+    /// The other rules' matches by the people involved in the bypass.
+    fn related(&self, report: &Report, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        if inv.related.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "\nOTHER RULES BY THE PEOPLE INVOLVED ({})",
+            inv.related.len()
+        )?;
+        for r in inv.related.iter().take(LIST_MAX) {
+            let f = &r.finding;
+            let rule = &report.rules[usize::from(f.rule)];
+            let role = match r.role {
+                crate::analysis::bypass::Role::Changer => "changer",
+                crate::analysis::bypass::Role::Bypassed => "while bypassed",
+            };
+            self.line(
+                out,
+                &format!(
+                    "  {}  {} ({role})  {} [{}]",
+                    when(&f.timestamp),
+                    terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
+                    terminal_safe(&rule.name),
+                    rule.severity
+                ),
+            )?;
+        }
+        if inv.related.len() > LIST_MAX {
+            writeln!(
+                out,
+                "  … {} more (JSON has all)",
+                inv.related.len() - LIST_MAX
+            )?;
+        }
+        Ok(())
+    }
+
     fn context(&self, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
         let Some(list) = &inv.actor_context else {
             return Ok(());
@@ -591,6 +629,7 @@ impl Exporter for Table {
         }
         for inv in &report.investigations {
             self.context(inv, out)?;
+            self.related(report, inv, out)?;
         }
         self.coverage(report, out)?;
         let c = &report.counts;
