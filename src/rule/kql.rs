@@ -13,7 +13,8 @@
 //! - `field:value`, `field:"quoted value"`, value lists `field:(a or b and not c)`,
 //!   `field:*` (the field exists), ranges `field < v`, `<=`, `>`, `>=`, nested queries
 //!   `field:{ inner query }` (inner field names are relative to `field`; the inner query
-//!   must hold within one element, see [`FieldSource::each_element`]).
+//!   must hold within one element where the source offers element views, see
+//!   [`FieldSource::each_element`], else anywhere in the record).
 //! - Unquoted values may contain spaces (trimmed at both ends) and end before ` and `,
 //!   ` or `, `not `, or one of `\ ( ) : < > " * { }`. Those are escaped with `\`, as are
 //!   `\t \r \n`, `\uXXXX` and the keywords (`\and`, `\or`; `\not` reads as `\n` + `ot`,
