@@ -1508,6 +1508,15 @@ mod tests {
         }
     }
 
+    /// The old tokenizer dropped any backslash in quotes, so the published
+    /// `not user.id:"NT AUTHORITY\SYSTEM (…)"` exclusion never matched.
+    #[test]
+    fn quoted_backslash_before_an_ordinary_letter_is_kept() {
+        let q = Query::parse(r#"user.id:"NT AUTHORITY\SYSTEM (w3wp)""#).unwrap();
+        assert!(q.matches(&Fake::new(&[("user.id", r"NT AUTHORITY\SYSTEM (w3wp)")])));
+        assert!(!q.matches(&Fake::new(&[("user.id", "NT AUTHORITYSYSTEM (w3wp)")])));
+    }
+
     #[test]
     fn glob_matches_pieces_in_order() {
         assert!(glob("*a*b").matches("xxaxxab"));
