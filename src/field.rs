@@ -309,9 +309,119 @@ fn raw_operation(action: &str) -> Option<&'static str> {
         .map(|(_, raw, _)| *raw)
 }
 
+/// How a field's values compare, as Elastic's index mapping types them. KQL needs it:
+/// `OperationCount >= 100` compares numbers, while the same text on a keyword field
+/// compares strings byte by byte (`"500" > "1023"`), as Elasticsearch does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueType {
+    /// Exact, case-sensitive text; ranges are lexicographic. The default.
+    Keyword,
+    /// A number (`long`, `float`, …): equality and ranges are numeric.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A point in time: RFC 3339, a date alone, or epoch milliseconds.
+    Date,
+    /// An IPv4 or IPv6 address; a query value may be a CIDR block.
+    Ip,
+}
+
+impl std::fmt::Display for ValueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ValueType::Keyword => "keyword",
+            ValueType::Number => "numeric",
+            ValueType::Boolean => "boolean",
+            ValueType::Date => "date",
+            ValueType::Ip => "ip",
+        })
+    }
+}
+
+impl ValueType {
+    /// The type of the field with this ECS name: a hand table of the non-keyword ECS
+    /// fields (types from ECS 9.4) that Microsoft 365 data and Elastic's M365 rules use,
+    /// plus the integration's one numeric `o365.audit` field. Everything else, all other
+    /// `o365.audit.*` fields included (`Parameters.*` too), is a keyword.
+    pub fn of_name(name: &str) -> ValueType {
+        match name {
+            "@timestamp" | "event.created" | "event.ingested" | "event.start" | "event.end" => {
+                ValueType::Date
+            }
+            "source.ip"
+            | "client.ip"
+            | "destination.ip"
+            | "server.ip"
+            | "host.ip"
+            | "related.ip"
+            | "observer.ip"
+            | "network.forwarded_ip"
+            | "source.nat.ip"
+            | "client.nat.ip"
+            | "destination.nat.ip"
+            | "server.nat.ip" => ValueType::Ip,
+            "source.port"
+            | "client.port"
+            | "destination.port"
+            | "server.port"
+            | "url.port"
+            | "source.bytes"
+            | "client.bytes"
+            | "destination.bytes"
+            | "server.bytes"
+            | "network.bytes"
+            | "network.packets"
+            | "source.as.number"
+            | "client.as.number"
+            | "destination.as.number"
+            | "server.as.number"
+            | "event.duration"
+            | "event.severity"
+            | "event.sequence"
+            | "event.risk_score"
+            | "event.risk_score_norm"
+            | "file.size"
+            | "email.attachments.file.size"
+            | "o365.audit.OperationCount" => ValueType::Number,
+            "file.code_signature.exists"
+            | "file.code_signature.trusted"
+            | "file.code_signature.valid"
+            | "user.entity.attributes.mfa_enabled"
+            | "user.entity.attributes.managed" => ValueType::Boolean,
+            _ => ValueType::Keyword,
+        }
+    }
+}
+
+impl Field {
+    /// How this field's values compare (see [`ValueType::of_name`]).
+    pub fn value_type(&self) -> ValueType {
+        ValueType::of_name(&self.name())
+    }
+}
+
 /// Where a query reads field values from (a parsed record, in practice).
 pub trait FieldSource {
     /// Calls `pred` on each text value of `field` (several for an array) until it
-    /// returns true; returns whether any call did.
+    /// returns true; returns whether any call did. Numbers and booleans come as JSON
+    /// writes them (`5`, `true`).
     fn any_value(&self, field: &Field, pred: &mut dyn FnMut(&str) -> bool) -> bool;
+
+    /// For a KQL nested query `field:{ … }`: calls `pred` with a view of each element of
+    /// the object array at `field` (or of the object itself) until it returns true, and
+    /// returns `Some(whether any call did)`; no element gives `Some(false)`. An element
+    /// view answers the same full field names (`deltas.action`), restricted to that one
+    /// element, so that all of the inner query must hold within one element.
+    ///
+    /// The default, `None`, says this source has no element boundaries: the inner
+    /// query is then evaluated against the whole record, as Elasticsearch does on an
+    /// `object` (not `nested`) mapping, where conditions may be met by different elements.
+    fn each_element(
+        &self,
+        field: &Field,
+        pred: &mut dyn FnMut(&dyn FieldSource) -> bool,
+    ) -> Option<bool> {
+        let _ = (field, pred);
+        None
+    }
 }
