@@ -133,21 +133,36 @@ impl Field {
     /// `RecordType` number as raw records spell it (compact, pretty-printed with one or
     /// two spaces as .NET and PowerShell write, inside a JSON string, inside a CSV
     /// cell); an action the pipeline renames gives the raw operation.
-    pub fn literal_forms(&self, value: &str) -> Option<Vec<String>> {
+    pub fn literal_forms(&self, value: &str) -> Option<Vec<Literal>> {
         match self {
             Field::Code => {
-                let number = record_type_number(value)?;
-                let mut forms = vec![value.to_string()];
-                for sep in ["\":", "\": ", "\":  ", "\\\":", "\"\":"] {
-                    forms.push(format!("RecordType{sep}{number}"));
+                let mut forms = vec![Literal::Text(value.to_string())];
+                // A name the pipeline's table does not know has no number: records
+                // carry the name itself.
+                if let Some(number) = record_type_number(value) {
+                    for sep in ["\":", "\": ", "\":  ", "\\\":", "\"\":"] {
+                        forms.push(Literal::Bytes(format!("RecordType{sep}{number}")));
+                    }
                 }
                 Some(forms)
             }
-            Field::Action => Some(vec![raw_operation(value).unwrap_or(value).to_string()]),
-            f if f.is_verbatim() => Some(vec![value.to_string()]),
+            Field::Action => Some(vec![Literal::Text(
+                raw_operation(value).unwrap_or(value).to_string(),
+            )]),
+            f if f.is_verbatim() => Some(vec![Literal::Text(value.to_string())]),
             _ => None,
         }
     }
+}
+
+/// One spelling of a value in the bytes of a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Literal {
+    /// The text of a value: a writer may escape some of its characters, so only a
+    /// fragment that no writer escapes is searched for.
+    Text(String),
+    /// Bytes searched for exactly as they are (quotes and all).
+    Bytes(String),
 }
 
 /// `RecordType` numbers and the `event.code` names Elastic's o365 ingest pipeline gives

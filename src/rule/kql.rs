@@ -43,7 +43,7 @@ use std::net::IpAddr;
 
 use chrono::Datelike;
 
-pub use crate::field::FieldSource;
+use crate::field::FieldSource;
 use crate::field::{Field, ValueType};
 
 /// How deep parentheses, nested queries and value lists may nest.
@@ -223,19 +223,32 @@ impl Query {
     /// give none.
     pub fn required_literals(&self) -> Option<Vec<String>> {
         match self {
-            Query::Match { field, value }
-                if field.is_verbatim() && field.value_type() == ValueType::Keyword =>
-            {
-                value.required_literals()
+            Query::Match { field, value } if field.value_type() == ValueType::Keyword => {
+                value.required_literals(field)
             }
             Query::Match { .. } | Query::Not(_) | Query::Range { .. } => None,
             Query::Nested { query, .. } => query.required_literals(),
+            // The most selective clause; a clause on a field every record of a
+            // workload shares (`event.provider`) only when no other has literals.
             Query::And(parts) => parts
                 .iter()
-                .filter_map(Query::required_literals)
-                .max_by_key(|set| selectivity(set)),
+                .filter_map(|q| Some((q.is_broad(), q.required_literals()?)))
+                .max_by_key(|(broad, set)| (!broad, selectivity(set)))
+                .map(|(_, set)| set),
             Query::Or(parts) => union(parts.iter().map(Query::required_literals)),
         }
+    }
+
+    /// Whether this clause's literals are shared by whole workloads (`event.provider`:
+    /// `Exchange` is in most records of an archive), so a poor prefilter.
+    fn is_broad(&self) -> bool {
+        matches!(
+            self,
+            Query::Match {
+                field: Field::Provider,
+                ..
+            }
+        )
     }
 
     /// Every field the query reads (a nested query's path, then its inner fields).
@@ -270,11 +283,23 @@ impl ValueExpr {
         }
     }
 
-    fn required_literals(&self) -> Option<Vec<String>> {
+    fn required_literals(&self, field: &Field) -> Option<Vec<String>> {
         match self {
             ValueExpr::Term(Pattern::Exact(s)) if parse_number(s).is_none() => {
-                safe_fragment(s).map(|f| vec![f.to_string()])
+                // How the value is spelled in the bytes of every record shape: itself
+                // for a verbatim field (cut to a fragment no writer escapes), its
+                // `RecordType` forms for `event.code`, the raw operation for a renamed
+                // action.
+                let mut out = Vec::new();
+                for form in field.literal_forms(s)? {
+                    match form {
+                        crate::field::Literal::Text(t) => out.push(safe_fragment(&t)?.to_string()),
+                        crate::field::Literal::Bytes(b) => out.push(b),
+                    }
+                }
+                (!out.is_empty()).then_some(out)
             }
+            ValueExpr::Term(Pattern::Wildcard(_)) if !field.is_verbatim() => None,
             ValueExpr::Term(Pattern::Wildcard(glob)) => glob
                 .parts
                 .iter()
@@ -284,9 +309,9 @@ impl ValueExpr {
             ValueExpr::Term(_) | ValueExpr::Not(_) => None,
             ValueExpr::And(parts) => parts
                 .iter()
-                .filter_map(ValueExpr::required_literals)
+                .filter_map(|v| v.required_literals(field))
                 .max_by_key(|set| selectivity(set)),
-            ValueExpr::Or(parts) => union(parts.iter().map(ValueExpr::required_literals)),
+            ValueExpr::Or(parts) => union(parts.iter().map(|v| v.required_literals(field))),
         }
     }
 }
