@@ -293,7 +293,7 @@ impl ValueExpr {
                 let mut out = Vec::new();
                 for form in field.literal_forms(s)? {
                     match form {
-                        crate::field::Literal::Text(t) => out.push(safe_fragment(&t)?.to_string()),
+                        crate::field::Literal::Text(t) => out.extend(safe_spellings(&t)?),
                         crate::field::Literal::Bytes(b) => out.push(b),
                     }
                 }
@@ -422,6 +422,23 @@ fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>>
     out.sort();
     out.dedup();
     (!out.is_empty()).then_some(out)
+}
+
+/// The spellings of `value` a matching record holds one of. A value whose only
+/// character writers may escape is `/` (user agents, URLs) is searched whole, as it is
+/// and with every `/` escaped `\/` (.NET's `DataContractJsonSerializer`, PHP): a whole
+/// user agent is far rarer than its longest fragment. Any other value: its longest
+/// fragment no writer escapes.
+fn safe_spellings(value: &str) -> Option<Vec<String>> {
+    let fragment = safe_fragment(value)?;
+    if fragment.len() < value.len()
+        && value.contains('/')
+        && safe_fragment(&value.replace('/', ""))
+            .is_some_and(|f| f.len() == value.len() - value.matches('/').count())
+    {
+        return Some(vec![value.to_string(), value.replace('/', "\\/")]);
+    }
+    Some(vec![fragment.to_string()])
 }
 
 /// The longest run of `value` that every JSON writer leaves as it is. Writers may
@@ -1351,6 +1368,22 @@ fn write_unquoted(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
 }
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_value_with_slashes_is_searched_whole_in_both_spellings() {
+        let q = Query::parse(r#"user_agent.original:"Mozilla/5.0 Teams/1.3""#).unwrap();
+        assert_eq!(
+            q.required_literals(),
+            Some(vec![
+                "Mozilla/5.0 Teams/1.3".to_string(),
+                r"Mozilla\/5.0 Teams\/1.3".to_string()
+            ])
+        );
+        // Any other character a writer may escape: the longest safe fragment.
+        let q = Query::parse(r#"user_agent.original:"a/b <c> defgh""#).unwrap();
+        assert_eq!(q.required_literals(), Some(vec![" defgh".to_string()]));
+    }
+
     use super::*;
     use std::collections::HashMap;
 
