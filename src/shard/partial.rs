@@ -487,7 +487,8 @@ impl ContextPlanFile {
     }
 }
 
-/// Writes `value` as zstd-compressed JSON to `path`, atomically.
+/// Writes `value` as zstd-compressed JSON to `path`, atomically (its folder created if
+/// need be).
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -497,6 +498,8 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "partial".to_string());
+    // A scheduler's task may be the first to write into the run's folder.
+    std::fs::create_dir_all(&dir)?;
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let file = File::create(&tmp)?;
