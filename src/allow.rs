@@ -108,6 +108,16 @@ impl Allowlist {
         })
     }
 
+    /// An allowlist of these entries, judged on `today`.
+    pub fn from_entries(entries: Vec<Entry>, today: NaiveDate) -> Allowlist {
+        let keys = entries.iter().map(|e| key(&e.account)).collect();
+        Allowlist {
+            entries,
+            today,
+            keys,
+        }
+    }
+
     /// The index of the first entry in force that names `account`.
     pub fn find(&self, account: &str) -> Option<usize> {
         let k = key(account);

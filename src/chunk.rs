@@ -30,6 +30,17 @@ pub fn split(data: &[u8], target: usize) -> Vec<Range<usize>> {
     ranges
 }
 
+/// The line start at or after `at`: `at` itself when a line starts there, else the
+/// position just past the next newline (or the end of `data`). Two readers that cut the
+/// same data at the same nominal offset agree on where a piece ends and the next begins.
+pub fn align(data: &[u8], at: u64) -> usize {
+    let at = usize::try_from(at).unwrap_or(usize::MAX).min(data.len());
+    if at == 0 || data[at - 1] == b'\n' {
+        return at;
+    }
+    memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i + 1)
+}
+
 /// The position just past the last newline of `data`, if it has one.
 pub fn last_line_end(data: &[u8]) -> Option<usize> {
     memchr::memrchr(b'\n', data).map(|i| i + 1)
@@ -38,6 +49,19 @@ pub fn last_line_end(data: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn align_moves_to_the_next_line_start() {
+        let data = b"ab\ncd\n\nef";
+        assert_eq!(align(data, 0), 0);
+        assert_eq!(align(data, 1), 3);
+        assert_eq!(align(data, 3), 3);
+        assert_eq!(align(data, 4), 6);
+        assert_eq!(align(data, 6), 6);
+        assert_eq!(align(data, 7), 7);
+        assert_eq!(align(data, 8), 9);
+        assert_eq!(align(data, 99), 9);
+    }
     use proptest::prelude::*;
 
     #[test]

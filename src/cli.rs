@@ -25,6 +25,69 @@ pub enum Command {
     Rules(RulesArgs),
     /// Write a synthetic audit archive with planted bypass events (for benchmarks).
     Generate(GenerateArgs),
+    /// Merge the partial results of a sharded run (`hunt --shard K/N --partial FILE`)
+    /// into the report one run would have written, or make its context plan.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Partial files of every shard (both stages' when the run has a context stage), or
+    /// directories holding them.
+    #[arg(required = true, value_name = "PARTIAL")]
+    pub partials: Vec<PathBuf>,
+
+    /// Instead of a report, write the context plan that the second stage's shards read
+    /// (`hunt --shard K/N --context-from FILE`), from the first stage's partials.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["output", "exports"])]
+    pub context_plan: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Write the findings to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Also write the findings in FORMAT to FILE (repeatable).
+    #[arg(long = "export", value_name = "FORMAT=FILE", value_parser = parse_export)]
+    pub exports: Vec<Export>,
+
+    /// Print the merged line accounting and the shards' statistics to stderr.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Treat malformed lines like unreadable input: exit status 2.
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Lay the table out on one line per actor whatever the terminal width.
+    #[arg(long)]
+    pub wide: bool,
+}
+
+/// Where and how a report is written (`hunt` and `merge` alike).
+pub struct Outputs<'a> {
+    pub format: Format,
+    pub output: Option<&'a PathBuf>,
+    pub exports: &'a [Export],
+    pub stats: bool,
+    pub strict: bool,
+    pub wide: bool,
+}
+
+impl MergeArgs {
+    pub fn outputs(&self) -> Outputs<'_> {
+        Outputs {
+            format: self.format,
+            output: self.output.as_ref(),
+            exports: &self.exports,
+            stats: self.stats,
+            strict: self.strict,
+            wide: self.wide,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +235,30 @@ pub struct HuntArgs {
     /// rule. Rules that cannot run offline are listed in --stats and `ualhunt rules`.
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
+
+    /// Run as shard K of N (K from 0) of a sharded run and write a partial result
+    /// (`--partial`); `auto` reads K and N from the scheduler (JOB_COMPLETION_INDEX,
+    /// SLURM_ARRAY_TASK_ID, AWS_BATCH_JOB_ARRAY_INDEX).
+    #[arg(long, value_name = "K/N|auto")]
+    pub shard: Option<String>,
+
+    /// The shard count for `--shard auto` where the scheduler does not export it
+    /// (Kubernetes: the Job's completions).
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<u32>,
+
+    /// Print what this shard would read (inputs and byte ranges), without reading it.
+    #[arg(long, requires = "shard")]
+    pub list_shard: bool,
+
+    /// Write this shard's partial result to FILE, atomically, for `ualhunt merge`.
+    #[arg(long, value_name = "FILE", requires = "shard", conflicts_with_all = ["output", "exports"])]
+    pub partial: Option<PathBuf>,
+
+    /// Second stage of a sharded run: the context pass, watching the names of this
+    /// context plan (`ualhunt merge --context-plan FILE`).
+    #[arg(long, value_name = "FILE", requires = "partial")]
+    pub context_from: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
@@ -265,6 +352,19 @@ impl From<Format> for OutputFormat {
 }
 
 impl HuntArgs {
+    pub fn outputs(&self) -> Outputs<'_> {
+        Outputs {
+            format: self.format,
+            output: self.output.as_ref(),
+            exports: &self.exports,
+            stats: self.stats,
+            strict: self.strict,
+            wide: self.wide,
+        }
+    }
+}
+
+impl Outputs<'_> {
     /// Checks that no file is named twice among `-o` and the `--export`s: two writers
     /// would clobber each other.
     pub fn check_destinations(&self) -> Result<(), String> {
@@ -272,7 +372,7 @@ impl HuntArgs {
         let named = self
             .output
             .iter()
-            .map(|p| (p, format!("-o {}", p.display())))
+            .map(|p| (*p, format!("-o {}", p.display())))
             .chain(self.exports.iter().map(|e| {
                 let name = e
                     .format
@@ -292,7 +392,9 @@ impl HuntArgs {
         }
         Ok(())
     }
+}
 
+impl HuntArgs {
     /// The library configuration these flags describe.
     pub fn to_config(&self) -> anyhow::Result<Config> {
         let mut config = Config::new(self.paths.clone());

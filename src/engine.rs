@@ -39,6 +39,7 @@ use crate::findings::{Counts, Finding, Harvest, Partial, Why, drop_duplicates};
 use crate::rule::load::NotRun;
 use crate::rule::{ANALYSIS_BYPASS, RuleMeta};
 use crate::scan::{Matcher, Pass, Scratch, Sink, scan_chunk};
+use crate::shard::{Piece, Unit};
 use crate::source::{self, Block, BlockReader, Compression, Input, Layout, Opened};
 
 pub use crate::error::Warning as ScanWarning;
@@ -284,10 +285,21 @@ pub fn discover(config: &Config) -> Found {
 /// The first pass over the inputs: the rules' matches and context selections. Runs on
 /// the current rayon pool.
 pub fn first_pass(inputs: &[Input], config: &Config) -> Scanned<Harvest> {
-    let matcher = Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
+    scan_all(inputs, Pass::new(&first_matcher(config), &()), config)
+}
+
+/// What the first pass selects.
+pub(crate) fn first_matcher(config: &Config) -> Matcher {
+    Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
         .with_timing(config.timing)
-        .with_block(config.scan_block);
-    scan_all(inputs, Pass::new(&matcher, &()), config)
+        .with_block(config.scan_block)
+}
+
+/// What the context pass watching `watch` selects.
+pub(crate) fn context_matcher(config: &Config, watch: &Watch) -> Matcher {
+    Matcher::for_literals(config.rules.clone(), watch.literals(), config.max_line)
+        .with_timing(config.timing)
+        .with_block(config.scan_block)
 }
 
 /// What the analyses need from the first pass over all inputs, and whom each bypass
@@ -340,10 +352,11 @@ pub fn plan_context(mut findings: Vec<Finding>, config: &Config) -> ContextPlan 
 /// The context pass of one rule: what the watched names did. Runs on the current
 /// rayon pool.
 pub fn context_pass(inputs: &[Input], watch: &Watch, config: &Config) -> Scanned<Activity> {
-    let m = Matcher::for_literals(config.rules.clone(), watch.literals(), config.max_line)
-        .with_timing(config.timing)
-        .with_block(config.scan_block);
-    scan_all(inputs, Pass::new(&m, watch), config)
+    scan_all(
+        inputs,
+        Pass::new(&context_matcher(config, watch), watch),
+        config,
+    )
 }
 
 /// Everything the last stage turns into a [`Report`].
@@ -551,7 +564,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
 }
 
 /// Each rule's literals and evaluation count, from its query's selection.
-fn rule_stats(matcher: &Matcher, evaluated: &crate::findings::Tallies) -> Vec<RuleStats> {
+pub fn rule_stats(matcher: &Matcher, evaluated: &crate::findings::Tallies) -> Vec<RuleStats> {
     let mut out: Vec<RuleStats> = Vec::new();
     for (i, sel) in matcher.selections().iter().enumerate() {
         if sel.why != Why::Rule {
@@ -592,30 +605,74 @@ fn annotate(finding: Finding, readers: &[Option<Reader>], allow: &Allowlist) -> 
 
 /// One pass over every input, merged in input order.
 fn scan_all<S: Sink>(inputs: &[Input], pass: Pass<'_, S>, config: &Config) -> Scanned<S> {
-    let started = Instant::now();
-    let results: Vec<FileResult<S>> = inputs
-        .par_iter()
-        .enumerate()
-        .map(|(i, input)| scan_input(i, input, pass, config))
+    let units: Vec<Unit> = (0..inputs.len())
+        .map(|i| Unit {
+            input: i as u32,
+            piece: None,
+        })
         .collect();
+    let (results, mut stats) = scan_units(inputs, &units, pass, config);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut all = Partial::<S>::default();
+    for r in results {
+        errors.extend(r.error);
+        warnings.extend(r.warning);
+        all.absorb_file(r.partial);
+    }
+    stats.counts = all.counts;
+    Scanned {
+        stats,
+        partial: all,
+        errors,
+        warnings,
+    }
+}
+
+/// What reading one unit (an input, or a piece of one) gave.
+pub(crate) struct UnitResult<S> {
+    /// Its partial result; a piece's positions are relative to the piece's start.
+    pub partial: Partial<S>,
+    /// Bytes scanned (decompressed).
+    pub bytes: u64,
+    /// Why it could not be read in full.
+    pub error: Option<InputError>,
+    /// A doubt about it.
+    pub warning: Option<Warning>,
+}
+
+/// One pass over some units of the inputs (in parallel), their results in unit order;
+/// the returned statistics count no lines (the caller merges).
+pub(crate) fn scan_units<S: Sink>(
+    inputs: &[Input],
+    units: &[Unit],
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> (Vec<UnitResult<S>>, PassStats) {
+    let started = Instant::now();
+    let results: Vec<FileResult<S>> = units
+        .par_iter()
+        .map(|u| {
+            let i = u.input as usize;
+            scan_input(i, &inputs[i], u.piece, pass, config)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(results.len());
     let mut bytes = 0;
     let mut formats: std::collections::BTreeMap<String, u64> = Default::default();
     // 1 µs to 1 hour, 3 significant figures: always valid bounds.
     let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
     let mut compressed_bytes = 0;
-    for (input, r) in inputs.iter().zip(results) {
-        errors.extend(r.error);
-        if let Some(message) = r.warning {
-            warnings.push(Warning {
-                path: input.display(),
-                message,
-            });
+    for (unit, r) in units.iter().zip(results) {
+        let warning = r.warning.map(|message| Warning {
+            path: inputs[unit.input as usize].display(),
+            message,
+        });
+        // A piece after a file's first is not an input of its own in the statistics.
+        if unit.piece.is_none_or(|p| p.start == 0) {
+            *formats.entry(r.kind.clone()).or_default() += 1;
         }
-        *formats.entry(r.kind.clone()).or_default() += 1;
         bytes += r.bytes;
         for t in &r.latencies {
             latency.saturating_record(t.as_micros().min(u128::from(u64::MAX)) as u64);
@@ -624,30 +681,44 @@ fn scan_all<S: Sink>(inputs: &[Input], pass: Pass<'_, S>, config: &Config) -> Sc
         parse_time += r.parse_time;
         read_time += r.read_time;
         compressed_bytes += r.compressed_bytes;
-        all.absorb_file(r.partial);
+        out.push(UnitResult {
+            partial: r.partial,
+            bytes: r.bytes,
+            error: r.error,
+            warning,
+        });
     }
-    Scanned {
-        stats: PassStats {
-            wall: started.elapsed(),
-            prefilter: pass.matcher.prefilter().describe(),
-            bytes,
-            counts: all.counts,
-            formats: formats.into_iter().collect(),
-            chunk_latency_us: latency,
-            scan_time,
-            parse_time,
-            read_time,
-            compressed_bytes,
-        },
-        partial: all,
-        errors,
-        warnings,
-    }
+    let stats = PassStats {
+        wall: started.elapsed(),
+        prefilter: pass.matcher.prefilter().describe(),
+        bytes,
+        counts: Counts::default(),
+        formats: formats.into_iter().collect(),
+        chunk_latency_us: latency,
+        scan_time,
+        parse_time,
+        read_time,
+        compressed_bytes,
+    };
+    (out, stats)
+}
+
+/// A piece of an input that is not (or no longer) a plain JSON-lines file: the shard
+/// plan was made from other bytes.
+fn not_splittable<S: Sink>(input: &Input) -> FileResult<S> {
+    let mut r = FileResult::new("unreadable".to_string());
+    r.error = Some(InputError::Open {
+        path: input.display(),
+        message: "changed since the shard plan was made (no longer a plain JSON-lines file)"
+            .to_string(),
+    });
+    r
 }
 
 fn scan_input<S: Sink>(
     file: usize,
     input: &Input,
+    piece: Option<Piece>,
     pass: Pass<'_, S>,
     config: &Config,
 ) -> FileResult<S> {
@@ -663,7 +734,8 @@ fn scan_input<S: Sink>(
         }
     };
     match opened {
-        Opened::Mapped(mapped) => scan_mapped(file, input, mapped.bytes(), pass, config),
+        Opened::Mapped(mapped) => scan_mapped(file, input, mapped.bytes(), piece, pass, config),
+        Opened::Stream { .. } if piece.is_some() => not_splittable(input),
         Opened::Stream {
             reader,
             compression,
@@ -736,10 +808,14 @@ fn scan_mapped<S: Sink>(
     file: usize,
     input: &Input,
     data: &[u8],
+    piece: Option<Piece>,
     pass: Pass<'_, S>,
     config: &Config,
 ) -> FileResult<S> {
     let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
+    if layout != Layout::JsonLines && piece.is_some() {
+        return not_splittable(input);
+    }
     if layout != Layout::JsonLines {
         // Records may span lines: read sequentially. Every record is cut out and
         // counted (and tallied for the coverage); only those holding a literal are parsed.
@@ -761,11 +837,25 @@ fn scan_mapped<S: Sink>(
         return result;
     }
     let mut result = FileResult::new(layout.name().to_string());
-    result.bytes = data.len() as u64;
-    result.warning = Layout::doubt(&data[..data.len().min(SNIFF)]);
-    if result.warning.is_some() {
+    if Layout::doubt(&data[..data.len().min(SNIFF)]).is_some() {
         result.kind = "unrecognised (read as jsonl)".to_string();
     }
+    // Sharded runs: only the first piece of a file warns about it.
+    if piece.is_none_or(|p| p.start == 0) {
+        result.warning = Layout::doubt(&data[..data.len().min(SNIFF)]);
+    }
+    // A piece is read from the line start at or after its nominal start up to the line
+    // start at or after its nominal end.
+    let data = match piece {
+        None => data,
+        Some(p) => {
+            let r = p.range(data.len() as u64);
+            let start = crate::chunk::align(data, r.start);
+            let end = crate::chunk::align(data, r.end).max(start);
+            &data[start..end]
+        }
+    };
+    result.bytes = data.len() as u64;
     let chunks = crate::chunk::split(data, config.chunk_size);
     let parts: Vec<(Partial<S>, Duration, Duration)> = chunks
         .par_iter()
@@ -783,7 +873,7 @@ fn scan_mapped<S: Sink>(
 }
 
 /// How many leading bytes decide the layout of an input.
-const SNIFF: usize = 4096;
+pub(crate) const SNIFF: usize = 4096;
 
 /// Reads a CSV export or a JSON document sequentially (records may span lines).
 fn scan_document<S: Sink>(

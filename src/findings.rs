@@ -54,7 +54,8 @@ impl Counts {
         self.records - self.candidates
     }
 
-    fn add(&mut self, other: &Counts) {
+    /// Adds another account of lines.
+    pub fn add(&mut self, other: &Counts) {
         self.lines += other.lines;
         self.blank += other.blank;
         self.records += other.records;

@@ -30,6 +30,7 @@ pub mod prefilter;
 pub mod record;
 pub mod rule;
 pub mod scan;
+pub mod shard;
 pub mod source;
 pub mod utf16;
 pub mod warnings;

@@ -13,11 +13,12 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, GenerateArgs, HuntArgs, RulesArgs, Shape};
+use cli::{Cli, Command, Export, GenerateArgs, HuntArgs, MergeArgs, Outputs, RulesArgs, Shape};
 use ualhunt::config::OutputFormat;
 use ualhunt::generate::{GenOptions, GenShape, Storyline};
 use ualhunt::output::{self, terminal_safe};
 use ualhunt::rule::load::RuleSet;
+use ualhunt::shard::{self, Shard};
 use ualhunt::source::Progress;
 
 #[global_allocator]
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Command::Hunt(args) => hunt(&args),
         Command::Rules(args) => rules(&args).map(|()| ExitCode::SUCCESS),
         Command::Generate(args) => generate(&args).map(|()| ExitCode::SUCCESS),
+        Command::Merge(args) => merge(&args),
     };
     match result {
         Ok(code) => code,
@@ -47,19 +49,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
-    args.check_destinations().map_err(anyhow::Error::msg)?;
+    if let Some(shard) = &args.shard {
+        return hunt_shard(args, shard);
+    }
+    let outputs = args.outputs();
+    outputs.check_destinations().map_err(anyhow::Error::msg)?;
     let mut config = args.to_config()?;
     // Every destination is created before the scan: a file that cannot be created ends
     // the run at once, not after hours of reading.
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::new(create(path)?)),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
-    };
-    let mut exports = args
-        .exports
-        .iter()
-        .map(|e| Ok((e, BufWriter::new(create(&e.path)?))))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let destinations = Destinations::create(&outputs)?;
     let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
         let progress = Arc::new(Progress::default());
         config.progress = Some(progress.clone());
@@ -70,20 +68,54 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
         // The bar thread ends once the run is marked finished; it cannot panic on input.
         let _ = bar.join();
     }
+    emit(&outputs, destinations, report)
+}
 
+/// The main output and the exports, created.
+struct Destinations<'a> {
+    out: Box<dyn Write>,
+    exports: Vec<(&'a Export, BufWriter<File>)>,
+}
+
+impl<'a> Destinations<'a> {
+    fn create(outputs: &Outputs<'a>) -> anyhow::Result<Destinations<'a>> {
+        let out: Box<dyn Write> = match outputs.output {
+            Some(path) => Box::new(BufWriter::new(create(path)?)),
+            None => Box::new(BufWriter::new(io::stdout().lock())),
+        };
+        let exports = outputs
+            .exports
+            .iter()
+            .map(|e| Ok((e, BufWriter::new(create(&e.path)?))))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Destinations { out, exports })
+    }
+}
+
+/// Writes a report in every asked format, says on stderr what went wrong, and gives
+/// the exit status (0 findings, 1 none, 2 something could not be read).
+fn emit(
+    outputs: &Outputs<'_>,
+    destinations: Destinations<'_>,
+    report: ualhunt::Report,
+) -> anyhow::Result<ExitCode> {
+    let Destinations {
+        mut out,
+        mut exports,
+    } = destinations;
     // One report, every format written from it: the main output, then each export.
-    let to_terminal = args.output.is_none() && io::stdout().is_terminal();
+    let to_terminal = outputs.output.is_none() && io::stdout().is_terminal();
     let layout = output::Layout {
-        width: table_width(args, to_terminal),
+        width: table_width(outputs.wide, to_terminal),
     };
-    let written = output::write_with(args.format.into(), layout, &report, &mut out)
+    let written = output::write_with(outputs.format.into(), layout, &report, &mut out)
         .and_then(|()| out.flush())
-        .with_context(|| match &args.output {
+        .with_context(|| match outputs.output {
             Some(path) => format!("cannot write {}", path.display()),
             None => "cannot write findings".to_string(),
         });
     let layout = output::Layout {
-        width: table_width(args, false),
+        width: table_width(outputs.wide, false),
     };
     let mut exported = Ok(());
     for (export, file) in &mut exports {
@@ -145,7 +177,7 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
             terminal_safe(&report.coverage.reasons.join("; "))
         )?;
     }
-    let formats = std::iter::once(args.format).chain(args.exports.iter().map(|e| e.format));
+    let formats = std::iter::once(outputs.format).chain(outputs.exports.iter().map(|e| e.format));
     if formats
         .into_iter()
         .any(|f| OutputFormat::from(f) == OutputFormat::Timeline)
@@ -158,20 +190,20 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    if args.stats {
+    if outputs.stats {
         output::write_stats(&report, &mut err)?;
     }
     written?;
     exported?;
 
-    let failed = !report.errors.is_empty() || (args.strict && report.counts.malformed > 0);
+    let failed = !report.errors.is_empty() || (outputs.strict && report.counts.malformed > 0);
     let events = report.unallowed_events();
     let malformed = report.counts.malformed;
     // The process ends right after this: freeing hundreds of thousands of evidence
     // strings one by one would only delay the exit.
     std::mem::forget(report);
     Ok(if failed {
-        if args.strict && malformed > 0 {
+        if outputs.strict && malformed > 0 {
             writeln!(err, "ualhunt: --strict: {malformed} malformed lines")?;
         }
         ExitCode::from(2)
@@ -182,6 +214,132 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// One shard of a sharded run: list what it reads, or write its partial result.
+fn hunt_shard(args: &HuntArgs, spec: &str) -> anyhow::Result<ExitCode> {
+    let shard = if spec.trim() == "auto" {
+        let (shard, from) = shard::env::from_env(args.shard_count, |name| std::env::var(name).ok())
+            .map_err(anyhow::Error::msg)?;
+        if !args.quiet {
+            eprintln!("ualhunt: shard {shard} (from {from})");
+        }
+        shard
+    } else {
+        let shard = Shard::parse(spec).map_err(anyhow::Error::msg)?;
+        if let Some(n) = args.shard_count.filter(|&n| n != shard.count) {
+            anyhow::bail!("--shard-count {n} disagrees with --shard {spec}");
+        }
+        shard
+    };
+    let config = args.to_config()?;
+    if args.list_shard {
+        let listing = shard::list(&config, shard)?;
+        let mut out = BufWriter::new(io::stdout().lock());
+        writeln!(
+            out,
+            "# shard {shard}: {} of {} inputs ({} bytes in all), plan {}",
+            listing.units.len(),
+            listing.key.inputs,
+            listing.key.input_bytes,
+            listing.key.digest()
+        )?;
+        for (name, size, piece) in &listing.units {
+            let share = match piece {
+                None => format!("whole\t{size}"),
+                Some(p) => {
+                    let r = p.range(*size);
+                    let end = if p.end.is_some() {
+                        r.end.to_string()
+                    } else {
+                        "end".to_string()
+                    };
+                    format!(
+                        "bytes {}..{end} (line-aligned when read)\t{}",
+                        r.start,
+                        r.end - r.start
+                    )
+                }
+            };
+            writeln!(out, "{}\t{share}", terminal_safe(name))?;
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = &args.partial else {
+        anyhow::bail!(
+            "--shard needs --partial FILE (where this shard's result goes) or --list-shard"
+        );
+    };
+    let context = match &args.context_from {
+        Some(p) => Some((p.display().to_string(), shard::merge::load_context_plan(p)?)),
+        None => None,
+    };
+    let part = shard::run(
+        &config,
+        shard,
+        context.as_ref().map(|(p, c)| (p.as_str(), c)),
+    )?;
+    shard::partial::write_atomic(path, &part)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // Input errors are in the partial (the merge reports them and exits 2); the task
+    // itself succeeded, so that a scheduler's dependent merge job still runs.
+    let mut err = io::stderr().lock();
+    let segments_errors: Vec<String> = part
+        .scan
+        .iter()
+        .flat_map(|s| s.segments.iter().flat_map(|seg| &seg.errors))
+        .map(|e| ualhunt::error::InputError::from(e.clone()).to_string())
+        .collect();
+    for e in &segments_errors {
+        writeln!(err, "ualhunt: shard {shard}: {}", terminal_safe(e))?;
+    }
+    if !args.quiet {
+        let read: u64 = part.stats.passes.iter().map(|p| p.bytes).sum();
+        writeln!(
+            err,
+            "ualhunt: shard {shard}: {} stage, {} units, {read} bytes scanned, partial written to {}",
+            match part.stage {
+                shard::partial::Stage::Scan => "first (scan)",
+                shard::partial::Stage::Context => "second (context)",
+            },
+            part.units.len(),
+            path.display()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ualhunt merge`: the report of a sharded run, or its context plan.
+fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let today = chrono::Utc::now().date_naive();
+    let files = shard::merge::load(&args.partials)?;
+    if let Some(path) = &args.context_plan {
+        let plan = shard::merge::context_plan(files, today)?;
+        shard::partial::write_atomic(path, &plan)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let watched: usize = plan
+            .rules
+            .iter()
+            .filter_map(|(_, w)| w.as_ref())
+            .map(|w| w.accounts.len() + w.actors.len())
+            .sum();
+        eprintln!(
+            "ualhunt: context plan written to {}: {}",
+            path.display(),
+            if plan.needed() {
+                format!("the second stage watches {watched} names")
+            } else {
+                "no context pass needed (the second stage reads nothing)".to_string()
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outputs = args.outputs();
+    outputs.check_destinations().map_err(anyhow::Error::msg)?;
+    let destinations = Destinations::create(&outputs)?;
+    let report = shard::merge::merge(files, today)?;
+    emit(&outputs, destinations, report)
+}
+
 /// Creates an output file, naming it if that fails.
 fn create(path: &Path) -> anyhow::Result<File> {
     File::create(path).with_context(|| format!("cannot create {}", path.display()))
@@ -189,8 +347,8 @@ fn create(path: &Path) -> anyhow::Result<File> {
 
 /// The width the table may use: unlimited with `--wide` or when it does not go to a
 /// terminal (unless `COLUMNS` says otherwise), else the terminal's.
-fn table_width(args: &HuntArgs, to_terminal: bool) -> Option<usize> {
-    if args.wide {
+fn table_width(wide: bool, to_terminal: bool) -> Option<usize> {
+    if wide {
         return None;
     }
     let columns = std::env::var("COLUMNS")

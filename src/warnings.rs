@@ -13,7 +13,15 @@ use crate::source::Input;
 /// files), and for a run that read no bytes at all when nothing else (an error, another
 /// warning) already says why.
 pub fn no_input(paths: &[PathBuf], inputs: &[Input], bytes: u64, explained: bool) -> Vec<Warning> {
-    let mut warnings: Vec<Warning> = paths
+    let mut warnings = empty_directories(paths, inputs);
+    let explained = explained || !warnings.is_empty();
+    warnings.extend(nothing_read(paths, inputs.len(), bytes, explained));
+    warnings
+}
+
+/// A warning for each directory the user gave that holds no files to read.
+pub fn empty_directories(paths: &[PathBuf], inputs: &[Input]) -> Vec<Warning> {
+    paths
         .iter()
         .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_dir()))
         .filter(|dir| !inputs.iter().any(|i| lies_under(i, dir)))
@@ -21,18 +29,24 @@ pub fn no_input(paths: &[PathBuf], inputs: &[Input], bytes: u64, explained: bool
             path: dir.display().to_string(),
             message: "directory holds no files to read".to_string(),
         })
-        .collect();
-    if bytes == 0 && !explained && warnings.is_empty() {
+        .collect()
+}
+
+/// A warning for a run of `inputs` inputs that read no bytes at all, unless something
+/// else already says why.
+pub fn nothing_read(
+    paths: &[PathBuf],
+    inputs: usize,
+    bytes: u64,
+    explained: bool,
+) -> Option<Warning> {
+    (bytes == 0 && !explained).then(|| {
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        warnings.push(Warning {
+        Warning {
             path: names.join(" "),
-            message: format!(
-                "no input was read ({} inputs, 0 bytes): nothing was hunted",
-                inputs.len()
-            ),
-        });
-    }
-    warnings
+            message: format!("no input was read ({inputs} inputs, 0 bytes): nothing was hunted"),
+        }
+    })
 }
 
 fn lies_under(input: &Input, dir: &Path) -> bool {

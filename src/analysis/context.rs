@@ -157,7 +157,7 @@ pub struct OpStat {
     pub first: Option<DateTime<Utc>>,
     /// Last record time.
     pub last: Option<DateTime<Utc>>,
-    /// Distinct source IPs (at most [`MAX_IPS`]).
+    /// Distinct source IPs: the [`MAX_IPS`] lowest in text order.
     pub source_ips: BTreeSet<Text>,
 }
 
@@ -166,10 +166,21 @@ impl OpStat {
         self.count += 1;
         self.first = Some(self.first.map_or(t, |f| f.min(t)));
         self.last = Some(self.last.map_or(t, |l| l.max(t)));
-        if let Some(ip) = ip
-            && self.source_ips.len() < MAX_IPS
-        {
-            self.source_ips.insert(ip.clone());
+        if let Some(ip) = ip {
+            self.keep_ip(ip);
+        }
+    }
+
+    /// Keeps the [`MAX_IPS`] lowest addresses (in text order): the same set however the
+    /// records are grouped into chunks, files or shards before merging.
+    fn keep_ip(&mut self, ip: &Text) {
+        let full = self.source_ips.len() >= MAX_IPS;
+        if full && self.source_ips.last().is_some_and(|last| ip >= last) {
+            return;
+        }
+        self.source_ips.insert(ip.clone());
+        if self.source_ips.len() > MAX_IPS {
+            self.source_ips.pop_last();
         }
     }
 
@@ -183,11 +194,8 @@ impl OpStat {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        for ip in o.source_ips {
-            if self.source_ips.len() >= MAX_IPS {
-                break;
-            }
-            self.source_ips.insert(ip);
+        for ip in &o.source_ips {
+            self.keep_ip(ip);
         }
     }
 }
@@ -474,6 +482,37 @@ mod tests {
         let text = serde_json::to_string(&left).unwrap();
         let back: Activity = serde_json::from_str(&text).unwrap();
         assert_eq!(back, left);
+    }
+
+    // Regression: only the first 32 addresses seen were kept, so the set depended on
+    // how records were grouped before merging (chunks, files, shards).
+    #[test]
+    fn source_ips_are_the_same_whatever_the_grouping() {
+        let t = DateTime::from_timestamp(0, 0).unwrap();
+        let ips: Vec<Text> = (0..100)
+            .map(|i| Text::from(format!("10.0.{}.{}", i % 7, i)))
+            .collect();
+        let stat = |ips: &[Text]| {
+            let mut s = OpStat::default();
+            for ip in ips {
+                s.add(t, Some(ip));
+            }
+            s
+        };
+        let whole = stat(&ips);
+        assert_eq!(whole.source_ips.len(), MAX_IPS);
+        for cut in [1, 10, 33, 60, 99] {
+            let (a, b) = ips.split_at(cut);
+            let mut left = stat(a);
+            left.merge(stat(b));
+            assert_eq!(left, whole, "cut at {cut}");
+            let mut right = stat(b);
+            right.merge(stat(a));
+            assert_eq!(
+                right.source_ips, whole.source_ips,
+                "either order, cut at {cut}"
+            );
+        }
     }
 
     #[test]
