@@ -206,7 +206,12 @@ impl CsvRows {
         let mut start = 0;
         for i in memchr::memchr2_iter(b'"', b'\n', data) {
             if data[i] == b'"' {
-                self.in_quotes = !self.in_quotes;
+                let before = if i > 0 { Some(data[i - 1]) } else { self.last };
+                // Right after a byte order mark is the start of the input too.
+                let after_bom = self.consumed + i as u64 == 3 && before == Some(0xBF);
+                if self.in_quotes || opens_quotes(before) || after_bom {
+                    self.in_quotes = !self.in_quotes;
+                }
                 continue;
             }
             self.newlines += 1;
@@ -232,6 +237,15 @@ impl CsvRows {
     }
 }
 
+/// Whether a `"` after `before` (`None`: the start of the input) opens a quoted cell:
+/// only at the start of a cell (RFC 4180), or right after a closing quote (a doubled
+/// `""` inside a quoted cell). A `"` inside an unquoted cell (`bob"s`, invalid but
+/// written by hand-made exports) is a character of the cell: it must not make the
+/// following rows run together.
+fn opens_quotes(before: Option<u8>) -> bool {
+    matches!(before, None | Some(b',' | b'\n' | b'"'))
+}
+
 /// The raw cells of one CSV row (still quoted); `None` once the last cell was given.
 struct CsvCells<'a>(Option<&'a [u8]>);
 
@@ -249,7 +263,11 @@ impl<'a> Iterator for CsvCells<'a> {
         let mut quoted = false;
         for (i, &b) in rest.iter().enumerate() {
             match b {
-                b'"' => quoted = !quoted,
+                b'"' if quoted
+                    || opens_quotes(i.checked_sub(1).map(|k| rest[k]).or(Some(b','))) =>
+                {
+                    quoted = !quoted
+                }
                 b',' if !quoted => {
                     self.0 = Some(&rest[i + 1..]);
                     return Some(&rest[..i]);
@@ -365,15 +383,68 @@ fn record_path(head: &[u8]) -> &'static [u8] {
         // Elastic's pipeline tests: {"events": [ {record}, … ]}.
         Some(b'{') if at.is_some_and(|i| is_events_wrapper(&head[i..])) => b"{[",
         // An Elasticsearch `_search` response: { "hits": { "hits": [ {hit}, … ] } }.
-        Some(b'{')
-            if memchr::memmem::find(head, b"\"hits\"").is_some()
-                && memchr::memmem::find(head, b"\"_source\"").is_some() =>
-        {
-            b"{{["
-        }
+        Some(b'{') if at.is_some_and(|i| search_hits(&head[i..]) == Some(true)) => b"{{[",
         // {record} {record} … (one pretty-printed record, or several concatenated)
         _ => b"",
     }
+}
+
+/// Whether a document that starts with `{` is an Elasticsearch `_search` response, from
+/// its structure: its top-level object has a `"hits"` object that holds a `"hits"`
+/// array. `Some` once the structure shows (or the first top-level object ends without
+/// it), `None` while `head` ends before either: the caller reads on.
+fn search_hits(head: &[u8]) -> Option<bool> {
+    // For each open container: whether it is the value of a "hits" key.
+    let mut via_hits: Vec<bool> = Vec::new();
+    // The last token was the string "hits" / the key "hits" and its colon.
+    let (mut key, mut colon) = (false, false);
+    let mut i = 0;
+    while i < head.len() {
+        match head[i] {
+            b'"' => {
+                let mut j = i + 1;
+                loop {
+                    j += memchr::memchr2(b'"', b'\\', head.get(j..)?)?;
+                    if head[j] == b'\\' {
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                key = &head[i + 1..j] == b"hits";
+                colon = false;
+                i = j + 1;
+                continue;
+            }
+            b':' => (colon, key) = (key, false),
+            open @ (b'{' | b'[') => {
+                if open == b'[' && colon && via_hits.len() == 2 && via_hits[1] {
+                    return Some(true);
+                }
+                via_hits.push(colon && open == b'{');
+                (key, colon) = (false, false);
+            }
+            b'}' | b']' => {
+                via_hits.pop();
+                if via_hits.is_empty() {
+                    return Some(false);
+                }
+                (key, colon) = (false, false);
+            }
+            b if b.is_ascii_whitespace() => {}
+            _ => (key, colon) = (false, false),
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether the head of a JSON document does not yet show which objects are records.
+fn undecided(head: &[u8]) -> bool {
+    let at = head.iter().position(|b| !b.is_ascii_whitespace());
+    at.is_some_and(|i| {
+        head[i] == b'{' && !is_events_wrapper(&head[i..]) && search_hits(&head[i..]).is_none()
+    })
 }
 
 /// Deepest nesting kept track of; a record nested deeper is counted malformed.
@@ -390,11 +461,20 @@ pub fn scan_json_document<S: Sink>(
     let m = pass.matcher;
     let mut out = Partial::default();
     let mut tally = Tally::default();
-    // Which objects are records is decided from the first 64 KiB, however the input
-    // delivers them.
+    // Which objects are records is decided from the head, however the input delivers
+    // it: at least 64 KiB, and for a document that starts with `{`, until its structure
+    // tells whether it is a `_search` response (the first top-level object ends, or its
+    // "hits" array opens), at most the longest record.
     let mut input = input;
     let mut head = Vec::with_capacity(1 << 16);
-    let early = (&mut input).take(1 << 16).read_to_end(&mut head).err();
+    let mut early = (&mut input).take(1 << 16).read_to_end(&mut head).err();
+    while early.is_none() && head.len() < m.max_line() && undecided(strip_bom_slice(&head)) {
+        match (&mut input).take(1 << 16).read_to_end(&mut head) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => early = Some(e),
+        }
+    }
     let start = strip_bom_slice(&head);
     let mut s = Splitter {
         path: record_path(start),
@@ -721,6 +801,39 @@ mod tests {
     }
 
     #[test]
+    fn a_search_response_is_recognised_by_its_structure_past_the_first_64_kib() {
+        // Regression: `"hits"` and `"_source"` had to be in the first 64 KiB.
+        let hit = format!(r#"{{"_index":"logs","_source":{REC}}}"#);
+        let aggs = format!(
+            r#"{{"by_user":{{"buckets":[{}]}}}}"#,
+            vec![r#"{"key":"x"}"#; 30_000].join(",")
+        );
+        let text = format!(
+            "{{\"took\":3,\"aggregations\":{aggs},\n\"hits\": {{\"total\":2,\"hits\": [\n{hit},\n{hit}\n]}}}}"
+        );
+        assert!(text.find("\"hits\"").unwrap() > 1 << 18);
+        let p = doc_in_reads(&text, 4096);
+        assert_eq!((p.counts.records, p.counts.matched), (2, 2));
+        assert_eq!(lines_of(&p), vec![3, 4]);
+        // "hits" elsewhere (a record's own key, a string value) is no _search response.
+        assert_eq!(
+            search_hits(br#"{"a":{"hits":[1]}} {"hits":{"hits":[]}}"#),
+            Some(false)
+        );
+        assert_eq!(
+            search_hits(br#"{"x":"hits","hits":{"y":"\"hits\"","hits":["#),
+            Some(true)
+        );
+        assert_eq!(search_hits(br#"{"hits":{"total":"#), None);
+        // A pretty record is still one record however long.
+        let p = doc(&format!(
+            "{{\n\"pad\":\"{}\",\n\"r\":{REC}}}\n{REC}\n",
+            "p".repeat(100_000)
+        ));
+        assert_eq!(p.counts.records, 2);
+    }
+
+    #[test]
     fn search_responses_yield_their_hits() {
         let hit = |r: &str| format!(r#"{{"_index":"logs","_id":"x","_source":{r}}}"#);
         let text = format!(
@@ -817,6 +930,31 @@ mod tests {
         assert!(!is_events_wrapper(b"{\"event\": {}}"));
         assert!(opens_json_array(b"[\r\n  {"));
         assert!(!opens_json_array(b"[metadata]"));
+    }
+
+    #[test]
+    fn a_stray_quote_in_an_unquoted_cell_does_not_run_rows_together() {
+        // Regression: rows were cut by quote parity, so `bob"s` in an unquoted cell
+        // made every following row one record, up to the next stray quote.
+        let cell = |r: &str| format!("\"{}\"", r.replace('"', "\"\""));
+        let text = format!(
+            "CreationDate,UserIds,Operations,AuditData\r\n2024-03-05,bob\"s,Set-Mailbox,{}\r\n2024-03-05,u@x,Set-MailboxAuditBypassAssociation,{}\r\n2024-03-05,x\"y\"z\",Set-MailboxAuditBypassAssociation,{}\r\n",
+            cell(MISS),
+            cell(REC),
+            cell(REC)
+        );
+        for piece in [1, 2, 7, usize::MAX] {
+            let m = matcher();
+            let input = Trickle(text.as_bytes(), piece);
+            let ((p, err), _): (Outcome<Harvest>, u64) =
+                scan_csv(input, 0, Pass::new(&m, &()), &mut Scratch::default());
+            assert!(err.is_none(), "{err:?}");
+            assert_eq!(p.counts.records, 3, "pieces of {piece}");
+            assert_eq!(p.counts.malformed, 0);
+            assert_eq!(lines_of(&p), vec![3, 4], "pieces of {piece}");
+        }
+        let cells: Vec<&[u8]> = CsvCells::of(b"1,x\"y,\"a,b\"").collect();
+        assert_eq!(cells, vec![&b"1"[..], b"x\"y", b"\"a,b\""]);
     }
 
     #[test]

@@ -734,7 +734,7 @@ fn scan_input<S: Sink>(
         }
     };
     match opened {
-        Opened::Mapped(mapped) => scan_mapped(file, input, mapped.bytes(), piece, pass, config),
+        Opened::Mapped(mapped) => scan_mapped(file, input, &mapped, piece, pass, config),
         Opened::Stream { .. } if piece.is_some() => not_splittable(input),
         Opened::Stream {
             reader,
@@ -803,40 +803,45 @@ fn scan_input<S: Sink>(
     }
 }
 
-/// A mapped file: line-aligned chunks scanned in parallel, merged in order.
+/// A mapped file (or, in a sharded run, a piece of one): line-aligned chunks scanned in
+/// parallel, merged in order. A file cut or changed under the scan keeps only the
+/// results of the bytes read as they were (see [`source::GuardedMap`]) and is reported
+/// as stopped there.
 fn scan_mapped<S: Sink>(
     file: usize,
     input: &Input,
-    data: &[u8],
+    mapped: &source::Mapped,
     piece: Option<Piece>,
     pass: Pass<'_, S>,
     config: &Config,
 ) -> FileResult<S> {
+    let data = mapped.bytes();
     let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
     if layout != Layout::JsonLines && piece.is_some() {
         return not_splittable(input);
     }
+    let hook = TruncateHook::from_env(input);
+    let mut result = FileResult::new(layout.name().to_string());
     if layout != Layout::JsonLines {
         // Records may span lines: read sequentially. Every record is cut out and
         // counted (and tallied for the coverage); only those holding a literal are parsed.
-        let mut result = FileResult::new(layout.name().to_string());
-        result.bytes = data.len() as u64;
         let t = Instant::now();
         let mut scratch = Scratch::default();
         let ((partial, error), _) = scan_document(layout, data, file, pass, &mut scratch);
-        result.record(
-            partial,
-            t.elapsed(),
-            std::mem::take(&mut scratch.parse_time),
-        );
+        hook.fire(1);
+        result.bytes = data.len() as u64;
+        result.record(partial, t.elapsed(), scratch.parse_time);
         result.error = error.map(|e| {
             let lines = result.partial.counts.lines;
             InputError::stopped(input.display(), &e, false, data.len() as u64, lines)
         });
         bump(&config.progress, data.len());
+        if let Some(valid) = valid_bytes(mapped) {
+            result.bytes = valid as u64;
+        }
+        changed(&mut result, input, mapped);
         return result;
     }
-    let mut result = FileResult::new(layout.name().to_string());
     if Layout::doubt(&data[..data.len().min(SNIFF)]).is_some() {
         result.kind = "unrecognised (read as jsonl)".to_string();
     }
@@ -846,30 +851,104 @@ fn scan_mapped<S: Sink>(
     }
     // A piece is read from the line start at or after its nominal start up to the line
     // start at or after its nominal end.
-    let data = match piece {
-        None => data,
+    let (offset, data) = match piece {
+        None => (0, data),
         Some(p) => {
             let r = p.range(data.len() as u64);
             let start = crate::chunk::align(data, r.start);
             let end = crate::chunk::align(data, r.end).max(start);
-            &data[start..end]
+            (start, &data[start..end])
         }
     };
     result.bytes = data.len() as u64;
     let chunks = crate::chunk::split(data, config.chunk_size);
-    let parts: Vec<(Partial<S>, Duration, Duration)> = chunks
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let mut parts: Vec<(Partial<S>, Duration, Duration)> = chunks
         .par_iter()
         .map_init(Scratch::default, |scratch, range| {
             let t = Instant::now();
             let p = scan_chunk(&data[range.clone()], file, pass, scratch);
             bump(&config.progress, range.len());
+            hook.fire(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
             (p, t.elapsed(), std::mem::take(&mut scratch.parse_time))
         })
         .collect();
+    // Cut under the scan: what was read past the cut is zeros (no newline, no literal)
+    // and cannot be read again (the file's pages are gone). Chunks that start past it
+    // are dropped; the one it falls in is kept, its last line running into the zeros
+    // counts as one line, as the unfinished last line of a cut gzip stream does.
+    if let Some(valid) = valid_bytes(mapped) {
+        let valid = valid.saturating_sub(offset).min(data.len());
+        let keep = chunks.iter().take_while(|r| r.start < valid).count();
+        parts.truncate(keep);
+        result.bytes = valid as u64;
+    }
     for (p, took, parse) in parts {
         result.record(p, took, parse);
     }
+    changed(&mut result, input, mapped);
     result
+}
+
+/// How many bytes of `mapped.bytes()` were read from the file as it was, when it was
+/// cut under the scan.
+fn valid_bytes(mapped: &source::Mapped) -> Option<usize> {
+    let change = mapped.change().filter(|c| c.truncated)?;
+    Some((change.valid as usize).saturating_sub(mapped.skipped()))
+}
+
+/// Reports a file that changed under the scan as stopped, with how far the scan got.
+/// Findings come only from records read whole from the file: the zeros past a cut hold
+/// no newline and no rule literal, so a record the cut runs through does not parse (it
+/// counts malformed if it held a literal) and nothing past it is a record.
+fn changed<S: Sink>(result: &mut FileResult<S>, input: &Input, mapped: &source::Mapped) {
+    if let Some(change) = mapped.change() {
+        // An error met while reading what was left says less than the cut itself.
+        result.error = Some(InputError::Stopped {
+            path: input.display(),
+            what: change.describe(),
+            message: if change.truncated {
+                "bytes past the cut were not used".to_string()
+            } else {
+                "read as it was when opened; what changed after may be missed".to_string()
+            },
+            offset: result.bytes,
+            line: result.partial.counts.lines,
+            data: "input",
+        });
+    }
+}
+
+/// A test hook (hidden, for tests/changing.rs): with `UALHUNT_TEST_TRUNCATE_AFTER_CHUNKS=N`
+/// the scan itself cuts a mapped file to nothing once N of its chunks are scanned, a
+/// real truncation at a known point of the scan, so a test need not race a timer.
+struct TruncateHook<'a> {
+    after: Option<usize>,
+    path: Option<&'a std::path::Path>,
+}
+
+impl<'a> TruncateHook<'a> {
+    fn from_env(input: &'a Input) -> TruncateHook<'a> {
+        let after = std::env::var("UALHUNT_TEST_TRUNCATE_AFTER_CHUNKS")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let path = match input {
+            Input::File(p) => Some(p.as_path()),
+            _ => None,
+        };
+        TruncateHook { after, path }
+    }
+
+    fn fire(&self, chunks_done: usize) {
+        if self.after == Some(chunks_done)
+            && let Some(path) = self.path
+        {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(0));
+        }
+    }
 }
 
 /// How many leading bytes decide the layout of an input.

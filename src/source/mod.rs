@@ -16,11 +16,13 @@
 
 mod blocks;
 mod discover;
+mod guard;
 mod sniff;
 mod zip;
 
 pub use self::blocks::{Block, BlockReader, Filled};
 pub use self::discover::{DiscoverError, discover};
+pub use self::guard::{Change, GuardedMap};
 pub use self::sniff::{Layout, strip_bom};
 pub use self::zip::ZipSource;
 
@@ -30,8 +32,6 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use memmap2::Mmap;
 
 use self::zip::zip_entry;
 
@@ -100,8 +100,8 @@ impl Compression {
 
 /// The bytes of a plain input held in memory.
 pub enum Mapped {
-    /// A memory map of the file.
-    Map(Mmap),
+    /// A memory map of the file, guarded against the file being cut under it.
+    Map(GuardedMap),
     /// The file read into memory (mapping was refused).
     Read(Vec<u8>),
 }
@@ -110,10 +110,28 @@ impl Mapped {
     /// The bytes, with a leading UTF-8 byte order mark removed.
     pub fn bytes(&self) -> &[u8] {
         let data = match self {
-            Mapped::Map(m) => &m[..],
+            Mapped::Map(m) => m.bytes(),
             Mapped::Read(v) => &v[..],
         };
         strip_bom(data)
+    }
+
+    /// How many bytes of the whole map [`bytes`](Mapped::bytes) leaves out at its
+    /// start (a byte order mark).
+    pub fn skipped(&self) -> usize {
+        let data = match self {
+            Mapped::Map(m) => m.bytes(),
+            Mapped::Read(v) => &v[..],
+        };
+        data.len() - strip_bom(data).len()
+    }
+
+    /// Whether the file changed while it was mapped (see [`GuardedMap::change`]).
+    pub fn change(&self) -> Option<Change> {
+        match self {
+            Mapped::Map(m) => m.change(),
+            Mapped::Read(_) => None,
+        }
     }
 }
 
@@ -175,7 +193,7 @@ impl<R: Read> Read for Counted<R> {
 }
 
 fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
-    let file = File::open(path)?;
+    let file = open_special(path)?;
     let meta = file.metadata()?;
     let mut head = [0u8; crate::utf16::SNIFF];
     let n = read_head(&file, &mut head)?;
@@ -204,24 +222,92 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
     if meta.len() == 0 {
         return Ok(Opened::Mapped(Mapped::Read(Vec::new())));
     }
-    // SAFETY: the map is read-only and private to this process. Another process
-    // truncating the file while it is mapped could raise SIGBUS; that is the same
-    // trade-off ripgrep makes for single large files, and it is what makes a scan at
-    // memory speed possible. Where mapping fails we fall back to reading.
-    match unsafe { Mmap::map(&file) } {
-        Ok(map) => {
-            #[cfg(unix)]
-            {
-                let _ = map.advise(memmap2::Advice::Sequential);
-            }
-            Ok(Opened::Mapped(Mapped::Map(map)))
-        }
+    match GuardedMap::map(file) {
+        Ok(map) => Ok(Opened::Mapped(Mapped::Map(map))),
         Err(_) => {
             let mut data = Vec::with_capacity(meta.len() as usize);
             File::open(path)?.read_to_end(&mut data)?;
             Ok(Opened::Mapped(Mapped::Read(data)))
         }
     }
+}
+
+/// Opens a path for reading, refusing what would never end or never start: a
+/// character device (`/dev/zero`, a terminal: `-` is the way to read standard input)
+/// and a FIFO that no process has open for writing (opening it would wait for one).
+fn open_special(path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let kind = std::fs::metadata(path)?.file_type();
+        if kind.is_char_device() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a character device, not a file (it may never end; give - to read standard \
+                 input)",
+            ));
+        }
+        if kind.is_fifo() {
+            // Opening without O_NONBLOCK waits for a writer; with it, a read that finds
+            // no writer ends at once (0) while one that finds a writer with nothing
+            // written yet would block (EAGAIN).
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)?;
+            let mut probe = [0u8; 1];
+            let first = match (&file).read(&mut probe) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "a FIFO that no process is writing to (nothing to read)",
+                    ));
+                }
+                Ok(_) => Some(probe[0]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(e) => return Err(e),
+            };
+            set_blocking(&file)?;
+            return match first {
+                // The probe took a byte off the pipe: hand it back in front of the rest.
+                Some(b) => pipe_with_first_byte(file, b),
+                None => Ok(file),
+            };
+        }
+    }
+    File::open(path)
+}
+
+/// Clears O_NONBLOCK so that reads wait for the writer again.
+#[cfg(unix)]
+fn set_blocking(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this File owns, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0
+        // SAFETY: as above.
+        || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A FIFO whose first byte was already read: a new pipe fed with that byte and then the
+/// FIFO's stream, by a thread (the FIFO is read once, in order, so nothing is lost).
+#[cfg(unix)]
+fn pipe_with_first_byte(fifo: File, first: u8) -> io::Result<File> {
+    use std::os::fd::OwnedFd;
+    let (reader, mut writer) = io::pipe()?;
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let mut fifo = fifo;
+        if writer.write_all(&[first]).is_ok() {
+            let _ = io::copy(&mut fifo, &mut writer);
+        }
+    });
+    Ok(File::from(OwnedFd::from(reader)))
 }
 
 fn read_head(mut file: &File, head: &mut [u8]) -> io::Result<usize> {
