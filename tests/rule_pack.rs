@@ -279,3 +279,30 @@ fn a_sharded_run_of_the_rule_pack_merges_into_the_single_run() {
         String::from_utf8_lossy(&merged.stderr)
     );
 }
+
+#[test]
+fn the_html_report_and_the_table_summarise_the_rules() {
+    let Some(dir) = rules_dir() else { return };
+    let archive = records();
+    let base = [
+        "hunt",
+        "-q",
+        "--no-context",
+        "--rules",
+        dir.to_str().unwrap(),
+    ];
+    let html = run(&[&base[..], &["--format", "html", archive.to_str().unwrap()]].concat());
+    let html = String::from_utf8_lossy(&html.stdout);
+    assert!(html.contains("<title>ualhunt: 40 rules"), "{html:.300}");
+    assert!(html.contains("40 rules run, 40 fired, 23 not run."));
+    let table = run(&[&base[..], &[archive.to_str().unwrap()]].concat());
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.starts_with("rules: 40 run, 40 fired, 23 not run"),
+        "{table}"
+    );
+    // Severity first: the high rules come before the medium ones.
+    let high = table.find("  HIGH ").unwrap();
+    let medium = table.find("  MEDIUM ").unwrap();
+    assert!(high < medium, "{table}");
+}

@@ -409,8 +409,71 @@ fn verdict_line(report: &Report, inv: Option<&Investigation>) -> String {
     }
 }
 
+/// Several rules: those that fired (severity first) with their events and actors, and
+/// the rules that could not run, with why.
+fn rule_summary(s: &mut String, report: &Report) {
+    use crate::analysis::actors::severity_rank;
+    let mut fired: Vec<_> = report
+        .by_rule()
+        .into_iter()
+        .filter(|r| r.events > 0)
+        .collect();
+    fired.sort_by_key(|sum| {
+        let r = &report.rules[usize::from(sum.rule)];
+        (
+            severity_rank(&r.severity),
+            std::cmp::Reverse(r.risk_score),
+            std::cmp::Reverse(sum.events),
+            sum.rule,
+        )
+    });
+    w!(
+        s,
+        r#"<section id="rules"><h2>Rules</h2><p>{} rules run, {} fired, {} not run.</p>"#,
+        report.rules.len(),
+        fired.len(),
+        report.not_run.len()
+    );
+    if !fired.is_empty() {
+        s.push_str(concat!(
+            r#"<div class="scroll"><table><thead><tr><th>Severity</th><th class="n">Events</th>"#,
+            r#"<th class="n">Actors</th><th>Rule</th></tr></thead><tbody>"#
+        ));
+        for sum in &fired {
+            let r = &report.rules[usize::from(sum.rule)];
+            s.push_str("<tr>");
+            cell(s, "Severity", &r.severity);
+            td(s, "Events", "n", sum.events);
+            td(s, "Actors", "n", sum.actors);
+            cell(s, "Rule", &r.name);
+            s.push_str("</tr>");
+        }
+        s.push_str("</tbody></table></div>");
+    }
+    if !report.not_run.is_empty() {
+        s.push_str("<h3>Not run</h3><ul>");
+        for n in &report.not_run {
+            w!(
+                s,
+                "<li>{} ({} / {}): {}</li>",
+                Txt(&n.name),
+                Txt(&n.rule_type),
+                Txt(&n.language),
+                Txt(&n.reason)
+            );
+        }
+        s.push_str("</ul>");
+    }
+    s.push_str("</section>\n");
+}
+
 fn head(s: &mut String, report: &Report, inv: Option<&Investigation>) {
-    let rule = report.rules.first().map_or("ualhunt", |r| r.name.as_str());
+    let several = format!("ualhunt: {} rules", report.rules.len());
+    let rule = match report.rules.as_slice() {
+        [one] => one.name.as_str(),
+        [] => "ualhunt",
+        _ => several.as_str(),
+    };
     w!(
         s,
         concat!(
@@ -1299,6 +1362,9 @@ fn evidence(s: &mut String, report: &Report) {
 }
 
 fn rules(s: &mut String, report: &Report) {
+    if report.rules.len() > 1 || !report.not_run.is_empty() {
+        rule_summary(s, report);
+    }
     s.push_str(r#"<section id="rule"><h2>Rule</h2>"#);
     for r in &report.rules {
         w!(s, "<h3>{}</h3>", Txt(&r.name));
