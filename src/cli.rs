@@ -20,8 +20,9 @@ pub struct Cli {
 pub enum Command {
     /// Scan archives and report findings grouped by actor.
     Hunt(HuntArgs),
-    /// Print the built-in rules with their metadata and query.
-    Rules,
+    /// List the rules a hunt would run (built in, or loaded with --rules): metadata,
+    /// query, prefilter literals, and the rules that cannot run offline, with why.
+    Rules(RulesArgs),
     /// Write a synthetic audit archive with planted bypass events (for benchmarks).
     Generate(GenerateArgs),
     /// Merge the partial results of a sharded run (`hunt --shard K/N --partial FILE`)
@@ -87,6 +88,14 @@ impl MergeArgs {
             wide: self.wide,
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    /// Rule files as Elastic publishes them (a file, or a directory walked
+    /// recursively for *.toml); repeatable. Default: the built-in rule.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -244,6 +253,12 @@ pub struct HuntArgs {
     /// context plan (`ualhunt merge --context-plan FILE`).
     #[arg(long, value_name = "FILE", requires = "partial")]
     pub context_from: Option<PathBuf>,
+
+    /// Run these rule files (Elastic's published layout, or ualhunt's): a file, or a
+    /// directory walked recursively for *.toml; repeatable. Default: the built-in
+    /// rule. Rules that cannot run offline are listed in --stats and `ualhunt rules`.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
@@ -381,8 +396,24 @@ impl Outputs<'_> {
 
 impl HuntArgs {
     /// The library configuration these flags describe.
-    pub fn to_config(&self) -> Result<Config, ualhunt::allow::AllowError> {
+    pub fn to_config(&self) -> anyhow::Result<Config> {
         let mut config = Config::new(self.paths.clone());
+        if !self.rules.is_empty() {
+            let set = ualhunt::rule::load::load(&self.rules)?;
+            if set.rules.is_empty() {
+                anyhow::bail!(
+                    "no rule that runs offline in {} ({} loaded, none a KQL query rule)",
+                    self.rules
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    set.not_run.len()
+                );
+            }
+            config.rules = set.rules;
+            config.not_run = set.not_run;
+        }
         config.threads = self.threads.unwrap_or(0);
         config.chunk_size = self.chunk_size;
         config.max_line = self.max_line_size;

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::allow::Allowlist;
 use crate::rule::Rule;
+use crate::rule::load::NotRun;
 
 /// Default window around each bypass change in which an actor's activity is shown.
 pub const DEFAULT_CONTEXT_WINDOW: chrono::Duration = chrono::Duration::hours(24);
@@ -47,6 +48,8 @@ pub struct Config {
     pub paths: Vec<PathBuf>,
     /// The rules to run.
     pub rules: Vec<Rule>,
+    /// Rules loaded that cannot run offline (listed in `--stats`, JSON and `rules`).
+    pub not_run: Vec<NotRun>,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
     /// Target chunk size in bytes.
@@ -82,6 +85,7 @@ impl Config {
         Config {
             paths,
             rules: Rule::builtin(),
+            not_run: Vec::new(),
             threads: 0,
             chunk_size: DEFAULT_CHUNK_SIZE,
             prefilter: true,

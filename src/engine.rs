@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::document;
 use crate::error::{Error, InputError, Warning};
 use crate::findings::{Counts, Finding, Harvest, Partial, Why, drop_duplicates};
+use crate::rule::load::NotRun;
 use crate::rule::{ANALYSIS_BYPASS, RuleMeta};
 use crate::scan::{Matcher, Pass, Scratch, Sink, scan_chunk};
 use crate::shard::{Piece, Unit};
@@ -94,6 +95,21 @@ pub struct RunStats {
     pub scan: PassStats,
     /// The context pass, when it ran; with the records it attributed to a watched name.
     pub context: Option<(PassStats, u64)>,
+    /// Per rule: its prefilter literals and how many records it was evaluated on.
+    pub rules: Vec<RuleStats>,
+    /// Distinct literals the router maps back to rules (`None`: no routing).
+    pub routed_literals: Option<usize>,
+}
+
+/// How one rule fared in the first pass, for `--stats`.
+#[derive(Debug, Clone)]
+pub struct RuleStats {
+    /// Its literals (`None`: it has none; every record is parsed and evaluated for it).
+    pub literals: Option<Vec<String>>,
+    /// Why it has no literal, when it has none.
+    pub why_none: Option<String>,
+    /// Records its query was evaluated on.
+    pub evaluated: u64,
 }
 
 /// Everything a hunt found and counted.
@@ -101,6 +117,8 @@ pub struct RunStats {
 pub struct Report {
     /// The rules that ran.
     pub rules: Vec<RuleMeta>,
+    /// Rules that were loaded but cannot run offline, with why.
+    pub not_run: Vec<NotRun>,
     /// Input names in input order (`archive.zip!member` for a zip member); findings
     /// refer to them by index.
     pub inputs: Vec<String>,
@@ -152,6 +170,11 @@ impl Report {
             .flat_map(|a| &a.evidence)
             .filter(|e| e.allowed.is_none())
             .count()
+    }
+
+    /// Per rule, in rule order: events and actors.
+    pub fn by_rule(&self) -> Vec<actors::RuleSummary> {
+        actors::per_rule(&self.actors, self.rules.len())
     }
 
     /// Failed attempts reported (inside the window).
@@ -372,6 +395,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     }
 
     // Pass 1: the rules and their context selections.
+    let matcher = Matcher::new(config.rules.clone(), config.prefilter, config.max_line);
     let Scanned {
         mut partial,
         errors: scan_errors,
@@ -387,6 +411,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         explained,
     ));
     let plan = plan_context(std::mem::take(&mut partial.sink.findings), config);
+    let rule_stats = rule_stats(&matcher, &partial.evaluated);
 
     // Pass 2, for each rule that asks for it.
     let mut activities = Vec::new();
@@ -428,6 +453,8 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                 chunk_size: config.chunk_size,
                 scan: scan_stats,
                 context: context_stats,
+                rules: rule_stats,
+                routed_literals: matcher.router().map(|r| r.literals()),
             },
         },
         config,
@@ -515,6 +542,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         .collect();
     Report {
         rules: config.rules.iter().map(|r| r.meta.clone()).collect(),
+        not_run: config.not_run.clone(),
         files: names.len() as u64,
         inputs: names,
         members,
@@ -533,6 +561,29 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         context_ran,
         stats,
     }
+}
+
+/// Each rule's literals and evaluation count, from its query's selection.
+pub(crate) fn rule_stats(
+    matcher: &Matcher,
+    evaluated: &crate::findings::Tallies,
+) -> Vec<RuleStats> {
+    let mut out: Vec<RuleStats> = Vec::new();
+    for (i, sel) in matcher.selections().iter().enumerate() {
+        if sel.why != Why::Rule {
+            continue;
+        }
+        let literals = matcher.requirements()[i].clone();
+        out.push(RuleStats {
+            why_none: match (&literals, &sel.query) {
+                (None, Some(q)) => Some(crate::prefilter::why_no_literal(q)),
+                _ => None,
+            },
+            literals,
+            evaluated: evaluated.get(i),
+        });
+    }
+    out
 }
 
 /// A rule match with its change (bypass rules) and allowlist entry (actor, else target).

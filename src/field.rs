@@ -26,6 +26,21 @@ pub enum Field {
     OrganizationId,
     /// `source.ip` (raw: first of `ClientIPAddress`, `ClientIP`, `ActorIpAddress`, reduced).
     SourceIp,
+    /// `event.code` (raw: the `RecordType` number, named).
+    Code,
+    /// `event.category` (raw: `web`, and more by record type and operation).
+    Category,
+    /// `user.email` (raw: `UserId` when it is `name@domain`).
+    UserEmail,
+    /// `user.name` (raw: the part of such a `UserId` before `@`).
+    UserName,
+    /// `user.domain` (raw: the part after `@`).
+    UserDomain,
+    /// `user_agent.original` (raw: `UserAgent`, else `ExtendedProperties` `UserAgent`).
+    UserAgent,
+    /// `rule.name` (raw: a Security & Compliance alert's `Name`, a DLP record's
+    /// `PolicyName` and the names of its rules).
+    RuleName,
     /// `o365.audit.<path>`: the raw record's own fields.
     Audit(String),
     /// Any other ECS field; raw records have none.
@@ -58,6 +73,13 @@ impl Field {
             "event.id" => Field::EventId,
             "organization.id" => Field::OrganizationId,
             "source.ip" => Field::SourceIp,
+            "event.code" => Field::Code,
+            "event.category" => Field::Category,
+            "user.email" => Field::UserEmail,
+            "user.name" => Field::UserName,
+            "user.domain" => Field::UserDomain,
+            "user_agent.original" => Field::UserAgent,
+            "rule.name" => Field::RuleName,
             _ => match name.strip_prefix("o365.audit.") {
                 Some(rest) if !rest.is_empty() => Field::Audit(rest.to_string()),
                 _ => Field::Other(name.to_string()),
@@ -78,6 +100,13 @@ impl Field {
             Field::EventId => "event.id".into(),
             Field::OrganizationId => "organization.id".into(),
             Field::SourceIp => "source.ip".into(),
+            Field::Code => "event.code".into(),
+            Field::Category => "event.category".into(),
+            Field::UserEmail => "user.email".into(),
+            Field::UserName => "user.name".into(),
+            Field::UserDomain => "user.domain".into(),
+            Field::UserAgent => "user_agent.original".into(),
+            Field::RuleName => "rule.name".into(),
             Field::Audit(rest) => format!("o365.audit.{rest}"),
             Field::Other(name) => name.clone(),
         }
@@ -89,14 +118,325 @@ impl Field {
     pub fn is_verbatim(&self) -> bool {
         !matches!(
             self,
-            Field::Dataset(_) | Field::Outcome | Field::Timestamp | Field::SourceIp
+            Field::Dataset(_)
+                | Field::Outcome
+                | Field::Timestamp
+                | Field::SourceIp
+                | Field::Code
+                | Field::Category
         )
+    }
+
+    /// The byte strings one of which every record whose field has `value` holds, in
+    /// every record shape (`None`: no such set). A verbatim field gives the value; an
+    /// `event.code` gives its name (ECS documents, PowerShell's enum names) and its
+    /// `RecordType` number as raw records spell it (compact, pretty-printed with one or
+    /// two spaces as .NET and PowerShell write, inside a JSON string, inside a CSV
+    /// cell); an action the pipeline renames gives the raw operation.
+    pub fn literal_forms(&self, value: &str) -> Option<Vec<Literal>> {
+        match self {
+            Field::Code => {
+                let mut forms = vec![Literal::Text(value.to_string())];
+                // A name the pipeline's table does not know has no number: records
+                // carry the name itself.
+                if let Some(number) = record_type_number(value) {
+                    for sep in ["\":", "\": ", "\":  ", "\\\":", "\"\":"] {
+                        forms.push(Literal::Bytes(format!("RecordType{sep}{number}")));
+                    }
+                }
+                Some(forms)
+            }
+            Field::Action => Some(vec![Literal::Text(
+                raw_operation(value).unwrap_or(value).to_string(),
+            )]),
+            f if f.is_verbatim() => Some(vec![Literal::Text(value.to_string())]),
+            _ => None,
+        }
+    }
+}
+
+/// One spelling of a value in the bytes of a record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Literal {
+    /// The text of a value: a writer may escape some of its characters, so only a
+    /// fragment that no writer escapes is searched for.
+    Text(String),
+    /// Bytes searched for exactly as they are (quotes and all).
+    Bytes(String),
+}
+
+/// `RecordType` numbers and the `event.code` names Elastic's o365 ingest pipeline gives
+/// them (its RecordType table, verbatim); a number not listed gets no `event.code`.
+pub const RECORD_TYPES: &[(u16, &str)] = &[
+    (1, "ExchangeAdmin"),
+    (2, "ExchangeItem"),
+    (3, "ExchangeItemGroup"),
+    (4, "SharePoint"),
+    (6, "SharePointFileOperation"),
+    (7, "OneDrive"),
+    (8, "AzureActiveDirectory"),
+    (9, "AzureActiveDirectoryAccountLogon"),
+    (10, "DataCenterSecurityCmdlet"),
+    (11, "ComplianceDLPSharePoint"),
+    (12, "Sway"),
+    (13, "ComplianceDLPExchange"),
+    (14, "SharePointSharingOperation"),
+    (15, "AzureActiveDirectoryStsLogon"),
+    (16, "SkypeForBusinessPSTNUsage"),
+    (17, "SkypeForBusinessUsersBlocked"),
+    (18, "SecurityComplianceCenterEOPCmdlet"),
+    (19, "ExchangeAggregatedOperation"),
+    (20, "PowerBIAudit"),
+    (21, "CRM"),
+    (22, "Yammer"),
+    (23, "SkypeForBusinessCmdlets"),
+    (24, "Discovery"),
+    (25, "MicrosoftTeams"),
+    (28, "ThreatIntelligence"),
+    (29, "MailSubmission"),
+    (30, "MicrosoftFlow"),
+    (31, "AeD"),
+    (32, "MicrosoftStream"),
+    (33, "ComplianceDLPSharePointClassification"),
+    (34, "ThreatFinder"),
+    (35, "Project"),
+    (36, "SharePointListOperation"),
+    (37, "SharePointCommentOperation"),
+    (38, "DataGovernance"),
+    (39, "Kaizala"),
+    (40, "SecurityComplianceAlerts"),
+    (41, "ThreatIntelligenceUrl"),
+    (42, "SecurityComplianceInsights"),
+    (43, "MIPLabel"),
+    (44, "WorkplaceAnalytics"),
+    (45, "PowerAppsApp"),
+    (46, "PowerAppsPlan"),
+    (47, "ThreatIntelligenceAtpContent"),
+    (48, "LabelContentExplorer"),
+    (49, "TeamsHealthcare"),
+    (50, "ExchangeItemAggregated"),
+    (51, "HygieneEvent"),
+    (52, "DataInsightsRestApiAudit"),
+    (53, "InformationBarrierPolicyApplication"),
+    (54, "SharePointListItemOperation"),
+    (55, "SharePointContentTypeOperation"),
+    (56, "SharePointFieldOperation"),
+    (57, "MicrosoftTeamsAdmin"),
+    (58, "HRSignal"),
+    (59, "MicrosoftTeamsDevice"),
+    (60, "MicrosoftTeamsAnalytics"),
+    (61, "InformationWorkerProtection"),
+    (62, "Campaign"),
+    (63, "DLPEndpoint"),
+    (64, "AirInvestigation"),
+    (65, "Quarantine"),
+    (66, "MicrosoftForms"),
+    (67, "ApplicationAudit"),
+    (68, "ComplianceSupervisionExchange"),
+    (69, "CustomerKeyServiceEncryption"),
+    (70, "OfficeNative"),
+    (71, "MipAutoLabelSharePointItem"),
+    (72, "MipAutoLabelSharePointPolicyLocation"),
+    (73, "MicrosoftTeamsShifts"),
+    (75, "MipAutoLabelExchangeItem"),
+    (76, "CortanaBriefing"),
+    (78, "WDATPAlerts"),
+    (82, "SensitivityLabelPolicyMatch"),
+    (83, "SensitivityLabelAction"),
+    (84, "SensitivityLabeledFileAction"),
+    (85, "AttackSim"),
+    (86, "AirManualInvestigation"),
+    (87, "SecurityComplianceRBAC"),
+    (88, "UserTraining"),
+    (89, "AirAdminActionInvestigation"),
+    (90, "MSTIC"),
+    (91, "PhysicalBadgingSignal"),
+    (93, "AipDiscover"),
+    (94, "AipSensitivityLabelAction"),
+    (95, "AipProtectionAction"),
+    (96, "AipFileDeleted"),
+    (97, "AipHeartBeat"),
+    (98, "MCASAlerts"),
+    (99, "OnPremisesFileShareScannerDlp"),
+    (100, "OnPremisesSharePointScannerDlp"),
+    (101, "ExchangeSearch"),
+    (102, "SharePointSearch"),
+    (103, "PrivacyInsights"),
+    (105, "MyAnalyticsSettings"),
+    (106, "SecurityComplianceUserChange"),
+    (107, "ComplianceDLPExchangeClassification"),
+    (109, "MipExactDataMatch"),
+    (113, "MS365DCustomDetection"),
+    (147, "CoreReportingSettings"),
+    (148, "ComplianceConnector"),
+    (174, "DataShareOperation"),
+    (181, "EduDataLakeDownloadOperation"),
+];
+
+/// The `event.code` name of a `RecordType` value: a number of the pipeline's table, or
+/// a name of it (PowerShell writes the enum name).
+pub fn record_type_name(value: &str) -> Option<&'static str> {
+    let v = value.trim();
+    match v.parse::<u16>() {
+        Ok(n) => RECORD_TYPES
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, name)| *name),
+        Err(_) => RECORD_TYPES
+            .iter()
+            .find(|(_, name)| *name == v)
+            .map(|(_, name)| *name),
+    }
+}
+
+/// The `RecordType` number of an `event.code` name.
+pub fn record_type_number(name: &str) -> Option<u16> {
+    RECORD_TYPES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(k, _)| *k)
+}
+
+/// Operations the pipeline renames in `event.action` (Entra ID record type 8, Teams
+/// 25): the ECS name and the raw `Operation`.
+pub const RENAMED_ACTIONS: [(&str, &str, &str); 6] = [
+    ("AzureActiveDirectory", "Add user.", "added-user-account"),
+    (
+        "AzureActiveDirectory",
+        "Update user.",
+        "modified-user-account",
+    ),
+    (
+        "AzureActiveDirectory",
+        "Delete user.",
+        "deleted-user-account",
+    ),
+    ("MicrosoftTeams", "TeamCreated", "added-group-account-to"),
+    ("MicrosoftTeams", "MemberAdded", "added-users-to-group"),
+    ("MicrosoftTeams", "Delete user.", "deleted-user-account"),
+];
+
+/// The raw `Operation` an ECS `event.action` was renamed from, if it was.
+fn raw_operation(action: &str) -> Option<&'static str> {
+    RENAMED_ACTIONS
+        .iter()
+        .find(|(_, _, ecs)| *ecs == action)
+        .map(|(_, raw, _)| *raw)
+}
+
+/// How a field's values compare, as Elastic's index mapping types them. KQL needs it:
+/// `OperationCount >= 100` compares numbers, while the same text on a keyword field
+/// compares strings byte by byte (`"500" > "1023"`), as Elasticsearch does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueType {
+    /// Exact, case-sensitive text; ranges are lexicographic. The default.
+    Keyword,
+    /// A number (`long`, `float`, …): equality and ranges are numeric.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A point in time: RFC 3339, a date alone, or epoch milliseconds.
+    Date,
+    /// An IPv4 or IPv6 address; a query value may be a CIDR block.
+    Ip,
+}
+
+impl std::fmt::Display for ValueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ValueType::Keyword => "keyword",
+            ValueType::Number => "numeric",
+            ValueType::Boolean => "boolean",
+            ValueType::Date => "date",
+            ValueType::Ip => "ip",
+        })
+    }
+}
+
+impl ValueType {
+    /// The type of the field with this ECS name: a hand table of the non-keyword ECS
+    /// fields (types from ECS 9.4) that Microsoft 365 data and Elastic's M365 rules use,
+    /// plus the integration's one numeric `o365.audit` field. Everything else, all other
+    /// `o365.audit.*` fields included (`Parameters.*` too), is a keyword.
+    pub fn of_name(name: &str) -> ValueType {
+        match name {
+            "@timestamp" | "event.created" | "event.ingested" | "event.start" | "event.end" => {
+                ValueType::Date
+            }
+            "source.ip"
+            | "client.ip"
+            | "destination.ip"
+            | "server.ip"
+            | "host.ip"
+            | "related.ip"
+            | "observer.ip"
+            | "network.forwarded_ip"
+            | "source.nat.ip"
+            | "client.nat.ip"
+            | "destination.nat.ip"
+            | "server.nat.ip" => ValueType::Ip,
+            "source.port"
+            | "client.port"
+            | "destination.port"
+            | "server.port"
+            | "url.port"
+            | "source.bytes"
+            | "client.bytes"
+            | "destination.bytes"
+            | "server.bytes"
+            | "network.bytes"
+            | "network.packets"
+            | "source.as.number"
+            | "client.as.number"
+            | "destination.as.number"
+            | "server.as.number"
+            | "event.duration"
+            | "event.severity"
+            | "event.sequence"
+            | "event.risk_score"
+            | "event.risk_score_norm"
+            | "file.size"
+            | "email.attachments.file.size"
+            | "o365.audit.OperationCount" => ValueType::Number,
+            "file.code_signature.exists"
+            | "file.code_signature.trusted"
+            | "file.code_signature.valid"
+            | "user.entity.attributes.mfa_enabled"
+            | "user.entity.attributes.managed" => ValueType::Boolean,
+            _ => ValueType::Keyword,
+        }
+    }
+}
+
+impl Field {
+    /// How this field's values compare (see [`ValueType::of_name`]).
+    pub fn value_type(&self) -> ValueType {
+        ValueType::of_name(&self.name())
     }
 }
 
 /// Where a query reads field values from (a parsed record, in practice).
 pub trait FieldSource {
     /// Calls `pred` on each text value of `field` (several for an array) until it
-    /// returns true; returns whether any call did.
+    /// returns true; returns whether any call did. Numbers and booleans come as JSON
+    /// writes them (`5`, `true`).
     fn any_value(&self, field: &Field, pred: &mut dyn FnMut(&str) -> bool) -> bool;
+
+    /// For a KQL nested query `field:{ … }`: calls `pred` with a view of each element of
+    /// the object array at `field` (or of the object itself) until it returns true, and
+    /// returns `Some(whether any call did)`; no element gives `Some(false)`. An element
+    /// view answers the same full field names (`deltas.action`), restricted to that one
+    /// element, so that all of the inner query must hold within one element.
+    ///
+    /// The default, `None`, says this source has no element boundaries: the inner
+    /// query is then evaluated against the whole record, as Elasticsearch does on an
+    /// `object` (not `nested`) mapping, where conditions may be met by different elements.
+    fn each_element(
+        &self,
+        field: &Field,
+        pred: &mut dyn FnMut(&dyn FieldSource) -> bool,
+    ) -> Option<bool> {
+        let _ = (field, pred);
+        None
+    }
 }

@@ -205,8 +205,40 @@ pub struct Partial<S> {
     pub samples: Vec<Sample>,
     /// Record times and kinds, counted at byte level.
     pub coverage: Coverage,
+    /// How many records each selection was evaluated on.
+    #[serde(default)]
+    pub evaluated: Tallies,
     /// What the sink kept.
     pub sink: S,
+}
+
+/// One count per selection (index), growing as needed; merged by adding.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tallies(pub Vec<u64>);
+
+impl Tallies {
+    /// Counts one for `i`.
+    #[inline]
+    pub fn bump(&mut self, i: usize) {
+        if i >= self.0.len() {
+            self.0.resize(i + 1, 0);
+        }
+        self.0[i] += 1;
+    }
+
+    /// The count of `i`.
+    pub fn get(&self, i: usize) -> u64 {
+        self.0.get(i).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, other: &Tallies) {
+        if other.0.len() > self.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a += b;
+        }
+    }
 }
 
 impl<S: Merge> Partial<S> {
@@ -225,6 +257,7 @@ impl<S: Merge> Partial<S> {
                 s
             }));
         self.counts.add(&next.counts);
+        self.evaluated.add(&next.evaluated);
         self.coverage.merge(next.coverage);
         self.bytes += next.bytes;
     }
@@ -236,6 +269,7 @@ impl<S: Merge> Partial<S> {
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples.extend(other.samples.into_iter().take(room));
         self.counts.add(&other.counts);
+        self.evaluated.add(&other.evaluated);
         self.coverage.merge(other.coverage);
         self.bytes += other.bytes;
     }

@@ -13,11 +13,11 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, Export, GenerateArgs, HuntArgs, MergeArgs, Outputs, Shape};
+use cli::{Cli, Command, Export, GenerateArgs, HuntArgs, MergeArgs, Outputs, RulesArgs, Shape};
 use ualhunt::config::OutputFormat;
 use ualhunt::generate::{GenOptions, GenShape, Storyline};
 use ualhunt::output::{self, terminal_safe};
-use ualhunt::rule::Rule;
+use ualhunt::rule::load::RuleSet;
 use ualhunt::shard::{self, Shard};
 use ualhunt::source::Progress;
 
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hunt(args) => hunt(&args),
-        Command::Rules => rules().map(|()| ExitCode::SUCCESS),
+        Command::Rules(args) => rules(&args).map(|()| ExitCode::SUCCESS),
         Command::Generate(args) => generate(&args).map(|()| ExitCode::SUCCESS),
         Command::Merge(args) => merge(&args),
     };
@@ -383,15 +383,24 @@ fn show_progress(progress: &Progress) {
     bar.finish_and_clear();
 }
 
-fn rules() -> anyhow::Result<()> {
+fn rules(args: &RulesArgs) -> anyhow::Result<()> {
+    let set = if args.rules.is_empty() {
+        RuleSet::builtin()
+    } else {
+        ualhunt::rule::load::load(&args.rules)?
+    };
+    let matcher = ualhunt::scan::Matcher::new(set.rules.clone(), true, usize::MAX);
     let mut out = BufWriter::new(io::stdout().lock());
-    for rule in Rule::builtin() {
+    for (r, rule) in set.rules.iter().enumerate() {
         let m = &rule.meta;
         writeln!(out, "{}", m.name)?;
         if let Some(renamed) = &m.renamed {
             writeln!(out, "  renamed upstream:  {renamed}")?;
         }
         writeln!(out, "  id:                {}", m.id)?;
+        if let Some(path) = &rule.path {
+            writeln!(out, "  file:              {path}")?;
+        }
         writeln!(out, "  type / language:   {} / {}", m.rule_type, m.language)?;
         writeln!(
             out,
@@ -399,7 +408,9 @@ fn rules() -> anyhow::Result<()> {
             m.severity, m.risk_score
         )?;
         writeln!(out, "  indices:           {}", m.index.join(", "))?;
-        writeln!(out, "  schedule:          {}", m.schedule)?;
+        if !m.schedule.is_empty() {
+            writeln!(out, "  schedule:          {}", m.schedule)?;
+        }
         for t in &m.threat {
             let sub = t
                 .subtechnique
@@ -415,14 +426,65 @@ fn rules() -> anyhow::Result<()> {
         for fp in &m.false_positives {
             writeln!(out, "  false positives:   {fp}")?;
         }
+        for (i, sel) in matcher.selections().iter().enumerate() {
+            if usize::from(sel.rule) != r {
+                continue;
+            }
+            let what = match sel.why {
+                ualhunt::findings::Why::Rule => "prefilter:        ".to_string(),
+                ualhunt::findings::Why::Context(c) => {
+                    format!("context {:?}:", rule.meta.context[usize::from(c)].name)
+                }
+            };
+            let literals = match &matcher.requirements()[i] {
+                Some(lits) => lits
+                    .iter()
+                    .map(|l| format!("{l:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                None => format!(
+                    "none: every record is parsed for it ({})",
+                    ualhunt::prefilter::why_no_literal(
+                        sel.query.as_ref().expect("rule selections have a query")
+                    )
+                ),
+            };
+            writeln!(out, "  {what} {literals}")?;
+        }
+        for (field, why) in rule.needs_enrichment() {
+            writeln!(out, "  cannot match:      {field}: {why}")?;
+        }
+        if !rule.meta.analyses.is_empty() {
+            writeln!(
+                out,
+                "  analyses:          {}",
+                rule.meta.analyses.join(", ")
+            )?;
+        }
         writeln!(
             out,
-            "  prefilter literal: {}",
-            ualhunt::prefilter::Prefilter::for_rules(std::slice::from_ref(&rule)).describe()
+            "  query:\n    {}",
+            m.query.trim().replace('\n', "\n    ")
         )?;
-        writeln!(out, "  query:\n    {}", m.query)?;
         writeln!(out, "  description:\n    {}", m.description.trim())?;
+        writeln!(out)?;
     }
+    if !set.not_run.is_empty() {
+        writeln!(out, "Not run ({} rules):", set.not_run.len())?;
+        for n in &set.not_run {
+            writeln!(out, "  {} ({})", n.name, n.id)?;
+            writeln!(out, "    file:   {}", n.path)?;
+            writeln!(out, "    type:   {} / {}", n.rule_type, n.language)?;
+            writeln!(out, "    reason: {}", n.reason)?;
+        }
+    }
+    writeln!(
+        out,
+        "{} rules run, {} not run; one prefilter for all: {}",
+        set.rules.len(),
+        set.not_run.len(),
+        matcher.prefilter().describe()
+    )?;
     out.flush()?;
     Ok(())
 }

@@ -199,6 +199,106 @@ impl Prefilter {
     }
 }
 
+/// Which selections a candidate can satisfy: the literals of every selection in one
+/// automaton whose pattern ids map back to the selections that require them, so a
+/// candidate is evaluated only against the rules whose literals it holds. A selection
+/// with no literal is evaluated on every candidate.
+#[derive(Clone, Debug)]
+pub struct Router {
+    /// Every literal, matched overlapping (a literal inside another still counts).
+    searcher: AhoCorasick,
+    /// Pattern id -> the selections that require that literal.
+    by_pattern: Vec<Vec<u32>>,
+    /// Selections with no literal.
+    always: Vec<u32>,
+}
+
+impl Router {
+    /// The router for selections that each require one of their literals (`None`: no
+    /// literal, evaluated on every candidate). `None` when routing cannot narrow
+    /// anything: every selection with literals requires the same ones.
+    pub fn new(requirements: &[Option<Vec<String>>]) -> Option<Router> {
+        let mut literals: Vec<&str> = Vec::new();
+        let mut by_pattern: Vec<Vec<u32>> = Vec::new();
+        let mut always = Vec::new();
+        for (i, req) in requirements.iter().enumerate() {
+            let Some(set) = req else {
+                always.push(i as u32);
+                continue;
+            };
+            for lit in set.iter().filter(|l| !l.is_empty()) {
+                match literals.iter().position(|l| *l == lit.as_str()) {
+                    Some(p) => by_pattern[p].push(i as u32),
+                    None => {
+                        literals.push(lit);
+                        by_pattern.push(vec![i as u32]);
+                    }
+                }
+            }
+        }
+        let mut sets: Vec<Vec<&String>> = requirements
+            .iter()
+            .flatten()
+            .map(|set| {
+                let mut v: Vec<&String> = set.iter().collect();
+                v.sort();
+                v.dedup();
+                v
+            })
+            .collect();
+        sets.dedup();
+        if sets.len() <= 1 {
+            return None;
+        }
+        let searcher = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .build(&literals)
+            .ok()?;
+        Some(Router {
+            searcher,
+            by_pattern,
+            always,
+        })
+    }
+
+    /// Writes into `out`, in increasing order, the selections `line` may satisfy.
+    pub fn route(&self, line: &[u8], out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(&self.always);
+        for m in self.searcher.find_overlapping_iter(line) {
+            out.extend_from_slice(&self.by_pattern[m.pattern().as_usize()]);
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+
+    /// How many distinct literals it searches for.
+    pub fn literals(&self) -> usize {
+        self.by_pattern.len()
+    }
+}
+
+/// Why a query yields no prefilter literal, for `ualhunt rules` and `--stats`.
+pub fn why_no_literal(query: &Query) -> String {
+    let mut mapped: Vec<String> = query
+        .fields()
+        .into_iter()
+        .filter(|f| !f.is_verbatim())
+        .map(|f| f.name())
+        .collect();
+    mapped.sort();
+    mapped.dedup();
+    if mapped.is_empty() {
+        "its clauses are negations, ranges, existence tests or wildcards without a safe fragment"
+            .to_string()
+    } else {
+        format!(
+            "its selective clauses read fields that raw records spell differently: {}",
+            mapped.join(", ")
+        )
+    }
+}
+
 /// Writes `data` in ASCII lower case into `out` (same length, same offsets).
 pub fn fold_into(data: &[u8], out: &mut Vec<u8>) {
     out.clear();
@@ -230,5 +330,28 @@ mod tests {
         let mut folded = Vec::new();
         fold_into(b"xx aLiCe@CONTOSO.com", &mut folded);
         assert_eq!(p.find_folded(&folded), Some(3));
+    }
+
+    #[test]
+    fn the_router_maps_literals_back_to_their_selections() {
+        let reqs = vec![
+            Some(vec!["New-InboxRule".to_string()]),
+            Some(vec!["New-Inbox".to_string(), "Set-InboxRule".to_string()]),
+            None,
+            Some(vec!["New-InboxRule".to_string()]),
+        ];
+        let router = Router::new(&reqs).unwrap();
+        assert_eq!(router.literals(), 3);
+        let mut out = Vec::new();
+        // Overlapping: "New-Inbox" inside "New-InboxRule" routes to both.
+        router.route(b"{\"Operation\":\"New-InboxRule\"}", &mut out);
+        assert_eq!(out, [0, 1, 2, 3]);
+        router.route(b"Set-InboxRule", &mut out);
+        assert_eq!(out, [1, 2]);
+        router.route(b"nothing", &mut out);
+        assert_eq!(out, [2]);
+        // One literal set shared by every selection: nothing to route.
+        let same = vec![Some(vec!["A".to_string()]), Some(vec!["A".to_string()])];
+        assert!(Router::new(&same).is_none());
     }
 }

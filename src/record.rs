@@ -135,6 +135,11 @@ struct RawKeys<'t, 'i> {
     actor_ip_address: Option<Value<'t, 'i>>,
     parameters: Option<Value<'t, 'i>>,
     object_id: Option<Value<'t, 'i>>,
+    record_type: Option<Value<'t, 'i>>,
+    user_type: Option<Value<'t, 'i>>,
+    user_agent: Option<Value<'t, 'i>>,
+    extended_properties: Option<Value<'t, 'i>>,
+    modified_properties: Option<Value<'t, 'i>>,
 }
 
 impl<'t, 'i> RawKeys<'t, 'i> {
@@ -153,6 +158,11 @@ impl<'t, 'i> RawKeys<'t, 'i> {
             "ActorIpAddress" => &mut self.actor_ip_address,
             "Parameters" => &mut self.parameters,
             "ObjectId" => &mut self.object_id,
+            "RecordType" => &mut self.record_type,
+            "UserType" => &mut self.user_type,
+            "UserAgent" => &mut self.user_agent,
+            "ExtendedProperties" => &mut self.extended_properties,
+            "ModifiedProperties" => &mut self.modified_properties,
             _ => return None,
         })
     }
@@ -355,8 +365,15 @@ impl<'t, 'i> Record<'t, 'i> {
         let k = &self.keys;
         match field {
             Field::Dataset(_) => f(Cow::Borrowed(O365_AUDIT)),
-            Field::Provider => each_text(k.workload, f),
-            Field::Action => each_text(k.operation, f),
+            // A record without `Workload` takes its `UserType`, as the pipeline does.
+            Field::Provider => match k.workload {
+                Some(w) => each_text(Some(w), f),
+                None => each_text(k.user_type.filter(|t| !is_empty_text(*t)), f),
+            },
+            Field::Action => match self.renamed_action() {
+                Some(ecs) => f(Cow::Borrowed(ecs)),
+                None => each_text(k.operation, f),
+            },
             Field::Outcome => f(Cow::Borrowed(raw_outcome(k.result_status))),
             Field::UserId => each_text(k.user_id, f),
             Field::Timestamp => each_text(k.creation_time, f),
@@ -366,13 +383,135 @@ impl<'t, 'i> Record<'t, 'i> {
                 Some(ip) => f(Cow::Owned(ip)),
                 None => false,
             },
-            Field::Audit(path) => match path.strip_prefix("Parameters.") {
-                Some(name) => visit_parameter(k.parameters, name, f),
-                None if path == "ObjectId" => each_text(k.object_id, f),
-                None => each_text(lookup(self.root, path), f),
+            Field::Code => match self.code() {
+                Some(code) => f(Cow::Borrowed(code)),
+                None => false,
             },
+            Field::Category => self.categories().into_iter().any(|c| f(Cow::Borrowed(c))),
+            Field::UserEmail | Field::UserName | Field::UserDomain => {
+                let Some(id) = k.user_id.and_then(|v| v.into_string()) else {
+                    return false;
+                };
+                // The pipeline splits `user.id` on `@` only when it has exactly two parts.
+                let mut parts = id.split('@');
+                let (Some(name), Some(domain), None) = (parts.next(), parts.next(), parts.next())
+                else {
+                    return false;
+                };
+                f(Cow::Borrowed(match field {
+                    Field::UserEmail => id,
+                    Field::UserName => name,
+                    _ => domain,
+                }))
+            }
+            Field::UserAgent => match k.user_agent {
+                Some(ua) => each_text(Some(ua), f),
+                None => visit_parameter(k.extended_properties, "UserAgent", f),
+            },
+            Field::RuleName => match self.code() {
+                Some("SecurityComplianceAlerts") => each_text(lookup(self.root, "Name"), f),
+                Some("ComplianceDLPSharePoint" | "ComplianceDLPExchange") => {
+                    each_text(lookup(self.root, "PolicyName"), f)
+                        || visit_path(
+                            lookup(self.root, "PolicyDetails"),
+                            "Rules.RuleName",
+                            false,
+                            f,
+                        )
+                }
+                _ => false,
+            },
+            Field::Audit(path) => {
+                if let Some(name) = path.strip_prefix("Parameters.") {
+                    return visit_parameter(k.parameters, name, f);
+                }
+                if let Some(name) = path.strip_prefix("ExtendedProperties.") {
+                    return visit_parameter(k.extended_properties, name, f);
+                }
+                if let Some(rest) = path.strip_prefix("ModifiedProperties.") {
+                    return visit_modified(k.modified_properties, rest, f);
+                }
+                match path.as_str() {
+                    "ObjectId" => each_text(k.object_id, f),
+                    "RecordType" => each_text(k.record_type, f),
+                    "UserType" => each_text(k.user_type, f),
+                    _ => visit_path(Some(self.root), path, is_flattened(path), f),
+                }
+            }
             Field::Other(_) => false,
         }
+    }
+
+    /// The `event.code` of a raw record: its `RecordType` named.
+    fn code(&self) -> Option<&'static str> {
+        let rt = self.keys.record_type?;
+        let text = scalar_text(rt)?;
+        crate::field::record_type_name(&text)
+    }
+
+    /// The ECS `event.action` when the pipeline renames the operation.
+    fn renamed_action(&self) -> Option<&'static str> {
+        let op = self.keys.operation?.into_string()?;
+        let code = self.code()?;
+        crate::field::RENAMED_ACTIONS
+            .iter()
+            .find(|(c, raw, _)| *c == code && *raw == op)
+            .map(|(_, _, ecs)| *ecs)
+    }
+
+    /// `event.category` of a raw record, as the pipeline appends it.
+    fn categories(&self) -> Vec<&'static str> {
+        let mut out = vec!["web"];
+        let code = self.code();
+        let op = self
+            .keys
+            .operation
+            .and_then(|v| v.into_string())
+            .unwrap_or("");
+        match (code, op) {
+            (Some("AzureActiveDirectory"), "Add user." | "Update user." | "Delete user.") => {
+                out.push("iam")
+            }
+            (Some("AzureActiveDirectoryStsLogon"), _) => out.push("authentication"),
+            (Some("ExchangeItem"), _) => out.push("email"),
+            (Some("MicrosoftTeams"), "TeamCreated" | "MemberAdded" | "Delete user.") => {
+                out.push("iam")
+            }
+            _ => {}
+        }
+        const FILE_OPS: [&str; 15] = [
+            "FileAccessed",
+            "FileDeleted",
+            "FileDownloaded",
+            "FileModified",
+            "FileMoved",
+            "FileRenamed",
+            "FileRestored",
+            "FileUploaded",
+            "FolderCopied",
+            "FolderCreated",
+            "FolderDeleted",
+            "FolderModified",
+            "FolderMoved",
+            "FolderRenamed",
+            "FolderRestored",
+        ];
+        if FILE_OPS.contains(&op) {
+            out.push("file");
+        }
+        if op == "ComplianceSettingChanged" {
+            out.push("configuration");
+        }
+        if matches!(
+            code,
+            Some("ComplianceDLPSharePoint" | "ComplianceDLPExchange")
+        ) {
+            out.push("file");
+        }
+        if code == Some("ExchangeItemAggregated") {
+            out.push("email");
+        }
+        out
     }
 
     fn visit_ecs(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
@@ -393,6 +532,10 @@ impl<'t, 'i> Record<'t, 'i> {
             Field::SourceIp => each_text(at("source.ip").or_else(|| at("client.ip")), f),
             Field::EventId => each_text(at("event.id").or_else(|| at("o365.audit.Id")), f),
             Field::Audit(path) => {
+                let audit = lookup(self.root, "o365.audit");
+                if visit_path(audit, path, is_flattened(path), f) {
+                    return true;
+                }
                 if let Some(v) = lookup(self.root, &format!("o365.audit.{path}")) {
                     return each_text(Some(v), f);
                 }
@@ -497,6 +640,82 @@ fn visit_parameter<'i>(
         .filter(|v| !v.is_null())
         .last();
     each_text(last, f)
+}
+
+/// Whether `path` (under `o365.audit`) is one of the integration's `flattened` fields:
+/// a query on it matches any leaf value inside.
+fn is_flattened(path: &str) -> bool {
+    let top = path.split('.').next().unwrap_or("");
+    matches!(top, "Members" | "Actions" | "AlertLinks" | "PolicyDetails")
+        || path.starts_with("Data.flattened")
+}
+
+fn is_empty_text(v: Value<'_, '_>) -> bool {
+    v.into_string().is_some_and(|s| s.is_empty())
+}
+
+/// Calls `f` on every value at a dotted `path` below `value`, as Elasticsearch indexes
+/// an object: arrays anywhere on the way give one value per element, keys may be
+/// nested or dotted. At the end of the path a scalar gives its text, an array its
+/// elements' texts; an object gives its leaves only when the field is `flattened`.
+/// Empty strings are not values (the pipeline drops empty fields).
+fn visit_path<'i>(
+    value: Option<Value<'_, 'i>>,
+    path: &str,
+    flattened: bool,
+    f: &mut dyn FnMut(Cow<'i, str>) -> bool,
+) -> bool {
+    let Some(value) = value else { return false };
+    if let Some(items) = value.as_array() {
+        return items
+            .iter()
+            .any(|v| visit_path(Some(v), path, flattened, f));
+    }
+    if path.is_empty() {
+        if let Some(obj) = value.as_object() {
+            return flattened && obj.iter().any(|(_, v)| visit_path(Some(v), "", true, f));
+        }
+        return scalar_text(value).is_some_and(|t| !t.is_empty() && f(t));
+    }
+    let Some(obj) = value.as_object() else {
+        return false;
+    };
+    if let Some(v) = obj.get(path) {
+        return visit_path(Some(v), "", flattened, f);
+    }
+    path.match_indices('.').any(|(i, _)| {
+        obj.get(&path[..i])
+            .is_some_and(|child| visit_path(Some(child), &path[i + 1..], flattened, f))
+    })
+}
+
+/// `ModifiedProperties.<Name>.NewValue` / `.OldValue` of a raw record: the pipeline makes
+/// the `{"Name","NewValue","OldValue"}` list an object keyed by the name with spaces and
+/// dots turned into `_`, keeping only entries whose old and new values are both present.
+fn visit_modified<'i>(
+    props: Option<Value<'_, 'i>>,
+    rest: &str,
+    f: &mut dyn FnMut(Cow<'i, str>) -> bool,
+) -> bool {
+    let Some((name, which)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    if which != "NewValue" && which != "OldValue" {
+        return false;
+    }
+    let Some(items) = props.and_then(|p| p.as_array()) else {
+        return false;
+    };
+    let key = |raw: &str| raw.replace([' ', '.'], "_");
+    items.iter().filter_map(|p| p.as_object()).any(|p| {
+        let present = |k: &str| p.get(k).is_some_and(|v| !v.is_null());
+        p.get("Name")
+            .and_then(|n| n.into_string())
+            .is_some_and(|n| key(n) == name)
+            && present("NewValue")
+            && present("OldValue")
+            && visit_path(p.get(which), "", false, f)
+    })
 }
 
 /// `ResultStatus` mapped to `event.outcome` (DESIGN §2): only `failed` and `false` (any

@@ -22,7 +22,7 @@ use simd_json::tape::Tape;
 
 use crate::coverage::Tally;
 use crate::findings::{At, Merge, Partial, Text, Why};
-use crate::prefilter::Prefilter;
+use crate::prefilter::{Prefilter, Router};
 use crate::record::{Embedded, Record, reduce_ip};
 use crate::rule::Rule;
 use crate::rule::kql::Query;
@@ -53,6 +53,11 @@ pub struct Matcher {
     /// (exports, issue 8: a record holding one must be accounted for even with
     /// `--no-prefilter`, and in the context pass too).
     literals: Prefilter,
+    /// Which selections a candidate can satisfy, from the literals it holds (`None`:
+    /// evaluate every selection on every candidate).
+    router: Option<Router>,
+    /// Each selection's literals (`None`: it has none and sees every record).
+    requirements: Vec<Option<Vec<String>>>,
     max_line: usize,
     block: usize,
     timed: bool,
@@ -80,6 +85,16 @@ impl Matcher {
             }
         }
         let literals = rule_literals(&rules);
+        let requirements: Vec<Option<Vec<String>>> = selections
+            .iter()
+            .map(|s| s.query.as_ref().and_then(Query::required_literals))
+            .collect();
+        // The reference path (`--no-prefilter`) evaluates every selection on every line.
+        let router = if prefilter {
+            Router::new(&requirements)
+        } else {
+            None
+        };
         let prefilter = if prefilter {
             literals.clone()
         } else {
@@ -90,6 +105,8 @@ impl Matcher {
             selections,
             prefilter,
             literals,
+            router,
+            requirements,
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
@@ -116,6 +133,8 @@ impl Matcher {
                 query: None,
             }],
             prefilter: literals.map_or(Prefilter::Everything, Prefilter::case_insensitive),
+            router: None,
+            requirements: vec![None],
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
@@ -140,6 +159,18 @@ impl Matcher {
     /// The prefilter in use.
     pub fn prefilter(&self) -> &Prefilter {
         &self.prefilter
+    }
+
+    /// Each selection's prefilter literals (`None`: it has none and is evaluated on
+    /// every record).
+    pub fn requirements(&self) -> &[Option<Vec<String>>] {
+        &self.requirements
+    }
+
+    /// The literal router, when candidates are evaluated only against the selections
+    /// whose literals they hold.
+    pub fn router(&self) -> Option<&Router> {
+        self.router.as_ref()
     }
 
     /// The longest line that is parsed.
@@ -250,6 +281,8 @@ pub struct Scratch {
     folded: Vec<u8>,
     /// Selections a candidate satisfied.
     hits: Vec<usize>,
+    /// Selections a candidate may satisfy (from the router).
+    route: Vec<u32>,
     /// Shared evidence text.
     texts: Interner,
     /// Buffers of the second parse of a record held as JSON text in a string (exports,
@@ -504,10 +537,17 @@ fn evaluate<S: Sink>(
         tape: spare,
         texts,
         hits,
+        route,
         reparse,
         ..
     } = scratch;
     let file = at.input as usize;
+    // Which selections this candidate can satisfy, from the literals its text holds (the
+    // whole text: an embedded record's literals are in it too).
+    let route = pass.matcher.router.as_ref().map(|r| {
+        r.route(line, route);
+        &route[..]
+    });
     // One copy of the line, padded as simd-json's SIMD loads need, parsed in place
     // into a tape whose allocation is reused from line to line.
     buf.clear();
@@ -528,9 +568,9 @@ fn evaluate<S: Sink>(
     // Exports (issue 8): a record held as JSON text in a string is parsed once more.
     if let Some(inner) = record.embedded() {
         let reparse = reparse.get_or_insert_with(Box::default);
-        evaluate_embedded(inner, line, at, pass, reparse, hits, texts, out);
+        evaluate_embedded(inner, line, at, pass, reparse, route, hits, texts, out);
     } else {
-        judge(&record, line, at, pass, hits, texts, out);
+        judge(&record, line, at, pass, route, hits, texts, out);
     }
     *spare = Some(tape.reset());
 }
@@ -546,6 +586,7 @@ fn evaluate_embedded<S: Sink>(
     at: At,
     pass: Pass<'_, S>,
     r: &mut Reparse,
+    route: Option<&[u32]>,
     hits: &mut Vec<usize>,
     texts: &mut Interner,
     out: &mut Partial<S>,
@@ -567,7 +608,7 @@ fn evaluate_embedded<S: Sink>(
         Ok(()) => match Record::new(tape.as_value()) {
             Ok(record) => {
                 let record = record.with_fallback_time(embedded.fallback_time);
-                judge(&record, json, at, pass, hits, texts, out);
+                judge(&record, json, at, pass, route, hits, texts, out);
             }
             Err(_) => {
                 let reason = "the record's JSON text is not an object".to_string();
@@ -579,12 +620,14 @@ fn evaluate_embedded<S: Sink>(
 }
 
 /// Counts a parsed record and hands it to the sink with the selections it satisfies;
-/// `text` is its JSON text.
+/// `text` is its JSON text; `route` the selections it may satisfy (`None`: all).
+#[allow(clippy::too_many_arguments)]
 fn judge<S: Sink>(
     record: &Record<'_, '_>,
     text: &[u8],
     at: At,
     pass: Pass<'_, S>,
+    route: Option<&[u32]>,
     hits: &mut Vec<usize>,
     texts: &mut Interner,
     out: &mut Partial<S>,
@@ -600,10 +643,16 @@ fn judge<S: Sink>(
     }
     out.counts.candidates += 1;
     hits.clear();
-    for (i, sel) in m.selections.iter().enumerate() {
+    let mut consider = |i: usize| {
+        let sel = &m.selections[i];
+        out.evaluated.bump(i);
         if sel.query.as_ref().is_none_or(|q| q.matches(record)) {
             hits.push(i);
         }
+    };
+    match route {
+        Some(route) => route.iter().for_each(|&i| consider(i as usize)),
+        None => (0..m.selections.len()).for_each(consider),
     }
     if hits.iter().any(|&i| m.selections[i].why == Why::Rule) {
         out.counts.matched += 1;

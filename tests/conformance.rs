@@ -146,3 +146,84 @@ fn raw_records_map_like_elastics_pipeline() {
     // ip-formats.log lines 4, 5 (::ffff:) and 8, 9 ([ip]); the integration agrees with us there.
     assert_eq!(diverged.len(), 4, "unexpected divergences: {diverged:#?}");
 }
+
+/// Every value of a field in an expected document, as text, the way Elasticsearch
+/// indexes it: arrays anywhere on the path give one value per element, keys may be
+/// dotted or nested.
+fn expected_values(doc: &Json, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    collect(doc, path, &mut out);
+    out
+}
+
+fn collect(v: &Json, path: &str, out: &mut Vec<String>) {
+    match v {
+        Json::Array(items) => items.iter().for_each(|i| collect(i, path, out)),
+        Json::String(s) if path.is_empty() => out.push(s.clone()),
+        Json::Bool(b) if path.is_empty() => out.push(b.to_string()),
+        Json::Number(n) if path.is_empty() => out.push(n.to_string()),
+        Json::Object(map) if !path.is_empty() => {
+            if let Some(child) = map.get(path) {
+                collect(child, "", out);
+            }
+            for (i, _) in path.match_indices('.') {
+                if let Some(child) = map.get(&path[..i]) {
+                    collect(child, &path[i + 1..], out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every field a published KQL rule reads (but those that need enrichment: GeoIP,
+/// user-agent parsing), mapped from the raw record and compared with what Elastic's
+/// pipeline made of it, value for value, wherever the expected document has the field.
+#[test]
+fn every_field_the_published_rules_read_maps_like_elastics_pipeline() {
+    let Some(dir) = corpus_dir() else {
+        eprintln!("notice: ../shared/corpus/elastic-o365 is absent; conformance not checked");
+        return;
+    };
+    let rules_dir = dir.join("../elastic-rules");
+    let set = ualhunt::rule::load::load(&[rules_dir]).expect("the published rules load");
+    let mut fields: Vec<String> = set
+        .rules
+        .iter()
+        .flat_map(|r| r.query.fields().into_iter().map(|f| f.name()))
+        .filter(|f| !f.starts_with("user_agent.") || f == "user_agent.original")
+        .filter(|f| !f.starts_with("source.geo.") && !f.starts_with("source.as."))
+        .collect();
+    fields.sort();
+    fields.dedup();
+    assert!(fields.len() >= 30, "{fields:?}");
+    let mut compared: std::collections::BTreeMap<&str, usize> = Default::default();
+    for case in load_cases(&dir).iter().filter(|c| !c.beats) {
+        let mut bytes = case.raw.clone().into_bytes();
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        let record = Record::new(tape.as_value()).expect("an object");
+        for name in &fields {
+            let mut theirs = expected_values(&case.ecs, name);
+            let field = Field::parse(name);
+            let mut ours = Vec::new();
+            ualhunt::field::FieldSource::any_value(&record, &field, &mut |v| {
+                ours.push(v.to_string());
+                false
+            });
+            // The dataset comes from the index, not the document, in Elastic.
+            if theirs.is_empty() && name.ends_with("dataset") {
+                continue;
+            }
+            ours.sort();
+            ours.dedup();
+            theirs.sort();
+            theirs.dedup();
+            assert_eq!(ours, theirs, "{} {name}", case.origin);
+            if !theirs.is_empty() {
+                *compared.entry(name).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("rule fields compared where Elastic's documents have them: {compared:?}");
+    assert!(compared.len() >= 8, "{compared:?}");
+}

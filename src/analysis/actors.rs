@@ -46,6 +46,63 @@ pub struct ActorFindings {
     pub evidence: Vec<Evidence>,
 }
 
+/// One rule's findings in a report: how many events, by how many actors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleSummary {
+    /// Index of the rule.
+    pub rule: u16,
+    /// Matched events reported (inside the window).
+    pub events: u64,
+    /// Of them, events an allowlist entry covers.
+    pub allowed: u64,
+    /// Distinct actors.
+    pub actors: u64,
+    /// First event time.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// Last event time.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// Per rule (in rule order, every rule included): its events and actors.
+pub fn per_rule(actors: &[ActorFindings], rules: usize) -> Vec<RuleSummary> {
+    let mut out: Vec<RuleSummary> = (0..rules)
+        .map(|r| RuleSummary {
+            rule: r as u16,
+            ..RuleSummary::default()
+        })
+        .collect();
+    let mut seen: Vec<bool> = vec![false; rules];
+    for a in actors {
+        seen.iter_mut().for_each(|s| *s = false);
+        for e in &a.evidence {
+            let r = usize::from(e.finding.rule);
+            let Some(sum) = out.get_mut(r) else { continue };
+            sum.events += 1;
+            sum.allowed += u64::from(e.allowed.is_some());
+            if !seen[r] {
+                seen[r] = true;
+                sum.actors += 1;
+            }
+            if let Some(t) = e.finding.timestamp {
+                sum.first_seen = Some(sum.first_seen.map_or(t, |f| f.min(t)));
+                sum.last_seen = Some(sum.last_seen.map_or(t, |l| l.max(t)));
+            }
+        }
+    }
+    out
+}
+
+/// The order hunters read rules in: severity (critical first), then risk score.
+pub fn severity_rank(severity: &str) -> u8 {
+    match severity.to_ascii_lowercase().as_str() {
+        "critical" => 0,
+        "high" => 1,
+        "medium" => 2,
+        "low" => 3,
+        _ => 4,
+    }
+}
+
 /// Groups evidence by actor, in the documented total orders. Strings are compared only
 /// to find an item's group and once per distinct actor, target and IP, never inside the
 /// evidence sort (the worst case is hundreds of thousands of events).

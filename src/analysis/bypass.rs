@@ -139,6 +139,31 @@ pub struct Investigation {
     pub attempts_outside_window: u64,
     /// The actors' context (when the context pass ran), by actor.
     pub actor_context: Option<Vec<ActorContext>>,
+    /// Matches of the other rules that ran beside this one, by the people involved:
+    /// a changer's within the context window of one of its changes, a bypassed
+    /// account's during one of its periods. Evidence order.
+    pub related: Vec<Related>,
+}
+
+/// A match of another rule by someone involved in a bypass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Related {
+    /// Who it is (trimmed, lower case).
+    pub who: String,
+    /// How they are involved.
+    pub role: Role,
+    /// The other rule's finding.
+    pub finding: Finding,
+}
+
+/// How someone is involved in a bypass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// They changed a bypass (the match is within the context window of a change).
+    Changer,
+    /// Their account was bypassed (the match is inside a bypass period).
+    Bypassed,
 }
 
 /// Reads a finding of the bypass rule.
@@ -405,13 +430,72 @@ pub fn investigate(
     attempts.retain(|f| window.contains(f.timestamp));
     let attempts_outside_window = (before - attempts.len()) as u64;
     attempts.sort_by_key(Finding::order_key);
+    let related = related(findings, rule, &accounts, window, around);
     Investigation {
         rule,
         accounts,
         attempts,
         attempts_outside_window,
         actor_context,
+        related,
     }
+}
+
+/// The other rules' matches (inside the window) by the changers, within `around` of
+/// one of their changes, and by the bypassed accounts, inside one of their periods.
+fn related(
+    findings: &[Finding],
+    rule: u16,
+    accounts: &[Account],
+    window: Window,
+    around: Duration,
+) -> Vec<Related> {
+    let key = |s: &str| s.trim().to_lowercase();
+    // Changer -> the times of its changes.
+    let mut changers: std::collections::BTreeMap<String, Vec<DateTime<Utc>>> =
+        std::collections::BTreeMap::new();
+    for c in accounts.iter().flat_map(|a| &a.changes) {
+        if let (Some(actor), Some(t)) = (c.finding.actor.as_deref(), c.finding.timestamp) {
+            changers.entry(key(actor)).or_default().push(t);
+        }
+    }
+    let mut out = Vec::new();
+    for f in findings {
+        if f.rule == rule || f.why != Why::Rule || !window.contains(f.timestamp) {
+            continue;
+        }
+        let (Some(actor), Some(t)) = (f.actor.as_deref(), f.timestamp) else {
+            continue;
+        };
+        let who = key(actor);
+        if changers
+            .get(&who)
+            .is_some_and(|times| times.iter().any(|c| (t - *c).abs() <= around))
+        {
+            out.push(Related {
+                who: who.clone(),
+                role: Role::Changer,
+                finding: f.clone(),
+            });
+        }
+        let bypassed = accounts.iter().any(|a| {
+            a.identity == who
+                && a.periods
+                    .iter()
+                    .any(|p| p.start.is_none_or(|s| s <= t) && p.end.is_none_or(|e| t < e))
+        });
+        if bypassed {
+            out.push(Related {
+                who,
+                role: Role::Bypassed,
+                finding: f.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.finding.order_key(), a.role as u8).cmp(&(b.finding.order_key(), b.role as u8))
+    });
+    out
 }
 
 fn attach_blind_spots(accounts: &mut [Account], watch: &Watch, activity: &Activity) {

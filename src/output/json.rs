@@ -33,7 +33,27 @@ struct Document<'a> {
     actors: Vec<ActorOut<'a>>,
     coverage: CoverageOut<'a>,
     bypass: Option<BypassOut<'a>>,
+    /// Every investigation (one per rule that asks for it); `bypass` is the first.
+    investigations: Vec<BypassOut<'a>>,
+    /// The findings of each rule that fired, in the table's order (severity first).
+    by_rule: Vec<ByRuleOut<'a>>,
+    /// Rules loaded that cannot run offline, with why.
+    not_run: &'a [crate::rule::load::NotRun],
     allowlist: AllowlistOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ByRuleOut<'a> {
+    rule_id: &'a str,
+    name: &'a str,
+    severity: &'a str,
+    risk_score: u32,
+    events: u64,
+    allowed: u64,
+    actors: Vec<Option<&'a str>>,
+    first_seen: Option<Rfc3339>,
+    last_seen: Option<Rfc3339>,
+    findings: Vec<EvidenceOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -46,6 +66,12 @@ pub(super) struct RuleOut<'a> {
     pub query: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threat: Option<&'a [Threat]>,
+    /// Matched events reported for the rule (JSON report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    /// Distinct actors of those events (JSON report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actors: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -263,6 +289,18 @@ struct BypassOut<'a> {
     attempts: Vec<EvidenceOut<'a>>,
     attempts_outside_window: u64,
     actor_context: Option<Vec<ActorContextOut<'a>>>,
+    /// Other rules' matches by the changers (within the context window of a change)
+    /// and the bypassed accounts (inside a period).
+    related: Vec<RelatedOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct RelatedOut<'a> {
+    who: &'a str,
+    role: crate::analysis::bypass::Role,
+    rule_name: &'a str,
+    severity: &'a str,
+    finding: EvidenceOut<'a>,
 }
 
 #[derive(Serialize)]
@@ -457,25 +495,92 @@ fn bypass_out<'a>(report: &'a Report, inv: &'a Investigation) -> BypassOut<'a> {
             .actor_context
             .as_ref()
             .map(|list| list.iter().map(|c| actor_context_out(report, c)).collect()),
+        related: inv
+            .related
+            .iter()
+            .map(|r| {
+                let rule = &report.rules[usize::from(r.finding.rule)];
+                RelatedOut {
+                    who: &r.who,
+                    role: r.role,
+                    rule_name: &rule.name,
+                    severity: &rule.severity,
+                    finding: EvidenceOut::finding(report, &r.finding).with_actor(),
+                }
+            })
+            .collect(),
     }
+}
+
+/// The rules that fired, severity first, each with its findings in evidence order
+/// (actor, then time).
+fn by_rule_out<'a>(
+    report: &'a Report,
+    summaries: &[crate::analysis::actors::RuleSummary],
+) -> Vec<ByRuleOut<'a>> {
+    let mut fired: Vec<&crate::analysis::actors::RuleSummary> =
+        summaries.iter().filter(|s| s.events > 0).collect();
+    fired.sort_by_key(|s| {
+        let r = &report.rules[usize::from(s.rule)];
+        (
+            crate::analysis::actors::severity_rank(&r.severity),
+            std::cmp::Reverse(r.risk_score),
+            std::cmp::Reverse(s.events),
+            s.rule,
+        )
+    });
+    fired
+        .into_iter()
+        .map(|s| {
+            let r = &report.rules[usize::from(s.rule)];
+            let mine = |a: &&'a ActorFindings| a.evidence.iter().any(|e| e.finding.rule == s.rule);
+            ByRuleOut {
+                rule_id: &r.id,
+                name: &r.name,
+                severity: &r.severity,
+                risk_score: r.risk_score,
+                events: s.events,
+                allowed: s.allowed,
+                actors: report
+                    .actors
+                    .iter()
+                    .filter(mine)
+                    .map(|a| a.actor.as_deref())
+                    .collect(),
+                first_seen: s.first_seen.as_ref().map(Rfc3339::new),
+                last_seen: s.last_seen.as_ref().map(Rfc3339::new),
+                findings: report
+                    .actors
+                    .iter()
+                    .flat_map(|a| &a.evidence)
+                    .filter(|e| e.finding.rule == s.rule)
+                    .map(|e| EvidenceOut::new(report, e).with_actor())
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 impl Exporter for Json {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
         let c = &report.counts;
         let cov = &report.coverage;
+        let summaries = report.by_rule();
         let doc = Document {
             version: VERSION,
             rules: report
                 .rules
                 .iter()
-                .map(|r| RuleOut {
+                .zip(&summaries)
+                .map(|(r, sum)| RuleOut {
                     id: &r.id,
                     name: &r.name,
                     severity: &r.severity,
                     risk_score: r.risk_score,
                     query: Some(&r.query),
                     threat: Some(&r.threat),
+                    events: Some(sum.events),
+                    actors: Some(sum.actors),
                 })
                 .collect(),
             scan: ScanOut {
@@ -523,6 +628,13 @@ impl Exporter for Json {
                 reasons: &cov.reasons,
             },
             bypass: report.investigations.first().map(|i| bypass_out(report, i)),
+            investigations: report
+                .investigations
+                .iter()
+                .map(|i| bypass_out(report, i))
+                .collect(),
+            by_rule: by_rule_out(report, &summaries),
+            not_run: &report.not_run,
             allowlist: AllowlistOut {
                 entries: report.allowlist.entries.len(),
                 expired: report

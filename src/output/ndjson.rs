@@ -31,6 +31,8 @@ fn rule_of<'a>(report: &'a Report, f: &Finding) -> RuleOut<'a> {
         risk_score: r.risk_score,
         query: None,
         threat: None,
+        events: None,
+        actors: None,
     }
 }
 

@@ -109,6 +109,9 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         report.coverage.gap_days.len(),
         report.coverage.exchange_admin_records
     )?;
+    if report.rules.len() > 1 || !report.not_run.is_empty() {
+        write_rules(report, gb, out)?;
+    }
     let heap = crate::alloc::peak_heap();
     let rss = crate::alloc::peak_rss();
     writeln!(
@@ -120,4 +123,59 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             r as f64 / (1 << 20) as f64
         ))
     )
+}
+
+/// Per rule: its literals, the records it was evaluated on (per GB), its events; the
+/// rules with no literal (evaluated on every record: their cost); the rules not run.
+fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> {
+    let run = &report.stats;
+    writeln!(
+        out,
+        "rules         {} run ({}), {} not run",
+        report.rules.len(),
+        match run.routed_literals {
+            Some(n) => format!("{n} distinct literals routed back to their rules"),
+            None => "every candidate evaluated against every rule".to_string(),
+        },
+        report.not_run.len()
+    )?;
+    let summaries = report.by_rule();
+    for ((meta, stats), sum) in report.rules.iter().zip(&run.rules).zip(&summaries) {
+        let per_gb = if gb > 0.0 {
+            format!("{:.0}/GB", stats.evaluated as f64 / gb)
+        } else {
+            "-".to_string()
+        };
+        let literals = match (&stats.literals, &stats.why_none) {
+            (Some(l), _) if l.len() <= 3 => l
+                .iter()
+                .map(|x| format!("{x:?}"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            (Some(l), _) => format!("{} literals", l.len()),
+            (None, why) => format!(
+                "NO LITERAL: evaluated on every record ({})",
+                why.as_deref().unwrap_or("")
+            ),
+        };
+        writeln!(
+            out,
+            "  {:>10} evaluated ({per_gb:>8}), {:>6} events  {}  [{}]",
+            stats.evaluated,
+            sum.events,
+            crate::output::terminal_safe(&meta.name),
+            literals
+        )?;
+    }
+    for n in &report.not_run {
+        writeln!(
+            out,
+            "  not run: {} ({} / {}): {}",
+            crate::output::terminal_safe(&n.name),
+            n.rule_type,
+            n.language,
+            n.reason
+        )?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{Exporter, rfc3339, terminal_safe};
-use crate::analysis::actors::ActorFindings;
+use crate::analysis::actors::{ActorFindings, RuleSummary, severity_rank};
 use crate::analysis::bypass::{Account, Investigation, Period, State};
 use crate::analysis::coverage::summarize_days;
 use crate::engine::Report;
@@ -33,6 +33,7 @@ const HEADER: [&str; 6] = [
 /// the JSON, CSV and NDJSON outputs have all of them.
 const TARGETS_MAX: usize = 8;
 const IPS_MAX: usize = 3;
+const RULES_MAX: usize = 3;
 /// At most this many items of a list (periods, attempts, operations) in the table.
 const LIST_MAX: usize = 20;
 
@@ -77,15 +78,30 @@ fn target_text(t: &crate::analysis::actors::Target) -> String {
     format!("{} ({flag}, {})", terminal_safe(name), t.events)
 }
 
-fn row(a: &ActorFindings) -> [String; 6] {
-    [
+fn row(a: &ActorFindings, report: &Report) -> Vec<String> {
+    let mut cells = vec![
         actor_name(a),
         a.evidence.len().to_string(),
         when(&a.first_seen),
         when(&a.last_seen),
         listing(a.source_ips.iter().map(|ip| terminal_safe(ip)), IPS_MAX),
         listing(a.targets.iter().map(target_text), TARGETS_MAX),
-    ]
+    ];
+    if report.rules.len() > 1 {
+        cells.insert(2, listing(rule_names(a, report).into_iter(), RULES_MAX));
+    }
+    cells
+}
+
+/// The names of the rules an actor's events matched, in rule order.
+fn rule_names(a: &ActorFindings, report: &Report) -> Vec<String> {
+    let mut rules: Vec<u16> = a.evidence.iter().map(|e| e.finding.rule).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules
+        .into_iter()
+        .map(|r| terminal_safe(&report.rules[usize::from(r)].name))
+        .collect()
 }
 
 /// Cuts a word to `width` characters, ending it with `…` when cut.
@@ -147,8 +163,12 @@ impl Table {
     }
 
     fn actors(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
-        let rows: Vec<[String; 6]> = report.actors.iter().map(row).collect();
-        let mut widths = HEADER.map(|h| h.chars().count());
+        let rows: Vec<Vec<String>> = report.actors.iter().map(|a| row(a, report)).collect();
+        let mut header: Vec<String> = HEADER.map(String::from).to_vec();
+        if report.rules.len() > 1 {
+            header.insert(2, "RULES".to_string());
+        }
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for r in &rows {
             for (w, cell) in widths.iter_mut().zip(r) {
                 *w = (*w).max(cell.chars().count());
@@ -158,7 +178,7 @@ impl Table {
         if self.width.is_none_or(|w| total <= w) {
             let line = |cells: &[String]| {
                 let mut s = String::new();
-                for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                for (i, (cell, &w)) in cells.iter().zip(&widths).enumerate() {
                     if i == cells.len() - 1 {
                         s.push_str(cell);
                     } else if i == 1 {
@@ -169,7 +189,7 @@ impl Table {
                 }
                 s
             };
-            writeln!(out, "{}", line(&HEADER.map(String::from)))?;
+            writeln!(out, "{}", line(&header))?;
             for r in &rows {
                 writeln!(out, "{}", line(r))?;
             }
@@ -188,6 +208,12 @@ impl Table {
                 ),
             )?;
             let ips: Vec<String> = a.source_ips.iter().map(|ip| terminal_safe(ip)).collect();
+            if report.rules.len() > 1 {
+                self.line(
+                    out,
+                    &format!("  rules:      {}", rule_names(a, report).join("; ")),
+                )?;
+            }
             self.line(
                 out,
                 &format!(
@@ -353,6 +379,44 @@ impl Table {
         Ok(())
     }
 
+    /// The other rules' matches by the people involved in the bypass.
+    fn related(&self, report: &Report, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        if inv.related.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "\nOTHER RULES BY THE PEOPLE INVOLVED ({})",
+            inv.related.len()
+        )?;
+        for r in inv.related.iter().take(LIST_MAX) {
+            let f = &r.finding;
+            let rule = &report.rules[usize::from(f.rule)];
+            let role = match r.role {
+                crate::analysis::bypass::Role::Changer => "changer",
+                crate::analysis::bypass::Role::Bypassed => "while bypassed",
+            };
+            self.line(
+                out,
+                &format!(
+                    "  {}  {} ({role})  {} [{}]",
+                    when(&f.timestamp),
+                    terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
+                    terminal_safe(&rule.name),
+                    rule.severity
+                ),
+            )?;
+        }
+        if inv.related.len() > LIST_MAX {
+            writeln!(
+                out,
+                "  … {} more (JSON has all)",
+                inv.related.len() - LIST_MAX
+            )?;
+        }
+        Ok(())
+    }
+
     fn context(&self, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
         let Some(list) = &inv.actor_context else {
             return Ok(());
@@ -462,16 +526,93 @@ fn period_text(p: &Period) -> String {
     s
 }
 
+impl Table {
+    /// Several rules: one line per rule that fired (severity first), then how many
+    /// did not and which could not run.
+    fn rules(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let mut fired: Vec<RuleSummary> = report
+            .by_rule()
+            .into_iter()
+            .filter(|s| s.events > 0)
+            .collect();
+        fired.sort_by_key(|s| {
+            let r = &report.rules[usize::from(s.rule)];
+            (
+                severity_rank(&r.severity),
+                std::cmp::Reverse(r.risk_score),
+                std::cmp::Reverse(s.events),
+                s.rule,
+            )
+        });
+        self.line(
+            out,
+            &format!(
+                "rules: {} run, {} fired, {} not run (see `ualhunt rules`)",
+                report.rules.len(),
+                fired.len(),
+                report.not_run.len()
+            ),
+        )?;
+        if fired.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<[String; 4]> = fired
+            .iter()
+            .map(|s| {
+                let r = &report.rules[usize::from(s.rule)];
+                let events = if s.allowed > 0 {
+                    format!("{} ({} allowed)", s.events, s.allowed)
+                } else {
+                    s.events.to_string()
+                };
+                [
+                    r.severity.to_uppercase(),
+                    events,
+                    s.actors.to_string(),
+                    terminal_safe(&r.name),
+                ]
+            })
+            .collect();
+        let header = ["SEVERITY", "EVENTS", "ACTORS", "RULE"].map(String::from);
+        let mut widths = header.clone().map(|h| h.chars().count());
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for cells in std::iter::once(&header).chain(&rows) {
+            let line = format!(
+                "  {:<a$}  {:>b$}  {:>c$}  {}",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                a = widths[0],
+                b = widths[1],
+                c = widths[2]
+            );
+            self.line(out, &line)?;
+        }
+        Ok(())
+    }
+}
+
 impl Exporter for Table {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
-        for r in &report.rules {
+        if report.rules.len() == 1 && report.not_run.is_empty() {
+            let r = &report.rules[0];
             self.line(
                 out,
                 &format!(
                     "rule: {} [{} / risk {}] {}",
-                    r.name, r.severity, r.risk_score, r.id
+                    terminal_safe(&r.name),
+                    r.severity,
+                    r.risk_score,
+                    r.id
                 ),
             )?;
+        } else {
+            self.rules(report, out)?;
         }
         for inv in &report.investigations {
             self.verdict(report, inv, out)?;
@@ -488,6 +629,7 @@ impl Exporter for Table {
         }
         for inv in &report.investigations {
             self.context(inv, out)?;
+            self.related(report, inv, out)?;
         }
         self.coverage(report, out)?;
         let c = &report.counts;

@@ -5,6 +5,7 @@
 //! reads the rule's evidence fields. Nothing here knows about bytes, chunks or files.
 
 pub mod kql;
+pub mod load;
 
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +134,8 @@ pub struct Rule {
     pub evidence: Vec<Evidence>,
     /// Context selections, their queries parsed.
     pub contexts: Vec<Query>,
+    /// The file it was loaded from (`None`: built in).
+    pub path: Option<String>,
 }
 
 /// An evidence item ready to read.
@@ -246,6 +249,7 @@ impl Rule {
             query,
             evidence,
             contexts,
+            path: None,
         })
     }
 
@@ -257,6 +261,28 @@ impl Rule {
     /// Whether the rule's findings go to this analysis.
     pub fn has_analysis(&self, name: &str) -> bool {
         self.meta.analyses.iter().any(|a| a == name)
+    }
+
+    /// The fields the query reads that need enrichment ualhunt cannot do offline, with
+    /// what that enrichment is: clauses on them never hold for a raw record.
+    pub fn needs_enrichment(&self) -> Vec<(String, &'static str)> {
+        let mut out: Vec<(String, &'static str)> = Vec::new();
+        for field in self.query.fields() {
+            let name = field.name();
+            let why = if name.starts_with("source.geo.") || name.starts_with("client.geo.") {
+                "GeoIP enrichment (the ingest pipeline's geoip processor)"
+            } else if name.starts_with("source.as.") || name.starts_with("client.as.") {
+                "ASN enrichment (the ingest pipeline's geoip processor with the ASN database)"
+            } else if name.starts_with("user_agent.") && name != "user_agent.original" {
+                "user-agent parsing (the ingest pipeline's user_agent processor)"
+            } else {
+                continue;
+            };
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, why));
+            }
+        }
+        out
     }
 
     /// The rules shipped with ualhunt.

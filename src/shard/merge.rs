@@ -206,6 +206,7 @@ pub fn config_of(key: &PlanKey, today: chrono::NaiveDate) -> Result<Config, Merg
     let o = &key.options;
     let mut config = Config::new(key.paths.iter().map(PathBuf::from).collect());
     config.rules = rules;
+    config.not_run = key.not_run.clone();
     config.prefilter = o.prefilter;
     config.max_line = usize::try_from(o.max_line).unwrap_or(usize::MAX);
     config.since = o.since;
@@ -481,6 +482,7 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
             .unwrap_or_default()
     };
     let attributed = context_records.iter().map(|r| r.attributed).sum();
+    let matcher = engine::first_matcher(&first.config);
     let stats = RunStats {
         wall: longest(&checked.scan) + longest(&checked.context),
         threads: checked
@@ -490,6 +492,8 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
             .max()
             .unwrap_or(0),
         chunk_size: checked.scan[0].file.stats.chunk_size,
+        rules: engine::rule_stats(&matcher, &first.folded.partial.evaluated),
+        routed_literals: matcher.router().map(|r| r.literals()),
         scan,
         context: context_ran.then(|| {
             let mut stats = partial::merge_stats(&context_records.iter().collect::<Vec<_>>());

@@ -86,6 +86,7 @@ pub fn plan_key(config: &Config, found: &Found, plan: &Plan) -> PlanKey {
         input_bytes: plan.total,
         inputs_digest: plan.digest.clone(),
         rules: config.rules.iter().map(|r| r.meta.clone()).collect(),
+        not_run: config.not_run.clone(),
         options: options(config),
     }
 }

@@ -59,6 +59,9 @@ pub struct PlanKey {
     pub inputs_digest: String,
     /// The rules.
     pub rules: Vec<RuleMeta>,
+    /// Rules that were loaded but cannot run offline (reported).
+    #[serde(default)]
+    pub not_run: Vec<crate::rule::load::NotRun>,
     /// The options.
     pub options: Options,
 }
@@ -91,7 +94,11 @@ impl PlanKey {
                 format!("{} inputs, digest {}", self.inputs, self.inputs_digest),
                 format!("{} inputs, digest {}", other.inputs, other.inputs_digest),
             ),
-            ("rules", json(&self.rules), json(&other.rules)),
+            (
+                "rules",
+                json(&(&self.rules, &self.not_run)),
+                json(&(&other.rules, &other.not_run)),
+            ),
             ("options", json(&self.options), json(&other.options)),
         ];
         parts

@@ -1,0 +1,452 @@
+//! Rule packs: rule files as Elastic publishes them, loaded from files and directories.
+//!
+//! Place in the flow: `cli` calls [`load`] for each `--rules PATH`; the result is the
+//! rule set a `Config` runs. Two layouts are read, told apart by their tables:
+//!
+//! - Elastic's own (`elastic/detection-rules`): `[metadata]`, `[rule]` with `rule_id`,
+//!   `name`, `type`, `language`, `query`, `severity`, `risk_score`, `index`, `from`,
+//!   `[[rule.threat]]` (tactic, techniques, sub-techniques), and so on;
+//! - ualhunt's flat one (the built-in rule file): the same metadata at the top level,
+//!   plus the analyses, evidence items and context selections that drive the
+//!   investigation.
+//!
+//! A published rule whose `rule_id` is a built-in rule's keeps its published query and
+//! metadata and takes the built-in rule's analyses, evidence and context selections, so
+//! the bypass investigation runs the same whether the rule comes built in or from
+//! Elastic's file. Only `type = "query"`, `language = "kuery"` rules run; every other
+//! rule is kept as [`NotRun`] with the reason, so nothing is skipped silently.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{BUILTIN, EvidenceSpec, Rule, RuleError, RuleMeta, Threat};
+
+/// The rules a run uses, and those it was given but cannot run.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    /// Rules that run, in load order (files in sorted path order).
+    pub rules: Vec<Rule>,
+    /// Rules that were loaded but cannot run offline, with the reason.
+    pub not_run: Vec<NotRun>,
+}
+
+/// A rule that was loaded and does not run.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotRun {
+    /// Elastic's `rule_id`.
+    pub id: String,
+    /// The rule's name.
+    pub name: String,
+    /// The file it came from.
+    pub path: String,
+    /// Elastic rule type (`eql`, `esql`, `new_terms`, `threshold`, …).
+    pub rule_type: String,
+    /// Query language.
+    pub language: String,
+    /// Why it does not run.
+    pub reason: String,
+}
+
+/// A rule file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct LoadError {
+    /// The file (or directory) at fault.
+    pub path: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl RuleSet {
+    /// The built-in rules.
+    pub fn builtin() -> RuleSet {
+        RuleSet {
+            rules: Rule::builtin(),
+            not_run: Vec::new(),
+        }
+    }
+}
+
+/// Loads every rule file under `paths`: a file is read whatever its name; a directory
+/// is walked recursively in sorted order and its `*.toml` files are read. Two rules with
+/// the same `rule_id` are an error naming both files.
+pub fn load(paths: &[PathBuf]) -> Result<RuleSet, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| LoadError {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        if meta.is_dir() {
+            for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+                let entry = entry.map_err(|e| LoadError {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                let p = entry.path();
+                if entry.file_type().is_file() && p.extension().is_some_and(|x| x == "toml") {
+                    files.push(p.to_path_buf());
+                }
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut set = RuleSet::default();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for file in files {
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(&file).map_err(|e| LoadError {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let loaded = parse(&text).map_err(|e| LoadError {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let id = match &loaded {
+            Loaded::Runs(rule) => rule.meta.id.clone(),
+            Loaded::NotRun(n) => n.id.clone(),
+        };
+        if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
+            return Err(LoadError {
+                path: shown,
+                message: format!("rule_id {id} is already defined in {first}"),
+            });
+        }
+        seen.push((id, shown.clone()));
+        match loaded {
+            Loaded::Runs(mut rule) => {
+                rule.path = Some(shown);
+                set.rules.push(*rule);
+            }
+            Loaded::NotRun(mut n) => {
+                n.path = shown;
+                set.not_run.push(n);
+            }
+        }
+    }
+    if set.rules.len() > usize::from(u16::MAX) {
+        return Err(LoadError {
+            path: paths
+                .first()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            message: format!(
+                "{} rules: at most {} run at once",
+                set.rules.len(),
+                u16::MAX
+            ),
+        });
+    }
+    Ok(set)
+}
+
+/// One rule file, read.
+pub enum Loaded {
+    /// A rule that runs.
+    Runs(Box<Rule>),
+    /// A rule that does not, and why.
+    NotRun(NotRun),
+}
+
+/// Reads one rule file's text, in either layout.
+pub fn parse(text: &str) -> Result<Loaded, RuleError> {
+    let value: toml::Table = toml::from_str(text)?;
+    if !value.contains_key("rule") {
+        return Rule::from_toml(text).map(|r| Loaded::Runs(Box::new(r)));
+    }
+    let file: ElasticFile = toml::from_str(text)?;
+    let r = file.rule;
+    let why_not = match (r.rule_type.as_str(), r.language.as_deref().unwrap_or("")) {
+        ("query", "kuery") => None,
+        ("query", other) => Some(format!(
+            "a query rule in {other:?}; only KQL (\"kuery\") query rules run"
+        )),
+        ("new_terms", _) => Some(
+            "new_terms: alerts on a value not seen in a history window before; needs the \
+             first-seen state of every term over that window"
+                .to_string(),
+        ),
+        ("threshold", _) => Some(
+            "threshold: counts matches per group over the rule's look-back window; needs \
+             the aggregation, not a per-record match"
+                .to_string(),
+        ),
+        ("eql", _) => Some("EQL (sequences, joins): the query language is not KQL".to_string()),
+        ("esql", _) => Some("ES|QL (aggregations over indices): not a per-record query".into()),
+        ("machine_learning", _) => Some("needs an Elastic machine-learning job".into()),
+        (other, _) => Some(format!("rule type {other:?} is not a per-record query")),
+    };
+    if let Some(reason) = why_not {
+        return Ok(Loaded::NotRun(NotRun {
+            id: r.rule_id,
+            name: r.name,
+            path: String::new(),
+            rule_type: r.rule_type,
+            language: r.language.unwrap_or_default(),
+            reason,
+        }));
+    }
+    let threat = r
+        .threat
+        .iter()
+        .flat_map(|t| {
+            let tactic = t.tactic.as_ref().map(|x| x.label()).unwrap_or_default();
+            let techniques: Vec<(String, Option<String>)> = t
+                .technique
+                .iter()
+                .flat_map(|tech| {
+                    let name = tech.label();
+                    if tech.subtechnique.is_empty() {
+                        vec![(name, None)]
+                    } else {
+                        tech.subtechnique
+                            .iter()
+                            .map(|s| (name.clone(), Some(s.label())))
+                            .collect()
+                    }
+                })
+                .collect();
+            if techniques.is_empty() {
+                vec![Threat {
+                    tactic: tactic.clone(),
+                    technique: String::new(),
+                    subtechnique: None,
+                }]
+            } else {
+                techniques
+                    .into_iter()
+                    .map(|(technique, subtechnique)| Threat {
+                        tactic: tactic.clone(),
+                        technique,
+                        subtechnique,
+                    })
+                    .collect()
+            }
+        })
+        .collect();
+    let mut meta = RuleMeta {
+        id: r.rule_id,
+        name: r.name,
+        renamed: None,
+        description: r.description,
+        rule_type: r.rule_type,
+        language: r.language.unwrap_or_default(),
+        index: r.index,
+        severity: r.severity,
+        risk_score: r.risk_score,
+        schedule: r.from.map(|f| format!("from {f}")).unwrap_or_default(),
+        false_positives: r.false_positives,
+        query: r.query.unwrap_or_default().trim().to_string(),
+        threat,
+        analyses: super::default_analyses(),
+        evidence: default_evidence(),
+        context: Vec::new(),
+    };
+    if let Some(builtin) = builtin_extension(&meta.id) {
+        meta.analyses = builtin.analyses;
+        meta.evidence = builtin.evidence;
+        meta.context = builtin.context;
+    }
+    Rule::compile(meta).map(|r| Loaded::Runs(Box::new(r)))
+}
+
+/// The investigation a built-in rule file adds to the published rule of the same id.
+fn builtin_extension(id: &str) -> Option<RuleMeta> {
+    let meta: RuleMeta = toml::from_str(BUILTIN).ok()?;
+    (meta.id == id).then_some(meta)
+}
+
+/// What a finding of a published rule shows besides actor, time, record id and source
+/// address: what was acted on, the command line (Exchange and other cmdlets), the
+/// result, who the actor is and from which client.
+fn default_evidence() -> Vec<EvidenceSpec> {
+    use super::EvidenceKind::{CommandLine, Keyword, UserType};
+    let item = |name: &str, fields: &[&str], kind| EvidenceSpec {
+        name: name.to_string(),
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+        kind,
+    };
+    vec![
+        item(
+            "target",
+            &["o365.audit.Parameters.Identity", "o365.audit.ObjectId"],
+            Keyword,
+        ),
+        item("command_line", &[], CommandLine),
+        item(
+            "result_status",
+            &["o365.audit.ResultStatus", "event.outcome"],
+            Keyword,
+        ),
+        item("user_type", &["o365.audit.UserType"], UserType),
+        item(
+            "user_agent",
+            &[
+                "user_agent.original",
+                "o365.audit.UserAgent",
+                "o365.audit.ClientInfoString",
+            ],
+            Keyword,
+        ),
+        item("tenant", &["o365.audit.OrganizationName"], Keyword),
+    ]
+}
+
+/// `elastic/detection-rules` rule file: only what ualhunt reads.
+#[derive(Deserialize)]
+struct ElasticFile {
+    rule: ElasticRule,
+}
+
+#[derive(Deserialize)]
+struct ElasticRule {
+    rule_id: String,
+    name: String,
+    #[serde(rename = "type")]
+    rule_type: String,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default)]
+    description: String,
+    severity: String,
+    risk_score: u32,
+    #[serde(default)]
+    index: Vec<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    false_positives: Vec<String>,
+    #[serde(default)]
+    threat: Vec<ElasticThreat>,
+}
+
+#[derive(Deserialize)]
+struct ElasticThreat {
+    #[serde(default)]
+    tactic: Option<Named>,
+    #[serde(default)]
+    technique: Vec<Technique>,
+}
+
+#[derive(Deserialize)]
+struct Technique {
+    id: String,
+    name: String,
+    #[serde(default)]
+    subtechnique: Vec<Named>,
+}
+
+impl Technique {
+    fn label(&self) -> String {
+        format!("{} {}", self.id, self.name)
+    }
+}
+
+#[derive(Deserialize)]
+struct Named {
+    id: String,
+    name: String,
+}
+
+impl Named {
+    fn label(&self) -> String {
+        format!("{} {}", self.id, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PUBLISHED: &str = r#"
+[metadata]
+creation_date = "2020/11/20"
+integration = ["o365"]
+
+[rule]
+author = ["Elastic"]
+description = "A transport rule was created."
+from = "now-30m"
+index = ["logs-o365.audit-*"]
+language = "kuery"
+name = "New Transport Rule"
+risk_score = 47
+rule_id = "ff4dd44a-0ac6-44c4-8609-3f81bc820f02"
+severity = "medium"
+type = "query"
+query = '''
+data_stream.dataset:o365.audit and event.action:"New-TransportRule" and event.outcome:success
+'''
+
+[[rule.threat]]
+framework = "MITRE ATT&CK"
+[[rule.threat.technique]]
+id = "T1537"
+name = "Transfer Data to Cloud Account"
+[rule.threat.tactic]
+id = "TA0010"
+name = "Exfiltration"
+"#;
+
+    #[test]
+    fn a_published_query_rule_runs_with_its_metadata() {
+        let Loaded::Runs(rule) = parse(PUBLISHED).unwrap() else {
+            panic!("not run");
+        };
+        assert_eq!(rule.meta.id, "ff4dd44a-0ac6-44c4-8609-3f81bc820f02");
+        assert_eq!(rule.meta.severity, "medium");
+        assert_eq!(rule.meta.schedule, "from now-30m");
+        assert_eq!(rule.meta.threat[0].tactic, "TA0010 Exfiltration");
+        assert_eq!(
+            rule.meta.threat[0].technique,
+            "T1537 Transfer Data to Cloud Account"
+        );
+        assert!(rule.evidence_index("target").is_some());
+        assert!(!rule.has_analysis(super::super::ANALYSIS_BYPASS));
+    }
+
+    #[test]
+    fn other_rule_types_are_kept_with_the_reason() {
+        let text = PUBLISHED
+            .replace("type = \"query\"", "type = \"new_terms\"")
+            .replace("query = '''", "query = '''\n");
+        let Loaded::NotRun(n) = parse(&text).unwrap() else {
+            panic!("runs");
+        };
+        assert_eq!(n.rule_type, "new_terms");
+        assert!(n.reason.contains("history"), "{}", n.reason);
+    }
+
+    #[test]
+    fn the_published_bypass_rule_gets_the_builtin_investigation() {
+        let text = PUBLISHED
+            .replace(
+                "ff4dd44a-0ac6-44c4-8609-3f81bc820f02",
+                "675239ea-c1bc-4467-a6d3-b9e2cc7f676d",
+            )
+            .replace("New-TransportRule", "Set-MailboxAuditBypassAssociation");
+        let Loaded::Runs(rule) = parse(&text).unwrap() else {
+            panic!("not run");
+        };
+        assert!(rule.has_analysis(super::super::ANALYSIS_BYPASS));
+        assert!(rule.evidence_index("bypass_enabled").is_some());
+        assert_eq!(rule.contexts.len(), 1);
+        assert!(rule.meta.query.contains("New-") || rule.meta.query.contains("Set-Mailbox"));
+    }
+
+    #[test]
+    fn duplicate_ids_name_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), PUBLISHED).unwrap();
+        std::fs::write(dir.path().join("b.toml"), PUBLISHED).unwrap();
+        std::fs::write(dir.path().join("notes.md"), "not a rule").unwrap();
+        let err = load(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(err.path.ends_with("b.toml"), "{err}");
+        assert!(err.message.contains("a.toml"), "{err}");
+    }
+}

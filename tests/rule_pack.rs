@@ -1,0 +1,234 @@
+//! Every KQL query rule Elastic publishes for Microsoft 365, run offline in one pass.
+//!
+//! `tests/fixtures/rule_pack/` holds, per rule, one raw record that matches it and one
+//! near miss, written by `tests/fixtures/make_rule_pack.py` from the rule's query alone
+//! (a parser, a satisfying assignment and the inverse of the pipeline's mapping, all in
+//! the script). The rule files are read from `../shared/corpus/elastic-rules/` (not
+//! copied: Elastic License 2.0).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::prelude::*;
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    let mut cmd = Command::cargo_bin("ualhunt").unwrap();
+    cmd.current_dir(root());
+    cmd.args(args).output().unwrap()
+}
+
+const MODES: [&[&str]; 4] = [
+    &[],
+    &["--threads", "1"],
+    &["--threads", "2", "--chunk-size", "64"],
+    &["--no-prefilter"],
+];
+
+fn rules_dir() -> Option<PathBuf> {
+    let dir = root().join("../shared/corpus/elastic-rules");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("skipped: {} is absent", dir.display());
+        None
+    }
+}
+
+fn records() -> PathBuf {
+    root().join("tests/fixtures/rule_pack/records.jsonl")
+}
+
+/// Record id -> the rule ids that fired on it, from a JSON report's `by_rule`.
+fn fired(report: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for rule in report["by_rule"].as_array().unwrap() {
+        let id = rule["rule_id"].as_str().unwrap().to_string();
+        for f in rule["findings"].as_array().unwrap() {
+            let record = f["record_id"].as_str().unwrap().to_string();
+            out.entry(record).or_default().insert(id.clone());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_query_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() {
+    let Some(dir) = rules_dir() else { return };
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/rule_pack/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let expected = expected.as_array().unwrap();
+    assert_eq!(expected.len(), 80, "40 rules, a match and a near miss each");
+    let mut first: Option<Value> = None;
+    let archive = records();
+    for mode in MODES {
+        let mut args = vec![
+            "hunt",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-context",
+        ];
+        args.extend_from_slice(mode);
+        args.push(archive.to_str().unwrap());
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let fired = fired(&report);
+        let mut failures = Vec::new();
+        for e in expected {
+            let record = e["record_id"].as_str().unwrap();
+            let rule = e["rule_id"].as_str().unwrap();
+            let hit = fired.get(record).is_some_and(|s| s.contains(rule));
+            let want = e["kind"] == "match";
+            if hit != want {
+                failures.push(format!(
+                    "{} ({}): {} {}",
+                    e["file"],
+                    e["kind"],
+                    record,
+                    if hit { "fired" } else { "did not fire" }
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "mode {mode:?}:\n{}",
+            failures.join("\n")
+        );
+        assert_eq!(report["rules"].as_array().unwrap().len(), 40);
+        assert_eq!(report["not_run"].as_array().unwrap().len(), 23);
+        assert!(
+            report["scan"]["malformed"] == 0,
+            "{}",
+            report["scan"]["malformed_samples"]
+        );
+        match &first {
+            None => first = Some(report["by_rule"].clone()),
+            Some(by_rule) => assert_eq!(
+                by_rule, &report["by_rule"],
+                "mode {mode:?} differs from the default mode"
+            ),
+        }
+    }
+}
+
+/// The findings of one run, as (rule id, record id) pairs.
+fn findings(dir: &Path, only: Option<&[usize]>) -> BTreeSet<(String, String)> {
+    static LOADED: std::sync::OnceLock<ualhunt::rule::load::RuleSet> = std::sync::OnceLock::new();
+    let mut set = LOADED
+        .get_or_init(|| ualhunt::rule::load::load(&[dir.to_path_buf()]).unwrap())
+        .clone();
+    if let Some(keep) = only {
+        let rules = std::mem::take(&mut set.rules);
+        set.rules = rules
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep.contains(i))
+            .map(|(_, r)| r)
+            .collect();
+    }
+    let mut config = ualhunt::Config::new(vec![records()]);
+    config.rules = set.rules;
+    config.context = false;
+    config.threads = 1;
+    let report = ualhunt::run(&config).unwrap();
+    report
+        .actors
+        .iter()
+        .flat_map(|a| &a.evidence)
+        .map(|e| {
+            (
+                report.rules[usize::from(e.finding.rule)].id.clone(),
+                e.finding.record_id.as_deref().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
+    let Some(dir) = rules_dir() else { return };
+    let all = findings(&dir, None);
+    assert!(all.len() >= 40, "{all:?}");
+    for i in 0..40 {
+        let alone = findings(&dir, Some(&[i]));
+        let id = alone.iter().next().map(|(r, _)| r.clone());
+        let beside: BTreeSet<_> = all
+            .iter()
+            .filter(|(r, _)| Some(r) == id.as_ref())
+            .cloned()
+            .collect();
+        assert!(!alone.is_empty(), "rule {i} found nothing alone");
+        assert_eq!(alone, beside, "rule {i}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Any subset of the rules in one pass finds exactly the union of what each finds.
+    #[test]
+    fn any_subset_finds_what_its_rules_find(keep in proptest::collection::btree_set(0usize..40, 1..12)) {
+        let Some(dir) = rules_dir() else { return Ok(()) };
+        let keep: Vec<usize> = keep.into_iter().collect();
+        let together = findings(&dir, Some(&keep));
+        let mut union = BTreeSet::new();
+        for &i in &keep {
+            union.extend(findings(&dir, Some(&[i])));
+        }
+        prop_assert_eq!(together, union);
+    }
+}
+
+#[test]
+fn rules_lists_what_runs_what_does_not_and_every_literal() {
+    let Some(dir) = rules_dir() else { return };
+    let out = run(&["rules", "--rules", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("40 rules run, 23 not run"), "{text}");
+    assert_eq!(text.matches("  prefilter:").count(), 40, "{text}");
+    assert!(!text.contains("none: every record"), "{text}");
+    assert!(text.contains("reason: new_terms"), "{text}");
+    assert!(text.contains("reason: EQL"), "{text}");
+    assert!(
+        text.contains("cannot match:      user_agent.name: user-agent parsing"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_bypass_investigation_runs_unchanged_beside_the_other_rules() {
+    let Some(dir) = rules_dir() else { return };
+    let archive = root().join("tests/fixtures/investigation/s1_bypass_window_then_resume.jsonl");
+    let alone = run(&["hunt", "--format", "json", archive.to_str().unwrap()]);
+    let pack = run(&[
+        "hunt",
+        "--format",
+        "json",
+        "--rules",
+        dir.to_str().unwrap(),
+        archive.to_str().unwrap(),
+    ]);
+    let alone: Value = serde_json::from_slice(&alone.stdout).unwrap();
+    let pack: Value = serde_json::from_slice(&pack.stdout).unwrap();
+    let accounts = |v: &Value| v["bypass"]["accounts"].clone();
+    assert!(!accounts(&alone).as_array().unwrap().is_empty());
+    assert_eq!(accounts(&alone), accounts(&pack));
+    assert_eq!(alone["coverage"], pack["coverage"]);
+}
