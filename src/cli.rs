@@ -230,12 +230,6 @@ pub struct HuntArgs {
     #[arg(long)]
     pub wide: bool,
 
-    /// Run these rule files (Elastic's published layout, or ualhunt's): a file, or a
-    /// directory walked recursively for *.toml; repeatable. Default: the built-in
-    /// rule. Rules that cannot run offline are listed in --stats and `ualhunt rules`.
-    #[arg(long = "rules", value_name = "PATH")]
-    pub rules: Vec<PathBuf>,
-
     /// Run as shard K of N (K from 0) of a sharded run and write a partial result
     /// (`--partial`); `auto` reads K and N from the scheduler (JOB_COMPLETION_INDEX,
     /// SLURM_ARRAY_TASK_ID, AWS_BATCH_JOB_ARRAY_INDEX).
@@ -259,6 +253,12 @@ pub struct HuntArgs {
     /// context plan (`ualhunt merge --context-plan FILE`).
     #[arg(long, value_name = "FILE", requires = "partial")]
     pub context_from: Option<PathBuf>,
+
+    /// Run these rule files (Elastic's published layout, or ualhunt's): a file, or a
+    /// directory walked recursively for *.toml; repeatable. Default: the built-in
+    /// rule. Rules that cannot run offline are listed in --stats and `ualhunt rules`.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {

@@ -564,7 +564,10 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
 }
 
 /// Each rule's literals and evaluation count, from its query's selection.
-pub fn rule_stats(matcher: &Matcher, evaluated: &crate::findings::Tallies) -> Vec<RuleStats> {
+pub(crate) fn rule_stats(
+    matcher: &Matcher,
+    evaluated: &crate::findings::Tallies,
+) -> Vec<RuleStats> {
     let mut out: Vec<RuleStats> = Vec::new();
     for (i, sel) in matcher.selections().iter().enumerate() {
         if sel.why != Why::Rule {

@@ -482,7 +482,8 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
             .unwrap_or_default()
     };
     let attributed = context_records.iter().map(|r| r.attributed).sum();
-    let mut stats = RunStats {
+    let matcher = engine::first_matcher(&first.config);
+    let stats = RunStats {
         wall: longest(&checked.scan) + longest(&checked.context),
         threads: checked
             .scan
@@ -491,14 +492,14 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
             .max()
             .unwrap_or(0),
         chunk_size: checked.scan[0].file.stats.chunk_size,
+        rules: engine::rule_stats(&matcher, &first.folded.partial.evaluated),
+        routed_literals: matcher.router().map(|r| r.literals()),
         scan,
         context: context_ran.then(|| {
             let mut stats = partial::merge_stats(&context_records.iter().collect::<Vec<_>>());
             stats.counts = context_counts;
             (stats, attributed)
         }),
-        rules: Vec::new(),
-        routed_literals: None,
     };
     let FirstStage {
         config,
@@ -507,10 +508,6 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
         warnings,
         plan,
     } = first;
-    let matcher =
-        crate::scan::Matcher::new(config.rules.clone(), config.prefilter, config.max_line);
-    stats.rules = engine::rule_stats(&matcher, &folded.partial.evaluated);
-    stats.routed_literals = matcher.router().map(|r| r.literals());
     Ok(engine::finish(
         Finish {
             names: folded.names,

@@ -59,7 +59,7 @@ pub struct PlanKey {
     pub inputs_digest: String,
     /// The rules.
     pub rules: Vec<RuleMeta>,
-    /// The rules loaded that do not run (they are listed in every output).
+    /// Rules that were loaded but cannot run offline (reported).
     #[serde(default)]
     pub not_run: Vec<crate::rule::load::NotRun>,
     /// The options.
