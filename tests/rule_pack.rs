@@ -306,3 +306,26 @@ fn the_html_report_and_the_table_summarise_the_rules() {
     let medium = table.find("  MEDIUM ").unwrap();
     assert!(high < medium, "{table}");
 }
+
+/// The documented limit of the prefilter: a rule literal whose plain ASCII letters a
+/// writer spelled with JSON `\u` escapes is not a candidate (no audit export writes it so);
+/// the reference path finds it, because the parsed value is the same.
+#[test]
+fn a_literal_spelled_with_json_escapes_is_found_only_without_the_prefilter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("escaped.jsonl");
+    let record = concat!(
+        r#"{"CreationTime":"2024-05-02T10:00:00","Id":"6d3c1a52-0b6f-4a51-9d7e-6c1b9a0e2f11","#,
+        r#""Operation":"\u0053et-MailboxAuditBypassAssociation","RecordType":1,"#,
+        r#""ResultStatus":"True","UserId":"admin@contoso.com","Workload":"Exchange","#,
+        r#""Parameters":[{"Name":"Identity","Value":"cfo@contoso.com"},"#,
+        r#"{"Name":"AuditBypassEnabled","Value":"True"}]}"#,
+        "\n"
+    );
+    std::fs::write(&path, record).unwrap();
+    let p = path.to_str().unwrap();
+    let fast = run(&["hunt", "-q", "--format", "json", p]);
+    assert_eq!(fast.status.code(), Some(1), "the prefilter misses it");
+    let slow = run(&["hunt", "-q", "--format", "json", "--no-prefilter", p]);
+    assert_eq!(slow.status.code(), Some(0), "the reference path finds it");
+}
