@@ -247,6 +247,39 @@ fn key_value<'a>(rest: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     rest[..skip].contains(&b':').then(|| &rest[skip..])
 }
 
+/// The `RecordType` of a record read from its bytes: its number, or the number of the
+/// name PowerShell writes (`ExchangeAdmin`), whatever quoting surrounds it.
+pub fn record_type_number(bytes: &[u8]) -> Option<u16> {
+    let v = match canonical_record_type(bytes) {
+        Some(v) => v,
+        None => record_type(bytes)?,
+    };
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits > 0 {
+        return std::str::from_utf8(&v[..digits]).ok()?.parse().ok();
+    }
+    let name = v
+        .iter()
+        .take(64)
+        .take_while(|b| b.is_ascii_alphanumeric())
+        .count();
+    crate::field::record_type_number(std::str::from_utf8(&v[..name]).ok()?)
+}
+
+/// The `RecordType` value of a record in the Management Activity API's key order.
+#[inline]
+fn canonical_record_type(bytes: &[u8]) -> Option<&[u8]> {
+    let time = bytes.strip_prefix(b"{\"CreationTime\":\"")?;
+    let rest = after_string(time, 19)?;
+    let rest = rest.strip_prefix(b",\"Id\":\"")?;
+    let rest = after_string(rest, 36)?;
+    let rest = rest.strip_prefix(b",\"Operation\":\"")?;
+    let rest = after_string(rest, 0)?;
+    let rest = rest.strip_prefix(b",\"OrganizationId\":\"")?;
+    let rest = after_string(rest, 36)?;
+    rest.strip_prefix(b",\"RecordType\":")
+}
+
 /// The value after the `RecordType` key. Found with `memchr` on its capital `R`
 /// rather than a substring search: in a raw record the key comes early and few bytes
 /// before it are an `R`, so this is a couple of SIMD steps per record.

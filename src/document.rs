@@ -338,7 +338,7 @@ fn read_pieces(mut input: impl Read, mut f: impl FnMut(&[u8], bool)) -> (u64, Op
 }
 
 fn is_candidate(m: &Matcher, record: &[u8]) -> bool {
-    m.prefilter().is_everything() || m.prefilter().find(record).is_some()
+    m.is_candidate(record)
 }
 
 /// Whether `head`, which starts with `[`, opens a JSON array: what follows the bracket

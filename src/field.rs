@@ -130,9 +130,8 @@ impl Field {
     /// The byte strings one of which every record whose field has `value` holds, in
     /// every record shape (`None`: no such set). A verbatim field gives the value; an
     /// `event.code` gives its name (ECS documents, PowerShell's enum names) and its
-    /// `RecordType` number as raw records spell it (compact, pretty-printed with one or
-    /// two spaces as .NET and PowerShell write, inside a JSON string, inside a CSV
-    /// cell); an action the pipeline renames gives the raw operation.
+    /// `RecordType` number (raw records); an action the pipeline renames gives the raw
+    /// operation.
     pub fn literal_forms(&self, value: &str) -> Option<Vec<Literal>> {
         match self {
             Field::Code => {
@@ -140,9 +139,7 @@ impl Field {
                 // A name the pipeline's table does not know has no number: records
                 // carry the name itself.
                 if let Some(number) = record_type_number(value) {
-                    for sep in ["\":", "\": ", "\":  ", "\\\":", "\"\":"] {
-                        forms.push(Literal::Bytes(format!("RecordType{sep}{number}")));
-                    }
+                    forms.push(Literal::RecordType(number));
                 }
                 Some(forms)
             }
@@ -161,8 +158,26 @@ pub enum Literal {
     /// The text of a value: a writer may escape some of its characters, so only a
     /// fragment that no writer escapes is searched for.
     Text(String),
-    /// Bytes searched for exactly as they are (quotes and all).
-    Bytes(String),
+    /// A raw record whose `RecordType` is this number, however it is spelled (read
+    /// from the record's bytes as the coverage tally reads it, not searched for).
+    RecordType(u16),
+}
+
+/// How a [`Literal::RecordType`] is written among a query's literal strings: this
+/// prefix (a NUL byte, which no text literal holds) and the number.
+pub const RECORD_TYPE_MARK: &str = "\u{0}RecordType=";
+
+/// A literal string as a person reads it: quoted text, or `RecordType 11`.
+pub fn show_literal(literal: &str) -> String {
+    match marked_record_type(literal) {
+        Some(n) => format!("RecordType {n}"),
+        None => format!("{literal:?}"),
+    }
+}
+
+/// The `RecordType` number of a literal string written with [`RECORD_TYPE_MARK`].
+pub fn marked_record_type(literal: &str) -> Option<u16> {
+    literal.strip_prefix(RECORD_TYPE_MARK)?.parse().ok()
 }
 
 /// `RecordType` numbers and the `event.code` names Elastic's o365 ingest pipeline gives

@@ -439,7 +439,7 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
             let literals = match &matcher.requirements()[i] {
                 Some(lits) => lits
                     .iter()
-                    .map(|l| format!("{l:?}"))
+                    .map(|l| ualhunt::field::show_literal(l))
                     .collect::<Vec<_>>()
                     .join(" or "),
                 None => format!(

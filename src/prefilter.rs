@@ -8,6 +8,7 @@
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use memchr::memmem;
 
+use crate::field::marked_record_type;
 use crate::rule::Rule;
 use crate::rule::kql::Query;
 
@@ -37,6 +38,18 @@ pub enum Prefilter {
     /// search; a case-insensitive automaton has none). The scan folds each block once
     /// ([`Prefilter::find_folded`]); [`Prefilter::find`] folds what it is given.
     Folded(Box<Prefilter>),
+    /// More literals than one Teddy searcher takes: groups of at most 64, each its own
+    /// Teddy (SIMD) searcher. The scan collects every group's hits over a block once
+    /// ([`Prefilter::hits`]), so no group rescans bytes; [`Prefilter::find`] takes the
+    /// first hit of any group.
+    Groups {
+        /// One searcher per group.
+        searchers: Vec<aho_corasick::packed::Searcher>,
+        /// How many literals in all.
+        count: usize,
+        /// Length of the longest literal.
+        longest: usize,
+    },
     /// Several literals: aho-corasick.
     Many {
         /// The automaton.
@@ -60,7 +73,10 @@ impl Prefilter {
         let mut literals = Vec::new();
         for query in queries {
             match query.required_literals() {
-                Some(set) => literals.extend(set),
+                // A `RecordType` requirement is read from each record, not searched for.
+                Some(set) => {
+                    literals.extend(set.into_iter().filter(|l| marked_record_type(l).is_none()))
+                }
                 None => return Prefilter::Everything,
             }
         }
@@ -110,6 +126,27 @@ impl Prefilter {
                         longest,
                     };
                 }
+                // A rule pack: Teddy in groups of 64 (a DFA over hundreds of literals
+                // runs a state transition per byte, several times slower here).
+                if !ignore_case && literals.len() > 64 {
+                    let searchers: Option<Vec<_>> = literals
+                        .chunks(64)
+                        .map(|group| {
+                            aho_corasick::packed::Config::new()
+                                .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                                .builder()
+                                .extend(group)
+                                .build()
+                        })
+                        .collect();
+                    if let Some(searchers) = searchers {
+                        return Prefilter::Groups {
+                            searchers,
+                            count: literals.len(),
+                            longest,
+                        };
+                    }
+                }
                 let built = AhoCorasick::builder()
                     .kind(Some(AhoCorasickKind::DFA))
                     .match_kind(MatchKind::LeftmostFirst)
@@ -139,6 +176,9 @@ impl Prefilter {
             Prefilter::Everything => "none (every line is parsed)".to_string(),
             Prefilter::One(f) => format!("{:?}", String::from_utf8_lossy(f.needle())),
             Prefilter::Packed { count, .. } => format!("{count} literals (Teddy)"),
+            Prefilter::Groups {
+                searchers, count, ..
+            } => format!("{count} literals (Teddy, {} groups)", searchers.len()),
             Prefilter::Folded(inner) => format!("{}, ASCII case folded", inner.describe()),
             Prefilter::Many { searcher, .. } => {
                 format!(
@@ -160,6 +200,31 @@ impl Prefilter {
         }
     }
 
+    /// Whether hits are collected per block with [`Prefilter::hits`] rather than found
+    /// one after another.
+    pub fn collects_hits(&self) -> bool {
+        matches!(self, Prefilter::Groups { .. })
+    }
+
+    /// Every hit's start in `haystack` (of every group, a group's hits not overlapping
+    /// one another), sorted; each group scans the haystack once.
+    pub fn hits(&self, haystack: &[u8], out: &mut Vec<usize>) {
+        out.clear();
+        if let Prefilter::Groups { searchers, .. } = self {
+            for s in searchers {
+                out.extend(s.find_iter(haystack).map(|m| m.start()));
+            }
+            out.sort_unstable();
+            out.dedup();
+        } else {
+            let mut from = 0;
+            while let Some(i) = self.find(&haystack[from..]) {
+                out.push(from + i);
+                from += i + 1;
+            }
+        }
+    }
+
     /// Whether the haystack must be folded to ASCII lower case first.
     pub fn folds_case(&self) -> bool {
         matches!(self, Prefilter::Folded(_))
@@ -175,9 +240,9 @@ impl Prefilter {
         match self {
             Prefilter::Everything => 0,
             Prefilter::One(f) => f.needle().len().saturating_sub(1),
-            Prefilter::Packed { longest, .. } | Prefilter::Many { longest, .. } => {
-                longest.saturating_sub(1)
-            }
+            Prefilter::Packed { longest, .. }
+            | Prefilter::Groups { longest, .. }
+            | Prefilter::Many { longest, .. } => longest.saturating_sub(1),
             Prefilter::Folded(inner) => inner.overlap(),
         }
     }
@@ -190,6 +255,10 @@ impl Prefilter {
             Prefilter::One(f) => f.find(haystack),
             Prefilter::Packed { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
             Prefilter::Many { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
+            Prefilter::Groups { searchers, .. } => searchers
+                .iter()
+                .filter_map(|s| s.find(haystack).map(|m| m.start()))
+                .min(),
             Prefilter::Folded(inner) => {
                 let mut folded = Vec::new();
                 fold_into(haystack, &mut folded);
@@ -205,12 +274,16 @@ impl Prefilter {
 /// with no literal is evaluated on every candidate.
 #[derive(Clone, Debug)]
 pub struct Router {
-    /// Every literal, matched overlapping (a literal inside another still counts).
-    searcher: AhoCorasick,
+    /// Every literal, in groups of at most 64 (Teddy), each reporting the longest
+    /// literal at a position; the search restarts one byte after each match, so every
+    /// position where a literal starts is seen.
+    groups: Vec<aho_corasick::packed::Searcher>,
     /// Pattern id -> the selections that require that literal.
     by_pattern: Vec<Vec<u32>>,
     /// Selections with no literal.
     always: Vec<u32>,
+    /// `RecordType` number -> the selections that accept it (empty: no such selection).
+    by_type: Vec<Vec<u32>>,
 }
 
 impl Router {
@@ -221,12 +294,21 @@ impl Router {
         let mut literals: Vec<&str> = Vec::new();
         let mut by_pattern: Vec<Vec<u32>> = Vec::new();
         let mut always = Vec::new();
+        let mut by_type: Vec<Vec<u32>> = Vec::new();
         for (i, req) in requirements.iter().enumerate() {
             let Some(set) = req else {
                 always.push(i as u32);
                 continue;
             };
             for lit in set.iter().filter(|l| !l.is_empty()) {
+                if let Some(n) = marked_record_type(lit) {
+                    let n = usize::from(n);
+                    if by_type.len() <= n {
+                        by_type.resize(n + 1, Vec::new());
+                    }
+                    by_type[n].push(i as u32);
+                    continue;
+                }
                 match literals.iter().position(|l| *l == lit.as_str()) {
                     Some(p) => by_pattern[p].push(i as u32),
                     None => {
@@ -250,14 +332,34 @@ impl Router {
         if sets.len() <= 1 {
             return None;
         }
-        let searcher = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .build(&literals)
-            .ok()?;
+        // At a position only the longest literal is reported: the literals it contains
+        // (a shorter one starting there, or inside it) route too.
+        let by_pattern: Vec<Vec<u32>> = (0..literals.len())
+            .map(|i| {
+                let mut sels: Vec<u32> = (0..literals.len())
+                    .filter(|&j| literals[i].contains(literals[j]))
+                    .flat_map(|j| by_pattern[j].iter().copied())
+                    .collect();
+                sels.sort_unstable();
+                sels.dedup();
+                sels
+            })
+            .collect();
+        let groups: Option<Vec<_>> = literals
+            .chunks(64)
+            .map(|group| {
+                aho_corasick::packed::Config::new()
+                    .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+                    .builder()
+                    .extend(group)
+                    .build()
+            })
+            .collect();
         Some(Router {
-            searcher,
+            groups: groups?,
             by_pattern,
             always,
+            by_type,
         })
     }
 
@@ -265,8 +367,22 @@ impl Router {
     pub fn route(&self, line: &[u8], out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.always);
-        for m in self.searcher.find_overlapping_iter(line) {
-            out.extend_from_slice(&self.by_pattern[m.pattern().as_usize()]);
+        for (g, searcher) in self.groups.iter().enumerate() {
+            let mut at = 0;
+            while at < line.len() {
+                let Some(m) = searcher.find_in(line, aho_corasick::Span::from(at..line.len()))
+                else {
+                    break;
+                };
+                out.extend_from_slice(&self.by_pattern[g * 64 + m.pattern().as_usize()]);
+                at = m.start() + 1;
+            }
+        }
+        if !self.by_type.is_empty()
+            && let Some(n) = crate::coverage::record_type_number(line)
+            && let Some(sels) = self.by_type.get(usize::from(n))
+        {
+            out.extend_from_slice(sels);
         }
         out.sort_unstable();
         out.dedup();

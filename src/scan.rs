@@ -58,6 +58,9 @@ pub struct Matcher {
     router: Option<Router>,
     /// Each selection's literals (`None`: it has none and sees every record).
     requirements: Vec<Option<Vec<String>>>,
+    /// `RecordType` numbers that make a record a candidate whatever literals it holds
+    /// (an `event.code` clause: raw records carry the number), indexed by number.
+    record_types: Vec<bool>,
     max_line: usize,
     block: usize,
     timed: bool,
@@ -89,6 +92,19 @@ impl Matcher {
             .iter()
             .map(|s| s.query.as_ref().and_then(Query::required_literals))
             .collect();
+        let mut record_types = Vec::new();
+        for n in requirements
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|l| crate::field::marked_record_type(l))
+        {
+            let n = usize::from(n);
+            if record_types.len() <= n {
+                record_types.resize(n + 1, false);
+            }
+            record_types[n] = true;
+        }
         // The reference path (`--no-prefilter`) evaluates every selection on every line.
         let router = if prefilter {
             Router::new(&requirements)
@@ -107,6 +123,7 @@ impl Matcher {
             literals,
             router,
             requirements,
+            record_types,
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
@@ -135,6 +152,7 @@ impl Matcher {
             prefilter: literals.map_or(Prefilter::Everything, Prefilter::case_insensitive),
             router: None,
             requirements: vec![None],
+            record_types: Vec::new(),
             max_line,
             block: DEFAULT_BLOCK,
             timed: false,
@@ -165,6 +183,22 @@ impl Matcher {
     /// every record).
     pub fn requirements(&self) -> &[Option<Vec<String>>] {
         &self.requirements
+    }
+
+    /// Whether a record with these bytes is a candidate: it holds a literal, or its
+    /// `RecordType` is one a selection accepts.
+    pub fn is_candidate(&self, bytes: &[u8]) -> bool {
+        self.prefilter.is_everything()
+            || self.prefilter.find(bytes).is_some()
+            || self.wants_record_type_of(bytes)
+    }
+
+    /// Whether a selection accepts the `RecordType` of the record in `bytes`.
+    #[inline]
+    pub fn wants_record_type_of(&self, bytes: &[u8]) -> bool {
+        !self.record_types.is_empty()
+            && crate::coverage::record_type_number(bytes)
+                .is_some_and(|n| self.record_types.get(usize::from(n)) == Some(&true))
     }
 
     /// The literal router, when candidates are evaluated only against the selections
@@ -279,6 +313,8 @@ pub struct Scratch {
     candidates: Vec<(usize, usize, u64)>,
     /// The current block in ASCII lower case, for a prefilter that folds case.
     folded: Vec<u8>,
+    /// Prefilter hits of the current block, for a prefilter that collects them.
+    hit_starts: Vec<usize>,
     /// Selections a candidate satisfied.
     hits: Vec<usize>,
     /// Selections a candidate may satisfy (from the router).
@@ -383,19 +419,35 @@ fn scan_prefiltered<S: Sink>(
     }
     let mut cands = std::mem::take(&mut scratch.candidates);
     let mut folded = std::mem::take(&mut scratch.folded);
+    let mut hits = std::mem::take(&mut scratch.hit_starts);
+    let types = !m.record_types.is_empty();
+    let mut by_type: Vec<(usize, usize, u64)> = Vec::new();
     while block_start < len {
         let block_end = (block_start + m.block).min(len);
 
         // 1. Literal search over the block (a hit may run past its end by `overlap`).
         cands.clear();
+        // Lines that start before this were taken by an earlier block's search.
+        let taken_before = search_from;
         let window_end = (block_end + overlap).min(len);
         let mut from = search_from.max(block_start);
         let folds = m.prefilter.folds_case();
         if folds && from < block_end {
             crate::prefilter::fold_into(&data[block_start..window_end], &mut folded);
         }
+        let collected = m.prefilter.collects_hits() && from < block_end;
+        if collected {
+            m.prefilter.hits(&data[from..window_end], &mut hits);
+        }
+        let mut next_hit = 0;
+        let search_base = from;
         while from < block_end {
-            let found = if folds {
+            let found = if collected {
+                while next_hit < hits.len() && search_base + hits[next_hit] < from {
+                    next_hit += 1;
+                }
+                hits.get(next_hit).map(|&h| search_base + h - from)
+            } else if folds {
                 m.prefilter.find_folded(&folded[from - block_start..])
             } else {
                 m.prefilter.find(&data[from..window_end])
@@ -424,6 +476,17 @@ fn scan_prefiltered<S: Sink>(
                 cands[next].2 = lines_before_block + seen_before(cands[next].0, block_start, seen);
                 next += 1;
             }
+            if !line_blank
+                && types
+                && line_start >= taken_before
+                && (next == 0 || cands[next - 1].0 != line_start)
+            {
+                let line = &data[line_start..nl];
+                if m.wants_record_type_of(line) {
+                    let index = lines_before_block + seen_before(line_start, block_start, seen);
+                    by_type.push((line_start, nl, index));
+                }
+            }
             seen += 1;
             if m.coverage && !line_blank {
                 tally.record(&data[line_start..nl]);
@@ -436,6 +499,12 @@ fn scan_prefiltered<S: Sink>(
         }
         for c in &mut cands[next..] {
             c.2 = lines_before_block + seen_before(c.0, block_start, seen);
+        }
+
+        // Records selected by their `RecordType` join the literal hits, in line order.
+        if !by_type.is_empty() {
+            cands.append(&mut by_type);
+            cands.sort_unstable_by_key(|c| c.0);
         }
 
         // 3. Parse the candidates while the block is still warm.
@@ -456,8 +525,25 @@ fn scan_prefiltered<S: Sink>(
     if m.coverage && line_start < len && !line_blank {
         tally.record(&data[line_start..]);
     }
+    // The last line, without a newline: a candidate by its `RecordType` only if the
+    // literal search did not already take it.
+    if types && line_start < len && !line_blank && search_from <= line_start {
+        let line = &data[line_start..];
+        if m.wants_record_type_of(line) {
+            candidate(
+                line,
+                file,
+                lines_before_block,
+                line_start as u64,
+                pass,
+                scratch,
+                out,
+            );
+        }
+    }
     scratch.candidates = cands;
     scratch.folded = folded;
+    scratch.hit_starts = hits;
     out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
     out.counts.records = out.counts.lines - out.counts.blank;
 }

@@ -329,3 +329,52 @@ fn a_literal_spelled_with_json_escapes_is_found_only_without_the_prefilter() {
     let slow = run(&["hunt", "-q", "--format", "json", "--no-prefilter", p]);
     assert_eq!(slow.status.code(), Some(0), "the reference path finds it");
 }
+
+/// The same records in a Purview CSV export (the record in the `AuditData` cell, quotes
+/// doubled) and in a JSON array document: the same rules fire on the same records,
+/// whether a record is a candidate by a literal or by its `RecordType`.
+#[test]
+fn the_rule_pack_finds_the_same_in_csv_exports_and_json_documents() {
+    let Some(dir) = rules_dir() else { return };
+    let text = std::fs::read_to_string(records()).unwrap();
+    let recs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv_path = tmp.path().join("export.csv");
+    let mut w = csv::Writer::from_path(&csv_path).unwrap();
+    w.write_record(["CreationDate", "UserIds", "Operations", "AuditData"])
+        .unwrap();
+    for r in &recs {
+        let cell = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        w.write_record([
+            cell("CreationTime"),
+            cell("UserId"),
+            cell("Operation"),
+            r.to_string(),
+        ])
+        .unwrap();
+    }
+    w.flush().unwrap();
+    let doc_path = tmp.path().join("export.json");
+    std::fs::write(&doc_path, serde_json::to_vec_pretty(&recs).unwrap()).unwrap();
+    let hunt = |p: &Path| {
+        let out = run(&[
+            "hunt",
+            "-q",
+            "--no-context",
+            "--format",
+            "json",
+            "--rules",
+            dir.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        fired(&v)
+    };
+    let lines = hunt(&records());
+    assert!(lines.len() >= 40, "{lines:?}");
+    assert_eq!(hunt(&csv_path), lines, "CSV export");
+    assert_eq!(hunt(&doc_path), lines, "JSON document");
+}

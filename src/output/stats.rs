@@ -149,7 +149,7 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
         let literals = match (&stats.literals, &stats.why_none) {
             (Some(l), _) if l.len() <= 3 => l
                 .iter()
-                .map(|x| format!("{x:?}"))
+                .map(|x| crate::field::show_literal(x))
                 .collect::<Vec<_>>()
                 .join(" or "),
             (Some(l), _) => format!("{} literals", l.len()),

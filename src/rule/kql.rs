@@ -294,7 +294,9 @@ impl ValueExpr {
                 for form in field.literal_forms(s)? {
                     match form {
                         crate::field::Literal::Text(t) => out.extend(safe_spellings(&t)?),
-                        crate::field::Literal::Bytes(b) => out.push(b),
+                        crate::field::Literal::RecordType(n) => {
+                            out.push(format!("{}{n}", crate::field::RECORD_TYPE_MARK))
+                        }
                     }
                 }
                 (!out.is_empty()).then_some(out)
