@@ -207,13 +207,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         .num_threads(config.threads)
         .build()?;
     let (inputs, discover_errors) = source::discover(&config.paths);
-    let disk_total: u64 = inputs
-        .iter()
-        .filter_map(|i| match i {
-            Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
-            Input::Stdin | Input::ZipEntry { .. } => None,
-        })
-        .sum();
+    let disk_total: u64 = inputs.iter().filter_map(Input::disk_len).sum();
     if let Some(p) = &config.progress {
         p.total
             .store(disk_total, std::sync::atomic::Ordering::Relaxed);
