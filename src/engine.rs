@@ -557,6 +557,7 @@ fn scan_mapped<S: Sink>(
         changed(&mut result, input, mapped);
         return result;
     }
+    result.bytes = data.len() as u64;
     result.warning = Layout::doubt(&data[..data.len().min(SNIFF)]);
     if result.warning.is_some() {
         result.kind = "unrecognised (read as jsonl)".to_string();
