@@ -10,7 +10,8 @@
 //! is streamed too, transcoded to UTF-8 after decompression (`crate::utf16`). [`Layout`]
 //! tells from the first bytes how the records are laid out. Nothing here parses lines, and nothing here prints: progress is only counted.
 //!
-//! The parts: `discover` (paths → inputs), `zip` (entries of `.zip` archives, streamed),
+//! The parts: `discover` (paths → inputs), `guard` (mapped files watched for being cut
+//! under the scan), `zip` (entries of `.zip` archives, streamed),
 //! `sniff` (the layout, from the first bytes), `blocks` (a stream cut into line-aligned
 //! blocks); this file opens an input and recognises its compression.
 
