@@ -251,13 +251,7 @@ pub struct Found {
 /// Expands the configured paths into inputs.
 pub fn discover(config: &Config) -> Found {
     let (inputs, discover_errors) = source::discover(&config.paths);
-    let disk_total: u64 = inputs
-        .iter()
-        .filter_map(|i| match i {
-            Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
-            Input::Stdin | Input::ZipEntry { .. } => None,
-        })
-        .sum();
+    let disk_total: u64 = inputs.iter().filter_map(Input::disk_len).sum();
     let names: Vec<String> = inputs.iter().map(Input::display).collect();
     let members: Vec<Option<String>> = inputs
         .iter()

@@ -113,6 +113,9 @@ fn a_file_truncated_while_mapped_is_reported_where_it_stopped_and_the_rest_is_sc
     // Every line read is accounted for: all lines up to the cut, the cut one included.
     let scan = &report["scan"];
     assert_eq!(scan["lines"].as_u64().unwrap(), line + 10);
+    // Regression (found by hand): the bytes of a mapped file went uncounted.
+    let other_size = std::fs::metadata(&other).unwrap().len();
+    assert_eq!(scan["bytes"].as_u64().unwrap(), offset + other_size);
 }
 
 #[test]

@@ -49,7 +49,11 @@ pub fn check_counts(c: &Counts, json_lines: bool) {
     );
     assert!(c.context <= c.not_matched, "{c:?}");
     if json_lines {
-        assert_eq!(c.lines, c.blank + c.records, "lines = blank + records: {c:?}");
+        assert_eq!(
+            c.lines,
+            c.blank + c.records,
+            "lines = blank + records: {c:?}"
+        );
     }
 }
 
@@ -58,7 +62,13 @@ pub fn found(p: &Partial<Harvest>) -> Vec<(u64, u64, Option<String>)> {
     p.sink
         .findings
         .iter()
-        .map(|f| (f.at.line, f.at.offset, f.record_id.as_deref().map(str::to_string)))
+        .map(|f| {
+            (
+                f.at.line,
+                f.at.offset,
+                f.record_id.as_deref().map(str::to_string),
+            )
+        })
         .collect()
 }
 

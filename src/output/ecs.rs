@@ -483,7 +483,7 @@ impl Exporter for Ecs {
         let rules: Vec<RuleDocs> = report.rules.iter().map(RuleDocs::new).collect();
         let mut write = |d: Doc| -> io::Result<()> {
             out.write_all(ACTION)?;
-            serde_json::to_writer(&mut *out, &d)?;
+            super::json_to_writer(&mut *out, &d)?;
             out.write_all(b"\n")
         };
         for e in report.actors.iter().flat_map(|a| &a.evidence) {

@@ -645,7 +645,7 @@ impl Exporter for Json {
                     .collect(),
             },
         };
-        serde_json::to_writer(&mut *out, &doc)?;
+        super::json_to_writer(&mut *out, &doc)?;
         writeln!(out)
     }
 }

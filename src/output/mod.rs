@@ -151,14 +151,26 @@ impl serde::Serialize for Rfc3339 {
     }
 }
 
-/// Makes archive text safe to print on a terminal: control characters (C0, DEL, C1)
-/// and bidirectional overrides become visible `\u{..}` escapes, so a crafted actor name
-/// cannot move the cursor, recolour the screen or reorder what is shown.
+/// Whether a character would act rather than show when printed: control characters
+/// (C0, DEL, C1), bidirectional marks, embeddings, overrides and isolates, and the
+/// Unicode line and paragraph separators.
+pub fn is_hidden_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                | '\u{2028}' | '\u{2029}'
+        )
+}
+
+/// Makes archive text safe to print on a terminal: control characters (C0, DEL, C1),
+/// bidirectional controls and line separators become visible `\u{..}` escapes, so a
+/// crafted actor name cannot move the cursor, recolour the screen, start a line or
+/// reorder what is shown.
 pub fn terminal_safe(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
+        if is_hidden_control(c) {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
@@ -167,12 +179,54 @@ pub fn terminal_safe(text: &str) -> String {
     out
 }
 
-/// Makes a cell safe for a spreadsheet: a value a spreadsheet would read as a formula
-/// (leading `=`, `+`, `-`, `@`, tab or carriage return) gets a leading `'`.
+/// Makes a cell safe for a spreadsheet and for a terminal that shows the file: control,
+/// bidi and line-separator characters become visible `\u{..}` escapes (as on a
+/// terminal), and a value a spreadsheet would read as a formula (leading `=`, `+`,
+/// `-`, `@`, tab or carriage return) gets a leading `'`.
 pub fn spreadsheet_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    match text.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{text}").into(),
-        _ => text.into(),
+    let formula = matches!(
+        text.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
+    let visible: std::borrow::Cow<'_, str> = if text.chars().any(is_hidden_control) {
+        terminal_safe(text).into()
+    } else {
+        text.into()
+    };
+    if formula {
+        format!("'{visible}").into()
+    } else {
+        visible
+    }
+}
+
+/// Writes `value` as compact JSON, as `serde_json::to_writer` does, except that the
+/// characters that act on a terminal and that JSON lets through raw (DEL, C1 controls,
+/// bidi controls, U+2028/U+2029) are written as `\uXXXX` escapes: the parsed value is
+/// the same, but `cat`ing the file cannot recolour the terminal or reorder a line.
+pub fn json_to_writer<W: Write, T: serde::Serialize + ?Sized>(out: W, value: &T) -> io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(out, Inert);
+    value.serialize(&mut ser).map_err(io::Error::other)
+}
+
+/// serde_json's compact formatter with hidden controls escaped (see [`json_to_writer`]).
+struct Inert;
+
+impl serde_json::ser::Formatter for Inert {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut from = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_hidden_control(c) {
+                writer.write_all(&fragment.as_bytes()[from..i])?;
+                write!(writer, "\\u{:04x}", c as u32)?;
+                from = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[from..])
     }
 }
 
@@ -210,10 +264,29 @@ mod tests {
     }
 
     #[test]
+    fn json_escapes_what_acts_on_a_terminal_and_parses_back_the_same() {
+        let text = "a\u{1b}[31m\u{9b}2J\u{202e}x\u{2028}y\u{7f}é\n\"";
+        let mut out = Vec::new();
+        json_to_writer(&mut out, &serde_json::json!({ "actor": text })).unwrap();
+        let written = String::from_utf8(out).unwrap();
+        assert_eq!(
+            written,
+            r#"{"actor":"a\u001b[31m\u009b2J\u202ex\u2028y\u007fé\n\""}"#
+        );
+        let back: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(back["actor"], text);
+    }
+
+    #[test]
     fn spreadsheet_escapes() {
         assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
         assert_eq!(spreadsheet_safe("+1"), "'+1");
         assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(spreadsheet_safe("alice@contoso.com"), "alice@contoso.com");
+        assert_eq!(spreadsheet_safe("\tx\u{1b}[2J"), "'\\u{9}x\\u{1b}[2J");
+        assert_eq!(
+            spreadsheet_safe("a\u{202e}b\r\nc"),
+            "a\\u{202e}b\\u{d}\\u{a}c"
+        );
     }
 }

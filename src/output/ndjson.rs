@@ -45,7 +45,7 @@ impl Exporter for Ndjson {
                     outcome: "success",
                     evidence: EvidenceOut::new(report, e).with_actor(),
                 };
-                serde_json::to_writer(&mut *out, &line)?;
+                super::json_to_writer(&mut *out, &line)?;
                 out.write_all(b"\n")?;
             }
         }
@@ -56,7 +56,7 @@ impl Exporter for Ndjson {
                     outcome: "failure",
                     evidence: EvidenceOut::finding(report, f).with_actor(),
                 };
-                serde_json::to_writer(&mut *out, &line)?;
+                super::json_to_writer(&mut *out, &line)?;
                 out.write_all(b"\n")?;
             }
         }

@@ -185,7 +185,7 @@ pub fn undated(report: &Report) -> usize {
 impl Exporter for Timeline {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
         for event in events(report) {
-            serde_json::to_writer(&mut *out, &Line { report, event })?;
+            super::json_to_writer(&mut *out, &Line { report, event })?;
             out.write_all(b"\n")?;
         }
         Ok(())

@@ -191,11 +191,16 @@ impl<R: Read> BlockReader<R> {
     /// Reads until `buf[..len]` holds `target` bytes; returns whether the stream ended
     /// first.
     fn fill(&mut self, buf: &mut Vec<u8>, len: &mut usize, target: usize) -> io::Result<bool> {
-        if buf.len() < target {
-            buf.resize(target, 0);
-        }
         while *len < target {
-            match self.inner.read(&mut buf[*len..target]) {
+            // Grow as the data comes (doubling from 8 KiB), not to the full block at
+            // once: a small input (one of 100 000 zip entries) must not cost a zeroed
+            // block of several MiB. Recycled buffers keep their length.
+            if buf.len() <= *len {
+                let grown = (*len * 2).max(8 << 10).min(target);
+                buf.resize(grown, 0);
+            }
+            let room = buf.len().min(target);
+            match self.inner.read(&mut buf[*len..room]) {
                 Ok(0) => return Ok(true),
                 Ok(n) => {
                     *len += n;

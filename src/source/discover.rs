@@ -9,7 +9,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::zip::{SharedFile, ZipSource};
+use super::zip::{DirEntry, Shadowed, SharedFile, ZipSource, central_directory};
 use super::{Input, read_head};
 
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
@@ -44,17 +44,74 @@ fn add_file(path: PathBuf, inputs: &mut Vec<Input>, errors: &mut Vec<DiscoverErr
                 path: path.clone(),
                 archive,
             });
-            inputs.extend(entries.into_iter().map(|(name, index)| Input::ZipEntry {
-                archive: source.clone(),
-                index,
-                name,
-            }));
+            let listed = match central_directory(&source) {
+                // Two entries of one name: the crate hands out the last; read the
+                // others from the directory, each named `name#k` (k-th in the directory).
+                Some(all) if all.len() > entries.len() => with_duplicates(&source, all),
+                _ => entries
+                    .into_iter()
+                    .map(|(name, index)| (name, index, None))
+                    .collect(),
+            };
+            inputs.extend(
+                listed
+                    .into_iter()
+                    .map(|(name, index, shadowed)| Input::ZipEntry {
+                        archive: source.clone(),
+                        index,
+                        name,
+                        shadowed,
+                    }),
+            );
         }
         Err(e) => errors.push(DiscoverError {
             path: path.display().to_string(),
             message: format!("cannot read zip archive: {e}"),
         }),
     }
+}
+
+/// The entries of an archive where some names repeat, in name order then directory
+/// order: `(name, crate index, None)` for the entry the zip crate hands out (the last of
+/// its name), `(name#k, _, Some(where))` for the others.
+fn with_duplicates(
+    source: &ZipSource,
+    all: Vec<DirEntry>,
+) -> Vec<(String, usize, Option<Shadowed>)> {
+    let mut seen: std::collections::HashMap<&str, (usize, usize)> = Default::default();
+    for e in &all {
+        seen.entry(&e.name).or_default().1 += 1;
+    }
+    let mut out = Vec::with_capacity(all.len());
+    for e in &all {
+        let (k, total) = {
+            let slot = seen
+                .get_mut(e.name.as_str())
+                .expect("every name was counted");
+            slot.0 += 1;
+            *slot
+        };
+        let index = source.archive.index_for_name(&e.name).unwrap_or(usize::MAX);
+        let last = k == total;
+        let name = if total > 1 {
+            format!("{}#{k}", e.name)
+        } else {
+            e.name.clone()
+        };
+        out.push((name, index, (!last).then_some(e.shadowed)));
+    }
+    // Name order, `a#2` before `a#10`: by name, then by place in the directory.
+    out.sort_by(|a, b| {
+        let key = |n: &str| {
+            n.rsplit_once('#')
+                .map(|(n, k)| (n.to_string(), k.parse::<usize>().unwrap_or(0)))
+        };
+        match (key(&a.0), key(&b.0)) {
+            (Some(x), Some(y)) if x.0 == y.0 => x.1.cmp(&y.1),
+            _ => a.0.cmp(&b.0),
+        }
+    });
+    out
 }
 
 /// A path that could not be expanded into inputs.

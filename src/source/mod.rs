@@ -10,7 +10,8 @@
 //! is streamed too, transcoded to UTF-8 after decompression (`crate::utf16`). [`Layout`]
 //! tells from the first bytes how the records are laid out. Nothing here parses lines, and nothing here prints: progress is only counted.
 //!
-//! The parts: `discover` (paths → inputs), `zip` (entries of `.zip` archives, streamed),
+//! The parts: `discover` (paths → inputs), `guard` (mapped files watched for being cut
+//! under the scan), `zip` (entries of `.zip` archives, streamed),
 //! `sniff` (the layout, from the first bytes), `blocks` (a stream cut into line-aligned
 //! blocks); this file opens an input and recognises its compression.
 
@@ -24,7 +25,7 @@ pub use self::blocks::{Block, BlockReader, Filled};
 pub use self::discover::{DiscoverError, discover};
 pub use self::guard::{Change, GuardedMap};
 pub use self::sniff::{Layout, strip_bom};
-pub use self::zip::ZipSource;
+pub use self::zip::{Shadowed, ZipSource};
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -33,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use self::zip::zip_entry;
+use self::zip::{shadowed_entry, zip_entry};
 
 /// One input to scan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +49,12 @@ pub enum Input {
         archive: Arc<ZipSource>,
         /// The entry's index in the archive.
         index: usize,
-        /// The entry's name in the archive.
+        /// The entry's name in the archive (`name#k` for the k-th of several entries of
+        /// the same name).
         name: String,
+        /// Where the entry is, when the zip crate does not hand it out (an earlier
+        /// entry of a repeated name).
+        shadowed: Option<Shadowed>,
     },
 }
 
@@ -160,7 +165,26 @@ pub fn open(input: &Input, progress: &Option<Arc<Progress>>) -> io::Result<Opene
             stream(Box::new(BufReader::with_capacity(1 << 20, counted)))
         }
         Input::File(path) => open_file(path, progress),
-        Input::ZipEntry { archive, index, .. } => stream(zip_entry(archive, *index)?),
+        Input::ZipEntry {
+            archive,
+            index,
+            shadowed,
+            ..
+        } => {
+            let entry = match shadowed {
+                Some(at) => shadowed_entry(archive, *at)?,
+                None => zip_entry(archive, *index)?,
+            };
+            let (compressed, size) = archive.sizes(*index, *shadowed);
+            stream(Box::new(BufReader::new(ZipProgress {
+                inner: entry,
+                progress: progress.clone(),
+                compressed,
+                size,
+                read: 0,
+                counted: 0,
+            })))
+        }
     }
 }
 
@@ -174,6 +198,54 @@ pub struct Progress {
     pub total: AtomicU64,
     /// Set when the scan is over.
     pub finished: std::sync::atomic::AtomicBool,
+}
+
+impl Input {
+    /// Its size on disk, for the progress bar's total (compressed bytes of a zip entry;
+    /// none for stdin).
+    pub fn disk_len(&self) -> Option<u64> {
+        match self {
+            Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
+            Input::ZipEntry {
+                archive,
+                index,
+                shadowed,
+                ..
+            } => Some(archive.sizes(*index, *shadowed).0),
+            Input::Stdin => None,
+        }
+    }
+}
+
+/// Counts a zip entry's progress in compressed bytes (what the bar's total counts),
+/// in proportion to the bytes decompressed so far, the rest when it ends.
+struct ZipProgress<R> {
+    inner: R,
+    progress: Option<Arc<Progress>>,
+    compressed: u64,
+    size: u64,
+    read: u64,
+    counted: u64,
+}
+
+impl<R: Read> Read for ZipProgress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if let Some(p) = &self.progress {
+            let due = if n == 0 || self.read >= self.size {
+                self.compressed
+            } else {
+                (u128::from(self.compressed) * u128::from(self.read) / u128::from(self.size.max(1)))
+                    as u64
+            };
+            if due > self.counted {
+                p.done.fetch_add(due - self.counted, Ordering::Relaxed);
+                self.counted = due;
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// A reader that adds the bytes it reads to a shared progress counter.
@@ -346,6 +418,47 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn zip_entries_of_one_name_are_all_read_and_their_bytes_counted_in_progress() {
+        // Regression: the second entry of a repeated name was never read, and the
+        // progress bar did not count bytes inside zip archives.
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zip/duplicate_names.zip");
+        let (inputs, errors) = discover(std::slice::from_ref(&path));
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<String> = inputs
+            .iter()
+            .map(|i| i.display().rsplit('!').next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "export.jsonl#1",
+                "export.jsonl#2",
+                "export.jsonl#3",
+                "other.jsonl"
+            ]
+        );
+        let shared = Arc::new(Progress::default());
+        let progress = Some(shared.clone());
+        let mut total = 0;
+        for (input, want) in inputs
+            .iter()
+            .zip(["first@x", "second@x", "third@x", "other@x"])
+        {
+            total += input.disk_len().unwrap();
+            let Opened::Stream { mut reader, .. } = open(input, &progress).unwrap() else {
+                panic!("a zip entry streams")
+            };
+            let mut text = String::new();
+            reader.read_to_string(&mut text).unwrap();
+            assert!(text.contains(want), "{}: {text}", input.display());
+        }
+        let done = shared.done.load(Ordering::Relaxed);
+        assert_eq!(done, total);
+        assert!(total > 0);
+    }
 
     #[test]
     fn zstd_is_sniffed_and_streamed() {

@@ -40,6 +40,10 @@ fn main() {
         assert_eq!(e1, e2);
         assert_eq!(whole.counts.lines, reference.counts.lines);
         assert_eq!(whole.counts.records, reference.counts.records);
-        assert_eq!(found(&whole), found(&reference), "prefilter path != reference path");
+        assert_eq!(
+            found(&whole),
+            found(&reference),
+            "prefilter path != reference path"
+        );
     });
 }

@@ -101,10 +101,17 @@ fn main() {
         );
         assert_eq!(a.counts.lines, c.counts.lines);
         assert_eq!(a.counts.records, c.counts.records);
-        assert_eq!(a.counts.matched, c.counts.matched, "prefilter path != reference path");
+        assert_eq!(
+            a.counts.matched, c.counts.matched,
+            "prefilter path != reference path"
+        );
         assert_eq!(a.events(), c.events());
         assert_eq!(a.errors, c.errors);
-        assert!(ualhunt::alloc::peak_heap() < HEAP_BOUND, "heap {}", ualhunt::alloc::peak_heap());
+        assert!(
+            ualhunt::alloc::peak_heap() < HEAP_BOUND,
+            "heap {}",
+            ualhunt::alloc::peak_heap()
+        );
         let _ = std::fs::remove_file(&path);
     });
 }

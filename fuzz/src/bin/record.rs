@@ -50,13 +50,18 @@ fn main() {
         }
         // The scan of the same bytes as a chunk of lines: prefilter or not, the same
         // rule matches.
-        let a: Partial<Harvest> = scan_chunk(data, 0, Pass::new(&fast, &()), &mut Scratch::default());
-        let b: Partial<Harvest> = scan_chunk(data, 0, Pass::new(&slow, &()), &mut Scratch::default());
+        let a: Partial<Harvest> =
+            scan_chunk(data, 0, Pass::new(&fast, &()), &mut Scratch::default());
+        let b: Partial<Harvest> =
+            scan_chunk(data, 0, Pass::new(&slow, &()), &mut Scratch::default());
         check_counts(&a.counts, true);
         check_counts(&b.counts, true);
         assert_eq!(a.counts.lines, b.counts.lines);
         assert_eq!(a.counts.records, b.counts.records);
-        assert_eq!(a.counts.matched, b.counts.matched, "prefilter path != reference path");
+        assert_eq!(
+            a.counts.matched, b.counts.matched,
+            "prefilter path != reference path"
+        );
         assert_eq!(found(&a), found(&b), "prefilter path != reference path");
     });
 }
