@@ -127,6 +127,9 @@ pub enum Opened {
         reader: Box<dyn Read + Send>,
         /// What was recognised.
         compression: Compression,
+        /// What the decompressor had to say that is no error (zero padding after the
+        /// last gzip member), to read once the stream is read.
+        notes: crate::inflate::Notes,
     },
 }
 
@@ -181,14 +184,26 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
     let n = read_head(&file, &mut head)?;
     // Exports (issue 8): a UTF-16 file is transcoded as a stream, never mapped.
     let utf16 = crate::utf16::sniff(&head[..n]).is_some();
-    if Compression::sniff(&head[..n]) != Compression::None || utf16 || !meta.is_file() {
+    let compression = Compression::sniff(&head[..n]);
+    if compression != Compression::None || utf16 || !meta.is_file() {
         // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
         let reader: Box<dyn BufRead + Send> = if meta.is_file() {
-            let counted = Counted {
-                inner: File::open(path)?,
-                progress: progress.clone(),
-            };
-            Box::new(BufReader::with_capacity(1 << 20, counted))
+            match map_file(&file) {
+                // The decompressor reads the mapped bytes in place: no read buffer,
+                // no copy.
+                Some(map) => Box::new(MappedInput {
+                    map,
+                    pos: 0,
+                    progress: progress.clone(),
+                }),
+                None => {
+                    let counted = Counted {
+                        inner: File::open(path)?,
+                        progress: progress.clone(),
+                    };
+                    Box::new(BufReader::with_capacity(1 << 20, counted))
+                }
+            }
         } else {
             let chained = io::Cursor::new(head[..n].to_vec()).chain(file);
             Box::new(BufReader::with_capacity(
@@ -224,6 +239,68 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
     }
 }
 
+/// Maps a file for reading, or `None` when it is empty or mapping is refused.
+fn map_file(file: &File) -> Option<Mmap> {
+    // SAFETY: as for plain files below: read-only, private; a truncation by another
+    // process while mapped could raise SIGBUS, the trade-off ripgrep makes too.
+    let map = unsafe { Mmap::map(file) }.ok()?;
+    #[cfg(unix)]
+    {
+        let _ = map.advise(memmap2::Advice::Sequential);
+    }
+    (!map.is_empty()).then_some(map)
+}
+
+/// A mapped file read as a stream: [`BufRead::fill_buf`] hands out all the bytes not
+/// yet consumed, so a decompressor reads them in place. Consumed bytes count as progress.
+struct MappedInput {
+    map: Mmap,
+    pos: usize,
+    progress: Option<Arc<Progress>>,
+}
+
+/// Consumed bytes of a mapped stream are unmapped in steps of this much, so the
+/// resident size stays bounded whatever the file's size.
+const RELEASE: usize = 8 << 20;
+
+impl Read for MappedInput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.fill_buf()?.read(buf)?;
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for MappedInput {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Ok(&self.map[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.map.len() - self.pos);
+        let before = self.pos;
+        self.pos += n;
+        if let Some(p) = &self.progress {
+            p.done.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        #[cfg(unix)]
+        if before / RELEASE != self.pos / RELEASE {
+            let (start, end) = (before / RELEASE * RELEASE, self.pos / RELEASE * RELEASE);
+            // SAFETY: the map is a read-only, private map of a file: dropping its pages
+            // loses nothing (they are read again from the file if touched), and the
+            // bytes before `pos` are never read again; no slice of them is borrowed
+            // (`consume` takes `&mut self`).
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
+    }
+}
+
 fn read_head(mut file: &File, head: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < head.len() {
@@ -243,8 +320,9 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
     (&mut reader).take(4).read_to_end(&mut head)?;
     let compression = Compression::sniff(&head);
     let reader: Box<dyn BufRead + Send> = Box::new(io::Cursor::new(head).chain(reader));
+    let notes = crate::inflate::Notes::default();
     let reader: Box<dyn Read + Send> = match compression {
-        Compression::Gzip => crate::inflate::gzip_reader(reader),
+        Compression::Gzip => crate::inflate::gzip_reader(reader, notes.clone()),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::None => Box::new(reader),
     };
@@ -253,6 +331,7 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
     Ok(Opened::Stream {
         reader,
         compression,
+        notes,
     })
 }
 
@@ -268,6 +347,7 @@ mod tests {
         let Opened::Stream {
             mut reader,
             compression,
+            ..
         } = stream(Box::new(BufReader::new(io::Cursor::new(z.clone())))).unwrap()
         else {
             panic!("zstd must stream")
@@ -299,6 +379,7 @@ mod tests {
         let Opened::Stream {
             mut reader,
             compression,
+            ..
         } = stream(Box::new(BufReader::new(io::Cursor::new(gz)))).unwrap()
         else {
             panic!("gzip must stream")
