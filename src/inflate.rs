@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 mod header;
 #[cfg(feature = "isal")]
 mod isal;
+pub mod parallel;
 #[cfg(not(feature = "isal"))]
 mod zlib;
 
@@ -68,6 +69,72 @@ pub fn gzip_reader(input: Box<dyn BufRead + Send>, notes: Notes) -> Box<dyn Read
     }
 }
 
+/// How a large gzip file is read, from the environment variable
+/// `UALHUNT_GZIP_PARALLEL`: `auto` (the default: in parallel when it is large and cores
+/// are idle), `always` (every gzip file that can be, however small: the test mode that
+/// checks the parallel path gives the same reports), or `never`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParallelMode {
+    /// In parallel when the file is large and cores are idle.
+    Auto,
+    /// In parallel whenever the input is a seekable file.
+    Always,
+    /// Never in parallel.
+    Never,
+}
+
+impl ParallelMode {
+    /// The mode the environment asks for (read once).
+    pub fn from_env() -> ParallelMode {
+        static MODE: std::sync::OnceLock<ParallelMode> = std::sync::OnceLock::new();
+        *MODE.get_or_init(|| match std::env::var("UALHUNT_GZIP_PARALLEL").as_deref() {
+            Ok("always") => ParallelMode::Always,
+            Ok("never") => ParallelMode::Never,
+            _ => ParallelMode::Auto,
+        })
+    }
+}
+
+/// Compressed size from which a gzip file is inflated in parallel (mode `auto`): below
+/// it, starting the workers costs more than they save.
+pub const PARALLEL_MIN: u64 = 32 << 20;
+
+/// gzip streams being read right now, on every thread.
+static STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a gzip stream as being read while it lives.
+struct Reading;
+
+impl Reading {
+    fn start() -> Reading {
+        STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Reading
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How many workers should inflate a seekable gzip file of `len` compressed bytes, or
+/// `None` for the sequential path: in mode `auto`, a file of at least [`PARALLEL_MIN`]
+/// gets the scan's threads that no other gzip stream is reading, when that is two or
+/// more.
+pub fn parallel_workers(len: u64) -> Option<usize> {
+    // Called on the scan's pool: its size is the thread count the user asked for.
+    let threads = rayon::current_num_threads();
+    match ParallelMode::from_env() {
+        ParallelMode::Never => None,
+        ParallelMode::Always => Some(threads.max(2)),
+        ParallelMode::Auto => {
+            let idle = threads.saturating_sub(STREAMS.load(std::sync::atomic::Ordering::Relaxed));
+            (len >= PARALLEL_MIN && idle >= 2).then_some(idle)
+        }
+    }
+}
+
 /// What one backend call did.
 #[derive(Debug, Default)]
 struct Step {
@@ -110,6 +177,7 @@ struct GzipReader<B> {
     /// An error met after some bytes of a read were produced: returned by the next read.
     pending: Option<io::Error>,
     notes: Notes,
+    _reading: Reading,
 }
 
 impl<B: Backend> GzipReader<B> {
@@ -120,6 +188,7 @@ impl<B: Backend> GzipReader<B> {
             state: State::Boundary { first: true },
             pending: None,
             notes,
+            _reading: Reading::start(),
         }
     }
 

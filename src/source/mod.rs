@@ -185,6 +185,12 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
     // Exports (issue 8): a UTF-16 file is transcoded as a stream, never mapped.
     let utf16 = crate::utf16::sniff(&head[..n]).is_some();
     let compression = Compression::sniff(&head[..n]);
+    if compression == Compression::Gzip
+        && meta.is_file()
+        && let Some(opened) = open_parallel_gzip(path, &file, meta.len(), progress)
+    {
+        return Ok(opened);
+    }
     if compression != Compression::None || utf16 || !meta.is_file() {
         // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
         let reader: Box<dyn BufRead + Send> = if meta.is_file() {
@@ -236,6 +242,65 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
             File::open(path)?.read_to_end(&mut data)?;
             Ok(Opened::Mapped(Mapped::Read(data)))
         }
+    }
+}
+
+/// A large gzip file inflated by several workers (see `inflate::parallel`), when the
+/// cores are idle; `None` for the sequential path.
+fn open_parallel_gzip(
+    path: &Path,
+    file: &File,
+    len: u64,
+    progress: &Option<Arc<Progress>>,
+) -> Option<Opened> {
+    let workers = crate::inflate::parallel_workers(len)?;
+    // Zero padding at the end (tape, dd) would make the parallel decoder fail and the
+    // file be read twice: read such a file sequentially from the start.
+    let mut tail = [0u8; 8];
+    let at = len.saturating_sub(tail.len() as u64);
+    if len < 18 || read_exact_at(file, &mut tail, at).is_err() || tail == [0; 8] {
+        return None;
+    }
+    let again = path.to_path_buf();
+    let sequential = Box::new(move |notes| {
+        let file = File::open(&again)?;
+        let input: Box<dyn BufRead + Send> = match map_file(&file) {
+            Some(map) => Box::new(MappedInput {
+                map,
+                pos: 0,
+                progress: None,
+            }),
+            None => Box::new(BufReader::with_capacity(1 << 20, file)),
+        };
+        Ok(crate::inflate::gzip_reader(input, notes))
+    });
+    let notes = crate::inflate::Notes::default();
+    let reader = crate::inflate::parallel::reader(
+        File::open(path).ok()?,
+        workers,
+        progress.clone(),
+        notes.clone(),
+        sequential,
+    )
+    .ok()?;
+    Some(Opened::Stream {
+        reader: crate::utf16::utf8_reader(reader),
+        compression: Compression::Gzip,
+        notes,
+    })
+}
+
+fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(buf)
     }
 }
 
