@@ -71,7 +71,7 @@ pub fn gzip_reader(input: Box<dyn BufRead + Send>, notes: Notes) -> Box<dyn Read
 
 /// How a large gzip file is read, from the environment variable
 /// `UALHUNT_GZIP_PARALLEL`: `auto` (the default: in parallel when it is large and cores
-/// are idle), `always` (every gzip file that can be, however small: the test mode that
+/// are idle, see [`parallel_workers`]), `always` (every gzip file that can be, however small: the test mode that
 /// checks the parallel path gives the same reports), or `never`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParallelMode {
@@ -120,8 +120,8 @@ impl Drop for Reading {
 
 /// How many workers should inflate a seekable gzip file of `len` compressed bytes, or
 /// `None` for the sequential path: in mode `auto`, a file of at least [`PARALLEL_MIN`]
-/// gets the scan's threads that no other gzip stream is reading, when that is two or
-/// more.
+/// gets the scan's threads that no other gzip stream is reading and that the machine's
+/// load average leaves idle, when that is two or more.
 pub fn parallel_workers(len: u64) -> Option<usize> {
     // Called on the scan's pool: its size is the thread count the user asked for.
     let threads = rayon::current_num_threads();
@@ -129,10 +129,23 @@ pub fn parallel_workers(len: u64) -> Option<usize> {
         ParallelMode::Never => None,
         ParallelMode::Always => Some(threads.max(2)),
         ParallelMode::Auto => {
-            let idle = threads.saturating_sub(STREAMS.load(std::sync::atomic::Ordering::Relaxed));
+            let ours = threads.saturating_sub(STREAMS.load(std::sync::atomic::Ordering::Relaxed));
+            // Cores other processes keep busy are not idle: on a loaded machine the
+            // speculative work of the parallel decoder only slows the scan down.
+            let cores = std::thread::available_parallelism().map_or(threads, |n| n.get());
+            let idle = ours.min(cores.saturating_sub(busy_cores()));
             (len >= PARALLEL_MIN && idle >= 2).then_some(idle)
         }
     }
+}
+
+/// Cores kept busy by the whole machine lately: the one-minute load average, rounded
+/// down (0 where it cannot be read).
+fn busy_cores() -> usize {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |load| load.max(0.0) as usize)
 }
 
 /// What one backend call did.
