@@ -417,7 +417,9 @@ case_begin() {
 case_cmd() { C_ROLE+=("$1") C_LABEL+=("$2") C_OK+=("$3") C_CMD+=("$4"); }
 
 show() { # command as displayed: binary path -> "ualhunt", file paths relative to the data dir
-  local s=${1//"$U"/ualhunt}
+  local s=$1
+  [[ -n ${UALHUNT_ZLIB:-} ]] && s=${s//"$(printf %q "$UALHUNT_ZLIB")"/ualhunt-default-build}
+  s=${s//"$U"/ualhunt}
   printf '%s' "$s"
 }
 
