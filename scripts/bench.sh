@@ -515,17 +515,21 @@ case_cmd subject ualhunt "0 1" "$UH $P"
 case_cmd peer rg "0 1" "rg -c $LITERAL $P"
 case_run
 
-# One gzip file (one member): both builds, the parallel path on (auto: all cores) and
-# off (UALHUNT_GZIP_PARALLEL=never), and one thread.
+# One gzip file (one member): both builds; the default (auto: parallel on cores the
+# load average leaves idle, which back-to-back runs may not), the parallel path forced
+# on (always) and off (never); and one thread.
 SEQ="UALHUNT_GZIP_PARALLEL=never"
+PAR="UALHUNT_GZIP_PARALLEL=always"
 case_begin "2 gzip" "$GZ_IN" "$PLAIN_B"
 case_cmd subject ualhunt "0 1" "$UH $G"
 case_cmd alt isal-seq "0 1" "$SEQ $UH $G"
+case_cmd alt isal-par "0 1" "$PAR $UH $G"
 case_cmd alt isal-t1 "0 1" "$UH --threads 1 $G"
 if [[ -n ${UALHUNT_ZLIB:-} ]]; then
   UZ="$(printf %q "$UALHUNT_ZLIB") hunt --format json -o /dev/null"
   case_cmd alt zlib "0 1" "$UZ $G"
   case_cmd alt zlib-seq "0 1" "$SEQ $UZ $G"
+  case_cmd alt zlib-par "0 1" "$PAR $UZ $G"
   case_cmd alt zlib-t1 "0 1" "$UZ --threads 1 $G"
 fi
 case_cmd peer igzip "0" "igzip -dc $G >/dev/null"
