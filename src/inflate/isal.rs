@@ -73,7 +73,7 @@ impl Backend for Isal {
         // SAFETY: next_in/avail_in describe `input` (ISA-L only reads it), next_out/
         // avail_out describe `out`; both outlive the call.
         let ret = unsafe { ffi::isal_inflate(&mut *self.state) };
-        let mut step = Step {
+        let step = Step {
             consumed: skipped + in_len - self.state.avail_in as usize,
             produced: out_len - self.state.avail_out as usize,
             end: self.state.block_state == ffi::isal_block_state_ISAL_BLOCK_FINISH,
@@ -84,8 +84,10 @@ impl Backend for Isal {
         self.state.next_out = std::ptr::null_mut();
         self.state.avail_out = 0;
         if ret < 0 {
-            // What ISA-L wrote in a failing call is not known to be valid: drop it.
-            step.produced = 0;
+            // ISA-L counts in `avail_out` only the bytes it decoded before the error (a
+            // checksum is checked after its member's bytes were written): they are
+            // handed out, as the default build does, so what a damaged stream yields
+            // does not depend on the window sizes.
             let what = match ret {
                 ffi::ISAL_INCORRECT_CHECKSUM => "gzip member checksum mismatch",
                 ffi::ISAL_INVALID_WRAPPER => "not a gzip member (invalid header)",
