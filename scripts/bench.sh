@@ -26,6 +26,8 @@ Environment:
                         are taken from the current directory)
   UALHUNT=PATH          use this ualhunt binary instead of building
                         target/release/ualhunt (skips cargo build)
+  UALHUNT_ZLIB=PATH     with UALHUNT: the default-build (zlib-rs) binary, for the
+                        gzip rows of the default build
   BENCH_GENERATOR=auto  auto | ualhunt | standin. auto = `ualhunt generate` if
                         `ualhunt generate --help` succeeds, else a Python stand-in
   BENCH_SLICE_SIZE=100M size of the head slice used for the jq case
@@ -126,6 +128,9 @@ else
   (cd -- "$ROOT" && cargo build --release --target-dir target/bench-default) >&2 ||
     die "cargo build --release (default features) failed"
   UALHUNT_ZLIB=$ROOT/target/bench-default/release/ualhunt
+fi
+if [[ -n ${UALHUNT_ZLIB:-} ]]; then
+  UALHUNT_ZLIB=$(realpath -- "$UALHUNT_ZLIB") || die "UALHUNT_ZLIB=$UALHUNT_ZLIB does not exist"
 fi
 [[ -x $UALHUNT ]] || die "$UALHUNT is not an executable"
 # `SUB --help` must succeed AND print a usage text naming the options this script
@@ -412,7 +417,9 @@ case_begin() {
 case_cmd() { C_ROLE+=("$1") C_LABEL+=("$2") C_OK+=("$3") C_CMD+=("$4"); }
 
 show() { # command as displayed: binary path -> "ualhunt", file paths relative to the data dir
-  local s=${1//"$U"/ualhunt}
+  local s=$1
+  [[ -n ${UALHUNT_ZLIB:-} ]] && s=${s//"$(printf %q "$UALHUNT_ZLIB")"/ualhunt-default-build}
+  s=${s//"$U"/ualhunt}
   printf '%s' "$s"
 }
 
@@ -508,10 +515,22 @@ case_cmd subject ualhunt "0 1" "$UH $P"
 case_cmd peer rg "0 1" "rg -c $LITERAL $P"
 case_run
 
+# One gzip file (one member): both builds; the default (auto: parallel on cores the
+# load average leaves idle, which back-to-back runs may not), the parallel path forced
+# on (always) and off (never); and one thread.
+SEQ="UALHUNT_GZIP_PARALLEL=never"
+PAR="UALHUNT_GZIP_PARALLEL=always"
 case_begin "2 gzip" "$GZ_IN" "$PLAIN_B"
 case_cmd subject ualhunt "0 1" "$UH $G"
+case_cmd alt isal-seq "0 1" "$SEQ $UH $G"
+case_cmd alt isal-par "0 1" "$PAR $UH $G"
+case_cmd alt isal-t1 "0 1" "$UH --threads 1 $G"
 if [[ -n ${UALHUNT_ZLIB:-} ]]; then
-  case_cmd alt zlib-rs "0 1" "$(printf %q "$UALHUNT_ZLIB") hunt --format json -o /dev/null $G"
+  UZ="$(printf %q "$UALHUNT_ZLIB") hunt --format json -o /dev/null"
+  case_cmd alt zlib "0 1" "$UZ $G"
+  case_cmd alt zlib-seq "0 1" "$SEQ $UZ $G"
+  case_cmd alt zlib-par "0 1" "$PAR $UZ $G"
+  case_cmd alt zlib-t1 "0 1" "$UZ --threads 1 $G"
 fi
 case_cmd peer igzip "0" "igzip -dc $G >/dev/null"
 case_cmd peer zcat-rg "0 1" "zcat $G | rg -c $LITERAL"
@@ -527,9 +546,14 @@ case_cmd alt t1 "0 1" "$UH --threads 1 $P"
 case_cmd subject ualhunt "0 1" "$UH $P"
 case_run
 
+# Many gzip files: one worker per file, against one igzip per file on every core.
 case_begin "5 4×gz files" "4 parts: $(mb "$PARTS_GZ_B") gz, $(mb "$PARTS_B") decompressed" "$PARTS_B"
 case_cmd alt t1 "0 1" "$UH --threads 1 $PARTS_REL"
 case_cmd subject ualhunt "0 1" "$UH $PARTS_REL"
+if [[ -n ${UALHUNT_ZLIB:-} ]]; then
+  case_cmd alt zlib "0 1" "$UZ $PARTS_REL"
+fi
+case_cmd peer xargs-igzip "0" "printf '%s\\n' $PARTS_REL | xargs -P $(nproc) -n 1 igzip -dc >/dev/null"
 case_run
 
 case_begin "6 worst (all bypass)" "$W: $(mb "$WORST_B")" "$WORST_B"

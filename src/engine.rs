@@ -736,6 +736,7 @@ fn scan_input<S: Sink>(
         Opened::Stream {
             reader,
             compression,
+            notes,
         } => {
             let kind = match (input, compression) {
                 (Input::Stdin, Compression::None) => "stdin".to_string(),
@@ -794,6 +795,13 @@ fn scan_input<S: Sink>(
             };
             if let Input::File(path) = input {
                 r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
+            }
+            // Issue 13: zero padding after the last gzip member is a warning.
+            if let Some(note) = notes.take() {
+                r.warning = Some(match r.warning.take() {
+                    Some(doubt) => format!("{doubt}; {note}"),
+                    None => note,
+                });
             }
             r
         }

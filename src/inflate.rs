@@ -1,15 +1,29 @@
-//! gzip inflation backends, chosen at build time by measurement.
+//! gzip inflation: the framing of a stream of members, and the backends that inflate
+//! them, chosen at build time by measurement.
 //!
 //! Place in the flow: `source` wraps a gzip input in [`gzip_reader`]; the engine's
-//! reading thread pulls decompressed bytes from it. Both backends read any number of
-//! concatenated members, check each member's CRC, and report a stream that ends inside
-//! a member as [`std::io::ErrorKind::UnexpectedEof`]. Nothing here looks at lines.
+//! reading thread pulls decompressed bytes from it straight into the blocks the scanner
+//! reads. Any number of concatenated members are read, each member's CRC and length
+//! checked; a stream that ends inside a member is [`std::io::ErrorKind::UnexpectedEof`]
+//! after every byte before the cut came out. Zero bytes after the last member (tape and
+//! `dd` padding) end the stream with a note, as `gzip -d` warns; other bytes there are
+//! an error. Nothing here looks at lines.
 //!
-//! - default: flate2 with the zlib-rs backend (pure Rust, runtime CPU detection);
-//! - feature `isal`: Intel ISA-L's igzip inflate (system `libisal`), about twice as fast
-//!   on this machine (see the README's benchmark table).
+//! - default: zlib-rs, driven directly on raw deflate with the gzip framing read here
+//!   (`zlib`): no buffer between the compressed bytes and the inflater, no copy of its
+//!   output, the CRC taken over each window while it is in cache;
+//! - feature `isal`: Intel ISA-L's igzip inflate (system `libisal`), faster still on
+//!   this machine (see the README's benchmark table).
 
-use std::io::{BufRead, Read};
+use std::io::{self, BufRead, Read};
+use std::sync::{Arc, Mutex};
+
+mod header;
+#[cfg(feature = "isal")]
+mod isal;
+pub mod parallel;
+#[cfg(not(feature = "isal"))]
+mod zlib;
 
 /// The name of the compiled-in gzip backend, for `--stats`.
 pub const BACKEND: &str = if cfg!(feature = "isal") {
@@ -18,133 +32,288 @@ pub const BACKEND: &str = if cfg!(feature = "isal") {
     "zlib-rs"
 };
 
-/// A reader of the decompressed bytes of a gzip stream.
-pub fn gzip_reader(input: Box<dyn BufRead + Send>) -> Box<dyn Read + Send> {
-    #[cfg(feature = "isal")]
-    {
-        Box::new(isal::GzipReader::new(input))
+/// Output bytes one backend call writes at most: the CRC then reads them from L2
+/// (512 KiB per core here), not from memory. The caller's block may be far larger.
+const OUT_WINDOW: usize = 256 * 1024;
+
+/// Things said about a stream that are not errors (zero padding after the last member),
+/// to be read once the stream has been read to its end. Cloned handles share one list.
+#[derive(Clone, Debug, Default)]
+pub struct Notes(Arc<Mutex<Vec<String>>>);
+
+impl Notes {
+    /// Adds a note.
+    pub fn push(&self, note: String) {
+        // A poisoned lock only means another thread panicked mid-push; the list is fine.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(note);
     }
-    #[cfg(not(feature = "isal"))]
-    {
-        Box::new(flate2::bufread::MultiGzDecoder::new(input))
+
+    /// Takes the notes so far, joined with "; ", or `None` when there are none.
+    pub fn take(&self) -> Option<String> {
+        let notes = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 }
 
-#[cfg(feature = "isal")]
-mod isal {
-    use std::io::{self, BufRead, Read};
+/// A reader of the decompressed bytes of a gzip stream, inflated with the compiled-in
+/// backend. `input` should hand out large slices (a memory map, or a large buffer):
+/// each is given to the inflater as it is.
+pub fn gzip_reader(input: Box<dyn BufRead + Send>, notes: Notes) -> Box<dyn Read + Send> {
+    #[cfg(feature = "isal")]
+    {
+        Box::new(GzipReader::new(input, isal::Isal::new(), notes))
+    }
+    #[cfg(not(feature = "isal"))]
+    {
+        Box::new(GzipReader::new(input, zlib::Zlib::new(), notes))
+    }
+}
 
-    use isal_sys::igzip_lib as ffi;
+/// How a large gzip file is read, from the environment variable
+/// `UALHUNT_GZIP_PARALLEL`: `auto` (the default: in parallel when it is large and cores
+/// are idle, see [`parallel_workers`]), `always` (every gzip file that can be, however small: the test mode that
+/// checks the parallel path gives the same reports), or `never`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParallelMode {
+    /// In parallel when the file is large and cores are idle.
+    Auto,
+    /// In parallel whenever the input is a seekable file.
+    Always,
+    /// Never in parallel.
+    Never,
+}
 
-    /// Streaming multi-member gzip inflation with ISA-L. Input is taken straight from
-    /// the `BufRead`'s buffer, so no compressed byte is copied.
-    pub struct GzipReader {
-        input: Box<dyn BufRead + Send>,
-        // Boxed: the state is large and ISA-L keeps pointers into it.
-        state: Box<ffi::inflate_state>,
-        /// Inside a member (a header was started and its trailer not yet checked).
-        in_member: bool,
-        done: bool,
+impl ParallelMode {
+    /// The mode the environment asks for (read once).
+    pub fn from_env() -> ParallelMode {
+        static MODE: std::sync::OnceLock<ParallelMode> = std::sync::OnceLock::new();
+        *MODE.get_or_init(|| match std::env::var("UALHUNT_GZIP_PARALLEL").as_deref() {
+            Ok("always") => ParallelMode::Always,
+            Ok("never") => ParallelMode::Never,
+            _ => ParallelMode::Auto,
+        })
+    }
+}
+
+/// Compressed size from which a gzip file is inflated in parallel (mode `auto`): below
+/// it, starting the workers costs more than they save.
+pub const PARALLEL_MIN: u64 = 32 << 20;
+
+/// Idle threads from which mode `auto` inflates one file in parallel. Measured on the
+/// 2-core development VM, the parallel path with 2 workers took 1.6× igzip's time where
+/// the sequential one took 1.3× (the speculative decoding costs more than a second core
+/// gives back), so two cores are not enough; rapidgzip pays on many cores.
+pub const PARALLEL_MIN_IDLE: usize = 3;
+
+/// gzip streams being read right now, on every thread.
+static STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a gzip stream as being read while it lives.
+struct Reading;
+
+impl Reading {
+    fn start() -> Reading {
+        STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Reading
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        STREAMS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How many workers should inflate a seekable gzip file of `len` compressed bytes, or
+/// `None` for the sequential path: in mode `auto`, a file of at least [`PARALLEL_MIN`]
+/// gets the scan's threads that no other gzip stream is reading and that the machine's
+/// load average leaves idle, when that is at least [`PARALLEL_MIN_IDLE`].
+pub fn parallel_workers(len: u64) -> Option<usize> {
+    // Called on the scan's pool: its size is the thread count the user asked for.
+    let threads = rayon::current_num_threads();
+    match ParallelMode::from_env() {
+        ParallelMode::Never => None,
+        ParallelMode::Always => Some(threads.max(2)),
+        ParallelMode::Auto => {
+            let ours = threads.saturating_sub(STREAMS.load(std::sync::atomic::Ordering::Relaxed));
+            // Cores other processes keep busy are not idle: on a loaded machine the
+            // speculative work of the parallel decoder only slows the scan down.
+            let cores = std::thread::available_parallelism().map_or(threads, |n| n.get());
+            let idle = ours.min(cores.saturating_sub(busy_cores()));
+            (len >= PARALLEL_MIN && idle >= PARALLEL_MIN_IDLE).then_some(idle)
+        }
+    }
+}
+
+/// Cores kept busy by the whole machine lately: the one-minute load average, rounded
+/// down (0 where it cannot be read).
+fn busy_cores() -> usize {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |load| load.max(0.0) as usize)
+}
+
+/// What one backend call did.
+#[derive(Debug, Default)]
+struct Step {
+    /// Input bytes consumed.
+    consumed: usize,
+    /// Output bytes written (all valid, even when the call failed).
+    produced: usize,
+    /// The member's trailer was read (and, unless the call failed, checked).
+    end: bool,
+}
+
+/// An inflater of gzip members, one after another.
+trait Backend: Send {
+    /// Gets ready for a member whose first byte is the next input byte.
+    fn begin(&mut self);
+    /// Inflates what it can of `input` into `out`: header, deflate body and trailer.
+    fn step(&mut self, input: &[u8], out: &mut [u8]) -> (Step, io::Result<()>);
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Between members (`first`: before the first one).
+    Boundary {
+        first: bool,
+    },
+    /// Inside a member.
+    Member,
+    Done,
+}
+
+/// Streaming multi-member gzip inflation over a [`Backend`].
+struct GzipReader<B> {
+    input: Box<dyn BufRead + Send>,
+    backend: B,
+    state: State,
+    /// An error met after some bytes of a read were produced: returned by the next read.
+    pending: Option<io::Error>,
+    notes: Notes,
+    _reading: Reading,
+}
+
+impl<B: Backend> GzipReader<B> {
+    fn new(input: Box<dyn BufRead + Send>, backend: B, notes: Notes) -> GzipReader<B> {
+        GzipReader {
+            input,
+            backend,
+            state: State::Boundary { first: true },
+            pending: None,
+            notes,
+            _reading: Reading::start(),
+        }
     }
 
-    // SAFETY: the state holds raw pointers only into itself and, during a call, into
-    // buffers borrowed for that call; nothing is shared between threads.
-    unsafe impl Send for GzipReader {}
-
-    impl GzipReader {
-        pub fn new(input: Box<dyn BufRead + Send>) -> GzipReader {
-            // SAFETY: inflate_state is a plain C struct; zeroed is a valid start and
-            // isal_inflate_init sets every field it needs.
-            let mut state: Box<ffi::inflate_state> = Box::new(unsafe { std::mem::zeroed() });
-            // SAFETY: `state` points to a live, owned inflate_state.
-            unsafe { ffi::isal_inflate_init(&mut *state) };
-            state.crc_flag = ffi::ISAL_GZIP;
-            GzipReader {
-                input,
-                state,
-                in_member: false,
-                done: false,
+    /// Reads zero padding after the last member to the end of the input: its length,
+    /// or an error when something else follows it.
+    fn skip_zeros(&mut self) -> io::Result<u64> {
+        let mut zeros = 0u64;
+        loop {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(zeros);
+            }
+            let (n, other) = match buf.iter().position(|&b| b != 0) {
+                Some(i) => (i, true),
+                None => (buf.len(), false),
+            };
+            self.input.consume(n);
+            zeros += n as u64;
+            if other {
+                return Err(invalid(&format!(
+                    "trailing garbage after the last gzip member (after {zeros} zero bytes)"
+                )));
             }
         }
     }
 
-    fn finished(state: &ffi::inflate_state) -> bool {
-        state.block_state == ffi::isal_block_state_ISAL_BLOCK_FINISH
-    }
-
-    impl Read for GzipReader {
-        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            if out.is_empty() || self.done {
-                return Ok(0);
-            }
-            loop {
-                let available = self.input.fill_buf()?;
-                if finished(&self.state) {
-                    self.in_member = false;
-                    if available.is_empty() {
-                        self.done = true;
-                        return Ok(0);
+    /// One turn of the loop: what happens next.
+    fn advance(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match self.state {
+            State::Done => Ok(0),
+            State::Boundary { first } => {
+                let input = self.input.fill_buf()?;
+                match input.first() {
+                    None => self.state = State::Done,
+                    Some(&b) if first || b == 0x1f => {
+                        self.backend.begin();
+                        self.state = State::Member;
                     }
-                    // Another member follows.
-                    // SAFETY: `state` is a live inflate_state.
-                    unsafe { ffi::isal_inflate_reset(&mut *self.state) };
-                    self.state.crc_flag = ffi::ISAL_GZIP;
-                    continue;
+                    Some(0) => {
+                        let zeros = self.skip_zeros()?;
+                        self.notes.push(format!(
+                            "decompression OK, trailing zero bytes ignored ({zeros} bytes of \
+                             zero padding after the last gzip member)"
+                        ));
+                        self.state = State::Done;
+                    }
+                    Some(_) => return Err(invalid("trailing garbage after the last gzip member")),
                 }
-                let eof = available.is_empty();
-                if eof && !self.in_member {
-                    self.done = true;
-                    return Ok(0);
+                Ok(0)
+            }
+            State::Member => {
+                let input = self.input.fill_buf()?;
+                let eof = input.is_empty();
+                let room = out.len().min(OUT_WINDOW);
+                let (step, result) = self.backend.step(input, &mut out[..room]);
+                self.input.consume(step.consumed);
+                if step.end {
+                    self.state = State::Boundary { first: false };
                 }
-                let in_len = available.len().min(u32::MAX as usize);
-                let out_len = out.len().min(u32::MAX as usize);
-                self.state.next_in = available.as_ptr() as *mut u8;
-                self.state.avail_in = in_len as u32;
-                self.state.next_out = out.as_mut_ptr();
-                self.state.avail_out = out_len as u32;
-                // SAFETY: next_in/avail_in describe `available` (ISA-L only reads it),
-                // next_out/avail_out describe `out`; both outlive the call.
-                let ret = unsafe { ffi::isal_inflate(&mut *self.state) };
-                let consumed = in_len - self.state.avail_in as usize;
-                let produced = out_len - self.state.avail_out as usize;
-                // The pointers must not outlive the borrowed buffers.
-                self.state.next_in = std::ptr::null_mut();
-                self.state.avail_in = 0;
-                self.state.next_out = std::ptr::null_mut();
-                self.state.avail_out = 0;
-                self.input.consume(consumed);
-                if ret < 0 {
-                    self.done = true;
-                    let what = match ret {
-                        ffi::ISAL_INCORRECT_CHECKSUM => "gzip member checksum mismatch",
-                        ffi::ISAL_INVALID_WRAPPER => "not a gzip member (invalid header)",
-                        _ => "corrupt deflate data",
-                    };
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, what));
+                if let Err(e) = result {
+                    if step.produced > 0 {
+                        // Deliver the valid bytes before the error; the error comes next.
+                        self.pending = Some(e);
+                        self.state = State::Done;
+                        return Ok(step.produced);
+                    }
+                    return Err(e);
                 }
-                self.in_member = true;
-                if produced > 0 {
-                    return Ok(produced);
+                if step.consumed == 0 && step.produced == 0 && !step.end {
+                    return Err(if eof {
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "gzip stream ends inside a member",
+                        )
+                    } else {
+                        // Backends take all the input they are given, or make output.
+                        io::Error::other("gzip decoder made no progress")
+                    });
                 }
-                if finished(&self.state) {
-                    continue;
-                }
-                if eof {
-                    // Input is over and ISA-L has nothing more buffered: cut mid-member.
-                    self.done = true;
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "gzip stream ends inside a member",
-                    ));
-                }
-                if consumed == 0 {
-                    // ISA-L takes all input it is given into its own buffer when it
-                    // cannot finish a symbol; no progress at all would mean a loop.
-                    self.done = true;
-                    return Err(io::Error::other("gzip decoder made no progress"));
+                Ok(step.produced)
+            }
+        }
+    }
+}
+
+impl<B: Backend> Read for GzipReader<B> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        let mut produced = 0;
+        while produced < out.len() && self.state != State::Done {
+            match self.advance(&mut out[produced..]) {
+                Ok(n) => produced += n,
+                Err(e) => {
+                    self.state = State::Done;
+                    if produced == 0 {
+                        return Err(e);
+                    }
+                    // The bytes before the error come out first.
+                    self.pending = Some(e);
+                    break;
                 }
             }
         }
+        Ok(produced)
     }
 }
 
@@ -164,10 +333,10 @@ mod tests {
     }
 
     fn inflate(data: Vec<u8>, buf_size: usize, read_size: usize) -> io::Result<Vec<u8>> {
-        let mut r = gzip_reader(Box::new(BufReader::with_capacity(
-            buf_size,
-            io::Cursor::new(data),
-        )));
+        let mut r = gzip_reader(
+            Box::new(BufReader::with_capacity(buf_size, io::Cursor::new(data))),
+            Notes::default(),
+        );
         let mut out = Vec::new();
         let mut buf = vec![0u8; read_size];
         loop {
@@ -215,7 +384,7 @@ mod tests {
             // that must all come out before the cut is reported.
             for (buf, read) in [(1 << 20, 64), (8192, 8192), (3, 1)] {
                 let input = BufReader::with_capacity(buf, io::Cursor::new(data[..cut].to_vec()));
-                let mut r = gzip_reader(Box::new(input));
+                let mut r = gzip_reader(Box::new(input), Notes::default());
                 let mut out = Vec::new();
                 let mut chunk = vec![0u8; read];
                 let err = loop {
@@ -250,5 +419,137 @@ mod tests {
             *b ^= 0x5a;
         }
         assert!(inflate(data, 4096, 4096).is_err());
+    }
+
+    /// A gzip member with every optional header field, the given comment, and FHCRC.
+    fn member_with_fields(data: &[u8], extra: usize, comment: usize) -> Vec<u8> {
+        let mut deflated =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+        deflated.write_all(data).unwrap();
+        let body = deflated.finish().unwrap();
+        let mut header = vec![0x1f, 0x8b, 8, 0b0001_1110, 0, 0, 0, 0, 0, 255];
+        let extra = extra.min(u16::MAX as usize);
+        header.extend((extra as u16).to_le_bytes());
+        header.extend(std::iter::repeat_n(b'x', extra));
+        header.extend(b"name.jsonl\0");
+        header.extend(std::iter::repeat_n(b'c', comment));
+        header.push(0);
+        let hcrc = zlib_rs::crc32::crc32(0, &header) as u16;
+        header.extend(hcrc.to_le_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        [
+            header,
+            body,
+            crc.sum().to_le_bytes().to_vec(),
+            (data.len() as u32).to_le_bytes().to_vec(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn header_fields_of_any_length_are_skipped() {
+        // Regression (issue 13): flate2 refused a header field over 64 KiB; gzip reads it.
+        let data = sample(100_000);
+        for (extra, comment) in [(0, 0), (65_535, 3 << 20), (10, 70_000)] {
+            let gz = member_with_fields(&data, extra, comment);
+            let two = [gz.clone(), gz].concat();
+            for (buf, read) in [(1 << 20, 1 << 16), (4096, 1000), (7, 5)] {
+                let out = inflate(two.clone(), buf, read).unwrap();
+                assert_eq!(
+                    out,
+                    [data.clone(), data.clone()].concat(),
+                    "{extra}/{comment}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_header_checksum_is_an_error() {
+        let mut gz = member_with_fields(b"a\n", 3, 3);
+        let at = 10 + 2 + 3 + 11 + 4;
+        gz[at] ^= 1;
+        for buf in [1, 4096] {
+            let err = inflate(gz.clone(), buf, 4096).unwrap_err();
+            assert!(err.to_string().contains("header checksum"), "{err}");
+        }
+    }
+
+    fn read_all(data: Vec<u8>, buf: usize) -> (io::Result<Vec<u8>>, Option<String>) {
+        let notes = Notes::default();
+        let mut r = gzip_reader(
+            Box::new(BufReader::with_capacity(buf, io::Cursor::new(data))),
+            notes.clone(),
+        );
+        let mut out = Vec::new();
+        let res = r.read_to_end(&mut out).map(|_| out);
+        (res, notes.take())
+    }
+
+    #[test]
+    fn zero_padding_after_the_last_member_is_a_note_not_an_error() {
+        let data = sample(50_000);
+        let gz = gz(&[&data, b"x\n"]);
+        for pad in [1usize, 512, 100_000] {
+            for buf in [3, 1 << 16] {
+                let padded = [gz.clone(), vec![0; pad]].concat();
+                let (out, note) = read_all(padded, buf);
+                assert_eq!(out.unwrap(), [&data[..], b"x\n"].concat());
+                let note = note.expect("a note");
+                assert!(note.contains("trailing zero bytes ignored"), "{note}");
+                assert!(note.contains(&format!("{pad} bytes")), "{note}");
+            }
+        }
+        let (out, note) = read_all(gz.clone(), 1 << 16);
+        assert!(out.is_ok() && note.is_none());
+    }
+
+    #[test]
+    fn other_bytes_after_the_last_member_are_an_error_after_its_data() {
+        let data = sample(20_000);
+        for tail in [&b"garbage"[..], b"\0\0\0junk", b"\x1f\x8bnot a header"] {
+            let (out, _) = read_all([gz(&[&data]), tail.to_vec()].concat(), 4096);
+            let err = out.unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        }
+        // The data before the garbage still came out.
+        let mut r = gzip_reader(
+            Box::new(io::Cursor::new(
+                [gz(&[&data]), b"garbage".to_vec()].concat(),
+            )),
+            Notes::default(),
+        );
+        let mut out = Vec::new();
+        assert!(r.read_to_end(&mut out).is_err());
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn corrupt_data_is_an_error_at_the_same_byte_whatever_the_read_sizes() {
+        let mut data = gz(&[&sample(400_000)]);
+        let mid = data.len() / 2;
+        data[mid] ^= 0x5a;
+        data[mid + 1] ^= 0xa5;
+        let got: Vec<(usize, String)> = [(1 << 20, 1 << 20), (4096, 4096), (100, 7)]
+            .into_iter()
+            .map(|(buf, read)| {
+                let mut r = gzip_reader(
+                    Box::new(BufReader::with_capacity(buf, io::Cursor::new(data.clone()))),
+                    Notes::default(),
+                );
+                let mut out = Vec::new();
+                let mut chunk = vec![0u8; read];
+                loop {
+                    match r.read(&mut chunk) {
+                        Ok(0) => panic!("corrupt data read to the end"),
+                        Ok(n) => out.extend_from_slice(&chunk[..n]),
+                        Err(e) => return (out.len(), e.kind().to_string()),
+                    }
+                }
+            })
+            .collect();
+        // Every byte decoded before the error comes out, so the count is fixed.
+        assert!(got.windows(2).all(|w| w[0] == w[1]), "{got:?}");
     }
 }

@@ -77,6 +77,16 @@ impl Change {
     }
 }
 
+/// Registers a map made elsewhere (a gzip file read in place) with the guard for as long
+/// as the returned registration lives: a cut under it reads as zero pages (the inflater
+/// then reports corrupt or truncated data) instead of ending the process.
+pub fn register(map: &Mmap) -> Option<Registration> {
+    slot::register(map.as_ptr() as usize, map.len()).map(Registration)
+}
+
+/// A map's registration with the guard (see [`register`]); freed on drop.
+pub struct Registration(#[allow(dead_code)] slot::Registration);
+
 impl GuardedMap {
     /// Maps `file` (of non-zero size) read-only and registers the map with the guard.
     pub fn map(file: File) -> std::io::Result<GuardedMap> {

@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use memmap2::Mmap;
+
 use self::zip::{shadowed_entry, zip_entry};
 
 /// One input to scan.
@@ -150,6 +152,9 @@ pub enum Opened {
         reader: Box<dyn Read + Send>,
         /// What was recognised.
         compression: Compression,
+        /// What the decompressor had to say that is no error (zero padding after the
+        /// last gzip member), to read once the stream is read.
+        notes: crate::inflate::Notes,
     },
 }
 
@@ -271,14 +276,33 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
     let n = read_head(&file, &mut head)?;
     // Exports (issue 8): a UTF-16 file is transcoded as a stream, never mapped.
     let utf16 = crate::utf16::sniff(&head[..n]).is_some();
-    if Compression::sniff(&head[..n]) != Compression::None || utf16 || !meta.is_file() {
+    let compression = Compression::sniff(&head[..n]);
+    if compression == Compression::Gzip
+        && meta.is_file()
+        && let Some(opened) = open_parallel_gzip(path, &file, meta.len(), progress)
+    {
+        return Ok(opened);
+    }
+    if compression != Compression::None || utf16 || !meta.is_file() {
         // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
         let reader: Box<dyn BufRead + Send> = if meta.is_file() {
-            let counted = Counted {
-                inner: File::open(path)?,
-                progress: progress.clone(),
-            };
-            Box::new(BufReader::with_capacity(1 << 20, counted))
+            match map_file(&file) {
+                // The decompressor reads the mapped bytes in place: no read buffer,
+                // no copy.
+                Some((map, registration)) => Box::new(MappedInput {
+                    guard: Some(registration),
+                    map,
+                    pos: 0,
+                    progress: progress.clone(),
+                }),
+                None => {
+                    let counted = Counted {
+                        inner: File::open(path)?,
+                        progress: progress.clone(),
+                    };
+                    Box::new(BufReader::with_capacity(1 << 20, counted))
+                }
+            }
         } else {
             let chained = io::Cursor::new(head[..n].to_vec()).chain(file);
             Box::new(BufReader::with_capacity(
@@ -382,6 +406,138 @@ fn pipe_with_first_byte(fifo: File, first: u8) -> io::Result<File> {
     Ok(File::from(OwnedFd::from(reader)))
 }
 
+/// A large gzip file inflated by several workers (see `inflate::parallel`), when the
+/// cores are idle; `None` for the sequential path.
+fn open_parallel_gzip(
+    path: &Path,
+    file: &File,
+    len: u64,
+    progress: &Option<Arc<Progress>>,
+) -> Option<Opened> {
+    let workers = crate::inflate::parallel_workers(len)?;
+    // Zero padding at the end (tape, dd) would make the parallel decoder fail and the
+    // file be read twice: read such a file sequentially from the start.
+    let mut tail = [0u8; 8];
+    let at = len.saturating_sub(tail.len() as u64);
+    if len < 18 || read_exact_at(file, &mut tail, at).is_err() || tail == [0; 8] {
+        return None;
+    }
+    let again = path.to_path_buf();
+    let sequential = Box::new(move |notes| {
+        let file = File::open(&again)?;
+        let input: Box<dyn BufRead + Send> = match map_file(&file) {
+            Some((map, registration)) => Box::new(MappedInput {
+                guard: Some(registration),
+                map,
+                pos: 0,
+                progress: None,
+            }),
+            None => Box::new(BufReader::with_capacity(1 << 20, file)),
+        };
+        Ok(crate::inflate::gzip_reader(input, notes))
+    });
+    let notes = crate::inflate::Notes::default();
+    let reader = crate::inflate::parallel::reader(
+        File::open(path).ok()?,
+        workers,
+        progress.clone(),
+        notes.clone(),
+        sequential,
+    )
+    .ok()?;
+    Some(Opened::Stream {
+        reader: crate::utf16::utf8_reader(reader),
+        compression: Compression::Gzip,
+        notes,
+    })
+}
+
+fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(buf)
+    }
+}
+
+/// Maps a file for reading, registered with the SIGBUS guard, or `None` when it is
+/// empty, mapping is refused or the guard has no room (then the file is read, not
+/// mapped).
+fn map_file(file: &File) -> Option<(Mmap, guard::Registration)> {
+    // SAFETY: as for plain files: read-only, private; a truncation by another process
+    // while mapped raises SIGBUS, which the registration turns into zero pages (the
+    // inflater then reports the stream as corrupt or cut where it stopped).
+    let map = unsafe { Mmap::map(file) }.ok()?;
+    #[cfg(unix)]
+    {
+        let _ = map.advise(memmap2::Advice::Sequential);
+    }
+    if map.is_empty() {
+        return None;
+    }
+    let registration = guard::register(&map)?;
+    Some((map, registration))
+}
+
+/// A mapped file read as a stream: [`BufRead::fill_buf`] hands out all the bytes not
+/// yet consumed, so a decompressor reads them in place. Consumed bytes count as progress.
+struct MappedInput {
+    // Dropped before the map: fields drop in declaration order.
+    #[allow(dead_code)]
+    guard: Option<guard::Registration>,
+    map: Mmap,
+    pos: usize,
+    progress: Option<Arc<Progress>>,
+}
+
+/// Consumed bytes of a mapped stream are unmapped in steps of this much, so the
+/// resident size stays bounded whatever the file's size.
+const RELEASE: usize = 8 << 20;
+
+impl Read for MappedInput {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.fill_buf()?.read(buf)?;
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for MappedInput {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Ok(&self.map[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.map.len() - self.pos);
+        let before = self.pos;
+        self.pos += n;
+        if let Some(p) = &self.progress {
+            p.done.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        #[cfg(unix)]
+        if before / RELEASE != self.pos / RELEASE {
+            let (start, end) = (before / RELEASE * RELEASE, self.pos / RELEASE * RELEASE);
+            // SAFETY: the map is a read-only, private map of a file: dropping its pages
+            // loses nothing (they are read again from the file if touched), and the
+            // bytes before `pos` are never read again; no slice of them is borrowed
+            // (`consume` takes `&mut self`).
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
+    }
+}
+
 fn read_head(mut file: &File, head: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < head.len() {
@@ -401,8 +557,9 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
     (&mut reader).take(4).read_to_end(&mut head)?;
     let compression = Compression::sniff(&head);
     let reader: Box<dyn BufRead + Send> = Box::new(io::Cursor::new(head).chain(reader));
+    let notes = crate::inflate::Notes::default();
     let reader: Box<dyn Read + Send> = match compression {
-        Compression::Gzip => crate::inflate::gzip_reader(reader),
+        Compression::Gzip => crate::inflate::gzip_reader(reader, notes.clone()),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::None => Box::new(reader),
     };
@@ -411,6 +568,7 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
     Ok(Opened::Stream {
         reader,
         compression,
+        notes,
     })
 }
 
@@ -467,6 +625,7 @@ mod tests {
         let Opened::Stream {
             mut reader,
             compression,
+            ..
         } = stream(Box::new(BufReader::new(io::Cursor::new(z.clone())))).unwrap()
         else {
             panic!("zstd must stream")
@@ -498,6 +657,7 @@ mod tests {
         let Opened::Stream {
             mut reader,
             compression,
+            ..
         } = stream(Box::new(BufReader::new(io::Cursor::new(gz)))).unwrap()
         else {
             panic!("gzip must stream")

@@ -1,0 +1,121 @@
+//! The default backend: zlib-rs inflating raw deflate, with the gzip framing (header,
+//! CRC-32 and length trailer) read here. zlib-rs is driven directly: its input is the
+//! caller's compressed bytes (a memory map for files) and its output the caller's block,
+//! so nothing is copied on either side, and the CRC is taken over each window right
+//! after zlib-rs wrote it, while it is still in cache.
+//! The header is read by `header` (fields of any length), the trailer here.
+
+use std::io;
+
+use zlib_rs::{Inflate, InflateError, InflateFlush, Status};
+
+use super::header::Header;
+use super::{Backend, Step, invalid};
+
+/// Inflates gzip members with zlib-rs.
+pub struct Zlib {
+    inflate: Inflate,
+    phase: Phase,
+    /// CRC-32 and length (mod 2^32) of the member's output so far.
+    crc: u32,
+    size: u32,
+}
+
+enum Phase {
+    Header(Header),
+    Body,
+    Trailer { bytes: [u8; 8], have: usize },
+}
+
+impl Zlib {
+    pub fn new() -> Zlib {
+        Zlib {
+            // Raw deflate, 32 KiB window: the gzip framing is read here.
+            inflate: Inflate::new(false, 15),
+            phase: Phase::Header(Header::default()),
+            crc: 0,
+            size: 0,
+        }
+    }
+}
+
+impl Backend for Zlib {
+    fn begin(&mut self) {
+        self.inflate.reset(false);
+        self.phase = Phase::Header(Header::default());
+        self.crc = 0;
+        self.size = 0;
+    }
+
+    fn step(&mut self, input: &[u8], out: &mut [u8]) -> (Step, io::Result<()>) {
+        let mut step = Step::default();
+        loop {
+            let rest = &input[step.consumed..];
+            match &mut self.phase {
+                Phase::Header(header) => match header.read(rest) {
+                    Ok(n) => {
+                        step.consumed += n;
+                        if !header.done() {
+                            return (step, Ok(()));
+                        }
+                        self.phase = Phase::Body;
+                    }
+                    Err(e) => return (step, Err(e)),
+                },
+                Phase::Body => {
+                    let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
+                    let window = &mut out[step.produced..];
+                    let status = self.inflate.decompress(rest, window, InflateFlush::NoFlush);
+                    let consumed = (self.inflate.total_in() - in0) as usize;
+                    let produced = (self.inflate.total_out() - out0) as usize;
+                    // CRC over the bytes just written, while they are in cache.
+                    let written = &window[..produced];
+                    self.crc = zlib_rs::crc32::crc32(self.crc, written);
+                    self.size = self.size.wrapping_add(produced as u32);
+                    step.consumed += consumed;
+                    step.produced += produced;
+                    match status {
+                        Ok(Status::StreamEnd) => {
+                            self.phase = Phase::Trailer {
+                                bytes: [0; 8],
+                                have: 0,
+                            };
+                        }
+                        Ok(_) => return (step, Ok(())),
+                        Err(InflateError::DataError) => {
+                            let why = self.inflate.error_message().unwrap_or("invalid data");
+                            let why = why.trim_end_matches('\0');
+                            return (step, Err(invalid(&format!("corrupt deflate data: {why}"))));
+                        }
+                        Err(e) => {
+                            return (
+                                step,
+                                Err(io::Error::other(format!("zlib-rs inflate: {}", e.as_str()))),
+                            );
+                        }
+                    }
+                }
+                Phase::Trailer { bytes, have } => {
+                    let n = rest.len().min(8 - *have);
+                    bytes[*have..*have + n].copy_from_slice(&rest[..n]);
+                    *have += n;
+                    step.consumed += n;
+                    if *have < 8 {
+                        return (step, Ok(()));
+                    }
+                    let crc = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                    let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+                    step.end = true;
+                    let checked = if crc != self.crc {
+                        Err(invalid("gzip member checksum mismatch"))
+                    } else if size != self.size {
+                        Err(invalid("gzip member length mismatch"))
+                    } else {
+                        Ok(())
+                    };
+                    return (step, checked);
+                }
+            }
+        }
+    }
+}
