@@ -211,14 +211,7 @@ fn admin_value(v: &[u8]) -> bool {
 #[inline]
 fn canonical(bytes: &[u8]) -> Option<(&[u8], bool)> {
     let time = bytes.strip_prefix(b"{\"CreationTime\":\"")?;
-    let rest = after_string(time, 19)?;
-    let rest = rest.strip_prefix(b",\"Id\":\"")?;
-    let rest = after_string(rest, 36)?;
-    let rest = rest.strip_prefix(b",\"Operation\":\"")?;
-    let rest = after_string(rest, 0)?;
-    let rest = rest.strip_prefix(b",\"OrganizationId\":\"")?;
-    let rest = after_string(rest, 36)?;
-    let value = rest.strip_prefix(b",\"RecordType\":")?;
+    let value = canonical_record_type(bytes)?;
     Some((time, admin_value(value)))
 }
 

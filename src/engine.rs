@@ -177,6 +177,26 @@ impl Report {
         actors::per_rule(&self.actors, self.rules.len())
     }
 
+    /// The rules that fired, in the order every output lists them: severity (critical
+    /// first), risk score, events (most first), rule order.
+    pub fn fired_rules(&self) -> Vec<actors::RuleSummary> {
+        let mut fired: Vec<actors::RuleSummary> = self
+            .by_rule()
+            .into_iter()
+            .filter(|s| s.events > 0)
+            .collect();
+        fired.sort_by_key(|s| {
+            let r = &self.rules[usize::from(s.rule)];
+            (
+                actors::severity_rank(&r.severity),
+                std::cmp::Reverse(r.risk_score),
+                std::cmp::Reverse(s.events),
+                s.rule,
+            )
+        });
+        fired
+    }
+
     /// Failed attempts reported (inside the window).
     pub fn attempts(&self) -> usize {
         self.investigations.iter().map(|i| i.attempts.len()).sum()

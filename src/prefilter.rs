@@ -129,17 +129,8 @@ impl Prefilter {
                 // A rule pack: Teddy in groups of 64 (a DFA over hundreds of literals
                 // runs a state transition per byte, several times slower here).
                 if !ignore_case && literals.len() > 64 {
-                    let searchers: Option<Vec<_>> = literals
-                        .chunks(64)
-                        .map(|group| {
-                            aho_corasick::packed::Config::new()
-                                .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-                                .builder()
-                                .extend(group)
-                                .build()
-                        })
-                        .collect();
-                    if let Some(searchers) = searchers {
+                    let kind = aho_corasick::packed::MatchKind::LeftmostFirst;
+                    if let Some(searchers) = teddy_groups(&literals, kind) {
                         return Prefilter::Groups {
                             searchers,
                             count: literals.len(),
@@ -345,18 +336,9 @@ impl Router {
                 sels
             })
             .collect();
-        let groups: Option<Vec<_>> = literals
-            .chunks(64)
-            .map(|group| {
-                aho_corasick::packed::Config::new()
-                    .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
-                    .builder()
-                    .extend(group)
-                    .build()
-            })
-            .collect();
+        let groups = teddy_groups(&literals, aho_corasick::packed::MatchKind::LeftmostLongest)?;
         Some(Router {
-            groups: groups?,
+            groups,
             by_pattern,
             always,
             by_type,
@@ -392,6 +374,24 @@ impl Router {
     pub fn literals(&self) -> usize {
         self.by_pattern.len()
     }
+}
+
+/// Teddy searchers over `literals` in groups of at most 64 (what one takes), pattern
+/// `i` of group `g` being literal `64 * g + i`; `None` when one does not build.
+fn teddy_groups<S: AsRef<[u8]>>(
+    literals: &[S],
+    kind: aho_corasick::packed::MatchKind,
+) -> Option<Vec<aho_corasick::packed::Searcher>> {
+    literals
+        .chunks(64)
+        .map(|group| {
+            aho_corasick::packed::Config::new()
+                .match_kind(kind)
+                .builder()
+                .extend(group)
+                .build()
+        })
+        .collect()
 }
 
 /// Why a query yields no prefilter literal, for `ualhunt rules` and `--stats`.

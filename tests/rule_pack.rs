@@ -6,6 +6,8 @@
 //! the script). The rule files are read from `../shared/corpus/elastic-rules/` (not
 //! copied: Elastic License 2.0).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -343,20 +345,7 @@ fn the_rule_pack_finds_the_same_in_csv_exports_and_json_documents() {
         .collect();
     let tmp = tempfile::tempdir().unwrap();
     let csv_path = tmp.path().join("export.csv");
-    let mut w = csv::Writer::from_path(&csv_path).unwrap();
-    w.write_record(["CreationDate", "UserIds", "Operations", "AuditData"])
-        .unwrap();
-    for r in &recs {
-        let cell = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-        w.write_record([
-            cell("CreationTime"),
-            cell("UserId"),
-            cell("Operation"),
-            r.to_string(),
-        ])
-        .unwrap();
-    }
-    w.flush().unwrap();
+    std::fs::write(&csv_path, common::as_csv(&recs)).unwrap();
     let doc_path = tmp.path().join("export.json");
     std::fs::write(&doc_path, serde_json::to_vec_pretty(&recs).unwrap()).unwrap();
     let hunt = |p: &Path| {

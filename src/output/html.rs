@@ -412,21 +412,7 @@ fn verdict_line(report: &Report, inv: Option<&Investigation>) -> String {
 /// Several rules: those that fired (severity first) with their events and actors, and
 /// the rules that could not run, with why.
 fn rule_summary(s: &mut String, report: &Report) {
-    use crate::analysis::actors::severity_rank;
-    let mut fired: Vec<_> = report
-        .by_rule()
-        .into_iter()
-        .filter(|r| r.events > 0)
-        .collect();
-    fired.sort_by_key(|sum| {
-        let r = &report.rules[usize::from(sum.rule)];
-        (
-            severity_rank(&r.severity),
-            std::cmp::Reverse(r.risk_score),
-            std::cmp::Reverse(sum.events),
-            sum.rule,
-        )
-    });
+    let fired = report.fired_rules();
     w!(
         s,
         r#"<section id="rules"><h2>Rules</h2><p>{} rules run, {} fired, {} not run.</p>"#,

@@ -514,23 +514,10 @@ fn bypass_out<'a>(report: &'a Report, inv: &'a Investigation) -> BypassOut<'a> {
 
 /// The rules that fired, severity first, each with its findings in evidence order
 /// (actor, then time).
-fn by_rule_out<'a>(
-    report: &'a Report,
-    summaries: &[crate::analysis::actors::RuleSummary],
-) -> Vec<ByRuleOut<'a>> {
-    let mut fired: Vec<&crate::analysis::actors::RuleSummary> =
-        summaries.iter().filter(|s| s.events > 0).collect();
-    fired.sort_by_key(|s| {
-        let r = &report.rules[usize::from(s.rule)];
-        (
-            crate::analysis::actors::severity_rank(&r.severity),
-            std::cmp::Reverse(r.risk_score),
-            std::cmp::Reverse(s.events),
-            s.rule,
-        )
-    });
-    fired
-        .into_iter()
+fn by_rule_out<'a>(report: &'a Report) -> Vec<ByRuleOut<'a>> {
+    report
+        .fired_rules()
+        .iter()
         .map(|s| {
             let r = &report.rules[usize::from(s.rule)];
             let mine = |a: &&'a ActorFindings| a.evidence.iter().any(|e| e.finding.rule == s.rule);
@@ -633,7 +620,7 @@ impl Exporter for Json {
                 .iter()
                 .map(|i| bypass_out(report, i))
                 .collect(),
-            by_rule: by_rule_out(report, &summaries),
+            by_rule: by_rule_out(report),
             not_run: &report.not_run,
             allowlist: AllowlistOut {
                 entries: report.allowlist.entries.len(),

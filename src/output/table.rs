@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use super::{Exporter, rfc3339, terminal_safe};
-use crate::analysis::actors::{ActorFindings, RuleSummary, severity_rank};
+use crate::analysis::actors::ActorFindings;
 use crate::analysis::bypass::{Account, Investigation, Period, State};
 use crate::analysis::coverage::summarize_days;
 use crate::engine::Report;
@@ -530,20 +530,7 @@ impl Table {
     /// Several rules: one line per rule that fired (severity first), then how many
     /// did not and which could not run.
     fn rules(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
-        let mut fired: Vec<RuleSummary> = report
-            .by_rule()
-            .into_iter()
-            .filter(|s| s.events > 0)
-            .collect();
-        fired.sort_by_key(|s| {
-            let r = &report.rules[usize::from(s.rule)];
-            (
-                severity_rank(&r.severity),
-                std::cmp::Reverse(r.risk_score),
-                std::cmp::Reverse(s.events),
-                s.rule,
-            )
-        });
+        let fired = report.fired_rules();
         self.line(
             out,
             &format!(
