@@ -460,8 +460,9 @@ impl<'t, 'i> Record<'t, 'i> {
     }
 
     /// `event.category` of a raw record, as the pipeline appends it.
-    fn categories(&self) -> Vec<&'static str> {
-        let mut out = vec!["web"];
+    fn categories(&self) -> Categories {
+        let mut out = Categories::default();
+        out.push("web");
         let code = self.code();
         let op = self
             .keys
@@ -642,6 +643,32 @@ fn visit_parameter<'i>(
     each_text(last, f)
 }
 
+/// A raw record's `event.category` values (at most five), without an allocation per
+/// evaluation.
+#[derive(Default)]
+struct Categories {
+    items: [&'static str; 6],
+    len: usize,
+}
+
+impl Categories {
+    fn push(&mut self, c: &'static str) {
+        if self.len < self.items.len() {
+            self.items[self.len] = c;
+            self.len += 1;
+        }
+    }
+}
+
+impl IntoIterator for Categories {
+    type Item = &'static str;
+    type IntoIter = std::iter::Take<std::array::IntoIter<&'static str, 6>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().take(self.len)
+    }
+}
+
 /// Whether `path` (under `o365.audit`) is one of the integration's `flattened` fields:
 /// a query on it matches any leaf value inside.
 fn is_flattened(path: &str) -> bool {
@@ -706,12 +733,19 @@ fn visit_modified<'i>(
     let Some(items) = props.and_then(|p| p.as_array()) else {
         return false;
     };
-    let key = |raw: &str| raw.replace([' ', '.'], "_");
+    // The name with spaces and dots as `_`, compared without building it.
+    let same = |raw: &str| {
+        raw.len() == name.len()
+            && raw.bytes().zip(name.bytes()).all(|(r, n)| {
+                let r = if r == b' ' || r == b'.' { b'_' } else { r };
+                r == n
+            })
+    };
     items.iter().filter_map(|p| p.as_object()).any(|p| {
         let present = |k: &str| p.get(k).is_some_and(|v| !v.is_null());
         p.get("Name")
             .and_then(|n| n.into_string())
-            .is_some_and(|n| key(n) == name)
+            .is_some_and(same)
             && present("NewValue")
             && present("OldValue")
             && visit_path(p.get(which), "", false, f)
