@@ -129,20 +129,21 @@ impl Field {
 
     /// The byte strings one of which every record whose field has `value` holds, in
     /// every record shape (`None`: no such set). A verbatim field gives the value; an
-    /// `event.code` gives its name (ECS documents, PowerShell's enum names) and its
-    /// `RecordType` number (raw records); an action the pipeline renames gives the raw
+    /// `event.code` gives its `RecordType` number (or its name, when the pipeline's
+    /// table has no number for it); an action the pipeline renames gives the raw
     /// operation.
     pub fn literal_forms(&self, value: &str) -> Option<Vec<Literal>> {
         match self {
-            Field::Code => {
-                let mut forms = vec![Literal::Text(value.to_string())];
-                // A name the pipeline's table does not know has no number: records
-                // carry the name itself.
-                if let Some(number) = record_type_number(value) {
-                    forms.push(Literal::RecordType(number));
-                }
-                Some(forms)
-            }
+            // A name of the pipeline's table: every record shape carries the number
+            // (raw records and exports as `RecordType`, Elastic's documents as
+            // `o365.audit.RecordType`, from which the pipeline derives the name), read
+            // per record; a record whose `RecordType` cannot be read is a candidate
+            // anyway. A name the table does not know has no number: records carry the
+            // name itself.
+            Field::Code => Some(vec![match record_type_number(value) {
+                Some(number) => Literal::RecordType(number),
+                None => Literal::Text(value.to_string()),
+            }]),
             Field::Action => Some(vec![Literal::Text(
                 raw_operation(value).unwrap_or(value).to_string(),
             )]),

@@ -5,12 +5,15 @@
 //! `find_candidate_line`): false positives are fine, a false negative is a bug. The
 //! literals come from the rules' parsed queries, never from a constant here.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::packed;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
 use memchr::memmem;
 
 use crate::field::marked_record_type;
 use crate::rule::Rule;
 use crate::rule::kql::Query;
+
+mod frequency;
 
 /// A compiled search for the literals the rules require.
 // One prefilter exists per run; keeping the finder inline spares the hot loop a pointer hop.
@@ -27,7 +30,7 @@ pub enum Prefilter {
     /// three to five times slower here).
     Packed {
         /// The searcher.
-        searcher: Box<aho_corasick::packed::Searcher>,
+        searcher: Box<Windowed>,
         /// How many literals.
         count: usize,
         /// Length of the longest literal.
@@ -44,7 +47,7 @@ pub enum Prefilter {
     /// first hit of any group.
     Groups {
         /// One searcher per group.
-        searchers: Vec<aho_corasick::packed::Searcher>,
+        searchers: Vec<Windowed>,
         /// How many literals in all.
         count: usize,
         /// Length of the longest literal.
@@ -85,19 +88,23 @@ impl Prefilter {
 
     /// Builds a prefilter for a set of literals (none: everything is a candidate).
     pub fn from_literals(literals: Vec<String>) -> Prefilter {
-        Prefilter::build(literals, false)
+        Prefilter::build(literals, false, true)
     }
 
     /// Builds a prefilter for literals that match whatever their ASCII case (account
     /// names: `Alice@Contoso.com` is `alice@contoso.com`); none: everything.
     pub fn case_insensitive(literals: Vec<String>) -> Prefilter {
-        Prefilter::build(literals, true)
+        Prefilter::build(literals, true, false)
     }
 
-    fn build(mut literals: Vec<String>, ignore_case: bool) -> Prefilter {
+    /// `windows`: Teddy searches each literal from its rarest four bytes (a match
+    /// found there is checked against the whole literal, which may begin before it:
+    /// only [`Prefilter::find_at`] and [`Prefilter::hits`] see those bytes).
+    fn build(mut literals: Vec<String>, ignore_case: bool, windows: bool) -> Prefilter {
         if ignore_case {
             let lower = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
-            return match Prefilter::build(lower, false) {
+            // The scan searches a folded copy of each block: no bytes before it.
+            return match Prefilter::build(lower, false, false) {
                 Prefilter::Everything => Prefilter::Everything,
                 inner => Prefilter::Folded(Box::new(inner)),
             };
@@ -114,11 +121,8 @@ impl Prefilter {
                 let longest = literals.iter().map(String::len).max().unwrap_or(0);
                 if !ignore_case
                     && literals.len() <= 64
-                    && let Some(searcher) = aho_corasick::packed::Config::new()
-                        .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-                        .builder()
-                        .extend(&literals)
-                        .build()
+                    && let Some(searcher) =
+                        Windowed::new(&literals, packed::MatchKind::LeftmostFirst, windows)
                 {
                     return Prefilter::Packed {
                         searcher: Box::new(searcher),
@@ -129,8 +133,12 @@ impl Prefilter {
                 // A rule pack: Teddy in groups of 64 (a DFA over hundreds of literals
                 // runs a state transition per byte, several times slower here).
                 if !ignore_case && literals.len() > 64 {
-                    let kind = aho_corasick::packed::MatchKind::LeftmostFirst;
-                    if let Some(searchers) = teddy_groups(&literals, kind) {
+                    let kind = packed::MatchKind::LeftmostFirst;
+                    let groups: Option<Vec<Windowed>> = literals
+                        .chunks(64)
+                        .map(|group| Windowed::new(group, kind, windows))
+                        .collect();
+                    if let Some(searchers) = groups {
                         return Prefilter::Groups {
                             searchers,
                             count: literals.len(),
@@ -197,21 +205,21 @@ impl Prefilter {
         matches!(self, Prefilter::Groups { .. })
     }
 
-    /// Every hit's start in `haystack` (of every group, a group's hits not overlapping
-    /// one another), sorted; each group scans the haystack once.
-    pub fn hits(&self, haystack: &[u8], out: &mut Vec<usize>) {
+    /// Every hit in `data[from..to]` (of every group, a group's hits not overlapping
+    /// one another), sorted, as positions in `data`; each group scans the range once.
+    pub fn hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<usize>) {
         out.clear();
         if let Prefilter::Groups { searchers, .. } = self {
             for s in searchers {
-                out.extend(s.find_iter(haystack).map(|m| m.start()));
+                s.hits(data, from, to, out);
             }
             out.sort_unstable();
             out.dedup();
         } else {
-            let mut from = 0;
-            while let Some(i) = self.find(&haystack[from..]) {
-                out.push(from + i);
-                from += i + 1;
+            let mut at = from;
+            while let Some(hit) = self.find_at(data, at, to) {
+                out.push(hit);
+                at = hit + 1;
             }
         }
     }
@@ -238,25 +246,164 @@ impl Prefilter {
         }
     }
 
-    /// The offset of the first hit in `haystack`.
+    /// The offset of the first hit in `haystack` (a literal wholly inside it).
     #[inline]
     pub fn find(&self, haystack: &[u8]) -> Option<usize> {
+        self.find_at(haystack, 0, haystack.len())
+    }
+
+    /// The first hit in `data[from..to]`, as a position in `data`. A hit is where a
+    /// literal's searched window starts: the literal ends inside the range but may
+    /// begin before `from` (the bytes before it are read to check it). Not for a
+    /// prefilter that folds case (see [`Prefilter::find_folded`]).
+    #[inline]
+    pub fn find_at(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
         match self {
             Prefilter::Everything => None,
-            Prefilter::One(f) => f.find(haystack),
-            Prefilter::Packed { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
-            Prefilter::Many { searcher, .. } => searcher.find(haystack).map(|m| m.start()),
+            Prefilter::One(f) => f.find(&data[from..to]).map(|i| from + i),
+            Prefilter::Packed { searcher, .. } => searcher.find_in(data, from, to),
+            Prefilter::Many { searcher, .. } => searcher
+                .find(Input::new(data).span(from..to))
+                .map(|m| m.start()),
             Prefilter::Groups { searchers, .. } => searchers
                 .iter()
-                .filter_map(|s| s.find(haystack).map(|m| m.start()))
+                .filter_map(|s| s.find_in(data, from, to))
                 .min(),
             Prefilter::Folded(inner) => {
                 let mut folded = Vec::new();
-                fold_into(haystack, &mut folded);
-                inner.find(&folded)
+                fold_into(&data[from..to], &mut folded);
+                inner.find(&folded).map(|i| from + i)
             }
         }
     }
+}
+
+/// A Teddy (SIMD) search for up to 64 literals, each searched from the four bytes of it
+/// that are rarest in audit text ([`frequency::PER_MILLION`]): Teddy's fingerprint is a
+/// pattern's first bytes, and a literal's own first bytes are often the commonest
+/// (`Set-`, `Remove-`, `Mail…`). A window found is checked against the whole literal
+/// before it counts, so a hit means what it meant before: a literal is there.
+#[derive(Clone, Debug)]
+pub struct Windowed {
+    searcher: packed::Searcher,
+    /// The windows searched (pattern ids index them).
+    windows: Vec<Box<[u8]>>,
+    /// Pattern id -> the literals searched through that window: (where the window
+    /// starts in the literal, the literal).
+    sources: Vec<Vec<(usize, Box<[u8]>)>>,
+    /// Pattern id -> the patterns that can match where it does (a prefix of it, or it
+    /// of them: Teddy reports one of them there), itself included.
+    related: Vec<Vec<u32>>,
+    /// Every window is its whole literal: a match needs no check.
+    whole: bool,
+}
+
+impl Windowed {
+    /// `None` when Teddy does not build (no SIMD, or too many literals); `windows`
+    /// false searches every literal whole.
+    fn new<S: AsRef<[u8]>>(
+        literals: &[S],
+        kind: packed::MatchKind,
+        windows: bool,
+    ) -> Option<Windowed> {
+        let mut searched: Vec<Box<[u8]>> = Vec::new();
+        let mut sources: Vec<Vec<(usize, Box<[u8]>)>> = Vec::new();
+        for literal in literals {
+            let literal = literal.as_ref();
+            let at = if windows { rarest_window(literal) } else { 0 };
+            let window = &literal[at..];
+            let source = (at, Box::<[u8]>::from(literal));
+            match searched.iter().position(|w| **w == *window) {
+                Some(p) => sources[p].push(source),
+                None => {
+                    searched.push(window.into());
+                    sources.push(vec![source]);
+                }
+            }
+        }
+        let related = searched
+            .iter()
+            .map(|a| {
+                (0..searched.len() as u32)
+                    .filter(|&j| {
+                        let b = &searched[j as usize];
+                        a.starts_with(b) || b.starts_with(a)
+                    })
+                    .collect()
+            })
+            .collect();
+        let whole = sources.iter().flatten().all(|(at, _)| *at == 0);
+        let searcher = packed::Config::new()
+            .match_kind(kind)
+            .builder()
+            .extend(&searched)
+            .build()?;
+        Some(Windowed {
+            searcher,
+            windows: searched,
+            sources,
+            related,
+            whole,
+        })
+    }
+
+    /// The first window in `data[from..to]` whose literal is there in full.
+    #[inline]
+    fn find_in(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
+        let mut at = from;
+        while at < to {
+            let m = self.searcher.find_in(data, Span::from(at..to))?;
+            if self.whole || self.holds_literal(data, m.start(), m.pattern().as_usize()) {
+                return Some(m.start());
+            }
+            at = m.start() + 1;
+        }
+        None
+    }
+
+    /// Appends every hit of `data[from..to]` to `out`, hits not overlapping.
+    fn hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<usize>) {
+        let mut at = from;
+        while at < to {
+            let Some(m) = self.searcher.find_in(data, Span::from(at..to)) else {
+                break;
+            };
+            if self.whole || self.holds_literal(data, m.start(), m.pattern().as_usize()) {
+                out.push(m.start());
+                at = m.end();
+            } else {
+                at = m.start() + 1;
+            }
+        }
+    }
+
+    /// Whether a literal searched through a window matching at `at` is there whole.
+    fn holds_literal(&self, data: &[u8], at: usize, pattern: usize) -> bool {
+        self.related[pattern].iter().any(|&p| {
+            let p = p as usize;
+            data[at..].starts_with(&self.windows[p])
+                && self.sources[p]
+                    .iter()
+                    .any(|(off, literal)| at >= *off && data[at - off..].starts_with(literal))
+        })
+    }
+}
+
+/// Where a literal's rarest four bytes start (by [`frequency::PER_MILLION`], the first
+/// such place on a tie); 0 for a literal of four bytes or fewer.
+fn rarest_window(literal: &[u8]) -> usize {
+    const WIDTH: usize = 4;
+    if literal.len() <= WIDTH {
+        return 0;
+    }
+    (0..=literal.len() - WIDTH)
+        .min_by_key(|&i| {
+            literal[i..i + WIDTH]
+                .iter()
+                .map(|&b| frequency::PER_MILLION[usize::from(b)])
+                .sum::<u32>()
+        })
+        .unwrap_or(0)
 }
 
 /// Which selections a candidate can satisfy: the literals of every selection in one
@@ -268,20 +415,39 @@ pub struct Router {
     /// Every literal, in groups of at most 64 (Teddy), each reporting the longest
     /// literal at a position; the search restarts one byte after each match, so every
     /// position where a literal starts is seen.
-    groups: Vec<aho_corasick::packed::Searcher>,
+    groups: Vec<packed::Searcher>,
     /// Pattern id -> the selections that require that literal.
     by_pattern: Vec<Vec<u32>>,
     /// Selections with no literal.
     always: Vec<u32>,
+    /// Per selection: the literal sets it also needs beyond the one searched for,
+    /// checked on a candidate's bytes before it is parsed.
+    conjuncts: Vec<Vec<Conjunct>>,
+    /// Whether a conjunct reads the `RecordType`.
+    conjunct_types: bool,
     /// `RecordType` number -> the selections that accept it (empty: no such selection).
     by_type: Vec<Vec<u32>>,
+    /// The selections that accept some `RecordType`: a record whose `RecordType`
+    /// cannot be read goes to all of them.
+    any_type: Vec<u32>,
 }
 
 impl Router {
     /// The router for selections that each require one of their literals (`None`: no
-    /// literal, evaluated on every candidate). `None` when routing cannot narrow
-    /// anything: every selection with literals requires the same ones.
-    pub fn new(requirements: &[Option<Vec<String>>]) -> Option<Router> {
+    /// literal, evaluated on every candidate) and, each, every set of `conjuncts` (one
+    /// literal of each; the sets equal to the requirement are not checked twice).
+    /// `None` when routing cannot narrow anything: every selection with literals
+    /// requires the same ones and no more.
+    pub fn new(
+        requirements: &[Option<Vec<String>>],
+        conjuncts: &[Vec<Vec<String>>],
+    ) -> Option<Router> {
+        let conjuncts: Vec<Vec<Conjunct>> = requirements
+            .iter()
+            .zip(conjuncts)
+            .map(|(req, sets)| Conjunct::all(req.as_deref(), sets))
+            .collect();
+        let conjunct_types = conjuncts.iter().flatten().any(|c| !c.types.is_empty());
         let mut literals: Vec<&str> = Vec::new();
         let mut by_pattern: Vec<Vec<u32>> = Vec::new();
         let mut always = Vec::new();
@@ -320,7 +486,7 @@ impl Router {
             })
             .collect();
         sets.dedup();
-        if sets.len() <= 1 {
+        if sets.len() <= 1 && conjuncts.iter().all(Vec::is_empty) {
             return None;
         }
         // At a position only the longest literal is reported: the literals it contains
@@ -336,38 +502,59 @@ impl Router {
                 sels
             })
             .collect();
-        let groups = teddy_groups(&literals, aho_corasick::packed::MatchKind::LeftmostLongest)?;
+        let groups = teddy_groups(&literals, packed::MatchKind::LeftmostLongest)?;
+        let mut any_type: Vec<u32> = by_type.iter().flatten().copied().collect();
+        any_type.sort_unstable();
+        any_type.dedup();
         Some(Router {
             groups,
             by_pattern,
             always,
+            conjuncts,
+            conjunct_types,
             by_type,
+            any_type,
         })
     }
 
-    /// Writes into `out`, in increasing order, the selections `line` may satisfy.
+    /// Writes into `out`, in increasing order, the selections `line` may satisfy (none:
+    /// the line is no candidate after all).
     pub fn route(&self, line: &[u8], out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.always);
         for (g, searcher) in self.groups.iter().enumerate() {
             let mut at = 0;
             while at < line.len() {
-                let Some(m) = searcher.find_in(line, aho_corasick::Span::from(at..line.len()))
-                else {
+                let Some(m) = searcher.find_in(line, Span::from(at..line.len())) else {
                     break;
                 };
                 out.extend_from_slice(&self.by_pattern[g * 64 + m.pattern().as_usize()]);
                 at = m.start() + 1;
             }
         }
-        if !self.by_type.is_empty()
-            && let Some(n) = crate::coverage::record_type_number(line)
-            && let Some(sels) = self.by_type.get(usize::from(n))
-        {
-            out.extend_from_slice(sels);
+        let record_type = if self.by_type.is_empty() && !self.conjunct_types {
+            None
+        } else {
+            crate::coverage::record_type_number(line)
+        };
+        if !self.by_type.is_empty() {
+            match record_type {
+                Some(n) => {
+                    if let Some(sels) = self.by_type.get(usize::from(n)) {
+                        out.extend_from_slice(sels);
+                    }
+                }
+                // Unreadable: every selection that reads a `RecordType` evaluates it.
+                None => out.extend_from_slice(&self.any_type),
+            }
         }
         out.sort_unstable();
         out.dedup();
+        out.retain(|&i| {
+            self.conjuncts[i as usize]
+                .iter()
+                .all(|c| c.holds(line, record_type))
+        });
     }
 
     /// How many distinct literals it searches for.
@@ -376,16 +563,66 @@ impl Router {
     }
 }
 
+/// One more condition of a selection on a candidate's bytes: it holds one of the
+/// literals, or its `RecordType` is one of the numbers (or cannot be read).
+#[derive(Clone, Debug)]
+struct Conjunct {
+    texts: Vec<memmem::Finder<'static>>,
+    types: Vec<u16>,
+}
+
+impl Conjunct {
+    /// The conjuncts of a selection that requires `required` (searched for, so not
+    /// checked again): the `RecordType` ones first (read once per line), then the
+    /// others by their longest literal (the likeliest to be missing).
+    fn all(required: Option<&[String]>, sets: &[Vec<String>]) -> Vec<Conjunct> {
+        let mut required: Vec<&String> = required.into_iter().flatten().collect();
+        required.sort();
+        required.dedup();
+        let mut out: Vec<(bool, usize, Conjunct)> = Vec::new();
+        for set in sets {
+            let mut sorted: Vec<&String> = set.iter().collect();
+            sorted.sort();
+            sorted.dedup();
+            if sorted == required || sorted.iter().any(|l| l.is_empty()) {
+                continue;
+            }
+            let types: Vec<u16> = set.iter().filter_map(|l| marked_record_type(l)).collect();
+            let texts: Vec<&String> = sorted
+                .into_iter()
+                .filter(|l| marked_record_type(l).is_none())
+                .collect();
+            let longest = texts.iter().map(|l| l.len()).max().unwrap_or(0);
+            let conjunct = Conjunct {
+                texts: texts
+                    .iter()
+                    .map(|l| memmem::Finder::new(l.as_bytes()).into_owned())
+                    .collect(),
+                types,
+            };
+            out.push((conjunct.types.is_empty(), usize::MAX - longest, conjunct));
+        }
+        out.sort_by_key(|(no_types, rank, _)| (*no_types, *rank));
+        out.into_iter().map(|(_, _, c)| c).collect()
+    }
+
+    /// Whether `line` (whose `RecordType` is `record_type`) meets this condition.
+    fn holds(&self, line: &[u8], record_type: Option<u16>) -> bool {
+        (!self.types.is_empty() && record_type.is_none_or(|n| self.types.contains(&n)))
+            || self.texts.iter().any(|f| f.find(line).is_some())
+    }
+}
+
 /// Teddy searchers over `literals` in groups of at most 64 (what one takes), pattern
 /// `i` of group `g` being literal `64 * g + i`; `None` when one does not build.
 fn teddy_groups<S: AsRef<[u8]>>(
     literals: &[S],
-    kind: aho_corasick::packed::MatchKind,
-) -> Option<Vec<aho_corasick::packed::Searcher>> {
+    kind: packed::MatchKind,
+) -> Option<Vec<packed::Searcher>> {
     literals
         .chunks(64)
         .map(|group| {
-            aho_corasick::packed::Config::new()
+            packed::Config::new()
                 .match_kind(kind)
                 .builder()
                 .extend(group)
@@ -437,7 +674,12 @@ mod tests {
     #[test]
     fn several_literals_use_aho_corasick() {
         let p = Prefilter::from_literals(vec!["New-InboxRule".into(), "Set-InboxRule".into()]);
-        assert_eq!(p.find(b"....Set-InboxRule"), Some(4));
+        // A hit is inside the literal (where its searched window starts).
+        assert!(
+            p.find(b"....Set-InboxRule")
+                .is_some_and(|i| (4..17).contains(&i))
+        );
+        assert_eq!(p.find(b"....Set-InboxRul"), None);
         assert_eq!(p.overlap(), 12);
         assert!(Prefilter::from_literals(vec![]).is_everything());
         let p = Prefilter::case_insensitive(vec!["Alice@Contoso.com".into()]);
@@ -449,6 +691,92 @@ mod tests {
     }
 
     #[test]
+    fn a_literal_is_searched_from_its_rarest_bytes_and_checked_whole() {
+        // `Set-` starts many literals (and records); the window is further in.
+        let lit = "Set-MailboxAuditBypassAssociation";
+        let at = rarest_window(lit.as_bytes());
+        assert!(at > 0, "{at}");
+        let p = Prefilter::from_literals(vec![lit.to_string(), "Remove-InboxRule".to_string()]);
+        assert!(matches!(p, Prefilter::Packed { .. }), "{p:?}");
+        // The window alone, or the literal cut before its window, is no hit.
+        let window = &lit[at..];
+        assert_eq!(p.find(format!("xx {window} yy").as_bytes()), None);
+        assert_eq!(p.find(format!("xxSet-Mailbox{window}").as_bytes()), None);
+        // The literal may begin before the searched range: the bytes before are read.
+        let data = format!("....{lit}....");
+        let hit = p.find_at(data.as_bytes(), 6, data.len()).unwrap();
+        assert!((6..4 + lit.len()).contains(&hit), "{hit}");
+        // But not past its end: the range must hold the literal's end.
+        assert_eq!(p.find_at(data.as_bytes(), 0, 4 + lit.len() - 1), None);
+        let mut hits = Vec::new();
+        let twice = format!("{lit}\n{lit}");
+        p.hits(twice.as_bytes(), 0, twice.len(), &mut hits);
+        assert_eq!(hits.len(), 2, "{hits:?}");
+    }
+
+    #[test]
+    fn literals_sharing_a_window_or_its_start_are_each_checked() {
+        // Both end in `tRule`-like windows; one window may be a prefix of another.
+        let lits = [
+            "Disable-TransportRule",
+            "Remove-TransportRule",
+            "TransportRuleX",
+        ];
+        let p = Prefilter::from_literals(lits.iter().map(|l| l.to_string()).collect());
+        for l in lits {
+            assert!(p.find(format!("..{l}..").as_bytes()).is_some(), "{l}");
+        }
+        assert_eq!(p.find(b"..New-TransportRule.."), None);
+        // More than one Teddy takes: groups, each checked the same way.
+        let many: Vec<String> = (0..150).map(|i| format!("Set-Literal{i:03}Zq")).collect();
+        let p = Prefilter::from_literals(many.clone());
+        assert!(matches!(p, Prefilter::Groups { .. }), "{}", p.describe());
+        for l in &many {
+            let data = format!("{{\"Operation\":\"{l}\"}}");
+            assert!(p.find(data.as_bytes()).is_some(), "{l}");
+        }
+        assert_eq!(p.find(b"Set-Literal150Zq Literal001Zq"), None);
+    }
+
+    #[test]
+    fn a_candidate_must_hold_every_conjunct_of_a_selection() {
+        let mark = |n: u16| format!("{}{n}", crate::field::RECORD_TYPE_MARK);
+        let reqs = vec![
+            Some(vec!["MailItemsAccessed".to_string()]),
+            Some(vec!["Remove-InboxRule".to_string()]),
+        ];
+        let conjuncts = vec![
+            vec![
+                vec!["MailItemsAccessed".to_string()],
+                vec![mark(50)],
+                vec!["IsThrottled".to_string(), "OperationCount".to_string()],
+            ],
+            vec![],
+        ];
+        let router = Router::new(&reqs, &conjuncts).unwrap();
+        let mut out = Vec::new();
+        let line = |rt: &str, more: &str| {
+            format!("{{\"Operation\":\"MailItemsAccessed\",{rt}\"x\":\"{more}\"}}")
+        };
+        router.route(
+            line("\"RecordType\":50,", "IsThrottled").as_bytes(),
+            &mut out,
+        );
+        assert_eq!(out, [0]);
+        // Another RecordType, or no literal of the third set: no candidate.
+        router.route(
+            line("\"RecordType\":2,", "IsThrottled").as_bytes(),
+            &mut out,
+        );
+        assert_eq!(out, [] as [u32; 0]);
+        router.route(line("\"RecordType\":50,", "nothing").as_bytes(), &mut out);
+        assert_eq!(out, [] as [u32; 0]);
+        // A RecordType that cannot be read: evaluated in full.
+        router.route(line("", "OperationCount").as_bytes(), &mut out);
+        assert_eq!(out, [0]);
+    }
+
+    #[test]
     fn the_router_maps_literals_back_to_their_selections() {
         let reqs = vec![
             Some(vec!["New-InboxRule".to_string()]),
@@ -456,7 +784,7 @@ mod tests {
             None,
             Some(vec!["New-InboxRule".to_string()]),
         ];
-        let router = Router::new(&reqs).unwrap();
+        let router = Router::new(&reqs, &[vec![], vec![], vec![], vec![]]).unwrap();
         assert_eq!(router.literals(), 3);
         let mut out = Vec::new();
         // Overlapping: "New-Inbox" inside "New-InboxRule" routes to both.
@@ -468,6 +796,6 @@ mod tests {
         assert_eq!(out, [2]);
         // One literal set shared by every selection: nothing to route.
         let same = vec![Some(vec!["A".to_string()]), Some(vec!["A".to_string()])];
-        assert!(Router::new(&same).is_none());
+        assert!(Router::new(&same, &[vec![], vec![]]).is_none());
     }
 }

@@ -92,6 +92,14 @@ impl Matcher {
             .iter()
             .map(|s| s.query.as_ref().and_then(Query::required_literals))
             .collect();
+        let conjuncts: Vec<Vec<Vec<String>>> = selections
+            .iter()
+            .map(|s| {
+                s.query
+                    .as_ref()
+                    .map_or_else(Vec::new, Query::required_conjuncts)
+            })
+            .collect();
         let mut record_types = Vec::new();
         for n in requirements
             .iter()
@@ -107,7 +115,7 @@ impl Matcher {
         }
         // The reference path (`--no-prefilter`) evaluates every selection on every line.
         let router = if prefilter {
-            Router::new(&requirements)
+            Router::new(&requirements, &conjuncts)
         } else {
             None
         };
@@ -193,12 +201,14 @@ impl Matcher {
             || self.wants_record_type_of(bytes)
     }
 
-    /// Whether a selection accepts the `RecordType` of the record in `bytes`.
+    /// Whether a selection accepts the `RecordType` of the record in `bytes`; a record
+    /// whose `RecordType` cannot be read (missing, or a name the pipeline's table does
+    /// not know) is accepted whenever a selection reads one, and evaluated in full.
     #[inline]
     pub fn wants_record_type_of(&self, bytes: &[u8]) -> bool {
         !self.record_types.is_empty()
             && crate::coverage::record_type_number(bytes)
-                .is_some_and(|n| self.record_types.get(usize::from(n)) == Some(&true))
+                .is_none_or(|n| self.record_types.get(usize::from(n)) == Some(&true))
     }
 
     /// The literal router, when candidates are evaluated only against the selections
@@ -410,6 +420,9 @@ fn scan_prefiltered<S: Sink>(
     let mut lines_before_block = 0u64;
     // Hits before this position belong to lines already taken.
     let mut search_from = 0usize;
+    // Lines that start before this were taken as candidates by the literal search (the
+    // search itself moves on past whole blocks without taking their lines).
+    let mut taken_to = 0usize;
     let mut block_start = 0usize;
     // The first line of the chunk starts at 0; every other line starts after a newline.
     let mut line_start = 0usize;
@@ -428,7 +441,7 @@ fn scan_prefiltered<S: Sink>(
         // 1. Literal search over the block (a hit may run past its end by `overlap`).
         cands.clear();
         // Lines that start before this were taken by an earlier block's search.
-        let taken_before = search_from;
+        let taken_before = taken_to;
         let window_end = (block_end + overlap).min(len);
         let mut from = search_from.max(block_start);
         let folds = m.prefilter.folds_case();
@@ -437,25 +450,27 @@ fn scan_prefiltered<S: Sink>(
         }
         let collected = m.prefilter.collects_hits() && from < block_end;
         if collected {
-            m.prefilter.hits(&data[from..window_end], &mut hits);
+            m.prefilter.hits(data, from, window_end, &mut hits);
         }
         let mut next_hit = 0;
-        let search_base = from;
         while from < block_end {
+            // A hit is where a literal's searched window starts; the literal may begin
+            // before it (even before the block: its line is in no earlier block's hits).
             let found = if collected {
-                while next_hit < hits.len() && search_base + hits[next_hit] < from {
+                while next_hit < hits.len() && hits[next_hit] < from {
                     next_hit += 1;
                 }
-                hits.get(next_hit).map(|&h| search_base + h - from)
+                hits.get(next_hit).copied()
             } else if folds {
-                m.prefilter.find_folded(&folded[from - block_start..])
+                m.prefilter
+                    .find_folded(&folded[from - block_start..])
+                    .map(|i| from + i)
             } else {
-                m.prefilter.find(&data[from..window_end])
+                m.prefilter.find_at(data, from, window_end)
             };
-            let Some(off) = found else {
+            let Some(hit) = found else {
                 break;
             };
-            let hit = from + off;
             if hit >= block_end {
                 break;
             }
@@ -463,6 +478,7 @@ fn scan_prefiltered<S: Sink>(
             let end = memchr(b'\n', &data[hit..]).map_or(len, |i| hit + i);
             cands.push((start, end, 0));
             from = end + 1;
+            taken_to = from;
         }
         search_from = search_from.max(from);
 
@@ -527,7 +543,7 @@ fn scan_prefiltered<S: Sink>(
     }
     // The last line, without a newline: a candidate by its `RecordType` only if the
     // literal search did not already take it.
-    if types && line_start < len && !line_blank && search_from <= line_start {
+    if types && line_start < len && !line_blank && taken_to <= line_start {
         let line = &data[line_start..];
         if m.wants_record_type_of(line) {
             candidate(
@@ -634,6 +650,10 @@ fn evaluate<S: Sink>(
         r.route(line, route);
         &route[..]
     });
+    // The literal it holds is not all a selection needs: no candidate after all.
+    if route.is_some_and(|r| r.is_empty()) {
+        return;
+    }
     // One copy of the line, padded as simd-json's SIMD loads need, parsed in place
     // into a tape whose allocation is reused from line to line.
     buf.clear();

@@ -180,6 +180,59 @@ fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
     }
 }
 
+/// (rule id, record id) of every finding, and the candidates, of the 40 rules over the
+/// fixture with `tweak` applied to the configuration.
+fn split_run(
+    dir: &Path,
+    tweak: impl FnOnce(&mut ualhunt::Config),
+) -> (BTreeSet<(String, String)>, u64) {
+    let set = ualhunt::rule::load::load(&[dir.to_path_buf()]).unwrap();
+    let mut config = ualhunt::Config::new(vec![records()]);
+    config.rules = set.rules;
+    config.context = false;
+    tweak(&mut config);
+    let report = ualhunt::run(&config).unwrap();
+    let found = report
+        .actors
+        .iter()
+        .flat_map(|a| &a.evidence)
+        .map(|e| {
+            (
+                report.rules[usize::from(e.finding.rule)].id.clone(),
+                e.finding.record_id.as_deref().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    (found, report.counts.candidates)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The literals are searched from their rarest bytes on, so a literal may begin in
+    /// one block or chunk and its searched window in the next: the candidates and the
+    /// findings are the same whatever the cut, and the findings those of parsing every
+    /// line.
+    #[test]
+    fn the_rule_pack_finds_the_same_whatever_the_blocks_chunks_and_threads(
+        block in prop_oneof![1usize..48, 48usize..2048],
+        chunk in 64usize..8192,
+        threads in 1usize..4,
+    ) {
+        let Some(dir) = rules_dir() else { return Ok(()) };
+        let (reference, candidates) = split_run(&dir, |c| c.threads = 1);
+        let (every_line, _) = split_run(&dir, |c| c.prefilter = false);
+        prop_assert_eq!(&reference, &every_line);
+        let (split, split_candidates) = split_run(&dir, |c| {
+            c.scan_block = block;
+            c.chunk_size = chunk;
+            c.threads = threads;
+        });
+        prop_assert_eq!(&split, &reference);
+        prop_assert_eq!(split_candidates, candidates);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 

@@ -239,6 +239,25 @@ impl Query {
         }
     }
 
+    /// Literal sets a matching line must hold a literal of each (conditions that are
+    /// all necessary): every clause of a conjunction gives its own set, any other query
+    /// its [`Query::required_literals`]. The prefilter searches one set (the
+    /// [`Query::required_literals`] of the whole); the others are checked on the
+    /// candidate's bytes before it is parsed. Clauses on a field whole workloads share
+    /// (`event.provider`) give none: they would exclude next to nothing, and a broken
+    /// line holding a rule's action is still parsed and reported.
+    pub fn required_conjuncts(&self) -> Vec<Vec<String>> {
+        match self {
+            Query::And(parts) => parts
+                .iter()
+                .filter(|q| !q.is_broad())
+                .flat_map(Query::required_conjuncts)
+                .collect(),
+            Query::Nested { query, .. } => query.required_conjuncts(),
+            other => other.required_literals().into_iter().collect(),
+        }
+    }
+
     /// Whether this clause's literals are shared by whole workloads (`event.provider`:
     /// `Exchange` is in most records of an archive), so a poor prefilter.
     fn is_broad(&self) -> bool {
