@@ -18,6 +18,8 @@
 use std::io::{self, BufRead, Read};
 use std::sync::{Arc, Mutex};
 
+#[cfg(not(feature = "isal"))]
+mod crc;
 mod header;
 #[cfg(feature = "isal")]
 mod isal;
@@ -31,10 +33,6 @@ pub const BACKEND: &str = if cfg!(feature = "isal") {
 } else {
     "zlib-rs"
 };
-
-/// Output bytes one backend call writes at most: the CRC then reads them from L2
-/// (512 KiB per core here), not from memory. The caller's block may be far larger.
-const OUT_WINDOW: usize = 256 * 1024;
 
 /// Things said about a stream that are not errors (zero padding after the last member),
 /// to be read once the stream has been read to its end. Cloned handles share one list.
@@ -167,6 +165,13 @@ struct Step {
 
 /// An inflater of gzip members, one after another.
 trait Backend: Send {
+    /// Held while a `read` runs; dropped, it waits for any work the backend handed to
+    /// another thread over the caller's buffer.
+    type Guard;
+    /// Output bytes one call writes at most (the caller's block may be far larger).
+    const WINDOW: usize;
+    /// The guard for one `read`.
+    fn guard(&self) -> Self::Guard;
     /// Gets ready for a member whose first byte is the next input byte.
     fn begin(&mut self);
     /// Inflates what it can of `input` into `out`: header, deflate body and trailer.
@@ -261,7 +266,7 @@ impl<B: Backend> GzipReader<B> {
             State::Member => {
                 let input = self.input.fill_buf()?;
                 let eof = input.is_empty();
-                let room = out.len().min(OUT_WINDOW);
+                let room = out.len().min(B::WINDOW);
                 let (step, result) = self.backend.step(input, &mut out[..room]);
                 self.input.consume(step.consumed);
                 if step.end {
@@ -298,9 +303,18 @@ impl<B: Backend> Read for GzipReader<B> {
         if let Some(e) = self.pending.take() {
             return Err(e);
         }
+        // Dropped last: whatever another thread still reads of `out` is done before
+        // the borrow ends.
+        let _settle = self.backend.guard();
+        let (base, len) = (out.as_mut_ptr(), out.len());
         let mut produced = 0;
-        while produced < out.len() && self.state != State::Done {
-            match self.advance(&mut out[produced..]) {
+        while produced < len && self.state != State::Done {
+            // SAFETY: `produced <= len`, inside `out`. The bytes before `produced`
+            // (which a CRC helper may be reading) are not part of this slice: it is
+            // taken from the raw pointer, not by reborrowing all of `out`.
+            let rest =
+                unsafe { std::slice::from_raw_parts_mut(base.add(produced), len - produced) };
+            match self.advance(rest) {
                 Ok(n) => produced += n,
                 Err(e) => {
                     self.state = State::Done;

@@ -1,14 +1,15 @@
 //! The default backend: zlib-rs inflating raw deflate, with the gzip framing (header,
 //! CRC-32 and length trailer) read here. zlib-rs is driven directly: its input is the
 //! caller's compressed bytes (a memory map for files) and its output the caller's block,
-//! so nothing is copied on either side, and the CRC is taken over each window right
-//! after zlib-rs wrote it, while it is still in cache.
+//! so nothing is copied on either side. The CRC of each window is taken by `crc`, on a
+//! helper thread once the stream is large, while zlib-rs inflates the next window.
 //! The header is read by `header` (fields of any length), the trailer here.
 
 use std::io;
 
 use zlib_rs::{Inflate, InflateError, InflateFlush, Status};
 
+use super::crc::{Crc, Settle};
 use super::header::Header;
 use super::{Backend, Step, invalid};
 
@@ -17,7 +18,7 @@ pub struct Zlib {
     inflate: Inflate,
     phase: Phase,
     /// CRC-32 and length (mod 2^32) of the member's output so far.
-    crc: u32,
+    crc: Crc,
     size: u32,
 }
 
@@ -33,17 +34,27 @@ impl Zlib {
             // Raw deflate, 32 KiB window: the gzip framing is read here.
             inflate: Inflate::new(false, 15),
             phase: Phase::Header(Header::default()),
-            crc: 0,
+            crc: Crc::new(),
             size: 0,
         }
     }
 }
 
 impl Backend for Zlib {
+    type Guard = Settle;
+
+    /// Output bytes per zlib-rs call: each call copies its last 32 KiB into zlib-rs's
+    /// window, and the CRC helper takes one hand-off per window.
+    const WINDOW: usize = 1 << 20;
+
+    fn guard(&self) -> Settle {
+        self.crc.guard()
+    }
+
     fn begin(&mut self) {
         self.inflate.reset(false);
         self.phase = Phase::Header(Header::default());
-        self.crc = 0;
+        self.crc.reset();
         self.size = 0;
     }
 
@@ -68,9 +79,10 @@ impl Backend for Zlib {
                     let status = self.inflate.decompress(rest, window, InflateFlush::NoFlush);
                     let consumed = (self.inflate.total_in() - in0) as usize;
                     let produced = (self.inflate.total_out() - out0) as usize;
-                    // CRC over the bytes just written, while they are in cache.
-                    let written = &window[..produced];
-                    self.crc = zlib_rs::crc32::crc32(self.crc, written);
+                    // SAFETY: the reader settles the CRC before its `read` returns (the
+                    // guard), and nothing writes these bytes again before that: zlib-rs
+                    // only reads back from them, further windows go after them.
+                    unsafe { self.crc.update(&window[..produced]) };
                     self.size = self.size.wrapping_add(produced as u32);
                     step.consumed += consumed;
                     step.produced += produced;
@@ -106,7 +118,7 @@ impl Backend for Zlib {
                     let crc = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
                     let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
                     step.end = true;
-                    let checked = if crc != self.crc {
+                    let checked = if crc != self.crc.settle() {
                         Err(invalid("gzip member checksum mismatch"))
                     } else if size != self.size {
                         Err(invalid("gzip member length mismatch"))
