@@ -306,13 +306,17 @@ impl Windowed {
         kind: packed::MatchKind,
         windows: bool,
     ) -> Option<Windowed> {
+        let literals: Vec<&[u8]> = literals.iter().map(AsRef::as_ref).collect();
+        let chosen = if windows {
+            shared_windows(&literals)
+        } else {
+            literals.iter().map(|l| (0, l.len())).collect()
+        };
         let mut searched: Vec<Box<[u8]>> = Vec::new();
         let mut sources: Vec<Vec<(usize, Box<[u8]>)>> = Vec::new();
-        for literal in literals {
-            let literal = literal.as_ref();
-            let at = if windows { rarest_window(literal) } else { 0 };
-            let window = &literal[at..];
-            let source = (at, Box::<[u8]>::from(literal));
+        for (literal, (at, end)) in literals.iter().zip(chosen) {
+            let window = &literal[at..end];
+            let source = (at, Box::<[u8]>::from(*literal));
             match searched.iter().position(|w| **w == *window) {
                 Some(p) => sources[p].push(source),
                 None => {
@@ -332,7 +336,10 @@ impl Windowed {
                     .collect()
             })
             .collect();
-        let whole = sources.iter().flatten().all(|(at, _)| *at == 0);
+        let whole = sources
+            .iter()
+            .zip(&searched)
+            .all(|(s, w)| s.iter().all(|(at, l)| *at == 0 && l.len() == w.len()));
         let searcher = packed::Config::new()
             .match_kind(kind)
             .builder()
@@ -353,7 +360,7 @@ impl Windowed {
         let mut at = from;
         while at < to {
             let m = self.searcher.find_in(data, Span::from(at..to))?;
-            if self.whole || self.holds_literal(data, m.start(), m.pattern().as_usize()) {
+            if self.whole || self.holds_literal(data, to, m.start(), m.pattern().as_usize()) {
                 return Some(m.start());
             }
             at = m.start() + 1;
@@ -368,7 +375,7 @@ impl Windowed {
             let Some(m) = self.searcher.find_in(data, Span::from(at..to)) else {
                 break;
             };
-            if self.whole || self.holds_literal(data, m.start(), m.pattern().as_usize()) {
+            if self.whole || self.holds_literal(data, to, m.start(), m.pattern().as_usize()) {
                 out.push(m.start());
                 at = m.end();
             } else {
@@ -377,8 +384,10 @@ impl Windowed {
         }
     }
 
-    /// Whether a literal searched through a window matching at `at` is there whole.
-    fn holds_literal(&self, data: &[u8], at: usize, pattern: usize) -> bool {
+    /// Whether a literal searched through a window matching at `at` is there whole,
+    /// ending by `to`.
+    fn holds_literal(&self, data: &[u8], to: usize, at: usize, pattern: usize) -> bool {
+        let data = &data[..to];
         self.related[pattern].iter().any(|&p| {
             let p = p as usize;
             data[at..].starts_with(&self.windows[p])
@@ -389,21 +398,70 @@ impl Windowed {
     }
 }
 
-/// Where a literal's rarest four bytes start (by [`frequency::PER_MILLION`], the first
-/// such place on a tie); 0 for a literal of four bytes or fewer.
-fn rarest_window(literal: &[u8]) -> usize {
-    const WIDTH: usize = 4;
-    if literal.len() <= WIDTH {
-        return 0;
-    }
-    (0..=literal.len() - WIDTH)
-        .min_by_key(|&i| {
-            literal[i..i + WIDTH]
-                .iter()
-                .map(|&b| frequency::PER_MILLION[usize::from(b)])
-                .sum::<u32>()
+/// How many bytes of a literal are searched (Teddy's fingerprint is a pattern's first
+/// four bytes).
+const WINDOW: usize = 4;
+
+/// How rare four bytes are in audit text: the sum of their frequencies (lower is rarer).
+fn rarity(window: &[u8]) -> u32 {
+    window
+        .iter()
+        .map(|&b| frequency::PER_MILLION[usize::from(b)])
+        .sum()
+}
+
+/// The window each literal is searched through, as a range of it: four of its bytes,
+/// few enough distinct windows that Teddy keeps its fast layout. Each literal may use
+/// any four bytes whose [`rarity`] is within twice its rarest's (plus a little, for
+/// literals whose rarest bytes hardly occur); the window shared by the most literals
+/// still without one is taken first, the rarer on a tie. A literal of four bytes or
+/// fewer is searched whole.
+fn shared_windows(literals: &[&[u8]]) -> Vec<(usize, usize)> {
+    let admissible: Vec<Vec<&[u8]>> = literals
+        .iter()
+        .map(|l| {
+            if l.len() <= WINDOW {
+                return vec![*l];
+            }
+            let best = l.windows(WINDOW).map(rarity).min().unwrap_or(0);
+            let limit = best.saturating_mul(2).saturating_add(2_000);
+            l.windows(WINDOW).filter(|w| rarity(w) <= limit).collect()
         })
-        .unwrap_or(0)
+        .collect();
+    let mut chosen: Vec<Option<(usize, usize)>> = vec![None; literals.len()];
+    while chosen.iter().any(Option::is_none) {
+        // Each admissible window -> how many literals still without one admit it.
+        let mut counts: Vec<(&[u8], usize)> = Vec::new();
+        for (i, windows) in admissible.iter().enumerate() {
+            if chosen[i].is_some() {
+                continue;
+            }
+            for w in windows {
+                match counts.iter_mut().find(|(x, _)| x == w) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((w, 1)),
+                }
+            }
+        }
+        let Some(&(window, _)) = counts.iter().max_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(rarity(b.0).cmp(&rarity(a.0)))
+                .then(b.0.cmp(a.0))
+        }) else {
+            break;
+        };
+        for (i, windows) in admissible.iter().enumerate() {
+            if chosen[i].is_none() && windows.contains(&window) {
+                let at = memmem::find(literals[i], window).unwrap_or(0);
+                chosen[i] = Some((at, at + window.len()));
+            }
+        }
+    }
+    chosen
+        .into_iter()
+        .zip(literals)
+        .map(|(c, l)| c.unwrap_or((0, l.len())))
+        .collect()
 }
 
 /// Which selections a candidate can satisfy: the literals of every selection in one
@@ -694,14 +752,14 @@ mod tests {
     fn a_literal_is_searched_from_its_rarest_bytes_and_checked_whole() {
         // `Set-` starts many literals (and records); the window is further in.
         let lit = "Set-MailboxAuditBypassAssociation";
-        let at = rarest_window(lit.as_bytes());
-        assert!(at > 0, "{at}");
+        let (at, end) = shared_windows(&[lit.as_bytes()])[0];
+        assert!(at > 0 && end == at + WINDOW, "{at}..{end}");
         let p = Prefilter::from_literals(vec![lit.to_string(), "Remove-InboxRule".to_string()]);
         assert!(matches!(p, Prefilter::Packed { .. }), "{p:?}");
         // The window alone, or the literal cut before its window, is no hit.
-        let window = &lit[at..];
+        let window = &lit[at..end];
         assert_eq!(p.find(format!("xx {window} yy").as_bytes()), None);
-        assert_eq!(p.find(format!("xxSet-Mailbox{window}").as_bytes()), None);
+        assert_eq!(p.find(format!("xx{}{window}", &lit[..at]).as_bytes()), None);
         // The literal may begin before the searched range: the bytes before are read.
         let data = format!("....{lit}....");
         let hit = p.find_at(data.as_bytes(), 6, data.len()).unwrap();
