@@ -112,6 +112,9 @@ impl Prefilter {
         literals.sort();
         literals.dedup();
         literals.retain(|l| !l.is_empty());
+        // A literal holding another one adds no candidate: any line with it has the other.
+        let all = literals.clone();
+        literals.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
         match literals.len() {
             0 => Prefilter::Everything,
             1 if !ignore_case => {
@@ -288,14 +291,31 @@ pub struct Windowed {
     searcher: packed::Searcher,
     /// The windows searched (pattern ids index them).
     windows: Vec<Box<[u8]>>,
-    /// Pattern id -> the literals searched through that window: (where the window
-    /// starts in the literal, the literal).
-    sources: Vec<Vec<(usize, Box<[u8]>)>>,
+    /// Pattern id -> the literals searched through that window.
+    sources: Vec<Vec<Source>>,
     /// Pattern id -> the patterns that can match where it does (a prefix of it, or it
     /// of them: Teddy reports one of them there), itself included.
     related: Vec<Vec<u32>>,
     /// Every window is its whole literal: a match needs no check.
     whole: bool,
+}
+
+/// A literal searched through a window.
+#[derive(Clone, Debug)]
+struct Source {
+    /// Where the window starts in the literal.
+    at: usize,
+    literal: Box<[u8]>,
+    /// Its index in the list the search was built from.
+    index: u32,
+}
+
+impl Source {
+    /// Whether the literal is in `data` with its window at `window`.
+    #[inline]
+    fn is_at(&self, data: &[u8], window: usize) -> bool {
+        window >= self.at && data[window - self.at..].starts_with(&self.literal)
+    }
 }
 
 impl Windowed {
@@ -313,10 +333,14 @@ impl Windowed {
             literals.iter().map(|l| (0, l.len())).collect()
         };
         let mut searched: Vec<Box<[u8]>> = Vec::new();
-        let mut sources: Vec<Vec<(usize, Box<[u8]>)>> = Vec::new();
-        for (literal, (at, end)) in literals.iter().zip(chosen) {
+        let mut sources: Vec<Vec<Source>> = Vec::new();
+        for (index, (literal, (at, end))) in literals.iter().zip(chosen).enumerate() {
             let window = &literal[at..end];
-            let source = (at, Box::<[u8]>::from(*literal));
+            let source = Source {
+                at,
+                literal: Box::from(*literal),
+                index: index as u32,
+            };
             match searched.iter().position(|w| **w == *window) {
                 Some(p) => sources[p].push(source),
                 None => {
@@ -339,7 +363,7 @@ impl Windowed {
         let whole = sources
             .iter()
             .zip(&searched)
-            .all(|(s, w)| s.iter().all(|(at, l)| *at == 0 && l.len() == w.len()));
+            .all(|(s, w)| s.iter().all(|s| s.at == 0 && s.literal.len() == w.len()));
         let searcher = packed::Config::new()
             .match_kind(kind)
             .builder()
@@ -391,10 +415,32 @@ impl Windowed {
         self.related[pattern].iter().any(|&p| {
             let p = p as usize;
             data[at..].starts_with(&self.windows[p])
-                && self.sources[p]
-                    .iter()
-                    .any(|(off, literal)| at >= *off && data[at - off..].starts_with(literal))
+                && self.sources[p].iter().any(|s| s.is_at(data, at))
         })
+    }
+
+    /// Calls `found` with the index (in the list it was built from) of each literal in
+    /// `data`, once per occurrence: every position where a window matches is tried.
+    fn each_literal(&self, data: &[u8], mut found: impl FnMut(usize)) {
+        let mut at = 0;
+        while at < data.len() {
+            let Some(m) = self.searcher.find_in(data, Span::from(at..data.len())) else {
+                break;
+            };
+            let p = m.start();
+            for &r in &self.related[m.pattern().as_usize()] {
+                let r = r as usize;
+                if !data[p..].starts_with(&self.windows[r]) {
+                    continue;
+                }
+                for s in &self.sources[r] {
+                    if s.is_at(data, p) {
+                        found(s.index as usize);
+                    }
+                }
+            }
+            at = p + 1;
+        }
     }
 }
 
@@ -402,12 +448,17 @@ impl Windowed {
 /// four bytes).
 const WINDOW: usize = 4;
 
-/// How rare four bytes are in audit text: the sum of their frequencies (lower is rarer).
+/// How rare four bytes are in audit text (lower is rarer): the sum of their
+/// frequencies, and far more for a string common there as a whole (`User` is made of
+/// middling bytes but starts three keys of every record).
 fn rarity(window: &[u8]) -> u32 {
-    window
+    let bytes: u32 = window
         .iter()
         .map(|&b| frequency::PER_MILLION[usize::from(b)])
-        .sum()
+        .sum();
+    let common =
+        <[u8; 4]>::try_from(window).is_ok_and(|w| frequency::COMMON.binary_search(&w).is_ok());
+    bytes + if common { 1_000_000 } else { 0 }
 }
 
 /// The window each literal is searched through, as a range of it: four of its bytes,
@@ -470,11 +521,10 @@ fn shared_windows(literals: &[&[u8]]) -> Vec<(usize, usize)> {
 /// with no literal is evaluated on every candidate.
 #[derive(Clone, Debug)]
 pub struct Router {
-    /// Every literal, in groups of at most 64 (Teddy), each reporting the longest
-    /// literal at a position; the search restarts one byte after each match, so every
-    /// position where a literal starts is seen.
-    groups: Vec<packed::Searcher>,
-    /// Pattern id -> the selections that require that literal.
+    /// Every literal, in groups of at most 64, searched as the prefilter searches them
+    /// (Teddy over their windows), every occurrence of each reported.
+    groups: Vec<Windowed>,
+    /// Literal (64 per group) -> the selections that require it.
     by_pattern: Vec<Vec<u32>>,
     /// Selections with no literal.
     always: Vec<u32>,
@@ -547,20 +597,32 @@ impl Router {
         if sets.len() <= 1 && conjuncts.iter().all(Vec::is_empty) {
             return None;
         }
-        // At a position only the longest literal is reported: the literals it contains
-        // (a shorter one starting there, or inside it) route too.
-        let by_pattern: Vec<Vec<u32>> = (0..literals.len())
+        // A literal holding another one that routes to all its selections too need not
+        // be searched (the TeamFiltration user agent holds `Electron`).
+        for sels in &mut by_pattern {
+            sels.sort_unstable();
+            sels.dedup();
+        }
+        let redundant: Vec<bool> = (0..literals.len())
             .map(|i| {
-                let mut sels: Vec<u32> = (0..literals.len())
-                    .filter(|&j| literals[i].contains(literals[j]))
-                    .flat_map(|j| by_pattern[j].iter().copied())
-                    .collect();
-                sels.sort_unstable();
-                sels.dedup();
-                sels
+                (0..literals.len()).any(|j| {
+                    j != i
+                        && literals[i].contains(literals[j])
+                        && by_pattern[i].iter().all(|s| by_pattern[j].contains(s))
+                })
             })
             .collect();
-        let groups = teddy_groups(&literals, packed::MatchKind::LeftmostLongest)?;
+        let (literals, by_pattern): (Vec<&str>, Vec<Vec<u32>>) = literals
+            .into_iter()
+            .zip(by_pattern)
+            .zip(&redundant)
+            .filter(|(_, r)| !**r)
+            .map(|(pair, _)| pair)
+            .unzip();
+        let groups = literals
+            .chunks(64)
+            .map(|group| Windowed::new(group, packed::MatchKind::LeftmostFirst, true))
+            .collect::<Option<Vec<Windowed>>>()?;
         let mut any_type: Vec<u32> = by_type.iter().flatten().copied().collect();
         any_type.sort_unstable();
         any_type.dedup();
@@ -581,14 +643,9 @@ impl Router {
         out.clear();
         out.extend_from_slice(&self.always);
         for (g, searcher) in self.groups.iter().enumerate() {
-            let mut at = 0;
-            while at < line.len() {
-                let Some(m) = searcher.find_in(line, Span::from(at..line.len())) else {
-                    break;
-                };
-                out.extend_from_slice(&self.by_pattern[g * 64 + m.pattern().as_usize()]);
-                at = m.start() + 1;
-            }
+            searcher.each_literal(line, |i| {
+                out.extend_from_slice(&self.by_pattern[g * 64 + i])
+            });
         }
         let record_type = if self.by_type.is_empty() && !self.conjunct_types {
             None
@@ -669,24 +726,6 @@ impl Conjunct {
         (!self.types.is_empty() && record_type.is_none_or(|n| self.types.contains(&n)))
             || self.texts.iter().any(|f| f.find(line).is_some())
     }
-}
-
-/// Teddy searchers over `literals` in groups of at most 64 (what one takes), pattern
-/// `i` of group `g` being literal `64 * g + i`; `None` when one does not build.
-fn teddy_groups<S: AsRef<[u8]>>(
-    literals: &[S],
-    kind: packed::MatchKind,
-) -> Option<Vec<packed::Searcher>> {
-    literals
-        .chunks(64)
-        .map(|group| {
-            packed::Config::new()
-                .match_kind(kind)
-                .builder()
-                .extend(group)
-                .build()
-        })
-        .collect()
 }
 
 /// Why a query yields no prefilter literal, for `ualhunt rules` and `--stats`.
