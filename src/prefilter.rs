@@ -463,7 +463,7 @@ fn rarity(window: &[u8]) -> u32 {
 
 /// The window each literal is searched through, as a range of it: four of its bytes,
 /// few enough distinct windows that Teddy keeps its fast layout. Each literal may use
-/// any four bytes whose [`rarity`] is within twice its rarest's (plus a little, for
+/// any four bytes whose [`rarity`] is within half again its rarest's (plus a little, for
 /// literals whose rarest bytes hardly occur); the window shared by the most literals
 /// still without one is taken first, the rarer on a tie. A literal of four bytes or
 /// fewer is searched whole.
@@ -475,7 +475,7 @@ fn shared_windows(literals: &[&[u8]]) -> Vec<(usize, usize)> {
                 return vec![*l];
             }
             let best = l.windows(WINDOW).map(rarity).min().unwrap_or(0);
-            let limit = best.saturating_mul(2).saturating_add(2_000);
+            let limit = best.saturating_add(best / 2).saturating_add(1_000);
             l.windows(WINDOW).filter(|w| rarity(w) <= limit).collect()
         })
         .collect();
