@@ -281,11 +281,12 @@ impl Prefilter {
     }
 }
 
-/// A Teddy (SIMD) search for up to 64 literals, each searched from the four bytes of it
-/// that are rarest in audit text ([`frequency::PER_MILLION`]): Teddy's fingerprint is a
-/// pattern's first bytes, and a literal's own first bytes are often the commonest
-/// (`Set-`, `Remove-`, `Mail…`). A window found is checked against the whole literal
-/// before it counts, so a hit means what it meant before: a literal is there.
+/// A Teddy (SIMD) search for up to 64 literals, each searched through four of its bytes
+/// that are rare in audit text (a window; literals share one where they can): Teddy's
+/// fingerprint is a pattern's first bytes, and a literal's own first bytes are often the
+/// commonest (`Set-`, `Remove-`, `User…`). A window found is checked against the whole
+/// literal around it before it counts, so a hit means what it meant before: a literal is
+/// there.
 #[derive(Clone, Debug)]
 pub struct Windowed {
     searcher: packed::Searcher,
