@@ -591,6 +591,22 @@ fn valid_query() -> impl Strategy<Value = String> {
     })
 }
 
+/// Found by the property below: a field named like a keyword printed bare read back as
+/// a negation (`not<and` printed `not < "and"`).
+#[test]
+fn a_field_named_like_a_keyword_prints_back() {
+    for text in ["not<and", "NOT>=x", "and:1", "or <= 3"] {
+        let Ok(q) = Query::parse(text) else { continue };
+        let printed = q.to_string();
+        assert_eq!(
+            Query::parse(&printed),
+            Ok(q),
+            "{text:?} printed {printed:?}"
+        );
+    }
+    assert!(Query::parse("not<and").is_ok());
+}
+
 proptest! {
     #[test]
     fn arbitrary_text_never_panics_and_prints_back(text in kql_soup()) {

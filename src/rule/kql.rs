@@ -1331,7 +1331,12 @@ fn write_field(f: &mut fmt::Formatter<'_>, field: &Field, nest: Option<&str>) ->
     let name = nest
         .and_then(|path| full.strip_prefix(path)?.strip_prefix('.'))
         .unwrap_or(&full);
+    // A field named like a keyword is quoted: `not < "and"` would read as a negation.
+    let keyword = ["and", "or", "not"]
+        .iter()
+        .any(|k| name.eq_ignore_ascii_case(k));
     let plain = !name.is_empty()
+        && !keyword
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.@-/".contains(&b));
