@@ -1,5 +1,5 @@
 //! The CRC-32 of a member's output, taken on a helper thread while the inflater goes on
-//! (default build). On this machine the CRC (PCLMULQDQ folding, about 9.5 GB/s, the
+//! (both backends). On this machine the CRC (PCLMULQDQ folding, about 9.5 GB/s, the
 //! same in zlib-rs and crc32fast) is a tenth of the inflating thread's time; on a second
 //! core it costs the inflater one hand-off per window instead.
 //!
