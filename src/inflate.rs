@@ -12,13 +12,13 @@
 //! - default: zlib-rs, driven directly on raw deflate with the gzip framing read here
 //!   (`zlib`): no buffer between the compressed bytes and the inflater, no copy of its
 //!   output, the CRC taken over each window while it is in cache;
-//! - feature `isal`: Intel ISA-L's igzip inflate (system `libisal`), faster still on
-//!   this machine (see the README's benchmark table).
+//! - feature `isal`: Intel ISA-L's igzip inflate (system `libisal`) on raw deflate, with
+//!   the same framing and CRC helper (`isal`), faster still on this machine (see the
+//!   README's benchmark table).
 
 use std::io::{self, BufRead, Read};
 use std::sync::{Arc, Mutex};
 
-#[cfg(not(feature = "isal"))]
 mod crc;
 mod header;
 #[cfg(feature = "isal")]
@@ -537,6 +537,88 @@ mod tests {
         let mut out = Vec::new();
         assert!(r.read_to_end(&mut out).is_err());
         assert_eq!(out, data);
+    }
+
+    /// Input handed out in the given pieces, one `fill_buf` each.
+    struct Pieces {
+        data: Vec<u8>,
+        ends: Vec<usize>,
+        at: usize,
+    }
+
+    impl Read for Pieces {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.fill_buf()?.len().min(out.len());
+            out[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.consume(n);
+            Ok(n)
+        }
+    }
+
+    impl BufRead for Pieces {
+        fn fill_buf(&mut self) -> io::Result<&[u8]> {
+            // `ends` is sorted: the first one past `at`.
+            let i = self.ends.partition_point(|&e| e <= self.at);
+            let end = self.ends.get(i).copied().unwrap_or(self.data.len());
+            Ok(&self.data[self.at..end])
+        }
+        fn consume(&mut self, n: usize) {
+            self.at += n;
+        }
+    }
+
+    fn inflate_pieces(data: &[u8], ends: Vec<usize>) -> (io::Result<Vec<u8>>, Vec<u8>) {
+        let input = Pieces {
+            data: data.to_vec(),
+            ends,
+            at: 0,
+        };
+        let mut r = gzip_reader(Box::new(input), Notes::default());
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return (Ok(out.clone()), out),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (Err(e), out),
+            }
+        }
+    }
+
+    #[test]
+    fn members_split_at_any_byte_are_read_whole() {
+        // Stored, fixed-Huffman and dynamic-Huffman members: the inflater may read
+        // past the end of the deflate data into the trailer before it stops.
+        let mut stored = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        stored.write_all(b"stored\n").unwrap();
+        let (a, b) = (b"short\n".to_vec(), sample(3000));
+        let data = [stored.finish().unwrap(), gz(&[&a, &b, b""])].concat();
+        let want = [&b"stored\n"[..], &a, &b].concat();
+        for cut in 0..=data.len() {
+            let (got, _) = inflate_pieces(&data, vec![cut]);
+            assert_eq!(got.unwrap(), want, "cut at {cut}");
+        }
+        let (got, _) = inflate_pieces(&data, (1..data.len()).collect());
+        assert_eq!(got.unwrap(), want, "one byte at a time");
+    }
+
+    #[test]
+    fn a_bad_trailer_is_an_error_after_every_byte_of_its_member() {
+        let a = sample(200_000);
+        let good = gz(&[&a]);
+        let n = good.len();
+        for (at, what) in [(n - 8, "checksum"), (n - 1, "length")] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            let one_byte = (1..bad.len()).collect();
+            for ends in [vec![], vec![n - 9], vec![n - 5], vec![n - 1], one_byte] {
+                let (got, out) = inflate_pieces(&bad, ends);
+                let err = got.unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+                assert!(err.to_string().contains(what), "{what}: {err}");
+                assert_eq!(out, a, "{what}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The CRC-32 of a member's output, taken on a helper thread while the inflater goes on
-//! (default build). On this machine the CRC (PCLMULQDQ folding, about 9.5 GB/s, the
+//! (both backends). On this machine the CRC (PCLMULQDQ folding, about 9.5 GB/s, the
 //! same in zlib-rs and crc32fast) is a tenth of the inflating thread's time; on a second
 //! core it costs the inflater one hand-off per window instead.
 //!
@@ -11,7 +11,8 @@
 //!
 //! A stream starts with the CRC taken inline; the helper thread is started once the
 //! stream has produced [`HELPER_FROM`] bytes, so a small stream (one of many zip
-//! entries) never starts a thread.
+//! entries) never starts a thread, and only when fewer gzip streams are being read than
+//! there are cores (the CRC stays inline when every core already inflates one).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -29,6 +30,8 @@ pub(super) struct Crc {
     /// waits for it); the thread is started later, if at all.
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The helper was considered (once per stream): the CRC stays inline without one.
+    tried: bool,
 }
 
 struct Shared {
@@ -107,6 +110,7 @@ impl Crc {
                 idle: Condvar::new(),
             }),
             thread: None,
+            tried: false,
         }
     }
 
@@ -126,7 +130,7 @@ impl Crc {
     /// [`Crc::settle`] has returned (the helper may read it until then).
     pub(super) unsafe fn update(&mut self, window: &[u8]) {
         self.seen += window.len() as u64;
-        if self.thread.is_none() && self.seen >= HELPER_FROM {
+        if !self.tried && self.seen >= HELPER_FROM {
             self.start_helper();
         }
         if self.thread.is_none() {
@@ -152,8 +156,11 @@ impl Crc {
     }
 
     fn start_helper(&mut self) {
-        // One spare core at least, or the hand-offs only add work.
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        self.tried = true;
+        // A core no other gzip stream is inflating on, or the hand-offs only add work
+        // (several files read at once on two cores: each inflater keeps its core busy).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if super::STREAMS.load(std::sync::atomic::Ordering::Relaxed) >= cores {
             return;
         }
         self.shared.lock().crc = self.value;

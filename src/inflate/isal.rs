@@ -1,14 +1,20 @@
-//! The `isal` backend: Intel ISA-L's igzip inflate (system `libisal`) on the deflate
-//! body, which also takes the member's CRC-32 over each output window and checks the
-//! trailer (`ISAL_GZIP_NO_HDR_VER`); the header is read by `header`, as in the default
-//! build (ISA-L's own header reader fails on fields split over calls). Input is taken
-//! straight from the caller's compressed bytes and output written straight into the
-//! caller's block.
+//! The `isal` backend: Intel ISA-L's igzip inflate (system `libisal`) on raw deflate,
+//! with the gzip framing read here as in the default build: the header by `header`
+//! (ISA-L's own header reader fails on fields split over calls), the trailer here, and
+//! the CRC-32 of each output window by `crc`, on a helper thread once the stream is
+//! large, while ISA-L inflates the next window. Input is taken straight from the
+//! caller's compressed bytes and output written straight into the caller's block.
+//!
+//! ISA-L reads its input up to eight bytes ahead into a bit buffer, and on raw deflate
+//! does not give back what it read past the end of the final block: those whole bytes
+//! (the low bits of `read_in`, after the unused bits of the last deflate byte) are the
+//! first bytes of the trailer, taken from the buffer when the body ends.
 
 use std::io;
 
 use isal_sys::igzip_lib as ffi;
 
+use super::crc::{Crc, Settle};
 use super::header::Header;
 use super::{Backend, Step, invalid};
 
@@ -16,8 +22,16 @@ use super::{Backend, Step, invalid};
 pub struct Isal {
     // Boxed: the state is large and ISA-L keeps pointers into it.
     state: Box<ffi::inflate_state>,
-    /// The member's header while it is being read; `None` once it has been.
-    header: Option<Header>,
+    phase: Phase,
+    /// CRC-32 and length (mod 2^32) of the member's output so far.
+    crc: Crc,
+    size: u32,
+}
+
+enum Phase {
+    Header(Header),
+    Body,
+    Trailer { bytes: [u8; 8], have: usize },
 }
 
 // SAFETY: the state holds raw pointers only into itself and, during a call, into
@@ -31,78 +45,121 @@ impl Isal {
         let mut state: Box<ffi::inflate_state> = Box::new(unsafe { std::mem::zeroed() });
         // SAFETY: `state` points to a live, owned inflate_state.
         unsafe { ffi::isal_inflate_init(&mut *state) };
-        state.crc_flag = ffi::ISAL_GZIP_NO_HDR_VER;
+        state.crc_flag = ffi::IGZIP_DEFLATE;
         Isal {
             state,
-            header: Some(Header::default()),
+            phase: Phase::Header(Header::default()),
+            crc: Crc::new(),
+            size: 0,
         }
+    }
+
+    /// The input bytes ISA-L read past the end of the deflate stream into its bit
+    /// buffer (at most 8: the buffer is 64 bits), in stream order, after the unused
+    /// bits of the last deflate byte.
+    fn read_ahead(&self) -> ([u8; 8], usize) {
+        let bits = self.state.read_in_length.max(0) as u32;
+        let n = (bits / 8).min(8) as usize;
+        let rest = self.state.read_in >> (bits % 8);
+        (rest.to_le_bytes(), n)
     }
 }
 
 impl Backend for Isal {
-    type Guard = ();
+    type Guard = Settle;
 
-    /// Output bytes per ISA-L call: ISA-L takes the CRC of each call's output right
-    /// after, while it is in L2 (512 KiB per core here).
-    const WINDOW: usize = 256 * 1024;
+    /// Output bytes per ISA-L call: each call copies its last 32 KiB into ISA-L's
+    /// history buffer, and the CRC helper takes one hand-off per window.
+    const WINDOW: usize = 1 << 20;
 
-    fn guard(&self) {}
+    fn guard(&self) -> Settle {
+        self.crc.guard()
+    }
 
     fn begin(&mut self) {
         // SAFETY: `state` is a live inflate_state.
         unsafe { ffi::isal_inflate_reset(&mut *self.state) };
-        self.state.crc_flag = ffi::ISAL_GZIP_NO_HDR_VER;
-        self.header = Some(Header::default());
+        self.state.crc_flag = ffi::IGZIP_DEFLATE;
+        self.phase = Phase::Header(Header::default());
+        self.crc.reset();
+        self.size = 0;
     }
 
     fn step(&mut self, input: &[u8], out: &mut [u8]) -> (Step, io::Result<()>) {
-        let mut skipped = 0;
-        if let Some(header) = &mut self.header {
-            match header.read(input) {
-                Ok(n) => skipped = n,
-                Err(e) => return (Step::default(), Err(e)),
+        let mut step = Step::default();
+        loop {
+            let rest = &input[step.consumed..];
+            match &mut self.phase {
+                Phase::Header(header) => match header.read(rest) {
+                    Ok(n) => {
+                        step.consumed += n;
+                        if !header.done() {
+                            return (step, Ok(()));
+                        }
+                        self.phase = Phase::Body;
+                    }
+                    Err(e) => return (step, Err(e)),
+                },
+                Phase::Body => {
+                    let window = &mut out[step.produced..];
+                    let in_len = rest.len().min(u32::MAX as usize);
+                    let out_len = window.len().min(u32::MAX as usize);
+                    self.state.next_in = rest.as_ptr() as *mut u8;
+                    self.state.avail_in = in_len as u32;
+                    self.state.next_out = window.as_mut_ptr();
+                    self.state.avail_out = out_len as u32;
+                    // SAFETY: next_in/avail_in describe `rest` (ISA-L only reads it),
+                    // next_out/avail_out describe `window`; both outlive the call.
+                    let ret = unsafe { ffi::isal_inflate(&mut *self.state) };
+                    let consumed = in_len - self.state.avail_in as usize;
+                    let produced = out_len - self.state.avail_out as usize;
+                    // The pointers must not outlive the borrowed buffers.
+                    self.state.next_in = std::ptr::null_mut();
+                    self.state.avail_in = 0;
+                    self.state.next_out = std::ptr::null_mut();
+                    self.state.avail_out = 0;
+                    // SAFETY: the reader settles the CRC before its `read` returns (the
+                    // guard), and nothing writes these bytes again before that: ISA-L
+                    // only reads back from them, further windows go after them.
+                    unsafe { self.crc.update(&window[..produced]) };
+                    self.size = self.size.wrapping_add(produced as u32);
+                    step.consumed += consumed;
+                    step.produced += produced;
+                    if ret < 0 {
+                        // ISA-L counts in `avail_out` only the bytes it decoded before
+                        // the error: they are handed out, as the default build does, so
+                        // what a damaged stream yields does not depend on the windows.
+                        return (step, Err(invalid("corrupt deflate data")));
+                    }
+                    if self.state.block_state != ffi::isal_block_state_ISAL_BLOCK_FINISH {
+                        return (step, Ok(()));
+                    }
+                    let (bytes, have) = self.read_ahead();
+                    self.state.read_in = 0;
+                    self.state.read_in_length = 0;
+                    self.phase = Phase::Trailer { bytes, have };
+                }
+                Phase::Trailer { bytes, have } => {
+                    let n = rest.len().min(8 - *have);
+                    bytes[*have..*have + n].copy_from_slice(&rest[..n]);
+                    *have += n;
+                    step.consumed += n;
+                    if *have < 8 {
+                        return (step, Ok(()));
+                    }
+                    let crc = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                    let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+                    step.end = true;
+                    let checked = if crc != self.crc.settle() {
+                        Err(invalid("gzip member checksum mismatch"))
+                    } else if size != self.size {
+                        Err(invalid("gzip member length mismatch"))
+                    } else {
+                        Ok(())
+                    };
+                    return (step, checked);
+                }
             }
-            if !header.done() {
-                let step = Step {
-                    consumed: skipped,
-                    ..Step::default()
-                };
-                return (step, Ok(()));
-            }
-            self.header = None;
         }
-        let input = &input[skipped..];
-        let in_len = input.len().min(u32::MAX as usize);
-        let out_len = out.len().min(u32::MAX as usize);
-        self.state.next_in = input.as_ptr() as *mut u8;
-        self.state.avail_in = in_len as u32;
-        self.state.next_out = out.as_mut_ptr();
-        self.state.avail_out = out_len as u32;
-        // SAFETY: next_in/avail_in describe `input` (ISA-L only reads it), next_out/
-        // avail_out describe `out`; both outlive the call.
-        let ret = unsafe { ffi::isal_inflate(&mut *self.state) };
-        let step = Step {
-            consumed: skipped + in_len - self.state.avail_in as usize,
-            produced: out_len - self.state.avail_out as usize,
-            end: self.state.block_state == ffi::isal_block_state_ISAL_BLOCK_FINISH,
-        };
-        // The pointers must not outlive the borrowed buffers.
-        self.state.next_in = std::ptr::null_mut();
-        self.state.avail_in = 0;
-        self.state.next_out = std::ptr::null_mut();
-        self.state.avail_out = 0;
-        if ret < 0 {
-            // ISA-L counts in `avail_out` only the bytes it decoded before the error (a
-            // checksum is checked after its member's bytes were written): they are
-            // handed out, as the default build does, so what a damaged stream yields
-            // does not depend on the window sizes.
-            let what = match ret {
-                ffi::ISAL_INCORRECT_CHECKSUM => "gzip member checksum mismatch",
-                ffi::ISAL_INVALID_WRAPPER => "not a gzip member (invalid header)",
-                _ => "corrupt deflate data",
-            };
-            return (step, Err(invalid(what)));
-        }
-        (step, Ok(()))
     }
 }
