@@ -148,7 +148,11 @@ fn findings(dir: &Path, only: Option<&[usize]>) -> BTreeSet<(String, String)> {
     config.rules = set.rules;
     config.context = false;
     config.threads = 1;
-    let report = ualhunt::run(&config).unwrap();
+    pairs(&ualhunt::run(&config).unwrap())
+}
+
+/// (rule id, record id) of every finding of a report.
+fn pairs(report: &ualhunt::Report) -> BTreeSet<(String, String)> {
     report
         .actors
         .iter()
@@ -192,18 +196,7 @@ fn split_run(
     config.context = false;
     tweak(&mut config);
     let report = ualhunt::run(&config).unwrap();
-    let found = report
-        .actors
-        .iter()
-        .flat_map(|a| &a.evidence)
-        .map(|e| {
-            (
-                report.rules[usize::from(e.finding.rule)].id.clone(),
-                e.finding.record_id.as_deref().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    (found, report.counts.candidates)
+    (pairs(&report), report.counts.candidates)
 }
 
 proptest! {

@@ -2,6 +2,7 @@
 //! header split over reads, or with an extra field, name or comment of any length, is
 //! read in bounded memory, and its CRC-16 (FHCRC) is checked. (flate2 refuses fields
 //! over 64 KiB, and ISA-L 2.30 miscounts the header CRC and fields split over calls.)
+//! And the member trailer (CRC-32 and length), read and checked the same way by both.
 
 use std::io;
 
@@ -147,5 +148,50 @@ impl Header {
             return Err(invalid("gzip header with reserved flags set"));
         }
         Ok(())
+    }
+}
+
+/// A member's trailer, read as it streams by: the CRC-32 and the length (mod 2^32) of
+/// the member's output.
+#[derive(Default)]
+pub(super) struct Trailer {
+    bytes: [u8; 8],
+    have: usize,
+}
+
+impl Trailer {
+    /// A trailer whose first `have` bytes the inflater had already read (ISA-L's read
+    /// ahead into its bit buffer).
+    #[cfg(feature = "isal")]
+    pub(super) fn started(bytes: [u8; 8], have: usize) -> Trailer {
+        Trailer {
+            bytes,
+            have: have.min(8),
+        }
+    }
+
+    /// Takes what it still needs of `input`; returns how many bytes it took.
+    pub(super) fn read(&mut self, input: &[u8]) -> usize {
+        let n = input.len().min(8 - self.have);
+        self.bytes[self.have..self.have + n].copy_from_slice(&input[..n]);
+        self.have += n;
+        n
+    }
+
+    /// Whether all eight bytes are in.
+    pub(super) fn done(&self) -> bool {
+        self.have == 8
+    }
+
+    /// Checks the member's output against it (once [`Trailer::done`]).
+    pub(super) fn check(&self, crc: u32, size: u32) -> io::Result<()> {
+        let b = &self.bytes;
+        if crc != u32::from_le_bytes([b[0], b[1], b[2], b[3]]) {
+            Err(invalid("gzip member checksum mismatch"))
+        } else if size != u32::from_le_bytes([b[4], b[5], b[6], b[7]]) {
+            Err(invalid("gzip member length mismatch"))
+        } else {
+            Ok(())
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::io;
 use isal_sys::igzip_lib as ffi;
 
 use super::crc::{Crc, Settle};
-use super::header::Header;
+use super::header::{Header, Trailer};
 use super::{Backend, Step, invalid};
 
 /// Inflates gzip members with ISA-L.
@@ -31,7 +31,7 @@ pub struct Isal {
 enum Phase {
     Header(Header),
     Body,
-    Trailer { bytes: [u8; 8], have: usize },
+    Trailer(Trailer),
 }
 
 // SAFETY: the state holds raw pointers only into itself and, during a call, into
@@ -137,27 +137,15 @@ impl Backend for Isal {
                     let (bytes, have) = self.read_ahead();
                     self.state.read_in = 0;
                     self.state.read_in_length = 0;
-                    self.phase = Phase::Trailer { bytes, have };
+                    self.phase = Phase::Trailer(Trailer::started(bytes, have));
                 }
-                Phase::Trailer { bytes, have } => {
-                    let n = rest.len().min(8 - *have);
-                    bytes[*have..*have + n].copy_from_slice(&rest[..n]);
-                    *have += n;
-                    step.consumed += n;
-                    if *have < 8 {
+                Phase::Trailer(trailer) => {
+                    step.consumed += trailer.read(rest);
+                    if !trailer.done() {
                         return (step, Ok(()));
                     }
-                    let crc = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-                    let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
                     step.end = true;
-                    let checked = if crc != self.crc.settle() {
-                        Err(invalid("gzip member checksum mismatch"))
-                    } else if size != self.size {
-                        Err(invalid("gzip member length mismatch"))
-                    } else {
-                        Ok(())
-                    };
-                    return (step, checked);
+                    return (step, trailer.check(self.crc.settle(), self.size));
                 }
             }
         }

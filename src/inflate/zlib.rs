@@ -10,7 +10,7 @@ use std::io;
 use zlib_rs::{Inflate, InflateError, InflateFlush, Status};
 
 use super::crc::{Crc, Settle};
-use super::header::Header;
+use super::header::{Header, Trailer};
 use super::{Backend, Step, invalid};
 
 /// Inflates gzip members with zlib-rs.
@@ -25,7 +25,7 @@ pub struct Zlib {
 enum Phase {
     Header(Header),
     Body,
-    Trailer { bytes: [u8; 8], have: usize },
+    Trailer(Trailer),
 }
 
 impl Zlib {
@@ -88,10 +88,7 @@ impl Backend for Zlib {
                     step.produced += produced;
                     match status {
                         Ok(Status::StreamEnd) => {
-                            self.phase = Phase::Trailer {
-                                bytes: [0; 8],
-                                have: 0,
-                            };
+                            self.phase = Phase::Trailer(Trailer::default());
                         }
                         Ok(_) => return (step, Ok(())),
                         Err(InflateError::DataError) => {
@@ -107,25 +104,13 @@ impl Backend for Zlib {
                         }
                     }
                 }
-                Phase::Trailer { bytes, have } => {
-                    let n = rest.len().min(8 - *have);
-                    bytes[*have..*have + n].copy_from_slice(&rest[..n]);
-                    *have += n;
-                    step.consumed += n;
-                    if *have < 8 {
+                Phase::Trailer(trailer) => {
+                    step.consumed += trailer.read(rest);
+                    if !trailer.done() {
                         return (step, Ok(()));
                     }
-                    let crc = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-                    let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
                     step.end = true;
-                    let checked = if crc != self.crc.settle() {
-                        Err(invalid("gzip member checksum mismatch"))
-                    } else if size != self.size {
-                        Err(invalid("gzip member length mismatch"))
-                    } else {
-                        Ok(())
-                    };
-                    return (step, checked);
+                    return (step, trailer.check(self.crc.settle(), self.size));
                 }
             }
         }
