@@ -3,7 +3,11 @@
 //! Place in the flow: `scan` asks it for the next hit in a block of a chunk and widens
 //! each hit to its line; only those lines are parsed. Contract (ripgrep's
 //! `find_candidate_line`): false positives are fine, a false negative is a bug. The
-//! literals come from the rules' parsed queries, never from a constant here.
+//! literals come from the rules' parsed queries, never from a constant here. Several
+//! literals are searched through rare four-byte windows of theirs ([`Windowed`]), so a
+//! hit is a position inside a literal's line, not always the literal's first byte. The
+//! [`Router`] then tells which rules a candidate may satisfy and turns it away when it
+//! lacks another literal a rule needs.
 
 use aho_corasick::packed;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
@@ -25,9 +29,9 @@ pub enum Prefilter {
     /// One literal: memchr's SIMD substring search.
     One(memmem::Finder<'static>),
     /// A few literals: aho-corasick's packed Teddy searcher (SIMD over all of them at
-    /// once), chosen whenever it builds, whatever byte statistics aho-corasick's own
-    /// prefilter heuristic would weigh (on audit text it picked a rare-byte search
-    /// three to five times slower here).
+    /// once) over rare windows of theirs ([`Windowed`]), chosen whenever it builds,
+    /// whatever byte statistics aho-corasick's own prefilter heuristic would weigh (on
+    /// audit text it picked a rare-byte search three to five times slower here).
     Packed {
         /// The searcher.
         searcher: Box<Windowed>,
