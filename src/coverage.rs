@@ -85,12 +85,16 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts one record from its bytes.
+    /// Counts one record from its bytes; returns its `RecordType` value when the record
+    /// is in the API's own key order (read on the way, so the scan need not read it
+    /// again: [`record_type_value_number`]).
     #[inline]
-    pub fn record(&mut self, bytes: &[u8]) {
-        let (value, admin) = match canonical(bytes) {
-            Some((value, admin)) => (Some(value), admin),
-            None => (time_value(bytes), is_exchange_admin(bytes)),
+    pub fn record<'b>(&mut self, bytes: &'b [u8]) -> Option<&'b [u8]> {
+        let (value, record_type, admin) = match canonical_parts(bytes) {
+            Some((value, record_type)) => {
+                (Some(value), Some(record_type), admin_value(record_type))
+            }
+            None => (time_value(bytes), None, is_exchange_admin(bytes)),
         };
         self.coverage.exchange_admin += u64::from(admin);
         match value
@@ -100,6 +104,7 @@ impl Tally {
             Some(t) => self.dated(t),
             None => self.coverage.undated += 1,
         }
+        record_type
     }
 
     /// [`parse_time`], with the day number of the last date reused.
@@ -206,13 +211,18 @@ fn admin_value(v: &[u8]) -> bool {
 /// The fast path for records in the Management Activity API's own key order
 /// (`CreationTime`, `Id`, `Operation`, `OrganizationId`, `RecordType`, …), which is how
 /// the API, `Search-UnifiedAuditLog`'s `AuditData` and most collectors write them: the
-/// time value and whether the record is Exchange admin, read with a few compares and
-/// two short `memchr`s. `None` for any other layout (the general probe then runs).
+/// time value and the `RecordType` value, read with a few compares and two short
+/// `memchr`s. `None` for any other layout (the general probe then runs).
 #[inline]
-fn canonical(bytes: &[u8]) -> Option<(&[u8], bool)> {
+fn canonical_parts(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let time = bytes.strip_prefix(b"{\"CreationTime\":\"")?;
-    let value = canonical_record_type(bytes)?;
-    Some((time, admin_value(value)))
+    Some((time, canonical_record_type(bytes)?))
+}
+
+/// [`canonical_parts`] with whether the record is Exchange admin.
+#[cfg(test)]
+fn canonical(bytes: &[u8]) -> Option<(&[u8], bool)> {
+    canonical_parts(bytes).map(|(time, record_type)| (time, admin_value(record_type)))
 }
 
 /// The bytes after the closing quote of a JSON string whose text starts `s`; `usual`
@@ -247,6 +257,12 @@ pub fn record_type_number(bytes: &[u8]) -> Option<u16> {
         Some(v) => v,
         None => record_type(bytes)?,
     };
+    record_type_value_number(v)
+}
+
+/// The number of a `RecordType` value (the bytes after its key): its digits, or the
+/// number of the name PowerShell writes.
+pub fn record_type_value_number(v: &[u8]) -> Option<u16> {
     let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits > 0 {
         return std::str::from_utf8(&v[..digits]).ok()?.parse().ok();
@@ -503,13 +519,17 @@ mod tests {
             })
             .collect();
         let mut whole = Tally::default();
-        lines.iter().for_each(|l| whole.record(l.as_bytes()));
+        lines.iter().for_each(|l| {
+            whole.record(l.as_bytes());
+        });
         whole.undated();
         let whole = whole.finish();
         let mut merged = Coverage::default();
         for part in lines.chunks(7) {
             let mut t = Tally::default();
-            part.iter().for_each(|l| t.record(l.as_bytes()));
+            part.iter().for_each(|l| {
+                t.record(l.as_bytes());
+            });
             merged.merge(t.finish());
         }
         merged.undated += 1;

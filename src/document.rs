@@ -173,7 +173,9 @@ fn take_record<S: Sink>(
     out.counts.records += 1;
     if m.counts_coverage() {
         match record {
-            Ok(record) => tally.record(record),
+            Ok(record) => {
+                tally.record(record);
+            }
             Err(_) => tally.undated(),
         }
     }

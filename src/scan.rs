@@ -207,8 +207,13 @@ impl Matcher {
     #[inline]
     pub fn wants_record_type_of(&self, bytes: &[u8]) -> bool {
         !self.record_types.is_empty()
-            && crate::coverage::record_type_number(bytes)
-                .is_none_or(|n| self.record_types.get(usize::from(n)) == Some(&true))
+            && self.wants_record_type(crate::coverage::record_type_number(bytes))
+    }
+
+    /// Whether a selection accepts a record whose `RecordType` reads `number`.
+    #[inline]
+    fn wants_record_type(&self, number: Option<u16>) -> bool {
+        number.is_none_or(|n| self.record_types.get(usize::from(n)) == Some(&true))
     }
 
     /// The literal router, when candidates are evaluated only against the selections
@@ -492,21 +497,29 @@ fn scan_prefiltered<S: Sink>(
                 cands[next].2 = lines_before_block + seen_before(cands[next].0, block_start, seen);
                 next += 1;
             }
+            let line = &data[line_start..nl];
+            // The tally reads a canonical record's `RecordType` on its way; the
+            // `RecordType` lane takes it from there.
+            let canonical_type = if m.coverage && !line_blank {
+                tally.record(line)
+            } else {
+                None
+            };
             if !line_blank
                 && types
                 && line_start >= taken_before
                 && (next == 0 || cands[next - 1].0 != line_start)
             {
-                let line = &data[line_start..nl];
-                if m.wants_record_type_of(line) {
+                let number = match canonical_type {
+                    Some(v) => crate::coverage::record_type_value_number(v),
+                    None => crate::coverage::record_type_number(line),
+                };
+                if m.wants_record_type(number) {
                     let index = lines_before_block + seen_before(line_start, block_start, seen);
                     by_type.push((line_start, nl, index));
                 }
             }
             seen += 1;
-            if m.coverage && !line_blank {
-                tally.record(&data[line_start..nl]);
-            }
             line_start = nl + 1;
             line_blank = is_blank_at(data, line_start);
             if line_blank {
