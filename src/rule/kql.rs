@@ -1331,10 +1331,11 @@ fn write_field(f: &mut fmt::Formatter<'_>, field: &Field, nest: Option<&str>) ->
     let name = nest
         .and_then(|path| full.strip_prefix(path)?.strip_prefix('.'))
         .unwrap_or(&full);
-    // A field named like a keyword is quoted: `not < "and"` would read as a negation.
-    let keyword = ["and", "or", "not"]
-        .iter()
-        .any(|k| name.eq_ignore_ascii_case(k));
+    // A field named like a keyword is quoted: `not < "and"` would read as a negation. So
+    // is one ending in `not`: the space a range prints after it would make that a keyword
+    // (`andnot < x` reads as the value `and`, then `not < x`), as Kibana's grammar has it.
+    let lower = name.to_ascii_lowercase();
+    let keyword = ["and", "or"].contains(&lower.as_str()) || lower.ends_with("not");
     let plain = !name.is_empty()
         && !keyword
         && name
@@ -1368,7 +1369,8 @@ fn write_unquoted(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
     let mut after_space = false;
     for (i, c) in text.char_indices() {
         let rest = &lower[i..];
-        let space_after = |len: usize| rest[len..].chars().next().is_some_and(is_space);
+        // The end counts as a space: the printer may follow a value with ` or `/` and `.
+        let space_after = |len: usize| rest[len..].chars().next().is_none_or(is_space);
         match c {
             '\t' => f.write_str("\\t")?,
             '\r' => f.write_str("\\r")?,
