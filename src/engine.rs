@@ -28,6 +28,7 @@ use rayon::prelude::*;
 
 use crate::allow::Allowlist;
 use crate::analysis::actors::{self, ActorFindings};
+use crate::analysis::alerting;
 use crate::analysis::bypass::{self, Investigation, Reader};
 use crate::analysis::context::{Activity, Watch};
 use crate::analysis::coverage::{self as verdict, CoverageReport};
@@ -132,6 +133,8 @@ pub struct Report {
     pub counts: Counts,
     /// Rule matches dropped because an earlier one had the same rule and record id.
     pub duplicates: u64,
+    /// Per rule, matches its alerting held back (`new_terms`, `threshold`).
+    pub held_back: Vec<u64>,
     /// Rule matches outside `--since`/`--until` (after duplicates were dropped).
     pub outside_window: u64,
     /// The window.
@@ -323,19 +326,29 @@ pub struct ContextPlan {
     pub findings: Vec<Finding>,
     /// Rule matches dropped as duplicates.
     pub duplicates: u64,
+    /// Per rule, matches its alerting held back (`analysis::alerting`).
+    pub held_back: Vec<u64>,
     /// Each rule with the bypass investigation, in rule order, and whom its context
     /// pass watches (`None`: no pass, for want of findings in the window, of names, or
     /// with `--no-context`).
     pub rules: Vec<(u16, Option<Watch>)>,
 }
 
-/// Plans the context passes from all of the first pass's findings (in input order).
-pub fn plan_context(mut findings: Vec<Finding>, config: &Config) -> ContextPlan {
+/// Plans the context passes from all of the first pass's findings (in input order),
+/// once duplicates are dropped and the rules' alerting has kept the matches that alert;
+/// `archive_start` is the earliest record time of the inputs (the coverage's).
+pub fn plan_context(
+    mut findings: Vec<Finding>,
+    archive_start: Option<i64>,
+    config: &Config,
+) -> ContextPlan {
     let duplicates = if config.keep_duplicates {
         0
     } else {
         drop_duplicates(&mut findings)
     };
+    let archive_start = archive_start.and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+    let held_back = alerting::apply(&mut findings, &config.rules, archive_start);
     let window = window(config);
     let mut rules = Vec::new();
     for (r, rule) in config.rules.iter().enumerate() {
@@ -359,6 +372,7 @@ pub fn plan_context(mut findings: Vec<Finding>, config: &Config) -> ContextPlan 
     ContextPlan {
         findings,
         duplicates,
+        held_back,
         rules,
     }
 }
@@ -424,7 +438,11 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         scan_stats.bytes,
         explained,
     ));
-    let plan = plan_context(std::mem::take(&mut partial.sink.findings), config);
+    let plan = plan_context(
+        std::mem::take(&mut partial.sink.findings),
+        partial.coverage.first,
+        config,
+    );
     let rule_stats = rule_stats(&matcher, &partial.evaluated);
 
     // Pass 2, for each rule that asks for it.
@@ -503,6 +521,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
     let ContextPlan {
         findings,
         duplicates,
+        held_back,
         rules,
     } = plan;
     let context_ran = activities.iter().any(Option::is_some);
@@ -563,6 +582,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         bytes,
         counts: partial.counts,
         duplicates,
+        held_back,
         outside_window,
         window,
         errors,

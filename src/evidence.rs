@@ -52,11 +52,18 @@ pub fn read_evidence(
 }
 
 fn read(record: &Record<'_, '_>, e: &Evidence, texts: &mut Interner) -> Option<Value> {
-    let first = || e.fields.iter().find_map(|f| record.text(f));
+    // An empty string is a value to a query (Elastic keeps it) but shows nothing.
+    let first = || {
+        e.fields
+            .iter()
+            .find_map(|f| record.text(f).filter(|s| !s.is_empty()))
+    };
     match e.kind {
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),
         EvidenceKind::Flag => first().and_then(|s| parse_flag(&s)).map(Value::Bool),
         EvidenceKind::UserType => first().map(|s| Value::Text(texts.text(&user_type_name(&s)))),
         EvidenceKind::CommandLine => record.command_line().map(|s| Value::Text(s.into())),
+        // Written after the scan, by the rule's alerting.
+        EvidenceKind::Alert => None,
     }
 }

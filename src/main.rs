@@ -411,6 +411,13 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
         if !m.schedule.is_empty() {
             writeln!(out, "  schedule:          {}", m.schedule)?;
         }
+        if let Some(alerting) = &m.alerting {
+            writeln!(
+                out,
+                "  alerting:          {}",
+                ualhunt::output::terminal_safe(&alerting.to_string())
+            )?;
+        }
         for t in &m.threat {
             let sub = t
                 .subtechnique

@@ -685,7 +685,8 @@ fn is_empty_text(v: Value<'_, '_>) -> bool {
 /// an object: arrays anywhere on the way give one value per element, keys may be
 /// nested or dotted. At the end of the path a scalar gives its text, an array its
 /// elements' texts; an object gives its leaves only when the field is `flattened`.
-/// Empty strings are not values (the pipeline drops empty fields).
+/// An empty string is a value: the pipeline keeps it (`"ClientAppId": ""` in its test
+/// documents), and a keyword field indexes it.
 fn visit_path<'i>(
     value: Option<Value<'_, 'i>>,
     path: &str,
@@ -702,7 +703,7 @@ fn visit_path<'i>(
         if let Some(obj) = value.as_object() {
             return flattened && obj.iter().any(|(_, v)| visit_path(Some(v), "", true, f));
         }
-        return scalar_text(value).is_some_and(|t| !t.is_empty() && f(t));
+        return scalar_text(value).is_some_and(f);
     }
     let Some(obj) = value.as_object() else {
         return false;

@@ -47,6 +47,12 @@ fn records() -> PathBuf {
     root().join("tests/fixtures/rule_pack/records.jsonl")
 }
 
+/// Matches and near misses of the `new_terms` and `threshold` rules (a match, the same
+/// terms a day later, a threshold's worth of matches, one too few).
+fn alerting_records() -> PathBuf {
+    root().join("tests/fixtures/rule_pack/alerting.jsonl")
+}
+
 /// Record id -> the rule ids that fired on it, from a JSON report's `by_rule`.
 fn fired(report: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -112,8 +118,8 @@ fn every_query_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() 
             "mode {mode:?}:\n{}",
             failures.join("\n")
         );
-        assert_eq!(report["rules"].as_array().unwrap().len(), 40);
-        assert_eq!(report["not_run"].as_array().unwrap().len(), 23);
+        assert_eq!(report["rules"].as_array().unwrap().len(), 52);
+        assert_eq!(report["not_run"].as_array().unwrap().len(), 11);
         assert!(
             report["scan"]["malformed"] == 0,
             "{}",
@@ -125,6 +131,83 @@ fn every_query_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() 
                 by_rule, &report["by_rule"],
                 "mode {mode:?} differs from the default mode"
             ),
+        }
+    }
+}
+
+/// The nine `new_terms` and `threshold` rules that can alert offline (the other three
+/// need GeoIP or ASN enrichment): a rule's first match alerts, the same terms a day later
+/// do not, a threshold's worth of matches within minutes alert together, one too few do
+/// not, and the near miss is no match at all.
+#[test]
+fn every_alerting_rule_alerts_on_what_is_new_or_over_its_threshold_in_every_mode() {
+    let Some(dir) = rules_dir() else { return };
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/rule_pack/alerting.json")).unwrap(),
+    )
+    .unwrap();
+    let expected = expected.as_array().unwrap();
+    let rules: BTreeSet<&str> = expected
+        .iter()
+        .map(|e| e["rule_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 9);
+    let archive = alerting_records();
+    let mut first: Option<Value> = None;
+    for mode in MODES {
+        let mut args = vec![
+            "hunt",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-context",
+        ];
+        args.extend_from_slice(mode);
+        args.push(archive.to_str().unwrap());
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let fired = fired(&report);
+        let failures: Vec<String> = expected
+            .iter()
+            .filter_map(|e| {
+                let record = e["record_id"].as_str().unwrap();
+                let rule = e["rule_id"].as_str().unwrap();
+                let hit = fired.get(record).is_some_and(|s| s.contains(rule));
+                (hit != (e["kind"] == "match")).then(|| {
+                    format!(
+                        "{} ({}): {record} {}",
+                        e["file"],
+                        e["kind"],
+                        if hit { "fired" } else { "did not fire" }
+                    )
+                })
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "mode {mode:?}:\n{}",
+            failures.join("\n")
+        );
+        // What was held back is counted: per new-terms rule the repeat, for the
+        // threshold rule the matches one short of it.
+        let held: u64 = report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| rules.contains(r["id"].as_str().unwrap()))
+            .map(|r| r["held_back"].as_u64().unwrap())
+            .sum();
+        assert_eq!(held, 8 + 24);
+        match &first {
+            None => first = Some(report["by_rule"].clone()),
+            Some(by_rule) => assert_eq!(by_rule, &report["by_rule"], "mode {mode:?}"),
         }
     }
 }
@@ -144,7 +227,7 @@ fn findings(dir: &Path, only: Option<&[usize]>) -> BTreeSet<(String, String)> {
             .map(|(_, r)| r)
             .collect();
     }
-    let mut config = ualhunt::Config::new(vec![records()]);
+    let mut config = ualhunt::Config::new(vec![records(), alerting_records()]);
     config.rules = set.rules;
     config.context = false;
     config.threads = 1;
@@ -170,9 +253,16 @@ fn pairs(report: &ualhunt::Report) -> BTreeSet<(String, String)> {
 fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
     let Some(dir) = rules_dir() else { return };
     let all = findings(&dir, None);
-    assert!(all.len() >= 40, "{all:?}");
-    for i in 0..40 {
+    assert!(all.len() >= 49, "{all:?}");
+    let set = ualhunt::rule::load::load(std::slice::from_ref(&dir)).unwrap();
+    assert_eq!(set.rules.len(), 52);
+    for (i, rule) in set.rules.iter().enumerate() {
         let alone = findings(&dir, Some(&[i]));
+        if rule.meta.alerting.is_some() && !rule.needs_enrichment().is_empty() {
+            // Its terms or its query need GeoIP/ASN enrichment: it cannot alert offline.
+            assert!(alone.is_empty(), "rule {i}");
+            continue;
+        }
         let id = alone.iter().next().map(|(r, _)| r.clone());
         let beside: BTreeSet<_> = all
             .iter()
@@ -184,14 +274,14 @@ fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
     }
 }
 
-/// (rule id, record id) of every finding, and the candidates, of the 40 rules over the
-/// fixture with `tweak` applied to the configuration.
+/// (rule id, record id) of every finding, and the candidates, of the 52 rules over the
+/// fixtures with `tweak` applied to the configuration.
 fn split_run(
     dir: &Path,
     tweak: impl FnOnce(&mut ualhunt::Config),
 ) -> (BTreeSet<(String, String)>, u64) {
     let set = ualhunt::rule::load::load(&[dir.to_path_buf()]).unwrap();
-    let mut config = ualhunt::Config::new(vec![records()]);
+    let mut config = ualhunt::Config::new(vec![records(), alerting_records()]);
     config.rules = set.rules;
     config.context = false;
     tweak(&mut config);
@@ -231,7 +321,7 @@ proptest! {
 
     /// Any subset of the rules in one pass finds exactly the union of what each finds.
     #[test]
-    fn any_subset_finds_what_its_rules_find(keep in proptest::collection::btree_set(0usize..40, 1..12)) {
+    fn any_subset_finds_what_its_rules_find(keep in proptest::collection::btree_set(0usize..52, 1..12)) {
         let Some(dir) = rules_dir() else { return Ok(()) };
         let keep: Vec<usize> = keep.into_iter().collect();
         let together = findings(&dir, Some(&keep));
@@ -249,10 +339,23 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
     let out = run(&["rules", "--rules", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("40 rules run, 23 not run"), "{text}");
-    assert_eq!(text.matches("  prefilter:").count(), 40, "{text}");
+    assert!(text.contains("52 rules run, 11 not run"), "{text}");
+    assert_eq!(text.matches("  prefilter:").count(), 52, "{text}");
     assert!(!text.contains("none: every record"), "{text}");
-    assert!(text.contains("reason: new_terms"), "{text}");
+    assert_eq!(
+        text.matches("  alerting:          new terms").count(),
+        10,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("  alerting:          threshold").count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("cannot match:      source.as.number: ASN enrichment"),
+        "{text}"
+    );
     assert!(text.contains("reason: EQL"), "{text}");
     assert!(
         text.contains("cannot match:      user_agent.name: user-agent parsing"),
@@ -341,12 +444,12 @@ fn the_html_report_and_the_table_summarise_the_rules() {
     ];
     let html = run(&[&base[..], &["--format", "html", archive.to_str().unwrap()]].concat());
     let html = String::from_utf8_lossy(&html.stdout);
-    assert!(html.contains("<title>ualhunt: 40 rules"), "{html:.300}");
-    assert!(html.contains("40 rules run, 40 fired, 23 not run."));
+    assert!(html.contains("<title>ualhunt: 52 rules"), "{html:.300}");
+    assert!(html.contains("52 rules run, 40 fired, 11 not run."));
     let table = run(&[&base[..], &[archive.to_str().unwrap()]].concat());
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
-        table.starts_with("rules: 40 run, 40 fired, 23 not run"),
+        table.starts_with("rules: 52 run, 40 fired, 11 not run"),
         "{table}"
     );
     // Severity first: the high rules come before the medium ones.

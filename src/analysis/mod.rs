@@ -9,6 +9,7 @@
 //! (`--since`/`--until`) is applied here, after the analysis, never in the scan: an
 //! enable before the window still opens a period a disable inside it closes.
 //!
+//! - [`alerting`]: which matches of a `new_terms` or `threshold` rule alert;
 //! - [`actors`]: findings grouped by actor (every rule);
 //! - [`bypass`]: the mailbox audit bypass investigation (changes, periods, failed
 //!   attempts, the bypassed accounts' blind spot, the actors' context);
@@ -16,6 +17,7 @@
 //! - [`coverage`]: what the archive covers, and whether "no findings" means anything.
 
 pub mod actors;
+pub mod alerting;
 pub mod bypass;
 pub mod context;
 pub mod coverage;

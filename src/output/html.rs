@@ -1376,6 +1376,9 @@ fn rules(s: &mut String, report: &Report) {
             list(r.index.iter().map(|x| x.as_str()), LIST_MAX),
         );
         kv("Schedule", Txt(&r.schedule).to_string());
+        if let Some(alerting) = &r.alerting {
+            kv("Alerting", Txt(&alerting.to_string()).to_string());
+        }
         kv(
             "Query (KQL)",
             format!(r#"<code class="wrap">{}</code>"#, Txt(&r.query)),
@@ -1413,7 +1416,7 @@ fn scan(s: &mut String, report: &Report) {
     s.push_str(
         r#"<section id="scan"><h2>Scan</h2><div class="scroll"><table class="counts"><tbody>"#,
     );
-    let rows: [(&str, u64, &str); 16] = [
+    let rows: [(&str, u64, &str); 17] = [
         ("inputs", report.files, ""),
         ("bytes (decompressed)", report.bytes, ""),
         ("lines", c.lines, "blank + records"),
@@ -1441,6 +1444,11 @@ fn scan(s: &mut String, report: &Report) {
             "duplicates dropped",
             report.duplicates,
             "same rule and record id",
+        ),
+        (
+            "held back by alerting",
+            report.held_back.iter().sum(),
+            "new-terms and threshold rules: matches that do not alert",
         ),
         ("outside --since/--until", report.outside_window, ""),
         ("events reported", report.events() as u64, ""),

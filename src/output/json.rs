@@ -16,7 +16,7 @@ use crate::analysis::context::{OpKey, OpStat, Tampering};
 use crate::engine::{MalformedLine, Report};
 use crate::error::{InputError, Warning};
 use crate::findings::{Finding, Value};
-use crate::rule::Threat;
+use crate::rule::{Alerting, Threat};
 
 /// The JSON exporter.
 pub struct Json;
@@ -72,6 +72,12 @@ pub(super) struct RuleOut<'a> {
     /// Distinct actors of those events (JSON report only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actors: Option<u64>,
+    /// How the rule's matches alert (`new_terms`, `threshold`; JSON report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<&'a Alerting>,
+    /// Matches its alerting held back (JSON report only, rules with alerting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -89,6 +95,7 @@ struct ScanOut<'a> {
     malformed: u64,
     outside_window: u64,
     duplicates: u64,
+    held_back: u64,
     events: usize,
     attempts: usize,
     context_pass: bool,
@@ -559,7 +566,8 @@ impl Exporter for Json {
                 .rules
                 .iter()
                 .zip(&summaries)
-                .map(|(r, sum)| RuleOut {
+                .zip(&report.held_back)
+                .map(|((r, sum), held)| RuleOut {
                     id: &r.id,
                     name: &r.name,
                     severity: &r.severity,
@@ -568,6 +576,8 @@ impl Exporter for Json {
                     threat: Some(&r.threat),
                     events: Some(sum.events),
                     actors: Some(sum.actors),
+                    alerting: r.alerting.as_ref(),
+                    held_back: r.alerting.is_some().then_some(*held),
                 })
                 .collect(),
             scan: ScanOut {
@@ -584,6 +594,7 @@ impl Exporter for Json {
                 malformed: c.malformed,
                 outside_window: report.outside_window,
                 duplicates: report.duplicates,
+                held_back: report.held_back.iter().sum(),
                 events: report.events(),
                 attempts: report.attempts(),
                 context_pass: report.context_ran,

@@ -33,6 +33,8 @@ fn rule_of<'a>(report: &'a Report, f: &Finding) -> RuleOut<'a> {
         threat: None,
         events: None,
         actors: None,
+        alerting: None,
+        held_back: None,
     }
 }
 

@@ -140,7 +140,13 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
         report.not_run.len()
     )?;
     let summaries = report.by_rule();
-    for ((meta, stats), sum) in report.rules.iter().zip(&run.rules).zip(&summaries) {
+    for (i, ((meta, stats), sum)) in report
+        .rules
+        .iter()
+        .zip(&run.rules)
+        .zip(&summaries)
+        .enumerate()
+    {
         let per_gb = if gb > 0.0 {
             format!("{:.0}/GB", stats.evaluated as f64 / gb)
         } else {
@@ -166,6 +172,15 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
             crate::output::terminal_safe(&meta.name),
             literals
         )?;
+        if let Some(alerting) = &meta.alerting {
+            let held = report.held_back.get(i).copied().unwrap_or(0);
+            writeln!(
+                out,
+                "  {:>10} held back by its alerting ({})",
+                held,
+                crate::output::terminal_safe(&alerting.to_string())
+            )?;
+        }
     }
     for n in &report.not_run {
         writeln!(

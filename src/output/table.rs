@@ -630,9 +630,15 @@ impl Exporter for Table {
             allowed,
             report.attempts(),
         )?;
+        let held: u64 = report.held_back.iter().sum();
+        let held = if report.rules.iter().any(|r| r.alerting.is_some()) {
+            format!(" {held} matches held back by new-terms/threshold alerting;")
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{} duplicates dropped; {} outside --since/--until;",
+            "{} duplicates dropped; {} outside --since/--until;{held}",
             report.duplicates, report.outside_window,
         )?;
         writeln!(

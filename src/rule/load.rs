@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{BUILTIN, EvidenceSpec, Rule, RuleError, RuleMeta, Threat};
+use super::{Alerting, BUILTIN, EvidenceSpec, Rule, RuleError, RuleMeta, Threat, parse_relative};
 
 /// The rules a run uses, and those it was given but cannot run.
 #[derive(Clone, Debug, Default)]
@@ -159,21 +159,20 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
     }
     let file: ElasticFile = toml::from_str(text)?;
     let r = file.rule;
+    let mut alerting = None;
     let why_not = match (r.rule_type.as_str(), r.language.as_deref().unwrap_or("")) {
         ("query", "kuery") => None,
-        ("query", other) => Some(format!(
-            "a query rule in {other:?}; only KQL (\"kuery\") query rules run"
+        ("new_terms" | "threshold", "kuery") => match alerting_of(&r) {
+            Ok(a) => {
+                alerting = Some(a);
+                None
+            }
+            Err(why) => Some(why),
+        },
+        ("query" | "new_terms" | "threshold", other) => Some(format!(
+            "a {} rule in {other:?}; only KQL (\"kuery\") queries run",
+            r.rule_type
         )),
-        ("new_terms", _) => Some(
-            "new_terms: alerts on a value not seen in a history window before; needs the \
-             first-seen state of every term over that window"
-                .to_string(),
-        ),
-        ("threshold", _) => Some(
-            "threshold: counts matches per group over the rule's look-back window; needs \
-             the aggregation, not a per-record match"
-                .to_string(),
-        ),
         ("eql", _) => Some("EQL (sequences, joins): the query language is not KQL".to_string()),
         ("esql", _) => Some("ES|QL (aggregations over indices): not a per-record query".into()),
         ("machine_learning", _) => Some("needs an Elastic machine-learning job".into()),
@@ -244,6 +243,7 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         analyses: super::default_analyses(),
         evidence: default_evidence(),
         context: Vec::new(),
+        alerting,
     };
     if let Some(builtin) = builtin_extension(&meta.id) {
         meta.analyses = builtin.analyses;
@@ -251,6 +251,49 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         meta.context = builtin.context;
     }
     Rule::compile(meta).map(|r| Loaded::Runs(Box::new(r)))
+}
+
+/// A `new_terms` or `threshold` rule's alerting, or why it cannot run.
+fn alerting_of(r: &ElasticRule) -> Result<Alerting, String> {
+    if r.rule_type == "threshold" {
+        let t = r
+            .threshold
+            .as_ref()
+            .ok_or("threshold: the rule has no [rule.threshold]")?;
+        let window = r.from.as_deref().and_then(parse_relative).ok_or_else(|| {
+            format!(
+                "threshold: look-back {:?} is not now-<n><s|m|h|d|w>",
+                r.from
+            )
+        })?;
+        let cardinality = match t.cardinality.as_slice() {
+            [] => None,
+            [c] => Some((c.field.clone(), c.value)),
+            _ => return Err("threshold: more than one cardinality condition".into()),
+        };
+        return Ok(Alerting::Threshold {
+            fields: t.field.clone().into_vec(),
+            value: t.value,
+            cardinality,
+            window,
+        });
+    }
+    let n = r
+        .new_terms
+        .as_ref()
+        .ok_or("new_terms: the rule has no [rule.new_terms]")?;
+    let start = n
+        .history_window_start
+        .first()
+        .map(|h| h.value.as_str())
+        .unwrap_or("");
+    let history = parse_relative(start).ok_or_else(|| {
+        format!("new_terms: history window start {start:?} is not now-<n><s|m|h|d|w>")
+    })?;
+    Ok(Alerting::NewTerms {
+        fields: n.value.clone(),
+        history,
+    })
 }
 
 /// The investigation a built-in rule file adds to the published rule of the same id.
@@ -323,6 +366,63 @@ struct ElasticRule {
     false_positives: Vec<String>,
     #[serde(default)]
     threat: Vec<ElasticThreat>,
+    #[serde(default)]
+    new_terms: Option<NewTerms>,
+    #[serde(default)]
+    threshold: Option<Threshold>,
+}
+
+/// `[rule.new_terms]`: `field = "new_terms_fields"`, `value` the fields, and
+/// `[[rule.new_terms.history_window_start]]` with `value = "now-14d"`.
+#[derive(Deserialize)]
+struct NewTerms {
+    value: Vec<String>,
+    #[serde(default)]
+    history_window_start: Vec<HistoryStart>,
+}
+
+#[derive(Deserialize)]
+struct HistoryStart {
+    value: String,
+}
+
+/// `[rule.threshold]`: `field` (one or a list), `value`, and `[[…cardinality]]`.
+#[derive(Deserialize)]
+struct Threshold {
+    #[serde(default)]
+    field: OneOrMany,
+    value: u64,
+    #[serde(default)]
+    cardinality: Vec<Cardinality>,
+}
+
+#[derive(Deserialize)]
+struct Cardinality {
+    field: String,
+    value: u64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Default for OneOrMany {
+    fn default() -> Self {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) if s.is_empty() => Vec::new(),
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -412,14 +512,75 @@ name = "Exfiltration"
 
     #[test]
     fn other_rule_types_are_kept_with_the_reason() {
-        let text = PUBLISHED
-            .replace("type = \"query\"", "type = \"new_terms\"")
-            .replace("query = '''", "query = '''\n");
+        let text = PUBLISHED.replace("type = \"query\"", "type = \"eql\"");
         let Loaded::NotRun(n) = parse(&text).unwrap() else {
             panic!("runs");
         };
-        assert_eq!(n.rule_type, "new_terms");
-        assert!(n.reason.contains("history"), "{}", n.reason);
+        assert_eq!(n.rule_type, "eql");
+        assert!(n.reason.contains("EQL"), "{}", n.reason);
+        // A new-terms rule without its terms cannot run either, and says why.
+        let text = PUBLISHED.replace("type = \"query\"", "type = \"new_terms\"");
+        let Loaded::NotRun(n) = parse(&text).unwrap() else {
+            panic!("runs");
+        };
+        assert!(n.reason.contains("[rule.new_terms]"), "{}", n.reason);
+    }
+
+    #[test]
+    fn new_terms_and_threshold_rules_run_with_their_alerting() {
+        let text = PUBLISHED.replace("type = \"query\"", "type = \"new_terms\"")
+            + r#"
+[rule.new_terms]
+field = "new_terms_fields"
+value = ["user.id", "source.ip"]
+[[rule.new_terms.history_window_start]]
+field = "history_window_start"
+value = "now-14d"
+"#;
+        let Loaded::Runs(rule) = parse(&text).unwrap() else {
+            panic!("not run");
+        };
+        assert_eq!(
+            rule.meta.alerting,
+            Some(Alerting::NewTerms {
+                fields: vec!["user.id".into(), "source.ip".into()],
+                history: 14 * 86_400,
+            })
+        );
+        assert!(rule.evidence_index("source.ip").is_some());
+        assert!(rule.evidence_index(super::super::ALERT_EVIDENCE).is_some());
+
+        let text = PUBLISHED.replace("type = \"query\"", "type = \"threshold\"")
+            + "\n[rule.threshold]\nfield = [\"source.ip\"]\nvalue = 25\n";
+        let Loaded::Runs(rule) = parse(&text).unwrap() else {
+            panic!("not run");
+        };
+        assert_eq!(
+            rule.meta.alerting,
+            Some(Alerting::Threshold {
+                fields: vec!["source.ip".into()],
+                value: 25,
+                cardinality: None,
+                window: 30 * 60,
+            })
+        );
+        assert_eq!(
+            rule.meta.alerting.unwrap().to_string(),
+            "threshold: 25 matches with the same source.ip within 30m"
+        );
+    }
+
+    #[test]
+    fn relative_times_are_read_and_spans_printed() {
+        assert_eq!(parse_relative("now-9m"), Some(540));
+        assert_eq!(parse_relative("now-2w"), Some(14 * 86_400));
+        assert_eq!(parse_relative("now-0d"), None);
+        assert_eq!(parse_relative("now-5y"), None);
+        assert_eq!(parse_relative("now"), None);
+        assert_eq!(parse_relative("now-99999999999999999d"), None);
+        assert_eq!(super::super::span(90), "90s");
+        assert_eq!(super::super::span(3 * 3600), "3h");
+        assert_eq!(super::super::span(0), "0s");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 pub mod kql;
 pub mod load;
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::field::Field;
@@ -61,6 +63,118 @@ pub struct RuleMeta {
     /// Records selected beside the rule's matches, as context (never findings).
     #[serde(default)]
     pub context: Vec<ContextSpec>,
+    /// What decides which of the query's matches alert (Elastic's `new_terms` and
+    /// `threshold` rule types); none: every match does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<Alerting>,
+}
+
+/// How a `new_terms` or `threshold` rule turns its query's matches into alerts, replayed
+/// over the matches' own times (`analysis::alerting`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Alerting {
+    /// A match alerts when no earlier match in the `history` before it had the same
+    /// values of all `fields` (Elastic's `new_terms`).
+    NewTerms {
+        /// The terms' fields (ECS names); a match without a value for one never alerts.
+        fields: Vec<String>,
+        /// How far back a term counts as seen, in seconds (`history_window_start`).
+        history: i64,
+    },
+    /// Matches grouped by their values of `fields` alert together when `value` of them
+    /// fall within `window` (Elastic's `threshold`).
+    Threshold {
+        /// The group's fields (none: all matches are one group).
+        fields: Vec<String>,
+        /// How many matches make an alert.
+        value: u64,
+        /// Also needed: at least this many distinct values of the field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cardinality: Option<(String, u64)>,
+        /// The rule's look-back (`from`), in seconds.
+        window: i64,
+    },
+}
+
+/// The name of the evidence item that says why a match alerted (`new_terms`,
+/// `threshold`).
+pub const ALERT_EVIDENCE: &str = "alert";
+
+impl Alerting {
+    /// The fields whose values alerting reads.
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            Alerting::NewTerms { fields, .. } => fields.iter().map(String::as_str).collect(),
+            Alerting::Threshold {
+                fields,
+                cardinality,
+                ..
+            } => fields
+                .iter()
+                .map(String::as_str)
+                .chain(cardinality.iter().map(|(f, _)| f.as_str()))
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for Alerting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Alerting::NewTerms { fields, history } => write!(
+                f,
+                "new terms: a value of {} not seen in the {} before",
+                fields.join(" + "),
+                span(*history)
+            ),
+            Alerting::Threshold {
+                fields,
+                value,
+                cardinality,
+                window,
+            } => {
+                write!(
+                    f,
+                    "threshold: {value} match{}",
+                    if *value == 1 { "" } else { "es" }
+                )?;
+                if !fields.is_empty() {
+                    write!(f, " with the same {}", fields.join(" + "))?;
+                }
+                if let Some((field, n)) = cardinality {
+                    write!(f, " and {n} distinct {field}")?;
+                }
+                write!(f, " within {}", span(*window))
+            }
+        }
+    }
+}
+
+/// `30m`, `14d`, `90s`: a span of seconds in its largest whole unit.
+pub fn span(seconds: i64) -> String {
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds != 0 && seconds % len == 0 {
+            return format!("{}{unit}", seconds / len);
+        }
+    }
+    format!("{seconds}s")
+}
+
+/// Elastic's relative time `now-14d` (units `s`, `m`, `h`, `d`, `w`) as seconds.
+pub fn parse_relative(text: &str) -> Option<i64> {
+    let rest = text.trim().strip_prefix("now-")?;
+    let unit = rest.chars().last()?;
+    let n: i64 = rest[..rest.len() - unit.len_utf8()].parse().ok()?;
+    let len = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    (n > 0).then(|| n.checked_mul(len)).flatten()
 }
 
 fn default_analyses() -> Vec<String> {
@@ -111,6 +225,17 @@ pub enum EvidenceKind {
     UserType,
     /// The cmdlet rebuilt from the record's `Parameters`.
     CommandLine,
+    /// Why the match alerted, written by the rule's alerting (`new_terms`, `threshold`),
+    /// not read from the record.
+    Alert,
+}
+
+impl EvidenceKind {
+    /// Whether the item is read from fields it names (every kind but the command line
+    /// and the alert).
+    pub fn reads_fields(self) -> bool {
+        !matches!(self, EvidenceKind::CommandLine | EvidenceKind::Alert)
+    }
 }
 
 /// A context selection: a second class of records with its own query (and so its own
@@ -196,8 +321,27 @@ impl Rule {
         Rule::compile(meta)
     }
 
-    /// Compiles a rule from its metadata.
-    pub fn compile(meta: RuleMeta) -> Result<Rule, RuleError> {
+    /// Compiles a rule from its metadata. A rule with alerting gets an evidence item per
+    /// field alerting reads (named after it) and the `alert` item, unless it has them.
+    pub fn compile(mut meta: RuleMeta) -> Result<Rule, RuleError> {
+        if let Some(alerting) = &meta.alerting {
+            for field in alerting.fields() {
+                if !meta.evidence.iter().any(|e| e.name == field) {
+                    meta.evidence.push(EvidenceSpec {
+                        name: field.to_string(),
+                        fields: vec![field.to_string()],
+                        kind: EvidenceKind::Keyword,
+                    });
+                }
+            }
+            if !meta.evidence.iter().any(|e| e.name == ALERT_EVIDENCE) {
+                meta.evidence.push(EvidenceSpec {
+                    name: ALERT_EVIDENCE.to_string(),
+                    fields: Vec::new(),
+                    kind: EvidenceKind::Alert,
+                });
+            }
+        }
         let parse = |text: &str| {
             Query::parse(text).map_err(|source| RuleError::Query {
                 name: meta.name.clone(),
@@ -208,6 +352,19 @@ impl Rule {
             name: meta.name.clone(),
             message,
         };
+        match &meta.alerting {
+            Some(Alerting::NewTerms { fields, history }) if fields.is_empty() || *history <= 0 => {
+                return Err(invalid(
+                    "new terms need at least one field and a history window".into(),
+                ));
+            }
+            Some(Alerting::Threshold { value, window, .. }) if *value == 0 || *window <= 0 => {
+                return Err(invalid(
+                    "a threshold needs a value of at least 1 and a look-back window".into(),
+                ));
+            }
+            _ => {}
+        }
         let query = parse(&meta.query)?;
         let contexts = meta
             .context
@@ -232,9 +389,17 @@ impl Rule {
                     e.name
                 )));
             }
-            if e.fields.is_empty() != (e.kind == EvidenceKind::CommandLine) {
+            if e.fields.is_empty() == e.kind.reads_fields() {
                 return Err(invalid(format!(
-                    "evidence {:?}: a command_line item has no fields, every other item has some",
+                    "evidence {:?}: a command_line or alert item has no fields, every other \
+                     item has some",
+                    e.name
+                )));
+            }
+            if e.kind == EvidenceKind::Alert && meta.alerting.is_none() {
+                return Err(invalid(format!(
+                    "evidence {:?}: an alert item needs the rule's alerting (new terms or a \
+                     threshold)",
                     e.name
                 )));
             }
@@ -263,12 +428,19 @@ impl Rule {
         self.meta.analyses.iter().any(|a| a == name)
     }
 
-    /// The fields the query reads that need enrichment ualhunt cannot do offline, with
-    /// what that enrichment is: clauses on them never hold for a raw record.
+    /// The fields the query (or the alerting) reads that need enrichment ualhunt cannot
+    /// do offline, with what that enrichment is: clauses on them never hold for a raw
+    /// record, and a match without a term's value never alerts.
     pub fn needs_enrichment(&self) -> Vec<(String, &'static str)> {
         let mut out: Vec<(String, &'static str)> = Vec::new();
-        for field in self.query.fields() {
-            let name = field.name();
+        let alerting = self.meta.alerting.iter().flat_map(|a| a.fields());
+        let names = self
+            .query
+            .fields()
+            .into_iter()
+            .map(|f| f.name())
+            .chain(alerting.map(|f| Field::parse(f).name()));
+        for name in names {
             let why = if name.starts_with("source.geo.") || name.starts_with("client.geo.") {
                 "GeoIP enrichment (the ingest pipeline's geoip processor)"
             } else if name.starts_with("source.as.") || name.starts_with("client.as.") {

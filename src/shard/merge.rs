@@ -374,7 +374,7 @@ fn first_stage(checked: &mut Checked, today: chrono::NaiveDate) -> Result<FirstS
         explained,
     ));
     let findings = std::mem::take(&mut folded.partial.sink.findings);
-    let plan = engine::plan_context(findings, &config);
+    let plan = engine::plan_context(findings, folded.partial.coverage.first, &config);
     Ok(FirstStage {
         config,
         folded,

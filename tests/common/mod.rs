@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (each test crate uses some of them).
+#![allow(dead_code)]
 
 /// The same records as a CSV export (classic layout), every cell RFC 4180-quoted.
 pub fn as_csv(records: &[serde_json::Value]) -> Vec<u8> {
@@ -18,4 +19,17 @@ pub fn as_csv(records: &[serde_json::Value]) -> Vec<u8> {
         .unwrap();
     }
     w.into_inner().unwrap()
+}
+
+/// The project's root (the tests' working directory).
+pub fn root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `ualhunt` with `args` in the project's root.
+pub fn ualhunt(args: &[&str]) -> std::process::Output {
+    use assert_cmd::prelude::*;
+    let mut cmd = std::process::Command::cargo_bin("ualhunt").unwrap();
+    cmd.current_dir(root());
+    cmd.args(args).output().unwrap()
 }
