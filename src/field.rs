@@ -127,6 +127,32 @@ impl Field {
         )
     }
 
+    /// The bytes every record holding a value of this field contains, whatever the
+    /// value: the last name of its path, for a field read from the record's own keys or
+    /// `Name`/`Value` lists (`o365.audit.*`, but `ModifiedProperties`, whose names the
+    /// pipeline rewrites, a string `Parameters`' `_raw` and the `flattened` views) or
+    /// found only in ECS documents (any other field raw records lack, such as
+    /// `source.geo.country_name`). `None` for mapped fields, and for a name a JSON
+    /// writer might escape.
+    pub fn key_literal(&self) -> Option<String> {
+        let path = match self {
+            Field::Audit(path) if !path.starts_with("ModifiedProperties") => path,
+            Field::Other(name) => name,
+            _ => return None,
+        };
+        if path
+            .split('.')
+            .any(|name| name == "flattened" || name.is_empty())
+        {
+            return None;
+        }
+        let last = path.rsplit('.').next()?;
+        let plain = last
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        (plain && last != "_raw").then(|| last.to_string())
+    }
+
     /// The byte strings one of which every record whose field has `value` holds, in
     /// every record shape (`None`: no such set). A verbatim field gives the value; an
     /// `event.code` gives its `RecordType` number (or its name, when the pipeline's

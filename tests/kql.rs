@@ -451,11 +451,40 @@ fn prefilter_literals_are_unescaped_values() {
         lit("event.action:*Inbox* and o365.audit.OperationCount > 3"),
         Some(vec!["Inbox".to_string()])
     );
+    // Numbers have many spellings, existence and ranges no value: a field read from the
+    // record's own keys gives its key instead, only where no clause has a value.
     assert_eq!(
         lit("o365.audit.UserType:2"),
-        None,
-        "numbers have many spellings"
+        Some(vec!["UserType".to_string()])
     );
+    assert_eq!(
+        lit("source.geo.country_name:* and o365.audit.ErrorNumber >= 5"),
+        Some(vec!["country_name".to_string()])
+    );
+    assert_eq!(
+        lit("event.action:UserLoggedIn and source.geo.country_name:*"),
+        Some(vec!["UserLoggedIn".to_string()])
+    );
+    assert_eq!(
+        lit("event.provider:Exchange and o365.audit.ErrorNumber:50126"),
+        Some(vec!["Exchange".to_string()])
+    );
+    let conjuncts = Query::parse("event.provider:Exchange and o365.audit.ErrorNumber:(1 or 2)")
+        .unwrap()
+        .required_conjuncts();
+    assert_eq!(conjuncts, vec![vec!["ErrorNumber".to_string()]]);
+    // Not from names the pipeline rewrites, a string's `_raw`, flattened views, mapped
+    // fields or negations (true on a missing field).
+    for q in [
+        "o365.audit.ModifiedProperties.Role_DisplayName.NewValue:*",
+        "o365.audit.Parameters._raw:*",
+        "o365.audit.Data.flattened.x:*",
+        "event.outcome:*",
+        "not o365.audit.UserType:2",
+        "o365.audit.UserType:(not 2)",
+    ] {
+        assert_eq!(lit(q), None, "{q}");
+    }
     assert_eq!(lit("event.action:(A* or not B)"), None);
     assert_eq!(
         lit("x:{ event.action:Add-MailboxPermission }"),

@@ -217,25 +217,37 @@ impl Query {
 
     /// The literal byte strings a matching line must contain: a line that contains none
     /// of them cannot match. `None` means no such set can be derived (every line must be
-    /// parsed). False positives are fine; this must never exclude a matching line. Only
-    /// exact and wildcard values of verbatim keyword fields give literals; ranges,
-    /// existence, negations, typed fields and numbers (JSON may spell `1000` as `1e3`)
-    /// give none.
+    /// parsed). False positives are fine; this must never exclude a matching line.
+    /// Exact and wildcard values of verbatim keyword fields give literals (their
+    /// values'); where a query has none, a clause that needs a value of a field read
+    /// from the record's own keys (existence, a range, a number: JSON may spell `1000`
+    /// as `1e3`, a typed value) gives the field's key ([`Field::key_literal`]), which is
+    /// in every record holding the field; negations give none.
     pub fn required_literals(&self) -> Option<Vec<String>> {
+        self.literals(false).or_else(|| self.literals(true))
+    }
+
+    /// [`Query::required_literals`]: values' literals only, or (`keys`) with fields'
+    /// keys where a clause has none.
+    fn literals(&self, keys: bool) -> Option<Vec<String>> {
         match self {
-            Query::Match { field, value } if field.value_type() == ValueType::Keyword => {
-                value.required_literals(field)
-            }
-            Query::Match { .. } | Query::Not(_) | Query::Range { .. } => None,
-            Query::Nested { query, .. } => query.required_literals(),
+            Query::Match { field, value } => value.required_literals(field, keys),
+            Query::Range { field, .. } if keys => field.key_literal().map(|k| vec![k]),
+            Query::Not(_) | Query::Range { .. } => None,
+            Query::Nested { query, .. } => query.literals(keys),
             // The most selective clause; a clause on a field every record of a
-            // workload shares (`event.provider`) only when no other has literals.
+            // workload shares (`event.provider`) only when no other has literals, and
+            // a field's key only when no clause has a value's.
             Query::And(parts) => parts
                 .iter()
-                .filter_map(|q| Some((q.is_broad(), q.required_literals()?)))
-                .max_by_key(|(broad, set)| (!broad, selectivity(set)))
-                .map(|(_, set)| set),
-            Query::Or(parts) => union(parts.iter().map(Query::required_literals)),
+                .filter_map(|q| match q.literals(false) {
+                    Some(set) => Some((q.is_broad(), true, set)),
+                    None if keys => Some((q.is_broad(), false, q.literals(true)?)),
+                    None => None,
+                })
+                .max_by_key(|(broad, value, set)| (!broad, *value, selectivity(set)))
+                .map(|(_, _, set)| set),
+            Query::Or(parts) => union(parts.iter().map(|q| q.literals(keys))),
         }
     }
 
@@ -302,9 +314,29 @@ impl ValueExpr {
         }
     }
 
-    fn required_literals(&self, field: &Field) -> Option<Vec<String>> {
+    fn required_literals(&self, field: &Field, keys: bool) -> Option<Vec<String>> {
         match self {
-            ValueExpr::Term(Pattern::Exact(s)) if parse_number(s).is_none() => {
+            ValueExpr::Term(pattern) => pattern
+                .required_literals(field)
+                .or_else(|| keys.then(|| field.key_literal().map(|k| vec![k]))?),
+            ValueExpr::Not(_) => None,
+            ValueExpr::And(parts) => parts
+                .iter()
+                .filter_map(|v| v.required_literals(field, keys))
+                .max_by_key(|set| selectivity(set)),
+            ValueExpr::Or(parts) => union(parts.iter().map(|v| v.required_literals(field, keys))),
+        }
+    }
+}
+
+impl Pattern {
+    /// The literals of a value: exact and wildcard values of verbatim keyword fields.
+    fn required_literals(&self, field: &Field) -> Option<Vec<String>> {
+        if field.value_type() != ValueType::Keyword {
+            return None;
+        }
+        match self {
+            Pattern::Exact(s) if parse_number(s).is_none() => {
                 // How the value is spelled in the bytes of every record shape: itself
                 // for a verbatim field (cut to a fragment no writer escapes), its
                 // `RecordType` forms for `event.code`, the raw operation for a renamed
@@ -320,24 +352,17 @@ impl ValueExpr {
                 }
                 (!out.is_empty()).then_some(out)
             }
-            ValueExpr::Term(Pattern::Wildcard(_)) if !field.is_verbatim() => None,
-            ValueExpr::Term(Pattern::Wildcard(glob)) => glob
+            Pattern::Wildcard(_) if !field.is_verbatim() => None,
+            Pattern::Wildcard(glob) => glob
                 .parts
                 .iter()
                 .filter_map(|p| safe_fragment(p))
                 .max_by_key(|f| f.len())
                 .map(|f| vec![f.to_string()]),
-            ValueExpr::Term(_) | ValueExpr::Not(_) => None,
-            ValueExpr::And(parts) => parts
-                .iter()
-                .filter_map(|v| v.required_literals(field))
-                .max_by_key(|set| selectivity(set)),
-            ValueExpr::Or(parts) => union(parts.iter().map(|v| v.required_literals(field))),
+            _ => None,
         }
     }
-}
 
-impl Pattern {
     /// Whether a field value (its text) satisfies this pattern.
     pub fn matches(&self, value: &str) -> bool {
         match self {
