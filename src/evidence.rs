@@ -52,12 +52,7 @@ pub fn read_evidence(
 }
 
 fn read(record: &Record<'_, '_>, e: &Evidence, texts: &mut Interner) -> Option<Value> {
-    // An empty string is a value to a query (Elastic keeps it) but shows nothing.
-    let first = || {
-        e.fields
-            .iter()
-            .find_map(|f| record.text(f).filter(|s| !s.is_empty()))
-    };
+    let first = || e.fields.iter().find_map(|f| record.shown_text(f));
     match e.kind {
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),
         EvidenceKind::Flag => first().and_then(|s| parse_flag(&s)).map(Value::Bool),

@@ -258,6 +258,20 @@ impl<'t, 'i> Record<'t, 'i> {
         found
     }
 
+    /// The first value of a field that is not the empty string (what evidence shows: an
+    /// empty string is a value to a query, but shows nothing).
+    pub fn shown_text(&self, field: &Field) -> Option<Cow<'i, str>> {
+        let mut found = None;
+        self.visit(field, &mut |v| {
+            if v.is_empty() {
+                return false;
+            }
+            found = Some(v);
+            true
+        });
+        found
+    }
+
     /// The actor (`user.id`).
     pub fn actor(&self) -> Option<Cow<'i, str>> {
         self.text(&Field::UserId)
@@ -904,6 +918,19 @@ mod tests {
 
     fn text_of(json: &str, field: &str) -> Option<String> {
         with_record(json, |r| r.text(&Field::parse(field)).map(Cow::into_owned))
+    }
+
+    #[test]
+    fn an_empty_string_is_a_value_but_shows_nothing() {
+        let json = r#"{"Operation":"X","ClientAppId":"","Target":[{"ID":""},{"ID":"x"}]}"#;
+        assert_eq!(text_of(json, "o365.audit.ClientAppId").as_deref(), Some(""));
+        let shown = |field: &str| {
+            with_record(json, |r| {
+                r.shown_text(&Field::parse(field)).map(Cow::into_owned)
+            })
+        };
+        assert_eq!(shown("o365.audit.ClientAppId"), None);
+        assert_eq!(shown("o365.audit.Target.ID").as_deref(), Some("x"));
     }
 
     const RAW: &str = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"abc","Operation":"Set-MailboxAuditBypassAssociation","OrganizationId":"org","RecordType":1,"ResultStatus":"Succeeded","UserId":"NT AUTHORITY\\SYSTEM (x)","Workload":"Exchange","ClientIP":"[2001:db8::1]:443","ObjectId":"obj","Parameters":[{"Name":"Identity","Value":"first"},{"Name":"AuditBypassEnabled","Value":"True"},{"Name":"Identity","Value":"mbx@contoso.com"},{"Name":"Identity","Value":null}]}"#;

@@ -255,11 +255,21 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
 
 /// A `new_terms` or `threshold` rule's alerting, or why it cannot run.
 fn alerting_of(r: &ElasticRule) -> Result<Alerting, String> {
+    let alerting = read_alerting(r)?;
+    match alerting.invalid() {
+        Some(why) => Err(format!("{}: {why}", r.rule_type)),
+        None => Ok(alerting),
+    }
+}
+
+fn read_alerting(r: &ElasticRule) -> Result<Alerting, String> {
     if r.rule_type == "threshold" {
-        let t = r
+        let t: Threshold = r
             .threshold
-            .as_ref()
-            .ok_or("threshold: the rule has no [rule.threshold]")?;
+            .clone()
+            .ok_or("threshold: the rule has no [rule.threshold]")?
+            .try_into()
+            .map_err(|e| format!("threshold: [rule.threshold] is not read: {e}"))?;
         let window = r.from.as_deref().and_then(parse_relative).ok_or_else(|| {
             format!(
                 "threshold: look-back {:?} is not now-<n><s|m|h|d|w>",
@@ -278,10 +288,12 @@ fn alerting_of(r: &ElasticRule) -> Result<Alerting, String> {
             window,
         });
     }
-    let n = r
+    let n: NewTerms = r
         .new_terms
-        .as_ref()
-        .ok_or("new_terms: the rule has no [rule.new_terms]")?;
+        .clone()
+        .ok_or("new_terms: the rule has no [rule.new_terms]")?
+        .try_into()
+        .map_err(|e| format!("new_terms: [rule.new_terms] is not read: {e}"))?;
     let start = n
         .history_window_start
         .first()
@@ -366,10 +378,12 @@ struct ElasticRule {
     false_positives: Vec<String>,
     #[serde(default)]
     threat: Vec<ElasticThreat>,
+    // Read as they are and checked by `alerting_of`: a malformed table makes its rule
+    // not run, never the whole pack fail.
     #[serde(default)]
-    new_terms: Option<NewTerms>,
+    new_terms: Option<toml::Value>,
     #[serde(default)]
-    threshold: Option<Threshold>,
+    threshold: Option<toml::Value>,
 }
 
 /// `[rule.new_terms]`: `field = "new_terms_fields"`, `value` the fields, and
@@ -568,6 +582,34 @@ value = "now-14d"
             rule.meta.alerting.unwrap().to_string(),
             "threshold: 25 matches with the same source.ip within 30m"
         );
+    }
+
+    #[test]
+    fn a_malformed_alerting_table_makes_its_rule_not_run_not_the_pack_fail() {
+        for (rule_type, table) in [
+            ("new_terms", "[rule.new_terms]\nvalue = \"user.id\"\n"),
+            (
+                "new_terms",
+                "[rule.new_terms]\nvalue = []\n[[rule.new_terms.history_window_start]]\nvalue = \"now-7d\"\n",
+            ),
+            (
+                "new_terms",
+                "[rule.new_terms]\nvalue = [\"user.id\"]\n[[rule.new_terms.history_window_start]]\nvalue = \"now-99999w\"\n",
+            ),
+            ("threshold", "[rule.threshold]\nfield = [\"source.ip\"]\n"),
+            (
+                "threshold",
+                "[rule.threshold]\nfield = [\"source.ip\"]\nvalue = 0\n",
+            ),
+        ] {
+            let text = PUBLISHED.replace("type = \"query\"", &format!("type = \"{rule_type}\""))
+                + "\n"
+                + table;
+            let Loaded::NotRun(n) = parse(&text).unwrap() else {
+                panic!("runs: {table}");
+            };
+            assert!(n.reason.starts_with(rule_type), "{}", n.reason);
+        }
     }
 
     #[test]

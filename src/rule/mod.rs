@@ -102,6 +102,26 @@ pub enum Alerting {
 pub const ALERT_EVIDENCE: &str = "alert";
 
 impl Alerting {
+    /// What is wrong with it, if anything.
+    pub fn invalid(&self) -> Option<String> {
+        let span_ok = |s: i64| s > 0 && s <= MAX_SPAN;
+        match self {
+            Alerting::NewTerms { fields, history } if fields.is_empty() || !span_ok(*history) => {
+                Some(format!(
+                    "new terms need at least one field and a history window of 1 s to {}",
+                    span(MAX_SPAN)
+                ))
+            }
+            Alerting::Threshold { value, window, .. } if *value == 0 || !span_ok(*window) => {
+                Some(format!(
+                    "a threshold needs a value of at least 1 and a look-back of 1 s to {}",
+                    span(MAX_SPAN)
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// The fields whose values alerting reads.
     pub fn fields(&self) -> Vec<&str> {
         match self {
@@ -161,7 +181,11 @@ pub fn span(seconds: i64) -> String {
     format!("{seconds}s")
 }
 
-/// Elastic's relative time `now-14d` (units `s`, `m`, `h`, `d`, `w`) as seconds.
+/// The longest history or look-back a rule may have: 100 years, in seconds.
+pub const MAX_SPAN: i64 = 100 * 366 * 86_400;
+
+/// Elastic's relative time `now-14d` (units `s`, `m`, `h`, `d`, `w`) as seconds, at most
+/// [`MAX_SPAN`].
 pub fn parse_relative(text: &str) -> Option<i64> {
     let rest = text.trim().strip_prefix("now-")?;
     let unit = rest.chars().last()?;
@@ -174,7 +198,10 @@ pub fn parse_relative(text: &str) -> Option<i64> {
         'w' => 604_800,
         _ => return None,
     };
-    (n > 0).then(|| n.checked_mul(len)).flatten()
+    (n > 0)
+        .then(|| n.checked_mul(len))
+        .flatten()
+        .filter(|&s| s <= MAX_SPAN)
 }
 
 fn default_analyses() -> Vec<String> {
@@ -352,18 +379,8 @@ impl Rule {
             name: meta.name.clone(),
             message,
         };
-        match &meta.alerting {
-            Some(Alerting::NewTerms { fields, history }) if fields.is_empty() || *history <= 0 => {
-                return Err(invalid(
-                    "new terms need at least one field and a history window".into(),
-                ));
-            }
-            Some(Alerting::Threshold { value, window, .. }) if *value == 0 || *window <= 0 => {
-                return Err(invalid(
-                    "a threshold needs a value of at least 1 and a look-back window".into(),
-                ));
-            }
-            _ => {}
+        if let Some(why) = meta.alerting.as_ref().and_then(Alerting::invalid) {
+            return Err(invalid(why));
         }
         let query = parse(&meta.query)?;
         let contexts = meta
