@@ -66,94 +66,19 @@ fn fired(report: &Value) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-#[test]
-fn every_query_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() {
-    let Some(dir) = rules_dir() else { return };
-    let expected: Value = serde_json::from_slice(
-        &std::fs::read(root().join("tests/fixtures/rule_pack/expected.json")).unwrap(),
-    )
-    .unwrap();
-    let expected = expected.as_array().unwrap();
-    assert_eq!(expected.len(), 80, "40 rules, a match and a near miss each");
-    let mut first: Option<Value> = None;
-    let archive = records();
-    for mode in MODES {
-        let mut args = vec![
-            "hunt",
-            "--rules",
-            dir.to_str().unwrap(),
-            "--format",
-            "json",
-            "--no-context",
-        ];
-        args.extend_from_slice(mode);
-        args.push(archive.to_str().unwrap());
-        let out = run(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let fired = fired(&report);
-        let mut failures = Vec::new();
-        for e in expected {
-            let record = e["record_id"].as_str().unwrap();
-            let rule = e["rule_id"].as_str().unwrap();
-            let hit = fired.get(record).is_some_and(|s| s.contains(rule));
-            let want = e["kind"] == "match";
-            if hit != want {
-                failures.push(format!(
-                    "{} ({}): {} {}",
-                    e["file"],
-                    e["kind"],
-                    record,
-                    if hit { "fired" } else { "did not fire" }
-                ));
-            }
-        }
-        assert!(
-            failures.is_empty(),
-            "mode {mode:?}:\n{}",
-            failures.join("\n")
-        );
-        assert_eq!(report["rules"].as_array().unwrap().len(), 52);
-        assert_eq!(report["not_run"].as_array().unwrap().len(), 11);
-        assert!(
-            report["scan"]["malformed"] == 0,
-            "{}",
-            report["scan"]["malformed_samples"]
-        );
-        match &first {
-            None => first = Some(report["by_rule"].clone()),
-            Some(by_rule) => assert_eq!(
-                by_rule, &report["by_rule"],
-                "mode {mode:?} differs from the default mode"
-            ),
-        }
-    }
+/// The expectations of a fixture (`expected.json`, `alerting.json`): record id, rule id,
+/// rule file and kind (`match` fires; anything else does not).
+fn expectations(name: &str) -> Vec<Value> {
+    let path = root().join("tests/fixtures/rule_pack").join(name);
+    let expected: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    expected.as_array().unwrap().clone()
 }
 
-/// The nine `new_terms` and `threshold` rules that can alert offline (the other three
-/// need GeoIP or ASN enrichment): a rule's first match alerts, the same terms a day later
-/// do not, a threshold's worth of matches within minutes alert together, one too few do
-/// not, and the near miss is no match at all.
-#[test]
-fn every_alerting_rule_alerts_on_what_is_new_or_over_its_threshold_in_every_mode() {
-    let Some(dir) = rules_dir() else { return };
-    let expected: Value = serde_json::from_slice(
-        &std::fs::read(root().join("tests/fixtures/rule_pack/alerting.json")).unwrap(),
-    )
-    .unwrap();
-    let expected = expected.as_array().unwrap();
-    let rules: BTreeSet<&str> = expected
-        .iter()
-        .map(|e| e["rule_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(rules.len(), 9);
-    let archive = alerting_records();
-    let mut first: Option<Value> = None;
+/// The JSON report of all the published rules over `archive` in each engine mode, after
+/// checking that every mode succeeds, fires exactly on the expected matches and finds
+/// what the default mode finds.
+fn reports_in_every_mode(dir: &Path, archive: &Path, expected: &[Value]) -> Vec<Value> {
+    let mut reports: Vec<Value> = Vec::new();
     for mode in MODES {
         let mut args = vec![
             "hunt",
@@ -195,6 +120,47 @@ fn every_alerting_rule_alerts_on_what_is_new_or_over_its_threshold_in_every_mode
             "mode {mode:?}:\n{}",
             failures.join("\n")
         );
+        if let Some(first) = reports.first() {
+            assert_eq!(
+                first["by_rule"], report["by_rule"],
+                "mode {mode:?} differs from the default mode"
+            );
+        }
+        reports.push(report);
+    }
+    reports
+}
+
+#[test]
+fn every_query_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() {
+    let Some(dir) = rules_dir() else { return };
+    let expected = expectations("expected.json");
+    assert_eq!(expected.len(), 80, "40 rules, a match and a near miss each");
+    for report in reports_in_every_mode(&dir, &records(), &expected) {
+        assert_eq!(report["rules"].as_array().unwrap().len(), 52);
+        assert_eq!(report["not_run"].as_array().unwrap().len(), 11);
+        assert!(
+            report["scan"]["malformed"] == 0,
+            "{}",
+            report["scan"]["malformed_samples"]
+        );
+    }
+}
+
+/// The nine `new_terms` and `threshold` rules that can alert offline (the other three
+/// need GeoIP or ASN enrichment): a rule's first match alerts, the same terms a day later
+/// do not, a threshold's worth of matches within minutes alert together, one too few do
+/// not, and the near miss is no match at all.
+#[test]
+fn every_alerting_rule_alerts_on_what_is_new_or_over_its_threshold_in_every_mode() {
+    let Some(dir) = rules_dir() else { return };
+    let expected = expectations("alerting.json");
+    let rules: BTreeSet<&str> = expected
+        .iter()
+        .map(|e| e["rule_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 9);
+    for report in reports_in_every_mode(&dir, &alerting_records(), &expected) {
         // What was held back is counted: per new-terms rule the repeat, for the
         // threshold rule the matches one short of it.
         let held: u64 = report["rules"]
@@ -205,10 +171,6 @@ fn every_alerting_rule_alerts_on_what_is_new_or_over_its_threshold_in_every_mode
             .map(|r| r["held_back"].as_u64().unwrap())
             .sum();
         assert_eq!(held, 8 + 24);
-        match &first {
-            None => first = Some(report["by_rule"].clone()),
-            Some(by_rule) => assert_eq!(by_rule, &report["by_rule"], "mode {mode:?}"),
-        }
     }
 }
 
