@@ -727,7 +727,7 @@ pub(crate) fn scan_units<S: Sink>(
     }
     let stats = PassStats {
         wall: started.elapsed(),
-        prefilter: pass.matcher.prefilter().describe(),
+        prefilter: pass.matcher.describe_prefilter(),
         bytes,
         counts: Counts::default(),
         formats: formats.into_iter().collect(),

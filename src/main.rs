@@ -490,7 +490,7 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
         "{} rules run, {} not run; one prefilter for all: {}",
         set.rules.len(),
         set.not_run.len(),
-        matcher.prefilter().describe()
+        matcher.describe_prefilter()
     )?;
     out.flush()?;
     Ok(())

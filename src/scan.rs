@@ -201,6 +201,30 @@ impl Matcher {
             || self.wants_record_type_of(bytes)
     }
 
+    /// The prefilter as `--stats` and `ualhunt rules` show it: the text search, and the
+    /// `RecordType`s read from each line (a rule whose only literal is a `RecordType`
+    /// has no text search, yet parses only records of its types).
+    pub fn describe_prefilter(&self) -> String {
+        let types: Vec<String> = self
+            .record_types
+            .iter()
+            .enumerate()
+            .filter(|(_, wanted)| **wanted)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if types.is_empty() {
+            return self.prefilter.describe();
+        }
+        let lane = format!("RecordType {} read from each line", types.join(", "));
+        if !self.prefilter.is_everything() {
+            format!("{}, and {lane}", self.prefilter.describe())
+        } else if self.router.is_some() && self.requirements.iter().all(Option::is_some) {
+            format!("no text literal: {lane}, literals checked before parsing")
+        } else {
+            self.prefilter.describe()
+        }
+    }
+
     /// Whether a selection accepts the `RecordType` of the record in `bytes`; a record
     /// whose `RecordType` cannot be read (missing, or a name the pipeline's table does
     /// not know) is accepted whenever a selection reads one, and evaluated in full.

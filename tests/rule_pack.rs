@@ -302,6 +302,19 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("52 rules run, 11 not run"), "{text}");
+    assert!(
+        text.contains("(Teddy), and RecordType 11, 13, 15,"),
+        "{text}"
+    );
+    // A rule whose only literal is a RecordType: no text search, yet not every line
+    // parsed.
+    let ropc = dir.join("initial_access_identity_ropc_grant_via_legacy_authenticated_client.toml");
+    let out = run(&["rules", "--rules", ropc.to_str().unwrap()]);
+    let one = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        one.contains("one prefilter for all: no text literal: RecordType 15 read from each line"),
+        "{one}"
+    );
     assert_eq!(text.matches("  prefilter:").count(), 52, "{text}");
     assert!(!text.contains("none: every record"), "{text}");
     assert_eq!(
