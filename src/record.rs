@@ -250,20 +250,20 @@ impl<'t, 'i> Record<'t, 'i> {
 
     /// The first text value of a field, if any.
     pub fn text(&self, field: &Field) -> Option<Cow<'i, str>> {
-        let mut found = None;
-        self.visit(field, &mut |v| {
-            found = Some(v);
-            true
-        });
-        found
+        self.first_where(field, |_| true)
     }
 
     /// The first value of a field that is not the empty string (what evidence shows: an
     /// empty string is a value to a query, but shows nothing).
     pub fn shown_text(&self, field: &Field) -> Option<Cow<'i, str>> {
+        self.first_where(field, |v| !v.is_empty())
+    }
+
+    /// The first value of a field that `keep` accepts.
+    fn first_where(&self, field: &Field, keep: fn(&str) -> bool) -> Option<Cow<'i, str>> {
         let mut found = None;
         self.visit(field, &mut |v| {
-            if v.is_empty() {
+            if !keep(&v) {
                 return false;
             }
             found = Some(v);

@@ -274,7 +274,6 @@ fn stamp(f: &Finding) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::findings::At;
     use crate::rule::{EvidenceSpec, RuleMeta};
 
     fn rule(alerting: Alerting) -> Rule {
@@ -307,24 +306,12 @@ mod tests {
     /// A match at minute `minute` with these values of the rule's evidence items (in
     /// order: `target`, then the alerting fields).
     fn at(rule: &Rule, line: u64, minute: i64, values: &[Option<&str>]) -> Finding {
-        let mut fields: Vec<Option<Value>> = vec![None; rule.evidence.len()];
-        for (slot, v) in fields.iter_mut().zip(values) {
+        let mut f = crate::findings::tests::finding("someone", line, 1_700_000_000 + minute * 60);
+        f.fields = vec![None; rule.evidence.len()];
+        for (slot, v) in f.fields.iter_mut().zip(values) {
             *slot = v.map(|v| Value::Text(v.into()));
         }
-        Finding {
-            rule: 0,
-            why: Why::Rule,
-            at: At {
-                input: 0,
-                line,
-                offset: line * 10,
-            },
-            timestamp: DateTime::from_timestamp(1_700_000_000 + minute * 60, 0),
-            actor: None,
-            record_id: None,
-            source_ip: None,
-            fields,
-        }
+        f
     }
 
     fn alerted(findings: &[Finding]) -> Vec<u64> {
