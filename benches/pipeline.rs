@@ -10,11 +10,11 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ualhunt::findings::Harvest;
-use ualhunt::generate::{GenOptions, GenShape, generate};
-use ualhunt::prefilter::Prefilter;
-use ualhunt::rule::Rule;
-use ualhunt::scan::{Matcher, Pass, Scratch, scan_chunk};
+use ualhunt_engine::findings::Harvest;
+use ualhunt_engine::prefilter::Prefilter;
+use ualhunt_engine::rule::Rule;
+use ualhunt_engine::scan::{Matcher, Pass, Scratch, scan_chunk};
+use ualhunt_generate::{GenOptions, GenShape, generate};
 
 const CHUNK: u64 = 8 << 20;
 
@@ -107,11 +107,11 @@ fn inflate(c: &mut Criterion) {
     let mut g = c.benchmark_group("gzip inflate");
     g.throughput(Throughput::Bytes(data.len() as u64));
     let mut out = vec![0u8; 1 << 20];
-    g.bench_function(ualhunt::inflate::BACKEND, |b| {
+    g.bench_function(ualhunt_input::inflate::BACKEND, |b| {
         b.iter(|| {
             // A cursor hands out the whole input at once, as the memory map of a file does.
             let input = std::io::Cursor::new(gz);
-            let mut r = ualhunt::inflate::gzip_reader(Box::new(input), Default::default());
+            let mut r = ualhunt_input::inflate::gzip_reader(Box::new(input), Default::default());
             let mut total = 0;
             while let Ok(n) = r.read(&mut out) {
                 if n == 0 {

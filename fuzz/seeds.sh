@@ -14,7 +14,7 @@ head_of() { head -c 2048 "$1" | awk 'BEGIN{ORS="\n"} {print}' ; }
 
 n=0
 # kql: the rules' queries and a few more shapes.
-grep -h '^query = ' "$root"/rules/*.toml | sed 's/^query = "//; s/"$//' | while read -r q; do
+grep -h '^query = ' "$root"/crates/engine/rules/*.toml | sed 's/^query = "//; s/"$//' | while read -r q; do
   n=$((n + 1)); printf '%s' "$q" > "$out/kql/rule$n"
 done
 printf '%s' 'event.action:(Set-Mailbox or "Set-MailboxAuditBypassAssociation") and not user.id:svc*' > "$out/kql/or_not_wildcard"

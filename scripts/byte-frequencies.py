@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Writes src/prefilter/frequency.rs: how often each byte occurs in audit text, per
+"""Writes crates/engine/src/prefilter/frequency.rs: how often each byte occurs in audit text, per
 million bytes, and the four-byte strings common in it (JSON keys every record has,
 `User`, `Mail`, `Set-`), counted over the sample archives in testdata/ (raw records, ECS
 documents, exports; files over 200 kB and gzip files, whatever their name, left out so
 that no single file dominates). The prefilter searches each literal through four of its
 bytes that are rare by these.
 
-Usage: scripts/byte-frequencies.py > src/prefilter/frequency.rs
+Usage: scripts/byte-frequencies.py > crates/engine/src/prefilter/frequency.rs
 """
 import pathlib
 

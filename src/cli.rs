@@ -1,11 +1,13 @@
 //! Command-line flags (clap types only) and their translation into a validated
-//! [`ualhunt::Config`].
+//! [`ualhunt_engine::Config`].
 
 use std::path::PathBuf;
 
+use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ualhunt::config::{self, Bound, Config, OutputFormat};
+use ualhunt_engine::config::Config;
+use ualhunt_report::OutputFormat;
 
 /// Hunt Elastic's "O365 Mailbox Audit Logging Bypass" rule over Microsoft 365 audit
 /// archives (JSON lines, raw or ECS, plain or gzip), offline and fast.
@@ -101,7 +103,7 @@ pub struct RulesArgs {
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// Approximate uncompressed size, e.g. 100M, 1G.
-    #[arg(long, value_name = "SIZE", value_parser = config::parse_size, default_value = "100M")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "100M")]
     pub size: usize,
 
     /// Seed: the same seed and options give the same bytes.
@@ -173,11 +175,11 @@ pub struct HuntArgs {
     pub threads: Option<usize>,
 
     /// Target chunk size, e.g. 64K, 16M, 1G (a longer line still makes one chunk).
-    #[arg(long, value_name = "SIZE", value_parser = config::parse_size, default_value = "4M")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4M")]
     pub chunk_size: usize,
 
     /// Lines longer than SIZE are counted as malformed instead of parsed.
-    #[arg(long, value_name = "SIZE", value_parser = config::parse_size, default_value = "64M")]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64M")]
     pub max_line_size: usize,
 
     /// Parse every line instead of only the lines holding a rule literal (slow
@@ -194,11 +196,11 @@ pub struct HuntArgs {
     pub strict: bool,
 
     /// Report only events at or after TIME (RFC 3339, or a date: that day's start, UTC).
-    #[arg(long, value_name = "TIME", value_parser = |s: &str| config::parse_bound(s, Bound::Since))]
+    #[arg(long, value_name = "TIME", value_parser = |s: &str| parse_bound(s, Bound::Since))]
     pub since: Option<DateTime<Utc>>,
 
     /// Report only events before TIME (RFC 3339, or a date: that whole day included).
-    #[arg(long, value_name = "TIME", value_parser = |s: &str| config::parse_bound(s, Bound::Until))]
+    #[arg(long, value_name = "TIME", value_parser = |s: &str| parse_bound(s, Bound::Until))]
     pub until: Option<DateTime<Utc>>,
 
     /// No progress bar (it is shown only when stderr is a terminal anyway).
@@ -399,7 +401,7 @@ impl HuntArgs {
     pub fn to_config(&self) -> anyhow::Result<Config> {
         let mut config = Config::new(self.paths.clone());
         if !self.rules.is_empty() {
-            let set = ualhunt::rule::load::load(&self.rules)?;
+            let set = ualhunt_engine::rule::load::load(&self.rules)?;
             if set.rules.is_empty() {
                 anyhow::bail!(
                     "no rule that runs offline in {} ({} loaded, none a KQL query rule)",
@@ -426,8 +428,93 @@ impl HuntArgs {
         config.context_window = self.context_window;
         if let Some(path) = &self.allow {
             let today = chrono::Utc::now().date_naive();
-            config.allowlist = ualhunt::allow::Allowlist::load(path, today)?;
+            config.allowlist = ualhunt_engine::allow::Allowlist::load(path, today)?;
         }
         Ok(config)
+    }
+}
+
+/// Parses a size such as `4096`, `64K`, `16M`, `1G` (binary multiples; a trailing `B`,
+/// `iB` and any case are accepted).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    let body = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, shift) = match body.chars().last() {
+        Some('k') => (&body[..body.len() - 1], 10),
+        Some('m') => (&body[..body.len() - 1], 20),
+        Some('g') => (&body[..body.len() - 1], 30),
+        Some('t') => (&body[..body.len() - 1], 40),
+        _ => (body, 0),
+    };
+    let n: usize = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid size {text:?} (examples: 65536, 64K, 16M, 1G)"))?;
+    let size = n
+        .checked_mul(1usize << shift)
+        .ok_or_else(|| format!("size {text:?} is too large"))?;
+    if size == 0 {
+        return Err(format!("size {text:?} must be greater than zero"));
+    }
+    Ok(size)
+}
+
+/// Which end of a time window a bound is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// `--since`: a date means that day's first instant.
+    Since,
+    /// `--until`: a date means the whole day is included (up to the next day's start).
+    Until,
+}
+
+/// Parses a time bound: RFC 3339 (`2024-03-05T10:00:00Z`, an offset, or no offset for
+/// UTC) or a date (`2024-03-05`, UTC). The window is `since <= t < until`.
+pub fn parse_bound(text: &str, bound: Bound) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(day) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let day = match bound {
+            Bound::Since => day,
+            Bound::Until => day
+                .succ_opt()
+                .ok_or_else(|| format!("date {t:?} is out of range"))?,
+        };
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    ualhunt_engine::record::parse_timestamp(t)
+        .ok_or_else(|| format!("invalid time {t:?} (examples: 2024-03-05, 2024-03-05T10:00:00Z)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds() {
+        let s = parse_bound("2024-03-05", Bound::Since).unwrap();
+        assert_eq!(s.to_rfc3339(), "2024-03-05T00:00:00+00:00");
+        let u = parse_bound("2024-03-05", Bound::Until).unwrap();
+        assert_eq!(u.to_rfc3339(), "2024-03-06T00:00:00+00:00");
+        let t = parse_bound("2024-03-05T10:00:00+02:00", Bound::Until).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-03-05T08:00:00+00:00");
+        assert!(parse_bound("last tuesday", Bound::Since).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        assert_eq!(parse_size("2kb"), Ok(2048));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999T").is_err());
     }
 }

@@ -14,15 +14,14 @@ use anyhow::Context;
 use clap::Parser;
 
 use cli::{Cli, Command, Export, GenerateArgs, HuntArgs, MergeArgs, Outputs, RulesArgs, Shape};
-use ualhunt::config::OutputFormat;
-use ualhunt::generate::{GenOptions, GenShape, Storyline};
-use ualhunt::output::{self, terminal_safe};
-use ualhunt::rule::load::RuleSet;
-use ualhunt::shard::{self, Shard};
-use ualhunt::source::Progress;
+use ualhunt_engine::rule::load::RuleSet;
+use ualhunt_engine::shard::{self, Shard};
+use ualhunt_generate::{GenOptions, GenShape, Storyline};
+use ualhunt_input::Progress;
+use ualhunt_report::{self as output, OutputFormat, terminal_safe};
 
 #[global_allocator]
-static ALLOC: ualhunt::alloc::CountingAlloc = ualhunt::alloc::CountingAlloc;
+static ALLOC: ualhunt_engine::alloc::CountingAlloc = ualhunt_engine::alloc::CountingAlloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,7 +62,7 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
         config.progress = Some(progress.clone());
         std::thread::spawn(move || show_progress(&progress))
     });
-    let report = ualhunt::run(&config)?;
+    let report = ualhunt_engine::run(&config)?;
     if let Some(bar) = bar {
         // The bar thread ends once the run is marked finished; it cannot panic on input.
         let _ = bar.join();
@@ -97,7 +96,7 @@ impl<'a> Destinations<'a> {
 fn emit(
     outputs: &Outputs<'_>,
     destinations: Destinations<'_>,
-    report: ualhunt::Report,
+    report: ualhunt_engine::Report,
 ) -> anyhow::Result<ExitCode> {
     let Destinations {
         mut out,
@@ -287,7 +286,7 @@ fn hunt_shard(args: &HuntArgs, spec: &str) -> anyhow::Result<ExitCode> {
         .scan
         .iter()
         .flat_map(|s| s.segments.iter().flat_map(|seg| &seg.errors))
-        .map(|e| ualhunt::error::InputError::from(e.clone()).to_string())
+        .map(|e| ualhunt_engine::error::InputError::from(e.clone()).to_string())
         .collect();
     for e in &segments_errors {
         writeln!(err, "ualhunt: shard {shard}: {}", terminal_safe(e))?;
@@ -387,9 +386,9 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     let set = if args.rules.is_empty() {
         RuleSet::builtin()
     } else {
-        ualhunt::rule::load::load(&args.rules)?
+        ualhunt_engine::rule::load::load(&args.rules)?
     };
-    let matcher = ualhunt::scan::Matcher::new(set.rules.clone(), true, usize::MAX);
+    let matcher = ualhunt_engine::scan::Matcher::new(set.rules.clone(), true, usize::MAX);
     let mut out = BufWriter::new(io::stdout().lock());
     for (r, rule) in set.rules.iter().enumerate() {
         let m = &rule.meta;
@@ -415,7 +414,7 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "  alerting:          {}",
-                ualhunt::output::terminal_safe(&alerting.to_string())
+                output::terminal_safe(&alerting.to_string())
             )?;
         }
         for t in &m.threat {
@@ -438,20 +437,20 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
                 continue;
             }
             let what = match sel.why {
-                ualhunt::findings::Why::Rule => "prefilter:        ".to_string(),
-                ualhunt::findings::Why::Context(c) => {
+                ualhunt_engine::findings::Why::Rule => "prefilter:        ".to_string(),
+                ualhunt_engine::findings::Why::Context(c) => {
                     format!("context {:?}:", rule.meta.context[usize::from(c)].name)
                 }
             };
             let literals = match &matcher.requirements()[i] {
                 Some(lits) => lits
                     .iter()
-                    .map(|l| ualhunt::field::show_literal(l))
+                    .map(|l| ualhunt_engine::field::show_literal(l))
                     .collect::<Vec<_>>()
                     .join(" or "),
                 None => format!(
                     "none: every record is parsed for it ({})",
-                    ualhunt::prefilter::why_no_literal(
+                    ualhunt_engine::prefilter::why_no_literal(
                         sel.query.as_ref().expect("rule selections have a query")
                     )
                 ),
@@ -515,12 +514,12 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     };
     let summary = if args.gzip {
         let mut gz = flate2::write::GzEncoder::new(sink, flate2::Compression::default());
-        let s = ualhunt::generate::generate_with(&opts, story, &mut gz)?;
+        let s = ualhunt_generate::generate_with(&opts, story, &mut gz)?;
         gz.finish()?.flush()?;
         s
     } else {
         let mut w = BufWriter::new(sink);
-        ualhunt::generate::generate_with(&opts, story, &mut w)?
+        ualhunt_generate::generate_with(&opts, story, &mut w)?
     };
     eprintln!(
         "generated {} lines, {} bytes; planted {} Set-MailboxAuditBypassAssociation events, \

@@ -85,7 +85,10 @@ fn hunt(rules: &[&PathBuf], archive: &std::path::Path, extra: &[&str]) -> Value 
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         match &first {
             None => first = Some(report),
-            Some(f) => assert_eq!(f["by_rule"], report["by_rule"], "mode {mode:?}"),
+            Some(f) => {
+                assert_eq!(f["by_rule"], report["by_rule"], "mode {mode:?}");
+                assert_eq!(f["actors"], report["actors"], "mode {mode:?}");
+            }
         }
     }
     first.unwrap()
@@ -94,13 +97,11 @@ fn hunt(rules: &[&PathBuf], archive: &std::path::Path, extra: &[&str]) -> Value 
 /// Rule id -> (record id, alert text) of its findings.
 fn alerts(report: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for rule in report["by_rule"].as_array().unwrap() {
-        for f in rule["findings"].as_array().unwrap() {
-            out.push((
-                f["record_id"].as_str().unwrap().to_string(),
-                f["alert"].as_str().unwrap_or("").to_string(),
-            ));
-        }
+    for (_, f) in common::by_rule_findings(report) {
+        out.push((
+            f["record_id"].as_str().unwrap().to_string(),
+            f["alert"].as_str().unwrap_or("").to_string(),
+        ));
     }
     out.sort();
     out

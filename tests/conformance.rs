@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
-use ualhunt::field::Field;
-use ualhunt::record::{Record, parse_timestamp};
+use ualhunt_engine::field::Field;
+use ualhunt_engine::record::{Record, parse_timestamp};
 
 fn corpus_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/elastic-o365");
@@ -186,7 +186,7 @@ fn every_field_the_published_rules_read_maps_like_elastics_pipeline() {
         return;
     };
     let rules_dir = dir.join("../elastic-rules");
-    let set = ualhunt::rule::load::load(&[rules_dir]).expect("the published rules load");
+    let set = ualhunt_engine::rule::load::load(&[rules_dir]).expect("the published rules load");
     let mut fields: Vec<String> = set
         .rules
         .iter()
@@ -206,7 +206,7 @@ fn every_field_the_published_rules_read_maps_like_elastics_pipeline() {
             let mut theirs = expected_values(&case.ecs, name);
             let field = Field::parse(name);
             let mut ours = Vec::new();
-            ualhunt::field::FieldSource::any_value(&record, &field, &mut |v| {
+            ualhunt_engine::field::Fields::any_value(&record, &field, &mut |v| {
                 ours.push(v.to_string());
                 false
             });

@@ -15,8 +15,9 @@ mod common;
 use common::as_csv;
 use proptest::prelude::*;
 use serde_json::Value as Json;
-use ualhunt::config::{Config, OutputFormat};
-use ualhunt::generate::{GenOptions, GenShape, generate};
+use ualhunt_engine::Config;
+use ualhunt_generate::{GenOptions, GenShape, generate};
+use ualhunt_report::OutputFormat;
 
 /// The rule's action literal.
 const ACTION: &str = concat!("Set-Mailbox", "AuditBypassAssociation");
@@ -425,9 +426,9 @@ fn report(paths: Vec<PathBuf>, threads: usize, chunk: usize) -> Json {
     let mut config = Config::new(paths);
     config.threads = threads;
     config.chunk_size = chunk;
-    let report = ualhunt::run(&config).unwrap();
+    let report = ualhunt_engine::run(&config).unwrap();
     let mut out = Vec::new();
-    ualhunt::output::write(OutputFormat::Json, &report, &mut out).unwrap();
+    ualhunt_report::write(OutputFormat::Json, &report, &mut out).unwrap();
     serde_json::from_slice(&out).unwrap()
 }
 

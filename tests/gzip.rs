@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use assert_cmd::Command;
 use serde_json::Value as Json;
-use ualhunt::generate::{GenOptions, GenShape, generate};
+use ualhunt_generate::{GenOptions, GenShape, generate};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

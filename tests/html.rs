@@ -261,7 +261,7 @@ fn sample_archive_report_loads_in_a_browser() {
         .output()
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let on = doc["bypass"]["accounts"]
+    let on = doc["investigations"][0]["accounts"]
         .as_array()
         .unwrap()
         .iter()

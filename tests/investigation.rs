@@ -1,4 +1,4 @@
-//! Integration tests of the mailbox audit bypass investigation (schema version 2): the
+//! Integration tests of the mailbox audit bypass investigation (schema version 3): the
 //! real binary on the scenario archives in `tests/fixtures/investigation/`, checked
 //! against what `tests/fixtures/make_investigation.py` computed independently when it
 //! planted them (`tests/fixtures/investigation_expected/<scenario>.json`).
@@ -164,9 +164,14 @@ fn evidence_of(report: &Json) -> Json {
 /// Compares a report with one expected run; returns the differences found.
 fn differences(report: &Json, want: &Json) -> Vec<String> {
     let mut out = Vec::new();
-    for part in ["bypass", "coverage"] {
+    // An expectation's `bypass` is the report's first investigation (schema 3 writes
+    // it once, in `investigations`).
+    for (part, got) in [
+        ("bypass", &report["investigations"][0]),
+        ("coverage", &report["coverage"]),
+    ] {
         if let Some(w) = want.get(part) {
-            let got = project(&report[part], w);
+            let got = project(got, w);
             out.extend(differences_at(&got, w, part));
         }
     }
@@ -212,7 +217,7 @@ fn check_scenario(scenario: &str) {
                 ));
             }
             let report = json_of(&out);
-            assert_eq!(report["version"], 2, "{what}: schema version");
+            assert_eq!(report["version"], 3, "{what}: schema version");
             failures.extend(
                 differences(&report, want)
                     .into_iter()
@@ -328,9 +333,9 @@ fn s9_window() {
     check_scenario("s9_window");
 }
 
-/// Identity, spellings and periods of every account: what must not depend on how the
+/// Identity, spellings and periods of every account (an investigation's `accounts`): what must not depend on how the
 /// records are split across files or in which order the files are given.
-fn periods_of(report: &Json) -> Json {
+fn periods_of(accounts: &Json) -> Json {
     let template = json!([{
         "identity": "",
         "spellings": [],
@@ -341,7 +346,7 @@ fn periods_of(report: &Json) -> Json {
             "mailbox_audit_before": 0, "mailbox_audit_during": 0, "mailbox_audit_after": 0,
         }],
     }]);
-    project(&report["bypass"]["accounts"], &template)
+    project(accounts, &template)
 }
 
 /// The records of one scenario split across 2 to 4 files, each in its own order: the
@@ -352,7 +357,7 @@ fn periods_of(report: &Json) -> Json {
 fn periods_do_not_depend_on_file_split_or_order() {
     let scenario = "s7_repeated_enables_spellings";
     let exp = expectation(scenario);
-    let want = periods_of(&exp["runs"][0]);
+    let want = periods_of(&exp["runs"][0]["bypass"]["accounts"]);
     let text = std::fs::read_to_string(root().join(exp["path"].as_str().unwrap())).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let n = lines.len();
@@ -396,7 +401,7 @@ fn periods_do_not_depend_on_file_split_or_order() {
             args.extend_from_slice(MODES[mode]);
             let out = run(&args);
             prop_assert_eq!(out.status.code(), Some(0), "{:?}", args);
-            let got = periods_of(&json_of(&out));
+            let got = periods_of(&json_of(&out)["investigations"][0]["accounts"]);
             let diffs = differences_at(&got, &want, "bypass.accounts");
             if !diffs.is_empty() {
                 return Err(TestCaseError::fail(format!(

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use ualhunt::field::{Field, FieldSource};
-use ualhunt::rule::kql::{MAX_DEPTH, Query};
+use ualhunt_engine::field::{Field, Fields};
+use ualhunt_engine::rule::kql::{MAX_DEPTH, Query};
 
 /// A record as JSON: dotted field names walk objects, arrays are flattened (any element).
 struct Doc<'a> {
@@ -53,7 +53,7 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-impl FieldSource for Doc<'_> {
+impl Fields<Field> for Doc<'_> {
     fn any_value(&self, field: &Field, pred: &mut dyn FnMut(&str) -> bool) -> bool {
         let name = field.name();
         let Some(rel) = self.relative(&name) else {
@@ -68,7 +68,7 @@ impl FieldSource for Doc<'_> {
     fn each_element(
         &self,
         field: &Field,
-        pred: &mut dyn FnMut(&dyn FieldSource) -> bool,
+        pred: &mut dyn FnMut(&dyn Fields<Field>) -> bool,
     ) -> Option<bool> {
         let name = field.name();
         let rel = self.relative(&name)?;
@@ -418,7 +418,7 @@ fn escaped_star_inside_a_wildcard_stays_literal() {
 #[test]
 fn nested_query_without_element_views_uses_object_semantics() {
     struct Flat<'a>(Doc<'a>);
-    impl FieldSource for Flat<'_> {
+    impl Fields<Field> for Flat<'_> {
         fn any_value(&self, field: &Field, pred: &mut dyn FnMut(&str) -> bool) -> bool {
             self.0.any_value(field, pred)
         }

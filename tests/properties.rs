@@ -9,8 +9,9 @@ mod common;
 
 use common::as_csv;
 use proptest::prelude::*;
-use ualhunt::config::{Config, OutputFormat};
-use ualhunt::generate::{GenOptions, GenShape, GenSummary, generate};
+use ualhunt_engine::Config;
+use ualhunt_generate::{GenOptions, GenShape, GenSummary, generate};
+use ualhunt_report::OutputFormat;
 
 /// A generated archive with noise mixed in: blank and whitespace lines, CRLF endings,
 /// malformed lines with and without the literal, decoys holding the literal in another
@@ -73,9 +74,9 @@ fn write_file(dir: &Path, name: &str, data: &[u8], gzip: bool) -> PathBuf {
 fn json_report(paths: Vec<PathBuf>, tweak: impl FnOnce(&mut Config)) -> serde_json::Value {
     let mut config = Config::new(paths);
     tweak(&mut config);
-    let report = ualhunt::run(&config).unwrap();
+    let report = ualhunt_engine::run(&config).unwrap();
     let mut out = Vec::new();
-    ualhunt::output::write(OutputFormat::Json, &report, &mut out).unwrap();
+    ualhunt_report::write(OutputFormat::Json, &report, &mut out).unwrap();
     serde_json::from_slice(&out).unwrap()
 }
 

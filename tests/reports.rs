@@ -228,7 +228,7 @@ fn every_timeline_line_is_what_timesketch_imports_and_the_json_report_holds() {
             scan["attempts"].as_u64().unwrap(),
             "{fixture}"
         );
-        let accounts = json["bypass"]["accounts"]
+        let accounts = json["investigations"][0]["accounts"]
             .as_array()
             .cloned()
             .unwrap_or_default();
@@ -240,7 +240,7 @@ fn every_timeline_line_is_what_timesketch_imports_and_the_json_report_holds() {
         let ends = periods.iter().filter(|p| !p["end"].is_null()).count();
         assert_eq!(count("ualhunt:bypass_period_start"), starts, "{fixture}");
         assert_eq!(count("ualhunt:bypass_period_end"), ends, "{fixture}");
-        let contexts = json["bypass"]["actor_context"]
+        let contexts = json["investigations"][0]["actor_context"]
             .as_array()
             .cloned()
             .unwrap_or_default();

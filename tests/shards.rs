@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use proptest::prelude::*;
-use ualhunt::config::{Config, OutputFormat};
-use ualhunt::generate::{GenOptions, GenShape, Storyline, generate_with};
-use ualhunt::shard::merge::{self, Loaded, MergeError};
-use ualhunt::shard::partial::{self, CONTEXT_FORMAT, ContextPlanFile, PARTIAL_FORMAT};
-use ualhunt::shard::{self, Shard};
+use ualhunt_engine::Config;
+use ualhunt_engine::shard::merge::{self, Loaded, MergeError};
+use ualhunt_engine::shard::partial::{self, CONTEXT_FORMAT, ContextPlanFile, PARTIAL_FORMAT};
+use ualhunt_engine::shard::{self, Shard};
+use ualhunt_generate::{GenOptions, GenShape, Storyline, generate_with};
+use ualhunt_report::OutputFormat;
 
 const FORMATS: [OutputFormat; 4] = [
     OutputFormat::Json,
@@ -66,12 +67,12 @@ fn archive(dir: &Path, seed: u64, story_size: u64, small: usize) -> PathBuf {
     root
 }
 
-fn render(report: &ualhunt::Report) -> Vec<Vec<u8>> {
+fn render(report: &ualhunt_engine::Report) -> Vec<Vec<u8>> {
     FORMATS
         .iter()
         .map(|f| {
             let mut out = Vec::new();
-            ualhunt::output::write(*f, report, &mut out).unwrap();
+            ualhunt_report::write(*f, report, &mut out).unwrap();
             out
         })
         .collect()
@@ -79,7 +80,7 @@ fn render(report: &ualhunt::Report) -> Vec<Vec<u8>> {
 
 /// Runs both stages of a sharded run on `count` shards, the partials going through their
 /// files, and merges them.
-fn sharded(config: &Config, count: u32, dir: &Path) -> ualhunt::Report {
+fn sharded(config: &Config, count: u32, dir: &Path) -> ualhunt_engine::Report {
     let parts = dir.join(format!("parts-{count}"));
     std::fs::create_dir_all(&parts).unwrap();
     let today = chrono::Utc::now().date_naive();
@@ -122,7 +123,7 @@ proptest! {
         let mut config = Config::new(vec![root]);
         config.chunk_size = chunk;
         config.since = since.map(|d| chrono::DateTime::from_timestamp(1_704_067_200 + d * 86_400, 0).unwrap());
-        let single = render(&ualhunt::run(&config).unwrap());
+        let single = render(&ualhunt_engine::run(&config).unwrap());
         prop_assert!(String::from_utf8_lossy(&single[0]).contains("\"periods\""));
         for count in counts {
             let merged = render(&sharded(&config, count, dir.path()));

@@ -3,7 +3,7 @@
 
 use std::io::{self, Read};
 
-use ualhunt::findings::{Counts, Harvest, Partial};
+use ualhunt_engine::findings::{Counts, Harvest, Partial};
 
 /// Hands out at most `.1` bytes per read (a slow pipe), cycling through the sizes.
 pub struct Pieces<'a> {

@@ -33,3 +33,19 @@ pub fn ualhunt(args: &[&str]) -> std::process::Output {
     cmd.current_dir(root());
     cmd.args(args).output().unwrap()
 }
+
+/// The matches of each rule that fired, from a JSON report (schema 3): `by_rule[]`
+/// points at them in `actors[].evidence` as `[actor, index]`.
+#[allow(dead_code)]
+pub fn by_rule_findings(report: &serde_json::Value) -> Vec<(&str, &serde_json::Value)> {
+    let mut out = Vec::new();
+    for rule in report["by_rule"].as_array().unwrap() {
+        let id = rule["rule_id"].as_str().unwrap();
+        for at in rule["evidence"].as_array().unwrap() {
+            let actor = at[0].as_u64().unwrap() as usize;
+            let index = at[1].as_u64().unwrap() as usize;
+            out.push((id, &report["actors"][actor]["evidence"][index]));
+        }
+    }
+    out
+}

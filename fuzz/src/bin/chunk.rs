@@ -5,8 +5,8 @@
 //! skipped overlong line).
 //! Control bytes: [0] chunk target, [1] block size, [2] max line, [3..6] read sizes.
 
-use ualhunt::chunk;
-use ualhunt::source::{Block, BlockReader};
+use ualhunt_input::chunk;
+use ualhunt_input::{Block, BlockReader};
 use ualhunt_fuzz::{Pieces, split_control};
 
 fn main() {

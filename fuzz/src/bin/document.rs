@@ -3,10 +3,10 @@
 //! find what the reference path finds; the accounting identities hold.
 //! Control bytes: [0] CSV or JSON document, [1..4] read sizes.
 
-use ualhunt::document::{scan_csv, scan_json_document};
-use ualhunt::findings::Harvest;
-use ualhunt::rule::Rule;
-use ualhunt::scan::{Matcher, Pass, Scratch};
+use ualhunt_engine::scan::document::{scan_csv, scan_json_document};
+use ualhunt_engine::findings::Harvest;
+use ualhunt_engine::rule::Rule;
+use ualhunt_engine::scan::{Matcher, Pass, Scratch};
 use ualhunt_fuzz::{Pieces, check_counts, found, split_control};
 
 fn main() {

@@ -9,8 +9,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use ualhunt::alloc::CountingAlloc;
-use ualhunt::{Config, OutputFormat};
+use ualhunt_engine::alloc::CountingAlloc;
+use ualhunt_engine::Config;
+use ualhunt_report::OutputFormat;
 use ualhunt_fuzz::{check_counts, split_control};
 
 #[global_allocator]
@@ -63,15 +64,15 @@ fn container(kind: u8, text: &[u8]) -> Vec<u8> {
     }
 }
 
-fn hunt(path: &PathBuf, tweak: impl FnOnce(&mut Config)) -> (ualhunt::Report, Vec<u8>) {
+fn hunt(path: &PathBuf, tweak: impl FnOnce(&mut Config)) -> (ualhunt_engine::Report, Vec<u8>) {
     let mut config = Config::new(vec![path.clone()]);
     config.threads = 1;
     config.context = true;
     config.max_line = 1 << 20;
     tweak(&mut config);
-    let report = ualhunt::run(&config).unwrap();
+    let report = ualhunt_engine::run(&config).unwrap();
     let mut out = Vec::new();
-    ualhunt::output::write(OutputFormat::Json, &report, &mut out).unwrap();
+    ualhunt_report::write(OutputFormat::Json, &report, &mut out).unwrap();
     (report, out)
 }
 
@@ -108,9 +109,9 @@ fn main() {
         assert_eq!(a.events(), c.events());
         assert_eq!(a.errors, c.errors);
         assert!(
-            ualhunt::alloc::peak_heap() < HEAP_BOUND,
+            ualhunt_engine::alloc::peak_heap() < HEAP_BOUND,
             "heap {}",
-            ualhunt::alloc::peak_heap()
+            ualhunt_engine::alloc::peak_heap()
         );
         let _ = std::fs::remove_file(&path);
     });

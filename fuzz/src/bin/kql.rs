@@ -3,8 +3,8 @@
 //! holds one of the literals the query says every match needs.
 
 use simd_json::tape::Tape;
-use ualhunt::record::Record;
-use ualhunt::rule::kql::Query;
+use ualhunt_engine::record::Record;
+use ualhunt_engine::rule::kql::Query;
 
 const RECORDS: &str = concat!(
     include_str!("../../../testdata/raw_ual_bypass_events.jsonl"),

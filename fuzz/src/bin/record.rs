@@ -3,11 +3,11 @@
 //! (same matches, the accounting identities on both).
 
 use simd_json::tape::Tape;
-use ualhunt::field::Field;
-use ualhunt::findings::{Harvest, Partial};
-use ualhunt::record::Record;
-use ualhunt::rule::Rule;
-use ualhunt::scan::{Matcher, Pass, Scratch, scan_chunk};
+use ualhunt_engine::field::Field;
+use ualhunt_engine::findings::{Harvest, Partial};
+use ualhunt_engine::record::Record;
+use ualhunt_engine::rule::Rule;
+use ualhunt_engine::scan::{Matcher, Pass, Scratch, scan_chunk};
 use ualhunt_fuzz::{check_counts, found};
 
 const FIELDS: &[&str] = &[

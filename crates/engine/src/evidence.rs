@@ -1,0 +1,64 @@
+//! The first pass's sink: a selected record becomes a [`Finding`] carrying the evidence
+//! items its rule declares.
+//!
+//! Place in the flow: `scan` hands each selected record to [`Harvest`]'s
+//! [`Sink::selected`] with the selections it satisfied; this module reads the common
+//! fields (time, actor, record id, source IP) and the rule file's evidence list, typed
+//! (text, flag, user type name, command line). It knows no rule by name.
+
+use crate::field::Field;
+use crate::findings::{Finding, Harvest, Text, Value};
+use crate::record::{Record, parse_flag};
+use crate::rule::{Evidence, EvidenceKind, Rule, user_type_name};
+use crate::scan::{Interner, Sink, SinkCx};
+
+impl Sink for Harvest {
+    type Params = ();
+
+    fn selected(
+        &mut self,
+        hits: &[usize],
+        record: &Record<'_, '_>,
+        at: crate::findings::At,
+        cx: &mut SinkCx<'_, ()>,
+    ) {
+        for &i in hits {
+            let sel = &cx.matcher.selections()[i];
+            let rule = &cx.matcher.rules()[usize::from(sel.rule)];
+            self.findings.push(Finding {
+                rule: sel.rule,
+                why: sel.why,
+                at,
+                timestamp: record.timestamp(),
+                actor: record.actor().map(|s| cx.texts.text(&s)),
+                record_id: record.text(&Field::EventId).map(|s| Text::from(&*s)),
+                source_ip: record.client_address().and_then(|a| cx.texts.ip(a)),
+                fields: read_evidence(record, rule, cx.texts),
+            });
+        }
+    }
+}
+
+/// The rule's evidence items of a record, in the rule file's order.
+pub fn read_evidence(
+    record: &Record<'_, '_>,
+    rule: &Rule,
+    texts: &mut Interner,
+) -> Vec<Option<Value>> {
+    rule.evidence
+        .iter()
+        .map(|e| read(record, e, texts))
+        .collect()
+}
+
+fn read(record: &Record<'_, '_>, e: &Evidence, texts: &mut Interner) -> Option<Value> {
+    let first = || e.fields.iter().find_map(|f| record.shown_text(f));
+    match e.kind {
+        EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),
+        EvidenceKind::Flag => first().and_then(|s| parse_flag(&s)).map(Value::Bool),
+        EvidenceKind::UserType => first().map(|s| Value::Text(texts.text(&user_type_name(&s)))),
+        EvidenceKind::CommandLine => record.command_line().map(|s| Value::Text(s.into())),
+        // Written after the scan, by the rule's alerting.
+        EvidenceKind::Alert => None,
+    }
+}

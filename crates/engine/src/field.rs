@@ -1,0 +1,448 @@
+//! The ECS fields of an audit record: the leaf both sides of a rule meet at.
+//!
+//! Place in the flow: `rule` resolves the ECS names a query or an evidence list uses
+//! into [`Field`]s once, at compile time (through `ualhunt_query`'s `Field` trait,
+//! implemented here); `record` answers them for a parsed record through [`Fields`].
+//! This module depends on nothing else in the crate, so the record view and the rule
+//! languages do not depend on each other.
+
+pub use ualhunt_query::{Fields, Spelling, ValueType};
+
+/// A field a rule or a report can ask for, resolved from its ECS name once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// `event.dataset` or `data_stream.dataset` (the first one named).
+    Dataset(DatasetName),
+    /// `event.provider` (raw: `Workload`).
+    Provider,
+    /// `event.action` (raw: `Operation`).
+    Action,
+    /// `event.outcome` (raw: `ResultStatus`, mapped).
+    Outcome,
+    /// `user.id` (raw: `UserId`), the actor.
+    UserId,
+    /// `@timestamp` (raw: `CreationTime`).
+    Timestamp,
+    /// `event.id` (raw: `Id`).
+    EventId,
+    /// `organization.id` (raw: `OrganizationId`).
+    OrganizationId,
+    /// `source.ip` (raw: first of `ClientIPAddress`, `ClientIP`, `ActorIpAddress`, reduced).
+    SourceIp,
+    /// `event.code` (raw: the `RecordType` number, named).
+    Code,
+    /// `event.category` (raw: `web`, and more by record type and operation).
+    Category,
+    /// `user.email` (raw: `UserId` when it is `name@domain`).
+    UserEmail,
+    /// `user.name` (raw: the part of such a `UserId` before `@`).
+    UserName,
+    /// `user.domain` (raw: the part after `@`).
+    UserDomain,
+    /// `user_agent.original` (raw: `UserAgent`, else `ExtendedProperties` `UserAgent`).
+    UserAgent,
+    /// `rule.name` (raw: a Security & Compliance alert's `Name`, a DLP record's
+    /// `PolicyName` and the names of its rules).
+    RuleName,
+    /// `o365.audit.<path>`: the raw record's own fields.
+    Audit(String),
+    /// Any other ECS field; raw records have none.
+    Other(String),
+}
+
+/// Which of the two dataset field names a query used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DatasetName {
+    /// `event.dataset`
+    Event,
+    /// `data_stream.dataset`
+    DataStream,
+}
+
+/// The dataset every raw audit record belongs to.
+pub const O365_AUDIT: &str = "o365.audit";
+
+impl Field {
+    /// How this field's values compare (see [`ecs_type`]).
+    pub fn value_type(&self) -> ValueType {
+        ecs_type(&self.name())
+    }
+
+    /// Resolves an ECS field name.
+    pub fn parse(name: &str) -> Field {
+        match name {
+            "event.dataset" => Field::Dataset(DatasetName::Event),
+            "data_stream.dataset" => Field::Dataset(DatasetName::DataStream),
+            "event.provider" => Field::Provider,
+            "event.action" => Field::Action,
+            "event.outcome" => Field::Outcome,
+            "user.id" => Field::UserId,
+            "@timestamp" => Field::Timestamp,
+            "event.id" => Field::EventId,
+            "organization.id" => Field::OrganizationId,
+            "source.ip" => Field::SourceIp,
+            "event.code" => Field::Code,
+            "event.category" => Field::Category,
+            "user.email" => Field::UserEmail,
+            "user.name" => Field::UserName,
+            "user.domain" => Field::UserDomain,
+            "user_agent.original" => Field::UserAgent,
+            "rule.name" => Field::RuleName,
+            _ => match name.strip_prefix("o365.audit.") {
+                Some(rest) if !rest.is_empty() => Field::Audit(rest.to_string()),
+                _ => Field::Other(name.to_string()),
+            },
+        }
+    }
+
+    /// The ECS name of the field.
+    pub fn name(&self) -> String {
+        match self {
+            Field::Dataset(DatasetName::Event) => "event.dataset".into(),
+            Field::Dataset(DatasetName::DataStream) => "data_stream.dataset".into(),
+            Field::Provider => "event.provider".into(),
+            Field::Action => "event.action".into(),
+            Field::Outcome => "event.outcome".into(),
+            Field::UserId => "user.id".into(),
+            Field::Timestamp => "@timestamp".into(),
+            Field::EventId => "event.id".into(),
+            Field::OrganizationId => "organization.id".into(),
+            Field::SourceIp => "source.ip".into(),
+            Field::Code => "event.code".into(),
+            Field::Category => "event.category".into(),
+            Field::UserEmail => "user.email".into(),
+            Field::UserName => "user.name".into(),
+            Field::UserDomain => "user.domain".into(),
+            Field::UserAgent => "user_agent.original".into(),
+            Field::RuleName => "rule.name".into(),
+            Field::Audit(rest) => format!("o365.audit.{rest}"),
+            Field::Other(name) => name.clone(),
+        }
+    }
+
+    /// Whether a value of this field appears byte for byte in the line of every record
+    /// shape (so it can serve as a prefilter literal). Mapped fields do not: a raw record
+    /// has no `o365.audit` dataset string and spells success `Succeeded`.
+    pub fn is_verbatim(&self) -> bool {
+        !matches!(
+            self,
+            Field::Dataset(_)
+                | Field::Outcome
+                | Field::Timestamp
+                | Field::SourceIp
+                | Field::Code
+                | Field::Category
+        )
+    }
+
+    /// The bytes every record holding a value of this field contains, whatever the
+    /// value: the last name of its path, for a field read from the record's own keys or
+    /// `Name`/`Value` lists (`o365.audit.*`, but `ModifiedProperties`, whose names the
+    /// pipeline rewrites, a string `Parameters`' `_raw` and the `flattened` views) or
+    /// found only in ECS documents (any other field raw records lack, such as
+    /// `source.geo.country_name`). `None` for mapped fields, and for a name a JSON
+    /// writer might escape.
+    pub fn key_literal(&self) -> Option<String> {
+        let path = match self {
+            Field::Audit(path) if !path.starts_with("ModifiedProperties") => path,
+            Field::Other(name) => name,
+            _ => return None,
+        };
+        if path
+            .split('.')
+            .any(|name| name == "flattened" || name.is_empty())
+        {
+            return None;
+        }
+        let last = path.rsplit('.').next()?;
+        let plain = last
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        (plain && last != "_raw").then(|| last.to_string())
+    }
+}
+
+/// The query languages see [`Field`] through `ualhunt_query`'s trait: names resolve as
+/// above, values compare by their ECS type ([`ecs_type`]), and a value is spelled in a
+/// record's bytes as every record shape writes it.
+impl ualhunt_query::Field for Field {
+    fn parse(name: &str) -> Field {
+        Field::parse(name)
+    }
+
+    fn name(&self) -> String {
+        Field::name(self)
+    }
+
+    fn value_type(&self) -> ValueType {
+        Field::value_type(self)
+    }
+
+    /// The byte strings one of which every record whose field has `value` holds, in
+    /// every record shape (`None`: no such set). A verbatim field gives the value; an
+    /// `event.code` gives its `RecordType` number (or its name, when the pipeline's
+    /// table has no number for it); an action the pipeline renames gives the raw
+    /// operation.
+    fn spellings(&self, value: &str) -> Option<Vec<Spelling>> {
+        match self {
+            // A name of the pipeline's table: every record shape carries the number
+            // (raw records and exports as `RecordType`, Elastic's documents as
+            // `o365.audit.RecordType`, from which the pipeline derives the name), read
+            // per record (marked with [`RECORD_TYPE_MARK`], not searched for); a record
+            // whose `RecordType` cannot be read is a candidate anyway. A name the table
+            // does not know has no number: records carry the name itself.
+            Field::Code => Some(vec![match record_type_number(value) {
+                Some(number) => Spelling::Exact(format!("{RECORD_TYPE_MARK}{number}")),
+                None => Spelling::Text(value.to_string()),
+            }]),
+            Field::Action => Some(vec![Spelling::Text(
+                raw_operation(value).unwrap_or(value).to_string(),
+            )]),
+            f if f.is_verbatim() => Some(vec![Spelling::Text(value.to_string())]),
+            _ => None,
+        }
+    }
+
+    fn is_verbatim(&self) -> bool {
+        Field::is_verbatim(self)
+    }
+
+    fn key_literal(&self) -> Option<String> {
+        Field::key_literal(self)
+    }
+
+    /// `event.provider`: `Exchange` is in most records of an archive.
+    fn is_broad(&self) -> bool {
+        *self == Field::Provider
+    }
+}
+
+/// How a `RecordType` literal is written among a query's literal strings: this prefix
+/// (a NUL byte, which no text literal holds) and the number. The scan reads such a
+/// record's `RecordType` as the coverage tally does instead of searching for it.
+pub const RECORD_TYPE_MARK: &str = "\u{0}RecordType=";
+
+/// A literal string as a person reads it: quoted text, or `RecordType 11`.
+pub fn show_literal(literal: &str) -> String {
+    match marked_record_type(literal) {
+        Some(n) => format!("RecordType {n}"),
+        None => format!("{literal:?}"),
+    }
+}
+
+/// The `RecordType` number of a literal string written with [`RECORD_TYPE_MARK`].
+pub fn marked_record_type(literal: &str) -> Option<u16> {
+    literal.strip_prefix(RECORD_TYPE_MARK)?.parse().ok()
+}
+
+/// `RecordType` numbers and the `event.code` names Elastic's o365 ingest pipeline gives
+/// them (its RecordType table, verbatim); a number not listed gets no `event.code`.
+pub const RECORD_TYPES: &[(u16, &str)] = &[
+    (1, "ExchangeAdmin"),
+    (2, "ExchangeItem"),
+    (3, "ExchangeItemGroup"),
+    (4, "SharePoint"),
+    (6, "SharePointFileOperation"),
+    (7, "OneDrive"),
+    (8, "AzureActiveDirectory"),
+    (9, "AzureActiveDirectoryAccountLogon"),
+    (10, "DataCenterSecurityCmdlet"),
+    (11, "ComplianceDLPSharePoint"),
+    (12, "Sway"),
+    (13, "ComplianceDLPExchange"),
+    (14, "SharePointSharingOperation"),
+    (15, "AzureActiveDirectoryStsLogon"),
+    (16, "SkypeForBusinessPSTNUsage"),
+    (17, "SkypeForBusinessUsersBlocked"),
+    (18, "SecurityComplianceCenterEOPCmdlet"),
+    (19, "ExchangeAggregatedOperation"),
+    (20, "PowerBIAudit"),
+    (21, "CRM"),
+    (22, "Yammer"),
+    (23, "SkypeForBusinessCmdlets"),
+    (24, "Discovery"),
+    (25, "MicrosoftTeams"),
+    (28, "ThreatIntelligence"),
+    (29, "MailSubmission"),
+    (30, "MicrosoftFlow"),
+    (31, "AeD"),
+    (32, "MicrosoftStream"),
+    (33, "ComplianceDLPSharePointClassification"),
+    (34, "ThreatFinder"),
+    (35, "Project"),
+    (36, "SharePointListOperation"),
+    (37, "SharePointCommentOperation"),
+    (38, "DataGovernance"),
+    (39, "Kaizala"),
+    (40, "SecurityComplianceAlerts"),
+    (41, "ThreatIntelligenceUrl"),
+    (42, "SecurityComplianceInsights"),
+    (43, "MIPLabel"),
+    (44, "WorkplaceAnalytics"),
+    (45, "PowerAppsApp"),
+    (46, "PowerAppsPlan"),
+    (47, "ThreatIntelligenceAtpContent"),
+    (48, "LabelContentExplorer"),
+    (49, "TeamsHealthcare"),
+    (50, "ExchangeItemAggregated"),
+    (51, "HygieneEvent"),
+    (52, "DataInsightsRestApiAudit"),
+    (53, "InformationBarrierPolicyApplication"),
+    (54, "SharePointListItemOperation"),
+    (55, "SharePointContentTypeOperation"),
+    (56, "SharePointFieldOperation"),
+    (57, "MicrosoftTeamsAdmin"),
+    (58, "HRSignal"),
+    (59, "MicrosoftTeamsDevice"),
+    (60, "MicrosoftTeamsAnalytics"),
+    (61, "InformationWorkerProtection"),
+    (62, "Campaign"),
+    (63, "DLPEndpoint"),
+    (64, "AirInvestigation"),
+    (65, "Quarantine"),
+    (66, "MicrosoftForms"),
+    (67, "ApplicationAudit"),
+    (68, "ComplianceSupervisionExchange"),
+    (69, "CustomerKeyServiceEncryption"),
+    (70, "OfficeNative"),
+    (71, "MipAutoLabelSharePointItem"),
+    (72, "MipAutoLabelSharePointPolicyLocation"),
+    (73, "MicrosoftTeamsShifts"),
+    (75, "MipAutoLabelExchangeItem"),
+    (76, "CortanaBriefing"),
+    (78, "WDATPAlerts"),
+    (82, "SensitivityLabelPolicyMatch"),
+    (83, "SensitivityLabelAction"),
+    (84, "SensitivityLabeledFileAction"),
+    (85, "AttackSim"),
+    (86, "AirManualInvestigation"),
+    (87, "SecurityComplianceRBAC"),
+    (88, "UserTraining"),
+    (89, "AirAdminActionInvestigation"),
+    (90, "MSTIC"),
+    (91, "PhysicalBadgingSignal"),
+    (93, "AipDiscover"),
+    (94, "AipSensitivityLabelAction"),
+    (95, "AipProtectionAction"),
+    (96, "AipFileDeleted"),
+    (97, "AipHeartBeat"),
+    (98, "MCASAlerts"),
+    (99, "OnPremisesFileShareScannerDlp"),
+    (100, "OnPremisesSharePointScannerDlp"),
+    (101, "ExchangeSearch"),
+    (102, "SharePointSearch"),
+    (103, "PrivacyInsights"),
+    (105, "MyAnalyticsSettings"),
+    (106, "SecurityComplianceUserChange"),
+    (107, "ComplianceDLPExchangeClassification"),
+    (109, "MipExactDataMatch"),
+    (113, "MS365DCustomDetection"),
+    (147, "CoreReportingSettings"),
+    (148, "ComplianceConnector"),
+    (174, "DataShareOperation"),
+    (181, "EduDataLakeDownloadOperation"),
+];
+
+/// The `event.code` name of a `RecordType` value: a number of the pipeline's table, or
+/// a name of it (PowerShell writes the enum name).
+pub fn record_type_name(value: &str) -> Option<&'static str> {
+    let v = value.trim();
+    match v.parse::<u16>() {
+        Ok(n) => RECORD_TYPES
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, name)| *name),
+        Err(_) => RECORD_TYPES
+            .iter()
+            .find(|(_, name)| *name == v)
+            .map(|(_, name)| *name),
+    }
+}
+
+/// The `RecordType` number of an `event.code` name.
+pub fn record_type_number(name: &str) -> Option<u16> {
+    RECORD_TYPES
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(k, _)| *k)
+}
+
+/// Operations the pipeline renames in `event.action` (Entra ID record type 8, Teams
+/// 25): the ECS name and the raw `Operation`.
+pub const RENAMED_ACTIONS: [(&str, &str, &str); 6] = [
+    ("AzureActiveDirectory", "Add user.", "added-user-account"),
+    (
+        "AzureActiveDirectory",
+        "Update user.",
+        "modified-user-account",
+    ),
+    (
+        "AzureActiveDirectory",
+        "Delete user.",
+        "deleted-user-account",
+    ),
+    ("MicrosoftTeams", "TeamCreated", "added-group-account-to"),
+    ("MicrosoftTeams", "MemberAdded", "added-users-to-group"),
+    ("MicrosoftTeams", "Delete user.", "deleted-user-account"),
+];
+
+/// The raw `Operation` an ECS `event.action` was renamed from, if it was.
+fn raw_operation(action: &str) -> Option<&'static str> {
+    RENAMED_ACTIONS
+        .iter()
+        .find(|(_, _, ecs)| *ecs == action)
+        .map(|(_, raw, _)| *raw)
+}
+
+/// The type of the field with this ECS name, as Elastic's index mapping types it: a hand table of the non-keyword ECS
+/// fields (types from ECS 9.4) that Microsoft 365 data and Elastic's M365 rules use,
+/// plus the integration's one numeric `o365.audit` field. Everything else, all other
+/// `o365.audit.*` fields included (`Parameters.*` too), is a keyword.
+pub fn ecs_type(name: &str) -> ValueType {
+    match name {
+        "@timestamp" | "event.created" | "event.ingested" | "event.start" | "event.end" => {
+            ValueType::Date
+        }
+        "source.ip"
+        | "client.ip"
+        | "destination.ip"
+        | "server.ip"
+        | "host.ip"
+        | "related.ip"
+        | "observer.ip"
+        | "network.forwarded_ip"
+        | "source.nat.ip"
+        | "client.nat.ip"
+        | "destination.nat.ip"
+        | "server.nat.ip" => ValueType::Ip,
+        "source.port"
+        | "client.port"
+        | "destination.port"
+        | "server.port"
+        | "url.port"
+        | "source.bytes"
+        | "client.bytes"
+        | "destination.bytes"
+        | "server.bytes"
+        | "network.bytes"
+        | "network.packets"
+        | "source.as.number"
+        | "client.as.number"
+        | "destination.as.number"
+        | "server.as.number"
+        | "event.duration"
+        | "event.severity"
+        | "event.sequence"
+        | "event.risk_score"
+        | "event.risk_score_norm"
+        | "file.size"
+        | "email.attachments.file.size"
+        | "o365.audit.OperationCount" => ValueType::Number,
+        "file.code_signature.exists"
+        | "file.code_signature.trusted"
+        | "file.code_signature.valid"
+        | "user.entity.attributes.mfa_enabled"
+        | "user.entity.attributes.managed" => ValueType::Boolean,
+        _ => ValueType::Keyword,
+    }
+}

@@ -1,0 +1,915 @@
+//! The byte prefilter: which lines could possibly match.
+//!
+//! Place in the flow: `scan` asks it for the next hit in a block of a chunk and widens
+//! each hit to its line; only those lines are parsed. Contract (ripgrep's
+//! `find_candidate_line`): false positives are fine, a false negative is a bug. The
+//! literals come from the rules' parsed queries, never from a constant here. Several
+//! literals are searched through rare four-byte windows of theirs ([`Windowed`]), so a
+//! hit is a position inside a literal's line, not always the literal's first byte. The
+//! [`Router`] then tells which rules a candidate may satisfy and turns it away when it
+//! lacks another literal a rule needs.
+
+use aho_corasick::packed;
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
+use memchr::memmem;
+
+use crate::field::marked_record_type;
+use crate::rule::Rule;
+use crate::rule::kql::Query;
+
+mod frequency;
+
+/// A compiled search for the literals the rules require.
+// One prefilter exists per run; keeping the finder inline spares the hot loop a pointer hop.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum Prefilter {
+    /// Every non-blank line is a candidate (`--no-prefilter`, or a rule with no literal).
+    Everything,
+    /// One literal: memchr's SIMD substring search.
+    One(memmem::Finder<'static>),
+    /// A few literals: aho-corasick's packed Teddy searcher (SIMD over all of them at
+    /// once) over rare windows of theirs ([`Windowed`]), chosen whenever it builds,
+    /// whatever byte statistics aho-corasick's own prefilter heuristic would weigh (on
+    /// audit text it picked a rare-byte search three to five times slower here).
+    Packed {
+        /// The searcher.
+        searcher: Box<Windowed>,
+        /// How many literals.
+        count: usize,
+        /// Length of the longest literal.
+        longest: usize,
+    },
+    /// Literals matched whatever their ASCII case: the inner prefilter searches the
+    /// lower-cased literals in a lower-cased copy of the haystack (so it keeps its SIMD
+    /// search; a case-insensitive automaton has none). The scan folds each block once
+    /// ([`Prefilter::find_folded`]); [`Prefilter::find`] folds what it is given.
+    Folded(Box<Prefilter>),
+    /// More literals than one Teddy searcher takes: groups of at most 64, each its own
+    /// Teddy (SIMD) searcher. The scan collects every group's hits over a block once
+    /// ([`Prefilter::hits`]), so no group rescans bytes; [`Prefilter::find`] takes the
+    /// first hit of any group.
+    Groups {
+        /// One searcher per group.
+        searchers: Vec<Windowed>,
+        /// How many literals in all.
+        count: usize,
+        /// Length of the longest literal.
+        longest: usize,
+    },
+    /// Several literals: aho-corasick.
+    Many {
+        /// The automaton.
+        searcher: Box<AhoCorasick>,
+        /// Length of the longest literal.
+        longest: usize,
+    },
+}
+
+impl Prefilter {
+    /// Builds the prefilter for a rule set: a line is a candidate when it contains a
+    /// literal required by any rule. A rule that yields no literal disables filtering.
+    pub fn for_rules(rules: &[Rule]) -> Prefilter {
+        Prefilter::for_queries(rules.iter().map(|r| &r.query))
+    }
+
+    /// Builds the prefilter for a set of queries (rule and context selections alike):
+    /// a line is a candidate when it contains a literal required by any of them. A
+    /// query that yields no literal disables filtering.
+    pub fn for_queries<'q>(queries: impl IntoIterator<Item = &'q Query>) -> Prefilter {
+        let mut literals = Vec::new();
+        for query in queries {
+            match query.required_literals() {
+                // A `RecordType` requirement is read from each record, not searched for.
+                Some(set) => {
+                    literals.extend(set.into_iter().filter(|l| marked_record_type(l).is_none()))
+                }
+                None => return Prefilter::Everything,
+            }
+        }
+        Prefilter::from_literals(literals)
+    }
+
+    /// Builds a prefilter for a set of literals (none: everything is a candidate).
+    pub fn from_literals(literals: Vec<String>) -> Prefilter {
+        Prefilter::build(literals, false, true)
+    }
+
+    /// Builds a prefilter for literals that match whatever their ASCII case (account
+    /// names: `Alice@Contoso.com` is `alice@contoso.com`); none: everything.
+    pub fn case_insensitive(literals: Vec<String>) -> Prefilter {
+        Prefilter::build(literals, true, false)
+    }
+
+    /// `windows`: Teddy searches each literal from its rarest four bytes (a match
+    /// found there is checked against the whole literal, which may begin before it:
+    /// only [`Prefilter::find_at`] and [`Prefilter::hits`] see those bytes).
+    fn build(mut literals: Vec<String>, ignore_case: bool, windows: bool) -> Prefilter {
+        if ignore_case {
+            let lower = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
+            // The scan searches a folded copy of each block: no bytes before it.
+            return match Prefilter::build(lower, false, false) {
+                Prefilter::Everything => Prefilter::Everything,
+                inner => Prefilter::Folded(Box::new(inner)),
+            };
+        }
+        literals.sort();
+        literals.dedup();
+        literals.retain(|l| !l.is_empty());
+        // A literal holding another one adds no candidate: any line with it has the other.
+        let all = literals.clone();
+        literals.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
+        match literals.len() {
+            0 => Prefilter::Everything,
+            1 if !ignore_case => {
+                Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned())
+            }
+            _ => {
+                let longest = literals.iter().map(String::len).max().unwrap_or(0);
+                if !ignore_case
+                    && literals.len() <= 64
+                    && let Some(searcher) =
+                        Windowed::new(&literals, packed::MatchKind::LeftmostFirst, windows)
+                {
+                    return Prefilter::Packed {
+                        searcher: Box::new(searcher),
+                        count: literals.len(),
+                        longest,
+                    };
+                }
+                // A rule pack: Teddy in groups of 64 (a DFA over hundreds of literals
+                // runs a state transition per byte, several times slower here).
+                if !ignore_case && literals.len() > 64 {
+                    let kind = packed::MatchKind::LeftmostFirst;
+                    let groups: Option<Vec<Windowed>> = literals
+                        .chunks(64)
+                        .map(|group| Windowed::new(group, kind, windows))
+                        .collect();
+                    if let Some(searchers) = groups {
+                        return Prefilter::Groups {
+                            searchers,
+                            count: literals.len(),
+                            longest,
+                        };
+                    }
+                }
+                let built = AhoCorasick::builder()
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .ascii_case_insensitive(ignore_case)
+                    .build(&literals);
+                let searcher = match built {
+                    Ok(s) => s,
+                    // Too many literals for a DFA: let the builder pick a smaller kind.
+                    Err(_) => AhoCorasick::builder()
+                        .match_kind(MatchKind::LeftmostFirst)
+                        .ascii_case_insensitive(ignore_case)
+                        .build(&literals)
+                        // Non-empty literals always build without a size-bounded kind.
+                        .expect("prefilter automaton builds"),
+                };
+                Prefilter::Many {
+                    searcher: Box::new(searcher),
+                    longest,
+                }
+            }
+        }
+    }
+
+    /// The literals searched for, for `--stats` and tests.
+    pub fn describe(&self) -> String {
+        match self {
+            Prefilter::Everything => "none (every line is parsed)".to_string(),
+            Prefilter::One(f) => format!("{:?}", String::from_utf8_lossy(f.needle())),
+            Prefilter::Packed { count, .. } => format!("{count} literals (Teddy)"),
+            Prefilter::Groups {
+                searchers, count, ..
+            } => format!("{count} literals (Teddy, {} groups)", searchers.len()),
+            Prefilter::Folded(inner) => format!("{}, ASCII case folded", inner.describe()),
+            Prefilter::Many { searcher, .. } => {
+                format!(
+                    "{} literals (aho-corasick {:?})",
+                    searcher.patterns_len(),
+                    searcher.kind()
+                )
+            }
+        }
+    }
+
+    /// The search over a haystack already folded with [`fold_into`] when this
+    /// prefilter folds case, else over the haystack as it is.
+    #[inline]
+    pub fn find_folded(&self, folded: &[u8]) -> Option<usize> {
+        match self {
+            Prefilter::Folded(inner) => inner.find(folded),
+            other => other.find(folded),
+        }
+    }
+
+    /// Whether hits are collected per block with [`Prefilter::hits`] rather than found
+    /// one after another.
+    pub fn collects_hits(&self) -> bool {
+        matches!(self, Prefilter::Groups { .. })
+    }
+
+    /// Every hit in `data[from..to]` (of every group, a group's hits not overlapping
+    /// one another), sorted, as positions in `data`; each group scans the range once.
+    pub fn hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<usize>) {
+        out.clear();
+        if let Prefilter::Groups { searchers, .. } = self {
+            for s in searchers {
+                s.hits(data, from, to, out);
+            }
+            out.sort_unstable();
+            out.dedup();
+        } else {
+            let mut at = from;
+            while let Some(hit) = self.find_at(data, at, to) {
+                out.push(hit);
+                at = hit + 1;
+            }
+        }
+    }
+
+    /// Whether the haystack must be folded to ASCII lower case first.
+    pub fn folds_case(&self) -> bool {
+        matches!(self, Prefilter::Folded(_))
+    }
+
+    /// Whether every line is a candidate.
+    pub fn is_everything(&self) -> bool {
+        matches!(self, Prefilter::Everything)
+    }
+
+    /// How many bytes past a block's end a hit starting inside it can reach.
+    pub fn overlap(&self) -> usize {
+        match self {
+            Prefilter::Everything => 0,
+            Prefilter::One(f) => f.needle().len().saturating_sub(1),
+            Prefilter::Packed { longest, .. }
+            | Prefilter::Groups { longest, .. }
+            | Prefilter::Many { longest, .. } => longest.saturating_sub(1),
+            Prefilter::Folded(inner) => inner.overlap(),
+        }
+    }
+
+    /// The offset of the first hit in `haystack` (a literal wholly inside it).
+    #[inline]
+    pub fn find(&self, haystack: &[u8]) -> Option<usize> {
+        self.find_at(haystack, 0, haystack.len())
+    }
+
+    /// The first hit in `data[from..to]`, as a position in `data`. A hit is where a
+    /// literal's searched window starts: the literal ends inside the range but may
+    /// begin before `from` (the bytes before it are read to check it). Not for a
+    /// prefilter that folds case (see [`Prefilter::find_folded`]).
+    #[inline]
+    pub fn find_at(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
+        match self {
+            Prefilter::Everything => None,
+            Prefilter::One(f) => f.find(&data[from..to]).map(|i| from + i),
+            Prefilter::Packed { searcher, .. } => searcher.find_in(data, from, to),
+            Prefilter::Many { searcher, .. } => searcher
+                .find(Input::new(data).span(from..to))
+                .map(|m| m.start()),
+            Prefilter::Groups { searchers, .. } => searchers
+                .iter()
+                .filter_map(|s| s.find_in(data, from, to))
+                .min(),
+            Prefilter::Folded(inner) => {
+                let mut folded = Vec::new();
+                fold_into(&data[from..to], &mut folded);
+                inner.find(&folded).map(|i| from + i)
+            }
+        }
+    }
+}
+
+/// The readers of `ualhunt_input` ask a prefilter whether a line they cannot hand over
+/// (too long to hold, text between a document's records) held a literal.
+impl ualhunt_input::Literals for Prefilter {
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
+        Prefilter::find(self, haystack)
+    }
+
+    fn overlap(&self) -> usize {
+        Prefilter::overlap(self)
+    }
+}
+
+/// A Teddy (SIMD) search for up to 64 literals, each searched through four of its bytes
+/// that are rare in audit text (a window; literals share one where they can): Teddy's
+/// fingerprint is a pattern's first bytes, and a literal's own first bytes are often the
+/// commonest (`Set-`, `Remove-`, `User…`). A window found is checked against the whole
+/// literal around it before it counts, so a hit means what it meant before: a literal is
+/// there.
+#[derive(Clone, Debug)]
+pub struct Windowed {
+    searcher: packed::Searcher,
+    /// The windows searched (pattern ids index them).
+    windows: Vec<Box<[u8]>>,
+    /// Pattern id -> the literals searched through that window.
+    sources: Vec<Vec<Source>>,
+    /// Pattern id -> the patterns that can match where it does (a prefix of it, or it
+    /// of them: Teddy reports one of them there), itself included.
+    related: Vec<Vec<u32>>,
+    /// Every window is its whole literal: a match needs no check.
+    whole: bool,
+}
+
+/// A literal searched through a window.
+#[derive(Clone, Debug)]
+struct Source {
+    /// Where the window starts in the literal.
+    at: usize,
+    literal: Box<[u8]>,
+    /// Its index in the list the search was built from.
+    index: u32,
+}
+
+impl Source {
+    /// Whether the literal is in `data` with its window at `window`.
+    #[inline]
+    fn is_at(&self, data: &[u8], window: usize) -> bool {
+        window >= self.at && data[window - self.at..].starts_with(&self.literal)
+    }
+}
+
+impl Windowed {
+    /// `None` when Teddy does not build (no SIMD, or too many literals); `windows`
+    /// false searches every literal whole.
+    fn new<S: AsRef<[u8]>>(
+        literals: &[S],
+        kind: packed::MatchKind,
+        windows: bool,
+    ) -> Option<Windowed> {
+        let literals: Vec<&[u8]> = literals.iter().map(AsRef::as_ref).collect();
+        let chosen = if windows {
+            shared_windows(&literals)
+        } else {
+            literals.iter().map(|l| (0, l.len())).collect()
+        };
+        let mut searched: Vec<Box<[u8]>> = Vec::new();
+        let mut sources: Vec<Vec<Source>> = Vec::new();
+        for (index, (literal, (at, end))) in literals.iter().zip(chosen).enumerate() {
+            let window = &literal[at..end];
+            let source = Source {
+                at,
+                literal: Box::from(*literal),
+                index: index as u32,
+            };
+            match searched.iter().position(|w| **w == *window) {
+                Some(p) => sources[p].push(source),
+                None => {
+                    searched.push(window.into());
+                    sources.push(vec![source]);
+                }
+            }
+        }
+        let related = searched
+            .iter()
+            .map(|a| {
+                (0..searched.len() as u32)
+                    .filter(|&j| {
+                        let b = &searched[j as usize];
+                        a.starts_with(b) || b.starts_with(a)
+                    })
+                    .collect()
+            })
+            .collect();
+        let whole = sources
+            .iter()
+            .zip(&searched)
+            .all(|(s, w)| s.iter().all(|s| s.at == 0 && s.literal.len() == w.len()));
+        let searcher = packed::Config::new()
+            .match_kind(kind)
+            .builder()
+            .extend(&searched)
+            .build()?;
+        Some(Windowed {
+            searcher,
+            windows: searched,
+            sources,
+            related,
+            whole,
+        })
+    }
+
+    /// The first window in `data[from..to]` whose literal is there in full.
+    #[inline]
+    fn find_in(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
+        let mut at = from;
+        while at < to {
+            let m = self.searcher.find_in(data, Span::from(at..to))?;
+            if self.whole || self.holds_literal(data, to, m.start(), m.pattern().as_usize()) {
+                return Some(m.start());
+            }
+            at = m.start() + 1;
+        }
+        None
+    }
+
+    /// Appends every hit of `data[from..to]` to `out`, hits not overlapping.
+    fn hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<usize>) {
+        let mut at = from;
+        while at < to {
+            let Some(m) = self.searcher.find_in(data, Span::from(at..to)) else {
+                break;
+            };
+            if self.whole || self.holds_literal(data, to, m.start(), m.pattern().as_usize()) {
+                out.push(m.start());
+                at = m.end();
+            } else {
+                at = m.start() + 1;
+            }
+        }
+    }
+
+    /// Whether a literal searched through a window matching at `at` is there whole,
+    /// ending by `to`.
+    fn holds_literal(&self, data: &[u8], to: usize, at: usize, pattern: usize) -> bool {
+        let data = &data[..to];
+        self.related[pattern].iter().any(|&p| {
+            let p = p as usize;
+            data[at..].starts_with(&self.windows[p])
+                && self.sources[p].iter().any(|s| s.is_at(data, at))
+        })
+    }
+
+    /// Calls `found` with the index (in the list it was built from) of each literal in
+    /// `data`, once per occurrence: every position where a window matches is tried.
+    fn each_literal(&self, data: &[u8], mut found: impl FnMut(usize)) {
+        let mut at = 0;
+        while at < data.len() {
+            let Some(m) = self.searcher.find_in(data, Span::from(at..data.len())) else {
+                break;
+            };
+            let p = m.start();
+            for &r in &self.related[m.pattern().as_usize()] {
+                let r = r as usize;
+                if !data[p..].starts_with(&self.windows[r]) {
+                    continue;
+                }
+                for s in &self.sources[r] {
+                    if s.is_at(data, p) {
+                        found(s.index as usize);
+                    }
+                }
+            }
+            at = p + 1;
+        }
+    }
+}
+
+/// How many bytes of a literal are searched (Teddy's fingerprint is a pattern's first
+/// four bytes).
+const WINDOW: usize = 4;
+
+/// How rare four bytes are in audit text (lower is rarer): the sum of their
+/// frequencies, and far more for a string common there as a whole (`User` is made of
+/// middling bytes but starts three keys of every record).
+fn rarity(window: &[u8]) -> u32 {
+    let bytes: u32 = window
+        .iter()
+        .map(|&b| frequency::PER_MILLION[usize::from(b)])
+        .sum();
+    let common =
+        <[u8; 4]>::try_from(window).is_ok_and(|w| frequency::COMMON.binary_search(&w).is_ok());
+    bytes + if common { 1_000_000 } else { 0 }
+}
+
+/// The window each literal is searched through, as a range of it: four of its bytes,
+/// few enough distinct windows that Teddy keeps its fast layout. Each literal may use
+/// any four bytes whose [`rarity`] is within half again its rarest's (plus a little, for
+/// literals whose rarest bytes hardly occur); the window shared by the most literals
+/// still without one is taken first, the rarer on a tie. A literal of four bytes or
+/// fewer is searched whole.
+fn shared_windows(literals: &[&[u8]]) -> Vec<(usize, usize)> {
+    let admissible: Vec<Vec<&[u8]>> = literals
+        .iter()
+        .map(|l| {
+            if l.len() <= WINDOW {
+                return vec![*l];
+            }
+            let best = l.windows(WINDOW).map(rarity).min().unwrap_or(0);
+            let limit = best.saturating_add(best / 2).saturating_add(1_000);
+            l.windows(WINDOW).filter(|w| rarity(w) <= limit).collect()
+        })
+        .collect();
+    let mut chosen: Vec<Option<(usize, usize)>> = vec![None; literals.len()];
+    while chosen.iter().any(Option::is_none) {
+        // Each admissible window -> how many literals still without one admit it.
+        let mut counts: Vec<(&[u8], usize)> = Vec::new();
+        for (i, windows) in admissible.iter().enumerate() {
+            if chosen[i].is_some() {
+                continue;
+            }
+            for w in windows {
+                match counts.iter_mut().find(|(x, _)| x == w) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((w, 1)),
+                }
+            }
+        }
+        let Some(&(window, _)) = counts.iter().max_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(rarity(b.0).cmp(&rarity(a.0)))
+                .then(b.0.cmp(a.0))
+        }) else {
+            break;
+        };
+        for (i, windows) in admissible.iter().enumerate() {
+            if chosen[i].is_none() && windows.contains(&window) {
+                let at = memmem::find(literals[i], window).unwrap_or(0);
+                chosen[i] = Some((at, at + window.len()));
+            }
+        }
+    }
+    chosen
+        .into_iter()
+        .zip(literals)
+        .map(|(c, l)| c.unwrap_or((0, l.len())))
+        .collect()
+}
+
+/// Which selections a candidate can satisfy: the literals of every selection in one
+/// automaton whose pattern ids map back to the selections that require them, so a
+/// candidate is evaluated only against the rules whose literals it holds. A selection
+/// with no literal is evaluated on every candidate.
+#[derive(Clone, Debug)]
+pub struct Router {
+    /// Every literal, in groups of at most 64, searched as the prefilter searches them
+    /// (Teddy over their windows), every occurrence of each reported.
+    groups: Vec<Windowed>,
+    /// Literal (64 per group) -> the selections that require it.
+    by_pattern: Vec<Vec<u32>>,
+    /// Selections with no literal.
+    always: Vec<u32>,
+    /// Per selection: the literal sets it also needs beyond the one searched for,
+    /// checked on a candidate's bytes before it is parsed.
+    conjuncts: Vec<Vec<Conjunct>>,
+    /// Whether a conjunct reads the `RecordType`.
+    conjunct_types: bool,
+    /// `RecordType` number -> the selections that accept it (empty: no such selection).
+    by_type: Vec<Vec<u32>>,
+    /// The selections that accept some `RecordType`: a record whose `RecordType`
+    /// cannot be read goes to all of them.
+    any_type: Vec<u32>,
+}
+
+impl Router {
+    /// The router for selections that each require one of their literals (`None`: no
+    /// literal, evaluated on every candidate) and, each, every set of `conjuncts` (one
+    /// literal of each; the sets equal to the requirement are not checked twice).
+    /// `None` when routing cannot narrow anything: every selection with literals
+    /// requires the same ones and no more.
+    pub fn new(
+        requirements: &[Option<Vec<String>>],
+        conjuncts: &[Vec<Vec<String>>],
+    ) -> Option<Router> {
+        let conjuncts: Vec<Vec<Conjunct>> = requirements
+            .iter()
+            .zip(conjuncts)
+            .map(|(req, sets)| Conjunct::all(req.as_deref(), sets))
+            .collect();
+        let conjunct_types = conjuncts.iter().flatten().any(|c| !c.types.is_empty());
+        let mut literals: Vec<&str> = Vec::new();
+        let mut by_pattern: Vec<Vec<u32>> = Vec::new();
+        let mut always = Vec::new();
+        let mut by_type: Vec<Vec<u32>> = Vec::new();
+        for (i, req) in requirements.iter().enumerate() {
+            let Some(set) = req else {
+                always.push(i as u32);
+                continue;
+            };
+            for lit in set.iter().filter(|l| !l.is_empty()) {
+                if let Some(n) = marked_record_type(lit) {
+                    let n = usize::from(n);
+                    if by_type.len() <= n {
+                        by_type.resize(n + 1, Vec::new());
+                    }
+                    by_type[n].push(i as u32);
+                    continue;
+                }
+                match literals.iter().position(|l| *l == lit.as_str()) {
+                    Some(p) => by_pattern[p].push(i as u32),
+                    None => {
+                        literals.push(lit);
+                        by_pattern.push(vec![i as u32]);
+                    }
+                }
+            }
+        }
+        let mut sets: Vec<Vec<&String>> = requirements
+            .iter()
+            .flatten()
+            .map(|set| {
+                let mut v: Vec<&String> = set.iter().collect();
+                v.sort();
+                v.dedup();
+                v
+            })
+            .collect();
+        sets.dedup();
+        if sets.len() <= 1 && conjuncts.iter().all(Vec::is_empty) {
+            return None;
+        }
+        // A literal holding another one that routes to all its selections too need not
+        // be searched (the TeamFiltration user agent holds `Electron`).
+        for sels in &mut by_pattern {
+            sels.sort_unstable();
+            sels.dedup();
+        }
+        let redundant: Vec<bool> = (0..literals.len())
+            .map(|i| {
+                (0..literals.len()).any(|j| {
+                    j != i
+                        && literals[i].contains(literals[j])
+                        && by_pattern[i].iter().all(|s| by_pattern[j].contains(s))
+                })
+            })
+            .collect();
+        let (literals, by_pattern): (Vec<&str>, Vec<Vec<u32>>) = literals
+            .into_iter()
+            .zip(by_pattern)
+            .zip(&redundant)
+            .filter(|(_, r)| !**r)
+            .map(|(pair, _)| pair)
+            .unzip();
+        let groups = literals
+            .chunks(64)
+            .map(|group| Windowed::new(group, packed::MatchKind::LeftmostFirst, true))
+            .collect::<Option<Vec<Windowed>>>()?;
+        let mut any_type: Vec<u32> = by_type.iter().flatten().copied().collect();
+        any_type.sort_unstable();
+        any_type.dedup();
+        Some(Router {
+            groups,
+            by_pattern,
+            always,
+            conjuncts,
+            conjunct_types,
+            by_type,
+            any_type,
+        })
+    }
+
+    /// Writes into `out`, in increasing order, the selections `line` may satisfy (none:
+    /// the line is no candidate after all).
+    pub fn route(&self, line: &[u8], out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(&self.always);
+        for (g, searcher) in self.groups.iter().enumerate() {
+            searcher.each_literal(line, |i| {
+                out.extend_from_slice(&self.by_pattern[g * 64 + i])
+            });
+        }
+        let record_type = if self.by_type.is_empty() && !self.conjunct_types {
+            None
+        } else {
+            crate::coverage::record_type_number(line)
+        };
+        if !self.by_type.is_empty() {
+            match record_type {
+                Some(n) => {
+                    if let Some(sels) = self.by_type.get(usize::from(n)) {
+                        out.extend_from_slice(sels);
+                    }
+                }
+                // Unreadable: every selection that reads a `RecordType` evaluates it.
+                None => out.extend_from_slice(&self.any_type),
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out.retain(|&i| {
+            self.conjuncts[i as usize]
+                .iter()
+                .all(|c| c.holds(line, record_type))
+        });
+    }
+
+    /// How many distinct literals it searches for.
+    pub fn literals(&self) -> usize {
+        self.by_pattern.len()
+    }
+}
+
+/// One more condition of a selection on a candidate's bytes: it holds one of the
+/// literals, or its `RecordType` is one of the numbers (or cannot be read).
+#[derive(Clone, Debug)]
+struct Conjunct {
+    texts: Vec<memmem::Finder<'static>>,
+    types: Vec<u16>,
+}
+
+impl Conjunct {
+    /// The conjuncts of a selection that requires `required` (searched for, so not
+    /// checked again): the `RecordType` ones first (read once per line), then the
+    /// others by their longest literal (the likeliest to be missing).
+    fn all(required: Option<&[String]>, sets: &[Vec<String>]) -> Vec<Conjunct> {
+        let mut required: Vec<&String> = required.into_iter().flatten().collect();
+        required.sort();
+        required.dedup();
+        let mut out: Vec<(bool, usize, Conjunct)> = Vec::new();
+        for set in sets {
+            let mut sorted: Vec<&String> = set.iter().collect();
+            sorted.sort();
+            sorted.dedup();
+            if sorted == required || sorted.iter().any(|l| l.is_empty()) {
+                continue;
+            }
+            let types: Vec<u16> = set.iter().filter_map(|l| marked_record_type(l)).collect();
+            let texts: Vec<&String> = sorted
+                .into_iter()
+                .filter(|l| marked_record_type(l).is_none())
+                .collect();
+            let longest = texts.iter().map(|l| l.len()).max().unwrap_or(0);
+            let conjunct = Conjunct {
+                texts: texts
+                    .iter()
+                    .map(|l| memmem::Finder::new(l.as_bytes()).into_owned())
+                    .collect(),
+                types,
+            };
+            out.push((conjunct.types.is_empty(), usize::MAX - longest, conjunct));
+        }
+        out.sort_by_key(|(no_types, rank, _)| (*no_types, *rank));
+        out.into_iter().map(|(_, _, c)| c).collect()
+    }
+
+    /// Whether `line` (whose `RecordType` is `record_type`) meets this condition.
+    fn holds(&self, line: &[u8], record_type: Option<u16>) -> bool {
+        (!self.types.is_empty() && record_type.is_none_or(|n| self.types.contains(&n)))
+            || self.texts.iter().any(|f| f.find(line).is_some())
+    }
+}
+
+/// Why a query yields no prefilter literal, for `ualhunt rules` and `--stats`.
+pub fn why_no_literal(query: &Query) -> String {
+    let mut mapped: Vec<String> = query
+        .fields()
+        .into_iter()
+        .filter(|f| !f.is_verbatim())
+        .map(|f| f.name())
+        .collect();
+    mapped.sort();
+    mapped.dedup();
+    if mapped.is_empty() {
+        "its clauses are negations, ranges, existence tests or wildcards without a safe fragment"
+            .to_string()
+    } else {
+        format!(
+            "its selective clauses read fields that raw records spell differently: {}",
+            mapped.join(", ")
+        )
+    }
+}
+
+/// Writes `data` in ASCII lower case into `out` (same length, same offsets).
+pub fn fold_into(data: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend(data.iter().map(u8::to_ascii_lowercase));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rule_gives_one_memmem_literal() {
+        let p = Prefilter::for_rules(&Rule::builtin());
+        assert!(matches!(p, Prefilter::One(_)), "{p:?}");
+        assert_eq!(p.describe(), "\"Set-MailboxAuditBypassAssociation\"");
+        assert_eq!(p.find(b"xx Set-MailboxAuditBypassAssociation"), Some(3));
+        assert_eq!(p.find(b"set-mailboxauditbypassassociation"), None);
+    }
+
+    #[test]
+    fn several_literals_use_aho_corasick() {
+        let p = Prefilter::from_literals(vec!["New-InboxRule".into(), "Set-InboxRule".into()]);
+        // A hit is inside the literal (where its searched window starts).
+        assert!(
+            p.find(b"....Set-InboxRule")
+                .is_some_and(|i| (4..17).contains(&i))
+        );
+        assert_eq!(p.find(b"....Set-InboxRul"), None);
+        assert_eq!(p.overlap(), 12);
+        assert!(Prefilter::from_literals(vec![]).is_everything());
+        let p = Prefilter::case_insensitive(vec!["Alice@Contoso.com".into()]);
+        assert_eq!(p.find(b"xx ALICE@contoso.COM"), Some(3));
+        assert!(p.folds_case());
+        let mut folded = Vec::new();
+        fold_into(b"xx aLiCe@CONTOSO.com", &mut folded);
+        assert_eq!(p.find_folded(&folded), Some(3));
+    }
+
+    #[test]
+    fn a_literal_is_searched_from_its_rarest_bytes_and_checked_whole() {
+        // `Set-` starts many literals (and records); the window is further in.
+        let lit = "Set-MailboxAuditBypassAssociation";
+        let (at, end) = shared_windows(&[lit.as_bytes()])[0];
+        assert!(at > 0 && end == at + WINDOW, "{at}..{end}");
+        let p = Prefilter::from_literals(vec![lit.to_string(), "Remove-InboxRule".to_string()]);
+        assert!(matches!(p, Prefilter::Packed { .. }), "{p:?}");
+        // The window alone, or the literal cut before its window, is no hit.
+        let window = &lit[at..end];
+        assert_eq!(p.find(format!("xx {window} yy").as_bytes()), None);
+        assert_eq!(p.find(format!("xx{}{window}", &lit[..at]).as_bytes()), None);
+        // The literal may begin before the searched range: the bytes before are read.
+        let data = format!("....{lit}....");
+        let hit = p.find_at(data.as_bytes(), 6, data.len()).unwrap();
+        assert!((6..4 + lit.len()).contains(&hit), "{hit}");
+        // But not past its end: the range must hold the literal's end.
+        assert_eq!(p.find_at(data.as_bytes(), 0, 4 + lit.len() - 1), None);
+        let mut hits = Vec::new();
+        let twice = format!("{lit}\n{lit}");
+        p.hits(twice.as_bytes(), 0, twice.len(), &mut hits);
+        assert_eq!(hits.len(), 2, "{hits:?}");
+    }
+
+    #[test]
+    fn literals_sharing_a_window_or_its_start_are_each_checked() {
+        // Both end in `tRule`-like windows; one window may be a prefix of another.
+        let lits = [
+            "Disable-TransportRule",
+            "Remove-TransportRule",
+            "TransportRuleX",
+        ];
+        let p = Prefilter::from_literals(lits.iter().map(|l| l.to_string()).collect());
+        for l in lits {
+            assert!(p.find(format!("..{l}..").as_bytes()).is_some(), "{l}");
+        }
+        assert_eq!(p.find(b"..New-TransportRule.."), None);
+        // More than one Teddy takes: groups, each checked the same way.
+        let many: Vec<String> = (0..150).map(|i| format!("Set-Literal{i:03}Zq")).collect();
+        let p = Prefilter::from_literals(many.clone());
+        assert!(matches!(p, Prefilter::Groups { .. }), "{}", p.describe());
+        for l in &many {
+            let data = format!("{{\"Operation\":\"{l}\"}}");
+            assert!(p.find(data.as_bytes()).is_some(), "{l}");
+        }
+        assert_eq!(p.find(b"Set-Literal150Zq Literal001Zq"), None);
+    }
+
+    #[test]
+    fn a_candidate_must_hold_every_conjunct_of_a_selection() {
+        let mark = |n: u16| format!("{}{n}", crate::field::RECORD_TYPE_MARK);
+        let reqs = vec![
+            Some(vec!["MailItemsAccessed".to_string()]),
+            Some(vec!["Remove-InboxRule".to_string()]),
+        ];
+        let conjuncts = vec![
+            vec![
+                vec!["MailItemsAccessed".to_string()],
+                vec![mark(50)],
+                vec!["IsThrottled".to_string(), "OperationCount".to_string()],
+            ],
+            vec![],
+        ];
+        let router = Router::new(&reqs, &conjuncts).unwrap();
+        let mut out = Vec::new();
+        let line = |rt: &str, more: &str| {
+            format!("{{\"Operation\":\"MailItemsAccessed\",{rt}\"x\":\"{more}\"}}")
+        };
+        router.route(
+            line("\"RecordType\":50,", "IsThrottled").as_bytes(),
+            &mut out,
+        );
+        assert_eq!(out, [0]);
+        // Another RecordType, or no literal of the third set: no candidate.
+        router.route(
+            line("\"RecordType\":2,", "IsThrottled").as_bytes(),
+            &mut out,
+        );
+        assert_eq!(out, [] as [u32; 0]);
+        router.route(line("\"RecordType\":50,", "nothing").as_bytes(), &mut out);
+        assert_eq!(out, [] as [u32; 0]);
+        // A RecordType that cannot be read: evaluated in full.
+        router.route(line("", "OperationCount").as_bytes(), &mut out);
+        assert_eq!(out, [0]);
+    }
+
+    #[test]
+    fn the_router_maps_literals_back_to_their_selections() {
+        let reqs = vec![
+            Some(vec!["New-InboxRule".to_string()]),
+            Some(vec!["New-Inbox".to_string(), "Set-InboxRule".to_string()]),
+            None,
+            Some(vec!["New-InboxRule".to_string()]),
+        ];
+        let router = Router::new(&reqs, &[vec![], vec![], vec![], vec![]]).unwrap();
+        assert_eq!(router.literals(), 3);
+        let mut out = Vec::new();
+        // Overlapping: "New-Inbox" inside "New-InboxRule" routes to both.
+        router.route(b"{\"Operation\":\"New-InboxRule\"}", &mut out);
+        assert_eq!(out, [0, 1, 2, 3]);
+        router.route(b"Set-InboxRule", &mut out);
+        assert_eq!(out, [1, 2]);
+        router.route(b"nothing", &mut out);
+        assert_eq!(out, [2]);
+        // One literal set shared by every selection: nothing to route.
+        let same = vec![Some(vec!["A".to_string()]), Some(vec!["A".to_string()])];
+        assert!(Router::new(&same, &[vec![], vec![]]).is_none());
+    }
+}

@@ -1,0 +1,167 @@
+//! What a hunt found and counted: the [`Report`] every output format renders.
+//!
+//! Place in the flow: the last stage ([`finish`](crate::finish)) fills it; the
+//! `ualhunt-report` crate writes it in every format. Each finding is held once, with what
+//! the analyses made of it (its change, its allowlist entry), grouped by actor.
+
+use std::time::Duration;
+
+use crate::allow::Allowlist;
+use crate::analysis::Window;
+use crate::analysis::actors::{self, ActorFindings};
+use crate::analysis::bypass::Investigation;
+use crate::coverage::verdict::CoverageReport;
+use crate::error::{InputError, Warning};
+use crate::findings::Counts;
+use crate::findings::{Finding, Value};
+use crate::rule::load::NotRun;
+use crate::rule::{Items, RuleMeta};
+use crate::scan::PassStats;
+
+/// A malformed line, located.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MalformedLine {
+    /// The input's path.
+    pub path: String,
+    /// 1-based line number in the (decompressed) input.
+    pub line: u64,
+    /// Why it was rejected.
+    pub reason: String,
+    /// Its first bytes.
+    pub excerpt: String,
+}
+
+/// Measurements of a run.
+#[derive(Debug)]
+pub struct RunStats {
+    /// Wall time of the whole run.
+    pub wall: Duration,
+    /// Worker threads used.
+    pub threads: usize,
+    /// Target chunk size.
+    pub chunk_size: usize,
+    /// The first pass.
+    pub scan: PassStats,
+    /// The context pass, when it ran; with the records it attributed to a watched name.
+    pub context: Option<(PassStats, u64)>,
+    /// Per rule: its prefilter literals and how many records it was evaluated on.
+    pub rules: Vec<RuleStats>,
+    /// Distinct literals the router maps back to rules (`None`: no routing).
+    pub routed_literals: Option<usize>,
+}
+
+/// How one rule fared in the first pass, for `--stats`.
+#[derive(Debug, Clone)]
+pub struct RuleStats {
+    /// Its literals (`None`: it has none; every record is parsed and evaluated for it).
+    pub literals: Option<Vec<String>>,
+    /// Why it has no literal, when it has none.
+    pub why_none: Option<String>,
+    /// Records its query was evaluated on.
+    pub evaluated: u64,
+}
+
+/// Everything a hunt found and counted.
+#[derive(Debug)]
+pub struct Report {
+    /// The rules that ran.
+    pub rules: Vec<RuleMeta>,
+    /// Each rule's evidence items by role, resolved once (see [`Items`]).
+    pub items: Vec<Items>,
+    /// Rules that were loaded but cannot run offline, with why.
+    pub not_run: Vec<NotRun>,
+    /// Input names in input order (`archive.zip!member` for a zip member); findings
+    /// refer to them by index.
+    pub inputs: Vec<String>,
+    /// The zip member of each input, if it is one.
+    pub members: Vec<Option<String>>,
+    /// Inputs read.
+    pub files: u64,
+    /// Bytes scanned (decompressed).
+    pub bytes: u64,
+    /// Line accounting.
+    pub counts: Counts,
+    /// Rule matches dropped because an earlier one had the same rule and record id.
+    pub duplicates: u64,
+    /// Per rule, matches its alerting held back (`new_terms`, `threshold`).
+    pub held_back: Vec<u64>,
+    /// Rule matches outside `--since`/`--until` (after duplicates were dropped).
+    pub outside_window: u64,
+    /// The window.
+    pub window: Window,
+    /// Inputs that could not be read in full.
+    pub errors: Vec<InputError>,
+    /// Inputs read with a doubt (not recognised as any known layout).
+    pub warnings: Vec<Warning>,
+    /// The first malformed lines.
+    pub malformed: Vec<MalformedLine>,
+    /// Rule matches inside the window, grouped by actor.
+    pub actors: Vec<ActorFindings>,
+    /// The bypass investigations (one per rule that asks for it).
+    pub investigations: Vec<Investigation>,
+    /// What the archive covers.
+    pub coverage: CoverageReport,
+    /// The allowlist used.
+    pub allowlist: Allowlist,
+    /// Whether the context pass ran (it runs only when there are findings).
+    pub context_ran: bool,
+    /// Measurements.
+    pub stats: RunStats,
+}
+
+impl Report {
+    /// The evidence items of a finding's rule, by role.
+    pub fn items(&self, f: &Finding) -> &Items {
+        &self.items[usize::from(f.rule)]
+    }
+
+    /// A finding's evidence item at `index` (from its rule's [`Items`]), as text.
+    pub fn text<'f>(&self, f: &'f Finding, index: Option<usize>) -> Option<&'f str> {
+        f.field(index).and_then(Value::as_text)
+    }
+
+    /// Number of matched events reported.
+    pub fn events(&self) -> usize {
+        self.actors.iter().map(|a| a.evidence.len()).sum()
+    }
+
+    /// Number of reported events that no allowlist entry covers: these, not the
+    /// allowed ones, make a finding for the exit status.
+    pub fn unallowed_events(&self) -> usize {
+        self.actors
+            .iter()
+            .flat_map(|a| &a.evidence)
+            .filter(|e| e.allowed.is_none())
+            .count()
+    }
+
+    /// Per rule, in rule order: events and actors.
+    pub fn by_rule(&self) -> Vec<actors::RuleSummary> {
+        actors::per_rule(&self.actors, self.rules.len())
+    }
+
+    /// The rules that fired, in the order every output lists them: severity (critical
+    /// first), risk score, events (most first), rule order.
+    pub fn fired_rules(&self) -> Vec<actors::RuleSummary> {
+        let mut fired: Vec<actors::RuleSummary> = self
+            .by_rule()
+            .into_iter()
+            .filter(|s| s.events > 0)
+            .collect();
+        fired.sort_by_key(|s| {
+            let r = &self.rules[usize::from(s.rule)];
+            (
+                actors::severity_rank(&r.severity),
+                std::cmp::Reverse(r.risk_score),
+                std::cmp::Reverse(s.events),
+                s.rule,
+            )
+        });
+        fired
+    }
+
+    /// Failed attempts reported (inside the window).
+    pub fn attempts(&self) -> usize {
+        self.investigations.iter().map(|i| i.attempts.len()).sum()
+    }
+}

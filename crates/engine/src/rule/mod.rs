@@ -1,0 +1,597 @@
+//! Rules as data: published metadata plus a KQL query text, compiled once.
+//!
+//! Place in the flow: `Config` holds the compiled rules; `prefilter` takes the literals
+//! they require; `scan` evaluates them against each parsed candidate and, on a match,
+//! reads the rule's evidence fields. Nothing here knows about bytes, chunks or files.
+
+/// KQL over the ECS view of audit records: `ualhunt_query`'s language with
+/// [`Field`] as its field type.
+pub mod kql {
+    pub use ualhunt_query::kql::*;
+
+    /// A KQL query over the ECS fields of audit records.
+    pub type Query = ualhunt_query::kql::Query<crate::field::Field>;
+}
+pub mod load;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::field::Field;
+use kql::Query;
+
+/// The built-in rule, as published by Elastic.
+const BUILTIN: &str = include_str!("../../rules/o365_mailbox_audit_bypass.toml");
+
+/// A rule's published description.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct RuleMeta {
+    /// Elastic's `rule_id`.
+    pub id: String,
+    /// The rule's name.
+    pub name: String,
+    /// A later name of the same rule upstream, if any.
+    #[serde(default)]
+    pub renamed: Option<String>,
+    /// What the rule detects.
+    #[serde(default)]
+    pub description: String,
+    /// Elastic rule type (`query`).
+    #[serde(rename = "type", default)]
+    pub rule_type: String,
+    /// Query language (`kuery`).
+    #[serde(default)]
+    pub language: String,
+    /// Index patterns the rule runs on in Elastic.
+    #[serde(default)]
+    pub index: Vec<String>,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// 0–100.
+    pub risk_score: u32,
+    /// How Elastic schedules the rule.
+    #[serde(default)]
+    pub schedule: String,
+    /// Known benign causes.
+    #[serde(default)]
+    pub false_positives: Vec<String>,
+    /// The KQL query text, as published.
+    pub query: String,
+    /// MITRE ATT&CK mapping.
+    #[serde(default)]
+    pub threat: Vec<Threat>,
+    /// The analyses that read the rule's findings (`by_actor`, `mailbox_audit_bypass`).
+    #[serde(default = "default_analyses")]
+    pub analyses: Vec<String>,
+    /// What a finding shows besides actor, time, record id and source IP, in order.
+    #[serde(default)]
+    pub evidence: Vec<EvidenceSpec>,
+    /// Records selected beside the rule's matches, as context (never findings).
+    #[serde(default)]
+    pub context: Vec<ContextSpec>,
+    /// What decides which of the query's matches alert (Elastic's `new_terms` and
+    /// `threshold` rule types); none: every match does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<Alerting>,
+}
+
+/// How a `new_terms` or `threshold` rule turns its query's matches into alerts, replayed
+/// over the matches' own times (`analysis::alerting`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Alerting {
+    /// A match alerts when no earlier match in the `history` before it had the same
+    /// values of all `fields` (Elastic's `new_terms`).
+    NewTerms {
+        /// The terms' fields (ECS names); a match without a value for one never alerts.
+        fields: Vec<String>,
+        /// How far back a term counts as seen, in seconds (`history_window_start`).
+        history: i64,
+    },
+    /// Matches grouped by their values of `fields` alert together when `value` of them
+    /// fall within `window` (Elastic's `threshold`).
+    Threshold {
+        /// The group's fields (none: all matches are one group).
+        fields: Vec<String>,
+        /// How many matches make an alert.
+        value: u64,
+        /// Also needed: at least this many distinct values of the field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cardinality: Option<(String, u64)>,
+        /// The rule's look-back (`from`), in seconds.
+        window: i64,
+    },
+}
+
+/// The name of the evidence item that says why a match alerted (`new_terms`,
+/// `threshold`).
+pub const ALERT_EVIDENCE: &str = "alert";
+
+impl Alerting {
+    /// What is wrong with it, if anything.
+    pub fn invalid(&self) -> Option<String> {
+        let span_ok = |s: i64| s > 0 && s <= MAX_SPAN;
+        match self {
+            Alerting::NewTerms { fields, history } if fields.is_empty() || !span_ok(*history) => {
+                Some(format!(
+                    "new terms need at least one field and a history window of 1 s to {}",
+                    span(MAX_SPAN)
+                ))
+            }
+            Alerting::Threshold { value, window, .. } if *value == 0 || !span_ok(*window) => {
+                Some(format!(
+                    "a threshold needs a value of at least 1 and a look-back of 1 s to {}",
+                    span(MAX_SPAN)
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The fields whose values alerting reads.
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            Alerting::NewTerms { fields, .. } => fields.iter().map(String::as_str).collect(),
+            Alerting::Threshold {
+                fields,
+                cardinality,
+                ..
+            } => fields
+                .iter()
+                .map(String::as_str)
+                .chain(cardinality.iter().map(|(f, _)| f.as_str()))
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for Alerting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Alerting::NewTerms { fields, history } => write!(
+                f,
+                "new terms: a value of {} not seen in the {} before",
+                fields.join(" + "),
+                span(*history)
+            ),
+            Alerting::Threshold {
+                fields,
+                value,
+                cardinality,
+                window,
+            } => {
+                write!(
+                    f,
+                    "threshold: {value} match{}",
+                    if *value == 1 { "" } else { "es" }
+                )?;
+                if !fields.is_empty() {
+                    write!(f, " with the same {}", fields.join(" + "))?;
+                }
+                if let Some((field, n)) = cardinality {
+                    write!(f, " and {n} distinct {field}")?;
+                }
+                write!(f, " within {}", span(*window))
+            }
+        }
+    }
+}
+
+/// `30m`, `14d`, `90s`: a span of seconds in its largest whole unit.
+pub fn span(seconds: i64) -> String {
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds != 0 && seconds % len == 0 {
+            return format!("{}{unit}", seconds / len);
+        }
+    }
+    format!("{seconds}s")
+}
+
+/// The longest history or look-back a rule may have: 100 years, in seconds.
+pub const MAX_SPAN: i64 = 100 * 366 * 86_400;
+
+/// Elastic's relative time `now-14d` (units `s`, `m`, `h`, `d`, `w`) as seconds, at most
+/// [`MAX_SPAN`].
+pub fn parse_relative(text: &str) -> Option<i64> {
+    let rest = text.trim().strip_prefix("now-")?;
+    let unit = rest.chars().last()?;
+    let n: i64 = rest[..rest.len() - unit.len_utf8()].parse().ok()?;
+    let len = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    (n > 0)
+        .then(|| n.checked_mul(len))
+        .flatten()
+        .filter(|&s| s <= MAX_SPAN)
+}
+
+fn default_analyses() -> Vec<String> {
+    vec![ANALYSIS_BY_ACTOR.to_string()]
+}
+
+/// The grouping of findings by actor.
+pub const ANALYSIS_BY_ACTOR: &str = "by_actor";
+/// The mailbox audit bypass investigation.
+pub const ANALYSIS_BYPASS: &str = "mailbox_audit_bypass";
+const KNOWN_ANALYSES: [&str; 2] = [ANALYSIS_BY_ACTOR, ANALYSIS_BYPASS];
+
+/// One MITRE ATT&CK mapping.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Threat {
+    /// Tactic id and name.
+    pub tactic: String,
+    /// Technique id and name.
+    pub technique: String,
+    /// Sub-technique id and name.
+    #[serde(default)]
+    pub subtechnique: Option<String>,
+}
+
+/// One item of a finding's evidence, as a rule file declares it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct EvidenceSpec {
+    /// The name it has in every output.
+    pub name: String,
+    /// ECS fields it is read from: the first one that has a value.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// How the value is read.
+    #[serde(rename = "type", default)]
+    pub kind: EvidenceKind,
+}
+
+/// How an evidence value is read from a record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// The text as it is.
+    #[default]
+    Keyword,
+    /// `True`/`False`/`$true`/`$false` (any case), `1`/`0`: a boolean.
+    Flag,
+    /// The `UserType` number, named (`2` -> `Admin`).
+    UserType,
+    /// The cmdlet rebuilt from the record's `Parameters`.
+    CommandLine,
+    /// Why the match alerted, written by the rule's alerting (`new_terms`, `threshold`),
+    /// not read from the record.
+    Alert,
+}
+
+impl EvidenceKind {
+    /// Whether the item is read from fields it names (every kind but the command line
+    /// and the alert).
+    pub fn reads_fields(self) -> bool {
+        !matches!(self, EvidenceKind::CommandLine | EvidenceKind::Alert)
+    }
+}
+
+/// A context selection: a second class of records with its own query (and so its own
+/// prefilter literals), handed to the analyses beside the rule's matches.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ContextSpec {
+    /// Its name in outputs (`failed_attempt`).
+    pub name: String,
+    /// Its KQL query.
+    pub query: String,
+}
+
+/// The evidence items that the analyses and every output read by their role, resolved
+/// once per rule: each is the item's index in a finding's `fields` (see
+/// [`Finding::field`](crate::findings::Finding::field)), so nothing looks an item up by
+/// name per finding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Items {
+    /// `target`: whom the change was made to.
+    pub target: Option<usize>,
+    /// `command_line`: the cmdlet with its parameters.
+    pub command_line: Option<usize>,
+    /// `result_status`.
+    pub result_status: Option<usize>,
+    /// `user_type`.
+    pub user_type: Option<usize>,
+    /// `user_agent`.
+    pub user_agent: Option<usize>,
+    /// `tenant`.
+    pub tenant: Option<usize>,
+    /// `organization_id`.
+    pub organization_id: Option<usize>,
+    /// The first item of the flag kind (the bypass rule's `AuditBypassEnabled`).
+    pub flag: Option<usize>,
+}
+
+impl Items {
+    /// The roles of a rule's evidence items.
+    pub fn of(evidence: &[EvidenceSpec]) -> Items {
+        let named = |name: &str| evidence.iter().position(|e| e.name == name);
+        Items {
+            target: named("target"),
+            command_line: named("command_line"),
+            result_status: named("result_status"),
+            user_type: named("user_type"),
+            user_agent: named("user_agent"),
+            tenant: named("tenant"),
+            organization_id: named("organization_id"),
+            flag: evidence.iter().position(|e| e.kind == EvidenceKind::Flag),
+        }
+    }
+}
+
+/// A rule ready to run: its metadata, parsed queries and resolved evidence fields.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Its evidence items by role.
+    pub items: Items,
+    /// Published metadata.
+    pub meta: RuleMeta,
+    /// The parsed query.
+    pub query: Query,
+    /// Evidence items, their fields resolved.
+    pub evidence: Vec<Evidence>,
+    /// Context selections, their queries parsed.
+    pub contexts: Vec<Query>,
+    /// The file it was loaded from (`None`: built in).
+    pub path: Option<String>,
+}
+
+/// An evidence item ready to read.
+#[derive(Clone, Debug)]
+pub struct Evidence {
+    /// Its name in outputs.
+    pub name: String,
+    /// Its fields, resolved.
+    pub fields: Vec<Field>,
+    /// How it is read.
+    pub kind: EvidenceKind,
+}
+
+/// Names an evidence item may not take: the fields every finding has.
+const RESERVED: [&str; 12] = [
+    "rule_id",
+    "path",
+    "member",
+    "line",
+    "offset",
+    "timestamp",
+    "record_id",
+    "source_ip",
+    "actor",
+    "change",
+    "allowed",
+    "outcome",
+];
+
+/// A rule that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The rule file is not valid TOML or lacks a field.
+    #[error("rule file: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// The query text does not parse.
+    #[error("rule {name:?}: {source}")]
+    Query {
+        /// The rule's name.
+        name: String,
+        /// What was wrong with the query.
+        source: kql::ParseError,
+    },
+    /// The rule file declares something ualhunt does not know.
+    #[error("rule {name:?}: {message}")]
+    Invalid {
+        /// The rule's name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Rule {
+    /// Compiles a rule from its TOML description.
+    pub fn from_toml(text: &str) -> Result<Rule, RuleError> {
+        let meta: RuleMeta = toml::from_str(text)?;
+        Rule::compile(meta)
+    }
+
+    /// Compiles a rule from its metadata. A rule with alerting gets an evidence item per
+    /// field alerting reads (named after it) and the `alert` item, unless it has them.
+    pub fn compile(mut meta: RuleMeta) -> Result<Rule, RuleError> {
+        if let Some(alerting) = &meta.alerting {
+            for field in alerting.fields() {
+                if !meta.evidence.iter().any(|e| e.name == field) {
+                    meta.evidence.push(EvidenceSpec {
+                        name: field.to_string(),
+                        fields: vec![field.to_string()],
+                        kind: EvidenceKind::Keyword,
+                    });
+                }
+            }
+            if !meta.evidence.iter().any(|e| e.name == ALERT_EVIDENCE) {
+                meta.evidence.push(EvidenceSpec {
+                    name: ALERT_EVIDENCE.to_string(),
+                    fields: Vec::new(),
+                    kind: EvidenceKind::Alert,
+                });
+            }
+        }
+        let parse = |text: &str| {
+            Query::parse(text).map_err(|source| RuleError::Query {
+                name: meta.name.clone(),
+                source,
+            })
+        };
+        let invalid = |message: String| RuleError::Invalid {
+            name: meta.name.clone(),
+            message,
+        };
+        if let Some(why) = meta.alerting.as_ref().and_then(Alerting::invalid) {
+            return Err(invalid(why));
+        }
+        let query = parse(&meta.query)?;
+        let contexts = meta
+            .context
+            .iter()
+            .map(|c| parse(&c.query))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(a) = meta
+            .analyses
+            .iter()
+            .find(|a| !KNOWN_ANALYSES.contains(&a.as_str()))
+        {
+            return Err(invalid(format!(
+                "unknown analysis {a:?} (known: {})",
+                KNOWN_ANALYSES.join(", ")
+            )));
+        }
+        let mut evidence: Vec<Evidence> = Vec::new();
+        for e in &meta.evidence {
+            if RESERVED.contains(&e.name.as_str()) || evidence.iter().any(|x| x.name == e.name) {
+                return Err(invalid(format!(
+                    "evidence name {:?} is reserved or repeated",
+                    e.name
+                )));
+            }
+            if e.fields.is_empty() == e.kind.reads_fields() {
+                return Err(invalid(format!(
+                    "evidence {:?}: a command_line or alert item has no fields, every other \
+                     item has some",
+                    e.name
+                )));
+            }
+            if e.kind == EvidenceKind::Alert && meta.alerting.is_none() {
+                return Err(invalid(format!(
+                    "evidence {:?}: an alert item needs the rule's alerting (new terms or a \
+                     threshold)",
+                    e.name
+                )));
+            }
+            evidence.push(Evidence {
+                name: e.name.clone(),
+                fields: e.fields.iter().map(|f| Field::parse(f)).collect(),
+                kind: e.kind,
+            });
+        }
+        Ok(Rule {
+            items: Items::of(&meta.evidence),
+            meta,
+            query,
+            evidence,
+            contexts,
+            path: None,
+        })
+    }
+
+    /// The index of the evidence item with this name (for items of no [`Items`] role;
+    /// look it up once per rule, not per finding).
+    pub fn evidence_index(&self, name: &str) -> Option<usize> {
+        self.evidence.iter().position(|e| e.name == name)
+    }
+
+    /// Whether the rule's findings go to this analysis.
+    pub fn has_analysis(&self, name: &str) -> bool {
+        self.meta.analyses.iter().any(|a| a == name)
+    }
+
+    /// The fields the query (or the alerting) reads that need enrichment ualhunt cannot
+    /// do offline, with what that enrichment is: clauses on them never hold for a raw
+    /// record, and a match without a term's value never alerts.
+    pub fn needs_enrichment(&self) -> Vec<(String, &'static str)> {
+        let mut out: Vec<(String, &'static str)> = Vec::new();
+        let alerting = self.meta.alerting.iter().flat_map(|a| a.fields());
+        let names = self
+            .query
+            .fields()
+            .into_iter()
+            .map(|f| f.name())
+            .chain(alerting.map(|f| Field::parse(f).name()));
+        for name in names {
+            let why = if name.starts_with("source.geo.") || name.starts_with("client.geo.") {
+                "GeoIP enrichment (the ingest pipeline's geoip processor)"
+            } else if name.starts_with("source.as.") || name.starts_with("client.as.") {
+                "ASN enrichment (the ingest pipeline's geoip processor with the ASN database)"
+            } else if name.starts_with("user_agent.") && name != "user_agent.original" {
+                "user-agent parsing (the ingest pipeline's user_agent processor)"
+            } else {
+                continue;
+            };
+            if !out.iter().any(|(n, _)| *n == name) {
+                out.push((name, why));
+            }
+        }
+        out
+    }
+
+    /// The rules shipped with ualhunt.
+    pub fn builtin() -> Vec<Rule> {
+        // The built-in rule file is part of the binary and covered by tests.
+        vec![Rule::from_toml(BUILTIN).expect("the built-in rule compiles")]
+    }
+}
+
+/// The name of a `UserType` value (Microsoft's `Microsoft.Office365.Audit.UserType`):
+/// a number becomes its name; a name is kept as it is.
+pub fn user_type_name(text: &str) -> std::borrow::Cow<'_, str> {
+    let name = match text.trim() {
+        "0" => "Regular",
+        "1" => "Reserved",
+        "2" => "Admin",
+        "3" => "DcAdmin",
+        "4" => "System",
+        "5" => "Application",
+        "6" => "ServicePrincipal",
+        "7" => "CustomPolicy",
+        "8" => "SystemPolicy",
+        "9" => "PartnerTechnician",
+        "10" => "Guest",
+        _ => return text.into(),
+    };
+    name.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::parse_flag;
+
+    #[test]
+    fn builtin_rule_compiles_with_published_metadata() {
+        let rules = Rule::builtin();
+        let rule = &rules[0];
+        assert_eq!(rule.meta.id, "675239ea-c1bc-4467-a6d3-b9e2cc7f676d");
+        assert_eq!(rule.meta.severity, "medium");
+        assert_eq!(rule.meta.risk_score, 47);
+        assert_eq!(rule.query.fields().len(), 4);
+        assert_eq!(
+            rule.query.required_literals(),
+            Some(vec!["Set-MailboxAuditBypassAssociation".to_string()])
+        );
+        assert_eq!(
+            rule.evidence[0].fields[0],
+            Field::Audit("Parameters.Identity".into())
+        );
+        assert_eq!(rule.evidence_index("bypass_enabled"), Some(1));
+        assert_eq!(rule.contexts.len(), 1);
+        assert!(rule.has_analysis(ANALYSIS_BYPASS));
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(parse_flag("True"), Some(true));
+        assert_eq!(parse_flag("FALSE"), Some(false));
+        assert_eq!(parse_flag("$true"), Some(true));
+        assert_eq!(parse_flag("maybe"), None);
+    }
+
+    #[test]
+    fn a_bad_query_is_reported_with_the_rule_name() {
+        let err =
+            Rule::from_toml("id='x'\nname='broken'\nseverity='low'\nrisk_score=1\nquery='a:(b'\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("broken"), "{err}");
+    }
+}

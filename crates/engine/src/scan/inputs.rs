@@ -1,0 +1,626 @@
+//! One pass over the inputs: each input opened, read by its layout and compression,
+//! and every record handed to the scan, in parallel; the results merged in input order.
+//!
+//! Place in the flow: the searcher of a pass. A mapped file (or, in a sharded run, a
+//! [`Piece`] of one) is cut into line-aligned chunks scanned on the rayon pool; a gzip,
+//! zstd, zip-entry or stdin stream is inflated on its own thread into blocks that this
+//! side scans as they arrive through a bounded channel, so inflating overlaps scanning
+//! and memory stays bounded; a CSV export or a JSON document is read record by record
+//! ([`document`](super::document)). Results are merged in input order, so a report does
+//! not depend on scheduling.
+
+use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use ualhunt_input::{
+    self as source, Block, BlockReader, Compression, Input, Layout, Opened, SNIFF,
+};
+
+use crate::config::Config;
+use crate::error::{InputError, Warning};
+use crate::findings::{Counts, Partial};
+
+use super::document::{scan_csv, scan_json_document};
+use super::{Pass, Scratch, Sink, scan_chunk};
+
+/// Measurements of one pass, for `--stats`; never part of the findings.
+#[derive(Debug)]
+pub struct PassStats {
+    /// Wall time of the pass.
+    pub wall: Duration,
+    /// What the prefilter searches for.
+    pub prefilter: String,
+    /// Bytes scanned (decompressed).
+    pub bytes: u64,
+    /// Line accounting of the pass.
+    pub counts: Counts,
+    /// Inputs read, per recognised kind (`plain`, `gzip`, `stdin`…).
+    pub formats: Vec<(String, u64)>,
+    /// Time to scan one chunk or block, in microseconds.
+    pub chunk_latency_us: Histogram<u64>,
+    /// Summed time workers spent scanning chunks (prefilter, line count, parse).
+    pub scan_time: Duration,
+    /// Summed time spent parsing and evaluating candidates (with timing on).
+    pub parse_time: Duration,
+    /// Summed time spent inflating/reading streams.
+    pub read_time: Duration,
+    /// Compressed (on-disk) bytes of the inputs that were streamed from files.
+    pub compressed_bytes: u64,
+}
+
+/// What one pass reads of one input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unit {
+    /// The input's index in input order.
+    pub input: u32,
+    /// `None`: the whole input. Otherwise a piece of a plain JSON-lines file: nominal
+    /// byte offsets `start..end` (`end` `None`: to the end of the file), each moved to
+    /// the next line start when read.
+    pub piece: Option<Piece>,
+}
+
+/// A nominal byte range of a plain file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    /// First byte (nominal).
+    pub start: u64,
+    /// End (nominal, exclusive); `None`: to the end of the file as it is when read.
+    pub end: Option<u64>,
+}
+
+impl Piece {
+    /// The piece as a range of a file of `len` bytes (unaligned).
+    pub fn range(&self, len: u64) -> Range<u64> {
+        self.start.min(len)..self.end.unwrap_or(len).min(len)
+    }
+}
+
+/// What one pass over all inputs gave, merged in input order.
+pub struct Scanned<S> {
+    /// Counts, samples, coverage and the sink's state.
+    pub partial: Partial<S>,
+    /// Inputs that could not be read in full, in input order.
+    pub errors: Vec<InputError>,
+    /// Inputs read with a doubt, in input order.
+    pub warnings: Vec<Warning>,
+    /// Measurements.
+    pub stats: PassStats,
+}
+
+/// What one scanned input gave.
+struct FileResult<S> {
+    partial: Partial<S>,
+    bytes: u64,
+    kind: String,
+    error: Option<InputError>,
+    warning: Option<String>,
+    latencies: Vec<Duration>,
+    scan_time: Duration,
+    parse_time: Duration,
+    read_time: Duration,
+    compressed_bytes: u64,
+}
+
+impl<S: Sink> FileResult<S> {
+    fn new(kind: String) -> FileResult<S> {
+        FileResult {
+            partial: Partial::default(),
+            bytes: 0,
+            kind,
+            error: None,
+            warning: None,
+            latencies: Vec::new(),
+            scan_time: Duration::ZERO,
+            parse_time: Duration::ZERO,
+            read_time: Duration::ZERO,
+            compressed_bytes: 0,
+        }
+    }
+
+    fn record(&mut self, partial: Partial<S>, took: Duration, parse: Duration) {
+        self.partial.append(partial);
+        self.latencies.push(took);
+        self.scan_time += took;
+        self.parse_time += parse;
+    }
+}
+
+/// One pass over every input, merged in input order.
+pub(crate) fn scan_all<S: Sink>(
+    inputs: &[Input],
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> Scanned<S> {
+    let units: Vec<Unit> = (0..inputs.len())
+        .map(|i| Unit {
+            input: i as u32,
+            piece: None,
+        })
+        .collect();
+    let (results, mut stats) = scan_units(inputs, &units, pass, config);
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut all = Partial::<S>::default();
+    for r in results {
+        errors.extend(r.error);
+        warnings.extend(r.warning);
+        all.absorb_file(r.partial);
+    }
+    stats.counts = all.counts;
+    Scanned {
+        stats,
+        partial: all,
+        errors,
+        warnings,
+    }
+}
+
+/// What reading one unit (an input, or a piece of one) gave.
+pub struct UnitResult<S> {
+    /// Its partial result; a piece's positions are relative to the piece's start.
+    pub partial: Partial<S>,
+    /// Bytes scanned (decompressed).
+    pub bytes: u64,
+    /// Why it could not be read in full.
+    pub error: Option<InputError>,
+    /// A doubt about it.
+    pub warning: Option<Warning>,
+}
+
+/// One pass over some units of the inputs (in parallel), their results in unit order;
+/// the returned statistics count no lines (the caller merges).
+pub fn scan_units<S: Sink>(
+    inputs: &[Input],
+    units: &[Unit],
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> (Vec<UnitResult<S>>, PassStats) {
+    let started = Instant::now();
+    let results: Vec<FileResult<S>> = units
+        .par_iter()
+        .map(|u| {
+            let i = u.input as usize;
+            scan_input(i, &inputs[i], u.piece, pass, config)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(results.len());
+    let mut bytes = 0;
+    let mut formats: std::collections::BTreeMap<String, u64> = Default::default();
+    // 1 µs to 1 hour, 3 significant figures: always valid bounds.
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let (mut scan_time, mut parse_time, mut read_time) = Default::default();
+    let mut compressed_bytes = 0;
+    for (unit, r) in units.iter().zip(results) {
+        let warning = r.warning.map(|message| Warning {
+            path: inputs[unit.input as usize].display(),
+            message,
+        });
+        // A piece after a file's first is not an input of its own in the statistics.
+        if unit.piece.is_none_or(|p| p.start == 0) {
+            *formats.entry(r.kind.clone()).or_default() += 1;
+        }
+        bytes += r.bytes;
+        for t in &r.latencies {
+            latency.saturating_record(t.as_micros().min(u128::from(u64::MAX)) as u64);
+        }
+        scan_time += r.scan_time;
+        parse_time += r.parse_time;
+        read_time += r.read_time;
+        compressed_bytes += r.compressed_bytes;
+        out.push(UnitResult {
+            partial: r.partial,
+            bytes: r.bytes,
+            error: r.error,
+            warning,
+        });
+    }
+    let stats = PassStats {
+        wall: started.elapsed(),
+        prefilter: pass.matcher.describe_prefilter(),
+        bytes,
+        counts: Counts::default(),
+        formats: formats.into_iter().collect(),
+        chunk_latency_us: latency,
+        scan_time,
+        parse_time,
+        read_time,
+        compressed_bytes,
+    };
+    (out, stats)
+}
+
+/// A piece of an input that is not (or no longer) a plain JSON-lines file: the shard
+/// plan was made from other bytes.
+fn not_splittable<S: Sink>(input: &Input) -> FileResult<S> {
+    let mut r = FileResult::new("unreadable".to_string());
+    r.error = Some(InputError::Open {
+        path: input.display(),
+        message: "changed since the shard plan was made (no longer a plain JSON-lines file)"
+            .to_string(),
+    });
+    r
+}
+
+fn scan_input<S: Sink>(
+    file: usize,
+    input: &Input,
+    piece: Option<Piece>,
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> FileResult<S> {
+    let opened = match source::open(input, &config.progress) {
+        Ok(o) => o,
+        Err(e) => {
+            let mut r = FileResult::new("unreadable".to_string());
+            r.error = Some(InputError::Open {
+                path: input.display(),
+                message: e.to_string(),
+            });
+            return r;
+        }
+    };
+    match opened {
+        Opened::Mapped(mapped) => scan_mapped(file, input, &mapped, piece, pass, config),
+        Opened::Stream { .. } if piece.is_some() => not_splittable(input),
+        Opened::Stream {
+            reader,
+            compression,
+            notes,
+        } => {
+            let kind = match (input, compression) {
+                (Input::Stdin, Compression::None) => "stdin".to_string(),
+                (Input::Stdin, c) => format!("stdin {}", c.name()),
+                (Input::ZipEntry { .. }, c) => format!("zip {}", c.name()),
+                (_, c) => c.name().to_string(),
+            };
+            let compressed = compression != Compression::None;
+            // Sniff from the first SNIFF bytes however the stream delivers them (a pipe
+            // may hand over one byte at a time), then read on from those same bytes.
+            let mut reader = reader;
+            let mut first = Vec::with_capacity(SNIFF);
+            if let Err(e) = (&mut reader).take(SNIFF as u64).read_to_end(&mut first) {
+                // Scan what came before the error, then meet the error again there.
+                reader = Box::new(ualhunt_input::document::FailWith(Some(e)));
+            }
+            let head = &first[..];
+            let layout = if head.is_empty() {
+                None
+            } else {
+                Some(Layout::sniff(head))
+            };
+            let doubt = Layout::doubt(head).filter(|_| layout == Some(Layout::JsonLines));
+            let name = match (layout, &doubt) {
+                (None, _) => "empty",
+                (Some(_), Some(_)) => "unrecognised (read as jsonl)",
+                (Some(l), None) => l.name(),
+            };
+            let kind = format!("{name}+{kind}");
+            let mut r = match layout {
+                Some(layout @ (Layout::PurviewCsv | Layout::JsonDocument)) => {
+                    let reader = io::Cursor::new(first).chain(reader);
+                    let mut r = FileResult::new(kind.clone());
+                    let t = Instant::now();
+                    let mut scratch = Scratch::default();
+                    let ((partial, error), bytes) =
+                        scan_document(layout, reader, file, pass, &mut scratch);
+                    r.bytes = bytes;
+                    r.record(
+                        partial,
+                        t.elapsed(),
+                        std::mem::take(&mut scratch.parse_time),
+                    );
+                    r.error = error.map(|e| {
+                        let lines = r.partial.counts.lines;
+                        InputError::stopped(input.display(), &e, compressed, bytes, lines)
+                    });
+                    r
+                }
+                _ => {
+                    let reader = Box::new(io::Cursor::new(first).chain(reader));
+                    let mut r = scan_stream(file, input, reader, &kind, compressed, pass, config);
+                    r.warning = doubt;
+                    r
+                }
+            };
+            if let Input::File(path) = input {
+                r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
+            }
+            // Issue 13: zero padding after the last gzip member is a warning.
+            if let Some(note) = notes.take() {
+                r.warning = Some(match r.warning.take() {
+                    Some(doubt) => format!("{doubt}; {note}"),
+                    None => note,
+                });
+            }
+            r
+        }
+    }
+}
+
+/// A mapped file (or, in a sharded run, a piece of one): line-aligned chunks scanned in
+/// parallel, merged in order. A file cut or changed under the scan keeps only the
+/// results of the bytes read as they were (see [`source::GuardedMap`]) and is reported
+/// as stopped there.
+fn scan_mapped<S: Sink>(
+    file: usize,
+    input: &Input,
+    mapped: &source::Mapped,
+    piece: Option<Piece>,
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> FileResult<S> {
+    let data = mapped.bytes();
+    let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
+    if layout != Layout::JsonLines && piece.is_some() {
+        return not_splittable(input);
+    }
+    let hook = TruncateHook::from_env(input);
+    let mut result = FileResult::new(layout.name().to_string());
+    if layout != Layout::JsonLines {
+        // Records may span lines: read sequentially. Every record is cut out and
+        // counted (and tallied for the coverage); only those holding a literal are parsed.
+        let t = Instant::now();
+        let mut scratch = Scratch::default();
+        let ((partial, error), _) = scan_document(layout, data, file, pass, &mut scratch);
+        hook.fire(1);
+        result.bytes = data.len() as u64;
+        result.record(partial, t.elapsed(), scratch.parse_time);
+        result.error = error.map(|e| {
+            let lines = result.partial.counts.lines;
+            InputError::stopped(input.display(), &e, false, data.len() as u64, lines)
+        });
+        bump(&config.progress, data.len());
+        if let Some(valid) = valid_bytes(mapped) {
+            result.bytes = valid as u64;
+        }
+        changed(&mut result, input, mapped);
+        return result;
+    }
+    if Layout::doubt(&data[..data.len().min(SNIFF)]).is_some() {
+        result.kind = "unrecognised (read as jsonl)".to_string();
+    }
+    // Sharded runs: only the first piece of a file warns about it.
+    if piece.is_none_or(|p| p.start == 0) {
+        result.warning = Layout::doubt(&data[..data.len().min(SNIFF)]);
+    }
+    // A piece is read from the line start at or after its nominal start up to the line
+    // start at or after its nominal end.
+    let (offset, data) = match piece {
+        None => (0, data),
+        Some(p) => {
+            let r = p.range(data.len() as u64);
+            let start = ualhunt_input::chunk::align(data, r.start);
+            let end = ualhunt_input::chunk::align(data, r.end).max(start);
+            (start, &data[start..end])
+        }
+    };
+    result.bytes = data.len() as u64;
+    let chunks = ualhunt_input::chunk::split(data, config.chunk_size);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let mut parts: Vec<(Partial<S>, Duration, Duration)> = chunks
+        .par_iter()
+        .map_init(Scratch::default, |scratch, range| {
+            let t = Instant::now();
+            let p = scan_chunk(&data[range.clone()], file, pass, scratch);
+            bump(&config.progress, range.len());
+            hook.fire(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+            (p, t.elapsed(), std::mem::take(&mut scratch.parse_time))
+        })
+        .collect();
+    // Cut under the scan: what was read past the cut is zeros (no newline, no literal)
+    // and cannot be read again (the file's pages are gone). Chunks that start past it
+    // are dropped; the one it falls in is kept, its last line running into the zeros
+    // counts as one line, as the unfinished last line of a cut gzip stream does.
+    if let Some(valid) = valid_bytes(mapped) {
+        let valid = valid.saturating_sub(offset).min(data.len());
+        let keep = chunks.iter().take_while(|r| r.start < valid).count();
+        parts.truncate(keep);
+        result.bytes = valid as u64;
+    }
+    for (p, took, parse) in parts {
+        result.record(p, took, parse);
+    }
+    changed(&mut result, input, mapped);
+    result
+}
+
+/// How many bytes of `mapped.bytes()` were read from the file as it was, when it was
+/// cut under the scan.
+fn valid_bytes(mapped: &source::Mapped) -> Option<usize> {
+    let change = mapped.change().filter(|c| c.truncated)?;
+    Some((change.valid as usize).saturating_sub(mapped.skipped()))
+}
+
+/// Reports a file that changed under the scan as stopped, with how far the scan got.
+/// Findings come only from records read whole from the file: the zeros past a cut hold
+/// no newline and no rule literal, so a record the cut runs through does not parse (it
+/// counts malformed if it held a literal) and nothing past it is a record.
+fn changed<S: Sink>(result: &mut FileResult<S>, input: &Input, mapped: &source::Mapped) {
+    if let Some(change) = mapped.change() {
+        // An error met while reading what was left says less than the cut itself.
+        result.error = Some(InputError::Stopped {
+            path: input.display(),
+            what: change.describe(),
+            message: if change.truncated {
+                "bytes past the cut were not used".to_string()
+            } else {
+                "read as it was when opened; what changed after may be missed".to_string()
+            },
+            offset: result.bytes,
+            line: result.partial.counts.lines,
+            data: "input",
+        });
+    }
+}
+
+/// A test hook (hidden, for tests/changing.rs): with `UALHUNT_TEST_TRUNCATE_AFTER_CHUNKS=N`
+/// the scan itself cuts a mapped file to nothing once N of its chunks are scanned, a
+/// real truncation at a known point of the scan, so a test need not race a timer.
+struct TruncateHook<'a> {
+    after: Option<usize>,
+    path: Option<&'a std::path::Path>,
+}
+
+impl<'a> TruncateHook<'a> {
+    fn from_env(input: &'a Input) -> TruncateHook<'a> {
+        let after = std::env::var("UALHUNT_TEST_TRUNCATE_AFTER_CHUNKS")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let path = match input {
+            Input::File(p) => Some(p.as_path()),
+            _ => None,
+        };
+        TruncateHook { after, path }
+    }
+
+    fn fire(&self, chunks_done: usize) {
+        if self.after == Some(chunks_done)
+            && let Some(path) = self.path
+        {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(0));
+        }
+    }
+}
+
+/// Reads a CSV export or a JSON document sequentially (records may span lines).
+fn scan_document<S: Sink>(
+    layout: Layout,
+    input: impl io::Read,
+    file: usize,
+    pass: Pass<'_, S>,
+    scratch: &mut Scratch,
+) -> (super::document::Outcome<S>, u64) {
+    match layout {
+        Layout::PurviewCsv => scan_csv(input, file, pass, scratch),
+        _ => scan_json_document(input, file, pass, scratch),
+    }
+}
+
+fn bump(progress: &Option<std::sync::Arc<source::Progress>>, bytes: usize) {
+    if let Some(p) = progress {
+        p.done
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Largest block a stream is cut into, whatever the chunk size: a few blocks are in
+/// flight per stream, so this bounds the memory of decompression.
+const MAX_STREAM_BLOCK: usize = 16 << 20;
+
+/// What the reading thread sends: blocks, then at most one error.
+enum Msg {
+    Block(Block),
+    Failed { error: io::Error, consumed: u64 },
+}
+
+/// A stream: inflated and cut into blocks on a reading thread, scanned here as the
+/// blocks arrive. At most a few blocks are in flight (bounded channel, recycled buffers).
+fn scan_stream<S: Sink>(
+    file: usize,
+    input: &Input,
+    reader: Box<dyn io::Read + Send>,
+    kind: &str,
+    compressed: bool,
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> FileResult<S> {
+    let mut result = FileResult::new(kind.to_string());
+    let (tx, rx) = mpsc::sync_channel::<Msg>(2);
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    let mut read_time = Duration::ZERO;
+    let m = pass.matcher;
+    std::thread::scope(|s| {
+        let reading = s.spawn(move || {
+            let block = config.chunk_size.min(MAX_STREAM_BLOCK);
+            let mut blocks = BlockReader::new(reader, block, config.max_line);
+            if !m.prefilter().is_everything() {
+                blocks = blocks.with_literals(Box::new(m.prefilter().clone()));
+            }
+            let mut busy = Duration::ZERO;
+            loop {
+                let buf = recycle_rx.try_recv().unwrap_or_default();
+                let t = Instant::now();
+                let next = blocks.next_block(buf);
+                busy += t.elapsed();
+                let msg = match next {
+                    Ok(Some(block)) => Msg::Block(block),
+                    Ok(None) => break,
+                    Err(error) => {
+                        let tail = blocks.take_tail();
+                        if !tail.is_empty()
+                            && tx.send(Msg::Block(Block::Lines(tail.into()))).is_err()
+                        {
+                            break;
+                        }
+                        Msg::Failed {
+                            error,
+                            consumed: blocks.consumed,
+                        }
+                    }
+                };
+                let last = matches!(msg, Msg::Failed { .. });
+                if tx.send(msg).is_err() || last {
+                    break;
+                }
+            }
+            busy
+        });
+        let mut scratch = Scratch::default();
+        for msg in rx {
+            match msg {
+                Msg::Block(Block::Lines(data)) => {
+                    result.bytes += data.len() as u64;
+                    let t = Instant::now();
+                    let p = scan_chunk(&data, file, pass, &mut scratch);
+                    result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
+                    let _ = recycle_tx.send(data.into_buffer());
+                }
+                Msg::Block(Block::Overlong {
+                    bytes,
+                    newline,
+                    candidate,
+                }) => {
+                    result.bytes += bytes + u64::from(newline);
+                    let mut p = Partial::<S> {
+                        bytes: bytes + u64::from(newline),
+                        ..Partial::default()
+                    };
+                    p.counts.lines = 1;
+                    p.counts.records = 1;
+                    if m.counts_coverage() {
+                        p.coverage.undated = 1;
+                    }
+                    if candidate {
+                        let limit = config.max_line;
+                        let reason =
+                            format!("line of {bytes} bytes is longer than the limit of {limit}");
+                        p.malformed(file, 0, reason, b"");
+                    }
+                    result.partial.append(p);
+                }
+                Msg::Failed { error, consumed } => {
+                    let lines = result.partial.counts.lines;
+                    result.error = Some(InputError::stopped(
+                        input.display(),
+                        &error,
+                        compressed,
+                        consumed,
+                        lines,
+                    ));
+                }
+            }
+        }
+        // The reading thread cannot panic on input; if it did, say so rather than hide it.
+        read_time = reading.join().unwrap_or_default();
+    });
+    result.read_time = read_time;
+    result
+}

@@ -1,0 +1,1006 @@
+//! The hot loop: one line-aligned chunk in, one [`Partial`] out.
+//!
+//! Place in the flow: `engine` hands each chunk (a slice of a mapped file or of a
+//! decompressed block) to [`scan_chunk`] on a rayon worker. The chunk is walked in
+//! cache-sized blocks: the prefilter searches the whole block for the selections'
+//! literals, then one newline pass over the same, still cache-hot, block counts lines,
+//! spots blank ones, numbers the candidate lines and tallies each record's time for the
+//! coverage. Only candidates are copied into the worker's scratch buffer and parsed
+//! (simd-json parses in place; the mapping stays read-only).
+//!
+//! The split is ripgrep's: the [`Matcher`] says which records are selected and why (a
+//! rule's query, a context selection's query, or, for the context pass, any record
+//! holding a literal); this module finds them; a [`Sink`] decides what to keep of each.
+//! No I/O and no printing happen here.
+
+pub mod document;
+pub mod inputs;
+
+pub(crate) use inputs::scan_all;
+pub use inputs::{PassStats, Piece, Scanned, Unit, UnitResult, scan_units};
+
+use std::time::{Duration, Instant};
+
+use memchr::{memchr, memchr_iter, memrchr};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use simd_json::tape::Tape;
+
+use crate::config::DEFAULT_SCAN_BLOCK;
+use crate::coverage::Tally;
+use crate::findings::{At, Merge, Partial, Text, Why};
+use crate::prefilter::{Prefilter, Router};
+use crate::record::{Embedded, Record, reduce_ip};
+use crate::rule::Rule;
+use crate::rule::kql::Query;
+
+/// One class of records the scan selects.
+#[derive(Clone, Debug)]
+pub struct Selection {
+    /// The rule it belongs to.
+    pub rule: u16,
+    /// A rule match or a context selection.
+    pub why: Why,
+    /// What a record must satisfy; `None` selects every parsed candidate (the context
+    /// pass, whose sink decides).
+    pub query: Option<Query>,
+}
+
+/// What a scan selects and how; shared read-only by all workers.
+#[derive(Debug)]
+pub struct Matcher {
+    rules: Vec<Rule>,
+    selections: Vec<Selection>,
+    prefilter: Prefilter,
+    /// The literals of the rules' selections, searched for whatever `prefilter` is
+    /// (exports, issue 8: a record holding one must be accounted for even with
+    /// `--no-prefilter`, and in the context pass too).
+    literals: Prefilter,
+    /// Which selections a candidate can satisfy, from the literals it holds (`None`:
+    /// evaluate every selection on every candidate).
+    router: Option<Router>,
+    /// Each selection's literals (`None`: it has none and sees every record).
+    requirements: Vec<Option<Vec<String>>>,
+    /// `RecordType` numbers that make a record a candidate whatever literals it holds
+    /// (an `event.code` clause: raw records carry the number), indexed by number.
+    record_types: Vec<bool>,
+    max_line: usize,
+    block: usize,
+    timed: bool,
+    coverage: bool,
+}
+
+impl Matcher {
+    /// The first pass: each rule's query and its context selections. With `prefilter`
+    /// false every non-blank line is parsed (the slow reference path). Lines longer than
+    /// `max_line` bytes are counted as malformed instead of being parsed.
+    pub fn new(rules: Vec<Rule>, prefilter: bool, max_line: usize) -> Matcher {
+        let mut selections = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            selections.push(Selection {
+                rule: i as u16,
+                why: Why::Rule,
+                query: Some(rule.query.clone()),
+            });
+            for (c, q) in rule.contexts.iter().enumerate() {
+                selections.push(Selection {
+                    rule: i as u16,
+                    why: Why::Context(c as u16),
+                    query: Some(q.clone()),
+                });
+            }
+        }
+        let literals = rule_literals(&rules);
+        let requirements: Vec<Option<Vec<String>>> = selections
+            .iter()
+            .map(|s| s.query.as_ref().and_then(Query::required_literals))
+            .collect();
+        let conjuncts: Vec<Vec<Vec<String>>> = selections
+            .iter()
+            .map(|s| {
+                s.query
+                    .as_ref()
+                    .map_or_else(Vec::new, Query::required_conjuncts)
+            })
+            .collect();
+        let mut record_types = Vec::new();
+        for n in requirements
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|l| crate::field::marked_record_type(l))
+        {
+            let n = usize::from(n);
+            if record_types.len() <= n {
+                record_types.resize(n + 1, false);
+            }
+            record_types[n] = true;
+        }
+        // The reference path (`--no-prefilter`) evaluates every selection on every line.
+        let router = if prefilter {
+            Router::new(&requirements, &conjuncts)
+        } else {
+            None
+        };
+        let prefilter = if prefilter {
+            literals.clone()
+        } else {
+            Prefilter::Everything
+        };
+        Matcher {
+            rules,
+            selections,
+            prefilter,
+            literals,
+            router,
+            requirements,
+            record_types,
+            max_line,
+            block: DEFAULT_SCAN_BLOCK,
+            timed: false,
+            coverage: true,
+        }
+    }
+
+    /// A pass that hands every parsed record holding one of `literals` (ASCII case
+    /// ignored; `None`: every record) to the sink; no coverage is counted (the first
+    /// pass did).
+    pub fn for_literals(
+        rules: Vec<Rule>,
+        literals: Option<Vec<String>>,
+        max_line: usize,
+    ) -> Matcher {
+        Matcher {
+            // The rules' literals, not these: a record is malformed in both passes or in
+            // neither.
+            literals: rule_literals(&rules),
+            rules,
+            selections: vec![Selection {
+                rule: 0,
+                why: Why::Context(u16::MAX),
+                query: None,
+            }],
+            prefilter: literals.map_or(Prefilter::Everything, Prefilter::case_insensitive),
+            router: None,
+            requirements: vec![None],
+            record_types: Vec::new(),
+            max_line,
+            block: DEFAULT_SCAN_BLOCK,
+            timed: false,
+            coverage: false,
+        }
+    }
+
+    /// Measures time spent parsing candidates (for `--stats`; costs two clock reads
+    /// per candidate).
+    pub fn with_timing(mut self, timed: bool) -> Matcher {
+        self.timed = timed;
+        self
+    }
+
+    /// Sets how many bytes are searched at a time inside a chunk (tests use tiny blocks
+    /// to force literals across block edges).
+    pub fn with_block(mut self, block: usize) -> Matcher {
+        self.block = block.max(1);
+        self
+    }
+
+    /// The prefilter in use.
+    pub fn prefilter(&self) -> &Prefilter {
+        &self.prefilter
+    }
+
+    /// Each selection's prefilter literals (`None`: it has none and is evaluated on
+    /// every record).
+    pub fn requirements(&self) -> &[Option<Vec<String>>] {
+        &self.requirements
+    }
+
+    /// Whether a record with these bytes is a candidate: it holds a literal, or its
+    /// `RecordType` is one a selection accepts.
+    pub fn is_candidate(&self, bytes: &[u8]) -> bool {
+        self.prefilter.is_everything()
+            || self.prefilter.find(bytes).is_some()
+            || self.wants_record_type_of(bytes)
+    }
+
+    /// The prefilter as `--stats` and `ualhunt rules` show it: the text search, and the
+    /// `RecordType`s read from each line (a rule whose only literal is a `RecordType`
+    /// has no text search, yet parses only records of its types).
+    pub fn describe_prefilter(&self) -> String {
+        let types: Vec<String> = self
+            .record_types
+            .iter()
+            .enumerate()
+            .filter(|(_, wanted)| **wanted)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if types.is_empty() {
+            return self.prefilter.describe();
+        }
+        let lane = format!("RecordType {} read from each line", types.join(", "));
+        if !self.prefilter.is_everything() {
+            format!("{}, and {lane}", self.prefilter.describe())
+        } else if self.router.is_some() && self.requirements.iter().all(Option::is_some) {
+            format!("no text literal: {lane}, literals checked before parsing")
+        } else {
+            self.prefilter.describe()
+        }
+    }
+
+    /// Whether a selection accepts the `RecordType` of the record in `bytes`; a record
+    /// whose `RecordType` cannot be read (missing, or a name the pipeline's table does
+    /// not know) is accepted whenever a selection reads one, and evaluated in full.
+    #[inline]
+    pub fn wants_record_type_of(&self, bytes: &[u8]) -> bool {
+        !self.record_types.is_empty()
+            && self.wants_record_type(crate::coverage::record_type_number(bytes))
+    }
+
+    /// Whether a selection accepts a record whose `RecordType` reads `number`.
+    #[inline]
+    fn wants_record_type(&self, number: Option<u16>) -> bool {
+        number.is_none_or(|n| self.record_types.get(usize::from(n)) == Some(&true))
+    }
+
+    /// The literal router, when candidates are evaluated only against the selections
+    /// whose literals they hold.
+    pub fn router(&self) -> Option<&Router> {
+        self.router.as_ref()
+    }
+
+    /// The longest line that is parsed.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The selections.
+    pub fn selections(&self) -> &[Selection] {
+        &self.selections
+    }
+
+    /// Whether record coverage is counted.
+    pub fn counts_coverage(&self) -> bool {
+        self.coverage
+    }
+
+    /// The search for the literals of the rules' selections (their queries and context
+    /// selections), whatever `--no-prefilter` says and in either pass (it is
+    /// `Everything` only when a selection requires no literal).
+    pub fn literals(&self) -> &Prefilter {
+        &self.literals
+    }
+
+    /// Whether `bytes` hold a literal a rule's selection requires (always, when one
+    /// requires none).
+    pub fn holds_literal(&self, bytes: &[u8]) -> bool {
+        self.literals.is_everything() || self.literals.find(bytes).is_some()
+    }
+}
+
+/// The search for the literals of the first pass's selections (each rule's query and
+/// its context selections).
+fn rule_literals(rules: &[Rule]) -> Prefilter {
+    Prefilter::for_queries(
+        rules
+            .iter()
+            .flat_map(|r| std::iter::once(&r.query).chain(&r.contexts)),
+    )
+}
+
+/// Receives each selected record: what a pass keeps of it. Implementations are
+/// per-chunk states that merge in input order ([`Merge`]).
+pub trait Sink: Merge {
+    /// What every sink of a pass reads besides the records (the context pass: whom to
+    /// watch, and when); shared read-only by the workers.
+    type Params: Sync;
+
+    /// A record satisfied the selections `hits` (indexes into
+    /// [`Matcher::selections`], at least one); `at` is chunk-relative.
+    fn selected(
+        &mut self,
+        hits: &[usize],
+        record: &Record<'_, '_>,
+        at: At,
+        cx: &mut SinkCx<'_, Self::Params>,
+    );
+}
+
+/// What a sink may use besides the record.
+pub struct SinkCx<'a, P> {
+    /// The matcher that selected the record.
+    pub matcher: &'a Matcher,
+    /// The pass's parameters.
+    pub params: &'a P,
+    /// Shared evidence text of this worker.
+    pub texts: &'a mut Interner,
+}
+
+/// A pass: what selects records and what its sinks read. Copied freely.
+pub struct Pass<'a, S: Sink> {
+    /// What is selected.
+    pub matcher: &'a Matcher,
+    /// What the sinks read.
+    pub params: &'a S::Params,
+}
+
+impl<S: Sink> Clone for Pass<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S: Sink> Copy for Pass<'_, S> {}
+
+impl<'a, S: Sink> Pass<'a, S> {
+    /// A pass of `matcher` whose sinks read `params`.
+    pub fn new(matcher: &'a Matcher, params: &'a S::Params) -> Pass<'a, S> {
+        Pass { matcher, params }
+    }
+}
+
+/// Per-worker reusable buffers.
+#[derive(Default)]
+pub struct Scratch {
+    buf: Vec<u8>,
+    buffers: Option<simd_json::Buffers>,
+    /// The tape of the last parse, kept (empty) for its allocation.
+    tape: Option<Tape<'static>>,
+    /// Candidate lines of the current block: (start, end without newline, line index).
+    candidates: Vec<(usize, usize, u64)>,
+    /// The current block in ASCII lower case, for a prefilter that folds case.
+    folded: Vec<u8>,
+    /// Prefilter hits of the current block, for a prefilter that collects them.
+    hit_starts: Vec<usize>,
+    /// Selections a candidate satisfied.
+    hits: Vec<usize>,
+    /// Selections a candidate may satisfy (from the router).
+    route: Vec<u32>,
+    /// Shared evidence text.
+    texts: Interner,
+    /// Buffers of the second parse of a record held as JSON text in a string (exports,
+    /// issue 8); made on first use.
+    reparse: Option<Box<Reparse>>,
+    /// Time spent parsing and evaluating candidates.
+    pub parse_time: Duration,
+}
+
+/// Reusable buffers of a second parse: a record held as JSON text in a string of the
+/// object first parsed (PowerShell's `AuditData` string, Elastic's `event.original`).
+#[derive(Default)]
+struct Reparse {
+    buf: Vec<u8>,
+    buffers: Option<simd_json::Buffers>,
+    tape: Option<Tape<'static>>,
+}
+
+/// Scans one line-aligned chunk of file `file`. Positions in the result are relative
+/// to the chunk's start.
+pub fn scan_chunk<S: Sink>(
+    data: &[u8],
+    file: usize,
+    pass: Pass<'_, S>,
+    scratch: &mut Scratch,
+) -> Partial<S> {
+    let m = pass.matcher;
+    let mut out = Partial::<S> {
+        bytes: data.len() as u64,
+        ..Partial::default()
+    };
+    if data.is_empty() {
+        return out;
+    }
+    let mut tally = Tally::default();
+    if m.prefilter.is_everything() {
+        scan_every_line(data, file, pass, scratch, &mut out, &mut tally);
+    } else {
+        scan_prefiltered(data, file, pass, scratch, &mut out, &mut tally);
+    }
+    out.coverage = tally.finish();
+    out
+}
+
+/// The reference path: every non-blank line is a candidate.
+fn scan_every_line<S: Sink>(
+    data: &[u8],
+    file: usize,
+    pass: Pass<'_, S>,
+    scratch: &mut Scratch,
+    out: &mut Partial<S>,
+    tally: &mut Tally,
+) {
+    let m = pass.matcher;
+    let mut start = 0;
+    let mut index = 0u64;
+    while start < data.len() {
+        let end = memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+        let line = &data[start..end];
+        if is_blank(line) {
+            out.counts.blank += 1;
+        } else {
+            if m.coverage {
+                tally.record(line);
+            }
+            candidate(line, file, index, start as u64, pass, scratch, out);
+        }
+        index += 1;
+        start = end + 1;
+    }
+    out.counts.lines = index;
+    out.counts.records = index - out.counts.blank;
+}
+
+/// The fast path: search each block for the literals, then count its lines in one pass
+/// while it is cache-hot, numbering the candidate lines and tallying each record's time
+/// on the way.
+fn scan_prefiltered<S: Sink>(
+    data: &[u8],
+    file: usize,
+    pass: Pass<'_, S>,
+    scratch: &mut Scratch,
+    out: &mut Partial<S>,
+    tally: &mut Tally,
+) {
+    let m = pass.matcher;
+    let len = data.len();
+    let overlap = m.prefilter.overlap();
+    let mut lines_before_block = 0u64;
+    // Hits before this position belong to lines already taken.
+    let mut search_from = 0usize;
+    // Lines that start before this were taken as candidates by the literal search (the
+    // search itself moves on past whole blocks without taking their lines).
+    let mut taken_to = 0usize;
+    let mut block_start = 0usize;
+    // The first line of the chunk starts at 0; every other line starts after a newline.
+    let mut line_start = 0usize;
+    let mut line_blank = is_blank_at(data, 0);
+    if line_blank {
+        out.counts.blank += 1;
+    }
+    let mut cands = std::mem::take(&mut scratch.candidates);
+    let mut folded = std::mem::take(&mut scratch.folded);
+    let mut hits = std::mem::take(&mut scratch.hit_starts);
+    let types = !m.record_types.is_empty();
+    let mut by_type: Vec<(usize, usize, u64)> = Vec::new();
+    while block_start < len {
+        let block_end = (block_start + m.block).min(len);
+
+        // 1. Literal search over the block (a hit may run past its end by `overlap`).
+        cands.clear();
+        // Lines that start before this were taken by an earlier block's search.
+        let taken_before = taken_to;
+        let window_end = (block_end + overlap).min(len);
+        let mut from = search_from.max(block_start);
+        let folds = m.prefilter.folds_case();
+        if folds && from < block_end {
+            crate::prefilter::fold_into(&data[block_start..window_end], &mut folded);
+        }
+        let collected = m.prefilter.collects_hits() && from < block_end;
+        if collected {
+            m.prefilter.hits(data, from, window_end, &mut hits);
+        }
+        let mut next_hit = 0;
+        while from < block_end {
+            // A hit is where a literal's searched window starts; the literal may begin
+            // before it (even before the block: its line is in no earlier block's hits).
+            let found = if collected {
+                while next_hit < hits.len() && hits[next_hit] < from {
+                    next_hit += 1;
+                }
+                hits.get(next_hit).copied()
+            } else if folds {
+                m.prefilter
+                    .find_folded(&folded[from - block_start..])
+                    .map(|i| from + i)
+            } else {
+                m.prefilter.find_at(data, from, window_end)
+            };
+            let Some(hit) = found else {
+                break;
+            };
+            if hit >= block_end {
+                break;
+            }
+            let start = memrchr(b'\n', &data[..hit]).map_or(0, |i| i + 1);
+            let end = memchr(b'\n', &data[hit..]).map_or(len, |i| hit + i);
+            cands.push((start, end, 0));
+            from = end + 1;
+            taken_to = from;
+        }
+        search_from = search_from.max(from);
+
+        // 2. One newline pass: count lines, spot blank ones, number the candidates,
+        //    tally each finished record's time while it is cache-hot.
+        let mut seen = 0u64;
+        let mut next = 0usize;
+        for nl in memchr_iter(b'\n', &data[block_start..block_end]) {
+            let nl = block_start + nl;
+            while next < cands.len() && cands[next].0 <= nl {
+                cands[next].2 = lines_before_block + seen_before(cands[next].0, block_start, seen);
+                next += 1;
+            }
+            let line = &data[line_start..nl];
+            // The tally reads a canonical record's `RecordType` on its way; the
+            // `RecordType` lane takes it from there.
+            let canonical_type = if m.coverage && !line_blank {
+                tally.record(line)
+            } else {
+                None
+            };
+            if !line_blank
+                && types
+                && line_start >= taken_before
+                && (next == 0 || cands[next - 1].0 != line_start)
+            {
+                let number = match canonical_type {
+                    Some(v) => crate::coverage::record_type_value_number(v),
+                    None => crate::coverage::record_type_number(line),
+                };
+                if m.wants_record_type(number) {
+                    let index = lines_before_block + seen_before(line_start, block_start, seen);
+                    by_type.push((line_start, nl, index));
+                }
+            }
+            seen += 1;
+            line_start = nl + 1;
+            line_blank = is_blank_at(data, line_start);
+            if line_blank {
+                out.counts.blank += 1;
+            }
+        }
+        for c in &mut cands[next..] {
+            c.2 = lines_before_block + seen_before(c.0, block_start, seen);
+        }
+
+        // Records selected by their `RecordType` join the literal hits, in line order.
+        if !by_type.is_empty() {
+            cands.append(&mut by_type);
+            cands.sort_unstable_by_key(|c| c.0);
+        }
+
+        // 3. Parse the candidates while the block is still warm.
+        for &(start, end, index) in &cands {
+            candidate(
+                &data[start..end],
+                file,
+                index,
+                start as u64,
+                pass,
+                scratch,
+                out,
+            );
+        }
+        lines_before_block += seen;
+        block_start = block_end;
+    }
+    if m.coverage && line_start < len && !line_blank {
+        tally.record(&data[line_start..]);
+    }
+    // The last line, without a newline: a candidate by its `RecordType` only if the
+    // literal search did not already take it.
+    if types && line_start < len && !line_blank && taken_to <= line_start {
+        let line = &data[line_start..];
+        if m.wants_record_type_of(line) {
+            candidate(
+                line,
+                file,
+                lines_before_block,
+                line_start as u64,
+                pass,
+                scratch,
+                out,
+            );
+        }
+    }
+    scratch.candidates = cands;
+    scratch.folded = folded;
+    scratch.hit_starts = hits;
+    out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
+    out.counts.records = out.counts.lines - out.counts.blank;
+}
+
+/// Newlines of the current block before a line start: a line that began in an earlier
+/// block has none between its start and the block start.
+#[inline]
+fn seen_before(line_start: usize, block_start: usize, seen: u64) -> u64 {
+    if line_start < block_start { 0 } else { seen }
+}
+
+/// Whether the line starting at `start` is blank; a position at the very end of the
+/// data starts no line.
+#[inline]
+fn is_blank_at(data: &[u8], start: usize) -> bool {
+    match data.get(start) {
+        None => false,
+        // Lines almost always start with `{`: one compare decides.
+        Some(b'\n' | b'\r' | b' ' | b'\t' | b'\x0c') => {
+            let end = memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            is_blank(&data[start..end])
+        }
+        Some(_) => false,
+    }
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\x0c'))
+}
+
+/// Parses one candidate record (a line, a CSV cell or a JSON object) and hands it to
+/// the sink with the selections it satisfies; `index` is the 0-based line where it
+/// starts and `offset` the byte offset of that line.
+pub(crate) fn candidate<S: Sink>(
+    line: &[u8],
+    file: usize,
+    index: u64,
+    offset: u64,
+    pass: Pass<'_, S>,
+    scratch: &mut Scratch,
+    out: &mut Partial<S>,
+) {
+    let m = pass.matcher;
+    let started = m.timed.then(Instant::now);
+    let line = line.trim_ascii();
+    if line.len() > m.max_line {
+        let reason = format!(
+            "line of {} bytes is longer than the limit of {}",
+            line.len(),
+            m.max_line
+        );
+        out.malformed(file, index, reason, line);
+    } else {
+        let at = At {
+            input: file as u32,
+            line: index,
+            offset,
+        };
+        evaluate(line, at, pass, scratch, out);
+    }
+    if let Some(t) = started {
+        scratch.parse_time += t.elapsed();
+    }
+}
+
+fn evaluate<S: Sink>(
+    line: &[u8],
+    at: At,
+    pass: Pass<'_, S>,
+    scratch: &mut Scratch,
+    out: &mut Partial<S>,
+) {
+    let Scratch {
+        buf,
+        buffers,
+        tape: spare,
+        texts,
+        hits,
+        route,
+        reparse,
+        ..
+    } = scratch;
+    let file = at.input as usize;
+    // Which selections this candidate can satisfy, from the literals its text holds (the
+    // whole text: an embedded record's literals are in it too).
+    let route = pass.matcher.router.as_ref().map(|r| {
+        r.route(line, route);
+        &route[..]
+    });
+    // The literal it holds is not all a selection needs: no candidate after all.
+    if route.is_some_and(|r| r.is_empty()) {
+        return;
+    }
+    // One copy of the line, padded as simd-json's SIMD loads need, parsed in place
+    // into a tape whose allocation is reused from line to line.
+    buf.clear();
+    buf.extend_from_slice(line);
+    buf.resize(line.len() + simd_json::INPUT_PADDING, 0);
+    let buffers = buffers.get_or_insert_with(|| simd_json::Buffers::new(line.len()));
+    let mut tape = spare.take().unwrap_or_else(Tape::null).reset();
+    if let Err(e) = simd_json::fill_tape_padded(buf, line.len(), buffers, &mut tape) {
+        out.malformed(file, at.line, format!("invalid JSON: {e}"), line);
+        *spare = Some(tape.reset());
+        return;
+    }
+    let Ok(record) = Record::new(tape.as_value()) else {
+        out.malformed(file, at.line, "not a JSON object".to_string(), line);
+        *spare = Some(tape.reset());
+        return;
+    };
+    // Exports (issue 8): a record held as JSON text in a string is parsed once more.
+    if let Some(inner) = record.embedded() {
+        let reparse = reparse.get_or_insert_with(Box::default);
+        evaluate_embedded(inner, line, at, pass, reparse, route, hits, texts, out);
+    } else {
+        judge(&record, line, at, pass, route, hits, texts, out);
+    }
+    *spare = Some(tape.reset());
+}
+
+/// Exports (issue 8): parses a record held as JSON text in a string of its wrapper
+/// (PowerShell's `AuditData` string, Elastic's `event.original`) from a second scratch
+/// buffer, then judges it like any record, at the wrapper's position. `line` is the
+/// wrapper's text, for the sample of a malformed one.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_embedded<S: Sink>(
+    embedded: Embedded<'_>,
+    line: &[u8],
+    at: At,
+    pass: Pass<'_, S>,
+    r: &mut Reparse,
+    route: Option<&[u32]>,
+    hits: &mut Vec<usize>,
+    texts: &mut Interner,
+    out: &mut Partial<S>,
+) {
+    let file = at.input as usize;
+    let json = embedded.json.trim().as_bytes();
+    r.buf.clear();
+    r.buf.extend_from_slice(json);
+    r.buf.resize(json.len() + simd_json::INPUT_PADDING, 0);
+    let buffers = r
+        .buffers
+        .get_or_insert_with(|| simd_json::Buffers::new(json.len()));
+    let mut tape = r.tape.take().unwrap_or_else(Tape::null).reset();
+    match simd_json::fill_tape_padded(&mut r.buf, json.len(), buffers, &mut tape) {
+        Err(e) => {
+            let reason = format!("invalid JSON in the record's JSON text: {e}");
+            out.malformed(file, at.line, reason, line);
+        }
+        Ok(()) => match Record::new(tape.as_value()) {
+            Ok(record) => {
+                let record = record.with_fallback_time(embedded.fallback_time);
+                judge(&record, json, at, pass, route, hits, texts, out);
+            }
+            Err(_) => {
+                let reason = "the record's JSON text is not an object".to_string();
+                out.malformed(file, at.line, reason, line);
+            }
+        },
+    }
+    r.tape = Some(tape.reset());
+}
+
+/// Counts a parsed record and hands it to the sink with the selections it satisfies;
+/// `text` is its JSON text; `route` the selections it may satisfy (`None`: all).
+#[allow(clippy::too_many_arguments)]
+fn judge<S: Sink>(
+    record: &Record<'_, '_>,
+    text: &[u8],
+    at: At,
+    pass: Pass<'_, S>,
+    route: Option<&[u32]>,
+    hits: &mut Vec<usize>,
+    texts: &mut Interner,
+    out: &mut Partial<S>,
+) {
+    let m = pass.matcher;
+    // Exports (issue 8): an object of no record shape that holds a rule literal is
+    // malformed, never silently "not matched".
+    if !record.is_recognised() && m.holds_literal(text) {
+        let reason = "JSON object of no audit record shape (no Operation, event, AuditData, \
+                      _source or o365audit)";
+        out.malformed(at.input as usize, at.line, reason.to_string(), text);
+        return;
+    }
+    out.counts.candidates += 1;
+    hits.clear();
+    let mut consider = |i: usize| {
+        let sel = &m.selections[i];
+        out.evaluated.bump(i);
+        if sel.query.as_ref().is_none_or(|q| q.matches(record)) {
+            hits.push(i);
+        }
+    };
+    match route {
+        Some(route) => route.iter().for_each(|&i| consider(i as usize)),
+        None => (0..m.selections.len()).for_each(consider),
+    }
+    if hits.iter().any(|&i| m.selections[i].why == Why::Rule) {
+        out.counts.matched += 1;
+    } else {
+        out.counts.not_matched += 1;
+        out.counts.context += u64::from(!hits.is_empty());
+    }
+    if !hits.is_empty() {
+        let mut cx = SinkCx {
+            matcher: m,
+            params: pass.params,
+            texts,
+        };
+        out.sink.selected(hits, record, at, &mut cx);
+    }
+}
+
+/// Shares the text of repeated evidence values (actors, targets, addresses) and the
+/// reduction of each distinct client address, per worker. Bounded: it starts afresh
+/// past `Interner::MAX` entries, so unique-per-record values cannot grow it forever.
+#[derive(Default)]
+pub struct Interner {
+    texts: FxHashSet<Text>,
+    ips: FxHashMap<Text, Option<Text>>,
+}
+
+impl Interner {
+    const MAX: usize = 1 << 16;
+
+    /// The shared text of `s`.
+    pub fn text(&mut self, s: &str) -> Text {
+        if let Some(t) = self.texts.get(s) {
+            return t.clone();
+        }
+        if self.texts.len() >= Self::MAX {
+            self.texts.clear();
+        }
+        let t: Text = s.into();
+        self.texts.insert(t.clone());
+        t
+    }
+
+    /// The IP a client address reduces to, shared.
+    pub fn ip(&mut self, address: &str) -> Option<Text> {
+        if let Some(ip) = self.ips.get(address) {
+            return ip.clone();
+        }
+        if self.ips.len() >= Self::MAX {
+            self.ips.clear();
+        }
+        let ip: Option<Text> = reduce_ip(address).map(|ip| self.text(&ip));
+        self.ips.insert(address.into(), ip.clone());
+        ip
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::Value;
+
+    const HIT: &str = r#"{"Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","UserId":"u","CreationTime":"2024-01-01T00:00:00","Id":"1","Parameters":[{"Name":"Identity","Value":"m"},{"Name":"AuditBypassEnabled","Value":"True"}]}"#;
+    const MISS: &str = r#"{"Operation":"Set-Mailbox","Workload":"Exchange","UserId":"u"}"#;
+    const DECOY: &str = r#"{"Operation":"Set-Mailbox","Workload":"Exchange","ObjectId":"Set-MailboxAuditBypassAssociation"}"#;
+
+    use crate::findings::Harvest;
+
+    fn scan(data: &str, prefilter: bool) -> Partial<Harvest> {
+        let m = Matcher::new(Rule::builtin(), prefilter, 1 << 20);
+        scan_chunk(
+            data.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        )
+    }
+
+    fn lines(p: &Partial<Harvest>) -> Vec<u64> {
+        p.sink.findings.iter().map(|f| f.at.line).collect()
+    }
+
+    #[test]
+    fn counts_and_numbers_lines() {
+        let data = format!(
+            "{MISS}\n\n{HIT}\n  \n{DECOY}\n{{broken Set-MailboxAuditBypassAssociation\n{HIT}"
+        );
+        for prefilter in [true, false] {
+            let p = scan(&data, prefilter);
+            assert_eq!(p.counts.lines, 7, "prefilter={prefilter}");
+            assert_eq!(p.counts.blank, 2);
+            assert_eq!(p.counts.matched, 2);
+            assert_eq!(p.counts.malformed, 1);
+            assert_eq!(lines(&p), vec![2, 6]);
+            let offsets: Vec<u64> = p.sink.findings.iter().map(|f| f.at.offset).collect();
+            let starts: Vec<u64> = data.match_indices(HIT).map(|(i, _)| i as u64).collect();
+            assert_eq!(offsets, starts);
+            assert_eq!(p.coverage.records(), p.counts.records);
+            assert_eq!(p.samples[0].line, 5);
+            let c = p.counts;
+            assert_eq!(c.lines, c.blank + c.not_candidate() + c.candidates);
+            assert_eq!(c.candidates, c.matched + c.not_matched + c.malformed);
+        }
+        assert_eq!(scan(&data, true).counts.candidates, 4);
+        assert_eq!(scan(&data, false).counts.candidates, 5);
+    }
+
+    #[test]
+    fn evidence_fields_are_read() {
+        let p = scan(HIT, true);
+        let e = &p.sink.findings[0];
+        let rule = &Rule::builtin()[0];
+        assert_eq!(e.actor.as_deref(), Some("u"));
+        let field = |name| e.field(rule.evidence_index(name)).cloned();
+        assert_eq!(field("target"), Some(Value::Text("m".into())));
+        assert_eq!(field("bypass_enabled"), Some(Value::Bool(true)));
+        assert_eq!(
+            field("command_line"),
+            Some(Value::Text(
+                "Set-MailboxAuditBypassAssociation -Identity \"m\" -AuditBypassEnabled $true"
+                    .into()
+            ))
+        );
+        assert_eq!(e.record_id.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn embedded_records_reach_the_sink_at_the_wrapper_in_both_passes() {
+        // PowerShell's AuditData string without CreationTime: CreationDate stands in.
+        let inner = HIT.replace("\"CreationTime\":\"2024-01-01T00:00:00\",", "");
+        let wrapper = serde_json::json!({
+            "CreationDate": "/Date(1704153600000)/",
+            "Operations": "Set-MailboxAuditBypassAssociation",
+            "AuditData": inner,
+        })
+        .to_string();
+        let noshape = r#"{"UserId":"u","what":"Set-MailboxAuditBypassAssociation"}"#;
+        let data = format!("{MISS}\n{wrapper}\n{noshape}\n");
+        let first = Matcher::new(Rule::builtin(), true, 1 << 20);
+        let second = Matcher::for_literals(Rule::builtin(), Some(vec!["u".into()]), 1 << 20);
+        for m in [first, second] {
+            let p: Partial<Harvest> = scan_chunk(
+                data.as_bytes(),
+                0,
+                Pass::new(&m, &()),
+                &mut Scratch::default(),
+            );
+            assert_eq!(p.counts.malformed, 1, "the object of no record shape");
+            assert_eq!(p.samples[0].line, 2);
+            assert_eq!(lines(&p).last(), Some(&1));
+            let f = p.sink.findings.iter().find(|f| f.at.line == 1).unwrap();
+            assert_eq!(f.at.offset, MISS.len() as u64 + 1);
+            let t = f.timestamp.map(|t| t.to_rfc3339());
+            assert_eq!(t.as_deref(), Some("2024-01-02T00:00:00+00:00"));
+        }
+    }
+
+    #[test]
+    fn failures_are_selected_as_context_not_matched() {
+        let failed = HIT.replace("\"Workload\"", "\"ResultStatus\":\"Failed\",\"Workload\"");
+        let p = scan(&format!("{HIT}\n{failed}\n"), true);
+        assert_eq!(
+            (p.counts.matched, p.counts.not_matched, p.counts.context),
+            (1, 1, 1)
+        );
+        let whys: Vec<Why> = p.sink.findings.iter().map(|f| f.why).collect();
+        assert_eq!(whys, vec![Why::Rule, Why::Context(0)]);
+    }
+
+    #[test]
+    fn crlf_lines_and_hits_across_block_boundaries() {
+        // Lines long enough that hits straddle the 256 KiB blocks.
+        let pad = "x".repeat(DEFAULT_SCAN_BLOCK / 3);
+        let line = HIT.replace("\"Id\":\"1\"", &format!("\"Pad\":\"{pad}\",\"Id\":\"1\""));
+        let data = [line.as_str(); 7].join("\r\n") + "\r\n";
+        let p = scan(&data, true);
+        assert_eq!(p.counts.lines, 7);
+        assert_eq!(p.counts.matched, 7);
+        assert_eq!(lines(&p), (0..7).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn overlong_lines_are_malformed_not_parsed() {
+        let m = Matcher::new(Rule::builtin(), true, 16);
+        let p: Partial<Harvest> = scan_chunk(
+            HIT.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        );
+        assert_eq!(p.counts.malformed, 1);
+        assert!(
+            p.samples[0].reason.contains("longer than"),
+            "{}",
+            p.samples[0].reason
+        );
+    }
+
+    #[test]
+    fn only_whitespace_is_blank() {
+        let p = scan("\n \t\r\n\n", true);
+        assert_eq!((p.counts.lines, p.counts.blank), (3, 3));
+        let p = scan("\r", false);
+        assert_eq!((p.counts.lines, p.counts.blank), (1, 1));
+    }
+}

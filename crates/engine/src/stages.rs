@@ -1,0 +1,393 @@
+//! The stages of a hunt: inputs in, a [`Report`] out.
+//!
+//! Place in the flow: the engine's public surface. [`run`] is its stages in a row:
+//! [`discover`] the inputs, [`first_pass`] (the rules' matches and context selections,
+//! [`Harvest`]), [`plan_context`] from all first-pass findings (duplicates dropped,
+//! alerting replayed, whom each bypass rule's context pass watches), a
+//! [`context_pass`] per planned rule (what the watched names did, [`Activity`]), and
+//! [`finish`] (the analyses, the time window, the [`Report`]). Each stage is public so
+//! that a run split over machines (`crate::shard`) does a stage on its share of the
+//! inputs and merges between stages; the passes themselves are `crate::scan`'s. Nothing
+//! here prints.
+
+use std::time::{Duration, Instant};
+
+use ualhunt_input::{self as source, Input};
+
+use crate::analysis::actors;
+use crate::analysis::alerting;
+use crate::analysis::bypass::{self, Reader};
+use crate::analysis::context::{Activity, Watch};
+use crate::analysis::{Evidence, Window};
+use crate::config::Config;
+use crate::coverage::verdict;
+use crate::error::{Error, InputError, Warning};
+use crate::findings::{Finding, Harvest, Partial, Tallies, Why, drop_duplicates};
+use crate::report::{MalformedLine, Report, RuleStats, RunStats};
+use crate::rule::ANALYSIS_BYPASS;
+use crate::scan::{Matcher, Pass, Scanned, scan_all};
+
+/// The inputs of a run, found (the first stage).
+pub struct Found {
+    /// The inputs, in input order.
+    pub inputs: Vec<Input>,
+    /// Their names (`archive.zip!member` for a zip member); findings refer to them by
+    /// index.
+    pub names: Vec<String>,
+    /// The zip member of each input, if it is one.
+    pub members: Vec<Option<String>>,
+    /// Paths that could not be expanded into inputs.
+    pub errors: Vec<InputError>,
+    /// On-disk size of the file inputs (for the progress bar).
+    pub disk_total: u64,
+}
+
+/// Expands the configured paths into inputs.
+pub fn discover(config: &Config) -> Found {
+    let (inputs, discover_errors) = source::discover(&config.paths);
+    let disk_total: u64 = inputs.iter().filter_map(Input::disk_len).sum();
+    let names: Vec<String> = inputs.iter().map(Input::display).collect();
+    let members: Vec<Option<String>> = inputs
+        .iter()
+        .map(|i| match i {
+            Input::ZipEntry { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let errors = discover_errors
+        .into_iter()
+        .map(|e| InputError::Discover {
+            path: e.path,
+            message: e.message,
+        })
+        .collect();
+    Found {
+        inputs,
+        names,
+        members,
+        errors,
+        disk_total,
+    }
+}
+
+/// The first pass over the inputs with `matcher` (made by [`first_matcher`]): the rules'
+/// matches and context selections. Runs on the current rayon pool.
+pub fn first_pass(inputs: &[Input], matcher: &Matcher, config: &Config) -> Scanned<Harvest> {
+    scan_all(inputs, Pass::new(matcher, &()), config)
+}
+
+/// What the first pass selects: made once per run (or per merge of a sharded run).
+pub fn first_matcher(config: &Config) -> Matcher {
+    Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
+        .with_timing(config.timing)
+        .with_block(config.scan_block)
+}
+
+/// What the context pass watching `watch` selects.
+pub fn context_matcher(config: &Config, watch: &Watch) -> Matcher {
+    Matcher::for_literals(config.rules.clone(), watch.literals(), config.max_line)
+        .with_timing(config.timing)
+        .with_block(config.scan_block)
+}
+
+/// What the analyses need from the first pass over all inputs, and whom each bypass
+/// rule's context pass must watch.
+pub struct ContextPlan {
+    /// Every finding, duplicates dropped (unless kept), in input order.
+    pub findings: Vec<Finding>,
+    /// Rule matches dropped as duplicates.
+    pub duplicates: u64,
+    /// Per rule, matches its alerting held back (`analysis::alerting`).
+    pub held_back: Vec<u64>,
+    /// Each rule with the bypass investigation, in rule order, and whom its context
+    /// pass watches (`None`: no pass, for want of findings in the window, of names, or
+    /// with `--no-context`).
+    pub rules: Vec<(u16, Option<Watch>)>,
+}
+
+/// Plans the context passes from all of the first pass's findings (in input order),
+/// once duplicates are dropped and the rules' alerting has kept the matches that alert;
+/// `archive_start` is the earliest record time of the inputs (the coverage's).
+pub fn plan_context(
+    mut findings: Vec<Finding>,
+    archive_start: Option<i64>,
+    config: &Config,
+) -> ContextPlan {
+    let duplicates = if config.keep_duplicates {
+        0
+    } else {
+        drop_duplicates(&mut findings)
+    };
+    let archive_start = archive_start.and_then(|t| chrono::DateTime::from_timestamp(t, 0));
+    let held_back = alerting::apply(&mut findings, &config.rules, archive_start);
+    let window = window(config);
+    let mut rules = Vec::new();
+    for (r, rule) in config.rules.iter().enumerate() {
+        if !rule.has_analysis(ANALYSIS_BYPASS) {
+            continue;
+        }
+        let r = r as u16;
+        let found = findings
+            .iter()
+            .any(|f| f.rule == r && f.why == Why::Rule && window.contains(f.timestamp));
+        let mut watched = None;
+        if found && config.context {
+            let accounts = bypass::accounts(&findings, r, Reader::new(rule));
+            let watch = bypass::watch(&accounts, config.context_window);
+            if !watch.is_empty() {
+                watched = Some(watch);
+            }
+        }
+        rules.push((r, watched));
+    }
+    ContextPlan {
+        findings,
+        duplicates,
+        held_back,
+        rules,
+    }
+}
+
+/// The context pass of one rule: what the watched names did. Runs on the current
+/// rayon pool.
+pub fn context_pass(inputs: &[Input], watch: &Watch, config: &Config) -> Scanned<Activity> {
+    scan_all(
+        inputs,
+        Pass::new(&context_matcher(config, watch), watch),
+        config,
+    )
+}
+
+/// Everything the last stage turns into a [`Report`].
+pub struct Finish {
+    /// Input names, in input order.
+    pub names: Vec<String>,
+    /// The zip member of each input, if it is one.
+    pub members: Vec<Option<String>>,
+    /// Discovery errors, then the inputs that could not be read in full.
+    pub errors: Vec<InputError>,
+    /// Every warning.
+    pub warnings: Vec<Warning>,
+    /// The first pass's counts, samples and coverage (its findings are in `plan`).
+    pub first: Partial<Harvest>,
+    /// Bytes scanned (decompressed) in the first pass.
+    pub bytes: u64,
+    /// The findings and the context plan.
+    pub plan: ContextPlan,
+    /// The activity each planned context pass gathered (`None` where none ran), in the
+    /// order of `plan.rules`.
+    pub activities: Vec<Option<Activity>>,
+    /// Measurements.
+    pub stats: RunStats,
+}
+
+/// Runs a hunt.
+pub fn run(config: &Config) -> Result<Report, Error> {
+    let started = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()?;
+    let found = discover(config);
+    if let Some(p) = &config.progress {
+        p.total
+            .store(found.disk_total, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    // Pass 1: the rules and their context selections.
+    let matcher = first_matcher(config);
+    let Scanned {
+        mut partial,
+        errors: scan_errors,
+        mut warnings,
+        stats: scan_stats,
+    } = pool.install(|| first_pass(&found.inputs, &matcher, config));
+    // Exports (issue 8): an empty directory, or a run that read nothing, says so.
+    let explained = !found.errors.is_empty() || !scan_errors.is_empty() || !warnings.is_empty();
+    warnings.extend(crate::warnings::no_input(
+        &config.paths,
+        &found.inputs,
+        scan_stats.bytes,
+        explained,
+    ));
+    let plan = plan_context(
+        std::mem::take(&mut partial.sink.findings),
+        partial.coverage.first,
+        config,
+    );
+    let rule_stats = rule_stats(&matcher, &partial.evaluated);
+
+    // Pass 2, for each rule that asks for it.
+    let mut activities = Vec::new();
+    let mut context_stats = None;
+    for (_, watch) in &plan.rules {
+        let activity = watch.as_ref().map(|watch| {
+            if let Some(p) = &config.progress {
+                p.total
+                    .fetch_add(found.disk_total, std::sync::atomic::Ordering::Relaxed);
+            }
+            let second = pool.install(|| context_pass(&found.inputs, watch, config));
+            let attributed = second.partial.sink.records;
+            context_stats = Some((second.stats, attributed));
+            second.partial.sink
+        });
+        activities.push(activity);
+    }
+
+    let Found {
+        names,
+        members,
+        mut errors,
+        ..
+    } = found;
+    errors.extend(scan_errors);
+    let mut report = finish(
+        Finish {
+            names,
+            members,
+            errors,
+            warnings,
+            first: partial,
+            bytes: scan_stats.bytes,
+            plan,
+            activities,
+            stats: RunStats {
+                wall: Duration::ZERO,
+                threads: pool.current_num_threads(),
+                chunk_size: config.chunk_size,
+                scan: scan_stats,
+                context: context_stats,
+                rules: rule_stats,
+                routed_literals: matcher.router().map(|r| r.literals()),
+            },
+        },
+        config,
+        &pool,
+    );
+    report.stats.wall = started.elapsed();
+    Ok(report)
+}
+
+fn window(config: &Config) -> Window {
+    Window {
+        since: config.since,
+        until: config.until,
+    }
+}
+
+/// The last stage: the investigations, the rule matches inside the window grouped by
+/// actor, and the report.
+pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Report {
+    let Finish {
+        names,
+        members,
+        errors,
+        warnings,
+        first: partial,
+        bytes,
+        plan,
+        activities,
+        stats,
+    } = parts;
+    let window = window(config);
+    let ContextPlan {
+        findings,
+        duplicates,
+        held_back,
+        rules,
+    } = plan;
+    let context_ran = activities.iter().any(Option::is_some);
+    let investigations = rules
+        .iter()
+        .zip(&activities)
+        .map(|((r, watch), activity)| {
+            bypass::investigate(
+                &findings,
+                *r,
+                &config.rules,
+                window,
+                &config.allowlist,
+                watch.as_ref().zip(activity.as_ref()),
+                config.context_window,
+            )
+        })
+        .collect();
+
+    // The rule matches inside the window, with what the analyses made of them.
+    let readers: Vec<Option<Reader>> = config
+        .rules
+        .iter()
+        .map(|r| r.has_analysis(ANALYSIS_BYPASS).then(|| Reader::new(r)))
+        .collect();
+    let mut outside_window = 0;
+    let evidence: Vec<Evidence> = findings
+        .into_iter()
+        .filter(|f| f.why == Why::Rule)
+        .filter(|f| {
+            let inside = window.contains(f.timestamp);
+            outside_window += u64::from(!inside);
+            inside
+        })
+        .map(|finding| match readers[usize::from(finding.rule)] {
+            Some(reader) => reader.evidence(finding, &config.allowlist),
+            None => Evidence::of(finding, None, None, &config.allowlist),
+        })
+        .collect();
+    let actors = pool.install(|| actors::group(evidence, &config.rules));
+
+    if let Some(p) = &config.progress {
+        p.finished.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let malformed = partial
+        .samples
+        .iter()
+        .map(|s| MalformedLine {
+            path: names[s.file].clone(),
+            line: s.line + 1,
+            reason: s.reason.clone(),
+            excerpt: s.excerpt.clone(),
+        })
+        .collect();
+    Report {
+        rules: config.rules.iter().map(|r| r.meta.clone()).collect(),
+        items: config.rules.iter().map(|r| r.items).collect(),
+        not_run: config.not_run.clone(),
+        files: names.len() as u64,
+        inputs: names,
+        members,
+        bytes,
+        counts: partial.counts,
+        duplicates,
+        held_back,
+        outside_window,
+        window,
+        errors,
+        warnings,
+        malformed,
+        actors,
+        investigations,
+        coverage: verdict::report(&partial.coverage),
+        allowlist: config.allowlist.clone(),
+        context_ran,
+        stats,
+    }
+}
+
+/// Each rule's literals and evaluation count, from its query's selection.
+pub fn rule_stats(matcher: &Matcher, evaluated: &Tallies) -> Vec<RuleStats> {
+    let mut out: Vec<RuleStats> = Vec::new();
+    for (i, sel) in matcher.selections().iter().enumerate() {
+        if sel.why != Why::Rule {
+            continue;
+        }
+        let literals = matcher.requirements()[i].clone();
+        out.push(RuleStats {
+            why_none: match (&literals, &sel.query) {
+                (None, Some(q)) => Some(crate::prefilter::why_no_literal(q)),
+                _ => None,
+            },
+            literals,
+            evaluated: evaluated.get(i),
+        });
+    }
+    out
+}

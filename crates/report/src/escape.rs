@@ -1,0 +1,230 @@
+//! Text from an archive made inert for its medium: a terminal, a spreadsheet cell, a
+//! JSON file someone `cat`s, an HTML page or SVG chart. Every output escapes through
+//! here, so what counts as hidden is decided once per medium.
+
+use std::fmt;
+use std::io;
+use std::io::Write;
+
+/// Whether a character would act rather than show when printed: control characters
+/// (C0, DEL, C1), bidirectional marks, embeddings, overrides and isolates, and the
+/// Unicode line and paragraph separators.
+pub fn is_hidden_control(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                | '\u{2028}' | '\u{2029}'
+        )
+}
+
+/// Makes archive text safe to print on a terminal: control characters (C0, DEL, C1),
+/// bidirectional controls and line separators become visible `\u{..}` escapes, so a
+/// crafted actor name cannot move the cursor, recolour the screen, start a line or
+/// reorder what is shown.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_hidden_control(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Makes a cell safe for a spreadsheet and for a terminal that shows the file: control,
+/// bidi and line-separator characters become visible `\u{..}` escapes (as on a
+/// terminal), and a value a spreadsheet would read as a formula (leading `=`, `+`,
+/// `-`, `@`, tab or carriage return) gets a leading `'`.
+pub fn spreadsheet_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let formula = matches!(
+        text.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
+    let visible: std::borrow::Cow<'_, str> = if text.chars().any(is_hidden_control) {
+        terminal_safe(text).into()
+    } else {
+        text.into()
+    };
+    if formula {
+        format!("'{visible}").into()
+    } else {
+        visible
+    }
+}
+
+/// Writes `value` as compact JSON, as `serde_json::to_writer` does, except that the
+/// characters that act on a terminal and that JSON lets through raw (DEL, C1 controls,
+/// bidi controls, U+2028/U+2029) are written as `\uXXXX` escapes: the parsed value is
+/// the same, but `cat`ing the file cannot recolour the terminal or reorder a line.
+pub fn json_to_writer<W: Write, T: serde::Serialize + ?Sized>(out: W, value: &T) -> io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(out, Inert);
+    value.serialize(&mut ser).map_err(io::Error::other)
+}
+
+/// serde_json's compact formatter with hidden controls escaped (see [`json_to_writer`]).
+struct Inert;
+
+impl serde_json::ser::Formatter for Inert {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let mut from = 0;
+        for (i, c) in fragment.char_indices() {
+            if is_hidden_control(c) {
+                writer.write_all(&fragment.as_bytes()[from..i])?;
+                write!(writer, "\\u{:04x}", c as u32)?;
+                from = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[from..])
+    }
+}
+
+/// Whether a character is shown as a `\u{..}` escape rather than as itself: control
+/// characters (C0, DEL, C1), bidirectional marks, embeddings, overrides and isolates,
+/// zero-width characters, line and paragraph separators, and the byte order mark.
+pub(crate) fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+        )
+}
+
+/// How escaped text is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Plain: attributes, SVG, titles.
+    Plain,
+    /// HTML text: hidden characters highlighted.
+    Marked,
+    /// HTML text in a narrow cell: highlighted, and a line may break after `@ / \ _ |`.
+    Cell,
+}
+
+/// At most this many characters of one string are shown (a record can hold a
+/// command line of megabytes); the rest is counted.
+pub const TEXT_MAX: usize = 1000;
+
+fn escape(f: &mut impl fmt::Write, text: &str, mode: Mode) -> fmt::Result {
+    if let Some((cut, _)) = text.char_indices().nth(TEXT_MAX) {
+        escape(f, &text[..cut], mode)?;
+        let more = text[cut..].chars().count();
+        return match mode {
+            Mode::Plain => write!(f, "… (+{more} characters)"),
+            Mode::Marked | Mode::Cell => write!(
+                f,
+                r#"<span class="more">… (+{more} characters — see the JSON)</span>"#
+            ),
+        };
+    }
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        let entity = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&#39;",
+            '@' | '/' | '\\' | '_' | '|' if mode == Mode::Cell => {
+                f.write_str(&text[start..=i])?;
+                f.write_str("<wbr>")?;
+                start = i + 1;
+                continue;
+            }
+            c if is_hidden(c) => "",
+            _ => continue,
+        };
+        f.write_str(&text[start..i])?;
+        start = i + c.len_utf8();
+        if !entity.is_empty() {
+            f.write_str(entity)?;
+        } else if mode != Mode::Plain {
+            let n = c as u32;
+            write!(
+                f,
+                r#"<span class="ctl" title="U+{n:04X}">\u{{{n:x}}}</span>"#
+            )?;
+        } else {
+            write!(f, "\\u{{{:x}}}", c as u32)?;
+        }
+    }
+    f.write_str(&text[start..])
+}
+
+/// Text escaped for HTML text, attribute values and SVG: `& < > " '` as entities,
+/// hidden characters (see `is_hidden`) as a plain `\u{..}`.
+pub struct Esc<'a>(pub &'a str);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escape(f, self.0, Mode::Plain)
+    }
+}
+
+/// Text escaped as [`Esc`] does, each hidden character's `\u{..}` highlighted so a
+/// reader sees it is not part of the name. For HTML text only (it writes markup).
+pub struct Txt<'a>(pub &'a str);
+
+impl fmt::Display for Txt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escape(f, self.0, Mode::Marked)
+    }
+}
+
+/// Text escaped as [`Txt`] does, with line-break opportunities after `@ / \ _ |` so
+/// addresses and paths wrap at their separators in a narrow cell, not mid-word.
+pub struct Brk<'a>(pub &'a str);
+
+impl fmt::Display for Brk<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escape(f, self.0, Mode::Cell)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes() {
+        assert_eq!(terminal_safe("a\x1b[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(terminal_safe("x\u{202e}y\u{9b}"), "x\\u{202e}y\\u{9b}");
+        assert_eq!(
+            terminal_safe(r"NT AUTHORITY\SYSTEM é"),
+            r"NT AUTHORITY\SYSTEM é"
+        );
+    }
+
+    #[test]
+    fn json_escapes_what_acts_on_a_terminal_and_parses_back_the_same() {
+        let text = "a\u{1b}[31m\u{9b}2J\u{202e}x\u{2028}y\u{7f}é\n\"";
+        let mut out = Vec::new();
+        json_to_writer(&mut out, &serde_json::json!({ "actor": text })).unwrap();
+        let written = String::from_utf8(out).unwrap();
+        assert_eq!(
+            written,
+            r#"{"actor":"a\u001b[31m\u009b2J\u202ex\u2028y\u007fé\n\""}"#
+        );
+        let back: serde_json::Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(back["actor"], text);
+    }
+
+    #[test]
+    fn spreadsheet_escapes() {
+        assert_eq!(spreadsheet_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(spreadsheet_safe("+1"), "'+1");
+        assert_eq!(spreadsheet_safe("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(spreadsheet_safe("alice@contoso.com"), "alice@contoso.com");
+        assert_eq!(spreadsheet_safe("\tx\u{1b}[2J"), "'\\u{9}x\\u{1b}[2J");
+        assert_eq!(
+            spreadsheet_safe("a\u{202e}b\r\nc"),
+            "a\\u{202e}b\\u{d}\\u{a}c"
+        );
+    }
+}

@@ -1,0 +1,657 @@
+//! `--format json`: one document, schema version 3. The one complete record of a run:
+//! every other format is derived from the same report.
+//!
+//! Each finding is written once. A rule match is in `actors[].evidence`; the rules
+//! that fired (`by_rule[].evidence`) and the other rules' matches beside an
+//! investigation (`related[].evidence`) point at it as `[actor, index]`, its position
+//! in `actors` and in that actor's `evidence`. Failed attempts, which are no rule
+//! match, are in their investigation's `attempts`. (Version 2 repeated every match in
+//! `by_rule[].findings` and `related[].finding`.)
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::exporter::Exporter;
+use crate::time::Rfc3339;
+use ualhunt_engine::Report;
+use ualhunt_engine::allow::Entry;
+use ualhunt_engine::analysis::Evidence;
+use ualhunt_engine::analysis::actors::ActorFindings;
+use ualhunt_engine::analysis::bypass::{Account, ActorContext, Investigation, Period};
+use ualhunt_engine::analysis::context::{OpKey, OpStat, Tampering};
+use ualhunt_engine::error::{InputError, Warning};
+use ualhunt_engine::findings::{Finding, Value};
+use ualhunt_engine::report::MalformedLine;
+use ualhunt_engine::rule::{Alerting, Threat};
+
+/// The JSON exporter.
+pub struct Json;
+
+/// The schema version written.
+pub const VERSION: u32 = 3;
+
+#[derive(Serialize)]
+struct Document<'a> {
+    version: u32,
+    rules: Vec<RuleOut<'a>>,
+    scan: ScanOut<'a>,
+    window: WindowOut,
+    actors: Vec<ActorOut<'a>>,
+    coverage: CoverageOut<'a>,
+    /// Every investigation (one per rule that asks for it).
+    investigations: Vec<BypassOut<'a>>,
+    /// The findings of each rule that fired, in the table's order (severity first).
+    by_rule: Vec<ByRuleOut<'a>>,
+    /// Rules loaded that cannot run offline, with why.
+    not_run: &'a [ualhunt_engine::rule::load::NotRun],
+    allowlist: AllowlistOut<'a>,
+}
+
+#[derive(Serialize)]
+struct ByRuleOut<'a> {
+    rule_id: &'a str,
+    name: &'a str,
+    severity: &'a str,
+    risk_score: u32,
+    events: u64,
+    allowed: u64,
+    actors: Vec<Option<&'a str>>,
+    first_seen: Option<Rfc3339>,
+    last_seen: Option<Rfc3339>,
+    /// Where its matches are: `[actor, index]` into `actors[actor].evidence[index]`.
+    evidence: Vec<[usize; 2]>,
+}
+
+#[derive(Serialize)]
+pub(super) struct RuleOut<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub severity: &'a str,
+    pub risk_score: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threat: Option<&'a [Threat]>,
+    /// Matched events reported for the rule (JSON report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
+    /// Distinct actors of those events (JSON report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actors: Option<u64>,
+    /// How the rule's matches alert (`new_terms`, `threshold`; JSON report only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerting: Option<&'a Alerting>,
+    /// Matches its alerting held back (JSON report only, rules with alerting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ScanOut<'a> {
+    files: u64,
+    bytes: u64,
+    lines: u64,
+    blank: u64,
+    records: u64,
+    not_candidate: u64,
+    candidates: u64,
+    matched: u64,
+    not_matched: u64,
+    context_selected: u64,
+    malformed: u64,
+    outside_window: u64,
+    duplicates: u64,
+    held_back: u64,
+    events: usize,
+    attempts: usize,
+    context_pass: bool,
+    errors: Vec<ErrorOut<'a>>,
+    warnings: &'a [Warning],
+    malformed_samples: &'a [MalformedLine],
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    path: &'a str,
+    message: String,
+    kind: &'static str,
+    offset: Option<u64>,
+    line: Option<u64>,
+}
+
+impl<'a> ErrorOut<'a> {
+    fn new(e: &'a InputError) -> ErrorOut<'a> {
+        ErrorOut {
+            path: e.path(),
+            message: e.to_string(),
+            kind: e.kind(),
+            offset: e.offset(),
+            line: e.line(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WindowOut {
+    since: Option<Rfc3339>,
+    until: Option<Rfc3339>,
+}
+
+#[derive(Serialize)]
+struct ActorOut<'a> {
+    actor: Option<&'a str>,
+    events: usize,
+    first_seen: Option<Rfc3339>,
+    last_seen: Option<Rfc3339>,
+    user_types: Vec<&'a str>,
+    targets: Vec<TargetOut<'a>>,
+    source_ips: Vec<&'a str>,
+    evidence: Vec<EvidenceOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct TargetOut<'a> {
+    identity: Option<&'a str>,
+    events: u64,
+    bypass_enabled: Option<bool>,
+}
+
+/// One finding with its evidence items flattened in, as JSON and NDJSON write it.
+pub(super) struct EvidenceOut<'a> {
+    report: &'a Report,
+    finding: &'a Finding,
+    change: Option<&'static str>,
+    allowed: Option<&'a Entry>,
+    /// Whether to write the actor too (NDJSON lines stand alone).
+    with_actor: bool,
+}
+
+impl<'a> EvidenceOut<'a> {
+    pub(super) fn new(report: &'a Report, e: &'a Evidence) -> EvidenceOut<'a> {
+        EvidenceOut {
+            report,
+            finding: &e.finding,
+            change: e.change.map(|c| c.name()),
+            allowed: e.allowed.map(|i| &report.allowlist.entries[i]),
+            with_actor: false,
+        }
+    }
+
+    pub(super) fn with_actor(mut self) -> Self {
+        self.with_actor = true;
+        self
+    }
+}
+
+fn report_rule<'a>(report: &'a Report, f: &Finding) -> Option<&'a ualhunt_engine::rule::RuleMeta> {
+    report.rules.get(usize::from(f.rule))
+}
+
+impl Serialize for EvidenceOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.finding;
+        let r = self.report;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("rule_id", &r.rules[usize::from(f.rule)].id)?;
+        if self.with_actor {
+            m.serialize_entry("actor", &f.actor.as_deref())?;
+        }
+        m.serialize_entry("path", &r.inputs[f.at.input as usize])?;
+        m.serialize_entry("member", &r.members[f.at.input as usize])?;
+        m.serialize_entry("line", &(f.at.line + 1))?;
+        m.serialize_entry("offset", &f.at.offset)?;
+        m.serialize_entry("timestamp", &f.timestamp.as_ref().map(Rfc3339::new))?;
+        m.serialize_entry("record_id", &f.record_id.as_deref())?;
+        m.serialize_entry("source_ip", &f.source_ip.as_deref())?;
+        if let Some(rule) = report_rule(r, f) {
+            for (spec, value) in rule.evidence.iter().zip(&f.fields) {
+                m.serialize_entry(&spec.name, &value.as_ref().map(ValueOut))?;
+            }
+        }
+        m.serialize_entry("change", &self.change)?;
+        m.serialize_entry("allowed", &self.allowed)?;
+        m.end()
+    }
+}
+
+/// An evidence value as JSON: a boolean or a string.
+pub(super) struct ValueOut<'a>(pub(super) &'a Value);
+
+impl Serialize for ValueOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Text(t) => s.serialize_str(t),
+        }
+    }
+}
+
+fn actor_out<'a>(report: &'a Report, a: &'a ActorFindings) -> ActorOut<'a> {
+    ActorOut {
+        actor: a.actor.as_deref(),
+        events: a.evidence.len(),
+        first_seen: a.first_seen.as_ref().map(Rfc3339::new),
+        last_seen: a.last_seen.as_ref().map(Rfc3339::new),
+        user_types: a.user_types.iter().map(|t| &**t).collect(),
+        targets: a
+            .targets
+            .iter()
+            .map(|t| TargetOut {
+                identity: t.identity.as_deref(),
+                events: t.events,
+                bypass_enabled: t.flag,
+            })
+            .collect(),
+        source_ips: a.source_ips.iter().map(|t| &**t).collect(),
+        evidence: a
+            .evidence
+            .iter()
+            .map(|e| EvidenceOut::new(report, e))
+            .collect(),
+    }
+}
+
+#[derive(Serialize)]
+struct DayOut {
+    date: String,
+    records: u64,
+}
+
+#[derive(Serialize)]
+struct CoverageOut<'a> {
+    first: Option<Rfc3339>,
+    last: Option<Rfc3339>,
+    records: u64,
+    undated: u64,
+    days: Vec<DayOut>,
+    gap_days: Vec<String>,
+    exchange_admin_records: u64,
+    conclusive: bool,
+    reasons: &'a [String],
+}
+
+#[derive(Serialize)]
+struct BypassOut<'a> {
+    rule_id: &'a str,
+    context_pass: bool,
+    accounts: Vec<AccountOut<'a>>,
+    attempts: Vec<EvidenceOut<'a>>,
+    attempts_outside_window: u64,
+    actor_context: Option<Vec<ActorContextOut<'a>>>,
+    /// Other rules' matches by the changers (within the context window of a change)
+    /// and the bypassed accounts (inside a period).
+    related: Vec<RelatedOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct RelatedOut<'a> {
+    who: &'a str,
+    role: ualhunt_engine::analysis::bypass::Role,
+    rule_name: &'a str,
+    severity: &'a str,
+    /// Where the match is: `[actor, index]` into `actors[actor].evidence[index]`.
+    evidence: Option<[usize; 2]>,
+}
+
+#[derive(Serialize)]
+struct AccountOut<'a> {
+    identity: &'a str,
+    spellings: &'a [String],
+    state_at_end: ualhunt_engine::analysis::bypass::State,
+    allowed: Option<&'a Entry>,
+    changes: Vec<ChangeOut<'a>>,
+    periods: Vec<PeriodOut<'a>>,
+    blind_spot: Option<BlindSpotOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChangeOut<'a> {
+    timestamp: Option<Rfc3339>,
+    change: &'static str,
+    actor: Option<&'a str>,
+    path: &'a str,
+    line: u64,
+    record_id: Option<&'a str>,
+    command_line: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PeriodOut<'a> {
+    start: Option<Rfc3339>,
+    end: Option<Rfc3339>,
+    open: bool,
+    predates_data: bool,
+    set_by: Option<&'a str>,
+    ended_by: Option<&'a str>,
+    mailbox_audit_before: Option<u64>,
+    mailbox_audit_during: Option<u64>,
+    mailbox_audit_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct BlindSpotOut<'a> {
+    mailbox_audit_before: u64,
+    mailbox_audit_during: u64,
+    mailbox_audit_after: u64,
+    mailbox_audit_per_day: Vec<DayOut>,
+    other_activity_during: Vec<OpOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct OpOut<'a> {
+    workload: &'a str,
+    operation: &'a str,
+    count: u64,
+    first: Option<Rfc3339>,
+    last: Option<Rfc3339>,
+    source_ips: Vec<&'a str>,
+}
+
+fn op_out<'a>((k, s): &'a (OpKey, OpStat)) -> OpOut<'a> {
+    OpOut {
+        workload: &k.0,
+        operation: &k.1,
+        count: s.count,
+        first: s.first.as_ref().map(Rfc3339::new),
+        last: s.last.as_ref().map(Rfc3339::new),
+        source_ips: s.source_ips.iter().map(|t| &**t).collect(),
+    }
+}
+
+#[derive(Serialize)]
+struct ActorContextOut<'a> {
+    actor: &'a str,
+    spelled: &'a str,
+    changes: u64,
+    window_seconds: i64,
+    operations: Vec<OpOut<'a>>,
+    source_ips: Vec<&'a str>,
+    tampering: Vec<TamperingOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct TamperingOut<'a> {
+    timestamp: Rfc3339,
+    operation: &'a str,
+    path: &'a str,
+    line: u64,
+    command_line: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AllowlistOut<'a> {
+    entries: usize,
+    expired: Vec<&'a Entry>,
+}
+
+fn change_out<'a>(
+    report: &'a Report,
+    c: &'a ualhunt_engine::analysis::bypass::ChangeItem,
+) -> ChangeOut<'a> {
+    let f = &c.finding;
+    let command_line = report.text(f, report.items(f).command_line);
+    ChangeOut {
+        timestamp: f.timestamp.as_ref().map(Rfc3339::new),
+        change: c.change.name(),
+        actor: f.actor.as_deref(),
+        path: &report.inputs[f.at.input as usize],
+        line: f.at.line + 1,
+        record_id: f.record_id.as_deref(),
+        command_line,
+    }
+}
+
+fn period_out(p: &Period) -> PeriodOut<'_> {
+    PeriodOut {
+        start: p.start.as_ref().map(Rfc3339::new),
+        end: p.end.as_ref().map(Rfc3339::new),
+        open: p.open,
+        predates_data: p.predates_data,
+        set_by: p.set_by.as_deref(),
+        ended_by: p.ended_by.as_deref(),
+        mailbox_audit_before: p.mailbox_audit.map(|m| m[0]),
+        mailbox_audit_during: p.mailbox_audit.map(|m| m[1]),
+        mailbox_audit_after: p.mailbox_audit.map(|m| m[2]),
+    }
+}
+
+fn account_out<'a>(report: &'a Report, a: &'a Account) -> AccountOut<'a> {
+    AccountOut {
+        identity: &a.identity,
+        spellings: &a.spellings,
+        state_at_end: a.state_at_end,
+        allowed: a.allowed.map(|i| &report.allowlist.entries[i]),
+        changes: a.changes.iter().map(|c| change_out(report, c)).collect(),
+        periods: a.periods.iter().map(period_out).collect(),
+        blind_spot: a.blind_spot.as_ref().map(|b| BlindSpotOut {
+            mailbox_audit_before: b.before,
+            mailbox_audit_during: b.during,
+            mailbox_audit_after: b.after,
+            mailbox_audit_per_day: b
+                .per_day
+                .iter()
+                .map(|(d, n)| DayOut {
+                    date: d.to_string(),
+                    records: *n,
+                })
+                .collect(),
+            other_activity_during: b.other_during.iter().map(op_out).collect(),
+        }),
+    }
+}
+
+fn actor_context_out<'a>(report: &'a Report, c: &'a ActorContext) -> ActorContextOut<'a> {
+    ActorContextOut {
+        actor: &c.actor,
+        spelled: &c.spelled,
+        changes: c.changes,
+        window_seconds: c.window.num_seconds(),
+        operations: c.operations.iter().map(op_out).collect(),
+        source_ips: c.source_ips.iter().map(|t| &**t).collect(),
+        tampering: c
+            .tampering
+            .iter()
+            .map(|t| tampering_out(report, t))
+            .collect(),
+    }
+}
+
+fn tampering_out<'a>(report: &'a Report, t: &'a Tampering) -> TamperingOut<'a> {
+    TamperingOut {
+        timestamp: Rfc3339::new(&t.timestamp),
+        operation: &t.operation,
+        path: &report.inputs[t.at.input as usize],
+        line: t.at.line + 1,
+        command_line: t.command_line.as_deref(),
+    }
+}
+
+fn bypass_out<'a>(report: &'a Report, inv: &'a Investigation, at: &Positions) -> BypassOut<'a> {
+    BypassOut {
+        rule_id: &report.rules[usize::from(inv.rule)].id,
+        context_pass: report.context_ran,
+        accounts: inv
+            .accounts
+            .iter()
+            .map(|a| account_out(report, a))
+            .collect(),
+        attempts: inv
+            .attempts
+            .iter()
+            .map(|e| EvidenceOut::new(report, e).with_actor())
+            .collect(),
+        attempts_outside_window: inv.attempts_outside_window,
+        actor_context: inv
+            .actor_context
+            .as_ref()
+            .map(|list| list.iter().map(|c| actor_context_out(report, c)).collect()),
+        related: inv
+            .related
+            .iter()
+            .map(|r| {
+                let rule = &report.rules[usize::from(r.finding.rule)];
+                RelatedOut {
+                    who: &r.who,
+                    role: r.role,
+                    rule_name: &rule.name,
+                    severity: &rule.severity,
+                    evidence: at.get(&r.finding),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Where each rule match is in `actors`: `[actor, index]`, found by the match's rule
+/// and place (a rule matches a record once).
+struct Positions(std::collections::HashMap<(u16, u32, u64), [usize; 2]>);
+
+impl Positions {
+    fn of(report: &Report) -> Positions {
+        let mut map = std::collections::HashMap::new();
+        for (a, actor) in report.actors.iter().enumerate() {
+            for (i, e) in actor.evidence.iter().enumerate() {
+                let f = &e.finding;
+                map.entry((f.rule, f.at.input, f.at.offset))
+                    .or_insert([a, i]);
+            }
+        }
+        Positions(map)
+    }
+
+    fn get(&self, f: &Finding) -> Option<[usize; 2]> {
+        self.0.get(&(f.rule, f.at.input, f.at.offset)).copied()
+    }
+}
+
+/// The rules that fired, severity first, each with where its matches are, in evidence
+/// order (actor, then time).
+fn by_rule_out<'a>(report: &'a Report) -> Vec<ByRuleOut<'a>> {
+    report
+        .fired_rules()
+        .iter()
+        .map(|s| {
+            let r = &report.rules[usize::from(s.rule)];
+            let mine = |a: &&'a ActorFindings| a.evidence.iter().any(|e| e.finding.rule == s.rule);
+            ByRuleOut {
+                rule_id: &r.id,
+                name: &r.name,
+                severity: &r.severity,
+                risk_score: r.risk_score,
+                events: s.events,
+                allowed: s.allowed,
+                actors: report
+                    .actors
+                    .iter()
+                    .filter(mine)
+                    .map(|a| a.actor.as_deref())
+                    .collect(),
+                first_seen: s.first_seen.as_ref().map(Rfc3339::new),
+                last_seen: s.last_seen.as_ref().map(Rfc3339::new),
+                evidence: report
+                    .actors
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(a, actor)| (0..actor.evidence.len()).map(move |i| (a, i)))
+                    .filter(|&(a, i)| report.actors[a].evidence[i].finding.rule == s.rule)
+                    .map(|(a, i)| [a, i])
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+impl Exporter for Json {
+    fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let c = &report.counts;
+        let cov = &report.coverage;
+        let summaries = report.by_rule();
+        let positions = Positions::of(report);
+        let doc = Document {
+            version: VERSION,
+            rules: report
+                .rules
+                .iter()
+                .zip(&summaries)
+                .zip(&report.held_back)
+                .map(|((r, sum), held)| RuleOut {
+                    id: &r.id,
+                    name: &r.name,
+                    severity: &r.severity,
+                    risk_score: r.risk_score,
+                    query: Some(&r.query),
+                    threat: Some(&r.threat),
+                    events: Some(sum.events),
+                    actors: Some(sum.actors),
+                    alerting: r.alerting.as_ref(),
+                    held_back: r.alerting.is_some().then_some(*held),
+                })
+                .collect(),
+            scan: ScanOut {
+                files: report.files,
+                bytes: report.bytes,
+                lines: c.lines,
+                blank: c.blank,
+                records: c.records,
+                not_candidate: c.not_candidate(),
+                candidates: c.candidates,
+                matched: c.matched,
+                not_matched: c.not_matched,
+                context_selected: c.context,
+                malformed: c.malformed,
+                outside_window: report.outside_window,
+                duplicates: report.duplicates,
+                held_back: report.held_back.iter().sum(),
+                events: report.events(),
+                attempts: report.attempts(),
+                context_pass: report.context_ran,
+                errors: report.errors.iter().map(ErrorOut::new).collect(),
+                warnings: &report.warnings,
+                malformed_samples: &report.malformed,
+            },
+            window: WindowOut {
+                since: report.window.since.as_ref().map(Rfc3339::new),
+                until: report.window.until.as_ref().map(Rfc3339::new),
+            },
+            actors: report.actors.iter().map(|a| actor_out(report, a)).collect(),
+            coverage: CoverageOut {
+                first: cov.first.as_ref().map(Rfc3339::new),
+                last: cov.last.as_ref().map(Rfc3339::new),
+                records: cov.records,
+                undated: cov.undated,
+                days: cov
+                    .days
+                    .iter()
+                    .map(|(d, n)| DayOut {
+                        date: d.to_string(),
+                        records: *n,
+                    })
+                    .collect(),
+                gap_days: cov.gap_days.iter().map(|d| d.to_string()).collect(),
+                exchange_admin_records: cov.exchange_admin_records,
+                conclusive: cov.conclusive,
+                reasons: &cov.reasons,
+            },
+            investigations: report
+                .investigations
+                .iter()
+                .map(|i| bypass_out(report, i, &positions))
+                .collect(),
+            by_rule: by_rule_out(report),
+            not_run: &report.not_run,
+            allowlist: AllowlistOut {
+                entries: report.allowlist.entries.len(),
+                expired: report
+                    .allowlist
+                    .expired()
+                    .into_iter()
+                    .map(|i| &report.allowlist.entries[i])
+                    .collect(),
+            },
+        };
+        crate::escape::json_to_writer(&mut *out, &doc)?;
+        writeln!(out)
+    }
+}

@@ -1,0 +1,678 @@
+//! `--format table` (default): the verdict first, then the bypass periods, failed
+//! attempts, the actors, their context, the coverage and a one-line scan summary.
+//! Every value from an archive is made terminal-safe. The actors table is laid out in
+//! columns when it fits the width (the terminal's, `COLUMNS`, or unlimited with
+//! `--wide`), else one block per actor, one item per line, long lines cut with `…`.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::escape::terminal_safe;
+use crate::exporter::Exporter;
+use crate::time::rfc3339;
+use ualhunt_engine::Report;
+use ualhunt_engine::analysis::actors::ActorFindings;
+use ualhunt_engine::analysis::bypass::{Account, Investigation, Period, State};
+use ualhunt_engine::coverage::verdict::summarize_days;
+use ualhunt_engine::findings::Value;
+
+/// The table exporter.
+pub struct Table {
+    /// Columns available; `None`: unlimited (one line per actor whatever its length).
+    pub width: Option<usize>,
+}
+
+const HEADER: [&str; 6] = [
+    "ACTOR",
+    "EVENTS",
+    "FIRST SEEN",
+    "LAST SEEN",
+    "SOURCE IPS",
+    "TARGETS (BYPASS, EVENTS)",
+];
+
+/// At most this many targets and source IPs are listed per actor in the column layout;
+/// the JSON, CSV and NDJSON outputs have all of them.
+const TARGETS_MAX: usize = 8;
+const IPS_MAX: usize = 3;
+const RULES_MAX: usize = 3;
+/// At most this many items of a list (periods, attempts, operations) in the table.
+const LIST_MAX: usize = 20;
+
+fn listing(items: impl ExactSizeIterator<Item = String>, max: usize) -> String {
+    let total = items.len();
+    if total == 0 {
+        return "-".to_string();
+    }
+    let mut shown: Vec<String> = items.take(max).collect();
+    if total > max {
+        shown.push(format!("+{} more", total - max));
+    }
+    shown.join(", ")
+}
+
+fn when(t: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.as_ref().map_or("-".to_string(), rfc3339)
+}
+
+/// The actor's name, with its kind when it is not a person (`[System]`).
+fn actor_name(a: &ActorFindings) -> String {
+    let mut name = terminal_safe(a.actor.as_deref().unwrap_or("(none)"));
+    let kinds: Vec<&str> = a
+        .user_types
+        .iter()
+        .map(|t| &**t)
+        .filter(|t| matches!(*t, "System" | "ServicePrincipal" | "Application"))
+        .collect();
+    if !kinds.is_empty() {
+        let _ = write!(name, " [{}]", kinds.join(", "));
+    }
+    name
+}
+
+fn target_text(t: &ualhunt_engine::analysis::actors::Target) -> String {
+    let flag = match t.flag {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "?",
+    };
+    let name = t.identity.as_deref().unwrap_or("(none)");
+    format!("{} ({flag}, {})", terminal_safe(name), t.events)
+}
+
+fn row(a: &ActorFindings, report: &Report) -> Vec<String> {
+    let mut cells = vec![
+        actor_name(a),
+        a.evidence.len().to_string(),
+        when(&a.first_seen),
+        when(&a.last_seen),
+        listing(a.source_ips.iter().map(|ip| terminal_safe(ip)), IPS_MAX),
+        listing(a.targets.iter().map(target_text), TARGETS_MAX),
+    ];
+    if report.rules.len() > 1 {
+        cells.insert(2, listing(rule_names(a, report).into_iter(), RULES_MAX));
+    }
+    cells
+}
+
+/// The names of the rules an actor's events matched, in rule order.
+fn rule_names(a: &ActorFindings, report: &Report) -> Vec<String> {
+    let mut rules: Vec<u16> = a.evidence.iter().map(|e| e.finding.rule).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    rules
+        .into_iter()
+        .map(|r| terminal_safe(&report.rules[usize::from(r)].name))
+        .collect()
+}
+
+/// Cuts a word to `width` characters, ending it with `…` when cut.
+fn cut(word: &str, width: usize) -> String {
+    if word.chars().count() <= width || width < 2 {
+        return word.to_string();
+    }
+    let mut s: String = word.chars().take(width - 1).collect();
+    s.push('…');
+    s
+}
+
+/// Wraps a line at spaces to `width` columns; continuation lines are indented four
+/// more than the line. A single word wider than a line is cut with `…`, never split.
+fn fit(line: &str, width: Option<usize>) -> String {
+    let Some(w) = width else {
+        return line.to_string();
+    };
+    if line.chars().count() <= w {
+        return line.to_string();
+    }
+    let text = line.trim_start();
+    let lead = line.len() - text.len();
+    let more = (lead + 4).min(w / 2);
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut len = 0;
+    let mut room = w.saturating_sub(lead).max(1);
+    for word in text.split(' ') {
+        let mut piece = cut(word, room);
+        if len > 0 && len + 1 + piece.chars().count() > room {
+            lines.push(std::mem::take(&mut current).trim_end().to_string());
+            len = 0;
+            room = w - more;
+            piece = cut(word, room);
+        }
+        if len > 0 {
+            current.push(' ');
+            len += 1;
+        }
+        len += piece.chars().count();
+        current.push_str(&piece);
+    }
+    lines.push(current.trim_end().to_string());
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&" ".repeat(if i == 0 { lead } else { more }));
+        out.push_str(l);
+    }
+    out
+}
+
+impl Table {
+    fn line(&self, out: &mut dyn Write, text: &str) -> io::Result<()> {
+        writeln!(out, "{}", fit(text, self.width))
+    }
+
+    fn actors(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let rows: Vec<Vec<String>> = report.actors.iter().map(|a| row(a, report)).collect();
+        let mut header: Vec<String> = HEADER.map(String::from).to_vec();
+        if report.rules.len() > 1 {
+            header.insert(2, "RULES".to_string());
+        }
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        if self.width.is_none_or(|w| total <= w) {
+            let line = |cells: &[String]| {
+                let mut s = String::new();
+                for (i, (cell, &w)) in cells.iter().zip(&widths).enumerate() {
+                    if i == cells.len() - 1 {
+                        s.push_str(cell);
+                    } else if i == 1 {
+                        let _ = write!(s, "{cell:>w$}  ");
+                    } else {
+                        let _ = write!(s, "{cell:<w$}  ");
+                    }
+                }
+                s
+            };
+            writeln!(out, "{}", line(&header))?;
+            for r in &rows {
+                writeln!(out, "{}", line(r))?;
+            }
+            return Ok(());
+        }
+        // Narrow: one block per actor, one item per line.
+        for a in &report.actors {
+            self.line(
+                out,
+                &format!(
+                    "{}  {} events, {} .. {}",
+                    actor_name(a),
+                    a.evidence.len(),
+                    when(&a.first_seen),
+                    when(&a.last_seen)
+                ),
+            )?;
+            let ips: Vec<String> = a.source_ips.iter().map(|ip| terminal_safe(ip)).collect();
+            if report.rules.len() > 1 {
+                self.line(
+                    out,
+                    &format!("  rules:      {}", rule_names(a, report).join("; ")),
+                )?;
+            }
+            self.line(
+                out,
+                &format!(
+                    "  source IPs: {}",
+                    if ips.is_empty() {
+                        "-".into()
+                    } else {
+                        ips.join(", ")
+                    }
+                ),
+            )?;
+            for (i, t) in a.targets.iter().enumerate() {
+                let label = if i == 0 {
+                    "  targets:    "
+                } else {
+                    "              "
+                };
+                self.line(out, &format!("{label}{}", target_text(t)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn verdict(&self, report: &Report, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        let on: Vec<&Account> = inv
+            .accounts
+            .iter()
+            .filter(|a| a.state_at_end == State::On)
+            .collect();
+        let allowed = on.iter().filter(|a| a.allowed.is_some()).count();
+        match on.len() {
+            0 => writeln!(
+                out,
+                "VERDICT: no account has mailbox audit bypass ON at the end of the data"
+            )?,
+            n => writeln!(
+                out,
+                "VERDICT: {n} account{} mailbox audit bypass ON at the end of the data{}",
+                if n == 1 { " has" } else { "s have" },
+                if allowed > 0 {
+                    format!(" ({allowed} allowlisted)")
+                } else {
+                    String::new()
+                }
+            )?,
+        }
+        for a in on.iter().take(LIST_MAX) {
+            let p = a.periods.last();
+            let mut text = format!(
+                "  {}  since {}, set by {}",
+                terminal_safe(&a.identity),
+                p.map_or("-".into(), |p| when(&p.start)),
+                p.and_then(|p| p.set_by.as_deref())
+                    .map_or("-".into(), terminal_safe)
+            );
+            if let Some(b) = &a.blind_spot {
+                let _ = write!(
+                    text,
+                    "; mailbox audit records {} before, {} during",
+                    b.before, b.during
+                );
+                let other: u64 = b.other_during.iter().map(|(_, s)| s.count).sum();
+                let _ = write!(text, "; {other} other records while bypassed");
+            }
+            if let Some(i) = a.allowed {
+                let _ = write!(
+                    text,
+                    "  [allowed: {}]",
+                    terminal_safe(&report.allowlist.entries[i].reason)
+                );
+            }
+            self.line(out, &text)?;
+        }
+        if on.len() > LIST_MAX {
+            writeln!(out, "  +{} more — see the JSON", on.len() - LIST_MAX)?;
+        }
+        Ok(())
+    }
+
+    fn periods(&self, report: &Report, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        if inv.accounts.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "\nBYPASS PERIODS")?;
+        for a in inv.accounts.iter().take(LIST_MAX) {
+            let mut head = format!(
+                "  {} [{}]",
+                terminal_safe(&a.identity),
+                state_name(a.state_at_end)
+            );
+            if a.spellings.len() > 1 || a.spellings.first().is_some_and(|s| *s != a.identity) {
+                let spellings: Vec<String> = a.spellings.iter().map(|s| terminal_safe(s)).collect();
+                let _ = write!(head, " spelled {}", spellings.join(" | "));
+            }
+            if let Some(i) = a.allowed {
+                let _ = write!(
+                    head,
+                    "  [allowed: {}]",
+                    terminal_safe(&report.allowlist.entries[i].reason)
+                );
+            }
+            self.line(out, &head)?;
+            for p in &a.periods {
+                self.line(out, &format!("    {}", period_text(p)))?;
+            }
+            if a.periods.is_empty() {
+                self.line(
+                    out,
+                    &format!("    {} change(s), direction unknown", a.changes.len()),
+                )?;
+            }
+        }
+        if inv.accounts.len() > LIST_MAX {
+            writeln!(
+                out,
+                "  +{} more accounts — see the JSON",
+                inv.accounts.len() - LIST_MAX
+            )?;
+        }
+        Ok(())
+    }
+
+    fn attempts(
+        &self,
+        report: &Report,
+        inv: &Investigation,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        if inv.attempts.is_empty() {
+            return Ok(());
+        }
+        writeln!(out, "\nFAILED ATTEMPTS ({})", inv.attempts.len())?;
+        let items = &report.items[usize::from(inv.rule)];
+        let item = |f: &ualhunt_engine::findings::Finding, index: Option<usize>| {
+            f.field(index)
+                .map(Value::to_string)
+                .unwrap_or_else(|| "-".into())
+        };
+        for f in inv.attempts.iter().take(LIST_MAX).map(|e| &e.finding) {
+            self.line(
+                out,
+                &format!(
+                    "  {}  {} -> {}  ({})  {}:{}",
+                    when(&f.timestamp),
+                    terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
+                    terminal_safe(&item(f, items.target)),
+                    terminal_safe(&item(f, items.result_status)),
+                    terminal_safe(&report.inputs[f.at.input as usize]),
+                    f.at.line + 1
+                ),
+            )?;
+        }
+        if inv.attempts.len() > LIST_MAX {
+            writeln!(
+                out,
+                "  +{} more — see the JSON",
+                inv.attempts.len() - LIST_MAX
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The other rules' matches by the people involved in the bypass.
+    fn related(&self, report: &Report, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        if inv.related.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "\nOTHER RULES BY THE PEOPLE INVOLVED ({})",
+            inv.related.len()
+        )?;
+        for r in inv.related.iter().take(LIST_MAX) {
+            let f = &r.finding;
+            let rule = &report.rules[usize::from(f.rule)];
+            let role = match r.role {
+                ualhunt_engine::analysis::bypass::Role::Changer => "changer",
+                ualhunt_engine::analysis::bypass::Role::Bypassed => "while bypassed",
+            };
+            self.line(
+                out,
+                &format!(
+                    "  {}  {} ({role})  {} [{}]",
+                    when(&f.timestamp),
+                    terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
+                    terminal_safe(&rule.name),
+                    rule.severity
+                ),
+            )?;
+        }
+        if inv.related.len() > LIST_MAX {
+            writeln!(
+                out,
+                "  … {} more (JSON has all)",
+                inv.related.len() - LIST_MAX
+            )?;
+        }
+        Ok(())
+    }
+
+    fn context(&self, inv: &Investigation, out: &mut dyn Write) -> io::Result<()> {
+        let Some(list) = &inv.actor_context else {
+            return Ok(());
+        };
+        if list.is_empty() {
+            return Ok(());
+        }
+        let hours = list.first().map_or(0, |c| c.window.num_hours());
+        writeln!(out, "\nACTOR CONTEXT (±{hours}h around each change)")?;
+        for c in list.iter().take(LIST_MAX) {
+            let records: u64 = c.operations.iter().map(|(_, s)| s.count).sum();
+            let mut ops: Vec<&(
+                ualhunt_engine::analysis::context::OpKey,
+                ualhunt_engine::analysis::context::OpStat,
+            )> = c.operations.iter().collect();
+            ops.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+            let top: Vec<String> = ops
+                .iter()
+                .take(5)
+                .map(|(k, s)| format!("{} x{}", terminal_safe(&k.1), s.count))
+                .collect();
+            self.line(
+                out,
+                &format!(
+                    "  {}: {records} records ({}), IPs {}",
+                    terminal_safe(&c.spelled),
+                    if top.is_empty() {
+                        "-".into()
+                    } else {
+                        top.join(", ")
+                    },
+                    listing(c.source_ips.iter().map(|ip| terminal_safe(ip)), IPS_MAX)
+                ),
+            )?;
+            for t in c.tampering.iter().take(LIST_MAX) {
+                self.line(
+                    out,
+                    &format!(
+                        "    audit tampering: {}  {}",
+                        rfc3339(&t.timestamp),
+                        terminal_safe(t.command_line.as_deref().unwrap_or(&t.operation))
+                    ),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn coverage(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let c = &report.coverage;
+        writeln!(out)?;
+        self.line(
+            out,
+            &format!(
+                "COVERAGE: {} .. {}, {} records on {} days, {} Exchange admin records: {}",
+                when(&c.first),
+                when(&c.last),
+                c.records,
+                c.days.len(),
+                c.exchange_admin_records,
+                if c.conclusive {
+                    "conclusive"
+                } else {
+                    "INCONCLUSIVE"
+                }
+            ),
+        )?;
+        for r in &c.reasons {
+            self.line(out, &format!("  {r}"))?;
+        }
+        if !c.gap_days.is_empty() && c.reasons.is_empty() {
+            self.line(out, &format!("  gap days: {}", summarize_days(&c.gap_days)))?;
+        }
+        Ok(())
+    }
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::On => "ON at end",
+        State::Off => "off at end",
+        State::Unknown => "state unknown",
+    }
+}
+
+fn period_text(p: &Period) -> String {
+    let start = if p.predates_data {
+        "(before the data)".to_string()
+    } else {
+        when(&p.start)
+    };
+    let end = if p.open {
+        "OPEN".to_string()
+    } else {
+        when(&p.end)
+    };
+    let mut s = format!("{start} -> {end}");
+    if let Some(by) = &p.set_by {
+        let _ = write!(s, "  set by {}", terminal_safe(by));
+    }
+    if let Some(by) = &p.ended_by {
+        let _ = write!(s, "  ended by {}", terminal_safe(by));
+    }
+    if let Some([b, d, a]) = p.mailbox_audit {
+        let _ = write!(s, "  mailbox audit {b} before / {d} during / {a} after");
+    }
+    s
+}
+
+impl Table {
+    /// Several rules: one line per rule that fired (severity first), then how many
+    /// did not and which could not run.
+    fn rules(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let fired = report.fired_rules();
+        self.line(
+            out,
+            &format!(
+                "rules: {} run, {} fired, {} not run (see `ualhunt rules`)",
+                report.rules.len(),
+                fired.len(),
+                report.not_run.len()
+            ),
+        )?;
+        if fired.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<[String; 4]> = fired
+            .iter()
+            .map(|s| {
+                let r = &report.rules[usize::from(s.rule)];
+                let events = if s.allowed > 0 {
+                    format!("{} ({} allowed)", s.events, s.allowed)
+                } else {
+                    s.events.to_string()
+                };
+                [
+                    r.severity.to_uppercase(),
+                    events,
+                    s.actors.to_string(),
+                    terminal_safe(&r.name),
+                ]
+            })
+            .collect();
+        let header = ["SEVERITY", "EVENTS", "ACTORS", "RULE"].map(String::from);
+        let mut widths = header.clone().map(|h| h.chars().count());
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for cells in std::iter::once(&header).chain(&rows) {
+            let line = format!(
+                "  {:<a$}  {:>b$}  {:>c$}  {}",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                a = widths[0],
+                b = widths[1],
+                c = widths[2]
+            );
+            self.line(out, &line)?;
+        }
+        Ok(())
+    }
+}
+
+impl Exporter for Table {
+    fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        if report.rules.len() == 1 && report.not_run.is_empty() {
+            let r = &report.rules[0];
+            self.line(
+                out,
+                &format!(
+                    "rule: {} [{} / risk {}] {}",
+                    terminal_safe(&r.name),
+                    r.severity,
+                    r.risk_score,
+                    r.id
+                ),
+            )?;
+        } else {
+            self.rules(report, out)?;
+        }
+        for inv in &report.investigations {
+            self.verdict(report, inv, out)?;
+        }
+        for inv in &report.investigations {
+            self.periods(report, inv, out)?;
+            self.attempts(report, inv, out)?;
+        }
+        writeln!(out)?;
+        if report.actors.is_empty() {
+            writeln!(out, "no findings")?;
+        } else {
+            self.actors(report, out)?;
+        }
+        for inv in &report.investigations {
+            self.context(inv, out)?;
+            self.related(report, inv, out)?;
+        }
+        self.coverage(report, out)?;
+        let c = &report.counts;
+        let allowed = report.events() - report.unallowed_events();
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} events by {} actors ({} allowlisted); {} failed attempts;",
+            report.events(),
+            report.actors.len(),
+            allowed,
+            report.attempts(),
+        )?;
+        let held: u64 = report.held_back.iter().sum();
+        let held = if report.rules.iter().any(|r| r.alerting.is_some()) {
+            format!(" {held} matches held back by new-terms/threshold alerting;")
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "{} duplicates dropped; {} outside --since/--until;{held}",
+            report.duplicates, report.outside_window,
+        )?;
+        writeln!(
+            out,
+            "scanned {} files, {} bytes, {} lines ({} candidates, {} malformed), {} errors",
+            report.files,
+            report.bytes,
+            c.lines,
+            c.candidates,
+            c.malformed,
+            report.errors.len()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_wrap_at_spaces_and_never_split_words() {
+        let line = "  svc-backup@contoso.onmicrosoft.com  since 2024-01-03T09:00:00Z, set by it-helpdesk@contoso.onmicrosoft.com";
+        let wrapped = fit(line, Some(50));
+        for l in wrapped.lines() {
+            assert!(l.chars().count() <= 50, "{l:?}");
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let back: Vec<&str> = wrapped.split_whitespace().collect();
+        assert_eq!(words, back);
+        assert!(
+            wrapped.lines().nth(1).unwrap().starts_with("      "),
+            "{wrapped}"
+        );
+        let long = format!("  {}", "x".repeat(80));
+        assert_eq!(fit(&long, Some(40)).chars().count(), 40);
+        assert_eq!(fit("short", Some(40)), "short");
+    }
+}
