@@ -1,8 +1,11 @@
-//! KQL (Kibana Query Language): parser, evaluator and prefilter literals.
+//! KQL (Kibana Query Language): parser, printer, evaluator and prefilter literals.
 //!
-//! Place in the flow: `rule` compiles a published query text into a [`Query`] once;
-//! `scan` evaluates it against each candidate record's field view, and `prefilter`
-//! asks it which literal byte strings every matching line must contain.
+//! A query text is parsed once into a [`Query`] over the caller's field type; the caller
+//! evaluates it against each record's [`Fields`] view ([`Query::matches`]), and may ask
+//! which literal byte strings every matching record must contain
+//! ([`Query::required_literals`], [`Query::required_conjuncts`]) to skip the records
+//! that cannot match without parsing them. [`Query`] prints back (`Display`) as KQL text
+//! that parses to the same query.
 //!
 //! The syntax is Kibana's (`kbn-es-query` kuery grammar), evaluated the way
 //! Elasticsearch answers the query Kibana builds, and the way Elastic's own offline
@@ -271,8 +274,8 @@ impl<F: Field> Query<F> {
         }
     }
 
-    /// Whether this clause's literals are shared by whole workloads (`event.provider`:
-    /// `Exchange` is in most records of an archive), so a poor prefilter.
+    /// Whether this clause's literals are shared by whole classes of records (see
+    /// [`Field::is_broad`]), so a poor prefilter.
     fn is_broad(&self) -> bool {
         matches!(self, Query::Match { field, .. } if field.is_broad())
     }
