@@ -731,7 +731,9 @@ mod tests {
         };
         write_atomic(&path, &t).unwrap();
         let text = zstd::decode_all(&std::fs::read(&path).unwrap()[..]).unwrap();
-        let edited = String::from_utf8(text).unwrap().replace("\"x\":7", "\"x\":8");
+        let edited = String::from_utf8(text)
+            .unwrap()
+            .replace("\"x\":7", "\"x\":8");
         std::fs::write(&path, zstd::encode_all(edited.as_bytes(), 3).unwrap()).unwrap();
         let e = read::<T>(&path, PARTIAL_FORMAT).unwrap_err();
         assert!(e.contains("SHA-256"), "{e}");
