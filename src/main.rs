@@ -61,7 +61,11 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
     }
     let outputs = args.outputs();
     outputs.check_destinations().map_err(anyhow::Error::msg)?;
-    outputs::check(&outputs.named(), &hunt_inputs(args))?;
+    let inputs = hunt_inputs(args);
+    outputs::check(&outputs.named(), &inputs)?;
+    if outputs.output.is_none() {
+        outputs::check_stdout(&inputs)?;
+    }
     let mut config = args.to_config()?;
     // Every destination is created before the scan: a file that cannot be created ends
     // the run at once, not after hours of reading.
@@ -378,6 +382,9 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let outputs = args.outputs();
     outputs.check_destinations().map_err(anyhow::Error::msg)?;
     outputs::check(&outputs.named(), &inputs)?;
+    if outputs.output.is_none() {
+        outputs::check_stdout(&inputs)?;
+    }
     let destinations = Destinations::create(&outputs)?;
     let files = shard::merge::load(&args.partials)?;
     let report = shard::merge::merge(files, today)?;

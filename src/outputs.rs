@@ -196,6 +196,26 @@ pub fn check(outputs: &[Named], inputs: &Inputs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a report to standard output when that is an input (`>> e.jsonl`): it would
+/// be appended to the evidence.
+pub fn check_stdout(inputs: &Inputs) -> anyhow::Result<()> {
+    use std::os::fd::AsFd;
+    let meta = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .and_then(|f| f.metadata());
+    if let Ok(m) = meta
+        && m.is_file()
+        && let Some(input) = inputs.ids.get(&(m.dev(), m.ino()))
+    {
+        anyhow::bail!(
+            "standard output is the input {input}: refusing to write the report into evidence; nothing was written"
+        );
+    }
+    Ok(())
+}
+
 /// An output being written: a temporary file beside its target, renamed over it by
 /// [`commit`] once complete, removed if dropped before (a stale entry left in the
 /// signal handler's list names a file that no longer exists).

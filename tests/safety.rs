@@ -130,6 +130,21 @@ fn an_output_naming_an_input_is_refused_and_the_input_kept() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("standard input"), "{}", stderr(&out));
     assert_eq!(std::fs::read(d.join("e.jsonl")).unwrap(), data);
+    // `>> e.jsonl`: the report would be appended to the evidence.
+    let out = Command::new(cargo_bin("ualhunt"))
+        .current_dir(d)
+        .args(["hunt", "-q", "e.jsonl"])
+        .stdout(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(d.join("e.jsonl"))
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("standard output is the input e.jsonl"));
+    assert_eq!(std::fs::read(d.join("e.jsonl")).unwrap(), data);
 }
 
 // `-o a.csv --export csv=./a.csv` wrote two reports over each other and exited 0.
