@@ -74,8 +74,11 @@ impl Named {
     }
 }
 
+/// Device and inode of a file.
+type Id = (u64, u64);
+
 /// Device and inode of an existing file, links followed.
-fn identity(path: &Path) -> Option<(u64, u64)> {
+fn identity(path: &Path) -> Option<Id> {
     fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
@@ -105,7 +108,7 @@ fn resolved(path: &Path) -> PathBuf {
 /// as itself), by identity and by path, with how to name it.
 #[derive(Default)]
 pub struct Inputs {
-    ids: HashMap<(u64, u64), String>,
+    ids: HashMap<Id, String>,
     paths: HashMap<PathBuf, String>,
 }
 
@@ -171,7 +174,7 @@ impl Inputs {
 /// Refuses an output that is an input or another output (named both ways), before
 /// anything is opened for writing.
 pub fn check(outputs: &[Named], inputs: &Inputs) -> anyhow::Result<()> {
-    let mut seen: Vec<(Option<(u64, u64)>, PathBuf, &Named)> = Vec::new();
+    let mut seen: Vec<(Option<Id>, PathBuf, &Named)> = Vec::new();
     for out in outputs {
         if let Some(input) = inputs.find(&out.path) {
             anyhow::bail!(
