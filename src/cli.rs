@@ -417,25 +417,14 @@ impl Outputs<'_> {
 
 impl HuntArgs {
     /// Refuses what cannot make a sound run before anything is read or written: `-`
-    /// given twice (two readers would split standard input between them), a path that
-    /// does not exist (a mistyped path must not give a report as if the archive were
-    /// complete), a time window that is empty.
+    /// given twice (two readers would split standard input between them), a time window
+    /// that is empty.
     pub fn check_paths(&self) -> anyhow::Result<()> {
         let stdin = self.paths.iter().filter(|p| p.as_os_str() == "-").count();
         if stdin > 1 {
             anyhow::bail!(
                 "standard input (-) is named {stdin} times: it can be read only once; nothing was read"
             );
-        }
-        for p in self.paths.iter().filter(|p| p.as_os_str() != "-") {
-            if let Err(e) = std::fs::metadata(p)
-                && e.kind() == std::io::ErrorKind::NotFound
-            {
-                anyhow::bail!(
-                    "{}: no such file or directory; nothing was read (no report: it would speak for inputs it never saw)",
-                    p.display()
-                );
-            }
         }
         if let (Some(since), Some(until)) = (self.since, self.until)
             && since >= until

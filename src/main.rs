@@ -125,6 +125,23 @@ fn emit(
     destinations: Destinations,
     report: ualhunt_engine::Report,
 ) -> anyhow::Result<ExitCode> {
+    if report.files == 0 && !report.errors.is_empty() {
+        // Nothing could even be found: a verdict would speak for inputs never read.
+        let mut err = io::stderr().lock();
+        for e in &report.errors {
+            writeln!(
+                err,
+                "ualhunt: {}: {}",
+                terminal_safe(e.path()),
+                terminal_safe(&e.to_string())
+            )?;
+        }
+        writeln!(
+            err,
+            "ualhunt: no input could be read: no report and no verdict (no output file was replaced)"
+        )?;
+        return Ok(ExitCode::from(2));
+    }
     let Destinations { out, mut exports } = destinations;
     // One report, every format written from it: the main output, then each export.
     let to_terminal = outputs.output.is_none() && io::stdout().is_terminal();
