@@ -70,6 +70,7 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
     // Every destination is created before the scan: a file that cannot be created ends
     // the run at once, not after hours of reading.
     let destinations = Destinations::create(&outputs)?;
+    config.skip = destinations.temporaries();
     let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
         let progress = Arc::new(Progress::default());
         config.progress = Some(progress.clone());
@@ -102,6 +103,15 @@ struct Destinations {
 }
 
 impl Destinations {
+    /// The temporaries being written.
+    fn temporaries(&self) -> Vec<PathBuf> {
+        self.out
+            .iter()
+            .chain(&self.exports)
+            .map(|p| p.temporary().to_path_buf())
+            .collect()
+    }
+
     fn create(outputs: &Outputs<'_>) -> anyhow::Result<Destinations> {
         let mut named = outputs.named().into_iter();
         let out = match outputs.output {
@@ -330,6 +340,8 @@ fn hunt_shard(args: &HuntArgs, spec: &str) -> anyhow::Result<ExitCode> {
     let named = Named::new("--partial", path);
     outputs::check(std::slice::from_ref(&named), &hunt_inputs(args))?;
     let file = Pending::create(&named, true)?;
+    let mut config = config;
+    config.skip = vec![file.temporary().to_path_buf()];
     let context = match &args.context_from {
         Some(p) => Some((p.display().to_string(), shard::merge::load_context_plan(p)?)),
         None => None,

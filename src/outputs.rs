@@ -270,6 +270,11 @@ impl Pending {
         &mut self.writer
     }
 
+    /// The temporary file (never to be read as an input).
+    pub fn temporary(&self) -> &Path {
+        &self.temporary
+    }
+
     /// How the output was named.
     pub fn flag(&self) -> &str {
         &self.flag

@@ -191,6 +191,41 @@ fn two_outputs_to_one_file_are_refused() {
     }
 }
 
+// An output inside an input directory was read as an input of its own run (empty).
+#[test]
+fn an_output_being_written_inside_an_input_directory_is_not_read() {
+    let (dir, _) = evidence();
+    let d = dir.path();
+    std::fs::remove_file(d.join("l")).unwrap();
+    std::fs::remove_file(d.join("h")).unwrap();
+    let out = run(
+        d,
+        &[
+            "hunt",
+            "-q",
+            "--format",
+            "json",
+            "-o",
+            "r.json",
+            "--export",
+            "csv=r.csv",
+            ".",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("r.json")).unwrap()).unwrap();
+    assert_eq!(report["scan"]["files"], 1, "{}", report["scan"]);
+    // A partial too.
+    std::fs::create_dir(d.join("s")).unwrap();
+    std::fs::copy(d.join("e.jsonl"), d.join("s").join("e.jsonl")).unwrap();
+    shard(d, 0, 1, "s/p", &["s"]);
+    let out = run(d, &["merge", "--format", "json", "s/p"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["scan"]["files"], 1, "{}", report["scan"]);
+}
+
 // `hunt - -` split standard input between two readers.
 #[test]
 fn standard_input_named_twice_is_refused() {
