@@ -1,5 +1,6 @@
 //! The `ualhunt` binary: parse flags, run the library, map the result to an exit
-//! status (0 findings, 1 none, 2 something could not be read).
+//! status (0 findings, 1 none, 2 something could not be read or written; 130 / 143
+//! interrupted by SIGINT / SIGTERM).
 
 mod cli;
 mod outputs;
