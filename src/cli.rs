@@ -367,6 +367,25 @@ impl HuntArgs {
 }
 
 impl Outputs<'_> {
+    /// The files named: `-o` first, then each `--export`.
+    pub fn named(&self) -> Vec<crate::outputs::Named> {
+        self.output
+            .iter()
+            .map(|p| crate::outputs::Named::new("-o", p))
+            .chain(self.exports.iter().map(|e| {
+                let name = e
+                    .format
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default();
+                crate::outputs::Named {
+                    flag: format!("--export {name}={}", e.path.display()),
+                    path: e.path.clone(),
+                }
+            }))
+            .collect()
+    }
+
     /// Checks that no file is named twice among `-o` and the `--export`s: two writers
     /// would clobber each other.
     pub fn check_destinations(&self) -> Result<(), String> {
@@ -397,6 +416,28 @@ impl Outputs<'_> {
 }
 
 impl HuntArgs {
+    /// Refuses what cannot make a sound run before anything is read or written: `-`
+    /// given twice (two readers would split standard input between them), a time window
+    /// that is empty.
+    pub fn check_paths(&self) -> anyhow::Result<()> {
+        let stdin = self.paths.iter().filter(|p| p.as_os_str() == "-").count();
+        if stdin > 1 {
+            anyhow::bail!(
+                "standard input (-) is named {stdin} times: it can be read only once; nothing was read"
+            );
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since >= until
+        {
+            anyhow::bail!(
+                "--since {} is not before --until {}: the time window is empty",
+                since.to_rfc3339(),
+                until.to_rfc3339()
+            );
+        }
+        Ok(())
+    }
+
     /// The library configuration these flags describe.
     pub fn to_config(&self) -> anyhow::Result<Config> {
         let mut config = Config::new(self.paths.clone());

@@ -1,11 +1,13 @@
 //! The `ualhunt` binary: parse flags, run the library, map the result to an exit
-//! status (0 findings, 1 none, 2 something could not be read).
+//! status (0 findings, 1 none, 2 something could not be read or written; 130 / 143
+//! interrupted by SIGINT / SIGTERM).
 
 mod cli;
+mod outputs;
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +15,8 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, Export, GenerateArgs, HuntArgs, MergeArgs, Outputs, RulesArgs, Shape};
+use cli::{Cli, Command, GenerateArgs, HuntArgs, MergeArgs, Outputs, RulesArgs, Shape};
+use outputs::{Inputs, Named, Pending};
 use ualhunt_engine::rule::load::RuleSet;
 use ualhunt_engine::shard::{self, Shard};
 use ualhunt_generate::{GenOptions, GenShape, Storyline};
@@ -25,6 +28,11 @@ static ALLOC: ualhunt_engine::alloc::CountingAlloc = ualhunt_engine::alloc::Coun
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let writes = matches!(cli.command, Command::Hunt(_) | Command::Merge(_));
+    if writes && let Err(e) = outputs::on_signals() {
+        eprintln!("ualhunt: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Hunt(args) => hunt(&args),
         Command::Rules(args) => rules(&args).map(|()| ExitCode::SUCCESS),
@@ -48,15 +56,22 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
+    args.check_paths()?;
     if let Some(shard) = &args.shard {
         return hunt_shard(args, shard);
     }
     let outputs = args.outputs();
     outputs.check_destinations().map_err(anyhow::Error::msg)?;
+    let inputs = hunt_inputs(args);
+    outputs::check(&outputs.named(), &inputs)?;
+    if outputs.output.is_none() {
+        outputs::check_stdout(&inputs)?;
+    }
     let mut config = args.to_config()?;
     // Every destination is created before the scan: a file that cannot be created ends
     // the run at once, not after hours of reading.
     let destinations = Destinations::create(&outputs)?;
+    config.skip = destinations.temporaries();
     let bar = (!args.quiet && io::stderr().is_terminal()).then(|| {
         let progress = Arc::new(Progress::default());
         config.progress = Some(progress.clone());
@@ -70,22 +85,45 @@ fn hunt(args: &HuntArgs) -> anyhow::Result<ExitCode> {
     emit(&outputs, destinations, report)
 }
 
-/// The main output and the exports, created.
-struct Destinations<'a> {
-    out: Box<dyn Write>,
-    exports: Vec<(&'a Export, BufWriter<File>)>,
+/// Everything a hunt reads: its paths, and its rules, allowlist and context plan.
+fn hunt_inputs(args: &HuntArgs) -> Inputs {
+    let extra: Vec<&Path> = args
+        .rules
+        .iter()
+        .chain(&args.allow)
+        .chain(&args.context_from)
+        .map(PathBuf::as_path)
+        .collect();
+    Inputs::of(&args.paths, &extra)
 }
 
-impl<'a> Destinations<'a> {
-    fn create(outputs: &Outputs<'a>) -> anyhow::Result<Destinations<'a>> {
-        let out: Box<dyn Write> = match outputs.output {
-            Some(path) => Box::new(BufWriter::new(create(path)?)),
-            None => Box::new(BufWriter::new(io::stdout().lock())),
-        };
-        let exports = outputs
-            .exports
+/// The main output (stdout, or a file being written) and the exports being written.
+struct Destinations {
+    out: Option<Pending>,
+    exports: Vec<Pending>,
+}
+
+impl Destinations {
+    /// The temporaries being written.
+    fn temporaries(&self) -> Vec<PathBuf> {
+        self.out
             .iter()
-            .map(|e| Ok((e, BufWriter::new(create(&e.path)?))))
+            .chain(&self.exports)
+            .map(|p| p.temporary().to_path_buf())
+            .collect()
+    }
+
+    fn create(outputs: &Outputs<'_>) -> anyhow::Result<Destinations> {
+        let mut named = outputs.named().into_iter();
+        let out = match outputs.output {
+            Some(_) => named
+                .next()
+                .map(|n| Pending::create(&n, false))
+                .transpose()?,
+            None => None,
+        };
+        let exports = named
+            .map(|n| Pending::create(&n, false))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Destinations { out, exports })
     }
@@ -95,36 +133,67 @@ impl<'a> Destinations<'a> {
 /// the exit status (0 findings, 1 none, 2 something could not be read).
 fn emit(
     outputs: &Outputs<'_>,
-    destinations: Destinations<'_>,
+    destinations: Destinations,
     report: ualhunt_engine::Report,
 ) -> anyhow::Result<ExitCode> {
-    let Destinations {
-        mut out,
-        mut exports,
-    } = destinations;
+    if report.files == 0 && !report.errors.is_empty() {
+        // Nothing could even be found: a verdict would speak for inputs never read.
+        let mut err = io::stderr().lock();
+        for e in &report.errors {
+            writeln!(
+                err,
+                "ualhunt: {}: {}",
+                terminal_safe(e.path()),
+                terminal_safe(&e.to_string())
+            )?;
+        }
+        writeln!(
+            err,
+            "ualhunt: no input could be read: no report and no verdict (no output file was replaced)"
+        )?;
+        return Ok(ExitCode::from(2));
+    }
+    let Destinations { out, mut exports } = destinations;
     // One report, every format written from it: the main output, then each export.
     let to_terminal = outputs.output.is_none() && io::stdout().is_terminal();
     let layout = output::Layout {
         width: table_width(outputs.wide, to_terminal),
     };
-    let written = output::write_with(outputs.format.into(), layout, &report, &mut out)
-        .and_then(|()| out.flush())
-        .with_context(|| match outputs.output {
-            Some(path) => format!("cannot write {}", path.display()),
-            None => "cannot write findings".to_string(),
-        });
+    let mut files = Vec::new();
+    let written = match out {
+        Some(mut file) => {
+            let result = output::write_with(outputs.format.into(), layout, &report, file.writer())
+                .with_context(|| {
+                    format!("cannot write {}; no output file was replaced", file.flag())
+                });
+            files.push(file);
+            result
+        }
+        None => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            output::write_with(outputs.format.into(), layout, &report, &mut out)
+                .and_then(|()| out.flush())
+                .context("cannot write findings")
+        }
+    };
     let layout = output::Layout {
         width: table_width(outputs.wide, false),
     };
     let mut exported = Ok(());
-    for (export, file) in &mut exports {
-        let result = output::write_with(export.format.into(), layout, &report, file)
-            .and_then(|()| file.flush())
-            .with_context(|| format!("cannot write {}", export.path.display()));
+    for (export, file) in outputs.exports.iter().zip(&mut exports) {
+        let result = output::write_with(export.format.into(), layout, &report, file.writer())
+            .with_context(|| format!("cannot write {}; no output file was replaced", file.flag()));
         if exported.is_ok() {
             exported = result;
         }
     }
+    files.extend(exports);
+    // Every output complete, or none replaces its file.
+    let committed = if written.is_ok() && exported.is_ok() {
+        outputs::commit(files)
+    } else {
+        Ok(())
+    };
 
     let mut err = io::stderr().lock();
     for w in &report.warnings {
@@ -194,6 +263,7 @@ fn emit(
     }
     written?;
     exported?;
+    committed?;
 
     let failed = !report.errors.is_empty() || (outputs.strict && report.counts.malformed > 0);
     let events = report.unallowed_events();
@@ -268,6 +338,11 @@ fn hunt_shard(args: &HuntArgs, spec: &str) -> anyhow::Result<ExitCode> {
             "--shard needs --partial FILE (where this shard's result goes) or --list-shard"
         );
     };
+    let named = Named::new("--partial", path);
+    outputs::check(std::slice::from_ref(&named), &hunt_inputs(args))?;
+    let file = Pending::create(&named, true)?;
+    let mut config = config;
+    config.skip = vec![file.temporary().to_path_buf()];
     let context = match &args.context_from {
         Some(p) => Some((p.display().to_string(), shard::merge::load_context_plan(p)?)),
         None => None,
@@ -277,8 +352,7 @@ fn hunt_shard(args: &HuntArgs, spec: &str) -> anyhow::Result<ExitCode> {
         shard,
         context.as_ref().map(|(p, c)| (p.as_str(), c)),
     )?;
-    shard::partial::write_atomic(path, &part)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_partial(file, &part)?;
     // Input errors are in the partial (the merge reports them and exits 2); the task
     // itself succeeded, so that a scheduler's dependent merge job still runs.
     let mut err = io::stderr().lock();
@@ -310,11 +384,14 @@ fn hunt_shard(args: &HuntArgs, spec: &str) -> anyhow::Result<ExitCode> {
 /// `ualhunt merge`: the report of a sharded run, or its context plan.
 fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let today = chrono::Utc::now().date_naive();
-    let files = shard::merge::load(&args.partials)?;
+    let inputs = Inputs::of(&args.partials, &[]);
     if let Some(path) = &args.context_plan {
+        let named = Named::new("--context-plan", path);
+        outputs::check(std::slice::from_ref(&named), &inputs)?;
+        let file = Pending::create(&named, true)?;
+        let files = shard::merge::load(&args.partials)?;
         let plan = shard::merge::context_plan(files, today)?;
-        shard::partial::write_atomic(path, &plan)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_partial(file, &plan)?;
         let watched: usize = plan
             .rules
             .iter()
@@ -334,14 +411,22 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     }
     let outputs = args.outputs();
     outputs.check_destinations().map_err(anyhow::Error::msg)?;
+    outputs::check(&outputs.named(), &inputs)?;
+    if outputs.output.is_none() {
+        outputs::check_stdout(&inputs)?;
+    }
     let destinations = Destinations::create(&outputs)?;
+    let files = shard::merge::load(&args.partials)?;
     let report = shard::merge::merge(files, today)?;
     emit(&outputs, destinations, report)
 }
 
-/// Creates an output file, naming it if that fails.
-fn create(path: &Path) -> anyhow::Result<File> {
-    File::create(path).with_context(|| format!("cannot create {}", path.display()))
+/// Writes a partial or a context plan into its temporary and renames it over its file.
+fn write_partial<T: serde::Serialize>(mut file: Pending, value: &T) -> anyhow::Result<()> {
+    let flag = file.flag().to_string();
+    shard::partial::write_to(file.writer(), value)
+        .with_context(|| format!("cannot write {flag}; no file was replaced"))?;
+    outputs::commit(vec![file])
 }
 
 /// The width the table may use: unlimited with `--wide` or when it does not go to a

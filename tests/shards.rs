@@ -260,9 +260,16 @@ fn missing_duplicated_and_foreign_partials_are_named() {
     let newer = dir.path().join("newer");
     let text =
         String::from_utf8(zstd::decode_all(&std::fs::read(&p[0]).unwrap()[..]).unwrap()).unwrap();
-    std::fs::write(&newer, text.replacen("\"version\":1", "\"version\":2", 1)).unwrap();
+    let version = partial::VERSION;
+    let later = text.replacen(
+        &format!("\"version\":{version}"),
+        &format!("\"version\":{}", version + 1),
+        1,
+    );
+    assert_ne!(later, text);
+    std::fs::write(&newer, later).unwrap();
     let e = merge_err(&[newer, p[1].clone(), p[2].clone()]);
-    assert!(e.contains("version 2"), "{e}");
+    assert!(e.contains(&format!("version {}", version + 1)), "{e}");
 
     // Without --no-context these findings need the second stage.
     let full = stage1(&root, &parts, 2, "full", &[]);

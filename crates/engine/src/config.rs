@@ -60,6 +60,9 @@ pub struct Config {
     pub keep_duplicates: bool,
     /// Where to count progress, if someone shows it.
     pub progress: Option<std::sync::Arc<ualhunt_input::Progress>>,
+    /// Files never read as inputs: the run's own outputs being written (their
+    /// temporaries may lie inside an input directory).
+    pub skip: Vec<PathBuf>,
 }
 
 impl Config {
@@ -82,6 +85,7 @@ impl Config {
             context_window: DEFAULT_CONTEXT_WINDOW,
             keep_duplicates: false,
             progress: None,
+            skip: Vec::new(),
         }
     }
 }

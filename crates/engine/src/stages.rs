@@ -44,7 +44,10 @@ pub struct Found {
 
 /// Expands the configured paths into inputs.
 pub fn discover(config: &Config) -> Found {
-    let (inputs, discover_errors) = source::discover(&config.paths);
+    let (mut inputs, discover_errors) = source::discover(&config.paths);
+    if !config.skip.is_empty() {
+        inputs.retain(|i| !is_skipped(i, &config.skip));
+    }
     let disk_total: u64 = inputs.iter().filter_map(Input::disk_len).sum();
     let names: Vec<String> = inputs.iter().map(Input::display).collect();
     let members: Vec<Option<String>> = inputs
@@ -68,6 +71,31 @@ pub fn discover(config: &Config) -> Found {
         errors,
         disk_total,
     }
+}
+
+/// Whether `input` is one of the files `skip` names (the same file, by name first, then
+/// by device and inode).
+fn is_skipped(input: &Input, skip: &[std::path::PathBuf]) -> bool {
+    let Input::File(path) = input else {
+        return false;
+    };
+    skip.iter()
+        .filter(|s| s.file_name() == path.file_name())
+        .any(|s| same_file(s, path))
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    std::fs::canonicalize(a).ok() == std::fs::canonicalize(b).ok()
 }
 
 /// The first pass over the inputs with `matcher` (made by [`first_matcher`]): the rules'

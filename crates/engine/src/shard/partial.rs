@@ -3,7 +3,9 @@
 //! Both are JSON documents compressed with zstd (`zstdcat FILE | jq .` reads them),
 //! opening with their `format` and `version`, and written atomically: to a temporary
 //! file beside the destination, synced, then renamed over it, so a scheduler that kills
-//! a task never leaves half a partial for the merge to trip on.
+//! a task never leaves half a partial for the merge to trip on. The zstd frame carries
+//! its checksum and the JSON the SHA-256 of its content, which reading verifies: a
+//! damaged or hand-edited file is refused, never merged.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read};
@@ -29,7 +31,7 @@ pub const PARTIAL_FORMAT: &str = "ualhunt-partial";
 /// The `format` of a context plan.
 pub const CONTEXT_FORMAT: &str = "ualhunt-context-plan";
 /// The version of both formats; a reader refuses any other.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Which stage of a sharded run wrote a partial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +58,8 @@ pub struct PlanKey {
     pub inputs: u64,
     /// Their bytes on disk.
     pub input_bytes: u64,
-    /// Digest of the inputs' names and sizes and of the discovery errors.
+    /// Digest of the inputs' names, sizes, modification times and inodes and of the
+    /// discovery errors.
     pub inputs_digest: String,
     /// The rules.
     pub rules: Vec<RuleMeta>,
@@ -91,7 +94,7 @@ impl PlanKey {
             ),
             ("paths", json(&self.paths), json(&other.paths)),
             (
-                "inputs (names, sizes, discovery errors)",
+                "inputs (names, sizes, modification times, inodes, discovery errors)",
                 format!("{} inputs, digest {}", self.inputs, self.inputs_digest),
                 format!("{} inputs, digest {}", other.inputs, other.inputs_digest),
             ),
@@ -510,11 +513,8 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let file = File::create(&tmp)?;
-        let mut z = zstd::stream::write::Encoder::new(BufWriter::new(file), 3)?;
-        serde_json::to_writer(&mut z, value)?;
-        let buffered = z.finish()?;
-        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        let file = write_to(BufWriter::new(File::create(&tmp)?), value)?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -524,35 +524,93 @@ pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     result
 }
 
-/// Reads a file written by [`write_atomic`] (or the same JSON uncompressed), checking
-/// its format and version.
+/// The envelope of every file here: the `format` and `version` of the content, the
+/// SHA-256 of the content's bytes as written, and the content itself. zstd's frame
+/// checksum catches damage to the compressed bytes; the digest catches any change to
+/// the content, hand edits included.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    format: &'a str,
+    version: u32,
+    sha256: String,
+    content: &'a serde_json::value::RawValue,
+}
+
+/// The head of a file: what it is and the digest of its content.
+#[derive(Deserialize)]
+struct Head<'a> {
+    format: String,
+    version: u32,
+    #[serde(default)]
+    sha256: Option<String>,
+    #[serde(borrow, default)]
+    content: Option<&'a serde_json::value::RawValue>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let mut hex = String::with_capacity(64);
+    for b in sha2::Sha256::digest(bytes) {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// Writes `value` (which serializes with its `format`) as zstd-compressed JSON to `w`,
+/// with zstd's frame checksum and the content's SHA-256, and gives `w` back.
+pub fn write_to<T: Serialize, W: io::Write>(w: W, value: &T) -> io::Result<W> {
+    #[derive(Deserialize)]
+    struct Format {
+        format: String,
+    }
+    let content = serde_json::to_string(value)?;
+    let format: Format = serde_json::from_str(&content)?;
+    let content = serde_json::value::RawValue::from_string(content)?;
+    let envelope = Envelope {
+        format: &format.format,
+        version: VERSION,
+        sha256: sha256_hex(content.get().as_bytes()),
+        content: &content,
+    };
+    let mut z = zstd::stream::write::Encoder::new(w, 3)?;
+    z.include_checksum(true)?;
+    serde_json::to_writer(&mut z, &envelope)?;
+    z.finish()
+}
+
+/// Reads a file written by [`write_to`] (or the same JSON uncompressed), checking its
+/// format, version and content digest.
 pub fn read<T: DeserializeOwned>(path: &Path, format: &str) -> Result<T, String> {
     let mut raw = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut raw))
         .map_err(|e| format!("cannot read: {e}"))?;
     let text = if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        zstd::decode_all(&raw[..]).map_err(|e| format!("cannot decompress: {e}"))?
+        zstd::decode_all(&raw[..]).map_err(|e| format!("damaged (cannot decompress: {e})"))?
     } else {
         raw
     };
-    #[derive(Deserialize)]
-    struct Head {
-        format: String,
-        version: u32,
-    }
-    let head: Head = serde_json::from_slice(&text)
+    let head: Head<'_> = serde_json::from_slice(&text)
         .map_err(|_| format!("not a {format} file (no format and version)"))?;
     if head.format != format {
         return Err(format!("is a {} file, not a {format} file", head.format));
     }
     if head.version != VERSION {
         return Err(format!(
-            "{format} version {} (this ualhunt reads version {VERSION})",
+            "{format} version {} (this ualhunt reads version {VERSION}; write it again with this ualhunt)",
             head.version
         ));
     }
-    serde_json::from_slice(&text).map_err(|e| format!("damaged {format} file: {e}"))
+    let (Some(sha256), Some(content)) = (head.sha256, head.content) else {
+        return Err(format!("damaged {format} file: no content digest"));
+    };
+    if sha256_hex(content.get().as_bytes()) != sha256 {
+        return Err(format!(
+            "damaged {format} file: its content does not match its SHA-256 (changed since it was written)"
+        ));
+    }
+    serde_json::from_str(content.get()).map_err(|e| format!("damaged {format} file: {e}"))
 }
 
 /// The first stage's partial result of some units, grouped into segments (consecutive
@@ -653,5 +711,31 @@ mod tests {
         );
         std::fs::write(&path, b"hello").unwrap();
         assert!(read::<T>(&path, PARTIAL_FORMAT).is_err());
+    }
+
+    // A hand edit of a value, even recompressed, was merged as if a shard wrote it.
+    #[test]
+    fn an_edited_content_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.part");
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct T {
+            format: String,
+            version: u32,
+            x: u32,
+        }
+        let t = T {
+            format: PARTIAL_FORMAT.into(),
+            version: VERSION,
+            x: 7,
+        };
+        write_atomic(&path, &t).unwrap();
+        let text = zstd::decode_all(&std::fs::read(&path).unwrap()[..]).unwrap();
+        let edited = String::from_utf8(text)
+            .unwrap()
+            .replace("\"x\":7", "\"x\":8");
+        std::fs::write(&path, zstd::encode_all(edited.as_bytes(), 3).unwrap()).unwrap();
+        let e = read::<T>(&path, PARTIAL_FORMAT).unwrap_err();
+        assert!(e.contains("SHA-256"), "{e}");
     }
 }

@@ -60,6 +60,30 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// What tells one version of an input's file from another besides its size: its
+/// modification time (nanoseconds since the epoch) and inode (0 where unknown). A file
+/// rewritten between two shards' runs changes the plan, so their partials do not merge.
+fn identity(input: &Input) -> (u64, u64) {
+    let path = match input {
+        Input::File(path) => path,
+        Input::ZipEntry { archive, .. } => &archive.path,
+        Input::Stdin => return (0, 0),
+    };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return (0, 0);
+    };
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    (modified, inode)
+}
+
 /// How an input weighs in the plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sized {
@@ -114,11 +138,20 @@ impl Plan {
             .collect();
         let total = inputs.iter().map(|s| s.size).sum();
         let mut d = Digest::default();
-        for ((name, member), s) in found.names.iter().zip(&found.members).zip(&inputs) {
+        for (((name, member), s), input) in found
+            .names
+            .iter()
+            .zip(&found.members)
+            .zip(&inputs)
+            .zip(&found.inputs)
+        {
             d.text(name);
             d.text(member.as_deref().unwrap_or(""));
             d.number(s.size);
             d.number(u64::from(s.splittable));
+            let (modified, inode) = identity(input);
+            d.number(modified);
+            d.number(inode);
         }
         for e in &found.errors {
             d.text(e.path());
