@@ -16,8 +16,8 @@
 pub mod document;
 pub mod inputs;
 
-pub(crate) use inputs::scan_all;
 pub use inputs::{PassStats, Piece, Scanned, Unit, UnitResult, scan_units};
+pub(crate) use inputs::{scan_all, scan_all_within};
 
 use std::time::{Duration, Instant};
 
@@ -402,6 +402,19 @@ pub fn scan_chunk<S: Sink>(
         scan_prefiltered(data, file, pass, scratch, &mut out, &mut tally);
     }
     out.coverage = tally.finish();
+    if m.coverage {
+        // The chunk's entry in the block index, from its tally (`crate::index`).
+        out.index.push(crate::index::Span {
+            input: file as u32,
+            offset: 0,
+            len: data.len() as u64,
+            line: 0,
+            lines: out.counts.lines,
+            first: out.coverage.first,
+            last: out.coverage.last,
+            undated: out.coverage.undated,
+        });
+    }
     out
 }
 
