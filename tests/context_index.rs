@@ -312,6 +312,8 @@ proptest! {
         how in 0u8..4,
         chunk in prop_oneof![64usize..2048, 2048usize..65_536],
         threads in 1usize..4,
+        block in prop_oneof![16usize..1024, Just(1 << 18)],
+        prefilter in any::<bool>(),
     ) {
         let data = reorder(&story(60, Plot::TwoPeriods, 120_000, seed, GenShape::Ual), how, seed);
         let dir = tempfile::tempdir().unwrap();
@@ -319,6 +321,8 @@ proptest! {
         let mut config = Config::new(vec![path.clone()]);
         config.chunk_size = chunk;
         config.threads = threads;
+        config.scan_block = block;
+        config.prefilter = prefilter;
         let found = ualhunt_engine::stages::discover(&config);
         let matcher = ualhunt_engine::stages::first_matcher(&config);
         // On the global pool: the thread count is varied in the run below.
@@ -353,6 +357,8 @@ proptest! {
         same_as_full_read(&[path], &move |c: &mut Config| {
             c.chunk_size = chunk;
             c.threads = threads;
+            c.scan_block = block;
+            c.prefilter = prefilter;
         });
     }
 }
