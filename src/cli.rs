@@ -130,9 +130,29 @@ pub struct GenerateArgs {
           value_parser = clap::value_parser!(u32).range(25..))]
     pub scenarios: Option<u32>,
 
+    /// With --scenarios: which storyline (`investigation`: every case in the first 21
+    /// days; `two-periods`: two closed bypass periods of a few days, at 30 % and 70 %
+    /// of the span, as in the year-long benchmark).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "investigation",
+        requires = "scenarios"
+    )]
+    pub plot: PlotArg,
+
     /// Write to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// `ualhunt generate --plot`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PlotArg {
+    /// Every case of the investigation.
+    Investigation,
+    /// Two closed bypass periods of a few days.
+    TwoPeriods,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -227,6 +247,18 @@ pub struct HuntArgs {
     /// 90m, 2d.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     pub context_window: chrono::Duration,
+
+    /// How far before and after each bypass period the account's mailbox-audit
+    /// records are counted (the blind spot's before/after and per-day series), e.g.
+    /// 7d, 30d; the context pass reads only the parts of plain files that hold these
+    /// times.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub context_horizon: chrono::Duration,
+
+    /// Read every input whole in the context pass instead of what the block index
+    /// points to (the reference the index-driven pass is tested against).
+    #[arg(long, hide = true)]
+    pub context_full_read: bool,
 
     /// Lay the table out on one line per actor whatever the terminal width.
     #[arg(long)]
@@ -467,6 +499,8 @@ impl HuntArgs {
         config.keep_duplicates = self.keep_duplicates;
         config.context = !self.no_context;
         config.context_window = self.context_window;
+        config.context_horizon = self.context_horizon;
+        config.context_full_read = self.context_full_read;
         if let Some(path) = &self.allow {
             let today = chrono::Utc::now().date_naive();
             config.allowlist = ualhunt_engine::allow::Allowlist::load(path, today)?;

@@ -19,7 +19,7 @@ use cli::{Cli, Command, GenerateArgs, HuntArgs, MergeArgs, Outputs, RulesArgs, S
 use outputs::{Inputs, Named, Pending};
 use ualhunt_engine::rule::load::RuleSet;
 use ualhunt_engine::shard::{self, Shard};
-use ualhunt_generate::{GenOptions, GenShape, Storyline};
+use ualhunt_generate::{GenOptions, GenShape, Plot, Storyline};
 use ualhunt_input::Progress;
 use ualhunt_report::{self as output, OutputFormat, terminal_safe};
 
@@ -590,7 +590,11 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         },
         rate: args.rate,
     };
-    let story = args.scenarios.map(|days| Storyline { days });
+    let plot = match args.plot {
+        cli::PlotArg::Investigation => Plot::Investigation,
+        cli::PlotArg::TwoPeriods => Plot::TwoPeriods,
+    };
+    let story = args.scenarios.map(|days| Storyline { days, plot });
     let sink: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(
             File::create(path).with_context(|| format!("cannot create {}", path.display()))?,

@@ -31,7 +31,15 @@ fn generated(seed: u64, size: u64, story: bool) -> Vec<u8> {
         rate: 0.002,
     };
     let mut out = Vec::new();
-    generate_with(&opts, story.then_some(Storyline { days: 30 }), &mut out).unwrap();
+    generate_with(
+        &opts,
+        story.then_some(Storyline {
+            days: 30,
+            plot: ualhunt_generate::Plot::Investigation,
+        }),
+        &mut out,
+    )
+    .unwrap();
     out
 }
 

@@ -14,6 +14,9 @@ use crate::rule::load::NotRun;
 /// Default window around each bypass change in which an actor's activity is shown.
 pub const DEFAULT_CONTEXT_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 
+/// Default `--context-horizon`: a week on either side of a bypass period.
+pub const DEFAULT_CONTEXT_HORIZON: chrono::Duration = chrono::Duration::days(7);
+
 /// Default target size of a chunk (and of a decompressed block).
 pub const DEFAULT_CHUNK_SIZE: usize = 4 << 20;
 
@@ -56,6 +59,12 @@ pub struct Config {
     pub context: bool,
     /// The window on either side of each change in which an actor's activity is shown.
     pub context_window: chrono::Duration,
+    /// How far before and after each bypass period the context pass counts the
+    /// account's mailbox-audit records (the blind spot's "before" and "after").
+    pub context_horizon: chrono::Duration,
+    /// Whether the context pass reads every input whole instead of the stretches the
+    /// block index points it to (the reference the index is tested against).
+    pub context_full_read: bool,
     /// Report every matched event, even when another one has the same record id.
     pub keep_duplicates: bool,
     /// Where to count progress, if someone shows it.
@@ -83,6 +92,8 @@ impl Config {
             allowlist: Allowlist::default(),
             context: true,
             context_window: DEFAULT_CONTEXT_WINDOW,
+            context_horizon: DEFAULT_CONTEXT_HORIZON,
+            context_full_read: false,
             keep_duplicates: false,
             progress: None,
             skip: Vec::new(),

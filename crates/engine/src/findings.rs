@@ -208,6 +208,10 @@ pub struct Partial<S> {
     /// How many records each selection was evaluated on.
     #[serde(default)]
     pub evaluated: Tallies,
+    /// The first pass's block index: one span per chunk or block scanned, in order
+    /// (`crate::index`); empty in other passes.
+    #[serde(default)]
+    pub index: Vec<crate::index::Span>,
     /// What the sink kept.
     pub sink: S,
 }
@@ -249,7 +253,18 @@ impl<S: Merge> Partial<S> {
             lines: self.counts.lines,
             bytes: self.bytes,
         };
+        self.append_at(next, shift);
+    }
+
+    /// Appends the result of lines that start `shift` into the input (the context
+    /// pass reads stretches with gaps between them, `crate::index`).
+    pub fn append_at(&mut self, next: Partial<S>, shift: Shift) {
         self.sink.append(next.sink, shift);
+        self.index.extend(next.index.into_iter().map(|mut s| {
+            s.offset += shift.bytes;
+            s.line += shift.lines;
+            s
+        }));
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples
             .extend(next.samples.into_iter().take(room).map(|mut s| {
@@ -266,6 +281,7 @@ impl<S: Merge> Partial<S> {
     /// nothing shifts. Files must be merged in input order.
     pub fn absorb_file(&mut self, other: Partial<S>) {
         self.sink.append(other.sink, Shift::default());
+        self.index.extend(other.index);
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples.extend(other.samples.into_iter().take(room));
         self.counts.add(&other.counts);

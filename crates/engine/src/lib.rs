@@ -28,6 +28,7 @@ pub mod error;
 pub mod evidence;
 pub mod field;
 pub mod findings;
+pub mod index;
 pub mod prefilter;
 pub mod record;
 pub mod report;
@@ -40,6 +41,6 @@ pub mod warnings;
 pub use config::Config;
 pub use report::Report;
 pub use stages::{
-    ContextPlan, Finish, Found, context_pass, discover, finish, first_matcher, first_pass,
-    plan_context, run,
+    ContextPlan, Finish, Found, context_pass, context_pass_within, discover, finish, first_matcher,
+    first_pass, plan_context, run,
 };

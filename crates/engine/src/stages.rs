@@ -25,7 +25,7 @@ use crate::error::{Error, InputError, Warning};
 use crate::findings::{Finding, Harvest, Partial, Tallies, Why, drop_duplicates};
 use crate::report::{MalformedLine, Report, RuleStats, RunStats};
 use crate::rule::ANALYSIS_BYPASS;
-use crate::scan::{Matcher, Pass, Scanned, scan_all};
+use crate::scan::{Matcher, Pass, Scanned, scan_all, scan_all_within};
 
 /// The inputs of a run, found (the first stage).
 pub struct Found {
@@ -161,7 +161,7 @@ pub fn plan_context(
         let mut watched = None;
         if found && config.context {
             let accounts = bypass::accounts(&findings, r, Reader::new(rule));
-            let watch = bypass::watch(&accounts, config.context_window);
+            let watch = bypass::watch(&accounts, config.context_window, config.context_horizon);
             if !watch.is_empty() {
                 watched = Some(watch);
             }
@@ -179,8 +179,27 @@ pub fn plan_context(
 /// The context pass of one rule: what the watched names did. Runs on the current
 /// rayon pool.
 pub fn context_pass(inputs: &[Input], watch: &Watch, config: &Config) -> Scanned<Activity> {
-    scan_all(
+    context_pass_within(inputs, watch, &[], config)
+}
+
+/// [`context_pass`] reading of each plain file only the stretches that the first
+/// pass's block `index` (`Partial::index`) says hold records at watched times
+/// (`Watch::times`); inputs the index does not describe are read whole, and so is
+/// everything with `config.context_full_read`.
+pub fn context_pass_within(
+    inputs: &[Input],
+    watch: &Watch,
+    index: &[crate::index::Span],
+    config: &Config,
+) -> Scanned<Activity> {
+    let within = if config.context_full_read {
+        Vec::new()
+    } else {
+        crate::index::within_each(index, inputs.len(), &watch.times())
+    };
+    scan_all_within(
         inputs,
+        &within,
         Pass::new(&context_matcher(config, watch), watch),
         config,
     )
@@ -253,7 +272,8 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                 p.total
                     .fetch_add(found.disk_total, std::sync::atomic::Ordering::Relaxed);
             }
-            let second = pool.install(|| context_pass(&found.inputs, watch, config));
+            let second =
+                pool.install(|| context_pass_within(&found.inputs, watch, &partial.index, config));
             let attributed = second.partial.sink.records;
             context_stats = Some((second.stats, attributed));
             second.partial.sink

@@ -91,10 +91,35 @@ pub fn generate(opts: &GenOptions, out: &mut dyn Write) -> io::Result<GenSummary
 /// - day 12: `it-helpdesk` disables it again; the mailbox records resume;
 /// - day 20: `adm-jdoe` enables it on `svc-scanner`, left open at the end;
 /// - day 15: no record at all (a gap day).
+///
+/// [`Plot::TwoPeriods`] plants instead two closed bypass periods of a few days in a
+/// long archive (the year-long benchmark: the context pass needs a few days of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Storyline {
     /// Days the archive spans.
     pub days: u32,
+    /// What happens in it.
+    pub plot: Plot,
+}
+
+/// The events of a [`Storyline`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Plot {
+    /// Every case of the investigation, in its first 21 days (listed above).
+    #[default]
+    Investigation,
+    /// Two closed bypass periods: `adm-jdoe` enables it on `finance.assistant` at 30 %
+    /// of the span and `it-helpdesk` disables it 3 days later; `adm-jdoe` enables it on
+    /// `ceo` at 70 % and `it-helpdesk` disables it 4 days later. No gap day.
+    TwoPeriods,
+}
+
+impl Storyline {
+    /// The days of [`Plot::TwoPeriods`]' two enables.
+    fn two_periods(&self) -> (i64, i64) {
+        let d = i64::from(self.days);
+        (d * 3 / 10, d * 7 / 10)
+    }
 }
 
 /// Accounts of the storyline that have mailbox activity of their own.
@@ -118,7 +143,7 @@ struct Planted {
     what: &'static str,
 }
 
-fn storyline(start: i64) -> Vec<Planted> {
+fn storyline(start: i64, st: Storyline) -> Vec<Planted> {
     let at = |day: i64, hour: i64| start + day * 86_400 + hour * 3600;
     let p = |at, actor, operation, target, enable, failed, what| Planted {
         at,
@@ -133,6 +158,47 @@ fn storyline(start: i64) -> Vec<Planted> {
     const ADM: &str = "adm-jdoe@contoso.onmicrosoft.com";
     const HELPDESK: &str = "it-helpdesk@contoso.onmicrosoft.com";
     const SYSTEM: &str = "NT AUTHORITY\\\\SYSTEM (Microsoft.Exchange.ServiceHost)";
+    if st.plot == Plot::TwoPeriods {
+        let (a, b) = st.two_periods();
+        return vec![
+            p(
+                at(a, 10),
+                ADM,
+                BYPASS,
+                0,
+                Some(true),
+                false,
+                "enable (period 1)",
+            ),
+            p(
+                at(a + 3, 16),
+                HELPDESK,
+                BYPASS,
+                0,
+                Some(false),
+                false,
+                "disable (period 1)",
+            ),
+            p(
+                at(b, 9),
+                ADM,
+                BYPASS,
+                4,
+                Some(true),
+                false,
+                "enable (period 2)",
+            ),
+            p(
+                at(b + 4, 12),
+                HELPDESK,
+                BYPASS,
+                4,
+                Some(false),
+                false,
+                "disable (period 2)",
+            ),
+        ];
+    }
     vec![
         p(
             at(2, 9),
@@ -210,8 +276,16 @@ fn storyline(start: i64) -> Vec<Planted> {
 }
 
 /// Whether the storyline's account `i` is bypassed at `t` (its mailbox records stop).
-fn story_bypassed(start: i64, i: usize, t: i64) -> bool {
+fn story_bypassed(start: i64, st: Storyline, i: usize, t: i64) -> bool {
     let day = |d: i64, h: i64| start + d * 86_400 + h * 3600;
+    if st.plot == Plot::TwoPeriods {
+        let (a, b) = st.two_periods();
+        return match i {
+            0 => (day(a, 10)..day(a + 3, 16)).contains(&t),
+            4 => (day(b, 9)..day(b + 4, 12)).contains(&t),
+            _ => false,
+        };
+    }
     match i {
         0 => (day(5, 10)..day(12, 16)).contains(&t),
         1 => t >= day(20, 8),
@@ -242,12 +316,13 @@ pub fn generate_with(
         let lines = (opts.size as f64 / 770.0).max(1.0);
         (f64::from(st.days) * 86_400.0 / lines / 2.5).max(1.0)
     });
-    let mut planted_story = story.map(|_| storyline(start)).unwrap_or_default();
+    let mut planted_story = story.map(|st| storyline(start, st)).unwrap_or_default();
     planted_story.reverse();
     while summary.bytes < opts.size || !planted_story.is_empty() {
         line.clear();
         clock += (rng.i64(1..5) as f64 * step_scale) as i64;
-        if story.is_some() && (clock - start).div_euclid(86_400) == GAP_DAY {
+        let investigation = story.is_some_and(|st| st.plot == Plot::Investigation);
+        if investigation && (clock - start).div_euclid(86_400) == GAP_DAY {
             continue;
         }
         let mut planted = false;
@@ -275,12 +350,14 @@ pub fn generate_with(
             bypass(&mut rng, clock)
         } else {
             let mut rec = ordinary(&mut rng, clock);
-            if story.is_some() && rng.u8(0..4) == 0 {
+            if let Some(st) = story
+                && rng.u8(0..4) == 0
+            {
                 // The storyline's accounts live too; a bypassed one leaves no mailbox
                 // audit record, but its other activity goes on.
                 let i = rng.usize(..STORY_ACCOUNTS.len());
                 rec.user = STORY_ACCOUNTS[i].to_string();
-                if matches!(rec.record_type, 2 | 50) && story_bypassed(start, i, clock) {
+                if matches!(rec.record_type, 2 | 50) && story_bypassed(start, st, i, clock) {
                     rec.workload = "SharePoint";
                     rec.operation = "FileAccessed";
                     rec.record_type = 6;
@@ -316,7 +393,7 @@ pub fn generate_with(
             buf.clear();
         }
     }
-    if story.is_some() {
+    if story.is_some_and(|st| st.plot == Plot::Investigation) {
         summary.scenario.push(format!(
             "{}: gap day, no record at all",
             iso(start + GAP_DAY * 86_400).get(..10).unwrap_or_default()
@@ -659,7 +736,15 @@ mod tests {
             rate: 0.0,
         };
         let mut out = Vec::new();
-        let s = generate_with(&opts, Some(Storyline { days: 30 }), &mut out).unwrap();
+        let s = generate_with(
+            &opts,
+            Some(Storyline {
+                days: 30,
+                plot: Plot::Investigation,
+            }),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(s.scenario.len(), 9, "{:?}", s.scenario);
         assert_eq!(s.expected_matches, 5, "enables and disables that succeed");
         let text = String::from_utf8(out).unwrap();

@@ -90,15 +90,29 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         s.read_time.as_secs_f64()
     )?;
     match &run.context {
-        Some((p, attributed)) => writeln!(
-            out,
-            "context pass  {:.3} s, {} bytes, prefilter {}, {} candidates, {} records of watched names",
-            p.wall.as_secs_f64(),
-            p.bytes,
-            p.prefilter,
-            p.counts.candidates,
-            attributed
-        )?,
+        Some((p, attributed)) => {
+            writeln!(
+                out,
+                "context pass  {:.3} s, {} bytes, prefilter {}, {} candidates, {} records of watched names",
+                p.wall.as_secs_f64(),
+                p.bytes,
+                p.prefilter,
+                p.counts.candidates,
+                attributed
+            )?;
+            // The block index lets the pass skip what holds no watched time.
+            let skipped = s.bytes.saturating_sub(p.bytes);
+            let share = if s.bytes == 0 {
+                0.0
+            } else {
+                100.0 * p.bytes as f64 / s.bytes as f64
+            };
+            writeln!(
+                out,
+                "context read  {} of {} bytes ({share:.1} %), {skipped} skipped",
+                p.bytes, s.bytes
+            )?;
+        }
         None => writeln!(out, "context pass  not run")?,
     }
     writeln!(

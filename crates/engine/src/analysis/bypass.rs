@@ -69,20 +69,22 @@ pub struct Period {
     /// Where the disable is.
     pub end_at: Option<At>,
     /// Mailbox-audit records of the account before, during and after the period (the
-    /// context pass; before/after reach to the neighbouring periods).
+    /// context pass; before/after reach to the neighbouring periods, and no further
+    /// than the context horizon from any period).
     pub mailbox_audit: Option<[u64; 3]>,
 }
 
 /// What the bypassed account did while it was bypassed.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct BlindSpot {
-    /// Mailbox-audit records before the first period.
+    /// Mailbox-audit records before the first period (within the context horizon).
     pub before: u64,
     /// Inside the periods.
     pub during: u64,
-    /// After the last period ended (0 while it is open).
+    /// After the last period ended, within the context horizon (0 while it is open).
     pub after: u64,
-    /// Mailbox-audit records per day (date, records), the whole archive.
+    /// Mailbox-audit records per day (date, records), within the context horizon of
+    /// its periods.
     pub per_day: Vec<(chrono::NaiveDate, u64)>,
     /// Its other activity inside the periods, by workload and operation.
     pub other_during: Vec<(OpKey, OpStat)>,
@@ -313,7 +315,7 @@ pub fn periods(changes: &[ChangeItem]) -> Vec<Period> {
 
 /// Everything the context pass must watch for: the accounts with their periods and
 /// the actors with a window of `around` on either side of each of their changes.
-pub fn watch(accounts: &[Account], around: Duration) -> Watch {
+pub fn watch(accounts: &[Account], around: Duration, horizon: Duration) -> Watch {
     let spans = accounts
         .iter()
         .map(|a| {
@@ -395,6 +397,7 @@ pub fn watch(accounts: &[Account], around: Duration) -> Watch {
     watch.actor_changes = changes;
     watch.actor_names = names;
     watch.spellings = spellings;
+    watch.horizon = horizon.num_seconds();
     watch
 }
 
@@ -705,7 +708,7 @@ mod tests {
             change("ADM", 3, Some(9000), "b", Some(true)),
         ];
         let a = accounts(&findings, 0, reader());
-        let w = watch(&a, Duration::seconds(400));
+        let w = watch(&a, Duration::seconds(400), Duration::days(7));
         assert_eq!(
             w.actors,
             vec![("adm".to_string(), vec![(600, 1900), (8600, 9400)])]

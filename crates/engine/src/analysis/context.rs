@@ -45,6 +45,9 @@ pub struct Watch {
     /// Every spelling of the watched names seen in the findings (the prefilter
     /// searches these, their lower and their upper case).
     pub spellings: Vec<String>,
+    /// How far before and after its periods an account's mailbox-audit records are
+    /// counted (seconds; `--context-horizon`).
+    pub horizon: i64,
     by_key: FxHashMap<String, (Vec<u32>, Vec<u32>)>,
     by_local: FxHashMap<String, (Vec<u32>, Vec<u32>)>,
 }
@@ -74,6 +77,33 @@ impl Watch {
                 .push(i as u32);
         }
         w
+    }
+
+    /// Whether account `a`'s records at `t` are counted: `t` within the horizon of
+    /// one of its periods (an open side reaches as far as the data).
+    fn in_reach(&self, a: usize, t: i64) -> bool {
+        let h = self.horizon;
+        self.accounts[a].1.iter().any(|&(start, end)| {
+            start.is_none_or(|s| t >= s.saturating_sub(h))
+                && end.is_none_or(|e| t < e.saturating_add(h))
+        })
+    }
+
+    /// Every time the context pass counts a record at: each account's periods widened
+    /// by the horizon, each actor's windows. A record at another time changes nothing
+    /// in its [`Activity`], so the pass may skip the blocks that hold no such time.
+    pub fn times(&self) -> crate::index::Times {
+        let h = self.horizon;
+        let accounts = self.accounts.iter().flat_map(|(_, spans)| {
+            spans.iter().map(move |&(start, end)| {
+                (
+                    start.map_or(i64::MIN, |s| s.saturating_sub(h)),
+                    end.map_or(i64::MAX, |e| e.saturating_add(h)),
+                )
+            })
+        });
+        let actors = self.actors.iter().flat_map(|(_, w)| w.iter().copied());
+        crate::index::Times::new(accounts.chain(actors).collect())
     }
 
     /// Whether there is anyone to watch.
@@ -325,13 +355,24 @@ impl Sink for Activity {
         cx: &mut SinkCx<'_, Watch>,
     ) {
         let Some(user) = record.actor() else { return };
-        let (accounts, actors) = cx.params.lookup(&user);
+        let (mut accounts, mut actors) = cx.params.lookup(&user);
         if accounts.is_empty() && actors.is_empty() {
             return;
         }
         let Some(t) = record.timestamp() else { return };
-        self.records += 1;
         let secs = t.timestamp();
+        // Only records at watched times count (`Watch::times`): what the index lets
+        // the pass skip is then exactly what would not count.
+        let watch = cx.params;
+        accounts.retain(|&a| watch.in_reach(a as usize, secs));
+        actors.retain(|&i| {
+            let windows = &watch.actors[i as usize].1;
+            windows.iter().any(|&(s, e)| s <= secs && secs <= e)
+        });
+        if accounts.is_empty() && actors.is_empty() {
+            return;
+        }
+        self.records += 1;
         let workload = record.text(&Field::Provider).map(|s| cx.texts.text(&s));
         let operation = record.text(&Field::Action).map(|s| cx.texts.text(&s));
         let op: OpKey = (
@@ -360,10 +401,6 @@ impl Sink for Activity {
             }
         }
         for i in actors {
-            let windows = &cx.params.actors[i as usize].1;
-            if !windows.iter().any(|&(s, e)| s <= secs && secs <= e) {
-                continue;
-            }
             self.actor_ops
                 .entry((i, op.clone()))
                 .or_default()

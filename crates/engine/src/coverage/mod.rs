@@ -84,6 +84,11 @@ pub struct Tally {
     /// same day skip the calendar arithmetic.
     date: [u8; 10],
     date_day: i64,
+    /// The time range and undated records since the last [`Tally::take_span`] (the
+    /// block index's entry; folded into the coverage when taken).
+    span_first: Option<i64>,
+    span_last: Option<i64>,
+    span_undated: u64,
 }
 
 impl Tally {
@@ -104,7 +109,7 @@ impl Tally {
             .or_else(|| creation_date(bytes))
         {
             Some(t) => self.dated(t),
-            None => self.coverage.undated += 1,
+            None => self.span_undated += 1,
         }
         record_type
     }
@@ -125,7 +130,22 @@ impl Tally {
 
     /// Counts a record whose bytes are not at hand (a line too long to keep).
     pub fn undated(&mut self) {
-        self.coverage.undated += 1;
+        self.span_undated += 1;
+    }
+
+    /// The earliest and latest time and the undated records counted since the last
+    /// call (an entry of the block index, `crate::index`).
+    pub fn take_span(&mut self) -> (Option<i64>, Option<i64>, u64) {
+        let span = (
+            self.span_first.take(),
+            self.span_last.take(),
+            std::mem::take(&mut self.span_undated),
+        );
+        let c = &mut self.coverage;
+        c.first = min_opt(c.first, span.0);
+        c.last = max_opt(c.last, span.1);
+        c.undated += span.2;
+        span
     }
 
     fn dated(&mut self, t: i64) {
@@ -135,12 +155,11 @@ impl Tally {
             self.day = day;
         }
         self.in_day += 1;
-        let c = &mut self.coverage;
-        if c.first.is_none_or(|f| t < f) {
-            c.first = Some(t);
+        if self.span_first.is_none_or(|f| t < f) {
+            self.span_first = Some(t);
         }
-        if c.last.is_none_or(|l| t > l) {
-            c.last = Some(t);
+        if self.span_last.is_none_or(|l| t > l) {
+            self.span_last = Some(t);
         }
     }
 
@@ -153,6 +172,7 @@ impl Tally {
 
     /// The coverage counted.
     pub fn finish(mut self) -> Coverage {
+        self.take_span();
         self.flush();
         self.coverage
     }

@@ -136,13 +136,26 @@ pub(crate) fn scan_all<S: Sink>(
     pass: Pass<'_, S>,
     config: &Config,
 ) -> Scanned<S> {
+    scan_all_within(inputs, &[], pass, config)
+}
+
+/// [`scan_all`], reading of each plain JSON-lines file only the stretches `within`
+/// gives for it (`within[i]`: `None`, or no entry, reads input `i` whole; so do inputs
+/// that are not plain JSON-lines files, whose stretches are ignored). Positions stay
+/// those of the whole input.
+pub(crate) fn scan_all_within<S: Sink>(
+    inputs: &[Input],
+    within: &[Option<crate::index::Within>],
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> Scanned<S> {
     let units: Vec<Unit> = (0..inputs.len())
         .map(|i| Unit {
             input: i as u32,
             piece: None,
         })
         .collect();
-    let (results, mut stats) = scan_units(inputs, &units, pass, config);
+    let (results, mut stats) = scan_units_within(inputs, &units, within, pass, config);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut all = Partial::<S>::default();
@@ -180,12 +193,23 @@ pub fn scan_units<S: Sink>(
     pass: Pass<'_, S>,
     config: &Config,
 ) -> (Vec<UnitResult<S>>, PassStats) {
+    scan_units_within(inputs, units, &[], pass, config)
+}
+
+fn scan_units_within<S: Sink>(
+    inputs: &[Input],
+    units: &[Unit],
+    within: &[Option<crate::index::Within>],
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> (Vec<UnitResult<S>>, PassStats) {
     let started = Instant::now();
     let results: Vec<FileResult<S>> = units
         .par_iter()
         .map(|u| {
             let i = u.input as usize;
-            scan_input(i, &inputs[i], u.piece, pass, config)
+            let only = within.get(i).and_then(Option::as_ref);
+            scan_input(i, &inputs[i], u.piece, only, pass, config)
         })
         .collect();
     let mut out = Vec::with_capacity(results.len());
@@ -250,6 +274,7 @@ fn scan_input<S: Sink>(
     file: usize,
     input: &Input,
     piece: Option<Piece>,
+    only: Option<&crate::index::Within>,
     pass: Pass<'_, S>,
     config: &Config,
 ) -> FileResult<S> {
@@ -265,7 +290,7 @@ fn scan_input<S: Sink>(
         }
     };
     match opened {
-        Opened::Mapped(mapped) => scan_mapped(file, input, &mapped, piece, pass, config),
+        Opened::Mapped(mapped) => scan_mapped(file, input, &mapped, piece, only, pass, config),
         Opened::Stream { .. } if piece.is_some() => not_splittable(input),
         Opened::Stream {
             reader,
@@ -351,6 +376,7 @@ fn scan_mapped<S: Sink>(
     input: &Input,
     mapped: &source::Mapped,
     piece: Option<Piece>,
+    only: Option<&crate::index::Within>,
     pass: Pass<'_, S>,
     config: &Config,
 ) -> FileResult<S> {
@@ -387,6 +413,15 @@ fn scan_mapped<S: Sink>(
     // Sharded runs: only the first piece of a file warns about it.
     if piece.is_none_or(|p| p.start == 0) {
         result.warning = Layout::doubt(&data[..data.len().min(SNIFF)]);
+    }
+    if let Some(only) = only
+        && piece.is_none()
+        && only.len == data.len() as u64
+        && valid_bytes(mapped).is_none()
+    {
+        let mut result = scan_stretches(file, data, &only.stretches, result, pass, config);
+        changed(&mut result, input, mapped);
+        return result;
     }
     // A piece is read from the line start at or after its nominal start up to the line
     // start at or after its nominal end.
@@ -426,6 +461,66 @@ fn scan_mapped<S: Sink>(
         result.record(p, took, parse);
     }
     changed(&mut result, input, mapped);
+    result
+}
+
+/// Reads only `only` of a mapped JSON-lines file (the context pass, `crate::index`):
+/// each stretch cut into chunks scanned in parallel, each chunk's positions shifted to
+/// where it is in the file.
+fn scan_stretches<S: Sink>(
+    file: usize,
+    data: &[u8],
+    only: &[crate::index::Stretch],
+    mut result: FileResult<S>,
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> FileResult<S> {
+    let clamp = |b: u64| usize::try_from(b).unwrap_or(usize::MAX).min(data.len());
+    let chunks: Vec<(usize, Range<usize>)> = only
+        .iter()
+        .enumerate()
+        .flat_map(|(k, s)| {
+            let (start, end) = (clamp(s.bytes.start), clamp(s.bytes.end));
+            ualhunt_input::chunk::split(&data[start..end], config.chunk_size)
+                .into_iter()
+                .map(move |r| (k, start + r.start..start + r.end))
+        })
+        .collect();
+    let parts: Vec<(usize, Partial<S>, Duration, Duration)> = chunks
+        .par_iter()
+        .map_init(Scratch::default, |scratch, (k, range)| {
+            let t = Instant::now();
+            let p = scan_chunk(&data[range.clone()], file, pass, scratch);
+            bump(&config.progress, range.len());
+            (*k, p, t.elapsed(), std::mem::take(&mut scratch.parse_time))
+        })
+        .collect();
+    // Chunks of one stretch append one after the other; each stretch starts where the
+    // index puts it.
+    let mut stretch: Option<(usize, Partial<S>)> = None;
+    let mut whole = Partial::<S>::default();
+    let close = |whole: &mut Partial<S>, done: Option<(usize, Partial<S>)>| {
+        if let Some((k, p)) = done {
+            let s = &only[k];
+            let shift = crate::findings::Shift {
+                lines: s.line,
+                bytes: s.bytes.start,
+            };
+            whole.append_at(p, shift);
+        }
+    };
+    for (k, p, took, parse) in parts {
+        result.latencies.push(took);
+        result.scan_time += took;
+        result.parse_time += parse;
+        result.bytes += p.bytes;
+        match &mut stretch {
+            Some((at, sp)) if *at == k => sp.append(p),
+            _ => close(&mut whole, stretch.replace((k, p))),
+        }
+    }
+    close(&mut whole, stretch.take());
+    result.partial = whole;
     result
 }
 

@@ -16,8 +16,8 @@
 pub mod document;
 pub mod inputs;
 
-pub(crate) use inputs::scan_all;
 pub use inputs::{PassStats, Piece, Scanned, Unit, UnitResult, scan_units};
+pub(crate) use inputs::{scan_all, scan_all_within};
 
 use std::time::{Duration, Instant};
 
@@ -401,6 +401,24 @@ pub fn scan_chunk<S: Sink>(
     } else {
         scan_prefiltered(data, file, pass, scratch, &mut out, &mut tally);
     }
+    if m.coverage {
+        // The block index's last entry for the chunk: what the blocks' entries left.
+        let (at, line) = out
+            .index
+            .iter()
+            .fold((0, 0), |(at, line), s| (at + s.len, line + s.lines));
+        let (first, last, undated) = tally.take_span();
+        out.index.push(crate::index::Span {
+            input: file as u32,
+            offset: at,
+            len: data.len() as u64 - at,
+            line,
+            lines: out.counts.lines - line,
+            first,
+            last,
+            undated,
+        });
+    }
     out.coverage = tally.finish();
     out
 }
@@ -467,6 +485,8 @@ fn scan_prefiltered<S: Sink>(
     let mut hits = std::mem::take(&mut scratch.hit_starts);
     let types = !m.record_types.is_empty();
     let mut by_type: Vec<(usize, usize, u64)> = Vec::new();
+    // Where the block index's next entry starts (`crate::index`).
+    let (mut span_start, mut span_line) = (0usize, 0u64);
     while block_start < len {
         let block_end = (block_start + m.block).min(len);
 
@@ -577,6 +597,21 @@ fn scan_prefiltered<S: Sink>(
         }
         lines_before_block += seen;
         block_start = block_end;
+        if m.coverage && line_start > span_start && block_start < len {
+            // The block index's entry for the lines that ended in this block.
+            let (first, last, undated) = tally.take_span();
+            out.index.push(crate::index::Span {
+                input: file as u32,
+                offset: span_start as u64,
+                len: (line_start - span_start) as u64,
+                line: span_line,
+                lines: lines_before_block - span_line,
+                first,
+                last,
+                undated,
+            });
+            (span_start, span_line) = (line_start, lines_before_block);
+        }
     }
     if m.coverage && line_start < len && !line_blank {
         tally.record(&data[line_start..]);

@@ -215,6 +215,7 @@ pub fn config_of(key: &PlanKey, today: chrono::NaiveDate) -> Result<Config, Merg
     config.keep_duplicates = o.keep_duplicates;
     config.context = o.context;
     config.context_window = chrono::Duration::seconds(o.context_window);
+    config.context_horizon = chrono::Duration::seconds(o.context_horizon);
     config.allowlist = Allowlist::from_entries(o.allow.clone(), today);
     Ok(config)
 }

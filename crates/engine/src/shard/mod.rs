@@ -69,6 +69,7 @@ pub fn options(config: &Config) -> Options {
         keep_duplicates: config.keep_duplicates,
         context: config.context,
         context_window: config.context_window.num_seconds(),
+        context_horizon: config.context_horizon.num_seconds(),
         allow: config.allowlist.entries.clone(),
     }
 }

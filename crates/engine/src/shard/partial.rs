@@ -140,8 +140,15 @@ pub struct Options {
     pub context: bool,
     /// `--context-window`, in seconds.
     pub context_window: i64,
+    /// `--context-horizon`, in seconds.
+    #[serde(default = "default_horizon")]
+    pub context_horizon: i64,
     /// `--allow` entries (expiry is judged on the day of the merge).
     pub allow: Vec<Entry>,
+}
+
+fn default_horizon() -> i64 {
+    crate::config::DEFAULT_CONTEXT_HORIZON.num_seconds()
 }
 
 /// An [`InputError`] as stored.
@@ -443,6 +450,9 @@ pub struct WatchSpec {
     pub actor_names: Vec<String>,
     /// [`Watch::spellings`].
     pub spellings: Vec<String>,
+    /// [`Watch::horizon`].
+    #[serde(default = "default_horizon")]
+    pub horizon: i64,
 }
 
 impl WatchSpec {
@@ -454,6 +464,7 @@ impl WatchSpec {
             actor_changes: w.actor_changes.clone(),
             actor_names: w.actor_names.clone(),
             spellings: w.spellings.clone(),
+            horizon: w.horizon,
         }
     }
 
@@ -463,6 +474,7 @@ impl WatchSpec {
         w.actor_changes = self.actor_changes.clone();
         w.actor_names = self.actor_names.clone();
         w.spellings = self.spellings.clone();
+        w.horizon = self.horizon;
         w
     }
 

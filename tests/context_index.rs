@@ -1,0 +1,364 @@
+//! The block index and the context pass it drives (issue 19, items 1 and 2): the index
+//! describes each chunk's times exactly whatever the order of the records, and the
+//! context pass that reads only the chunks it points to gives the very report of a
+//! pass that reads everything (`Config::context_full_read`, the reference).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use ualhunt_engine::Config;
+use ualhunt_engine::coverage::probe;
+use ualhunt_generate::{GenOptions, GenShape, Plot, Storyline, generate_with};
+use ualhunt_report::OutputFormat;
+
+fn story(days: u32, plot: Plot, size: u64, seed: u64, shape: GenShape) -> Vec<u8> {
+    let opts = GenOptions {
+        size,
+        seed,
+        shape,
+        rate: 0.0,
+    };
+    let mut out = Vec::new();
+    generate_with(&opts, Some(Storyline { days, plot }), &mut out).unwrap();
+    out
+}
+
+fn write(dir: &Path, name: &str, data: &[u8], gzip: bool) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    if gzip {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        f.write_all(&enc.finish().unwrap()).unwrap();
+    } else {
+        f.write_all(data).unwrap();
+    }
+    path
+}
+
+/// Lines in another order: shuffled, reversed (a descending export), or runs of lines
+/// reversed and interleaved (merged files).
+fn reorder(data: &[u8], how: u8, seed: u64) -> Vec<u8> {
+    let mut lines: Vec<&[u8]> = data.split_inclusive(|&b| b == b'\n').collect();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    match how % 4 {
+        0 => {}
+        1 => rng.shuffle(&mut lines),
+        2 => lines.reverse(),
+        _ => {
+            for run in lines.chunks_mut(1 + rng.usize(..200)) {
+                if rng.bool() {
+                    run.reverse();
+                }
+            }
+            let (a, b) = lines.split_at(lines.len() / 2);
+            let mut merged = Vec::with_capacity(lines.len());
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() || j < b.len() {
+                if j >= b.len() || (i < a.len() && rng.bool()) {
+                    merged.push(a[i]);
+                    i += 1;
+                } else {
+                    merged.push(b[j]);
+                    j += 1;
+                }
+            }
+            lines = merged;
+        }
+    }
+    lines.concat()
+}
+
+/// The report in every format that shows the investigation, and the context pass's
+/// bytes read.
+fn reports(paths: &[PathBuf], tweak: &dyn Fn(&mut Config)) -> (String, u64) {
+    let mut config = Config::new(paths.to_vec());
+    tweak(&mut config);
+    let report = ualhunt_engine::run(&config).unwrap();
+    let mut out = Vec::new();
+    for format in [
+        OutputFormat::Json,
+        OutputFormat::Table,
+        OutputFormat::Timeline,
+    ] {
+        ualhunt_report::write(format, &report, &mut out).unwrap();
+    }
+    let read = report.stats.context.as_ref().map_or(0, |(p, _)| p.bytes);
+    (String::from_utf8(out).unwrap(), read)
+}
+
+/// The index-driven context pass against the full read, with `tweak` on both.
+fn same_as_full_read(paths: &[PathBuf], tweak: &dyn Fn(&mut Config)) -> (u64, u64) {
+    let (indexed, read) = reports(paths, tweak);
+    let (full, all) = reports(paths, &|c| {
+        tweak(c);
+        c.context_full_read = true;
+    });
+    assert_eq!(
+        indexed, full,
+        "index-driven context pass differs from a full read"
+    );
+    (read, all)
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/investigation");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A change to the configuration of a run.
+type Mode = Box<dyn Fn(&mut Config)>;
+
+/// Every engine mode the context pass can run in.
+fn modes() -> Vec<Mode> {
+    vec![
+        Box::new(|_| {}),
+        Box::new(|c| c.prefilter = false),
+        Box::new(|c| {
+            c.threads = 1;
+            c.chunk_size = 512;
+        }),
+        Box::new(|c| {
+            c.threads = 3;
+            c.chunk_size = 4096;
+            c.scan_block = 100;
+        }),
+        Box::new(|c| {
+            c.chunk_size = 1000;
+            c.context_horizon = chrono::Duration::days(1);
+        }),
+        Box::new(|c| {
+            c.chunk_size = 2000;
+            c.context_window = chrono::Duration::hours(2);
+            c.context_horizon = chrono::Duration::zero();
+        }),
+    ]
+}
+
+#[test]
+fn the_index_driven_context_pass_reports_what_a_full_read_reports_on_the_fixtures() {
+    let all = fixtures();
+    assert!(all.len() >= 10, "{all:?}");
+    for mode in modes() {
+        for path in &all {
+            same_as_full_read(std::slice::from_ref(path), &*mode);
+        }
+        same_as_full_read(&all, &*mode);
+    }
+}
+
+#[test]
+fn the_index_driven_context_pass_reports_what_a_full_read_reports_on_generated_archives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+    for (i, (plot, shape)) in [
+        (Plot::TwoPeriods, GenShape::Ual),
+        (Plot::Investigation, GenShape::Ual),
+        (Plot::TwoPeriods, GenShape::Ecs),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = story(120, plot, 400_000, i as u64, shape);
+        for gzip in [false, true] {
+            let name = format!("{i}.jsonl{}", if gzip { ".gz" } else { "" });
+            cases.push(write(dir.path(), &name, &data, gzip));
+        }
+    }
+    for mode in modes() {
+        for path in &cases {
+            same_as_full_read(std::slice::from_ref(path), &*mode);
+        }
+        same_as_full_read(&cases, &*mode);
+    }
+}
+
+#[test]
+fn the_context_pass_reads_only_the_chunks_of_watched_times() {
+    // Two closed periods of a few days in a year: with the default 7-day horizon the
+    // pass needs about 10 % of the archive.
+    let dir = tempfile::tempdir().unwrap();
+    let data = story(365, Plot::TwoPeriods, 3_000_000, 7, GenShape::Ual);
+    let plain = write(dir.path(), "year.jsonl", &data, false);
+    let (read, all) = same_as_full_read(std::slice::from_ref(&plain), &|c| {
+        c.chunk_size = 16 << 10;
+    });
+    assert_eq!(all, data.len() as u64);
+    assert!(read * 100 < all * 15, "read {read} of {all}");
+    assert!(read > 0);
+    // A wider horizon reads more.
+    let (wider, _) = same_as_full_read(std::slice::from_ref(&plain), &|c| {
+        c.chunk_size = 16 << 10;
+        c.context_horizon = chrono::Duration::days(60);
+    });
+    assert!(wider > read, "{wider} <= {read}");
+    // Gzip is read whole (no seek points yet).
+    let gz = write(dir.path(), "year.jsonl.gz", &data, true);
+    let (read, all) = same_as_full_read(&[gz], &|_| {});
+    assert_eq!(read, all);
+}
+
+#[test]
+fn mailbox_records_beyond_the_horizon_are_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = |t: &str, op: &str, rt: u32, user: &str, extra: &str| {
+        format!(
+            r#"{{"CreationTime":"{t}","Id":"{t}-{op}","Operation":"{op}","OrganizationId":"o","RecordType":{rt},"ResultStatus":"Succeeded","UserId":"{user}","Workload":"Exchange"{extra}}}"#
+        )
+    };
+    let bypass = |t: &str, flag: &str| {
+        rec(
+            t,
+            "Set-MailboxAuditBypassAssociation",
+            1,
+            "adm@contoso.com",
+            &format!(
+                r#","ObjectId":"victim@contoso.com","Parameters":[{{"Name":"Identity","Value":"victim@contoso.com"}},{{"Name":"AuditBypassEnabled","Value":"{flag}"}}]"#
+            ),
+        )
+    };
+    let lines = [
+        rec(
+            "2024-01-01T10:00:00",
+            "MailItemsAccessed",
+            2,
+            "victim@contoso.com",
+            "",
+        ),
+        rec(
+            "2024-01-25T10:00:00",
+            "MailItemsAccessed",
+            2,
+            "victim@contoso.com",
+            "",
+        ),
+        bypass("2024-01-30T10:00:00", "True"),
+        bypass("2024-02-02T10:00:00", "False"),
+        rec(
+            "2024-02-05T10:00:00",
+            "MailItemsAccessed",
+            2,
+            "victim@contoso.com",
+            "",
+        ),
+        rec(
+            "2024-03-20T10:00:00",
+            "MailItemsAccessed",
+            2,
+            "victim@contoso.com",
+            "",
+        ),
+    ];
+    let path = write(
+        dir.path(),
+        "h.jsonl",
+        (lines.join("\n") + "\n").as_bytes(),
+        false,
+    );
+    let blind = |horizon_days: i64| {
+        let mut config = Config::new(vec![path.clone()]);
+        config.context_horizon = chrono::Duration::days(horizon_days);
+        config.chunk_size = 64;
+        let report = ualhunt_engine::run(&config).unwrap();
+        let mut out = Vec::new();
+        ualhunt_report::write(OutputFormat::Json, &report, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let b = v["investigations"][0]["accounts"][0]["blind_spot"].clone();
+        (
+            b["mailbox_audit_before"].as_u64().unwrap(),
+            b["mailbox_audit_after"].as_u64().unwrap(),
+            b["mailbox_audit_per_day"].as_array().unwrap().len(),
+        )
+    };
+    assert_eq!(blind(7), (1, 1, 2));
+    assert_eq!(blind(30), (2, 1, 3));
+    assert_eq!(blind(60), (2, 2, 4));
+}
+
+/// The reference: each record's time and kind read on its own.
+fn reference_coverage(data: &[u8]) -> (Option<i64>, Option<i64>, u64, u64, u64) {
+    let (mut first, mut last, mut undated, mut admin, mut records) = (None, None, 0, 0, 0);
+    for line in data.split(|&b| b == b'\n') {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        records += 1;
+        let (t, a) = probe(line);
+        admin += u64::from(a);
+        match t {
+            Some(t) => {
+                first = Some(first.map_or(t, |f: i64| f.min(t)));
+                last = Some(last.map_or(t, |l: i64| l.max(t)));
+            }
+            None => undated += 1,
+        }
+    }
+    (first, last, undated, admin, records)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_index_is_exact_for_records_in_any_order(
+        seed in any::<u64>(),
+        how in 0u8..4,
+        chunk in prop_oneof![64usize..2048, 2048usize..65_536],
+        threads in 1usize..4,
+        block in prop_oneof![16usize..1024, Just(1 << 18)],
+        prefilter in any::<bool>(),
+    ) {
+        let data = reorder(&story(60, Plot::TwoPeriods, 120_000, seed, GenShape::Ual), how, seed);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "a.jsonl", &data, false);
+        let mut config = Config::new(vec![path.clone()]);
+        config.chunk_size = chunk;
+        config.threads = threads;
+        config.scan_block = block;
+        config.prefilter = prefilter;
+        let found = ualhunt_engine::stages::discover(&config);
+        let matcher = ualhunt_engine::stages::first_matcher(&config);
+        // On the global pool: the thread count is varied in the run below.
+        let first = ualhunt_engine::stages::first_pass(&found.inputs, &matcher, &config);
+        let index = &first.partial.index;
+        // The spans tile the file, and each one's times and lines are those of its
+        // records read one by one.
+        let mut at = 0u64;
+        let mut line = 0u64;
+        for s in index {
+            prop_assert_eq!((s.offset, s.line), (at, line));
+            let bytes = &data[s.offset as usize..(s.offset + s.len) as usize];
+            let (f, l, undated, _, _) = reference_coverage(bytes);
+            prop_assert_eq!((s.first, s.last, s.undated), (f, l, undated));
+            prop_assert_eq!(s.lines, bytes.split_inclusive(|&b| b == b'\n').count() as u64);
+            at += s.len;
+            line += s.lines;
+        }
+        prop_assert_eq!(at, data.len() as u64);
+        // The coverage is the per-record reference's.
+        let c = &first.partial.coverage;
+        let (f, l, undated, admin, records) = reference_coverage(&data);
+        prop_assert_eq!((c.first, c.last, c.undated, c.exchange_admin, c.records()), (f, l, undated, admin, records));
+        let mut days = std::collections::BTreeMap::<i32, u64>::new();
+        for line in data.split(|&b| b == b'\n') {
+            if let (Some(t), _) = probe(line) {
+                *days.entry(t.div_euclid(86_400) as i32).or_default() += 1;
+            }
+        }
+        prop_assert_eq!(&c.days, &days);
+        // And the context pass it drives reports what a full read reports.
+        same_as_full_read(&[path], &move |c: &mut Config| {
+            c.chunk_size = chunk;
+            c.threads = threads;
+            c.scan_block = block;
+            c.prefilter = prefilter;
+        });
+    }
+}
