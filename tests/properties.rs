@@ -54,6 +54,27 @@ fn archive(seed: u64, shape: GenShape, rate: f64, size: u64) -> (Vec<u8>, GenSum
     (out, summary)
 }
 
+/// A generated archive with long runs of blank lines between its records (`\n` runs,
+/// `\r\n` runs, whitespace lines), the case the scan counts in bulk.
+fn blank_runs(seed: u64, size: u64) -> (Vec<u8>, GenSummary) {
+    let (data, summary) = archive(seed, GenShape::Ual, 0.03, size);
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0xb1a2);
+    let mut out = Vec::with_capacity(data.len() * 4);
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(line);
+        if line.ends_with(b"\n") {
+            let n = rng.usize(0..3000);
+            match rng.u8(0..4) {
+                0 => out.resize(out.len() + n, b'\n'),
+                1 => (0..n).for_each(|_| out.extend_from_slice(b"\r\n")),
+                2 => (0..n % 50).for_each(|_| out.extend_from_slice(b" \t \r\n\n")),
+                _ => {}
+            }
+        }
+    }
+    (out, summary)
+}
+
 fn write_file(dir: &Path, name: &str, data: &[u8], gzip: bool) -> PathBuf {
     let path = dir.join(name);
     let mut f = std::fs::File::create(&path).unwrap();
@@ -107,6 +128,33 @@ proptest! {
             c.scan_block = block;
         });
         prop_assert_eq!(String::from_utf8(reference).unwrap(), String::from_utf8(other).unwrap());
+    }
+
+    #[test]
+    fn blank_runs_report_as_parsing_every_line_does(
+        seed in any::<u64>(),
+        chunk in prop_oneof![64usize..4096, 4096usize..200_000],
+        block in prop_oneof![1usize..512, 512usize..70_000],
+        threads in 1usize..4,
+        gzip in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, summary) = blank_runs(seed, 30_000);
+        let path = write_file(dir.path(), "a.jsonl", &data, gzip);
+        let fast = json_report(vec![path.clone()], |c| {
+            c.chunk_size = chunk;
+            c.scan_block = block;
+            c.threads = threads;
+        });
+        let slow = json_report(vec![path], |c| {
+            c.threads = 1;
+            c.prefilter = false;
+        });
+        prop_assert_eq!(&fast["actors"], &slow["actors"]);
+        for key in ["lines", "blank", "records", "matched", "events"] {
+            prop_assert_eq!(&fast["scan"][key], &slow["scan"][key], "{}", key);
+        }
+        prop_assert_eq!(fast["scan"]["events"].as_u64().unwrap(), summary.expected_matches);
     }
 
     #[test]
