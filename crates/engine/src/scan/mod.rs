@@ -1099,6 +1099,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// The context pass's watched names searched through case-variant windows take
+        /// the same candidates as the folded search did, whatever the block size.
+        #[test]
+        fn watched_names_take_the_lines_the_folded_search_took(
+            names in proptest::collection::vec("[a-z0-9._-]{3,12}@[a-z]{3,8}\\.com", 1..6),
+            records in proptest::collection::vec((0usize..8, "[a-zA-Z]{0,6}", proptest::bool::ANY), 1..60),
+            block in 1usize..600,
+        ) {
+            let mut data = String::new();
+            for (pick, other, upper) in &records {
+                let user = match names.get(*pick) {
+                    Some(n) if *upper => n.to_ascii_uppercase(),
+                    Some(n) => n.clone(),
+                    None => format!("{other}@elsewhere.org"),
+                };
+                data.push_str(&MISS.replace("\"u\"", &format!("\"{user}\"")));
+                data.push('\n');
+            }
+            let fast = Matcher::for_literals(Rule::builtin(), Some(names.clone()), 1 << 20).with_block(block);
+            let mut folded = Matcher::for_literals(Rule::builtin(), Some(names.clone()), 1 << 20).with_block(block);
+            folded.prefilter = Prefilter::folded(names.clone());
+            let run = |m: &Matcher| -> Partial<Harvest> {
+                scan_chunk(data.as_bytes(), 0, Pass::new(m, &()), &mut Scratch::default())
+            };
+            let (a, b) = (run(&fast), run(&folded));
+            proptest::prop_assert!(!fast.prefilter.folds_case());
+            proptest::prop_assert_eq!(a.counts.candidates, b.counts.candidates);
+            proptest::prop_assert_eq!(lines(&a), lines(&b));
+            let watched = records.iter().filter(|r| r.0 < names.len()).count() as u64;
+            proptest::prop_assert!(a.counts.candidates >= watched);
+        }
+    }
+
     #[test]
     fn long_blank_runs_across_blocks_are_counted() {
         // 3 records between runs far longer than the block.
