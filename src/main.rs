@@ -13,10 +13,12 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, Export, GenerateArgs, HuntArgs, MergeArgs, Outputs, RulesArgs, Shape};
+use cli::{
+    Cli, Command, Export, GenerateArgs, HuntArgs, KeyOrderArg, MergeArgs, Outputs, RulesArgs, Shape,
+};
 use ualhunt_engine::rule::load::RuleSet;
 use ualhunt_engine::shard::{self, Shard};
-use ualhunt_generate::{GenOptions, GenShape, Storyline};
+use ualhunt_generate::{GenOptions, GenShape, KeyOrder, Storyline};
 use ualhunt_input::Progress;
 use ualhunt_report::{self as output, OutputFormat, terminal_safe};
 
@@ -504,6 +506,11 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
             Shape::Ecs => GenShape::Ecs,
         },
         rate: args.rate,
+        key_order: match args.key_order {
+            KeyOrderArg::Generated => KeyOrder::Generated,
+            KeyOrderArg::Purview => KeyOrder::Purview,
+            KeyOrderArg::Shuffled => KeyOrder::Shuffled,
+        },
     };
     let story = args.scenarios.map(|days| Storyline { days });
     let sink: Box<dyn Write> = match &args.output {

@@ -23,6 +23,7 @@ fn archive(seed: u64, shape: GenShape, rate: f64, size: u64) -> (Vec<u8>, GenSum
         seed,
         shape,
         rate,
+        key_order: Default::default(),
     };
     let summary = generate(&opts, &mut clean).unwrap();
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
@@ -229,7 +230,7 @@ proptest! {
     fn the_same_records_give_the_same_findings_in_any_container(seed in any::<u64>(), threads in 1usize..4) {
         let dir = tempfile::tempdir().unwrap();
         let mut jsonl = Vec::new();
-        generate(&GenOptions { size: 40_000, seed, shape: GenShape::Ual, rate: 0.05 }, &mut jsonl).unwrap();
+        generate(&GenOptions { size: 40_000, seed, shape: GenShape::Ual, rate: 0.05, key_order: Default::default() }, &mut jsonl).unwrap();
         let records: Vec<serde_json::Value> = jsonl
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
