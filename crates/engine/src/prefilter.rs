@@ -101,8 +101,8 @@ impl Prefilter {
     /// Each name is searched through a rare window of its own in every ASCII case
     /// (`e@co`, `E@co`, …: Teddy over the raw bytes, no lower-cased copy of the block),
     /// a window found checked against the whole name case-insensitively. Where those
-    /// case variants would need more Teddy passes than searching the names whole in a
-    /// lower-cased copy of each block, or Teddy does not build, it is the latter
+    /// case variants do not fit one slim Teddy searcher, or Teddy does not build, the
+    /// names are searched whole in a lower-cased copy of each block
     /// ([`Prefilter::Folded`]).
     pub fn case_insensitive(literals: Vec<String>) -> Prefilter {
         Prefilter::case_windows(&literals).unwrap_or_else(|| Prefilter::folded(literals))
@@ -114,9 +114,12 @@ impl Prefilter {
         Prefilter::build(literals, true, false)
     }
 
-    /// The case variants of each literal's rarest window in Teddy groups of at most
-    /// 64 patterns; `None` when everything must be searched (no literal), when Teddy
-    /// does not build, or when the groups outnumber the folded search's passes.
+    /// The case variants of each literal's window, all in one slim Teddy searcher
+    /// (at most [`SLIM_TEDDY`] patterns: more make aho-corasick's Teddy fat, half as
+    /// fast, and a second pass or a fat one costs more than folding the block once).
+    /// Four-byte windows where their variants fit, else three-byte ones (fewer letters,
+    /// fewer variants); `None` when neither fits, when there is no literal, or when
+    /// Teddy does not build.
     fn case_windows(literals: &[String]) -> Option<Prefilter> {
         let mut lower: Vec<String> = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
         lower.sort();
@@ -127,47 +130,15 @@ impl Prefilter {
         if lower.is_empty() {
             return None;
         }
-        let mut patterns: Vec<(Box<[u8]>, Vec<Source>)> = Vec::new();
-        for (index, literal) in lower.iter().enumerate() {
-            let literal = literal.as_bytes();
-            let (at, end) = case_window(literal);
-            let source = Source {
-                at,
-                literal: Box::from(literal),
-                index: index as u32,
-            };
-            for variant in case_variants(&literal[at..end]) {
-                match patterns.iter_mut().find(|(w, _)| **w == *variant) {
-                    Some((_, sources)) => sources.push(source.clone()),
-                    None => patterns.push((variant.into(), vec![source.clone()])),
-                }
-            }
-        }
-        // The folded search: one pass to fold, one per 64 literals.
-        let folded_passes = 1 + lower.len().div_ceil(64);
-        if patterns.len().div_ceil(64) > folded_passes {
-            return None;
-        }
-        let longest = lower.iter().map(String::len).max().unwrap_or(0);
-        let count = lower.len();
-        let mut searchers = patterns
-            .chunks(64)
-            .map(|group| {
-                Windowed::from_patterns(group.to_vec(), packed::MatchKind::LeftmostFirst, true)
-            })
-            .collect::<Option<Vec<Windowed>>>()?;
-        Some(if searchers.len() == 1 {
-            Prefilter::Packed {
-                searcher: Box::new(searchers.remove(0)),
-                count,
-                longest,
-            }
-        } else {
-            Prefilter::Groups {
-                searchers,
-                count,
-                longest,
-            }
+        let patterns = [WINDOW, WINDOW - 1]
+            .into_iter()
+            .map(|width| case_patterns(&lower, width))
+            .find(|p| p.len() <= SLIM_TEDDY)?;
+        let searcher = Windowed::from_patterns(patterns, packed::MatchKind::LeftmostFirst, true)?;
+        Some(Prefilter::Packed {
+            searcher: Box::new(searcher),
+            count: lower.len(),
+            longest: lower.iter().map(String::len).max().unwrap_or(0),
         })
     }
 
@@ -659,27 +630,53 @@ fn rarity_any_case(window: &[u8]) -> u32 {
     bytes + if common { 1_000_000 } else { 0 }
 }
 
-/// The window a lower-case literal is searched through in every case, as a range of
-/// it: among its four-byte windows as rare as [`shared_windows`] admits (by
+/// The window of `width` bytes a lower-case literal is searched through in every
+/// case, as a range of it: among its windows as rare as [`shared_windows`] admits (by
 /// [`rarity_any_case`]), the one with the fewest letters (fewest case variants), the
-/// rarer on a tie. A literal of four bytes or fewer is searched whole.
-fn case_window(literal: &[u8]) -> (usize, usize) {
-    if literal.len() <= WINDOW {
+/// rarer on a tie. A literal of `width` bytes or fewer is searched whole.
+fn case_window(literal: &[u8], width: usize) -> (usize, usize) {
+    if literal.len() <= width {
         return (0, literal.len());
     }
     let best = literal
-        .windows(WINDOW)
+        .windows(width)
         .map(rarity_any_case)
         .min()
         .unwrap_or(0);
     let limit = best.saturating_add(best / 2).saturating_add(1_000);
     let letters = |w: &[u8]| w.iter().filter(|b| b.is_ascii_alphabetic()).count();
     literal
-        .windows(WINDOW)
+        .windows(width)
         .enumerate()
         .filter(|(_, w)| rarity_any_case(w) <= limit)
         .min_by_key(|&(at, w)| (letters(w), rarity_any_case(w), at))
-        .map_or((0, WINDOW), |(at, _)| (at, at + WINDOW))
+        .map_or((0, width), |(at, _)| (at, at + width))
+}
+
+/// The most patterns aho-corasick's Teddy takes before it turns to its fat (16-bucket,
+/// half-width) variant.
+const SLIM_TEDDY: usize = 32;
+
+/// Every case variant of each lower-case literal's window of `width` bytes, each with
+/// the literals searched through it.
+fn case_patterns(lower: &[String], width: usize) -> Vec<(Box<[u8]>, Vec<Source>)> {
+    let mut patterns: Vec<(Box<[u8]>, Vec<Source>)> = Vec::new();
+    for (index, literal) in lower.iter().enumerate() {
+        let literal = literal.as_bytes();
+        let (at, end) = case_window(literal, width);
+        let source = Source {
+            at,
+            literal: Box::from(literal),
+            index: index as u32,
+        };
+        for variant in case_variants(&literal[at..end]) {
+            match patterns.iter_mut().find(|(w, _)| **w == *variant) {
+                Some((_, sources)) => sources.push(source.clone()),
+                None => patterns.push((variant.into(), vec![source.clone()])),
+            }
+        }
+    }
+    patterns
 }
 
 /// Every ASCII case variant of `window` (two for each letter).

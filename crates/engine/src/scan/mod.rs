@@ -1127,7 +1127,10 @@ mod tests {
                 scan_chunk(data.as_bytes(), 0, Pass::new(m, &()), &mut Scratch::default())
             };
             let (a, b) = (run(&fast), run(&folded));
-            proptest::prop_assert!(!fast.prefilter.folds_case());
+            // Two names' variants always fit one slim Teddy searcher.
+            if names.len() <= 2 {
+                proptest::prop_assert!(!fast.prefilter.folds_case());
+            }
             proptest::prop_assert_eq!(a.counts.candidates, b.counts.candidates);
             proptest::prop_assert_eq!(lines(&a), lines(&b));
             let watched = records.iter().filter(|r| r.0 < names.len()).count() as u64;
