@@ -608,6 +608,7 @@ else
   log "warning: no rule directory $RULES_DIR (BENCH_RULES): the rule-pack rows are skipped"
 fi
 UNC="$UH --no-context"
+cd -- "$DIR" # the rows name files relative to the cache dir
 for layout in $LAYOUTS; do
   if [[ $layout == generated ]]; then
     LP=$PLAIN LG=$GZ
@@ -631,6 +632,7 @@ for layout in $LAYOUTS; do
   fi
   cat -- "$LP" "$LG" >/dev/null
   LP_B=$(bytes_of "$LP")
+  LP=${LP#"$DIR"/} LG=${LG#"$DIR"/}
   LIN="$layout: $(mb "$LP_B")"
   LGIN="$layout: $(mb "$(bytes_of "$LG")") gz, $(mb "$LP_B") decompressed"
 
@@ -664,7 +666,7 @@ for layout in $LAYOUTS; do
     case_run
 
     case_begin "19.6 $layout: $QUERIES query rules vs the built-in rule (target ≤ 1.5)" "$LIN" "$LP_B"
-    case_cmd subject rules "0 1" "$UNC --rules $(printf %q "$QUERY_RULES") $LP"
+    case_cmd subject rules "0 1" "$UNC --rules $(printf %q "${QUERY_RULES#"$DIR"/}") $LP"
     case_cmd peer built-in "0 1" "$UNC $LP"
     case_run
   fi
@@ -679,6 +681,7 @@ if [[ ! -s $NL ]]; then
 fi
 cat -- "$NL" >/dev/null
 NL_B=$(iec "$NEWLINES_SIZE")
+NL=${NL#"$DIR"/}
 case_begin "19.7 gzip of newlines vs igzip (target ≤ 1.5)" "$(mb "$(bytes_of "$NL")") gz, $(mb "$NL_B") of newlines" "$NL_B"
 case_cmd subject ualhunt "0 1" "$UH $NL"
 [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ $NL"
