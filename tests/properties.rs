@@ -156,6 +156,14 @@ proptest! {
             prop_assert_eq!(&fast["scan"][key], &slow["scan"][key], "{}", key);
         }
         prop_assert_eq!(fast["scan"]["events"].as_u64().unwrap(), summary.expected_matches);
+        // Both paths count runs in bulk: the plainest count is the reference.
+        let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        let blank = lines.iter().filter(|l| l.iter().all(|b| b" \t\r\x0c".contains(b))).count();
+        prop_assert_eq!(fast["scan"]["lines"].as_u64(), Some(lines.len() as u64));
+        prop_assert_eq!(fast["scan"]["blank"].as_u64(), Some(blank as u64));
     }
 
     #[test]
