@@ -566,24 +566,25 @@ fn scan_prefiltered<S: Sink>(
                 line_start = nl + 1;
                 // A run of blank lines (`\n\n…`, `\r\n\r\n…`, whitespace) is counted in
                 // bulk: no step per line, so a block of newlines goes at memory speed.
-                let mut skipped = None;
-                if data.get(line_start).is_some_and(|&b| is_space(b)) {
-                    let (stop, newlines) = blank_run(data, line_start, block_end);
-                    if newlines > 0 {
-                        // The run holds `newlines` newlines, so one is found.
-                        let last =
-                            line_start + memrchr(b'\n', &data[line_start..stop]).unwrap_or(0);
-                        seen += newlines;
-                        out.counts.blank += newlines;
-                        line_start = last + 1;
-                        skipped = Some(stop);
-                    }
+                // Lines almost always start with `{`: one compare, and the line is
+                // not blank.
+                if !data.get(line_start).is_some_and(|&b| is_space(b)) {
+                    line_blank = false;
+                    continue;
+                }
+                let (stop, newlines) = blank_run(data, line_start, block_end);
+                if newlines > 0 {
+                    // The run holds `newlines` newlines, so one is found.
+                    let last = line_start + memrchr(b'\n', &data[line_start..stop]).unwrap_or(0);
+                    seen += newlines;
+                    out.counts.blank += newlines;
+                    line_start = last + 1;
                 }
                 line_blank = is_blank_at(data, line_start);
                 if line_blank {
                     out.counts.blank += 1;
                 }
-                if let Some(stop) = skipped {
+                if newlines > 0 {
                     resume = stop;
                     continue 'lines;
                 }
