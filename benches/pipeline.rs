@@ -26,6 +26,7 @@ fn archive(rate: f64, shape: GenShape) -> Vec<u8> {
             seed: 42,
             shape,
             rate,
+            key_order: Default::default(),
         },
         &mut out,
     )

@@ -34,6 +34,24 @@ Environment:
   BENCH_WORST_SIZE=256M size of the all-bypass (--rate 1) worst-case archive
   BENCH_HYPERFINE=0     1 = also run hyperfine per case (block order, for display)
   BENCH_NO_INSTALL=0    1 = never call apt-get; fail if a tool is missing
+  BENCH_LAYOUTS="generated shuffled"
+                        key orders (`ualhunt generate --key-order`) the rows of
+                        issue 19's table are run on, each an archive of BENCH_SIZE
+                        with the same records (generated, purview, shuffled; the
+                        Python stand-in writes only `generated`)
+  BENCH_RULES=../shared/corpus/elastic-rules
+                        Elastic's rule files for the rule-pack rows (every runnable
+                        rule; the `type = "query"` ones alone); rows skipped if absent
+  BENCH_NEWLINES_SIZE=8G
+                        size of the gzip of newlines only (one member, pigz -6)
+                        run against igzip -dc
+
+Issue 19's rows (per layout): hunt --no-context vs rg -c LITERAL; hunt (with the
+context pass) vs rg -c; gzip hunt and hunt --no-context vs igzip -dc (the isal
+build and the default zlib-rs build); the runnable rules and the query rules vs
+the built-in rule (--no-context on both sides, as scripts/bench-rules.sh); then
+the gzip of newlines vs igzip -dc. Each case names the issue's target ratio. If
+scripts/bench-year.sh exists it runs last, its output appended to the report.
 
 Exit status: 0 on success, 2 on any error. ualhunt exit codes 0 (found) and 1
 (nothing found) both count as success while timing; 2 is a failure.
@@ -59,12 +77,18 @@ WORST_SIZE=${BENCH_WORST_SIZE:-256M}
 GEN_MODE=${BENCH_GENERATOR:-auto}
 SEED=42
 RATE=0.00001
+LAYOUTS=${BENCH_LAYOUTS:-generated shuffled}
+RULES_DIR=${BENCH_RULES:-$ROOT/../shared/corpus/elastic-rules}
+NEWLINES_SIZE=${BENCH_NEWLINES_SIZE:-8G}
 LITERAL=Set-MailboxAuditBypassAssociation
 JQ_FILTER='select(.Operation=="Set-MailboxAuditBypassAssociation" and .Workload=="Exchange")'
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, got '$RUNS'"
 ((RUNS >= 5)) || log "warning: BENCH_RUNS=$RUNS < 5; medians will be noisy"
-for v in SIZE SLICE_SIZE WORST_SIZE; do
+for l in $LAYOUTS; do
+  [[ $l =~ ^(generated|purview|shuffled)$ ]] || die "BENCH_LAYOUTS: unknown key order '$l'"
+done
+for v in SIZE SLICE_SIZE WORST_SIZE NEWLINES_SIZE; do
   [[ ${!v} =~ ^[0-9]+[KMGT]?$ ]] || die "BENCH_$v must look like 64M, 1G or a byte count, got '${!v}'"
 done
 [[ $GEN_MODE =~ ^(auto|ualhunt|standin)$ ]] || die "BENCH_GENERATOR must be auto, ualhunt or standin"
@@ -150,6 +174,10 @@ fi
 
 if [[ $GEN_MODE == auto ]]; then
   if subcommand_ok generate --size --seed --shape --rate; then GEN=ualhunt; else GEN=standin; fi
+fi
+HAVE_KEY_ORDER=0
+if [[ $GEN == ualhunt ]] && subcommand_ok generate --key-order; then
+  HAVE_KEY_ORDER=1
 else
   GEN=$GEN_MODE
 fi
@@ -562,6 +590,104 @@ case_cmd subject ualhunt "0 1" "$UH $W"
 case_cmd peer jq "0" "jq -c '$JQ_FILTER' $W >/dev/null"
 case_run
 
+# ---------------------------------------------------------------- issue 19's rows
+# Every row of the table of issue 19 ("One sweep at memory speed…"), on each layout of
+# BENCH_LAYOUTS: the same records in another key order, so a probe tuned to the
+# generator's layout shows. Targets are the issue's (ratio = ualhunt / peer).
+RULE_ROWS=0
+if [[ -d $RULES_DIR ]]; then
+  RULES_DIR=$(realpath -- "$RULES_DIR")
+  QUERY_RULES=$DIR/rules-query
+  rm -rf -- "$QUERY_RULES"
+  mkdir -p -- "$QUERY_RULES"
+  grep -l '^type = "query"' -- "$RULES_DIR"/*.toml | xargs -r cp -t "$QUERY_RULES" --
+  RUNNABLE=$("$UALHUNT" rules --rules "$RULES_DIR" 2>/dev/null | grep -c '^  id:') || RUNNABLE=0
+  QUERIES=$(find "$QUERY_RULES" -name '*.toml' | wc -l)
+  RULE_ROWS=1
+else
+  log "warning: no rule directory $RULES_DIR (BENCH_RULES): the rule-pack rows are skipped"
+fi
+UNC="$UH --no-context"
+cd -- "$DIR" # the rows name files relative to the cache dir
+for layout in $LAYOUTS; do
+  if [[ $layout == generated ]]; then
+    LP=$PLAIN LG=$GZ
+  elif ((HAVE_KEY_ORDER == 0)); then
+    log "warning: this generator has no --key-order: layout $layout skipped"
+    continue
+  else
+    LDATA=$DIR/$GEN-$SIZE-seed$SEED-$layout
+    LP=$LDATA/plain.jsonl LG=$LDATA/plain.jsonl.gz
+    mkdir -p -- "$LDATA"
+    if [[ ! -s $LP ]]; then
+      rm -f -- "$LG"
+      log "generating $LP ($SIZE, --key-order $layout)"
+      generate --size "$SIZE" --seed "$SEED" --shape ual --rate "$RATE" --key-order "$layout" -o "$LP.tmp"
+      mv -f -- "$LP.tmp" "$LP"
+    fi
+    if [[ ! -s $LG ]]; then
+      log "compressing -> $LG ($GZIP_DESC)"
+      gz "$LP" "$LG"
+    fi
+  fi
+  cat -- "$LP" "$LG" >/dev/null
+  LP_B=$(bytes_of "$LP")
+  LP=${LP#"$DIR"/} LG=${LG#"$DIR"/}
+  LIN="$layout: $(mb "$LP_B")"
+  LGIN="$layout: $(mb "$(bytes_of "$LG")") gz, $(mb "$LP_B") decompressed"
+
+  case_begin "19.1 $layout: --no-context vs rg (target ≤ 0.8)" "$LIN" "$LP_B"
+  case_cmd subject ualhunt "0 1" "$UNC $LP"
+  case_cmd peer rg "0 1" "rg -c $LITERAL $LP"
+  case_run
+
+  case_begin "19.2 $layout: hunt vs rg (target ≤ 1.3)" "$LIN" "$LP_B"
+  case_cmd subject ualhunt "0 1" "$UH $LP"
+  case_cmd peer rg "0 1" "rg -c $LITERAL $LP"
+  case_run
+
+  # The gzip rows: the isal build (subject) and the default zlib-rs build as alts.
+  case_begin "19.3 $layout: gzip hunt vs igzip (target ≤ 1.35)" "$LGIN" "$LP_B"
+  case_cmd subject ualhunt "0 1" "$UH $LG"
+  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ $LG"
+  case_cmd peer igzip "0" "igzip -dc $LG >/dev/null"
+  case_run
+
+  case_begin "19.4 $layout: gzip --no-context vs igzip (target ≤ 1.25)" "$LGIN" "$LP_B"
+  case_cmd subject ualhunt "0 1" "$UNC $LG"
+  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ --no-context $LG"
+  case_cmd peer igzip "0" "igzip -dc $LG >/dev/null"
+  case_run
+
+  if ((RULE_ROWS)); then
+    case_begin "19.5 $layout: $RUNNABLE runnable rules vs the built-in rule (target ≤ 2.5)" "$LIN" "$LP_B"
+    case_cmd subject rules "0 1" "$UNC --rules $(printf %q "$RULES_DIR") $LP"
+    case_cmd peer built-in "0 1" "$UNC $LP"
+    case_run
+
+    case_begin "19.6 $layout: $QUERIES query rules vs the built-in rule (target ≤ 1.5)" "$LIN" "$LP_B"
+    case_cmd subject rules "0 1" "$UNC --rules $(printf %q "${QUERY_RULES#"$DIR"/}") $LP"
+    case_cmd peer built-in "0 1" "$UNC $LP"
+    case_run
+  fi
+done
+
+# Newlines only, gzipped: the blank-line path (layout-independent).
+NL=$DIR/newlines-$NEWLINES_SIZE.gz
+if [[ ! -s $NL ]]; then
+  log "writing $NL ($NEWLINES_SIZE of newlines, $GZIP_DESC)"
+  head -c "$(iec "$NEWLINES_SIZE")" /dev/zero | tr '\0' '\n' | pigz -6 -c >"$NL.tmp"
+  mv -f -- "$NL.tmp" "$NL"
+fi
+cat -- "$NL" >/dev/null
+NL_B=$(iec "$NEWLINES_SIZE")
+NL=${NL#"$DIR"/}
+case_begin "19.7 gzip of newlines vs igzip (target ≤ 1.5)" "$(mb "$(bytes_of "$NL")") gz, $(mb "$NL_B") of newlines" "$NL_B"
+case_cmd subject ualhunt "0 1" "$UH $NL"
+[[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ $NL"
+case_cmd peer igzip "0" "igzip -dc $NL >/dev/null"
+case_run
+
 # ---------------------------------------------------------------- report
 count_lit() { # rg -c prints nothing and exits 1 when there is no match
   local c
@@ -602,6 +728,19 @@ if [[ ${BENCH_HYPERFINE:-0} == 1 ]]; then
       cat -- "$TMP/hf-$k.md"
     done
   } >>"$REPORT"
+fi
+
+# The year-long case (the block index and the context pass that reads only what it
+# needs), when its script is there.
+YEAR=$ROOT/scripts/bench-year.sh
+if [[ -f $YEAR ]]; then
+  log "running scripts/bench-year.sh"
+  {
+    echo
+    echo "### scripts/bench-year.sh"
+    echo
+    UALHUNT=$UALHUNT UALHUNT_ZLIB=${UALHUNT_ZLIB:-} BENCH_RUNS=$RUNS BENCH_DIR=$DIR bash "$YEAR"
+  } >>"$REPORT" || die "scripts/bench-year.sh failed"
 fi
 
 cp -f -- "$REPORT" "$DIR/results.md"

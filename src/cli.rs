@@ -119,6 +119,11 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0.00001, value_parser = parse_rate)]
     pub rate: f64,
 
+    /// The order of each record's keys (of `o365.audit` in ECS documents): the same
+    /// records and planted events in another layout.
+    #[arg(long, value_enum, default_value_t = KeyOrderArg::Generated)]
+    pub key_order: KeyOrderArg,
+
     /// Compress the output with gzip.
     #[arg(long)]
     pub gzip: bool,
@@ -161,6 +166,16 @@ pub enum Shape {
     Ual,
     /// ECS documents (Elastic o365 integration).
     Ecs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum KeyOrderArg {
+    /// `CreationTime`, `Id`, `Operation` first.
+    Generated,
+    /// `Id` and `RecordType` first, `CreationTime` third, `Parameters` last.
+    Purview,
+    /// Each record's keys in a random (seeded) order.
+    Shuffled,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

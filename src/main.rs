@@ -15,11 +15,13 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Command, GenerateArgs, HuntArgs, MergeArgs, Outputs, RulesArgs, Shape};
+use cli::{
+    Cli, Command, GenerateArgs, HuntArgs, KeyOrderArg, MergeArgs, Outputs, RulesArgs, Shape,
+};
 use outputs::{Inputs, Named, Pending};
 use ualhunt_engine::rule::load::RuleSet;
 use ualhunt_engine::shard::{self, Shard};
-use ualhunt_generate::{GenOptions, GenShape, Plot, Storyline};
+use ualhunt_generate::{GenOptions, GenShape, KeyOrder, Plot, Storyline};
 use ualhunt_input::Progress;
 use ualhunt_report::{self as output, OutputFormat, terminal_safe};
 
@@ -589,6 +591,11 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
             Shape::Ecs => GenShape::Ecs,
         },
         rate: args.rate,
+        key_order: match args.key_order {
+            KeyOrderArg::Generated => KeyOrder::Generated,
+            KeyOrderArg::Purview => KeyOrder::Purview,
+            KeyOrderArg::Shuffled => KeyOrder::Shuffled,
+        },
     };
     let plot = match args.plot {
         cli::PlotArg::Investigation => Plot::Investigation,

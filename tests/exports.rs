@@ -483,7 +483,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut jsonl = Vec::new();
-        generate(&GenOptions { size: 30_000, seed, shape: GenShape::Ual, rate }, &mut jsonl).unwrap();
+        generate(&GenOptions { size: 30_000, seed, shape: GenShape::Ual, rate, key_order: Default::default() }, &mut jsonl).unwrap();
         let records: Vec<Json> = jsonl
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())

@@ -149,6 +149,7 @@ fn big_gzip() -> &'static (Vec<u8>, Vec<u8>) {
             seed: 11,
             shape: GenShape::Ual,
             rate: 0.001,
+            key_order: Default::default(),
         };
         generate(&opts, &mut records).unwrap();
         let mut rng = fastrand::Rng::with_seed(11);

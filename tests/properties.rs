@@ -23,6 +23,7 @@ fn archive(seed: u64, shape: GenShape, rate: f64, size: u64) -> (Vec<u8>, GenSum
         seed,
         shape,
         rate,
+        key_order: Default::default(),
     };
     let summary = generate(&opts, &mut clean).unwrap();
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
@@ -50,6 +51,27 @@ fn archive(seed: u64, shape: GenShape, rate: f64, size: u64) -> (Vec<u8>, GenSum
     }
     if out.last() == Some(&b'\n') && rng.bool() {
         out.pop();
+    }
+    (out, summary)
+}
+
+/// A generated archive with long runs of blank lines between its records (`\n` runs,
+/// `\r\n` runs, whitespace lines), the case the scan counts in bulk.
+fn blank_runs(seed: u64, size: u64) -> (Vec<u8>, GenSummary) {
+    let (data, summary) = archive(seed, GenShape::Ual, 0.03, size);
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0xb1a2);
+    let mut out = Vec::with_capacity(data.len() * 4);
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(line);
+        if line.ends_with(b"\n") {
+            let n = rng.usize(0..3000);
+            match rng.u8(0..4) {
+                0 => out.resize(out.len() + n, b'\n'),
+                1 => (0..n).for_each(|_| out.extend_from_slice(b"\r\n")),
+                2 => (0..n % 50).for_each(|_| out.extend_from_slice(b" \t \r\n\n")),
+                _ => {}
+            }
+        }
     }
     (out, summary)
 }
@@ -107,6 +129,41 @@ proptest! {
             c.scan_block = block;
         });
         prop_assert_eq!(String::from_utf8(reference).unwrap(), String::from_utf8(other).unwrap());
+    }
+
+    #[test]
+    fn blank_runs_report_as_parsing_every_line_does(
+        seed in any::<u64>(),
+        chunk in prop_oneof![64usize..4096, 4096usize..200_000],
+        block in prop_oneof![1usize..512, 512usize..70_000],
+        threads in 1usize..4,
+        gzip in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, summary) = blank_runs(seed, 30_000);
+        let path = write_file(dir.path(), "a.jsonl", &data, gzip);
+        let fast = json_report(vec![path.clone()], |c| {
+            c.chunk_size = chunk;
+            c.scan_block = block;
+            c.threads = threads;
+        });
+        let slow = json_report(vec![path], |c| {
+            c.threads = 1;
+            c.prefilter = false;
+        });
+        prop_assert_eq!(&fast["actors"], &slow["actors"]);
+        for key in ["lines", "blank", "records", "matched", "events"] {
+            prop_assert_eq!(&fast["scan"][key], &slow["scan"][key], "{}", key);
+        }
+        prop_assert_eq!(fast["scan"]["events"].as_u64().unwrap(), summary.expected_matches);
+        // Both paths count runs in bulk: the plainest count is the reference.
+        let mut lines: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        let blank = lines.iter().filter(|l| l.iter().all(|b| b" \t\r\x0c".contains(b))).count();
+        prop_assert_eq!(fast["scan"]["lines"].as_u64(), Some(lines.len() as u64));
+        prop_assert_eq!(fast["scan"]["blank"].as_u64(), Some(blank as u64));
     }
 
     #[test]
@@ -181,7 +238,7 @@ proptest! {
     fn the_same_records_give_the_same_findings_in_any_container(seed in any::<u64>(), threads in 1usize..4) {
         let dir = tempfile::tempdir().unwrap();
         let mut jsonl = Vec::new();
-        generate(&GenOptions { size: 40_000, seed, shape: GenShape::Ual, rate: 0.05 }, &mut jsonl).unwrap();
+        generate(&GenOptions { size: 40_000, seed, shape: GenShape::Ual, rate: 0.05, key_order: Default::default() }, &mut jsonl).unwrap();
         let records: Vec<serde_json::Value> = jsonl
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())

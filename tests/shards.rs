@@ -29,6 +29,7 @@ fn generated(seed: u64, size: u64, story: bool) -> Vec<u8> {
         seed,
         shape: GenShape::Ual,
         rate: 0.002,
+        key_order: Default::default(),
     };
     let mut out = Vec::new();
     generate_with(

@@ -97,8 +97,49 @@ impl Prefilter {
 
     /// Builds a prefilter for literals that match whatever their ASCII case (account
     /// names: `Alice@Contoso.com` is `alice@contoso.com`); none: everything.
+    ///
+    /// Each name is searched through a rare window of its own in every ASCII case
+    /// (`e@co`, `E@co`, …: Teddy over the raw bytes, no lower-cased copy of the block),
+    /// a window found checked against the whole name case-insensitively. Where those
+    /// case variants do not fit one slim Teddy searcher, or Teddy does not build, the
+    /// names are searched whole in a lower-cased copy of each block
+    /// ([`Prefilter::Folded`]).
     pub fn case_insensitive(literals: Vec<String>) -> Prefilter {
+        Prefilter::case_windows(&literals).unwrap_or_else(|| Prefilter::folded(literals))
+    }
+
+    /// The literals searched whole, whatever their ASCII case, in a lower-cased copy
+    /// of the haystack (the fallback of [`Prefilter::case_insensitive`]).
+    pub fn folded(literals: Vec<String>) -> Prefilter {
         Prefilter::build(literals, true, false)
+    }
+
+    /// The case variants of each literal's window, all in one slim Teddy searcher
+    /// (at most [`SLIM_TEDDY`] patterns: more make aho-corasick's Teddy fat, half as
+    /// fast, and a second pass or a fat one costs more than folding the block once).
+    /// Four-byte windows where their variants fit, else three-byte ones (fewer letters,
+    /// fewer variants); `None` when neither fits, when there is no literal, or when
+    /// Teddy does not build.
+    fn case_windows(literals: &[String]) -> Option<Prefilter> {
+        let mut lower: Vec<String> = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
+        lower.sort();
+        lower.dedup();
+        lower.retain(|l| !l.is_empty());
+        let all = lower.clone();
+        lower.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
+        if lower.is_empty() {
+            return None;
+        }
+        let patterns = [WINDOW, WINDOW - 1]
+            .into_iter()
+            .map(|width| case_patterns(&lower, width))
+            .find(|p| p.len() <= SLIM_TEDDY)?;
+        let searcher = Windowed::from_patterns(patterns, packed::MatchKind::LeftmostFirst, true)?;
+        Some(Prefilter::Packed {
+            searcher: Box::new(searcher),
+            count: lower.len(),
+            longest: lower.iter().map(String::len).max().unwrap_or(0),
+        })
     }
 
     /// `windows`: Teddy searches each literal from its rarest four bytes (a match
@@ -315,6 +356,9 @@ pub struct Windowed {
     related: Vec<Vec<u32>>,
     /// Every window is its whole literal: a match needs no check.
     whole: bool,
+    /// Literals are lower case and match whatever their ASCII case (each case variant
+    /// of a window is a pattern of its own).
+    ignore_case: bool,
 }
 
 /// A literal searched through a window.
@@ -333,6 +377,25 @@ impl Source {
     fn is_at(&self, data: &[u8], window: usize) -> bool {
         window >= self.at && data[window - self.at..].starts_with(&self.literal)
     }
+
+    /// Whether the literal is in `data`, whatever its ASCII case, with its window at
+    /// `window`.
+    #[inline]
+    fn is_at_any_case(&self, data: &[u8], window: usize) -> bool {
+        window >= self.at
+            && data[window - self.at..]
+                .get(..self.literal.len())
+                .is_some_and(|d| d.eq_ignore_ascii_case(&self.literal))
+    }
+
+    #[inline]
+    fn is_at_as(&self, data: &[u8], window: usize, ignore_case: bool) -> bool {
+        if ignore_case {
+            self.is_at_any_case(data, window)
+        } else {
+            self.is_at(data, window)
+        }
+    }
 }
 
 impl Windowed {
@@ -349,8 +412,7 @@ impl Windowed {
         } else {
             literals.iter().map(|l| (0, l.len())).collect()
         };
-        let mut searched: Vec<Box<[u8]>> = Vec::new();
-        let mut sources: Vec<Vec<Source>> = Vec::new();
+        let mut patterns: Vec<(Box<[u8]>, Vec<Source>)> = Vec::new();
         for (index, (literal, (at, end))) in literals.iter().zip(chosen).enumerate() {
             let window = &literal[at..end];
             let source = Source {
@@ -358,14 +420,21 @@ impl Windowed {
                 literal: Box::from(*literal),
                 index: index as u32,
             };
-            match searched.iter().position(|w| **w == *window) {
-                Some(p) => sources[p].push(source),
-                None => {
-                    searched.push(window.into());
-                    sources.push(vec![source]);
-                }
+            match patterns.iter_mut().find(|(w, _)| **w == *window) {
+                Some((_, sources)) => sources.push(source),
+                None => patterns.push((window.into(), vec![source])),
             }
         }
+        Windowed::from_patterns(patterns, kind, false)
+    }
+
+    /// A search for the windows given, each with the literals searched through it.
+    fn from_patterns(
+        patterns: Vec<(Box<[u8]>, Vec<Source>)>,
+        kind: packed::MatchKind,
+        ignore_case: bool,
+    ) -> Option<Windowed> {
+        let (searched, sources): (Vec<Box<[u8]>>, Vec<Vec<Source>>) = patterns.into_iter().unzip();
         let related = searched
             .iter()
             .map(|a| {
@@ -392,6 +461,7 @@ impl Windowed {
             sources,
             related,
             whole,
+            ignore_case,
         })
     }
 
@@ -432,7 +502,9 @@ impl Windowed {
         self.related[pattern].iter().any(|&p| {
             let p = p as usize;
             data[at..].starts_with(&self.windows[p])
-                && self.sources[p].iter().any(|s| s.is_at(data, at))
+                && self.sources[p]
+                    .iter()
+                    .any(|s| s.is_at_as(data, at, self.ignore_case))
         })
     }
 
@@ -451,7 +523,7 @@ impl Windowed {
                     continue;
                 }
                 for s in &self.sources[r] {
-                    if s.is_at(data, p) {
+                    if s.is_at_as(data, p, self.ignore_case) {
                         found(s.index as usize);
                     }
                 }
@@ -530,6 +602,100 @@ fn shared_windows(literals: &[&[u8]]) -> Vec<(usize, usize)> {
         .zip(literals)
         .map(|(c, l)| c.unwrap_or((0, l.len())))
         .collect()
+}
+
+/// How rare four bytes are whatever their ASCII case (lower is rarer): each letter
+/// counts as often as it occurs in either case, and the string is common if it is in
+/// lower, capitalised or upper case.
+fn rarity_any_case(window: &[u8]) -> u32 {
+    let bytes: u32 = window
+        .iter()
+        .map(|&b| {
+            let (lo, up) = (b.to_ascii_lowercase(), b.to_ascii_uppercase());
+            let f = |c: u8| frequency::PER_MILLION[usize::from(c)];
+            if lo == up { f(b) } else { f(lo) + f(up) }
+        })
+        .sum();
+    let lower = window.to_ascii_lowercase();
+    let mut capital = lower.clone();
+    if let Some(c) = capital.first_mut() {
+        c.make_ascii_uppercase();
+    }
+    let common = [lower.clone(), capital, window.to_ascii_uppercase()]
+        .iter()
+        .any(|w| {
+            <[u8; 4]>::try_from(w.as_slice())
+                .is_ok_and(|w| frequency::COMMON.binary_search(&w).is_ok())
+        });
+    bytes + if common { 1_000_000 } else { 0 }
+}
+
+/// The window of `width` bytes a lower-case literal is searched through in every
+/// case, as a range of it: among its windows as rare as [`shared_windows`] admits (by
+/// [`rarity_any_case`]), the one with the fewest letters (fewest case variants), the
+/// rarer on a tie. A literal of `width` bytes or fewer is searched whole.
+fn case_window(literal: &[u8], width: usize) -> (usize, usize) {
+    if literal.len() <= width {
+        return (0, literal.len());
+    }
+    let best = literal
+        .windows(width)
+        .map(rarity_any_case)
+        .min()
+        .unwrap_or(0);
+    let limit = best.saturating_add(best / 2).saturating_add(1_000);
+    let letters = |w: &[u8]| w.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    literal
+        .windows(width)
+        .enumerate()
+        .filter(|(_, w)| rarity_any_case(w) <= limit)
+        .min_by_key(|&(at, w)| (letters(w), rarity_any_case(w), at))
+        .map_or((0, width), |(at, _)| (at, at + width))
+}
+
+/// The most patterns aho-corasick's Teddy takes before it turns to its fat (16-bucket,
+/// half-width) variant.
+const SLIM_TEDDY: usize = 32;
+
+/// Every case variant of each lower-case literal's window of `width` bytes, each with
+/// the literals searched through it.
+fn case_patterns(lower: &[String], width: usize) -> Vec<(Box<[u8]>, Vec<Source>)> {
+    let mut patterns: Vec<(Box<[u8]>, Vec<Source>)> = Vec::new();
+    for (index, literal) in lower.iter().enumerate() {
+        let literal = literal.as_bytes();
+        let (at, end) = case_window(literal, width);
+        let source = Source {
+            at,
+            literal: Box::from(literal),
+            index: index as u32,
+        };
+        for variant in case_variants(&literal[at..end]) {
+            match patterns.iter_mut().find(|(w, _)| **w == *variant) {
+                Some((_, sources)) => sources.push(source.clone()),
+                None => patterns.push((variant.into(), vec![source.clone()])),
+            }
+        }
+    }
+    patterns
+}
+
+/// Every ASCII case variant of `window` (two for each letter).
+fn case_variants(window: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![window.to_ascii_lowercase()];
+    for (i, b) in window.iter().enumerate() {
+        if b.is_ascii_alphabetic() {
+            let upper: Vec<Vec<u8>> = out
+                .iter()
+                .map(|v| {
+                    let mut v = v.clone();
+                    v[i].make_ascii_uppercase();
+                    v
+                })
+                .collect();
+            out.extend(upper);
+        }
+    }
+    out
 }
 
 /// Which selections a candidate can satisfy: the literals of every selection in one
@@ -797,6 +963,11 @@ mod tests {
         assert_eq!(p.overlap(), 12);
         assert!(Prefilter::from_literals(vec![]).is_everything());
         let p = Prefilter::case_insensitive(vec!["Alice@Contoso.com".into()]);
+        assert!(
+            p.find(b"xx ALICE@contoso.COM")
+                .is_some_and(|i| (3..20).contains(&i))
+        );
+        let p = Prefilter::folded(vec!["Alice@Contoso.com".into()]);
         assert_eq!(p.find(b"xx ALICE@contoso.COM"), Some(3));
         assert!(p.folds_case());
         let mut folded = Vec::new();
@@ -911,5 +1082,87 @@ mod tests {
         // One literal set shared by every selection: nothing to route.
         let same = vec![Some(vec!["A".to_string()]), Some(vec!["A".to_string()])];
         assert!(Router::new(&same, &[vec![], vec![]]).is_none());
+    }
+
+    /// Flips the case of the letters of `s` where `flips` (cycled) says so.
+    fn recase(s: &str, flips: &[bool]) -> String {
+        s.chars()
+            .zip(flips.iter().cycle())
+            .map(|(c, &f)| {
+                if f {
+                    if c.is_ascii_lowercase() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn watched_names_are_searched_through_windows_in_every_case() {
+        let p =
+            Prefilter::case_insensitive(vec!["Alice@Contoso.com".into(), "svc-backup01".into()]);
+        assert!(!p.folds_case(), "{}", p.describe());
+        let line = br#"{"UserId":"ALICE@contoso.COM","Operation":"x"}"#;
+        assert!(p.find(line).is_some());
+        assert!(p.find(br#"{"UserId":"SVC-Backup01@x"}"#).is_some());
+        assert!(p.find(br#"{"UserId":"alice@contoso.co"}"#).is_none());
+        assert_eq!(case_variants(b"e@co").len(), 8);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// The windowed search in every case finds a name in exactly the lines the
+        /// folded search (a lower-cased copy of each block) finds it in, both through
+        /// `find` and through the hits the scan collects.
+        #[test]
+        fn case_windows_find_what_the_folded_search_finds(
+            names in proptest::collection::vec("[a-zA-Z0-9@._ -]{3,24}", 1..40),
+            noise in proptest::collection::vec("[a-zA-Z0-9@._ :,{}\"-]{0,60}", 1..30),
+            picks in proptest::collection::vec((0usize..64, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..60), 0..40),
+        ) {
+            let fast = Prefilter::case_insensitive(names.clone());
+            let folded = Prefilter::folded(names.clone());
+            let mut data = Vec::new();
+            let mut lines = Vec::new();
+            for (i, n) in noise.iter().enumerate() {
+                let mut line = n.clone();
+                for (pick, flips, at) in picks.iter().filter(|p| p.0 % noise.len() == i) {
+                    // Cut the noise at a char boundary (all ASCII) and insert a name, its
+                    // case flipped, sometimes cut short.
+                    let name = recase(&names[pick % names.len()], flips);
+                    let name = if flips[0] && flips.len() > 3 { &name[..name.len() - 1] } else { &name[..] };
+                    let at = (*at).min(line.len());
+                    line.insert_str(at, name);
+                }
+                lines.push(line.clone());
+                data.extend_from_slice(line.as_bytes());
+                data.push(b'\n');
+            }
+            let lowered: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+            for line in &lines {
+                let naive = lowered.iter().any(|n| line.to_ascii_lowercase().contains(n.as_str()));
+                proptest::prop_assert_eq!(folded.find(line.as_bytes()).is_some(), naive, "{}", line);
+                proptest::prop_assert_eq!(fast.find(line.as_bytes()).is_some(), naive, "{} {}", line, fast.describe());
+            }
+            // The hits over the whole text, widened to lines, as the scan takes them.
+            let line_of = |hit: usize| data[..hit].iter().filter(|&&b| b == b'\n').count();
+            let mut hit_lines = Vec::new();
+            fast.hits(&data, 0, data.len(), &mut hit_lines);
+            let mut hit_lines: Vec<usize> = hit_lines.into_iter().map(line_of).collect();
+            hit_lines.dedup();
+            let expected: Vec<usize> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| lowered.iter().any(|n| l.to_ascii_lowercase().contains(n.as_str())))
+                .map(|(i, _)| i)
+                .collect();
+            proptest::prop_assert_eq!(hit_lines, expected);
+        }
     }
 }

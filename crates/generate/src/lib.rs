@@ -18,6 +18,23 @@ pub enum GenShape {
     Ecs,
 }
 
+/// The order of a raw record's keys (in an ECS document: of its `o365.audit` object).
+/// The records, their values and the planted events are the same in every order; only
+/// the layout of each line changes, so a benchmark can show what the layout costs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// `CreationTime`, `Id`, `Operation` first, as the Management Activity API's
+    /// records usually begin.
+    #[default]
+    Generated,
+    /// `Id` and `RecordType` first, `CreationTime` third, `UserId` and `ClientIP` after
+    /// the workload and outcome, `Parameters` last: `CreationTime` is not at the start
+    /// of the line, as in the AuditData of Purview's audit search exports.
+    Purview,
+    /// Every record's keys in a random order of their own (seeded).
+    Shuffled,
+}
+
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct GenOptions {
@@ -29,6 +46,8 @@ pub struct GenOptions {
     pub shape: GenShape,
     /// Fraction of lines that are planted bypass events (0.0 to 1.0).
     pub rate: f64,
+    /// The order of each record's keys.
+    pub key_order: KeyOrder,
 }
 
 /// What was generated.
@@ -305,6 +324,11 @@ pub fn generate_with(
     out: &mut dyn Write,
 ) -> io::Result<GenSummary> {
     let mut rng = fastrand::Rng::with_seed(opts.seed);
+    // Its own generator: the records are the same whatever their key order.
+    let mut layout = Layout {
+        order: opts.key_order,
+        rng: fastrand::Rng::with_seed(opts.seed ^ 0x6b65_795f_6f72_6465),
+    };
     let mut summary = GenSummary::default();
     let mut line = String::with_capacity(2048);
     let mut buf = Vec::with_capacity(1 << 20);
@@ -367,8 +391,8 @@ pub fn generate_with(
             rec
         };
         match opts.shape {
-            GenShape::Ual => rec.write_ual(&mut line),
-            GenShape::Ecs => rec.write_ecs(&mut line),
+            GenShape::Ual => rec.write_ual(&mut line, &mut layout),
+            GenShape::Ecs => rec.write_ecs(&mut line, &mut layout),
         }
         line.push('\n');
         summary.lines += 1;
@@ -621,53 +645,101 @@ fn iso(time: i64) -> String {
 
 const ORG: &str = "4a7c8238-5799-4b16-9fc6-9ad8fce5a7d9";
 
+/// How a record's keys are laid out, with the generator a shuffle draws from.
+struct Layout {
+    order: KeyOrder,
+    rng: fastrand::Rng,
+}
+
+/// The keys [`KeyOrder::Purview`] puts first, in order; the rest follow as generated.
+const PURVIEW_FIRST: [&str; 12] = [
+    "Id",
+    "RecordType",
+    "CreationTime",
+    "Operation",
+    "OrganizationId",
+    "UserType",
+    "UserKey",
+    "Workload",
+    "ResultStatus",
+    "ObjectId",
+    "UserId",
+    "ClientIP",
+];
+
+impl Layout {
+    /// Puts `fields` (in the generated order) in this layout's order.
+    fn arrange(&mut self, fields: &mut [(&str, String)]) {
+        match self.order {
+            KeyOrder::Generated => {}
+            KeyOrder::Purview => fields.sort_by_key(|(k, _)| {
+                let rank = PURVIEW_FIRST.iter().position(|f| f == k);
+                // `Parameters` last, the other keys between.
+                match (rank, *k == "Parameters") {
+                    (Some(r), _) => r,
+                    (None, true) => usize::MAX,
+                    (None, false) => PURVIEW_FIRST.len(),
+                }
+            }),
+            KeyOrder::Shuffled => self.rng.shuffle(fields),
+        }
+    }
+}
+
 impl Rec {
     /// The raw UAL fields. Parameters are a Name/Value array in a raw record and an
     /// object keyed by name in an ECS document, as Elastic's pipeline makes them.
-    fn write_raw_fields(&self, s: &mut String, params_as_object: bool) {
-        let _ = write!(
-            s,
-            r#""CreationTime":"{}","Id":"{}","Operation":"{}","OrganizationId":"{ORG}","RecordType":{},"ResultStatus":"{}","UserKey":"1003200{}","UserType":2,"Version":1,"Workload":"{}","ClientIP":"{}","ObjectId":"{}","UserId":"{}","#,
-            iso(self.time),
-            self.id,
-            self.operation,
-            self.record_type,
-            self.status,
-            self.time % 100_000,
-            self.workload,
-            self.ip,
-            self.object,
-            self.user
-        );
+    fn write_raw_fields(&self, s: &mut String, params_as_object: bool, layout: &mut Layout) {
+        let text = |v: &str| format!("\"{v}\"");
+        let mut fields: Vec<(&str, String)> = vec![
+            ("CreationTime", text(&iso(self.time))),
+            ("Id", text(&self.id)),
+            ("Operation", text(self.operation)),
+            ("OrganizationId", text(ORG)),
+            ("RecordType", self.record_type.to_string()),
+            ("ResultStatus", text(self.status)),
+            ("UserKey", format!("\"1003200{}\"", self.time % 100_000)),
+            ("UserType", "2".into()),
+            ("Version", "1".into()),
+            ("Workload", text(self.workload)),
+            ("ClientIP", text(&self.ip)),
+            ("ObjectId", text(&self.object)),
+            ("UserId", text(&self.user)),
+        ];
         for (k, v) in &self.extra {
-            let _ = write!(s, r#""{k}":"{v}","#);
+            fields.push((k, text(v)));
         }
         if !self.params.is_empty() {
-            s.push_str(if params_as_object {
-                r#""Parameters":{"#
-            } else {
-                r#""Parameters":["#
-            });
+            let mut p = String::from(if params_as_object { "{" } else { "[" });
             for (i, (k, v)) in self.params.iter().enumerate() {
                 let sep = if i > 0 { "," } else { "" };
                 if params_as_object {
-                    let _ = write!(s, r#"{sep}"{k}":"{v}""#);
+                    let _ = write!(p, r#"{sep}"{k}":"{v}""#);
                 } else {
-                    let _ = write!(s, r#"{sep}{{"Name":"{k}","Value":"{v}"}}"#);
+                    let _ = write!(p, r#"{sep}{{"Name":"{k}","Value":"{v}"}}"#);
                 }
             }
-            s.push_str(if params_as_object { "}," } else { "]," });
+            p.push(if params_as_object { '}' } else { ']' });
+            fields.push(("Parameters", p));
         }
-        s.push_str(r#""OrganizationName":"contoso.onmicrosoft.com","AppId":"","ClientAppId":"","ExternalAccess":false"#);
+        fields.push(("OrganizationName", text("contoso.onmicrosoft.com")));
+        fields.push(("AppId", text("")));
+        fields.push(("ClientAppId", text("")));
+        fields.push(("ExternalAccess", "false".into()));
+        layout.arrange(&mut fields);
+        for (i, (k, v)) in fields.iter().enumerate() {
+            let sep = if i > 0 { "," } else { "" };
+            let _ = write!(s, r#"{sep}"{k}":{v}"#);
+        }
     }
 
-    fn write_ual(&self, s: &mut String) {
+    fn write_ual(&self, s: &mut String, layout: &mut Layout) {
         s.push('{');
-        self.write_raw_fields(s, false);
+        self.write_raw_fields(s, false, layout);
         s.push('}');
     }
 
-    fn write_ecs(&self, s: &mut String) {
+    fn write_ecs(&self, s: &mut String, layout: &mut Layout) {
         let outcome = if self.status == "Failed" {
             "failure"
         } else {
@@ -683,7 +755,7 @@ impl Rec {
             self.workload,
             self.user
         );
-        self.write_raw_fields(s, true);
+        self.write_raw_fields(s, true, layout);
         s.push_str("}}}");
     }
 }
@@ -700,6 +772,7 @@ mod tests {
                 seed,
                 shape,
                 rate,
+                key_order: Default::default(),
             },
             &mut out,
         )
@@ -728,12 +801,69 @@ mod tests {
     }
 
     #[test]
+    fn every_key_order_writes_the_same_records_in_its_own_layout() {
+        let make_in = |shape, key_order| {
+            let mut out = Vec::new();
+            let opts = GenOptions {
+                size: 100_000,
+                seed: 11,
+                shape,
+                rate: 0.05,
+                key_order,
+            };
+            let s = generate(&opts, &mut out).unwrap();
+            (String::from_utf8(out).unwrap(), s)
+        };
+        for shape in [GenShape::Ual, GenShape::Ecs] {
+            let (base, summary) = make_in(shape, KeyOrder::Generated);
+            // The raw keys in the order written (serde_json's map sorts them).
+            let keys = |l: &str| -> Vec<String> {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let raw = if shape == GenShape::Ecs {
+                    &v["o365"]["audit"]
+                } else {
+                    &v
+                };
+                let text = &l[l.find(r#""audit":{"#).unwrap_or(0)..];
+                let mut keys: Vec<String> = raw.as_object().unwrap().keys().cloned().collect();
+                keys.sort_by_key(|k| text.find(&format!("\"{k}\":")));
+                keys
+            };
+            for order in [KeyOrder::Purview, KeyOrder::Shuffled] {
+                let (text, s) = make_in(shape, order);
+                assert_eq!(s.expected_matches, summary.expected_matches);
+                assert_eq!(s.match_lines, summary.match_lines);
+                assert_eq!(s.lines, summary.lines);
+                let mut firsts = std::collections::BTreeSet::new();
+                for (a, b) in base.lines().zip(text.lines()) {
+                    // The same record: equal as JSON values (serde_json's map is sorted).
+                    let (va, vb): (serde_json::Value, serde_json::Value) = (
+                        serde_json::from_str(a).unwrap(),
+                        serde_json::from_str(b).unwrap(),
+                    );
+                    assert_eq!(va, vb);
+                    let k = keys(b);
+                    firsts.insert(k[0].clone());
+                    if order == KeyOrder::Purview {
+                        assert_eq!(&k[..3], ["Id", "RecordType", "CreationTime"]);
+                    }
+                }
+                assert_ne!(base, text);
+                if order == KeyOrder::Shuffled {
+                    assert!(firsts.len() > 5, "shuffled first keys: {firsts:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_storyline_is_planted_in_time_order_with_a_gap_day() {
         let opts = GenOptions {
             size: 200_000,
             seed: 3,
             shape: GenShape::Ual,
             rate: 0.0,
+            key_order: Default::default(),
         };
         let mut out = Vec::new();
         let s = generate_with(

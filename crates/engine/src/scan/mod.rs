@@ -423,7 +423,8 @@ pub fn scan_chunk<S: Sink>(
     out
 }
 
-/// The reference path: every non-blank line is a candidate.
+/// The reference path: every non-blank line is a candidate (runs of blank lines are
+/// counted in bulk here too: a rule with no literal reads newline runs as fast).
 fn scan_every_line<S: Sink>(
     data: &[u8],
     file: usize,
@@ -436,6 +437,17 @@ fn scan_every_line<S: Sink>(
     let mut start = 0;
     let mut index = 0u64;
     while start < data.len() {
+        // A run of blank lines at once, as in the fast path.
+        if is_space(data[start]) {
+            let (stop, newlines) = blank_run(data, start, data.len());
+            if newlines > 0 {
+                // The run holds `newlines` newlines, so one is found.
+                start += memrchr(b'\n', &data[start..stop]).map_or(0, |i| i + 1);
+                index += newlines;
+                out.counts.blank += newlines;
+                continue;
+            }
+        }
         let end = memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
         let line = &data[start..end];
         if is_blank(line) {
@@ -538,40 +550,66 @@ fn scan_prefiltered<S: Sink>(
         //    tally each finished record's time while it is cache-hot.
         let mut seen = 0u64;
         let mut next = 0usize;
-        for nl in memchr_iter(b'\n', &data[block_start..block_end]) {
-            let nl = block_start + nl;
-            while next < cands.len() && cands[next].0 <= nl {
-                cands[next].2 = lines_before_block + seen_before(cands[next].0, block_start, seen);
-                next += 1;
-            }
-            let line = &data[line_start..nl];
-            // The tally reads a canonical record's `RecordType` on its way; the
-            // `RecordType` lane takes it from there.
-            let canonical_type = if m.coverage && !line_blank {
-                tally.record(line)
-            } else {
-                None
-            };
-            if !line_blank
-                && types
-                && line_start >= taken_before
-                && (next == 0 || cands[next - 1].0 != line_start)
-            {
-                let number = match canonical_type {
-                    Some(v) => crate::coverage::record_type_value_number(v),
-                    None => crate::coverage::record_type_number(line),
+        // Where the newline search resumes: past a run of blank lines skipped in bulk.
+        let mut resume = block_start;
+        'lines: loop {
+            for nl in memchr_iter(b'\n', &data[resume..block_end]) {
+                let nl = resume + nl;
+                while next < cands.len() && cands[next].0 <= nl {
+                    cands[next].2 =
+                        lines_before_block + seen_before(cands[next].0, block_start, seen);
+                    next += 1;
+                }
+                let line = &data[line_start..nl];
+                // The tally reads a canonical record's `RecordType` on its way; the
+                // `RecordType` lane takes it from there.
+                let canonical_type = if m.coverage && !line_blank {
+                    tally.record(line)
+                } else {
+                    None
                 };
-                if m.wants_record_type(number) {
-                    let index = lines_before_block + seen_before(line_start, block_start, seen);
-                    by_type.push((line_start, nl, index));
+                if !line_blank
+                    && types
+                    && line_start >= taken_before
+                    && (next == 0 || cands[next - 1].0 != line_start)
+                {
+                    let number = match canonical_type {
+                        Some(v) => crate::coverage::record_type_value_number(v),
+                        None => crate::coverage::record_type_number(line),
+                    };
+                    if m.wants_record_type(number) {
+                        let index = lines_before_block + seen_before(line_start, block_start, seen);
+                        by_type.push((line_start, nl, index));
+                    }
+                }
+                seen += 1;
+                line_start = nl + 1;
+                // A run of blank lines (`\n\n…`, `\r\n\r\n…`, whitespace) is counted in
+                // bulk: no step per line, so a block of newlines goes at memory speed.
+                // Lines almost always start with `{`: one compare, and the line is
+                // not blank.
+                if !data.get(line_start).is_some_and(|&b| is_space(b)) {
+                    line_blank = false;
+                    continue;
+                }
+                let (stop, newlines) = blank_run(data, line_start, block_end);
+                if newlines > 0 {
+                    // The run holds `newlines` newlines, so one is found.
+                    let last = line_start + memrchr(b'\n', &data[line_start..stop]).unwrap_or(0);
+                    seen += newlines;
+                    out.counts.blank += newlines;
+                    line_start = last + 1;
+                }
+                line_blank = is_blank_at(data, line_start);
+                if line_blank {
+                    out.counts.blank += 1;
+                }
+                if newlines > 0 {
+                    resume = stop;
+                    continue 'lines;
                 }
             }
-            seen += 1;
-            line_start = nl + 1;
-            line_blank = is_blank_at(data, line_start);
-            if line_blank {
-                out.counts.blank += 1;
-            }
+            break;
         }
         for c in &mut cands[next..] {
             c.2 = lines_before_block + seen_before(c.0, block_start, seen);
@@ -664,6 +702,35 @@ fn is_blank_at(data: &[u8], start: usize) -> bool {
 fn is_blank(line: &[u8]) -> bool {
     line.iter()
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\x0c'))
+}
+
+/// A byte of a blank line, or the newline ending one.
+#[inline]
+fn is_space(b: u8) -> bool {
+    matches!(b, b'\n' | b' ' | b'\t' | b'\r' | b'\x0c')
+}
+
+/// The run of blank-line bytes in `data[start..end]`: where it stops (the first other
+/// byte, or `end`) and how many newlines it holds. Whole 64-byte stretches are tested
+/// and counted without a branch per byte (the compiler vectorises both folds).
+#[inline]
+fn blank_run(data: &[u8], start: usize, end: usize) -> (usize, u64) {
+    const STRETCH: usize = 64;
+    let mut at = start;
+    let mut newlines = 0u64;
+    while at + STRETCH <= end {
+        let stretch = &data[at..at + STRETCH];
+        if !stretch.iter().fold(true, |all, &b| all & is_space(b)) {
+            break;
+        }
+        newlines += stretch.iter().map(|&b| u8::from(b == b'\n')).sum::<u8>() as u64;
+        at += STRETCH;
+    }
+    while at < end && is_space(data[at]) {
+        newlines += u64::from(data[at] == b'\n');
+        at += 1;
+    }
+    (at, newlines)
 }
 
 /// Parses one candidate record (a line, a CSV cell or a JSON object) and hands it to
@@ -1029,6 +1096,129 @@ mod tests {
             "{}",
             p.samples[0].reason
         );
+    }
+
+    /// Records and runs of blank lines mixed at random: newline runs, CRLF runs,
+    /// whitespace lines, CRLF records, no final newline.
+    fn blank_heavy(pieces: &[(u8, u16)]) -> String {
+        let mut data = String::new();
+        for &(kind, n) in pieces {
+            let n = usize::from(n);
+            match kind % 9 {
+                0 => data.push_str(&"\n".repeat(n)),
+                1 => data.push_str(&"\r\n".repeat(n)),
+                2 => data.push_str(&" \t\r\x0c\n".repeat(n % 7)),
+                3 => data.push_str(&" ".repeat(n % 100)),
+                4 => data.push_str(&format!("{HIT}\n")),
+                5 => data.push_str(&format!("{HIT}\r\n")),
+                6 => data.push_str(&format!("{MISS}\n")),
+                7 => data.push_str(&format!("{DECOY}\n")),
+                _ => data.push_str(&format!("  {HIT}\n")),
+            }
+        }
+        data
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Blank runs skipped in bulk count, number and find exactly what the line by
+        /// line reference path does, whatever the block size.
+        #[test]
+        fn blank_runs_count_as_the_reference_does(
+            pieces in proptest::collection::vec((0u8..9, 0u16..700), 0..40),
+            block in proptest::prop_oneof![1usize..80, 80usize..3000],
+        ) {
+            let data = blank_heavy(&pieces);
+            // Lines and blank lines counted the plainest way.
+            let mut naive = data.split('\n').collect::<Vec<_>>();
+            if naive.last() == Some(&"") {
+                naive.pop();
+            }
+            let blank = naive.iter().filter(|l| l.bytes().all(|b| b" \t\r\x0c".contains(&b))).count();
+            let reference = scan(&data, false);
+            proptest::prop_assert_eq!((reference.counts.lines, reference.counts.blank), (naive.len() as u64, blank as u64));
+            let m = Matcher::new(Rule::builtin(), true, 1 << 20).with_block(block);
+            let fast: Partial<Harvest> =
+                scan_chunk(data.as_bytes(), 0, Pass::new(&m, &()), &mut Scratch::default());
+            let counts = |p: &Partial<Harvest>| {
+                (p.counts.lines, p.counts.blank, p.counts.records, p.counts.matched)
+            };
+            proptest::prop_assert_eq!(counts(&fast), counts(&reference));
+            proptest::prop_assert_eq!(lines(&fast), lines(&reference));
+            let offsets = |p: &Partial<Harvest>| {
+                p.sink.findings.iter().map(|f| f.at.offset).collect::<Vec<_>>()
+            };
+            proptest::prop_assert_eq!(offsets(&fast), offsets(&reference));
+            proptest::prop_assert_eq!(fast.coverage.records(), reference.coverage.records());
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// The context pass's watched names searched through case-variant windows take
+        /// the same candidates as the folded search did, whatever the block size.
+        #[test]
+        fn watched_names_take_the_lines_the_folded_search_took(
+            names in proptest::collection::vec("[a-z0-9._-]{3,12}@[a-z]{3,8}\\.com", 1..6),
+            records in proptest::collection::vec((0usize..8, "[a-zA-Z]{0,6}", proptest::bool::ANY), 1..60),
+            block in 1usize..600,
+        ) {
+            let mut data = String::new();
+            for (pick, other, upper) in &records {
+                let user = match names.get(*pick) {
+                    Some(n) if *upper => n.to_ascii_uppercase(),
+                    Some(n) => n.clone(),
+                    None => format!("{other}@elsewhere.org"),
+                };
+                data.push_str(&MISS.replace("\"u\"", &format!("\"{user}\"")));
+                data.push('\n');
+            }
+            let fast = Matcher::for_literals(Rule::builtin(), Some(names.clone()), 1 << 20).with_block(block);
+            let mut folded = Matcher::for_literals(Rule::builtin(), Some(names.clone()), 1 << 20).with_block(block);
+            folded.prefilter = Prefilter::folded(names.clone());
+            let run = |m: &Matcher| -> Partial<Harvest> {
+                scan_chunk(data.as_bytes(), 0, Pass::new(m, &()), &mut Scratch::default())
+            };
+            let (a, b) = (run(&fast), run(&folded));
+            // Two names' variants always fit one slim Teddy searcher.
+            if names.len() <= 2 {
+                proptest::prop_assert!(!fast.prefilter.folds_case());
+            }
+            proptest::prop_assert_eq!(a.counts.candidates, b.counts.candidates);
+            proptest::prop_assert_eq!(lines(&a), lines(&b));
+            let watched = records.iter().filter(|r| r.0 < names.len()).count() as u64;
+            proptest::prop_assert!(a.counts.candidates >= watched);
+        }
+    }
+
+    #[test]
+    fn long_blank_runs_across_blocks_are_counted() {
+        // 3 records between runs far longer than the block.
+        let data = format!(
+            "\n{HIT}\n{}{MISS}\r\n{}{HIT}",
+            "\n".repeat(5000),
+            "\r\n \n".repeat(3000)
+        );
+        let m = Matcher::new(Rule::builtin(), true, 1 << 20).with_block(1000);
+        let p: Partial<Harvest> = scan_chunk(
+            data.as_bytes(),
+            0,
+            Pass::new(&m, &()),
+            &mut Scratch::default(),
+        );
+        assert_eq!(
+            (p.counts.lines, p.counts.blank),
+            (1 + 1 + 5000 + 1 + 6000 + 1, 1 + 5000 + 6000)
+        );
+        assert_eq!(lines(&p), vec![1, 5000 + 1 + 1 + 6000 + 1]);
+        let reference = scan(&data, false);
+        assert_eq!(
+            (reference.counts.lines, reference.counts.blank),
+            (p.counts.lines, p.counts.blank)
+        );
+        assert_eq!(lines(&reference), lines(&p));
     }
 
     #[test]
