@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use assert_cmd::cargo::cargo_bin;
-use ualhunt_generate::{GenOptions, GenShape, Storyline, generate_with};
+use ualhunt_generate::{GenOptions, GenShape, Plot, Storyline, generate_with};
 
 /// An audit archive of about `size` bytes with planted bypass events (findings).
 fn archive(seed: u64, size: u64) -> Vec<u8> {
@@ -21,7 +21,11 @@ fn archive(seed: u64, size: u64) -> Vec<u8> {
         rate: 0.002,
     };
     let mut out = Vec::new();
-    generate_with(&opts, Some(Storyline { days: 30 }), &mut out).unwrap();
+    let story = Storyline {
+        days: 30,
+        plot: Plot::Investigation,
+    };
+    generate_with(&opts, Some(story), &mut out).unwrap();
     out
 }
 
