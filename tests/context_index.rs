@@ -18,6 +18,7 @@ fn story(days: u32, plot: Plot, size: u64, seed: u64, shape: GenShape) -> Vec<u8
         seed,
         shape,
         rate: 0.0,
+        key_order: Default::default(),
     };
     let mut out = Vec::new();
     generate_with(&opts, Some(Storyline { days, plot }), &mut out).unwrap();

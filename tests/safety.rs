@@ -19,6 +19,7 @@ fn archive(seed: u64, size: u64) -> Vec<u8> {
         seed,
         shape: GenShape::Ual,
         rate: 0.002,
+        key_order: Default::default(),
     };
     let mut out = Vec::new();
     let story = Storyline {
