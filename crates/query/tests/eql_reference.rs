@@ -267,7 +267,10 @@ fn ours(query: &str, events: &[Value]) -> Value {
 #[test]
 fn eql_answers_as_the_reference_engine_except_the_documented_differences() {
     let Ok(python) = std::env::var("UALHUNT_EQL_PYTHON") else {
-        println!(
+        // Written to the process's stderr, not through the harness's captured output,
+        // so that it shows in every run.
+        let _ = writeln!(
+            std::io::stderr(),
             "skipped: EQL reference conformance (set UALHUNT_EQL_PYTHON to a python with eql 1.0.x)"
         );
         return;
