@@ -1,4 +1,5 @@
-//! Every KQL query rule Elastic publishes for Microsoft 365, run offline in one pass.
+//! Every KQL query rule and EQL event-query rule Elastic publishes for Microsoft 365,
+//! run offline in one pass.
 //!
 //! `tests/fixtures/rule_pack/` holds, per rule, one raw record that matches it and one
 //! near miss, written by `tests/fixtures/make_rule_pack.py` from the rule's query alone
@@ -133,10 +134,14 @@ fn reports_in_every_mode(dir: &Path, archive: &Path, expected: &[Value]) -> Vec<
 fn every_query_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() {
     let Some(dir) = rules_dir() else { return };
     let expected = expectations("expected.json");
-    assert_eq!(expected.len(), 80, "40 rules, a match and a near miss each");
+    assert_eq!(
+        expected.len(),
+        88,
+        "44 rules (4 EQL), a match and a near miss each"
+    );
     for report in reports_in_every_mode(&dir, &records(), &expected) {
-        assert_eq!(report["rules"].as_array().unwrap().len(), 52);
-        assert_eq!(report["not_run"].as_array().unwrap().len(), 11);
+        assert_eq!(report["rules"].as_array().unwrap().len(), 56);
+        assert_eq!(report["not_run"].as_array().unwrap().len(), 7);
         assert!(
             report["scan"]["malformed"] == 0,
             "{}",
@@ -214,9 +219,9 @@ fn pairs(report: &ualhunt_engine::Report) -> BTreeSet<(String, String)> {
 fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
     let Some(dir) = rules_dir() else { return };
     let all = findings(&dir, None);
-    assert!(all.len() >= 49, "{all:?}");
+    assert!(all.len() >= 53, "{all:?}");
     let set = ualhunt_engine::rule::load::load(std::slice::from_ref(&dir)).unwrap();
-    assert_eq!(set.rules.len(), 52);
+    assert_eq!(set.rules.len(), 56);
     for (i, rule) in set.rules.iter().enumerate() {
         let alone = findings(&dir, Some(&[i]));
         if rule.meta.alerting.is_some() && !rule.needs_enrichment().is_empty() {
@@ -235,7 +240,7 @@ fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
     }
 }
 
-/// (rule id, record id) of every finding, and the candidates, of the 52 rules over the
+/// (rule id, record id) of every finding, and the candidates, of the 56 rules over the
 /// fixtures with `tweak` applied to the configuration.
 fn split_run(
     dir: &Path,
@@ -282,7 +287,7 @@ proptest! {
 
     /// Any subset of the rules in one pass finds exactly the union of what each finds.
     #[test]
-    fn any_subset_finds_what_its_rules_find(keep in proptest::collection::btree_set(0usize..52, 1..12)) {
+    fn any_subset_finds_what_its_rules_find(keep in proptest::collection::btree_set(0usize..56, 1..12)) {
         let Some(dir) = rules_dir() else { return Ok(()) };
         let keep: Vec<usize> = keep.into_iter().collect();
         let together = findings(&dir, Some(&keep));
@@ -300,9 +305,11 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
     let out = run(&["rules", "--rules", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("52 rules run, 11 not run"), "{text}");
+    assert!(text.contains("56 rules run, 7 not run"), "{text}");
+    // The BloodHound rule's only selective clause is a case-insensitive regex: no
+    // literal, so every line is parsed (its cost, named).
     assert!(
-        text.contains("(Teddy), and RecordType 11, 13, 15,"),
+        text.contains("one prefilter for all: none (every line is parsed)"),
         "{text}"
     );
     // A rule whose only literal is a RecordType: no text search, yet not every line
@@ -314,8 +321,26 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
         one.contains("one prefilter for all: no text literal: RecordType 15 read from each line"),
         "{one}"
     );
-    assert_eq!(text.matches("  prefilter:").count(), 52, "{text}");
-    assert!(!text.contains("none: every record"), "{text}");
+    assert_eq!(text.matches("  prefilter:").count(), 56, "{text}");
+    assert_eq!(text.matches("none: every record").count(), 1, "{text}");
+    let bloodhound = text.find("Entra ID Sign-in BloodHound Suite").unwrap();
+    assert!(
+        text[bloodhound..]
+            .find("none: every record")
+            .is_some_and(|at| at < 2000),
+        "{text}"
+    );
+    // The EQL event queries' literals: their actions.
+    assert!(
+        text.contains(
+            "  prefilter:         \"HardDelete\" or \"MoveToDeletedItems\" or \"SoftDelete\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  prefilter:         \"SearchQueryPerformed\""),
+        "{text}"
+    );
     assert_eq!(
         text.matches("  alerting:          new terms").count(),
         10,
@@ -330,7 +355,15 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
         text.contains("cannot match:      source.as.number: ASN enrichment"),
         "{text}"
     );
-    assert!(text.contains("reason: EQL"), "{text}");
+    // The one EQL rule not run is the sequence, with the true reason; the others not
+    // run are the six ES|QL rules.
+    assert_eq!(
+        text.matches("reason: EQL sequence: replay over the archive not built yet")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("reason: ES|QL").count(), 6, "{text}");
     assert!(
         text.contains("cannot match:      user_agent.name: user-agent parsing"),
         "{text}"
@@ -418,12 +451,12 @@ fn the_html_report_and_the_table_summarise_the_rules() {
     ];
     let html = run(&[&base[..], &["--format", "html", archive.to_str().unwrap()]].concat());
     let html = String::from_utf8_lossy(&html.stdout);
-    assert!(html.contains("<title>ualhunt: 52 rules"), "{html:.300}");
-    assert!(html.contains("52 rules run, 40 fired, 11 not run."));
+    assert!(html.contains("<title>ualhunt: 56 rules"), "{html:.300}");
+    assert!(html.contains("56 rules run, 44 fired, 7 not run."));
     let table = run(&[&base[..], &[archive.to_str().unwrap()]].concat());
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
-        table.starts_with("rules: 52 run, 40 fired, 11 not run"),
+        table.starts_with("rules: 56 run, 44 fired, 7 not run"),
         "{table}"
     );
     // Severity first: the high rules come before the medium ones.

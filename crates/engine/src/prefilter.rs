@@ -14,8 +14,8 @@ use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
 use memchr::memmem;
 
 use crate::field::marked_record_type;
+use crate::rule::Query;
 use crate::rule::Rule;
-use crate::rule::kql::Query;
 
 mod frequency;
 
@@ -921,6 +921,20 @@ pub fn why_no_literal(query: &Query) -> String {
         .collect();
     mapped.sort();
     mapped.dedup();
+    if matches!(query, Query::Eql(_)) {
+        // EQL compares most strings without case: their letters give no literal.
+        let mapped = match mapped.is_empty() {
+            true => String::new(),
+            false => format!(
+                ", or read fields raw records spell differently: {}",
+                mapped.join(", ")
+            ),
+        };
+        return format!(
+            "its selective clauses are regexes or case-insensitive comparisons (: like~ \
+             regex~ in~ and the ~ functions give only what has no letter case){mapped}"
+        );
+    }
     if mapped.is_empty() {
         "its clauses are negations, ranges, existence tests or wildcards without a safe fragment"
             .to_string()

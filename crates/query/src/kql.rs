@@ -400,7 +400,7 @@ impl Glob {
 }
 
 impl IpBlock {
-    fn contains(&self, addr: u128) -> bool {
+    pub(crate) fn contains(&self, addr: u128) -> bool {
         let host_bits = 128 - u32::from(self.prefix);
         host_bits >= 128 || (addr ^ self.net) >> host_bits == 0
     }
@@ -451,12 +451,12 @@ impl Bound {
 }
 
 /// How good a literal set is for a prefilter: fewer literals first, then longer ones.
-fn selectivity(set: &[String]) -> (std::cmp::Reverse<usize>, usize) {
+pub(crate) fn selectivity(set: &[String]) -> (std::cmp::Reverse<usize>, usize) {
     let shortest = set.iter().map(String::len).min().unwrap_or(0);
     (std::cmp::Reverse(set.len()), shortest)
 }
 
-fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+pub(crate) fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for set in sets {
         out.extend(set?);
@@ -471,7 +471,7 @@ fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>>
 /// and with every `/` escaped `\/` (.NET's `DataContractJsonSerializer`, PHP): a whole
 /// user agent is far rarer than its longest fragment. Any other value: its longest
 /// fragment no writer escapes.
-fn safe_spellings(value: &str) -> Option<Vec<String>> {
+pub(crate) fn safe_spellings(value: &str) -> Option<Vec<String>> {
     let fragment = safe_fragment(value)?;
     if fragment.len() < value.len()
         && value.contains('/')
@@ -486,7 +486,7 @@ fn safe_spellings(value: &str) -> Option<Vec<String>> {
 /// The longest run of `value` that every JSON writer leaves as it is. Writers may
 /// escape `"`, `\`, `/`, control characters, non-ASCII, and (PowerShell) `<>&'`, so a
 /// literal containing those could be spelled differently in the bytes.
-fn safe_fragment(value: &str) -> Option<&str> {
+pub(crate) fn safe_fragment(value: &str) -> Option<&str> {
     let unsafe_byte = |b: u8| !b.is_ascii() || b.is_ascii_control() || b"\"\\/<>&'".contains(&b);
     value
         .split(|c: char| c.is_ascii() && unsafe_byte(c as u8) || !c.is_ascii())
@@ -498,7 +498,7 @@ fn safe_fragment(value: &str) -> Option<&str> {
 // Typed values. Record values are parsed without allocating: this runs per record.
 
 /// A finite number, as Elasticsearch would read it for a numeric field.
-fn parse_number(text: &str) -> Option<f64> {
+pub(crate) fn parse_number(text: &str) -> Option<f64> {
     let t = text.trim();
     // Rust also reads "inf" and "NaN", which no numeric field holds.
     if !t.bytes().any(|b| b.is_ascii_digit()) {
@@ -516,7 +516,7 @@ fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// An address as a 128-bit number, IPv4 mapped into IPv6 (`::ffff:a.b.c.d`).
-fn parse_ip(text: &str) -> Option<u128> {
+pub(crate) fn parse_ip(text: &str) -> Option<u128> {
     let addr: IpAddr = text.trim().parse().ok()?;
     Some(match addr {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
@@ -524,7 +524,7 @@ fn parse_ip(text: &str) -> Option<u128> {
     })
 }
 
-fn parse_ip_block(text: &str) -> Option<IpBlock> {
+pub(crate) fn parse_ip_block(text: &str) -> Option<IpBlock> {
     let (addr, prefix) = match text.split_once('/') {
         Some((addr, bits)) => {
             let bits: u8 = bits.parse().ok()?;

@@ -30,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod eql;
 mod field;
 pub mod kql;
 

@@ -13,8 +13,9 @@
 //! A published rule whose `rule_id` is a built-in rule's keeps its published query and
 //! metadata and takes the built-in rule's analyses, evidence and context selections, so
 //! the bypass investigation runs the same whether the rule comes built in or from
-//! Elastic's file. Only `type = "query"`, `language = "kuery"` rules run; every other
-//! rule is kept as [`NotRun`] with the reason, so nothing is skipped silently.
+//! Elastic's file. KQL rules (`query`, `new_terms`, `threshold`) and EQL event queries
+//! (`type = "eql"`, not sequences) run; every other rule is kept as [`NotRun`] with the
+//! reason, so nothing is skipped silently.
 
 use std::path::PathBuf;
 
@@ -173,7 +174,14 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
             "a {} rule in {other:?}; only KQL (\"kuery\") queries run",
             r.rule_type
         )),
-        ("eql", _) => Some("EQL (sequences, joins): the query language is not KQL".to_string()),
+        ("eql", "eql") => match super::eql::Query::parse(r.query.as_deref().unwrap_or("")) {
+            Ok(q) if q.is_sequence() => Some(super::EQL_SEQUENCE_NOT_RUN.to_string()),
+            // An event query runs; one that does not parse is the file's error, below.
+            _ => None,
+        },
+        ("eql", other) => Some(format!(
+            "an eql rule in {other:?}; EQL rules are in \"eql\""
+        )),
         ("esql", _) => Some("ES|QL (aggregations over indices): not a per-record query".into()),
         ("machine_learning", _) => Some("needs an Elastic machine-learning job".into()),
         (other, _) => Some(format!("rule type {other:?} is not a per-record query")),
@@ -522,6 +530,45 @@ name = "Exfiltration"
         );
         assert!(rule.evidence_index("target").is_some());
         assert!(!rule.has_analysis(super::super::ANALYSIS_BYPASS));
+    }
+
+    /// `PUBLISHED` as an EQL rule with this query.
+    fn eql_rule(query: &str) -> String {
+        PUBLISHED
+            .replace("type = \"query\"", "type = \"eql\"")
+            .replace("language = \"kuery\"", "language = \"eql\"")
+            .replace(
+                "data_stream.dataset:o365.audit and event.action:\"New-TransportRule\" and event.outcome:success",
+                query,
+            )
+    }
+
+    #[test]
+    fn an_eql_event_query_runs_and_a_sequence_says_why_not() {
+        let event =
+            "web where event.action == \"New-TransportRule\" and event.outcome == \"success\"";
+        let Loaded::Runs(rule) = parse(&eql_rule(event)).unwrap() else {
+            panic!("an EQL event query must run");
+        };
+        assert!(matches!(rule.query, super::super::Query::Eql(_)));
+        assert_eq!(
+            rule.query.required_literals(),
+            Some(vec!["New-TransportRule".to_string()])
+        );
+        let sequence = "sequence by user.id with maxspan=5m [web where event.action == \"A\"] \
+            [web where event.action == \"B\"]";
+        let Loaded::NotRun(n) = parse(&eql_rule(sequence)).unwrap() else {
+            panic!("a sequence must not run");
+        };
+        assert_eq!(n.reason, super::super::EQL_SEQUENCE_NOT_RUN);
+        // An EQL query that does not parse is the file's error, with the offset.
+        let Err(e) = parse(&eql_rule("web where event.action = \"A\"")) else {
+            panic!("a bad EQL query must not load");
+        };
+        assert!(
+            e.to_string().contains("EQL syntax error at offset 23"),
+            "{e}"
+        );
     }
 
     #[test]

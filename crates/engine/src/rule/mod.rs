@@ -1,4 +1,5 @@
-//! Rules as data: published metadata plus a KQL query text, compiled once.
+//! Rules as data: published metadata plus a query text (KQL, or an EQL event query),
+//! compiled once.
 //!
 //! Place in the flow: `Config` holds the compiled rules; `prefilter` takes the literals
 //! they require; `scan` evaluates them against each parsed candidate and, on a match,
@@ -12,14 +13,77 @@ pub mod kql {
     /// A KQL query over the ECS fields of audit records.
     pub type Query = ualhunt_query::kql::Query<crate::field::Field>;
 }
+
+/// EQL over the ECS view of audit records: `ualhunt_query`'s language with [`Field`]
+/// as its field type.
+pub mod eql {
+    pub use ualhunt_query::eql::*;
+
+    /// An EQL query over the ECS fields of audit records.
+    pub type Query = ualhunt_query::eql::Query<crate::field::Field>;
+}
 pub mod load;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::field::Field;
-use kql::Query;
+use crate::field::{Field, Fields};
+
+/// A rule's query in its language: the one interface the scan, the prefilter and
+/// `ualhunt rules` use, whatever the language.
+#[derive(Clone, Debug)]
+pub enum Query {
+    /// A KQL query (`language = "kuery"`, and every context selection).
+    Kql(kql::Query),
+    /// An EQL event query (`language = "eql"`); a sequence is never compiled into a
+    /// rule (it needs events replayed in time order across records).
+    Eql(eql::Query),
+}
+
+impl Query {
+    /// Whether a record matches.
+    pub fn matches(&self, record: &dyn Fields<Field>) -> bool {
+        match self {
+            Query::Kql(q) => q.matches(record),
+            Query::Eql(q) => q.matches(record),
+        }
+    }
+
+    /// The literals one of which every matching line holds (`None`: every line is
+    /// parsed); see `ualhunt_query`'s `required_literals` of each language.
+    pub fn required_literals(&self) -> Option<Vec<String>> {
+        match self {
+            Query::Kql(q) => q.required_literals(),
+            Query::Eql(q) => q.required_literals(),
+        }
+    }
+
+    /// Literal sets a matching line holds a literal of each.
+    pub fn required_conjuncts(&self) -> Vec<Vec<String>> {
+        match self {
+            Query::Kql(q) => q.required_conjuncts(),
+            Query::Eql(q) => q.required_conjuncts(),
+        }
+    }
+
+    /// Every field the query reads.
+    pub fn fields(&self) -> Vec<&Field> {
+        match self {
+            Query::Kql(q) => q.fields(),
+            Query::Eql(q) => q.fields(),
+        }
+    }
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Query::Kql(q) => q.fmt(f),
+            Query::Eql(q) => q.fmt(f),
+        }
+    }
+}
 
 /// The built-in rule, as published by Elastic.
 const BUILTIN: &str = include_str!("../../rules/o365_mailbox_audit_bypass.toml");
@@ -40,7 +104,7 @@ pub struct RuleMeta {
     /// Elastic rule type (`query`).
     #[serde(rename = "type", default)]
     pub rule_type: String,
-    /// Query language (`kuery`).
+    /// Query language (`kuery`; `eql` for an EQL event query).
     #[serde(default)]
     pub language: String,
     /// Index patterns the rule runs on in Elastic.
@@ -209,6 +273,25 @@ pub fn parse_relative(text: &str) -> Option<i64> {
         .then(|| n.checked_mul(len))
         .flatten()
         .filter(|&s| s <= MAX_SPAN)
+}
+
+/// Why an EQL sequence rule does not run.
+pub const EQL_SEQUENCE_NOT_RUN: &str = "EQL sequence: replay over the archive not built yet";
+
+/// Parses a rule's EQL query: an event query runs; a sequence is refused with
+/// [`EQL_SEQUENCE_NOT_RUN`].
+fn compile_eql(name: &str, text: &str) -> Result<eql::Query, RuleError> {
+    let query = eql::Query::parse(text).map_err(|source| RuleError::Eql {
+        name: name.to_string(),
+        source,
+    })?;
+    if query.is_sequence() {
+        return Err(RuleError::Invalid {
+            name: name.to_string(),
+            message: EQL_SEQUENCE_NOT_RUN.to_string(),
+        });
+    }
+    Ok(query)
 }
 
 fn default_analyses() -> Vec<String> {
@@ -381,6 +464,14 @@ pub enum RuleError {
         /// What was wrong with the query.
         source: kql::ParseError,
     },
+    /// The EQL query text does not parse, or is a sequence.
+    #[error("rule {name:?}: {source}")]
+    Eql {
+        /// The rule's name.
+        name: String,
+        /// What was wrong with the query.
+        source: eql::ParseError,
+    },
     /// The rule file declares something ualhunt does not know.
     #[error("rule {name:?}: {message}")]
     Invalid {
@@ -420,10 +511,12 @@ impl Rule {
             }
         }
         let parse = |text: &str| {
-            Query::parse(text).map_err(|source| RuleError::Query {
-                name: meta.name.clone(),
-                source,
-            })
+            kql::Query::parse(text)
+                .map(Query::Kql)
+                .map_err(|source| RuleError::Query {
+                    name: meta.name.clone(),
+                    source,
+                })
         };
         let invalid = |message: String| RuleError::Invalid {
             name: meta.name.clone(),
@@ -432,7 +525,10 @@ impl Rule {
         if let Some(why) = meta.alerting.as_ref().and_then(Alerting::invalid) {
             return Err(invalid(why));
         }
-        let query = parse(&meta.query)?;
+        let query = match meta.language.as_str() {
+            "eql" => Query::Eql(compile_eql(&meta.name, &meta.query)?),
+            _ => parse(&meta.query)?,
+        };
         let contexts = meta
             .context
             .iter()

@@ -31,8 +31,8 @@ use crate::coverage::Tally;
 use crate::findings::{At, Merge, Partial, Text, Why};
 use crate::prefilter::{Prefilter, Router};
 use crate::record::{Embedded, Record, reduce_ip};
+use crate::rule::Query;
 use crate::rule::Rule;
-use crate::rule::kql::Query;
 
 /// One class of records the scan selects.
 #[derive(Clone, Debug)]
