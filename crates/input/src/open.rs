@@ -536,7 +536,7 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
     let notes = crate::inflate::Notes::default();
     let reader: Box<dyn Read + Send> = match compression {
         Compression::Gzip => crate::inflate::gzip_reader(reader, notes.clone()),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Compression::Zstd => Box::new(crate::unzstd::Decoder::new(reader)),
         Compression::None => Box::new(reader),
     };
     // Exports (issue 8): UTF-16 text (after decompression) is transcoded to UTF-8.
