@@ -459,7 +459,8 @@ fn changed<S: Sink>(result: &mut FileResult<S>, input: &Input, mapped: &source::
 }
 
 /// A test hook (hidden, for tests/changing.rs): with `UALHUNT_TEST_TRUNCATE_AFTER_CHUNKS=N`
-/// the scan itself cuts a mapped file to nothing once N of its chunks are scanned, a
+/// the scan itself cuts a file to nothing once N of its chunks (of a stream, its
+/// blocks) are scanned, a
 /// real truncation at a known point of the scan, so a test need not race a timer.
 struct TruncateHook<'a> {
     after: Option<usize>,
@@ -537,6 +538,8 @@ fn scan_stream<S: Sink>(
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
     let mut read_time = Duration::ZERO;
     let m = pass.matcher;
+    let hook = TruncateHook::from_env(input);
+    let mut blocks_done = 0;
     std::thread::scope(|s| {
         let reading = s.spawn(move || {
             let block = config.chunk_size.min(MAX_STREAM_BLOCK);
@@ -582,6 +585,8 @@ fn scan_stream<S: Sink>(
                     let p = scan_chunk(&data, file, pass, &mut scratch);
                     result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
                     let _ = recycle_tx.send(data.into_buffer());
+                    blocks_done += 1;
+                    hook.fire(blocks_done);
                 }
                 Msg::Block(Block::Overlong {
                     bytes,
