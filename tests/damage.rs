@@ -224,3 +224,81 @@ fn zstd_damage_gives_every_block_before_it_for_any_chunk_size_and_thread_count()
         }
     }
 }
+
+/// `n` records as compact JSON, a match every `every`.
+fn records(n: usize, every: usize) -> Vec<String> {
+    String::from_utf8(text(n, every))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn warnings(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["scan"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let path = w["path"].as_str().unwrap();
+            let name = Path::new(path).file_name().unwrap().to_string_lossy();
+            (name.to_string(), w["message"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_stray_closing_bracket_in_a_json_array_is_read_past_with_a_warning() {
+    // Regression: a stray `]` after record 6,691 of 20,000 closed the array: the
+    // 13,309 records after it vanished from the accounting, exit 0, no warning.
+    let dir = tempfile::tempdir().unwrap();
+    let recs = records(20_000, 997);
+    let hits = recs.iter().filter(|r| r.contains("Set-Mailbox")).count() as u64;
+    let doc = format!(
+        "[\n{},\n]\n,{}\n]\n",
+        recs[..6_691].join(",\n"),
+        recs[6_691..].join(",\n")
+    );
+    let path = dir.path().join("stray.json");
+    write(&path, doc.as_bytes());
+    let out = hunt(&[path.to_str().unwrap()]);
+    let report = json(&out);
+    let scan = &report["scan"];
+    assert_eq!(scan["records"].as_u64(), Some(20_000));
+    assert_eq!(scan["matched"].as_u64(), Some(hits));
+    // The `]` is on line 6,693 (the `[` has a line of its own).
+    assert_eq!(
+        warnings(&report),
+        [(
+            "stray.json".to_string(),
+            "line 6693: stray closing bracket closed the array of records early; the \
+             records after it were read"
+                .to_string()
+        )]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stray.json: line 6693: stray closing"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_json_array_cut_between_records_gives_a_warning_with_its_line() {
+    // Regression: an array cut after a record's comma read as a whole document.
+    let dir = tempfile::tempdir().unwrap();
+    let recs = records(500, 97);
+    let doc = format!("[\n{},\n", recs.join(",\n"));
+    let path = dir.path().join("cut.json");
+    write(&path, doc.as_bytes());
+    let report = json(&hunt(&[path.to_str().unwrap()]));
+    assert_eq!(report["scan"]["records"].as_u64(), Some(500));
+    let w = warnings(&report);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].0, "cut.json");
+    assert!(
+        w[0].1
+            .starts_with("line 501: JSON document ends before its array"),
+        "{w:?}"
+    );
+}

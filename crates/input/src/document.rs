@@ -78,7 +78,16 @@ pub struct Outcome {
     pub lines: u64,
     /// The error that stopped the reading early, if one did.
     pub error: Option<io::Error>,
+    /// Damage read past (a stray closing bracket, a document that ends before its
+    /// array is closed), where it is: the records around it were read.
+    pub warnings: Vec<(Pos, &'static str)>,
+    /// Warnings beyond the first [`MAX_WARNINGS`], counted only.
+    pub more_warnings: u64,
 }
+
+/// Warnings kept per document (the rest are counted): a document of stray brackets
+/// must not grow memory.
+pub const MAX_WARNINGS: usize = 16;
 
 /// Receives each record the readers cut and where it starts.
 pub type OnItem<'a> = dyn FnMut(Item<'_>, Pos) + 'a;
@@ -131,6 +140,8 @@ pub fn read_csv(input: impl Read, max: usize, on: &mut OnItem<'_>) -> Outcome {
         bytes,
         lines: rows.newlines + u64::from(rows.last.is_some_and(|b| b != b'\n')),
         error,
+        warnings: Vec::new(),
+        more_warnings: 0,
     }
 }
 
@@ -184,11 +195,20 @@ pub fn read_json(
     if let Some(pos) = s.record {
         // The document ends (or broke off) inside a record: count it, do not lose it.
         emit(Err("JSON document ends inside this record"), pos);
+    } else if !s.stack.is_empty() && !s.path.is_empty() {
+        // Cut between two records: nothing is lost that was there, but the end is not.
+        let end = Pos {
+            line: s.newlines - u64::from(s.last == Some(b'\n')),
+            offset: s.consumed,
+        };
+        s.warn(end, CUT_BETWEEN);
     }
     Outcome {
         bytes,
         lines: s.newlines + u64::from(s.last.is_some_and(|b| b != b'\n')),
         error,
+        warnings: s.warnings,
+        more_warnings: s.more_warnings,
     }
 }
 
@@ -245,6 +265,11 @@ impl Pending {
 const TOO_LONG: &str = "record longer than --max-line-size";
 const STRAY: &str = "rule literal outside any record of the JSON document";
 const TOO_DEEP: &str = "record nested deeper than 512 levels";
+const STRAY_CLOSER: &str = "stray closing bracket outside the records ignored";
+const EARLY_CLOSE: &str =
+    "stray closing bracket closed the array of records early; the records after it were read";
+const CUT_BETWEEN: &str =
+    "JSON document ends before its array of records is closed (cut between two records?)";
 
 /// Receives each record (or why it is not kept) and where it starts.
 type Emit<'a> = dyn FnMut(Result<&[u8], &'static str>, Pos) + 'a;
@@ -536,6 +561,15 @@ struct Splitter<'l> {
     pending: Pending,
     /// Levels open beyond `MAX_DEPTH` (counted, not stacked: memory stays bounded).
     too_deep: usize,
+    /// The last byte outside strings that is not white space.
+    last_sig: u8,
+    /// Whether a record was met: after one, a `{` just above the records' level after
+    /// a `,` or `]` is a record of an array closed early by a stray `]`.
+    seen_record: bool,
+    /// Where the array of records was last closed.
+    closed_at: Option<Pos>,
+    warnings: Vec<(Pos, &'static str)>,
+    more_warnings: u64,
 }
 
 impl Splitter<'_> {
@@ -571,10 +605,23 @@ impl Splitter<'_> {
                 }
             }
             let b = data[i];
+            let before = self.last_sig;
+            if !b.is_ascii_whitespace() {
+                self.last_sig = b;
+            }
             match b {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => {
+                    if b == b'{' && self.record.is_none() && self.reopens(before) {
+                        // `[{..}, ] , {..}`: the array was closed by a stray `]`; its
+                        // records go on.
+                        if let Some(at) = self.closed_at.take() {
+                            self.warn(at, EARLY_CLOSE);
+                        }
+                        self.stack.push(b'[');
+                    }
                     if b == b'{' && self.record.is_none() && self.stack == self.path {
+                        self.seen_record = true;
                         if let Some(from) = gap.take() {
                             self.find_strays(data, from, i, &mut counted, emit);
                             self.gap_tail.clear();
@@ -602,6 +649,22 @@ impl Splitter<'_> {
                         self.too_deep -= 1;
                         i += 1;
                         continue;
+                    }
+                    if self.record.is_none() {
+                        let here = Pos {
+                            line: self.newlines
+                                + memchr_iter(b'\n', &data[counted..i]).count() as u64,
+                            offset: self.consumed + i as u64,
+                        };
+                        let open = if b == b'}' { b'{' } else { b'[' };
+                        if self.stack.last() != Some(&open) {
+                            self.warn(here, STRAY_CLOSER);
+                            i += 1;
+                            continue;
+                        }
+                        if self.stack == self.path {
+                            self.closed_at = Some(here);
+                        }
                     }
                     self.stack.pop();
                     if self.stack.len() == self.path.len()
@@ -687,6 +750,26 @@ impl Splitter<'_> {
         self.strays = Some(literals);
     }
 
+    /// Whether a `{` here opens a record of an array of records that a stray `]`
+    /// closed: one level above the records, the array's level, after a `,` or `]`
+    /// (where valid JSON has no `{`), once records were met.
+    fn reopens(&self, before: u8) -> bool {
+        self.seen_record
+            && self.stack.len() + 1 == self.path.len()
+            && self.path.starts_with(&self.stack)
+            && self.path.last() == Some(&b'[')
+            && matches!(before, b',' | b']')
+    }
+
+    /// Notes damage read past, at `pos`.
+    fn warn(&mut self, pos: Pos, what: &'static str) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push((pos, what));
+        } else {
+            self.more_warnings += 1;
+        }
+    }
+
     /// Emits a stray literal at `pos`, once per line.
     fn stray(&mut self, pos: Pos, emit: &mut Emit<'_>) {
         if self.stray_line != Some(pos.line) {
@@ -752,6 +835,69 @@ mod tests {
                 "pieces of {piece}"
             );
         }
+    }
+
+    /// The records (1-based lines) and warnings of a document read in `piece`-byte reads.
+    fn split(text: &str, piece: usize) -> (Vec<u64>, Vec<(u64, &'static str)>) {
+        let mut records = Vec::new();
+        let out = read_json(
+            crate::testutil::Trickle(text.as_bytes(), piece),
+            1 << 20,
+            None,
+            &mut |item, pos| {
+                if let Item::Record(_) = item {
+                    records.push(pos.line + 1);
+                }
+            },
+        );
+        let warnings = out.warnings.iter().map(|(p, w)| (p.line + 1, *w)).collect();
+        (records, warnings)
+    }
+
+    #[test]
+    fn stray_closing_brackets_are_read_past_and_said_in_any_reads() {
+        // A `]` that closes the array early (line 3), a `}` after a record (4), the
+        // array's own end (5), one `]` too many (6), a record after the end (7), and
+        // no end after it.
+        let doc = format!("[\n{REC},\n] ,\n{REC}}}\n]\n]\n{REC}");
+        let events = format!("{{\"events\":[{REC}],\n{REC}]\n}}");
+        for piece in [1, 2, 7, 1 << 16] {
+            assert_eq!(
+                split(&doc, piece),
+                (
+                    vec![2, 4, 7],
+                    vec![
+                        (3, EARLY_CLOSE),
+                        (4, STRAY_CLOSER),
+                        (6, STRAY_CLOSER),
+                        (5, EARLY_CLOSE),
+                        (7, CUT_BETWEEN)
+                    ]
+                ),
+                "pieces of {piece}"
+            );
+            assert_eq!(
+                split(&events, piece),
+                (vec![1, 2], vec![(1, EARLY_CLOSE)]),
+                "pieces of {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_documents_give_no_warning_and_a_cut_one_says_where() {
+        let whole = [
+            format!("[\n{REC},\n{REC}\n]\n"),
+            format!("{{\"events\":[{REC}], \"meta\": {{\"a\": [1]}}}}"),
+            format!("{REC}\n{REC}"),
+        ];
+        for doc in &whole {
+            let (records, warnings) = split(doc, 3);
+            assert!(!records.is_empty());
+            assert_eq!(warnings, [], "{doc}");
+        }
+        let cut = format!("[\n{REC},\n{REC},\n");
+        assert_eq!(split(&cut, 5), (vec![2, 3], vec![(3, CUT_BETWEEN)]));
     }
 
     #[test]

@@ -19,26 +19,35 @@ use super::{Pass, Scratch, Sink, candidate};
 /// What reading an input gave: its partial result, and the error that stopped it early.
 pub type Outcome<S> = (Partial<S>, Option<io::Error>);
 
+/// How far reading an input went, and the damage it read past.
+#[derive(Debug, Default)]
+pub struct Extent {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Damage read past, each with its 1-based line (`line 7: stray closing bracket…`).
+    pub warnings: Vec<String>,
+}
+
 /// Scans a Purview / `Search-UnifiedAuditLog` CSV export: the record of a row is the
 /// JSON in its `AuditData` cell, unquoted and parsed only when the row holds a literal.
-/// Returns the bytes read too.
+/// Returns how far it read too.
 pub fn scan_csv<S: Sink>(
     input: impl Read,
     file: usize,
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (Outcome<S>, u64) {
+) -> (Outcome<S>, Extent) {
     let max = pass.matcher.max_line();
     scan_records(file, pass, scratch, |on| document::read_csv(input, max, on))
 }
 
-/// Scans a JSON document as a stream of record objects. Returns the bytes read too.
+/// Scans a JSON document as a stream of record objects. Returns how far it read too.
 pub fn scan_json_document<S: Sink>(
     input: impl Read,
     file: usize,
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (Outcome<S>, u64) {
+) -> (Outcome<S>, Extent) {
     let m = pass.matcher;
     // Text outside the records is searched for the rules' literals too.
     let literals = m.literals();
@@ -54,7 +63,7 @@ fn scan_records<S: Sink>(
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
     read: impl FnOnce(&mut document::OnItem<'_>) -> document::Outcome,
-) -> (Outcome<S>, u64) {
+) -> (Outcome<S>, Extent) {
     let m = pass.matcher;
     let mut out = Partial::default();
     let mut tally = Tally::default();
@@ -86,7 +95,19 @@ fn scan_records<S: Sink>(
     out.counts.lines = read.lines;
     out.coverage = tally.finish();
     out.bytes = read.bytes;
-    ((out, read.error), read.bytes)
+    let mut warnings: Vec<String> = read
+        .warnings
+        .iter()
+        .map(|(pos, what)| format!("line {}: {what}", pos.line + 1))
+        .collect();
+    if read.more_warnings > 0 {
+        warnings.push(format!("{} more of these", read.more_warnings));
+    }
+    let extent = Extent {
+        bytes: read.bytes,
+        warnings,
+    };
+    ((out, read.error), extent)
 }
 #[cfg(test)]
 mod tests {
@@ -115,7 +136,7 @@ mod tests {
     fn doc_in_reads(text: &str, max_read: usize) -> Partial<Harvest> {
         let input = Trickle(text.as_bytes(), max_read);
         let m = matcher();
-        let ((p, err), _): (Outcome<Harvest>, u64) =
+        let ((p, err), _): (Outcome<Harvest>, Extent) =
             scan_json_document(input, 0, Pass::new(&m, &()), &mut Scratch::default());
         assert!(err.is_none(), "{err:?}");
         p
@@ -164,7 +185,7 @@ mod tests {
     fn an_oversized_last_csv_row_without_newline_is_counted() {
         let m = Matcher::new(Rule::builtin(), true, 100);
         let text = format!("CreationDate,AuditData\n1,x\n2,\"{}\"", "y".repeat(500));
-        let ((p, _), _): (Outcome<Harvest>, u64) = scan_csv(
+        let ((p, _), _): (Outcome<Harvest>, Extent) = scan_csv(
             text.as_bytes(),
             0,
             Pass::new(&m, &()),
@@ -252,7 +273,7 @@ mod tests {
             cell(REC)
         );
         let m = matcher();
-        let ((p, err), _): (Outcome<Harvest>, u64) = scan_csv(
+        let ((p, err), _): (Outcome<Harvest>, Extent) = scan_csv(
             text.as_bytes(),
             0,
             Pass::new(&m, &()),
@@ -310,7 +331,7 @@ mod tests {
         for piece in [1, 2, 7, usize::MAX] {
             let m = matcher();
             let input = Trickle(text.as_bytes(), piece);
-            let ((p, err), _): (Outcome<Harvest>, u64) =
+            let ((p, err), _): (Outcome<Harvest>, Extent) =
                 scan_csv(input, 0, Pass::new(&m, &()), &mut Scratch::default());
             assert!(err.is_none(), "{err:?}");
             assert_eq!(p.counts.records, 3, "pieces of {piece}");
@@ -327,7 +348,7 @@ mod tests {
             cell(REC)
         );
         let m = matcher();
-        let ((p, err), _): (Outcome<Harvest>, u64) = scan_csv(
+        let ((p, err), _): (Outcome<Harvest>, Extent) = scan_csv(
             text.as_bytes(),
             0,
             Pass::new(&m, &()),
@@ -341,7 +362,7 @@ mod tests {
     #[test]
     fn csv_without_audit_data_is_an_error() {
         let m = matcher();
-        let ((_, err), _): (Outcome<Harvest>, u64) = scan_csv(
+        let ((_, err), _): (Outcome<Harvest>, Extent) = scan_csv(
             &b"a,b\n1,2\n"[..],
             0,
             Pass::new(&m, &()),
@@ -354,7 +375,7 @@ mod tests {
     fn oversized_records_are_malformed_and_memory_stays_bounded() {
         let m = Matcher::new(Rule::builtin(), true, 64);
         let text = format!("[{REC},{REC}]");
-        let ((p, _), _): (Outcome<Harvest>, u64) = scan_json_document(
+        let ((p, _), _): (Outcome<Harvest>, Extent) = scan_json_document(
             text.as_bytes(),
             0,
             Pass::new(&m, &()),

@@ -306,9 +306,11 @@ fn scan_input<S: Sink>(
                     let mut r = FileResult::new(kind.clone());
                     let t = Instant::now();
                     let mut scratch = Scratch::default();
-                    let ((partial, error), bytes) =
+                    let ((partial, error), extent) =
                         scan_document(layout, reader, file, pass, &mut scratch);
+                    let bytes = extent.bytes;
                     r.bytes = bytes;
+                    r.warning = damage(extent.warnings);
                     r.record(
                         partial,
                         t.elapsed(),
@@ -366,7 +368,8 @@ fn scan_mapped<S: Sink>(
         // counted (and tallied for the coverage); only those holding a literal are parsed.
         let t = Instant::now();
         let mut scratch = Scratch::default();
-        let ((partial, error), _) = scan_document(layout, data, file, pass, &mut scratch);
+        let ((partial, error), extent) = scan_document(layout, data, file, pass, &mut scratch);
+        result.warning = damage(extent.warnings);
         hook.fire(1);
         result.bytes = data.len() as u64;
         result.record(partial, t.elapsed(), scratch.parse_time);
@@ -491,6 +494,11 @@ impl<'a> TruncateHook<'a> {
     }
 }
 
+/// The damage a document reader read past, as one warning.
+fn damage(warnings: Vec<String>) -> Option<String> {
+    (!warnings.is_empty()).then(|| warnings.join("; "))
+}
+
 /// Reads a CSV export or a JSON document sequentially (records may span lines).
 fn scan_document<S: Sink>(
     layout: Layout,
@@ -498,7 +506,7 @@ fn scan_document<S: Sink>(
     file: usize,
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (super::document::Outcome<S>, u64) {
+) -> (super::document::Outcome<S>, super::document::Extent) {
     match layout {
         Layout::PurviewCsv => scan_csv(input, file, pass, scratch),
         _ => scan_json_document(input, file, pass, scratch),
