@@ -35,6 +35,9 @@ pub enum Item<'a> {
     Unkept(&'static str),
     /// A blank CSV row.
     Blank,
+    /// A record longer than the limit that holds none of the caller's literals: not
+    /// kept, and no loss (no rule could have matched it).
+    Skipped,
 }
 
 /// A record's bytes: a JSON object, or a CSV row whose `AuditData` cell holds one.
@@ -96,16 +99,24 @@ pub type OnItem<'a> = dyn FnMut(Item<'_>, Pos) + 'a;
 /// is the JSON in its `AuditData` cell. Quoted cells may span lines; a row's line is the
 /// line where it starts. Rows are cut by quote parity (a `""` inside a quoted cell
 /// toggles twice), so the caller splits and unquotes a row's cells only when it asks
-/// for its JSON ([`Record::json`]). Rows longer than `max` are not kept.
-pub fn read_csv(input: impl Read, max: usize, on: &mut OnItem<'_>) -> Outcome {
+/// for its JSON ([`Record::json`]). Rows longer than `max` are not kept; one that holds
+/// one of `literals` (every one, when `None`) is [`Item::Unkept`], the others
+/// [`Item::Skipped`].
+pub fn read_csv(
+    input: impl Read,
+    max: usize,
+    literals: Option<&dyn Literals>,
+    on: &mut OnItem<'_>,
+) -> Outcome {
     let mut rows = CsvRows::default();
     let mut column: Option<usize> = None;
     let mut header_seen = false;
     let mut cell = Vec::new();
     let (bytes, mut error) = read_pieces(input, |data, at_end| {
-        rows.feed(data, at_end, max, &mut |row, pos| {
+        rows.feed(data, at_end, max, literals, &mut |row, pos| {
             let row = match row {
                 Ok(row) => row,
+                Err(LONG_UNSEEN) => return on(Item::Skipped, pos),
                 Err(why) => return on(Item::Unkept(why), pos),
             };
             let row = row.strip_suffix(b"\r").unwrap_or(row);
@@ -181,6 +192,7 @@ pub fn read_json(
     let mut first = true;
     let mut emit = |record: Result<&[u8], &'static str>, pos| match record {
         Ok(bytes) => on(Item::Record(Record { bytes, cell: None }), pos),
+        Err(LONG_UNSEEN) => on(Item::Skipped, pos),
         Err(why) => on(Item::Unkept(why), pos),
     };
     let (bytes, error) = read_pieces(io::Cursor::new(head).chain(rest), |mut data, _| {
@@ -213,41 +225,90 @@ pub fn read_json(
 }
 
 /// The bytes of a record that began in an earlier read, kept until the record ends;
-/// past `max` bytes the record is only followed, not kept (bounded memory).
+/// past `max` bytes the record is only followed, not kept (bounded memory), and searched
+/// for the caller's literals: only a record too long to keep that held one is a loss.
 #[derive(Default)]
 struct Pending {
     carry: Vec<u8>,
     /// Why the record will not be parsed (too long, too deep), if so.
     spoiled: Option<&'static str>,
+    /// A record too long to keep: whether a literal was seen in it.
+    held: bool,
+    /// Its last bytes so far (a literal across reads).
+    edge: Vec<u8>,
 }
 
 impl Pending {
     /// Keeps `part`, the record's bytes up to the end of this read.
-    fn keep(&mut self, part: &[u8], max: usize) {
-        if self.spoiled.is_some() {
-            return;
+    fn keep(&mut self, part: &[u8], max: usize, lits: Option<&dyn Literals>) {
+        if self.spoiled.is_none() {
+            if self.carry.len() + part.len() <= max {
+                self.carry.extend_from_slice(part);
+                return;
+            }
+            self.spoil(TOO_LONG, lits);
         }
-        if self.carry.len() + part.len() > max {
-            self.spoil(TOO_LONG);
-        } else {
-            self.carry.extend_from_slice(part);
-        }
+        self.watch(part, lits);
     }
 
-    /// Marks the record as not to be parsed, dropping what was kept of it.
-    fn spoil(&mut self, why: &'static str) {
-        self.spoiled.get_or_insert(why);
+    /// Marks the record as not to be parsed, dropping what was kept of it (once searched
+    /// for a literal).
+    fn spoil(&mut self, why: &'static str, lits: Option<&dyn Literals>) {
+        if self.spoiled.is_none() {
+            self.spoiled = Some(why);
+            let kept = std::mem::take(&mut self.carry);
+            self.watch(&kept, lits);
+        }
         self.carry = Vec::new();
+    }
+
+    /// Searches the next bytes of a record not kept for a literal (`None`: every record
+    /// is a candidate).
+    fn watch(&mut self, part: &[u8], lits: Option<&dyn Literals>) {
+        if self.held {
+            return;
+        }
+        let Some(lits) = lits else {
+            self.held = true;
+            return;
+        };
+        let overlap = lits.overlap();
+        let mut joined = std::mem::take(&mut self.edge);
+        joined.extend_from_slice(&part[..part.len().min(overlap)]);
+        if lits.find(&joined).is_some() || lits.find(part).is_some() {
+            self.held = true;
+            return;
+        }
+        let from = if part.len() >= overlap {
+            joined.clear();
+            joined.extend_from_slice(&part[part.len() - overlap..]);
+            0
+        } else {
+            joined.len().saturating_sub(overlap)
+        };
+        joined.drain(..from);
+        self.edge = joined;
     }
 
     /// Ends the record with `tail`, its bytes in this read: `emit` gets it whole (or
     /// why it is not kept) with its first line. Then ready for the next record.
-    fn finish(&mut self, tail: &[u8], max: usize, line: Pos, emit: &mut Emit<'_>) {
+    fn finish(
+        &mut self,
+        tail: &[u8],
+        max: usize,
+        line: Pos,
+        lits: Option<&dyn Literals>,
+        emit: &mut Emit<'_>,
+    ) {
         if self.spoiled.is_none() && self.carry.len() + tail.len() > max {
-            self.spoiled = Some(TOO_LONG);
+            self.spoil(TOO_LONG, lits);
         }
         if let Some(why) = self.spoiled.take() {
-            emit(Err(why), line);
+            self.watch(tail, lits);
+            let lost = why != TOO_LONG || std::mem::take(&mut self.held);
+            emit(Err(if lost { why } else { LONG_UNSEEN }), line);
+            self.held = false;
+            self.edge.clear();
         } else if self.carry.is_empty() {
             emit(Ok(tail), line);
         } else {
@@ -263,6 +324,8 @@ impl Pending {
 }
 
 const TOO_LONG: &str = "record longer than --max-line-size";
+/// A record longer than the limit without a rule literal: skipped, not a loss.
+const LONG_UNSEEN: &str = "record longer than --max-line-size, without a rule literal";
 const STRAY: &str = "rule literal outside any record of the JSON document";
 const TOO_DEEP: &str = "record nested deeper than 512 levels";
 const STRAY_CLOSER: &str = "stray closing bracket outside the records ignored";
@@ -290,7 +353,14 @@ struct CsvRows {
 impl CsvRows {
     /// `emit` gets each row without its newline and its 0-based first line (`None` for
     /// a row longer than `max`, which is not kept).
-    fn feed(&mut self, data: &[u8], at_end: bool, max: usize, emit: &mut Emit<'_>) {
+    fn feed(
+        &mut self,
+        data: &[u8],
+        at_end: bool,
+        max: usize,
+        lits: Option<&dyn Literals>,
+        emit: &mut Emit<'_>,
+    ) {
         let mut start = 0;
         for i in memchr::memchr2_iter(b'"', b'\n', data) {
             if data[i] == b'"' {
@@ -306,7 +376,8 @@ impl CsvRows {
             if self.in_quotes {
                 continue;
             }
-            self.pending.finish(&data[start..i], max, self.row, emit);
+            self.pending
+                .finish(&data[start..i], max, self.row, lits, emit);
             start = i + 1;
             self.row = Pos {
                 line: self.newlines,
@@ -315,10 +386,11 @@ impl CsvRows {
         }
         if at_end {
             if !self.pending.is_empty() || start < data.len() {
-                self.pending.finish(&data[start..], max, self.row, emit);
+                self.pending
+                    .finish(&data[start..], max, self.row, lits, emit);
             }
         } else {
-            self.pending.keep(&data[start..], max);
+            self.pending.keep(&data[start..], max, lits);
         }
         self.last = data.last().copied().or(self.last);
         self.consumed += data.len() as u64;
@@ -638,7 +710,7 @@ impl Splitter<'_> {
                         // Followed by a count only; a record around it is not kept.
                         self.too_deep += 1;
                         if self.record.is_some() {
-                            self.pending.spoil(TOO_DEEP);
+                            self.pending.spoil(TOO_DEEP, self.strays);
                         }
                     } else {
                         self.stack.push(b);
@@ -670,7 +742,8 @@ impl Splitter<'_> {
                     if self.stack.len() == self.path.len()
                         && let Some(line) = self.record.take()
                     {
-                        self.pending.finish(&data[start..=i], max, line, emit);
+                        self.pending
+                            .finish(&data[start..=i], max, line, self.strays, emit);
                         gap = Some(i + 1);
                     }
                 }
@@ -683,7 +756,7 @@ impl Splitter<'_> {
         }
         self.newlines += memchr_iter(b'\n', &data[counted..]).count() as u64;
         if self.record.is_some() {
-            self.pending.keep(&data[start..], max);
+            self.pending.keep(&data[start..], max, self.strays);
         }
         self.last = data.last().copied().or(self.last);
         self.consumed += data.len() as u64;

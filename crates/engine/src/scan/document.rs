@@ -37,8 +37,12 @@ pub fn scan_csv<S: Sink>(
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
 ) -> (Outcome<S>, Extent) {
-    let max = pass.matcher.max_line();
-    scan_records(file, pass, scratch, |on| document::read_csv(input, max, on))
+    let m = pass.matcher;
+    let literals = m.literals();
+    let literals = (!literals.is_everything()).then_some(literals as &dyn ualhunt_input::Literals);
+    scan_records(file, pass, scratch, |on| {
+        document::read_csv(input, m.max_line(), literals, on)
+    })
 }
 
 /// Scans a JSON document as a stream of record objects. Returns how far it read too.
@@ -70,6 +74,12 @@ fn scan_records<S: Sink>(
     let mut json = Vec::new();
     let read = read(&mut |item: Item<'_>, pos: Pos| match item {
         Item::Blank => out.counts.blank += 1,
+        Item::Skipped => {
+            out.counts.records += 1;
+            if m.counts_coverage() {
+                tally.undated();
+            }
+        }
         Item::Unkept(why) => {
             out.counts.records += 1;
             if m.counts_coverage() {
@@ -192,7 +202,44 @@ mod tests {
             &mut Scratch::default(),
         );
         assert_eq!(p.counts.records, 2);
-        assert_eq!(p.counts.malformed, 1);
+        // No rule literal in it: skipped, no loss.
+        assert_eq!(p.counts.malformed, 0);
+    }
+
+    #[test]
+    fn oversized_records_are_malformed_only_when_they_hold_a_literal_in_any_reads() {
+        // Regression: every over-long CSV row counted malformed, so --strict failed on
+        // an export with long rows that no rule could match.
+        let m = Matcher::new(Rule::builtin(), true, 100);
+        let long = "y".repeat(300);
+        let lit = "Set-MailboxAuditBypassAssociation";
+        let csv = format!(
+            "CreationDate,AuditData\n1,\"{long}\"\n2,\"{long}{lit}\"\n3,\"{lit}{long}\"\n\
+             4,\"{long}\"\n"
+        );
+        let json =
+            format!("[{{\"a\":\"{long}\"}},\n{{\"a\":\"{long}{lit}\"}},\n{{\"a\":\"{long}\"}}]");
+        for piece in [1, 7, 64, 1 << 20] {
+            let ((p, _), _): (Outcome<Harvest>, Extent) = scan_csv(
+                Trickle(csv.as_bytes(), piece),
+                0,
+                Pass::new(&m, &()),
+                &mut Scratch::default(),
+            );
+            assert_eq!(p.counts.records, 4, "pieces of {piece}");
+            assert_eq!(p.counts.malformed, 2, "pieces of {piece}");
+            let lines: Vec<u64> = p.samples.iter().map(|s| s.line + 1).collect();
+            assert_eq!(lines, [3, 4], "pieces of {piece}");
+            let ((p, _), _): (Outcome<Harvest>, Extent) = scan_json_document(
+                Trickle(json.as_bytes(), piece),
+                0,
+                Pass::new(&m, &()),
+                &mut Scratch::default(),
+            );
+            assert_eq!(p.counts.records, 3, "pieces of {piece}");
+            assert_eq!(p.counts.malformed, 1, "pieces of {piece}");
+            assert_eq!(p.samples[0].line, 1, "pieces of {piece}");
+        }
     }
 
     #[test]
