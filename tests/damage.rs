@@ -302,3 +302,35 @@ fn a_json_array_cut_between_records_gives_a_warning_with_its_line() {
         "{w:?}"
     );
 }
+
+#[test]
+fn a_utf16_file_missing_one_byte_mid_file_is_realigned_and_its_findings_kept() {
+    // Regression: one byte missing mid-file turned the rest into CJK text: 21 of 47
+    // findings vanished, exit 0, no word of it.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = String::from_utf8(text(4_700, 100)).unwrap();
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(plain.encode_utf16().flat_map(u16::to_le_bytes));
+    // A byte inside line 2,350's text (not its newline).
+    let start: usize = plain.lines().take(2_349).map(|l| l.len() + 1).sum();
+    bytes.remove(2 + 2 * (start + 10));
+    let path = dir.path().join("utf16.jsonl");
+    write(&path, &bytes);
+    let out = hunt(&[path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = json(&out);
+    let expected: Vec<u64> = hit_lines(plain.as_bytes())
+        .into_iter()
+        .filter(|&l| l != 2_350)
+        .collect();
+    assert_eq!(expected.len(), 47);
+    assert_eq!(evidence_lines(&report, "utf16.jsonl"), expected);
+    assert_eq!(report["scan"]["lines"].as_u64(), Some(4_700));
+    let w = warnings(&report);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].0, "utf16.jsonl");
+    assert!(
+        w[0].1.starts_with("line 2350: UTF-16 text one byte off"),
+        "{w:?}"
+    );
+}

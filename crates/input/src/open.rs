@@ -412,7 +412,7 @@ fn open_parallel_gzip(
     )
     .ok()?;
     Some(Opened::Stream {
-        reader: crate::utf16::utf8_reader(reader),
+        reader: crate::utf16::utf8_reader(reader, notes.clone()),
         compression: Compression::Gzip,
         notes,
     })
@@ -594,7 +594,7 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
         Compression::None => Box::new(reader),
     };
     // Exports (issue 8): UTF-16 text (after decompression) is transcoded to UTF-8.
-    let reader = crate::utf16::utf8_reader(reader);
+    let reader = crate::utf16::utf8_reader(reader, notes.clone());
     Ok(Opened::Stream {
         reader,
         compression,
