@@ -334,3 +334,53 @@ fn a_utf16_file_missing_one_byte_mid_file_is_realigned_and_its_findings_kept() {
         "{w:?}"
     );
 }
+
+#[test]
+fn an_unreadable_line_holding_the_literal_makes_coverage_inconclusive_where_it_is_read() {
+    // Regression: such a line left coverage "conclusive" under a verdict of "no
+    // account…"; only stderr mentioned it.
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"b","Operation":"Set-Mailbox","Workload":"Exchange","RecordType":1,"UserId":"y@x"}"#;
+    let cut = r#"{"CreationTime":"2024-03-05T10:11:12","Id":"a","Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","RecordType":1,"UserId":"x"#;
+    let path = dir.path().join("cut-line.jsonl");
+    write(&path, format!("{good}\n{cut}\n{good}\n").as_bytes());
+    let whole = dir.path().join("whole.jsonl");
+    write(&whole, format!("{good}\n{good}\n").as_bytes());
+    let reason = "1 line(s) holding a rule literal could not be read, the first at";
+    let run = |format: &str, file: &Path| {
+        let out = Command::cargo_bin("ualhunt")
+            .unwrap()
+            .args(["hunt", "-q", "--no-context", "--format", format])
+            .arg(file)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The same records without the cut line: conclusive.
+    let report: serde_json::Value = serde_json::from_str(&run("json", &whole)).unwrap();
+    assert_eq!(
+        report["coverage"]["conclusive"], true,
+        "{}",
+        report["coverage"]
+    );
+    let report: serde_json::Value = serde_json::from_str(&run("json", &path)).unwrap();
+    assert_eq!(report["coverage"]["conclusive"], false);
+    let reasons = report["coverage"]["reasons"].as_array().unwrap();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with(reason)
+                && r.as_str().unwrap().contains("cut-line.jsonl:2")),
+        "{reasons:?}"
+    );
+    let table = run("table", &path);
+    let top: Vec<&str> = table.lines().take(4).collect();
+    assert!(top[1].starts_with("VERDICT: no account"), "{table}");
+    assert!(
+        top[2].starts_with("COVERAGE INCONCLUSIVE: ") && top[2].contains(reason),
+        "{table}"
+    );
+    let html = run("html", &path);
+    assert!(html.contains("Coverage: INCONCLUSIVE"), "html");
+    assert!(html.contains(reason), "html");
+}
