@@ -384,3 +384,215 @@ fn an_unreadable_line_holding_the_literal_makes_coverage_inconclusive_where_it_i
     assert!(html.contains("Coverage: INCONCLUSIVE"), "html");
     assert!(html.contains(reason), "html");
 }
+
+mod property {
+    //! The damage property (issue 20): over gzip, zstd, a zip entry, UTF-16 and a JSON
+    //! document, a random cut, bit flip or zeroed run never costs a finding or a record
+    //! before the damage: the findings on the lines before the first byte the decoders
+    //! got wrong equal those of a run over those lines alone, and the whole report is
+    //! the same for any chunk size and thread count.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Read;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Codec {
+        Gzip,
+        Zstd,
+        ZipEntry,
+        Utf16,
+        JsonDocument,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Damage {
+        Cut,
+        Flip(u8),
+        Zeros,
+    }
+
+    /// The text the scanner should see, and the file's bytes with the range of them
+    /// that damage may hit.
+    fn encode(codec: Codec, plain: &[u8]) -> (Vec<u8>, Vec<u8>, std::ops::Range<usize>) {
+        match codec {
+            Codec::Gzip => {
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(plain).unwrap();
+                let gz = e.finish().unwrap();
+                let n = gz.len();
+                (plain.to_vec(), gz, 0..n)
+            }
+            Codec::Zstd => {
+                let z = zstd::encode_all(plain, 3).unwrap();
+                let n = z.len();
+                (plain.to_vec(), z, 0..n)
+            }
+            Codec::ZipEntry => {
+                let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+                let deflated = zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Deflated);
+                w.start_file("e.jsonl", deflated).unwrap();
+                w.write_all(plain).unwrap();
+                let bytes = w.finish().unwrap().into_inner();
+                // The entry's compressed bytes: after its local header.
+                let name = u16::from_le_bytes([bytes[26], bytes[27]]) as usize;
+                let extra = u16::from_le_bytes([bytes[28], bytes[29]]) as usize;
+                let start = 30 + name + extra;
+                let size = u32::from_le_bytes(bytes[18..22].try_into().unwrap()) as usize;
+                // Sizes in a data descriptor: the central directory holds them.
+                let size = if size == 0 {
+                    let cd = bytes.len() - 22;
+                    let at =
+                        u32::from_le_bytes(bytes[cd + 16..cd + 20].try_into().unwrap()) as usize;
+                    u32::from_le_bytes(bytes[at + 20..at + 24].try_into().unwrap()) as usize
+                } else {
+                    size
+                };
+                (plain.to_vec(), bytes, start..start + size)
+            }
+            Codec::Utf16 => {
+                let text = std::str::from_utf8(plain).unwrap();
+                let mut bytes = vec![0xFF, 0xFE];
+                bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+                let n = bytes.len();
+                // The UTF-8 the transcoder gives back: the byte order mark as UTF-8.
+                let mut seen = b"\xEF\xBB\xBF".to_vec();
+                seen.extend_from_slice(plain);
+                (seen, bytes, 2..n)
+            }
+            Codec::JsonDocument => {
+                let lines: Vec<&[u8]> = plain
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let mut doc = b"[\n".to_vec();
+                doc.extend(lines.join(&b",\n"[..]));
+                doc.extend_from_slice(b"\n]\n");
+                let n = doc.len();
+                (doc.clone(), doc, 0..n)
+            }
+        }
+    }
+
+    /// What the decoders give of the file, up to the first error.
+    fn decoded(path: &Path) -> Vec<u8> {
+        let (inputs, _) = ualhunt_input::discover(&[path.to_path_buf()]);
+        let mut out = Vec::new();
+        for input in &inputs {
+            let Ok(opened) = ualhunt_input::open(input, &None) else {
+                continue;
+            };
+            match opened {
+                ualhunt_input::Opened::Mapped(m) => out.extend_from_slice(m.bytes()),
+                ualhunt_input::Opened::Stream { mut reader, .. } => {
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = reader.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        out.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn run(args: &[&str], path: &Path) -> serde_json::Value {
+        let mut all = vec!["--max-line-size", "1M"];
+        all.extend_from_slice(args);
+        all.push(path.to_str().unwrap());
+        json(&hunt(&all))
+    }
+
+    /// The evidence lines of every actor, sorted.
+    fn evidence(report: &serde_json::Value) -> Vec<u64> {
+        let mut lines: Vec<u64> = report["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|a| a["evidence"].as_array().unwrap())
+            .map(|e| e["line"].as_u64().unwrap())
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    fn check(codec: Codec, damage: Damage, at: f64) {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = text(2_000, 37);
+        let (want, mut bytes, range) = encode(codec, &plain);
+        let p = range.start + ((range.len() - 1) as f64 * at) as usize;
+        match damage {
+            Damage::Cut => bytes.truncate(p),
+            Damage::Flip(bit) => bytes[p] ^= 1 << bit,
+            Damage::Zeros => bytes[p..(p + 64).min(range.end)].fill(0),
+        }
+        let name = match codec {
+            Codec::ZipEntry => "damaged.zip",
+            _ => "damaged.bin",
+        };
+        let path = dir.path().join(name);
+        write(&path, &bytes);
+        // The lines wholly before the first byte the decoders got wrong.
+        let got = decoded(&path);
+        let first_wrong = got
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        let good = want[..first_wrong]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let lines_before = want[..good].iter().filter(|&&b| b == b'\n').count() as u64;
+        let prefix = dir.path().join("prefix.txt");
+        write(&prefix, &want[..good]);
+        let alone = run(&[], &prefix);
+        let case = format!("{codec:?} {damage:?} at {p} of {}", bytes.len());
+        let mut reports = Vec::new();
+        for (threads, chunk) in [("1", "64K"), ("2", "1M")] {
+            let report = run(&["--threads", threads, "--chunk-size", chunk], &path);
+            let before: Vec<u64> = evidence(&report)
+                .into_iter()
+                .filter(|&l| l <= lines_before)
+                .collect();
+            assert_eq!(before, evidence(&alone), "{case}: --threads {threads}");
+            reports.push((report["actors"].clone(), report["scan"]["lines"].clone()));
+        }
+        assert_eq!(reports[0], reports[1], "{case}: chunk size and threads");
+    }
+
+    fn codec() -> impl Strategy<Value = Codec> {
+        prop_oneof![
+            Just(Codec::Gzip),
+            Just(Codec::Zstd),
+            Just(Codec::ZipEntry),
+            Just(Codec::Utf16),
+            Just(Codec::JsonDocument),
+        ]
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            Just(Damage::Cut),
+            (0u8..8).prop_map(Damage::Flip),
+            Just(Damage::Zeros),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn damage_never_costs_what_was_before_it(
+            codec in codec(),
+            damage in damage(),
+            at in 0.0f64..1.0,
+        ) {
+            check(codec, damage, at);
+        }
+    }
+}
