@@ -522,7 +522,7 @@ mod property {
 
     fn check(codec: Codec, damage: Damage, at: f64) {
         let dir = tempfile::tempdir().unwrap();
-        let plain = text(2_000, 37);
+        let plain = text(8_000, 37);
         let (want, mut bytes, range) = encode(codec, &plain);
         let p = range.start + ((range.len() - 1) as f64 * at) as usize;
         match damage {
@@ -584,7 +584,7 @@ mod property {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
         #[test]
         fn damage_never_costs_what_was_before_it(
