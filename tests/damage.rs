@@ -225,6 +225,44 @@ fn zstd_damage_gives_every_block_before_it_for_any_chunk_size_and_thread_count()
     }
 }
 
+#[test]
+fn a_sharded_run_over_a_damaged_zstd_file_merges_into_the_single_run() {
+    // Regression: a sharded merge differed from the single run over the same files.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = text(60_000, 997);
+    let mut z = zstd::encode_all(&plain[..], 3).unwrap();
+    let at = z.len() * 3 / 10;
+    z[at..at + 64].fill(0);
+    let damaged = dir.path().join("damaged.zst");
+    write(&damaged, &z);
+    let other = dir.path().join("other.jsonl");
+    let beside = String::from_utf8(text(30_000, 501)).unwrap();
+    write(&other, beside.replace("ID", "OT").as_bytes());
+    let inputs = [damaged.to_str().unwrap(), other.to_str().unwrap()];
+    let single = json(&hunt(&inputs));
+    let mut partials = Vec::new();
+    for k in 0..2 {
+        let partial = dir.path().join(format!("p{k}"));
+        let shard = format!("{k}/2");
+        let mut args = vec!["--shard", &shard, "--partial", partial.to_str().unwrap()];
+        args.extend_from_slice(&inputs);
+        let out = hunt(&args);
+        assert!(partial.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+        partials.push(partial);
+    }
+    let merged = Command::cargo_bin("ualhunt")
+        .unwrap()
+        .args(["merge", "--format", "json"])
+        .args(&partials)
+        .output()
+        .unwrap();
+    let merged = json(&merged);
+    assert_eq!(merged["actors"], single["actors"]);
+    assert_eq!(merged["scan"]["lines"], single["scan"]["lines"]);
+    assert_eq!(merged["scan"]["errors"], single["scan"]["errors"]);
+    assert!(!single["scan"]["errors"].as_array().unwrap().is_empty());
+}
+
 /// `n` records as compact JSON, a match every `every`.
 fn records(n: usize, every: usize) -> Vec<String> {
     String::from_utf8(text(n, every))
