@@ -6,10 +6,10 @@
 //! `zstd -dc` loses the block before the damaged one (its flush completes and the same
 //! call goes on into the damaged block). Here each call gets only the input zstd asks for
 //! (its hint: the rest of the current block and the next block's header), so one call
-//! decodes at most one block, into a buffer of its own of a block's size, and what it
-//! decoded is handed out before the next call: every block before the damaged one is
-//! recovered, whatever the reader's buffers or the chunk size. Nothing here parses a
-//! record.
+//! decodes at most one block (into the caller's buffer when it has room for a block, else
+//! into one of the decoder's own), and what it decoded is handed out before the next
+//! call: every block before the damaged one is recovered, whatever the reader's buffers
+//! or the chunk size. Nothing here parses a record.
 
 use std::io::{self, BufRead, Read};
 
@@ -54,10 +54,20 @@ impl<R: BufRead> Decoder<R> {
         io::Error::new(kind, message)
     }
 
-    /// Decodes the next piece into `out`; leaves it empty at the end of the stream.
+    /// Decodes the next piece into the decoder's own buffer; leaves it empty at the end
+    /// of the stream.
     fn refill(&mut self) -> io::Result<()> {
+        let mut out = std::mem::take(&mut self.out);
+        let written = self.decode(&mut out);
+        self.out = out;
         self.at = 0;
-        self.filled = 0;
+        self.filled = written?;
+        Ok(())
+    }
+
+    /// Decodes the next piece (at most one block: the input is what zstd asks for) into
+    /// `out`; 0 at the end of the stream.
+    fn decode(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
             let input = self.inner.fill_buf()?;
             let eof = input.is_empty();
@@ -65,7 +75,7 @@ impl<R: BufRead> Decoder<R> {
             // header's size.
             let input = &input[..input.len().min(self.hint.max(1))];
             let mut src = InBuffer::around(input);
-            let mut dst = OutBuffer::around(&mut self.out[..]);
+            let mut dst = OutBuffer::around(&mut *out);
             let result = self.dctx.decompress_stream(&mut dst, &mut src);
             let (read, written) = (src.pos(), dst.pos());
             self.inner.consume(read);
@@ -84,8 +94,7 @@ impl<R: BufRead> Decoder<R> {
                 Ok(_) => {}
             }
             if written > 0 {
-                self.filled = written;
-                return Ok(());
+                return Ok(written);
             }
             if eof {
                 if self.started && self.hint != 0 {
@@ -94,7 +103,7 @@ impl<R: BufRead> Decoder<R> {
                         "zstd stream ends inside a frame".to_string(),
                     ));
                 }
-                return Ok(());
+                return Ok(0);
             }
             if read == 0 {
                 // Input there, room for output, and zstd took none of it: it never
@@ -117,6 +126,10 @@ impl<R: BufRead> Read for Decoder<R> {
             return Ok(0);
         }
         if self.at == self.filled {
+            if buf.len() >= self.out.len() {
+                // Room for a whole block: decoded in place, no copy.
+                return self.decode(buf);
+            }
             self.refill()?;
         }
         let n = buf.len().min(self.filled - self.at);
