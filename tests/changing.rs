@@ -205,3 +205,82 @@ fn a_fifo_with_a_writer_is_read() {
     );
     assert_eq!(evidence_lines(&json(&out), "fifo"), vec![1]);
 }
+
+#[test]
+fn a_compressed_file_cut_while_read_is_reported_where_it_stopped_with_nothing_made_up() {
+    // Regression: a gzip file cut under the sequential path was inflated through the
+    // zero pages that the guard puts past the cut: made-up text, a wrong line count, the
+    // real findings of that range lost.
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = dir.path().join("plain.jsonl");
+    // Noise that does not compress to nothing, so the file spans several windows.
+    let mut text = String::new();
+    for i in 0..150_000u64 {
+        if i % 1_000 == 0 {
+            text.push_str(&HIT.replace("{n}", &i.to_string()));
+        } else {
+            text.push_str(&format!(
+                r#"{{"Id":"N{i}","Operation":"MailItemsAccessed","UserId":"u{}@x","ClientIP":"10.{}.{}.{}"}}"#,
+                i.wrapping_mul(2_654_435_761) % 1_000_003,
+                i % 251,
+                i * 31 % 253,
+                i * 17 % 247
+            ));
+        }
+        text.push('\n');
+    }
+    std::fs::write(&plain_path, &text).unwrap();
+    let plain = text.into_bytes();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&plain).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(&plain[..], 1).unwrap();
+    for (name, bytes) in [("cut.jsonl.gz", gz), ("cut.jsonl.zst", zst)] {
+        // More than the 1 MiB the stream copies out of the map at a time.
+        assert!(bytes.len() > 3 << 19, "{name}: {}", bytes.len());
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let out = hunt(&[
+            "--threads",
+            "1",
+            "--chunk-size",
+            "64K",
+            "--format",
+            "json",
+            path.to_str().unwrap(),
+        ])
+        .env("UALHUNT_GZIP_PARALLEL", "never")
+        .env("UALHUNT_TEST_TRUNCATE_AFTER_CHUNKS", "4")
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{name}: file truncated while being read")),
+            "{name}: {stderr}"
+        );
+        let report = json(&out);
+        let errors = report["scan"]["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+        let offset = errors[0]["offset"].as_u64().unwrap() as usize;
+        let line = errors[0]["line"].as_u64().unwrap();
+        // It stopped inside the file, having read only the file's own text: every
+        // line it counted is a line of the file, up to where it says it stopped.
+        assert!(
+            offset > 4 * 65_536 && offset < plain.len(),
+            "{name}: {offset}"
+        );
+        let read = &plain[..offset];
+        let whole = read.iter().filter(|&&b| b == b'\n').count() as u64;
+        let tail = u64::from(!read.ends_with(b"\n"));
+        assert_eq!(line, whole + tail, "{name}");
+        assert_eq!(report["scan"]["lines"].as_u64(), Some(line), "{name}");
+        let expected: Vec<u64> = (0..whole)
+            .filter(|i| i % 1_000 == 0)
+            .map(|i| i + 1)
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(evidence_lines(&report, name), expected, "{name}");
+    }
+}

@@ -191,3 +191,87 @@ fn html_shows_hostile_text_as_inert_visible_text() {
         "the bidi override is shown, not applied"
     );
 }
+
+/// Characters that show as nothing (or as a plain space): inserted in a name, the name
+/// looks like another one.
+const INVISIBLE: [char; 15] = [
+    '\u{200b}',
+    '\u{200c}',
+    '\u{200d}',
+    '\u{2060}',
+    '\u{feff}',
+    '\u{ad}',
+    '\u{34f}',
+    '\u{180e}',
+    '\u{3164}',
+    '\u{115f}',
+    '\u{ffa0}',
+    '\u{2061}',
+    '\u{e0020}',
+    '\u{e0041}',
+    '\u{e007f}',
+];
+
+#[test]
+fn look_alike_names_are_told_apart_in_every_format() {
+    // Regression: 15 accounts that differ only by an invisible character printed as
+    // 15 identical names in the table and CSV; the HTML showed only some of them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookalike.jsonl");
+    let names: Vec<String> = INVISIBLE.iter().map(|c| format!("ad{c}min@x")).collect();
+    let lines: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            serde_json::json!({
+                "CreationTime": "2024-05-01T00:00:00",
+                "Id": format!("look-{i}"),
+                "Operation": "Set-MailboxAuditBypassAssociation",
+                "Workload": "Exchange",
+                "ResultStatus": "Succeeded",
+                "UserId": name,
+                "Parameters": [
+                    {"Name": "Identity", "Value": format!("box{c}1", c = INVISIBLE[i])},
+                    {"Name": "AuditBypassEnabled", "Value": "True"}
+                ]
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    for format in ["table", "csv", "html", "json", "ndjson", "timeline", "ecs"] {
+        let out = Command::cargo_bin("ualhunt")
+            .unwrap()
+            .args(["hunt", "-q", "--no-context", "--format", format])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{format}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for c in INVISIBLE {
+            assert!(!text.contains(c), "{format}: raw {c:?}");
+            let shown = if matches!(format, "json" | "ndjson" | "timeline" | "ecs") {
+                c.encode_utf16(&mut [0; 2])
+                    .iter()
+                    .map(|u| format!("\\u{u:04x}"))
+                    .collect::<String>()
+            } else {
+                format!("\\u{{{:x}}}", c as u32)
+            };
+            assert!(text.contains(&format!("ad{shown}min@x")), "{format}: {c:?}");
+        }
+        if format == "json" {
+            let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let mut actors: Vec<&str> = report["actors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["actor"].as_str().unwrap())
+                .collect();
+            actors.sort();
+            let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+            want.sort();
+            assert_eq!(actors, want, "the names parse back as they were");
+        }
+    }
+}

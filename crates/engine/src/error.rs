@@ -89,6 +89,23 @@ impl InputError {
         offset: u64,
         line: u64,
     ) -> InputError {
+        // A mapped compressed file cut under the scan: said as for a plain one.
+        if let Some(change) = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<ualhunt_input::Change>())
+        {
+            return InputError::Stopped {
+                path,
+                what: change.describe(),
+                message: format!(
+                    "read up to compressed byte {}; bytes past the cut were not used",
+                    change.valid
+                ),
+                offset,
+                line,
+                data: if compressed { "decompressed" } else { "input" },
+            };
+        }
         let what = match error.kind() {
             io::ErrorKind::UnexpectedEof => "stream ends early (truncated?)",
             io::ErrorKind::InvalidData if !compressed => "invalid input",

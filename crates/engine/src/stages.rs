@@ -385,6 +385,15 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
     if let Some(p) = &config.progress {
         p.finished.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    let coverage = verdict::doubt(
+        verdict::report(&partial.coverage),
+        partial.counts.malformed,
+        partial
+            .samples
+            .first()
+            .map(|s| (names[s.file].as_str(), s.line + 1)),
+        &errors.iter().map(InputError::path).collect::<Vec<_>>(),
+    );
     let malformed = partial
         .samples
         .iter()
@@ -413,7 +422,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         malformed,
         actors,
         investigations,
-        coverage: verdict::report(&partial.coverage),
+        coverage,
         allowlist: config.allowlist.clone(),
         context_ran,
         stats,

@@ -35,6 +35,9 @@ pub enum Item<'a> {
     Unkept(&'static str),
     /// A blank CSV row.
     Blank,
+    /// A record longer than the limit that holds none of the caller's literals: not
+    /// kept, and no loss (no rule could have matched it).
+    Skipped,
 }
 
 /// A record's bytes: a JSON object, or a CSV row whose `AuditData` cell holds one.
@@ -78,7 +81,16 @@ pub struct Outcome {
     pub lines: u64,
     /// The error that stopped the reading early, if one did.
     pub error: Option<io::Error>,
+    /// Damage read past (a stray closing bracket, a document that ends before its
+    /// array is closed), where it is: the records around it were read.
+    pub warnings: Vec<(Pos, &'static str)>,
+    /// Warnings beyond the first [`MAX_WARNINGS`], counted only.
+    pub more_warnings: u64,
 }
+
+/// Warnings kept per document (the rest are counted): a document of stray brackets
+/// must not grow memory.
+pub const MAX_WARNINGS: usize = 16;
 
 /// Receives each record the readers cut and where it starts.
 pub type OnItem<'a> = dyn FnMut(Item<'_>, Pos) + 'a;
@@ -87,16 +99,24 @@ pub type OnItem<'a> = dyn FnMut(Item<'_>, Pos) + 'a;
 /// is the JSON in its `AuditData` cell. Quoted cells may span lines; a row's line is the
 /// line where it starts. Rows are cut by quote parity (a `""` inside a quoted cell
 /// toggles twice), so the caller splits and unquotes a row's cells only when it asks
-/// for its JSON ([`Record::json`]). Rows longer than `max` are not kept.
-pub fn read_csv(input: impl Read, max: usize, on: &mut OnItem<'_>) -> Outcome {
+/// for its JSON ([`Record::json`]). Rows longer than `max` are not kept; one that holds
+/// one of `literals` (every one, when `None`) is [`Item::Unkept`], the others
+/// [`Item::Skipped`].
+pub fn read_csv(
+    input: impl Read,
+    max: usize,
+    literals: Option<&dyn Literals>,
+    on: &mut OnItem<'_>,
+) -> Outcome {
     let mut rows = CsvRows::default();
     let mut column: Option<usize> = None;
     let mut header_seen = false;
     let mut cell = Vec::new();
     let (bytes, mut error) = read_pieces(input, |data, at_end| {
-        rows.feed(data, at_end, max, &mut |row, pos| {
+        rows.feed(data, at_end, max, literals, &mut |row, pos| {
             let row = match row {
                 Ok(row) => row,
+                Err(LONG_UNSEEN) => return on(Item::Skipped, pos),
                 Err(why) => return on(Item::Unkept(why), pos),
             };
             let row = row.strip_suffix(b"\r").unwrap_or(row);
@@ -131,6 +151,8 @@ pub fn read_csv(input: impl Read, max: usize, on: &mut OnItem<'_>) -> Outcome {
         bytes,
         lines: rows.newlines + u64::from(rows.last.is_some_and(|b| b != b'\n')),
         error,
+        warnings: Vec::new(),
+        more_warnings: 0,
     }
 }
 
@@ -170,6 +192,7 @@ pub fn read_json(
     let mut first = true;
     let mut emit = |record: Result<&[u8], &'static str>, pos| match record {
         Ok(bytes) => on(Item::Record(Record { bytes, cell: None }), pos),
+        Err(LONG_UNSEEN) => on(Item::Skipped, pos),
         Err(why) => on(Item::Unkept(why), pos),
     };
     let (bytes, error) = read_pieces(io::Cursor::new(head).chain(rest), |mut data, _| {
@@ -184,50 +207,108 @@ pub fn read_json(
     if let Some(pos) = s.record {
         // The document ends (or broke off) inside a record: count it, do not lose it.
         emit(Err("JSON document ends inside this record"), pos);
+    } else if !s.stack.is_empty() && !s.path.is_empty() {
+        // Cut between two records: nothing is lost that was there, but the end is not.
+        let end = Pos {
+            line: s.newlines - u64::from(s.last == Some(b'\n')),
+            offset: s.consumed,
+        };
+        s.warn(end, CUT_BETWEEN);
     }
     Outcome {
         bytes,
         lines: s.newlines + u64::from(s.last.is_some_and(|b| b != b'\n')),
         error,
+        warnings: s.warnings,
+        more_warnings: s.more_warnings,
     }
 }
 
 /// The bytes of a record that began in an earlier read, kept until the record ends;
-/// past `max` bytes the record is only followed, not kept (bounded memory).
+/// past `max` bytes the record is only followed, not kept (bounded memory), and searched
+/// for the caller's literals: only a record too long to keep that held one is a loss.
 #[derive(Default)]
 struct Pending {
     carry: Vec<u8>,
     /// Why the record will not be parsed (too long, too deep), if so.
     spoiled: Option<&'static str>,
+    /// A record too long to keep: whether a literal was seen in it.
+    held: bool,
+    /// Its last bytes so far (a literal across reads).
+    edge: Vec<u8>,
 }
 
 impl Pending {
     /// Keeps `part`, the record's bytes up to the end of this read.
-    fn keep(&mut self, part: &[u8], max: usize) {
-        if self.spoiled.is_some() {
-            return;
+    fn keep(&mut self, part: &[u8], max: usize, lits: Option<&dyn Literals>) {
+        if self.spoiled.is_none() {
+            if self.carry.len() + part.len() <= max {
+                self.carry.extend_from_slice(part);
+                return;
+            }
+            self.spoil(TOO_LONG, lits);
         }
-        if self.carry.len() + part.len() > max {
-            self.spoil(TOO_LONG);
-        } else {
-            self.carry.extend_from_slice(part);
-        }
+        self.watch(part, lits);
     }
 
-    /// Marks the record as not to be parsed, dropping what was kept of it.
-    fn spoil(&mut self, why: &'static str) {
-        self.spoiled.get_or_insert(why);
+    /// Marks the record as not to be parsed, dropping what was kept of it (once searched
+    /// for a literal).
+    fn spoil(&mut self, why: &'static str, lits: Option<&dyn Literals>) {
+        if self.spoiled.is_none() {
+            self.spoiled = Some(why);
+            let kept = std::mem::take(&mut self.carry);
+            self.watch(&kept, lits);
+        }
         self.carry = Vec::new();
+    }
+
+    /// Searches the next bytes of a record not kept for a literal (`None`: every record
+    /// is a candidate).
+    fn watch(&mut self, part: &[u8], lits: Option<&dyn Literals>) {
+        if self.held {
+            return;
+        }
+        let Some(lits) = lits else {
+            self.held = true;
+            return;
+        };
+        let overlap = lits.overlap();
+        let mut joined = std::mem::take(&mut self.edge);
+        joined.extend_from_slice(&part[..part.len().min(overlap)]);
+        if lits.find(&joined).is_some() || lits.find(part).is_some() {
+            self.held = true;
+            return;
+        }
+        let from = if part.len() >= overlap {
+            joined.clear();
+            joined.extend_from_slice(&part[part.len() - overlap..]);
+            0
+        } else {
+            joined.len().saturating_sub(overlap)
+        };
+        joined.drain(..from);
+        self.edge = joined;
     }
 
     /// Ends the record with `tail`, its bytes in this read: `emit` gets it whole (or
     /// why it is not kept) with its first line. Then ready for the next record.
-    fn finish(&mut self, tail: &[u8], max: usize, line: Pos, emit: &mut Emit<'_>) {
+    fn finish(
+        &mut self,
+        tail: &[u8],
+        max: usize,
+        line: Pos,
+        lits: Option<&dyn Literals>,
+        emit: &mut Emit<'_>,
+    ) {
         if self.spoiled.is_none() && self.carry.len() + tail.len() > max {
-            self.spoiled = Some(TOO_LONG);
+            self.spoil(TOO_LONG, lits);
         }
         if let Some(why) = self.spoiled.take() {
-            emit(Err(why), line);
+            self.watch(tail, lits);
+            let lost = why != TOO_LONG || std::mem::take(&mut self.held);
+            emit(Err(if lost { why } else { LONG_UNSEEN }), line);
+            self.held = false;
+            self.edge.clear();
         } else if self.carry.is_empty() {
             emit(Ok(tail), line);
         } else {
@@ -243,8 +324,15 @@ impl Pending {
 }
 
 const TOO_LONG: &str = "record longer than --max-line-size";
+/// A record longer than the limit without a rule literal: skipped, not a loss.
+const LONG_UNSEEN: &str = "record longer than --max-line-size, without a rule literal";
 const STRAY: &str = "rule literal outside any record of the JSON document";
 const TOO_DEEP: &str = "record nested deeper than 512 levels";
+const STRAY_CLOSER: &str = "stray closing bracket outside the records ignored";
+const EARLY_CLOSE: &str =
+    "stray closing bracket closed the array of records early; the records after it were read";
+const CUT_BETWEEN: &str =
+    "JSON document ends before its array of records is closed (cut between two records?)";
 
 /// Receives each record (or why it is not kept) and where it starts.
 type Emit<'a> = dyn FnMut(Result<&[u8], &'static str>, Pos) + 'a;
@@ -265,7 +353,14 @@ struct CsvRows {
 impl CsvRows {
     /// `emit` gets each row without its newline and its 0-based first line (`None` for
     /// a row longer than `max`, which is not kept).
-    fn feed(&mut self, data: &[u8], at_end: bool, max: usize, emit: &mut Emit<'_>) {
+    fn feed(
+        &mut self,
+        data: &[u8],
+        at_end: bool,
+        max: usize,
+        lits: Option<&dyn Literals>,
+        emit: &mut Emit<'_>,
+    ) {
         let mut start = 0;
         for i in memchr::memchr2_iter(b'"', b'\n', data) {
             if data[i] == b'"' {
@@ -281,7 +376,8 @@ impl CsvRows {
             if self.in_quotes {
                 continue;
             }
-            self.pending.finish(&data[start..i], max, self.row, emit);
+            self.pending
+                .finish(&data[start..i], max, self.row, lits, emit);
             start = i + 1;
             self.row = Pos {
                 line: self.newlines,
@@ -290,10 +386,11 @@ impl CsvRows {
         }
         if at_end {
             if !self.pending.is_empty() || start < data.len() {
-                self.pending.finish(&data[start..], max, self.row, emit);
+                self.pending
+                    .finish(&data[start..], max, self.row, lits, emit);
             }
         } else {
-            self.pending.keep(&data[start..], max);
+            self.pending.keep(&data[start..], max, lits);
         }
         self.last = data.last().copied().or(self.last);
         self.consumed += data.len() as u64;
@@ -536,6 +633,15 @@ struct Splitter<'l> {
     pending: Pending,
     /// Levels open beyond `MAX_DEPTH` (counted, not stacked: memory stays bounded).
     too_deep: usize,
+    /// The last byte outside strings that is not white space.
+    last_sig: u8,
+    /// Whether a record was met: after one, a `{` just above the records' level after
+    /// a `,` or `]` is a record of an array closed early by a stray `]`.
+    seen_record: bool,
+    /// Where the array of records was last closed.
+    closed_at: Option<Pos>,
+    warnings: Vec<(Pos, &'static str)>,
+    more_warnings: u64,
 }
 
 impl Splitter<'_> {
@@ -571,10 +677,23 @@ impl Splitter<'_> {
                 }
             }
             let b = data[i];
+            let before = self.last_sig;
+            if !b.is_ascii_whitespace() {
+                self.last_sig = b;
+            }
             match b {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => {
+                    if b == b'{' && self.record.is_none() && self.reopens(before) {
+                        // `[{..}, ] , {..}`: the array was closed by a stray `]`; its
+                        // records go on.
+                        if let Some(at) = self.closed_at.take() {
+                            self.warn(at, EARLY_CLOSE);
+                        }
+                        self.stack.push(b'[');
+                    }
                     if b == b'{' && self.record.is_none() && self.stack == self.path {
+                        self.seen_record = true;
                         if let Some(from) = gap.take() {
                             self.find_strays(data, from, i, &mut counted, emit);
                             self.gap_tail.clear();
@@ -591,7 +710,7 @@ impl Splitter<'_> {
                         // Followed by a count only; a record around it is not kept.
                         self.too_deep += 1;
                         if self.record.is_some() {
-                            self.pending.spoil(TOO_DEEP);
+                            self.pending.spoil(TOO_DEEP, self.strays);
                         }
                     } else {
                         self.stack.push(b);
@@ -603,11 +722,28 @@ impl Splitter<'_> {
                         i += 1;
                         continue;
                     }
+                    if self.record.is_none() {
+                        let here = Pos {
+                            line: self.newlines
+                                + memchr_iter(b'\n', &data[counted..i]).count() as u64,
+                            offset: self.consumed + i as u64,
+                        };
+                        let open = if b == b'}' { b'{' } else { b'[' };
+                        if self.stack.last() != Some(&open) {
+                            self.warn(here, STRAY_CLOSER);
+                            i += 1;
+                            continue;
+                        }
+                        if self.stack == self.path {
+                            self.closed_at = Some(here);
+                        }
+                    }
                     self.stack.pop();
                     if self.stack.len() == self.path.len()
                         && let Some(line) = self.record.take()
                     {
-                        self.pending.finish(&data[start..=i], max, line, emit);
+                        self.pending
+                            .finish(&data[start..=i], max, line, self.strays, emit);
                         gap = Some(i + 1);
                     }
                 }
@@ -620,7 +756,7 @@ impl Splitter<'_> {
         }
         self.newlines += memchr_iter(b'\n', &data[counted..]).count() as u64;
         if self.record.is_some() {
-            self.pending.keep(&data[start..], max);
+            self.pending.keep(&data[start..], max, self.strays);
         }
         self.last = data.last().copied().or(self.last);
         self.consumed += data.len() as u64;
@@ -685,6 +821,26 @@ impl Splitter<'_> {
         self.gap_tail
             .extend_from_slice(&piece[piece.len() - from_piece..]);
         self.strays = Some(literals);
+    }
+
+    /// Whether a `{` here opens a record of an array of records that a stray `]`
+    /// closed: one level above the records, the array's level, after a `,` or `]`
+    /// (where valid JSON has no `{`), once records were met.
+    fn reopens(&self, before: u8) -> bool {
+        self.seen_record
+            && self.stack.len() + 1 == self.path.len()
+            && self.path.starts_with(&self.stack)
+            && self.path.last() == Some(&b'[')
+            && matches!(before, b',' | b']')
+    }
+
+    /// Notes damage read past, at `pos`.
+    fn warn(&mut self, pos: Pos, what: &'static str) {
+        if self.warnings.len() < MAX_WARNINGS {
+            self.warnings.push((pos, what));
+        } else {
+            self.more_warnings += 1;
+        }
     }
 
     /// Emits a stray literal at `pos`, once per line.
@@ -752,6 +908,69 @@ mod tests {
                 "pieces of {piece}"
             );
         }
+    }
+
+    /// The records (1-based lines) and warnings of a document read in `piece`-byte reads.
+    fn split(text: &str, piece: usize) -> (Vec<u64>, Vec<(u64, &'static str)>) {
+        let mut records = Vec::new();
+        let out = read_json(
+            crate::testutil::Trickle(text.as_bytes(), piece),
+            1 << 20,
+            None,
+            &mut |item, pos| {
+                if let Item::Record(_) = item {
+                    records.push(pos.line + 1);
+                }
+            },
+        );
+        let warnings = out.warnings.iter().map(|(p, w)| (p.line + 1, *w)).collect();
+        (records, warnings)
+    }
+
+    #[test]
+    fn stray_closing_brackets_are_read_past_and_said_in_any_reads() {
+        // A `]` that closes the array early (line 3), a `}` after a record (4), the
+        // array's own end (5), one `]` too many (6), a record after the end (7), and
+        // no end after it.
+        let doc = format!("[\n{REC},\n] ,\n{REC}}}\n]\n]\n{REC}");
+        let events = format!("{{\"events\":[{REC}],\n{REC}]\n}}");
+        for piece in [1, 2, 7, 1 << 16] {
+            assert_eq!(
+                split(&doc, piece),
+                (
+                    vec![2, 4, 7],
+                    vec![
+                        (3, EARLY_CLOSE),
+                        (4, STRAY_CLOSER),
+                        (6, STRAY_CLOSER),
+                        (5, EARLY_CLOSE),
+                        (7, CUT_BETWEEN)
+                    ]
+                ),
+                "pieces of {piece}"
+            );
+            assert_eq!(
+                split(&events, piece),
+                (vec![1, 2], vec![(1, EARLY_CLOSE)]),
+                "pieces of {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn whole_documents_give_no_warning_and_a_cut_one_says_where() {
+        let whole = [
+            format!("[\n{REC},\n{REC}\n]\n"),
+            format!("{{\"events\":[{REC}], \"meta\": {{\"a\": [1]}}}}"),
+            format!("{REC}\n{REC}"),
+        ];
+        for doc in &whole {
+            let (records, warnings) = split(doc, 3);
+            assert!(!records.is_empty());
+            assert_eq!(warnings, [], "{doc}");
+        }
+        let cut = format!("[\n{REC},\n{REC},\n");
+        assert_eq!(split(&cut, 5), (vec![2, 3], vec![(3, CUT_BETWEEN)]));
     }
 
     #[test]

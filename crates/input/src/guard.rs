@@ -59,6 +59,16 @@ pub struct Change {
     pub len_after: u64,
 }
 
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.describe(), self.valid)
+    }
+}
+
+/// A stream read from a mapped file ends with this error (inside an `io::Error`) when the
+/// file was cut under it.
+impl std::error::Error for Change {}
+
 impl Change {
     /// A one-line description for the report.
     pub fn describe(&self) -> String {
@@ -85,7 +95,14 @@ pub fn register(map: &Mmap) -> Option<Registration> {
 }
 
 /// A map's registration with the guard (see [`register`]); freed on drop.
-pub struct Registration(#[allow(dead_code)] slot::Registration);
+pub struct Registration(slot::Registration);
+
+impl Registration {
+    /// Offset from the map's start of the first page that failed, if one did.
+    pub fn fault(&self) -> Option<u64> {
+        self.0.fault()
+    }
+}
 
 impl GuardedMap {
     /// Maps `file` (of non-zero size) read-only and registers the map with the guard.

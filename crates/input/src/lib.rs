@@ -29,6 +29,7 @@ mod progress;
 mod sniff;
 #[doc(hidden)]
 pub mod testutil;
+mod unzstd;
 pub mod utf16;
 mod zip;
 

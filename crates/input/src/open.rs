@@ -263,14 +263,9 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
         // Pipes and devices cannot be mapped; reopen so the stream starts at byte 0.
         let reader: Box<dyn BufRead + Send> = if meta.is_file() {
             match map_file(&file) {
-                // The decompressor reads the mapped bytes in place: no read buffer,
-                // no copy.
-                Some((map, registration)) => Box::new(MappedInput {
-                    guard: Some(registration),
-                    map,
-                    pos: 0,
-                    progress: progress.clone(),
-                }),
+                Some((map, registration)) => {
+                    Box::new(MappedInput::new(map, registration, file, progress.clone()))
+                }
                 None => {
                     let counted = Counted {
                         inner: File::open(path)?,
@@ -402,12 +397,7 @@ fn open_parallel_gzip(
     let sequential = Box::new(move |notes| {
         let file = File::open(&again)?;
         let input: Box<dyn BufRead + Send> = match map_file(&file) {
-            Some((map, registration)) => Box::new(MappedInput {
-                guard: Some(registration),
-                map,
-                pos: 0,
-                progress: None,
-            }),
+            Some((map, registration)) => Box::new(MappedInput::new(map, registration, file, None)),
             None => Box::new(BufReader::with_capacity(1 << 20, file)),
         };
         Ok(crate::inflate::gzip_reader(input, notes))
@@ -422,7 +412,7 @@ fn open_parallel_gzip(
     )
     .ok()?;
     Some(Opened::Stream {
-        reader: crate::utf16::utf8_reader(reader),
+        reader: crate::utf16::utf8_reader(reader, notes.clone()),
         compression: Compression::Gzip,
         notes,
     })
@@ -461,20 +451,92 @@ fn map_file(file: &File) -> Option<(Mmap, guard::Registration)> {
     Some((map, registration))
 }
 
-/// A mapped file read as a stream: [`BufRead::fill_buf`] hands out all the bytes not
-/// yet consumed, so a decompressor reads them in place. Consumed bytes count as progress.
+/// A mapped file read as a stream, a window at a time: each window is copied out of the
+/// map and only then checked against the file, so the zero pages the guard puts past a
+/// cut never reach a decompressor (they would be inflated into made-up text). A file
+/// found cut ends the stream with an error that holds the [`Change`], after every byte
+/// that was the file's.
 struct MappedInput {
     // Dropped before the map: fields drop in declaration order.
-    #[allow(dead_code)]
-    guard: Option<guard::Registration>,
+    guard: guard::Registration,
     map: Mmap,
+    file: File,
+    len_before: u64,
+    /// Where the next window starts in the map.
     pos: usize,
+    window: Vec<u8>,
+    /// Bytes of `window` consumed.
+    at: usize,
+    /// The file's end as found when it was cut under the stream.
+    cut: Option<Change>,
     progress: Option<Arc<Progress>>,
 }
+
+/// The compressed bytes copied out of a map at a time (a copy costs far less than the
+/// inflating of them).
+const WINDOW: usize = 1 << 20;
 
 /// Consumed bytes of a mapped stream are unmapped in steps of this much, so the
 /// resident size stays bounded whatever the file's size.
 const RELEASE: usize = 8 << 20;
+
+impl MappedInput {
+    fn new(
+        map: Mmap,
+        guard: guard::Registration,
+        file: File,
+        progress: Option<Arc<Progress>>,
+    ) -> MappedInput {
+        MappedInput {
+            guard,
+            len_before: map.len() as u64,
+            map,
+            file,
+            pos: 0,
+            window: Vec::new(),
+            at: 0,
+            cut: None,
+            progress,
+        }
+    }
+
+    /// Copies the next window out of the map, cut back to what the file still holds.
+    fn next_window(&mut self) {
+        let start = self.pos;
+        let end = (start + WINDOW).min(self.map.len());
+        self.window.clear();
+        self.window.extend_from_slice(&self.map[start..end]);
+        self.at = 0;
+        // After the copy: a cut before it shows in the size, a page that failed while
+        // copying in the fault (the rest of the page holding the new end reads as
+        // zeros without one: the size says where those start).
+        let len_now = self.file.metadata().map_or(0, |m| m.len());
+        let fault = self.guard.fault().unwrap_or(u64::MAX);
+        let valid = (end as u64).min(len_now).min(fault);
+        if valid < end as u64 {
+            self.window.truncate((valid as usize).saturating_sub(start));
+            self.cut = Some(Change {
+                valid,
+                truncated: true,
+                len_before: self.len_before,
+                len_after: len_now,
+            });
+        }
+        self.pos = end;
+        #[cfg(unix)]
+        if start / RELEASE != end / RELEASE {
+            let (from, to) = (start / RELEASE * RELEASE, end / RELEASE * RELEASE);
+            // SAFETY: the map is a read-only, private map of a file: dropping its pages
+            // loses nothing (they are read again from the file if touched), and the
+            // bytes before `end` are never read from the map again (they were copied);
+            // no slice of the map is borrowed.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
+            };
+        }
+    }
+}
 
 impl Read for MappedInput {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -486,30 +548,22 @@ impl Read for MappedInput {
 
 impl BufRead for MappedInput {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        Ok(&self.map[self.pos..])
+        if self.at == self.window.len() && self.cut.is_none() && self.pos < self.map.len() {
+            self.next_window();
+        }
+        if self.at == self.window.len()
+            && let Some(change) = self.cut
+        {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, change));
+        }
+        Ok(&self.window[self.at..])
     }
 
     fn consume(&mut self, n: usize) {
-        let n = n.min(self.map.len() - self.pos);
-        let before = self.pos;
-        self.pos += n;
+        let n = n.min(self.window.len() - self.at);
+        self.at += n;
         if let Some(p) = &self.progress {
             p.done.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        #[cfg(unix)]
-        if before / RELEASE != self.pos / RELEASE {
-            let (start, end) = (before / RELEASE * RELEASE, self.pos / RELEASE * RELEASE);
-            // SAFETY: the map is a read-only, private map of a file: dropping its pages
-            // loses nothing (they are read again from the file if touched), and the
-            // bytes before `pos` are never read again; no slice of them is borrowed
-            // (`consume` takes `&mut self`).
-            let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    start,
-                    end - start,
-                )
-            };
         }
     }
 }
@@ -536,11 +590,11 @@ fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
     let notes = crate::inflate::Notes::default();
     let reader: Box<dyn Read + Send> = match compression {
         Compression::Gzip => crate::inflate::gzip_reader(reader, notes.clone()),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Compression::Zstd => Box::new(crate::unzstd::Decoder::new(reader)),
         Compression::None => Box::new(reader),
     };
     // Exports (issue 8): UTF-16 text (after decompression) is transcoded to UTF-8.
-    let reader = crate::utf16::utf8_reader(reader);
+    let reader = crate::utf16::utf8_reader(reader, notes.clone());
     Ok(Opened::Stream {
         reader,
         compression,

@@ -7,8 +7,10 @@
 //! a streaming `Read` adapter (bounded memory) that gives UTF-8: every code unit
 //! U+000A stays one `\n`, so line numbers are those of the original file. A byte order
 //! mark becomes the UTF-8 one, which the layers above strip. Unpaired surrogates and an
-//! odd last byte become U+FFFD; nothing from the input can make it panic. It knows
-//! nothing about JSON or lines.
+//! odd last byte become U+FFFD; nothing from the input can make it panic. A byte lost
+//! (or added) mid-file would turn the rest into CJK text: four code units in a row that
+//! read as ASCII with its bytes swapped are taken for that, the stream is realigned by
+//! one byte and a note names the line. It knows nothing about JSON.
 
 use std::io::{self, Read};
 
@@ -57,7 +59,10 @@ pub fn sniff(head: &[u8]) -> Option<ByteOrder> {
 /// Wraps `reader` in a [`Utf16Reader`] when its first bytes are UTF-16; otherwise gives
 /// the same bytes back unchanged. A read error met while looking is returned by the
 /// wrapped reader after the bytes read before it.
-pub fn utf8_reader(mut reader: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
+pub fn utf8_reader(
+    mut reader: Box<dyn Read + Send>,
+    notes: crate::inflate::Notes,
+) -> Box<dyn Read + Send> {
     let mut head = Vec::with_capacity(SNIFF);
     let failed = (&mut reader)
         .take(SNIFF as u64)
@@ -70,7 +75,7 @@ pub fn utf8_reader(mut reader: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
     };
     let whole = Box::new(io::Cursor::new(head).chain(rest));
     match order {
-        Some(order) => Box::new(Utf16Reader::new(whole, order)),
+        Some(order) => Box::new(Utf16Reader::new(whole, order).with_notes(notes)),
         None => whole,
     }
 }
@@ -95,6 +100,22 @@ pub struct Utf16Reader<R> {
     /// An error met after some output was produced, returned by the next read.
     deferred: Option<io::Error>,
     eof: bool,
+    /// Newlines handed out so far.
+    newlines: u64,
+    /// Set by `decode` when it realigned the stream (and stopped there).
+    realigned: bool,
+    realignments: u64,
+    notes: Option<crate::inflate::Notes>,
+}
+
+/// Realignments named one by one in the notes (the rest are counted).
+const MAX_NOTES: u64 = 16;
+
+/// Whether `u` is an ASCII character (printable, tab, CR or LF) with its two bytes
+/// swapped: what UTF-16 text looks like read one byte off.
+fn swapped(u: u16) -> bool {
+    let (lo, hi) = (u & 0xFF, u >> 8);
+    lo == 0 && (matches!(hi, 0x09 | 0x0A | 0x0D) || (0x20..0x7F).contains(&hi))
 }
 
 impl<R: Read> Utf16Reader<R> {
@@ -112,7 +133,30 @@ impl<R: Read> Utf16Reader<R> {
             spill_len: 0,
             deferred: None,
             eof: false,
+            newlines: 0,
+            realigned: false,
+            realignments: 0,
+            notes: None,
         }
+    }
+
+    /// Says where the stream was realigned in `notes`.
+    pub fn with_notes(mut self, notes: crate::inflate::Notes) -> Self {
+        self.notes = Some(notes);
+        self
+    }
+
+    /// Whether the three code units after the one just read are swapped ASCII too.
+    fn misaligned(&self) -> bool {
+        let at = self.start;
+        self.end - at >= 6
+            && (0..3).all(|k| {
+                let pair = [self.input[at + 2 * k], self.input[at + 2 * k + 1]];
+                swapped(match self.order {
+                    ByteOrder::Little => u16::from_le_bytes(pair),
+                    ByteOrder::Big => u16::from_be_bytes(pair),
+                })
+            })
     }
 
     /// Reads more input, keeping an undecoded odd byte; returns false at the end.
@@ -169,6 +213,18 @@ impl<R: Read> Utf16Reader<R> {
                     // The high surrogate was unpaired; this unit is read afresh.
                     self.start -= 2;
                     char::REPLACEMENT_CHARACTER
+                }
+                (None, u) if swapped(u) && self.end - self.start < 6 && !self.eof => {
+                    // Too few units after it to tell: read this one again with more.
+                    self.start -= 2;
+                    return n;
+                }
+                (None, u) if swapped(u) && self.misaligned() => {
+                    // A byte was lost before this unit: its second byte starts a
+                    // character. Stop here so that the caller knows the line.
+                    self.start -= 1;
+                    self.realigned = true;
+                    return n;
                 }
                 (None, u) => char::from_u32(u32::from(u)).unwrap_or(char::REPLACEMENT_CHARACTER),
             };
@@ -253,6 +309,31 @@ impl<R: Read> Utf16Reader<R> {
 
 impl<R: Read> Read for Utf16Reader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.read_some(buf)?;
+        self.newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Utf16Reader<R> {
+    /// Notes a realignment after `written` bytes of this read.
+    fn realignment(&mut self, written: &[u8]) {
+        self.realigned = false;
+        self.realignments += 1;
+        let line = self.newlines + memchr::memchr_iter(b'\n', written).count() as u64 + 1;
+        if let Some(notes) = &self.notes {
+            if self.realignments <= MAX_NOTES {
+                notes.push(format!(
+                    "line {line}: UTF-16 text one byte off (a byte lost or added before \
+                     here); read on realigned"
+                ));
+            } else if self.realignments == MAX_NOTES + 1 {
+                notes.push("more UTF-16 realignments after these".to_string());
+            }
+        }
+    }
+
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -272,6 +353,10 @@ impl<R: Read> Read for Utf16Reader<R> {
         let mut n = 0;
         loop {
             n += self.decode(&mut buf[n..]);
+            if self.realigned {
+                self.realignment(&buf[..n]);
+                continue;
+            }
             if self.spill_len > 0 || buf.len() - n < 4 && n > 0 {
                 return Ok(n);
             }
@@ -468,16 +553,67 @@ mod tests {
     fn utf8_reader_passes_other_text_through() {
         let text = b"{\"a\":1}\n".repeat(300);
         let mut out = Vec::new();
-        utf8_reader(Box::new(io::Cursor::new(text.clone())))
+        utf8_reader(Box::new(io::Cursor::new(text.clone())), Default::default())
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, text);
         let mut bytes = vec![0xFF, 0xFE];
         bytes.extend(encode("{\"a\":1}\n", ByteOrder::Little));
         let mut out = Vec::new();
-        utf8_reader(Box::new(io::Cursor::new(bytes)))
+        utf8_reader(Box::new(io::Cursor::new(bytes)), Default::default())
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, b"\xEF\xBB\xBF{\"a\":1}\n");
+    }
+
+    #[test]
+    fn a_byte_lost_mid_file_is_realigned_and_noted_with_its_line() {
+        // Regression: one byte missing turned the rest of the file into CJK text.
+        let text: String = (0..200)
+            .map(|i| format!("{{\"Id\":\"{i}\",\"UserId\":\"ren\u{e9}e{i}@x\"}}\r\n"))
+            .collect();
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let whole = encode(&text, order);
+            for lost in [whole.len() / 2, whole.len() / 2 + 1, 1001, 4000] {
+                let mut bytes = whole.clone();
+                bytes.remove(lost);
+                for (feed, take) in [(1, 1), (3, 7), (1 << 16, 1 << 16)] {
+                    let notes = crate::inflate::Notes::default();
+                    let mut r =
+                        Utf16Reader::new(Trickle(&bytes, feed), order).with_notes(notes.clone());
+                    let mut out = Vec::new();
+                    let mut buf = vec![0u8; take];
+                    loop {
+                        let n = r.read(&mut buf).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        out.extend_from_slice(&buf[..n]);
+                    }
+                    let out = String::from_utf8(out).unwrap();
+                    let case = format!("{order:?} lost {lost} feed {feed} take {take}");
+                    // The lines before the loss and after it are whole; at most the line
+                    // of the loss differs.
+                    let got: Vec<&str> = out.lines().collect();
+                    let want: Vec<&str> = text.lines().collect();
+                    assert_eq!(got.len(), want.len(), "{case}");
+                    let line = text
+                        .encode_utf16()
+                        .take(lost / 2)
+                        .filter(|&u| u == 0x0A)
+                        .count();
+                    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                        if k != line {
+                            assert_eq!(g, w, "{case}: line {}", k + 1);
+                        }
+                    }
+                    let note = notes.take().unwrap_or_default();
+                    assert!(
+                        note.starts_with(&format!("line {}: UTF-16 text one byte off", line + 1)),
+                        "{case}: {note}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,31 +1,57 @@
 //! Text from an archive made inert for its medium: a terminal, a spreadsheet cell, a
 //! JSON file someone `cat`s, an HTML page or SVG chart. Every output escapes through
-//! here, so what counts as hidden is decided once per medium.
+//! here, and what counts as hidden is decided once, in [`is_hidden`], for every medium.
 
 use std::fmt;
 use std::io;
 use std::io::Write;
 
-/// Whether a character would act rather than show when printed: control characters
-/// (C0, DEL, C1), bidirectional marks, embeddings, overrides and isolates, and the
-/// Unicode line and paragraph separators.
-pub fn is_hidden_control(c: char) -> bool {
+/// Whether a character is shown as a visible `\u{..}` escape rather than as itself, in
+/// every medium: what would act rather than show (control characters C0, DEL and C1;
+/// bidirectional marks, embeddings, overrides and isolates; the line and paragraph
+/// separators) and what shows as nothing or as a plain space, so that two names that
+/// differ only by it would look identical: zero-width spaces and joiners, the word
+/// joiner and invisible operators, the byte order mark, the soft hyphen, the combining
+/// grapheme joiner, the Mongolian vowel separator and free variation selectors, the
+/// Hangul and Khmer fillers, variation selectors, tag characters, interlinear
+/// annotation marks, the braille blank and every space other than U+0020.
+pub fn is_hidden(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-                | '\u{2028}' | '\u{2029}'
+            '\u{00a0}'
+                | '\u{00ad}'
+                | '\u{034f}'
+                | '\u{061c}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{1680}'
+                | '\u{17b4}'
+                | '\u{17b5}'
+                | '\u{180b}'..='\u{180f}'
+                | '\u{2000}'..='\u{200f}'
+                | '\u{2028}'..='\u{202f}'
+                | '\u{205f}'..='\u{206f}'
+                | '\u{2800}'
+                | '\u{3000}'
+                | '\u{3164}'
+                | '\u{fe00}'..='\u{fe0f}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0000}'..='\u{e007f}'
+                | '\u{e0100}'..='\u{e01ef}'
         )
 }
 
-/// Makes archive text safe to print on a terminal: control characters (C0, DEL, C1),
-/// bidirectional controls and line separators become visible `\u{..}` escapes, so a
-/// crafted actor name cannot move the cursor, recolour the screen, start a line or
-/// reorder what is shown.
+/// Makes archive text safe to print on a terminal: hidden characters ([`is_hidden`])
+/// become visible `\u{..}` escapes, so a crafted actor name cannot move the cursor,
+/// recolour the screen, start a line, reorder what is shown or pass for another.
 pub fn terminal_safe(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if is_hidden_control(c) {
+        if is_hidden(c) {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
@@ -34,16 +60,15 @@ pub fn terminal_safe(text: &str) -> String {
     out
 }
 
-/// Makes a cell safe for a spreadsheet and for a terminal that shows the file: control,
-/// bidi and line-separator characters become visible `\u{..}` escapes (as on a
-/// terminal), and a value a spreadsheet would read as a formula (leading `=`, `+`,
+/// Makes a cell safe for a spreadsheet and for a terminal that shows the file: hidden
+/// characters ([`is_hidden`]) become visible `\u{..}` escapes (as on a terminal), and a value a spreadsheet would read as a formula (leading `=`, `+`,
 /// `-`, `@`, tab or carriage return) gets a leading `'`.
 pub fn spreadsheet_safe(text: &str) -> std::borrow::Cow<'_, str> {
     let formula = matches!(
         text.as_bytes().first(),
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
     );
-    let visible: std::borrow::Cow<'_, str> = if text.chars().any(is_hidden_control) {
+    let visible: std::borrow::Cow<'_, str> = if text.chars().any(is_hidden) {
         terminal_safe(text).into()
     } else {
         text.into()
@@ -55,10 +80,10 @@ pub fn spreadsheet_safe(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Writes `value` as compact JSON, as `serde_json::to_writer` does, except that the
-/// characters that act on a terminal and that JSON lets through raw (DEL, C1 controls,
-/// bidi controls, U+2028/U+2029) are written as `\uXXXX` escapes: the parsed value is
-/// the same, but `cat`ing the file cannot recolour the terminal or reorder a line.
+/// Writes `value` as compact JSON, as `serde_json::to_writer` does, except that hidden
+/// characters ([`is_hidden`]) that JSON lets through raw are written as `\uXXXX`
+/// escapes (a surrogate pair beyond the BMP): the parsed value is the same, but `cat`ing
+/// the file cannot recolour the terminal, reorder a line or show two names as one.
 pub fn json_to_writer<W: Write, T: serde::Serialize + ?Sized>(out: W, value: &T) -> io::Result<()> {
     let mut ser = serde_json::Serializer::with_formatter(out, Inert);
     value.serialize(&mut ser).map_err(io::Error::other)
@@ -75,25 +100,16 @@ impl serde_json::ser::Formatter for Inert {
     ) -> io::Result<()> {
         let mut from = 0;
         for (i, c) in fragment.char_indices() {
-            if is_hidden_control(c) {
+            if is_hidden(c) {
                 writer.write_all(&fragment.as_bytes()[from..i])?;
-                write!(writer, "\\u{:04x}", c as u32)?;
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
                 from = i + c.len_utf8();
             }
         }
         writer.write_all(&fragment.as_bytes()[from..])
     }
-}
-
-/// Whether a character is shown as a `\u{..}` escape rather than as itself: control
-/// characters (C0, DEL, C1), bidirectional marks, embeddings, overrides and isolates,
-/// zero-width characters, line and paragraph separators, and the byte order mark.
-pub(crate) fn is_hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
-        )
 }
 
 /// How escaped text is written.
@@ -158,7 +174,7 @@ fn escape(f: &mut impl fmt::Write, text: &str, mode: Mode) -> fmt::Result {
 }
 
 /// Text escaped for HTML text, attribute values and SVG: `& < > " '` as entities,
-/// hidden characters (see `is_hidden`) as a plain `\u{..}`.
+/// hidden characters ([`is_hidden`]) as a plain `\u{..}`.
 pub struct Esc<'a>(pub &'a str);
 
 impl fmt::Display for Esc<'_> {
@@ -213,6 +229,23 @@ mod tests {
         );
         let back: serde_json::Value = serde_json::from_str(&written).unwrap();
         assert_eq!(back["actor"], text);
+    }
+
+    #[test]
+    fn invisible_characters_are_shown_alike_in_every_medium() {
+        // Regression: zero-width, filler and tag characters printed raw on a terminal
+        // and in CSV, so names that differ only by one looked identical.
+        let name = "a\u{200b}d\u{ad}m\u{3164}i\u{e0041}n\u{a0}x";
+        let shown = r"a\u{200b}d\u{ad}m\u{3164}i\u{e0041}n\u{a0}x";
+        assert_eq!(terminal_safe(name), shown);
+        assert_eq!(spreadsheet_safe(name), shown);
+        assert_eq!(Esc(name).to_string(), shown);
+        let mut out = Vec::new();
+        json_to_writer(&mut out, name).unwrap();
+        let written = String::from_utf8(out).unwrap();
+        assert_eq!(written, r#""a\u200bd\u00adm\u3164i\udb40\udc41n\u00a0x""#);
+        assert_eq!(serde_json::from_str::<String>(&written).unwrap(), name);
+        assert_eq!(terminal_safe("renée 名前 ü"), "renée 名前 ü");
     }
 
     #[test]

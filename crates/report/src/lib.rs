@@ -24,7 +24,7 @@ mod table;
 mod time;
 mod timeline;
 
-pub use escape::{is_hidden_control, json_to_writer, spreadsheet_safe, terminal_safe};
+pub use escape::{is_hidden, json_to_writer, spreadsheet_safe, terminal_safe};
 pub use exporter::{Exporter, Layout};
 pub use stats::write_stats;
 pub use time::{Rfc3339, rfc3339};

@@ -484,7 +484,7 @@ impl Table {
             ),
         )?;
         for r in &c.reasons {
-            self.line(out, &format!("  {r}"))?;
+            self.line(out, &format!("  {}", terminal_safe(r)))?;
         }
         if !c.gap_days.is_empty() && c.reasons.is_empty() {
             self.line(out, &format!("  gap days: {}", summarize_days(&c.gap_days)))?;
@@ -602,6 +602,15 @@ impl Exporter for Table {
         }
         for inv in &report.investigations {
             self.verdict(report, inv, out)?;
+        }
+        // Where the verdict is read: a "no findings" that cannot be trusted says so.
+        let c = &report.coverage;
+        if !c.conclusive && !c.reasons.is_empty() {
+            let reasons: Vec<String> = c.reasons.iter().map(|r| terminal_safe(r)).collect();
+            self.line(
+                out,
+                &format!("COVERAGE INCONCLUSIVE: {}", reasons.join("; ")),
+            )?;
         }
         for inv in &report.investigations {
             self.periods(report, inv, out)?;

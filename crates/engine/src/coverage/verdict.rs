@@ -31,6 +31,37 @@ pub struct CoverageReport {
     pub reasons: Vec<String>,
 }
 
+/// Adds what the reading itself leaves in doubt: lines holding a rule literal that could
+/// not be read (a finding may be among them), and inputs that could not be read in
+/// full. Either makes the coverage inconclusive, whatever the records say.
+pub fn doubt(
+    mut report: CoverageReport,
+    malformed: u64,
+    first_malformed: Option<(&str, u64)>,
+    unread: &[&str],
+) -> CoverageReport {
+    if malformed > 0 {
+        let at = first_malformed.map_or(String::new(), |(path, line)| {
+            format!(", the first at {path}:{line}")
+        });
+        report.reasons.push(format!(
+            "{malformed} line(s) holding a rule literal could not be read{at}: a finding \
+             may be among them"
+        ));
+    }
+    if let Some(first) = unread.first() {
+        report.reasons.push(format!(
+            "{} input(s) could not be read in full (the first: {first}): what they hold \
+             past that is not in this report",
+            unread.len()
+        ));
+    }
+    if malformed > 0 || !unread.is_empty() {
+        report.conclusive = false;
+    }
+    report
+}
+
 /// Judges a coverage.
 pub fn report(c: &Coverage) -> CoverageReport {
     let days: Vec<(NaiveDate, u64)> = c.days.iter().map(|(&d, &n)| (date_of(d), n)).collect();
@@ -120,6 +151,28 @@ mod tests {
         let r = report(&c);
         assert!(r.conclusive, "{:?}", r.reasons);
         assert!(!report(&Coverage::default()).conclusive);
+    }
+
+    #[test]
+    fn unreadable_literal_lines_and_inputs_make_it_inconclusive() {
+        let mut c = Coverage::default();
+        c.days.insert(19_700, 5);
+        c.exchange_admin = 3;
+        let whole = report(&c);
+        assert!(whole.conclusive, "{:?}", whole.reasons);
+        assert_eq!(doubt(whole.clone(), 0, None, &[]), whole);
+        let r = doubt(whole.clone(), 2, Some(("a.jsonl", 7)), &[]);
+        assert!(!r.conclusive);
+        assert_eq!(
+            r.reasons,
+            [
+                "2 line(s) holding a rule literal could not be read, the first at a.jsonl:7: a \
+              finding may be among them"
+            ]
+        );
+        let r = doubt(whole, 0, None, &["b.gz", "c.zst"]);
+        assert!(!r.conclusive);
+        assert!(r.reasons[0].starts_with("2 input(s) could not be read in full (the first: b.gz)"));
     }
 
     #[test]

@@ -19,26 +19,39 @@ use super::{Pass, Scratch, Sink, candidate};
 /// What reading an input gave: its partial result, and the error that stopped it early.
 pub type Outcome<S> = (Partial<S>, Option<io::Error>);
 
+/// How far reading an input went, and the damage it read past.
+#[derive(Debug, Default)]
+pub struct Extent {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Damage read past, each with its 1-based line (`line 7: stray closing bracket…`).
+    pub warnings: Vec<String>,
+}
+
 /// Scans a Purview / `Search-UnifiedAuditLog` CSV export: the record of a row is the
 /// JSON in its `AuditData` cell, unquoted and parsed only when the row holds a literal.
-/// Returns the bytes read too.
+/// Returns how far it read too.
 pub fn scan_csv<S: Sink>(
     input: impl Read,
     file: usize,
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (Outcome<S>, u64) {
-    let max = pass.matcher.max_line();
-    scan_records(file, pass, scratch, |on| document::read_csv(input, max, on))
+) -> (Outcome<S>, Extent) {
+    let m = pass.matcher;
+    let literals = m.literals();
+    let literals = (!literals.is_everything()).then_some(literals as &dyn ualhunt_input::Literals);
+    scan_records(file, pass, scratch, |on| {
+        document::read_csv(input, m.max_line(), literals, on)
+    })
 }
 
-/// Scans a JSON document as a stream of record objects. Returns the bytes read too.
+/// Scans a JSON document as a stream of record objects. Returns how far it read too.
 pub fn scan_json_document<S: Sink>(
     input: impl Read,
     file: usize,
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (Outcome<S>, u64) {
+) -> (Outcome<S>, Extent) {
     let m = pass.matcher;
     // Text outside the records is searched for the rules' literals too.
     let literals = m.literals();
@@ -54,13 +67,19 @@ fn scan_records<S: Sink>(
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
     read: impl FnOnce(&mut document::OnItem<'_>) -> document::Outcome,
-) -> (Outcome<S>, u64) {
+) -> (Outcome<S>, Extent) {
     let m = pass.matcher;
     let mut out = Partial::default();
     let mut tally = Tally::default();
     let mut json = Vec::new();
     let read = read(&mut |item: Item<'_>, pos: Pos| match item {
         Item::Blank => out.counts.blank += 1,
+        Item::Skipped => {
+            out.counts.records += 1;
+            if m.counts_coverage() {
+                tally.undated();
+            }
+        }
         Item::Unkept(why) => {
             out.counts.records += 1;
             if m.counts_coverage() {
@@ -86,7 +105,19 @@ fn scan_records<S: Sink>(
     out.counts.lines = read.lines;
     out.coverage = tally.finish();
     out.bytes = read.bytes;
-    ((out, read.error), read.bytes)
+    let mut warnings: Vec<String> = read
+        .warnings
+        .iter()
+        .map(|(pos, what)| format!("line {}: {what}", pos.line + 1))
+        .collect();
+    if read.more_warnings > 0 {
+        warnings.push(format!("{} more of these", read.more_warnings));
+    }
+    let extent = Extent {
+        bytes: read.bytes,
+        warnings,
+    };
+    ((out, read.error), extent)
 }
 #[cfg(test)]
 mod tests {
@@ -115,7 +146,7 @@ mod tests {
     fn doc_in_reads(text: &str, max_read: usize) -> Partial<Harvest> {
         let input = Trickle(text.as_bytes(), max_read);
         let m = matcher();
-        let ((p, err), _): (Outcome<Harvest>, u64) =
+        let ((p, err), _): (Outcome<Harvest>, Extent) =
             scan_json_document(input, 0, Pass::new(&m, &()), &mut Scratch::default());
         assert!(err.is_none(), "{err:?}");
         p
@@ -164,14 +195,51 @@ mod tests {
     fn an_oversized_last_csv_row_without_newline_is_counted() {
         let m = Matcher::new(Rule::builtin(), true, 100);
         let text = format!("CreationDate,AuditData\n1,x\n2,\"{}\"", "y".repeat(500));
-        let ((p, _), _): (Outcome<Harvest>, u64) = scan_csv(
+        let ((p, _), _): (Outcome<Harvest>, Extent) = scan_csv(
             text.as_bytes(),
             0,
             Pass::new(&m, &()),
             &mut Scratch::default(),
         );
         assert_eq!(p.counts.records, 2);
-        assert_eq!(p.counts.malformed, 1);
+        // No rule literal in it: skipped, no loss.
+        assert_eq!(p.counts.malformed, 0);
+    }
+
+    #[test]
+    fn oversized_records_are_malformed_only_when_they_hold_a_literal_in_any_reads() {
+        // Regression: every over-long CSV row counted malformed, so --strict failed on
+        // an export with long rows that no rule could match.
+        let m = Matcher::new(Rule::builtin(), true, 100);
+        let long = "y".repeat(300);
+        let lit = "Set-MailboxAuditBypassAssociation";
+        let csv = format!(
+            "CreationDate,AuditData\n1,\"{long}\"\n2,\"{long}{lit}\"\n3,\"{lit}{long}\"\n\
+             4,\"{long}\"\n"
+        );
+        let json =
+            format!("[{{\"a\":\"{long}\"}},\n{{\"a\":\"{long}{lit}\"}},\n{{\"a\":\"{long}\"}}]");
+        for piece in [1, 7, 64, 1 << 20] {
+            let ((p, _), _): (Outcome<Harvest>, Extent) = scan_csv(
+                Trickle(csv.as_bytes(), piece),
+                0,
+                Pass::new(&m, &()),
+                &mut Scratch::default(),
+            );
+            assert_eq!(p.counts.records, 4, "pieces of {piece}");
+            assert_eq!(p.counts.malformed, 2, "pieces of {piece}");
+            let lines: Vec<u64> = p.samples.iter().map(|s| s.line + 1).collect();
+            assert_eq!(lines, [3, 4], "pieces of {piece}");
+            let ((p, _), _): (Outcome<Harvest>, Extent) = scan_json_document(
+                Trickle(json.as_bytes(), piece),
+                0,
+                Pass::new(&m, &()),
+                &mut Scratch::default(),
+            );
+            assert_eq!(p.counts.records, 3, "pieces of {piece}");
+            assert_eq!(p.counts.malformed, 1, "pieces of {piece}");
+            assert_eq!(p.samples[0].line, 1, "pieces of {piece}");
+        }
     }
 
     #[test]
@@ -252,7 +320,7 @@ mod tests {
             cell(REC)
         );
         let m = matcher();
-        let ((p, err), _): (Outcome<Harvest>, u64) = scan_csv(
+        let ((p, err), _): (Outcome<Harvest>, Extent) = scan_csv(
             text.as_bytes(),
             0,
             Pass::new(&m, &()),
@@ -310,7 +378,7 @@ mod tests {
         for piece in [1, 2, 7, usize::MAX] {
             let m = matcher();
             let input = Trickle(text.as_bytes(), piece);
-            let ((p, err), _): (Outcome<Harvest>, u64) =
+            let ((p, err), _): (Outcome<Harvest>, Extent) =
                 scan_csv(input, 0, Pass::new(&m, &()), &mut Scratch::default());
             assert!(err.is_none(), "{err:?}");
             assert_eq!(p.counts.records, 3, "pieces of {piece}");
@@ -327,7 +395,7 @@ mod tests {
             cell(REC)
         );
         let m = matcher();
-        let ((p, err), _): (Outcome<Harvest>, u64) = scan_csv(
+        let ((p, err), _): (Outcome<Harvest>, Extent) = scan_csv(
             text.as_bytes(),
             0,
             Pass::new(&m, &()),
@@ -341,7 +409,7 @@ mod tests {
     #[test]
     fn csv_without_audit_data_is_an_error() {
         let m = matcher();
-        let ((_, err), _): (Outcome<Harvest>, u64) = scan_csv(
+        let ((_, err), _): (Outcome<Harvest>, Extent) = scan_csv(
             &b"a,b\n1,2\n"[..],
             0,
             Pass::new(&m, &()),
@@ -354,7 +422,7 @@ mod tests {
     fn oversized_records_are_malformed_and_memory_stays_bounded() {
         let m = Matcher::new(Rule::builtin(), true, 64);
         let text = format!("[{REC},{REC}]");
-        let ((p, _), _): (Outcome<Harvest>, u64) = scan_json_document(
+        let ((p, _), _): (Outcome<Harvest>, Extent) = scan_json_document(
             text.as_bytes(),
             0,
             Pass::new(&m, &()),

@@ -331,9 +331,11 @@ fn scan_input<S: Sink>(
                     let mut r = FileResult::new(kind.clone());
                     let t = Instant::now();
                     let mut scratch = Scratch::default();
-                    let ((partial, error), bytes) =
+                    let ((partial, error), extent) =
                         scan_document(layout, reader, file, pass, &mut scratch);
+                    let bytes = extent.bytes;
                     r.bytes = bytes;
+                    r.warning = damage(extent.warnings);
                     r.record(
                         partial,
                         t.elapsed(),
@@ -392,7 +394,8 @@ fn scan_mapped<S: Sink>(
         // counted (and tallied for the coverage); only those holding a literal are parsed.
         let t = Instant::now();
         let mut scratch = Scratch::default();
-        let ((partial, error), _) = scan_document(layout, data, file, pass, &mut scratch);
+        let ((partial, error), extent) = scan_document(layout, data, file, pass, &mut scratch);
+        result.warning = damage(extent.warnings);
         hook.fire(1);
         result.bytes = data.len() as u64;
         result.record(partial, t.elapsed(), scratch.parse_time);
@@ -554,7 +557,8 @@ fn changed<S: Sink>(result: &mut FileResult<S>, input: &Input, mapped: &source::
 }
 
 /// A test hook (hidden, for tests/changing.rs): with `UALHUNT_TEST_TRUNCATE_AFTER_CHUNKS=N`
-/// the scan itself cuts a mapped file to nothing once N of its chunks are scanned, a
+/// the scan itself cuts a file to nothing once N of its chunks (of a stream, its
+/// blocks) are scanned, a
 /// real truncation at a known point of the scan, so a test need not race a timer.
 struct TruncateHook<'a> {
     after: Option<usize>,
@@ -585,6 +589,11 @@ impl<'a> TruncateHook<'a> {
     }
 }
 
+/// The damage a document reader read past, as one warning.
+fn damage(warnings: Vec<String>) -> Option<String> {
+    (!warnings.is_empty()).then(|| warnings.join("; "))
+}
+
 /// Reads a CSV export or a JSON document sequentially (records may span lines).
 fn scan_document<S: Sink>(
     layout: Layout,
@@ -592,7 +601,7 @@ fn scan_document<S: Sink>(
     file: usize,
     pass: Pass<'_, S>,
     scratch: &mut Scratch,
-) -> (super::document::Outcome<S>, u64) {
+) -> (super::document::Outcome<S>, super::document::Extent) {
     match layout {
         Layout::PurviewCsv => scan_csv(input, file, pass, scratch),
         _ => scan_json_document(input, file, pass, scratch),
@@ -632,6 +641,8 @@ fn scan_stream<S: Sink>(
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
     let mut read_time = Duration::ZERO;
     let m = pass.matcher;
+    let hook = TruncateHook::from_env(input);
+    let mut blocks_done = 0;
     std::thread::scope(|s| {
         let reading = s.spawn(move || {
             let block = config.chunk_size.min(MAX_STREAM_BLOCK);
@@ -677,6 +688,8 @@ fn scan_stream<S: Sink>(
                     let p = scan_chunk(&data, file, pass, &mut scratch);
                     result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
                     let _ = recycle_tx.send(data.into_buffer());
+                    blocks_done += 1;
+                    hook.fire(blocks_done);
                 }
                 Msg::Block(Block::Overlong {
                     bytes,
