@@ -21,7 +21,15 @@ fn archive(seed: u64, size: u64) -> Vec<u8> {
         rate: 0.002,
     };
     let mut out = Vec::new();
-    generate_with(&opts, Some(Storyline { days: 30 }), &mut out).unwrap();
+    generate_with(
+        &opts,
+        Some(Storyline {
+            days: 30,
+            plot: Default::default(),
+        }),
+        &mut out,
+    )
+    .unwrap();
     out
 }
 
