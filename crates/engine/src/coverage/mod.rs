@@ -84,6 +84,12 @@ pub struct Tally {
     /// same day skip the calendar arithmetic.
     date: [u8; 10],
     date_day: i64,
+    /// The earliest and latest `HH:MM:SS` of the records of the cached date counted on
+    /// the clock path ([`Tally::clock`]), as big-endian numbers (ordered as the times
+    /// are): the earliest complemented, so that 0 is "none" for both. Folded into the
+    /// span's first and last when the date changes or the span is taken.
+    clock_earliest: u64,
+    clock_latest: u64,
     /// The time range and undated records since the last [`Tally::take_span`] (the
     /// block index's entry; folded into the coverage when taken).
     span_first: Option<i64>,
@@ -104,6 +110,18 @@ impl Tally {
             None => (time_value(bytes), None, is_exchange_admin(bytes)),
         };
         self.coverage.exchange_admin += u64::from(admin);
+        if let Some(key) = value.and_then(|v| self.clock(v)) {
+            // A UTC time on the cached date: count it with no arithmetic at all.
+            let day = self.date_day as i32;
+            if day != self.day {
+                self.flush();
+                self.day = day;
+            }
+            self.in_day += 1;
+            self.clock_earliest = self.clock_earliest.max(!key);
+            self.clock_latest = self.clock_latest.max(key);
+            return record_type;
+        }
         match value
             .and_then(|v| self.parse_time_cached(v))
             .or_else(|| creation_date(bytes))
@@ -114,6 +132,48 @@ impl Tally {
         record_type
     }
 
+    /// The `HH:MM:SS` bytes of a time on the cached date, as a big-endian number, when
+    /// the time is spelled the usual way (`[T ]HH:MM:SS`, seconds below 60, then a
+    /// fraction, `Z` or nothing: UTC). Byte order is then time order, so the span's
+    /// earliest and latest are kept as these numbers and parsed only when taken. Any
+    /// other spelling (an offset, a leap second, a bad digit) is `None`: [`parse_time`]
+    /// reads it.
+    #[inline]
+    fn clock(&self, b: &[u8]) -> Option<u64> {
+        if b.len() < 20 || b[..10] != self.date || self.date[0] == 0 {
+            return None;
+        }
+        let c: [u8; 8] = b[11..19].try_into().ok()?;
+        let digit = |x: u8, max: u8| (b'0'..=max).contains(&x);
+        let usual = matches!(b[10], b'T' | b' ')
+            && (digit(c[0], b'1') && digit(c[1], b'9') || c[0] == b'2' && digit(c[1], b'3'))
+            && c[2] == b':'
+            && digit(c[3], b'5')
+            && digit(c[4], b'9')
+            && c[5] == b':'
+            && digit(c[6], b'5')
+            && digit(c[7], b'9')
+            && match b[19] {
+                b'"' | b'Z' | b'\\' => true,
+                _ => offset_of(&b[19..]) == Some(0),
+            };
+        usual.then(|| u64::from_be_bytes(c))
+    }
+
+    /// Folds the clock path's earliest and latest times into the span's.
+    fn fold_clock(&mut self) {
+        if self.clock_latest == 0 {
+            return;
+        }
+        let day = self.date_day * 86_400;
+        let first = day + clock_seconds(!self.clock_earliest);
+        let last = day + clock_seconds(self.clock_latest);
+        self.span_first = min_opt(self.span_first, Some(first));
+        self.span_last = max_opt(self.span_last, Some(last));
+        self.clock_earliest = 0;
+        self.clock_latest = 0;
+    }
+
     /// [`parse_time`], with the day number of the last date reused.
     #[inline]
     fn parse_time_cached(&mut self, b: &[u8]) -> Option<i64> {
@@ -122,9 +182,11 @@ impl Tally {
             return time_of_day(b).map(|secs| day * 86_400 + secs);
         }
         let t = parse_time(b)?;
-        let day_start = parse_time(&[&b[..10], b"T00:00:00"].concat())?;
+        let day = parse_date(b)?;
+        // The clock path's times belong to the date being replaced.
+        self.fold_clock();
         self.date.copy_from_slice(&b[..10]);
-        self.date_day = day_start.div_euclid(86_400);
+        self.date_day = day;
         Some(t)
     }
 
@@ -136,6 +198,7 @@ impl Tally {
     /// The earliest and latest time and the undated records counted since the last
     /// call (an entry of the block index, `crate::index`).
     pub fn take_span(&mut self) -> (Option<i64>, Option<i64>, u64) {
+        self.fold_clock();
         let span = (
             self.span_first.take(),
             self.span_last.take(),
@@ -391,13 +454,15 @@ fn offset_of(mut rest: &[u8]) -> Option<i64> {
 /// is UTC, as `CreationTime` is written). The fraction is dropped: coverage counts in
 /// seconds.
 fn parse_time(b: &[u8]) -> Option<i64> {
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 19 {
+        return None;
+    }
+    Some(parse_date(b)? * 86_400 + time_of_day(b)?)
+}
+
+/// The day number of the `YYYY-MM-DD` at the start of `b` (at least 10 bytes).
+fn parse_date(b: &[u8]) -> Option<i64> {
+    if b[4] != b'-' || b[7] != b'-' {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -406,12 +471,17 @@ fn parse_time(b: &[u8]) -> Option<i64> {
         })
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return None;
     }
-    let offset = offset_of(&b[19..])?;
-    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
+    Some(days_from_civil(y, mo, d))
+}
+
+/// Seconds into the day of a [`Tally::clock`] number (`HH:MM:SS`, checked there).
+fn clock_seconds(key: u64) -> i64 {
+    let c = key.to_be_bytes();
+    let two = |i: usize| i64::from(c[i] - b'0') * 10 + i64::from(c[i + 1] - b'0');
+    two(0) * 3600 + two(3) * 60 + two(6)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -515,6 +585,134 @@ mod tests {
             canonical(br#"{"CreationTime":"2024-03-05T10:11:12","RecordType":1}"#),
             None
         );
+    }
+
+    /// `parse_time` as it was before the clock path: the reference.
+    fn full_parse(b: &[u8]) -> Option<i64> {
+        if b.len() < 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            b[r].iter().try_fold(0i64, |n, &d| {
+                d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+            })
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let offset = offset_of(&b[19..])?;
+        Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s - offset)
+    }
+
+    /// The per-record computation the tally replaces: every time parsed in full.
+    #[derive(Default)]
+    struct Reference {
+        coverage: Coverage,
+        span: (Option<i64>, Option<i64>, u64),
+    }
+
+    impl Reference {
+        fn record(&mut self, b: &[u8]) {
+            let (value, admin) = match canonical_parts(b) {
+                Some((v, rt)) => (Some(v), admin_value(rt)),
+                None => (time_value(b), is_exchange_admin(b)),
+            };
+            self.coverage.exchange_admin += u64::from(admin);
+            match value.and_then(full_parse).or_else(|| creation_date(b)) {
+                Some(t) => {
+                    *self
+                        .coverage
+                        .days
+                        .entry(t.div_euclid(86_400) as i32)
+                        .or_default() += 1;
+                    self.span.0 = min_opt(self.span.0, Some(t));
+                    self.span.1 = max_opt(self.span.1, Some(t));
+                }
+                None => self.span.2 += 1,
+            }
+        }
+
+        fn take_span(&mut self) -> (Option<i64>, Option<i64>, u64) {
+            let span = std::mem::take(&mut self.span);
+            let c = &mut self.coverage;
+            c.first = min_opt(c.first, span.0);
+            c.last = max_opt(c.last, span.1);
+            c.undated += span.2;
+            span
+        }
+    }
+
+    /// A record of time `t` (seconds into 2024-03-04 and the few days after) in one of
+    /// the spellings and layouts the probe reads, some of them not a time at all.
+    fn spelled(rng: &mut fastrand::Rng, t: i64) -> String {
+        let dt = DateTime::from_timestamp(1_709_510_400 + t, 0).unwrap();
+        let date = dt.format("%Y-%m-%d");
+        let clock = dt.format("%H:%M:%S");
+        let time = match rng.u8(0..16) {
+            0..=5 => format!("{date}T{clock}"),
+            6 => format!("{date} {clock}"),
+            7 => format!("{date}T{clock}.1234567"),
+            8 => format!("{date}T{clock}Z"),
+            9 => format!("{date}T{clock}.000Z"),
+            10 => format!("{date}T{clock}+02:00"),
+            11 => format!("{date}T{clock}.5-05:30"),
+            12 => format!("{date}T23:59:60"),
+            13 => format!(
+                "{date}T{}",
+                ["25:00:00", "10:60:00", "10:00:61", "1a:00:00", "10:0:00"][rng.usize(0..5)]
+            ),
+            14 => format!("{date}T00:00:00+00:00"),
+            _ => format!("{date}T{clock}+0a:00"),
+        };
+        let rt = [1, 15, 18][rng.usize(0..3)];
+        match rng.u8(0..8) {
+            0..=3 => format!(
+                r#"{{"CreationTime":"{time}","Id":"0b8f1c4e-4d3a-4f4e-9a61-6a0f3f6f2a11","Operation":"Op","OrganizationId":"4a7c8238-5799-4b16-9fc6-9ad8fce5a7d9","RecordType":{rt},"UserId":"u"}}"#
+            ),
+            4 => format!(r#"{{"Id":"x","CreationTime": "{time}","RecordType":{rt}}}"#),
+            5 => format!(r#"{{"@timestamp":"{time}","event":{{"code":"ExchangeAdmin"}}}}"#),
+            6 => {
+                format!(r#"{{"AuditData":"{{\"CreationTime\":\"{time}\",\"RecordType\":{rt}}}"}}"#)
+            }
+            _ => format!(r#"{{"Operation":"Op","RecordType":{rt}}}"#),
+        }
+    }
+
+    #[test]
+    fn the_tally_counts_as_a_full_parse_of_every_record_in_any_order() {
+        let mut rng = fastrand::Rng::with_seed(19);
+        for round in 0..300 {
+            let n = rng.usize(1..400);
+            let spread = [59, 3_600, 86_400, 4 * 86_400][round % 4];
+            let mut times: Vec<i64> = (0..n).map(|_| rng.i64(0..spread)).collect();
+            match round % 3 {
+                0 => times.sort_unstable(),
+                1 => times.sort_unstable_by(|a, b| b.cmp(a)),
+                _ => {}
+            }
+            let records: Vec<String> = times.iter().map(|&t| spelled(&mut rng, t)).collect();
+            let (mut tally, mut reference) = (Tally::default(), Reference::default());
+            for r in &records {
+                if let Some(v) = time_value(r.as_bytes()) {
+                    assert_eq!(parse_time(v), full_parse(v), "{r}");
+                }
+                tally.record(r.as_bytes());
+                reference.record(r.as_bytes());
+                if rng.u8(0..50) == 0 {
+                    assert_eq!(tally.take_span(), reference.take_span(), "round {round}");
+                }
+            }
+            assert_eq!(tally.take_span(), reference.take_span(), "round {round}");
+            assert_eq!(tally.finish(), reference.coverage, "round {round}");
+        }
     }
 
     #[test]
