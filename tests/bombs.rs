@@ -274,6 +274,56 @@ fn a_zip_of_50_000_tiny_entries_holds_no_result_per_entry() {
     eprintln!("{entries} tiny zip entries: peak heap {heap} MiB, {per_entry:.0} B per entry");
 }
 
+/// The results of a zip's entries are merged in batches: findings, malformed samples and
+/// their `archive.zip!member` names on either side of a batch's end are reported alike
+/// for any thread count.
+#[test]
+fn a_zip_over_several_batches_reports_alike_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("batches.zip");
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut w = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    for i in 0..9_000 {
+        w.start_file(format!("part-{i:05}.json"), stored).unwrap();
+        w.write_all(b"{}\n").unwrap();
+        if [0, 4_095, 4_096, 8_999].contains(&i) {
+            // Ids of their own: not dropped as duplicates of one another.
+            let hit = HIT.replace("\"B1\"", &format!("\"B{i}\""));
+            w.write_all(format!("{hit}\n").as_bytes()).unwrap();
+        }
+        if [4_095, 4_097].contains(&i) {
+            w.write_all(format!("{{\"Operation\":\"{LITERAL}\", cut\n").as_bytes())
+                .unwrap();
+        }
+    }
+    w.finish().unwrap();
+    let runs: Vec<Run> = ["1", "3"]
+        .iter()
+        .map(|t| hunt(&["--format", "json", "--threads", t, path.to_str().unwrap()]))
+        .collect();
+    assert_eq!(runs[0].stdout, runs[1].stdout);
+    let report = json(&runs[0]);
+    assert_eq!(
+        (
+            report["scan"]["matched"].as_u64(),
+            report["scan"]["malformed"].as_u64()
+        ),
+        (Some(4), Some(2)),
+        "{}",
+        runs[0].stderr
+    );
+    let text = String::from_utf8_lossy(&runs[0].stdout);
+    for member in [
+        "part-00000.json",
+        "part-04096.json",
+        "part-08999.json",
+        "part-04097.json",
+    ] {
+        assert!(text.contains(&format!("batches.zip!{member}")), "{member}");
+    }
+}
+
 /// The peak heap `--stats` reports, in MiB.
 fn peak_heap_mib(run: &Run) -> f64 {
     run.stderr
