@@ -155,15 +155,16 @@ pub(crate) fn scan_all_within<S: Sink>(
             piece: None,
         })
         .collect();
-    let (results, mut stats) = scan_units_within(inputs, &units, within, pass, config);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut all = Partial::<S>::default();
-    for r in results {
+    // Each result is merged as its batch completes, in input order: one partial per
+    // input is never held for all inputs at once (an archive may hold a million).
+    let mut stats = scan_units_each(inputs, &units, within, pass, config, |r| {
         errors.extend(r.error);
         warnings.extend(r.warning);
         all.absorb_file(r.partial);
-    }
+    });
     stats.counts = all.counts;
     Scanned {
         stats,
@@ -193,57 +194,68 @@ pub fn scan_units<S: Sink>(
     pass: Pass<'_, S>,
     config: &Config,
 ) -> (Vec<UnitResult<S>>, PassStats) {
-    scan_units_within(inputs, units, &[], pass, config)
+    let mut out = Vec::with_capacity(units.len());
+    let stats = scan_units_each(inputs, units, &[], pass, config, |r| out.push(r));
+    (out, stats)
 }
 
-fn scan_units_within<S: Sink>(
+/// Units scanned at once (in parallel) before their results are merged: bounds the
+/// results held at a time, whatever the number of inputs.
+const BATCH: usize = 4096;
+
+/// One pass over some units of the inputs, in parallel batches of [`BATCH`], each
+/// unit's result handed to `each` in unit order as its batch completes; the returned
+/// statistics count no lines (the caller merges).
+fn scan_units_each<S: Sink>(
     inputs: &[Input],
     units: &[Unit],
     within: &[Option<crate::index::Within>],
     pass: Pass<'_, S>,
     config: &Config,
-) -> (Vec<UnitResult<S>>, PassStats) {
+    mut each: impl FnMut(UnitResult<S>),
+) -> PassStats {
     let started = Instant::now();
-    let results: Vec<FileResult<S>> = units
-        .par_iter()
-        .map(|u| {
-            let i = u.input as usize;
-            let only = within.get(i).and_then(Option::as_ref);
-            scan_input(i, &inputs[i], u.piece, only, pass, config)
-        })
-        .collect();
-    let mut out = Vec::with_capacity(results.len());
     let mut bytes = 0;
     let mut formats: std::collections::BTreeMap<String, u64> = Default::default();
     // 1 µs to 1 hour, 3 significant figures: always valid bounds.
     let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
     let mut compressed_bytes = 0;
-    for (unit, r) in units.iter().zip(results) {
-        let warning = r.warning.map(|message| Warning {
-            path: inputs[unit.input as usize].display(),
-            message,
-        });
-        // A piece after a file's first is not an input of its own in the statistics.
-        if unit.piece.is_none_or(|p| p.start == 0) {
-            *formats.entry(r.kind.clone()).or_default() += 1;
+    for batch in units.chunks(BATCH) {
+        let results: Vec<FileResult<S>> = batch
+            .par_iter()
+            .map(|u| {
+                let i = u.input as usize;
+                let only = within.get(i).and_then(Option::as_ref);
+                scan_input(i, &inputs[i], u.piece, only, pass, config)
+            })
+            .collect();
+        for (unit, r) in batch.iter().zip(results) {
+            let warning = r.warning.map(|message| Warning {
+                path: inputs[unit.input as usize].display(),
+                message,
+            });
+            // A piece after a file's first is not an input of its own in the statistics.
+            if unit.piece.is_none_or(|p| p.start == 0) {
+                *formats.entry(r.kind.clone()).or_default() += 1;
+            }
+            bytes += r.bytes;
+            for t in &r.latencies {
+                latency.saturating_record(t.as_micros().min(u128::from(u64::MAX)) as u64);
+            }
+            scan_time += r.scan_time;
+            parse_time += r.parse_time;
+            read_time += r.read_time;
+            compressed_bytes += r.compressed_bytes;
+            each(UnitResult {
+                partial: r.partial,
+                bytes: r.bytes,
+                error: r.error,
+                warning,
+            });
         }
-        bytes += r.bytes;
-        for t in &r.latencies {
-            latency.saturating_record(t.as_micros().min(u128::from(u64::MAX)) as u64);
-        }
-        scan_time += r.scan_time;
-        parse_time += r.parse_time;
-        read_time += r.read_time;
-        compressed_bytes += r.compressed_bytes;
-        out.push(UnitResult {
-            partial: r.partial,
-            bytes: r.bytes,
-            error: r.error,
-            warning,
-        });
     }
-    let stats = PassStats {
+    PassStats {
         wall: started.elapsed(),
         prefilter: pass.matcher.describe_prefilter(),
         bytes,
@@ -254,8 +266,7 @@ fn scan_units_within<S: Sink>(
         parse_time,
         read_time,
         compressed_bytes,
-    };
-    (out, stats)
+    }
 }
 
 /// A piece of an input that is not (or no longer) a plain JSON-lines file: the shard
