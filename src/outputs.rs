@@ -182,6 +182,10 @@ pub fn check(outputs: &[Named], inputs: &Inputs) -> anyhow::Result<()> {
                 out.flag
             );
         }
+        if is_special(&out.path) {
+            // Two outputs to `/dev/null` (or one pipe) replace nothing.
+            continue;
+        }
         let id = identity(&out.path);
         let path = resolved(&out.path);
         if let Some((_, _, first)) = seen
@@ -221,19 +225,55 @@ pub fn check_stdout(inputs: &Inputs) -> anyhow::Result<()> {
 
 /// An output being written: a temporary file beside its target, renamed over it by
 /// [`commit`] once complete, removed if dropped before (a stale entry left in the
-/// signal handler's list names a file that no longer exists).
+/// signal handler's list names a file that no longer exists). A target that exists and
+/// is no regular file (`/dev/null`, a FIFO, a terminal) is written in place: renaming a
+/// file over it would replace the device itself.
 pub struct Pending {
     flag: String,
     target: PathBuf,
     temporary: PathBuf,
-    writer: BufWriter<NamedTempFile>,
+    writer: Writer,
+}
+
+/// Where a [`Pending`] output goes until it is complete.
+enum Writer {
+    /// A temporary beside the target.
+    Temporary(BufWriter<NamedTempFile>),
+    /// The target itself, a device or a pipe.
+    InPlace(BufWriter<File>),
+}
+
+/// Whether `path` exists and is no regular file (a device, a FIFO, a socket): an output
+/// there is written in place, never replaced.
+fn is_special(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 impl Pending {
     /// Creates the temporary for `out` (its folder too if `make_dir`: a scheduler's task
     /// may be the first to write into the run's folder).
     pub fn create(out: &Named, make_dir: bool) -> anyhow::Result<Pending> {
-        let dir = match out.path.parent() {
+        if is_special(&out.path) {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(&out.path)
+                .with_context(|| format!("cannot open {}", out.path.display()))?;
+            return Ok(Pending {
+                flag: out.flag.clone(),
+                target: out.path.clone(),
+                temporary: out.path.clone(),
+                writer: Writer::InPlace(BufWriter::new(file)),
+            });
+        }
+        // A link is followed: its file is replaced, not the link (`-o /dev/stdout` when
+        // standard output is a file, `-o latest.json` pointing into a reports folder).
+        let target = match fs::symlink_metadata(&out.path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                fs::canonicalize(&out.path).unwrap_or_else(|_| out.path.clone())
+            }
+            _ => out.path.clone(),
+        };
+        let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
@@ -241,8 +281,7 @@ impl Pending {
             fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
-        let name = out
-            .path
+        let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -259,18 +298,22 @@ impl Pending {
         temporaries.push(temporary.clone());
         Ok(Pending {
             flag: out.flag.clone(),
-            target: out.path.clone(),
+            target,
             temporary,
-            writer: BufWriter::new(file),
+            writer: Writer::Temporary(BufWriter::new(file)),
         })
     }
 
     /// Where the output is written until it is complete.
-    pub fn writer(&mut self) -> &mut BufWriter<NamedTempFile> {
-        &mut self.writer
+    pub fn writer(&mut self) -> &mut dyn Write {
+        match &mut self.writer {
+            Writer::Temporary(w) => w,
+            Writer::InPlace(w) => w,
+        }
     }
 
-    /// The temporary file (never to be read as an input).
+    /// The temporary file (never to be read as an input; a device written in place is
+    /// its own).
     pub fn temporary(&self) -> &Path {
         &self.temporary
     }
@@ -292,6 +335,15 @@ pub fn commit(outputs: Vec<Pending>) -> anyhow::Result<()> {
             temporary,
             writer,
         } = out;
+        let writer = match writer {
+            Writer::Temporary(writer) => writer,
+            Writer::InPlace(mut writer) => {
+                writer
+                    .flush()
+                    .with_context(|| format!("cannot write {flag}"))?;
+                continue;
+            }
+        };
         let file = writer
             .into_inner()
             .map_err(|e| e.into_error())

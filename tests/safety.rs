@@ -630,3 +630,63 @@ fn no_bit_flip_of_a_partial_merges_into_another_report() {
     assert!(stderr(&out).contains("flipped"), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
 }
+
+// `-o /dev/null` (what benchmarks write) renamed a temporary over /dev/null and left a
+// regular file there; a device or a pipe is written in place, never replaced.
+#[test]
+fn an_output_to_a_device_or_a_pipe_is_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let (dir, _) = evidence();
+    let d = dir.path();
+    let out = run(
+        d,
+        &[
+            "hunt",
+            "--format",
+            "json",
+            "-o",
+            "/dev/null",
+            "--export",
+            "csv=/dev/stdout",
+            "e.jsonl",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device(), "/dev/null was replaced");
+    let left: Vec<String> = names(Path::new("/dev"))
+        .into_iter()
+        .filter(|n| n.starts_with(".null."))
+        .collect();
+    assert!(left.is_empty(), "temporaries left in /dev: {left:?}");
+
+    // A FIFO: the report goes through it, and it is still a FIFO afterwards.
+    let fifo = d.join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let out = run(d, &["hunt", "--format", "json", "-o", "pipe", "e.jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&reader.join().unwrap()).unwrap();
+    assert_eq!(report["version"], 3);
+    let meta = std::fs::symlink_metadata(&fifo).unwrap();
+    assert!(meta.file_type().is_fifo(), "the FIFO was replaced");
+    assert!(temporaries(d).is_empty(), "{:?}", names(d));
+
+    // A link to a report: the report is replaced, the link stays a link.
+    std::fs::create_dir(d.join("reports")).unwrap();
+    std::fs::write(d.join("reports/r.json"), "old").unwrap();
+    std::os::unix::fs::symlink("reports/r.json", d.join("latest")).unwrap();
+    let out = run(d, &["hunt", "--format", "json", "-o", "latest", "e.jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let link = std::fs::symlink_metadata(d.join("latest")).unwrap();
+    assert!(link.file_type().is_symlink(), "the link was replaced");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("reports/r.json")).unwrap()).unwrap();
+    assert_eq!(report["version"], 3);
+    assert!(temporaries(&d.join("reports")).is_empty());
+}
