@@ -22,12 +22,12 @@ fn main() {
             let input = Pieces::new(text, reads);
             let pass = Pass::<Harvest>::new(m, &());
             let mut scratch = Scratch::default();
-            let ((partial, error), bytes) = if csv {
+            let ((partial, error), extent) = if csv {
                 scan_csv(input, 0, pass, &mut scratch)
             } else {
                 scan_json_document(input, 0, pass, &mut scratch)
             };
-            assert_eq!(bytes, text.len() as u64);
+            assert_eq!(extent.bytes, text.len() as u64);
             (partial, error.map(|e| e.to_string()))
         };
         let (whole, e1) = run(&fast, &[]);
