@@ -845,9 +845,10 @@ pub fn parse_creation_date(text: &str) -> Option<DateTime<Utc>> {
     if let Some(t) = parse_timestamp(text) {
         return Some(t);
     }
+    // Bytes, not a string slice: the text may end in any character (found by fuzzing).
     let has_meridiem = text.len() > 3 && {
-        let end = text[text.len() - 2..].to_ascii_uppercase();
-        end == "AM" || end == "PM"
+        let end = &text.as_bytes()[text.len() - 2..];
+        end.eq_ignore_ascii_case(b"AM") || end.eq_ignore_ascii_case(b"PM")
     };
     let formats: &[&str] = if has_meridiem {
         &["%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p"]
@@ -918,6 +919,13 @@ pub fn parse_flag(text: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_creation_date_ending_in_any_character_is_no_panic() {
+        assert_eq!(parse_creation_date("3/5/2024 11:02:40\u{7fe}M"), None);
+        assert_eq!(parse_creation_date("é\u{7fe}"), None);
+        assert!(parse_creation_date("3/5/2024 11:02:40 AM").is_some());
+    }
 
     fn with_record<R>(json: &str, f: impl FnOnce(Record<'_, '_>) -> R) -> R {
         let mut bytes = json.as_bytes().to_vec();
