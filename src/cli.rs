@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -489,7 +490,7 @@ impl HuntArgs {
     pub fn to_config(&self) -> anyhow::Result<Config> {
         let mut config = Config::new(self.paths.clone());
         if !self.rules.is_empty() {
-            let set = ualhunt_engine::rule::load::load(&self.rules)?;
+            let set = ualhunt_engine::rule::load::load(&self.rules).context("--rules")?;
             if set.rules.is_empty() {
                 anyhow::bail!(
                     "no rule that runs offline in {} ({} loaded, none a KQL query rule)",
@@ -518,7 +519,8 @@ impl HuntArgs {
         config.context_full_read = self.context_full_read;
         if let Some(path) = &self.allow {
             let today = chrono::Utc::now().date_naive();
-            config.allowlist = ualhunt_engine::allow::Allowlist::load(path, today)?;
+            config.allowlist =
+                ualhunt_engine::allow::Allowlist::load(path, today).context("--allow")?;
         }
         Ok(config)
     }

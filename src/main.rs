@@ -5,6 +5,7 @@
 mod cli;
 mod outputs;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,57 @@ use ualhunt_report::{self as output, OutputFormat, terminal_safe};
 #[global_allocator]
 static ALLOC: ualhunt_engine::alloc::CountingAlloc = ualhunt_engine::alloc::CountingAlloc;
 
+/// An error message made safe for a terminal line by line: a message of several lines
+/// (a TOML parse error points at its line and column) prints as lines, indented under
+/// the first, not as one line of escaped newlines.
+fn error_lines(message: &str) -> String {
+    message
+        .trim_end()
+        .lines()
+        .map(|line| terminal_safe(line))
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// Warnings of one kind printed one by one before the rest are summed up in a line.
+const WARNINGS_PER_KIND: usize = 10;
+
+/// Prints the run's warnings on stderr: the first [`WARNINGS_PER_KIND`] of each kind
+/// (the message up to its first detail), then one line for the rest of that kind. A
+/// directory of unrelated files then says so in a dozen lines, not thousands; every
+/// warning stays in the JSON report (`scan.warnings`).
+fn print_warnings(
+    err: &mut impl Write,
+    warnings: &[ualhunt_engine::error::Warning],
+) -> io::Result<()> {
+    let kind = |message: &str| -> String {
+        let end = message.find(['(', ':', '"']).unwrap_or(message.len());
+        message[..end].trim_end().to_string()
+    };
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for w in warnings {
+        let n = seen.entry(kind(&w.message)).or_default();
+        *n += 1;
+        if *n <= WARNINGS_PER_KIND {
+            writeln!(
+                err,
+                "ualhunt: warning: {}: {}",
+                terminal_safe(&w.path),
+                terminal_safe(&w.message)
+            )?;
+        }
+    }
+    for (kind, n) in seen.iter().filter(|(_, n)| **n > WARNINGS_PER_KIND) {
+        writeln!(
+            err,
+            "ualhunt: warning: {} more like this: {} (all {n} are in the JSON report's scan.warnings)",
+            n - WARNINGS_PER_KIND,
+            terminal_safe(kind)
+        )?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let writes = matches!(cli.command, Command::Hunt(_) | Command::Merge(_));
@@ -45,7 +97,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ualhunt: {}", terminal_safe(&format!("{e:#}")));
+            eprintln!("ualhunt: {}", error_lines(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -198,14 +250,7 @@ fn emit(
     };
 
     let mut err = io::stderr().lock();
-    for w in &report.warnings {
-        writeln!(
-            err,
-            "ualhunt: warning: {}: {}",
-            terminal_safe(&w.path),
-            terminal_safe(&w.message)
-        )?;
-    }
+    print_warnings(&mut err, &report.warnings)?;
     for e in &report.errors {
         writeln!(
             err,
@@ -473,7 +518,7 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     let set = if args.rules.is_empty() {
         RuleSet::builtin()
     } else {
-        ualhunt_engine::rule::load::load(&args.rules)?
+        ualhunt_engine::rule::load::load(&args.rules).context("--rules")?
     };
     let matcher = ualhunt_engine::scan::Matcher::new(set.rules.clone(), true, usize::MAX);
     let mut out = BufWriter::new(io::stdout().lock());

@@ -17,11 +17,14 @@ const MODES: [&[&str]; 4] = [
 ];
 
 fn rule_file(name: &str) -> Option<PathBuf> {
-    let path = root().join("../shared/corpus/elastic-rules").join(name);
+    let path = common::corpus("elastic-rules", "the alerting rules' checks")?.join(name);
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!("skipped: {} is absent", path.display());
+        common::skipped(
+            "the alerting rules' checks",
+            &format!("{} is absent", path.display()),
+        );
         None
     }
 }

@@ -9,9 +9,10 @@ use serde_json::Value as Json;
 use ualhunt_engine::field::Field;
 use ualhunt_engine::record::{Record, parse_timestamp};
 
+mod common;
+
 fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/elastic-o365");
-    dir.is_dir().then_some(dir)
+    common::corpus("elastic-o365", "conformance with Elastic's pipeline")
 }
 
 /// A field of an expected document, whether its keys are dotted or nested.
@@ -91,10 +92,7 @@ fn known_beats_divergence(case: &Case, field: &str) -> bool {
 
 #[test]
 fn raw_records_map_like_elastics_pipeline() {
-    let Some(dir) = corpus_dir() else {
-        eprintln!("notice: ../shared/corpus/elastic-o365 is absent; conformance not checked");
-        return;
-    };
+    let Some(dir) = corpus_dir() else { return };
     let cases = load_cases(&dir);
     assert!(cases.len() >= 30, "corpus has {} records", cases.len());
     let fields = [
@@ -181,10 +179,7 @@ fn collect(v: &Json, path: &str, out: &mut Vec<String>) {
 /// pipeline made of it, value for value, wherever the expected document has the field.
 #[test]
 fn every_field_the_published_rules_read_maps_like_elastics_pipeline() {
-    let Some(dir) = corpus_dir() else {
-        eprintln!("notice: ../shared/corpus/elastic-o365 is absent; conformance not checked");
-        return;
-    };
+    let Some(dir) = corpus_dir() else { return };
     let rules_dir = dir.join("../elastic-rules");
     let set = ualhunt_engine::rule::load::load(&[rules_dir]).expect("the published rules load");
     let mut fields: Vec<String> = set

@@ -312,16 +312,7 @@ fn an_empty_directory_or_an_empty_run_is_a_warning() {
 }
 
 fn corpus() -> Option<PathBuf> {
-    let dir = root().join("../shared/corpus/elastic-o365");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "note: {} is absent; Elastic's pipeline tests not read",
-            dir.display()
-        );
-        None
-    }
+    common::corpus("elastic-o365", "exports of Elastic's pipeline tests")
 }
 
 /// The 1-based lines where the elements of `{"events": [...]}` start, in a file pretty-

@@ -4,6 +4,8 @@
 //! tree, bad queries → the offset and a word of the error. Then every published
 //! Elastic M365 KQL rule must parse, and property tests for robustness.
 
+mod common;
+
 use std::path::Path;
 
 use proptest::prelude::*;
@@ -511,11 +513,10 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 /// lies, never copied: Elastic License 2.0).
 #[test]
 fn every_published_kuery_rule_parses() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/elastic-rules");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("skipped: no rule corpus at {}", dir.display());
+    let Some(dir) = common::corpus("elastic-rules", "every published KQL rule parses") else {
         return;
     };
+    let entries = std::fs::read_dir(&dir).unwrap();
     let mut parsed = 0;
     let mut failures = Vec::new();
     for entry in entries.flatten() {

@@ -35,13 +35,7 @@ const MODES: [&[&str]; 4] = [
 ];
 
 fn rules_dir() -> Option<PathBuf> {
-    let dir = root().join("../shared/corpus/elastic-rules");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipped: {} is absent", dir.display());
-        None
-    }
+    common::corpus("elastic-rules", "the rule pack's checks")
 }
 
 fn records() -> PathBuf {

@@ -49,3 +49,27 @@ pub fn by_rule_findings(report: &serde_json::Value) -> Vec<(&str, &serde_json::V
     }
     out
 }
+
+/// Says that a check was skipped and why, where every `cargo test` run shows it: on the
+/// process's stderr, not through the harness's captured output. Under
+/// `UALHUNT_TESTS_STRICT=1` (CI) a skip is a failure instead: there everything a test
+/// needs is installed, so a missing part is a broken set-up, not a reason to pass.
+pub fn skipped(check: &str, why: &str) {
+    use std::io::Write;
+    if std::env::var("UALHUNT_TESTS_STRICT").as_deref() == Ok("1") {
+        panic!("{check}: {why} (UALHUNT_TESTS_STRICT=1 makes a skip a failure)");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {check}: {why}");
+}
+
+/// A folder of `../shared/corpus/` (the reference material beside the repository), or
+/// `None` after saying that `check` was skipped without it.
+pub fn corpus(folder: &str, check: &str) -> Option<std::path::PathBuf> {
+    let path = root().join("../shared/corpus").join(folder);
+    if path.exists() {
+        Some(path)
+    } else {
+        skipped(check, &format!("{} is absent", path.display()));
+        None
+    }
+}

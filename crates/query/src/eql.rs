@@ -2425,7 +2425,20 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/corpus/elastic-rules");
         let Ok(entries) = std::fs::read_dir(&dir) else {
-            println!("skipped: {} is absent", dir.display());
+            // Written to the process's stderr, not the harness's captured output, so that
+            // every run shows it; CI (UALHUNT_TESTS_STRICT=1) fails instead.
+            assert_ne!(
+                std::env::var("UALHUNT_TESTS_STRICT").as_deref(),
+                Ok("1"),
+                "{} is absent",
+                dir.display()
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED published EQL rules: {} is absent",
+                dir.display()
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
