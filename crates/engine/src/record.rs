@@ -342,28 +342,33 @@ impl<'t, 'i> Record<'t, 'i> {
         Some(line)
     }
 
-    /// Whether the record's `Parameters` name one starting with `prefix` (ASCII case
-    /// ignored): `Audit` finds `-AuditEnabled`, never a value that merely mentions it.
-    pub fn has_parameter_named(&self, prefix: &str) -> bool {
+    /// The record's `Parameters` as (name, value) pairs in their order, from
+    /// `{"Name","Value"}` entries or an object; a value that is not a scalar has no
+    /// text. A `Parameters` string (a command line) gives none.
+    pub fn parameters(&self) -> Vec<(String, Option<String>)> {
         let params = match self.shape {
             Shape::Raw => self.keys.parameters,
             Shape::Ecs => lookup(self.root, "o365.audit.Parameters"),
         };
-        let starts = |name: &str| {
-            name.len() >= prefix.len()
-                && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        let Some(params) = params else {
+            return Vec::new();
         };
-        let Some(params) = params else { return false };
+        let text = |v: Option<Value<'_, '_>>| v.and_then(scalar_text).map(Cow::into_owned);
         if let Some(items) = params.as_array() {
             items
                 .iter()
                 .filter_map(|p| p.as_object())
-                .filter_map(|p| p.get("Name").and_then(|n| n.into_string()))
-                .any(starts)
+                .filter_map(|p| {
+                    let name = p.get("Name").and_then(|n| n.into_string())?;
+                    Some((name.to_string(), text(p.get("Value"))))
+                })
+                .collect()
         } else if let Some(obj) = params.as_object() {
-            obj.iter().any(|(k, _)| starts(k))
+            obj.iter()
+                .map(|(k, v)| (k.to_string(), text(Some(v))))
+                .collect()
         } else {
-            false
+            Vec::new()
         }
     }
 

@@ -161,7 +161,12 @@ pub fn plan_context(
         let mut watched = None;
         if found && config.context {
             let accounts = bypass::accounts(&findings, r, Reader::new(rule));
-            let watch = bypass::watch(&accounts, config.context_window, config.context_horizon);
+            let watch = bypass::watch(
+                &accounts,
+                config.context_window,
+                config.context_horizon,
+                window,
+            );
             if !watch.is_empty() {
                 watched = Some(watch);
             }

@@ -212,11 +212,14 @@ fn change_badge(c: Change) -> &'static str {
     }
 }
 
-fn state_badge(s: State) -> &'static str {
-    match s {
-        State::On => r#"<span class="badge on">ON at end of data</span>"#,
-        State::Off => r#"<span class="badge off">off at end of data</span>"#,
-        State::Unknown => r#"<span class="badge unk">state unknown</span>"#,
+/// The state badge; `until`: the state is at `--until`, not at the end of the data.
+fn state_badge(s: State, until: bool) -> &'static str {
+    match (s, until) {
+        (State::On, false) => r#"<span class="badge on">ON at end of data</span>"#,
+        (State::Off, false) => r#"<span class="badge off">off at end of data</span>"#,
+        (State::On, true) => r#"<span class="badge on">ON at end of window</span>"#,
+        (State::Off, true) => r#"<span class="badge off">off at end of window</span>"#,
+        (State::Unknown, _) => r#"<span class="badge unk">state unknown</span>"#,
     }
 }
 
@@ -280,10 +283,11 @@ fn verdict_line(report: &Report, inv: Option<&Investigation>) -> String {
         Some(inv) => {
             let on = on_accounts(inv);
             let allowed = on.iter().filter(|a| a.allowed.is_some()).count();
+            let end = crate::time::end_of(&report.window);
             match on.len() {
-                0 => "No account has mailbox audit bypass ON at the end of the data".to_string(),
+                0 => format!("No account has mailbox audit bypass ON {end}"),
                 n => format!(
-                    "{} mailbox audit bypass ON at the end of the data{}",
+                    "{} mailbox audit bypass ON {end}{}",
                     if n == 1 {
                         "1 account has".to_string()
                     } else {
@@ -522,7 +526,8 @@ fn verdict(s: &mut String, report: &Report, inv: Option<&Investigation>) {
         if !off.is_empty() {
             w!(
                 s,
-                "<p>Bypassed for a while, off at the end of the data: {}</p>",
+                "<p>Bypassed for a while, off {}: {}</p>",
+                crate::time::end_of(&report.window),
                 list(off.iter().copied(), LIST_MAX)
             );
         }
@@ -757,7 +762,7 @@ fn lane_title(s: &mut String, report: &Report, lane: &Lane<'_>) {
     );
     match lane.account {
         Some(a) => {
-            s.push_str(state_badge(a.state_at_end));
+            s.push_str(state_badge(a.state_at_end, report.window.until.is_some()));
             if let Some(e) = a.allowed.and_then(|i| report.allowlist.entries.get(i)) {
                 w!(s, " {}", allowed_badge(e));
             }

@@ -246,14 +246,12 @@ impl Table {
             .filter(|a| a.state_at_end == State::On)
             .collect();
         let allowed = on.iter().filter(|a| a.allowed.is_some()).count();
+        let end = crate::time::end_of(&report.window);
         match on.len() {
-            0 => writeln!(
-                out,
-                "VERDICT: no account has mailbox audit bypass ON at the end of the data"
-            )?,
+            0 => writeln!(out, "VERDICT: no account has mailbox audit bypass ON {end}")?,
             n => writeln!(
                 out,
-                "VERDICT: {n} account{} mailbox audit bypass ON at the end of the data{}",
+                "VERDICT: {n} account{} mailbox audit bypass ON {end}{}",
                 if n == 1 { " has" } else { "s have" },
                 if allowed > 0 {
                     format!(" ({allowed} allowlisted)")

@@ -2,6 +2,16 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+/// What "at the end" of a bypass verdict means for this run: the end of the window when
+/// `--until` was given (the state there is computed from the whole history), else the
+/// end of the data.
+pub fn end_of(window: &ualhunt_engine::analysis::Window) -> String {
+    match &window.until {
+        Some(until) => format!("at the end of the window ({})", rfc3339(until)),
+        None => "at the end of the data".to_string(),
+    }
+}
+
 /// RFC 3339 in UTC with a `Z`, fractional seconds only when present.
 pub fn rfc3339(t: &DateTime<Utc>) -> String {
     Rfc3339::new(t).as_str().to_string()

@@ -97,7 +97,7 @@ pub struct Account {
     pub identity: String,
     /// Every spelling seen, sorted.
     pub spellings: Vec<String>,
-    /// The state at the end of the data.
+    /// The state at the end: of the window when `--until` is given, else of the data.
     pub state_at_end: State,
     /// The allowlist entry that names it.
     pub allowed: Option<usize>,
@@ -264,6 +264,17 @@ pub fn accounts(findings: &[Finding], rule: u16, reader: Reader) -> Vec<Account>
         .collect()
 }
 
+/// The state at `until` (exclusive) from the periods: on when the last period begun
+/// before it ends at or after it (or never), off when that period ended before it,
+/// unknown when no period begins before it.
+pub fn state_at(periods: &[Period], until: DateTime<Utc>) -> State {
+    match periods.iter().rfind(|p| p.start.is_none_or(|s| s < until)) {
+        Some(p) if p.end.is_none_or(|e| e >= until) => State::On,
+        Some(_) => State::Off,
+        None => State::Unknown,
+    }
+}
+
 /// Periods from changes in time order.
 pub fn periods(changes: &[ChangeItem]) -> Vec<Period> {
     let mut out: Vec<Period> = Vec::new();
@@ -314,8 +325,10 @@ pub fn periods(changes: &[ChangeItem]) -> Vec<Period> {
 }
 
 /// Everything the context pass must watch for: the accounts with their periods and
-/// the actors with a window of `around` on either side of each of their changes.
-pub fn watch(accounts: &[Account], around: Duration, horizon: Duration) -> Watch {
+/// the actors with a window of `around` on either side of each of their changes inside
+/// `window` (`--since`/`--until`: an actor whose changes all lie outside it has no
+/// context to show).
+pub fn watch(accounts: &[Account], around: Duration, horizon: Duration, window: Window) -> Watch {
     let spans = accounts
         .iter()
         .map(|a| {
@@ -330,7 +343,11 @@ pub fn watch(accounts: &[Account], around: Duration, horizon: Duration) -> Watch
     let mut actors: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
     let w = around.num_seconds();
     for a in accounts {
-        for c in &a.changes {
+        for c in a
+            .changes
+            .iter()
+            .filter(|c| window.contains(c.finding.timestamp))
+        {
             if let (Some(actor), Some(t)) = (&c.finding.actor, c.finding.timestamp) {
                 let t = t.timestamp();
                 actors
@@ -360,6 +377,7 @@ pub fn watch(accounts: &[Account], around: Duration, horizon: Duration) -> Watch
         .map(|(k, _)| {
             let made = |c: &&ChangeItem| {
                 c.finding.timestamp.is_some()
+                    && window.contains(c.finding.timestamp)
                     && c.finding.actor.as_deref().is_some_and(|a| key(a) == *k)
             };
             accounts
@@ -420,6 +438,12 @@ pub fn investigate(
     if let Some((watch, activity)) = context {
         attach_blind_spots(&mut accounts, watch, activity);
         actor_context = Some(actor_contexts(watch, activity, around));
+    }
+    // With `--until`, "at the end" is the end of the window, from the whole history.
+    if let Some(until) = window.until {
+        for a in &mut accounts {
+            a.state_at_end = state_at(&a.periods, until);
+        }
     }
     // The window filters what is shown, after the analysis.
     accounts.retain(|a| {
@@ -701,6 +725,85 @@ mod tests {
     }
 
     #[test]
+    fn the_state_at_the_end_of_the_window_comes_from_the_whole_history() {
+        // bob: on inside the window, off after it; carol: on before it, off after it;
+        // dave: on before it, off inside it; erin: only changes after it.
+        let findings = vec![
+            change("a1", 1, Some(500), "bob", Some(true)),
+            change("a1", 2, Some(1500), "bob", Some(false)),
+            change("a2", 3, Some(100), "carol", Some(true)),
+            change("a2", 4, Some(2000), "carol", Some(false)),
+            change("a3", 5, Some(200), "dave", Some(true)),
+            change("a3", 6, Some(600), "dave", Some(false)),
+            change("a4", 7, Some(1200), "erin", Some(true)),
+        ];
+        let window = Window {
+            since: DateTime::from_timestamp(400, 0),
+            until: DateTime::from_timestamp(1000, 0),
+        };
+        let inv = investigate(
+            &findings,
+            0,
+            &Rule::builtin(),
+            window,
+            &Allowlist::default(),
+            None,
+            Duration::hours(24),
+        );
+        let states: Vec<(&str, State)> = inv
+            .accounts
+            .iter()
+            .map(|a| (a.identity.as_str(), a.state_at_end))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("bob", State::On),
+                ("carol", State::On),
+                ("dave", State::Off)
+            ]
+        );
+        // Without --until, the end of the data.
+        let inv = investigate(
+            &findings,
+            0,
+            &Rule::builtin(),
+            Window::default(),
+            &Allowlist::default(),
+            None,
+            Duration::hours(24),
+        );
+        assert!(
+            inv.accounts
+                .iter()
+                .all(|a| a.identity == "erin" || a.state_at_end == State::Off)
+        );
+        // A disable exactly at --until: still on inside the window.
+        let at = |t| DateTime::from_timestamp(t, 0).unwrap();
+        let a = accounts(&findings, 0, reader());
+        assert_eq!(state_at(&a[0].periods, at(1500)), State::On);
+        assert_eq!(state_at(&a[0].periods, at(1501)), State::Off);
+        assert_eq!(state_at(&a[0].periods, at(500)), State::Unknown);
+    }
+
+    #[test]
+    fn actors_whose_changes_all_lie_outside_the_window_are_not_watched() {
+        let findings = vec![
+            change("inside", 1, Some(500), "bob", Some(true)),
+            change("outside", 2, Some(100), "carol", Some(true)),
+            change("inside", 3, Some(5000), "bob", Some(false)),
+        ];
+        let a = accounts(&findings, 0, reader());
+        let window = Window {
+            since: DateTime::from_timestamp(400, 0),
+            until: DateTime::from_timestamp(1000, 0),
+        };
+        let w = watch(&a, Duration::seconds(10), Duration::days(7), window);
+        assert_eq!(w.actors, vec![("inside".to_string(), vec![(490, 510)])]);
+        assert_eq!(w.actor_changes, vec![1]);
+    }
+
+    #[test]
     fn watch_windows_merge() {
         let findings = vec![
             change("adm", 1, Some(1000), "a", Some(true)),
@@ -708,7 +811,12 @@ mod tests {
             change("ADM", 3, Some(9000), "b", Some(true)),
         ];
         let a = accounts(&findings, 0, reader());
-        let w = watch(&a, Duration::seconds(400), Duration::days(7));
+        let w = watch(
+            &a,
+            Duration::seconds(400),
+            Duration::days(7),
+            Window::default(),
+        );
         assert_eq!(
             w.actors,
             vec![("adm".to_string(), vec![(600, 1900), (8600, 9400)])]

@@ -305,19 +305,65 @@ pub fn is_mailbox_audit(record_type: &str) -> bool {
     )
 }
 
-/// Operations that change what is audited (besides the bypass itself). `Set-Mailbox`,
-/// `Set-OrganizationConfig` and `Set-MailboxDatabase` count only when a parameter's
-/// name starts with `Audit` (`audit_parameter`).
-pub fn is_tampering(operation: &str, audit_parameter: bool) -> bool {
+/// Operations that reduce or stop what is audited (besides the bypass itself), judged
+/// from their `parameters` (name, value):
+///
+/// - removing the audit configuration or a retention policy, and creating or changing a
+///   retention policy (it may shorten what is kept), always;
+/// - `Set-Mailbox`, `Set-OrganizationConfig`, `Set-MailboxDatabase` and
+///   `Set-AdminAuditLogConfig` when one of their audit parameters reduces auditing:
+///   an `…Enabled` set to false (`-AuditEnabled $false`,
+///   `-UnifiedAuditLogIngestionEnabled $false`), an `…Disabled` set to true, an age
+///   limit or an audited-action list that is replaced or has items removed (either may
+///   shorten), an excluded-cmdlet list. Turning auditing on (`-AuditEnabled $true`) or
+///   adding audited actions (`@{Add=…}`) is not tampering. A value that cannot be read
+///   counts as reducing, and so does `Set-AdminAuditLogConfig` with no readable
+///   parameter: what it changed is unknown.
+pub fn is_tampering(operation: &str, parameters: &[(String, Option<String>)]) -> bool {
     match operation {
-        "Set-AdminAuditLogConfig"
-        | "Remove-AdminAuditLogConfig"
+        "Remove-AdminAuditLogConfig"
         | "New-UnifiedAuditLogRetentionPolicy"
         | "Set-UnifiedAuditLogRetentionPolicy"
         | "Remove-UnifiedAuditLogRetentionPolicy"
         | "Set-MailboxAuditBypassAssociation" => true,
-        "Set-Mailbox" | "Set-OrganizationConfig" | "Set-MailboxDatabase" => audit_parameter,
+        "Set-Mailbox" | "Set-OrganizationConfig" | "Set-MailboxDatabase" => parameters
+            .iter()
+            .any(|(n, v)| reduces_auditing(n, v.as_deref())),
+        "Set-AdminAuditLogConfig" => {
+            parameters.is_empty()
+                || parameters
+                    .iter()
+                    .any(|(n, v)| reduces_auditing(n, v.as_deref()))
+        }
         _ => false,
+    }
+}
+
+/// Whether setting the parameter `name` to `value` reduces what is audited (see
+/// [`is_tampering`]); a parameter that is not about auditing never does.
+fn reduces_auditing(name: &str, value: Option<&str>) -> bool {
+    let lower = name.to_ascii_lowercase();
+    if !lower.contains("audit") {
+        return false;
+    }
+    let flag = value.and_then(crate::record::parse_flag);
+    if lower.ends_with("enabled") {
+        return flag != Some(true);
+    }
+    if lower.ends_with("disabled") {
+        return flag != Some(false);
+    }
+    if lower.contains("excluded") || lower.contains("agelimit") {
+        return true;
+    }
+    // An audited-action list (AuditOwner, AuditDelegate, AuditAdmin, AdminAuditLogCmdlets,
+    // …): only adding to it leaves everything audited that was.
+    match value {
+        Some(v) => {
+            let v = v.to_ascii_lowercase();
+            !(v.contains("add") && !v.contains("remove"))
+        }
+        None => true,
     }
 }
 
@@ -407,7 +453,7 @@ impl Sink for Activity {
                 .add(t, ip.as_ref());
             if let Some(operation) = &operation
                 && &**operation != "Set-MailboxAuditBypassAssociation"
-                && is_tampering(operation, record.has_parameter_named("Audit"))
+                && is_tampering(operation, &record.parameters())
                 && self.tampering.len() < MAX_TAMPERING
             {
                 self.tampering.push(Tampering {
@@ -554,10 +600,54 @@ mod tests {
 
     #[test]
     fn tampering_operations() {
-        assert!(is_tampering("Set-AdminAuditLogConfig", false));
-        assert!(is_tampering("Set-Mailbox", true));
-        assert!(!is_tampering("Set-Mailbox", false));
-        assert!(is_tampering("Set-OrganizationConfig", true));
-        assert!(!is_tampering("New-InboxRule", true));
+        let p = |pairs: &[(&str, &str)]| -> Vec<(String, Option<String>)> {
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), Some(v.to_string())))
+                .collect()
+        };
+        assert!(is_tampering("Set-AdminAuditLogConfig", &[]));
+        assert!(is_tampering(
+            "Set-AdminAuditLogConfig",
+            &p(&[("UnifiedAuditLogIngestionEnabled", "False")])
+        ));
+        assert!(!is_tampering(
+            "Set-AdminAuditLogConfig",
+            &p(&[("UnifiedAuditLogIngestionEnabled", "True")])
+        ));
+        assert!(is_tampering(
+            "Set-Mailbox",
+            &p(&[("Identity", "x"), ("AuditEnabled", "False")])
+        ));
+        assert!(!is_tampering(
+            "Set-Mailbox",
+            &p(&[("Identity", "x"), ("AuditEnabled", "$true")])
+        ));
+        assert!(!is_tampering("Set-Mailbox", &p(&[("Identity", "x")])));
+        assert!(is_tampering(
+            "Set-Mailbox",
+            &p(&[("AuditLogAgeLimit", "0")])
+        ));
+        assert!(is_tampering(
+            "Set-Mailbox",
+            &p(&[("AuditOwner", "@{Remove=\"MailboxLogin\"}")])
+        ));
+        assert!(!is_tampering(
+            "Set-Mailbox",
+            &p(&[("AuditOwner", "@{Add=\"MailboxLogin\"}")])
+        ));
+        assert!(is_tampering(
+            "Set-OrganizationConfig",
+            &p(&[("AuditDisabled", "True")])
+        ));
+        assert!(!is_tampering(
+            "Set-OrganizationConfig",
+            &p(&[("AuditDisabled", "False")])
+        ));
+        assert!(!is_tampering(
+            "New-InboxRule",
+            &p(&[("AuditEnabled", "False")])
+        ));
+        assert!(is_tampering("Remove-AdminAuditLogConfig", &[]));
     }
 }
