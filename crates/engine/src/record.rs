@@ -78,8 +78,9 @@ impl<'t, 'i> Found<'t, 'i> {
         Some(match key {
             "_source" => &mut self.source,
             "o365audit" => &mut self.o365audit,
-            "AuditData" => &mut self.audit_data,
-            "CreationDate" => &mut self.creation_date,
+            // Microsoft Graph's auditLogRecord spells them `auditData`, `createdDateTime`.
+            "AuditData" | "auditData" => &mut self.audit_data,
+            "CreationDate" | "createdDateTime" => &mut self.creation_date,
             "event" => &mut self.event,
             "event.original" => &mut self.event_original,
             _ => return self.raw.slot(key),
@@ -178,8 +179,9 @@ pub enum NotARecord {
 impl<'t, 'i> Record<'t, 'i> {
     /// Recognises the shape of a parsed JSON value. Wrappers are unwrapped to the record
     /// they hold: an Elasticsearch hit (`_source`), the Elastic Agent CEL input's
-    /// `{"o365audit": record}`, and a `Search-UnifiedAuditLog | ConvertTo-Json` object
-    /// whose `AuditData` is an object (its `CreationDate` is kept as the fallback time).
+    /// `{"o365audit": record}`, a `Search-UnifiedAuditLog | ConvertTo-Json` object
+    /// whose `AuditData` is an object (its `CreationDate` is kept as the fallback time),
+    /// and a Microsoft Graph `auditLogRecord` (`auditData`, `createdDateTime`).
     /// A wrapper whose record is JSON text in a string is told by [`Record::embedded`].
     pub fn new(value: Value<'t, 'i>) -> Result<Record<'t, 'i>, NotARecord> {
         let found = Found::of(value)?;

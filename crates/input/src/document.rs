@@ -528,6 +528,28 @@ pub fn is_events_wrapper(head: &[u8]) -> bool {
     rest[skip(rest)..].starts_with(b"[")
 }
 
+/// Whether `head`, which starts with `{`, is a page of a Microsoft Graph collection, as
+/// the audit log query API returns its records: `{"@odata.context": …, "value": [
+/// {record}, … ], "@odata.nextLink": …}` (the first key `@odata.context`, or `value`
+/// holding an array).
+pub fn is_graph_page(head: &[u8]) -> bool {
+    let skip = |b: &[u8]| -> usize { b.iter().take_while(|c| c.is_ascii_whitespace()).count() };
+    let Some(rest) = head.strip_prefix(b"{") else {
+        return false;
+    };
+    let rest = &rest[skip(rest)..];
+    if rest.starts_with(b"\"@odata.context\"") {
+        return true;
+    }
+    let Some(rest) = rest.strip_prefix(b"\"value\"") else {
+        return false;
+    };
+    let Some(rest) = rest[skip(rest)..].strip_prefix(b":") else {
+        return false;
+    };
+    rest[skip(rest)..].starts_with(b"[")
+}
+
 /// Which objects of a JSON document are records, by the containers around them.
 fn record_path(head: &[u8]) -> &'static [u8] {
     let at = head
@@ -537,8 +559,13 @@ fn record_path(head: &[u8]) -> &'static [u8] {
     match first {
         // [ {record}, {record} ]
         Some(b'[') => b"[",
-        // Elastic's pipeline tests: {"events": [ {record}, … ]}.
-        Some(b'{') if at.is_some_and(|i| is_events_wrapper(&head[i..])) => b"{[",
+        // Elastic's pipeline tests: {"events": [ {record}, … ]}; a Microsoft Graph page:
+        // {"@odata.context": …, "value": [ {record}, … ], …}.
+        Some(b'{')
+            if at.is_some_and(|i| is_events_wrapper(&head[i..]) || is_graph_page(&head[i..])) =>
+        {
+            b"{["
+        }
         // An Elasticsearch `_search` response: { "hits": { "hits": [ {hit}, … ] } }.
         Some(b'{') if at.is_some_and(|i| search_hits(&head[i..]) == Some(true)) => b"{{[",
         // {record} {record} … (one pretty-printed record, or several concatenated)
@@ -600,7 +627,10 @@ fn search_hits(head: &[u8]) -> Option<bool> {
 fn undecided(head: &[u8]) -> bool {
     let at = head.iter().position(|b| !b.is_ascii_whitespace());
     at.is_some_and(|i| {
-        head[i] == b'{' && !is_events_wrapper(&head[i..]) && search_hits(&head[i..]).is_none()
+        head[i] == b'{'
+            && !is_events_wrapper(&head[i..])
+            && !is_graph_page(&head[i..])
+            && search_hits(&head[i..]).is_none()
     })
 }
 

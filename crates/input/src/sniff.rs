@@ -40,13 +40,20 @@ impl Layout {
             // Exports (issue 8): `[metadata]` (TOML) or `[garbage` is no JSON array, and
             // Elastic's one-line `{"events":[…]}` is a document, not one record.
             Some(b'[') if crate::document::opens_json_array(head) => Layout::JsonDocument,
-            Some(b'{') if first_line == b"{" || crate::document::is_events_wrapper(head) => {
+            Some(b'{')
+                if first_line == b"{"
+                    || crate::document::is_events_wrapper(head)
+                    || crate::document::is_graph_page(head) =>
+            {
                 Layout::JsonDocument
             }
             Some(b'{') => Layout::JsonLines,
+            // Purview's `AuditData`, Microsoft Graph's `auditData` column.
             Some(_)
                 if first_line.contains(&b',')
-                    && memchr::memmem::find(first_line, b"AuditData").is_some() =>
+                    && first_line
+                        .windows(9)
+                        .any(|w| w.eq_ignore_ascii_case(b"AuditData")) =>
             {
                 Layout::PurviewCsv
             }
@@ -67,6 +74,44 @@ impl Layout {
                 String::from_utf8_lossy(first)
             )
         })
+    }
+
+    /// Which of ualhunt's own reports an input is, from its first bytes: a report left
+    /// in the evidence folder by an earlier run is no audit record, and is skipped with
+    /// a note instead of being read as malformed lines.
+    pub fn own_report(head: &[u8]) -> Option<&'static str> {
+        let head = strip_bom(head);
+        let start = head.iter().position(|b| !b.is_ascii_whitespace())?;
+        let head = &head[start..];
+        let first_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+        let has = |hay: &[u8], needle: &[u8]| memchr::memmem::find(hay, needle).is_some();
+        let json_report = head.starts_with(b"{\"version\":")
+            && head[11..]
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .is_some_and(|i| i > 0 && head[11 + i..].starts_with(b",\"rules\":["));
+        if json_report {
+            Some("JSON")
+        } else if head
+            .starts_with(b"rule_id,rule_name,severity,actor,timestamp,path,line,record_id,")
+        {
+            Some("CSV")
+        } else if head.starts_with(b"{\"rule\":{\"id\":") && has(first_line, b"\"rule_id\":") {
+            Some("NDJSON")
+        } else if head.starts_with(b"{") && has(first_line, b"\"data_type\":\"ualhunt:") {
+            Some("timeline")
+        } else if head.starts_with(b"{\"create\":{}}") && has(head, b"\"dataset\":\"ualhunt") {
+            Some("ECS")
+        } else if head.len() >= 15
+            && head[..15].eq_ignore_ascii_case(b"<!DOCTYPE html>")
+            && has(head, b"<meta name=\"generator\" content=\"ualhunt")
+        {
+            Some("HTML")
+        } else if head.starts_with(b"rule: ") && has(head, b"\nVERDICT: ") {
+            Some("table")
+        } else {
+            None
+        }
     }
 
     /// A short name for reports.

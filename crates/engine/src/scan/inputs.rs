@@ -281,6 +281,18 @@ fn not_splittable<S: Sink>(input: &Input) -> FileResult<S> {
     r
 }
 
+/// An input that is one of ualhunt's own reports (`kind`), left beside the evidence by an
+/// earlier run: not read as audit records, and said once (by its first piece).
+fn own_report<S: Sink>(kind: &str, first_piece: bool) -> FileResult<S> {
+    let mut r = FileResult::new(format!("ualhunt {kind} report (skipped)"));
+    if first_piece {
+        r.warning = Some(format!(
+            "a report written by ualhunt ({kind}), not an audit archive: skipped"
+        ));
+    }
+    r
+}
+
 fn scan_input<S: Sink>(
     file: usize,
     input: &Input,
@@ -324,6 +336,9 @@ fn scan_input<S: Sink>(
                 reader = Box::new(ualhunt_input::document::FailWith(Some(e)));
             }
             let head = &first[..];
+            if let Some(report) = Layout::own_report(head) {
+                return own_report(report, true);
+            }
             let layout = if head.is_empty() {
                 None
             } else {
@@ -394,6 +409,9 @@ fn scan_mapped<S: Sink>(
     config: &Config,
 ) -> FileResult<S> {
     let data = mapped.bytes();
+    if let Some(report) = Layout::own_report(&data[..data.len().min(SNIFF)]) {
+        return own_report(report, piece.is_none_or(|p| p.start == 0));
+    }
     let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
     if layout != Layout::JsonLines && piece.is_some() {
         return not_splittable(input);
