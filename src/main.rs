@@ -36,7 +36,7 @@ fn error_lines(message: &str) -> String {
     message
         .trim_end()
         .lines()
-        .map(|line| terminal_safe(line))
+        .map(terminal_safe)
         .collect::<Vec<_>>()
         .join("\n  ")
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{root, ualhunt};
+use common::ualhunt;
 use serde_json::{Value, json};
 
 const MODES: [&[&str]; 4] = [

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use ualhunt_engine::field::{Field, Fields};

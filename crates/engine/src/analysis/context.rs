@@ -361,7 +361,7 @@ fn reduces_auditing(name: &str, value: Option<&str>) -> bool {
     match value {
         Some(v) => {
             let v = v.to_ascii_lowercase();
-            !(v.contains("add") && !v.contains("remove"))
+            !v.contains("add") || v.contains("remove")
         }
         None => true,
     }
