@@ -373,6 +373,10 @@ fn scan_input<S: Sink>(
             if let Input::File(path) = input {
                 r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
             }
+            // The context pass reads a stream whole (only a plain file's stretches can be
+            // skipped): its block index would be held for nothing, one entry or more per
+            // input (an archive may hold a million).
+            r.partial.index = Vec::new();
             // Issue 13: zero padding after the last gzip member is a warning.
             if let Some(note) = notes.take() {
                 r.warning = Some(match r.warning.take() {
