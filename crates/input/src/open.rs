@@ -669,6 +669,12 @@ mod tests {
     }
 
     #[test]
+    fn an_input_stays_three_words() {
+        // Discovery holds one per zip entry: an archive may hold a million.
+        assert!(std::mem::size_of::<Input>() <= 24);
+    }
+
+    #[test]
     fn zstd_is_sniffed_and_streamed() {
         let data = b"a\nb\n".repeat(1000);
         let z = zstd::encode_all(&data[..], 3).unwrap();

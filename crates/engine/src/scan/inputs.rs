@@ -208,7 +208,6 @@ const BATCH: usize = 4096;
 /// One pass over `count` units of the inputs (`unit(k)`, the k-th), in parallel
 /// batches of [`BATCH`], each unit's result handed to `each` in unit order as its batch
 /// completes; the returned statistics count no lines (the caller merges).
-#[allow(clippy::too_many_arguments)]
 fn scan_units_each<S: Sink>(
     inputs: &[Input],
     count: usize,
