@@ -109,9 +109,16 @@ pub struct Within {
 }
 
 /// What the context pass reads of each of `inputs` inputs, from an index in input
-/// order (as a pass merges it): [`within`] each input's spans.
+/// order (as a pass merges it): [`within`] each input's spans. The list ends with the
+/// last input the index describes (an input past its end is read whole).
 pub fn within_each(index: &[Span], inputs: usize, times: &Times) -> Vec<Option<Within>> {
-    let mut out = vec![None; inputs];
+    // Up to the last input the index describes: the others are read whole anyway.
+    let described = index
+        .iter()
+        .map(|s| s.input as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut out = vec![None; described.min(inputs)];
     for spans in index.chunk_by(|a, b| a.input == b.input) {
         if let Some(slot) = out.get_mut(spans[0].input as usize) {
             // An input with two runs of spans is not in input order: read it whole.
@@ -227,7 +234,8 @@ mod tests {
         let each = within_each(&two, 3, &times);
         assert_eq!(each[0].as_ref(), Some(&w));
         assert_eq!(each[1].as_ref().map(|w| w.len), Some(7));
-        assert_eq!(each[2], None);
+        // Past the last input described: no entry, read whole.
+        assert_eq!(each.len(), 2);
         two.push(span(0, 100, 0, Some((0, 10))));
         assert_eq!(within_each(&two, 3, &times)[0], None);
     }

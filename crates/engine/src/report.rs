@@ -4,7 +4,10 @@
 //! `ualhunt-report` crate writes it in every format. Each finding is held once, with what
 //! the analyses made of it (its change, its allowlist entry), grouped by actor.
 
+use std::borrow::Cow;
 use std::time::Duration;
+
+use ualhunt_input::Input;
 
 use crate::allow::Allowlist;
 use crate::analysis::Window;
@@ -17,6 +20,72 @@ use crate::findings::{Finding, Value};
 use crate::rule::load::NotRun;
 use crate::rule::{Items, RuleMeta};
 use crate::scan::PassStats;
+
+/// The names of a run's inputs, in input order: made from the inputs when asked for
+/// (an archive of a million entries holds no name per entry; a zip member's name is read
+/// again from its archive's directory), or listed (a merge of shards' partials).
+#[derive(Clone, Debug)]
+pub struct Names(Listing);
+
+#[derive(Clone, Debug)]
+enum Listing {
+    Inputs(Vec<Input>),
+    Listed {
+        paths: Vec<String>,
+        members: Vec<Option<String>>,
+    },
+}
+
+impl Names {
+    /// The names of these inputs.
+    pub fn of(inputs: Vec<Input>) -> Names {
+        Names(Listing::Inputs(inputs))
+    }
+
+    /// Names already made: each input's path and, for a zip member, its member name
+    /// (`paths` and `members` of one length).
+    pub fn listed(paths: Vec<String>, members: Vec<Option<String>>) -> Names {
+        Names(Listing::Listed { paths, members })
+    }
+
+    /// How many inputs.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Listing::Inputs(inputs) => inputs.len(),
+            Listing::Listed { paths, .. } => paths.len(),
+        }
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Input `i`'s name in reports: its path (`archive.zip!member` for a zip member),
+    /// `-` for stdin. Findings refer to inputs by index, so `i` is one of them.
+    pub fn path(&self, i: usize) -> Cow<'_, str> {
+        match &self.0 {
+            Listing::Inputs(inputs) => match &inputs[i] {
+                Input::File(p) => p.to_string_lossy(),
+                input => Cow::Owned(input.display()),
+            },
+            Listing::Listed { paths, .. } => Cow::Borrowed(&paths[i]),
+        }
+    }
+
+    /// Input `i`'s member name, for a zip member.
+    pub fn member(&self, i: usize) -> Option<Cow<'_, str>> {
+        match &self.0 {
+            Listing::Inputs(inputs) => inputs[i].member().map(Cow::Owned),
+            Listing::Listed { members, .. } => members[i].as_deref().map(Cow::Borrowed),
+        }
+    }
+
+    /// Every input's name, in input order.
+    pub fn paths(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        (0..self.len()).map(|i| self.path(i))
+    }
+}
 
 /// A malformed line, located.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -72,9 +141,7 @@ pub struct Report {
     pub not_run: Vec<NotRun>,
     /// Input names in input order (`archive.zip!member` for a zip member); findings
     /// refer to them by index.
-    pub inputs: Vec<String>,
-    /// The zip member of each input, if it is one.
-    pub members: Vec<Option<String>>,
+    pub inputs: Names,
     /// Inputs read.
     pub files: u64,
     /// Bytes scanned (decompressed).

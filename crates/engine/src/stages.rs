@@ -23,19 +23,16 @@ use crate::config::Config;
 use crate::coverage::verdict;
 use crate::error::{Error, InputError, Warning};
 use crate::findings::{Finding, Harvest, Partial, Tallies, Why, drop_duplicates};
-use crate::report::{MalformedLine, Report, RuleStats, RunStats};
+use crate::report::{MalformedLine, Names, Report, RuleStats, RunStats};
 use crate::rule::ANALYSIS_BYPASS;
 use crate::scan::{Matcher, Pass, Scanned, scan_all, scan_all_within};
 
 /// The inputs of a run, found (the first stage).
 pub struct Found {
-    /// The inputs, in input order.
+    /// The inputs, in input order; findings refer to them by index. Their names are
+    /// made when asked for ([`Input::display`], [`Names`]): a zip archive of a million
+    /// entries holds no name per entry.
     pub inputs: Vec<Input>,
-    /// Their names (`archive.zip!member` for a zip member); findings refer to them by
-    /// index.
-    pub names: Vec<String>,
-    /// The zip member of each input, if it is one.
-    pub members: Vec<Option<String>>,
     /// Paths that could not be expanded into inputs.
     pub errors: Vec<InputError>,
     /// On-disk size of the file inputs (for the progress bar).
@@ -48,15 +45,7 @@ pub fn discover(config: &Config) -> Found {
     if !config.skip.is_empty() {
         inputs.retain(|i| !is_skipped(i, &config.skip));
     }
-    let disk_total: u64 = inputs.iter().filter_map(Input::disk_len).sum();
-    let names: Vec<String> = inputs.iter().map(Input::display).collect();
-    let members: Vec<Option<String>> = inputs
-        .iter()
-        .map(|i| match i {
-            Input::ZipEntry { name, .. } => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
+    let disk_total = source::disk_total(&inputs);
     let errors = discover_errors
         .into_iter()
         .map(|e| InputError::Discover {
@@ -66,8 +55,6 @@ pub fn discover(config: &Config) -> Found {
         .collect();
     Found {
         inputs,
-        names,
-        members,
         errors,
         disk_total,
     }
@@ -213,9 +200,7 @@ pub fn context_pass_within(
 /// Everything the last stage turns into a [`Report`].
 pub struct Finish {
     /// Input names, in input order.
-    pub names: Vec<String>,
-    /// The zip member of each input, if it is one.
-    pub members: Vec<Option<String>>,
+    pub names: Names,
     /// Discovery errors, then the inputs that could not be read in full.
     pub errors: Vec<InputError>,
     /// Every warning.
@@ -287,16 +272,13 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     }
 
     let Found {
-        names,
-        members,
-        mut errors,
-        ..
+        inputs, mut errors, ..
     } = found;
+    let names = Names::of(inputs);
     errors.extend(scan_errors);
     let mut report = finish(
         Finish {
             names,
-            members,
             errors,
             warnings,
             first: partial,
@@ -332,7 +314,6 @@ fn window(config: &Config) -> Window {
 pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Report {
     let Finish {
         names,
-        members,
         errors,
         warnings,
         first: partial,
@@ -390,20 +371,21 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
     if let Some(p) = &config.progress {
         p.finished.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+    let first_malformed = partial
+        .samples
+        .first()
+        .map(|s| (names.path(s.file), s.line + 1));
     let coverage = verdict::doubt(
         verdict::report(&partial.coverage),
         partial.counts.malformed,
-        partial
-            .samples
-            .first()
-            .map(|s| (names[s.file].as_str(), s.line + 1)),
+        first_malformed.as_ref().map(|(p, l)| (&**p, *l)),
         &errors.iter().map(InputError::path).collect::<Vec<_>>(),
     );
     let malformed = partial
         .samples
         .iter()
         .map(|s| MalformedLine {
-            path: names[s.file].clone(),
+            path: names.path(s.file).into_owned(),
             line: s.line + 1,
             reason: s.reason.clone(),
             excerpt: s.excerpt.clone(),
@@ -415,7 +397,6 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         not_run: config.not_run.clone(),
         files: names.len() as u64,
         inputs: names,
-        members,
         bytes,
         counts: partial.counts,
         duplicates,

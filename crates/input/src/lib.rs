@@ -36,10 +36,10 @@ mod zip;
 pub use blocks::{Block, BlockReader, Filled};
 pub use discover::{DiscoverError, discover};
 pub use guard::{Change, GuardedMap};
-pub use open::{Compression, Input, Mapped, Opened, open};
+pub use open::{Compression, Input, Mapped, Opened, disk_total, open};
 pub use progress::Progress;
 pub use sniff::{Layout, SNIFF, strip_bom};
-pub use zip::{Shadowed, ZipSource};
+pub use zip::ZipSource;
 
 /// The byte strings that make a line a candidate, as the caller's searcher finds them.
 pub trait Literals: Send + Sync {

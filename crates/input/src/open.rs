@@ -23,8 +23,7 @@ use std::sync::atomic::Ordering;
 use memmap2::Mmap;
 
 use crate::progress::Progress;
-use crate::zip::{shadowed_entry, zip_entry};
-use crate::{Change, GuardedMap, Shadowed, ZipSource, guard, strip_bom};
+use crate::{Change, GuardedMap, ZipSource, guard, strip_bom};
 
 /// One input to scan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,14 +36,9 @@ pub enum Input {
     ZipEntry {
         /// The archive, its directory read once for all its entries.
         archive: Arc<ZipSource>,
-        /// The entry's index in the archive.
-        index: usize,
-        /// The entry's name in the archive (`name#k` for the k-th of several entries of
-        /// the same name).
-        name: String,
-        /// Where the entry is, when the zip crate does not hand it out (an earlier
-        /// entry of a repeated name).
-        shadowed: Option<Shadowed>,
+        /// The entry's place among the archive's file entries, in input order (its name
+        /// is read from the archive when asked for: see [`ZipSource::name`]).
+        entry: u32,
     },
 }
 
@@ -55,7 +49,18 @@ impl Input {
         match self {
             Input::Stdin => "-".to_string(),
             Input::File(p) => p.display().to_string(),
-            Input::ZipEntry { archive, name, .. } => format!("{}!{name}", archive.path.display()),
+            Input::ZipEntry { archive, entry } => {
+                format!("{}!{}", archive.path.display(), archive.name(*entry))
+            }
+        }
+    }
+
+    /// The entry's name in its archive, for a zip entry (`name#k` for the k-th of
+    /// several entries of one name).
+    pub fn member(&self) -> Option<String> {
+        match self {
+            Input::ZipEntry { archive, entry } => Some(archive.name(*entry)),
+            _ => None,
         }
     }
 }
@@ -158,17 +163,8 @@ pub fn open(input: &Input, progress: &Option<Arc<Progress>>) -> io::Result<Opene
             stream(Box::new(BufReader::with_capacity(1 << 20, counted)))
         }
         Input::File(path) => open_file(path, progress),
-        Input::ZipEntry {
-            archive,
-            index,
-            shadowed,
-            ..
-        } => {
-            let entry = match shadowed {
-                Some(at) => shadowed_entry(archive, *at)?,
-                None => zip_entry(archive, *index)?,
-            };
-            let (compressed, size) = archive.sizes(*index, *shadowed);
+        Input::ZipEntry { archive, entry } => {
+            let (entry, compressed, size) = archive.open(*entry)?;
             stream(Box::new(BufReader::new(ZipProgress {
                 inner: entry,
                 progress: progress.clone(),
@@ -187,15 +183,38 @@ impl Input {
     pub fn disk_len(&self) -> Option<u64> {
         match self {
             Input::File(path) => std::fs::metadata(path).ok().map(|m| m.len()),
-            Input::ZipEntry {
-                archive,
-                index,
-                shadowed,
-                ..
-            } => Some(archive.sizes(*index, *shadowed).0),
+            Input::ZipEntry { archive, entry } => archive.sizes(*entry).ok().map(|s| s.0),
             Input::Stdin => None,
         }
     }
+}
+
+/// The inputs' size on disk, for the progress bar's total: [`Input::disk_len`] summed,
+/// an archive all of whose entries are inputs counted at once from its directory (not
+/// one record read per entry).
+pub fn disk_total(inputs: &[Input]) -> u64 {
+    let mut total = 0u64;
+    let mut rest = inputs;
+    while let Some(first) = rest.first() {
+        let run = match first {
+            Input::ZipEntry { archive, .. } => rest
+                .iter()
+                .take_while(
+                    |i| matches!(i, Input::ZipEntry { archive: a, .. } if Arc::ptr_eq(a, archive)),
+                )
+                .count(),
+            _ => 1,
+        };
+        let (these, after) = rest.split_at(run);
+        total += match first {
+            Input::ZipEntry { archive, .. } if run == archive.len() as usize => {
+                archive.compressed()
+            }
+            _ => these.iter().filter_map(Input::disk_len).sum(),
+        };
+        rest = after;
+    }
+    total
 }
 
 /// Counts a zip entry's progress in compressed bytes (what the bar's total counts),
@@ -647,6 +666,12 @@ mod tests {
         let done = shared.done.load(Ordering::Relaxed);
         assert_eq!(done, total);
         assert!(total > 0);
+    }
+
+    #[test]
+    fn an_input_stays_three_words() {
+        // Discovery holds one per zip entry: an archive may hold a million.
+        assert!(std::mem::size_of::<Input>() <= 24);
     }
 
     #[test]

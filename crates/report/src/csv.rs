@@ -71,7 +71,7 @@ impl Exporter for Csv {
                 spreadsheet_safe(&r.severity).into_owned(),
                 opt(f.actor.as_deref()),
                 f.timestamp.as_ref().map(rfc3339).unwrap_or_default(),
-                spreadsheet_safe(&report.inputs[f.at.input as usize]).into_owned(),
+                spreadsheet_safe(&report.inputs.path(f.at.input as usize)).into_owned(),
                 (f.at.line + 1).to_string(),
                 opt(f.record_id.as_deref()),
                 opt(f.source_ip.as_deref()),
@@ -79,7 +79,7 @@ impl Exporter for Csv {
                 outcome.to_string(),
                 e.change.map(|c| c.name().to_string()).unwrap_or_default(),
                 opt(allowed),
-                opt(report.members[f.at.input as usize].as_deref()),
+                opt(report.inputs.member(f.at.input as usize).as_deref()),
                 f.at.offset.to_string(),
             ];
             for &slot in &slots[usize::from(f.rule)] {

@@ -340,7 +340,7 @@ struct LogOut<'a> {
 
 #[derive(Serialize)]
 struct FileOut<'a> {
-    path: &'a str,
+    path: Cow<'a, str>,
 }
 
 /// `labels`: text values under names without dots, in a fixed order.
@@ -472,7 +472,7 @@ fn doc<'a>(
         user_agent: text(items.user_agent).map(|original| UserAgentOut { original }),
         log: LogOut {
             file: FileOut {
-                path: &report.inputs[f.at.input as usize],
+                path: report.inputs.path(f.at.input as usize),
             },
         },
         labels,

@@ -163,10 +163,12 @@ fn where_cell(s: &mut String, report: &Report, f: &Finding) {
 }
 
 fn location(report: &Report, f: &Finding) -> String {
-    let path = report
-        .inputs
-        .get(f.at.input as usize)
-        .map_or("?", |p| p.as_str());
+    let i = f.at.input as usize;
+    let path = if i < report.inputs.len() {
+        report.inputs.path(i)
+    } else {
+        "?".into()
+    };
     format!("{path}:{}", f.at.line + 1)
 }
 
@@ -1463,8 +1465,8 @@ fn scan(s: &mut String, report: &Report) {
         r#"<h3>Inputs ({})</h3><ol class="inputs mono wrap">"#,
         num(report.inputs.len() as u64)
     );
-    for p in report.inputs.iter().take(ROWS_MAX) {
-        w!(s, "<li>{}</li>", Txt(p));
+    for p in report.inputs.paths().take(ROWS_MAX) {
+        w!(s, "<li>{}</li>", Txt(&p));
     }
     if report.inputs.len() > ROWS_MAX {
         w!(

@@ -8,6 +8,7 @@
 //! match, are in their investigation's `attempts`. (Version 2 repeated every match in
 //! `by_rule[].findings` and `related[].finding`.)
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -198,8 +199,8 @@ impl Serialize for EvidenceOut<'_> {
         if self.with_actor {
             m.serialize_entry("actor", &f.actor.as_deref())?;
         }
-        m.serialize_entry("path", &r.inputs[f.at.input as usize])?;
-        m.serialize_entry("member", &r.members[f.at.input as usize])?;
+        m.serialize_entry("path", &r.inputs.path(f.at.input as usize))?;
+        m.serialize_entry("member", &r.inputs.member(f.at.input as usize))?;
         m.serialize_entry("line", &(f.at.line + 1))?;
         m.serialize_entry("offset", &f.at.offset)?;
         m.serialize_entry("timestamp", &f.timestamp.as_ref().map(Rfc3339::new))?;
@@ -311,7 +312,7 @@ struct ChangeOut<'a> {
     timestamp: Option<Rfc3339>,
     change: &'static str,
     actor: Option<&'a str>,
-    path: &'a str,
+    path: Cow<'a, str>,
     line: u64,
     record_id: Option<&'a str>,
     command_line: Option<&'a str>,
@@ -375,7 +376,7 @@ struct ActorContextOut<'a> {
 struct TamperingOut<'a> {
     timestamp: Rfc3339,
     operation: &'a str,
-    path: &'a str,
+    path: Cow<'a, str>,
     line: u64,
     command_line: Option<&'a str>,
 }
@@ -396,7 +397,7 @@ fn change_out<'a>(
         timestamp: f.timestamp.as_ref().map(Rfc3339::new),
         change: c.change.name(),
         actor: f.actor.as_deref(),
-        path: &report.inputs[f.at.input as usize],
+        path: report.inputs.path(f.at.input as usize),
         line: f.at.line + 1,
         record_id: f.record_id.as_deref(),
         command_line,
@@ -462,7 +463,7 @@ fn tampering_out<'a>(report: &'a Report, t: &'a Tampering) -> TamperingOut<'a> {
     TamperingOut {
         timestamp: Rfc3339::new(&t.timestamp),
         operation: &t.operation,
-        path: &report.inputs[t.at.input as usize],
+        path: report.inputs.path(t.at.input as usize),
         line: t.at.line + 1,
         command_line: t.command_line.as_deref(),
     }

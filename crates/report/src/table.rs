@@ -361,7 +361,7 @@ impl Table {
                     terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
                     terminal_safe(&item(f, items.target)),
                     terminal_safe(&item(f, items.result_status)),
-                    terminal_safe(&report.inputs[f.at.input as usize]),
+                    terminal_safe(&report.inputs.path(f.at.input as usize)),
                     f.at.line + 1
                 ),
             )?;

@@ -444,7 +444,7 @@ impl Serialize for Line<'_> {
         m.serialize_entry("source_ip", &c.source_ip)?;
         m.serialize_entry("record_id", &c.record_id)?;
         m.serialize_entry("command_line", &c.command_line)?;
-        m.serialize_entry("path", &r.inputs[e.at.input as usize])?;
+        m.serialize_entry("path", &r.inputs.path(e.at.input as usize))?;
         m.serialize_entry("line", &(e.at.line + 1))?;
         match e.item {
             Item::Finding { finding: f, .. } => {

@@ -149,18 +149,17 @@ pub(crate) fn scan_all_within<S: Sink>(
     pass: Pass<'_, S>,
     config: &Config,
 ) -> Scanned<S> {
-    let units: Vec<Unit> = (0..inputs.len())
-        .map(|i| Unit {
-            input: i as u32,
-            piece: None,
-        })
-        .collect();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut all = Partial::<S>::default();
     // Each result is merged as its batch completes, in input order: one partial per
     // input is never held for all inputs at once (an archive may hold a million).
-    let mut stats = scan_units_each(inputs, &units, within, pass, config, |r| {
+    // Each input whole: no list of units (an archive may hold a million).
+    let whole = |i: usize| Unit {
+        input: i as u32,
+        piece: None,
+    };
+    let mut stats = scan_units_each(inputs, inputs.len(), whole, within, pass, config, |r| {
         errors.extend(r.error);
         warnings.extend(r.warning);
         all.absorb_file(r.partial);
@@ -195,7 +194,10 @@ pub fn scan_units<S: Sink>(
     config: &Config,
 ) -> (Vec<UnitResult<S>>, PassStats) {
     let mut out = Vec::with_capacity(units.len());
-    let stats = scan_units_each(inputs, units, &[], pass, config, |r| out.push(r));
+    let unit = |k: usize| units[k].clone();
+    let stats = scan_units_each(inputs, units.len(), unit, &[], pass, config, |r| {
+        out.push(r)
+    });
     (out, stats)
 }
 
@@ -203,12 +205,13 @@ pub fn scan_units<S: Sink>(
 /// results held at a time, whatever the number of inputs.
 const BATCH: usize = 4096;
 
-/// One pass over some units of the inputs, in parallel batches of [`BATCH`], each
-/// unit's result handed to `each` in unit order as its batch completes; the returned
-/// statistics count no lines (the caller merges).
+/// One pass over `count` units of the inputs (`unit(k)`, the k-th), in parallel
+/// batches of [`BATCH`], each unit's result handed to `each` in unit order as its batch
+/// completes; the returned statistics count no lines (the caller merges).
 fn scan_units_each<S: Sink>(
     inputs: &[Input],
-    units: &[Unit],
+    count: usize,
+    unit: impl Fn(usize) -> Unit + Sync,
     within: &[Option<crate::index::Within>],
     pass: Pass<'_, S>,
     config: &Config,
@@ -221,7 +224,8 @@ fn scan_units_each<S: Sink>(
     let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
     let mut compressed_bytes = 0;
-    for batch in units.chunks(BATCH) {
+    for start in (0..count).step_by(BATCH) {
+        let batch: Vec<Unit> = (start..count.min(start + BATCH)).map(&unit).collect();
         let results: Vec<FileResult<S>> = batch
             .par_iter()
             .map(|u| {
@@ -383,6 +387,10 @@ fn scan_input<S: Sink>(
             if let Input::File(path) = input {
                 r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
             }
+            // The context pass reads a stream whole (only a plain file's stretches can be
+            // skipped): its block index would be held for nothing, one entry or more per
+            // input (an archive may hold a million).
+            r.partial.index = Vec::new();
             // Issue 13: zero padding after the last gzip member is a warning.
             if let Some(note) = notes.take() {
                 r.warning = Some(match r.warning.take() {

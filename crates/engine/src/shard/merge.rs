@@ -19,7 +19,7 @@ use crate::analysis::context::Activity;
 use crate::config::Config;
 use crate::error::{InputError, Warning};
 use crate::findings::{Harvest, Merge, Partial};
-use crate::report::{Report, RunStats};
+use crate::report::{Names, Report, RunStats};
 use crate::rule::Rule;
 use crate::stages::{self, Finish};
 
@@ -512,8 +512,7 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
     } = first;
     Ok(stages::finish(
         Finish {
-            names: folded.names,
-            members: folded.members,
+            names: Names::listed(folded.names, folded.members),
             errors,
             warnings,
             first: folded.partial,

@@ -114,7 +114,7 @@ pub fn list(config: &Config, shard: Shard) -> Result<Listing, ShardError> {
         .into_iter()
         .map(|u| {
             let i = u.input as usize;
-            (found.names[i].clone(), plan.inputs[i].size, u.piece)
+            (found.inputs[i].display(), plan.inputs[i].size, u.piece)
         })
         .collect();
     Ok(Listing {
@@ -154,7 +154,7 @@ pub fn run(
             let scan = ScanPart {
                 discover_errors: found.errors.iter().map(Into::into).collect(),
                 empty_directories: empty.iter().map(WarningRecord::from).collect(),
-                segments: partial::segments(&units, results, &found.names, &found.members),
+                segments: partial::segments(&units, results, &found.inputs),
             };
             (Stage::Scan, Some(scan), None)
         }
@@ -183,7 +183,7 @@ pub fn run(
                 parts.push(ContextPart {
                     rule: *rule,
                     watch: spec.digest(),
-                    segments: partial::segments(&units, results, &found.names, &found.members),
+                    segments: partial::segments(&units, results, &found.inputs),
                 });
             }
             (Stage::Context, None, Some(parts))

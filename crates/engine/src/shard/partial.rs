@@ -630,8 +630,7 @@ pub fn read<T: DeserializeOwned>(path: &Path, format: &str) -> Result<T, String>
 pub(crate) fn segments<S: crate::findings::Merge>(
     units: &[Unit],
     results: Vec<crate::scan::UnitResult<S>>,
-    names: &[String],
-    members: &[Option<String>],
+    inputs: &[ualhunt_input::Input],
 ) -> Vec<Segment<S>> {
     let mut out: Vec<Segment<S>> = Vec::new();
     for (u, r) in units.iter().zip(results) {
@@ -654,8 +653,8 @@ pub(crate) fn segments<S: crate::findings::Merge>(
         }
         // Just pushed or joined.
         let s = out.last_mut().expect("a segment");
-        s.names.push(names[i].clone());
-        s.members.push(members[i].clone());
+        s.names.push(inputs[i].display());
+        s.members.push(inputs[i].member());
         s.bytes += r.bytes;
         s.partial.absorb_file(r.partial);
         s.errors.extend(r.error.as_ref().map(ErrorRecord::from));

@@ -138,15 +138,9 @@ impl Plan {
             .collect();
         let total = inputs.iter().map(|s| s.size).sum();
         let mut d = Digest::default();
-        for (((name, member), s), input) in found
-            .names
-            .iter()
-            .zip(&found.members)
-            .zip(&inputs)
-            .zip(&found.inputs)
-        {
-            d.text(name);
-            d.text(member.as_deref().unwrap_or(""));
+        for (s, input) in inputs.iter().zip(&found.inputs) {
+            d.text(&input.display());
+            d.text(input.member().as_deref().unwrap_or(""));
             d.number(s.size);
             d.number(u64::from(s.splittable));
             let (modified, inode) = identity(input);
