@@ -166,3 +166,89 @@ fn reports_of_an_earlier_run_are_skipped_with_a_note() {
         "{warnings:#?}"
     );
 }
+
+#[test]
+fn a_purview_export_saved_from_excel_is_read_with_its_row_numbers() {
+    use rust_xlsxwriter::Workbook;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.xlsx");
+    let mut book = Workbook::new();
+    // A first sheet without the audit column (a pivot, notes) is passed over.
+    let notes = book.add_worksheet();
+    notes.set_name("Notes").unwrap();
+    notes.write_string(0, 0, "exported for the case").unwrap();
+    let sheet = book.add_worksheet();
+    sheet.set_name("Audit").unwrap();
+    for (c, h) in ["CreationDate", "UserIds", "Operations", "AuditData"]
+        .iter()
+        .enumerate()
+    {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    // Rows 2 and 3 (Excel's numbering), a missing row 4, row 5 pretty-printed JSON with
+    // line breaks between its tokens, and a number in a text column.
+    let rows: [(u32, Value); 3] = [
+        (1, raw(1, "a@c.com")),
+        (2, raw(2, "b@c.com")),
+        (4, raw(3, "c@c.com")),
+    ];
+    for (r, record) in &rows {
+        sheet.write_string(*r, 0, "3/5/2024 10:11:12 AM").unwrap();
+        sheet.write_string(*r, 1, "adm@contoso.com").unwrap();
+        sheet
+            .write_string(*r, 2, "Set-MailboxAuditBypassAssociation")
+            .unwrap();
+        let json = if *r == 4 {
+            serde_json::to_string_pretty(record).unwrap()
+        } else {
+            record.to_string()
+        };
+        sheet.write_string(*r, 3, &json).unwrap();
+    }
+    sheet.write_number(5, 0, 45000.0).unwrap();
+    book.save(&path).unwrap();
+
+    let (accounts, report) = hunt(dir.path());
+    assert_eq!(accounts, ["a@c.com", "b@c.com", "c@c.com"], "{report:#}");
+    assert!(
+        report["scan"]["warnings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    // The evidence points at the Excel rows.
+    let mut lines: Vec<u64> = report["actors"][0]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["line"].as_u64().unwrap())
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines, [2, 3, 5], "{report:#}");
+    // The row of a number and nothing else is one malformed line? No: it holds no
+    // literal, so it is a record that is no audit record, and counted as such.
+    assert_eq!(report["scan"]["malformed"], 0, "{report:#}");
+}
+
+#[test]
+fn a_damaged_workbook_is_an_error_naming_the_file() {
+    use rust_xlsxwriter::Workbook;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export.xlsx");
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    sheet.write_string(0, 0, "AuditData").unwrap();
+    sheet
+        .write_string(1, 0, raw(1, "a@c.com").to_string())
+        .unwrap();
+    book.save(&path).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Damage the middle of the archive: the workbook's parts no longer inflate.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b = 0;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let out = ualhunt(&["hunt", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("export.xlsx"), "{err}");
+}

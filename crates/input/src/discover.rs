@@ -26,6 +26,8 @@ fn add_file(path: PathBuf, inputs: &mut Vec<Input>, errors: &mut Vec<DiscoverErr
         return;
     }
     match ZipSource::read(path.clone()) {
+        // An Excel workbook is one input, read as the CSV export it was.
+        Ok(source) if crate::xlsx::is_workbook(&source) => inputs.push(Input::File(path)),
         Ok(source) => {
             let archive = Arc::new(source);
             inputs.reserve(archive.len() as usize);

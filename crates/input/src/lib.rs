@@ -2,7 +2,8 @@
 //!
 //! Place in the flow: the first stage of a hunt, below the engine, above nothing but the
 //! file system. [`discover()`] expands the paths the user gave (directories recursively,
-//! in sorted order; `-` is stdin; a `.zip` archive is each of its entries). [`open`]
+//! in sorted order; `-` is stdin; a `.zip` archive is each of its entries, an Excel
+//! workbook the CSV export it was, [`xlsx`]). [`open`]
 //! looks at the magic bytes, not the name: plain files are memory-mapped behind a guard
 //! that notices a file cut under the scan ([`GuardedMap`]); gzip (multi-member, one
 //! large file over several cores), zstd, zip entries and stdin become a stream, UTF-16
@@ -31,6 +32,7 @@ mod sniff;
 pub mod testutil;
 mod unzstd;
 pub mod utf16;
+pub mod xlsx;
 mod zip;
 
 pub use blocks::{Block, BlockReader, Filled};

@@ -272,6 +272,11 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
     // Exports (issue 8): a UTF-16 file is transcoded as a stream, never mapped.
     let utf16 = crate::utf16::sniff(&head[..n]).is_some();
     let compression = Compression::sniff(&head[..n]);
+    // Discovery keeps a zip archive as a file input only when it is an Excel workbook.
+    if head[..n].starts_with(b"PK\x03\x04") && meta.is_file() {
+        let csv = crate::xlsx::csv_reader(path, progress.clone())?;
+        return stream(Box::new(BufReader::with_capacity(1 << 20, csv)));
+    }
     if compression == Compression::Gzip
         && meta.is_file()
         && let Some(opened) = open_parallel_gzip(path, &file, meta.len(), progress)
