@@ -529,6 +529,61 @@ impl<F: Field> Query<F> {
     }
 }
 
+/// At most this many join-key tuples per record and step: a record whose multi-valued
+/// keys make more (their cartesian product) joins on the first this many, in value order.
+pub const MAX_KEY_TUPLES: usize = 64;
+
+impl<F: Field> Sequence<F> {
+    /// The steps in order, `[q] with runs=N` written out as N steps (as Elasticsearch
+    /// expands it).
+    pub fn expanded(&self) -> Vec<&Step<F>> {
+        self.steps
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(s, s.runs.unwrap_or(1) as usize))
+            .collect()
+    }
+
+    /// Whether a record matches one of the steps or the `until` step: whether the
+    /// sequence's replay needs it.
+    pub fn matches_any(&self, source: &dyn Fields<F>) -> bool {
+        self.steps
+            .iter()
+            .chain(&self.until)
+            .any(|s| s.query.matches(source))
+    }
+
+    /// A record's join keys for `step` (the sequence's keys, then the step's own): one
+    /// tuple per combination of their values, as Elasticsearch joins a multi-valued key
+    /// on each of its values. A key without a value gives no tuple (a non-optional key
+    /// never joins on null); without keys there is one empty tuple. At most
+    /// [`MAX_KEY_TUPLES`].
+    pub fn join_values(&self, step: &Step<F>, source: &dyn Fields<F>) -> Vec<Vec<String>> {
+        let mut tuples: Vec<Vec<String>> = vec![Vec::new()];
+        for field in self.by.iter().chain(&step.by) {
+            let mut values: Vec<String> = Vec::new();
+            source.any_value(field, &mut |v| {
+                values.push(v.to_string());
+                false
+            });
+            values.sort_unstable();
+            values.dedup();
+            let mut next = Vec::new();
+            'out: for tuple in &tuples {
+                for v in &values {
+                    if next.len() == MAX_KEY_TUPLES {
+                        break 'out;
+                    }
+                    let mut t = tuple.clone();
+                    t.push(v.clone());
+                    next.push(t);
+                }
+            }
+            tuples = next;
+        }
+        tuples
+    }
+}
+
 impl<F: Field> EventQuery<F> {
     /// Whether a record is of this query's category and satisfies its condition.
     pub fn matches(&self, source: &dyn Fields<F>) -> bool {
@@ -1643,6 +1698,12 @@ impl<F: Field> Parser<'_, F> {
         } else {
             None
         };
+        let keys = steps.iter().chain(&until).map(|s| s.by.len()).collect::<Vec<_>>();
+        if keys.iter().any(|&n| n != keys[0]) {
+            return Err(self.error(format!(
+                "every step of a sequence needs the same number of join keys (found {keys:?})"
+            )));
+        }
         Ok(Sequence {
             by,
             maxspan,
@@ -1714,12 +1775,24 @@ impl<F: Field> Parser<'_, F> {
         Ok(Step { query, by, runs })
     }
 
+    /// Join keys. An optional key (`?field`), which Elasticsearch lets join on null, is
+    /// refused: every key here must have a value.
     fn join_keys(&mut self) -> Result<Vec<F>, ParseError> {
-        let mut keys = vec![self.field_name()?.0];
-        while self.punct(",") {
-            keys.push(self.field_name()?.0);
+        let mut keys = Vec::new();
+        loop {
+            let at = self.offset();
+            let (field, optional) = self.field_name()?;
+            if optional {
+                return Err(ParseError {
+                    offset: at,
+                    message: "optional join keys (?field) are not supported".into(),
+                });
+            }
+            keys.push(field);
+            if !self.punct(",") {
+                return Ok(keys);
+            }
         }
-        Ok(keys)
     }
 
     /// A field name (with `?`: optional).
