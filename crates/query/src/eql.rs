@@ -1687,7 +1687,9 @@ impl<F: Field> Parser<'_, F> {
         while matches!(self.peek(), Some(Token::Punct("[" | "!"))) {
             steps.push(self.step()?);
         }
-        if steps.len() < 2 {
+        // `[q] with runs=N` counts N times, as Elasticsearch expands it.
+        let expanded: u32 = steps.iter().map(|s| s.runs.unwrap_or(1)).sum();
+        if expanded < 2 {
             return Err(self.error(format!(
                 "a sequence needs at least two [ … ] steps, found {}",
                 self.shown()

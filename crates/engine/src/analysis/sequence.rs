@@ -7,20 +7,9 @@
 //! (chunks, files, shards), duplicates dropped; then, before alerting and the time
 //! window, [`apply`] sorts each sequence rule's matches by event time (ties by input
 //! position, so the result is the same for any thread count, chunk size or sharding) and
-//! runs the sequence as Elastic's reference engine (PyPI `eql` 1.0) does:
-//!
-//! - per join key and step, one partial sequence waits: a record matching step 1 starts
-//!   one (replacing the one waiting there for that key), a record matching step N takes
-//!   the one waiting for step N and moves it on (replacing the one waiting at N + 1); a
-//!   record's steps are tried last to first, so one record never moves one sequence on
-//!   twice;
-//! - `maxspan`: a partial sequence whose first record is more than `maxspan` before the
-//!   record at hand expires (a sequence completes when its last step is at most
-//!   `maxspan` after its first);
-//! - `until`: a record matching it cancels every partial sequence of its key;
-//! - join keys as Elasticsearch takes them: a key without a value never joins, a
-//!   multi-valued key joins on each of its values (`Sequence::join_values`);
-//! - `[…] with runs=N`: the step N times.
+//! replays them with `ualhunt_query::sequence` (the semantics of Elastic's reference
+//! engine, PyPI `eql` 1.0: per key one partial sequence per step, `maxspan` expiry,
+//! `until` cancelling; join keys as Elasticsearch takes them).
 //!
 //! Each completed sequence is one finding: the record of its last step (its time, actor,
 //! record id, source IP: when the sequence completed, and who did that), its `sequence`
@@ -32,10 +21,8 @@
 //! [`MAX_PENDING`] live per rule at once; past that the oldest is dropped, counted, and
 //! a warning names the rule. Nothing here reads input.
 
-use std::collections::VecDeque;
-
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use ualhunt_query::sequence::{Key, Shape, StepEvent, replay};
 
 use crate::error::Warning;
 use crate::field::Field;
@@ -71,9 +58,6 @@ pub fn add_evidence(evidence: &mut Vec<EvidenceSpec>, steps: usize) {
     }
 }
 
-/// Join-key values: one value per key field.
-type Key = Vec<String>;
-
 /// What the scan keeps of a record for the replay: the steps (indices into the
 /// sequence's steps as written, before `runs` are expanded) it matched with its join
 /// keys for each, and its keys for `until` if it matched that. Kept as the `sequence`
@@ -91,17 +75,12 @@ struct StepMatch {
 /// rule is no sequence).
 pub fn step_match(record: &Record<'_, '_>, rule: &Rule) -> Option<Value> {
     let seq = rule.query.sequence()?;
-    let mut m = StepMatch::default();
-    for (i, step) in seq.steps.iter().enumerate() {
-        if step.query.matches(record) {
-            m.steps.push((i as u16, seq.join_values(step, record)));
-        }
-    }
-    if let Some(until) = &seq.until
-        && until.query.matches(record)
-    {
-        m.until = Some(seq.join_values(until, record));
-    }
+    // The time is the finding's own; the replay takes it from there.
+    let event = StepEvent::of(seq, 0, record)?;
+    let m = StepMatch {
+        steps: event.steps,
+        until: event.until,
+    };
     serde_json::to_string(&m)
         .ok()
         .map(|text| Value::Text(text.into()))
@@ -137,7 +116,7 @@ pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> R
             .filter(|&i| usize::from(findings[i].rule) == r && findings[i].why == Why::Rule)
             .collect();
         order.sort_by_key(|&i| findings[i].order_key());
-        let mut events: Vec<Event> = Vec::new();
+        let mut events: Vec<StepEvent> = Vec::new();
         let mut event_finding: Vec<usize> = Vec::new();
         for &i in &order {
             replaced[i] = true;
@@ -149,7 +128,7 @@ pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> R
             let (Some(m), Some(t)) = (parsed, f.timestamp) else {
                 continue;
             };
-            events.push(Event {
+            events.push(StepEvent {
                 time: t.timestamp_millis(),
                 steps: m.steps,
                 until: m.until,
@@ -247,265 +226,3 @@ fn finding(
     f
 }
 
-/// One step match, for the replay.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Event {
-    /// Milliseconds since the epoch.
-    time: i64,
-    /// The steps (as written) it matched, with its join keys for each.
-    steps: Vec<(u16, Vec<Key>)>,
-    /// Its join keys for `until`, if it matched that.
-    until: Option<Vec<Key>>,
-}
-
-/// What the replay needs of a sequence.
-struct Shape {
-    /// For each position (runs expanded), the index of its step as written.
-    positions: Vec<u16>,
-    /// `maxspan` in milliseconds.
-    maxspan: Option<i64>,
-}
-
-impl Shape {
-    fn of(seq: &eql::Sequence<Field>) -> Shape {
-        let positions = seq
-            .steps
-            .iter()
-            .enumerate()
-            .flat_map(|(i, s)| std::iter::repeat_n(i as u16, s.runs.unwrap_or(1) as usize))
-            .collect();
-        Shape {
-            positions,
-            maxspan: seq
-                .maxspan
-                .map(|s| i64::try_from(s.millis()).unwrap_or(i64::MAX)),
-        }
-    }
-}
-
-/// A completed sequence: its key and its events (indices), one per position.
-#[derive(Debug, PartialEq, Eq)]
-struct Completed {
-    key: Key,
-    events: Vec<usize>,
-}
-
-/// What a replay found.
-#[derive(Debug, Default)]
-struct Outcome {
-    completed: Vec<Completed>,
-    /// Partial sequences dropped at the cap.
-    dropped: u64,
-}
-
-/// A partial sequence waiting for position `stage`.
-struct Pending {
-    events: Vec<usize>,
-    start: i64,
-    stage: usize,
-    key: Key,
-}
-
-/// Runs the sequence over `events`, which are in time order.
-fn replay(shape: &Shape, events: &[Event], cap: usize) -> Outcome {
-    let n = shape.positions.len();
-    let mut out = Outcome::default();
-    // `waiting[p]`: for each key, the partial sequence waiting for position p (p >= 1).
-    let mut waiting: Vec<FxHashMap<Key, u64>> = vec![FxHashMap::default(); n];
-    let mut pending: FxHashMap<u64, Pending> = FxHashMap::default();
-    // Partial sequences in the order they began, which is their first records' time
-    // order; ids of ones gone since are skipped when met.
-    let mut begun: VecDeque<u64> = VecDeque::new();
-    let mut next_id = 0u64;
-    let remove = |id: u64,
-                  pending: &mut FxHashMap<u64, Pending>,
-                  waiting: &mut Vec<FxHashMap<Key, u64>>| {
-        if let Some(p) = pending.remove(&id) {
-            waiting[p.stage].remove(&p.key);
-        }
-    };
-    for (idx, e) in events.iter().enumerate() {
-        if let Some(maxspan) = shape.maxspan {
-            let oldest = e.time.saturating_sub(maxspan);
-            while let Some(&id) = begun.front() {
-                match pending.get(&id) {
-                    Some(p) if p.start >= oldest => break,
-                    Some(_) => remove(id, &mut pending, &mut waiting),
-                    None => {}
-                }
-                begun.pop_front();
-            }
-        }
-        if let Some(keys) = &e.until {
-            for key in keys {
-                for stage in 1..n {
-                    if let Some(id) = waiting[stage].remove(key) {
-                        pending.remove(&id);
-                    }
-                }
-            }
-        }
-        for pos in (0..n).rev() {
-            let Some((_, keys)) = e.steps.iter().find(|(s, _)| *s == shape.positions[pos]) else {
-                continue;
-            };
-            for key in keys {
-                if pos == 0 {
-                    let id = next_id;
-                    next_id += 1;
-                    if let Some(old) = waiting[1].insert(key.clone(), id) {
-                        pending.remove(&old);
-                    }
-                    pending.insert(
-                        id,
-                        Pending {
-                            events: vec![idx],
-                            start: e.time,
-                            stage: 1,
-                            key: key.clone(),
-                        },
-                    );
-                    begun.push_back(id);
-                    continue;
-                }
-                let Some(id) = waiting[pos].remove(key) else {
-                    continue;
-                };
-                // Every id in `waiting` is pending (they are removed together).
-                let Some(mut p) = pending.remove(&id) else {
-                    continue;
-                };
-                p.events.push(idx);
-                if pos + 1 == n {
-                    out.completed.push(Completed {
-                        key: p.key,
-                        events: p.events,
-                    });
-                } else {
-                    p.stage = pos + 1;
-                    if let Some(old) = waiting[pos + 1].insert(key.clone(), id) {
-                        pending.remove(&old);
-                    }
-                    pending.insert(id, p);
-                }
-            }
-        }
-        while pending.len() > cap {
-            let Some(id) = begun.pop_front() else {
-                break;
-            };
-            if pending.contains_key(&id) {
-                remove(id, &mut pending, &mut waiting);
-                out.dropped += 1;
-            }
-        }
-        if begun.len() > 2 * pending.len() + 1024 {
-            begun.retain(|id| pending.contains_key(id));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn shape(positions: &[u16], maxspan: Option<i64>) -> Shape {
-        Shape {
-            positions: positions.to_vec(),
-            maxspan,
-        }
-    }
-
-    /// An event at `time` matching `steps`, every one with the key `k`.
-    fn ev(time: i64, steps: &[u16], k: &str) -> Event {
-        Event {
-            time,
-            steps: steps
-                .iter()
-                .map(|&s| (s, vec![vec![k.to_string()]]))
-                .collect(),
-            until: None,
-        }
-    }
-
-    fn until(time: i64, k: &str) -> Event {
-        Event {
-            time,
-            steps: Vec::new(),
-            until: Some(vec![vec![k.to_string()]]),
-        }
-    }
-
-    fn done(outcome: &Outcome) -> Vec<Vec<usize>> {
-        outcome.completed.iter().map(|c| c.events.clone()).collect()
-    }
-
-    #[test]
-    fn two_steps_join_per_key_and_a_later_start_replaces_the_earlier() {
-        let events = [
-            ev(0, &[0], "a"),
-            ev(1, &[0], "b"),
-            ev(2, &[0], "a"),
-            ev(3, &[1], "a"),
-            ev(4, &[1], "a"),
-            ev(5, &[1], "b"),
-        ];
-        let out = replay(&shape(&[0, 1], None), &events, MAX_PENDING);
-        assert_eq!(done(&out), vec![vec![2, 3], vec![1, 5]]);
-    }
-
-    #[test]
-    fn maxspan_is_inclusive_and_expires_the_partial_sequence() {
-        let s = shape(&[0, 1], Some(10));
-        let out = replay(&s, &[ev(0, &[0], "a"), ev(10, &[1], "a")], MAX_PENDING);
-        assert_eq!(done(&out), vec![vec![0, 1]]);
-        let out = replay(&s, &[ev(0, &[0], "a"), ev(11, &[1], "a")], MAX_PENDING);
-        assert!(out.completed.is_empty());
-    }
-
-    #[test]
-    fn until_cancels_only_its_key() {
-        let events = [
-            ev(0, &[0], "a"),
-            ev(0, &[0], "b"),
-            until(1, "a"),
-            ev(2, &[1], "a"),
-            ev(2, &[1], "b"),
-        ];
-        let out = replay(&shape(&[0, 1], None), &events, MAX_PENDING);
-        assert_eq!(done(&out), vec![vec![1, 4]]);
-    }
-
-    #[test]
-    fn one_record_matching_every_step_moves_a_sequence_on_once() {
-        // runs=3 of one step: each record both starts a sequence and moves the others.
-        let events: Vec<Event> = (0..4).map(|t| ev(t, &[0], "a")).collect();
-        let out = replay(&shape(&[0, 0, 0], None), &events, MAX_PENDING);
-        assert_eq!(done(&out), vec![vec![0, 1, 2], vec![1, 2, 3]]);
-    }
-
-    #[test]
-    fn the_cap_drops_the_oldest_partial_sequence_and_counts_it() {
-        let events = [
-            ev(0, &[0], "a"),
-            ev(1, &[0], "b"),
-            ev(2, &[0], "c"),
-            ev(3, &[1], "a"),
-            ev(3, &[1], "c"),
-        ];
-        let out = replay(&shape(&[0, 1], None), &events, 2);
-        assert_eq!(out.dropped, 1);
-        assert_eq!(done(&out), vec![vec![2, 4]]);
-    }
-
-    #[test]
-    fn state_stays_bounded_by_maxspan_over_many_keys() {
-        // 20,000 starts that never complete, one per key: with a maxspan of 10 the
-        // replay never holds more than the starts of the last 10 ms.
-        let events: Vec<Event> = (0..20_000).map(|t| ev(t, &[0], &t.to_string())).collect();
-        let out = replay(&shape(&[0, 1], Some(10)), &events, 11);
-        assert_eq!(out.dropped, 0);
-        assert!(out.completed.is_empty());
-    }
-}
