@@ -2691,10 +2691,22 @@ mod tests {
     }
 
     #[test]
+    fn a_sequence_refuses_steps_with_unequal_keys_and_optional_keys() {
+        let unequal = "sequence [any where a == \"x\"] by c [any where b == \"y\"]";
+        assert!(Query::<Ecs>::parse(unequal).is_err());
+        let optional = "sequence by ?c [any where a == \"x\"] [any where b == \"y\"]";
+        let e = Query::<Ecs>::parse(optional).unwrap_err();
+        assert!(e.message.contains("optional join keys"), "{e}");
+        // One step run twice is a sequence of two.
+        assert!(Query::<Ecs>::parse("sequence [any where a == \"x\"] with runs=2").is_ok());
+        assert!(Query::<Ecs>::parse("sequence [any where a == \"x\"]").is_err());
+    }
+
+    #[test]
     fn a_sequence_parses_with_its_keys_span_and_until() {
         let text = "sequence by user.id with maxspan=30m \
-            [authentication where a == \"x\"] [web where b : \"y\"] by c with runs=2 \
-            until [any where d == \"z\"]";
+            [authentication where a == \"x\"] by e [web where b : \"y\"] by c with runs=2 \
+            until [any where d == \"z\"] by f";
         let Query::Sequence(seq) = q(text) else {
             panic!("not a sequence");
         };
