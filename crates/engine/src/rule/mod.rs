@@ -182,6 +182,16 @@ pub enum Alerting {
 /// `threshold`).
 pub const ALERT_EVIDENCE: &str = "alert";
 
+impl RuleMeta {
+    /// Whether the rule is an EQL sequence (its findings are completed sequences, its
+    /// held-back matches step matches in none): it has the `sequence` evidence item.
+    pub fn is_sequence(&self) -> bool {
+        self.evidence
+            .iter()
+            .any(|e| e.kind == EvidenceKind::Sequence)
+    }
+}
+
 impl Alerting {
     /// What is wrong with it, if anything.
     pub fn invalid(&self) -> Option<String> {
