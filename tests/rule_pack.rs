@@ -190,7 +190,11 @@ fn sequence_records() -> PathBuf {
 fn the_sequence_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() {
     let Some(dir) = rules_dir() else { return };
     let expected = expectations("sequence.json");
-    assert_eq!(expected.len(), 6, "one sequence rule of 3 steps: a match and a near miss");
+    assert_eq!(
+        expected.len(),
+        6,
+        "one sequence rule of 3 steps: a match and a near miss"
+    );
     let rule = expected[0]["rule_id"].as_str().unwrap();
     // In time order: the file holds them last step first.
     let mut steps: Vec<&str> = expected

@@ -107,7 +107,9 @@ fn write_archive(
     order.sort_by_key(|&i| (placement[i].0 % files, placement[i].1, i));
     let mut lines: Vec<Vec<String>> = vec![Vec::new(); files];
     let mut at = std::collections::BTreeMap::new();
-    let paths: Vec<PathBuf> = (0..files).map(|f| dir.join(format!("part{f}.jsonl"))).collect();
+    let paths: Vec<PathBuf> = (0..files)
+        .map(|f| dir.join(format!("part{f}.jsonl")))
+        .collect();
     for i in order {
         let f = placement[i].0 % files;
         let filler = noise(lines[f].len());

@@ -1700,7 +1700,11 @@ impl<F: Field> Parser<'_, F> {
         } else {
             None
         };
-        let keys = steps.iter().chain(&until).map(|s| s.by.len()).collect::<Vec<_>>();
+        let keys = steps
+            .iter()
+            .chain(&until)
+            .map(|s| s.by.len())
+            .collect::<Vec<_>>();
         if keys.iter().any(|&n| n != keys[0]) {
             return Err(self.error(format!(
                 "every step of a sequence needs the same number of join keys (found {keys:?})"

@@ -126,13 +126,12 @@ pub fn replay(shape: &Shape, events: &[StepEvent], cap: usize) -> Outcome {
     // order; ids of ones gone since are skipped when met.
     let mut begun: VecDeque<u64> = VecDeque::new();
     let mut next_id = 0u64;
-    let remove = |id: u64,
-                  pending: &mut HashMap<u64, Pending>,
-                  waiting: &mut Vec<HashMap<Key, u64>>| {
-        if let Some(p) = pending.remove(&id) {
-            waiting[p.stage].remove(&p.key);
-        }
-    };
+    let remove =
+        |id: u64, pending: &mut HashMap<u64, Pending>, waiting: &mut Vec<HashMap<Key, u64>>| {
+            if let Some(p) = pending.remove(&id) {
+                waiting[p.stage].remove(&p.key);
+            }
+        };
     for (idx, e) in events.iter().enumerate() {
         if let Some(maxspan) = shape.maxspan {
             let oldest = e.time.saturating_sub(maxspan);

@@ -161,7 +161,12 @@ fn where_cell(s: &mut String, report: &Report, f: &Finding) {
     }
     // A completed EQL sequence: what it joined and every step's record.
     for (name, text) in report.sequence_items(f) {
-        w!(s, r#"<br><span class="rid">{}: {}</span>"#, Esc(name), Brk(text));
+        w!(
+            s,
+            r#"<br><span class="rid">{}: {}</span>"#,
+            Esc(name),
+            Brk(text)
+        );
     }
     s.push_str("</td>");
 }

@@ -690,7 +690,9 @@ impl Exporter for Table {
         };
         let mut held = String::new();
         if let Some(n) = held_by(&|r| r.alerting.is_some()) {
-            held.push_str(&format!(" {n} matches held back by new-terms/threshold alerting;"));
+            held.push_str(&format!(
+                " {n} matches held back by new-terms/threshold alerting;"
+            ));
         }
         if let Some(n) = held_by(&|r| r.is_sequence()) {
             held.push_str(&format!(" {n} step matches in no completed sequence;"));

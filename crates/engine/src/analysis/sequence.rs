@@ -142,7 +142,11 @@ pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> R
             for &e in &done.events {
                 used[e] = true;
             }
-            let steps: Vec<&Finding> = done.events.iter().map(|&e| &findings[event_finding[e]]).collect();
+            let steps: Vec<&Finding> = done
+                .events
+                .iter()
+                .map(|&e| &findings[event_finding[e]])
+                .collect();
             completed.push(finding(rule, seq, slot, &done.key, &steps, names));
         }
         out.held_back[r] = order.len() as u64 - used.iter().filter(|u| **u).count() as u64;
@@ -203,7 +207,11 @@ fn finding(
     let what = if keys.is_empty() {
         format!("{} steps within {within}", steps.len())
     } else {
-        format!("{} steps by {} within {within}", steps.len(), keys.join(", "))
+        format!(
+            "{} steps by {} within {within}",
+            steps.len(),
+            keys.join(", ")
+        )
     };
     f.fields[slot] = Some(Value::Text(what.into()));
     for (n, step) in steps.iter().enumerate() {
@@ -225,4 +233,3 @@ fn finding(
     }
     f
 }
-
