@@ -300,3 +300,52 @@ fn steps_written_last_first_complete_in_event_time_order() {
         ("sequence", "3 steps by user.id=user0@contoso.com within 2m")
     );
 }
+
+/// Step records carry archive text (record ids, the actor, the join key) into every
+/// output: escaped there like every evidence item (markup in HTML, control characters
+/// everywhere).
+#[test]
+fn hostile_text_in_a_step_is_escaped_in_the_html_and_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = "<img src=x onerror=alert(1)>\u{1b}[31m@contoso.com";
+    let lines: Vec<String> = ["StepA", "StepB", "StepC"]
+        .iter()
+        .enumerate()
+        .map(|(i, action)| {
+            let id = format!("<script>{action}</script>\u{1b}[2J");
+            let e: Event = (user.to_string(), action, i as i64 * 60, id);
+            // `line` writes the id and user raw: make them valid JSON strings.
+            let v: serde_json::Value = serde_json::json!({
+                "CreationTime": chrono::DateTime::from_timestamp(1_714_608_000 + e.2, 0)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%S")
+                    .to_string(),
+                "Id": e.3,
+                "Operation": e.1,
+                "RecordType": 1,
+                "Workload": "Exchange",
+                "UserId": e.0,
+            });
+            v.to_string()
+        })
+        .collect();
+    let path = dir.path().join("hostile.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let report = ualhunt_engine::run(&config(vec![path])).unwrap();
+    assert_eq!(sequences(&report).len(), 1);
+    for format in [OutputFormat::Html, OutputFormat::Table] {
+        let mut out = Vec::new();
+        ualhunt_report::write(format, &report, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("StepA"), "{format:?}: the steps are shown");
+        assert!(
+            !text.contains('\u{1b}'),
+            "{format:?}: a terminal escape got through"
+        );
+        if format == OutputFormat::Html {
+            // Markup only as text (a terminal shows it as it is).
+            assert!(!text.contains("<script>StepA"), "{text}");
+            assert!(!text.contains("<img src=x"), "{text}");
+        }
+    }
+}

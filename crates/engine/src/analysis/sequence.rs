@@ -162,6 +162,10 @@ pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> R
             });
         }
     }
+    if !replaced.contains(&true) {
+        // No sequence rule matched anything: the findings stay exactly as they were.
+        return out;
+    }
     let mut keep = replaced.into_iter();
     findings.retain(|_| !keep.next().unwrap_or(false));
     findings.extend(completed);
