@@ -223,7 +223,11 @@ fn sharded(config: &Config, count: u32, dir: &Path) -> Report {
     merge::merge(load(all), today).unwrap()
 }
 
-fn case() -> impl Strategy<Value = (Vec<(Story, i64)>, Vec<(usize, u64)>)> {
+/// Each user's story and start (seconds), and where each of their records goes: (file,
+/// sort key within it).
+type Case = (Vec<(Story, i64)>, Vec<(usize, u64)>);
+
+fn case() -> impl Strategy<Value = Case> {
     proptest::collection::vec((story(), 0i64..7_200), 1..10).prop_flat_map(|stories| {
         let n = events(&stories).len();
         (

@@ -146,8 +146,8 @@ pub fn replay(shape: &Shape, events: &[StepEvent], cap: usize) -> Outcome {
         }
         if let Some(keys) = &e.until {
             for key in keys {
-                for stage in 1..n {
-                    if let Some(id) = waiting[stage].remove(key) {
+                for stage in waiting.iter_mut().skip(1) {
+                    if let Some(id) = stage.remove(key) {
                         pending.remove(&id);
                     }
                 }
