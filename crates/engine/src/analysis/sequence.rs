@@ -99,6 +99,16 @@ pub struct Replayed {
 /// completed sequence (kept in input order with the other findings). `names` are the
 /// inputs' names, for the steps' `path:line`.
 pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> Replayed {
+    apply_capped(findings, rules, names, MAX_PENDING)
+}
+
+/// [`apply`] with at most `cap` partial sequences per rule.
+fn apply_capped(
+    findings: &mut Vec<Finding>,
+    rules: &[Rule],
+    names: &[String],
+    cap: usize,
+) -> Replayed {
     let mut out = Replayed {
         held_back: vec![0; rules.len()],
         warnings: Vec::new(),
@@ -136,7 +146,7 @@ pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> R
             event_finding.push(i);
         }
         let shape = Shape::of(seq);
-        let outcome = replay(&shape, &events, MAX_PENDING);
+        let outcome = replay(&shape, &events, cap);
         let mut used = vec![false; events.len()];
         for done in &outcome.completed {
             for &e in &done.events {
@@ -154,9 +164,9 @@ pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> R
             out.warnings.push(Warning {
                 path: rule.path.clone().unwrap_or_else(|| rule.meta.name.clone()),
                 message: format!(
-                    "EQL sequence rule {:?}: more than {MAX_PENDING} partial sequences at \
-                     once; the {} oldest were dropped before they could complete, so some \
-                     sequences may be missing",
+                    "EQL sequence rule {:?}: more than {cap} partial sequences at once; the \
+                     {} oldest were dropped before they could complete, so some sequences \
+                     may be missing",
                     rule.meta.name, outcome.dropped
                 ),
             });
@@ -236,4 +246,86 @@ fn finding(
         ));
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::At;
+
+    const RULE: &str = r#"
+id = "s"
+name = "two steps"
+severity = "low"
+risk_score = 1
+language = "eql"
+query = '''sequence by user.id with maxspan=5m
+  [any where event.action == "A"] [any where event.action == "B"]'''
+"#;
+
+    /// A match of step `step` by `user` at `minute`, on line `line` of input 0.
+    fn step(rule: &Rule, line: u64, minute: i64, step: u16, user: &str) -> Finding {
+        let m = StepMatch {
+            steps: vec![(step, vec![vec![user.to_string()]])],
+            until: None,
+        };
+        let mut fields = vec![None; rule.evidence.len()];
+        fields[rule.evidence_index(SEQUENCE_EVIDENCE).unwrap()] =
+            Some(Value::Text(serde_json::to_string(&m).unwrap().into()));
+        Finding {
+            rule: 0,
+            why: Why::Rule,
+            at: At {
+                input: 0,
+                line,
+                offset: line * 100,
+            },
+            timestamp: chrono::DateTime::from_timestamp(1_700_000_000 + minute * 60, 0),
+            actor: Some(user.into()),
+            record_id: Some(format!("r{line}").into()),
+            source_ip: None,
+            fields,
+        }
+    }
+
+    #[test]
+    fn a_completed_sequence_is_its_last_step_with_every_step_named() {
+        let rule = Rule::from_toml(RULE).unwrap();
+        // Written out of time order: B (line 0) happens after A (line 1).
+        let mut findings = vec![step(&rule, 0, 3, 1, "eve"), step(&rule, 1, 1, 0, "eve")];
+        let names = ["a.jsonl".to_string()];
+        let out = apply(&mut findings, std::slice::from_ref(&rule), &names);
+        assert_eq!(out.held_back, vec![0]);
+        assert!(out.warnings.is_empty());
+        assert_eq!(findings.len(), 1);
+        let f = &findings[0];
+        assert_eq!(f.record_id.as_deref(), Some("r0"));
+        let text = |name: &str| f.field(rule.evidence_index(name)).unwrap().to_string();
+        assert_eq!(text("sequence"), "2 steps by user.id=eve within 2m");
+        assert_eq!(text("step_1"), "2023-11-14T22:14:20Z a.jsonl:2 r1");
+        assert_eq!(text("step_2"), "2023-11-14T22:16:20Z a.jsonl:1 r0");
+    }
+
+    #[test]
+    fn past_the_cap_the_oldest_partial_sequence_is_dropped_with_a_warning_naming_the_rule() {
+        let rule = Rule::from_toml(RULE).unwrap();
+        let mut findings = vec![
+            step(&rule, 0, 0, 0, "a"),
+            step(&rule, 1, 0, 0, "b"),
+            step(&rule, 2, 0, 0, "c"),
+            step(&rule, 3, 1, 1, "a"),
+            step(&rule, 4, 1, 1, "c"),
+        ];
+        let out = apply_capped(&mut findings, std::slice::from_ref(&rule), &[], 2);
+        // `a` began first and was dropped; `c` completes.
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].record_id.as_deref(), Some("r4"));
+        assert_eq!(out.held_back, vec![3]);
+        assert_eq!(out.warnings.len(), 1);
+        let w = &out.warnings[0].message;
+        assert!(
+            w.contains("\"two steps\"") && w.contains("the 1 oldest"),
+            "{w}"
+        );
+    }
 }
