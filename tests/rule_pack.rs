@@ -134,8 +134,8 @@ fn every_query_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() 
         "44 rules (4 EQL), a match and a near miss each"
     );
     for report in reports_in_every_mode(&dir, &records(), &expected) {
-        assert_eq!(report["rules"].as_array().unwrap().len(), 56);
-        assert_eq!(report["not_run"].as_array().unwrap().len(), 7);
+        assert_eq!(report["rules"].as_array().unwrap().len(), 57);
+        assert_eq!(report["not_run"].as_array().unwrap().len(), 6);
         assert!(
             report["scan"]["malformed"] == 0,
             "{}",
@@ -171,6 +171,59 @@ fn every_alerting_rule_alerts_on_what_is_new_or_over_its_threshold_in_every_mode
     }
 }
 
+/// Records of each EQL sequence rule: its steps for one user within `maxspan` (a match)
+/// and for another with the last step past it (a near miss), written last step first.
+fn sequence_records() -> PathBuf {
+    root().join("tests/fixtures/rule_pack/sequence.jsonl")
+}
+
+/// The sequence rule fires once, on its match's last step, with every step's record as
+/// evidence, in every mode, though its steps arrive out of time order; its near miss
+/// (the last step a minute past `maxspan`) does not fire, and its steps are held back.
+#[test]
+fn the_sequence_rule_fires_on_its_match_and_not_on_its_near_miss_in_every_mode() {
+    let Some(dir) = rules_dir() else { return };
+    let expected = expectations("sequence.json");
+    assert_eq!(
+        expected.len(),
+        6,
+        "one sequence rule of 3 steps: a match and a near miss"
+    );
+    let rule = expected[0]["rule_id"].as_str().unwrap();
+    // In time order: the file holds them last step first.
+    let mut steps: Vec<&str> = expected
+        .iter()
+        .filter(|e| e["kind"] == "match" || e["kind"] == "match_step")
+        .map(|e| e["record_id"].as_str().unwrap())
+        .collect();
+    steps.reverse();
+    for report in reports_in_every_mode(&dir, &sequence_records(), &expected) {
+        let found: Vec<&Value> = common::by_rule_findings(&report)
+            .into_iter()
+            .filter(|(id, _)| *id == rule)
+            .map(|(_, f)| f)
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let f = found[0];
+        assert_eq!(f["sequence"], "3 steps by related.user=victim within 2m");
+        for (n, id) in steps.iter().enumerate() {
+            let item = f[format!("step_{}", n + 1)].as_str().unwrap();
+            assert!(
+                item.ends_with(&format!("sequence.jsonl:{} {id}", 3 - n)),
+                "step {}: {item}",
+                n + 1
+            );
+        }
+        let entry = report["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == rule)
+            .unwrap();
+        assert_eq!(entry["held_back"], 3, "the near miss's three steps");
+    }
+}
+
 /// The findings of one run, as (rule id, record id) pairs.
 fn findings(dir: &Path, only: Option<&[usize]>) -> BTreeSet<(String, String)> {
     static LOADED: std::sync::OnceLock<ualhunt_engine::rule::load::RuleSet> =
@@ -187,7 +240,8 @@ fn findings(dir: &Path, only: Option<&[usize]>) -> BTreeSet<(String, String)> {
             .map(|(_, r)| r)
             .collect();
     }
-    let mut config = ualhunt_engine::Config::new(vec![records(), alerting_records()]);
+    let mut config =
+        ualhunt_engine::Config::new(vec![records(), alerting_records(), sequence_records()]);
     config.rules = set.rules;
     config.context = false;
     config.threads = 1;
@@ -215,7 +269,7 @@ fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
     let all = findings(&dir, None);
     assert!(all.len() >= 53, "{all:?}");
     let set = ualhunt_engine::rule::load::load(std::slice::from_ref(&dir)).unwrap();
-    assert_eq!(set.rules.len(), 56);
+    assert_eq!(set.rules.len(), 57);
     for (i, rule) in set.rules.iter().enumerate() {
         let alone = findings(&dir, Some(&[i]));
         if rule.meta.alerting.is_some() && !rule.needs_enrichment().is_empty() {
@@ -234,14 +288,15 @@ fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
     }
 }
 
-/// (rule id, record id) of every finding, and the candidates, of the 56 rules over the
+/// (rule id, record id) of every finding, and the candidates, of the 57 rules over the
 /// fixtures with `tweak` applied to the configuration.
 fn split_run(
     dir: &Path,
     tweak: impl FnOnce(&mut ualhunt_engine::Config),
 ) -> (BTreeSet<(String, String)>, u64) {
     let set = ualhunt_engine::rule::load::load(&[dir.to_path_buf()]).unwrap();
-    let mut config = ualhunt_engine::Config::new(vec![records(), alerting_records()]);
+    let mut config =
+        ualhunt_engine::Config::new(vec![records(), alerting_records(), sequence_records()]);
     config.rules = set.rules;
     config.context = false;
     tweak(&mut config);
@@ -281,7 +336,7 @@ proptest! {
 
     /// Any subset of the rules in one pass finds exactly the union of what each finds.
     #[test]
-    fn any_subset_finds_what_its_rules_find(keep in proptest::collection::btree_set(0usize..56, 1..12)) {
+    fn any_subset_finds_what_its_rules_find(keep in proptest::collection::btree_set(0usize..57, 1..12)) {
         let Some(dir) = rules_dir() else { return Ok(()) };
         let keep: Vec<usize> = keep.into_iter().collect();
         let together = findings(&dir, Some(&keep));
@@ -299,7 +354,7 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
     let out = run(&["rules", "--rules", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("56 rules run, 7 not run"), "{text}");
+    assert!(text.contains("57 rules run, 6 not run"), "{text}");
     // The BloodHound rule's only selective clause is a case-insensitive regex: no
     // literal, so every line is parsed (its cost, named).
     assert!(
@@ -315,7 +370,7 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
         one.contains("one prefilter for all: no text literal: RecordType 15 read from each line"),
         "{one}"
     );
-    assert_eq!(text.matches("  prefilter:").count(), 56, "{text}");
+    assert_eq!(text.matches("  prefilter:").count(), 57, "{text}");
     assert_eq!(text.matches("none: every record").count(), 1, "{text}");
     let bloodhound = text.find("Entra ID Sign-in BloodHound Suite").unwrap();
     assert!(
@@ -349,14 +404,16 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
         text.contains("cannot match:      source.as.number: ASN enrichment"),
         "{text}"
     );
-    // The one EQL rule not run is the sequence, with the true reason; the others not
-    // run are the six ES|QL rules.
-    assert_eq!(
-        text.matches("reason: EQL sequence: replay over the archive not built yet")
-            .count(),
-        1,
+    // Every EQL rule runs, the sequence too, its steps' literals in the one prefilter;
+    // the rules not run are the six ES|QL rules.
+    assert!(
+        text.contains(
+            "  prefilter:         \"Add registered users to device.\" or \"OAuth2:Authorize\" \
+             or \"OAuth2:Token\""
+        ),
         "{text}"
     );
+    assert!(!text.contains("reason: EQL"), "{text}");
     assert_eq!(text.matches("reason: ES|QL").count(), 6, "{text}");
     assert!(
         text.contains("cannot match:      user_agent.name: user-agent parsing"),
@@ -445,12 +502,12 @@ fn the_html_report_and_the_table_summarise_the_rules() {
     ];
     let html = run(&[&base[..], &["--format", "html", archive.to_str().unwrap()]].concat());
     let html = String::from_utf8_lossy(&html.stdout);
-    assert!(html.contains("<title>ualhunt: 56 rules"), "{html:.300}");
-    assert!(html.contains("56 rules run, 44 fired, 7 not run."));
+    assert!(html.contains("<title>ualhunt: 57 rules"), "{html:.300}");
+    assert!(html.contains("57 rules run, 44 fired, 6 not run."));
     let table = run(&[&base[..], &[archive.to_str().unwrap()]].concat());
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
-        table.starts_with("rules: 56 run, 44 fired, 7 not run"),
+        table.starts_with("rules: 57 run, 44 fired, 6 not run"),
         "{table}"
     );
     // Severity first: the high rules come before the medium ones.

@@ -47,18 +47,19 @@ pub fn read_evidence(
 ) -> Vec<Option<Value>> {
     rule.evidence
         .iter()
-        .map(|e| read(record, e, texts))
+        .map(|e| read(record, rule, e, texts))
         .collect()
 }
 
-fn read(record: &Record<'_, '_>, e: &Evidence, texts: &mut Interner) -> Option<Value> {
+fn read(record: &Record<'_, '_>, rule: &Rule, e: &Evidence, texts: &mut Interner) -> Option<Value> {
     let first = || e.fields.iter().find_map(|f| record.shown_text(f));
     match e.kind {
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),
         EvidenceKind::Flag => first().and_then(|s| parse_flag(&s)).map(Value::Bool),
         EvidenceKind::UserType => first().map(|s| Value::Text(texts.text(&user_type_name(&s)))),
         EvidenceKind::CommandLine => record.command_line().map(|s| Value::Text(s.into())),
-        // Written after the scan, by the rule's alerting.
-        EvidenceKind::Alert => None,
+        // Written after the scan, by the rule's alerting or the sequence's replay.
+        EvidenceKind::Alert | EvidenceKind::Step => None,
+        EvidenceKind::Sequence => crate::analysis::sequence::step_match(record, rule),
     }
 }

@@ -459,6 +459,22 @@ impl<'t, 'i> Record<'t, 'i> {
                     _ => visit_path(Some(self.root), path, is_flattened(path), f),
                 }
             }
+            // The pipeline appends `user.name` and, for an Azure AD record, the name of
+            // its `ObjectId` (`user.target.name`) when it is `name@domain`.
+            Field::Other(name) if name == "related.user" => {
+                let target = match self.code() {
+                    Some("AzureActiveDirectory") => k.object_id.and_then(|v| v.into_string()),
+                    _ => None,
+                };
+                let target = target.and_then(|id| {
+                    let mut parts = id.split('@');
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some(name), Some(_), None) => Some(name),
+                        _ => None,
+                    }
+                });
+                self.visit_raw(&Field::UserName, f) || target.is_some_and(|t| f(Cow::Borrowed(t)))
+            }
             Field::Other(_) => false,
         }
     }

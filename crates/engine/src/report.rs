@@ -18,7 +18,7 @@ use crate::error::{InputError, Warning};
 use crate::findings::Counts;
 use crate::findings::{Finding, Value};
 use crate::rule::load::NotRun;
-use crate::rule::{Items, RuleMeta};
+use crate::rule::{EvidenceKind, Items, RuleMeta};
 use crate::scan::PassStats;
 
 /// The names of a run's inputs, in input order: made from the inputs when asked for
@@ -185,6 +185,21 @@ impl Report {
     /// A finding's evidence item at `index` (from its rule's [`Items`]), as text.
     pub fn text<'f>(&self, f: &'f Finding, index: Option<usize>) -> Option<&'f str> {
         f.field(index).and_then(Value::as_text)
+    }
+
+    /// The items a completed EQL sequence's finding carries (`analysis::sequence`):
+    /// what it joined, then each step's record (time, path:line, record id), as
+    /// `(name, text)`; empty for every other finding.
+    pub fn sequence_items<'f>(&self, f: &'f Finding) -> Vec<(&str, &'f str)> {
+        let Some(rule) = self.rules.get(usize::from(f.rule)) else {
+            return Vec::new();
+        };
+        rule.evidence
+            .iter()
+            .zip(&f.fields)
+            .filter(|(spec, _)| matches!(spec.kind, EvidenceKind::Sequence | EvidenceKind::Step))
+            .filter_map(|(spec, v)| Some((spec.name.as_str(), v.as_ref()?.as_text()?)))
+            .collect()
     }
 
     /// Number of matched events reported.

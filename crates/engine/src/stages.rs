@@ -18,6 +18,7 @@ use crate::analysis::actors;
 use crate::analysis::alerting;
 use crate::analysis::bypass::{self, Reader};
 use crate::analysis::context::{Activity, Watch};
+use crate::analysis::sequence;
 use crate::analysis::{Evidence, Window};
 use crate::config::Config;
 use crate::coverage::verdict;
@@ -112,8 +113,11 @@ pub struct ContextPlan {
     pub findings: Vec<Finding>,
     /// Rule matches dropped as duplicates.
     pub duplicates: u64,
-    /// Per rule, matches its alerting held back (`analysis::alerting`).
+    /// Per rule, matches its alerting held back (`analysis::alerting`), or step
+    /// matches of a sequence in no completed sequence (`analysis::sequence`).
     pub held_back: Vec<u64>,
+    /// What the analyses here warn of (a sequence replay past its cap).
+    pub warnings: Vec<crate::error::Warning>,
     /// Each rule with the bypass investigation, in rule order, and whom its context
     /// pass watches (`None`: no pass, for want of findings in the window, of names, or
     /// with `--no-context`).
@@ -121,11 +125,13 @@ pub struct ContextPlan {
 }
 
 /// Plans the context passes from all of the first pass's findings (in input order),
-/// once duplicates are dropped and the rules' alerting has kept the matches that alert;
-/// `archive_start` is the earliest record time of the inputs (the coverage's).
+/// once duplicates are dropped, EQL sequences replayed and the rules' alerting has kept
+/// the matches that alert; `archive_start` is the earliest record time of the inputs
+/// (the coverage's), `names` the inputs' names.
 pub fn plan_context(
     mut findings: Vec<Finding>,
     archive_start: Option<i64>,
+    names: &[String],
     config: &Config,
 ) -> ContextPlan {
     let duplicates = if config.keep_duplicates {
@@ -134,7 +140,11 @@ pub fn plan_context(
         drop_duplicates(&mut findings)
     };
     let archive_start = archive_start.and_then(|t| chrono::DateTime::from_timestamp(t, 0));
-    let held_back = alerting::apply(&mut findings, &config.rules, archive_start);
+    let replayed = sequence::apply(&mut findings, &config.rules, names);
+    let mut held_back = alerting::apply(&mut findings, &config.rules, archive_start);
+    for (held, by_sequence) in held_back.iter_mut().zip(&replayed.held_back) {
+        *held += by_sequence;
+    }
     let window = window(config);
     let mut rules = Vec::new();
     for (r, rule) in config.rules.iter().enumerate() {
@@ -164,6 +174,7 @@ pub fn plan_context(
         findings,
         duplicates,
         held_back,
+        warnings: replayed.warnings,
         rules,
     }
 }
@@ -249,6 +260,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     let plan = plan_context(
         std::mem::take(&mut partial.sink.findings),
         partial.coverage.first,
+        &found.names,
         config,
     );
     let rule_stats = rule_stats(&matcher, &partial.evaluated);
@@ -315,7 +327,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
     let Finish {
         names,
         errors,
-        warnings,
+        mut warnings,
         first: partial,
         bytes,
         plan,
@@ -327,8 +339,10 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         findings,
         duplicates,
         held_back,
+        warnings: plan_warnings,
         rules,
     } = plan;
+    warnings.extend(plan_warnings);
     let context_ran = activities.iter().any(Option::is_some);
     let investigations = rules
         .iter()

@@ -529,6 +529,61 @@ impl<F: Field> Query<F> {
     }
 }
 
+/// At most this many join-key tuples per record and step: a record whose multi-valued
+/// keys make more (their cartesian product) joins on the first this many, in value order.
+pub const MAX_KEY_TUPLES: usize = 64;
+
+impl<F: Field> Sequence<F> {
+    /// The steps in order, `[q] with runs=N` written out as N steps (as Elasticsearch
+    /// expands it).
+    pub fn expanded(&self) -> Vec<&Step<F>> {
+        self.steps
+            .iter()
+            .flat_map(|s| std::iter::repeat_n(s, s.runs.unwrap_or(1) as usize))
+            .collect()
+    }
+
+    /// Whether a record matches one of the steps or the `until` step: whether the
+    /// sequence's replay needs it.
+    pub fn matches_any(&self, source: &dyn Fields<F>) -> bool {
+        self.steps
+            .iter()
+            .chain(&self.until)
+            .any(|s| s.query.matches(source))
+    }
+
+    /// A record's join keys for `step` (the sequence's keys, then the step's own): one
+    /// tuple per combination of their values, as Elasticsearch joins a multi-valued key
+    /// on each of its values. A key without a value gives no tuple (a non-optional key
+    /// never joins on null); without keys there is one empty tuple. At most
+    /// [`MAX_KEY_TUPLES`].
+    pub fn join_values(&self, step: &Step<F>, source: &dyn Fields<F>) -> Vec<Vec<String>> {
+        let mut tuples: Vec<Vec<String>> = vec![Vec::new()];
+        for field in self.by.iter().chain(&step.by) {
+            let mut values: Vec<String> = Vec::new();
+            source.any_value(field, &mut |v| {
+                values.push(v.to_string());
+                false
+            });
+            values.sort_unstable();
+            values.dedup();
+            let mut next = Vec::new();
+            'out: for tuple in &tuples {
+                for v in &values {
+                    if next.len() == MAX_KEY_TUPLES {
+                        break 'out;
+                    }
+                    let mut t = tuple.clone();
+                    t.push(v.clone());
+                    next.push(t);
+                }
+            }
+            tuples = next;
+        }
+        tuples
+    }
+}
+
 impl<F: Field> EventQuery<F> {
     /// Whether a record is of this query's category and satisfies its condition.
     pub fn matches(&self, source: &dyn Fields<F>) -> bool {
@@ -1632,7 +1687,9 @@ impl<F: Field> Parser<'_, F> {
         while matches!(self.peek(), Some(Token::Punct("[" | "!"))) {
             steps.push(self.step()?);
         }
-        if steps.len() < 2 {
+        // `[q] with runs=N` counts N times, as Elasticsearch expands it.
+        let expanded: u32 = steps.iter().map(|s| s.runs.unwrap_or(1)).sum();
+        if expanded < 2 {
             return Err(self.error(format!(
                 "a sequence needs at least two [ … ] steps, found {}",
                 self.shown()
@@ -1643,6 +1700,16 @@ impl<F: Field> Parser<'_, F> {
         } else {
             None
         };
+        let keys = steps
+            .iter()
+            .chain(&until)
+            .map(|s| s.by.len())
+            .collect::<Vec<_>>();
+        if keys.iter().any(|&n| n != keys[0]) {
+            return Err(self.error(format!(
+                "every step of a sequence needs the same number of join keys (found {keys:?})"
+            )));
+        }
         Ok(Sequence {
             by,
             maxspan,
@@ -1714,12 +1781,24 @@ impl<F: Field> Parser<'_, F> {
         Ok(Step { query, by, runs })
     }
 
+    /// Join keys. An optional key (`?field`), which Elasticsearch lets join on null, is
+    /// refused: every key here must have a value.
     fn join_keys(&mut self) -> Result<Vec<F>, ParseError> {
-        let mut keys = vec![self.field_name()?.0];
-        while self.punct(",") {
-            keys.push(self.field_name()?.0);
+        let mut keys = Vec::new();
+        loop {
+            let at = self.offset();
+            let (field, optional) = self.field_name()?;
+            if optional {
+                return Err(ParseError {
+                    offset: at,
+                    message: "optional join keys (?field) are not supported".into(),
+                });
+            }
+            keys.push(field);
+            if !self.punct(",") {
+                return Ok(keys);
+            }
         }
-        Ok(keys)
     }
 
     /// A field name (with `?`: optional).
@@ -2629,10 +2708,22 @@ mod tests {
     }
 
     #[test]
+    fn a_sequence_refuses_steps_with_unequal_keys_and_optional_keys() {
+        let unequal = "sequence [any where a == \"x\"] by c [any where b == \"y\"]";
+        assert!(Query::<Ecs>::parse(unequal).is_err());
+        let optional = "sequence by ?c [any where a == \"x\"] [any where b == \"y\"]";
+        let e = Query::<Ecs>::parse(optional).unwrap_err();
+        assert!(e.message.contains("optional join keys"), "{e}");
+        // One step run twice is a sequence of two.
+        assert!(Query::<Ecs>::parse("sequence [any where a == \"x\"] with runs=2").is_ok());
+        assert!(Query::<Ecs>::parse("sequence [any where a == \"x\"]").is_err());
+    }
+
+    #[test]
     fn a_sequence_parses_with_its_keys_span_and_until() {
         let text = "sequence by user.id with maxspan=30m \
-            [authentication where a == \"x\"] [web where b : \"y\"] by c with runs=2 \
-            until [any where d == \"z\"]";
+            [authentication where a == \"x\"] by e [web where b : \"y\"] by c with runs=2 \
+            until [any where d == \"z\"] by f";
         let Query::Sequence(seq) = q(text) else {
             panic!("not a sequence");
         };

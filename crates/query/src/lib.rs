@@ -9,7 +9,9 @@
 //!
 //! Languages: [`kql`], the Kibana Query Language, parsed as Kibana's grammar reads it
 //! and evaluated as Elasticsearch answers the query Kibana builds from it. No other
-//! Rust crate evaluates KQL.
+//! Rust crate evaluates KQL. [`eql`], Elasticsearch's Event Query Language: event
+//! queries evaluated per record, and sequences, whose step matches [`sequence`] replays
+//! in time order.
 //!
 //! ```
 //! use ualhunt_query::{Fields, Named, kql::Query};
@@ -33,5 +35,6 @@
 pub mod eql;
 mod field;
 pub mod kql;
+pub mod sequence;
 
 pub use field::{Field, Fields, Named, Spelling, ValueType};

@@ -159,6 +159,15 @@ fn where_cell(s: &mut String, report: &Report, f: &Finding) {
     if let Some(id) = f.record_id.as_deref() {
         w!(s, r#"<br><span class="rid">{}</span>"#, Brk(id));
     }
+    // A completed EQL sequence: what it joined and every step's record.
+    for (name, text) in report.sequence_items(f) {
+        w!(
+            s,
+            r#"<br><span class="rid">{}: {}</span>"#,
+            Esc(name),
+            Brk(text)
+        );
+    }
     s.push_str("</td>");
 }
 
@@ -1351,7 +1360,7 @@ fn scan(s: &mut String, report: &Report) {
         (
             "held back by alerting",
             report.held_back.iter().sum(),
-            "new-terms and threshold rules: matches that do not alert",
+            "new-terms and threshold rules: matches that do not alert; EQL sequences: step matches in no completed sequence",
         ),
         ("outside --since/--until", report.outside_window, ""),
         ("events reported", report.events() as u64, ""),

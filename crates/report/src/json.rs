@@ -587,7 +587,7 @@ impl Exporter for Json {
                     events: Some(sum.events),
                     actors: Some(sum.actors),
                     alerting: r.alerting.as_ref(),
-                    held_back: r.alerting.is_some().then_some(*held),
+                    held_back: (r.alerting.is_some() || r.is_sequence()).then_some(*held),
                 })
                 .collect(),
             scan: ScanOut {

@@ -186,6 +186,13 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
             crate::escape::terminal_safe(&meta.name),
             literals
         )?;
+        if meta.is_sequence() {
+            let held = report.held_back.get(i).copied().unwrap_or(0);
+            writeln!(
+                out,
+                "  {held:>10} step matches in no completed sequence (EQL sequence replay)"
+            )?;
+        }
         if let Some(alerting) = &meta.alerting {
             let held = report.held_back.get(i).copied().unwrap_or(0);
             writeln!(

@@ -15,6 +15,7 @@ use ualhunt_engine::analysis::actors::ActorFindings;
 use ualhunt_engine::analysis::bypass::{Account, Investigation, Period, State};
 use ualhunt_engine::coverage::verdict::summarize_days;
 use ualhunt_engine::findings::Value;
+use ualhunt_engine::rule::RuleMeta;
 
 /// The table exporter.
 pub struct Table {
@@ -38,6 +39,8 @@ const IPS_MAX: usize = 3;
 const RULES_MAX: usize = 3;
 /// At most this many items of a list (periods, attempts, operations) in the table.
 const LIST_MAX: usize = 20;
+/// At most this many completed EQL sequences listed step by step in the table.
+const LIST_MAX_SEQUENCES: usize = 50;
 
 fn listing(items: impl ExactSizeIterator<Item = String>, max: usize) -> String {
     let total = items.len();
@@ -162,6 +165,47 @@ fn fit(line: &str, width: Option<usize>) -> String {
 impl Table {
     fn line(&self, out: &mut dyn Write, text: &str) -> io::Result<()> {
         writeln!(out, "{}", fit(text, self.width))
+    }
+
+    /// Each completed EQL sequence with every step's record, after the actors.
+    fn sequences(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
+        let found: Vec<_> = report
+            .actors
+            .iter()
+            .flat_map(|a| &a.evidence)
+            .map(|e| (&e.finding, report.sequence_items(&e.finding)))
+            .filter(|(_, items)| !items.is_empty())
+            .collect();
+        if found.is_empty() {
+            return Ok(());
+        }
+        writeln!(out)?;
+        writeln!(out, "SEQUENCES")?;
+        for (f, items) in found.iter().take(LIST_MAX_SEQUENCES) {
+            let rule = report
+                .rules
+                .get(usize::from(f.rule))
+                .map_or("?", |r| r.name.as_str());
+            self.line(
+                out,
+                &format!(
+                    "{}  {}",
+                    terminal_safe(f.actor.as_deref().unwrap_or("(no actor)")),
+                    terminal_safe(rule)
+                ),
+            )?;
+            for (name, text) in items {
+                self.line(out, &format!("  {name}: {}", terminal_safe(text)))?;
+            }
+        }
+        if found.len() > LIST_MAX_SEQUENCES {
+            writeln!(
+                out,
+                "… {} more sequences — see the JSON (--format json)",
+                found.len() - LIST_MAX_SEQUENCES
+            )?;
+        }
+        Ok(())
     }
 
     fn actors(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -619,6 +663,7 @@ impl Exporter for Table {
             writeln!(out, "no findings")?;
         } else {
             self.actors(report, out)?;
+            self.sequences(report, out)?;
         }
         for inv in &report.investigations {
             self.context(inv, out)?;
@@ -636,12 +681,20 @@ impl Exporter for Table {
             allowed,
             report.attempts(),
         )?;
-        let held: u64 = report.held_back.iter().sum();
-        let held = if report.rules.iter().any(|r| r.alerting.is_some()) {
-            format!(" {held} matches held back by new-terms/threshold alerting;")
-        } else {
-            String::new()
+        let held_by = |pick: &dyn Fn(&RuleMeta) -> bool| -> Option<u64> {
+            let rules = report.rules.iter().zip(&report.held_back);
+            let picked: Vec<u64> = rules.filter(|(r, _)| pick(r)).map(|(_, h)| *h).collect();
+            (!picked.is_empty()).then(|| picked.iter().sum())
         };
+        let mut held = String::new();
+        if let Some(n) = held_by(&|r| r.alerting.is_some()) {
+            held.push_str(&format!(
+                " {n} matches held back by new-terms/threshold alerting;"
+            ));
+        }
+        if let Some(n) = held_by(&|r| r.is_sequence()) {
+            held.push_str(&format!(" {n} step matches in no completed sequence;"));
+        }
         writeln!(
             out,
             "{} duplicates dropped; {} outside --since/--until;{held}",

@@ -10,6 +10,8 @@
 //! enable before the window still opens a period a disable inside it closes.
 //!
 //! - [`alerting`]: which matches of a `new_terms` or `threshold` rule alert;
+//! - [`sequence`]: an EQL sequence rule's step matches replayed into completed
+//!   sequences;
 //! - [`actors`]: findings grouped by actor (every rule);
 //! - [`bypass`]: the mailbox audit bypass investigation (changes, periods, failed
 //!   attempts, the bypassed accounts' blind spot, the actors' context);
@@ -22,6 +24,7 @@ pub mod actors;
 pub mod alerting;
 pub mod bypass;
 pub mod context;
+pub mod sequence;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -174,11 +174,9 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
             "a {} rule in {other:?}; only KQL (\"kuery\") queries run",
             r.rule_type
         )),
-        ("eql", "eql") => match super::eql::Query::parse(r.query.as_deref().unwrap_or("")) {
-            Ok(q) if q.is_sequence() => Some(super::EQL_SEQUENCE_NOT_RUN.to_string()),
-            // An event query runs; one that does not parse is the file's error, below.
-            _ => None,
-        },
+        // An event query and a sequence run; a query that does not parse is the file's
+        // error, below.
+        ("eql", "eql") => None,
         ("eql", other) => Some(format!(
             "an eql rule in {other:?}; EQL rules are in \"eql\""
         )),
@@ -544,7 +542,7 @@ name = "Exfiltration"
     }
 
     #[test]
-    fn an_eql_event_query_runs_and_a_sequence_says_why_not() {
+    fn an_eql_event_query_and_a_sequence_run() {
         let event =
             "web where event.action == \"New-TransportRule\" and event.outcome == \"success\"";
         let Loaded::Runs(rule) = parse(&eql_rule(event)).unwrap() else {
@@ -557,10 +555,17 @@ name = "Exfiltration"
         );
         let sequence = "sequence by user.id with maxspan=5m [web where event.action == \"A\"] \
             [web where event.action == \"B\"]";
-        let Loaded::NotRun(n) = parse(&eql_rule(sequence)).unwrap() else {
-            panic!("a sequence must not run");
+        let Loaded::Runs(rule) = parse(&eql_rule(sequence)).unwrap() else {
+            panic!("a sequence must run");
         };
-        assert_eq!(n.reason, super::super::EQL_SEQUENCE_NOT_RUN);
+        assert!(rule.query.sequence().is_some());
+        // One prefilter for the steps: a record may match either.
+        assert_eq!(
+            rule.query.required_literals(),
+            Some(vec!["A".to_string(), "B".to_string()])
+        );
+        let items: Vec<&str> = rule.evidence.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(items[items.len() - 3..], ["sequence", "step_1", "step_2"]);
         // An EQL query that does not parse is the file's error, with the offset.
         let Err(e) = parse(&eql_rule("web where event.action = \"A\"")) else {
             panic!("a bad EQL query must not load");

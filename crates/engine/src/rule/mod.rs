@@ -36,17 +36,27 @@ use crate::field::{Field, Fields};
 pub enum Query {
     /// A KQL query (`language = "kuery"`, and every context selection).
     Kql(kql::Query),
-    /// An EQL event query (`language = "eql"`); a sequence is never compiled into a
-    /// rule (it needs events replayed in time order across records).
+    /// An EQL query (`language = "eql"`): an event query, or a sequence, whose step
+    /// matches the scan collects and `analysis::sequence` replays in time order.
     Eql(eql::Query),
 }
 
 impl Query {
-    /// Whether a record matches.
+    /// Whether a record matches; for an EQL sequence, whether it matches one of its
+    /// steps (or its `until`), so that the replay sees it.
     pub fn matches(&self, record: &dyn Fields<Field>) -> bool {
         match self {
             Query::Kql(q) => q.matches(record),
+            Query::Eql(eql::Query::Sequence(seq)) => seq.matches_any(record),
             Query::Eql(q) => q.matches(record),
+        }
+    }
+
+    /// The EQL sequence, if the query is one.
+    pub fn sequence(&self) -> Option<&eql::Sequence<Field>> {
+        match self {
+            Query::Eql(eql::Query::Sequence(seq)) => Some(seq),
+            _ => None,
         }
     }
 
@@ -172,6 +182,16 @@ pub enum Alerting {
 /// `threshold`).
 pub const ALERT_EVIDENCE: &str = "alert";
 
+impl RuleMeta {
+    /// Whether the rule is an EQL sequence (its findings are completed sequences, its
+    /// held-back matches step matches in none): it has the `sequence` evidence item.
+    pub fn is_sequence(&self) -> bool {
+        self.evidence
+            .iter()
+            .any(|e| e.kind == EvidenceKind::Sequence)
+    }
+}
+
 impl Alerting {
     /// What is wrong with it, if anything.
     pub fn invalid(&self) -> Option<String> {
@@ -275,23 +295,12 @@ pub fn parse_relative(text: &str) -> Option<i64> {
         .filter(|&s| s <= MAX_SPAN)
 }
 
-/// Why an EQL sequence rule does not run.
-pub const EQL_SEQUENCE_NOT_RUN: &str = "EQL sequence: replay over the archive not built yet";
-
-/// Parses a rule's EQL query: an event query runs; a sequence is refused with
-/// [`EQL_SEQUENCE_NOT_RUN`].
+/// Parses a rule's EQL query (an event query or a sequence).
 fn compile_eql(name: &str, text: &str) -> Result<eql::Query, RuleError> {
-    let query = eql::Query::parse(text).map_err(|source| RuleError::Eql {
+    eql::Query::parse(text).map_err(|source| RuleError::Eql {
         name: name.to_string(),
         source,
-    })?;
-    if query.is_sequence() {
-        return Err(RuleError::Invalid {
-            name: name.to_string(),
-            message: EQL_SEQUENCE_NOT_RUN.to_string(),
-        });
-    }
-    Ok(query)
+    })
 }
 
 fn default_analyses() -> Vec<String> {
@@ -345,13 +354,26 @@ pub enum EvidenceKind {
     /// Why the match alerted, written by the rule's alerting (`new_terms`, `threshold`),
     /// not read from the record.
     Alert,
+    /// An EQL sequence's match: in the scan, which steps the record matched and on
+    /// which join keys; once replayed, the sequence's steps, keys and span
+    /// (`analysis::sequence`).
+    Sequence,
+    /// Step N of a completed EQL sequence (its record's time, path:line and id),
+    /// written by the replay.
+    Step,
 }
 
 impl EvidenceKind {
-    /// Whether the item is read from fields it names (every kind but the command line
-    /// and the alert).
+    /// Whether the item is read from fields it names (every kind but the command line,
+    /// the alert and the sequence's items).
     pub fn reads_fields(self) -> bool {
-        !matches!(self, EvidenceKind::CommandLine | EvidenceKind::Alert)
+        !matches!(
+            self,
+            EvidenceKind::CommandLine
+                | EvidenceKind::Alert
+                | EvidenceKind::Sequence
+                | EvidenceKind::Step
+        )
     }
 }
 
@@ -492,6 +514,16 @@ impl Rule {
     /// Compiles a rule from its metadata. A rule with alerting gets an evidence item per
     /// field alerting reads (named after it) and the `alert` item, unless it has them.
     pub fn compile(mut meta: RuleMeta) -> Result<Rule, RuleError> {
+        let sequence = match meta.language.as_str() {
+            "eql" => Some(compile_eql(&meta.name, &meta.query)?),
+            _ => None,
+        };
+        if let Some(steps) = sequence.as_ref().and_then(|q| match q {
+            eql::Query::Sequence(seq) => Some(seq.expanded().len()),
+            eql::Query::Event(_) => None,
+        }) {
+            crate::analysis::sequence::add_evidence(&mut meta.evidence, steps);
+        }
         if let Some(alerting) = &meta.alerting {
             for field in alerting.fields() {
                 if !meta.evidence.iter().any(|e| e.name == field) {
@@ -525,10 +557,15 @@ impl Rule {
         if let Some(why) = meta.alerting.as_ref().and_then(Alerting::invalid) {
             return Err(invalid(why));
         }
-        let query = match meta.language.as_str() {
-            "eql" => Query::Eql(compile_eql(&meta.name, &meta.query)?),
-            _ => parse(&meta.query)?,
+        let query = match sequence {
+            Some(q) => Query::Eql(q),
+            None => parse(&meta.query)?,
         };
+        if query.sequence().is_some() && meta.alerting.is_some() {
+            return Err(invalid(
+                "an EQL sequence has no new-terms or threshold alerting".to_string(),
+            ));
+        }
         let contexts = meta
             .context
             .iter()
@@ -556,6 +593,13 @@ impl Rule {
                 return Err(invalid(format!(
                     "evidence {:?}: a command_line or alert item has no fields, every other \
                      item has some",
+                    e.name
+                )));
+            }
+            let sequence_item = matches!(e.kind, EvidenceKind::Sequence | EvidenceKind::Step);
+            if sequence_item && query.sequence().is_none() {
+                return Err(invalid(format!(
+                    "evidence {:?}: a sequence or step item needs an EQL sequence",
                     e.name
                 )));
             }

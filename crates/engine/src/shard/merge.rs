@@ -376,7 +376,12 @@ fn first_stage(checked: &mut Checked, today: chrono::NaiveDate) -> Result<FirstS
         explained,
     ));
     let findings = std::mem::take(&mut folded.partial.sink.findings);
-    let plan = stages::plan_context(findings, folded.partial.coverage.first, &config);
+    let plan = stages::plan_context(
+        findings,
+        folded.partial.coverage.first,
+        &folded.names,
+        &config,
+    );
     Ok(FirstStage {
         config,
         folded,
