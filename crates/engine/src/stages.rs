@@ -131,7 +131,7 @@ pub struct ContextPlan {
 pub fn plan_context(
     mut findings: Vec<Finding>,
     archive_start: Option<i64>,
-    names: &[String],
+    names: &dyn Fn(usize) -> String,
     config: &Config,
 ) -> ContextPlan {
     let duplicates = if config.keep_duplicates {
@@ -260,7 +260,12 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     let plan = plan_context(
         std::mem::take(&mut partial.sink.findings),
         partial.coverage.first,
-        &found.names,
+        &|i| {
+            found
+                .inputs
+                .get(i)
+                .map_or_else(|| "?".to_string(), Input::display)
+        },
         config,
     );
     let rule_stats = rule_stats(&matcher, &partial.evaluated);

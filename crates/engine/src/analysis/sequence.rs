@@ -98,7 +98,11 @@ pub struct Replayed {
 /// Replays each sequence rule's step matches: replaces them with one finding per
 /// completed sequence (kept in input order with the other findings). `names` are the
 /// inputs' names, for the steps' `path:line`.
-pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> Replayed {
+pub fn apply(
+    findings: &mut Vec<Finding>,
+    rules: &[Rule],
+    names: &dyn Fn(usize) -> String,
+) -> Replayed {
     apply_capped(findings, rules, names, MAX_PENDING)
 }
 
@@ -106,7 +110,7 @@ pub fn apply(findings: &mut Vec<Finding>, rules: &[Rule], names: &[String]) -> R
 fn apply_capped(
     findings: &mut Vec<Finding>,
     rules: &[Rule],
-    names: &[String],
+    names: &dyn Fn(usize) -> String,
     cap: usize,
 ) -> Replayed {
     let mut out = Replayed {
@@ -192,7 +196,7 @@ fn finding(
     slot: usize,
     key: &Key,
     steps: &[&Finding],
-    names: &[String],
+    names: &dyn Fn(usize) -> String,
 ) -> Finding {
     // A completed sequence has at least two steps (the parser's rule).
     let first = steps[0];
@@ -236,10 +240,7 @@ fn finding(
             .timestamp
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
             .unwrap_or_else(|| "(no time)".into());
-        let path = names
-            .get(step.at.input as usize)
-            .map(String::as_str)
-            .unwrap_or("?");
+        let path = names(step.at.input as usize);
         let id = step.record_id.as_deref().unwrap_or("(no id)");
         f.fields[item] = Some(Value::Text(
             format!("{when} {path}:{} {id}", step.at.line + 1).into(),
@@ -293,7 +294,7 @@ query = '''sequence by user.id with maxspan=5m
         let rule = Rule::from_toml(RULE).unwrap();
         // Written out of time order: B (line 0) happens after A (line 1).
         let mut findings = vec![step(&rule, 0, 3, 1, "eve"), step(&rule, 1, 1, 0, "eve")];
-        let names = ["a.jsonl".to_string()];
+        let names = |_: usize| "a.jsonl".to_string();
         let out = apply(&mut findings, std::slice::from_ref(&rule), &names);
         assert_eq!(out.held_back, vec![0]);
         assert!(out.warnings.is_empty());
@@ -316,7 +317,12 @@ query = '''sequence by user.id with maxspan=5m
             step(&rule, 3, 1, 1, "a"),
             step(&rule, 4, 1, 1, "c"),
         ];
-        let out = apply_capped(&mut findings, std::slice::from_ref(&rule), &[], 2);
+        let out = apply_capped(
+            &mut findings,
+            std::slice::from_ref(&rule),
+            &|_| "?".to_string(),
+            2,
+        );
         // `a` began first and was dropped; `c` completes.
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].record_id.as_deref(), Some("r4"));

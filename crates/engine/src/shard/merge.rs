@@ -379,7 +379,13 @@ fn first_stage(checked: &mut Checked, today: chrono::NaiveDate) -> Result<FirstS
     let plan = stages::plan_context(
         findings,
         folded.partial.coverage.first,
-        &folded.names,
+        &|i| {
+            folded
+                .names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| "?".to_string())
+        },
         &config,
     );
     Ok(FirstStage {
