@@ -772,10 +772,11 @@ fn visit_parameter<'i, V: Json<'i>>(
     }
     let mut last = None;
     params.any_element(&mut |p| {
-        if p.is_object() && p.get("Name").and_then(|n| n.string()) == Some(name) {
-            if let Some(v) = p.get("Value").filter(|v| !v.is_null()) {
-                last = Some(v);
-            }
+        if p.is_object()
+            && p.get("Name").and_then(|n| n.string()) == Some(name)
+            && let Some(v) = p.get("Value").filter(|v| !v.is_null())
+        {
+            last = Some(v);
         }
         false
     });
