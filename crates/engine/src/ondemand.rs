@@ -4,7 +4,7 @@
 //! Place in the flow: `scan` hands each candidate line here before parsing it. One pass
 //! over the line checks that it is JSON the full parse would read the same way, and
 //! notes where each top-level value lies; the raw record mapping of `record`
-//! ([`RawView`]) then reads the fields a query asks for from those spans, descending
+//! (`RawView`) then reads the fields a query asks for from those spans, descending
 //! into a value only when a field needs it. A record that matches no selection is done
 //! with here; one that matches is parsed in full for its evidence, so sinks only ever
 //! see the full parse.
