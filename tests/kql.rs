@@ -451,7 +451,7 @@ fn prefilter_literals_are_unescaped_values() {
         lit("event.action:*Inbox* and o365.audit.OperationCount > 3"),
         Some(vec!["Inbox".to_string()])
     );
-    // Numbers have many spellings, existence and ranges no value: a field read from the
+    // Short numbers are everywhere, existence and ranges have no value: a field read from the
     // record's own keys gives its key instead, only where no clause has a value.
     assert_eq!(
         lit("o365.audit.UserType:2"),
@@ -465,9 +465,24 @@ fn prefilter_literals_are_unescaped_values() {
         lit("event.action:UserLoggedIn and source.geo.country_name:*"),
         Some(vec!["UserLoggedIn".to_string()])
     );
+    // A keyword compares a number by its JSON text, and an integer has one spelling: an
+    // integer of three digits or more is a literal (one or two digits are everywhere).
     assert_eq!(
         lit("event.provider:Exchange and o365.audit.ErrorNumber:50126"),
-        Some(vec!["Exchange".to_string()])
+        Some(vec!["50126".to_string()])
+    );
+    assert_eq!(
+        lit("o365.audit.ErrorNumber:(-500 or 50126)"),
+        Some(vec!["-500".to_string(), "50126".to_string()])
+    );
+    // A fraction or an exponent has many spellings (`1.5` is `15e-1`): its key instead.
+    assert_eq!(
+        lit("o365.audit.ErrorNumber:1.5"),
+        Some(vec!["ErrorNumber".to_string()])
+    );
+    assert_eq!(
+        lit("o365.audit.ErrorNumber:1e5"),
+        Some(vec!["ErrorNumber".to_string()])
     );
     let conjuncts = Query::parse("event.provider:Exchange and o365.audit.ErrorNumber:(1 or 2)")
         .unwrap()

@@ -574,3 +574,116 @@ fn the_rule_pack_finds_the_same_in_csv_exports_and_json_documents() {
     assert_eq!(hunt(&csv_path), lines, "CSV export");
     assert_eq!(hunt(&doc_path), lines, "JSON document");
 }
+
+/// Lines of every kind the on-demand path must read exactly or leave to the full parse:
+/// the rule pack's records as they are, spaced, with their integers as fractions, with a
+/// decoy duplicate of every mapped key, with an escaped key, wrapped as PowerShell's
+/// `AuditData` string, cut short, and generated archives in three key orders.
+fn hostile_archive(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(records()).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        out.push_str(&line.replace("\":", "\" : ").replace(",\"", " ,\t\""));
+        out.push('\n');
+        let mut fractions = String::new();
+        let mut digits = String::new();
+        for c in line.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            fractions.push_str(&digits);
+            if !digits.is_empty() && (c == ',' || c == '}') {
+                fractions.push_str(".0");
+            }
+            digits.clear();
+            fractions.push(c);
+        }
+        out.push_str(&fractions);
+        out.push('\n');
+        let record: Value = serde_json::from_str(line).unwrap();
+        let mut decoy = String::from("{");
+        for key in record.as_object().unwrap().keys() {
+            decoy.push_str(&format!("\"{key}\":\"decoy\","));
+        }
+        out.push_str(&line.replacen('{', &decoy, 1));
+        out.push('\n');
+        out.push_str(&line.replace("\"Workload\"", "\"Work\\u006coad\""));
+        out.push('\n');
+        let wrapped = serde_json::json!({
+            "CreationDate": "5/2/2024 10:00:00 AM",
+            "AuditData": line,
+        });
+        out.push_str(&wrapped.to_string());
+        out.push('\n');
+        out.push_str(&line[..line.len() / 2]);
+        out.push('\n');
+    }
+    for (seed, order) in [
+        (1, ualhunt_generate::KeyOrder::Generated),
+        (2, ualhunt_generate::KeyOrder::Shuffled),
+        (3, ualhunt_generate::KeyOrder::Purview),
+    ] {
+        let mut bytes = Vec::new();
+        let opts = ualhunt_generate::GenOptions {
+            size: 300_000,
+            seed,
+            shape: ualhunt_generate::GenShape::Ual,
+            rate: 0.05,
+            key_order: order,
+        };
+        ualhunt_generate::generate(&opts, &mut bytes).unwrap();
+        out.push_str(&String::from_utf8(bytes).unwrap());
+    }
+    let path = dir.join("hostile.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// The on-demand path (`UALHUNT_ON_DEMAND=always`) and the full parse of every candidate
+/// (the default) give the same report, byte for byte, for all the
+/// published rules: findings, alerts, line accounting and malformed samples.
+#[test]
+fn on_demand_reading_reports_what_the_full_parse_reports() {
+    let Some(rules) = rules_dir() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let archive = hostile_archive(dir.path());
+    let report = |on_demand: &str, extra: &[&str]| {
+        let mut cmd = Command::cargo_bin("ualhunt").unwrap();
+        cmd.current_dir(root()).env("UALHUNT_ON_DEMAND", on_demand);
+        cmd.args([
+            "hunt",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        cmd.args(["--no-context", "--threads", "2", "--chunk-size", "64K"]);
+        cmd.args(extra).arg(&archive);
+        let out = cmd.output().unwrap();
+        assert!(out.status.code().is_some_and(|c| c < 2), "{out:?}");
+        out.stdout
+    };
+    let full = report("never", &[]);
+    let parsed: Value = serde_json::from_slice(&full).unwrap();
+    // The archive exercises both outcomes and the malformed accounting.
+    assert!(
+        parsed["scan"]["matched"].as_u64().unwrap() > 50,
+        "{}",
+        parsed["scan"]
+    );
+    assert!(
+        parsed["scan"]["malformed"].as_u64().unwrap() > 40,
+        "{}",
+        parsed["scan"]
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&report("always", &[])),
+        String::from_utf8_lossy(&full)
+    );
+    let reference: Value = serde_json::from_slice(&report("always", &["--no-prefilter"])).unwrap();
+    assert_eq!(reference["by_rule"], parsed["by_rule"]);
+    assert_eq!(reference["scan"]["matched"], parsed["scan"]["matched"]);
+}

@@ -29,6 +29,7 @@ pub mod evidence;
 pub mod field;
 pub mod findings;
 pub mod index;
+pub mod ondemand;
 pub mod prefilter;
 pub mod record;
 pub mod report;

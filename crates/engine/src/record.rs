@@ -36,7 +36,7 @@ pub struct Record<'t, 'i> {
     /// Whether the object has a known shape at all (`Operation`, or `event`).
     recognised: bool,
     /// The raw keys the mapping reads, found in the one pass that also tells the shape.
-    keys: RawKeys<'t, 'i>,
+    keys: RawKeys<Value<'t, 'i>>,
     /// The time of a raw record that has no `CreationTime` (PowerShell's `CreationDate`).
     fallback_time: Option<&'i str>,
     /// Set when the object only wraps its record as JSON text in a string.
@@ -59,9 +59,9 @@ pub struct Embedded<'i> {
 /// The keys of an object that one pass over it looks for: the ones the raw mapping
 /// reads, and the ones that tell a wrapper (an Elasticsearch hit, the CEL input, a
 /// PowerShell export object, an ECS document that only kept `event.original`).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Found<'t, 'i> {
-    raw: RawKeys<'t, 'i>,
+    raw: RawKeys<Value<'t, 'i>>,
     source: Option<Value<'t, 'i>>,
     o365audit: Option<Value<'t, 'i>>,
     audit_data: Option<Value<'t, 'i>>,
@@ -88,7 +88,16 @@ impl<'t, 'i> Found<'t, 'i> {
     }
 
     fn of(root: Value<'t, 'i>) -> Result<Found<'t, 'i>, NotARecord> {
-        let mut found = Found::default();
+        let mut found = Found {
+            raw: RawKeys::default(),
+            source: None,
+            o365audit: None,
+            audit_data: None,
+            creation_date: None,
+            event: None,
+            event_original: None,
+            dotted_event: false,
+        };
         for (k, v) in root.as_object().ok_or(NotARecord::NotAnObject)?.iter() {
             if let Some(slot) = found.slot(k) {
                 // JSON objects may repeat a key; the last one wins, as in Elastic.
@@ -121,31 +130,56 @@ impl<'t, 'i> Found<'t, 'i> {
 }
 
 /// The top-level values a raw record is read from, looked up once per record instead of
-/// once per field access (an object lookup is a linear scan of its keys).
-#[derive(Clone, Copy, Debug, Default)]
-struct RawKeys<'t, 'i> {
-    workload: Option<Value<'t, 'i>>,
-    operation: Option<Value<'t, 'i>>,
-    result_status: Option<Value<'t, 'i>>,
-    user_id: Option<Value<'t, 'i>>,
-    creation_time: Option<Value<'t, 'i>>,
-    id: Option<Value<'t, 'i>>,
-    organization_id: Option<Value<'t, 'i>>,
-    client_ip_address: Option<Value<'t, 'i>>,
-    client_ip: Option<Value<'t, 'i>>,
-    actor_ip_address: Option<Value<'t, 'i>>,
-    parameters: Option<Value<'t, 'i>>,
-    object_id: Option<Value<'t, 'i>>,
-    record_type: Option<Value<'t, 'i>>,
-    user_type: Option<Value<'t, 'i>>,
-    user_agent: Option<Value<'t, 'i>>,
-    extended_properties: Option<Value<'t, 'i>>,
-    modified_properties: Option<Value<'t, 'i>>,
+/// once per field access (an object lookup is a linear scan of its keys). Generic over
+/// the JSON source: a parsed tape, or the raw bytes read on demand (`ondemand`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawKeys<V> {
+    workload: Option<V>,
+    operation: Option<V>,
+    result_status: Option<V>,
+    user_id: Option<V>,
+    creation_time: Option<V>,
+    id: Option<V>,
+    organization_id: Option<V>,
+    client_ip_address: Option<V>,
+    client_ip: Option<V>,
+    actor_ip_address: Option<V>,
+    parameters: Option<V>,
+    object_id: Option<V>,
+    record_type: Option<V>,
+    user_type: Option<V>,
+    user_agent: Option<V>,
+    extended_properties: Option<V>,
+    modified_properties: Option<V>,
 }
 
-impl<'t, 'i> RawKeys<'t, 'i> {
+impl<V> Default for RawKeys<V> {
+    fn default() -> Self {
+        RawKeys {
+            workload: None,
+            operation: None,
+            result_status: None,
+            user_id: None,
+            creation_time: None,
+            id: None,
+            organization_id: None,
+            client_ip_address: None,
+            client_ip: None,
+            actor_ip_address: None,
+            parameters: None,
+            object_id: None,
+            record_type: None,
+            user_type: None,
+            user_agent: None,
+            extended_properties: None,
+            modified_properties: None,
+        }
+    }
+}
+
+impl<V> RawKeys<V> {
     /// The slot for a key the mapping reads, if it is one.
-    fn slot(&mut self, key: &str) -> Option<&mut Option<Value<'t, 'i>>> {
+    pub(crate) fn slot(&mut self, key: &str) -> Option<&mut Option<V>> {
         Some(match key {
             "Workload" => &mut self.workload,
             "Operation" => &mut self.operation,
@@ -166,6 +200,11 @@ impl<'t, 'i> RawKeys<'t, 'i> {
             "ModifiedProperties" => &mut self.modified_properties,
             _ => return None,
         })
+    }
+
+    /// Whether the record has an `Operation` (what makes an object a raw record).
+    pub(crate) fn has_operation(&self) -> bool {
+        self.operation.is_some()
     }
 }
 
@@ -294,13 +333,7 @@ impl<'t, 'i> Record<'t, 'i> {
     /// Lets a caller cache the reduction per distinct address.
     pub fn client_address(&self) -> Option<&'i str> {
         match self.shape {
-            Shape::Raw => {
-                let k = &self.keys;
-                [k.client_ip_address, k.client_ip, k.actor_ip_address]
-                    .into_iter()
-                    .filter_map(|v| v.and_then(|v| v.into_string()))
-                    .find(|s| !s.trim().is_empty())
-            }
+            Shape::Raw => self.raw().client_address(),
             Shape::Ecs => {
                 let v =
                     lookup(self.root, "source.ip").or_else(|| lookup(self.root, "client.ip"))?;
@@ -374,16 +407,80 @@ impl<'t, 'i> Record<'t, 'i> {
         }
     }
 
+    /// The raw record mapping of this record.
+    fn raw(&self) -> RawView<'_, Value<'t, 'i>> {
+        RawView {
+            root: self.root,
+            keys: &self.keys,
+        }
+    }
+
     /// Calls `f` on each text value of `field` until it returns true.
     fn visit(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
         match self.shape {
-            Shape::Raw => self.visit_raw(field, f),
+            Shape::Raw => self.raw().visit(field, f),
             Shape::Ecs => self.visit_ecs(field, f),
         }
     }
 
-    fn visit_raw(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
-        let k = &self.keys;
+    fn visit_ecs(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
+        let at = |path: &str| lookup(self.root, path);
+        match field {
+            Field::Dataset(name) => {
+                let (first, second) = match name {
+                    DatasetName::Event => ("event.dataset", "data_stream.dataset"),
+                    DatasetName::DataStream => ("data_stream.dataset", "event.dataset"),
+                };
+                // In Elastic both are constant keywords of the o365 indices; a document
+                // that carries neither is taken to come from them.
+                match at(first).or_else(|| at(second)) {
+                    Some(v) => each_text(Some(v), f),
+                    None => f(Cow::Borrowed(O365_AUDIT)),
+                }
+            }
+            Field::SourceIp => each_text(at("source.ip").or_else(|| at("client.ip")), f),
+            Field::EventId => each_text(at("event.id").or_else(|| at("o365.audit.Id")), f),
+            Field::Audit(path) => {
+                let audit = lookup(self.root, "o365.audit");
+                if visit_path(audit, path, is_flattened(path), f) {
+                    return true;
+                }
+                if let Some(v) = lookup(self.root, &format!("o365.audit.{path}")) {
+                    return each_text(Some(v), f);
+                }
+                // A document whose Parameters stayed a Name/Value array.
+                match path.strip_prefix("Parameters.") {
+                    Some(name) => visit_parameter(at("o365.audit.Parameters"), name, f),
+                    None => false,
+                }
+            }
+            other => each_text(at(&other.name()), f),
+        }
+    }
+}
+
+/// The raw record mapping (DESIGN §2) over any JSON source: the values of a raw record's
+/// keys, found once, and its object for the fields read by path.
+pub(crate) struct RawView<'a, V> {
+    /// The record's object.
+    pub(crate) root: V,
+    /// Its keys the mapping reads.
+    pub(crate) keys: &'a RawKeys<V>,
+}
+
+impl<'i, V: Json<'i>> RawView<'_, V> {
+    /// The first non-empty of `ClientIPAddress`, `ClientIP`, `ActorIpAddress`.
+    pub(crate) fn client_address(&self) -> Option<&'i str> {
+        let k = self.keys;
+        [k.client_ip_address, k.client_ip, k.actor_ip_address]
+            .into_iter()
+            .filter_map(|v| v.and_then(|v| v.string()))
+            .find(|s| !s.trim().is_empty())
+    }
+
+    /// Calls `f` on each text value of `field` until it returns true.
+    pub(crate) fn visit(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
+        let k = self.keys;
         match field {
             Field::Dataset(_) => f(Cow::Borrowed(O365_AUDIT)),
             // A record without `Workload` takes its `UserType`, as the pipeline does.
@@ -410,7 +507,7 @@ impl<'t, 'i> Record<'t, 'i> {
             },
             Field::Category => self.categories().into_iter().any(|c| f(Cow::Borrowed(c))),
             Field::UserEmail | Field::UserName | Field::UserDomain => {
-                let Some(id) = k.user_id.and_then(|v| v.into_string()) else {
+                let Some(id) = k.user_id.and_then(|v| v.string()) else {
                     return false;
                 };
                 // The pipeline splits `user.id` on `@` only when it has exactly two parts.
@@ -480,7 +577,7 @@ impl<'t, 'i> Record<'t, 'i> {
     }
 
     /// The `event.code` of a raw record: its `RecordType` named.
-    fn code(&self) -> Option<&'static str> {
+    pub(crate) fn code(&self) -> Option<&'static str> {
         let rt = self.keys.record_type?;
         let text = scalar_text(rt)?;
         crate::field::record_type_name(&text)
@@ -488,7 +585,7 @@ impl<'t, 'i> Record<'t, 'i> {
 
     /// The ECS `event.action` when the pipeline renames the operation.
     fn renamed_action(&self) -> Option<&'static str> {
-        let op = self.keys.operation?.into_string()?;
+        let op = self.keys.operation?.string()?;
         let code = self.code()?;
         crate::field::RENAMED_ACTIONS
             .iter()
@@ -501,11 +598,7 @@ impl<'t, 'i> Record<'t, 'i> {
         let mut out = Categories::default();
         out.push("web");
         let code = self.code();
-        let op = self
-            .keys
-            .operation
-            .and_then(|v| v.into_string())
-            .unwrap_or("");
+        let op = self.keys.operation.and_then(|v| v.string()).unwrap_or("");
         match (code, op) {
             (Some("AzureActiveDirectory"), "Add user." | "Update user." | "Delete user.") => {
                 out.push("iam")
@@ -551,41 +644,6 @@ impl<'t, 'i> Record<'t, 'i> {
         }
         out
     }
-
-    fn visit_ecs(&self, field: &Field, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
-        let at = |path: &str| lookup(self.root, path);
-        match field {
-            Field::Dataset(name) => {
-                let (first, second) = match name {
-                    DatasetName::Event => ("event.dataset", "data_stream.dataset"),
-                    DatasetName::DataStream => ("data_stream.dataset", "event.dataset"),
-                };
-                // In Elastic both are constant keywords of the o365 indices; a document
-                // that carries neither is taken to come from them.
-                match at(first).or_else(|| at(second)) {
-                    Some(v) => each_text(Some(v), f),
-                    None => f(Cow::Borrowed(O365_AUDIT)),
-                }
-            }
-            Field::SourceIp => each_text(at("source.ip").or_else(|| at("client.ip")), f),
-            Field::EventId => each_text(at("event.id").or_else(|| at("o365.audit.Id")), f),
-            Field::Audit(path) => {
-                let audit = lookup(self.root, "o365.audit");
-                if visit_path(audit, path, is_flattened(path), f) {
-                    return true;
-                }
-                if let Some(v) = lookup(self.root, &format!("o365.audit.{path}")) {
-                    return each_text(Some(v), f);
-                }
-                // A document whose Parameters stayed a Name/Value array.
-                match path.strip_prefix("Parameters.") {
-                    Some(name) => visit_parameter(at("o365.audit.Parameters"), name, f),
-                    None => false,
-                }
-            }
-            other => each_text(at(&other.name()), f),
-        }
-    }
 }
 
 impl Fields<Field> for Record<'_, '_> {
@@ -594,43 +652,113 @@ impl Fields<Field> for Record<'_, '_> {
     }
 }
 
+/// A JSON value as the record mapping reads it: a node of a parsed tape, or a value
+/// read on demand from a line's bytes (`ondemand`). Strings borrow from the input.
+pub(crate) trait Json<'i>: Copy {
+    /// The text of a string.
+    fn string(self) -> Option<&'i str>;
+    /// A boolean.
+    fn boolean(self) -> Option<bool>;
+    /// Whether this is `null`.
+    fn is_null(self) -> bool;
+    /// Whether this is an object.
+    fn is_object(self) -> bool;
+    /// A number's text, as a keyword field holds it ([`number_text`] of the number).
+    fn number(self) -> Option<Cow<'i, str>>;
+    /// The value of the first entry named `key`, for an object.
+    fn get(self, key: &str) -> Option<Self>;
+    /// Calls `f` on each entry of an object until it returns true: `None` for any other
+    /// value, else whether a call did.
+    fn any_entry(self, f: &mut dyn FnMut(&'i str, Self) -> bool) -> Option<bool>;
+    /// Calls `f` on each element of an array until it returns true: `None` for any other
+    /// value, else whether a call did.
+    fn any_element(self, f: &mut dyn FnMut(Self) -> bool) -> Option<bool>;
+}
+
+impl<'t, 'i> Json<'i> for Value<'t, 'i> {
+    fn string(self) -> Option<&'i str> {
+        self.into_string()
+    }
+
+    fn boolean(self) -> Option<bool> {
+        self.as_bool()
+    }
+
+    fn is_null(self) -> bool {
+        self.as_null().is_some()
+    }
+
+    fn is_object(self) -> bool {
+        Value::is_object(&self)
+    }
+
+    fn number(self) -> Option<Cow<'i, str>> {
+        if let Some(n) = self.as_i64() {
+            return Some(Cow::Owned(n.to_string()));
+        }
+        if let Some(n) = self.as_u64() {
+            return Some(Cow::Owned(n.to_string()));
+        }
+        self.as_f64().map(|n| Cow::Owned(float_text(n)))
+    }
+
+    fn get(self, key: &str) -> Option<Self> {
+        self.as_object()?.get(key)
+    }
+
+    fn any_entry(self, f: &mut dyn FnMut(&'i str, Self) -> bool) -> Option<bool> {
+        Some(self.as_object()?.iter().any(|(k, v)| f(k, v)))
+    }
+
+    fn any_element(self, f: &mut dyn FnMut(Self) -> bool) -> Option<bool> {
+        Some(self.as_array()?.iter().any(f))
+    }
+}
+
+/// The text of a JSON number as a keyword field compares it. Elasticsearch indexes a
+/// number's original JSON text; an integer has one JSON spelling, kept (`-0` reads as
+/// `0`), and a number with a fraction or an exponent is given in its shortest form with
+/// a `.` or an exponent (`20001.0` stays `20001.0`, never `20001`), so it never equals an
+/// integer's text, as the original never does. (Writers that spell a fraction other than
+/// shortest, `1.50`, are the one difference from Elasticsearch.)
+pub(crate) fn float_text(n: f64) -> String {
+    format!("{n:?}")
+}
+
 /// Looks a dotted path up in an object whose keys may be nested (`{"event":{"action":…}}`),
 /// dotted (`{"event.action":…}`) or any mix of the two.
-fn lookup<'t, 'i>(value: Value<'t, 'i>, path: &str) -> Option<Value<'t, 'i>> {
-    let obj = value.as_object()?;
-    if let Some(v) = obj.get(path) {
+fn lookup<'i, V: Json<'i>>(value: V, path: &str) -> Option<V> {
+    if !value.is_object() {
+        return None;
+    }
+    if let Some(v) = value.get(path) {
         return Some(v);
     }
     path.match_indices('.').find_map(|(i, _)| {
-        let child = obj.get(&path[..i]).filter(|c| c.is_object())?;
+        let child = value.get(&path[..i]).filter(|c| c.is_object())?;
         lookup(child, &path[i + 1..])
     })
 }
 
 /// Calls `f` on the text of a scalar, or of each scalar in an array.
-fn each_text<'i>(value: Option<Value<'_, 'i>>, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
+fn each_text<'i, V: Json<'i>>(value: Option<V>, f: &mut dyn FnMut(Cow<'i, str>) -> bool) -> bool {
     let Some(value) = value else { return false };
-    match value.as_array() {
-        Some(items) => items.iter().any(|v| scalar_text(v).is_some_and(&mut *f)),
+    match value.any_element(&mut |v| scalar_text(v).is_some_and(&mut *f)) {
+        Some(any) => any,
         None => scalar_text(value).is_some_and(f),
     }
 }
 
-/// The text of a scalar: strings as they are, numbers and booleans as JSON writes them.
-fn scalar_text<'i>(value: Value<'_, 'i>) -> Option<Cow<'i, str>> {
-    if let Some(s) = value.into_string() {
+/// The text of a scalar: strings as they are, booleans as JSON writes them, numbers as
+/// a keyword field holds them ([`float_text`]).
+fn scalar_text<'i, V: Json<'i>>(value: V) -> Option<Cow<'i, str>> {
+    if let Some(s) = value.string() {
         return Some(Cow::Borrowed(s));
     }
-    if let Some(b) = value.as_bool() {
+    if let Some(b) = value.boolean() {
         return Some(Cow::Borrowed(if b { "true" } else { "false" }));
     }
-    if let Some(n) = value.as_i64() {
-        return Some(Cow::Owned(n.to_string()));
-    }
-    if let Some(n) = value.as_u64() {
-        return Some(Cow::Owned(n.to_string()));
-    }
-    value.as_f64().map(|n| Cow::Owned(n.to_string()))
+    value.number()
 }
 
 /// Appends ` -Name value` to a command line.
@@ -653,28 +781,28 @@ fn push_parameter(line: &mut String, name: &str, value: Value<'_, '_>) {
 
 /// `Parameters.<name>` of a raw record: the last non-null `Value` of a `{"Name","Value"}`
 /// entry with that name; a string `Parameters` answers only to `_raw`.
-fn visit_parameter<'i>(
-    params: Option<Value<'_, 'i>>,
+fn visit_parameter<'i, V: Json<'i>>(
+    params: Option<V>,
     name: &str,
     f: &mut dyn FnMut(Cow<'i, str>) -> bool,
 ) -> bool {
     let Some(params) = params else { return false };
-    if let Some(s) = params.into_string() {
+    if let Some(s) = params.string() {
         return name == "_raw" && f(Cow::Borrowed(s));
     }
-    if let Some(obj) = params.as_object() {
-        return each_text(obj.get(name), f);
+    if params.is_object() {
+        return each_text(params.get(name), f);
     }
-    let Some(items) = params.as_array() else {
-        return false;
-    };
-    let last = items
-        .iter()
-        .filter_map(|p| p.as_object())
-        .filter(|p| p.get("Name").and_then(|n| n.into_string()) == Some(name))
-        .filter_map(|p| p.get("Value"))
-        .filter(|v| !v.is_null())
-        .last();
+    let mut last = None;
+    params.any_element(&mut |p| {
+        if p.is_object()
+            && p.get("Name").and_then(|n| n.string()) == Some(name)
+            && let Some(v) = p.get("Value").filter(|v| !v.is_null())
+        {
+            last = Some(v);
+        }
+        false
+    });
     each_text(last, f)
 }
 
@@ -712,8 +840,8 @@ fn is_flattened(path: &str) -> bool {
         || path.starts_with("Data.flattened")
 }
 
-fn is_empty_text(v: Value<'_, '_>) -> bool {
-    v.into_string().is_some_and(|s| s.is_empty())
+fn is_empty_text<'i, V: Json<'i>>(v: V) -> bool {
+    v.string().is_some_and(|s| s.is_empty())
 }
 
 /// Calls `f` on every value at a dotted `path` below `value`, as Elasticsearch indexes
@@ -722,32 +850,34 @@ fn is_empty_text(v: Value<'_, '_>) -> bool {
 /// elements' texts; an object gives its leaves only when the field is `flattened`.
 /// An empty string is a value: the pipeline keeps it (`"ClientAppId": ""` in its test
 /// documents), and a keyword field indexes it.
-fn visit_path<'i>(
-    value: Option<Value<'_, 'i>>,
+fn visit_path<'i, V: Json<'i>>(
+    value: Option<V>,
     path: &str,
     flattened: bool,
     f: &mut dyn FnMut(Cow<'i, str>) -> bool,
 ) -> bool {
     let Some(value) = value else { return false };
-    if let Some(items) = value.as_array() {
-        return items
-            .iter()
-            .any(|v| visit_path(Some(v), path, flattened, f));
+    if let Some(any) = value.any_element(&mut |v| visit_path(Some(v), path, flattened, f)) {
+        return any;
     }
     if path.is_empty() {
-        if let Some(obj) = value.as_object() {
-            return flattened && obj.iter().any(|(_, v)| visit_path(Some(v), "", true, f));
+        if value.is_object() {
+            return flattened
+                && value
+                    .any_entry(&mut |_, v| visit_path(Some(v), "", true, f))
+                    .unwrap_or(false);
         }
         return scalar_text(value).is_some_and(f);
     }
-    let Some(obj) = value.as_object() else {
+    if !value.is_object() {
         return false;
-    };
-    if let Some(v) = obj.get(path) {
+    }
+    if let Some(v) = value.get(path) {
         return visit_path(Some(v), "", flattened, f);
     }
     path.match_indices('.').any(|(i, _)| {
-        obj.get(&path[..i])
+        value
+            .get(&path[..i])
             .is_some_and(|child| visit_path(Some(child), &path[i + 1..], flattened, f))
     })
 }
@@ -755,8 +885,8 @@ fn visit_path<'i>(
 /// `ModifiedProperties.<Name>.NewValue` / `.OldValue` of a raw record: the pipeline makes
 /// the `{"Name","NewValue","OldValue"}` list an object keyed by the name with spaces and
 /// dots turned into `_`, keeping only entries whose old and new values are both present.
-fn visit_modified<'i>(
-    props: Option<Value<'_, 'i>>,
+fn visit_modified<'i, V: Json<'i>>(
+    props: Option<V>,
     rest: &str,
     f: &mut dyn FnMut(Cow<'i, str>) -> bool,
 ) -> bool {
@@ -766,7 +896,7 @@ fn visit_modified<'i>(
     if which != "NewValue" && which != "OldValue" {
         return false;
     }
-    let Some(items) = props.and_then(|p| p.as_array()) else {
+    let Some(props) = props else {
         return false;
     };
     // The name with spaces and dots as `_`, compared without building it.
@@ -777,22 +907,23 @@ fn visit_modified<'i>(
                 r == n
             })
     };
-    items.iter().filter_map(|p| p.as_object()).any(|p| {
-        let present = |k: &str| p.get(k).is_some_and(|v| !v.is_null());
-        p.get("Name")
-            .and_then(|n| n.into_string())
-            .is_some_and(same)
-            && present("NewValue")
-            && present("OldValue")
-            && visit_path(p.get(which), "", false, f)
-    })
+    props
+        .any_element(&mut |p| {
+            let present = |k: &str| p.get(k).is_some_and(|v| !v.is_null());
+            p.is_object()
+                && p.get("Name").and_then(|n| n.string()).is_some_and(same)
+                && present("NewValue")
+                && present("OldValue")
+                && visit_path(p.get(which), "", false, f)
+        })
+        .unwrap_or(false)
 }
 
 /// `ResultStatus` mapped to `event.outcome` (DESIGN §2): only `failed` and `false` (any
 /// case) are failures; anything else, absent included, is a success.
-fn raw_outcome(status: Option<Value<'_, '_>>) -> &'static str {
+fn raw_outcome<'i, V: Json<'i>>(status: Option<V>) -> &'static str {
     let failed = match status {
-        Some(v) => match (v.as_str(), v.as_bool()) {
+        Some(v) => match (v.string(), v.boolean()) {
             (Some(s), _) => s.eq_ignore_ascii_case("failed") || s.eq_ignore_ascii_case("false"),
             (None, Some(b)) => !b,
             _ => false,

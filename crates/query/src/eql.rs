@@ -54,8 +54,8 @@ use std::fmt;
 
 use crate::field::{Field, Fields, Spelling, ValueType};
 use crate::kql::{
-    IpBlock, parse_ip, parse_ip_block, parse_number, safe_fragment, safe_spellings, selectivity,
-    union,
+    IpBlock, is_literal_text, parse_ip, parse_ip_block, parse_number, safe_fragment,
+    safe_spellings, selectivity, union,
 };
 
 /// How deep parentheses and `not`s may nest.
@@ -1104,7 +1104,7 @@ impl<F: Field> EventQuery<F> {
 
 /// The spellings of a keyword field's exact value, as KQL's exact values give them.
 fn exact_literals<F: Field>(field: &F, value: &str) -> Option<Vec<String>> {
-    if field.value_type() != ValueType::Keyword || parse_number(value).is_some() {
+    if field.value_type() != ValueType::Keyword || !is_literal_text(value) {
         return None;
     }
     let mut out = Vec::new();

@@ -88,8 +88,10 @@ pub trait Field: Clone + fmt::Debug + PartialEq + Sized {
 /// Where a query reads field values from (a parsed record, in practice).
 pub trait Fields<F> {
     /// Calls `pred` on each text value of `field` (several for an array) until it
-    /// returns true; returns whether any call did. Numbers and booleans come as JSON
-    /// writes them (`5`, `true`).
+    /// returns true; returns whether any call did. Booleans come as JSON writes them
+    /// (`true`); a number as its JSON text, as Elasticsearch indexes a number in a
+    /// keyword field (`5`, never `5.0` for `5`), so that an integer value is a sound
+    /// prefilter literal.
     fn any_value(&self, field: &F, pred: &mut dyn FnMut(&str) -> bool) -> bool;
 
     /// For a KQL nested query `field:{ … }`: calls `pred` with a view of each element of

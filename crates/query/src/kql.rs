@@ -334,7 +334,7 @@ impl Pattern {
             return None;
         }
         match self {
-            Pattern::Exact(s) if parse_number(s).is_none() => {
+            Pattern::Exact(s) if is_literal_text(s) => {
                 // How the value is spelled in the bytes of every record shape: itself
                 // for a verbatim field (cut to a fragment no writer escapes), its
                 // `RecordType` forms for `event.code`, the raw operation for a renamed
@@ -496,6 +496,21 @@ pub(crate) fn safe_fragment(value: &str) -> Option<&str> {
 
 // ---------------------------------------------------------------------------------
 // Typed values. Record values are parsed without allocating: this runs per record.
+
+/// Whether an exact keyword value is sure to be in the bytes of every record whose field
+/// holds it: any text but a number, and an integer of three digits or more. A keyword
+/// field compares a JSON number by its text (as Elasticsearch indexes the number's
+/// original JSON text); an integer has one JSON spelling (records give `-0` as `0`,
+/// which the bytes `-0` hold), while a fraction or an exponent has many (`1.5` is
+/// `15e-1` too). One or two digits are in nearly every line (times, ids): the field's
+/// key is searched instead.
+pub(crate) fn is_literal_text(value: &str) -> bool {
+    if parse_number(value).is_none() {
+        return true;
+    }
+    let digits = value.strip_prefix('-').unwrap_or(value);
+    digits.len() >= 3 && digits.bytes().all(|b| b.is_ascii_digit())
+}
 
 /// A finite number, as Elasticsearch would read it for a numeric field.
 pub(crate) fn parse_number(text: &str) -> Option<f64> {

@@ -28,6 +28,7 @@ use simd_json::tape::Tape;
 
 use crate::config::DEFAULT_SCAN_BLOCK;
 use crate::coverage::Tally;
+use crate::field::{Field, Fields};
 use crate::findings::{At, Merge, Partial, Text, Why};
 use crate::prefilter::{Prefilter, Router};
 use crate::record::{Embedded, Record, reduce_ip};
@@ -68,6 +69,17 @@ pub struct Matcher {
     block: usize,
     timed: bool,
     coverage: bool,
+    /// Whether candidates are first evaluated on demand from their bytes
+    /// ([`crate::ondemand`]), parsed in full only when they match or cannot be read so.
+    on_demand: bool,
+}
+
+/// Whether the on-demand path is used: only with `UALHUNT_ON_DEMAND=always` for now
+/// (its first measurement showed no gain over the full parse, so it stays off by default
+/// until it is profiled); read once.
+fn on_demand_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var("UALHUNT_ON_DEMAND").as_deref() == Ok("always"))
 }
 
 impl Matcher {
@@ -116,6 +128,8 @@ impl Matcher {
             }
             record_types[n] = true;
         }
+        // The reference path (`--no-prefilter`) parses every record in full.
+        let on_demand = prefilter && on_demand_allowed();
         // The reference path (`--no-prefilter`) evaluates every selection on every line.
         let router = if prefilter {
             Router::new(&requirements, &conjuncts)
@@ -139,6 +153,7 @@ impl Matcher {
             block: DEFAULT_SCAN_BLOCK,
             timed: false,
             coverage: true,
+            on_demand,
         }
     }
 
@@ -168,6 +183,8 @@ impl Matcher {
             block: DEFAULT_SCAN_BLOCK,
             timed: false,
             coverage: false,
+            // Every record it parses is selected: nothing to decide on demand.
+            on_demand: false,
         }
     }
 
@@ -175,6 +192,13 @@ impl Matcher {
     /// per candidate).
     pub fn with_timing(mut self, timed: bool) -> Matcher {
         self.timed = timed;
+        self
+    }
+
+    /// Turns the on-demand path ([`crate::ondemand`]) on or off (differential tests;
+    /// with the prefilter, it is on when `UALHUNT_ON_DEMAND=always`).
+    pub fn with_on_demand(mut self, on: bool) -> Matcher {
+        self.on_demand = on;
         self
     }
 
@@ -361,6 +385,8 @@ pub struct Scratch {
     hits: Vec<usize>,
     /// Selections a candidate may satisfy (from the router).
     route: Vec<u32>,
+    /// The top-level entries of a line read on demand.
+    entries: Vec<crate::ondemand::Entry>,
     /// Shared evidence text.
     texts: Interner,
     /// Buffers of the second parse of a record held as JSON text in a string (exports,
@@ -783,6 +809,7 @@ fn evaluate<S: Sink>(
         hits,
         route,
         reparse,
+        entries,
         ..
     } = scratch;
     let file = at.input as usize;
@@ -794,6 +821,22 @@ fn evaluate<S: Sink>(
     });
     // The literal it holds is not all a selection needs: no candidate after all.
     if route.is_some_and(|r| r.is_empty()) {
+        return;
+    }
+    // Most candidates match nothing: read the fields the selections ask for from the
+    // bytes, and parse in full only a record that matches (for its evidence) or that
+    // cannot be read so.
+    if pass.matcher.on_demand
+        && let Some(record) = crate::ondemand::RawLine::read(line, entries)
+        && !any_selected(&record, pass.matcher, route)
+    {
+        let m = pass.matcher;
+        out.counts.candidates += 1;
+        out.counts.not_matched += 1;
+        match route {
+            Some(route) => route.iter().for_each(|&i| out.evaluated.bump(i as usize)),
+            None => (0..m.selections.len()).for_each(|i| out.evaluated.bump(i)),
+        }
         return;
     }
     // One copy of the line, padded as simd-json's SIMD loads need, parsed in place
@@ -865,6 +908,20 @@ fn evaluate_embedded<S: Sink>(
         },
     }
     r.tape = Some(tape.reset());
+}
+
+/// Whether a record satisfies any selection of `route` (`None`: all), without counting.
+fn any_selected(record: &dyn Fields<Field>, m: &Matcher, route: Option<&[u32]>) -> bool {
+    let selects = |i: usize| {
+        m.selections[i]
+            .query
+            .as_ref()
+            .is_none_or(|q| q.matches(record))
+    };
+    match route {
+        Some(route) => route.iter().any(|&i| selects(i as usize)),
+        None => (0..m.selections.len()).any(selects),
+    }
 }
 
 /// Counts a parsed record and hands it to the sink with the selections it satisfies;
