@@ -9,7 +9,7 @@
 use crate::field::Field;
 use crate::findings::{Finding, Harvest, Text, Value};
 use crate::record::{Record, parse_flag};
-use crate::rule::{Evidence, EvidenceKind, Rule, user_type_name};
+use crate::rule::{Evidence, EvidenceKind, Query, Rule, user_type_name};
 use crate::scan::{Interner, Sink, SinkCx};
 
 impl Sink for Harvest {
@@ -47,11 +47,16 @@ pub fn read_evidence(
 ) -> Vec<Option<Value>> {
     rule.evidence
         .iter()
-        .map(|e| read(record, e, texts))
+        .map(|e| read(record, rule, e, texts))
         .collect()
 }
 
-fn read(record: &Record<'_, '_>, e: &Evidence, texts: &mut Interner) -> Option<Value> {
+fn read(
+    record: &Record<'_, '_>,
+    rule: &Rule,
+    e: &Evidence,
+    texts: &mut Interner,
+) -> Option<Value> {
     let first = || e.fields.iter().find_map(|f| record.shown_text(f));
     match e.kind {
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),
@@ -60,5 +65,9 @@ fn read(record: &Record<'_, '_>, e: &Evidence, texts: &mut Interner) -> Option<V
         EvidenceKind::CommandLine => record.command_line().map(|s| Value::Text(s.into())),
         // Written after the scan, by the rule's alerting.
         EvidenceKind::Alert => None,
+        EvidenceKind::EsqlRows => match &rule.query {
+            Query::Esql(q) => crate::analysis::esql::encode_rows(&q.rows(record)).map(Value::Text),
+            _ => None,
+        },
     }
 }

@@ -17,6 +17,8 @@
 //!   of them, and counting starts afresh after it, as Elastic's threshold history leaves
 //!   out what an alert already holds.
 //!
+//! - **esql**: the rows an ES|QL query returns, run after run ([`super::esql`]).
+//!
 //! The matches that do not alert are held back (counted per rule, never shown). The
 //! result depends only on the findings' times and input positions, so it is the same
 //! whatever the thread count, chunk size or sharding.
@@ -64,6 +66,9 @@ pub fn apply(
                     field,
                 });
                 threshold(&matches, &groups, fields, *value, distinct, *window)
+            }
+            Alerting::Esql { window, interval } => {
+                super::esql::alerts(&matches, rule, *window, *interval)
             }
         };
         let slot = rule

@@ -9,7 +9,8 @@
 //! (`--since`/`--until`) is applied here, after the analysis, never in the scan: an
 //! enable before the window still opens a period a disable inside it closes.
 //!
-//! - [`alerting`]: which matches of a `new_terms` or `threshold` rule alert;
+//! - [`alerting`]: which matches of a `new_terms`, `threshold` or `esql` rule alert;
+//! - [`esql`]: an ES|QL rule's runs replayed over the archive;
 //! - [`actors`]: findings grouped by actor (every rule);
 //! - [`bypass`]: the mailbox audit bypass investigation (changes, periods, failed
 //!   attempts, the bypassed accounts' blind spot, the actors' context);
@@ -22,6 +23,7 @@ pub mod actors;
 pub mod alerting;
 pub mod bypass;
 pub mod context;
+pub mod esql;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -13,9 +13,10 @@
 //! A published rule whose `rule_id` is a built-in rule's keeps its published query and
 //! metadata and takes the built-in rule's analyses, evidence and context selections, so
 //! the bypass investigation runs the same whether the rule comes built in or from
-//! Elastic's file. KQL rules (`query`, `new_terms`, `threshold`) and EQL event queries
-//! (`type = "eql"`, not sequences) run; every other rule is kept as [`NotRun`] with the
-//! reason, so nothing is skipped silently.
+//! Elastic's file. KQL rules (`query`, `new_terms`, `threshold`), EQL event queries
+//! (`type = "eql"`, not sequences) and ES|QL rules (`type = "esql"`, replayed run by
+//! run) run; every other rule is kept as [`NotRun`] with the reason, so nothing is
+//! skipped silently.
 
 use std::path::PathBuf;
 
@@ -182,7 +183,16 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         ("eql", other) => Some(format!(
             "an eql rule in {other:?}; EQL rules are in \"eql\""
         )),
-        ("esql", _) => Some("ES|QL (aggregations over indices): not a per-record query".into()),
+        ("esql", "esql") => match esql_runs(&r) {
+            Ok(a) => {
+                alerting = Some(a);
+                None
+            }
+            Err(why) => Some(why),
+        },
+        ("esql", other) => Some(format!(
+            "an esql rule in {other:?}; ES|QL rules are in \"esql\""
+        )),
         ("machine_learning", _) => Some("needs an Elastic machine-learning job".into()),
         (other, _) => Some(format!("rule type {other:?} is not a per-record query")),
     };
@@ -259,6 +269,33 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         meta.context = builtin.context;
     }
     Rule::compile(meta).map(|r| Loaded::Runs(Box::new(r)))
+}
+
+/// Elastic's default rule interval, when a rule file names none.
+const DEFAULT_INTERVAL: i64 = 300;
+
+/// An ES|QL rule's runs: its look-back (`from`) and its `interval` (Elastic's default
+/// 5 minutes when absent), or why it cannot run. A query that does not parse or uses
+/// what is not supported is a reason too: the rule is listed as not run, with it.
+fn esql_runs(r: &ElasticRule) -> Result<Alerting, String> {
+    let window = r
+        .from
+        .as_deref()
+        .and_then(parse_relative)
+        .ok_or_else(|| format!("esql: look-back {:?} is not now-<n><s|m|h|d|w>", r.from))?;
+    let interval = match r.interval.as_deref() {
+        None => DEFAULT_INTERVAL,
+        Some(text) => parse_relative(&format!("now-{text}"))
+            .ok_or_else(|| format!("esql: interval {text:?} is not <n><s|m|h|d|w>"))?,
+    };
+    if let Err(e) = super::esql::Query::parse(r.query.as_deref().unwrap_or("")) {
+        return Err(format!("ES|QL: {e}"));
+    }
+    let alerting = Alerting::Esql { window, interval };
+    match alerting.invalid() {
+        Some(why) => Err(format!("esql: {why}")),
+        None => Ok(alerting),
+    }
 }
 
 /// A `new_terms` or `threshold` rule's alerting, or why it cannot run.
@@ -382,6 +419,8 @@ struct ElasticRule {
     index: Vec<String>,
     #[serde(default)]
     from: Option<String>,
+    #[serde(default)]
+    interval: Option<String>,
     #[serde(default)]
     false_positives: Vec<String>,
     #[serde(default)]

@@ -1,5 +1,5 @@
-//! Rules as data: published metadata plus a query text (KQL, or an EQL event query),
-//! compiled once.
+//! Rules as data: published metadata plus a query text (KQL, an EQL event query, or
+//! ES|QL), compiled once.
 //!
 //! Place in the flow: `Config` holds the compiled rules; `prefilter` takes the literals
 //! they require; `scan` evaluates them against each parsed candidate and, on a match,
@@ -22,6 +22,15 @@ pub mod eql {
     /// An EQL query over the ECS fields of audit records.
     pub type Query = ualhunt_query::eql::Query<crate::field::Field>;
 }
+/// ES|QL over the ECS view of audit records: `ualhunt_query`'s language with [`Field`]
+/// as its field type. The scan evaluates its per-record part; its post part runs per
+/// rule run in `analysis::esql`.
+pub mod esql {
+    pub use ualhunt_query::esql::*;
+
+    /// An ES|QL query over the ECS fields of audit records.
+    pub type Query = ualhunt_query::esql::Query<crate::field::Field>;
+}
 pub mod load;
 
 use std::fmt;
@@ -39,6 +48,9 @@ pub enum Query {
     /// An EQL event query (`language = "eql"`); a sequence is never compiled into a
     /// rule (it needs events replayed in time order across records).
     Eql(eql::Query),
+    /// An ES|QL query (`language = "esql"`): a record matches when its per-record part
+    /// gives it a row; what alerts is decided per rule run (`analysis::esql`).
+    Esql(Box<esql::Query>),
 }
 
 impl Query {
@@ -47,6 +59,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.matches(record),
             Query::Eql(q) => q.matches(record),
+            Query::Esql(q) => q.matches(record),
         }
     }
 
@@ -56,6 +69,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.required_literals(),
             Query::Eql(q) => q.required_literals(),
+            Query::Esql(q) => q.required_literals(),
         }
     }
 
@@ -64,6 +78,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.required_conjuncts(),
             Query::Eql(q) => q.required_conjuncts(),
+            Query::Esql(q) => q.required_conjuncts(),
         }
     }
 
@@ -72,6 +87,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.fields(),
             Query::Eql(q) => q.fields(),
+            Query::Esql(q) => q.fields(),
         }
     }
 }
@@ -81,6 +97,7 @@ impl fmt::Display for Query {
         match self {
             Query::Kql(q) => q.fmt(f),
             Query::Eql(q) => q.fmt(f),
+            Query::Esql(q) => q.fmt(f),
         }
     }
 }
@@ -166,11 +183,22 @@ pub enum Alerting {
         /// The rule's look-back (`from`), in seconds.
         window: i64,
     },
+    /// The rows an ES|QL query returns, run after run: every `interval` over the
+    /// `window` before (Elastic's `esql` rule type; `analysis::esql`).
+    Esql {
+        /// The rule's look-back (`from`), in seconds.
+        window: i64,
+        /// How often the rule runs (`interval`), in seconds.
+        interval: i64,
+    },
 }
 
 /// The name of the evidence item that says why a match alerted (`new_terms`,
-/// `threshold`).
+/// `threshold`, `esql`).
 pub const ALERT_EVIDENCE: &str = "alert";
+
+/// The name of the evidence item that holds an ES|QL rule's rows of a record.
+pub const ESQL_ROWS_EVIDENCE: &str = "esql_rows";
 
 impl Alerting {
     /// What is wrong with it, if anything.
@@ -186,6 +214,12 @@ impl Alerting {
             Alerting::Threshold { value, window, .. } if *value == 0 || !span_ok(*window) => {
                 Some(format!(
                     "a threshold needs a value of at least 1 and a look-back of 1 s to {}",
+                    span(MAX_SPAN)
+                ))
+            }
+            Alerting::Esql { window, interval } if !span_ok(*window) || !span_ok(*interval) => {
+                Some(format!(
+                    "an ES|QL rule needs a look-back and an interval of 1 s to {}",
                     span(MAX_SPAN)
                 ))
             }
@@ -206,6 +240,8 @@ impl Alerting {
                 .map(String::as_str)
                 .chain(cardinality.iter().map(|(f, _)| f.as_str()))
                 .collect(),
+            // Its query's rows carry what it reads (the `esql_rows` item).
+            Alerting::Esql { .. } => Vec::new(),
         }
     }
 }
@@ -238,6 +274,12 @@ impl fmt::Display for Alerting {
                 }
                 write!(f, " within {}", span(*window))
             }
+            Alerting::Esql { window, interval } => write!(
+                f,
+                "ES|QL: the rows the query returns, run every {} over the {} before",
+                span(*interval),
+                span(*window)
+            ),
         }
     }
 }
@@ -342,16 +384,22 @@ pub enum EvidenceKind {
     UserType,
     /// The cmdlet rebuilt from the record's `Parameters`.
     CommandLine,
-    /// Why the match alerted, written by the rule's alerting (`new_terms`, `threshold`),
-    /// not read from the record.
+    /// Why the match alerted, written by the rule's alerting (`new_terms`, `threshold`,
+    /// `esql`), not read from the record.
     Alert,
+    /// The rows an ES|QL query's per-record part gives the record (the columns its
+    /// post part reads), written by the scan for `analysis::esql`.
+    EsqlRows,
 }
 
 impl EvidenceKind {
-    /// Whether the item is read from fields it names (every kind but the command line
-    /// and the alert).
+    /// Whether the item is read from fields it names (every kind but the command line,
+    /// the alert and the ES|QL rows).
     pub fn reads_fields(self) -> bool {
-        !matches!(self, EvidenceKind::CommandLine | EvidenceKind::Alert)
+        !matches!(
+            self,
+            EvidenceKind::CommandLine | EvidenceKind::Alert | EvidenceKind::EsqlRows
+        )
     }
 }
 
@@ -464,6 +512,14 @@ pub enum RuleError {
         /// What was wrong with the query.
         source: kql::ParseError,
     },
+    /// The ES|QL query text does not parse, or uses what is not supported.
+    #[error("rule {name:?}: {source}")]
+    Esql {
+        /// The rule's name.
+        name: String,
+        /// What was wrong with the query.
+        source: esql::ParseError,
+    },
     /// The EQL query text does not parse, or is a sequence.
     #[error("rule {name:?}: {source}")]
     Eql {
@@ -502,6 +558,15 @@ impl Rule {
                     });
                 }
             }
+            if matches!(alerting, Alerting::Esql { .. })
+                && !meta.evidence.iter().any(|e| e.name == ESQL_ROWS_EVIDENCE)
+            {
+                meta.evidence.push(EvidenceSpec {
+                    name: ESQL_ROWS_EVIDENCE.to_string(),
+                    fields: Vec::new(),
+                    kind: EvidenceKind::EsqlRows,
+                });
+            }
             if !meta.evidence.iter().any(|e| e.name == ALERT_EVIDENCE) {
                 meta.evidence.push(EvidenceSpec {
                     name: ALERT_EVIDENCE.to_string(),
@@ -527,8 +592,28 @@ impl Rule {
         }
         let query = match meta.language.as_str() {
             "eql" => Query::Eql(compile_eql(&meta.name, &meta.query)?),
+            "esql" => {
+                let query = esql::Query::parse(&meta.query).map_err(|source| RuleError::Esql {
+                    name: meta.name.clone(),
+                    source,
+                })?;
+                if !matches!(meta.alerting, Some(Alerting::Esql { .. })) {
+                    return Err(invalid(
+                        "an ES|QL rule needs its runs (alerting kind \"esql\": window and \
+                         interval)"
+                            .to_string(),
+                    ));
+                }
+                Query::Esql(Box::new(query))
+            }
             _ => parse(&meta.query)?,
         };
+        if matches!(meta.alerting, Some(Alerting::Esql { .. })) && !matches!(query, Query::Esql(_))
+        {
+            return Err(invalid(
+                "alerting kind \"esql\" needs an ES|QL query (language = \"esql\")".to_string(),
+            ));
+        }
         let contexts = meta
             .context
             .iter()
@@ -554,8 +639,14 @@ impl Rule {
             }
             if e.fields.is_empty() == e.kind.reads_fields() {
                 return Err(invalid(format!(
-                    "evidence {:?}: a command_line or alert item has no fields, every other \
-                     item has some",
+                    "evidence {:?}: a command_line, alert or esql_rows item has no fields, \
+                     every other item has some",
+                    e.name
+                )));
+            }
+            if e.kind == EvidenceKind::EsqlRows && !matches!(query, Query::Esql(_)) {
+                return Err(invalid(format!(
+                    "evidence {:?}: an esql_rows item needs an ES|QL query",
                     e.name
                 )));
             }
