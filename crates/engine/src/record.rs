@@ -548,8 +548,18 @@ impl<'t, 'i> Record<'t, 'i> {
             Field::EventId => each_text(at("event.id").or_else(|| at("o365.audit.Id")), f),
             Field::Audit(path) => {
                 let audit = lookup(self.root, "o365.audit");
-                if visit_path(audit, path, is_flattened(path), f) {
+                // A value found under `o365.audit` is not looked for again under the
+                // dotted key: a visitor that collects every value (ES|QL) sees it once.
+                let mut seen = false;
+                let mut once = |v: Cow<'i, str>| {
+                    seen = true;
+                    f(v)
+                };
+                if visit_path(audit, path, is_flattened(path), &mut once) {
                     return true;
+                }
+                if seen {
+                    return false;
                 }
                 if let Some(v) = lookup(self.root, &format!("o365.audit.{path}")) {
                     return each_text(Some(v), f);
@@ -936,6 +946,21 @@ mod tests {
 
     fn text_of(json: &str, field: &str) -> Option<String> {
         with_record(json, |r| r.text(&Field::parse(field)).map(Cow::into_owned))
+    }
+
+    /// An ECS `o365.audit` value reached both nested and by its dotted name was given
+    /// twice to a visitor that reads every value (ES|QL saw a multi-value).
+    #[test]
+    fn ecs_audit_values_are_visited_once() {
+        let doc = r#"{"event":{"action":"A"},"o365":{"audit":{"ApplicationId":"app"}}}"#;
+        let mut seen = Vec::new();
+        with_record(doc, |r| {
+            r.any_value(&Field::parse("o365.audit.ApplicationId"), &mut |v| {
+                seen.push(v.to_string());
+                false
+            })
+        });
+        assert_eq!(seen, ["app"]);
     }
 
     #[test]
