@@ -162,6 +162,8 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
     let file: ElasticFile = toml::from_str(text)?;
     let r = file.rule;
     let mut alerting = None;
+    // An ES|QL rule names its indices in its query (`FROM …`), not in `index`.
+    let mut from_sources: Vec<String> = Vec::new();
     let why_not = match (r.rule_type.as_str(), r.language.as_deref().unwrap_or("")) {
         ("query", "kuery") => None,
         ("new_terms" | "threshold", "kuery") => match alerting_of(&r) {
@@ -184,8 +186,9 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
             "an eql rule in {other:?}; EQL rules are in \"eql\""
         )),
         ("esql", "esql") => match esql_runs(&r) {
-            Ok(a) => {
+            Ok((a, sources)) => {
                 alerting = Some(a);
+                from_sources = sources;
                 None
             }
             Err(why) => Some(why),
@@ -251,7 +254,11 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         description: r.description,
         rule_type: r.rule_type,
         language: r.language.unwrap_or_default(),
-        index: r.index,
+        index: if r.index.is_empty() {
+            from_sources
+        } else {
+            r.index
+        },
         severity: r.severity,
         risk_score: r.risk_score,
         schedule: r.from.map(|f| format!("from {f}")).unwrap_or_default(),
@@ -277,7 +284,7 @@ const DEFAULT_INTERVAL: i64 = 300;
 /// An ES|QL rule's runs: its look-back (`from`) and its `interval` (Elastic's default
 /// 5 minutes when absent), or why it cannot run. A query that does not parse or uses
 /// what is not supported is a reason too: the rule is listed as not run, with it.
-fn esql_runs(r: &ElasticRule) -> Result<Alerting, String> {
+fn esql_runs(r: &ElasticRule) -> Result<(Alerting, Vec<String>), String> {
     let window = r
         .from
         .as_deref()
@@ -288,13 +295,12 @@ fn esql_runs(r: &ElasticRule) -> Result<Alerting, String> {
         Some(text) => parse_relative(&format!("now-{text}"))
             .ok_or_else(|| format!("esql: interval {text:?} is not <n><s|m|h|d|w>"))?,
     };
-    if let Err(e) = super::esql::Query::parse(r.query.as_deref().unwrap_or("")) {
-        return Err(format!("ES|QL: {e}"));
-    }
+    let query = super::esql::Query::parse(r.query.as_deref().unwrap_or(""))
+        .map_err(|e| format!("ES|QL: {e}"))?;
     let alerting = Alerting::Esql { window, interval };
     match alerting.invalid() {
         Some(why) => Err(format!("esql: {why}")),
-        None => Ok(alerting),
+        None => Ok((alerting, query.sources)),
     }
 }
 
@@ -608,6 +614,65 @@ name = "Exfiltration"
             e.to_string().contains("EQL syntax error at offset 23"),
             "{e}"
         );
+    }
+
+    /// `PUBLISHED` as an ES|QL rule with this query (and no `index`, as Elastic's).
+    fn esql_rule(query: &str) -> String {
+        PUBLISHED
+            .replace("index = [\"logs-o365.audit-*\"]\n", "")
+            .replace("type = \"query\"", "type = \"esql\"")
+            .replace("language = \"kuery\"", "language = \"esql\"")
+            .replace(
+                "data_stream.dataset:o365.audit and event.action:\"New-TransportRule\" and event.outcome:success",
+                query,
+            )
+    }
+
+    #[test]
+    fn an_esql_rule_runs_with_its_runs_and_an_unsupported_one_says_why_not() {
+        let query = "from logs-o365.audit-* | where event.action == \"New-TransportRule\" \
+            | stats n = count(*) by user.id";
+        let Loaded::Runs(rule) = parse(&esql_rule(query)).unwrap() else {
+            panic!("an ES|QL rule must run");
+        };
+        assert!(matches!(rule.query, super::super::Query::Esql(_)));
+        // No `interval` in the file: Elastic's default, 5 minutes.
+        assert_eq!(
+            rule.meta.alerting,
+            Some(Alerting::Esql {
+                window: 30 * 60,
+                interval: 300
+            })
+        );
+        assert_eq!(
+            rule.query.required_literals(),
+            Some(vec!["New-TransportRule".to_string()])
+        );
+        assert!(rule.evidence_index(super::super::ESQL_ROWS_EVIDENCE).is_some());
+        assert!(rule.evidence_index(super::super::ALERT_EVIDENCE).is_some());
+        // The indices come from FROM when the file names none.
+        assert_eq!(rule.meta.index, ["logs-o365.audit-*"]);
+        let with_interval = esql_rule(query).replace("from = \"now-30m\"", "from = \"now-9m\"\ninterval = \"8m\"");
+        let Loaded::Runs(rule) = parse(&with_interval).unwrap() else {
+            panic!("runs");
+        };
+        assert_eq!(
+            rule.meta.alerting,
+            Some(Alerting::Esql {
+                window: 9 * 60,
+                interval: 8 * 60
+            })
+        );
+        // What is not supported: the rule does not run, and says why.
+        let Loaded::NotRun(n) = parse(&esql_rule("from x | dissect a \"%{b}\"")).unwrap() else {
+            panic!("DISSECT must not run");
+        };
+        assert!(n.reason.contains("dissect is not supported"), "{}", n.reason);
+        let bad = esql_rule(query).replace("from = \"now-30m\"", "from = \"now-30m\"\ninterval = \"soon\"");
+        let Loaded::NotRun(n) = parse(&bad).unwrap() else {
+            panic!("a bad interval must not run");
+        };
+        assert!(n.reason.contains("interval"), "{}", n.reason);
     }
 
     #[test]
