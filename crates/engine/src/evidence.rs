@@ -51,12 +51,7 @@ pub fn read_evidence(
         .collect()
 }
 
-fn read(
-    record: &Record<'_, '_>,
-    rule: &Rule,
-    e: &Evidence,
-    texts: &mut Interner,
-) -> Option<Value> {
+fn read(record: &Record<'_, '_>, rule: &Rule, e: &Evidence, texts: &mut Interner) -> Option<Value> {
     let first = || e.fields.iter().find_map(|f| record.shown_text(f));
     match e.kind {
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),

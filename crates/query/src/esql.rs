@@ -11,7 +11,8 @@
 //! and which runs; this module knows no file, no time window and no audit record.
 //!
 //! Commands: `FROM … [METADATA …]` (read, not used: every record is a candidate),
-//! `WHERE`, `EVAL`, `GROK`, `KEEP`, `DROP`, `MV_EXPAND`, `STATS … BY`, `SORT`, `LIMIT`.
+//! `WHERE`, `EVAL`, `GROK`, `DISSECT`, `KEEP`, `DROP`, `MV_EXPAND`, `STATS … BY`,
+//! `SORT`, `LIMIT`.
 //! Operators: `and`/`or`/`not` (three-valued), `==`, `!=`, `<`, `<=`, `>`, `>=`, `+`,
 //! `-`, `*`, `/`, `%`, `IN`, `NOT IN`, `IS [NOT] NULL`, `[NOT] LIKE`, `[NOT] RLIKE`.
 //! Functions: `case`, `coalesce`, `to_lower`, `to_upper`, `to_ip`, `to_string`,
@@ -39,11 +40,14 @@
 //!   (Elasticsearch leaves their order unspecified). `STATS … BY` puts a row in the
 //!   group of each value of a multi-valued key, and `null` keys in a group of their
 //!   own; its columns are the aggregates, then the keys.
-//! - `GROK` runs its regular expression unanchored; a value it does not match, or a
-//!   `null`, gives `null` captures. `MV_EXPAND` makes a row per value.
+//! - `GROK` runs its regular expression unanchored; `DISSECT` cuts the text at its
+//!   pattern's delimiters (`%{key}`, `%{?skip}`, `%{+append}`, `->` padding,
+//!   `APPEND_SEPARATOR`); a value either does not match, or a `null`, gives `null`
+//!   columns. `MV_EXPAND` makes a row per value.
 //!
-//! Not supported (a clear error at parse time): `DISSECT`, `RENAME`, `ENRICH`,
-//! `LOOKUP`, `ROW`, `SHOW`, grok's `%{…}` pattern names, calendar intervals (weeks,
+//! Not supported (a clear error at parse time): `RENAME`, `ENRICH`, `LOOKUP`, `ROW`,
+//! `SHOW`, grok's `%{…}` pattern names, dissect's reference keys (`%{*k}`, `%{&k}`) and
+//! append order (`/N`), calendar intervals (weeks,
 //! months, years) in `date_trunc`, `KEEP`/`DROP` wildcards over a record's fields (a
 //! record's field names are not listed), and every function not named above.
 //!
@@ -215,10 +219,12 @@ fn typed(kind: ValueType, text: &str) -> Option<Scalar> {
         ValueType::Keyword => Some(Scalar::Str(text.to_string())),
         ValueType::Number => {
             let t = text.trim();
-            t.parse::<i64>()
-                .map(Scalar::Int)
-                .ok()
-                .or_else(|| t.parse::<f64>().ok().filter(|x| x.is_finite()).map(Scalar::Double))
+            t.parse::<i64>().map(Scalar::Int).ok().or_else(|| {
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(Scalar::Double)
+            })
         }
         ValueType::Boolean => match text.trim() {
             "true" => Some(Scalar::Bool(true)),
@@ -309,9 +315,10 @@ struct Column<F> {
 enum Command<F> {
     Where(Expr<F>),
     Eval(Vec<(String, Expr<F>)>),
-    Grok {
+    /// `GROK` or `DISSECT`: columns `names` extracted from `input`'s text.
+    Extract {
         input: Expr<F>,
-        regex: Regex,
+        how: Extract,
         names: Vec<String>,
     },
     Keep(Vec<String>),
@@ -324,6 +331,40 @@ enum Command<F> {
     },
     Sort(Vec<SortKey<F>>),
     Limit(usize),
+}
+
+/// How `GROK` and `DISSECT` take columns out of a text.
+#[derive(Clone, Debug)]
+enum Extract {
+    /// Capture group `gN` is column `N`.
+    Grok(Regex),
+    Dissect(pattern::Dissect),
+}
+
+impl Extract {
+    /// The `n` columns of a value: each `null` unless the value is one text that the
+    /// pattern matches.
+    fn apply(&self, value: &Value, n: usize) -> Vec<Value> {
+        let text = match one(value) {
+            Some(Scalar::Str(t)) => t,
+            _ => return vec![Vec::new(); n],
+        };
+        let found: Option<Vec<Option<String>>> = match self {
+            Extract::Grok(regex) => regex.captures(text).map(|c| {
+                (0..n)
+                    .map(|i| c.name(&format!("g{i}")).map(|m| m.as_str().to_string()))
+                    .collect()
+            }),
+            Extract::Dissect(d) => d.apply(text).map(|v| v.into_iter().map(Some).collect()),
+        };
+        match found {
+            Some(values) => values
+                .into_iter()
+                .map(|v| v.map(|t| vec![Scalar::Str(t)]).unwrap_or_default())
+                .collect(),
+            None => vec![Vec::new(); n],
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -711,7 +752,9 @@ fn call<F: Field>(func: Func, args: &[Expr<F>], s: &Scope<'_, F>) -> Value {
                 }
                 Some(Scalar::Int(n)) if digits >= 0 => vec![Scalar::Int(*n)],
                 Some(Scalar::Int(n)) => {
-                    let p = 10i64.checked_pow((-digits).min(18) as u32).unwrap_or(i64::MAX);
+                    let p = 10i64
+                        .checked_pow((-digits).min(18) as u32)
+                        .unwrap_or(i64::MAX);
                     let r = (*n as f64 / p as f64).round() as i64 * p;
                     vec![Scalar::Int(r)]
                 }
@@ -730,13 +773,13 @@ fn call<F: Field>(func: Func, args: &[Expr<F>], s: &Scope<'_, F>) -> Value {
         Func::StartsWith | Func::EndsWith => {
             let (a, b) = (arg(0), arg(1));
             match (one(&a), one(&b)) {
-                (Some(Scalar::Str(t)), Some(Scalar::Str(p))) => boolean(Some(
-                    if func == Func::StartsWith {
+                (Some(Scalar::Str(t)), Some(Scalar::Str(p))) => {
+                    boolean(Some(if func == Func::StartsWith {
                         t.starts_with(p.as_str())
                     } else {
                         t.ends_with(p.as_str())
-                    },
-                )),
+                    }))
+                }
                 _ => Vec::new(),
             }
         }
@@ -819,8 +862,16 @@ impl<F: Field> Agg<F> {
             AggFn::Count => vec![Scalar::Int(values.len() as i64)],
             AggFn::CountDistinct => vec![Scalar::Int(distinct(values).len() as i64)],
             AggFn::Values => distinct(values),
-            AggFn::Min => values.into_iter().min_by(|a, b| a.total(b)).into_iter().collect(),
-            AggFn::Max => values.into_iter().max_by(|a, b| a.total(b)).into_iter().collect(),
+            AggFn::Min => values
+                .into_iter()
+                .min_by(|a, b| a.total(b))
+                .into_iter()
+                .collect(),
+            AggFn::Max => values
+                .into_iter()
+                .max_by(|a, b| a.total(b))
+                .into_iter()
+                .collect(),
             AggFn::Sum => sum(&values).into_iter().collect(),
             AggFn::Avg => match sum(&values) {
                 Some(Scalar::Int(n)) => vec![Scalar::Double(n as f64 / values.len() as f64)],
@@ -868,32 +919,15 @@ impl<F: Field> Query<F> {
                         }
                     }
                 }
-                Command::Grok {
-                    input,
-                    regex,
-                    names,
-                } => {
+                Command::Extract { input, how, names } => {
                     for row in &mut rows {
                         let scope = Scope {
                             row,
                             record: source,
                             aggs: &[],
                         };
-                        let v = input.eval(&scope);
-                        let caps = match one(&v) {
-                            Some(Scalar::Str(t)) => regex.captures(t).map(|c| {
-                                (0..names.len())
-                                    .map(|i| {
-                                        c.name(&format!("g{i}"))
-                                            .map(|m| vec![Scalar::Str(m.as_str().to_string())])
-                                            .unwrap_or_default()
-                                    })
-                                    .collect::<Vec<_>>()
-                            }),
-                            _ => None,
-                        };
-                        for (i, name) in names.iter().enumerate() {
-                            let value = caps.as_ref().map(|c| c[i].clone()).unwrap_or_default();
+                        let values = how.apply(&input.eval(&scope), names.len());
+                        for (name, value) in names.iter().zip(values) {
                             row.set(name, value);
                         }
                     }
@@ -1049,32 +1083,15 @@ impl<F: Field> Query<F> {
                     }
                     rows = out;
                 }
-                Command::Grok {
-                    input,
-                    regex,
-                    names,
-                } => {
+                Command::Extract { input, how, names } => {
                     for row in &mut rows {
                         let scope = Scope {
                             row,
                             record: None,
                             aggs: &[],
                         };
-                        let v = input.eval(&scope);
-                        let caps: Vec<Value> = match one(&v) {
-                            Some(Scalar::Str(t)) => match regex.captures(t) {
-                                Some(c) => (0..names.len())
-                                    .map(|i| {
-                                        c.name(&format!("g{i}"))
-                                            .map(|m| vec![Scalar::Str(m.as_str().to_string())])
-                                            .unwrap_or_default()
-                                    })
-                                    .collect(),
-                                None => vec![Vec::new(); names.len()],
-                            },
-                            _ => vec![Vec::new(); names.len()],
-                        };
-                        for (name, value) in names.iter().zip(caps) {
+                        let values = how.apply(&input.eval(&scope), names.len());
+                        for (name, value) in names.iter().zip(values) {
                             row.set(name, value);
                         }
                     }
@@ -1278,7 +1295,7 @@ impl<F: Field> Query<F> {
                     }
                 }
                 Command::Eval(assigns) => made.extend(assigns.iter().map(|(n, _)| n.as_str())),
-                Command::Grok { names, .. } => made.extend(names.iter().map(String::as_str)),
+                Command::Extract { names, .. } => made.extend(names.iter().map(String::as_str)),
                 // After KEEP, a record field keeps its values under its name.
                 Command::Keep(_)
                 | Command::Drop(_)
@@ -1309,7 +1326,7 @@ impl<F: Field> Query<F> {
             }
             match command {
                 Command::Eval(assigns) => made.extend(assigns.iter().map(|(n, _)| n.as_str())),
-                Command::Grok { names, .. } => made.extend(names.iter().map(String::as_str)),
+                Command::Extract { names, .. } => made.extend(names.iter().map(String::as_str)),
                 _ => {}
             }
         }
@@ -1326,10 +1343,12 @@ impl<F: Field> Command<F> {
         match self {
             Command::Where(e) => e.columns(out),
             Command::Eval(assigns) => assigns.iter().for_each(|(_, e)| e.columns(out)),
-            Command::Grok { input, .. } => input.columns(out),
+            Command::Extract { input, .. } => input.columns(out),
             Command::MvExpand(c) => out.push(c),
             Command::Stats { aggs, by, .. } => {
-                aggs.iter().flat_map(|a| &a.arg).for_each(|e| e.columns(out));
+                aggs.iter()
+                    .flat_map(|a| &a.arg)
+                    .for_each(|e| e.columns(out));
                 by.iter().for_each(|(_, e)| e.columns(out));
             }
             Command::Sort(keys) => keys.iter().for_each(|k| k.expr.columns(out)),
@@ -1596,7 +1615,9 @@ impl<'a> Lexer<'a> {
     fn number(&mut self) -> Result<(usize, Tok), ParseError> {
         let start = self.at;
         let rest = &self.text[start..];
-        let mut len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let mut len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let mut float = false;
         if rest[len..].starts_with('.') && rest[len + 1..].starts_with(|c: char| c.is_ascii_digit())
         {
@@ -2005,8 +2026,8 @@ impl<'a> Parser<'a> {
             "minute" | "minutes" | "min" => 60_000,
             "hour" | "hours" | "h" => 3_600_000,
             "day" | "days" | "d" => 86_400_000,
-            "week" | "weeks" | "w" | "month" | "months" | "mo" | "quarter" | "quarters"
-            | "q" | "year" | "years" | "yr" | "y" => {
+            "week" | "weeks" | "w" | "month" | "months" | "mo" | "quarter" | "quarters" | "q"
+            | "year" | "years" | "yr" | "y" => {
                 return self.err(
                     at,
                     format!("calendar interval {unit:?} is not supported, only fixed spans"),
@@ -2106,9 +2127,33 @@ impl<'a> Parser<'a> {
                     return self.err(pat_at, "GROK needs a pattern string");
                 };
                 let (regex, names) = pattern::grok(&pat).or_else(|m| self.err(pat_at, m))?;
-                Command::Grok {
+                Command::Extract {
                     input,
-                    regex,
+                    how: Extract::Grok(regex),
+                    names,
+                }
+            }
+            "dissect" => {
+                let input = self.expr(&mut none)?;
+                let (pat_at, t) = self.next()?;
+                let Tok::Str(pat) = t else {
+                    return self.err(pat_at, "DISSECT needs a pattern string");
+                };
+                let mut separator = String::new();
+                if keyword(&self.peek()?, "append_separator") {
+                    self.next()?;
+                    self.expect(Tok::Assign, "= after APPEND_SEPARATOR")?;
+                    match self.next()? {
+                        (_, Tok::Str(sep)) => separator = sep,
+                        (at, _) => return self.err(at, "APPEND_SEPARATOR needs a string"),
+                    }
+                }
+                let dissect =
+                    pattern::Dissect::parse(&pat, separator).or_else(|m| self.err(pat_at, m))?;
+                let names = dissect.names().to_vec();
+                Command::Extract {
+                    input,
+                    how: Extract::Dissect(dissect),
                     names,
                 }
             }
@@ -2218,7 +2263,12 @@ impl<F: Field> Query<F> {
         }
         let split = commands
             .iter()
-            .position(|c| matches!(c, Command::Stats { .. } | Command::Sort(_) | Command::Limit(_)))
+            .position(|c| {
+                matches!(
+                    c,
+                    Command::Stats { .. } | Command::Sort(_) | Command::Limit(_)
+                )
+            })
             .unwrap_or(commands.len());
         let post = commands.split_off(split);
         let per_record = commands;
@@ -2292,7 +2342,7 @@ fn carried<F: Field>(
                         add(n, &F::parse(n));
                     }
                 }
-                Command::Grok { names, .. } => {
+                Command::Extract { names, .. } => {
                     for n in names {
                         add(n, &F::parse(n));
                     }
@@ -2314,7 +2364,7 @@ fn carried<F: Field>(
         match c {
             Command::Stats { .. } => break,
             Command::Eval(assigns) => made.extend(assigns.iter().map(|(n, _)| n.clone())),
-            Command::Grok { names, .. } => made.extend(names.iter().cloned()),
+            Command::Extract { names, .. } => made.extend(names.iter().cloned()),
             Command::Keep(names) | Command::Drop(names) => {
                 if names.iter().any(|n| n.contains('*')) && !closed {
                     return Err(

@@ -205,7 +205,11 @@ fn replay(
         .filter(|&i| times[i].is_some() && !rows[i].is_empty())
         .collect();
     let t = |i: usize| times[dated[i]].unwrap_or_default();
-    let first_end = |ms: i64| ms.div_euclid(interval).saturating_add(1).saturating_mul(interval);
+    let first_end = |ms: i64| {
+        ms.div_euclid(interval)
+            .saturating_add(1)
+            .saturating_mul(interval)
+    };
     let Some(&first) = dated.first() else {
         return fed;
     };
@@ -308,11 +312,17 @@ mod tests {
     fn rows_round_trip_through_their_evidence_text() {
         let row = Row {
             columns: vec![
-                ("a".into(), vec![Scalar::Str("x\"y".into()), Scalar::Int(-3)]),
+                (
+                    "a".into(),
+                    vec![Scalar::Str("x\"y".into()), Scalar::Int(-3)],
+                ),
                 ("b".into(), vec![]),
                 ("c".into(), vec![Scalar::Double(1.5), Scalar::Bool(true)]),
                 ("d".into(), vec![Scalar::Date(1_700_000_000_123)]),
-                ("e".into(), vec![Scalar::Ip(u128::from(std::net::Ipv6Addr::LOCALHOST))]),
+                (
+                    "e".into(),
+                    vec![Scalar::Ip(u128::from(std::net::Ipv6Addr::LOCALHOST))],
+                ),
             ],
             from: Vec::new(),
         };

@@ -648,11 +648,15 @@ name = "Exfiltration"
             rule.query.required_literals(),
             Some(vec!["New-TransportRule".to_string()])
         );
-        assert!(rule.evidence_index(super::super::ESQL_ROWS_EVIDENCE).is_some());
+        assert!(
+            rule.evidence_index(super::super::ESQL_ROWS_EVIDENCE)
+                .is_some()
+        );
         assert!(rule.evidence_index(super::super::ALERT_EVIDENCE).is_some());
         // The indices come from FROM when the file names none.
         assert_eq!(rule.meta.index, ["logs-o365.audit-*"]);
-        let with_interval = esql_rule(query).replace("from = \"now-30m\"", "from = \"now-9m\"\ninterval = \"8m\"");
+        let with_interval =
+            esql_rule(query).replace("from = \"now-30m\"", "from = \"now-9m\"\ninterval = \"8m\"");
         let Loaded::Runs(rule) = parse(&with_interval).unwrap() else {
             panic!("runs");
         };
@@ -664,11 +668,14 @@ name = "Exfiltration"
             })
         );
         // What is not supported: the rule does not run, and says why.
-        let Loaded::NotRun(n) = parse(&esql_rule("from x | dissect a \"%{b}\"")).unwrap() else {
-            panic!("DISSECT must not run");
+        let Loaded::NotRun(n) = parse(&esql_rule("from x | rename a as b")).unwrap() else {
+            panic!("RENAME must not run");
         };
-        assert!(n.reason.contains("dissect is not supported"), "{}", n.reason);
-        let bad = esql_rule(query).replace("from = \"now-30m\"", "from = \"now-30m\"\ninterval = \"soon\"");
+        assert!(n.reason.contains("rename is not supported"), "{}", n.reason);
+        let bad = esql_rule(query).replace(
+            "from = \"now-30m\"",
+            "from = \"now-30m\"\ninterval = \"soon\"",
+        );
         let Loaded::NotRun(n) = parse(&bad).unwrap() else {
             panic!("a bad interval must not run");
         };

@@ -1,6 +1,6 @@
-//! The three pattern languages ES|QL hands to other engines, translated to Rust's
-//! `regex`: `RLIKE` (Lucene's regular expressions), `LIKE` (wildcards) and `GROK` (a
-//! Joni regular expression with named captures).
+//! The pattern languages ES|QL hands to other engines: `RLIKE` (Lucene's regular
+//! expressions), `LIKE` (wildcards) and `GROK` (a Joni regular expression with named
+//! captures), translated to Rust's `regex`; and `DISSECT` (delimiters), matched here.
 //!
 //! Place in the flow: called once per pattern when a query is parsed; evaluation only
 //! runs the compiled [`regex::Regex`]. Never sees a record.
@@ -29,8 +29,7 @@ pub(crate) fn rlike(pattern: &str) -> Result<Regex, String> {
             p.chars[p.at], p.at
         ));
     }
-    Regex::new(&format!(r"\A(?:{body})\z"))
-        .map_err(|e| format!("RLIKE pattern {pattern:?}: {e}"))
+    Regex::new(&format!(r"\A(?:{body})\z")).map_err(|e| format!("RLIKE pattern {pattern:?}: {e}"))
 }
 
 /// How deep a pattern's groups may nest.
@@ -298,7 +297,9 @@ pub(crate) fn grok(pattern: &str) -> Result<(Regex, Vec<String>), String> {
         // `(?<=` and `(?<!` are look-behinds (refused by `regex` below).
         let after = &rest[at + 3..];
         let escaped = rest[..at].chars().rev().take_while(|&c| c == '\\').count() % 2 == 1;
-        let Some(end) = after.find('>').filter(|_| !after.starts_with(['=', '!']) && !escaped)
+        let Some(end) = after
+            .find('>')
+            .filter(|_| !after.starts_with(['=', '!']) && !escaped)
         else {
             out.push_str(&rest[..at + 3]);
             rest = after;
@@ -315,6 +316,127 @@ pub(crate) fn grok(pattern: &str) -> Result<(Regex, Vec<String>), String> {
     }
     let regex = Regex::new(&out).map_err(|e| format!("GROK pattern {pattern:?}: {e}"))?;
     Ok((regex, names))
+}
+
+/// A `DISSECT` pattern: a leading literal, then keys each followed by the delimiter
+/// that ends it (the last key's may be empty: it takes the rest).
+#[derive(Clone, Debug)]
+pub(crate) struct Dissect {
+    prefix: String,
+    keys: Vec<DissectKey>,
+    names: Vec<String>,
+    separator: String,
+}
+
+#[derive(Clone, Debug)]
+struct DissectKey {
+    /// The output column (`None`: a skipped key, `%{}` or `%{?name}`).
+    column: Option<usize>,
+    /// `->`: repeats of the delimiter after the value are skipped.
+    pad: bool,
+    delimiter: String,
+}
+
+impl Dissect {
+    /// Parses `%{key}`, `%{?skip}`, `%{+append}` and `%{key->}` between literal
+    /// delimiters; reference keys (`%{*k}`, `%{&k}`) and append order (`/N`) are
+    /// refused, as are two keys with no delimiter between them.
+    pub(crate) fn parse(pattern: &str, separator: String) -> Result<Dissect, String> {
+        let mut rest = pattern;
+        let prefix_len = rest.find("%{").unwrap_or(rest.len());
+        let prefix = rest[..prefix_len].to_string();
+        rest = &rest[prefix_len..];
+        let mut keys: Vec<DissectKey> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        while let Some(body) = rest.strip_prefix("%{") {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("DISSECT pattern {pattern:?}: a key without its }}"))?;
+            let mut key = &body[..end];
+            rest = &body[end + 1..];
+            let pad = key.ends_with("->");
+            if pad {
+                key = &key[..key.len() - 2];
+            }
+            if key.starts_with(['*', '&']) || key.contains('/') {
+                return Err(format!(
+                    "DISSECT pattern {pattern:?}: reference keys and append order are not \
+                     supported"
+                ));
+            }
+            let column = if key.is_empty() || key.starts_with('?') {
+                None
+            } else {
+                let name = key.strip_prefix('+').unwrap_or(key).to_string();
+                // `%{+k}` appends to `k`; a repeated plain key is the same column too.
+                Some(match names.iter().position(|n| *n == name) {
+                    Some(i) => i,
+                    None => {
+                        names.push(name);
+                        names.len() - 1
+                    }
+                })
+            };
+            let delimiter_len = rest.find("%{").unwrap_or(rest.len());
+            let delimiter = rest[..delimiter_len].to_string();
+            rest = &rest[delimiter_len..];
+            if delimiter.is_empty() && !rest.is_empty() {
+                return Err(format!(
+                    "DISSECT pattern {pattern:?}: two keys with no delimiter between them"
+                ));
+            }
+            keys.push(DissectKey {
+                column,
+                pad,
+                delimiter,
+            });
+        }
+        if names.is_empty() {
+            return Err(format!("DISSECT pattern {pattern:?} names no key"));
+        }
+        Ok(Dissect {
+            prefix,
+            keys,
+            names,
+            separator,
+        })
+    }
+
+    /// The output columns, in order.
+    pub(crate) fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Each column's value (appended values joined by the separator), or `None` when
+    /// the text does not hold the pattern's delimiters in order.
+    pub(crate) fn apply(&self, text: &str) -> Option<Vec<String>> {
+        let mut at = text.strip_prefix(self.prefix.as_str())?;
+        let mut values: Vec<Option<String>> = vec![None; self.names.len()];
+        for key in &self.keys {
+            let value = if key.delimiter.is_empty() {
+                let v = at;
+                at = "";
+                v
+            } else {
+                let end = at.find(key.delimiter.as_str())?;
+                let v = &at[..end];
+                at = &at[end + key.delimiter.len()..];
+                if key.pad {
+                    while let Some(r) = at.strip_prefix(key.delimiter.as_str()) {
+                        at = r;
+                    }
+                }
+                v
+            };
+            if let Some(c) = key.column {
+                values[c] = Some(match values[c].take() {
+                    Some(before) => format!("{before}{}{value}", self.separator),
+                    None => value.to_string(),
+                });
+            }
+        }
+        Some(values.into_iter().map(Option::unwrap_or_default).collect())
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +513,26 @@ mod tests {
         assert!(!m(r"a\*", "ab"));
         assert!(m("a.c", "a.c"));
         assert!(!m("a.c", "abc"));
+    }
+
+    #[test]
+    fn dissect_cuts_at_delimiters() {
+        let d = Dissect::parse("%{a} %{?x} [%{b->}]%{+a}", "-".into()).unwrap();
+        assert_eq!(d.names(), ["a", "b"]);
+        assert_eq!(
+            d.apply("one two [three]]]four"),
+            Some(vec!["one-four".to_string(), "three".to_string()])
+        );
+        assert_eq!(d.apply("one two three"), None);
+        let prefixed = Dissect::parse("user=%{u},", String::new()).unwrap();
+        assert_eq!(
+            prefixed.apply("user=bob,rest"),
+            Some(vec!["bob".to_string()])
+        );
+        assert_eq!(prefixed.apply("name=bob,"), None);
+        assert!(Dissect::parse("%{a}%{b}", String::new()).is_err());
+        assert!(Dissect::parse("%{*k} %{&k}", String::new()).is_err());
+        assert!(Dissect::parse("%{?only}", String::new()).is_err());
     }
 
     #[test]

@@ -66,7 +66,10 @@ fn integer_and_double_division() {
     assert_eq!(eval("7 % 3", &empty()), vec![Scalar::Int(1)]);
     assert_eq!(eval("1 / 0", &empty()), Vec::<Scalar>::new());
     assert_eq!(eval("1.0 / 0", &empty()), Vec::<Scalar>::new());
-    assert_eq!(eval("9223372036854775807 + 1", &empty()), Vec::<Scalar>::new());
+    assert_eq!(
+        eval("9223372036854775807 + 1", &empty()),
+        Vec::<Scalar>::new()
+    );
     assert_eq!(eval("2 + 3 * 4", &empty()), vec![Scalar::Int(14)]);
 }
 
@@ -102,7 +105,10 @@ fn in_and_not_in_with_nulls() {
     assert_eq!(eval("b in (\"y\", \"x\")", &rec), vec![Scalar::Bool(true)]);
     assert_eq!(eval("b in (\"y\", \"z\")", &rec), vec![Scalar::Bool(false)]);
     assert_eq!(eval("b in (\"y\", null)", &rec), Vec::<Scalar>::new());
-    assert_eq!(eval("b not in (\"y\", \"z\")", &rec), vec![Scalar::Bool(true)]);
+    assert_eq!(
+        eval("b not in (\"y\", \"z\")", &rec),
+        vec![Scalar::Bool(true)]
+    );
     assert_eq!(eval("missing not in (\"y\")", &rec), Vec::<Scalar>::new());
     // Case-sensitive.
     assert_eq!(eval("b in (\"X\")", &rec), vec![Scalar::Bool(false)]);
@@ -115,7 +121,10 @@ fn like_and_rlike_are_case_sensitive_and_whole_value() {
     assert_eq!(eval("a like \"new-*\"", &rec), vec![Scalar::Bool(false)]);
     assert_eq!(eval("a rlike \"New.*\"", &rec), vec![Scalar::Bool(true)]);
     assert_eq!(eval("a rlike \"Inbox\"", &rec), vec![Scalar::Bool(false)]);
-    assert_eq!(eval("a not rlike \"Inbox\"", &rec), vec![Scalar::Bool(true)]);
+    assert_eq!(
+        eval("a not rlike \"Inbox\"", &rec),
+        vec![Scalar::Bool(true)]
+    );
     assert_eq!(eval("m like \"x\"", &rec), Vec::<Scalar>::new());
     assert_eq!(eval("missing like \"*\"", &rec), Vec::<Scalar>::new());
 }
@@ -143,7 +152,10 @@ fn functions() {
     assert_eq!(eval("case(a == \"x\", 1, 3)", &rec), vec![Scalar::Int(3)]);
     assert_eq!(eval("case(a == \"x\", 1)", &rec), Vec::<Scalar>::new());
     // A null condition is not true.
-    assert_eq!(eval("case(missing == \"x\", 1, 2)", &rec), vec![Scalar::Int(2)]);
+    assert_eq!(
+        eval("case(missing == \"x\", 1, 2)", &rec),
+        vec![Scalar::Int(2)]
+    );
     let t = |text: &str| vec![Scalar::Date(parse_date(text).unwrap())];
     assert_eq!(
         eval("date_trunc(5 minutes, @timestamp)", &rec),
@@ -154,7 +166,10 @@ fn functions() {
         t("2024-03-01T10:00:00Z")
     );
     assert_eq!(
-        eval("date_diff(\"seconds\", @timestamp, to_datetime_missing)", &rec),
+        eval(
+            "date_diff(\"seconds\", @timestamp, to_datetime_missing)",
+            &rec
+        ),
         Vec::<Scalar>::new()
     );
     assert!(Query::<T>::parse("from x | eval d = date_trunc(1 month, @timestamp)").is_err());
@@ -168,10 +183,16 @@ fn functions() {
         vec![Scalar::Bool(true)]
     );
     assert_eq!(
-        eval("cidr_match(source.ip, \"10.0.0.0/8\", \"::1\", \"FE80::/10\")", &rec),
+        eval(
+            "cidr_match(source.ip, \"10.0.0.0/8\", \"::1\", \"FE80::/10\")",
+            &rec
+        ),
         vec![Scalar::Bool(false)]
     );
-    assert_eq!(eval("cidr_match(to_ip(bad_ip), \"10.0.0.0/8\")", &rec), vec![]);
+    assert_eq!(
+        eval("cidr_match(to_ip(bad_ip), \"10.0.0.0/8\")", &rec),
+        vec![]
+    );
     assert_eq!(eval("mv_sum(file.size)", &rec), vec![Scalar::Int(7)]);
     assert_eq!(eval("mv_count(m)", &rec), vec![Scalar::Int(2)]);
     assert_eq!(eval("mv_min(m)", &rec), vec![s("A")]);
@@ -202,7 +223,8 @@ fn date_diff_counts_whole_units_from_start_to_end() {
 
 #[test]
 fn grok_captures_or_nulls() {
-    let query = q(r#"from x | grok o365.audit.ObjectId """.*\\\\(?<Esql.name>.*)$""" | keep Esql.name"#);
+    let query =
+        q(r#"from x | grok o365.audit.ObjectId """.*\\\\(?<Esql.name>.*)$""" | keep Esql.name"#);
     // Triple-quoted strings keep their backslashes: the regex wants two in a row.
     let two = Rec(vec![("o365.audit.ObjectId", vec![r"org\\alice\\..."])]);
     assert_eq!(query.rows(&two)[0].get("Esql.name"), Some(&vec![s("...")]));
@@ -232,8 +254,10 @@ fn rows_of(query: &Query<T>, recs: &[Rec]) -> Vec<Row> {
 
 #[test]
 fn count_star_counts_rows_count_field_counts_values() {
-    let query = q("from x | stats a = count(*), b = count(m), c = count_distinct(m), \
-         d = values(m), e = count(missing)");
+    let query = q(
+        "from x | stats a = count(*), b = count(m), c = count_distinct(m), \
+         d = values(m), e = count(missing)",
+    );
     let recs = [
         Rec(vec![("m", vec!["x", "y"])]),
         Rec(vec![("m", vec!["x"])]),
@@ -289,12 +313,23 @@ fn stats_by_groups_multi_values_and_nulls() {
 
 #[test]
 fn aggregates_inside_expressions_and_by_assignments() {
-    let query = q("from x | stats mb = round(mv_sum(values(file.size)) / 1048576.0, 2), \
-         top = max(file.size) by ip = to_ip(source.ip)");
+    let query = q(
+        "from x | stats mb = round(mv_sum(values(file.size)) / 1048576.0, 2), \
+         top = max(file.size) by ip = to_ip(source.ip)",
+    );
     let recs = [
-        Rec(vec![("file.size", vec!["1048576"]), ("source.ip", vec!["198.51.100.1"])]),
-        Rec(vec![("file.size", vec!["2097152"]), ("source.ip", vec!["198.51.100.1"])]),
-        Rec(vec![("file.size", vec!["1048576"]), ("source.ip", vec!["198.51.100.1"])]),
+        Rec(vec![
+            ("file.size", vec!["1048576"]),
+            ("source.ip", vec!["198.51.100.1"]),
+        ]),
+        Rec(vec![
+            ("file.size", vec!["2097152"]),
+            ("source.ip", vec!["198.51.100.1"]),
+        ]),
+        Rec(vec![
+            ("file.size", vec!["1048576"]),
+            ("source.ip", vec!["198.51.100.1"]),
+        ]),
     ];
     let out = query.finish(rows_of(&query, &recs));
     assert_eq!(out.len(), 1);
@@ -323,8 +358,10 @@ fn keep_wildcards_where_sort_limit_after_stats() {
 
 #[test]
 fn per_record_rows_carry_only_what_stats_reads() {
-    let query = q("from x | eval lower = to_lower(u) | where lower != \"n/a\" \
-         | stats n = count_distinct(lower) by w = date_trunc(5 minutes, @timestamp)");
+    let query = q(
+        "from x | eval lower = to_lower(u) | where lower != \"n/a\" \
+         | stats n = count_distinct(lower) by w = date_trunc(5 minutes, @timestamp)",
+    );
     let rec = Rec(vec![
         ("u", vec!["Alice"]),
         ("@timestamp", vec!["2024-03-01T10:07:31Z"]),
@@ -353,7 +390,10 @@ fn literals_come_from_where_clauses_on_record_fields() {
          | where x == \"abc\"");
     assert_eq!(
         query.required_literals(),
-        Some(vec!["New-InboxRule".to_string(), "Set-InboxRule".to_string()])
+        Some(vec![
+            "New-InboxRule".to_string(),
+            "Set-InboxRule".to_string()
+        ])
     );
     // A computed column is not the record's: no literal from it.
     let computed = q("from x | eval a = to_lower(b) | where a == \"abcdef\"");
@@ -363,15 +403,20 @@ fn literals_come_from_where_clauses_on_record_fields() {
     assert_eq!(open.required_literals(), None);
     // A broad field's literal is used only when nothing else gives one.
     let broad = q("from x | where event.provider == \"Exchange\"");
-    assert_eq!(broad.required_literals(), Some(vec!["Exchange".to_string()]));
+    assert_eq!(
+        broad.required_literals(),
+        Some(vec!["Exchange".to_string()])
+    );
     assert!(broad.required_conjuncts().is_empty());
 }
 
 #[test]
 fn lexing_names_strings_and_comments() {
-    let query = q("from logs-o365.audit-*, .alerts-security.* metadata _id, _version\n\
+    let query = q(
+        "from logs-o365.audit-*, .alerts-security.* metadata _id, _version\n\
          // a comment | where nothing\n\
-         | where source.`as`.organization.name != \"a//b\" /* inline */ and x == \"\"\"q\"uote\"\"\"");
+         | where source.`as`.organization.name != \"a//b\" /* inline */ and x == \"\"\"q\"uote\"\"\"",
+    );
     assert_eq!(query.sources, ["logs-o365.audit-*", ".alerts-security.*"]);
     let rec = Rec(vec![
         ("source.as.organization.name", vec!["ACME"]),
@@ -379,14 +424,18 @@ fn lexing_names_strings_and_comments() {
     ]);
     assert!(query.matches(&rec));
     assert!(Query::<T>::parse("from x | where a == \"open").is_err());
-    assert!(Query::<T>::parse("from x | dissect a \"%{b}\"").is_err());
+    assert!(Query::<T>::parse("from x | rename a as b").is_err());
     assert!(Query::<T>::parse("where a == 1").is_err());
     assert!(Query::<T>::parse("from x | keep user.*").is_err());
 }
 
 #[test]
 fn deep_nesting_is_refused_not_overflowed() {
-    let deep = format!("from x | where {}a == 1{}", "(".repeat(500), ")".repeat(500));
+    let deep = format!(
+        "from x | where {}a == 1{}",
+        "(".repeat(500),
+        ")".repeat(500)
+    );
     assert!(Query::<T>::parse(&deep).is_err());
     let nots = format!("from x | where {} a == 1", "not ".repeat(500));
     assert!(Query::<T>::parse(&nots).is_err());
@@ -403,4 +452,17 @@ fn values_and_distinct_are_typed() {
     let out = query.finish(rows_of(&query, &recs));
     // 1 and 1.0 are the same number.
     assert_eq!(out[0].get("d"), Some(&vec![Scalar::Int(2)]));
+}
+
+#[test]
+fn dissect_makes_keyword_columns_or_nulls() {
+    let query = q(r#"from x | dissect o "%{mailbox}\\%{rule}" | keep rule, mailbox"#);
+    let rec = Rec(vec![("o", vec![r"alice\Forward all"])]);
+    let rows = query.rows(&rec);
+    assert_eq!(rows[0].to_string(), "rule=Forward all, mailbox=alice");
+    let miss = Rec(vec![("o", vec!["no backslash"])]);
+    assert_eq!(query.rows(&miss)[0].to_string(), "rule=null, mailbox=null");
+    let query = q(r#"from x | dissect o "%{a} %{+a}" append_separator = "/" | keep a"#);
+    let rec = Rec(vec![("o", vec!["x y"])]);
+    assert_eq!(query.rows(&rec)[0].to_string(), "a=x/y");
 }
