@@ -25,7 +25,9 @@
 //!
 //! - Values are typed: keyword, integer (`long`), double, boolean, date
 //!   (milliseconds), ip. A record field's type is the field's ([`Field::value_type`]).
-//!   A column may hold several values (a multi-value); none is `null`.
+//!   A column may hold several values (a multi-value); none is `null`. A record
+//!   field's multi-value is read as Elasticsearch loads it: sorted, and without
+//!   duplicates for keyword and ip fields.
 //! - A comparison, arithmetic or single-value function with a `null` operand is
 //!   `null`; one with a multi-valued operand is `null` too (Elasticsearch adds a
 //!   warning). `WHERE` keeps rows whose condition is `true`. `IN` is `true` when a list
@@ -516,7 +518,9 @@ impl<F: Field> Scope<'_, F> {
     }
 }
 
-/// Every value of a record field, typed by the field.
+/// Every value of a record field, typed by the field, as Elasticsearch loads a
+/// multi-value from doc values: sorted, and for keyword and ip fields (sorted sets)
+/// without duplicates.
 fn read_field<F: Field>(record: &dyn Fields<F>, field: &F) -> Value {
     let kind = field.value_type();
     let mut out = Vec::new();
@@ -524,6 +528,12 @@ fn read_field<F: Field>(record: &dyn Fields<F>, field: &F) -> Value {
         out.extend(typed(kind, text));
         false
     });
+    if out.len() > 1 {
+        out.sort_by(|a, b| a.rank().cmp(&b.rank()).then_with(|| a.total(b)));
+        if matches!(kind, ValueType::Keyword | ValueType::Ip) {
+            out.dedup_by(|a, b| a.same(b));
+        }
+    }
     out
 }
 

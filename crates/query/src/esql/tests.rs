@@ -253,6 +253,20 @@ fn rows_of(query: &Query<T>, recs: &[Rec]) -> Vec<Row> {
 }
 
 #[test]
+fn keyword_multi_values_load_sorted_without_duplicates_numbers_keep_them() {
+    let rec = Rec(vec![
+        ("m", vec!["b", "a", "b"]),
+        ("file.size", vec!["2", "1", "2"]),
+    ]);
+    assert_eq!(eval("m", &rec), vec![s("a"), s("b")]);
+    assert_eq!(
+        eval("file.size", &rec),
+        vec![Scalar::Int(1), Scalar::Int(2), Scalar::Int(2)]
+    );
+    assert_eq!(eval("mv_count(m)", &rec), vec![Scalar::Int(2)]);
+}
+
+#[test]
 fn count_star_counts_rows_count_field_counts_values() {
     let query = q(
         "from x | stats a = count(*), b = count(m), c = count_distinct(m), \
@@ -465,4 +479,86 @@ fn dissect_makes_keyword_columns_or_nulls() {
     let query = q(r#"from x | dissect o "%{a} %{+a}" append_separator = "/" | keep a"#);
     let rec = Rec(vec![("o", vec!["x y"])]);
     assert_eq!(query.rows(&rec)[0].to_string(), "a=x/y");
+}
+
+/// A generated record: `g` and `m` each with 0 to 3 values from a small alphabet.
+fn arb_record() -> impl proptest::strategy::Strategy<Value = Vec<(&'static str, Vec<&'static str>)>>
+{
+    use proptest::prelude::*;
+    let values = prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..4);
+    (values.clone(), values).prop_map(|(g, m)| vec![("g", g), ("m", m)])
+}
+
+proptest::proptest! {
+    /// `STATS … BY` against a naive model of Elastic's semantics: a row goes to the
+    /// group of each distinct value of a multi-valued key (a null key: the null group),
+    /// `COUNT(*)` counts rows, `COUNT(m)` values, `COUNT_DISTINCT` and `VALUES` the
+    /// distinct values.
+    #[test]
+    fn stats_by_agrees_with_a_naive_model(records in proptest::collection::vec(arb_record(), 0..40)) {
+        use std::collections::{BTreeMap, BTreeSet};
+        let query = q("from x | stats c = count(*), n = count(m), d = count_distinct(m), \
+             v = values(m) by g");
+        let recs: Vec<Rec> = records.iter().map(|r| Rec(r.clone())).collect();
+        let out = query.finish(rows_of(&query, &recs));
+        // group -> (rows, values, distinct values, record indexes)
+        let mut model: BTreeMap<Option<&str>, (i64, i64, BTreeSet<&str>, Vec<u32>)> =
+            BTreeMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let g: BTreeSet<&str> = r[0].1.iter().copied().collect();
+            let keys: Vec<Option<&str>> = if g.is_empty() {
+                vec![None]
+            } else {
+                g.into_iter().map(Some).collect()
+            };
+            // A keyword multi-value is loaded without duplicates.
+            let m: BTreeSet<&str> = r[1].1.iter().copied().collect();
+            for k in keys {
+                let e = model.entry(k).or_default();
+                e.0 += 1;
+                e.1 += m.len() as i64;
+                e.2.extend(r[1].1.iter().copied());
+                e.3.push(i as u32);
+            }
+        }
+        proptest::prop_assert_eq!(out.len(), model.len());
+        for row in &out {
+            let key = match row.get("g").unwrap().as_slice() {
+                [] => None,
+                [Scalar::Str(s)] => Some(s.as_str()),
+                other => panic!("a group key is one value: {other:?}"),
+            };
+            let (c, n, d, from) = &model[&key];
+            proptest::prop_assert_eq!(row.get("c"), Some(&vec![Scalar::Int(*c)]));
+            proptest::prop_assert_eq!(row.get("n"), Some(&vec![Scalar::Int(*n)]));
+            proptest::prop_assert_eq!(row.get("d"), Some(&vec![Scalar::Int(d.len() as i64)]));
+            let v: Vec<Scalar> = d.iter().map(|x| s(x)).collect();
+            proptest::prop_assert_eq!(row.get("v"), Some(&v));
+            proptest::prop_assert_eq!(&row.from, from);
+        }
+    }
+
+    /// `WHERE m == "a"` keeps a record exactly when `m` holds the one value `a` (a
+    /// multi-value makes the comparison null); `NOT` of it when `m` holds one other value.
+    #[test]
+    fn where_on_multi_values_agrees_with_a_naive_model(record in arb_record()) {
+        let rec = Rec(record.clone());
+        // A keyword multi-value is loaded sorted, without duplicates.
+        let mut m = record[1].1.clone();
+        m.sort();
+        m.dedup();
+        proptest::prop_assert_eq!(q("from x | where m == \"a\"").matches(&rec), m.as_slice() == ["a"]);
+        proptest::prop_assert_eq!(
+            q("from x | where not m == \"a\"").matches(&rec),
+            m.len() == 1 && m[0] != "a"
+        );
+        proptest::prop_assert_eq!(
+            q("from x | where m in (\"a\", \"b\")").matches(&rec),
+            m.len() == 1 && m[0] != "c"
+        );
+        proptest::prop_assert_eq!(q("from x | where m is null").matches(&rec), m.is_empty());
+        // MV_EXPAND then WHERE: a row per value equal to "a".
+        let expanded = q("from x | mv_expand m | where m == \"a\"").rows(&rec).len();
+        proptest::prop_assert_eq!(expanded, usize::from(m.contains(&"a")));
+    }
 }
