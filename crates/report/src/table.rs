@@ -640,7 +640,7 @@ impl Exporter for Table {
         )?;
         let held: u64 = report.held_back.iter().sum();
         let held = if report.rules.iter().any(|r| r.alerting.is_some()) {
-            format!(" {held} matches held back by new-terms/threshold alerting;")
+            format!(" {held} matches held back by new-terms/threshold/ES|QL alerting;")
         } else {
             String::new()
         };

@@ -14,10 +14,11 @@
 //!   runs whose window holds no match are skipped (they would return nothing, except a
 //!   `STATS` without `BY`, whose one row over no input is not reported).
 //! - An alert is a row a run returns; its evidence is the records whose rows fed it
-//!   (`Row::from`). Each such record's `alert` item names the row and the runs that
-//!   returned it. Elastic gives an aggregating query's alert an id made from the run's
-//!   window, so overlapping runs alert again on the same group: those runs are listed
-//!   together on one line per distinct row, not repeated.
+//!   (`Row::from`). Each such record's `alert` item names the row (numbered per rule)
+//!   and the runs that returned it; the row's columns are written on the earliest of
+//!   its records only. Elastic gives an aggregating query's alert an id made from the
+//!   run's window, so overlapping runs alert again on the same group: those runs are
+//!   listed together, once per distinct row, not repeated.
 //! - A query without a post part returns each record's own rows: every match alerts
 //!   once, whatever the runs (Elastic deduplicates such alerts by the record's `_id`).
 //! - A match without a time cannot be placed in a run: it never alerts in an
@@ -30,6 +31,7 @@
 //! sharding.
 
 use chrono::DateTime;
+use rustc_hash::FxHashMap;
 use serde_json::{Value as Json, json};
 
 use crate::findings::{Finding, Text, Value};
@@ -121,13 +123,12 @@ fn decode_scalar(v: &Json) -> Option<Scalar> {
 }
 
 /// Why each match (in time order) alerts, or `None` where it does not: the rows of
-/// the rule's runs it fed.
-pub fn alerts(
-    matches: &[&Finding],
-    rule: &Rule,
-    window: i64,
-    interval: i64,
-) -> Vec<Option<String>> {
+/// the rule's runs it fed. An aggregating query's rows are numbered per rule in the
+/// order they are first returned; a row's columns are written on the earliest record
+/// that fed it, the others name the row and its runs, so a row over many records is
+/// held and written once (a `VALUES` column can be as long as the group), and records
+/// with the same rows share one text.
+pub fn alerts(matches: &[&Finding], rule: &Rule, window: i64, interval: i64) -> Vec<Option<Text>> {
     let Query::Esql(query) = &rule.query else {
         return vec![None; matches.len()];
     };
@@ -146,28 +147,46 @@ pub fn alerts(
                 let out = query.finish(r);
                 (!out.is_empty()).then(|| {
                     let shown: Vec<String> = out.iter().map(show_row).collect();
-                    format!("ES|QL row: {}", shown.join(" | "))
+                    Text::from(format!("ES|QL row: {}", shown.join(" | ")))
                 })
             })
             .collect();
     }
-    let fed = replay(query, matches, &rows, window * 1000, interval * 1000);
-    fed.into_iter()
-        .map(|rows| {
-            (!rows.is_empty()).then(|| {
-                rows.iter()
-                    .map(|(row, ends)| {
-                        let ends: Vec<String> = ends.iter().map(|&e| stamp(e)).collect();
-                        format!(
-                            "ES|QL run{} ending {} (look-back {}): {row}",
-                            if ends.len() == 1 { "" } else { "s" },
-                            ends.join(", "),
-                            span(window)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            })
+    let replayed = replay(query, matches, &rows, window * 1000, interval * 1000);
+    let mut shared: FxHashMap<String, Text> = FxHashMap::default();
+    replayed
+        .fed
+        .iter()
+        .enumerate()
+        .map(|(i, fed)| {
+            if fed.is_empty() {
+                return None;
+            }
+            let parts: Vec<String> = fed
+                .iter()
+                .map(|(row, ends)| {
+                    let ends: Vec<String> = ends.iter().map(|&e| stamp(e)).collect();
+                    let head = format!(
+                        "ES|QL row {}, run{} ending {} (look-back {})",
+                        row + 1,
+                        if ends.len() == 1 { "" } else { "s" },
+                        ends.join(", "),
+                        span(window)
+                    );
+                    if replayed.first[*row] == i {
+                        format!("{head}: {}", replayed.texts[*row])
+                    } else {
+                        head
+                    }
+                })
+                .collect();
+            let text = parts.join(" | ");
+            Some(
+                shared
+                    .entry(text)
+                    .or_insert_with_key(|t| Text::from(t.as_str()))
+                    .clone(),
+            )
         })
         .collect()
 }
@@ -186,16 +205,32 @@ fn stamp(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// Per match, the rows it fed (as text) with the ends of the runs that returned them,
-/// in the order first met. Window and interval in milliseconds.
+/// What the runs returned: each distinct row's text and earliest record (a row is its
+/// columns and the records that fed it), and per match the rows it fed (by number) with
+/// the ends of the runs that returned them.
+struct Replayed {
+    texts: Vec<String>,
+    first: Vec<usize>,
+    fed: Vec<Vec<(usize, Vec<i64>)>>,
+}
+
+/// Runs the query's post part over each run's rows. Window and interval in
+/// milliseconds.
 fn replay(
     query: &crate::rule::esql::Query,
     matches: &[&Finding],
     rows: &[Vec<Row>],
     window: i64,
     interval: i64,
-) -> Vec<Vec<(String, Vec<i64>)>> {
-    let mut fed: Vec<Vec<(String, Vec<i64>)>> = vec![Vec::new(); matches.len()];
+) -> Replayed {
+    let mut out = Replayed {
+        texts: Vec::new(),
+        first: Vec::new(),
+        fed: vec![Vec::new(); matches.len()],
+    };
+    // A row is the same alert again when a later run returns it with the same columns
+    // from the same records (overlapping look-backs).
+    let mut numbered: FxHashMap<(String, Vec<usize>), usize> = FxHashMap::default();
     let times: Vec<Option<i64>> = matches
         .iter()
         .map(|f| f.timestamp.map(|t| t.timestamp_millis()))
@@ -211,7 +246,7 @@ fn replay(
             .saturating_mul(interval)
     };
     let Some(&first) = dated.first() else {
-        return fed;
+        return out;
     };
     let mut end = first_end(times[first].unwrap_or_default());
     let mut lo = 0usize;
@@ -240,14 +275,27 @@ fn replay(
                 owner.push(i);
             }
         }
-        for out in query.finish(input) {
-            let text = out.to_string();
-            let mut owners: Vec<usize> = out.from.iter().map(|&j| owner[j as usize]).collect();
+        for row in query.finish(input) {
+            let mut owners: Vec<usize> = row.from.iter().map(|&j| owner[j as usize]).collect();
+            owners.sort_unstable();
             owners.dedup();
-            for i in owners {
-                match fed[i].iter_mut().find(|(r, _)| *r == text) {
+            let Some(&earliest) = owners.first() else {
+                continue;
+            };
+            let key = (row.to_string(), owners);
+            let id = match numbered.get(&key) {
+                Some(&id) => id,
+                None => {
+                    out.texts.push(key.0.clone());
+                    out.first.push(earliest);
+                    numbered.insert(key.clone(), out.texts.len() - 1);
+                    out.texts.len() - 1
+                }
+            };
+            for &i in &key.1 {
+                match out.fed[i].iter_mut().find(|(r, _)| *r == id) {
                     Some((_, ends)) => ends.push(end),
-                    None => fed[i].push((text.clone(), vec![end])),
+                    None => out.fed[i].push((id, vec![end])),
                 }
             }
         }
@@ -256,7 +304,7 @@ fn replay(
             None => break,
         }
     }
-    fed
+    out
 }
 
 #[cfg(test)]
@@ -304,7 +352,7 @@ mod tests {
         f
     }
 
-    fn alerted(out: &[Option<String>]) -> Vec<usize> {
+    fn alerted(out: &[Option<Text>]) -> Vec<usize> {
         (0..out.len()).filter(|&i| out[i].is_some()).collect()
     }
 
@@ -354,10 +402,16 @@ mod tests {
         let why = out[0].as_deref().unwrap();
         // The runs ending at +300 and +600 both see the three (the look-back overlaps).
         assert!(
-            why.starts_with("ES|QL runs ending 2023-11-14T22:25:00Z, 2023-11-14T22:30:00Z"),
+            why.starts_with("ES|QL row 1, runs ending 2023-11-14T22:25:00Z, 2023-11-14T22:30:00Z"),
             "{why}"
         );
         assert!(why.ends_with("n=3, user.id=alice"), "{why}");
+        // The row's columns are on its earliest record; the others name it, sharing one
+        // text.
+        let other = out[1].clone().unwrap();
+        assert!(!other.contains("n=3"), "{other}");
+        assert!(other.starts_with("ES|QL row 1, runs ending"), "{other}");
+        assert!(std::sync::Arc::ptr_eq(&other, out[2].as_ref().unwrap()));
     }
 
     #[test]
@@ -402,6 +456,8 @@ mod tests {
         let refs: Vec<&Finding> = f.iter().collect();
         let out = alerts(&refs, &r, 60, 60);
         assert_eq!(alerted(&out), vec![0, 1]);
+        // Two rows with the same columns from different records: two alerts.
+        assert!(out[1].as_deref().unwrap().starts_with("ES|QL row 2,"));
         assert!(out[1].as_deref().unwrap().contains("n=1"));
     }
 

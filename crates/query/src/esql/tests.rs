@@ -481,9 +481,11 @@ fn dissect_makes_keyword_columns_or_nulls() {
     assert_eq!(query.rows(&rec)[0].to_string(), "a=x/y");
 }
 
+/// A record's fields and their values.
+type Pairs = Vec<(&'static str, Vec<&'static str>)>;
+
 /// A generated record: `g` and `m` each with 0 to 3 values from a small alphabet.
-fn arb_record() -> impl proptest::strategy::Strategy<Value = Vec<(&'static str, Vec<&'static str>)>>
-{
+fn arb_record() -> impl proptest::strategy::Strategy<Value = Pairs> {
     use proptest::prelude::*;
     let values = prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 0..4);
     (values.clone(), values).prop_map(|(g, m)| vec![("g", g), ("m", m)])
@@ -502,8 +504,8 @@ proptest::proptest! {
         let recs: Vec<Rec> = records.iter().map(|r| Rec(r.clone())).collect();
         let out = query.finish(rows_of(&query, &recs));
         // group -> (rows, values, distinct values, record indexes)
-        let mut model: BTreeMap<Option<&str>, (i64, i64, BTreeSet<&str>, Vec<u32>)> =
-            BTreeMap::new();
+        type Group<'a> = (i64, i64, BTreeSet<&'a str>, Vec<u32>);
+        let mut model: BTreeMap<Option<&str>, Group<'_>> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
             let g: BTreeSet<&str> = r[0].1.iter().copied().collect();
             let keys: Vec<Option<&str>> = if g.is_empty() {
