@@ -174,7 +174,21 @@ fn collect(v: &Json, path: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Every field a published KQL rule reads (but those that need enrichment: GeoIP,
+/// A date's text as the instant it names (RFC 3339, or ISO 8601 without an offset:
+/// UTC), in RFC 3339 with milliseconds; text that is no date stays as it is.
+fn instant(text: &str) -> String {
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc())
+        });
+    match parsed {
+        Ok(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// Every field a published rule reads (but those that need enrichment: GeoIP,
 /// user-agent parsing), mapped from the raw record and compared with what Elastic's
 /// pipeline made of it, value for value, wherever the expected document has the field.
 #[test]
@@ -208,6 +222,12 @@ fn every_field_the_published_rules_read_maps_like_elastics_pipeline() {
             // The dataset comes from the index, not the document, in Elastic.
             if theirs.is_empty() && name.ends_with("dataset") {
                 continue;
+            }
+            // A date (the ES|QL rules read `@timestamp`) is compared as the instant it
+            // names: the pipeline writes `…000Z` for a raw `CreationTime` without either.
+            if field.value_type() == ualhunt_engine::field::ValueType::Date {
+                ours = ours.iter().map(|t| instant(t)).collect();
+                theirs = theirs.iter().map(|t| instant(t)).collect();
             }
             ours.sort();
             ours.dedup();

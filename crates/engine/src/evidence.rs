@@ -9,7 +9,7 @@
 use crate::field::Field;
 use crate::findings::{Finding, Harvest, Text, Value};
 use crate::record::{Record, parse_flag};
-use crate::rule::{Evidence, EvidenceKind, Rule, user_type_name};
+use crate::rule::{Evidence, EvidenceKind, Query, Rule, user_type_name};
 use crate::scan::{Interner, Sink, SinkCx};
 
 impl Sink for Harvest {
@@ -61,5 +61,9 @@ fn read(record: &Record<'_, '_>, rule: &Rule, e: &Evidence, texts: &mut Interner
         // Written after the scan, by the rule's alerting or the sequence's replay.
         EvidenceKind::Alert | EvidenceKind::Step => None,
         EvidenceKind::Sequence => crate::analysis::sequence::step_match(record, rule),
+        EvidenceKind::EsqlRows => match &rule.query {
+            Query::Esql(q) => crate::analysis::esql::encode_rows(&q.rows(record)).map(Value::Text),
+            _ => None,
+        },
     }
 }

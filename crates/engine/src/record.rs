@@ -442,8 +442,18 @@ impl<'t, 'i> Record<'t, 'i> {
             Field::EventId => each_text(at("event.id").or_else(|| at("o365.audit.Id")), f),
             Field::Audit(path) => {
                 let audit = lookup(self.root, "o365.audit");
-                if visit_path(audit, path, is_flattened(path), f) {
+                // A value found under `o365.audit` is not looked for again under the
+                // dotted key: a visitor that collects every value (ES|QL) sees it once.
+                let mut seen = false;
+                let mut once = |v: Cow<'i, str>| {
+                    seen = true;
+                    f(v)
+                };
+                if visit_path(audit, path, is_flattened(path), &mut once) {
                     return true;
+                }
+                if seen {
+                    return false;
                 }
                 if let Some(v) = lookup(self.root, &format!("o365.audit.{path}")) {
                     return each_text(Some(v), f);
@@ -560,7 +570,7 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
             // its `ObjectId` (`user.target.name`) when it is `name@domain`.
             Field::Other(name) if name == "related.user" => {
                 let target = match self.code() {
-                    Some("AzureActiveDirectory") => k.object_id.and_then(|v| v.into_string()),
+                    Some("AzureActiveDirectory") => k.object_id.and_then(|v| v.string()),
                     _ => None,
                 };
                 let target = target.and_then(|id| {
@@ -570,7 +580,7 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
                         _ => None,
                     }
                 });
-                self.visit_raw(&Field::UserName, f) || target.is_some_and(|t| f(Cow::Borrowed(t)))
+                self.visit(&Field::UserName, f) || target.is_some_and(|t| f(Cow::Borrowed(t)))
             }
             Field::Other(_) => false,
         }
@@ -1090,6 +1100,21 @@ mod tests {
 
     fn text_of(json: &str, field: &str) -> Option<String> {
         with_record(json, |r| r.text(&Field::parse(field)).map(Cow::into_owned))
+    }
+
+    /// An ECS `o365.audit` value reached both nested and by its dotted name was given
+    /// twice to a visitor that reads every value (ES|QL saw a multi-value).
+    #[test]
+    fn ecs_audit_values_are_visited_once() {
+        let doc = r#"{"event":{"action":"A"},"o365":{"audit":{"ApplicationId":"app"}}}"#;
+        let mut seen = Vec::new();
+        with_record(doc, |r| {
+            r.any_value(&Field::parse("o365.audit.ApplicationId"), &mut |v| {
+                seen.push(v.to_string());
+                false
+            })
+        });
+        assert_eq!(seen, ["app"]);
     }
 
     #[test]

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 pub mod eql;
+pub mod esql;
 mod field;
 pub mod kql;
 pub mod sequence;

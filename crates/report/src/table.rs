@@ -688,8 +688,30 @@ impl Exporter for Table {
         };
         let mut held = String::new();
         if let Some(n) = held_by(&|r| r.alerting.is_some()) {
+            // Which rules held them back, the most first.
+            let mut by_rule: Vec<(u64, &str)> = report
+                .rules
+                .iter()
+                .zip(&report.held_back)
+                .filter(|(r, h)| r.alerting.is_some() && **h > 0)
+                .map(|(r, h)| (*h, r.name.as_str()))
+                .collect();
+            by_rule.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+            let mut named: Vec<String> = by_rule
+                .iter()
+                .take(3)
+                .map(|(h, name)| format!("{} {h}", terminal_safe(name)))
+                .collect();
+            if by_rule.len() > 3 {
+                named.push(format!("+{} more rules", by_rule.len() - 3));
+            }
+            let which = if named.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", named.join(", "))
+            };
             held.push_str(&format!(
-                " {n} matches held back by new-terms/threshold alerting;"
+                " {n} matches held back by new-terms/threshold/ES|QL alerting{which};"
             ));
         }
         if let Some(n) = held_by(&|r| r.is_sequence()) {

@@ -17,6 +17,8 @@
 //!   of them, and counting starts afresh after it, as Elastic's threshold history leaves
 //!   out what an alert already holds.
 //!
+//! - **esql**: the rows an ES|QL query returns, run after run ([`super::esql`]).
+//!
 //! The matches that do not alert are held back (counted per rule, never shown). The
 //! result depends only on the findings' times and input positions, so it is the same
 //! whatever the thread count, chunk size or sharding.
@@ -46,10 +48,14 @@ pub fn apply(
             .collect();
         order.sort_by_key(|&i| findings[i].order_key());
         let matches: Vec<&Finding> = order.iter().map(|&i| &findings[i]).collect();
-        let alerts = match alerting {
+        let texts = |why: Vec<Option<String>>| -> Vec<Option<Text>> {
+            why.into_iter().map(|w| w.map(Text::from)).collect()
+        };
+        // ES|QL alerts share one text among the records of a row (`Text` is shared).
+        let alerts: Vec<Option<Text>> = match alerting {
             Alerting::NewTerms { fields, history } => {
                 let terms = terms_of(&matches, rule, fields);
-                new_terms(&matches, &terms, fields, *history, archive_start)
+                texts(new_terms(&matches, &terms, fields, *history, archive_start))
             }
             Alerting::Threshold {
                 fields,
@@ -63,7 +69,12 @@ pub fn apply(
                     at_least: *n,
                     field,
                 });
-                threshold(&matches, &groups, fields, *value, distinct, *window)
+                texts(threshold(
+                    &matches, &groups, fields, *value, distinct, *window,
+                ))
+            }
+            Alerting::Esql { window, interval } => {
+                super::esql::alerts(&matches, rule, *window, *interval)
             }
         };
         let slot = rule
@@ -71,7 +82,7 @@ pub fn apply(
             .expect("a rule with alerting has the alert evidence item (Rule::compile)");
         for (i, alert) in order.into_iter().zip(alerts) {
             match alert {
-                Some(why) => findings[i].fields[slot] = Some(Value::Text(why.into())),
+                Some(why) => findings[i].fields[slot] = Some(Value::Text(why)),
                 None => {
                     keep[i] = false;
                     held[r] += 1;

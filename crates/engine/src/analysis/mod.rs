@@ -9,7 +9,8 @@
 //! (`--since`/`--until`) is applied here, after the analysis, never in the scan: an
 //! enable before the window still opens a period a disable inside it closes.
 //!
-//! - [`alerting`]: which matches of a `new_terms` or `threshold` rule alert;
+//! - [`alerting`]: which matches of a `new_terms`, `threshold` or `esql` rule alert;
+//! - [`esql`]: an ES|QL rule's runs replayed over the archive;
 //! - [`sequence`]: an EQL sequence rule's step matches replayed into completed
 //!   sequences;
 //! - [`actors`]: findings grouped by actor (every rule);
@@ -24,6 +25,7 @@ pub mod actors;
 pub mod alerting;
 pub mod bypass;
 pub mod context;
+pub mod esql;
 pub mod sequence;
 
 use chrono::{DateTime, Utc};

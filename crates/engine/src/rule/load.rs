@@ -13,9 +13,10 @@
 //! A published rule whose `rule_id` is a built-in rule's keeps its published query and
 //! metadata and takes the built-in rule's analyses, evidence and context selections, so
 //! the bypass investigation runs the same whether the rule comes built in or from
-//! Elastic's file. KQL rules (`query`, `new_terms`, `threshold`) and EQL event queries
-//! (`type = "eql"`, not sequences) run; every other rule is kept as [`NotRun`] with the
-//! reason, so nothing is skipped silently.
+//! Elastic's file. KQL rules (`query`, `new_terms`, `threshold`), EQL event queries
+//! (`type = "eql"`, not sequences) and ES|QL rules (`type = "esql"`, replayed run by
+//! run) run; every other rule is kept as [`NotRun`] with the reason, so nothing is
+//! skipped silently.
 
 use std::path::PathBuf;
 
@@ -161,6 +162,8 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
     let file: ElasticFile = toml::from_str(text)?;
     let r = file.rule;
     let mut alerting = None;
+    // An ES|QL rule names its indices in its query (`FROM …`), not in `index`.
+    let mut from_sources: Vec<String> = Vec::new();
     let why_not = match (r.rule_type.as_str(), r.language.as_deref().unwrap_or("")) {
         ("query", "kuery") => None,
         ("new_terms" | "threshold", "kuery") => match alerting_of(&r) {
@@ -180,7 +183,17 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         ("eql", other) => Some(format!(
             "an eql rule in {other:?}; EQL rules are in \"eql\""
         )),
-        ("esql", _) => Some("ES|QL (aggregations over indices): not a per-record query".into()),
+        ("esql", "esql") => match esql_runs(&r) {
+            Ok((a, sources)) => {
+                alerting = Some(a);
+                from_sources = sources;
+                None
+            }
+            Err(why) => Some(why),
+        },
+        ("esql", other) => Some(format!(
+            "an esql rule in {other:?}; ES|QL rules are in \"esql\""
+        )),
         ("machine_learning", _) => Some("needs an Elastic machine-learning job".into()),
         (other, _) => Some(format!("rule type {other:?} is not a per-record query")),
     };
@@ -239,7 +252,11 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         description: r.description,
         rule_type: r.rule_type,
         language: r.language.unwrap_or_default(),
-        index: r.index,
+        index: if r.index.is_empty() {
+            from_sources
+        } else {
+            r.index
+        },
         severity: r.severity,
         risk_score: r.risk_score,
         schedule: r.from.map(|f| format!("from {f}")).unwrap_or_default(),
@@ -257,6 +274,32 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         meta.context = builtin.context;
     }
     Rule::compile(meta).map(|r| Loaded::Runs(Box::new(r)))
+}
+
+/// Elastic's default rule interval, when a rule file names none.
+const DEFAULT_INTERVAL: i64 = 300;
+
+/// An ES|QL rule's runs: its look-back (`from`) and its `interval` (Elastic's default
+/// 5 minutes when absent), or why it cannot run. A query that does not parse or uses
+/// what is not supported is a reason too: the rule is listed as not run, with it.
+fn esql_runs(r: &ElasticRule) -> Result<(Alerting, Vec<String>), String> {
+    let window = r
+        .from
+        .as_deref()
+        .and_then(parse_relative)
+        .ok_or_else(|| format!("esql: look-back {:?} is not now-<n><s|m|h|d|w>", r.from))?;
+    let interval = match r.interval.as_deref() {
+        None => DEFAULT_INTERVAL,
+        Some(text) => parse_relative(&format!("now-{text}"))
+            .ok_or_else(|| format!("esql: interval {text:?} is not <n><s|m|h|d|w>"))?,
+    };
+    let query = super::esql::Query::parse(r.query.as_deref().unwrap_or(""))
+        .map_err(|e| format!("ES|QL: {e}"))?;
+    let alerting = Alerting::Esql { window, interval };
+    match alerting.invalid() {
+        Some(why) => Err(format!("esql: {why}")),
+        None => Ok((alerting, query.sources)),
+    }
 }
 
 /// A `new_terms` or `threshold` rule's alerting, or why it cannot run.
@@ -380,6 +423,8 @@ struct ElasticRule {
     index: Vec<String>,
     #[serde(default)]
     from: Option<String>,
+    #[serde(default)]
+    interval: Option<String>,
     #[serde(default)]
     false_positives: Vec<String>,
     #[serde(default)]
@@ -574,6 +619,72 @@ name = "Exfiltration"
             e.to_string().contains("EQL syntax error at offset 23"),
             "{e}"
         );
+    }
+
+    /// `PUBLISHED` as an ES|QL rule with this query (and no `index`, as Elastic's).
+    fn esql_rule(query: &str) -> String {
+        PUBLISHED
+            .replace("index = [\"logs-o365.audit-*\"]\n", "")
+            .replace("type = \"query\"", "type = \"esql\"")
+            .replace("language = \"kuery\"", "language = \"esql\"")
+            .replace(
+                "data_stream.dataset:o365.audit and event.action:\"New-TransportRule\" and event.outcome:success",
+                query,
+            )
+    }
+
+    #[test]
+    fn an_esql_rule_runs_with_its_runs_and_an_unsupported_one_says_why_not() {
+        let query = "from logs-o365.audit-* | where event.action == \"New-TransportRule\" \
+            | stats n = count(*) by user.id";
+        let Loaded::Runs(rule) = parse(&esql_rule(query)).unwrap() else {
+            panic!("an ES|QL rule must run");
+        };
+        assert!(matches!(rule.query, super::super::Query::Esql(_)));
+        // No `interval` in the file: Elastic's default, 5 minutes.
+        assert_eq!(
+            rule.meta.alerting,
+            Some(Alerting::Esql {
+                window: 30 * 60,
+                interval: 300
+            })
+        );
+        assert_eq!(
+            rule.query.required_literals(),
+            Some(vec!["New-TransportRule".to_string()])
+        );
+        assert!(
+            rule.evidence_index(super::super::ESQL_ROWS_EVIDENCE)
+                .is_some()
+        );
+        assert!(rule.evidence_index(super::super::ALERT_EVIDENCE).is_some());
+        // The indices come from FROM when the file names none.
+        assert_eq!(rule.meta.index, ["logs-o365.audit-*"]);
+        let with_interval =
+            esql_rule(query).replace("from = \"now-30m\"", "from = \"now-9m\"\ninterval = \"8m\"");
+        let Loaded::Runs(rule) = parse(&with_interval).unwrap() else {
+            panic!("runs");
+        };
+        assert_eq!(
+            rule.meta.alerting,
+            Some(Alerting::Esql {
+                window: 9 * 60,
+                interval: 8 * 60
+            })
+        );
+        // What is not supported: the rule does not run, and says why.
+        let Loaded::NotRun(n) = parse(&esql_rule("from x | rename a as b")).unwrap() else {
+            panic!("RENAME must not run");
+        };
+        assert!(n.reason.contains("rename is not supported"), "{}", n.reason);
+        let bad = esql_rule(query).replace(
+            "from = \"now-30m\"",
+            "from = \"now-30m\"\ninterval = \"soon\"",
+        );
+        let Loaded::NotRun(n) = parse(&bad).unwrap() else {
+            panic!("a bad interval must not run");
+        };
+        assert!(n.reason.contains("interval"), "{}", n.reason);
     }
 
     #[test]

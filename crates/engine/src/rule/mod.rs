@@ -1,5 +1,5 @@
-//! Rules as data: published metadata plus a query text (KQL, or an EQL event query),
-//! compiled once.
+//! Rules as data: published metadata plus a query text (KQL, an EQL event query, or
+//! ES|QL), compiled once.
 //!
 //! Place in the flow: `Config` holds the compiled rules; `prefilter` takes the literals
 //! they require; `scan` evaluates them against each parsed candidate and, on a match,
@@ -22,6 +22,15 @@ pub mod eql {
     /// An EQL query over the ECS fields of audit records.
     pub type Query = ualhunt_query::eql::Query<crate::field::Field>;
 }
+/// ES|QL over the ECS view of audit records: `ualhunt_query`'s language with [`Field`]
+/// as its field type. The scan evaluates its per-record part; its post part runs per
+/// rule run in `analysis::esql`.
+pub mod esql {
+    pub use ualhunt_query::esql::*;
+
+    /// An ES|QL query over the ECS fields of audit records.
+    pub type Query = ualhunt_query::esql::Query<crate::field::Field>;
+}
 pub mod load;
 
 use std::fmt;
@@ -39,6 +48,9 @@ pub enum Query {
     /// An EQL query (`language = "eql"`): an event query, or a sequence, whose step
     /// matches the scan collects and `analysis::sequence` replays in time order.
     Eql(eql::Query),
+    /// An ES|QL query (`language = "esql"`): a record matches when its per-record part
+    /// gives it a row; what alerts is decided per rule run (`analysis::esql`).
+    Esql(Box<esql::Query>),
 }
 
 impl Query {
@@ -49,6 +61,7 @@ impl Query {
             Query::Kql(q) => q.matches(record),
             Query::Eql(eql::Query::Sequence(seq)) => seq.matches_any(record),
             Query::Eql(q) => q.matches(record),
+            Query::Esql(q) => q.matches(record),
         }
     }
 
@@ -66,6 +79,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.required_literals(),
             Query::Eql(q) => q.required_literals(),
+            Query::Esql(q) => q.required_literals(),
         }
     }
 
@@ -74,6 +88,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.required_conjuncts(),
             Query::Eql(q) => q.required_conjuncts(),
+            Query::Esql(q) => q.required_conjuncts(),
         }
     }
 
@@ -82,6 +97,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.fields(),
             Query::Eql(q) => q.fields(),
+            Query::Esql(q) => q.fields(),
         }
     }
 }
@@ -91,6 +107,7 @@ impl fmt::Display for Query {
         match self {
             Query::Kql(q) => q.fmt(f),
             Query::Eql(q) => q.fmt(f),
+            Query::Esql(q) => q.fmt(f),
         }
     }
 }
@@ -176,10 +193,18 @@ pub enum Alerting {
         /// The rule's look-back (`from`), in seconds.
         window: i64,
     },
+    /// The rows an ES|QL query returns, run after run: every `interval` over the
+    /// `window` before (Elastic's `esql` rule type; `analysis::esql`).
+    Esql {
+        /// The rule's look-back (`from`), in seconds.
+        window: i64,
+        /// How often the rule runs (`interval`), in seconds.
+        interval: i64,
+    },
 }
 
 /// The name of the evidence item that says why a match alerted (`new_terms`,
-/// `threshold`).
+/// `threshold`, `esql`).
 pub const ALERT_EVIDENCE: &str = "alert";
 
 impl RuleMeta {
@@ -191,6 +216,9 @@ impl RuleMeta {
             .any(|e| e.kind == EvidenceKind::Sequence)
     }
 }
+
+/// The name of the evidence item that holds an ES|QL rule's rows of a record.
+pub const ESQL_ROWS_EVIDENCE: &str = "esql_rows";
 
 impl Alerting {
     /// What is wrong with it, if anything.
@@ -206,6 +234,12 @@ impl Alerting {
             Alerting::Threshold { value, window, .. } if *value == 0 || !span_ok(*window) => {
                 Some(format!(
                     "a threshold needs a value of at least 1 and a look-back of 1 s to {}",
+                    span(MAX_SPAN)
+                ))
+            }
+            Alerting::Esql { window, interval } if !span_ok(*window) || !span_ok(*interval) => {
+                Some(format!(
+                    "an ES|QL rule needs a look-back and an interval of 1 s to {}",
                     span(MAX_SPAN)
                 ))
             }
@@ -226,6 +260,8 @@ impl Alerting {
                 .map(String::as_str)
                 .chain(cardinality.iter().map(|(f, _)| f.as_str()))
                 .collect(),
+            // Its query's rows carry what it reads (the `esql_rows` item).
+            Alerting::Esql { .. } => Vec::new(),
         }
     }
 }
@@ -258,6 +294,12 @@ impl fmt::Display for Alerting {
                 }
                 write!(f, " within {}", span(*window))
             }
+            Alerting::Esql { window, interval } => write!(
+                f,
+                "ES|QL: the rows the query returns, run every {} over the {} before",
+                span(*interval),
+                span(*window)
+            ),
         }
     }
 }
@@ -351,8 +393,8 @@ pub enum EvidenceKind {
     UserType,
     /// The cmdlet rebuilt from the record's `Parameters`.
     CommandLine,
-    /// Why the match alerted, written by the rule's alerting (`new_terms`, `threshold`),
-    /// not read from the record.
+    /// Why the match alerted, written by the rule's alerting (`new_terms`, `threshold`,
+    /// `esql`), not read from the record.
     Alert,
     /// An EQL sequence's match: in the scan, which steps the record matched and on
     /// which join keys; once replayed, the sequence's steps, keys and span
@@ -361,11 +403,14 @@ pub enum EvidenceKind {
     /// Step N of a completed EQL sequence (its record's time, path:line and id),
     /// written by the replay.
     Step,
+    /// The rows an ES|QL query's per-record part gives the record (the columns its
+    /// post part reads), written by the scan for `analysis::esql`.
+    EsqlRows,
 }
 
 impl EvidenceKind {
     /// Whether the item is read from fields it names (every kind but the command line,
-    /// the alert and the sequence's items).
+    /// the alert, the sequence's items and the ES|QL rows).
     pub fn reads_fields(self) -> bool {
         !matches!(
             self,
@@ -373,6 +418,7 @@ impl EvidenceKind {
                 | EvidenceKind::Alert
                 | EvidenceKind::Sequence
                 | EvidenceKind::Step
+                | EvidenceKind::EsqlRows
         )
     }
 }
@@ -486,6 +532,14 @@ pub enum RuleError {
         /// What was wrong with the query.
         source: kql::ParseError,
     },
+    /// The ES|QL query text does not parse, or uses what is not supported.
+    #[error("rule {name:?}: {source}")]
+    Esql {
+        /// The rule's name.
+        name: String,
+        /// What was wrong with the query.
+        source: esql::ParseError,
+    },
     /// The EQL query text does not parse, or is a sequence.
     #[error("rule {name:?}: {source}")]
     Eql {
@@ -534,6 +588,15 @@ impl Rule {
                     });
                 }
             }
+            if matches!(alerting, Alerting::Esql { .. })
+                && !meta.evidence.iter().any(|e| e.name == ESQL_ROWS_EVIDENCE)
+            {
+                meta.evidence.push(EvidenceSpec {
+                    name: ESQL_ROWS_EVIDENCE.to_string(),
+                    fields: Vec::new(),
+                    kind: EvidenceKind::EsqlRows,
+                });
+            }
             if !meta.evidence.iter().any(|e| e.name == ALERT_EVIDENCE) {
                 meta.evidence.push(EvidenceSpec {
                     name: ALERT_EVIDENCE.to_string(),
@@ -557,13 +620,33 @@ impl Rule {
         if let Some(why) = meta.alerting.as_ref().and_then(Alerting::invalid) {
             return Err(invalid(why));
         }
-        let query = match sequence {
-            Some(q) => Query::Eql(q),
-            None => parse(&meta.query)?,
+        let query = match (sequence, meta.language.as_str()) {
+            (Some(q), _) => Query::Eql(q),
+            (None, "esql") => {
+                let query = esql::Query::parse(&meta.query).map_err(|source| RuleError::Esql {
+                    name: meta.name.clone(),
+                    source,
+                })?;
+                if !matches!(meta.alerting, Some(Alerting::Esql { .. })) {
+                    return Err(invalid(
+                        "an ES|QL rule needs its runs (alerting kind \"esql\": window and \
+                         interval)"
+                            .to_string(),
+                    ));
+                }
+                Query::Esql(Box::new(query))
+            }
+            _ => parse(&meta.query)?,
         };
         if query.sequence().is_some() && meta.alerting.is_some() {
             return Err(invalid(
-                "an EQL sequence has no new-terms or threshold alerting".to_string(),
+                "an EQL sequence has no new-terms, threshold or ES|QL alerting".to_string(),
+            ));
+        }
+        if matches!(meta.alerting, Some(Alerting::Esql { .. })) && !matches!(query, Query::Esql(_))
+        {
+            return Err(invalid(
+                "alerting kind \"esql\" needs an ES|QL query (language = \"esql\")".to_string(),
             ));
         }
         let contexts = meta
@@ -591,8 +674,14 @@ impl Rule {
             }
             if e.fields.is_empty() == e.kind.reads_fields() {
                 return Err(invalid(format!(
-                    "evidence {:?}: a command_line or alert item has no fields, every other \
-                     item has some",
+                    "evidence {:?}: a command_line, alert or esql_rows item has no fields, \
+                     every other item has some",
+                    e.name
+                )));
+            }
+            if e.kind == EvidenceKind::EsqlRows && !matches!(query, Query::Esql(_)) {
+                return Err(invalid(format!(
+                    "evidence {:?}: an esql_rows item needs an ES|QL query",
                     e.name
                 )));
             }
