@@ -452,7 +452,8 @@ impl<'t, 'i> Record<'t, 'i> {
                     _ => visit_path(Some(self.root), path, is_flattened(path), f),
                 }
             }
-            Field::Other(_) => false,
+            // Derived by the pipeline's enrichment (`enrich::Enriched`), not the record.
+            Field::Other(_) | Field::Derived(_) => false,
         }
     }
 

@@ -107,6 +107,7 @@ pub fn first_pass(inputs: &[Input], matcher: &Matcher, config: &Config) -> Scann
 /// What the first pass selects: made once per run (or per merge of a sharded run).
 pub fn first_matcher(config: &Config) -> Matcher {
     Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
+        .with_enrichment(config.enrichment.clone())
         .with_timing(config.timing)
         .with_block(config.scan_block)
 }

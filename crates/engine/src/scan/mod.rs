@@ -28,6 +28,7 @@ use simd_json::tape::Tape;
 
 use crate::config::DEFAULT_SCAN_BLOCK;
 use crate::coverage::Tally;
+use crate::enrich::{Enriched, Enrichment};
 use crate::findings::{At, Merge, Partial, Text, Why};
 use crate::prefilter::{Prefilter, Router};
 use crate::record::{Embedded, Record, reduce_ip};
@@ -68,6 +69,8 @@ pub struct Matcher {
     block: usize,
     timed: bool,
     coverage: bool,
+    /// The pipeline's enrichment the queries and evidence read derived fields through.
+    enrichment: std::sync::Arc<Enrichment>,
 }
 
 impl Matcher {
@@ -139,6 +142,7 @@ impl Matcher {
             block: DEFAULT_SCAN_BLOCK,
             timed: false,
             coverage: true,
+            enrichment: Default::default(),
         }
     }
 
@@ -168,6 +172,7 @@ impl Matcher {
             block: DEFAULT_SCAN_BLOCK,
             timed: false,
             coverage: false,
+            enrichment: Default::default(),
         }
     }
 
@@ -176,6 +181,18 @@ impl Matcher {
     pub fn with_timing(mut self, timed: bool) -> Matcher {
         self.timed = timed;
         self
+    }
+
+    /// Derived fields (`user_agent.*`, GeoIP) computed with this enrichment (its
+    /// databases); without it only the user-agent fields have values.
+    pub fn with_enrichment(mut self, enrichment: std::sync::Arc<Enrichment>) -> Matcher {
+        self.enrichment = enrichment;
+        self
+    }
+
+    /// The enrichment derived fields are computed with.
+    pub fn enrichment(&self) -> &Enrichment {
+        &self.enrichment
     }
 
     /// Sets how many bytes are searched at a time inside a chunk (tests use tiny blocks
@@ -891,10 +908,11 @@ fn judge<S: Sink>(
     }
     out.counts.candidates += 1;
     hits.clear();
+    let view = Enriched::new(record, &m.enrichment);
     let mut consider = |i: usize| {
         let sel = &m.selections[i];
         out.evaluated.bump(i);
-        if sel.query.as_ref().is_none_or(|q| q.matches(record)) {
+        if sel.query.as_ref().is_none_or(|q| q.matches(&view)) {
             hits.push(i);
         }
     };
