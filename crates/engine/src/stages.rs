@@ -345,6 +345,11 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         rules,
     } = plan;
     let context_ran = activities.iter().any(Option::is_some);
+    let mut warnings = warnings;
+    warnings.extend(crate::warnings::missing_enrichment(
+        &config.rules,
+        &config.enrichment,
+    ));
     let investigations = rules
         .iter()
         .zip(&activities)

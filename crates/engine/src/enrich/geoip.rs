@@ -87,6 +87,20 @@ pub enum GeoIpError {
     },
 }
 
+/// Which database a run used, as a shard's partial records it: a merge of stages run
+/// with different databases is refused.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DatabaseInfo {
+    /// What it holds.
+    pub kind: Kind,
+    /// Its `database_type`.
+    pub database_type: String,
+    /// Its file name.
+    pub name: String,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+}
+
 /// The databases of a run: at most one for `source.geo.*` and one for `source.as.*`.
 #[derive(Debug, Default)]
 pub struct GeoIp {
@@ -152,6 +166,21 @@ impl GeoIp {
     /// The databases, geo first.
     pub fn databases(&self) -> impl Iterator<Item = &Database> {
         self.geo.iter().chain(self.asn.iter())
+    }
+
+    /// What identifies the databases, geo first.
+    pub fn info(&self) -> Vec<DatabaseInfo> {
+        self.databases()
+            .map(|db| DatabaseInfo {
+                kind: db.kind,
+                database_type: db.database_type.clone(),
+                name: db
+                    .path
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                sha256: db.digest.clone(),
+            })
+            .collect()
     }
 
     /// What the databases hold for `ip` (all fields `None` where none has it). A

@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap;
 
 use crate::field::{Field, Fields};
 use crate::record::{Record, Shape, reduce_ip};
-pub use geoip::{GeoIp, GeoIpError, Location};
+pub use geoip::{DatabaseInfo, GeoIp, GeoIpError, Location};
 pub use user_agent::UserAgent;
 
 /// A field the pipeline derives from another one.
@@ -139,6 +139,9 @@ const CACHE_MAX: usize = 1 << 14;
 #[derive(Debug, Default)]
 pub struct Enrichment {
     geoip: GeoIp,
+    /// The databases the run uses: those of `geoip`, or, for the merge of a sharded
+    /// run, those its shards recorded.
+    used: Vec<DatabaseInfo>,
     agents: Mutex<FxHashMap<Box<str>, Arc<UserAgent>>>,
     places: Mutex<FxHashMap<IpAddr, Arc<Location>>>,
 }
@@ -147,9 +150,24 @@ impl Enrichment {
     /// The enrichment with these databases (none: only the user-agent fields).
     pub fn new(geoip: GeoIp) -> Enrichment {
         Enrichment {
+            used: geoip.info(),
             geoip,
             ..Enrichment::default()
         }
+    }
+
+    /// What the merge of a sharded run knows of its shards' enrichment: the databases
+    /// they used (which the merge itself does not read).
+    pub fn recorded(used: Vec<DatabaseInfo>) -> Enrichment {
+        Enrichment {
+            used,
+            ..Enrichment::default()
+        }
+    }
+
+    /// The databases the run uses.
+    pub fn used(&self) -> &[DatabaseInfo] {
+        &self.used
     }
 
     /// The databases.
@@ -161,8 +179,11 @@ impl Enrichment {
     pub fn provides(&self, source: Source) -> bool {
         match source {
             Source::UserAgent => true,
-            Source::Geo => self.geoip.has_geo(),
-            Source::Asn => self.geoip.has_asn(),
+            Source::Geo => self
+                .used
+                .iter()
+                .any(|d| matches!(d.kind, geoip::Kind::City | geoip::Kind::Country)),
+            Source::Asn => self.used.iter().any(|d| d.kind == geoip::Kind::Asn),
         }
     }
 
@@ -243,6 +264,52 @@ impl Enrichment {
             _ => record.shown_text(field).map(|v| v.into_owned()),
         }
     }
+}
+
+impl Source {
+    /// What the field needs, said to the user.
+    pub fn need(self) -> &'static str {
+        match self {
+            Source::UserAgent => "user-agent parsing (built in)",
+            Source::Geo => {
+                "GeoIP enrichment: a City or Country database (--geoip-db), without which it \
+                 has no value in a raw record"
+            }
+            Source::Asn => {
+                "ASN enrichment: an ASN database (--geoip-db), without which it has no value \
+                 in a raw record"
+            }
+        }
+    }
+}
+
+/// The fields `names` reads that need enrichment `enrichment` lacks, each once, with
+/// what it needs.
+pub fn missing<'n>(
+    names: impl IntoIterator<Item = &'n str>,
+    enrichment: &Enrichment,
+) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    for name in names {
+        let source = match Derived::parse(name) {
+            Some(d) => d.source(),
+            // Fields of the same processors that ualhunt does not derive.
+            None if name.starts_with("source.geo.") || name.starts_with("client.geo.") => {
+                Source::Geo
+            }
+            None if name.starts_with("source.as.") || name.starts_with("client.as.") => {
+                Source::Asn
+            }
+            None => continue,
+        };
+        if enrichment.provides(source) && Derived::parse(name).is_some() {
+            continue;
+        }
+        if !out.iter().any(|(n, _)| n == name) {
+            out.push((name.to_string(), source.need()));
+        }
+    }
+    out
 }
 
 /// A poisoned lock only means another worker panicked; the map is still a valid cache.

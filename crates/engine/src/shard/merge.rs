@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::enrich::Enrichment;
 use crate::allow::Allowlist;
 use crate::analysis::context::Activity;
 use crate::config::Config;
@@ -217,6 +218,7 @@ pub fn config_of(key: &PlanKey, today: chrono::NaiveDate) -> Result<Config, Merg
     config.context_window = chrono::Duration::seconds(o.context_window);
     config.context_horizon = chrono::Duration::seconds(o.context_horizon);
     config.allowlist = Allowlist::from_entries(o.allow.clone(), today);
+    config.enrichment = std::sync::Arc::new(Enrichment::recorded(o.geoip.clone()));
     Ok(config)
 }
 
