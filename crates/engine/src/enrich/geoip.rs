@@ -270,3 +270,85 @@ impl Database {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/geoip")
+            .join(name)
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_city_and_an_asn_database_fill_every_field() {
+        let g = GeoIp::open(&[
+            fixture("GeoLite2-ASN-Test.mmdb"),
+            fixture("GeoLite2-City-Test.mmdb"),
+        ])
+        .unwrap();
+        assert!(g.has_geo() && g.has_asn());
+        let kinds: Vec<Kind> = g.info().iter().map(|d| d.kind).collect();
+        assert_eq!(kinds, [Kind::City, Kind::Asn]);
+        let place = g.lookup(ip("89.160.20.112"));
+        assert_eq!(place.city_name.as_deref(), Some("Linköping"));
+        assert_eq!(place.country_iso_code.as_deref(), Some("SE"));
+        assert_eq!(place.country_name.as_deref(), Some("Sweden"));
+        assert_eq!(place.continent_name.as_deref(), Some("Europe"));
+        assert_eq!(place.region_iso_code.as_deref(), Some("SE-E"));
+        assert_eq!(place.region_name.as_deref(), Some("Östergötland County"));
+        assert_eq!(place.location, Some((58.4167, 15.6167)));
+        assert_eq!(place.as_number, Some(29518));
+        assert_eq!(place.as_organization.as_deref(), Some("Bredband2 AB"));
+    }
+
+    #[test]
+    fn an_address_in_no_database_has_no_field() {
+        let g = GeoIp::open(&[
+            fixture("GeoLite2-City-Test.mmdb"),
+            fixture("GeoLite2-ASN-Test.mmdb"),
+        ])
+        .unwrap();
+        assert_eq!(g.lookup(ip("10.11.12.13")), Location::default());
+        assert_eq!(g.lookup(ip("2001:db8::abcd")), Location::default());
+    }
+
+    #[test]
+    fn ipv6_addresses_are_looked_up() {
+        let g = GeoIp::open(&[fixture("GeoLite2-City-Test.mmdb")]).unwrap();
+        let place = g.lookup(ip("2a02:cf40:add:4002:91f2:a9b2:e09a:6fc6"));
+        assert_eq!(place.country_iso_code.as_deref(), Some("NO"));
+        assert_eq!(place.city_name, None);
+        assert_eq!(place.as_number, None);
+    }
+
+    #[test]
+    fn a_country_database_fills_the_country_only() {
+        let g = GeoIp::open(&[fixture("GeoIP2-Country-Test.mmdb")]).unwrap();
+        assert_eq!(g.info()[0].kind, Kind::Country);
+        let place = g.lookup(ip("89.160.20.112"));
+        assert_eq!(place.country_name.as_deref(), Some("Sweden"));
+        assert_eq!(place.city_name, None);
+        assert_eq!(place.region_name, None);
+    }
+
+    #[test]
+    fn other_files_and_a_second_database_of_a_role_are_refused() {
+        let licence = fixture("LICENSE-MIT");
+        let err = GeoIp::open(std::slice::from_ref(&licence)).unwrap_err();
+        assert!(matches!(err, GeoIpError::Open { .. }), "{err}");
+        let err = GeoIp::open(&[
+            fixture("GeoLite2-City-Test.mmdb"),
+            fixture("GeoIP2-Country-Test.mmdb"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("a second geo database"), "{err}");
+        let missing = GeoIp::open(&[fixture("absent.mmdb")]).unwrap_err();
+        assert!(missing.to_string().contains("absent.mmdb"), "{missing}");
+    }
+}
