@@ -224,9 +224,7 @@ fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
     assert_eq!(set.rules.len(), 56);
     for (i, rule) in set.rules.iter().enumerate() {
         let alone = findings(&dir, Some(&[i]));
-        if rule.meta.alerting.is_some()
-            && !rule.needs_enrichment(&Default::default()).is_empty()
-        {
+        if rule.meta.alerting.is_some() && !rule.needs_enrichment(&Default::default()).is_empty() {
             // Its terms or its query need GeoIP/ASN enrichment: it cannot alert offline.
             assert!(alone.is_empty(), "rule {i}");
             continue;

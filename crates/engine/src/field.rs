@@ -211,10 +211,8 @@ impl ualhunt_query::Field for Field {
                 raw_operation(value).unwrap_or(value).to_string(),
             )]),
             // A name the parser takes from the agent's text is in the record's bytes.
-            Field::Derived(Derived::AgentName) => {
-                crate::enrich::user_agent::name_spellings(value)
-                    .map(|texts| texts.into_iter().map(Spelling::Text).collect())
-            }
+            Field::Derived(Derived::AgentName) => crate::enrich::user_agent::name_spellings(value)
+                .map(|texts| texts.into_iter().map(Spelling::Text).collect()),
             f if f.is_verbatim() => Some(vec![Spelling::Text(value.to_string())]),
             _ => None,
         }

@@ -16,7 +16,6 @@
 pub mod geoip;
 pub mod user_agent;
 
-use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -297,9 +296,7 @@ pub fn missing<'n>(
             None if name.starts_with("source.geo.") || name.starts_with("client.geo.") => {
                 Source::Geo
             }
-            None if name.starts_with("source.as.") || name.starts_with("client.as.") => {
-                Source::Asn
-            }
+            None if name.starts_with("source.as.") || name.starts_with("client.as.") => Source::Asn,
             None => continue,
         };
         if enrichment.provides(source) && Derived::parse(name).is_some() {
@@ -321,35 +318,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Enriched<'a, 'r, 't, 'i> {
     record: &'r Record<'t, 'i>,
     enrichment: &'a Enrichment,
-    /// Whether a derived field was computed (for accounting in tests).
-    derived: Cell<bool>,
 }
 
 impl<'a, 'r, 't, 'i> Enriched<'a, 'r, 't, 'i> {
     /// The view of `record` with `enrichment`.
     pub fn new(record: &'r Record<'t, 'i>, enrichment: &'a Enrichment) -> Self {
-        Enriched {
-            record,
-            enrichment,
-            derived: Cell::new(false),
-        }
-    }
-
-    /// Whether evaluating on this view computed a derived field.
-    pub fn computed_any(&self) -> bool {
-        self.derived.get()
+        Enriched { record, enrichment }
     }
 }
 
 impl Fields<Field> for Enriched<'_, '_, '_, '_> {
     fn any_value(&self, field: &Field, pred: &mut dyn FnMut(&str) -> bool) -> bool {
         match field {
-            Field::Derived(d) if self.record.shape() == Shape::Raw => {
-                self.derived.set(true);
-                self.enrichment
-                    .value(self.record, *d)
-                    .is_some_and(|v| pred(&v))
-            }
+            Field::Derived(d) if self.record.shape() == Shape::Raw => self
+                .enrichment
+                .value(self.record, *d)
+                .is_some_and(|v| pred(&v)),
             _ => self.record.any_value(field, pred),
         }
     }
@@ -358,6 +342,48 @@ impl Fields<Field> for Enriched<'_, '_, '_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_record<R>(json: &str, f: impl FnOnce(&Record<'_, '_>) -> R) -> R {
+        let mut bytes = json.as_bytes().to_vec();
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        let record = Record::new(tape.as_value()).unwrap();
+        f(&record)
+    }
+
+    fn values(json: &str, enrichment: &Enrichment, name: &str) -> Vec<String> {
+        with_record(json, |record| {
+            let mut out = Vec::new();
+            Enriched::new(record, enrichment).any_value(&Field::parse(name), &mut |v| {
+                out.push(v.to_string());
+                false
+            });
+            out
+        })
+    }
+
+    #[test]
+    fn raw_records_are_enriched_and_ecs_documents_read_as_they_are() {
+        let e = Enrichment::default();
+        let teams = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, \
+                     like Gecko) Teams/1.3.00.30866 Chrome/80.0.3987.165 Electron/8.5.1 \
+                     Safari/537.36";
+        let raw = format!(
+            r#"{{"Operation":"UserLoggedIn","ClientIP":"89.160.20.112","ExtendedProperties":[{{"Name":"UserAgent","Value":"{teams}"}}]}}"#
+        );
+        assert_eq!(values(&raw, &e, "user_agent.name"), ["Electron"]);
+        assert_eq!(values(&raw, &e, "user_agent.os.full"), ["Windows 10"]);
+        // No database: no GeoIP field, and the enrichment says it cannot provide one.
+        assert!(values(&raw, &e, "source.geo.country_name").is_empty());
+        assert!(!e.provides(Source::Geo));
+        // The pipeline enriched the document already: its values, not a parse.
+        let ecs = format!(
+            r#"{{"event":{{"action":"x"}},"user_agent":{{"original":"{teams}","name":"Teams"}},"source":{{"geo":{{"country_name":"Norway"}}}}}}"#
+        );
+        assert_eq!(values(&ecs, &e, "user_agent.name"), ["Teams"]);
+        assert_eq!(values(&ecs, &e, "source.geo.country_name"), ["Norway"]);
+        // A record without an agent has no parsed fields at all.
+        assert!(values(r#"{"Operation":"x"}"#, &e, "user_agent.name").is_empty());
+    }
 
     #[test]
     fn names_round_trip() {

@@ -375,6 +375,54 @@ mod tests {
         assert_eq!(none.device_name, "Other");
     }
 
+    /// Pieces of real agents, put together at random below.
+    const PIECES: [&str; 24] = [
+        "Mozilla/5.0",
+        "(Windows NT 10.0; Win64; x64)",
+        "(Macintosh; Intel Mac OS X 10_15_7)",
+        "(iPhone; CPU iPhone OS 16_1 like Mac OS X)",
+        "(Linux; Android 12; SM-G991B)",
+        "AppleWebKit/537.36 (KHTML, like Gecko)",
+        "Electron/8.5.1",
+        "Chrome/80.0.3987.165",
+        "Safari/537.36",
+        "Teams/1.3.00.30866",
+        "Slack_SSB/4.29.149",
+        "Edg/124.0.2478.80",
+        "Firefox/115.0",
+        "Gecko/20100101",
+        "Mobile/15E148",
+        "Version/16.1",
+        "OneDriveiOSApp/1.2",
+        "Outlook-iOS/2.0",
+        "python-requests/2.31.0",
+        "BoxNotes/1.2.3",
+        "MSOffice 12",
+        "curl/8.1.2",
+        "Opera Mini/7.1",
+        "okhttp/4.9.2",
+    ];
+
+    proptest::proptest! {
+        /// The prefilter's soundness for `user_agent.name`: whatever an agent parses
+        /// as, one of that name's spellings is in the agent's text (or it has none).
+        #[test]
+        fn a_parsed_name_always_holds_one_of_its_spellings(
+            picks in proptest::collection::vec(0usize..PIECES.len(), 1..6),
+            glue in proptest::sample::select(vec![" ", "; ", "/", ""]),
+        ) {
+            let agent: Vec<&str> = picks.iter().map(|&i| PIECES[i]).collect();
+            let agent = agent.join(glue);
+            let name = parse(&agent).name;
+            if let Some(spellings) = name_spellings(&name) {
+                proptest::prop_assert!(
+                    spellings.iter().any(|s| agent.contains(s.as_str())),
+                    "{agent:?} parses as {name:?}, spellings {spellings:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn java_classes_become_ascii() {
         assert_eq!(ascii_classes(r"(\d+)\.\w"), r"([0-9]+)\.[A-Za-z0-9_]");

@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::enrich::Enrichment;
 use crate::allow::Allowlist;
 use crate::analysis::context::Activity;
 use crate::config::Config;
+use crate::enrich::Enrichment;
 use crate::error::{InputError, Warning};
 use crate::findings::{Harvest, Merge, Partial};
 use crate::report::{Report, RunStats};
