@@ -2,12 +2,15 @@
 //! [`ualhunt_engine::Config`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
+
 use chrono::NaiveDate;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ualhunt_engine::config::Config;
+use ualhunt_engine::enrich::{Enrichment, GeoIp};
 use ualhunt_report::OutputFormat;
 
 /// Hunt Elastic's "O365 Mailbox Audit Logging Bypass" rule over Microsoft 365 audit
@@ -19,6 +22,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up: the size of the hunt's flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Scan archives and report findings grouped by actor.
@@ -99,6 +104,13 @@ pub struct RulesArgs {
     /// recursively for *.toml); repeatable. Default: the built-in rule.
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
+
+    /// A MaxMind DB file (GeoIP2/GeoLite2 City or Country, and ASN; told apart by their
+    /// metadata) to fill `source.geo.*` and `source.as.*` of raw records from
+    /// `source.ip`, as Elastic's ingest pipeline does; repeatable. Without one, rules
+    /// that read those fields run but cannot match on them (said in the report).
+    #[arg(long = "geoip-db", value_name = "PATH")]
+    pub geoip_db: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -309,6 +321,13 @@ pub struct HuntArgs {
     /// rule. Rules that cannot run offline are listed in --stats and `ualhunt rules`.
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
+
+    /// A MaxMind DB file (GeoIP2/GeoLite2 City or Country, and ASN; told apart by their
+    /// metadata) to fill `source.geo.*` and `source.as.*` of raw records from
+    /// `source.ip`, as Elastic's ingest pipeline does; repeatable. Without one, rules
+    /// that read those fields run but cannot match on them (said in the report).
+    #[arg(long = "geoip-db", value_name = "PATH")]
+    pub geoip_db: Vec<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
@@ -522,8 +541,15 @@ impl HuntArgs {
             config.allowlist =
                 ualhunt_engine::allow::Allowlist::load(path, today).context("--allow")?;
         }
+        config.enrichment = enrichment(&self.geoip_db)?;
         Ok(config)
     }
+}
+
+/// The pipeline's enrichment with the GeoIP databases of `--geoip-db`.
+pub fn enrichment(paths: &[PathBuf]) -> anyhow::Result<Arc<Enrichment>> {
+    let geoip = GeoIp::open(paths).context("--geoip-db")?;
+    Ok(Arc::new(Enrichment::new(geoip)))
 }
 
 /// Parses a size such as `4096`, `64K`, `16M`, `1G` (binary multiples; a trailing `B`,

@@ -520,6 +520,7 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     } else {
         ualhunt_engine::rule::load::load(&args.rules).context("--rules")?
     };
+    let enrichment = crate::cli::enrichment(&args.geoip_db)?;
     let matcher = ualhunt_engine::scan::Matcher::new(set.rules.clone(), true, usize::MAX);
     let mut out = BufWriter::new(io::stdout().lock());
     for (r, rule) in set.rules.iter().enumerate() {
@@ -589,7 +590,7 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
             };
             writeln!(out, "  {what} {literals}")?;
         }
-        for (field, why) in rule.needs_enrichment() {
+        for (field, why) in rule.needs_enrichment(&enrichment) {
             writeln!(out, "  cannot match:      {field}: {why}")?;
         }
         if !rule.meta.analyses.is_empty() {

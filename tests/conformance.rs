@@ -242,3 +242,77 @@ fn every_field_the_published_rules_read_maps_like_elastics_pipeline() {
     eprintln!("rule fields compared where Elastic's documents have them: {compared:?}");
     assert!(compared.len() >= 8, "{compared:?}");
 }
+
+/// MaxMind's test databases (`tests/fixtures/geoip/`), the ones Elastic's pipeline
+/// tests enrich with.
+fn test_enrichment() -> ualhunt_engine::enrich::Enrichment {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geoip");
+    let geoip = ualhunt_engine::enrich::GeoIp::open(&[
+        dir.join("GeoLite2-City-Test.mmdb"),
+        dir.join("GeoLite2-ASN-Test.mmdb"),
+    ])
+    .expect("the test databases open");
+    ualhunt_engine::enrich::Enrichment::new(geoip)
+}
+
+/// `source.geo.*` and `source.as.*` of every raw record, derived with MaxMind's test
+/// databases, equal what Elastic's pipeline wrote (both pipelines, every field the
+/// documents hold, and no value where they hold none).
+#[test]
+fn geoip_fields_derive_like_elastics_pipeline() {
+    let Some(dir) = corpus_dir() else {
+        eprintln!("notice: ../shared/corpus/elastic-o365 is absent; conformance not checked");
+        return;
+    };
+    let enrichment = test_enrichment();
+    let fields = [
+        "source.geo.continent_name",
+        "source.geo.country_iso_code",
+        "source.geo.country_name",
+        "source.geo.region_iso_code",
+        "source.geo.region_name",
+        "source.geo.city_name",
+        "source.geo.location.lat",
+        "source.geo.location.lon",
+        "source.as.number",
+        "source.as.organization.name",
+    ];
+    let mut compared = 0;
+    let mut with_values = std::collections::BTreeSet::new();
+    for case in load_cases(&dir) {
+        let mut bytes = case.raw.clone().into_bytes();
+        let tape = simd_json::to_tape(&mut bytes).unwrap();
+        let record = Record::new(tape.as_value()).expect("an object");
+        let view = ualhunt_engine::enrich::Enriched::new(&record, &enrichment);
+        for name in fields {
+            let theirs = expected_values(&case.ecs, name);
+            let mut ours = Vec::new();
+            ualhunt_engine::field::Fields::any_value(&view, &Field::parse(name), &mut |v| {
+                ours.push(v.to_string());
+                false
+            });
+            // Coordinates compare as numbers (`62.0` and `62`).
+            let number = |v: &Vec<String>| -> Vec<Option<f64>> {
+                v.iter().map(|s| s.parse::<f64>().ok()).collect()
+            };
+            let same = if name.contains("location") {
+                number(&ours) == number(&theirs)
+            } else {
+                ours == theirs
+            };
+            assert!(
+                same,
+                "{} {name}: ualhunt {ours:?}, Elastic {theirs:?}",
+                case.origin
+            );
+            compared += 1;
+            if !theirs.is_empty() {
+                with_values.insert(name);
+            }
+        }
+    }
+    eprintln!("geoip: {compared} values compared; fields with values: {with_values:?}");
+    // Every field the documents hold at least once: Linköping (City, region, ASN with
+    // its organization), Bhutan (ASN number only), an IPv6 address in Norway.
+    assert_eq!(with_values.len(), fields.len(), "{with_values:?}");
+}

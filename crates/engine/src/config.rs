@@ -4,10 +4,12 @@
 //! enums and checked values live here, never raw flag strings.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::allow::Allowlist;
+use crate::enrich::Enrichment;
 use crate::rule::Rule;
 use crate::rule::load::NotRun;
 
@@ -72,6 +74,9 @@ pub struct Config {
     /// Files never read as inputs: the run's own outputs being written (their
     /// temporaries may lie inside an input directory).
     pub skip: Vec<PathBuf>,
+    /// The pipeline's enrichment: the GeoIP databases given (`--geoip-db`); the
+    /// user-agent fields need none.
+    pub enrichment: Arc<Enrichment>,
 }
 
 impl Config {
@@ -97,6 +102,7 @@ impl Config {
             keep_duplicates: false,
             progress: None,
             skip: Vec::new(),
+            enrichment: Arc::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! fields (time, actor, record id, source IP) and the rule file's evidence list, typed
 //! (text, flag, user type name, command line). It knows no rule by name.
 
+use crate::enrich::Enrichment;
 use crate::field::Field;
 use crate::findings::{Finding, Harvest, Text, Value};
 use crate::record::{Record, parse_flag};
@@ -33,26 +34,38 @@ impl Sink for Harvest {
                 actor: record.actor().map(|s| cx.texts.text(&s)),
                 record_id: record.text(&Field::EventId).map(|s| Text::from(&*s)),
                 source_ip: record.client_address().and_then(|a| cx.texts.ip(a)),
-                fields: read_evidence(record, rule, cx.texts),
+                fields: read_evidence(record, rule, cx.matcher.enrichment(), cx.texts),
             });
         }
     }
 }
 
-/// The rule's evidence items of a record, in the rule file's order.
+/// The rule's evidence items of a record, in the rule file's order; derived fields
+/// (`user_agent.name`, `source.geo.*`) read through `enrichment`.
 pub fn read_evidence(
     record: &Record<'_, '_>,
     rule: &Rule,
+    enrichment: &Enrichment,
     texts: &mut Interner,
 ) -> Vec<Option<Value>> {
     rule.evidence
         .iter()
-        .map(|e| read(record, rule, e, texts))
+        .map(|e| read(record, rule, e, enrichment, texts))
         .collect()
 }
 
-fn read(record: &Record<'_, '_>, rule: &Rule, e: &Evidence, texts: &mut Interner) -> Option<Value> {
-    let first = || e.fields.iter().find_map(|f| record.shown_text(f));
+fn read(
+    record: &Record<'_, '_>,
+    rule: &Rule,
+    e: &Evidence,
+    enrichment: &Enrichment,
+    texts: &mut Interner,
+) -> Option<Value> {
+    let first = || {
+        e.fields
+            .iter()
+            .find_map(|f| enrichment.shown_text(record, f))
+    };
     match e.kind {
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),
         EvidenceKind::Flag => first().and_then(|s| parse_flag(&s)).map(Value::Bool),
@@ -62,7 +75,11 @@ fn read(record: &Record<'_, '_>, rule: &Rule, e: &Evidence, texts: &mut Interner
         EvidenceKind::Alert | EvidenceKind::Step => None,
         EvidenceKind::Sequence => crate::analysis::sequence::step_match(record, rule),
         EvidenceKind::EsqlRows => match &rule.query {
-            Query::Esql(q) => crate::analysis::esql::encode_rows(&q.rows(record)).map(Value::Text),
+            // The rows see the derived fields (an ASN, a country) as the query did.
+            Query::Esql(q) => {
+                let view = crate::enrich::Enriched::new(record, enrichment);
+                crate::analysis::esql::encode_rows(&q.rows(&view)).map(Value::Text)
+            }
             _ => None,
         },
     }

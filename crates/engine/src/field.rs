@@ -3,10 +3,13 @@
 //! Place in the flow: `rule` resolves the ECS names a query or an evidence list uses
 //! into [`Field`]s once, at compile time (through `ualhunt_query`'s `Field` trait,
 //! implemented here); `record` answers them for a parsed record through [`Fields`].
-//! This module depends on nothing else in the crate, so the record view and the rule
-//! languages do not depend on each other.
+//! It depends on nothing else in the crate but the names of the fields the pipeline
+//! derives (`enrich`), so the record view and the rule languages do not depend on each
+//! other.
 
 pub use ualhunt_query::{Fields, Spelling, ValueType};
+
+use crate::enrich::Derived;
 
 /// A field a rule or a report can ask for, resolved from its ECS name once.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -46,6 +49,9 @@ pub enum Field {
     RuleName,
     /// `o365.audit.<path>`: the raw record's own fields.
     Audit(String),
+    /// A field the pipeline derives (`user_agent.name`, `source.geo.country_name`, …;
+    /// see `enrich`).
+    Derived(Derived),
     /// Any other ECS field; raw records have none.
     Other(String),
 }
@@ -90,7 +96,10 @@ impl Field {
             "rule.name" => Field::RuleName,
             _ => match name.strip_prefix("o365.audit.") {
                 Some(rest) if !rest.is_empty() => Field::Audit(rest.to_string()),
-                _ => Field::Other(name.to_string()),
+                _ => match Derived::parse(name) {
+                    Some(d) => Field::Derived(d),
+                    None => Field::Other(name.to_string()),
+                },
             },
         }
     }
@@ -116,6 +125,7 @@ impl Field {
             Field::UserAgent => "user_agent.original".into(),
             Field::RuleName => "rule.name".into(),
             Field::Audit(rest) => format!("o365.audit.{rest}"),
+            Field::Derived(d) => d.name().to_string(),
             Field::Other(name) => name.clone(),
         }
     }
@@ -132,6 +142,7 @@ impl Field {
                 | Field::SourceIp
                 | Field::Code
                 | Field::Category
+                | Field::Derived(_)
         )
     }
 
@@ -140,10 +151,11 @@ impl Field {
     /// `Name`/`Value` lists (`o365.audit.*`, but `ModifiedProperties`, whose names the
     /// pipeline rewrites, a string `Parameters`' `_raw` and the `flattened` views) or
     /// found only in ECS documents (any other field raw records lack, such as
-    /// `source.geo.country_name`). `None` for mapped fields, and for a name a JSON
-    /// writer might escape.
+    /// `host.name`); a derived field's own (`enrich::Derived::key_literal`). `None` for
+    /// mapped fields, and for a name a JSON writer might escape.
     pub fn key_literal(&self) -> Option<String> {
         let path = match self {
+            Field::Derived(d) => return d.key_literal(),
             Field::Audit(path) if !path.starts_with("ModifiedProperties") => path,
             Field::Other(name) => name,
             _ => return None,
@@ -198,6 +210,9 @@ impl ualhunt_query::Field for Field {
             Field::Action => Some(vec![Spelling::Text(
                 raw_operation(value).unwrap_or(value).to_string(),
             )]),
+            // A name the parser takes from the agent's text is in the record's bytes.
+            Field::Derived(Derived::AgentName) => crate::enrich::user_agent::name_spellings(value)
+                .map(|texts| texts.into_iter().map(Spelling::Text).collect()),
             f if f.is_verbatim() => Some(vec![Spelling::Text(value.to_string())]),
             _ => None,
         }

@@ -24,6 +24,7 @@ pub mod allow;
 pub mod analysis;
 pub mod config;
 pub mod coverage;
+pub mod enrich;
 pub mod error;
 pub mod evidence;
 pub mod field;

@@ -582,7 +582,8 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
                 });
                 self.visit(&Field::UserName, f) || target.is_some_and(|t| f(Cow::Borrowed(t)))
             }
-            Field::Other(_) => false,
+            // Derived by the pipeline's enrichment (`enrich::Enriched`), not the record.
+            Field::Other(_) | Field::Derived(_) => false,
         }
     }
 

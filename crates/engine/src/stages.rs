@@ -95,6 +95,7 @@ pub fn first_pass(inputs: &[Input], matcher: &Matcher, config: &Config) -> Scann
 /// What the first pass selects: made once per run (or per merge of a sharded run).
 pub fn first_matcher(config: &Config) -> Matcher {
     Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
+        .with_enrichment(config.enrichment.clone())
         .with_timing(config.timing)
         .with_block(config.scan_block)
 }
@@ -349,6 +350,11 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
     } = plan;
     warnings.extend(plan_warnings);
     let context_ran = activities.iter().any(Option::is_some);
+    let mut warnings = warnings;
+    warnings.extend(crate::warnings::missing_enrichment(
+        &config.rules,
+        &config.enrichment,
+    ));
     let investigations = rules
         .iter()
         .zip(&activities)

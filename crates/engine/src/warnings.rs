@@ -1,12 +1,16 @@
-//! No-input warnings: saying so when a run read nothing from a path, or nothing at all.
+//! Warnings about what a run could not look at: a path that gave no input, a run that
+//! read nothing at all, a rule whose fields need a GeoIP database not given.
 //!
 //! Place in the flow: after the first pass, `engine` asks here for warnings about what
-//! gave no input: a directory holding no files, a run that read no bytes. An empty
-//! report must never pass for a clean one. Nothing here reads input or prints.
+//! gave no input: a directory holding no files, a run that read no bytes; the last
+//! stage for the rules enrichment cannot serve. An empty report must never pass for a
+//! clean one. Nothing here reads input or prints.
 
 use std::path::{Path, PathBuf};
 
+use crate::enrich::Enrichment;
 use crate::error::Warning;
+use crate::rule::Rule;
 use ualhunt_input::Input;
 
 /// Warnings for the paths the user gave that yielded no input (a directory holding no
@@ -47,6 +51,27 @@ pub fn nothing_read(
             message: format!("no input was read ({inputs} inputs, 0 bytes): nothing was hunted"),
         }
     })
+}
+
+/// A warning for each rule that reads a field only a GeoIP or ASN database fills when
+/// none was given (`--geoip-db`): it runs, but those clauses never hold for a raw record.
+pub fn missing_enrichment(rules: &[Rule], enrichment: &Enrichment) -> Vec<Warning> {
+    rules
+        .iter()
+        .filter_map(|rule| {
+            let missing = rule.needs_enrichment(enrichment);
+            let (_, need) = missing.first()?;
+            let fields: Vec<&str> = missing.iter().map(|(f, _)| f.as_str()).collect();
+            Some(Warning {
+                path: "--geoip-db".to_string(),
+                message: format!(
+                    "rule {:?} reads {}: {need}; it ran, but cannot match a raw record on them",
+                    rule.meta.name,
+                    fields.join(", ")
+                ),
+            })
+        })
+        .collect()
 }
 
 fn lies_under(input: &Input, dir: &Path) -> bool {

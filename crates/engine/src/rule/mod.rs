@@ -726,33 +726,22 @@ impl Rule {
         self.meta.analyses.iter().any(|a| a == name)
     }
 
-    /// The fields the query (or the alerting) reads that need enrichment ualhunt cannot
-    /// do offline, with what that enrichment is: clauses on them never hold for a raw
-    /// record, and a match without a term's value never alerts.
-    pub fn needs_enrichment(&self) -> Vec<(String, &'static str)> {
-        let mut out: Vec<(String, &'static str)> = Vec::new();
+    /// The fields the query (or the alerting) reads that need enrichment `enrichment`
+    /// lacks (a GeoIP database not given), with what that is: clauses on them never
+    /// hold for a raw record, and a match without a term's value never alerts.
+    pub fn needs_enrichment(
+        &self,
+        enrichment: &crate::enrich::Enrichment,
+    ) -> Vec<(String, &'static str)> {
         let alerting = self.meta.alerting.iter().flat_map(|a| a.fields());
-        let names = self
+        let names: Vec<String> = self
             .query
             .fields()
             .into_iter()
             .map(|f| f.name())
-            .chain(alerting.map(|f| Field::parse(f).name()));
-        for name in names {
-            let why = if name.starts_with("source.geo.") || name.starts_with("client.geo.") {
-                "GeoIP enrichment (the ingest pipeline's geoip processor)"
-            } else if name.starts_with("source.as.") || name.starts_with("client.as.") {
-                "ASN enrichment (the ingest pipeline's geoip processor with the ASN database)"
-            } else if name.starts_with("user_agent.") && name != "user_agent.original" {
-                "user-agent parsing (the ingest pipeline's user_agent processor)"
-            } else {
-                continue;
-            };
-            if !out.iter().any(|(n, _)| *n == name) {
-                out.push((name, why));
-            }
-        }
-        out
+            .chain(alerting.map(|f| Field::parse(f).name()))
+            .collect();
+        crate::enrich::missing(names.iter().map(String::as_str), enrichment)
     }
 
     /// The rules shipped with ualhunt.

@@ -28,6 +28,7 @@ use simd_json::tape::Tape;
 
 use crate::config::DEFAULT_SCAN_BLOCK;
 use crate::coverage::Tally;
+use crate::enrich::{Enriched, Enrichment};
 use crate::field::{Field, Fields};
 use crate::findings::{At, Merge, Partial, Text, Why};
 use crate::prefilter::{Prefilter, Router};
@@ -69,6 +70,8 @@ pub struct Matcher {
     block: usize,
     timed: bool,
     coverage: bool,
+    /// The pipeline's enrichment the queries and evidence read derived fields through.
+    enrichment: std::sync::Arc<Enrichment>,
     /// Whether candidates are first evaluated on demand from their bytes
     /// ([`crate::ondemand`]), parsed in full only when they match or cannot be read so.
     on_demand: bool,
@@ -154,6 +157,7 @@ impl Matcher {
             timed: false,
             coverage: true,
             on_demand,
+            enrichment: Default::default(),
         }
     }
 
@@ -185,6 +189,7 @@ impl Matcher {
             coverage: false,
             // Every record it parses is selected: nothing to decide on demand.
             on_demand: false,
+            enrichment: Default::default(),
         }
     }
 
@@ -200,6 +205,18 @@ impl Matcher {
     pub fn with_on_demand(mut self, on: bool) -> Matcher {
         self.on_demand = on;
         self
+    }
+
+    /// Derived fields (`user_agent.*`, GeoIP) computed with this enrichment (its
+    /// databases); without it only the user-agent fields have values.
+    pub fn with_enrichment(mut self, enrichment: std::sync::Arc<Enrichment>) -> Matcher {
+        self.enrichment = enrichment;
+        self
+    }
+
+    /// The enrichment derived fields are computed with.
+    pub fn enrichment(&self) -> &Enrichment {
+        &self.enrichment
     }
 
     /// Sets how many bytes are searched at a time inside a chunk (tests use tiny blocks
@@ -912,11 +929,12 @@ fn evaluate_embedded<S: Sink>(
 
 /// Whether a record satisfies any selection of `route` (`None`: all), without counting.
 fn any_selected(record: &dyn Fields<Field>, m: &Matcher, route: Option<&[u32]>) -> bool {
+    // A query that reads a derived field (user agent, GeoIP) is not judged on demand:
+    // the enrichment is not in that view, so the record is parsed in full for it.
     let selects = |i: usize| {
-        m.selections[i]
-            .query
-            .as_ref()
-            .is_none_or(|q| q.matches(record))
+        m.selections[i].query.as_ref().is_none_or(|q| {
+            q.fields().iter().any(|f| matches!(f, Field::Derived(_))) || q.matches(record)
+        })
     };
     match route {
         Some(route) => route.iter().any(|&i| selects(i as usize)),
@@ -948,10 +966,11 @@ fn judge<S: Sink>(
     }
     out.counts.candidates += 1;
     hits.clear();
+    let view = Enriched::new(record, &m.enrichment);
     let mut consider = |i: usize| {
         let sel = &m.selections[i];
         out.evaluated.bump(i);
-        if sel.query.as_ref().is_none_or(|q| q.matches(record)) {
+        if sel.query.as_ref().is_none_or(|q| q.matches(&view)) {
             hits.push(i);
         }
     };

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::allow::Allowlist;
 use crate::analysis::context::Activity;
 use crate::config::Config;
+use crate::enrich::Enrichment;
 use crate::error::{InputError, Warning};
 use crate::findings::{Harvest, Merge, Partial};
 use crate::report::{Names, Report, RunStats};
@@ -217,6 +218,7 @@ pub fn config_of(key: &PlanKey, today: chrono::NaiveDate) -> Result<Config, Merg
     config.context_window = chrono::Duration::seconds(o.context_window);
     config.context_horizon = chrono::Duration::seconds(o.context_horizon);
     config.allowlist = Allowlist::from_entries(o.allow.clone(), today);
+    config.enrichment = std::sync::Arc::new(Enrichment::recorded(o.geoip.clone()));
     Ok(config)
 }
 

@@ -71,6 +71,7 @@ pub fn options(config: &Config) -> Options {
         context_window: config.context_window.num_seconds(),
         context_horizon: config.context_horizon.num_seconds(),
         allow: config.allowlist.entries.clone(),
+        geoip: config.enrichment.used().to_vec(),
     }
 }
 

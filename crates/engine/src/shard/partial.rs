@@ -145,6 +145,9 @@ pub struct Options {
     pub context_horizon: i64,
     /// `--allow` entries (expiry is judged on the day of the merge).
     pub allow: Vec<Entry>,
+    /// The GeoIP databases (`--geoip-db`): stages run with other data do not merge.
+    #[serde(default)]
+    pub geoip: Vec<crate::enrich::DatabaseInfo>,
 }
 
 fn default_horizon() -> i64 {
