@@ -9,7 +9,7 @@
 //!
 //! Languages: [`kql`], the Kibana Query Language, parsed as Kibana's grammar reads it
 //! and evaluated as Elasticsearch answers the query Kibana builds from it. No other
-//! Rust crate evaluates KQL.
+//! Rust crate evaluates KQL. [`sigma`]: Sigma rules' detections, read from YAML.
 //!
 //! ```
 //! use ualhunt_query::{Fields, Named, kql::Query};
@@ -33,5 +33,6 @@
 pub mod eql;
 mod field;
 pub mod kql;
+pub mod sigma;
 
 pub use field::{Field, Fields, Named, Spelling, ValueType};
