@@ -1621,7 +1621,7 @@ mod tests {
         let sels = "    a:\n        f: a\n    b:\n        f: b\n    c:\n        g: c\n";
         let cases = [
             ("a or b and c", [true, true, true, false]),
-            ("(a or b) and c", [true, false, false, false]),
+            ("(a or b) and c", [true, true, false, false]),
             ("not a and c", [false, true, false, false]),
             ("not (a or b)", [false, false, false, true]),
             ("a and not c", [false, false, true, false]),
