@@ -88,6 +88,8 @@ pub struct Meta {
 pub struct Document {
     /// Its metadata.
     pub meta: Meta,
+    /// Its YAML text, as the file has it: [`parse`] of it gives this document again.
+    pub text: String,
     /// The detection, or why the document has none that compiles.
     body: Result<Yaml, Unsupported>,
 }
@@ -96,20 +98,46 @@ pub struct Document {
 /// supported subset is still returned (with its metadata), so the caller can say why it
 /// does not run; only text that is not YAML is an error.
 pub fn parse(text: &str) -> Result<Vec<Document>, ParseError> {
-    refuse_aliases(text)?;
-    let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| ParseError {
-        message: e.to_string(),
-    })?;
-    Ok(docs
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .map(Document::read)
-        .collect())
+    check_events(text)?;
+    let mut out = Vec::new();
+    for segment in segments(text) {
+        let docs = yaml_rust2::YamlLoader::load_from_str(segment).map_err(|e| ParseError {
+            message: e.to_string(),
+        })?;
+        let mut docs = docs.into_iter().filter(|d| !d.is_null());
+        let Some(doc) = docs.next() else { continue };
+        if docs.next().is_some() {
+            return Err(ParseError {
+                message: "documents after `...` without a `---` line: start each with `---`".into(),
+            });
+        }
+        let mut document = Document::read(doc);
+        document.text = segment.to_string();
+        out.push(document);
+    }
+    Ok(out)
 }
 
-/// YAML aliases are copied where they are used: a few lines of them can expand into
-/// gigabytes. Sigma rules have none, so a file with one is refused before it is built.
-fn refuse_aliases(text: &str) -> Result<(), ParseError> {
+/// The file cut before each `---` line. YAML reads a `---` at the start of a line as a
+/// document start wherever it is (a scalar's lines cannot begin with it), so each piece
+/// is one document, with its own text.
+fn segments(text: &str) -> Vec<&str> {
+    let mut cuts = vec![0];
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let rest = line.strip_prefix("---");
+        if at > 0 && rest.is_some_and(|r| r.is_empty() || r.starts_with(char::is_whitespace)) {
+            cuts.push(at);
+        }
+        at += line.len();
+    }
+    cuts.push(text.len());
+    cuts.windows(2).map(|w| &text[w[0]..w[1]]).collect()
+}
+
+/// Checks the whole text is YAML, refusing aliases: they are copied where they are used,
+/// so a few lines of them can expand into gigabytes, and Sigma rules have none.
+fn check_events(text: &str) -> Result<(), ParseError> {
     use yaml_rust2::parser::{Event, Parser};
     let mut parser = Parser::new_from_str(text);
     loop {
@@ -175,7 +203,11 @@ impl Document {
             },
         };
         let body = Document::body(&doc);
-        Document { meta, body }
+        Document {
+            meta,
+            text: String::new(),
+            body,
+        }
     }
 
     /// The detection node, or why there is none to compile.
@@ -1079,6 +1111,191 @@ impl<F: Field> Query<F> {
 }
 
 // ---------------------------------------------------------------------------------
+// Field mappings.
+
+/// A field mapping as data, the part of a pySigma processing pipeline ualhunt needs:
+/// which log sources it knows (and which records each one's rules see), and the fields
+/// a Sigma field name reads. Read from YAML:
+///
+/// ```yaml
+/// default: o365.audit.         # any name not listed: this prefix and the name
+/// keywords: o365.audit.*       # the field keyword (field-less) selections search
+/// fields:                      # a name (or `Prefix.*`): the fields it reads, the first
+///   Operation: [o365.audit.Operation, event.action]   # with a value tested
+/// logsources:                  # the first entry whose keys all hold applies
+///   - product: m365
+///     service: [audit, exchange]
+///     fields: {eventName: [o365.audit.Operation]}     # before the global ones
+///     where:                   # a Sigma detection: the records the rules see
+///       sel: {Workload|exists: true}
+///       condition: sel
+/// ```
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    default: Option<String>,
+    keywords: Option<String>,
+    fields: Vec<(String, Vec<String>)>,
+    sources: Vec<Source>,
+}
+
+/// One log source entry of a [`Mapping`].
+#[derive(Clone, Debug)]
+struct Source {
+    /// `(key, accepted values)`: `product`, `service`, `category`.
+    keys: Vec<(String, Vec<String>)>,
+    fields: Vec<(String, Vec<String>)>,
+    /// The records the source's rules see, as a Sigma detection node.
+    where_: Option<Yaml>,
+}
+
+/// The part of a [`Mapping`] one rule's log source selects.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'m> {
+    mapping: &'m Mapping,
+    source: &'m Source,
+}
+
+/// `name: value` or `name: [values]` pairs of a map node, in order.
+fn pairs(node: &Yaml, what: &str) -> Result<Vec<(String, Vec<String>)>, ParseError> {
+    let Some(map) = node.as_hash() else {
+        return match node {
+            Yaml::BadValue | Yaml::Null => Ok(Vec::new()),
+            _ => Err(ParseError {
+                message: format!("mapping: {what} is not a map"),
+            }),
+        };
+    };
+    map.iter()
+        .map(|(k, v)| {
+            let key = scalar(k).ok_or_else(|| ParseError {
+                message: format!("mapping: a key of {what} is not a string"),
+            })?;
+            Ok((key, strings(v)))
+        })
+        .collect()
+}
+
+impl Mapping {
+    /// Reads a mapping file.
+    pub fn parse(text: &str) -> Result<Mapping, ParseError> {
+        check_events(text)?;
+        let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| ParseError {
+            message: e.to_string(),
+        })?;
+        let [doc] = docs.as_slice() else {
+            return Err(ParseError {
+                message: "mapping: one YAML document expected".into(),
+            });
+        };
+        let mut sources = Vec::new();
+        for entry in doc["logsources"].as_vec().map(Vec::as_slice).unwrap_or(&[]) {
+            let keys = ["product", "service", "category"]
+                .iter()
+                .filter(|k| !entry[**k].is_badvalue())
+                .map(|k| (k.to_string(), strings(&entry[*k])))
+                .collect();
+            let where_ = match &entry["where"] {
+                Yaml::BadValue | Yaml::Null => None,
+                w if w.is_hash() => Some(w.clone()),
+                _ => {
+                    return Err(ParseError {
+                        message: "mapping: a log source's where is not a detection map".into(),
+                    });
+                }
+            };
+            sources.push(Source {
+                keys,
+                fields: pairs(&entry["fields"], "a log source's fields")?,
+                where_,
+            });
+        }
+        Ok(Mapping {
+            default: scalar(&doc["default"]),
+            keywords: scalar(&doc["keywords"]),
+            fields: pairs(&doc["fields"], "fields")?,
+            sources,
+        })
+    }
+
+    /// The entry for a rule's log source, or why the rule has none.
+    pub fn scope(&self, logsource: &LogSource) -> Result<Scope<'_>, Unsupported> {
+        let of = |key: &str| match key {
+            "product" => logsource.product.as_deref(),
+            "service" => logsource.service.as_deref(),
+            _ => logsource.category.as_deref(),
+        };
+        self.sources
+            .iter()
+            .find(|s| {
+                s.keys
+                    .iter()
+                    .all(|(k, accepted)| of(k).is_some_and(|v| accepted.iter().any(|a| a == v)))
+            })
+            .map(|source| Scope {
+                mapping: self,
+                source,
+            })
+            .ok_or_else(|| {
+                Unsupported(format!(
+                    "log source product={} service={} category={} is not in the Sigma field \
+                     mapping",
+                    logsource.product.as_deref().unwrap_or("-"),
+                    logsource.service.as_deref().unwrap_or("-"),
+                    logsource.category.as_deref().unwrap_or("-"),
+                ))
+            })
+    }
+
+    /// The field keyword selections search.
+    pub fn keywords(&self) -> Option<&str> {
+        self.keywords.as_deref()
+    }
+}
+
+impl Scope<'_> {
+    /// The field names a Sigma field name reads, in order: the log source's entry, then
+    /// the global one (an exact name before a `Prefix.*` pattern, whose `*` in the
+    /// targets takes the rest of the name), then the default prefix.
+    pub fn resolve(&self, name: &str) -> Vec<String> {
+        for table in [&self.source.fields, &self.mapping.fields] {
+            if let Some((_, to)) = table.iter().find(|(k, _)| k == name) {
+                return to.clone();
+            }
+            for (key, to) in table.iter() {
+                if let Some(rest) = key.strip_suffix('*').and_then(|p| name.strip_prefix(p)) {
+                    return to.iter().map(|t| t.replacen('*', rest, 1)).collect();
+                }
+            }
+        }
+        match &self.mapping.default {
+            Some(prefix) => vec![format!("{prefix}{name}")],
+            None => Vec::new(),
+        }
+    }
+
+    /// The records of this log source, as a query over fields of type `F` (`None`: every
+    /// record).
+    pub fn records<F: Field>(&self) -> Option<Result<Query<F>, Unsupported>> {
+        let detection = self.source.where_.clone()?;
+        let doc = Document {
+            meta: Meta::default(),
+            text: String::new(),
+            body: Ok(detection),
+        };
+        let keywords = self.mapping.keywords.as_deref().map(F::parse);
+        Some(
+            doc.query(
+                &mut |n| self.resolve(n).iter().map(|f| F::parse(f)).collect(),
+                keywords.as_ref(),
+            )
+            .map_err(|Unsupported(why)| {
+                Unsupported(format!("the mapping's log source condition: {why}"))
+            }),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // Conditions.
 
 #[derive(Clone, Debug, PartialEq)]
@@ -1751,6 +1968,19 @@ mod tests {
         let bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n";
         assert!(parse(bomb).unwrap_err().message.contains("alias"));
         assert!(parse("a: [unclosed").is_err());
+        // Each document keeps its own text, which parses back to it.
+        assert!(docs[0].text.starts_with("title: a\n"), "{:?}", docs[0].text);
+        assert!(
+            docs[1].text.starts_with("---\ntitle: b\n"),
+            "{:?}",
+            docs[1].text
+        );
+        let again = parse(&docs[1].text).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].meta, docs[1].meta);
+        // A `---` inside a line, or indented, is no cut.
+        let text = "title: 'x --- y'\ndescription: |\n  ---\n  z\n";
+        assert_eq!(parse(text).unwrap().len(), 1);
     }
 
     #[test]

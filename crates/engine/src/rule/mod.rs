@@ -23,6 +23,7 @@ pub mod eql {
     pub type Query = ualhunt_query::eql::Query<crate::field::Field>;
 }
 pub mod load;
+pub mod sigma;
 
 use std::fmt;
 
@@ -39,6 +40,9 @@ pub enum Query {
     /// An EQL event query (`language = "eql"`); a sequence is never compiled into a
     /// rule (it needs events replayed in time order across records).
     Eql(eql::Query),
+    /// A Sigma rule's detection over the fields its field mapping names (`language =
+    /// "sigma"`).
+    Sigma(Box<sigma::SigmaQuery>),
 }
 
 impl Query {
@@ -47,6 +51,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.matches(record),
             Query::Eql(q) => q.matches(record),
+            Query::Sigma(q) => q.matches(record),
         }
     }
 
@@ -56,6 +61,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.required_literals(),
             Query::Eql(q) => q.required_literals(),
+            Query::Sigma(q) => q.required_literals(),
         }
     }
 
@@ -64,6 +70,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.required_conjuncts(),
             Query::Eql(q) => q.required_conjuncts(),
+            Query::Sigma(q) => q.required_conjuncts(),
         }
     }
 
@@ -72,6 +79,7 @@ impl Query {
         match self {
             Query::Kql(q) => q.fields(),
             Query::Eql(q) => q.fields(),
+            Query::Sigma(q) => q.fields(),
         }
     }
 }
@@ -81,6 +89,7 @@ impl fmt::Display for Query {
         match self {
             Query::Kql(q) => q.fmt(f),
             Query::Eql(q) => q.fmt(f),
+            Query::Sigma(q) => q.fmt(f),
         }
     }
 }
@@ -138,6 +147,27 @@ pub struct RuleMeta {
     /// `threshold` rule types); none: every match does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerting: Option<Alerting>,
+    /// Who wrote the rule (a Sigma rule's `author`: the Detection Rule License asks that
+    /// every report of its matches keep it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Where to read more (a Sigma rule's `references`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    /// A Sigma rule's field mapping, when it is not the built-in one (its YAML text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_mapping: Option<String>,
+}
+
+impl RuleMeta {
+    /// The rule's name as every text output shows it: with its author when it has one
+    /// (`Name (by Author)`), as the Detection Rule License asks of Sigma rules' reports.
+    pub fn shown_name(&self) -> std::borrow::Cow<'_, str> {
+        match self.author.as_deref().map(str::trim) {
+            Some(author) if !author.is_empty() => format!("{} (by {author})", self.name).into(),
+            _ => self.name.as_str().into(),
+        }
+    }
 }
 
 /// How a `new_terms` or `threshold` rule turns its query's matches into alerts, replayed
@@ -527,7 +557,26 @@ impl Rule {
         }
         let query = match meta.language.as_str() {
             "eql" => Query::Eql(compile_eql(&meta.name, &meta.query)?),
+            sigma::SIGMA => sigma::compile(&meta)?,
             _ => parse(&meta.query)?,
+        };
+        Rule::assemble(meta, query)
+    }
+
+    /// A rule of compiled metadata and its query: the context selections parsed, the
+    /// analyses and evidence items checked.
+    pub fn assemble(meta: RuleMeta, query: Query) -> Result<Rule, RuleError> {
+        let parse = |text: &str| {
+            kql::Query::parse(text)
+                .map(Query::Kql)
+                .map_err(|source| RuleError::Query {
+                    name: meta.name.clone(),
+                    source,
+                })
+        };
+        let invalid = |message: String| RuleError::Invalid {
+            name: meta.name.clone(),
+            message,
         };
         let contexts = meta
             .context
