@@ -83,11 +83,32 @@ pub struct Meta {
     pub logsource: LogSource,
 }
 
+/// A correlation rule's `correlation` section: how the matches of other rules are
+/// counted (the engine replays it over the archive).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Correlation {
+    /// `type`: `event_count`, `value_count`, `temporal`, `temporal_ordered`.
+    pub kind: String,
+    /// `rules`: the names or ids of the rules whose matches count.
+    pub rules: Vec<String>,
+    /// `group-by`: the Sigma fields whose values make a group.
+    pub group_by: Vec<String>,
+    /// `timespan` (`5m`, `1h`, `1d`, …), as written.
+    pub timespan: String,
+    /// `condition`: operator (`gte`, `gt`, …) to value, in order; `field` too for
+    /// `value_count`.
+    pub condition: Vec<(String, String)>,
+    /// `generate`: whether the referenced rules also report their own matches.
+    pub generate: bool,
+}
+
 /// One YAML document of a rule file.
 #[derive(Clone, Debug)]
 pub struct Document {
     /// Its metadata.
     pub meta: Meta,
+    /// Its `correlation` section, for a correlation rule.
+    pub correlation: Option<Correlation>,
     /// Its YAML text, as the file has it: [`parse`] of it gives this document again.
     pub text: String,
     /// The detection, or why the document has none that compiles.
@@ -203,8 +224,25 @@ impl Document {
             },
         };
         let body = Document::body(&doc);
+        let c = &doc["correlation"];
+        let correlation = c.is_hash().then(|| Correlation {
+            kind: scalar(&c["type"]).unwrap_or_default(),
+            rules: strings(&c["rules"]),
+            group_by: strings(&c["group-by"]),
+            timespan: scalar(&c["timespan"]).unwrap_or_default(),
+            condition: c["condition"]
+                .as_hash()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            generate: c["generate"].as_bool().unwrap_or(false),
+        });
         Document {
             meta,
+            correlation,
             text: String::new(),
             body,
         }
@@ -224,7 +262,7 @@ impl Document {
         if !doc["correlation"].is_badvalue() {
             let kind = scalar(&doc["correlation"]["type"]).unwrap_or_default();
             return Err(Unsupported(format!(
-                "correlation rule ({kind}): replay over the archive not built for Sigma yet"
+                "correlation rule ({kind}): no detection of its own"
             )));
         }
         if !doc["filter"].is_badvalue() {
@@ -1104,6 +1142,17 @@ impl<F: Field> Query<F> {
         out
     }
 
+    /// One of the queries holds (the rules a correlation counts); `None` for none.
+    pub fn any(parts: Vec<Query<F>>) -> Option<Query<F>> {
+        match parts.len() {
+            0 => None,
+            _ => Some(Query(one_or(
+                parts.into_iter().map(|q| q.0).collect(),
+                Cond::Or,
+            ))),
+        }
+    }
+
     /// Both conditions hold (a log source's records and a rule's detection).
     pub fn and(self, other: Query<F>) -> Query<F> {
         Query(Cond::And(vec![self.0, other.0]))
@@ -1279,6 +1328,7 @@ impl Scope<'_> {
         let detection = self.source.where_.clone()?;
         let doc = Document {
             meta: Meta::default(),
+            correlation: None,
             text: String::new(),
             body: Ok(detection),
         };
@@ -1943,6 +1993,11 @@ mod tests {
         let corr = "title: c\nid: y\ncorrelation:\n  type: event_count\n  rules: [x]\n  group-by: [UserId]\n  timespan: 5m\n  condition: {gte: 10}\n";
         let docs = parse(corr).unwrap();
         assert!(docs[0].unsupported().unwrap().0.contains("event_count"));
+        let c = docs[0].correlation.as_ref().unwrap();
+        assert_eq!(c.kind, "event_count");
+        assert_eq!(c.group_by, vec!["UserId"]);
+        assert_eq!(c.timespan, "5m");
+        assert_eq!(c.condition, vec![("gte".to_string(), "10".to_string())]);
         let deep = format!(
             "title: d\nlogsource: {{}}\ndetection:\n    s:\n        a: x\n    condition: {}s{}\n",
             "(".repeat(100),

@@ -12,7 +12,7 @@ use std::fmt;
 use ualhunt_query::sigma::{self, Document, Mapping};
 
 use super::load::{Loaded, NotRun};
-use super::{Query, Rule, RuleError, RuleMeta, Threat};
+use super::{Alerting, Query, Rule, RuleError, RuleMeta, Threat};
 use crate::field::{Field, Fields};
 
 /// The built-in field mapping (`--sigma-mapping FILE` replaces it).
@@ -21,9 +21,16 @@ pub const BUILTIN_MAPPING: &str = include_str!("../../rules/sigma_mapping.yml");
 /// The `type` and `language` of a Sigma rule in reports.
 pub const SIGMA: &str = "sigma";
 
-/// A Sigma rule's query: its detection, and the records its log source sees.
+/// A Sigma rule's query: its detection, and the records its log source sees; for a
+/// correlation rule, those of each rule it counts, any of which may hold.
 #[derive(Clone, Debug)]
 pub struct SigmaQuery {
+    parts: Vec<Part>,
+}
+
+/// One rule's detection and log source.
+#[derive(Clone, Debug)]
+struct Part {
     /// The mapping's condition on the log source's records (`None`: every record).
     records: Option<sigma::Query<Field>>,
     /// The rule's detection.
@@ -31,40 +38,65 @@ pub struct SigmaQuery {
 }
 
 impl SigmaQuery {
-    /// Whether a record is one of the log source's and matches the detection.
+    /// Whether a record is one of a log source's and matches its rule's detection.
     pub fn matches(&self, record: &dyn Fields<Field>) -> bool {
-        self.records.as_ref().is_none_or(|r| r.matches(record)) && self.detection.matches(record)
+        self.parts.iter().any(|p| {
+            p.records.as_ref().is_none_or(|r| r.matches(record)) && p.detection.matches(record)
+        })
     }
 
-    /// The detection's literals for a case-sensitive search (the log source's condition
+    /// The detections' literals for a case-sensitive search (a log source's condition
     /// only narrows): see `ualhunt_query::sigma::Query::required_literals`.
     pub fn required_literals(&self) -> Option<Vec<String>> {
-        self.detection.required_literals()
+        union(self.parts.iter().map(|p| p.detection.required_literals()))
     }
 
-    /// The detection's literal sets.
+    /// The detection's literal sets (one rule), or the whole query's literals.
     pub fn required_conjuncts(&self) -> Vec<Vec<String>> {
-        self.detection.required_conjuncts()
+        match self.parts.as_slice() {
+            [one] => one.detection.required_conjuncts(),
+            _ => self.required_literals().into_iter().collect(),
+        }
     }
 
-    /// The detection's literals, lower-cased, for a search that folds ASCII case.
+    /// The detections' literals, lower-cased, for a search that folds ASCII case.
     pub fn folded_literals(&self) -> Option<Vec<String>> {
-        self.detection.folded_literals()
+        union(self.parts.iter().map(|p| p.detection.folded_literals()))
     }
 
     /// Every field read.
     pub fn fields(&self) -> Vec<&Field> {
-        let mut out = self.detection.fields();
-        if let Some(r) = &self.records {
-            out.extend(r.fields());
+        let mut out = Vec::new();
+        for p in &self.parts {
+            out.extend(p.detection.fields());
+            if let Some(r) = &p.records {
+                out.extend(r.fields());
+            }
         }
         out
     }
 }
 
+/// Every set's literals, deduplicated (any set `None`: `None`).
+fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for set in sets {
+        out.extend(set?);
+    }
+    out.sort();
+    out.dedup();
+    (!out.is_empty()).then_some(out)
+}
+
 impl fmt::Display for SigmaQuery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.detection.fmt(f)
+        for (i, p) in self.parts.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" OR ")?;
+            }
+            p.detection.fmt(f)?;
+        }
+        Ok(())
     }
 }
 
@@ -79,6 +111,13 @@ fn mapping_of(meta: &RuleMeta) -> Result<Mapping, RuleError> {
 
 /// Compiles a Sigma document through a mapping.
 fn query_of(doc: &Document, mapping: &Mapping) -> Result<SigmaQuery, sigma::Unsupported> {
+    Ok(SigmaQuery {
+        parts: vec![part_of(doc, mapping)?],
+    })
+}
+
+/// One document's detection and log source, through a mapping.
+fn part_of(doc: &Document, mapping: &Mapping) -> Result<Part, sigma::Unsupported> {
     if let Some(why) = doc.unsupported() {
         return Err(why.clone());
     }
@@ -95,7 +134,113 @@ fn query_of(doc: &Document, mapping: &Mapping) -> Result<SigmaQuery, sigma::Unsu
         keywords.as_ref(),
     )?;
     let records = scope.records::<Field>().transpose()?;
-    Ok(SigmaQuery { records, detection })
+    Ok(Part { records, detection })
+}
+
+/// The rule a correlation counts the matches of, by `name` or `id`, in `docs`.
+fn referenced<'d>(docs: &'d [Document], name: &str) -> Option<&'d Document> {
+    docs.iter().find(|d| {
+        d.correlation.is_none() && (d.meta.name.as_deref() == Some(name) || d.meta.id == name)
+    })
+}
+
+/// A correlation rule (`docs[at]`) as a query over the rules it counts and the
+/// threshold that replays it: `event_count` (`gte`/`gt`) as a threshold on the matches
+/// grouped by `group-by` within `timespan`, `value_count` as one on the distinct values
+/// of its field. `temporal` and `temporal_ordered` are refused with the reason.
+fn correlation_of(
+    docs: &[Document],
+    at: usize,
+    mapping: &Mapping,
+) -> Result<(SigmaQuery, Alerting), sigma::Unsupported> {
+    let no = |why: String| Err(sigma::Unsupported(why));
+    let Some(c) = &docs[at].correlation else {
+        return no("not a correlation rule".into());
+    };
+    if c.kind != "event_count" && c.kind != "value_count" {
+        return no(format!(
+            "correlation rule ({}): only event_count and value_count are replayed over the \
+             archive yet",
+            c.kind
+        ));
+    }
+    let mut parts = Vec::new();
+    let mut first = None;
+    for name in &c.rules {
+        let Some(doc) = referenced(docs, name) else {
+            return no(format!(
+                "correlation rule: it counts rule {name:?}, which is not in the same file"
+            ));
+        };
+        first.get_or_insert(doc);
+        parts.push(part_of(doc, mapping)?);
+    }
+    let Some(first) = first else {
+        return no("correlation rule: it names no rule".into());
+    };
+    let scope = mapping.scope(&first.meta.logsource)?;
+    let field = |name: &str| -> Result<String, sigma::Unsupported> {
+        scope.resolve(name).into_iter().next().ok_or_else(|| {
+            sigma::Unsupported(format!(
+                "correlation field {name:?}: the mapping maps it to nothing"
+            ))
+        })
+    };
+    let fields = c
+        .group_by
+        .iter()
+        .map(|g| field(g))
+        .collect::<Result<Vec<_>, _>>()?;
+    let window = timespan(&c.timespan).ok_or_else(|| {
+        sigma::Unsupported(format!(
+            "correlation timespan {:?} is not <n><s|m|h|d|w>",
+            c.timespan
+        ))
+    })?;
+    let count = |op: &str, v: &str| -> Option<u64> {
+        let n: u64 = v.trim().parse().ok()?;
+        match op {
+            "gte" => Some(n.max(1)),
+            "gt" => n.checked_add(1),
+            _ => None,
+        }
+    };
+    let ops: Vec<&(String, String)> = c.condition.iter().filter(|(k, _)| k != "field").collect();
+    let [(op, v)] = ops.as_slice() else {
+        return no("correlation condition: one of gte or gt expected".into());
+    };
+    let Some(n) = count(op, v) else {
+        return no(format!(
+            "correlation condition {op}: {v}: only gte and gt (at least n) are replayed"
+        ));
+    };
+    let alerting = if c.kind == "event_count" {
+        Alerting::Threshold {
+            fields,
+            value: n,
+            cardinality: None,
+            window,
+        }
+    } else {
+        let Some((_, name)) = c.condition.iter().find(|(k, _)| k == "field") else {
+            return no("value_count correlation without a condition field".into());
+        };
+        Alerting::Threshold {
+            fields,
+            value: 1,
+            cardinality: Some((field(name)?, n)),
+            window,
+        }
+    };
+    if let Some(why) = alerting.invalid() {
+        return no(format!("correlation rule: {why}"));
+    }
+    Ok((SigmaQuery { parts }, alerting))
+}
+
+/// A Sigma timespan (`30s`, `5m`, `1h`, `2d`, `1w`) in seconds, at most `MAX_SPAN`.
+fn timespan(text: &str) -> Option<i64> {
+    super::parse_relative(&format!("now-{}", text.trim()))
 }
 
 /// The query of a Sigma rule's metadata: its document (`query`) through its mapping.
@@ -105,11 +250,15 @@ pub fn compile(meta: &RuleMeta) -> Result<Query, RuleError> {
         message,
     };
     let docs = sigma::parse(&meta.query).map_err(|e| invalid(e.to_string()))?;
-    let [doc] = docs.as_slice() else {
-        return Err(invalid("a Sigma rule's text holds one document".into()));
-    };
     let mapping = mapping_of(meta)?;
-    query_of(doc, &mapping)
+    let query = match docs.as_slice() {
+        [.., last] if last.correlation.is_some() => {
+            correlation_of(&docs, docs.len() - 1, &mapping).map(|(q, _)| q)
+        }
+        [doc] => query_of(doc, &mapping),
+        _ => return Err(invalid("a Sigma rule's text holds one document".into())),
+    };
+    query
         .map(|q| Query::Sigma(Box::new(q)))
         .map_err(|e| invalid(e.0))
 }
@@ -127,18 +276,86 @@ pub fn load_text(text: &str, mapping: Option<&str>) -> Result<Vec<Loaded>, RuleE
         name: "Sigma file".into(),
         message: e.to_string(),
     })?;
+    // The correlations that run, and the rules they count without `generate: true`:
+    // those report their matches only through the correlation.
+    let correlations: Vec<(usize, Result<Alerting, sigma::Unsupported>)> = docs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.correlation.is_some())
+        .map(|(i, _)| (i, correlation_of(&docs, i, &parsed).map(|(_, a)| a)))
+        .collect();
+    // A counted rule reports alone when no correlation that runs counts it, or when one
+    // that does asks so (`generate: true`).
+    let counted_by = |doc: &Document| {
+        let counting: Vec<&Document> = correlations
+            .iter()
+            .filter(|(_, result)| result.is_ok())
+            .map(|(i, _)| &docs[*i])
+            .filter(|c| {
+                c.correlation.as_ref().is_some_and(|c| {
+                    c.rules
+                        .iter()
+                        .any(|name| referenced(&docs, name).is_some_and(|d| std::ptr::eq(d, doc)))
+                })
+            })
+            .collect();
+        let generates = counting
+            .iter()
+            .any(|c| c.correlation.as_ref().is_some_and(|c| c.generate));
+        (!generates)
+            .then(|| counting.first().map(|c| c.meta.title.clone()))
+            .flatten()
+    };
+    let not_run = |meta: RuleMeta, why: String| {
+        Loaded::NotRun(NotRun {
+            id: meta.id,
+            name: meta.name,
+            path: String::new(),
+            rule_type: meta.rule_type,
+            language: SIGMA.into(),
+            reason: format!("Sigma: {why}"),
+        })
+    };
     let mut out = Vec::new();
-    for doc in &docs {
-        let meta = meta_of(doc, mapping);
+    for (i, doc) in docs.iter().enumerate() {
+        let mut meta = meta_of(doc, mapping);
+        if let Some(c) = &doc.correlation {
+            meta.rule_type = format!("{SIGMA} {}", c.kind);
+            let alerting = correlations
+                .iter()
+                .find(|(at, _)| *at == i)
+                .map(|(_, a)| a.clone());
+            match alerting {
+                Some(Ok(alerting)) => {
+                    // The counted rules' documents, then the correlation: the rule's text.
+                    let mut text = String::new();
+                    for name in &c.rules {
+                        if let Some(d) = referenced(&docs, name) {
+                            text.push_str(&as_document(&d.text));
+                        }
+                    }
+                    text.push_str(&as_document(&doc.text));
+                    meta.query = text;
+                    meta.alerting = Some(alerting);
+                    out.push(Loaded::Runs(Box::new(Rule::compile(meta)?)));
+                }
+                Some(Err(why)) => out.push(not_run(meta, why.0)),
+                None => out.push(not_run(meta, "correlation rule not read".into())),
+            }
+            continue;
+        }
+        if let Some(title) = counted_by(doc) {
+            out.push(not_run(
+                meta,
+                format!(
+                    "counted by the correlation rule {title:?} (generate: false): its matches \
+                     are reported through it"
+                ),
+            ));
+            continue;
+        }
         match query_of(doc, &parsed) {
-            Err(why) => out.push(Loaded::NotRun(NotRun {
-                id: meta.id,
-                name: meta.name,
-                path: String::new(),
-                rule_type: SIGMA.into(),
-                language: SIGMA.into(),
-                reason: format!("Sigma: {why}"),
-            })),
+            Err(why) => out.push(not_run(meta, why.0)),
             Ok(query) => {
                 let rule = Rule::assemble(meta, Query::Sigma(Box::new(query)))?;
                 out.push(Loaded::Runs(Box::new(rule)));
@@ -146,6 +363,19 @@ pub fn load_text(text: &str, mapping: Option<&str>) -> Result<Vec<Loaded>, RuleE
         }
     }
     Ok(out)
+}
+
+/// A document's text starting with its own `---` line, so that texts join into a file.
+fn as_document(text: &str) -> String {
+    let mut out = String::new();
+    if !text.starts_with("---") {
+        out.push_str("---\n");
+    }
+    out.push_str(text);
+    if !text.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }
 
 /// A Sigma document's metadata as a rule's: `level` gives the severity (and Elastic's
@@ -316,13 +546,99 @@ detection:
         let again = Rule::compile(rule.meta.clone()).unwrap();
         assert_eq!(again.query.to_string(), rule.query.to_string());
         let Loaded::NotRun(n) = &loaded[1] else {
-            panic!("a correlation does not run yet");
+            panic!("a correlation of a rule elsewhere does not run");
         };
-        assert!(n.reason.contains("event_count"), "{}", n.reason);
+        assert!(n.reason.contains("not in the same file"), "{}", n.reason);
         let Loaded::NotRun(n) = &loaded[2] else {
             panic!("a windows rule has no mapping");
         };
         assert!(n.reason.contains("product=windows"), "{}", n.reason);
+    }
+
+    const CORRELATED: &str = "title: Failed login
+id: f-1
+name: failed_login
+logsource: {product: azure, service: m365}
+detection:
+    s: {Operation: UserLoginFailed}
+    condition: s
+---
+title: Many failed logins
+id: c-1
+author: Someone
+level: high
+correlation:
+    type: event_count
+    rules: [failed_login]
+    group-by: [UserId]
+    timespan: 10m
+    condition: {gte: 3}
+---
+title: Many addresses
+id: c-2
+correlation:
+    type: value_count
+    rules: [f-1]
+    group-by: [UserId]
+    timespan: 1h
+    generate: true
+    condition: {field: ClientIP, gt: 1}
+---
+title: In order
+id: c-3
+correlation: {type: temporal_ordered, rules: [f-1], group-by: [UserId], timespan: 5m}
+";
+
+    #[test]
+    fn counting_correlations_run_as_thresholds_and_the_others_say_why() {
+        let loaded = load_text(CORRELATED, None).unwrap();
+        assert_eq!(loaded.len(), 4);
+        // `generate: true` on one correlation keeps the counted rule reporting.
+        assert!(matches!(&loaded[0], Loaded::Runs(_)));
+        let Loaded::Runs(count) = &loaded[1] else {
+            panic!("event_count runs");
+        };
+        assert_eq!(
+            count.meta.alerting,
+            Some(Alerting::Threshold {
+                fields: vec!["o365.audit.UserId".into()],
+                value: 3,
+                cardinality: None,
+                window: 600,
+            })
+        );
+        assert_eq!(count.meta.rule_type, "sigma event_count");
+        // It recompiles from its metadata (the counted rule's text travels with it).
+        let again = Rule::compile(count.meta.clone()).unwrap();
+        assert_eq!(again.query.to_string(), count.query.to_string());
+        let Loaded::Runs(values) = &loaded[2] else {
+            panic!("value_count runs");
+        };
+        assert_eq!(
+            values.meta.alerting,
+            Some(Alerting::Threshold {
+                fields: vec!["o365.audit.UserId".into()],
+                value: 1,
+                cardinality: Some(("o365.audit.ClientIP".into(), 2)),
+                window: 3600,
+            })
+        );
+        let Loaded::NotRun(n) = &loaded[3] else {
+            panic!("temporal_ordered does not run");
+        };
+        assert!(n.reason.contains("temporal_ordered"), "{}", n.reason);
+        // Without `generate: true` anywhere, the counted rule reports only through the
+        // correlation, and says so.
+        let text = CORRELATED.replace("    generate: true\n", "");
+        let loaded = load_text(&text, None).unwrap();
+        let Loaded::NotRun(n) = &loaded[0] else {
+            panic!("the counted rule does not report alone");
+        };
+        assert!(
+            n.reason.contains("counted by the correlation rule"),
+            "{}",
+            n.reason
+        );
     }
 
     #[test]
