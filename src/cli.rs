@@ -18,6 +18,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One command is parsed once per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Scan archives and report findings grouped by actor.

@@ -16,9 +16,10 @@
 //! `gte`, `lt`, `lte`, and conditions with `and`, `or`, `not`, parentheses, `1 of`,
 //! `any of`, `all of` (a pattern or `them`). Strings match whatever their ASCII case
 //! unless `cased` (regular expressions are case-sensitive unless `i`), with the `*` and
-//! `?` wildcards and `\` escapes of the specification. Anything else (correlations,
-//! `windash`, `wide`/`utf16*`, `fieldref`, `expand`, rule collections, the deprecated
-//! aggregation conditions) is refused with the reason: [`Unsupported`].
+//! `?` wildcards and `\` escapes of the specification. A correlation rule's section is
+//! read into a [`Correlation`] for the caller to replay. Anything else (`windash`,
+//! `wide`/`utf16*`, `fieldref`, `expand`, rule collections, the deprecated aggregation
+//! conditions) is refused with the reason: [`Unsupported`].
 
 use std::fmt;
 

@@ -3,7 +3,9 @@
 //! Place in the flow: `load` hands each `.yml`/`.yaml` file's text to [`load_text`];
 //! every document becomes a [`Rule`] whose query is a [`SigmaQuery`] (the detection over
 //! the fields the field mapping names, ANDed with the records its log source sees), or a
-//! [`NotRun`] with the reason. A rule's [`RuleMeta`] holds the document's own text and,
+//! [`NotRun`] with the reason; an `event_count` or `value_count` correlation becomes a
+//! rule over the rules it counts with a threshold (`Alerting`) that the alerting analysis
+//! replays. A rule's [`RuleMeta`] holds the document's own text and,
 //! when it is not the built-in one, the mapping's, so a shard's merge recompiles it
 //! exactly ([`compile`]). Nothing here reads records or bytes.
 
