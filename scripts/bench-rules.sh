@@ -9,6 +9,8 @@
 #             --size 1G --seed 42 --rate 0` into target/bench-data/, as scripts/bench.sh)
 # Environment:
 #   RULES=../shared/corpus/elastic-rules   the rule files (Elastic's, not in this project)
+#   SIGMA=../shared/corpus/sigma-m365      Sigma rules run beside all of RULES in one
+#                                           more timed command (SIGMA= leaves it out)
 #   BENCH_RUNS=7                            timed runs per command (hyperfine, alternated
 #                                           by hyperfine's own order: one command at a time)
 #   FREQUENT=1                              percent of the archive's lines above which a
@@ -21,6 +23,7 @@ set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 RULES=${RULES:-$ROOT/../shared/corpus/elastic-rules}
 RUNS=${BENCH_RUNS:-7}
+SIGMA=${SIGMA-$ROOT/../shared/corpus/sigma-m365}
 [[ -d $RULES ]] || { echo "bench-rules: no rule directory $RULES" >&2; exit 2; }
 for tool in hyperfine rg; do
   command -v "$tool" >/dev/null || { echo "bench-rules: $tool is missing" >&2; exit 2; }
@@ -77,19 +80,29 @@ done
 kept=$(ls "$rare" | wc -l)
 
 # --no-context: the context pass runs only for bypass findings; all sides skip it.
+sigma_cmd=()
+if [[ -n $SIGMA && -d $SIGMA ]]; then
+  sigma_cmd=(-n "all published rules + Sigma rules" \
+    "$UALHUNT hunt -q --no-context --rules $RULES --rules $SIGMA $ARCHIVE")
+fi
 hyperfine -N -w 2 -r "$RUNS" -i --export-json "$json" \
   -n "built-in rule" "$UALHUNT hunt -q --no-context $ARCHIVE" \
   -n "rules with rare literals ($kept files)" "$UALHUNT hunt -q --no-context --rules $rare $ARCHIVE" \
-  -n "all published rules" "$UALHUNT hunt -q --no-context --rules $RULES $ARCHIVE"
+  -n "all published rules" "$UALHUNT hunt -q --no-context --rules $RULES $ARCHIVE" \
+  "${sigma_cmd[@]}"
 python3 - "$json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
-one, rare, many = (x["median"] for x in r)
+one, rare, many = (x["median"] for x in r[:3])
 cpu = [x["user"] + x["system"] for x in r]
 print(f"median: built-in {one:.3f} s, rare-literal rules {rare:.3f} s ({rare / one:.2f}x), "
       f"all rules {many:.3f} s ({many / one:.2f}x)")
 print(f"CPU (user + system, mean): built-in {cpu[0]:.3f} s, rare-literal rules {cpu[1]:.3f} s "
       f"({cpu[1] / cpu[0]:.2f}x), all rules {cpu[2]:.3f} s ({cpu[2] / cpu[0]:.2f}x)")
+if len(r) > 3:
+    both = r[3]["median"]
+    print(f"median: all rules + Sigma rules {both:.3f} s ({both / many:.2f}x all rules alone); "
+          f"CPU {cpu[3]:.3f} s ({cpu[3] / cpu[2]:.2f}x)")
 PY
 echo
 echo "per rule (ualhunt hunt --stats --rules ...):"

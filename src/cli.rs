@@ -100,8 +100,9 @@ impl MergeArgs {
 
 #[derive(Args, Debug)]
 pub struct RulesArgs {
-    /// Rule files as Elastic publishes them (a file, or a directory walked
-    /// recursively for *.toml); repeatable. Default: the built-in rule.
+    /// Rule files as Elastic publishes them, or Sigma rules (a file, or a directory
+    /// walked recursively for *.toml, *.yml and *.yaml); repeatable. Default: the
+    /// built-in rule.
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
 
@@ -111,6 +112,12 @@ pub struct RulesArgs {
     /// that read those fields run but cannot match on them (said in the report).
     #[arg(long = "geoip-db", value_name = "PATH")]
     pub geoip_db: Vec<PathBuf>,
+    /// The Sigma field mapping that Sigma rules (*.yml, *.yaml) are read through: which
+    /// log sources run, which records they see, which record field each Sigma field
+    /// reads. Default: the built-in one (`ualhunt rules --sigma-mapping` shows none;
+    /// see the README's "Sigma rules").
+    #[arg(long = "sigma-mapping", value_name = "FILE", requires = "rules")]
+    pub sigma_mapping: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -316,9 +323,10 @@ pub struct HuntArgs {
     #[arg(long, value_name = "FILE", requires = "partial")]
     pub context_from: Option<PathBuf>,
 
-    /// Run these rule files (Elastic's published layout, or ualhunt's): a file, or a
-    /// directory walked recursively for *.toml; repeatable. Default: the built-in
-    /// rule. Rules that cannot run offline are listed in --stats and `ualhunt rules`.
+    /// Run these rule files (Elastic's published layout, ualhunt's, or Sigma YAML): a
+    /// file, or a directory walked recursively for *.toml, *.yml and *.yaml;
+    /// repeatable. Default: the built-in rule. Rules that cannot run offline are listed
+    /// in --stats and `ualhunt rules`.
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
 
@@ -328,6 +336,12 @@ pub struct HuntArgs {
     /// that read those fields run but cannot match on them (said in the report).
     #[arg(long = "geoip-db", value_name = "PATH")]
     pub geoip_db: Vec<PathBuf>,
+    /// The Sigma field mapping that Sigma rules (*.yml, *.yaml) are read through: which
+    /// log sources run, which records they see, which record field each Sigma field
+    /// reads. Default: the built-in one (`ualhunt rules --sigma-mapping` shows none;
+    /// see the README's "Sigma rules").
+    #[arg(long = "sigma-mapping", value_name = "FILE", requires = "rules")]
+    pub sigma_mapping: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
@@ -509,10 +523,10 @@ impl HuntArgs {
     pub fn to_config(&self) -> anyhow::Result<Config> {
         let mut config = Config::new(self.paths.clone());
         if !self.rules.is_empty() {
-            let set = ualhunt_engine::rule::load::load(&self.rules).context("--rules")?;
+            let set = load_rules(&self.rules, self.sigma_mapping.as_deref()).context("--rules")?;
             if set.rules.is_empty() {
                 anyhow::bail!(
-                    "no rule that runs offline in {} ({} loaded, none a KQL query rule)",
+                    "no rule that runs offline in {} ({} loaded, none a rule that runs)",
                     self.rules
                         .iter()
                         .map(|p| p.display().to_string())
@@ -554,6 +568,24 @@ pub fn enrichment(paths: &[PathBuf]) -> anyhow::Result<Arc<Enrichment>> {
 
 /// Parses a size such as `4096`, `64K`, `16M`, `1G` (binary multiples; a trailing `B`,
 /// `iB` and any case are accepted).
+/// The rule files of `--rules`, Sigma rules read through `--sigma-mapping` if given.
+pub fn load_rules(
+    rules: &[PathBuf],
+    sigma_mapping: Option<&std::path::Path>,
+) -> anyhow::Result<ualhunt_engine::rule::load::RuleSet> {
+    let mapping = match sigma_mapping {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--sigma-mapping {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(ualhunt_engine::rule::load::load_with(
+        rules,
+        mapping.as_deref(),
+    )?)
+}
+
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let lower = t.to_ascii_lowercase();

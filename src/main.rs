@@ -518,7 +518,7 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     let set = if args.rules.is_empty() {
         RuleSet::builtin()
     } else {
-        ualhunt_engine::rule::load::load(&args.rules).context("--rules")?
+        cli::load_rules(&args.rules, args.sigma_mapping.as_deref()).context("--rules")?
     };
     let enrichment = crate::cli::enrichment(&args.geoip_db)?;
     let matcher = ualhunt_engine::scan::Matcher::new(set.rules.clone(), true, usize::MAX);
@@ -530,6 +530,13 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
             writeln!(out, "  renamed upstream:  {renamed}")?;
         }
         writeln!(out, "  id:                {}", m.id)?;
+        if let Some(author) = &m.author {
+            writeln!(
+                out,
+                "  author:            {}",
+                output::terminal_safe(author)
+            )?;
+        }
         if let Some(path) = &rule.path {
             writeln!(out, "  file:              {path}")?;
         }
@@ -564,6 +571,21 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
         }
         for fp in &m.false_positives {
             writeln!(out, "  false positives:   {fp}")?;
+        }
+        for reference in &m.references {
+            writeln!(
+                out,
+                "  reference:         {}",
+                output::terminal_safe(reference)
+            )?;
+        }
+        if matches!(rule.query, ualhunt_engine::rule::Query::Sigma(_)) {
+            // The detection as it runs: each Sigma field with the record fields it reads.
+            writeln!(
+                out,
+                "  detection:         {}",
+                output::terminal_safe(&rule.query.to_string())
+            )?;
         }
         for (i, sel) in matcher.selections().iter().enumerate() {
             if usize::from(sel.rule) != r {

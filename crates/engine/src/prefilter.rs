@@ -921,6 +921,17 @@ pub fn why_no_literal(query: &Query) -> String {
         .collect();
     mapped.sort();
     mapped.dedup();
+    if let Query::Sigma(q) = query {
+        let folded = q
+            .folded_literals()
+            .map(|l| l.join(", "))
+            .unwrap_or_else(|| "none".into());
+        return format!(
+            "Sigma values match whatever their ASCII case: only cased values, runs without \
+             letters and fields' keys give literals to a case-sensitive search (lower-cased \
+             literals for a search that folds case: {folded})"
+        );
+    }
     if matches!(query, Query::Eql(_)) {
         // EQL compares most strings without case: their letters give no literal.
         let mapped = match mapped.is_empty() {

@@ -440,6 +440,7 @@ impl<'t, 'i> Record<'t, 'i> {
             }
             Field::SourceIp => each_text(at("source.ip").or_else(|| at("client.ip")), f),
             Field::EventId => each_text(at("event.id").or_else(|| at("o365.audit.Id")), f),
+            Field::Audit(path) if path == ALL_VALUES => visit_path(Some(self.root), "", true, f),
             Field::Audit(path) => {
                 let audit = lookup(self.root, "o365.audit");
                 // A value found under `o365.audit` is not looked for again under the
@@ -563,6 +564,8 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
                     "ObjectId" => each_text(k.object_id, f),
                     "RecordType" => each_text(k.record_type, f),
                     "UserType" => each_text(k.user_type, f),
+                    // Every value of the record (Sigma keyword selections).
+                    ALL_VALUES => visit_path(Some(self.root), "", true, f),
                     _ => visit_path(Some(self.root), path, is_flattened(path), f),
                 }
             }
@@ -842,6 +845,9 @@ impl IntoIterator for Categories {
         self.items.into_iter().take(self.len)
     }
 }
+
+/// The `o365.audit.*` path: every value of the record, whatever its key.
+const ALL_VALUES: &str = "*";
 
 /// Whether `path` (under `o365.audit`) is one of the integration's `flattened` fields:
 /// a query on it matches any leaf value inside.

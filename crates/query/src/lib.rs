@@ -12,6 +12,8 @@
 //! Rust crate evaluates KQL. [`eql`], Elasticsearch's Event Query Language: event
 //! queries evaluated per record, and sequences, whose step matches [`sequence`] replays
 //! in time order.
+//! [`esql`]: the ES|QL subset Elastic's rules use. [`sigma`]: Sigma rules' detections, read
+//! from YAML.
 //!
 //! ```
 //! use ualhunt_query::{Fields, Named, kql::Query};
@@ -37,5 +39,6 @@ pub mod esql;
 mod field;
 pub mod kql;
 pub mod sequence;
+pub mod sigma;
 
 pub use field::{Field, Fields, Named, Spelling, ValueType};

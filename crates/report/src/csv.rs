@@ -67,7 +67,7 @@ impl Exporter for Csv {
                 .map(|i| report.allowlist.entries[i].reason.as_str());
             let mut cells = vec![
                 spreadsheet_safe(&r.id).into_owned(),
-                spreadsheet_safe(&r.name).into_owned(),
+                spreadsheet_safe(&r.shown_name()).into_owned(),
                 spreadsheet_safe(&r.severity).into_owned(),
                 opt(f.actor.as_deref()),
                 f.timestamp.as_ref().map(rfc3339).unwrap_or_default(),

@@ -35,6 +35,7 @@ use ualhunt_engine::field::Field;
 use ualhunt_engine::findings::{Finding, Value, Why};
 use ualhunt_engine::rule::RuleMeta;
 use ualhunt_engine::rule::kql::{Pattern, Query, ValueExpr};
+use ualhunt_engine::rule::sigma::SIGMA;
 
 /// The ECS exporter.
 pub struct Ecs;
@@ -205,7 +206,12 @@ impl<'a> RuleDocs<'a> {
             meta,
             severity: severity_number(&meta.severity),
             threat: threat(meta),
-            pins: Pins::of(&meta.query),
+            // A Sigma rule's query is YAML, not KQL: nothing to pin.
+            pins: if meta.language == SIGMA {
+                Pins::default()
+            } else {
+                Pins::of(&meta.query)
+            },
             context_pins: meta.context.iter().map(|c| Pins::of(&c.query)).collect(),
         }
     }
@@ -281,6 +287,10 @@ struct EventOut<'a> {
 struct RuleOut<'a> {
     id: &'a str,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a str>,
     ruleset: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
@@ -430,7 +440,7 @@ fn doc<'a>(
         timestamp: f.timestamp.as_ref().map(Rfc3339::new),
         message: format!(
             "{}: {}",
-            meta.name,
+            meta.shown_name(),
             describe(meta, items, f, change, failed, allowed)
         ),
         ecs: EcsOut {
@@ -455,7 +465,13 @@ fn doc<'a>(
         rule: RuleOut {
             id: &meta.id,
             name: &meta.name,
-            ruleset: "Elastic prebuilt rules",
+            author: meta.author.as_deref(),
+            reference: meta.references.first().map(String::as_str),
+            ruleset: if meta.language == SIGMA {
+                "Sigma"
+            } else {
+                "Elastic prebuilt rules"
+            },
             description: some(Some(meta.description.trim())),
         },
         threat: r.threat.as_ref(),

@@ -342,7 +342,7 @@ fn rule_summary(s: &mut String, report: &Report) {
             cell(s, "Severity", &r.severity);
             td(s, "Events", "n", sum.events);
             td(s, "Actors", "n", sum.actors);
-            cell(s, "Rule", &r.name);
+            cell(s, "Rule", &r.shown_name());
             s.push_str("</tr>");
         }
         s.push_str("</tbody></table></div>");
@@ -1259,6 +1259,15 @@ fn evidence(s: &mut String, report: &Report) {
     s.push_str("</tbody></table></div></section>\n");
 }
 
+/// The name of a rule's query language in the rule card.
+fn query_language(language: &str) -> &'static str {
+    match language {
+        "eql" => "EQL",
+        "sigma" => "Sigma YAML",
+        _ => "KQL",
+    }
+}
+
 fn rules(s: &mut String, report: &Report) {
     if report.rules.len() > 1 || !report.not_run.is_empty() {
         rule_summary(s, report);
@@ -1275,6 +1284,9 @@ fn rules(s: &mut String, report: &Report) {
             "Rule id",
             format!(r#"<span class="mono">{}</span>"#, Esc(&r.id)),
         );
+        if let Some(author) = &r.author {
+            kv("Author", Txt(author).to_string());
+        }
         kv(
             "Type / language",
             format!("{} / {}", Txt(&r.rule_type), Txt(&r.language)),
@@ -1292,11 +1304,14 @@ fn rules(s: &mut String, report: &Report) {
             kv("Alerting", Txt(&alerting.to_string()).to_string());
         }
         kv(
-            "Query (KQL)",
+            &format!("Query ({})", query_language(&r.language)),
             format!(r#"<code class="wrap">{}</code>"#, Txt(&r.query)),
         );
         for fp in &r.false_positives {
             kv("False positives", Txt(fp).to_string());
+        }
+        for reference in &r.references {
+            kv("Reference", Txt(reference).to_string());
         }
         kv("Description", Txt(r.description.trim()).to_string());
         s.push_str("</dl>");

@@ -54,6 +54,8 @@ struct Document<'a> {
 struct ByRuleOut<'a> {
     rule_id: &'a str,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<&'a str>,
     severity: &'a str,
     risk_score: u32,
     events: u64,
@@ -69,6 +71,9 @@ struct ByRuleOut<'a> {
 pub(super) struct RuleOut<'a> {
     pub id: &'a str,
     pub name: &'a str,
+    /// Who wrote it (Sigma rules: the Detection Rule License asks reports to keep it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<&'a str>,
     pub severity: &'a str,
     pub risk_score: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,6 +92,12 @@ pub(super) struct RuleOut<'a> {
     /// Matches its alerting held back (JSON report only, rules with alerting).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_back: Option<u64>,
+    /// Known benign causes (JSON report only, when the rule names some).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub false_positives: Option<&'a [String]>,
+    /// Where to read more (JSON report only, when the rule names some).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub references: Option<&'a [String]>,
 }
 
 #[derive(Serialize)]
@@ -539,6 +550,7 @@ fn by_rule_out<'a>(report: &'a Report) -> Vec<ByRuleOut<'a>> {
             ByRuleOut {
                 rule_id: &r.id,
                 name: &r.name,
+                author: r.author.as_deref(),
                 severity: &r.severity,
                 risk_score: r.risk_score,
                 events: s.events,
@@ -580,6 +592,7 @@ impl Exporter for Json {
                 .map(|((r, sum), held)| RuleOut {
                     id: &r.id,
                     name: &r.name,
+                    author: r.author.as_deref(),
                     severity: &r.severity,
                     risk_score: r.risk_score,
                     query: Some(&r.query),
@@ -588,6 +601,9 @@ impl Exporter for Json {
                     actors: Some(sum.actors),
                     alerting: r.alerting.as_ref(),
                     held_back: (r.alerting.is_some() || r.is_sequence()).then_some(*held),
+                    false_positives: (!r.false_positives.is_empty())
+                        .then_some(r.false_positives.as_slice()),
+                    references: (!r.references.is_empty()).then_some(r.references.as_slice()),
                 })
                 .collect(),
             scan: ScanOut {

@@ -27,6 +27,7 @@ fn rule_of<'a>(report: &'a Report, f: &Finding) -> RuleOut<'a> {
     RuleOut {
         id: &r.id,
         name: &r.name,
+        author: r.author.as_deref(),
         severity: &r.severity,
         risk_score: r.risk_score,
         query: None,
@@ -35,6 +36,8 @@ fn rule_of<'a>(report: &'a Report, f: &Finding) -> RuleOut<'a> {
         actors: None,
         alerting: None,
         held_back: None,
+        false_positives: None,
+        references: None,
     }
 }
 

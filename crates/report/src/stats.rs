@@ -183,7 +183,7 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
             "  {:>10} evaluated ({per_gb:>8}), {:>6} events  {}  [{}]",
             stats.evaluated,
             sum.events,
-            crate::escape::terminal_safe(&meta.name),
+            crate::escape::terminal_safe(&meta.shown_name()),
             literals
         )?;
         if meta.is_sequence() {

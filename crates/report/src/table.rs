@@ -105,7 +105,7 @@ fn rule_names(a: &ActorFindings, report: &Report) -> Vec<String> {
     rules.dedup();
     rules
         .into_iter()
-        .map(|r| terminal_safe(&report.rules[usize::from(r)].name))
+        .map(|r| terminal_safe(&report.rules[usize::from(r)].shown_name()))
         .collect()
 }
 
@@ -443,7 +443,7 @@ impl Table {
                     "  {}  {} ({role})  {} [{}]",
                     when(&f.timestamp),
                     terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
-                    terminal_safe(&rule.name),
+                    terminal_safe(&rule.shown_name()),
                     rule.severity
                 ),
             )?;
@@ -597,7 +597,7 @@ impl Table {
                     r.severity.to_uppercase(),
                     events,
                     s.actors.to_string(),
-                    terminal_safe(&r.name),
+                    terminal_safe(&r.shown_name()),
                 ]
             })
             .collect();
@@ -633,7 +633,7 @@ impl Exporter for Table {
                 out,
                 &format!(
                     "rule: {} [{} / risk {}] {}",
-                    terminal_safe(&r.name),
+                    terminal_safe(&r.shown_name()),
                     r.severity,
                     r.risk_score,
                     r.id

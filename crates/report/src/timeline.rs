@@ -241,7 +241,7 @@ pub(super) fn describe(
             Some(Change::Unknown) => format!(
                 "{actor} changed the mailbox audit bypass of {target} (AuditBypassEnabled unreadable)"
             ),
-            None => format!("{} matched: {actor} -> {target}", rule.name),
+            None => format!("{} matched: {actor} -> {target}", rule.shown_name()),
         }
     };
     if let Some(entry) = allowed {
@@ -436,6 +436,9 @@ impl Serialize for Line<'_> {
         m.serialize_entry("data_type", e.kind.data_type())?;
         m.serialize_entry("rule_id", &rule.id)?;
         m.serialize_entry("rule_name", &rule.name)?;
+        if let Some(author) = &rule.author {
+            m.serialize_entry("rule_author", author)?;
+        }
         m.serialize_entry("actor", &c.actor)?;
         m.serialize_entry("target", &c.target)?;
         m.serialize_entry("change", &c.change)?;

@@ -310,6 +310,9 @@ mod tests {
             }],
             context: Vec::new(),
             alerting: Some(alerting),
+            author: None,
+            references: Vec::new(),
+            sigma_mapping: None,
         };
         Rule::compile(meta).unwrap()
     }

@@ -13,10 +13,11 @@
 //! A published rule whose `rule_id` is a built-in rule's keeps its published query and
 //! metadata and takes the built-in rule's analyses, evidence and context selections, so
 //! the bypass investigation runs the same whether the rule comes built in or from
-//! Elastic's file. KQL rules (`query`, `new_terms`, `threshold`), EQL event queries
-//! (`type = "eql"`, not sequences) and ES|QL rules (`type = "esql"`, replayed run by
+//! Elastic's file. KQL rules (`query`, `new_terms`, `threshold`), EQL rules (`type =
+//! "eql"`, event queries and sequences) and ES|QL rules (`type = "esql"`, replayed run by
 //! run) run; every other rule is kept as [`NotRun`] with the reason, so nothing is
-//! skipped silently.
+//! skipped silently. Sigma rules (`.yml`, `.yaml`, one rule per YAML document) load
+//! beside them through [`super::sigma`], into the same pack.
 
 use std::path::PathBuf;
 
@@ -70,10 +71,25 @@ impl RuleSet {
     }
 }
 
-/// Loads every rule file under `paths`: a file is read whatever its name; a directory
-/// is walked recursively in sorted order and its `*.toml` files are read. Two rules with
-/// the same `rule_id` are an error naming both files.
+/// Loads every rule file under `paths` with the built-in Sigma field mapping (see
+/// [`load_with`]).
 pub fn load(paths: &[PathBuf]) -> Result<RuleSet, LoadError> {
+    load_with(paths, None)
+}
+
+/// Whether a path names a Sigma rule file (`.yml`, `.yaml`).
+pub fn is_sigma(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|x| x.eq_ignore_ascii_case("yml") || x.eq_ignore_ascii_case("yaml"))
+}
+
+/// Loads every rule file under `paths`: a file is read whatever its name (as Sigma YAML
+/// when it ends in `.yml` or `.yaml`, else as TOML); a directory is walked recursively in
+/// sorted order and its `*.toml`, `*.yml` and `*.yaml` files are read. A Sigma file may
+/// hold several rules (YAML documents); `sigma_mapping` is the text of the field mapping
+/// they are read through (`None`: the built-in one). Two rules with the same id are an
+/// error naming both files.
+pub fn load_with(paths: &[PathBuf], sigma_mapping: Option<&str>) -> Result<RuleSet, LoadError> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|e| LoadError {
@@ -87,7 +103,9 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, LoadError> {
                     message: e.to_string(),
                 })?;
                 let p = entry.path();
-                if entry.file_type().is_file() && p.extension().is_some_and(|x| x == "toml") {
+                if entry.file_type().is_file()
+                    && (p.extension().is_some_and(|x| x == "toml") || is_sigma(p))
+                {
                     files.push(p.to_path_buf());
                 }
             }
@@ -103,29 +121,36 @@ pub fn load(paths: &[PathBuf]) -> Result<RuleSet, LoadError> {
             path: shown.clone(),
             message: e.to_string(),
         })?;
-        let loaded = parse(&text).map_err(|e| LoadError {
+        let fail = |e: RuleError| LoadError {
             path: shown.clone(),
             message: e.to_string(),
-        })?;
-        let id = match &loaded {
-            Loaded::Runs(rule) => rule.meta.id.clone(),
-            Loaded::NotRun(n) => n.id.clone(),
         };
-        if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
-            return Err(LoadError {
-                path: shown,
-                message: format!("rule_id {id} is already defined in {first}"),
-            });
-        }
-        seen.push((id, shown.clone()));
-        match loaded {
-            Loaded::Runs(mut rule) => {
-                rule.path = Some(shown);
-                set.rules.push(*rule);
+        let loaded = if is_sigma(&file) {
+            super::sigma::load_text(&text, sigma_mapping).map_err(fail)?
+        } else {
+            vec![parse(&text).map_err(fail)?]
+        };
+        for loaded in loaded {
+            let id = match &loaded {
+                Loaded::Runs(rule) => rule.meta.id.clone(),
+                Loaded::NotRun(n) => n.id.clone(),
+            };
+            if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
+                return Err(LoadError {
+                    path: shown,
+                    message: format!("rule id {id} is already defined in {first}"),
+                });
             }
-            Loaded::NotRun(mut n) => {
-                n.path = shown;
-                set.not_run.push(n);
+            seen.push((id, shown.clone()));
+            match loaded {
+                Loaded::Runs(mut rule) => {
+                    rule.path = Some(shown.clone());
+                    set.rules.push(*rule);
+                }
+                Loaded::NotRun(mut n) => {
+                    n.path = shown.clone();
+                    set.not_run.push(n);
+                }
             }
         }
     }
@@ -267,6 +292,9 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         evidence: default_evidence(),
         context: Vec::new(),
         alerting,
+        author: None,
+        references: Vec::new(),
+        sigma_mapping: None,
     };
     if let Some(builtin) = builtin_extension(&meta.id) {
         meta.analyses = builtin.analyses;
@@ -366,7 +394,7 @@ fn builtin_extension(id: &str) -> Option<RuleMeta> {
 /// What a finding of a published rule shows besides actor, time, record id and source
 /// address: what was acted on, the command line (Exchange and other cmdlets), the
 /// result, who the actor is and from which client.
-fn default_evidence() -> Vec<EvidenceSpec> {
+pub(crate) fn default_evidence() -> Vec<EvidenceSpec> {
     use super::EvidenceKind::{CommandLine, Keyword, UserType};
     let item = |name: &str, fields: &[&str], kind| EvidenceSpec {
         name: name.to_string(),

@@ -32,6 +32,7 @@ pub mod esql {
     pub type Query = ualhunt_query::esql::Query<crate::field::Field>;
 }
 pub mod load;
+pub mod sigma;
 
 use std::fmt;
 
@@ -51,6 +52,9 @@ pub enum Query {
     /// An ES|QL query (`language = "esql"`): a record matches when its per-record part
     /// gives it a row; what alerts is decided per rule run (`analysis::esql`).
     Esql(Box<esql::Query>),
+    /// A Sigma rule's detection over the fields its field mapping names (`language =
+    /// "sigma"`).
+    Sigma(Box<sigma::SigmaQuery>),
 }
 
 impl Query {
@@ -62,6 +66,7 @@ impl Query {
             Query::Eql(eql::Query::Sequence(seq)) => seq.matches_any(record),
             Query::Eql(q) => q.matches(record),
             Query::Esql(q) => q.matches(record),
+            Query::Sigma(q) => q.matches(record),
         }
     }
 
@@ -80,6 +85,7 @@ impl Query {
             Query::Kql(q) => q.required_literals(),
             Query::Eql(q) => q.required_literals(),
             Query::Esql(q) => q.required_literals(),
+            Query::Sigma(q) => q.required_literals(),
         }
     }
 
@@ -89,6 +95,7 @@ impl Query {
             Query::Kql(q) => q.required_conjuncts(),
             Query::Eql(q) => q.required_conjuncts(),
             Query::Esql(q) => q.required_conjuncts(),
+            Query::Sigma(q) => q.required_conjuncts(),
         }
     }
 
@@ -98,6 +105,7 @@ impl Query {
             Query::Kql(q) => q.fields(),
             Query::Eql(q) => q.fields(),
             Query::Esql(q) => q.fields(),
+            Query::Sigma(q) => q.fields(),
         }
     }
 }
@@ -108,6 +116,7 @@ impl fmt::Display for Query {
             Query::Kql(q) => q.fmt(f),
             Query::Eql(q) => q.fmt(f),
             Query::Esql(q) => q.fmt(f),
+            Query::Sigma(q) => q.fmt(f),
         }
     }
 }
@@ -165,6 +174,27 @@ pub struct RuleMeta {
     /// `threshold` rule types); none: every match does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerting: Option<Alerting>,
+    /// Who wrote the rule (a Sigma rule's `author`: the Detection Rule License asks that
+    /// every report of its matches keep it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Where to read more (a Sigma rule's `references`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    /// A Sigma rule's field mapping, when it is not the built-in one (its YAML text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma_mapping: Option<String>,
+}
+
+impl RuleMeta {
+    /// The rule's name as every text output shows it: with its author when it has one
+    /// (`Name (by Author)`), as the Detection Rule License asks of Sigma rules' reports.
+    pub fn shown_name(&self) -> std::borrow::Cow<'_, str> {
+        match self.author.as_deref().map(str::trim) {
+            Some(author) if !author.is_empty() => format!("{} (by {author})", self.name).into(),
+            _ => self.name.as_str().into(),
+        }
+    }
 }
 
 /// How a `new_terms` or `threshold` rule turns its query's matches into alerts, replayed
@@ -636,6 +666,7 @@ impl Rule {
                 }
                 Query::Esql(Box::new(query))
             }
+            (None, sigma::SIGMA) => sigma::compile(&meta)?,
             _ => parse(&meta.query)?,
         };
         if query.sequence().is_some() && meta.alerting.is_some() {
@@ -649,6 +680,24 @@ impl Rule {
                 "alerting kind \"esql\" needs an ES|QL query (language = \"esql\")".to_string(),
             ));
         }
+        Rule::assemble(meta, query)
+    }
+
+    /// A rule of compiled metadata and its query: the context selections parsed, the
+    /// analyses and evidence items checked.
+    pub fn assemble(meta: RuleMeta, query: Query) -> Result<Rule, RuleError> {
+        let parse = |text: &str| {
+            kql::Query::parse(text)
+                .map(Query::Kql)
+                .map_err(|source| RuleError::Query {
+                    name: meta.name.clone(),
+                    source,
+                })
+        };
+        let invalid = |message: String| RuleError::Invalid {
+            name: meta.name.clone(),
+            message,
+        };
         let contexts = meta
             .context
             .iter()
