@@ -26,6 +26,7 @@ mod guard;
 pub mod inflate;
 mod open;
 mod progress;
+pub mod seek;
 mod sniff;
 #[doc(hidden)]
 pub mod testutil;
@@ -36,7 +37,7 @@ mod zip;
 pub use blocks::{Block, BlockReader, Filled};
 pub use discover::{DiscoverError, discover};
 pub use guard::{Change, GuardedMap};
-pub use open::{Compression, Input, Mapped, Opened, open};
+pub use open::{Compression, Input, Mapped, Opened, open, open_noting};
 pub use progress::Progress;
 pub use sniff::{Layout, SNIFF, strip_bom};
 pub use zip::{Shadowed, ZipSource};
