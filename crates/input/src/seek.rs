@@ -32,7 +32,7 @@ pub const MAX_POINTS: usize = 1024;
 pub const WINDOW: usize = 32 << 10;
 
 /// Where a decoder can start again.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Point {
     /// Decompressed bytes before it.
     pub out: u64,
@@ -160,12 +160,23 @@ impl Seeks {
 }
 
 /// Which decoder a file's points are for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Codec {
     /// gzip: member starts and deflate block boundaries.
     Gzip,
     /// zstd: frame starts.
     Zstd,
+}
+
+impl Codec {
+    /// The compression's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+        }
+    }
 }
 
 /// A reader of a compressed file's decompressed bytes from `point` on (bytes
