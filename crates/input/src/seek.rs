@@ -357,7 +357,8 @@ mod tests {
         // Many members, an empty one among them.
         let many = gz(&[&b, &a, b"", &b, &b[..1000]], 6);
         let n = every_point_resumes(&many, Codec::Gzip, 100_000);
-        assert!(n >= 4, "{n} points");
+        // The isal build: the three member starts at least the spacing apart.
+        assert!(n >= 3, "{n} points");
         // Member starts alone (each member shorter than the spacing).
         let small: Vec<&[u8]> = b.chunks(50_000).collect();
         let n = every_point_resumes(&gz(&small, 6), Codec::Gzip, 120_000);
