@@ -213,8 +213,9 @@ pub struct Partial<S> {
     #[serde(default)]
     pub index: Vec<crate::index::Span>,
     /// The first pass's seek points of each compressed file it read whole without
-    /// error (`crate::index`); empty in other passes.
-    #[serde(default)]
+    /// error (`crate::index`); empty in other passes. Not written into a shard's
+    /// partial: the context stage of a sharded run does not use them yet.
+    #[serde(skip)]
     pub seeks: Vec<crate::index::Seekable>,
     /// What the sink kept.
     pub sink: S,
