@@ -12,11 +12,13 @@ Usage: scripts/bench-year.sh [-h|--help]
 
 Generates a time-ordered archive spanning 365 days with two closed bypass periods
 of a few days and no other bypass event (`ualhunt generate --scenarios 365
---plot two-periods --rate 0`), plain and
-gzip, runs `ualhunt hunt --stats` on each and prints the share of the archive's
-bytes the context pass read (target: at most 10 %), with the wall times of the run
-and of its context pass. A byte share does not depend on how busy the machine is;
-the times do (measure them on a quiet machine).
+--plot two-periods --rate 0`), plain, gzip (one member, `ualhunt generate --gzip`)
+and, where the `zstd` command is found, zstd in one frame and in frames of 16 MiB
+(`split --filter`), runs `ualhunt hunt --stats` on each and prints the share of the archive's
+(decompressed) bytes the context pass read (target: at most 10 %; for a compressed
+file the bytes inflated from a seek point up to each stretch count as read), with
+the wall times of the run and of its context pass. A byte share does not depend on
+how busy the machine is; the times do (measure them on a quiet machine).
 
 Environment:
   YEAR_SIZE=2G          uncompressed size of the archive (K/M/G suffix = KiB/MiB/GiB)
@@ -89,3 +91,22 @@ printf '| archive (%s, 365 days, horizon %s) | bytes | context pass read | share
 printf '|---|---|---|---|---|---|\n'
 row plain "$plain"
 row gzip "$gz"
+if command -v zstd >/dev/null; then
+  zst="$plain.zst"
+  frames="$plain.frames.zst"
+  if [[ ! -s "$zst" ]]; then
+    log "generating $zst (one frame)"
+    zstd -q -3 -T1 "$plain" -o "$zst.tmp" || die "zstd failed"
+    mv "$zst.tmp" "$zst"
+  fi
+  if [[ ! -s "$frames" ]]; then
+    # pzstd is not used: it starts with a skippable frame, not read as zstd.
+    log "generating $frames (frames of 16 MiB)"
+    split -b 16M --filter='zstd -q -3 -c' "$plain" >"$frames.tmp" || die "zstd failed"
+    mv "$frames.tmp" "$frames"
+  fi
+  row "zstd, one frame" "$zst"
+  row "zstd, frames of 16 MiB" "$frames"
+else
+  log "zstd not found: no zstd rows"
+fi

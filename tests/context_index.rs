@@ -1,7 +1,8 @@
 //! The block index and the context pass it drives (issue 19, items 1 and 2): the index
 //! describes each chunk's times exactly whatever the order of the records, and the
-//! context pass that reads only the chunks it points to gives the very report of a
-//! pass that reads everything (`Config::context_full_read`, the reference).
+//! context pass that reads only the chunks it points to (of a gzip or zstd file, each
+//! inflated from the seek point before it) gives the very report of a pass that reads
+//! everything (`Config::context_full_read`, the reference).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -85,7 +86,12 @@ fn reports(paths: &[PathBuf], tweak: &dyn Fn(&mut Config)) -> (String, u64) {
     ] {
         ualhunt_report::write(format, &report, &mut out).unwrap();
     }
-    let read = report.stats.context.as_ref().map_or(0, |(p, _)| p.bytes);
+    // Bytes scanned, and those inflated only to reach them: all were read.
+    let read = report
+        .stats
+        .context
+        .as_ref()
+        .map_or(0, |(p, _)| p.bytes + p.lead_in);
     (String::from_utf8(out).unwrap(), read)
 }
 
@@ -139,6 +145,12 @@ fn modes() -> Vec<Mode> {
             c.chunk_size = 2000;
             c.context_window = chrono::Duration::hours(2);
             c.context_horizon = chrono::Duration::zero();
+        }),
+        // Seek points every few blocks of a compressed file.
+        Box::new(|c| {
+            c.threads = 2;
+            c.chunk_size = 3000;
+            c.seek_spacing = 20_000;
         }),
     ]
 }
@@ -200,10 +212,156 @@ fn the_context_pass_reads_only_the_chunks_of_watched_times() {
         c.context_horizon = chrono::Duration::days(60);
     });
     assert!(wider > read, "{wider} <= {read}");
-    // Gzip is read whole (no seek points yet).
-    let gz = write(dir.path(), "year.jsonl.gz", &data, true);
-    let (read, all) = same_as_full_read(&[gz], &|_| {});
-    assert_eq!(read, all);
+    // A compressed file: with seek points close together, about what a plain file
+    // needs; with none, from its start to the end of the last stretch.
+    for (name, bytes) in compressed(&data, 6) {
+        let path = write(dir.path(), &format!("year.jsonl.{name}"), &bytes, false);
+        let (near, all) = same_as_full_read(std::slice::from_ref(&path), &|c| {
+            c.chunk_size = 16 << 10;
+            c.seek_spacing = 32 << 10;
+        });
+        assert_eq!(all, data.len() as u64, "{name}");
+        let gzip = name.ends_with("gz");
+        // The parallel gzip path notes no point: such a file is read whole.
+        if gzip && std::env::var("UALHUNT_GZIP_PARALLEL").as_deref() == Ok("always") {
+            assert_eq!(near, all, "{name}");
+            continue;
+        }
+        // One zstd frame, or gzip in one or two members in the ISA-L build (which
+        // notes member starts only), has no seek point but its start (and the middle).
+        let start_only = name == "zst"
+            || (ualhunt_input::inflate::BACKEND == "ISA-L" && (name == "gz" || name == "cat.gz"));
+        if start_only {
+            assert!(near < all, "{name}: read {near} of {all}");
+        } else {
+            assert!(near * 100 < all * 20, "{name}: read {near} of {all}");
+        }
+        let (far, _) = same_as_full_read(std::slice::from_ref(&path), &|c| {
+            c.chunk_size = 16 << 10;
+            c.seek_spacing = u64::MAX;
+        });
+        assert!(
+            far >= near && far < all,
+            "{name}: {far} of {all}, {near} with points"
+        );
+    }
+}
+
+/// `data` compressed every way the context pass seeks in: gzip in one member, in
+/// members of some 60 KB, two gzip files concatenated; zstd in one frame and in many.
+fn compressed(data: &[u8], level: u32) -> Vec<(&'static str, Vec<u8>)> {
+    let gz = |part: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        enc.write_all(part).unwrap();
+        enc.finish().unwrap()
+    };
+    let lines = |size: usize| -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut rest = data;
+        while !rest.is_empty() {
+            let cut = rest
+                .iter()
+                .skip(size.min(rest.len() - 1))
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| size.min(rest.len() - 1) + i + 1);
+            out.push(&rest[..cut]);
+            rest = &rest[cut..];
+        }
+        out
+    };
+    let half = lines(data.len() / 2);
+    vec![
+        ("gz", gz(data)),
+        (
+            "members.gz",
+            lines(60_000).into_iter().flat_map(gz).collect(),
+        ),
+        ("cat.gz", half.iter().flat_map(|h| gz(h)).collect()),
+        ("zst", zstd::encode_all(data, 3).unwrap()),
+        (
+            "frames.zst",
+            lines(60_000)
+                .into_iter()
+                .flat_map(|p| zstd::encode_all(p, 3).unwrap())
+                .collect(),
+        ),
+    ]
+}
+
+#[test]
+fn the_context_pass_over_compressed_files_reports_what_a_full_read_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = story(120, Plot::Investigation, 500_000, 11, GenShape::Ual);
+    let mut all = Vec::new();
+    for level in [6, 1, 9] {
+        for (name, bytes) in compressed(&data, level) {
+            all.push(write(dir.path(), &format!("{level}-{name}"), &bytes, false));
+        }
+    }
+    for mode in modes() {
+        for path in &all[..5] {
+            same_as_full_read(std::slice::from_ref(path), &*mode);
+        }
+    }
+    for spacing in [10_000, 100_000] {
+        same_as_full_read(&all, &|c| c.seek_spacing = spacing);
+    }
+}
+
+#[test]
+fn a_compressed_file_changed_after_the_first_pass_is_read_whole() {
+    // Its seek points are for the bytes the first pass read: a file of another size
+    // or time is read from its start, as any input the index does not describe.
+    let dir = tempfile::tempdir().unwrap();
+    let data = story(365, Plot::TwoPeriods, 1_000_000, 5, GenShape::Ual);
+    let path = dir.path().join("y.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    enc.write_all(&data).unwrap();
+    std::fs::write(&path, enc.finish().unwrap()).unwrap();
+    let mut config = Config::new(vec![path.clone()]);
+    config.seek_spacing = 32 << 10;
+    config.chunk_size = 16 << 10;
+    let found = ualhunt_engine::stages::discover(&config);
+    let matcher = ualhunt_engine::stages::first_matcher(&config);
+    let first = ualhunt_engine::stages::first_pass(&found.inputs, &matcher, &config);
+    let seeks = &first.partial.seeks;
+    if std::env::var("UALHUNT_GZIP_PARALLEL").as_deref() == Ok("always")
+        || ualhunt_input::inflate::BACKEND == "ISA-L"
+    {
+        // No point inside a member on these paths: nothing to go stale.
+        return;
+    }
+    assert_eq!(seeks.len(), 1);
+    // Generated lines compress well: deflate blocks of some 300 KB here.
+    assert!(seeks[0].points.len() >= 2, "{}", seeks[0].points.len());
+    let plan = ualhunt_engine::stages::plan_context(
+        first.partial.sink.findings.clone(),
+        first.partial.coverage.first,
+        &|i| found.inputs[i].display(),
+        &config,
+    );
+    let watch = plan.rules[0].1.clone().expect("a watch");
+    let pass = |c: &Config| {
+        ualhunt_engine::stages::context_pass_within(
+            &found.inputs,
+            &watch,
+            &first.partial.index,
+            seeks,
+            c,
+        )
+    };
+    let sought = pass(&config);
+    assert!(sought.stats.bytes < data.len() as u64 / 2);
+    let mut full = config.clone();
+    full.context_full_read = true;
+    assert_eq!(pass(&full).partial.sink, sought.partial.sink);
+    // The same bytes written again: another modification time.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let again = pass(&config);
+    assert_eq!(again.stats.bytes, data.len() as u64);
+    assert_eq!(again.partial.sink, sought.partial.sink);
 }
 
 #[test]
@@ -361,5 +519,31 @@ proptest! {
             c.scan_block = block;
             c.prefilter = prefilter;
         });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_context_pass_over_compressed_files_is_the_full_read_for_any_points_and_sizes(
+        seed in any::<u64>(),
+        how in 0u8..4,
+        form in 0usize..5,
+        level in prop_oneof![Just(1u32), Just(6), Just(9)],
+        chunk in prop_oneof![256usize..4096, 4096usize..65_536],
+        threads in 1usize..4,
+        spacing in prop_oneof![1u64..5_000, 5_000u64..200_000, Just(u64::MAX)],
+    ) {
+        let data = reorder(&story(90, Plot::TwoPeriods, 150_000, seed, GenShape::Ual), how, seed);
+        let (name, bytes) = compressed(&data, level).swap_remove(form);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &format!("a.jsonl.{name}"), &bytes, false);
+        let (read, all) = same_as_full_read(&[path], &move |c: &mut Config| {
+            c.chunk_size = chunk;
+            c.threads = threads;
+            c.seek_spacing = spacing;
+        });
+        prop_assert!(read <= all, "{} of {}", read, all);
     }
 }

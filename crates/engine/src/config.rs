@@ -67,6 +67,9 @@ pub struct Config {
     /// Whether the context pass reads every input whole instead of the stretches the
     /// block index points it to (the reference the index is tested against).
     pub context_full_read: bool,
+    /// Output bytes between the seek points the first pass notes in a gzip or zstd
+    /// file (`ualhunt_input::seek::SPACING`; tests make it small to have many).
+    pub seek_spacing: u64,
     /// Report every matched event, even when another one has the same record id.
     pub keep_duplicates: bool,
     /// Where to count progress, if someone shows it.
@@ -99,6 +102,7 @@ impl Config {
             context_window: DEFAULT_CONTEXT_WINDOW,
             context_horizon: DEFAULT_CONTEXT_HORIZON,
             context_full_read: false,
+            seek_spacing: ualhunt_input::seek::SPACING,
             keep_duplicates: false,
             progress: None,
             skip: Vec::new(),

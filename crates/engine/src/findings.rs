@@ -212,6 +212,11 @@ pub struct Partial<S> {
     /// (`crate::index`); empty in other passes.
     #[serde(default)]
     pub index: Vec<crate::index::Span>,
+    /// The first pass's seek points of each compressed file it read whole without
+    /// error (`crate::index`); empty in other passes. Not written into a shard's
+    /// partial: the context stage of a sharded run does not use them yet.
+    #[serde(skip)]
+    pub seeks: Vec<crate::index::Seekable>,
     /// What the sink kept.
     pub sink: S,
 }
@@ -265,6 +270,8 @@ impl<S: Merge> Partial<S> {
             s.line += shift.lines;
             s
         }));
+        // A file's points come with the file's whole result, never shifted.
+        self.seeks.extend(next.seeks);
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples
             .extend(next.samples.into_iter().take(room).map(|mut s| {
@@ -282,6 +289,7 @@ impl<S: Merge> Partial<S> {
     pub fn absorb_file(&mut self, other: Partial<S>) {
         self.sink.append(other.sink, Shift::default());
         self.index.extend(other.index);
+        self.seeks.extend(other.seeks);
         let room = MAX_SAMPLES.saturating_sub(self.samples.len());
         self.samples.extend(other.samples.into_iter().take(room));
         self.counts.add(&other.counts);

@@ -6,9 +6,11 @@
 //! chunk's coverage tally (no work per record beyond the tally's); the spans travel in
 //! the first pass's `Partial` and merge like it (shifted when appended, in input
 //! order). `stages` turns the watch into [`Times`] and asks [`within`] which byte
-//! ranges of a plain JSON-lines file hold records of those times. The index never
-//! decides what a record means: a span whose records' times could not all be read is
-//! always read again.
+//! ranges of a JSON-lines file hold records of those times. For a gzip or zstd file the
+//! first pass also keeps its seek points ([`Seekable`], from `ualhunt_input::seek`), so
+//! that the context pass inflates only from the nearest point before each range. The
+//! index never decides what a record means: a span whose records' times could not all
+//! be read is always read again.
 
 use std::ops::Range;
 
@@ -47,6 +49,42 @@ impl Span {
             // No dated and no undated record: blank lines only.
             _ => false,
         }
+    }
+}
+
+/// The seek points of one compressed file, and what the file was when they were taken
+/// (a file of another size or modification time is read whole).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seekable {
+    /// The input's index in input order.
+    pub input: u32,
+    /// Its compression.
+    pub codec: ualhunt_input::seek::Codec,
+    /// Its size on disk.
+    pub disk_len: u64,
+    /// Its modification time (nanoseconds since the Unix epoch), where known.
+    pub modified: Option<i128>,
+    /// The points, in output order (none: read from the file's start).
+    pub points: Vec<ualhunt_input::seek::Point>,
+}
+
+impl Seekable {
+    /// Size and modification time of the file at `path` now, as [`Seekable`] keeps
+    /// them.
+    pub fn identity(path: &std::path::Path) -> Option<(u64, Option<i128>)> {
+        let md = std::fs::metadata(path).ok()?;
+        let modified = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128);
+        Some((md.len(), modified))
+    }
+
+    /// The last point at or before decompressed offset `at` (`None`: the file's start).
+    pub fn before(&self, at: u64) -> Option<&ualhunt_input::seek::Point> {
+        let i = self.points.partition_point(|p| p.out <= at);
+        i.checked_sub(1).map(|i| &self.points[i])
     }
 }
 
@@ -106,12 +144,20 @@ pub struct Within {
     pub len: u64,
     /// The stretches to read, in order.
     pub stretches: Vec<Stretch>,
+    /// A compressed file's seek points.
+    pub seek: Option<Seekable>,
 }
 
 /// What the context pass reads of each of `inputs` inputs, from an index in input
-/// order (as a pass merges it): [`within`] each input's spans. The list ends with the
-/// last input the index describes (an input past its end is read whole).
-pub fn within_each(index: &[Span], inputs: usize, times: &Times) -> Vec<Option<Within>> {
+/// order (as a pass merges it): [`within`] each input's spans, with its seek points
+/// (`seeks`) if it is a compressed file. The list ends with the last input the index
+/// describes (an input past its end is read whole).
+pub fn within_each(
+    index: &[Span],
+    seeks: &[Seekable],
+    inputs: usize,
+    times: &Times,
+) -> Vec<Option<Within>> {
     // Up to the last input the index describes: the others are read whole anyway.
     let described = index
         .iter()
@@ -126,6 +172,11 @@ pub fn within_each(index: &[Span], inputs: usize, times: &Times) -> Vec<Option<W
                 None => within(spans, times),
                 Some(_) => None,
             };
+        }
+    }
+    for s in seeks {
+        if let Some(Some(w)) = out.get_mut(s.input as usize) {
+            w.seek = Some(s.clone());
         }
     }
     out
@@ -159,6 +210,7 @@ pub fn within(spans: &[Span], times: &Times) -> Option<Within> {
     any.then_some(Within {
         len: at,
         stretches: out,
+        seek: None,
     })
 }
 
@@ -231,12 +283,12 @@ mod tests {
             input: 1,
             ..span(0, 7, 0, Some((0, 1)))
         });
-        let each = within_each(&two, 3, &times);
+        let each = within_each(&two, &[], 3, &times);
         assert_eq!(each[0].as_ref(), Some(&w));
         assert_eq!(each[1].as_ref().map(|w| w.len), Some(7));
         // Past the last input described: no entry, read whole.
         assert_eq!(each.len(), 2);
         two.push(span(0, 100, 0, Some((0, 10))));
-        assert_eq!(within_each(&two, 3, &times)[0], None);
+        assert_eq!(within_each(&two, &[], 3, &times)[0], None);
     }
 }

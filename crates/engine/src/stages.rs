@@ -183,23 +183,25 @@ pub fn plan_context(
 /// The context pass of one rule: what the watched names did. Runs on the current
 /// rayon pool.
 pub fn context_pass(inputs: &[Input], watch: &Watch, config: &Config) -> Scanned<Activity> {
-    context_pass_within(inputs, watch, &[], config)
+    context_pass_within(inputs, watch, &[], &[], config)
 }
 
-/// [`context_pass`] reading of each plain file only the stretches that the first
+/// [`context_pass`] reading of each JSON-lines input only the stretches that the first
 /// pass's block `index` (`Partial::index`) says hold records at watched times
-/// (`Watch::times`); inputs the index does not describe are read whole, and so is
-/// everything with `config.context_full_read`.
+/// (`Watch::times`), a gzip or zstd file from the nearest of its `seeks`
+/// (`Partial::seeks`) before each; inputs the index does not describe are read whole,
+/// and so is everything with `config.context_full_read`.
 pub fn context_pass_within(
     inputs: &[Input],
     watch: &Watch,
     index: &[crate::index::Span],
+    seeks: &[crate::index::Seekable],
     config: &Config,
 ) -> Scanned<Activity> {
     let within = if config.context_full_read {
         Vec::new()
     } else {
-        crate::index::within_each(index, inputs.len(), &watch.times())
+        crate::index::within_each(index, seeks, inputs.len(), &watch.times())
     };
     scan_all_within(
         inputs,
@@ -280,8 +282,9 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                 p.total
                     .fetch_add(found.disk_total, std::sync::atomic::Ordering::Relaxed);
             }
-            let second =
-                pool.install(|| context_pass_within(&found.inputs, watch, &partial.index, config));
+            let second = pool.install(|| {
+                context_pass_within(&found.inputs, watch, &partial.index, &partial.seeks, config)
+            });
             let attributed = second.partial.sink.records;
             context_stats = Some((second.stats, attributed));
             second.partial.sink

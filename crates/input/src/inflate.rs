@@ -15,16 +15,22 @@
 //! - feature `isal`: Intel ISA-L's igzip inflate (system `libisal`) on raw deflate, with
 //!   the same framing and CRC helper (`isal`), faster still on this machine (see the
 //!   README's benchmark table).
+//!
+//! Seek points (`crate::seek`): every member start is one (when due); inside a member the
+//! default build notes deflate block boundaries with their window (`zlib`), the `isal`
+//! build none (ISA-L does not stop at block boundaries). A member resumed at a block
+//! boundary is always inflated by zlib-rs ([`resume_member`]).
 
 use std::io::{self, BufRead, Read};
 use std::sync::{Arc, Mutex};
+
+use crate::seek::Seeks;
 
 mod crc;
 mod header;
 #[cfg(feature = "isal")]
 mod isal;
 pub mod parallel;
-#[cfg(not(feature = "isal"))]
 mod zlib;
 
 /// The name of the compiled-in gzip backend, for `--stats`.
@@ -57,14 +63,42 @@ impl Notes {
 /// backend. `input` should hand out large slices (a memory map, or a large buffer):
 /// each is given to the inflater as it is.
 pub fn gzip_reader(input: Box<dyn BufRead + Send>, notes: Notes) -> Box<dyn Read + Send> {
+    gzip_reader_noting(input, notes, None)
+}
+
+/// [`gzip_reader`], noting seek points into `seeks` as it inflates (positions from the
+/// input's first byte).
+pub fn gzip_reader_noting(
+    input: Box<dyn BufRead + Send>,
+    notes: Notes,
+    seeks: Option<Seeks>,
+) -> Box<dyn Read + Send> {
     #[cfg(feature = "isal")]
     {
-        Box::new(GzipReader::new(input, isal::Isal::new(), notes))
+        Box::new(GzipReader::new(input, isal::Isal::new(), notes, seeks))
     }
     #[cfg(not(feature = "isal"))]
     {
-        Box::new(GzipReader::new(input, zlib::Zlib::new(), notes))
+        let backend = zlib::Zlib::new(seeks.clone());
+        Box::new(GzipReader::new(input, backend, notes, seeks))
     }
+}
+
+/// A reader of a gzip stream resumed inside a member at a deflate block boundary:
+/// `input` starts at the byte after the one whose high `bits` bits (`prime`, shifted
+/// down) begin the next block, `window` is the output before the boundary. The
+/// resumed member's trailer is read but not checked; later members are read and
+/// checked as usual. Always zlib-rs, whatever the build.
+pub fn resume_member(
+    input: Box<dyn BufRead + Send>,
+    bits: u8,
+    prime: u8,
+    window: &[u8],
+) -> io::Result<Box<dyn Read + Send>> {
+    let backend = zlib::Zlib::resume(bits, prime, window)?;
+    let mut reader = GzipReader::new(input, backend, Notes::default(), None);
+    reader.state = State::Member;
+    Ok(Box::new(reader))
 }
 
 /// How a large gzip file is read, from the environment variable
@@ -172,8 +206,9 @@ trait Backend: Send {
     const WINDOW: usize;
     /// The guard for one `read`.
     fn guard(&self) -> Self::Guard;
-    /// Gets ready for a member whose first byte is the next input byte.
-    fn begin(&mut self);
+    /// Gets ready for a member whose first byte is the next input byte, `at`
+    /// (compressed, decompressed) bytes into the stream.
+    fn begin(&mut self, at: (u64, u64));
     /// Inflates what it can of `input` into `out`: header, deflate body and trailer.
     fn step(&mut self, input: &[u8], out: &mut [u8]) -> (Step, io::Result<()>);
 }
@@ -201,17 +236,28 @@ struct GzipReader<B> {
     /// An error met after some bytes of a read were produced: returned by the next read.
     pending: Option<io::Error>,
     notes: Notes,
+    /// Where member starts are noted as seek points.
+    seeks: Option<Seeks>,
+    /// Compressed bytes consumed and decompressed bytes produced so far.
+    at: (u64, u64),
     _reading: Reading,
 }
 
 impl<B: Backend> GzipReader<B> {
-    fn new(input: Box<dyn BufRead + Send>, backend: B, notes: Notes) -> GzipReader<B> {
+    fn new(
+        input: Box<dyn BufRead + Send>,
+        backend: B,
+        notes: Notes,
+        seeks: Option<Seeks>,
+    ) -> GzipReader<B> {
         GzipReader {
             input,
             backend,
             state: State::Boundary { first: true },
             pending: None,
             notes,
+            seeks,
+            at: (0, 0),
             _reading: Reading::start(),
         }
     }
@@ -248,7 +294,10 @@ impl<B: Backend> GzipReader<B> {
                 match input.first() {
                     None => self.state = State::Done,
                     Some(&b) if first || b == 0x1f => {
-                        self.backend.begin();
+                        if let Some(seeks) = &self.seeks {
+                            seeks.start(self.at.1, self.at.0);
+                        }
+                        self.backend.begin(self.at);
                         self.state = State::Member;
                     }
                     Some(0) => {
@@ -269,6 +318,8 @@ impl<B: Backend> GzipReader<B> {
                 let room = out.len().min(B::WINDOW);
                 let (step, result) = self.backend.step(input, &mut out[..room]);
                 self.input.consume(step.consumed);
+                self.at.0 += step.consumed as u64;
+                self.at.1 += step.produced as u64;
                 if step.end {
                     self.state = State::Boundary { first: false };
                 }

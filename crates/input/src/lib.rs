@@ -27,6 +27,7 @@ mod guard;
 pub mod inflate;
 mod open;
 mod progress;
+pub mod seek;
 mod sniff;
 #[doc(hidden)]
 pub mod testutil;
@@ -38,7 +39,7 @@ mod zip;
 pub use blocks::{Block, BlockReader, Filled};
 pub use discover::{DiscoverError, discover};
 pub use guard::{Change, GuardedMap};
-pub use open::{Compression, Input, Mapped, Opened, disk_total, open};
+pub use open::{Compression, Input, Mapped, Opened, disk_total, open, open_noting};
 pub use progress::Progress;
 pub use sniff::{Layout, SNIFF, strip_bom};
 pub use zip::ZipSource;

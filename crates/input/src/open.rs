@@ -148,31 +148,47 @@ pub enum Opened {
         /// What the decompressor had to say that is no error (zero padding after the
         /// last gzip member), to read once the stream is read.
         notes: crate::inflate::Notes,
+        /// The seek points noted as the stream is read, for a compressed file whose
+        /// decompressed bytes are the stream's (not transcoded from UTF-16).
+        seeks: Option<(crate::seek::Codec, crate::seek::Seeks)>,
     },
 }
 
 /// Opens an input and recognises its compression. Bytes read from a stream (compressed
 /// bytes, for compressed inputs) are added to `progress` as they are read.
 pub fn open(input: &Input, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
+    open_noting(input, progress, crate::seek::SPACING)
+}
+
+/// [`open`], a compressed file noting a seek point every `spacing` bytes of output (see
+/// `crate::seek`).
+pub fn open_noting(
+    input: &Input,
+    progress: &Option<Arc<Progress>>,
+    spacing: u64,
+) -> io::Result<Opened> {
     match input {
         Input::Stdin => {
             let counted = Counted {
                 inner: io::stdin(),
                 progress: progress.clone(),
             };
-            stream(Box::new(BufReader::with_capacity(1 << 20, counted)))
+            stream(Box::new(BufReader::with_capacity(1 << 20, counted)), None)
         }
-        Input::File(path) => open_file(path, progress),
+        Input::File(path) => open_file(path, progress, spacing),
         Input::ZipEntry { archive, entry } => {
             let (entry, compressed, size) = archive.open(*entry)?;
-            stream(Box::new(BufReader::new(ZipProgress {
-                inner: entry,
-                progress: progress.clone(),
-                compressed,
-                size,
-                read: 0,
-                counted: 0,
-            })))
+            stream(
+                Box::new(BufReader::new(ZipProgress {
+                    inner: entry,
+                    progress: progress.clone(),
+                    compressed,
+                    size,
+                    read: 0,
+                    counted: 0,
+                })),
+                None,
+            )
         }
     }
 }
@@ -264,7 +280,7 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened> {
+fn open_file(path: &Path, progress: &Option<Arc<Progress>>, spacing: u64) -> io::Result<Opened> {
     let file = open_special(path)?;
     let meta = file.metadata()?;
     let mut head = [0u8; crate::utf16::SNIFF];
@@ -275,7 +291,7 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
     // Discovery keeps a zip archive as a file input only when it is an Excel workbook.
     if head[..n].starts_with(b"PK\x03\x04") && meta.is_file() {
         let csv = crate::xlsx::csv_reader(path, progress.clone())?;
-        return stream(Box::new(BufReader::with_capacity(1 << 20, csv)));
+        return stream(Box::new(BufReader::with_capacity(1 << 20, csv)), None);
     }
     if compression == Compression::Gzip
         && meta.is_file()
@@ -308,7 +324,8 @@ fn open_file(path: &Path, progress: &Option<Arc<Progress>>) -> io::Result<Opened
                 },
             ))
         };
-        return stream(reader);
+        // Offsets in a regular file's stream are offsets in the file: seekable.
+        return stream(reader, meta.is_file().then_some(spacing));
     }
     if meta.len() == 0 {
         return Ok(Opened::Mapped(Mapped::Read(Vec::new())));
@@ -439,10 +456,12 @@ fn open_parallel_gzip(
         reader: crate::utf16::utf8_reader(reader, notes.clone()),
         compression: Compression::Gzip,
         notes,
+        // rapidgzip's chunks are not member or block boundaries it tells of.
+        seeks: None,
     })
 }
 
-fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
@@ -605,25 +624,57 @@ pub(crate) fn read_head(mut file: &File, head: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn stream(mut reader: Box<dyn BufRead + Send>) -> io::Result<Opened> {
+/// A stream from `reader`, decompressed as its magic bytes say; with `spacing`, its
+/// offsets are a file's and seek points are noted that far apart.
+fn stream(mut reader: Box<dyn BufRead + Send>, spacing: Option<u64>) -> io::Result<Opened> {
+    use crate::seek::{Codec, Seeks};
     // The magic bytes may arrive split over reads (a slow pipe): gather them first.
     let mut head = Vec::with_capacity(4);
     (&mut reader).take(4).read_to_end(&mut head)?;
     let compression = Compression::sniff(&head);
     let reader: Box<dyn BufRead + Send> = Box::new(io::Cursor::new(head).chain(reader));
     let notes = crate::inflate::Notes::default();
-    let reader: Box<dyn Read + Send> = match compression {
-        Compression::Gzip => crate::inflate::gzip_reader(reader, notes.clone()),
-        Compression::Zstd => Box::new(crate::unzstd::Decoder::new(reader)),
-        Compression::None => Box::new(reader),
+    let seeks = spacing.map(Seeks::spaced);
+    let (reader, codec): (Box<dyn Read + Send>, _) = match compression {
+        Compression::Gzip => (
+            crate::inflate::gzip_reader_noting(reader, notes.clone(), seeks.clone()),
+            Codec::Gzip,
+        ),
+        Compression::Zstd => (
+            Box::new(crate::unzstd::Decoder::new(reader).noting(seeks.clone())),
+            Codec::Zstd,
+        ),
+        Compression::None => (Box::new(reader), Codec::Gzip),
     };
     // Exports (issue 8): UTF-16 text (after decompression) is transcoded to UTF-8.
-    let reader = crate::utf16::utf8_reader(reader, notes.clone());
+    let (reader, transcoded) = crate::utf16::utf8_reader_told(reader, notes.clone());
+    let seeks = seeks.filter(|_| compression != Compression::None && !transcoded);
     Ok(Opened::Stream {
         reader,
         compression,
         notes,
+        seeks: seeks.map(|s| (codec, s)),
     })
+}
+
+/// A compressed file's bytes from offset `at` on, as a stream (mapped behind the same
+/// guard as a first read, or read).
+pub(crate) fn input_at(file: File, at: u64) -> io::Result<Box<dyn BufRead + Send>> {
+    match map_file(&file) {
+        Some((map, registration)) => {
+            let mut input = MappedInput::new(map, registration, file, None);
+            input.pos = usize::try_from(at)
+                .unwrap_or(usize::MAX)
+                .min(input.map.len());
+            Ok(Box::new(input))
+        }
+        None => {
+            use std::io::{Seek, SeekFrom};
+            let mut file = file;
+            file.seek(SeekFrom::Start(at))?;
+            Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -687,7 +738,7 @@ mod tests {
             mut reader,
             compression,
             ..
-        } = stream(Box::new(BufReader::new(io::Cursor::new(z.clone())))).unwrap()
+        } = stream(Box::new(BufReader::new(io::Cursor::new(z.clone()))), None).unwrap()
         else {
             panic!("zstd must stream")
         };
@@ -695,9 +746,10 @@ mod tests {
         let mut out = Vec::new();
         reader.read_to_end(&mut out).unwrap();
         assert_eq!(out, data);
-        let Opened::Stream { mut reader, .. } = stream(Box::new(BufReader::new(io::Cursor::new(
-            z[..z.len() / 2].to_vec(),
-        ))))
+        let Opened::Stream { mut reader, .. } = stream(
+            Box::new(BufReader::new(io::Cursor::new(z[..z.len() / 2].to_vec()))),
+            None,
+        )
         .unwrap() else {
             panic!()
         };
@@ -719,7 +771,7 @@ mod tests {
             mut reader,
             compression,
             ..
-        } = stream(Box::new(BufReader::new(io::Cursor::new(gz)))).unwrap()
+        } = stream(Box::new(BufReader::new(io::Cursor::new(gz))), None).unwrap()
         else {
             panic!("gzip must stream")
         };

@@ -9,7 +9,8 @@
 //! decodes at most one block (into the caller's buffer when it has room for a block, else
 //! into one of the decoder's own), and what it decoded is handed out before the next
 //! call: every block before the damaged one is recovered, whatever the reader's buffers
-//! or the chunk size. Nothing here parses a record.
+//! or the chunk size. Each frame's start is a seek point (`crate::seek`): a decoder made
+//! there reads the frames from it on. Nothing here parses a record.
 
 use std::io::{self, BufRead, Read};
 
@@ -32,6 +33,10 @@ pub(crate) struct Decoder<R> {
     /// Set once the stream failed: later reads fail the same way rather than go on
     /// decoding with a decoder in an unknown state.
     failed: Option<(io::ErrorKind, String)>,
+    /// Where frame starts are noted, with the compressed bytes consumed and the
+    /// decompressed bytes decoded so far.
+    seeks: Option<crate::seek::Seeks>,
+    pos: (u64, u64),
 }
 
 impl<R: BufRead> Decoder<R> {
@@ -46,7 +51,15 @@ impl<R: BufRead> Decoder<R> {
             hint: 0,
             started: false,
             failed: None,
+            seeks: None,
+            pos: (0, 0),
         }
+    }
+
+    /// Notes each frame's start into `seeks` (when a point is due there).
+    pub(crate) fn noting(mut self, seeks: Option<crate::seek::Seeks>) -> Decoder<R> {
+        self.seeks = seeks;
+        self
     }
 
     fn fail(&mut self, kind: io::ErrorKind, message: String) -> io::Error {
@@ -74,11 +87,20 @@ impl<R: BufRead> Decoder<R> {
             // At a frame's start the hint is 0: a byte at a time until zstd knows the
             // header's size.
             let input = &input[..input.len().min(self.hint.max(1))];
+            if self.hint == 0
+                && !input.is_empty()
+                && let Some(seeks) = &self.seeks
+            {
+                // Between frames: the next byte starts one.
+                seeks.start(self.pos.1, self.pos.0);
+            }
             let mut src = InBuffer::around(input);
             let mut dst = OutBuffer::around(&mut *out);
             let result = self.dctx.decompress_stream(&mut dst, &mut src);
             let (read, written) = (src.pos(), dst.pos());
             self.inner.consume(read);
+            self.pos.0 += read as u64;
+            self.pos.1 += written as u64;
             self.started |= read > 0;
             match result {
                 Err(code) => {

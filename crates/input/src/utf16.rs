@@ -60,9 +60,18 @@ pub fn sniff(head: &[u8]) -> Option<ByteOrder> {
 /// the same bytes back unchanged. A read error met while looking is returned by the
 /// wrapped reader after the bytes read before it.
 pub fn utf8_reader(
-    mut reader: Box<dyn Read + Send>,
+    reader: Box<dyn Read + Send>,
     notes: crate::inflate::Notes,
 ) -> Box<dyn Read + Send> {
+    utf8_reader_told(reader, notes).0
+}
+
+/// [`utf8_reader`], and whether it transcodes (the bytes it hands out are then not the
+/// inner reader's).
+pub(crate) fn utf8_reader_told(
+    mut reader: Box<dyn Read + Send>,
+    notes: crate::inflate::Notes,
+) -> (Box<dyn Read + Send>, bool) {
     let mut head = Vec::with_capacity(SNIFF);
     let failed = (&mut reader)
         .take(SNIFF as u64)
@@ -75,8 +84,11 @@ pub fn utf8_reader(
     };
     let whole = Box::new(io::Cursor::new(head).chain(rest));
     match order {
-        Some(order) => Box::new(Utf16Reader::new(whole, order).with_notes(notes)),
-        None => whole,
+        Some(order) => (
+            Box::new(Utf16Reader::new(whole, order).with_notes(notes)),
+            true,
+        ),
+        None => (whole, false),
     }
 }
 

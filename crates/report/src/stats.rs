@@ -100,17 +100,20 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 p.counts.candidates,
                 attributed
             )?;
-            // The block index lets the pass skip what holds no watched time.
-            let skipped = s.bytes.saturating_sub(p.bytes);
+            // The block index lets the pass skip what holds no watched time; what a
+            // compressed file's stretches needed inflated before them from a seek
+            // point is read too.
+            let read = p.bytes + p.lead_in;
+            let skipped = s.bytes.saturating_sub(read);
             let share = if s.bytes == 0 {
                 0.0
             } else {
-                100.0 * p.bytes as f64 / s.bytes as f64
+                100.0 * read as f64 / s.bytes as f64
             };
             writeln!(
                 out,
-                "context read  {} of {} bytes ({share:.1} %), {skipped} skipped",
-                p.bytes, s.bytes
+                "context read  {read} of {} bytes ({share:.1} %), {skipped} skipped ({} scanned, {} inflated to reach them from seek points)",
+                s.bytes, p.bytes, p.lead_in
             )?;
         }
         None => writeln!(out, "context pass  not run")?,

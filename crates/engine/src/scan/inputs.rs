@@ -7,7 +7,9 @@
 //! side scans as they arrive through a bounded channel, so inflating overlaps scanning
 //! and memory stays bounded; a CSV export or a JSON document is read record by record
 //! ([`document`](super::document)). Results are merged in input order, so a report does
-//! not depend on scheduling.
+//! not depend on scheduling. The context pass reads of a JSON-lines input only the
+//! stretches the block index gives (`crate::index`): of a mapped file, those bytes; of
+//! a gzip or zstd file, each stretch inflated from the nearest seek point before it.
 
 use std::io::{self, Read};
 use std::ops::Range;
@@ -23,7 +25,8 @@ use ualhunt_input::{
 
 use crate::config::Config;
 use crate::error::{InputError, Warning};
-use crate::findings::{Counts, Partial};
+use crate::findings::{Counts, Partial, Shift};
+use crate::index::{Seekable, Within};
 
 use super::document::{scan_csv, scan_json_document};
 use super::{Pass, Scratch, Sink, scan_chunk};
@@ -51,6 +54,9 @@ pub struct PassStats {
     pub read_time: Duration,
     /// Compressed (on-disk) bytes of the inputs that were streamed from files.
     pub compressed_bytes: u64,
+    /// Decompressed bytes inflated only to reach a stretch from a seek point before it
+    /// (read, not scanned; not in `bytes`).
+    pub lead_in: u64,
 }
 
 /// What one pass reads of one input.
@@ -104,6 +110,7 @@ struct FileResult<S> {
     parse_time: Duration,
     read_time: Duration,
     compressed_bytes: u64,
+    lead_in: u64,
 }
 
 impl<S: Sink> FileResult<S> {
@@ -119,6 +126,7 @@ impl<S: Sink> FileResult<S> {
             parse_time: Duration::ZERO,
             read_time: Duration::ZERO,
             compressed_bytes: 0,
+            lead_in: 0,
         }
     }
 
@@ -224,6 +232,7 @@ fn scan_units_each<S: Sink>(
     let mut latency = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
     let mut compressed_bytes = 0;
+    let mut lead_in = 0;
     for start in (0..count).step_by(BATCH) {
         let batch: Vec<Unit> = (start..count.min(start + BATCH)).map(&unit).collect();
         let results: Vec<FileResult<S>> = batch
@@ -251,6 +260,7 @@ fn scan_units_each<S: Sink>(
             parse_time += r.parse_time;
             read_time += r.read_time;
             compressed_bytes += r.compressed_bytes;
+            lead_in += r.lead_in;
             each(UnitResult {
                 partial: r.partial,
                 bytes: r.bytes,
@@ -270,6 +280,7 @@ fn scan_units_each<S: Sink>(
         parse_time,
         read_time,
         compressed_bytes,
+        lead_in,
     }
 }
 
@@ -305,7 +316,20 @@ fn scan_input<S: Sink>(
     pass: Pass<'_, S>,
     config: &Config,
 ) -> FileResult<S> {
-    let opened = match source::open(input, &config.progress) {
+    if piece.is_none()
+        && let (Some(only), Input::File(path)) = (only, input)
+        && let Some(seek) = &only.seek
+        && Seekable::identity(path) == Some((seek.disk_len, seek.modified))
+        && let Some(r) = scan_seeking(file, input, path, only, seek, pass, config)
+    {
+        return r;
+    }
+    // The file as it is before it is read: its seek points are for these bytes.
+    let identity = match input {
+        Input::File(path) if pass.matcher.counts_coverage() => Seekable::identity(path),
+        _ => None,
+    };
+    let opened = match source::open_noting(input, &config.progress, config.seek_spacing) {
         Ok(o) => o,
         Err(e) => {
             let mut r = FileResult::new("unreadable".to_string());
@@ -323,6 +347,7 @@ fn scan_input<S: Sink>(
             reader,
             compression,
             notes,
+            seeks,
         } => {
             let kind = match (input, compression) {
                 (Input::Stdin, Compression::None) => "stdin".to_string(),
@@ -387,10 +412,25 @@ fn scan_input<S: Sink>(
             if let Input::File(path) = input {
                 r.compressed_bytes = std::fs::metadata(path).map_or(0, |md| md.len());
             }
-            // The context pass reads a stream whole (only a plain file's stretches can be
-            // skipped): its block index would be held for nothing, one entry or more per
-            // input (an archive may hold a million).
-            r.partial.index = Vec::new();
+            // A file read whole without error keeps its seek points for the context
+            // pass (only its JSON lines have index spans to reach with them).
+            if let (Some((codec, seeks)), Some((disk_len, modified))) = (seeks, identity)
+                && r.error.is_none()
+                && !r.partial.index.is_empty()
+            {
+                r.partial.seeks.push(Seekable {
+                    input: file as u32,
+                    codec,
+                    disk_len,
+                    modified,
+                    points: seeks.points(),
+                });
+            } else {
+                // Any other stream is read whole by the context pass: its block index
+                // would be held for nothing, one entry or more per input (an archive
+                // may hold a million).
+                r.partial.index = Vec::new();
+            }
             // Issue 13: zero padding after the last gzip member is a warning.
             if let Some(note) = notes.take() {
                 r.warning = Some(match r.warning.take() {
@@ -562,6 +602,88 @@ fn scan_stretches<S: Sink>(
     close(&mut whole, stretch.take());
     result.partial = whole;
     result
+}
+
+/// Reads only the stretches `only` gives of a compressed JSON-lines file, each inflated
+/// from the nearest of its seek points before it (or from where the last stretch's
+/// reading got to, when no point is nearer), the bytes before the stretch dropped;
+/// each stretch's positions are shifted to where it is in the file. `None` when a
+/// stretch cannot be read as the first pass read it (the caller then reads the file
+/// whole, which reports what is wrong as any read does).
+fn scan_seeking<S: Sink>(
+    file: usize,
+    input: &Input,
+    path: &std::path::Path,
+    only: &Within,
+    seek: &Seekable,
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> Option<FileResult<S>> {
+    let kind = format!("jsonl+{} (from seek points)", seek.codec.name());
+    let mut result = FileResult::new(kind.clone());
+    let mut whole = Partial::<S>::default();
+    // The reader in use, and the decompressed offset it has reached.
+    let mut reading: Option<(Shared, u64)> = None;
+    for s in &only.stretches {
+        let (start, len) = (s.bytes.start, s.bytes.end - s.bytes.start);
+        let point = seek.before(start);
+        let from = point.map_or(0, |p| p.out);
+        let reuse = reading
+            .as_ref()
+            .is_some_and(|(_, at)| *at <= start && *at >= from);
+        if !reuse {
+            let start_point = ualhunt_input::seek::Point {
+                out: 0,
+                input: 0,
+                bits: 0,
+                window: Vec::new(),
+            };
+            let reader =
+                ualhunt_input::seek::resume(path, seek.codec, point.unwrap_or(&start_point))
+                    .ok()?;
+            reading = Some((
+                Shared(std::sync::Arc::new(std::sync::Mutex::new(reader))),
+                from,
+            ));
+        }
+        // Set just above.
+        let (shared, at) = reading.as_mut().expect("a reader");
+        let skip = start - *at;
+        let stretch = ualhunt_input::seek::Stretch::new(shared.clone(), skip, len);
+        let r = scan_stream(file, input, Box::new(stretch), &kind, true, pass, config);
+        if r.error.is_some() || r.bytes != len {
+            return None;
+        }
+        *at = start + len;
+        result.lead_in += skip;
+        result.bytes += r.bytes;
+        result.latencies.extend(r.latencies);
+        result.scan_time += r.scan_time;
+        result.parse_time += r.parse_time;
+        result.read_time += r.read_time;
+        whole.append_at(
+            r.partial,
+            Shift {
+                lines: s.line,
+                bytes: start,
+            },
+        );
+    }
+    result.partial = whole;
+    result.compressed_bytes = seek.disk_len;
+    Some(result)
+}
+
+/// One reader shared by the stretches read from it one after the other.
+#[derive(Clone)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Box<dyn io::Read + Send>>>);
+
+impl io::Read for Shared {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Never contended: one stretch reads at a time; a poisoned lock means a
+        // reading thread panicked, which `scan_stream` reports.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).read(buf)
+    }
 }
 
 /// How many bytes of `mapped.bytes()` were read from the file as it was, when it was

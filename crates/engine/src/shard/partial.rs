@@ -376,6 +376,9 @@ pub struct PassRecord {
     pub compressed_bytes: u64,
     /// Records attributed to a watched name (context pass).
     pub attributed: u64,
+    /// Decompressed bytes inflated only to reach a stretch (context pass).
+    #[serde(default)]
+    pub lead_in: u64,
 }
 
 impl PassRecord {
@@ -396,6 +399,7 @@ impl PassRecord {
             read_time: s.read_time.as_secs_f64(),
             compressed_bytes: s.compressed_bytes,
             attributed,
+            lead_in: s.lead_in,
         }
     }
 }
@@ -420,6 +424,7 @@ pub fn merge_stats(records: &[&PassRecord]) -> PassStats {
         parse_time: Duration::ZERO,
         read_time: Duration::ZERO,
         compressed_bytes: 0,
+        lead_in: 0,
     };
     for r in records {
         out.wall = out.wall.max(secs(r.wall));
@@ -434,6 +439,7 @@ pub fn merge_stats(records: &[&PassRecord]) -> PassStats {
         out.parse_time += secs(r.parse_time);
         out.read_time += secs(r.read_time);
         out.compressed_bytes += r.compressed_bytes;
+        out.lead_in += r.lead_in;
     }
     out.formats = formats.into_iter().collect();
     out.chunk_latency_us = latency;

@@ -76,7 +76,7 @@ impl Backend for Isal {
         self.crc.guard()
     }
 
-    fn begin(&mut self) {
+    fn begin(&mut self, _at: (u64, u64)) {
         // SAFETY: `state` is a live inflate_state.
         unsafe { ffi::isal_inflate_reset(&mut *self.state) };
         self.state.crc_flag = ffi::IGZIP_DEFLATE;
