@@ -33,5 +33,7 @@
 pub mod eql;
 mod field;
 pub mod kql;
+mod literal;
 
 pub use field::{Field, Fields, Named, Spelling, ValueType};
+pub use literal::Literal;
