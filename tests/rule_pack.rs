@@ -583,7 +583,15 @@ fn caseless_literals_find_every_spelling_the_reference_path_finds() {
         .collect();
     let alone = rule.to_str().unwrap();
     for rules in [alone, dir.to_str().unwrap()] {
-        let base = ["hunt", "-q", "--format", "json", "--no-context", "--rules", rules];
+        let base = [
+            "hunt",
+            "-q",
+            "--format",
+            "json",
+            "--no-context",
+            "--rules",
+            rules,
+        ];
         let mut reference = base.to_vec();
         reference.extend(["--no-prefilter", p]);
         let reference = ids(&reference);

@@ -225,7 +225,10 @@ pub const RECORD_TYPE_MARK: &str = "\u{0}RecordType=";
 /// A literal string as a person reads it: quoted text, quoted text `(any case)`, or
 /// `RecordType 11`.
 pub fn show_literal(literal: &str) -> String {
-    match (marked_record_type(literal), ualhunt_query::Literal::parse(literal)) {
+    match (
+        marked_record_type(literal),
+        ualhunt_query::Literal::parse(literal),
+    ) {
         (Some(n), _) => format!("RecordType {n}"),
         (None, ualhunt_query::Literal::AnyCase(text)) => format!("{text:?} (any case)"),
         (None, ualhunt_query::Literal::Exact(text)) => format!("{text:?}"),

@@ -258,7 +258,11 @@ impl Prefilter {
             } => format!("{count} literals (Teddy, {} groups)", searchers.len()),
             Prefilter::Folded(inner) => format!("{}, ASCII case folded", inner.describe()),
             Prefilter::Both { exact, any_case } => {
-                format!("{}; and any case: {}", exact.describe(), any_case.describe())
+                format!(
+                    "{}; and any case: {}",
+                    exact.describe(),
+                    any_case.describe()
+                )
             }
             Prefilter::Many { searcher, .. } => {
                 format!(
@@ -381,7 +385,10 @@ impl Prefilter {
                 inner.find(&folded).map(|i| from + i)
             }
             Prefilter::Both { exact, any_case } => {
-                match (exact.find_at(data, from, to), any_case.find_at(data, from, to)) {
+                match (
+                    exact.find_at(data, from, to),
+                    any_case.find_at(data, from, to),
+                ) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 }
@@ -1374,10 +1381,7 @@ mod tests {
     #[test]
     fn a_conjunct_holds_a_caseless_literal_in_any_case() {
         let reqs = vec![Some(vec!["Set-Mailbox".to_string()]), None];
-        let conjuncts = vec![
-            vec![vec![Literal::any_case("ForwardTo")]],
-            vec![],
-        ];
+        let conjuncts = vec![vec![vec![Literal::any_case("ForwardTo")]], vec![]];
         let router = Router::new(&reqs, &conjuncts).unwrap();
         let mut out = Vec::new();
         router.route(b"Set-Mailbox FORWARDTO", &mut out);

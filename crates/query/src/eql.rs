@@ -53,11 +53,11 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use crate::field::{Field, Fields, Spelling, ValueType};
-use crate::literal::Literal;
 use crate::kql::{
     IpBlock, parse_ip, parse_ip_block, parse_number, safe_fragment, safe_spellings, selectivity,
     union,
 };
+use crate::literal::Literal;
 
 /// How deep parentheses and `not`s may nest.
 pub const MAX_DEPTH: usize = 64;
@@ -1150,9 +1150,12 @@ impl<F: Field> Expr<F> {
                 let field = value.as_field()?;
                 let pieces = match patterns.kind {
                     _ if field.value_type() != ValueType::Keyword || !field.is_verbatim() => None,
-                    PatternKind::Regex => union(patterns.texts.iter().map(|text| {
-                        crate::literal::regex_literals(text, patterns.insensitive)
-                    })),
+                    PatternKind::Regex => union(
+                        patterns
+                            .texts
+                            .iter()
+                            .map(|text| crate::literal::regex_literals(text, patterns.insensitive)),
+                    ),
                     _ => union(patterns.texts.iter().map(|text| {
                         let wildcard = text.contains(['*', '?']);
                         if !wildcard && !patterns.insensitive {
@@ -2588,11 +2591,17 @@ mod tests {
         );
         assert_eq!(
             literals("any where s in~ (\"Kali365\", \"azurehound\")"),
-            Some(vec![Literal::any_case("ali365"), Literal::any_case("azurehound")])
+            Some(vec![
+                Literal::any_case("ali365"),
+                Literal::any_case("azurehound")
+            ])
         );
         assert_eq!(
             literals("any where s regex~ \"(azure|blood)hound/.*\""),
-            Some(vec![Literal::any_case("azurehound"), Literal::any_case("bloodhound")])
+            Some(vec![
+                Literal::any_case("azurehound"),
+                Literal::any_case("bloodhound")
+            ])
         );
         assert_eq!(
             literals("any where s regex \".*Mimi[k]atz.*\""),

@@ -172,7 +172,10 @@ mod tests {
     fn caseless_literals_skip_what_folds_outside_ascii() {
         assert_eq!(caseless_literal("hound"), Some("\u{1}hound".into()));
         // `s` also matches U+017F, `k` U+212A: the literal stops at them.
-        assert_eq!(caseless_literal("sharphound"), Some("\u{1}harphound".into()));
+        assert_eq!(
+            caseless_literal("sharphound"),
+            Some("\u{1}harphound".into())
+        );
         assert_eq!(caseless_literal("kali365"), Some("\u{1}ali365".into()));
         // An `i` before a non-ASCII character may be half of `İ`.
         assert_eq!(caseless_literal("abci\u{307}x"), Some("\u{1}abc".into()));
@@ -205,7 +208,10 @@ mod tests {
                 "\u{1}harphound".into()
             ])
         );
-        assert_eq!(set(".*Invoke-Mimikatz.*", false), Some(vec!["Invoke-Mimikatz".into()]));
+        assert_eq!(
+            set(".*Invoke-Mimikatz.*", false),
+            Some(vec!["Invoke-Mimikatz".into()])
+        );
         assert_eq!(set(".*", false), None);
         assert_eq!(set("a|.*", false), None);
         assert_eq!(set("(", false), None);
