@@ -780,9 +780,10 @@ pub struct Router {
     groups: Vec<Windowed>,
     /// Literal (64 per group) -> the selections that require it.
     by_pattern: Vec<Vec<u32>>,
-    /// The caseless literals ([`Literal::AnyCase`]), every occurrence in any ASCII
-    /// case reported (a candidate's bytes only: the block search found it first).
-    caseless: Option<AhoCorasick>,
+    /// The caseless literals ([`Literal::AnyCase`]): a SIMD search through their
+    /// windows in every case tells whether a candidate holds any (most hold none), then
+    /// an automaton reports every occurrence in any ASCII case.
+    caseless: Option<(Prefilter, AhoCorasick)>,
     /// Caseless literal -> the selections that require it.
     by_caseless: Vec<Vec<u32>>,
     /// Selections with no literal.
@@ -885,12 +886,18 @@ impl Router {
         ) = kept.partition(|(l, _)| Literal::parse(l).ignores_case());
         let caseless = match caseless.is_empty() {
             true => None,
-            false => Some(
+            false => Some((
+                Prefilter::case_insensitive(
+                    caseless
+                        .iter()
+                        .map(|l| Literal::parse(l).text().to_string())
+                        .collect(),
+                ),
                 AhoCorasick::builder()
                     .ascii_case_insensitive(true)
                     .build(caseless.iter().map(|l| Literal::parse(l).text()))
                     .ok()?,
-            ),
+            )),
         };
         let groups = literals
             .chunks(64)
@@ -922,7 +929,9 @@ impl Router {
                 out.extend_from_slice(&self.by_pattern[g * 64 + i])
             });
         }
-        if let Some(caseless) = &self.caseless {
+        if let Some((gate, caseless)) = &self.caseless
+            && gate.find(line).is_some()
+        {
             for m in caseless.find_overlapping_iter(line) {
                 out.extend_from_slice(&self.by_caseless[m.pattern().as_usize()]);
             }
@@ -963,8 +972,9 @@ impl Router {
 #[derive(Clone, Debug)]
 struct Conjunct {
     texts: Vec<memmem::Finder<'static>>,
-    /// The caseless literals ([`Literal::AnyCase`]), any of them found in any case.
-    caseless: Option<AhoCorasick>,
+    /// The caseless literals ([`Literal::AnyCase`]), any of them found in any case
+    /// (through their windows' case variants, SIMD).
+    caseless: Option<Prefilter>,
     types: Vec<u16>,
 }
 
@@ -999,14 +1009,12 @@ impl Conjunct {
                 .partition(|l| Literal::parse(l).ignores_case());
             let caseless = match caseless.is_empty() {
                 true => None,
-                // A set that does not build is not checked: the conjunct holds.
-                false => match AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .build(caseless.iter().map(|l| Literal::parse(l).text()))
-                {
-                    Ok(ac) => Some(ac),
-                    Err(_) => continue,
-                },
+                false => Some(Prefilter::case_insensitive(
+                    caseless
+                        .iter()
+                        .map(|l| Literal::parse(l).text().to_string())
+                        .collect(),
+                )),
             };
             let conjunct = Conjunct {
                 texts: exact
@@ -1026,7 +1034,7 @@ impl Conjunct {
     fn holds(&self, line: &[u8], record_type: Option<u16>) -> bool {
         (!self.types.is_empty() && record_type.is_none_or(|n| self.types.contains(&n)))
             || self.texts.iter().any(|f| f.find(line).is_some())
-            || self.caseless.as_ref().is_some_and(|c| c.is_match(line))
+            || self.caseless.as_ref().is_some_and(|c| c.find(line).is_some())
     }
 }
 
