@@ -880,10 +880,10 @@ impl Router {
             .zip(&redundant)
             .filter(|(_, r)| !**r)
             .map(|(pair, _)| pair);
-        let ((caseless, by_caseless), (literals, by_pattern)): (
-            (Vec<&str>, Vec<Vec<u32>>),
-            (Vec<&str>, Vec<Vec<u32>>),
-        ) = kept.partition(|(l, _)| Literal::parse(l).ignores_case());
+        let (caseless, exact): (Routed, Routed) =
+            kept.partition(|(l, _)| Literal::parse(l).ignores_case());
+        let (caseless, by_caseless): (Vec<&str>, Vec<Vec<u32>>) = caseless.into_iter().unzip();
+        let (literals, by_pattern): (Vec<&str>, Vec<Vec<u32>>) = exact.into_iter().unzip();
         let caseless = match caseless.is_empty() {
             true => None,
             false => Some((
@@ -967,6 +967,9 @@ impl Router {
     }
 }
 
+/// Literals, each with the selections that require it.
+type Routed<'a> = Vec<(&'a str, Vec<u32>)>;
+
 /// One more condition of a selection on a candidate's bytes: it holds one of the
 /// literals, or its `RecordType` is one of the numbers (or cannot be read).
 #[derive(Clone, Debug)]
@@ -1034,7 +1037,10 @@ impl Conjunct {
     fn holds(&self, line: &[u8], record_type: Option<u16>) -> bool {
         (!self.types.is_empty() && record_type.is_none_or(|n| self.types.contains(&n)))
             || self.texts.iter().any(|f| f.find(line).is_some())
-            || self.caseless.as_ref().is_some_and(|c| c.find(line).is_some())
+            || self
+                .caseless
+                .as_ref()
+                .is_some_and(|c| c.find(line).is_some())
     }
 }
 
