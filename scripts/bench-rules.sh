@@ -62,9 +62,10 @@ for file in "$RULES"/*.toml; do
   done < <(printf '%s\n' "$literals" | python3 -c '
 import re, sys
 text = sys.stdin.read()
-for m in re.findall(r"\"((?:[^\"\\\\]|\\\\.)*)\"", text):
+for m, any_case in re.findall(r"\"((?:[^\"\\\\]|\\\\.)*)\"( \(any case\))?", text):
     lit = m.encode().decode("unicode_escape")
-    print("".join("\\" + c if c in "\\.+*?()|[]{}^$" else c for c in lit))
+    escaped = "".join("\\" + c if c in "\\.+*?()|[]{}^$" else c for c in lit)
+    print(("(?i)" if any_case else "") + escaped)
 for n in re.findall(r"RecordType (\d+)", text):
     print(chr(34) + "RecordType" + chr(34) + r":\s*" + n + r"\b")')
   hits=0

@@ -646,6 +646,26 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
         set.not_run.len(),
         matcher.describe_prefilter()
     )?;
+    // A rule with no literal makes every line a candidate, for every rule: named here
+    // with that cost.
+    let unfiltered: Vec<&str> = matcher
+        .selections()
+        .iter()
+        .zip(matcher.requirements())
+        .filter(|(sel, req)| sel.why == ualhunt_engine::findings::Why::Rule && req.is_none())
+        .map(|(sel, _)| set.rules[usize::from(sel.rule)].meta.name.as_str())
+        .collect();
+    if !unfiltered.is_empty() {
+        writeln!(
+            out,
+            "{} with no prefilter literal, so every line of an archive is parsed: {}",
+            match unfiltered.len() {
+                1 => "1 rule".to_string(),
+                n => format!("{n} rules"),
+            },
+            unfiltered.join("; ")
+        )?;
+    }
     out.flush()?;
     Ok(())
 }

@@ -237,11 +237,16 @@ impl ualhunt_query::Field for Field {
 /// record's `RecordType` as the coverage tally does instead of searching for it.
 pub const RECORD_TYPE_MARK: &str = "\u{0}RecordType=";
 
-/// A literal string as a person reads it: quoted text, or `RecordType 11`.
+/// A literal string as a person reads it: quoted text, quoted text `(any case)`, or
+/// `RecordType 11`.
 pub fn show_literal(literal: &str) -> String {
-    match marked_record_type(literal) {
-        Some(n) => format!("RecordType {n}"),
-        None => format!("{literal:?}"),
+    match (
+        marked_record_type(literal),
+        ualhunt_query::Literal::parse(literal),
+    ) {
+        (Some(n), _) => format!("RecordType {n}"),
+        (None, ualhunt_query::Literal::AnyCase(text)) => format!("{text:?} (any case)"),
+        (None, ualhunt_query::Literal::Exact(text)) => format!("{text:?}"),
     }
 }
 

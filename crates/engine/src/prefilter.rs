@@ -13,6 +13,8 @@ use aho_corasick::packed;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
 use memchr::memmem;
 
+use ualhunt_query::Literal;
+
 use crate::field::marked_record_type;
 use crate::rule::Query;
 use crate::rule::Rule;
@@ -57,6 +59,16 @@ pub enum Prefilter {
         /// Length of the longest literal.
         longest: usize,
     },
+    /// Exact literals and caseless ones ([`Literal::AnyCase`]): each kind searched as
+    /// it would be alone (the caseless ones through their windows in every case, no
+    /// lower-cased copy of the block where they fit one Teddy searcher), their hits
+    /// collected per block and merged ([`Prefilter::hits`]).
+    Both {
+        /// The search for the exact literals.
+        exact: Box<Prefilter>,
+        /// The search for the caseless ones ([`Prefilter::case_insensitive`]).
+        any_case: Box<Prefilter>,
+    },
     /// Several literals: aho-corasick.
     Many {
         /// The automaton.
@@ -90,9 +102,27 @@ impl Prefilter {
         Prefilter::from_literals(literals)
     }
 
-    /// Builds a prefilter for a set of literals (none: everything is a candidate).
+    /// Builds a prefilter for a set of literals as the query crate writes them (exact
+    /// ones and [`Literal::AnyCase`] ones; none: everything is a candidate).
     pub fn from_literals(literals: Vec<String>) -> Prefilter {
-        Prefilter::build(literals, false, true)
+        let (caseless, exact): (Vec<String>, Vec<String>) = literals
+            .into_iter()
+            .partition(|l| Literal::parse(l).ignores_case());
+        if caseless.is_empty() {
+            return Prefilter::build(exact, false, true);
+        }
+        let caseless: Vec<String> = caseless
+            .iter()
+            .map(|l| Literal::parse(l).text().to_string())
+            .collect();
+        let any_case = Prefilter::case_insensitive(caseless);
+        match Prefilter::build(exact, false, true) {
+            Prefilter::Everything => any_case,
+            exact => Prefilter::Both {
+                exact: Box::new(exact),
+                any_case: Box::new(any_case),
+            },
+        }
     }
 
     /// Builds a prefilter for literals that match whatever their ASCII case (account
@@ -227,6 +257,13 @@ impl Prefilter {
                 searchers, count, ..
             } => format!("{count} literals (Teddy, {} groups)", searchers.len()),
             Prefilter::Folded(inner) => format!("{}, ASCII case folded", inner.describe()),
+            Prefilter::Both { exact, any_case } => {
+                format!(
+                    "{}; and any case: {}",
+                    exact.describe(),
+                    any_case.describe()
+                )
+            }
             Prefilter::Many { searcher, .. } => {
                 format!(
                     "{} literals (aho-corasick {:?})",
@@ -250,24 +287,48 @@ impl Prefilter {
     /// Whether hits are collected per block with [`Prefilter::hits`] rather than found
     /// one after another.
     pub fn collects_hits(&self) -> bool {
-        matches!(self, Prefilter::Groups { .. })
+        matches!(self, Prefilter::Groups { .. } | Prefilter::Both { .. })
     }
 
     /// Every hit in `data[from..to]` (of every group, a group's hits not overlapping
     /// one another), sorted, as positions in `data`; each group scans the range once.
     pub fn hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<usize>) {
         out.clear();
-        if let Prefilter::Groups { searchers, .. } = self {
-            for s in searchers {
-                s.hits(data, from, to, out);
-            }
+        self.push_hits(data, from, to, out);
+        if matches!(self, Prefilter::Groups { .. } | Prefilter::Both { .. }) {
             out.sort_unstable();
             out.dedup();
-        } else {
-            let mut at = from;
-            while let Some(hit) = self.find_at(data, at, to) {
-                out.push(hit);
-                at = hit + 1;
+        }
+    }
+
+    /// Appends the hits of `data[from..to]` to `out` (sorted within each searcher).
+    fn push_hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<usize>) {
+        match self {
+            Prefilter::Groups { searchers, .. } => {
+                for s in searchers {
+                    s.hits(data, from, to, out);
+                }
+            }
+            Prefilter::Both { exact, any_case } => {
+                exact.push_hits(data, from, to, out);
+                any_case.push_hits(data, from, to, out);
+            }
+            Prefilter::Folded(inner) => {
+                // Folded once for the whole range, not once per hit.
+                let mut folded = Vec::new();
+                fold_into(&data[from..to], &mut folded);
+                let mut at = 0;
+                while let Some(hit) = inner.find(&folded[at..]) {
+                    out.push(from + at + hit);
+                    at += hit + 1;
+                }
+            }
+            _ => {
+                let mut at = from;
+                while let Some(hit) = self.find_at(data, at, to) {
+                    out.push(hit);
+                    at = hit + 1;
+                }
             }
         }
     }
@@ -291,6 +352,7 @@ impl Prefilter {
             | Prefilter::Groups { longest, .. }
             | Prefilter::Many { longest, .. } => longest.saturating_sub(1),
             Prefilter::Folded(inner) => inner.overlap(),
+            Prefilter::Both { exact, any_case } => exact.overlap().max(any_case.overlap()),
         }
     }
 
@@ -321,6 +383,15 @@ impl Prefilter {
                 let mut folded = Vec::new();
                 fold_into(&data[from..to], &mut folded);
                 inner.find(&folded).map(|i| from + i)
+            }
+            Prefilter::Both { exact, any_case } => {
+                match (
+                    exact.find_at(data, from, to),
+                    any_case.find_at(data, from, to),
+                ) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             }
         }
     }
@@ -709,6 +780,12 @@ pub struct Router {
     groups: Vec<Windowed>,
     /// Literal (64 per group) -> the selections that require it.
     by_pattern: Vec<Vec<u32>>,
+    /// The caseless literals ([`Literal::AnyCase`]): a SIMD search through their
+    /// windows in every case tells whether a candidate holds any (most hold none), then
+    /// an automaton reports every occurrence in any ASCII case.
+    caseless: Option<(Prefilter, AhoCorasick)>,
+    /// Caseless literal -> the selections that require it.
+    by_caseless: Vec<Vec<u32>>,
     /// Selections with no literal.
     always: Vec<u32>,
     /// Per selection: the literal sets it also needs beyond the one searched for,
@@ -790,18 +867,38 @@ impl Router {
             .map(|i| {
                 (0..literals.len()).any(|j| {
                     j != i
-                        && literals[i].contains(literals[j])
+                        && Literal::parse(literals[i]).implies(Literal::parse(literals[j]))
                         && by_pattern[i].iter().all(|s| by_pattern[j].contains(s))
+                        // Of two literals implying each other, the first is kept.
+                        && !(j > i && Literal::parse(literals[j]).implies(Literal::parse(literals[i])))
                 })
             })
             .collect();
-        let (literals, by_pattern): (Vec<&str>, Vec<Vec<u32>>) = literals
+        let kept = literals
             .into_iter()
             .zip(by_pattern)
             .zip(&redundant)
             .filter(|(_, r)| !**r)
-            .map(|(pair, _)| pair)
-            .unzip();
+            .map(|(pair, _)| pair);
+        let (caseless, exact): (Routed, Routed) =
+            kept.partition(|(l, _)| Literal::parse(l).ignores_case());
+        let (caseless, by_caseless): (Vec<&str>, Vec<Vec<u32>>) = caseless.into_iter().unzip();
+        let (literals, by_pattern): (Vec<&str>, Vec<Vec<u32>>) = exact.into_iter().unzip();
+        let caseless = match caseless.is_empty() {
+            true => None,
+            false => Some((
+                Prefilter::case_insensitive(
+                    caseless
+                        .iter()
+                        .map(|l| Literal::parse(l).text().to_string())
+                        .collect(),
+                ),
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(caseless.iter().map(|l| Literal::parse(l).text()))
+                    .ok()?,
+            )),
+        };
         let groups = literals
             .chunks(64)
             .map(|group| Windowed::new(group, packed::MatchKind::LeftmostFirst, true))
@@ -812,6 +909,8 @@ impl Router {
         Some(Router {
             groups,
             by_pattern,
+            caseless,
+            by_caseless,
             always,
             conjuncts,
             conjunct_types,
@@ -829,6 +928,13 @@ impl Router {
             searcher.each_literal(line, |i| {
                 out.extend_from_slice(&self.by_pattern[g * 64 + i])
             });
+        }
+        if let Some((gate, caseless)) = &self.caseless
+            && gate.find(line).is_some()
+        {
+            for m in caseless.find_overlapping_iter(line) {
+                out.extend_from_slice(&self.by_caseless[m.pattern().as_usize()]);
+            }
         }
         let record_type = if self.by_type.is_empty() && !self.conjunct_types {
             None
@@ -857,15 +963,21 @@ impl Router {
 
     /// How many distinct literals it searches for.
     pub fn literals(&self) -> usize {
-        self.by_pattern.len()
+        self.by_pattern.len() + self.by_caseless.len()
     }
 }
+
+/// Literals, each with the selections that require it.
+type Routed<'a> = Vec<(&'a str, Vec<u32>)>;
 
 /// One more condition of a selection on a candidate's bytes: it holds one of the
 /// literals, or its `RecordType` is one of the numbers (or cannot be read).
 #[derive(Clone, Debug)]
 struct Conjunct {
     texts: Vec<memmem::Finder<'static>>,
+    /// The caseless literals ([`Literal::AnyCase`]), any of them found in any case
+    /// (through their windows' case variants, SIMD).
+    caseless: Option<Prefilter>,
     types: Vec<u16>,
 }
 
@@ -890,12 +1002,29 @@ impl Conjunct {
                 .into_iter()
                 .filter(|l| marked_record_type(l).is_none())
                 .collect();
-            let longest = texts.iter().map(|l| l.len()).max().unwrap_or(0);
+            let longest = texts
+                .iter()
+                .map(|l| Literal::parse(l).text().len())
+                .max()
+                .unwrap_or(0);
+            let (caseless, exact): (Vec<&String>, Vec<&String>) = texts
+                .into_iter()
+                .partition(|l| Literal::parse(l).ignores_case());
+            let caseless = match caseless.is_empty() {
+                true => None,
+                false => Some(Prefilter::case_insensitive(
+                    caseless
+                        .iter()
+                        .map(|l| Literal::parse(l).text().to_string())
+                        .collect(),
+                )),
+            };
             let conjunct = Conjunct {
-                texts: texts
+                texts: exact
                     .iter()
                     .map(|l| memmem::Finder::new(l.as_bytes()).into_owned())
                     .collect(),
+                caseless,
                 types,
             };
             out.push((conjunct.types.is_empty(), usize::MAX - longest, conjunct));
@@ -908,6 +1037,10 @@ impl Conjunct {
     fn holds(&self, line: &[u8], record_type: Option<u16>) -> bool {
         (!self.types.is_empty() && record_type.is_none_or(|n| self.types.contains(&n)))
             || self.texts.iter().any(|f| f.find(line).is_some())
+            || self
+                .caseless
+                .as_ref()
+                .is_some_and(|c| c.find(line).is_some())
     }
 }
 
@@ -1189,5 +1322,96 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(hit_lines, expected);
         }
+
+        /// Exact and caseless literals together ([`Prefilter::Both`]): a line is a hit
+        /// exactly when it holds an exact literal as it is or a caseless one in any case,
+        /// through `find` and through the hits the scan collects; the router sends a
+        /// line to exactly the selections whose literal it holds.
+        #[test]
+        fn exact_and_caseless_literals_are_found_as_a_naive_search_finds_them(
+            exact in proptest::collection::vec("[a-zA-Z0-9._-]{3,16}", 0..6),
+            caseless in proptest::collection::vec("[a-zA-Z0-9._ -]{3,16}", 1..6),
+            noise in proptest::collection::vec("[a-zA-Z0-9._ :,{}\"-]{0,60}", 1..30),
+            picks in proptest::collection::vec((0usize..64, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..60), 0..40),
+        ) {
+            let marked: Vec<String> = caseless.iter().map(|l| Literal::any_case(l)).collect();
+            let all: Vec<String> = exact.iter().cloned().chain(marked.iter().cloned()).collect();
+            let p = Prefilter::from_literals(all.clone());
+            let holds = |line: &str| -> Vec<usize> {
+                all.iter()
+                    .enumerate()
+                    .filter(|(_, l)| match Literal::parse(l) {
+                        Literal::Exact(t) => line.contains(t),
+                        Literal::AnyCase(t) => line
+                            .to_ascii_lowercase()
+                            .contains(&t.to_ascii_lowercase()),
+                    })
+                    .map(|(i, _)| i)
+                    .collect()
+            };
+            let mut data = Vec::new();
+            let mut lines = Vec::new();
+            for (i, n) in noise.iter().enumerate() {
+                let mut line = n.clone();
+                for (pick, flips, at) in picks.iter().filter(|p| p.0 % noise.len() == i) {
+                    let literal = Literal::parse(&all[pick % all.len()]).text();
+                    let literal = recase(literal, flips);
+                    let at = (*at).min(line.len());
+                    line.insert_str(at, &literal);
+                }
+                lines.push(line.clone());
+                data.extend_from_slice(line.as_bytes());
+                data.push(b'\n');
+            }
+            for line in &lines {
+                let naive = !holds(line).is_empty();
+                proptest::prop_assert_eq!(p.find(line.as_bytes()).is_some(), naive, "{} {}", line, p.describe());
+            }
+            let line_of = |hit: usize| data[..hit].iter().filter(|&&b| b == b'\n').count();
+            let mut hits = Vec::new();
+            p.hits(&data, 0, data.len(), &mut hits);
+            let mut hit_lines: Vec<usize> = hits.into_iter().map(line_of).collect();
+            hit_lines.dedup();
+            let expected: Vec<usize> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !holds(l).is_empty())
+                .map(|(i, _)| i)
+                .collect();
+            proptest::prop_assert_eq!(hit_lines, expected);
+            // One selection per literal, and one needing every literal: the router.
+            let mut reqs: Vec<Option<Vec<String>>> = all.iter().map(|l| Some(vec![l.clone()])).collect();
+            reqs.push(None);
+            let conjuncts: Vec<Vec<Vec<String>>> = vec![vec![]; reqs.len()];
+            if let Some(router) = Router::new(&reqs, &conjuncts) {
+                let mut out = Vec::new();
+                for line in &lines {
+                    router.route(line.as_bytes(), &mut out);
+                    let mut expected: Vec<u32> = holds(line).into_iter().map(|i| i as u32).collect();
+                    // Equal literals are one selection's literal each.
+                    expected.extend(
+                        (0..all.len())
+                            .filter(|&i| all.iter().enumerate().any(|(j, l)| j != i && holds(line).contains(&j) && *l == all[i]))
+                            .map(|i| i as u32),
+                    );
+                    expected.push(all.len() as u32);
+                    expected.sort_unstable();
+                    expected.dedup();
+                    proptest::prop_assert_eq!(&out, &expected, "{}", line);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_conjunct_holds_a_caseless_literal_in_any_case() {
+        let reqs = vec![Some(vec!["Set-Mailbox".to_string()]), None];
+        let conjuncts = vec![vec![vec![Literal::any_case("ForwardTo")]], vec![]];
+        let router = Router::new(&reqs, &conjuncts).unwrap();
+        let mut out = Vec::new();
+        router.route(b"Set-Mailbox FORWARDTO", &mut out);
+        assert_eq!(out, [0, 1]);
+        router.route(b"Set-Mailbox Forward", &mut out);
+        assert_eq!(out, [1]);
     }
 }

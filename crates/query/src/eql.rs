@@ -57,6 +57,7 @@ use crate::kql::{
     IpBlock, is_literal_text, parse_ip, parse_ip_block, parse_number, safe_fragment,
     safe_spellings, selectivity, union,
 };
+use crate::literal::Literal;
 
 /// How deep parentheses and `not`s may nest.
 pub const MAX_DEPTH: usize = 64;
@@ -1028,8 +1029,11 @@ impl<F: Field> Query<F> {
     /// The literal byte strings a matching line must contain (`None`: every line must
     /// be parsed). Values of verbatim keyword fields compared case-sensitively (`==`,
     /// `in`, `like`, `endsWith`…) give literals; a case-insensitive comparison (`:`,
-    /// `in~`, `like~`, the `~` functions) gives only the part of its value that has no
-    /// letter case; a conjunction its most selective clause, an `or` the union;
+    /// `in~`, `like~`, the `~` functions) gives a caseless one ([`crate::Literal`]: the
+    /// longest piece of its value every matching record holds in some ASCII case); a
+    /// regular expression the pieces every match holds (caseless for `regex~`); a
+    /// conjunction its most selective clause (exact literals before caseless ones), an
+    /// `or` the union;
     /// negations none. Where a condition has none, a clause that needs a field's value
     /// gives the field's key ([`Field::key_literal`]). A sequence's lines are each one
     /// of its steps': the union of the steps'.
@@ -1117,16 +1121,8 @@ fn exact_literals<F: Field>(field: &F, value: &str) -> Option<Vec<String>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// The longest piece of `value` a record holds byte for byte whatever the case it is
-/// written in, and that no JSON writer escapes.
-fn caseless_fragment(value: &str) -> Option<&str> {
-    value
-        .split(|c: char| c.is_ascii_alphabetic() || !c.is_ascii())
-        .filter_map(safe_fragment)
-        .max_by_key(|f| f.len())
-}
-
-/// The longest literal piece of a verbatim field's value containing `pieces`.
+/// The longest literal piece of a verbatim field's value containing `pieces`: for a
+/// comparison without case, a caseless literal ([`crate::literal::caseless_literal`]).
 fn piece_literal<'a>(
     pieces: impl Iterator<Item = &'a str>,
     insensitive: bool,
@@ -1134,13 +1130,13 @@ fn piece_literal<'a>(
     pieces
         .filter_map(|p| {
             if insensitive {
-                caseless_fragment(p)
+                crate::literal::caseless_literal(p)
             } else {
-                safe_fragment(p)
+                safe_fragment(p).map(str::to_string)
             }
         })
-        .max_by_key(|f| f.len())
-        .map(|f| vec![f.to_string()])
+        .max_by_key(|f| Literal::parse(f).text().len())
+        .map(|f| vec![f])
 }
 
 impl<F: Field> Expr<F> {
@@ -1208,8 +1204,13 @@ impl<F: Field> Expr<F> {
             Expr::Matches { value, patterns } => {
                 let field = value.as_field()?;
                 let pieces = match patterns.kind {
-                    PatternKind::Regex => None,
                     _ if field.value_type() != ValueType::Keyword || !field.is_verbatim() => None,
+                    PatternKind::Regex => union(
+                        patterns
+                            .texts
+                            .iter()
+                            .map(|text| crate::literal::regex_literals(text, patterns.insensitive)),
+                    ),
                     _ => union(patterns.texts.iter().map(|text| {
                         let wildcard = text.contains(['*', '?']);
                         if !wildcard && !patterns.insensitive {
@@ -2670,13 +2671,36 @@ mod tests {
             ),
             Some(vec!["HardDelete".into(), "SoftDelete".into()])
         );
-        // Case-insensitive values give only their caseless part.
+        // Case-insensitive values give caseless literals (exact when they have no
+        // letter), cut before `s` and `k`, which fold to non-ASCII letters too.
         assert_eq!(
             literals("any where s : \"*1099*\""),
             Some(vec!["1099".into()])
         );
         assert_eq!(
             literals("any where s : \"abc\""),
+            Some(vec![Literal::any_case("abc")])
+        );
+        assert_eq!(
+            literals("any where s in~ (\"Kali365\", \"azurehound\")"),
+            Some(vec![
+                Literal::any_case("ali365"),
+                Literal::any_case("azurehound")
+            ])
+        );
+        assert_eq!(
+            literals("any where s regex~ \"(azure|blood)hound/.*\""),
+            Some(vec![
+                Literal::any_case("azurehound"),
+                Literal::any_case("bloodhound")
+            ])
+        );
+        assert_eq!(
+            literals("any where s regex \".*Mimi[k]atz.*\""),
+            Some(vec!["Mimikatz".into()])
+        );
+        assert_eq!(
+            literals("any where s regex~ \"[a-z]+\""),
             Some(vec!["\"s\"".into()])
         );
         assert_eq!(

@@ -450,10 +450,17 @@ impl Bound {
     }
 }
 
-/// How good a literal set is for a prefilter: fewer literals first, then longer ones.
-pub(crate) fn selectivity(set: &[String]) -> (std::cmp::Reverse<usize>, usize) {
-    let shortest = set.iter().map(String::len).min().unwrap_or(0);
-    (std::cmp::Reverse(set.len()), shortest)
+/// How good a literal set is for a prefilter: exact literals before caseless ones
+/// (searched through every case variant, so slower and less selective), then fewer
+/// literals, then longer ones.
+pub(crate) fn selectivity(set: &[String]) -> (bool, std::cmp::Reverse<usize>, usize) {
+    let exact = set.iter().all(|l| !crate::Literal::parse(l).ignores_case());
+    let shortest = set
+        .iter()
+        .map(|l| crate::Literal::parse(l).text().len())
+        .min()
+        .unwrap_or(0);
+    (exact, std::cmp::Reverse(set.len()), shortest)
 }
 
 pub(crate) fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {

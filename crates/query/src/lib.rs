@@ -38,7 +38,9 @@ pub mod eql;
 pub mod esql;
 mod field;
 pub mod kql;
+mod literal;
 pub mod sequence;
 pub mod sigma;
 
 pub use field::{Field, Fields, Named, Spelling, ValueType};
+pub use literal::Literal;
