@@ -1100,18 +1100,31 @@ impl<F: Field> Query<F> {
         self.0.matches(source)
     }
 
-    /// The literal byte strings one of which every matching line contains, for a
-    /// case-sensitive search (`None`: none can be derived; every line is parsed). Sigma
-    /// strings match whatever their ASCII case, so only `cased` values, runs of a value
-    /// without ASCII letters and fields' keys (for `exists`, numbers, addresses, regular
-    /// expressions) give literals here; see [`Query::folded_literals`].
+    /// The literals one of which every matching line contains (`None`: none can be
+    /// derived; every line is parsed), as the prefilter reads them
+    /// ([`crate::Literal`]): the values' exact literals (`cased` values, runs of a value
+    /// without ASCII letters) when there are, else the values' literals found in any
+    /// ASCII case (Sigma strings match whatever their ASCII case; see
+    /// [`Query::folded_literals`]), else fields' keys (for `exists`, numbers, addresses,
+    /// regular expressions).
     pub fn required_literals(&self) -> Option<Vec<String>> {
         let mode = |keys| Lits {
             folded: false,
             keys,
         };
+        let folded = Lits {
+            folded: true,
+            keys: false,
+        };
         self.0
             .literals(mode(false))
+            .or_else(|| {
+                self.0.literals(folded).map(|set| {
+                    set.iter()
+                        .map(|s| crate::Literal::any_case(&s.to_ascii_lowercase()))
+                        .collect()
+                })
+            })
             .or_else(|| self.0.literals(mode(true)))
     }
 
