@@ -39,7 +39,7 @@ fn hunt(args: &[&str]) -> Run {
         .arg("--no-context")
         // Blocks of 256 KiB (not 4 MiB): the bombs inflate to many times a block.
         .args(["--chunk-size", "256K"])
-        .arg("--stats")
+        .args((!args.contains(&"--stats")).then_some("--stats"))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

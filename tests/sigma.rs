@@ -144,7 +144,7 @@ fn sigma_and_elastic_rules_run_in_one_pass() {
     ];
     let archives: Vec<&Path> = archives.iter().map(PathBuf::as_path).collect();
     let reports = reports_in_every_mode(&[&elastic, &sigma], &archives, &expected);
-    assert_eq!(reports[0]["rules"].as_array().unwrap().len(), 56 + 42);
+    assert_eq!(reports[0]["rules"].as_array().unwrap().len(), 63 + 42);
 }
 
 /// A rule outside the supported subset is listed with the reason, never skipped: in

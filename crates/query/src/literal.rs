@@ -80,14 +80,16 @@ impl<'a> Literal<'a> {
 
 /// Whether a character of a caseless value may stand in a caseless literal: it and
 /// everything the evaluators fold together with it is ASCII that no JSON writer
-/// escapes (`next` is the character after it, for `i`).
+/// escapes (`next` is the character after it in the value, for `i`).
 fn caseless_safe(c: char, next: Option<char>) -> bool {
     if !c.is_ascii() || c.is_ascii_control() || "\"\\/<>&'".contains(c) {
         return false;
     }
     match c.to_ascii_lowercase() {
         'k' | 's' => false,
-        'i' => next.is_none_or(|n| n.is_ascii()),
+        // `İ` folds to `i` and a combining dot: an `i` followed by anything but ASCII,
+        // or ending the value (a record's text may go on with `İ`), may be that.
+        'i' => next.is_some_and(|n| n.is_ascii()),
         _ => true,
     }
 }

@@ -2057,7 +2057,11 @@ mod tests {
         // An uncased value gives no literal of its letters; a cased one does; a run
         // without letters does; folded literals are lower case.
         let query = q("    sel:\n        Operation: 'Set-Mailbox'\n    condition: sel\n");
-        assert_eq!(query.required_literals(), None);
+        // Found in any ASCII case by the prefilter.
+        assert_eq!(
+            query.required_literals(),
+            Some(vec![crate::Literal::any_case("set-mailbox")])
+        );
         assert_eq!(query.folded_literals(), Some(vec!["set-mailbox".into()]));
         let query = q("    sel:\n        Operation|cased: 'Set-Mailbox'\n    condition: sel\n");
         assert_eq!(query.required_literals(), Some(vec!["Set-Mailbox".into()]));
