@@ -353,7 +353,6 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
     } = plan;
     warnings.extend(plan_warnings);
     let context_ran = activities.iter().any(Option::is_some);
-    let mut warnings = warnings;
     warnings.extend(crate::warnings::missing_enrichment(
         &config.rules,
         &config.enrichment,
