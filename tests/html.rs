@@ -58,6 +58,11 @@ struct Loaded {
 
 /// Loads a page in headless Chromium with a fresh profile and no network helpers.
 fn load(browser: &Path, page: &Path) -> Loaded {
+    load_with(browser, page, &[])
+}
+
+/// Loads a page with more browser flags (`--window-size=375,812`: a phone).
+fn load_with(browser: &Path, page: &Path, flags: &[&str]) -> Loaded {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("dom.html");
     let log = dir.path().join("log.txt");
@@ -75,6 +80,7 @@ fn load(browser: &Path, page: &Path) -> Loaded {
             "--v=0",
             "--virtual-time-budget=1000",
         ])
+        .args(flags)
         .arg(format!(
             "--user-data-dir={}",
             dir.path().join("profile").display()
@@ -491,4 +497,117 @@ fn the_console_check_sees_a_csp_violation() {
         "{:#?}",
         loaded.console
     );
+}
+
+/// Measures a page's timelines in the browser: a copy of the page, its policy opened to
+/// one inline script (the report itself has none), lists every pair of timeline texts
+/// and marks whose boxes intersect, as `chart: a / b` lines.
+fn timeline_overlaps(browser: &Path, page: &Path, width: u32) -> Vec<String> {
+    const SCRIPT: &str = r#"<script>
+addEventListener('load', () => {
+  const out = [];
+  const hit = (a, b) => a.left < b.right - 0.5 && b.left < a.right - 0.5
+      && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5;
+  document.querySelectorAll('svg.chart.timeline').forEach((svg, i) => {
+    const items = [...svg.querySelectorAll('text, g.mark')].map(el => ({
+      r: el.getBoundingClientRect(),
+      name: el.tagName === 'text' ? 'text ' + JSON.stringify(el.textContent)
+                                  : el.getAttribute('class'),
+      mark: el.tagName !== 'text',
+    }));
+    for (let a = 0; a < items.length; a++)
+      for (let b = a + 1; b < items.length; b++) {
+        const x = items[a], y = items[b];
+        // Two changes at (almost) one time may touch; everything else must not.
+        const changes = x.mark && y.mark && !x.name.includes('attempt')
+            && !y.name.includes('attempt');
+        if (!changes && x.r.width > 0 && y.r.width > 0 && hit(x.r, y.r))
+          out.push(i + ': ' + x.name + ' / ' + y.name);
+      }
+  });
+  const pre = document.createElement('pre');
+  pre.id = 'overlaps';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"#;
+    let html = fs::read_to_string(page).unwrap();
+    let html = html
+        .replacen("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
+        .replacen("</body>", &format!("{SCRIPT}</body>"), 1);
+    let measured = page.with_extension("measured.html");
+    fs::write(&measured, html).unwrap();
+    let size = format!("--window-size={width},900");
+    let loaded = load_with(browser, &measured, &[&size]);
+    let dom = &loaded.dom;
+    let start = dom.find(r#"<pre id="overlaps">"#).expect("the measuring script did not run")
+        + r#"<pre id="overlaps">"#.len();
+    let json = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    let json = json.replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+/// One account's changes and failed attempts minutes apart (a ✕ beside a ▲, marks
+/// grouped as ×N), another account's a month later.
+fn crowded_archive(dir: &Path) -> PathBuf {
+    let record = |time: &str, id: &str, target: &str, status: &str, on: &str| {
+        serde_json::json!({
+            "CreationTime": time, "Id": id, "Operation": "Set-MailboxAuditBypassAssociation",
+            "OrganizationId": "4a7c8238-5799-4b16-9fc6-9ad8fce5a7d9", "RecordType": 1,
+            "ResultStatus": status, "UserKey": "10032001", "UserType": 2, "Version": 1,
+            "Workload": "Exchange", "ClientIP": "198.51.100.7", "UserId": "admin@contoso.com",
+            "ObjectId": target,
+            "Parameters": [{"Name": "Identity", "Value": target},
+                           {"Name": "AuditBypassEnabled", "Value": on}]
+        })
+        .to_string()
+    };
+    let a = "crowded@contoso.com";
+    let lines = [
+        record("2024-03-01T09:00:00", "c1", a, "Failed", "True"),
+        record("2024-03-01T09:00:30", "c2", a, "True", "True"),
+        record("2024-03-01T09:01:00", "c3", a, "Failed", "True"),
+        record("2024-03-01T09:02:00", "c4", a, "Failed", "True"),
+        record("2024-03-01T09:03:00", "c5", a, "True", "True"),
+        record("2024-03-01T13:00:00", "c6", a, "Failed", "True"),
+        record("2024-03-01T20:00:00", "c7", a, "True", "True"),
+        record("2024-03-02T02:00:00", "c8", a, "Failed", "True"),
+        record("2024-03-31T09:00:00", "c9", "other@contoso.com", "True", "True"),
+    ];
+    let path = dir.join("crowded.jsonl");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// At phone width (375 px) no text of a timeline covers another or a mark, and a
+/// failed attempt's ✕ never covers a change's ▲ (they used to share a row, and the
+/// lane captions grew into the chart).
+#[test]
+fn timeline_labels_do_not_overlap_at_phone_width() {
+    let Some(browser) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("story.jsonl");
+    let generated = ualhunt()
+        .args(["generate", "--size", "1M", "--scenarios", "-o"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(generated.status.success());
+    let crowded = crowded_archive(dir.path());
+    for (name, args) in [
+        ("crowded", vec![crowded.to_str().unwrap()]),
+        ("story", vec![archive.to_str().unwrap()]),
+        ("sample", vec!["testdata/"]),
+    ] {
+        let page = dir.path().join(format!("{name}.html"));
+        report(&args, &page, 0);
+        for width in [375, 1280] {
+            let overlaps = timeline_overlaps(&browser, &page, width);
+            assert!(
+                overlaps.is_empty(),
+                "{name} at {width} px: {} overlaps: {overlaps:#?}",
+                overlaps.len()
+            );
+        }
+    }
 }

@@ -17,8 +17,8 @@ pub const WIDTH: f64 = 1000.0;
 /// At most this many bars per chart: longer spans group days into buckets.
 pub const MAX_BARS: i64 = 400;
 /// Markers of one kind closer than this (view-box units) are drawn as one: they are
-/// 12 units wide.
-const MARK_MERGE: f64 = 8.0;
+/// 12 units wide, so two drawn apart never cover each other.
+const MARK_MERGE: f64 = 13.0;
 /// Periods closer than this are drawn as one band (their marks still show apart).
 const SPAN_MERGE: f64 = 2.0;
 /// Widest bar (a short archive has few, wide days).
@@ -180,7 +180,8 @@ impl Axis {
         let step = STEPS
             .iter()
             .copied()
-            .find(|s| self.days / s <= 9)
+            // At most eight labels: a date is about 90 units wide in a phone's font.
+            .find(|s| self.days / s <= 7)
             .unwrap_or(self.days.max(1));
         let mut i = 0;
         while i < self.days {
@@ -338,15 +339,22 @@ pub struct Timeline<'a> {
     pub per_day: Result<&'a [(NaiveDate, u64)], &'a str>,
 }
 
-/// The y layout of a timeline.
-const MARK_Y: f64 = 12.0;
-const ATTEMPT_Y: f64 = 12.0;
-const BAND_TOP: f64 = 26.0;
+/// The y layout of a timeline: failed attempts on a row of their own above the changes
+/// (a ✕ never covers a ▲), then the bypass band, then the bars.
+const ATTEMPT_Y: f64 = 9.0;
+const MARK_Y: f64 = 25.0;
+const BAND_TOP: f64 = 38.0;
 const BAND_H: f64 = 20.0;
-const BARS_TOP: f64 = 56.0;
-const BARS_BASE: f64 = 112.0;
-const TL_HEIGHT: f64 = 134.0;
-const TL_LEFT: f64 = 86.0;
+const BARS_TOP: f64 = 68.0;
+const BARS_BASE: f64 = 124.0;
+const TL_HEIGHT: f64 = 146.0;
+/// Room for the lane captions, in a phone's larger font.
+const TL_LEFT: f64 = 112.0;
+/// Width of a character of a caption in the largest font the page gives it (15 units
+/// on a phone), rounded up: a caption is drawn only where it fits.
+const CAPTION_CHAR: f64 = 9.0;
+/// Width of a character of a `×N` label (10 units).
+const LABEL_CHAR: f64 = 6.5;
 
 /// Writes an account's timeline: the archive's span, the bypass periods (open ones fade
 /// out to the right edge with an arrow, ones that predate the data fade in from the left
@@ -371,13 +379,13 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
         id = id
     );
     gap_pattern(out, &format!("gp{id}"));
-    // Lane labels.
+    // Lane labels, one line each, a phone's line height apart.
     w!(
         out,
         r#"<text class="lane" x="4" y="{:.1}">bypass</text><text class="lane" x="4" y="{:.1}">mailbox audit</text><text class="lane" x="4" y="{:.1}">records / day</text>"#,
         BAND_TOP + 14.0,
-        BARS_TOP + 22.0,
-        BARS_TOP + 34.0
+        BARS_TOP + 26.0,
+        BARS_TOP + 42.0
     );
     // The archive's span and its gap days, behind everything.
     if let Some((first, last)) = tl.coverage {
@@ -416,6 +424,19 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
             span_title(span)
         );
         let mid = BAND_TOP + BAND_H / 2.0;
+        // The captions inside the band, where they fit (both when both do).
+        const OPEN: &str = "still ON at the end of the data";
+        const BEFORE: &str = "on before the data";
+        let room = x1 - x0 - 24.0;
+        let open_w = caption_width(OPEN);
+        let before_w = caption_width(BEFORE);
+        let (show_open, show_before) = match (span.end.is_none(), span.start.is_none()) {
+            (true, true) => {
+                let both = open_w + before_w + 16.0 <= room;
+                (both || open_w <= room, both)
+            }
+            (open, before) => (open && open_w <= room, before && before_w <= room),
+        };
         if span.end.is_none() {
             // An arrow out of the right edge: still on when the data ends.
             w!(
@@ -427,10 +448,10 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
                 x1 - 1.0,
                 BAND_TOP + BAND_H + 3.0
             );
-            if x1 - x0 > 190.0 {
+            if show_open {
                 w!(
                     out,
-                    r#"<text class="bl" x="{:.1}" y="{:.1}" text-anchor="end">still ON at the end of the data</text>"#,
+                    r#"<text class="bl" x="{:.1}" y="{:.1}" text-anchor="end">{OPEN}</text>"#,
                     x1 - 8.0,
                     mid + 4.0
                 );
@@ -446,10 +467,10 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
                 x0 + 1.0,
                 BAND_TOP + BAND_H + 3.0
             );
-            if x1 - x0 > 150.0 {
+            if show_before {
                 w!(
                     out,
-                    r#"<text class="bl" x="{:.1}" y="{:.1}">on before the data</text>"#,
+                    r#"<text class="bl" x="{:.1}" y="{:.1}">{BEFORE}</text>"#,
                     x0 + 6.0,
                     mid + 4.0
                 );
@@ -511,7 +532,9 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
         axis.right
     );
     // Changes (with a guide down through the bars) and failed attempts, on top.
-    for (x, kind, n, title) in merged_marks(&axis, &tl.marks) {
+    let marks = merged_marks(&axis, &tl.marks);
+    let labels = count_labels(&marks);
+    for ((x, kind, n, title), label_x) in marks.into_iter().zip(labels) {
         let class = kind.class();
         let tip = if n == 1 {
             Esc(&title).to_string()
@@ -567,14 +590,12 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
                 ATTEMPT_Y + 5.0
             ),
         };
-        let label = if n > 1 {
-            format!(
-                r#"<text class="ml" x="{:.1}" y="{:.1}">×{n}</text>"#,
-                x + 7.0,
-                MARK_Y - 2.0
-            )
-        } else {
-            String::new()
+        let label = match label_x {
+            Some(lx) => format!(
+                r#"<text class="ml" x="{lx:.1}" y="{:.1}">×{n}</text>"#,
+                row_y(kind) + 4.0
+            ),
+            None => String::new(),
         };
         w!(
             out,
@@ -583,6 +604,53 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
     }
     axis.ticks(out, BARS_BASE, BARS_BASE);
     out.push_str("</svg>");
+}
+
+/// The estimated width of a band caption in a phone's font.
+fn caption_width(text: &str) -> f64 {
+    text.chars().count() as f64 * CAPTION_CHAR
+}
+
+/// The y of a mark's row.
+fn row_y(kind: MarkKind) -> f64 {
+    match kind {
+        MarkKind::Attempt => ATTEMPT_Y,
+        _ => MARK_Y,
+    }
+}
+
+/// Where each grouped mark's `×N` label starts: right of the mark, else left of it,
+/// where it covers no other mark or label of its row; `None`: a single mark, or no room
+/// (the tooltip still counts the group).
+fn count_labels(marks: &[(f64, MarkKind, usize, String)]) -> Vec<Option<f64>> {
+    const HALF: f64 = 6.0;
+    let mut out = vec![None; marks.len()];
+    for attempts in [false, true] {
+        let mut row: Vec<usize> = (0..marks.len())
+            .filter(|&i| (marks[i].1 == MarkKind::Attempt) == attempts)
+            .collect();
+        row.sort_by(|&a, &b| marks[a].0.total_cmp(&marks[b].0));
+        // What is taken on the row: every mark, then each label placed.
+        let mut taken: Vec<(f64, f64)> = row
+            .iter()
+            .map(|&i| (marks[i].0 - HALF, marks[i].0 + HALF))
+            .collect();
+        for &i in &row {
+            let (x, _, n, _) = &marks[i];
+            if *n < 2 {
+                continue;
+            }
+            let w = (1 + n.to_string().len()) as f64 * LABEL_CHAR;
+            let free = |(a, b): (f64, f64)| taken.iter().all(|&(l, r)| b < l || r < a);
+            let right = (x + HALF + 1.0, x + HALF + 1.0 + w);
+            let left = (x - HALF - 1.0 - w, x - HALF - 1.0);
+            if let Some(place) = [right, left].into_iter().find(|&p| free(p)) {
+                out[i] = Some(place.0);
+                taken.push(place);
+            }
+        }
+    }
+    out
 }
 
 fn span_title(s: Span) -> String {
