@@ -73,6 +73,12 @@ pub struct MergeArgs {
     /// Lay the table out on one line per actor whatever the terminal width.
     #[arg(long)]
     pub wide: bool,
+
+    /// Count building-block rules' findings (Elastic's `building_block_type`: signals
+    /// for other rules, not alerts) toward the verdict and the exit status; without
+    /// it they are reported, marked, and counted apart.
+    #[arg(long)]
+    pub building_blocks: bool,
 }
 
 /// Where and how a report is written (`hunt` and `merge` alike).
@@ -266,6 +272,12 @@ pub struct HuntArgs {
     /// default a record repeated across overlapping exports is reported once).
     #[arg(long)]
     pub keep_duplicates: bool,
+
+    /// Count building-block rules' findings (Elastic's `building_block_type`: signals
+    /// for other rules, not alerts) toward the verdict and the exit status; without
+    /// it they are reported, marked, and counted apart.
+    #[arg(long)]
+    pub building_blocks: bool,
 
     /// Allowlist of known tool accounts (TOML `[[allow]]` tables: account, reason,
     /// owner, expires): their findings are marked, not hidden, and do not count for
@@ -546,6 +558,7 @@ impl HuntArgs {
         config.since = self.since;
         config.until = self.until;
         config.keep_duplicates = self.keep_duplicates;
+        config.building_blocks = self.building_blocks;
         config.context = !self.no_context;
         config.context_window = self.context_window;
         config.context_horizon = self.context_horizon;

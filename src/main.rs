@@ -313,7 +313,9 @@ fn emit(
     committed?;
 
     let failed = !report.errors.is_empty() || (outputs.strict && report.counts.malformed > 0);
-    let events = report.unallowed_events();
+    // Allowlisted findings and building-block rules' (unless --building-blocks) are
+    // reported without making the status 0.
+    let events = report.verdict_events();
     let malformed = report.counts.malformed;
     // The process ends right after this: freeing hundreds of thousands of evidence
     // strings one by one would only delay the exit.
@@ -464,7 +466,8 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     }
     let destinations = Destinations::create(&outputs)?;
     let files = shard::merge::load(&args.partials)?;
-    let report = shard::merge::merge(files, today)?;
+    let mut report = shard::merge::merge(files, today)?;
+    report.building_blocks = args.building_blocks;
     emit(&outputs, destinations, report)
 }
 
@@ -525,7 +528,12 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     for (r, rule) in set.rules.iter().enumerate() {
         let m = &rule.meta;
-        writeln!(out, "{}", m.name)?;
+        let mark = if m.is_building_block() {
+            "  [building block]"
+        } else {
+            ""
+        };
+        writeln!(out, "{}{mark}", m.name)?;
         if let Some(renamed) = &m.renamed {
             writeln!(out, "  renamed upstream:  {renamed}")?;
         }
@@ -614,6 +622,25 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
         }
         for (field, why) in rule.needs_enrichment(&enrichment) {
             writeln!(out, "  cannot match:      {field}: {why}")?;
+        }
+        if let Some(kind) = &m.building_block {
+            writeln!(
+                out,
+                "  building block:    {} (signals for other rules; its findings count in the verdict only with --building-blocks)",
+                output::terminal_safe(kind)
+            )?;
+        }
+        if m.note.is_some() || m.setup.is_some() {
+            let what: Vec<&str> = [("investigation guide", &m.note), ("setup", &m.setup)]
+                .into_iter()
+                .filter(|(_, t)| t.is_some())
+                .map(|(w, _)| w)
+                .collect();
+            writeln!(
+                out,
+                "  guide:             {} (shown in the HTML report when the rule fires)",
+                what.join(" and ")
+            )?;
         }
         if !rule.meta.analyses.is_empty() {
             writeln!(

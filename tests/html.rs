@@ -192,7 +192,8 @@ fn tags(html: &str) -> Vec<(String, Vec<(String, String)>)> {
 }
 
 /// The page is self-contained: no script, no embedded object, no event handler, no URL
-/// but `#…` and `data:`, and the strict CSP.
+/// but `#…` and `data:` (and a rule guide's `http(s):` link, which loads nothing and
+/// sends no referrer), and the strict CSP.
 fn assert_self_contained(html: &str) {
     assert!(
         html.contains(r#"<meta http-equiv="Content-Security-Policy" content="default-src 'none';"#),
@@ -215,8 +216,19 @@ fn assert_self_contained(html: &str) {
             ),
             "<{name}>"
         );
+        // A guide's link: http(s) on an <a>, without referrer or opener.
+        let guide_link = name == "a"
+            && attrs
+                .iter()
+                .any(|(k, v)| k == "rel" && v.contains("noreferrer") && v.contains("noopener"));
         for (attr, value) in &attrs {
             assert!(!attr.starts_with("on"), "<{name} {attr}>");
+            if guide_link
+                && attr == "href"
+                && (value.starts_with("https://") || value.starts_with("http://"))
+            {
+                continue;
+            }
             if matches!(
                 attr.as_str(),
                 "src" | "href" | "xlink:href" | "action" | "srcset"
@@ -610,4 +622,99 @@ fn timeline_labels_do_not_overlap_at_phone_width() {
             );
         }
     }
+}
+
+const RULES: &str = "tests/fixtures/responder/rules";
+const PACK: &str = "tests/fixtures/responder/pack.jsonl";
+
+/// The section of a page that starts at `id="{id}"`.
+fn section<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no section {id}"));
+    let rest = &html[at..];
+    &rest[..rest.find("</section>").unwrap()]
+}
+
+/// A pack of three rules over one bypass change, two sign-in signals (a building block)
+/// and three inbox rules: the verdict counts the one bypass change and says apart what
+/// the other rules found; the header names the pack, not its first rule; the evidence
+/// names each finding's rule and its next step; descriptions keep their paragraphs;
+/// each rule that fired shows its guide, a hostile one as inert text.
+#[test]
+fn rule_pack_report_reads_for_a_responder() {
+    let browser = browser();
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("pack.html");
+    let html = report(&["--rules", RULES, PACK], &page, 0);
+    assert_self_contained(&html);
+
+    let verdict = section(&html, "verdict");
+    for part in [
+        "1 account has mailbox audit bypass ON at the end of the data",
+        "1 bypass change by 1 actor (0 allowlisted)",
+        "<b>Other rules:</b> 1 rule fired, 3 events by 2 actors",
+        "Building blocks: 1 rule fired, 2 events",
+        "What to do now:",
+    ] {
+        assert!(verdict.contains(part), "{part:?} not in the verdict: {verdict}");
+    }
+    // The header: the pack, never its first rule as if it were the only one.
+    let header = &html[html.find("<header").unwrap()..html.find("</header>").unwrap()];
+    assert!(header.contains("<h1>3 rules</h1>"), "{header}");
+    assert!(header.contains("3 run, 3 fired, 0 not run"), "{header}");
+    assert!(!header.contains("rule <span"), "{header}");
+
+    // The evidence: a Rule column, and each finding's next step.
+    let evidence = section(&html, "evidence");
+    assert!(evidence.contains("<th>Rule</th>"), "no Rule column");
+    assert_eq!(evidence.matches(r#"<td data-l="Rule">"#).count(), 6);
+    assert!(evidence.contains(r#"<span class="badge bb""#), "building block not marked");
+    assert!(
+        evidence.contains("Get-MailboxAuditBypassAssociation -Identity &#39;o&#39;&#39;brien@<wbr>contoso.com&#39;"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("-AuditBypassEnabled $false</code>"),
+        "no removal command"
+    );
+    assert!(evidence.contains(r##"<a href="#guide-"##), "no pointer to a guide");
+    // The account's own next steps, under its timeline.
+    assert!(section(&html, "accounts").contains(r#"<div class="nextbox">"#));
+
+    // Descriptions: paragraphs, no escaped newline.
+    assert!(!html.contains(r"\u{a}"), "a newline shown as an escape");
+    assert!(html.contains("<p>Second paragraph.</p>"));
+
+    // Each rule that fired has its guide, collapsed; the hostile one is text.
+    assert_eq!(html.matches(r#"<details class="guide""#).count(), 2);
+    let rules = section(&html, "rule");
+    for shown in [
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "&lt;img src=x onerror=alert(2)&gt;",
+        "javascript:alert(3)",
+        "[image: pixel]",
+        r"\u{202e}",
+        r"\u{1b}",
+        "&lt;iframe",
+    ] {
+        assert!(rules.contains(shown), "{shown:?} not shown as text");
+    }
+    assert!(rules.contains(
+        r#"<a href="https://learn.microsoft.com/exchange/inbox-rules" rel="noreferrer noopener">docs</a>"#
+    ));
+    for c in ['\u{202e}', '\u{1b}'] {
+        assert!(!html.contains(c), "{c:?} written as is");
+    }
+
+    let Some(browser) = browser else { return };
+    let loaded = load(&browser, &page);
+    assert_quiet(&loaded);
+    let dom = &loaded.dom;
+    assert_self_contained(dom);
+    assert!(!dom.contains("<script"), "a script element from a guide");
+    assert!(!dom.contains("<img"), "an img element from a guide");
+    assert!(!dom.contains("<iframe"), "an iframe from a guide");
+    assert!(!dom.contains("href=\"javascript"), "a script link from a guide");
+    assert!(dom.contains("1 bypass change by 1 actor"));
 }

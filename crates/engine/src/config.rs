@@ -80,6 +80,9 @@ pub struct Config {
     /// The pipeline's enrichment: the GeoIP databases given (`--geoip-db`); the
     /// user-agent fields need none.
     pub enrichment: Arc<Enrichment>,
+    /// Whether building-block rules' findings count toward the verdict and the exit
+    /// status (`--building-blocks`); they are reported and marked either way.
+    pub building_blocks: bool,
 }
 
 impl Config {
@@ -107,6 +110,7 @@ impl Config {
             progress: None,
             skip: Vec::new(),
             enrichment: Arc::default(),
+            building_blocks: false,
         }
     }
 }

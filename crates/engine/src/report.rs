@@ -172,6 +172,9 @@ pub struct Report {
     pub allowlist: Allowlist,
     /// Whether the context pass ran (it runs only when there are findings).
     pub context_ran: bool,
+    /// Whether building-block rules' findings count toward the verdict and the exit
+    /// status (`--building-blocks`); see [`Report::counts`].
+    pub building_blocks: bool,
     /// Measurements.
     pub stats: RunStats,
 }
@@ -214,6 +217,26 @@ impl Report {
             .iter()
             .flat_map(|a| &a.evidence)
             .filter(|e| e.allowed.is_none())
+            .count()
+    }
+
+    /// Whether a finding counts toward the verdict and the exit status: its rule is no
+    /// building block, or `--building-blocks` counts them (allowlisting aside).
+    pub fn counts(&self, f: &Finding) -> bool {
+        self.building_blocks
+            || !self
+                .rules
+                .get(usize::from(f.rule))
+                .is_some_and(RuleMeta::is_building_block)
+    }
+
+    /// Number of reported events that make a finding for the verdict and the exit
+    /// status: not allowlisted, and of a rule that counts ([`Report::counts`]).
+    pub fn verdict_events(&self) -> usize {
+        self.actors
+            .iter()
+            .flat_map(|a| &a.evidence)
+            .filter(|e| e.allowed.is_none() && self.counts(&e.finding))
             .count()
     }
 

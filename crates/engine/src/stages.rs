@@ -438,6 +438,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         coverage,
         allowlist: config.allowlist.clone(),
         context_ran,
+        building_blocks: config.building_blocks,
         stats,
     }
 }

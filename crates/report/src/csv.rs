@@ -1,7 +1,8 @@
 //! `--format csv`: one row per matched event, then one row per failed attempt
 //! (`outcome` = `failure`), RFC 4180, every cell guarded against spreadsheet formula
-//! injection. The columns after `risk_score` are the rule's evidence items, in the rule
-//! file's order.
+//! injection. The columns after `building_block` (Elastic's `building_block_type` of a
+//! building-block rule, else empty) are the rule's evidence items, in the rule file's
+//! order.
 
 use std::io::{self, Write};
 
@@ -45,6 +46,7 @@ impl Exporter for Csv {
         header.push("allowed");
         header.push("member");
         header.push("offset");
+        header.push("building_block");
         header.extend(&extra);
         w.write_record(&header)?;
         // Each rule's evidence item for each extra column, resolved once per rule.
@@ -81,6 +83,7 @@ impl Exporter for Csv {
                 opt(allowed),
                 opt(report.inputs.member(f.at.input as usize).as_deref()),
                 f.at.offset.to_string(),
+                opt(r.building_block.as_deref()),
             ];
             for &slot in &slots[usize::from(f.rule)] {
                 let value = f

@@ -11,10 +11,15 @@
 //! thousands of events still make a page a browser opens.
 //!
 //! Order of the page: verdict, coverage (with records per day), one timeline per
-//! bypassed account, failed attempts, actors and their context, the evidence, the rule
-//! and its MITRE ATT&CK mapping, the scan accounting.
+//! bypassed account with its next steps, failed attempts, actors and their context, the
+//! evidence (with each finding's next step), the rules with their MITRE ATT&CK mapping
+//! and, for each rule that fired, its investigation guide, the scan accounting.
+//!
+//! The verdict speaks of the bypass investigation's own findings; other rules that
+//! fired are counted apart, and building-block rules (signals for other rules) are
+//! marked everywhere and left out of the verdict unless `--building-blocks`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 
@@ -22,6 +27,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::escape::{Brk, Esc, Txt};
 use crate::exporter::Exporter;
+use crate::markdown;
+use crate::next;
 use crate::svg::{self, Axis, Mark, MarkKind, Span, Timeline};
 use crate::time::Rfc3339;
 use ualhunt_engine::Report;
@@ -32,6 +39,7 @@ use ualhunt_engine::analysis::bypass::{Account, ActorContext, Investigation, Per
 use ualhunt_engine::analysis::context::{OpKey, OpStat};
 use ualhunt_engine::coverage::verdict::summarize_days;
 use ualhunt_engine::findings::{Finding, Value};
+use ualhunt_engine::rule::RuleMeta;
 
 /// The HTML exporter.
 pub struct Html;
@@ -249,13 +257,76 @@ fn allowed_badge(e: &Entry) -> String {
     )
 }
 
+/// The findings of the rules one picks: events, allowlisted events, distinct actors,
+/// rules that fired.
+#[derive(Default)]
+struct Tally {
+    events: usize,
+    allowed: usize,
+    actors: usize,
+    rules: usize,
+}
+
+fn tally(report: &Report, pick: impl Fn(&RuleMeta) -> bool) -> Tally {
+    let mut t = Tally::default();
+    let mut rules = BTreeSet::new();
+    for a in &report.actors {
+        let mut any = false;
+        for e in &a.evidence {
+            let rule = e.finding.rule;
+            if !report.rules.get(usize::from(rule)).is_some_and(&pick) {
+                continue;
+            }
+            any = true;
+            t.events += 1;
+            t.allowed += usize::from(e.allowed.is_some());
+            rules.insert(rule);
+        }
+        t.actors += usize::from(any);
+    }
+    t.rules = rules.len();
+    t
+}
+
+/// The bypass investigation's own findings.
+fn bypass_tally(report: &Report) -> Tally {
+    tally(report, RuleMeta::is_bypass)
+}
+
+/// Other rules' findings that count for the verdict.
+fn other_tally(report: &Report) -> Tally {
+    tally(report, |r| {
+        !r.is_bypass() && (report.building_blocks || !r.is_building_block())
+    })
+}
+
+/// Building-block rules' findings left out of the verdict.
+fn building_tally(report: &Report) -> Tally {
+    tally(report, |r| {
+        !r.is_bypass() && !report.building_blocks && r.is_building_block()
+    })
+}
+
+/// The mark of a building-block rule.
+const BUILDING_BLOCK: &str = r#"<span class="badge bb" title="Elastic building block: a signal for other rules, not an alert">building block</span>"#;
+
+/// A rule's name as shown (with its author), and its building-block mark.
+fn rule_name(r: &RuleMeta) -> String {
+    let mut out = Txt(&r.shown_name()).to_string();
+    if r.is_building_block() {
+        out.push(' ');
+        out.push_str(BUILDING_BLOCK);
+    }
+    out
+}
+
 /// Renders the whole page.
 pub fn render(report: &Report) -> String {
     let mut s = String::with_capacity(64 << 10);
     let inv = report.investigations.first();
     head(&mut s, report, inv);
     s.push_str("<main>\n");
-    nav(&mut s, inv.is_some());
+    nav(&mut s, inv.is_some(), report.rules.len() > 1 || !report.not_run.is_empty());
     verdict(&mut s, report, inv);
     coverage(&mut s, report);
     if let Some(inv) = inv {
@@ -312,11 +383,22 @@ fn verdict_line(report: &Report, inv: Option<&Investigation>) -> String {
                 ),
             }
         }
-        None => format!(
-            "{} by {}",
-            plural(report.events(), "event", "events"),
-            plural(report.actors.len(), "actor", "actors")
-        ),
+        None => {
+            let t = other_tally(report);
+            let bb = building_tally(report);
+            if t.events == 0 && bb.events > 0 {
+                format!(
+                    "No alert; {} of building-block rules",
+                    plural(bb.events, "signal", "signals")
+                )
+            } else {
+                format!(
+                    "{} by {}",
+                    plural(t.events, "event", "events"),
+                    plural(t.actors, "actor", "actors")
+                )
+            }
+        }
     }
 }
 
@@ -331,6 +413,20 @@ fn rule_summary(s: &mut String, report: &Report) {
         fired.len(),
         report.not_run.len()
     );
+    let blocks = report.rules.iter().filter(|r| r.is_building_block()).count();
+    if blocks > 0 {
+        w!(
+            s,
+            r#"<p class="muted">{} of them {} (Elastic's <code>building_block_type</code>): signals for other rules, marked {BUILDING_BLOCK}; {}.</p>"#,
+            num(blocks as u64),
+            if blocks == 1 { "is a building block" } else { "are building blocks" },
+            if report.building_blocks {
+                "counted in the verdict and the exit status (<code>--building-blocks</code>)"
+            } else {
+                "not counted in the verdict nor in the exit status (<code>--building-blocks</code> counts them)"
+            }
+        );
+    }
     if !fired.is_empty() {
         s.push_str(concat!(
             r#"<div class="scroll"><table><thead><tr><th>Severity</th><th class="n">Events</th>"#,
@@ -342,7 +438,20 @@ fn rule_summary(s: &mut String, report: &Report) {
             cell(s, "Severity", &r.severity);
             td(s, "Events", "n", sum.events);
             td(s, "Actors", "n", sum.actors);
-            cell(s, "Rule", &r.shown_name());
+            let guide = if r.note.is_some() {
+                format!(
+                    r##" · <a href="#guide-{}">investigation guide</a>"##,
+                    sum.rule
+                )
+            } else {
+                String::new()
+            };
+            w!(
+                s,
+                r##"<td data-l="Rule"><a class="rule" href="#rule-{}">{}</a>{guide}</td>"##,
+                sum.rule,
+                rule_name(r)
+            );
             s.push_str("</tr>");
         }
         s.push_str("</tbody></table></div>");
@@ -388,15 +497,29 @@ fn head(s: &mut String, report: &Report, inv: Option<&Investigation>) {
         css = CSS
     );
     s.push_str("<header class=\"top\"><div class=\"in\">");
-    w!(s, "<h1>{}</h1>", Txt(rule));
-    if let Some(r) = report.rules.first() {
-        w!(
-            s,
-            r#"<p class="sub">ualhunt hunt report · rule <span class="mono">{}</span> · {} / risk {}</p>"#,
-            Esc(&r.id),
-            Esc(&r.severity),
-            r.risk_score
-        );
+    match report.rules.as_slice() {
+        [r] => {
+            w!(s, "<h1>{}</h1>", Txt(&r.shown_name()));
+            w!(
+                s,
+                r#"<p class="sub">ualhunt hunt report · rule <span class="mono">{}</span> · {} / risk {}</p>"#,
+                Esc(&r.id),
+                Esc(&r.severity),
+                r.risk_score
+            );
+        }
+        [] => w!(s, "<h1>ualhunt</h1>"),
+        rules => {
+            // A pack: how many rules ran and fired, never one of them as if it were all.
+            w!(s, "<h1>{} rules</h1>", num(rules.len() as u64));
+            w!(
+                s,
+                r##"<p class="sub">ualhunt hunt report · <a href="#rules">{} run, {} fired, {} not run</a> · <a href="#rule">every rule</a></p>"##,
+                num(rules.len() as u64),
+                num(report.fired_rules().len() as u64),
+                num(report.not_run.len() as u64)
+            );
+        }
     }
     let c = &report.coverage;
     w!(
@@ -426,7 +549,7 @@ fn head(s: &mut String, report: &Report, inv: Option<&Investigation>) {
     s.push_str("</p></div></header>\n");
 }
 
-fn nav(s: &mut String, bypass: bool) {
+fn nav(s: &mut String, bypass: bool, several: bool) {
     s.push_str(r##"<nav><a href="#verdict">Verdict</a><a href="#coverage">Coverage</a>"##);
     if bypass {
         s.push_str(
@@ -437,9 +560,13 @@ fn nav(s: &mut String, bypass: bool) {
     if bypass {
         s.push_str(r##"<a href="#context">Actor context</a>"##);
     }
-    s.push_str(
-        r##"<a href="#evidence">Evidence</a><a href="#rule">Rule</a><a href="#scan">Scan</a></nav>"##,
-    );
+    s.push_str(r##"<a href="#evidence">Evidence</a>"##);
+    if several {
+        s.push_str(r##"<a href="#rules">Rules</a><a href="#rule">Each rule</a>"##);
+    } else {
+        s.push_str(r##"<a href="#rule">Rule</a>"##);
+    }
+    s.push_str(r##"<a href="#scan">Scan</a></nav>"##);
     s.push('\n');
 }
 
@@ -447,9 +574,10 @@ fn verdict(s: &mut String, report: &Report, inv: Option<&Investigation>) {
     let on = inv.map(on_accounts).unwrap_or_default();
     let unallowed = on.iter().any(|a| a.allowed.is_none());
     let touched = inv.is_some_and(|i| !i.accounts.is_empty() || !i.attempts.is_empty());
-    let class = if unallowed || (inv.is_none() && report.unallowed_events() > 0) {
+    let counted = report.verdict_events();
+    let class = if unallowed || (inv.is_none() && counted > 0) {
         "bad"
-    } else if !on.is_empty() || touched || report.events() > 0 {
+    } else if !on.is_empty() || touched || counted > 0 {
         "warn"
     } else {
         "ok"
@@ -459,23 +587,46 @@ fn verdict(s: &mut String, report: &Report, inv: Option<&Investigation>) {
         r#"<section id="verdict" class="verdict {class}"><h2>Verdict</h2><p class="big">{}</p>"#,
         Esc(&verdict_line(report, inv))
     );
-    let allowed_events = report.events() - report.unallowed_events();
-    w!(
-        s,
-        r#"<p class="muted">{} by {} ({} allowlisted) · {}"#,
-        plural(report.events(), "bypass change", "bypass changes"),
-        plural(report.actors.len(), "actor", "actors"),
-        num(allowed_events as u64),
-        plural(report.attempts(), "failed attempt", "failed attempts")
-    );
+    // The bypass investigation's own findings; other rules' apart.
+    let other = other_tally(report);
     if let Some(inv) = inv {
+        let b = bypass_tally(report);
         w!(
             s,
-            " · {} touched",
+            r#"<p class="muted">{} by {} ({} allowlisted) · {} · {} touched</p>"#,
+            plural(b.events, "bypass change", "bypass changes"),
+            plural(b.actors, "actor", "actors"),
+            num(b.allowed as u64),
+            plural(report.attempts(), "failed attempt", "failed attempts"),
             plural(inv.accounts.len(), "account", "accounts")
         );
+        if other.events > 0 {
+            w!(
+                s,
+                r##"<p><b>Other rules:</b> {} fired, {} by {} ({} allowlisted) — see <a href="#rules">Rules</a>.</p>"##,
+                plural(other.rules, "rule", "rules"),
+                plural(other.events, "event", "events"),
+                plural(other.actors, "actor", "actors"),
+                num(other.allowed as u64)
+            );
+        }
+    } else if other.events > 0 {
+        w!(
+            s,
+            r##"<p class="muted">{} allowlisted · from {} (see <a href="#rules">Rules</a>)</p>"##,
+            num(other.allowed as u64),
+            plural(other.rules, "rule", "rules")
+        );
     }
-    s.push_str("</p>");
+    let bb = building_tally(report);
+    if bb.events > 0 {
+        w!(
+            s,
+            r#"<p class="muted">Building blocks: {} fired, {} — signals for other rules, not counted in this verdict nor in the exit status (<code>--building-blocks</code> counts them).</p>"#,
+            plural(bb.rules, "rule", "rules"),
+            plural(bb.events, "event", "events")
+        );
+    }
     if !on.is_empty() {
         // An allowlist column only when there is an allowlist.
         let allowlist = !report.allowlist.entries.is_empty();
@@ -526,6 +677,7 @@ fn verdict(s: &mut String, report: &Report, inv: Option<&Investigation>) {
         let cols = 6 + usize::from(allowlist);
         more_row(s, cols, on.len(), on.len().min(ROWS_MAX), "accounts");
         s.push_str("</tbody></table></div>");
+        s.push_str(r##"<p><b>What to do now:</b> for each account, confirm the live state, remove the bypass and review what it did unaudited — the commands are under its timeline (<a href="#accounts">Accounts</a>) and beside each change (<a href="#evidence">Evidence</a>).</p>"##);
     }
     if let Some(inv) = inv {
         let off: Vec<&str> = inv
@@ -918,6 +1070,14 @@ fn lane_details(s: &mut String, report: &Report, lane: &Lane<'_>, i: usize) {
         s,
         r##" <a class="jump" href="#lane-{i}">timeline ↑</a></h3>"##
     );
+    if let Some(a) = lane.account {
+        s.push_str(r#"<div class="nextbox"><b>Next steps</b>"#);
+        steps_list(s, &next::bypass(a, next::spelled(a)));
+        if !a.periods.is_empty() {
+            s.push_str(r#"<p class="muted">The mailbox audit has nothing of those spans: look at the account's sign-ins, message trace and other workloads' records (its other activity while bypassed is below).</p>"#);
+        }
+        s.push_str("</div>");
+    }
     if let Some(a) = lane.account.filter(|a| !a.periods.is_empty()) {
         s.push_str(concat!(
             r#"<div class="scroll"><table class="sub"><thead><tr><th>Bypassed from</th><th>to</th>"#,
@@ -1225,12 +1385,20 @@ fn evidence(s: &mut String, report: &Report) {
         s.push_str("<p>No matched event.</p></section>\n");
         return;
     }
+    // A Rule column when more than one rule ran.
+    let several = report.rules.len() > 1;
     s.push_str(concat!(
-        r#"<p class="muted">By actor, then time. <b>Where</b> is the input and its 1-based line, then the record id.</p>"#,
+        r#"<p class="muted">By actor, then time. <b>Where</b> is the input and its 1-based line, then the record id. <b>Next step</b>: what to do about the finding.</p>"#,
         r#"<div class="scroll"><table class="evidence"><thead><tr><th>Time</th><th>Actor / source IP</th>"#,
-        r#"<th>Target</th><th>Change</th><th>Where / record id</th><th>Command line</th>"#,
-        r#"</tr></thead><tbody>"#
     ));
+    if several {
+        s.push_str("<th>Rule</th>");
+    }
+    s.push_str(concat!(
+        r#"<th>Target</th><th>Change</th><th>Where / record id</th><th>Command line</th>"#,
+        r#"<th>Next step</th></tr></thead><tbody>"#
+    ));
+    let accounts = bypassed_accounts(report);
     for e in report
         .actors
         .iter()
@@ -1241,6 +1409,17 @@ fn evidence(s: &mut String, report: &Report) {
         s.push_str("<tr>");
         time_cell(s, "Time", &f.timestamp);
         actor_cell(s, f);
+        if several {
+            let name = report
+                .rules
+                .get(usize::from(f.rule))
+                .map_or_else(|| "?".to_string(), rule_name);
+            w!(
+                s,
+                r##"<td data-l="Rule"><a class="rule" href="#rule-{}">{name}</a></td>"##,
+                f.rule
+            );
+        }
         cell(s, "Target", &item_text(f, report.items(f).target));
         w!(
             s,
@@ -1253,10 +1432,87 @@ fn evidence(s: &mut String, report: &Report) {
         s.push_str("</td>");
         where_cell(s, report, f);
         cmd_cell(s, &item_text(f, report.items(f).command_line));
+        next_cell(s, report, &accounts, f);
         s.push_str("</tr>");
     }
-    more_row(s, 6, total, total.min(ROWS_MAX), "events");
+    more_row(
+        s,
+        7 + usize::from(several),
+        total,
+        total.min(ROWS_MAX),
+        "events",
+    );
     s.push_str("</tbody></table></div></section>\n");
+}
+
+/// The bypass investigations' accounts, by rule and account key, for the findings'
+/// next steps.
+fn bypassed_accounts(report: &Report) -> BTreeMap<(u16, String), &Account> {
+    report
+        .investigations
+        .iter()
+        .flat_map(|inv| {
+            inv.accounts
+                .iter()
+                .map(move |a| ((inv.rule, a.identity.clone()), a))
+        })
+        .collect()
+}
+
+/// Next steps as a list: what to do, and the command that does it.
+fn steps_list(s: &mut String, steps: &[next::Step]) {
+    s.push_str(r#"<ol class="steps">"#);
+    for st in steps {
+        w!(s, "<li>{}", Txt(&st.what));
+        if let Some(cmd) = &st.command {
+            w!(s, r#": <code class="cmd wrap">{}</code>"#, Brk(cmd));
+        }
+        s.push_str("</li>");
+    }
+    s.push_str("</ol>");
+}
+
+/// A finding's next step: a bypass change's account's steps; another rule's guide.
+fn next_cell(
+    s: &mut String,
+    report: &Report,
+    accounts: &BTreeMap<(u16, String), &Account>,
+    f: &Finding,
+) {
+    s.push_str(r#"<td data-l="Next step" class="next">"#);
+    let Some(rule) = report.rules.get(usize::from(f.rule)) else {
+        s.push_str("-</td>");
+        return;
+    };
+    if rule.is_bypass() {
+        let target = report.text(f, report.items(f).target);
+        match target.and_then(|t| accounts.get(&(f.rule, key(t))).map(|a| (t, *a))) {
+            Some((t, a)) => steps_list(s, &next::bypass(a, t)),
+            None => w!(
+                s,
+                "confirm the live state: <code>{} -Identity &lt;the account&gt;</code>",
+                next::GET
+            ),
+        }
+    } else {
+        if rule.is_building_block() {
+            s.push_str("a signal for other rules; ");
+        }
+        if rule.note.is_some() {
+            w!(
+                s,
+                r##"follow <a href="#guide-{}">its investigation guide</a>"##,
+                f.rule
+            );
+        } else {
+            w!(
+                s,
+                r##"review the record against <a href="#rule-{}">the rule's description</a> (it has no investigation guide)"##,
+                f.rule
+            );
+        }
+    }
+    s.push_str("</td>");
 }
 
 /// The name of a rule's query language in the rule card.
@@ -1264,6 +1520,7 @@ fn query_language(language: &str) -> &'static str {
     match language {
         "eql" => "EQL",
         "sigma" => "Sigma YAML",
+        "esql" => "ES|QL",
         _ => "KQL",
     }
 }
@@ -1272,9 +1529,14 @@ fn rules(s: &mut String, report: &Report) {
     if report.rules.len() > 1 || !report.not_run.is_empty() {
         rule_summary(s, report);
     }
-    s.push_str(r#"<section id="rule"><h2>Rule</h2>"#);
-    for r in &report.rules {
-        w!(s, "<h3>{}</h3>", Txt(&r.name));
+    s.push_str(if report.rules.len() > 1 {
+        r#"<section id="rule"><h2>Each rule</h2>"#
+    } else {
+        r#"<section id="rule"><h2>Rule</h2>"#
+    });
+    let fired: BTreeSet<u16> = report.fired_rules().iter().map(|f| f.rule).collect();
+    for (i, r) in report.rules.iter().enumerate() {
+        w!(s, r#"<h3 id="rule-{i}">{}</h3>"#, rule_name(r));
         s.push_str(r#"<dl class="kv">"#);
         let mut kv = |k: &str, v: String| w!(s, "<dt>{k}</dt><dd>{v}</dd>");
         if let Some(renamed) = &r.renamed {
@@ -1303,18 +1565,37 @@ fn rules(s: &mut String, report: &Report) {
         if let Some(alerting) = &r.alerting {
             kv("Alerting", Txt(&alerting.to_string()).to_string());
         }
-        kv(
-            &format!("Query ({})", query_language(&r.language)),
-            format!(r#"<code class="wrap">{}</code>"#, Txt(&r.query)),
-        );
+        // Its lines kept (an EQL sequence or an ES|QL pipeline spans several).
+        let mut query = String::from(r#"<pre class="query"><code>"#);
+        markdown::block_text(&mut query, r.query.trim());
+        query.push_str("</code></pre>");
+        kv(&format!("Query ({})", query_language(&r.language)), query);
         for fp in &r.false_positives {
-            kv("False positives", Txt(fp).to_string());
+            let mut text = String::new();
+            markdown::prose(&mut text, fp);
+            kv("False positives", text);
         }
         for reference in &r.references {
             kv("Reference", Txt(reference).to_string());
         }
-        kv("Description", Txt(r.description.trim()).to_string());
+        let mut description = String::new();
+        markdown::prose(&mut description, &r.description);
+        kv("Description", description);
         s.push_str("</dl>");
+        // The guide of a rule that fired: what to do about its findings.
+        let fired = u16::try_from(i).is_ok_and(|i| fired.contains(&i));
+        if fired && (r.note.is_some() || r.setup.is_some()) {
+            w!(s, r#"<details class="guide" id="guide-{i}">"#);
+            s.push_str("<summary>Investigation guide</summary>");
+            if let Some(note) = &r.note {
+                markdown::guide(s, note);
+            }
+            if let Some(setup) = &r.setup {
+                s.push_str("<h4>Setup</h4>");
+                markdown::guide(s, setup);
+            }
+            s.push_str("</details>");
+        }
         if !r.threat.is_empty() {
             s.push_str(concat!(
                 r#"<h4>MITRE ATT&amp;CK</h4><div class="scroll"><table class="sub"><thead><tr>"#,
@@ -1550,6 +1831,20 @@ table.counts th{font-weight:500;white-space:nowrap}
 .badge.unk{background:#eceff1;color:#455a64}
 .badge.allowed{background:#e3eefc;color:#0d47a1;white-space:normal}
 .badge.attempt{background:#fff0e0;color:#b34700}
+.badge.bb{background:#ede7f6;color:#4527a0;font-weight:500}
+header.top a{color:#9cc7ff}
+a.rule{color:inherit}
+ol.steps{margin:0;padding-left:18px}
+ol.steps li{margin:0 0 2px}
+td.next{min-width:14em;font-size:12px}
+.nextbox{background:#eef5fd;border-left:4px solid var(--blue);padding:6px 10px;margin:6px 0;border-radius:4px}
+details.guide{border:1px solid var(--line);border-radius:6px;padding:4px 12px;margin:8px 0 14px;background:#fafbfc}
+details.guide summary{cursor:pointer;font-weight:600;color:var(--blue)}
+details.guide h3,details.guide h4,details.guide h5,details.guide h6{margin:12px 0 4px}
+details.guide blockquote{margin:6px 0;padding:2px 10px;border-left:3px solid var(--line);color:var(--muted)}
+details.guide pre,pre.raw{background:#f0f2f5;padding:6px 8px;border-radius:4px;overflow-x:auto;white-space:pre-wrap;overflow-wrap:break-word}
+dd p{margin:0 0 6px}
+pre.query{margin:0;white-space:pre-wrap;overflow-wrap:break-word}
 .ctl{background:#ffe08a;color:#5c3d00;border-radius:2px;padding:0 2px;font-family:ui-monospace,monospace;font-size:11px}
 .more,.more td{color:var(--muted);font-style:italic}
 dl.facts{display:flex;flex-wrap:wrap;gap:4px 22px;margin:8px 0}

@@ -56,6 +56,10 @@ struct ByRuleOut<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     author: Option<&'a str>,
+    /// Elastic's `building_block_type`, for a building-block rule (its findings count
+    /// in no verdict unless `--building-blocks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    building_block: Option<&'a str>,
     severity: &'a str,
     risk_score: u32,
     events: u64,
@@ -74,6 +78,10 @@ pub(super) struct RuleOut<'a> {
     /// Who wrote it (Sigma rules: the Detection Rule License asks reports to keep it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<&'a str>,
+    /// Elastic's `building_block_type`, for a building-block rule: a signal for other
+    /// rules, counted in no verdict unless `--building-blocks`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub building_block: Option<&'a str>,
     pub severity: &'a str,
     pub risk_score: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -551,6 +559,7 @@ fn by_rule_out<'a>(report: &'a Report) -> Vec<ByRuleOut<'a>> {
                 rule_id: &r.id,
                 name: &r.name,
                 author: r.author.as_deref(),
+                building_block: r.building_block.as_deref(),
                 severity: &r.severity,
                 risk_score: r.risk_score,
                 events: s.events,
@@ -593,6 +602,7 @@ impl Exporter for Json {
                     id: &r.id,
                     name: &r.name,
                     author: r.author.as_deref(),
+                    building_block: r.building_block.as_deref(),
                     severity: &r.severity,
                     risk_score: r.risk_score,
                     query: Some(&r.query),

@@ -17,6 +17,8 @@ mod escape;
 mod exporter;
 mod html;
 mod json;
+mod markdown;
+mod next;
 mod ndjson;
 mod stats;
 mod svg;

@@ -28,6 +28,7 @@ fn rule_of<'a>(report: &'a Report, f: &Finding) -> RuleOut<'a> {
         id: &r.id,
         name: &r.name,
         author: r.author.as_deref(),
+        building_block: r.building_block.as_deref(),
         severity: &r.severity,
         risk_score: r.risk_score,
         query: None,

@@ -1,5 +1,6 @@
-//! `--format table` (default): the verdict first, then the bypass periods, failed
-//! attempts, the actors, their context, the coverage and a one-line scan summary.
+//! `--format table` (default): the verdict first, then the bypass periods with each
+//! account's next steps, failed attempts, the actors, their context, the coverage and a
+//! one-line scan summary. Building-block rules are marked and counted apart.
 //! Every value from an archive is made terminal-safe. The actors table is laid out in
 //! columns when it fits the width (the terminal's, `COLUMNS`, or unlimited with
 //! `--wide`), else one block per actor, one item per line, long lines cut with `…`.
@@ -105,7 +106,15 @@ fn rule_names(a: &ActorFindings, report: &Report) -> Vec<String> {
     rules.dedup();
     rules
         .into_iter()
-        .map(|r| terminal_safe(&report.rules[usize::from(r)].shown_name()))
+        .map(|r| {
+            let rule = &report.rules[usize::from(r)];
+            let name = terminal_safe(&rule.shown_name());
+            if rule.is_building_block() {
+                format!("{name} [building block]")
+            } else {
+                name
+            }
+        })
         .collect()
 }
 
@@ -334,6 +343,12 @@ impl Table {
         if on.len() > LIST_MAX {
             writeln!(out, "  +{} more — see the JSON", on.len() - LIST_MAX)?;
         }
+        if on.iter().any(|a| a.allowed.is_none()) {
+            self.line(
+                out,
+                "  next: confirm, remove and review each account: the commands are under BYPASS PERIODS",
+            )?;
+        }
         Ok(())
     }
 
@@ -369,6 +384,11 @@ impl Table {
                     &format!("    {} change(s), direction unknown", a.changes.len()),
                 )?;
             }
+            let steps = crate::next::bypass(a, crate::next::spelled(a));
+            self.line(
+                out,
+                &format!("    next: {}", terminal_safe(&crate::next::line(&steps))),
+            )?;
         }
         if inv.accounts.len() > LIST_MAX {
             writeln!(
@@ -593,12 +613,11 @@ impl Table {
                 } else {
                     s.events.to_string()
                 };
-                [
-                    r.severity.to_uppercase(),
-                    events,
-                    s.actors.to_string(),
-                    terminal_safe(&r.shown_name()),
-                ]
+                let mut name = terminal_safe(&r.shown_name());
+                if r.is_building_block() {
+                    name.push_str(" [building block]");
+                }
+                [r.severity.to_uppercase(), events, s.actors.to_string(), name]
             })
             .collect();
         let header = ["SEVERITY", "EVENTS", "ACTORS", "RULE"].map(String::from);
@@ -620,6 +639,38 @@ impl Table {
                 c = widths[2]
             );
             self.line(out, &line)?;
+        }
+        let blocks = fired
+            .iter()
+            .filter(|s| report.rules[usize::from(s.rule)].is_building_block())
+            .count();
+        if blocks > 0 {
+            self.line(
+                out,
+                &format!(
+                    "  [building block]: a signal for other rules (Elastic's building_block_type); {}",
+                    if report.building_blocks {
+                        "counted in the verdict and the exit status (--building-blocks)"
+                    } else {
+                        "not counted in the verdict nor in the exit status (--building-blocks counts it)"
+                    }
+                ),
+            )?;
+        }
+        let guides: Vec<String> = fired
+            .iter()
+            .map(|s| &report.rules[usize::from(s.rule)])
+            .filter(|r| !r.is_bypass() && r.note.is_some())
+            .map(|r| terminal_safe(&r.name))
+            .collect();
+        if !guides.is_empty() {
+            self.line(
+                out,
+                &format!(
+                    "  next: follow each rule's investigation guide, in the HTML report (--format html, under the rule) or its file's `note`: {}",
+                    listing(guides.into_iter(), RULES_MAX)
+                ),
+            )?;
         }
         Ok(())
     }
@@ -673,9 +724,20 @@ impl Exporter for Table {
         let c = &report.counts;
         let allowed = report.events() - report.unallowed_events();
         writeln!(out)?;
+        let blocks = report
+            .actors
+            .iter()
+            .flat_map(|a| &a.evidence)
+            .filter(|e| !report.counts(&e.finding))
+            .count();
+        let blocks = if blocks > 0 {
+            format!(" {blocks} of building-block rules, not counted (--building-blocks);")
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{} events by {} actors ({} allowlisted); {} failed attempts;",
+            "{} events by {} actors ({} allowlisted);{blocks} {} failed attempts;",
             report.events(),
             report.actors.len(),
             allowed,

@@ -313,6 +313,9 @@ mod tests {
             author: None,
             references: Vec::new(),
             sigma_mapping: None,
+            note: None,
+            setup: None,
+            building_block: None,
         };
         Rule::compile(meta).unwrap()
     }

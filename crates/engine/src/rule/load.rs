@@ -295,6 +295,9 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         author: None,
         references: Vec::new(),
         sigma_mapping: None,
+        note: non_empty(r.note),
+        setup: non_empty(r.setup),
+        building_block: non_empty(r.building_block_type),
     };
     if let Some(builtin) = builtin_extension(&meta.id) {
         meta.analyses = builtin.analyses;
@@ -302,6 +305,11 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         meta.context = builtin.context;
     }
     Rule::compile(meta).map(|r| Loaded::Runs(Box::new(r)))
+}
+
+/// A text field of a rule file, `None` when absent or blank.
+fn non_empty(text: Option<String>) -> Option<String> {
+    text.filter(|t| !t.trim().is_empty())
 }
 
 /// Elastic's default rule interval, when a rule file names none.
@@ -457,6 +465,15 @@ struct ElasticRule {
     false_positives: Vec<String>,
     #[serde(default)]
     threat: Vec<ElasticThreat>,
+    /// The investigation guide (Markdown).
+    #[serde(default)]
+    note: Option<String>,
+    /// What the rule needs set up (Markdown).
+    #[serde(default)]
+    setup: Option<String>,
+    /// `"default"` for a building-block rule.
+    #[serde(default)]
+    building_block_type: Option<String>,
     // Read as they are and checked by `alerting_of`: a malformed table makes its rule
     // not run, never the whole pack fail.
     #[serde(default)]

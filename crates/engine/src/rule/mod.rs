@@ -184,6 +184,20 @@ pub struct RuleMeta {
     /// A Sigma rule's field mapping, when it is not the built-in one (its YAML text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sigma_mapping: Option<String>,
+    /// The rule's investigation guide (Elastic's `note`, Markdown: triage, investigation
+    /// steps, response). The HTML report shows it once per rule that fired; no
+    /// per-finding output repeats it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// What the rule needs set up to work (Elastic's `setup`, Markdown); shown beside
+    /// the guide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<String>,
+    /// Elastic's `building_block_type` (`"default"`): the rule makes signals for other
+    /// rules to build on, not alerts. Its findings are marked in every report and, unless
+    /// `--building-blocks`, count neither in the verdict nor in the exit status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub building_block: Option<String>,
 }
 
 impl RuleMeta {
@@ -194,6 +208,16 @@ impl RuleMeta {
             Some(author) if !author.is_empty() => format!("{} (by {author})", self.name).into(),
             _ => self.name.as_str().into(),
         }
+    }
+
+    /// Whether the rule is a building block (see [`RuleMeta::building_block`]).
+    pub fn is_building_block(&self) -> bool {
+        self.building_block.is_some()
+    }
+
+    /// Whether the rule's findings go to the mailbox audit bypass investigation.
+    pub fn is_bypass(&self) -> bool {
+        self.analyses.iter().any(|a| a == ANALYSIS_BYPASS)
     }
 }
 

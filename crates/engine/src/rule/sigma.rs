@@ -417,6 +417,9 @@ fn meta_of(doc: &Document, mapping: Option<&str>) -> RuleMeta {
         author: m.author.clone(),
         references: m.references.clone(),
         sigma_mapping: mapping.map(str::to_string),
+        note: None,
+        setup: None,
+        building_block: None,
     }
 }
 

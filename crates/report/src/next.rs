@@ -1,0 +1,136 @@
+//! What a responder does next about a bypassed account: confirm the live state,
+//! remove the bypass, review the span the mailbox audit did not record. The table and
+//! the HTML report both say it, from here.
+//!
+//! The steps are plain text holding names from the archive; each output escapes them
+//! for its medium. A name is quoted for PowerShell here (single quotes, its quote
+//! characters doubled), so a pasted command names that mailbox and nothing more.
+
+use ualhunt_engine::analysis::bypass::{Account, Period, State};
+
+use crate::time::rfc3339;
+
+/// The cmdlet that shows an account's bypass as it is now.
+pub const GET: &str = "Get-MailboxAuditBypassAssociation";
+/// The cmdlet that removes it.
+pub const SET: &str = "Set-MailboxAuditBypassAssociation";
+
+/// At most this many unaudited spans are named per account.
+const SPANS_MAX: usize = 3;
+
+/// A PowerShell single-quoted string: `'`, and the typographic quotes PowerShell also
+/// reads as one (U+2018..U+201B), are doubled.
+pub fn ps_quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{201b}') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// One step: what to do, and the command that does it, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// What to do, in words.
+    pub what: String,
+    /// The PowerShell command (Exchange Online), when there is one.
+    pub command: Option<String>,
+}
+
+fn step(what: impl Into<String>, command: Option<String>) -> Step {
+    Step {
+        what: what.into(),
+        command,
+    }
+}
+
+/// The span of one period, `from – to`.
+fn span(p: &Period) -> String {
+    let from = match (p.predates_data, &p.start) {
+        (false, Some(t)) => rfc3339(t),
+        _ => "before the data".to_string(),
+    };
+    let to = match (p.open, &p.end) {
+        (false, Some(t)) => rfc3339(t),
+        _ => "now".to_string(),
+    };
+    format!("{from} – {to}")
+}
+
+/// The steps for a bypassed account, in order. `name`: the account as the records
+/// spell it.
+pub fn bypass(account: &Account, name: &str) -> Vec<Step> {
+    let id = ps_quote(name);
+    let get = format!("{GET} -Identity {id}");
+    let remove = format!("{SET} -Identity {id} -AuditBypassEnabled $false");
+    let mut steps = Vec::new();
+    match account.state_at_end {
+        State::On if account.allowed.is_some() => {
+            steps.push(step(
+                "allowlisted: confirm with its owner that the bypass is still needed",
+                Some(get),
+            ));
+        }
+        State::On => {
+            steps.push(step("confirm it is still on", Some(get)));
+            steps.push(step("remove the bypass", Some(remove)));
+        }
+        State::Off => steps.push(step("confirm it is still off", Some(get))),
+        State::Unknown => steps.push(step("see whether it is on now", Some(get))),
+    }
+    let spans: Vec<String> = account.periods.iter().rev().map(span).collect();
+    if !spans.is_empty() {
+        let mut what = format!(
+            "review what it did unaudited, {}",
+            spans
+                .iter()
+                .take(SPANS_MAX)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if spans.len() > SPANS_MAX {
+            what.push_str(&format!(" (+{} earlier spans)", spans.len() - SPANS_MAX));
+        }
+        steps.push(step(what, None));
+    }
+    steps
+}
+
+/// The steps on one line: `what: command; …`.
+pub fn line(steps: &[Step]) -> String {
+    steps
+        .iter()
+        .map(|st| match &st.command {
+            Some(cmd) => format!("{}: {cmd}", st.what),
+            None => st.what.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The name a command should use for an account: its first spelling in the records.
+pub fn spelled(account: &Account) -> &str {
+    account
+        .spellings
+        .first()
+        .map_or(account.identity.as_str(), String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_for_powershell() {
+        assert_eq!(ps_quote("a@b.com"), "'a@b.com'");
+        assert_eq!(ps_quote("o'brien"), "'o''brien'");
+        assert_eq!(ps_quote("x\u{2019}; rm"), "'x\u{2019}\u{2019}; rm'");
+        assert_eq!(ps_quote("$(evil)"), "'$(evil)'");
+    }
+}
