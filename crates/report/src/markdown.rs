@@ -167,7 +167,7 @@ mod tests {
         for part in [
             "<h4>Triage and analysis</h4>",
             "<h5>Possible investigation steps</h5>",
-            "<ul>\n<li>Review <code>event.action</code>.</li>",
+            "<ul><li>Review <code>event.action</code>.</li>",
             "<strong>the actor</strong>",
             r#"<ol start="1">"#,
             "<blockquote>",
