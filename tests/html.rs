@@ -545,17 +545,27 @@ addEventListener('load', () => {
 </script>"#;
     let html = fs::read_to_string(page).unwrap();
     let html = html
-        .replacen("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
+        .replacen(
+            "default-src 'none';",
+            "default-src 'none'; script-src 'unsafe-inline';",
+            1,
+        )
         .replacen("</body>", &format!("{SCRIPT}</body>"), 1);
     let measured = page.with_extension("measured.html");
     fs::write(&measured, html).unwrap();
     let size = format!("--window-size={width},900");
     let loaded = load_with(browser, &measured, &[&size]);
     let dom = &loaded.dom;
-    let start = dom.find(r#"<pre id="overlaps">"#).expect("the measuring script did not run")
+    let start = dom
+        .find(r#"<pre id="overlaps">"#)
+        .expect("the measuring script did not run")
         + r#"<pre id="overlaps">"#.len();
     let json = &dom[start..start + dom[start..].find("</pre>").unwrap()];
-    let json = json.replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">");
+    let json = json
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">");
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
@@ -584,7 +594,13 @@ fn crowded_archive(dir: &Path) -> PathBuf {
         record("2024-03-01T13:00:00", "c6", a, "Failed", "True"),
         record("2024-03-01T20:00:00", "c7", a, "True", "True"),
         record("2024-03-02T02:00:00", "c8", a, "Failed", "True"),
-        record("2024-03-31T09:00:00", "c9", "other@contoso.com", "True", "True"),
+        record(
+            "2024-03-31T09:00:00",
+            "c9",
+            "other@contoso.com",
+            "True",
+            "True",
+        ),
     ];
     let path = dir.join("crowded.jsonl");
     fs::write(&path, lines.join("\n") + "\n").unwrap();
@@ -657,7 +673,10 @@ fn rule_pack_report_reads_for_a_responder() {
         "Building blocks: 1 rule fired, 2 events",
         "What to do now:",
     ] {
-        assert!(verdict.contains(part), "{part:?} not in the verdict: {verdict}");
+        assert!(
+            verdict.contains(part),
+            "{part:?} not in the verdict: {verdict}"
+        );
     }
     // The header: the pack, never its first rule as if it were the only one.
     let header = &html[html.find("<header").unwrap()..html.find("</header>").unwrap()];
@@ -669,7 +688,10 @@ fn rule_pack_report_reads_for_a_responder() {
     let evidence = section(&html, "evidence");
     assert!(evidence.contains("<th>Rule</th>"), "no Rule column");
     assert_eq!(evidence.matches(r#"<td data-l="Rule">"#).count(), 6);
-    assert!(evidence.contains(r#"<span class="badge bb""#), "building block not marked");
+    assert!(
+        evidence.contains(r#"<span class="badge bb""#),
+        "building block not marked"
+    );
     assert!(
         evidence.contains("Get-MailboxAuditBypassAssociation -Identity &#39;o&#39;&#39;brien@<wbr>contoso.com&#39;"),
         "{evidence}"
@@ -678,7 +700,10 @@ fn rule_pack_report_reads_for_a_responder() {
         evidence.contains("-AuditBypassEnabled $false</code>"),
         "no removal command"
     );
-    assert!(evidence.contains(r##"<a href="#guide-"##), "no pointer to a guide");
+    assert!(
+        evidence.contains(r##"<a href="#guide-"##),
+        "no pointer to a guide"
+    );
     // The account's own next steps, under its timeline.
     assert!(section(&html, "accounts").contains(r#"<div class="nextbox">"#));
 
@@ -715,6 +740,9 @@ fn rule_pack_report_reads_for_a_responder() {
     assert!(!dom.contains("<script"), "a script element from a guide");
     assert!(!dom.contains("<img"), "an img element from a guide");
     assert!(!dom.contains("<iframe"), "an iframe from a guide");
-    assert!(!dom.contains("href=\"javascript"), "a script link from a guide");
+    assert!(
+        !dom.contains("href=\"javascript"),
+        "a script link from a guide"
+    );
     assert!(dom.contains("1 bypass change by 1 actor"));
 }

@@ -63,7 +63,9 @@ fn table_next_step_keeps_a_hostile_name_inert() {
     let table = stdout(&out);
     assert!(!table.contains('\u{1b}') && !table.contains('\u{202e}'));
     assert!(
-        table.contains(r"-Identity 'x''’’\u{1b}[31m\u{202e}@contoso.com' -AuditBypassEnabled $false"),
+        table.contains(
+            r"-Identity 'x''’’\u{1b}[31m\u{202e}@contoso.com' -AuditBypassEnabled $false"
+        ),
         "{table}"
     );
 }
@@ -74,7 +76,10 @@ fn building_blocks_are_marked_and_do_not_make_the_exit_status() {
     let out = ualhunt(&["hunt", "--quiet", "--wide", "--rules", RULES, SIGNALS]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let table = stdout(&out);
-    assert!(table.contains("M365 Sign-in Signal [building block]"), "{table}");
+    assert!(
+        table.contains("M365 Sign-in Signal [building block]"),
+        "{table}"
+    );
     assert!(
         table.contains("2 of building-block rules, not counted (--building-blocks)"),
         "{table}"
@@ -90,7 +95,9 @@ fn building_blocks_are_marked_and_do_not_make_the_exit_status() {
     assert_eq!(counted.status.code(), Some(0));
 
     // JSON: the rule carries its mark, in `rules` and `by_rule`, and each NDJSON line.
-    let json = ualhunt(&["hunt", "--quiet", "--format", "json", "--rules", RULES, PACK]);
+    let json = ualhunt(&[
+        "hunt", "--quiet", "--format", "json", "--rules", RULES, PACK,
+    ]);
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let marked = |list: &serde_json::Value, key: &str| -> Vec<String> {
         list.as_array()
@@ -104,7 +111,9 @@ fn building_blocks_are_marked_and_do_not_make_the_exit_status() {
     assert_eq!(marked(&doc["by_rule"], "name"), ["M365 Sign-in Signal"]);
     // The guide stays out of the JSON's findings (and out of its rules: the HTML has it).
     assert!(!String::from_utf8_lossy(&json.stdout).contains("alert(1)"));
-    let ndjson = ualhunt(&["hunt", "--quiet", "--format", "ndjson", "--rules", RULES, PACK]);
+    let ndjson = ualhunt(&[
+        "hunt", "--quiet", "--format", "ndjson", "--rules", RULES, PACK,
+    ]);
     let lines: Vec<serde_json::Value> = String::from_utf8(ndjson.stdout)
         .unwrap()
         .lines()
@@ -134,10 +143,18 @@ fn rules_command_marks_building_blocks_and_guides() {
     let out = ualhunt(&["rules", "--rules", RULES]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("M365 Sign-in Signal  [building block]"), "{text}");
-    assert_eq!(text.matches("  building block:    default").count(), 1, "{text}");
+    assert!(
+        text.contains("M365 Sign-in Signal  [building block]"),
+        "{text}"
+    );
     assert_eq!(
-        text.matches("  guide:             investigation guide").count(),
+        text.matches("  building block:    default").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("  guide:             investigation guide")
+            .count(),
         2,
         "{text}"
     );
@@ -148,7 +165,10 @@ fn rules_command_marks_building_blocks_and_guides() {
 fn elastic_pack_building_blocks_are_the_marked_ones() {
     let dir = common::root().join("../shared/corpus/elastic-rules");
     if !dir.is_dir() {
-        common::skipped("Elastic's building-block rules", "../shared/corpus/elastic-rules absent");
+        common::skipped(
+            "Elastic's building-block rules",
+            "../shared/corpus/elastic-rules absent",
+        );
         return;
     }
     let mut expected: Vec<String> = Vec::new();
@@ -195,7 +215,11 @@ fn merged_shards_keep_guides_and_building_blocks() {
             path.to_str().unwrap(),
             SIGNALS,
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         parts.push(path.to_str().unwrap().to_string());
     }
     let merge = |extra: &[&str]| {

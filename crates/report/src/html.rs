@@ -326,7 +326,11 @@ pub fn render(report: &Report) -> String {
     let inv = report.investigations.first();
     head(&mut s, report, inv);
     s.push_str("<main>\n");
-    nav(&mut s, inv.is_some(), report.rules.len() > 1 || !report.not_run.is_empty());
+    nav(
+        &mut s,
+        inv.is_some(),
+        report.rules.len() > 1 || !report.not_run.is_empty(),
+    );
     verdict(&mut s, report, inv);
     coverage(&mut s, report);
     if let Some(inv) = inv {
@@ -413,13 +417,21 @@ fn rule_summary(s: &mut String, report: &Report) {
         fired.len(),
         report.not_run.len()
     );
-    let blocks = report.rules.iter().filter(|r| r.is_building_block()).count();
+    let blocks = report
+        .rules
+        .iter()
+        .filter(|r| r.is_building_block())
+        .count();
     if blocks > 0 {
         w!(
             s,
             r#"<p class="muted">{} of them {} (Elastic's <code>building_block_type</code>): signals for other rules, marked {BUILDING_BLOCK}; {}.</p>"#,
             num(blocks as u64),
-            if blocks == 1 { "is a building block" } else { "are building blocks" },
+            if blocks == 1 {
+                "is a building block"
+            } else {
+                "are building blocks"
+            },
             if report.building_blocks {
                 "counted in the verdict and the exit status (<code>--building-blocks</code>)"
             } else {

@@ -48,7 +48,9 @@ pub fn prose(s: &mut String, text: &str) {
 fn followable(url: &str) -> bool {
     let lower = url.trim_start().to_ascii_lowercase();
     (lower.starts_with("https://") || lower.starts_with("http://"))
-        && !url.chars().any(|c| c.is_whitespace() || crate::escape::is_hidden(c))
+        && !url
+            .chars()
+            .any(|c| c.is_whitespace() || crate::escape::is_hidden(c))
 }
 
 /// Text of a code block: each line escaped, the lines kept.

@@ -617,7 +617,12 @@ impl Table {
                 if r.is_building_block() {
                     name.push_str(" [building block]");
                 }
-                [r.severity.to_uppercase(), events, s.actors.to_string(), name]
+                [
+                    r.severity.to_uppercase(),
+                    events,
+                    s.actors.to_string(),
+                    name,
+                ]
             })
             .collect();
         let header = ["SEVERITY", "EVENTS", "ACTORS", "RULE"].map(String::from);
