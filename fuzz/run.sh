@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${FUZZ_SECONDS:-20}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(kql record document chunk hunt)
+[ ${#targets[@]} -gt 0 ] || targets=(kql rules record document chunk hunt)
 
 if ! command -v cargo-afl >/dev/null 2>&1; then
   cargo install cargo-afl --locked --version 0.18.2

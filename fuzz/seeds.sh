@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 root=..
 out=seeds
 rm -rf "$out"
-mkdir -p "$out"/{kql,record,document,chunk,hunt}
+mkdir -p "$out"/{kql,record,document,chunk,hunt,rules}
 
 # The head of a file, cut after a line end near 2 KiB.
 head_of() { head -c 2048 "$1" | awk 'BEGIN{ORS="\n"} {print}' ; }
@@ -58,4 +58,46 @@ for f in "$root"/testdata/gzip_multi_member_split_midline.jsonl.gz "$root"/tests
          "$root"/tests/fixtures/formats/exports/ps_exports.zip; do
   { printf '\x00'; cat "$f"; } > "$out/hunt/$(basename "$f")"
 done
+# rules: [language: 0 EQL, 1 ES|QL, 2 Sigma] + a query or a Sigma file. A few shapes of
+# each here; with the reference corpus beside the repository, its EQL and ES|QL queries
+# and Sigma rules too.
+printf '\x00%s' 'any where event.dataset == "o365.audit" and event.action : ("New-InboxRule", "Set-InboxRule") and ?o365.audit.Parameters.ForwardTo != null' > "$out/rules/eql_event"
+printf '\x00%s' 'sequence by user.id with maxspan=30m [any where event.action == "UserLoginFailed"] [any where startsWith~(user_agent.original, "azurehound")] until [any where event.outcome == "failure"]' > "$out/rules/eql_sequence"
+printf '\x01%s' 'from logs-o365.audit-* | where event.action == "FileDownloaded" and source.ip is not null | eval w = date_trunc(3 minutes, @timestamp) | stats n = count_distinct(file.name), v = values(user.id) by w, source.ip | where n >= 25 | keep n, v | sort n desc | limit 10' > "$out/rules/esql_stats"
+printf '\x01%s' 'from logs-o365.audit-* | grok o365.audit.ObjectId "%{WORD:a}\\\\%{DATA:b}" | dissect user.id "%{n}@%{d}" | where b rlike ".*fwd.*" and d like "*.com"' > "$out/rules/esql_grok"
+printf '\x02%s' 'title: t
+id: 11111111-2222-3333-4444-555555555555
+logsource: {product: m365, service: exchange}
+detection:
+  sel:
+    Operation|contains: [Set-Mailbox, New-InboxRule]
+    Parameters.ForwardingSmtpAddress|endswith: "@gmail.com"
+  filter: {UserId|re: "^svc-"}
+  condition: sel and not filter
+level: high' > "$out/rules/sigma_rule"
+printf '\x02%s' 'title: base
+name: base
+logsource: {product: m365, service: audit}
+detection: {sel: {Operation: UserLoggedIn}, condition: sel}
+---
+title: many
+correlation: {type: event_count, rules: [base], group-by: [UserId], timespan: 10m, condition: {gte: 5}}' > "$out/rules/sigma_correlation"
+corpus=$root/../shared/corpus
+if [ -d "$corpus/elastic-rules" ] && command -v python3 >/dev/null; then
+  python3 - "$corpus/elastic-rules" "$out/rules" <<'PY'
+import pathlib, sys, tomllib
+src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for f in sorted(src.glob("*.toml")):
+    rule = tomllib.loads(f.read_text()).get("rule", {})
+    lang = {"eql": b"\x00", "esql": b"\x01"}.get(rule.get("language"))
+    if lang and rule.get("query"):
+        (out / f.stem).write_bytes(lang + rule["query"].encode())
+PY
+fi
+if [ -d "$corpus/sigma-m365" ]; then
+  find "$corpus/sigma-m365" -name '*.yml' | sort | head -40 | while IFS= read -r f; do
+    { printf '\x02'; cat "$f"; } > "$out/rules/sigma_$(basename "$f")"
+  done
+fi
+
 echo "seeds: $(find "$out" -type f | wc -l) files in $out/"

@@ -526,6 +526,17 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     let enrichment = crate::cli::enrichment(&args.geoip_db)?;
     let matcher = ualhunt_engine::scan::Matcher::new(set.rules.clone(), true, usize::MAX);
     let mut out = BufWriter::new(io::stdout().lock());
+    // A rule file is as untrusted as an archive: every text from it reaches the terminal
+    // through `terminal_safe`; a multi-line text (query, description) keeps its line
+    // breaks, each line escaped and indented under its heading.
+    let t = |text: &str| terminal_safe(text);
+    let block = |text: &str| {
+        text.trim()
+            .lines()
+            .map(|line| terminal_safe(line.trim_end_matches('\r')))
+            .collect::<Vec<_>>()
+            .join("\n    ")
+    };
     for (r, rule) in set.rules.iter().enumerate() {
         let m = &rule.meta;
         let mark = if m.is_building_block() {
@@ -533,67 +544,57 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
         } else {
             ""
         };
-        writeln!(out, "{}{mark}", m.name)?;
+        writeln!(out, "{}{mark}", t(&m.name))?;
         if let Some(renamed) = &m.renamed {
-            writeln!(out, "  renamed upstream:  {renamed}")?;
+            writeln!(out, "  renamed upstream:  {}", t(renamed))?;
         }
-        writeln!(out, "  id:                {}", m.id)?;
+        writeln!(out, "  id:                {}", t(&m.id))?;
         if let Some(author) = &m.author {
-            writeln!(
-                out,
-                "  author:            {}",
-                output::terminal_safe(author)
-            )?;
+            writeln!(out, "  author:            {}", t(author))?;
         }
         if let Some(path) = &rule.path {
-            writeln!(out, "  file:              {path}")?;
+            writeln!(out, "  file:              {}", t(path))?;
         }
-        writeln!(out, "  type / language:   {} / {}", m.rule_type, m.language)?;
+        writeln!(
+            out,
+            "  type / language:   {} / {}",
+            t(&m.rule_type),
+            t(&m.language)
+        )?;
         writeln!(
             out,
             "  severity / risk:   {} / {}",
-            m.severity, m.risk_score
+            t(&m.severity),
+            m.risk_score
         )?;
-        writeln!(out, "  indices:           {}", m.index.join(", "))?;
+        writeln!(out, "  indices:           {}", t(&m.index.join(", ")))?;
         if !m.schedule.is_empty() {
-            writeln!(out, "  schedule:          {}", m.schedule)?;
+            writeln!(out, "  schedule:          {}", t(&m.schedule))?;
         }
         if let Some(alerting) = &m.alerting {
-            writeln!(
-                out,
-                "  alerting:          {}",
-                output::terminal_safe(&alerting.to_string())
-            )?;
+            writeln!(out, "  alerting:          {}", t(&alerting.to_string()))?;
         }
-        for t in &m.threat {
-            let sub = t
+        for threat in &m.threat {
+            let sub = threat
                 .subtechnique
                 .as_deref()
                 .map(|s| format!(" > {s}"))
                 .unwrap_or_default();
             writeln!(
                 out,
-                "  threat:            {} > {}{sub}",
-                t.tactic, t.technique
+                "  threat:            {}",
+                t(&format!("{} > {}{sub}", threat.tactic, threat.technique))
             )?;
         }
         for fp in &m.false_positives {
-            writeln!(out, "  false positives:   {fp}")?;
+            writeln!(out, "  false positives:   {}", t(fp))?;
         }
         for reference in &m.references {
-            writeln!(
-                out,
-                "  reference:         {}",
-                output::terminal_safe(reference)
-            )?;
+            writeln!(out, "  reference:         {}", t(reference))?;
         }
         if matches!(rule.query, ualhunt_engine::rule::Query::Sigma(_)) {
             // The detection as it runs: each Sigma field with the record fields it reads.
-            writeln!(
-                out,
-                "  detection:         {}",
-                output::terminal_safe(&rule.query.to_string())
-            )?;
+            writeln!(out, "  detection:         {}", t(&rule.query.to_string()))?;
         }
         for (i, sel) in matcher.selections().iter().enumerate() {
             if usize::from(sel.rule) != r {
@@ -618,22 +619,26 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
                     )
                 ),
             };
-            writeln!(out, "  {what} {literals}")?;
+            writeln!(out, "  {what} {}", t(&literals))?;
         }
         for (field, why) in rule.needs_enrichment(&enrichment) {
-            writeln!(out, "  cannot match:      {field}: {why}")?;
+            writeln!(
+                out,
+                "  cannot match:      {}",
+                t(&format!("{field}: {why}"))
+            )?;
         }
         if let Some(kind) = &m.building_block {
             writeln!(
                 out,
                 "  building block:    {} (signals for other rules; its findings count in the verdict only with --building-blocks)",
-                output::terminal_safe(kind)
+                t(kind)
             )?;
         }
         if m.note.is_some() || m.setup.is_some() {
             let what: Vec<&str> = [("investigation guide", &m.note), ("setup", &m.setup)]
                 .into_iter()
-                .filter(|(_, t)| t.is_some())
+                .filter(|(_, text)| text.is_some())
                 .map(|(w, _)| w)
                 .collect();
             writeln!(
@@ -649,21 +654,17 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
                 rule.meta.analyses.join(", ")
             )?;
         }
-        writeln!(
-            out,
-            "  query:\n    {}",
-            m.query.trim().replace('\n', "\n    ")
-        )?;
-        writeln!(out, "  description:\n    {}", m.description.trim())?;
+        writeln!(out, "  query:\n    {}", block(&m.query))?;
+        writeln!(out, "  description:\n    {}", block(&m.description))?;
         writeln!(out)?;
     }
     if !set.not_run.is_empty() {
         writeln!(out, "Not run ({} rules):", set.not_run.len())?;
         for n in &set.not_run {
-            writeln!(out, "  {} ({})", n.name, n.id)?;
-            writeln!(out, "    file:   {}", n.path)?;
-            writeln!(out, "    type:   {} / {}", n.rule_type, n.language)?;
-            writeln!(out, "    reason: {}", n.reason)?;
+            writeln!(out, "  {} ({})", t(&n.name), t(&n.id))?;
+            writeln!(out, "    file:   {}", t(&n.path))?;
+            writeln!(out, "    type:   {} / {}", t(&n.rule_type), t(&n.language))?;
+            writeln!(out, "    reason: {}", block(&n.reason))?;
         }
     }
     writeln!(
@@ -690,7 +691,7 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
                 1 => "1 rule".to_string(),
                 n => format!("{n} rules"),
             },
-            unfiltered.join("; ")
+            t(&unfiltered.join("; "))
         )?;
     }
     out.flush()?;

@@ -626,15 +626,11 @@ fn the_elastic_agent_cel_wrapper_is_read() {
     assert_eq!(events_of_report(&a), events_of_report(&b));
 }
 
-#[test]
-fn zstd_archives_are_read_like_plain_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let raw = std::fs::read(root().join("testdata/raw_ual_bypass_events.jsonl")).unwrap();
-    // Two frames, named misleadingly: the magic bytes decide.
-    let mut z = zstd::encode_all(&raw[..raw.len() / 2], 3).unwrap();
-    z.extend(zstd::encode_all(&raw[raw.len() / 2..], 19).unwrap());
-    let path = dir.path().join("export.json");
-    std::fs::write(&path, &z).unwrap();
+/// The sample file compressed as `z` (named `name`) reads like the plain file: same
+/// events, same line count, recognised as zstd from its bytes.
+fn reads_like_the_plain_sample(dir: &std::path::Path, name: &str, z: &[u8]) {
+    let path = dir.join(name);
+    std::fs::write(&path, z).unwrap();
     let a = json_of(&run(&[
         "hunt",
         "--format",
@@ -648,14 +644,42 @@ fn zstd_archives_are_read_like_plain_ones() {
         "--stats",
         path.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     let b = json_of(&out);
     assert_eq!(events_of_report(&a), events_of_report(&b));
     assert_eq!(a["scan"]["lines"], b["scan"]["lines"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 jsonl+zstd"));
+    assert!(stderr.contains("1 jsonl+zstd"), "{stderr}");
+}
+
+#[test]
+fn zstd_archives_are_read_like_plain_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = std::fs::read(root().join("testdata/raw_ual_bypass_events.jsonl")).unwrap();
+    // Two frames, named misleadingly: the magic bytes decide.
+    let mut z = zstd::encode_all(&raw[..raw.len() / 2], 3).unwrap();
+    z.extend(zstd::encode_all(&raw[raw.len() / 2..], 19).unwrap());
+    reads_like_the_plain_sample(dir.path(), "export.json", &z);
     let cut = dir.path().join("cut.zst");
     std::fs::write(&cut, &z[..z.len() - 10]).unwrap();
     assert_eq!(run(&["hunt", cut.to_str().unwrap()]).status.code(), Some(2));
+}
+
+#[test]
+fn zstd_archives_that_open_with_a_skippable_frame_are_read() {
+    // Parallel zstd writers put a skippable frame (magic `0x184D2A50`, its length, its
+    // bytes: here the next frame's size) before every frame.
+    let dir = tempfile::tempdir().unwrap();
+    let raw = std::fs::read(root().join("testdata/raw_ual_bypass_events.jsonl")).unwrap();
+    let (first, second) = raw.split_at(raw.len() / 2);
+    let mut z = Vec::new();
+    for part in [first, second] {
+        let frame = zstd::encode_all(part, 3).unwrap();
+        z.extend([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0]);
+        z.extend((frame.len() as u32).to_le_bytes());
+        z.extend(frame);
+    }
+    reads_like_the_plain_sample(dir.path(), "export.jsonl.zst", &z);
 }
 
 /// Events without where they were found: the same records must give these whatever

@@ -162,3 +162,53 @@ fn turning_auditing_on_is_not_audit_tampering() {
         "only -AuditEnabled $false is tampering: {text}"
     );
 }
+
+/// A raw OneDrive download (`SharePointFileOperation`) of `file` by mallory at second
+/// `k` of one minute, in one session, from one address and application.
+fn download(k: u32, file: &str) -> Value {
+    json!({
+        "CreationTime": format!("2024-05-01T10:00:{k:02}"),
+        "Id": format!("20000000-0000-0000-0000-{k:012}"),
+        "Operation": "FileDownloaded", "RecordType": 6, "ResultStatus": "Succeeded",
+        "Workload": "OneDrive", "UserId": "mallory@contoso.com", "ClientIP": "198.51.100.7",
+        "ApplicationId": "11111111-2222-3333-4444-555555555555",
+        "AppAccessContext": {"AADSessionId": "session-1"},
+        "ObjectId": format!("https://contoso-my.sharepoint.com/personal/m/Documents/{file}"),
+        "SourceFileName": file, "SourceFileExtension": "xlsx",
+        "SourceRelativeUrl": "personal/m/Documents"
+    })
+}
+
+#[test]
+fn raw_file_operations_give_the_file_names_a_rule_counts() {
+    // The OneDrive rule counts distinct `file.name` values, which Elastic's pipeline
+    // takes from a file operation's `SourceFileName`: 25 distinct files in 3 minutes
+    // alert; 24 distinct (one downloaded twice) do not.
+    let Some(rules) = common::corpus("elastic-rules", "OneDrive rule on raw records") else {
+        return;
+    };
+    let rule = rules.join("collection_onedrive_excessive_file_downloads.toml");
+    let fired = |records: &[Value]| {
+        let file = archive(records);
+        let out = ualhunt(&[
+            "hunt",
+            "--format",
+            "json",
+            "--rules",
+            rule.to_str().unwrap(),
+            file.path().to_str().unwrap(),
+        ]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        common::by_rule_findings(&report).len()
+    };
+    let distinct: Vec<Value> = (0..25)
+        .map(|k| download(k, &format!("f{k}.xlsx")))
+        .collect();
+    assert!(
+        fired(&distinct) > 0,
+        "25 distinct files downloaded: an alert"
+    );
+    let mut repeated = distinct.clone();
+    repeated[24] = download(24, "f0.xlsx");
+    assert_eq!(fired(&repeated), 0, "24 distinct files: no alert");
+}

@@ -275,3 +275,42 @@ fn look_alike_names_are_told_apart_in_every_format() {
         }
     }
 }
+
+#[test]
+fn rules_listing_shows_hostile_rule_text_as_visible_escapes() {
+    // A rule file is as untrusted as an archive (a rule pack downloaded from anywhere):
+    // its title, description, false positives and values reach the terminal escaped,
+    // while the description's own newlines stay line breaks.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evil.yml");
+    std::fs::write(
+        &path,
+        "title: \"Evil \\e[2J\\u202e rule\"\n\
+         id: 11111111-2222-3333-4444-555555555555\n\
+         description: \"line one\\nline two \\e]0;pwned\\a\"\n\
+         falsepositives: [\"\\e[31mred\"]\n\
+         logsource: {product: m365, service: exchange}\n\
+         detection:\n  sel: {Operation: \"Set-Mailbox\\e[1m\"}\n  condition: sel\n\
+         level: high\n",
+    )
+    .unwrap();
+    let out = Command::cargo_bin("ualhunt")
+        .unwrap()
+        .args(["rules", "--rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    no_raw_controls("rules", &text);
+    assert!(text.contains("Evil \\u{1b}[2J\\u{202e} rule"), "{text}");
+    assert!(text.contains("\\u{1b}[31mred"), "{text}");
+    assert!(
+        text.contains("\n    line two \\u{1b}]0;pwned\\u{7}"),
+        "{text}"
+    );
+}

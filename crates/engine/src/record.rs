@@ -585,6 +585,11 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
                 });
                 self.visit(&Field::UserName, f) || target.is_some_and(|t| f(Cow::Borrowed(t)))
             }
+            // The pipeline's file fields, from the keys its record schema gives them.
+            Field::Other(name) if file_key(self.code(), name).is_some() => {
+                let key = file_key(self.code(), name).expect("checked in the guard");
+                each_text(lookup(self.root, key), f)
+            }
             // Derived by the pipeline's enrichment (`enrich::Enriched`), not the record.
             Field::Other(_) | Field::Derived(_) => false,
         }
@@ -741,6 +746,31 @@ pub(crate) fn float_text(n: f64) -> String {
 
 /// Looks a dotted path up in an object whose keys may be nested (`{"event":{"action":…}}`),
 /// dotted (`{"event.action":…}`) or any mix of the two.
+/// The raw key Elastic's o365 pipeline renames to the ECS file (or URL) field `name`
+/// for a record of `event.code` `code`: SharePoint and OneDrive file and sharing
+/// operations give `file.name`, `file.directory`, `file.extension` and `url.original`;
+/// DLP records their `SharePointMetaData`'s; Yammer records `FileName`. Elsewhere the
+/// pipeline sets none of them.
+fn file_key(code: Option<&str>, name: &str) -> Option<&'static str> {
+    match (code?, name) {
+        ("SharePointFileOperation" | "SharePointSharingOperation", _) => match name {
+            "file.name" => Some("SourceFileName"),
+            "file.directory" => Some("SourceRelativeUrl"),
+            "file.extension" => Some("SourceFileExtension"),
+            "url.original" => Some("ObjectId"),
+            _ => None,
+        },
+        ("ComplianceDLPSharePoint" | "ComplianceDLPExchange", _) => match name {
+            "file.name" => Some("SharePointMetaData.FileName"),
+            "file.owner" => Some("SharePointMetaData.FileOwner"),
+            "url.original" => Some("SharePointMetaData.FilePathUrl"),
+            _ => None,
+        },
+        ("Yammer", "file.name") => Some("FileName"),
+        _ => None,
+    }
+}
+
 fn lookup<'i, V: Json<'i>>(value: V, path: &str) -> Option<V> {
     if !value.is_object() {
         return None;
@@ -1171,6 +1201,41 @@ mod tests {
         assert_eq!(text_of(RAW, "host.name"), None);
         let ts = with_record(RAW, |r| r.timestamp()).unwrap();
         assert_eq!(ts.to_rfc3339(), "2024-03-05T10:11:12+00:00");
+    }
+
+    #[test]
+    fn file_fields_come_from_the_keys_the_pipeline_renames_for_each_record_type() {
+        // A OneDrive download (`SharePointFileOperation`, RecordType 6).
+        let download = r#"{"RecordType":6,"Operation":"FileDownloaded","Workload":"OneDrive","ObjectId":"https://x-my.sharepoint.com/personal/a/Documents/q3.xlsx","SourceFileName":"q3.xlsx","SourceFileExtension":"xlsx","SourceRelativeUrl":"personal/a/Documents"}"#;
+        assert_eq!(text_of(download, "file.name").as_deref(), Some("q3.xlsx"));
+        assert_eq!(text_of(download, "file.extension").as_deref(), Some("xlsx"));
+        assert_eq!(
+            text_of(download, "file.directory").as_deref(),
+            Some("personal/a/Documents")
+        );
+        assert_eq!(
+            text_of(download, "url.original").as_deref(),
+            Some("https://x-my.sharepoint.com/personal/a/Documents/q3.xlsx")
+        );
+        // The same keys on an Exchange record: the pipeline maps none of them.
+        let exchange = download.replace(r#""RecordType":6"#, r#""RecordType":1"#);
+        for field in [
+            "file.name",
+            "file.extension",
+            "file.directory",
+            "url.original",
+        ] {
+            assert_eq!(text_of(&exchange, field), None, "{field}");
+        }
+        let dlp = r#"{"RecordType":11,"SharePointMetaData":{"FileName":"a.docx","FileOwner":"o","FilePathUrl":"https://x/a.docx"}}"#;
+        assert_eq!(text_of(dlp, "file.name").as_deref(), Some("a.docx"));
+        assert_eq!(text_of(dlp, "file.owner").as_deref(), Some("o"));
+        assert_eq!(
+            text_of(dlp, "url.original").as_deref(),
+            Some("https://x/a.docx")
+        );
+        let yammer = r#"{"RecordType":22,"FileName":"y.png"}"#;
+        assert_eq!(text_of(yammer, "file.name").as_deref(), Some("y.png"));
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl Compression {
     pub fn sniff(head: &[u8]) -> Compression {
         if head.starts_with(&[0x1f, 0x8b]) {
             Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) || starts_skippable(head) {
             Compression::Zstd
         } else {
             Compression::None
@@ -96,6 +96,12 @@ impl Compression {
             Compression::Zstd => "zstd",
         }
     }
+}
+
+/// Whether `head` opens with a zstd skippable frame (magic `0x184D2A50` to `0x184D2A5F`,
+/// little-endian), as parallel zstd writers put before every frame to note its size.
+fn starts_skippable(head: &[u8]) -> bool {
+    matches!(head, [b0, 0x2a, 0x4d, 0x18, ..] if b0 & 0xf0 == 0x50)
 }
 
 /// The bytes of a plain input held in memory.
@@ -682,6 +688,27 @@ mod tests {
     use super::*;
     use crate::discover;
     use std::io::Write;
+
+    #[test]
+    fn compression_is_sniffed_from_magic_bytes_skippable_zstd_frames_included() {
+        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(
+            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        for first in [0x50, 0x5a, 0x5f] {
+            let head = [first, 0x2a, 0x4d, 0x18, 4, 0, 0, 0];
+            assert_eq!(Compression::sniff(&head), Compression::Zstd, "{first:#x}");
+        }
+        for head in [
+            &[0x4f, 0x2a, 0x4d, 0x18][..],
+            &[0x60, 0x2a, 0x4d, 0x18],
+            b"{\"a\"",
+            b"P*M",
+        ] {
+            assert_eq!(Compression::sniff(head), Compression::None, "{head:?}");
+        }
+    }
 
     #[test]
     fn zip_entries_of_one_name_are_all_read_and_their_bytes_counted_in_progress() {

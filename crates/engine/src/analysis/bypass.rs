@@ -696,6 +696,27 @@ mod tests {
         assert_eq!(spans(&a[0]), vec![(Some(100), Some(100), false, false)]);
     }
 
+    /// The window from `since` to `until`, in seconds since the epoch.
+    fn seconds(since: Option<i64>, until: Option<i64>) -> Window {
+        Window {
+            since: since.and_then(|t| DateTime::from_timestamp(t, 0)),
+            until: until.and_then(|t| DateTime::from_timestamp(t, 0)),
+        }
+    }
+
+    /// The built-in rule's investigation of `findings` over `window`, nothing allowed.
+    fn investigate_in(findings: &[Finding], window: Window) -> Investigation {
+        investigate(
+            findings,
+            0,
+            &Rule::builtin(),
+            window,
+            &Allowlist::default(),
+            None,
+            Duration::hours(24),
+        )
+    }
+
     #[test]
     fn the_window_filters_after_the_analysis() {
         let findings = vec![
@@ -704,19 +725,8 @@ mod tests {
             change("adm", 3, Some(50), "b", Some(true)),
             change("adm", 4, Some(60), "b", Some(false)),
         ];
-        let window = Window {
-            since: DateTime::from_timestamp(500, 0),
-            until: None,
-        };
-        let inv = investigate(
-            &findings,
-            0,
-            &Rule::builtin(),
-            window,
-            &Allowlist::default(),
-            None,
-            Duration::hours(24),
-        );
+        let window = seconds(Some(500), None);
+        let inv = investigate_in(&findings, window);
         assert_eq!(inv.accounts.len(), 1, "b's period ended before the window");
         assert_eq!(
             spans(&inv.accounts[0]),
@@ -737,19 +747,8 @@ mod tests {
             change("a3", 6, Some(600), "dave", Some(false)),
             change("a4", 7, Some(1200), "erin", Some(true)),
         ];
-        let window = Window {
-            since: DateTime::from_timestamp(400, 0),
-            until: DateTime::from_timestamp(1000, 0),
-        };
-        let inv = investigate(
-            &findings,
-            0,
-            &Rule::builtin(),
-            window,
-            &Allowlist::default(),
-            None,
-            Duration::hours(24),
-        );
+        let window = seconds(Some(400), Some(1000));
+        let inv = investigate_in(&findings, window);
         let states: Vec<(&str, State)> = inv
             .accounts
             .iter()
@@ -764,15 +763,7 @@ mod tests {
             ]
         );
         // Without --until, the end of the data.
-        let inv = investigate(
-            &findings,
-            0,
-            &Rule::builtin(),
-            Window::default(),
-            &Allowlist::default(),
-            None,
-            Duration::hours(24),
-        );
+        let inv = investigate_in(&findings, Window::default());
         assert!(
             inv.accounts
                 .iter()
@@ -794,10 +785,7 @@ mod tests {
             change("inside", 3, Some(5000), "bob", Some(false)),
         ];
         let a = accounts(&findings, 0, reader());
-        let window = Window {
-            since: DateTime::from_timestamp(400, 0),
-            until: DateTime::from_timestamp(1000, 0),
-        };
+        let window = seconds(Some(400), Some(1000));
         let w = watch(&a, Duration::seconds(10), Duration::days(7), window);
         assert_eq!(w.actors, vec![("inside".to_string(), vec![(490, 510)])]);
         assert_eq!(w.actor_changes, vec![1]);

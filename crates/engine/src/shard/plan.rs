@@ -60,15 +60,10 @@ impl std::fmt::Display for Shard {
     }
 }
 
-/// What tells one version of an input's file from another besides its size: its
-/// modification time (nanoseconds since the epoch) and inode (0 where unknown). A file
-/// rewritten between two shards' runs changes the plan, so their partials do not merge.
-fn identity(input: &Input) -> (u64, u64) {
-    let path = match input {
-        Input::File(path) => path,
-        Input::ZipEntry { archive, .. } => &archive.path,
-        Input::Stdin => return (0, 0),
-    };
+/// What tells one version of a file from another besides its size: its modification
+/// time (nanoseconds since the epoch) and inode (0 where unknown). A file rewritten
+/// between two shards' runs changes the plan, so their partials do not merge.
+fn identity(path: &std::path::Path) -> (u64, u64) {
     let Ok(meta) = std::fs::metadata(path) else {
         return (0, 0);
     };
@@ -82,6 +77,14 @@ fn identity(input: &Input) -> (u64, u64) {
     #[cfg(not(unix))]
     let inode = 0;
     (modified, inode)
+}
+
+/// A zip archive as the plan sees it, found once however many entries it has: its
+/// length, its entry count and its [`identity`].
+struct ZipFacts {
+    len: u64,
+    entries: u64,
+    identity: (u64, u64),
 }
 
 /// How an input weighs in the plan.
@@ -110,11 +113,17 @@ pub struct Plan {
 impl Plan {
     /// Plans `count` shards over what discovery found.
     pub fn new(found: &Found, count: u32) -> Plan {
-        let mut zip_entries: std::collections::HashMap<std::path::PathBuf, u64> =
-            Default::default();
+        // One `stat` per archive, not per entry: a zip of a million entries is one file.
+        let mut zips: std::collections::HashMap<&std::path::Path, ZipFacts> = Default::default();
         for i in &found.inputs {
             if let Input::ZipEntry { archive, .. } = i {
-                *zip_entries.entry(archive.path.clone()).or_default() += 1;
+                zips.entry(archive.path.as_path())
+                    .or_insert_with(|| ZipFacts {
+                        len: std::fs::metadata(&archive.path).map_or(0, |m| m.len()),
+                        entries: 0,
+                        identity: identity(&archive.path),
+                    })
+                    .entries += 1;
             }
         }
         let inputs: Vec<Sized> = found
@@ -123,10 +132,9 @@ impl Plan {
             .map(|i| match i {
                 Input::File(path) => size_file(path),
                 Input::ZipEntry { archive, .. } => {
-                    let len = std::fs::metadata(&archive.path).map_or(0, |m| m.len());
-                    let n = zip_entries.get(&archive.path).copied().unwrap_or(1).max(1);
+                    let zip = &zips[archive.path.as_path()];
                     Sized {
-                        size: len / n,
+                        size: zip.len / zip.entries.max(1),
                         splittable: false,
                     }
                 }
@@ -139,11 +147,28 @@ impl Plan {
         let total = inputs.iter().map(|s| s.size).sum();
         let mut d = Digest::default();
         for (s, input) in inputs.iter().zip(&found.inputs) {
-            d.text(&input.display());
-            d.text(input.member().as_deref().unwrap_or(""));
+            let (modified, inode) = match input {
+                Input::File(path) => {
+                    d.text(&input.display());
+                    d.text("");
+                    identity(path)
+                }
+                Input::ZipEntry { archive, entry } => {
+                    // The archive's path and the entry's name, as `display` and
+                    // `member` give them, with the name read once.
+                    let name = archive.name(*entry);
+                    d.text(&format!("{}!{name}", archive.path.display()));
+                    d.text(&name);
+                    zips[archive.path.as_path()].identity
+                }
+                Input::Stdin => {
+                    d.text(&input.display());
+                    d.text("");
+                    (0, 0)
+                }
+            };
             d.number(s.size);
             d.number(u64::from(s.splittable));
-            let (modified, inode) = identity(input);
             d.number(modified);
             d.number(inode);
         }
