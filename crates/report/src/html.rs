@@ -1499,7 +1499,7 @@ fn next_cell(
     if rule.is_bypass() {
         let target = report.text(f, report.items(f).target);
         match target.and_then(|t| accounts.get(&(f.rule, key(t))).map(|a| (t, *a))) {
-            Some((t, a)) => steps_list(s, &next::bypass(a, t)),
+            Some((t, a)) => steps_list(s, &next::change(a, t, f.at)),
             None => w!(
                 s,
                 "confirm the live state: <code>{} -Identity &lt;the account&gt;</code>",

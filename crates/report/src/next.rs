@@ -7,6 +7,7 @@
 //! characters doubled), so a pasted command names that mailbox and nothing more.
 
 use ualhunt_engine::analysis::bypass::{Account, Period, State};
+use ualhunt_engine::findings::At;
 
 use crate::time::rfc3339;
 
@@ -65,6 +66,20 @@ fn span(p: &Period) -> String {
 /// The steps for a bypassed account, in order. `name`: the account as the records
 /// spell it.
 pub fn bypass(account: &Account, name: &str) -> Vec<Step> {
+    steps(account, name, None)
+}
+
+/// The steps for one change of an account: the span to review is the period the change
+/// opened or closed (every period when it is neither).
+pub fn change(account: &Account, name: &str, at: At) -> Vec<Step> {
+    let period = account
+        .periods
+        .iter()
+        .find(|p| p.start_at == Some(at) || p.end_at == Some(at));
+    steps(account, name, period)
+}
+
+fn steps(account: &Account, name: &str, period: Option<&Period>) -> Vec<Step> {
     let id = ps_quote(name);
     let get = format!("{GET} -Identity {id}");
     let remove = format!("{SET} -Identity {id} -AuditBypassEnabled $false");
@@ -83,7 +98,10 @@ pub fn bypass(account: &Account, name: &str) -> Vec<Step> {
         State::Off => steps.push(step("confirm it is still off", Some(get))),
         State::Unknown => steps.push(step("see whether it is on now", Some(get))),
     }
-    let spans: Vec<String> = account.periods.iter().rev().map(span).collect();
+    let spans: Vec<String> = match period {
+        Some(p) => vec![span(p)],
+        None => account.periods.iter().rev().map(span).collect(),
+    };
     if !spans.is_empty() {
         let mut what = format!(
             "review what it did unaudited, {}",
@@ -125,6 +143,64 @@ pub fn spelled(account: &Account) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(line: u64) -> At {
+        At {
+            line,
+            ..At::default()
+        }
+    }
+
+    fn period(from: &str, to: Option<&str>, start: u64, end: u64) -> Period {
+        let t = |s: &str| Some(s.parse().unwrap());
+        Period {
+            start: t(from),
+            end: to.and_then(t),
+            open: to.is_none(),
+            predates_data: false,
+            set_by: None,
+            ended_by: None,
+            start_at: Some(at(start)),
+            end_at: to.map(|_| at(end)),
+            mailbox_audit: None,
+        }
+    }
+
+    /// A change's review names the period it opened or closed; the account's, all.
+    #[test]
+    fn a_change_reviews_its_own_period() {
+        let account = Account {
+            identity: "o'brien@contoso.com".into(),
+            spellings: vec!["O'Brien@contoso.com".into()],
+            state_at_end: State::On,
+            allowed: None,
+            changes: Vec::new(),
+            periods: vec![
+                period("2024-03-01T09:00:00Z", Some("2024-03-02T09:00:00Z"), 1, 2),
+                period("2024-03-05T09:00:00Z", None, 3, 0),
+            ],
+            blind_spot: None,
+        };
+        let name = spelled(&account);
+        let all = line(&bypass(&account, name));
+        assert_eq!(
+            all,
+            "confirm it is still on: Get-MailboxAuditBypassAssociation -Identity 'O''Brien@contoso.com'; \
+             remove the bypass: Set-MailboxAuditBypassAssociation -Identity 'O''Brien@contoso.com' \
+             -AuditBypassEnabled $false; review what it did unaudited, 2024-03-05T09:00:00Z – now, \
+             2024-03-01T09:00:00Z – 2024-03-02T09:00:00Z"
+        );
+        let closed = line(&change(&account, name, at(2)));
+        assert!(
+            closed.ends_with("unaudited, 2024-03-01T09:00:00Z – 2024-03-02T09:00:00Z"),
+            "{closed}"
+        );
+        let opened = line(&change(&account, name, at(3)));
+        assert!(
+            opened.ends_with("unaudited, 2024-03-05T09:00:00Z – now"),
+            "{opened}"
+        );
+    }
 
     #[test]
     fn names_are_quoted_for_powershell() {
