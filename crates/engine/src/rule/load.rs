@@ -293,7 +293,7 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
         context: Vec::new(),
         alerting,
         author: None,
-        references: Vec::new(),
+        references: r.references,
         sigma_mapping: None,
         note: non_empty(r.note),
         setup: non_empty(r.setup),
@@ -463,6 +463,9 @@ struct ElasticRule {
     interval: Option<String>,
     #[serde(default)]
     false_positives: Vec<String>,
+    /// Where to read more (Microsoft's documentation, write-ups of the technique).
+    #[serde(default)]
+    references: Vec<String>,
     #[serde(default)]
     threat: Vec<ElasticThreat>,
     /// The investigation guide (Markdown).
@@ -585,6 +588,7 @@ from = "now-30m"
 index = ["logs-o365.audit-*"]
 language = "kuery"
 name = "New Transport Rule"
+references = ["https://learn.microsoft.com/en-us/powershell/module/exchange/new-transportrule"]
 risk_score = 47
 rule_id = "ff4dd44a-0ac6-44c4-8609-3f81bc820f02"
 severity = "medium"
@@ -611,6 +615,10 @@ name = "Exfiltration"
         assert_eq!(rule.meta.id, "ff4dd44a-0ac6-44c4-8609-3f81bc820f02");
         assert_eq!(rule.meta.severity, "medium");
         assert_eq!(rule.meta.schedule, "from now-30m");
+        assert_eq!(
+            rule.meta.references,
+            ["https://learn.microsoft.com/en-us/powershell/module/exchange/new-transportrule"]
+        );
         assert_eq!(rule.meta.threat[0].tactic, "TA0010 Exfiltration");
         assert_eq!(
             rule.meta.threat[0].technique,
