@@ -101,6 +101,9 @@ pub struct Correlation {
     pub condition: Vec<(String, String)>,
     /// `generate`: whether the referenced rules also report their own matches.
     pub generate: bool,
+    /// `aliases`: a name `group-by` may use, to the field it names in each rule's
+    /// events (rule name or id to Sigma field), in order.
+    pub aliases: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// One YAML document of a rule file.
@@ -240,6 +243,21 @@ impl Document {
                 })
                 .unwrap_or_default(),
             generate: c["generate"].as_bool().unwrap_or(false),
+            aliases: c["aliases"]
+                .as_hash()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(alias, per_rule)| {
+                            let fields = per_rule
+                                .as_hash()?
+                                .iter()
+                                .filter_map(|(r, f)| Some((scalar(r)?, scalar(f)?)))
+                                .collect();
+                            Some((scalar(alias)?, fields))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
         Document {
             meta,
