@@ -160,6 +160,18 @@ impl fmt::Display for SigmaQuery {
             }
             p.detection.fmt(f)?;
         }
+        if let Some(t) = &self.temporal {
+            let how = if t.shape.ordered {
+                "in the order listed".to_string()
+            } else {
+                format!("at least {} of {}", t.shape.at_least, t.shape.rules)
+            };
+            write!(f, " | {} {how}", t.kind)?;
+            if !t.group_by.is_empty() {
+                write!(f, " by {}", t.group_by.join(", "))?;
+            }
+            write!(f, " within {}", super::span(t.shape.span / 1000))?;
+        }
         Ok(())
     }
 }
