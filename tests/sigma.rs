@@ -376,7 +376,10 @@ const CORRELATED_RULES: &str = "title: Login\nid: t-login\nname: login\nauthor: 
 /// default mode's.
 fn correlated_findings(rules: &Path, archives: &[&Path]) -> BTreeSet<Vec<String>> {
     let mut first: Option<(BTreeSet<Vec<String>>, Value)> = None;
-    for mode in MODES.iter().chain([&["--threads", "3", "--chunk-size", "200"][..]].iter()) {
+    for mode in MODES
+        .iter()
+        .chain([&["--threads", "3", "--chunk-size", "200"][..]].iter())
+    {
         let mut args = vec![
             "hunt",
             "--format",
@@ -462,7 +465,10 @@ fn a_temporal_ordered_correlation_fires_on_its_rules_in_order_within_its_timespa
         "tc-1".to_string(),
         "a-set".into(),
         "sequence: temporal_ordered: 2 rules in order by UserId=a@contoso.com within 20m".into(),
-        format!("step_1: 2024-06-03T10:00:00Z {}:1 a-login (Login)", two.display()),
+        format!(
+            "step_1: 2024-06-03T10:00:00Z {}:1 a-login (Login)",
+            two.display()
+        ),
         format!(
             "step_2: 2024-06-03T10:20:00Z {}:1 a-set (Mailbox changed)",
             one.display()
@@ -498,14 +504,38 @@ fn a_temporal_correlation_joins_rules_through_an_alias_in_any_order() {
     .unwrap();
     let lines = [
         // x's mailbox changed by an admin, then x logs in: fires.
-        audit_line("x-set", "10:00", "Set-Mailbox", "admin@contoso.com", Some("x@contoso.com")),
+        audit_line(
+            "x-set",
+            "10:00",
+            "Set-Mailbox",
+            "admin@contoso.com",
+            Some("x@contoso.com"),
+        ),
         audit_line("x-login", "10:30", "UserLoggedIn", "x@contoso.com", None),
         // y logs in, then y's mailbox changes two hours later: too far apart.
         audit_line("y-login", "10:00", "UserLoggedIn", "y@contoso.com", None),
-        audit_line("y-set", "12:00", "Set-Mailbox", "admin@contoso.com", Some("y@contoso.com")),
+        audit_line(
+            "y-set",
+            "12:00",
+            "Set-Mailbox",
+            "admin@contoso.com",
+            Some("y@contoso.com"),
+        ),
         // z's mailbox changed, but the admin (not z) logs in.
-        audit_line("z-set", "13:00", "Set-Mailbox", "admin@contoso.com", Some("z@contoso.com")),
-        audit_line("adm-login", "13:05", "UserLoggedIn", "admin@contoso.com", None),
+        audit_line(
+            "z-set",
+            "13:00",
+            "Set-Mailbox",
+            "admin@contoso.com",
+            Some("z@contoso.com"),
+        ),
+        audit_line(
+            "adm-login",
+            "13:05",
+            "UserLoggedIn",
+            "admin@contoso.com",
+            None,
+        ),
     ];
     let archive = dir.path().join("a.jsonl");
     std::fs::write(&archive, lines.join("\n") + "\n").unwrap();
@@ -518,7 +548,10 @@ fn a_temporal_correlation_joins_rules_through_an_alias_in_any_order() {
             "step_1: 2024-06-03T10:00:00Z {}:1 x-set (Mailbox changed)",
             archive.display()
         ),
-        format!("step_2: 2024-06-03T10:30:00Z {}:2 x-login (Login)", archive.display()),
+        format!(
+            "step_2: 2024-06-03T10:30:00Z {}:2 x-login (Login)",
+            archive.display()
+        ),
     ]]
     .into();
     assert_eq!(found, want);
@@ -549,7 +582,11 @@ fn a_sharded_run_of_a_temporal_correlation_merges_into_the_single_run() {
     .into_iter()
     .enumerate()
     {
-        let user = if id.starts_with('p') { "p@contoso.com" } else { "q@contoso.com" };
+        let user = if id.starts_with('p') {
+            "p@contoso.com"
+        } else {
+            "q@contoso.com"
+        };
         let path = dir.path().join(format!("{k}.jsonl"));
         std::fs::write(&path, audit_line(id, time, op, user, None) + "\n").unwrap();
         archives.push(path);

@@ -83,6 +83,9 @@ impl Group {
     }
 }
 
+/// One group's matches at one time: each event with the rules it matched for the group.
+type Batch = Vec<(usize, Vec<usize>)>;
+
 /// Replays the correlation over `events`, which must be in time order. An event's
 /// `steps` are the rules it matched (their index in the listed order), each with the
 /// group it belongs to for that rule (an empty list: a group field has no value, so it
@@ -110,7 +113,7 @@ fn run(t: &Temporal, events: &[StepEvent]) -> (Vec<Fired>, usize) {
         let oldest = now.saturating_sub(t.span);
         // The batch's matches per group, groups in the order the batch first touches
         // them: (event, the rules it matched for that group).
-        let mut touched: Vec<(Key, Vec<(usize, Vec<usize>)>)> = Vec::new();
+        let mut touched: Vec<(Key, Batch)> = Vec::new();
         let mut at: HashMap<&Key, usize> = HashMap::new();
         for (i, e) in events.iter().enumerate().take(end).skip(start) {
             for (r, keys) in &e.steps {
@@ -323,7 +326,10 @@ mod tests {
         };
         let events = [ev(0, &[2], "a"), ev(5, &[2], "a"), ev(10, &[0], "a")];
         let out = replay(&t, &events);
-        assert_eq!(fired(&out), vec![("a".into(), vec![Some(2), None, Some(1)])]);
+        assert_eq!(
+            fired(&out),
+            vec![("a".into(), vec![Some(2), None, Some(1)])]
+        );
     }
 
     #[test]

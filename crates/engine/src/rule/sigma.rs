@@ -361,8 +361,11 @@ fn correlation_of(
                             ))
                         })?,
                 };
-                let fields: Vec<Field> =
-                    scope.resolve(field).iter().map(|f| Field::parse(f)).collect();
+                let fields: Vec<Field> = scope
+                    .resolve(field)
+                    .iter()
+                    .map(|f| Field::parse(f))
+                    .collect();
                 if fields.is_empty() {
                     return no(format!(
                         "correlation field {field:?}: the mapping maps it to nothing"
@@ -974,7 +977,8 @@ correlation:
 
     #[test]
     fn a_correlation_names_rules_of_other_files_of_the_pack() {
-        let (rules, correlation) = TEMPORAL.split_at(TEMPORAL.find("---\ntitle: Login then").unwrap());
+        let (rules, correlation) =
+            TEMPORAL.split_at(TEMPORAL.find("---\ntitle: Login then").unwrap());
         let files = load_pack(&[rules, correlation], None).unwrap();
         assert_eq!(files.len(), 2);
         assert!(matches!(&files[1][0], Loaded::Runs(_)));
@@ -984,7 +988,11 @@ correlation:
         let Loaded::NotRun(n) = &alone[0] else {
             panic!("the rules it names are elsewhere");
         };
-        assert!(n.reason.contains("\"login\", which no file"), "{}", n.reason);
+        assert!(
+            n.reason.contains("\"login\", which no file"),
+            "{}",
+            n.reason
+        );
     }
 
     #[test]
@@ -1008,7 +1016,10 @@ correlation:
                 "twice",
             ),
             (
-                TEMPORAL.replace("    timespan: 1h", "    timespan: 1h\n    condition: {gte: 1}"),
+                TEMPORAL.replace(
+                    "    timespan: 1h",
+                    "    timespan: 1h\n    condition: {gte: 1}",
+                ),
                 "which of them must keep the order",
             ),
             (
