@@ -2030,6 +2030,20 @@ mod tests {
         assert_eq!(c.group_by, vec!["UserId"]);
         assert_eq!(c.timespan, "5m");
         assert_eq!(c.condition, vec![("gte".to_string(), "10".to_string())]);
+        assert!(c.aliases.is_empty());
+        let temporal = "title: t\ncorrelation:\n  type: temporal\n  rules: [a, b]\n  group-by: [ip]\n  timespan: 10s\n  aliases:\n    ip:\n      a: ClientIP\n      b: ActorIpAddress\n";
+        let docs = parse(temporal).unwrap();
+        let c = docs[0].correlation.as_ref().unwrap();
+        assert_eq!(
+            c.aliases,
+            vec![(
+                "ip".to_string(),
+                vec![
+                    ("a".to_string(), "ClientIP".to_string()),
+                    ("b".to_string(), "ActorIpAddress".to_string())
+                ]
+            )]
+        );
         let deep = format!(
             "title: d\nlogsource: {{}}\ndetection:\n    s:\n        a: x\n    condition: {}s{}\n",
             "(".repeat(100),
