@@ -17,7 +17,9 @@
 //! "eql"`, event queries and sequences) and ES|QL rules (`type = "esql"`, replayed run by
 //! run) run; every other rule is kept as [`NotRun`] with the reason, so nothing is
 //! skipped silently. Sigma rules (`.yml`, `.yaml`, one rule per YAML document) load
-//! beside them through [`super::sigma`], into the same pack.
+//! beside them through [`super::sigma`], into the same pack; all the Sigma files of a
+//! load go together ([`super::sigma::load_pack`]), so that a correlation may name the
+//! rules of another file.
 
 use std::path::PathBuf;
 
