@@ -10,7 +10,10 @@
 # Environment:
 #   RULES=../shared/corpus/elastic-rules   the rule files (Elastic's, not in this project)
 #   SIGMA=../shared/corpus/sigma-m365      Sigma rules run beside all of RULES in one
-#                                           more timed command (SIGMA= leaves it out)
+#                                           more timed command, "Elastic's rules + the
+#                                           Sigma corpus", reported against "Elastic's
+#                                           rules alone" (target <= 1.2x; SIGMA= leaves
+#                                           it out)
 #   BENCH_RUNS=7                            timed runs per command (hyperfine, alternated
 #                                           by hyperfine's own order: one command at a time)
 #   FREQUENT=1                              percent of the archive's lines above which a
@@ -83,13 +86,13 @@ kept=$(ls "$rare" | wc -l)
 # --no-context: the context pass runs only for bypass findings; all sides skip it.
 sigma_cmd=()
 if [[ -n $SIGMA && -d $SIGMA ]]; then
-  sigma_cmd=(-n "all published rules + Sigma rules" \
+  sigma_cmd=(-n "Elastic's $(ls "$RULES"/*.toml | wc -l) rule files + the Sigma corpus" \
     "$UALHUNT hunt -q --no-context --rules $RULES --rules $SIGMA $ARCHIVE")
 fi
 hyperfine -N -w 2 -r "$RUNS" -i --export-json "$json" \
   -n "built-in rule" "$UALHUNT hunt -q --no-context $ARCHIVE" \
   -n "rules with rare literals ($kept files)" "$UALHUNT hunt -q --no-context --rules $rare $ARCHIVE" \
-  -n "all published rules" "$UALHUNT hunt -q --no-context --rules $RULES $ARCHIVE" \
+  -n "Elastic's $(ls "$RULES"/*.toml | wc -l) rule files alone" "$UALHUNT hunt -q --no-context --rules $RULES $ARCHIVE" \
   "${sigma_cmd[@]}"
 python3 - "$json" <<'PY'
 import json, sys
@@ -102,8 +105,8 @@ print(f"CPU (user + system, mean): built-in {cpu[0]:.3f} s, rare-literal rules {
       f"({cpu[1] / cpu[0]:.2f}x), all rules {cpu[2]:.3f} s ({cpu[2] / cpu[0]:.2f}x)")
 if len(r) > 3:
     both = r[3]["median"]
-    print(f"median: all rules + Sigma rules {both:.3f} s ({both / many:.2f}x all rules alone); "
-          f"CPU {cpu[3]:.3f} s ({cpu[3] / cpu[2]:.2f}x)")
+    print(f"median: Elastic's rules + the Sigma corpus {both:.3f} s ({both / many:.2f}x "
+          f"Elastic's rules alone; target <= 1.2x); CPU {cpu[3]:.3f} s ({cpu[3] / cpu[2]:.2f}x)")
 PY
 echo
 echo "per rule (ualhunt hunt --stats --rules ...):"

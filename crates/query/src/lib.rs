@@ -11,7 +11,7 @@
 //! and evaluated as Elasticsearch answers the query Kibana builds from it. No other
 //! Rust crate evaluates KQL. [`eql`], Elasticsearch's Event Query Language: event
 //! queries evaluated per record, and sequences, whose step matches [`sequence`] replays
-//! in time order.
+//! in time order; [`temporal`] replays Sigma's temporal correlations the same way.
 //! [`esql`]: the ES|QL subset Elastic's rules use. [`sigma`]: Sigma rules' detections, read
 //! from YAML.
 //!
@@ -41,6 +41,7 @@ pub mod kql;
 mod literal;
 pub mod sequence;
 pub mod sigma;
+pub mod temporal;
 
 pub use field::{Field, Fields, Named, Spelling, ValueType};
 pub use literal::Literal;

@@ -101,6 +101,9 @@ pub struct Correlation {
     pub condition: Vec<(String, String)>,
     /// `generate`: whether the referenced rules also report their own matches.
     pub generate: bool,
+    /// `aliases`: a name `group-by` may use, to the field it names in each rule's
+    /// events (rule name or id to Sigma field), in order.
+    pub aliases: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// One YAML document of a rule file.
@@ -240,6 +243,21 @@ impl Document {
                 })
                 .unwrap_or_default(),
             generate: c["generate"].as_bool().unwrap_or(false),
+            aliases: c["aliases"]
+                .as_hash()
+                .map(|h| {
+                    h.iter()
+                        .filter_map(|(alias, per_rule)| {
+                            let fields = per_rule
+                                .as_hash()?
+                                .iter()
+                                .filter_map(|(r, f)| Some((scalar(r)?, scalar(f)?)))
+                                .collect();
+                            Some((scalar(alias)?, fields))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
         Document {
             meta,
@@ -2012,6 +2030,20 @@ mod tests {
         assert_eq!(c.group_by, vec!["UserId"]);
         assert_eq!(c.timespan, "5m");
         assert_eq!(c.condition, vec![("gte".to_string(), "10".to_string())]);
+        assert!(c.aliases.is_empty());
+        let temporal = "title: t\ncorrelation:\n  type: temporal\n  rules: [a, b]\n  group-by: [ip]\n  timespan: 10s\n  aliases:\n    ip:\n      a: ClientIP\n      b: ActorIpAddress\n";
+        let docs = parse(temporal).unwrap();
+        let c = docs[0].correlation.as_ref().unwrap();
+        assert_eq!(
+            c.aliases,
+            vec![(
+                "ip".to_string(),
+                vec![
+                    ("a".to_string(), "ClientIP".to_string()),
+                    ("b".to_string(), "ActorIpAddress".to_string())
+                ]
+            )]
+        );
         let deep = format!(
             "title: d\nlogsource: {{}}\ndetection:\n    s:\n        a: x\n    condition: {}s{}\n",
             "(".repeat(100),

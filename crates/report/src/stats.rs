@@ -191,9 +191,14 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
         )?;
         if meta.is_sequence() {
             let held = report.held_back.get(i).copied().unwrap_or(0);
+            let replay = if meta.rule_type.starts_with("sigma temporal") {
+                "Sigma temporal correlation replay"
+            } else {
+                "EQL sequence replay"
+            };
             writeln!(
                 out,
-                "  {held:>10} step matches in no completed sequence (EQL sequence replay)"
+                "  {held:>10} step matches in no completed sequence ({replay})"
             )?;
         }
         if let Some(alerting) = &meta.alerting {

@@ -1,4 +1,5 @@
-//! EQL sequences, replayed over the archive in event-time order.
+//! EQL sequences and Sigma temporal correlations, replayed over the archive in
+//! event-time order.
 //!
 //! Place in the flow: in the scan, a record that matches one of a sequence rule's steps
 //! (or its `until`) is a match of the rule like any other (one prefilter for all steps'
@@ -20,6 +21,13 @@
 //! State is bounded: a partial sequence lives at most `maxspan`, and at most
 //! [`MAX_PENDING`] live per rule at once; past that the oldest is dropped, counted, and
 //! a warning names the rule. Nothing here reads input.
+//!
+//! A Sigma `temporal` or `temporal_ordered` correlation goes the same way: its `sequence`
+//! item records, in the scan, which of the correlated rules the record matched and its
+//! `group-by` values for each; the replay is `ualhunt_query::temporal`'s (state: per
+//! group that matched in the last `timespan`, one match per rule or one partial chain
+//! per position). Each correlation that fires is one finding, the record of its latest
+//! match, with `step_N` naming the record that matched rule N (with the rule's title).
 
 use serde::{Deserialize, Serialize};
 use ualhunt_query::sequence::{Key, Shape, StepEvent, replay};
@@ -28,7 +36,8 @@ use crate::error::Warning;
 use crate::field::Field;
 use crate::findings::{Finding, Value, Why};
 use crate::record::Record;
-use crate::rule::{EvidenceKind, EvidenceSpec, Rule, eql, span};
+use crate::rule::sigma::Temporal;
+use crate::rule::{EvidenceKind, EvidenceSpec, Query, Rule, eql, span};
 
 /// The name of a sequence rule's evidence item that says what the sequence joined.
 pub const SEQUENCE_EVIDENCE: &str = "sequence";
@@ -74,12 +83,19 @@ struct StepMatch {
 /// The `sequence` item of a record that matched one of `rule`'s steps (`None` if the
 /// rule is no sequence).
 pub fn step_match(record: &Record<'_, '_>, rule: &Rule) -> Option<Value> {
-    let seq = rule.query.sequence()?;
-    // The time is the finding's own; the replay takes it from there.
-    let event = StepEvent::of(seq, 0, record)?;
-    let m = StepMatch {
-        steps: event.steps,
-        until: event.until,
+    let m = match &rule.query {
+        Query::Sigma(q) => StepMatch {
+            steps: q.temporal_steps(record)?,
+            until: None,
+        },
+        query => {
+            // The time is the finding's own; the replay takes it from there.
+            let event = StepEvent::of(query.sequence()?, 0, record)?;
+            StepMatch {
+                steps: event.steps,
+                until: event.until,
+            }
+        }
     };
     serde_json::to_string(&m)
         .ok()
@@ -120,9 +136,9 @@ fn apply_capped(
     let mut replaced = vec![false; findings.len()];
     let mut completed: Vec<Finding> = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
-        let Some(seq) = rule.query.sequence() else {
+        if !rule.query.is_replayed() {
             continue;
-        };
+        }
         let Some(slot) = rule.evidence_index(SEQUENCE_EVIDENCE) else {
             continue;
         };
@@ -149,9 +165,29 @@ fn apply_capped(
             });
             event_finding.push(i);
         }
+        let mut used = vec![false; events.len()];
+        if let Some(t) = rule.query.temporal() {
+            for fired in ualhunt_query::temporal::replay(&t.shape, &events) {
+                let steps: Vec<Option<&Finding>> = fired
+                    .events
+                    .iter()
+                    .map(|e| {
+                        e.map(|e| {
+                            used[e] = true;
+                            &findings[event_finding[e]]
+                        })
+                    })
+                    .collect();
+                completed.push(correlated(rule, t, slot, &fired.key, &steps, names));
+            }
+            out.held_back[r] = order.len() as u64 - used.iter().filter(|u| **u).count() as u64;
+            continue;
+        }
+        let Some(seq) = rule.query.sequence() else {
+            continue;
+        };
         let shape = Shape::of(seq);
         let outcome = replay(&shape, &events, cap);
-        let mut used = vec![false; events.len()];
         for done in &outcome.completed {
             for &e in &done.events {
                 used[e] = true;
@@ -245,6 +281,72 @@ fn finding(
         f.fields[item] = Some(Value::Text(
             format!("{when} {path}:{} {id}", step.at.line + 1).into(),
         ));
+    }
+    f
+}
+
+/// The finding of a Sigma temporal correlation that fired: the record of its latest
+/// match (`steps` per correlated rule, in the listed order), with what it joined in the
+/// `sequence` item and each rule's record in `step_N`.
+fn correlated(
+    rule: &Rule,
+    t: &Temporal,
+    slot: usize,
+    key: &Key,
+    steps: &[Option<&Finding>],
+    names: &dyn Fn(usize) -> String,
+) -> Finding {
+    let present: Vec<&Finding> = steps.iter().flatten().copied().collect();
+    // A correlation fires on at least one match (`at_least` is at least 1).
+    let last = present
+        .iter()
+        .max_by_key(|f| f.order_key())
+        .expect("a fired correlation has a match");
+    let first = present
+        .iter()
+        .min_by_key(|f| f.order_key())
+        .expect("a fired correlation has a match");
+    let mut f = (*last).clone();
+    let millis = match (first.timestamp, last.timestamp) {
+        (Some(a), Some(b)) => (b - a).num_milliseconds(),
+        _ => 0,
+    };
+    let within = if millis % 1000 == 0 {
+        span(millis / 1000)
+    } else {
+        format!("{millis}ms")
+    };
+    let rules = if t.shape.ordered {
+        format!("{} rules in order", t.shape.rules)
+    } else {
+        format!("{} of {} rules", present.len(), t.shape.rules)
+    };
+    let keys: Vec<String> = t
+        .group_by
+        .iter()
+        .zip(key)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    let what = if keys.is_empty() {
+        format!("{}: {rules} within {within}", t.kind)
+    } else {
+        format!("{}: {rules} by {} within {within}", t.kind, keys.join(", "))
+    };
+    f.fields[slot] = Some(Value::Text(what.into()));
+    for (n, step) in steps.iter().enumerate() {
+        let Some(item) = rule.evidence_index(&step_evidence(n + 1)) else {
+            continue;
+        };
+        f.fields[item] = step.map(|step| {
+            let when = step
+                .timestamp
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+                .unwrap_or_else(|| "(no time)".into());
+            let path = names(step.at.input as usize);
+            let id = step.record_id.as_deref().unwrap_or("(no id)");
+            let title = t.titles.get(n).map(String::as_str).unwrap_or("?");
+            Value::Text(format!("{when} {path}:{} {id} ({title})", step.at.line + 1).into())
+        });
     }
     f
 }

@@ -17,7 +17,9 @@
 //! "eql"`, event queries and sequences) and ES|QL rules (`type = "esql"`, replayed run by
 //! run) run; every other rule is kept as [`NotRun`] with the reason, so nothing is
 //! skipped silently. Sigma rules (`.yml`, `.yaml`, one rule per YAML document) load
-//! beside them through [`super::sigma`], into the same pack.
+//! beside them through [`super::sigma`], into the same pack; all the Sigma files of a
+//! load go together ([`super::sigma::load_pack`]), so that a correlation may name the
+//! rules of another file.
 
 use std::path::PathBuf;
 
@@ -113,22 +115,48 @@ pub fn load_with(paths: &[PathBuf], sigma_mapping: Option<&str>) -> Result<RuleS
             files.push(path.clone());
         }
     }
-    let mut set = RuleSet::default();
-    let mut seen: Vec<(String, String)> = Vec::new();
-    for file in files {
-        let shown = file.display().to_string();
-        let text = std::fs::read_to_string(&file).map_err(|e| LoadError {
-            path: shown.clone(),
+    let mut texts = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| LoadError {
+            path: file.display().to_string(),
             message: e.to_string(),
         })?;
+        texts.push(text);
+    }
+    // The Sigma files load together: a correlation may name rules of another file.
+    let sigma_files: Vec<usize> = (0..files.len()).filter(|&i| is_sigma(&files[i])).collect();
+    for &i in &sigma_files {
+        ualhunt_query::sigma::parse(&texts[i]).map_err(|e| LoadError {
+            path: files[i].display().to_string(),
+            message: RuleError::Invalid {
+                name: "Sigma file".into(),
+                message: e.to_string(),
+            }
+            .to_string(),
+        })?;
+    }
+    let sigma_texts: Vec<&str> = sigma_files.iter().map(|&i| texts[i].as_str()).collect();
+    let mut sigma_loaded = if sigma_texts.is_empty() {
+        Vec::new()
+    } else {
+        super::sigma::load_pack(&sigma_texts, sigma_mapping).map_err(|e| LoadError {
+            path: files[sigma_files[0]].display().to_string(),
+            message: e.to_string(),
+        })?
+    }
+    .into_iter();
+    let mut set = RuleSet::default();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (file, text) in files.iter().zip(&texts) {
+        let shown = file.display().to_string();
         let fail = |e: RuleError| LoadError {
             path: shown.clone(),
             message: e.to_string(),
         };
-        let loaded = if is_sigma(&file) {
-            super::sigma::load_text(&text, sigma_mapping).map_err(fail)?
+        let loaded = if is_sigma(file) {
+            sigma_loaded.next().unwrap_or_default()
         } else {
-            vec![parse(&text).map_err(fail)?]
+            vec![parse(text).map_err(fail)?]
         };
         for loaded in loaded {
             let id = match &loaded {

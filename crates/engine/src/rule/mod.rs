@@ -78,6 +78,20 @@ impl Query {
         }
     }
 
+    /// The Sigma temporal correlation, if the query is one.
+    pub fn temporal(&self) -> Option<&sigma::Temporal> {
+        match self {
+            Query::Sigma(q) => q.temporal(),
+            _ => None,
+        }
+    }
+
+    /// Whether its matches are steps that `analysis::sequence` replays (an EQL
+    /// sequence, a Sigma temporal correlation).
+    pub fn is_replayed(&self) -> bool {
+        self.sequence().is_some() || self.temporal().is_some()
+    }
+
     /// The literals one of which every matching line holds (`None`: every line is
     /// parsed); see `ualhunt_query`'s `required_literals` of each language.
     pub fn required_literals(&self) -> Option<Vec<String>> {
@@ -704,6 +718,14 @@ impl Rule {
                 "alerting kind \"esql\" needs an ES|QL query (language = \"esql\")".to_string(),
             ));
         }
+        if let Some(t) = query.temporal() {
+            if meta.alerting.is_some() {
+                return Err(invalid(
+                    "a Sigma temporal correlation has no threshold alerting".to_string(),
+                ));
+            }
+            crate::analysis::sequence::add_evidence(&mut meta.evidence, t.shape.rules);
+        }
         Rule::assemble(meta, query)
     }
 
@@ -759,9 +781,10 @@ impl Rule {
                 )));
             }
             let sequence_item = matches!(e.kind, EvidenceKind::Sequence | EvidenceKind::Step);
-            if sequence_item && query.sequence().is_none() {
+            if sequence_item && !query.is_replayed() {
                 return Err(invalid(format!(
-                    "evidence {:?}: a sequence or step item needs an EQL sequence",
+                    "evidence {:?}: a sequence or step item needs an EQL sequence or a Sigma \
+                     temporal correlation",
                     e.name
                 )));
             }

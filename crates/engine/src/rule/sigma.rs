@@ -5,13 +5,18 @@
 //! the fields the field mapping names, ANDed with the records its log source sees), or a
 //! [`NotRun`] with the reason; an `event_count` or `value_count` correlation becomes a
 //! rule over the rules it counts with a threshold (`Alerting`) that the alerting analysis
-//! replays. A rule's [`RuleMeta`] holds the document's own text and,
+//! replays, a `temporal` or `temporal_ordered` one a rule over the rules it correlates
+//! whose matches `analysis::sequence` replays ([`Temporal`]). A correlation finds the
+//! rules it names (by `name` or `id`) in its own file first, then anywhere in the pack
+//! ([`load_pack`]). A rule's [`RuleMeta`] holds the document's own text and,
 //! when it is not the built-in one, the mapping's, so a shard's merge recompiles it
 //! exactly ([`compile`]). Nothing here reads records or bytes.
 
 use std::fmt;
 
+use ualhunt_query::sequence::Key;
 use ualhunt_query::sigma::{self, Document, Mapping};
+use ualhunt_query::temporal;
 
 use super::load::{Loaded, NotRun};
 use super::{Alerting, Query, Rule, RuleError, RuleMeta, Threat};
@@ -28,6 +33,26 @@ pub const SIGMA: &str = "sigma";
 #[derive(Clone, Debug)]
 pub struct SigmaQuery {
     parts: Vec<Part>,
+    /// A `temporal` or `temporal_ordered` correlation's replay (`parts` are its rules,
+    /// in the listed order).
+    temporal: Option<Temporal>,
+}
+
+/// What a `temporal` or `temporal_ordered` correlation replays, and how its findings
+/// name what they joined.
+#[derive(Clone, Debug)]
+pub struct Temporal {
+    /// The replay's parameters.
+    pub shape: temporal::Temporal,
+    /// `temporal` or `temporal_ordered`.
+    pub kind: String,
+    /// The `group-by` names, as written.
+    pub group_by: Vec<String>,
+    /// Per correlated rule, its title.
+    pub titles: Vec<String>,
+    /// Per correlated rule, per `group-by` name, the fields it reads (the first that
+    /// has a value).
+    keys: Vec<Vec<Vec<Field>>>,
 }
 
 /// One rule's detection and log source.
@@ -40,11 +65,42 @@ struct Part {
 }
 
 impl SigmaQuery {
+    /// A temporal correlation's replay, if the query is one.
+    pub fn temporal(&self) -> Option<&Temporal> {
+        self.temporal.as_ref()
+    }
+
+    /// For a temporal correlation: the rules (their index in the listed order) a record
+    /// matches, each with the record's group for it (none when a `group-by` field has
+    /// no value); `None` when it matches none, or the query is no temporal correlation.
+    pub fn temporal_steps(&self, record: &dyn Fields<Field>) -> Option<Vec<(u16, Vec<Key>)>> {
+        let t = self.temporal.as_ref()?;
+        let mut out = Vec::new();
+        for (i, (p, keys)) in self.parts.iter().zip(&t.keys).enumerate() {
+            if !p.matches(record) {
+                continue;
+            }
+            let key: Option<Key> = keys
+                .iter()
+                .map(|fields| {
+                    fields.iter().find_map(|f| {
+                        let mut value = None;
+                        record.any_value(f, &mut |v| {
+                            value = Some(v.to_string());
+                            true
+                        });
+                        value
+                    })
+                })
+                .collect();
+            out.push((i as u16, key.into_iter().collect()));
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
     /// Whether a record is one of a log source's and matches its rule's detection.
     pub fn matches(&self, record: &dyn Fields<Field>) -> bool {
-        self.parts.iter().any(|p| {
-            p.records.as_ref().is_none_or(|r| r.matches(record)) && p.detection.matches(record)
-        })
+        self.parts.iter().any(|p| p.matches(record))
     }
 
     /// The detections' literals for a case-sensitive search (a log source's condition
@@ -79,6 +135,12 @@ impl SigmaQuery {
     }
 }
 
+impl Part {
+    fn matches(&self, record: &dyn Fields<Field>) -> bool {
+        self.records.as_ref().is_none_or(|r| r.matches(record)) && self.detection.matches(record)
+    }
+}
+
 /// Every set's literals, deduplicated (any set `None`: `None`).
 fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
     let mut out = Vec::new();
@@ -98,6 +160,18 @@ impl fmt::Display for SigmaQuery {
             }
             p.detection.fmt(f)?;
         }
+        if let Some(t) = &self.temporal {
+            let how = if t.shape.ordered {
+                "in the order listed".to_string()
+            } else {
+                format!("at least {} of {}", t.shape.at_least, t.shape.rules)
+            };
+            write!(f, " | {} {how}", t.kind)?;
+            if !t.group_by.is_empty() {
+                write!(f, " by {}", t.group_by.join(", "))?;
+            }
+            write!(f, " within {}", super::span(t.shape.span / 1000))?;
+        }
         Ok(())
     }
 }
@@ -115,6 +189,7 @@ fn mapping_of(meta: &RuleMeta) -> Result<Mapping, RuleError> {
 fn query_of(doc: &Document, mapping: &Mapping) -> Result<SigmaQuery, sigma::Unsupported> {
     Ok(SigmaQuery {
         parts: vec![part_of(doc, mapping)?],
+        temporal: None,
     })
 }
 
@@ -139,47 +214,193 @@ fn part_of(doc: &Document, mapping: &Mapping) -> Result<Part, sigma::Unsupported
     Ok(Part { records, detection })
 }
 
-/// The rule a correlation counts the matches of, by `name` or `id`, in `docs`.
-fn referenced<'d>(docs: &'d [Document], name: &str) -> Option<&'d Document> {
-    docs.iter().find(|d| {
-        d.correlation.is_none() && (d.meta.name.as_deref() == Some(name) || d.meta.id == name)
-    })
+/// The rule a correlation (`docs[at]`) names, by `name` or `id`: in its own file
+/// (`files[i]` is the file of `docs[i]`) first, else in the one other file of the pack
+/// that defines it; or why there is none it can replay.
+fn referenced<'d>(
+    docs: &'d [Document],
+    files: &[usize],
+    at: usize,
+    name: &str,
+) -> Result<&'d Document, String> {
+    let named = |d: &Document| {
+        d.meta.name.as_deref() == Some(name) || (!d.meta.id.is_empty() && d.meta.id == name)
+    };
+    let found: Vec<usize> = (0..docs.len())
+        .filter(|&i| i != at && named(&docs[i]))
+        .collect();
+    let pick = match found.iter().find(|&&i| files[i] == files[at]) {
+        Some(&i) => i,
+        None => match found.as_slice() {
+            [] => {
+                return Err(format!(
+                    "it names rule {name:?}, which no file of the rule pack defines"
+                ));
+            }
+            [i] => *i,
+            _ => {
+                return Err(format!(
+                    "it names rule {name:?}, which several files of the rule pack define"
+                ));
+            }
+        },
+    };
+    let doc = &docs[pick];
+    if doc.correlation.is_some() {
+        return Err(format!(
+            "it names the correlation rule {name:?}: chained correlations are not replayed"
+        ));
+    }
+    Ok(doc)
 }
 
-/// A correlation rule (`docs[at]`) as a query over the rules it counts and the
-/// threshold that replays it: `event_count` (`gte`/`gt`) as a threshold on the matches
-/// grouped by `group-by` within `timespan`, `value_count` as one on the distinct values
-/// of its field. `temporal` and `temporal_ordered` are refused with the reason.
+/// A correlation rule (`docs[at]`) as a query over the rules it names, and, for
+/// `event_count` (`gte`/`gt`) and `value_count`, the threshold that replays it (matches
+/// grouped by `group-by` within `timespan`; for `value_count`, the distinct values of
+/// its field); `temporal` and `temporal_ordered` carry their replay in the query
+/// ([`Temporal`]). What cannot be replayed is refused with the reason.
 fn correlation_of(
     docs: &[Document],
+    files: &[usize],
     at: usize,
     mapping: &Mapping,
-) -> Result<(SigmaQuery, Alerting), sigma::Unsupported> {
+) -> Result<(SigmaQuery, Option<Alerting>), sigma::Unsupported> {
     let no = |why: String| Err(sigma::Unsupported(why));
     let Some(c) = &docs[at].correlation else {
         return no("not a correlation rule".into());
     };
-    if c.kind != "event_count" && c.kind != "value_count" {
+    let temporal = match c.kind.as_str() {
+        "event_count" | "value_count" => false,
+        "temporal" | "temporal_ordered" => true,
+        other => {
+            return no(format!(
+                "correlation rule ({other}): only event_count, value_count, temporal and \
+                 temporal_ordered are replayed"
+            ));
+        }
+    };
+    let mut parts = Vec::new();
+    let mut named = Vec::new();
+    for name in &c.rules {
+        let doc = referenced(docs, files, at, name)
+            .map_err(|why| sigma::Unsupported(format!("correlation rule: {why}")))?;
+        if named.iter().any(|d: &&Document| std::ptr::eq(*d, doc)) {
+            return no(format!("correlation rule: it names rule {name:?} twice"));
+        }
+        let part = part_of(doc, mapping).map_err(|why| {
+            sigma::Unsupported(format!(
+                "correlation rule: the rule it names {name:?} does not run: {}",
+                why.0
+            ))
+        })?;
+        parts.push(part);
+        named.push(doc);
+    }
+    let Some(first) = named.first() else {
+        return no("correlation rule: it names no rule".into());
+    };
+    let window = timespan(&c.timespan).ok_or_else(|| {
+        sigma::Unsupported(format!(
+            "correlation timespan {:?} is not <n><s|m|h|d|w>",
+            c.timespan
+        ))
+    })?;
+    let ops: Vec<&(String, String)> = c.condition.iter().filter(|(k, _)| k != "field").collect();
+    // At least n (`gte: n`, `gt: n - 1`); `None`: another comparison.
+    let at_least = |op: &str, v: &str| -> Option<u64> {
+        let n: u64 = v.trim().parse().ok()?;
+        match op {
+            "gte" => Some(n.max(1)),
+            "gt" => n.checked_add(1),
+            _ => None,
+        }
+    };
+    if temporal {
+        let k = parts.len();
+        let needed = match ops.as_slice() {
+            [] => k as u64,
+            [(op, v)] => at_least(op, v).ok_or_else(|| {
+                sigma::Unsupported(format!(
+                    "correlation condition {op}: {v}: only gte and gt (at least n rules) are \
+                     replayed"
+                ))
+            })?,
+            _ => return no("correlation condition: one of gte or gt expected".into()),
+        };
+        if needed > k as u64 {
+            return no(format!(
+                "correlation condition: at least {needed} of its {k} rules can never match"
+            ));
+        }
+        let ordered = c.kind == "temporal_ordered";
+        if ordered && needed < k as u64 {
+            return no(format!(
+                "correlation condition: temporal_ordered with {needed} of its {k} rules: \
+                 which of them must keep the order is not defined; only all of them are \
+                 replayed"
+            ));
+        }
+        let mut keys = Vec::new();
+        for (doc, name) in named.iter().zip(&c.rules) {
+            let scope = mapping.scope(&doc.meta.logsource)?;
+            let mut per_group = Vec::new();
+            for g in &c.group_by {
+                let field = match c.aliases.iter().find(|(alias, _)| alias == g) {
+                    None => g.as_str(),
+                    Some((_, per_rule)) => per_rule
+                        .iter()
+                        .find(|(r, _)| {
+                            r == name
+                                || doc.meta.name.as_deref() == Some(r.as_str())
+                                || doc.meta.id == *r
+                        })
+                        .map(|(_, f)| f.as_str())
+                        .ok_or_else(|| {
+                            sigma::Unsupported(format!(
+                                "correlation alias {g:?} names no field for rule {name:?}"
+                            ))
+                        })?,
+                };
+                let fields: Vec<Field> = scope
+                    .resolve(field)
+                    .iter()
+                    .map(|f| Field::parse(f))
+                    .collect();
+                if fields.is_empty() {
+                    return no(format!(
+                        "correlation field {field:?}: the mapping maps it to nothing"
+                    ));
+                }
+                per_group.push(fields);
+            }
+            keys.push(per_group);
+        }
+        let span = window
+            .checked_mul(1000)
+            .ok_or_else(|| sigma::Unsupported("correlation timespan too long".into()))?;
+        let query = SigmaQuery {
+            temporal: Some(Temporal {
+                shape: temporal::Temporal {
+                    rules: k,
+                    at_least: needed as usize,
+                    ordered,
+                    span,
+                },
+                kind: c.kind.clone(),
+                group_by: c.group_by.clone(),
+                titles: named.iter().map(|d| d.meta.title.clone()).collect(),
+                keys,
+            }),
+            parts,
+        };
+        return Ok((query, None));
+    }
+    if !c.aliases.is_empty() {
         return no(format!(
-            "correlation rule ({}): only event_count and value_count are replayed over the \
-             archive yet",
+            "correlation rule ({}): aliases are replayed for temporal correlations only",
             c.kind
         ));
     }
-    let mut parts = Vec::new();
-    let mut first = None;
-    for name in &c.rules {
-        let Some(doc) = referenced(docs, name) else {
-            return no(format!(
-                "correlation rule: it counts rule {name:?}, which is not in the same file"
-            ));
-        };
-        first.get_or_insert(doc);
-        parts.push(part_of(doc, mapping)?);
-    }
-    let Some(first) = first else {
-        return no("correlation rule: it names no rule".into());
-    };
     let scope = mapping.scope(&first.meta.logsource)?;
     let field = |name: &str| -> Result<String, sigma::Unsupported> {
         scope.resolve(name).into_iter().next().ok_or_else(|| {
@@ -193,25 +414,10 @@ fn correlation_of(
         .iter()
         .map(|g| field(g))
         .collect::<Result<Vec<_>, _>>()?;
-    let window = timespan(&c.timespan).ok_or_else(|| {
-        sigma::Unsupported(format!(
-            "correlation timespan {:?} is not <n><s|m|h|d|w>",
-            c.timespan
-        ))
-    })?;
-    let count = |op: &str, v: &str| -> Option<u64> {
-        let n: u64 = v.trim().parse().ok()?;
-        match op {
-            "gte" => Some(n.max(1)),
-            "gt" => n.checked_add(1),
-            _ => None,
-        }
-    };
-    let ops: Vec<&(String, String)> = c.condition.iter().filter(|(k, _)| k != "field").collect();
     let [(op, v)] = ops.as_slice() else {
         return no("correlation condition: one of gte or gt expected".into());
     };
-    let Some(n) = count(op, v) else {
+    let Some(n) = at_least(op, v) else {
         return no(format!(
             "correlation condition {op}: {v}: only gte and gt (at least n) are replayed"
         ));
@@ -237,7 +443,13 @@ fn correlation_of(
     if let Some(why) = alerting.invalid() {
         return no(format!("correlation rule: {why}"));
     }
-    Ok((SigmaQuery { parts }, alerting))
+    Ok((
+        SigmaQuery {
+            parts,
+            temporal: None,
+        },
+        Some(alerting),
+    ))
 }
 
 /// A Sigma timespan (`30s`, `5m`, `1h`, `2d`, `1w`) in seconds, at most `MAX_SPAN`.
@@ -255,7 +467,8 @@ pub fn compile(meta: &RuleMeta) -> Result<Query, RuleError> {
     let mapping = mapping_of(meta)?;
     let query = match docs.as_slice() {
         [.., last] if last.correlation.is_some() => {
-            correlation_of(&docs, docs.len() - 1, &mapping).map(|(q, _)| q)
+            let files = vec![0; docs.len()];
+            correlation_of(&docs, &files, docs.len() - 1, &mapping).map(|(q, _)| q)
         }
         [doc] => query_of(doc, &mapping),
         _ => return Err(invalid("a Sigma rule's text holds one document".into())),
@@ -269,22 +482,37 @@ pub fn compile(meta: &RuleMeta) -> Result<Query, RuleError> {
 /// `mapping` is the text of `--sigma-mapping` (`None`: the built-in mapping). Only text
 /// that is not YAML, or a mapping that is not one, fails the file.
 pub fn load_text(text: &str, mapping: Option<&str>) -> Result<Vec<Loaded>, RuleError> {
+    load_pack(&[text], mapping).map(|mut files| files.pop().unwrap_or_default())
+}
+
+/// Every document of a rule pack's Sigma files (their texts, in load order), per file: a
+/// rule that runs, or one that does not and why. A correlation names rules of its own
+/// file or of another; a rule a correlation that runs names reports only through it,
+/// unless one such correlation says `generate: true`. Only text that is not YAML, or a
+/// mapping that is not one, fails the pack.
+pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded>>, RuleError> {
     let parsed =
         Mapping::parse(mapping.unwrap_or(BUILTIN_MAPPING)).map_err(|e| RuleError::Invalid {
             name: "--sigma-mapping".into(),
             message: e.to_string(),
         })?;
-    let docs = sigma::parse(text).map_err(|e| RuleError::Invalid {
-        name: "Sigma file".into(),
-        message: e.to_string(),
-    })?;
+    let mut docs = Vec::new();
+    let mut files = Vec::new();
+    for (f, text) in texts.iter().enumerate() {
+        let file_docs = sigma::parse(text).map_err(|e| RuleError::Invalid {
+            name: format!("Sigma file {}", f + 1),
+            message: e.to_string(),
+        })?;
+        files.extend(std::iter::repeat_n(f, file_docs.len()));
+        docs.extend(file_docs);
+    }
     // The correlations that run, and the rules they count without `generate: true`:
     // those report their matches only through the correlation.
-    let correlations: Vec<(usize, Result<Alerting, sigma::Unsupported>)> = docs
+    let correlations: Vec<(usize, CorrelationResult)> = docs
         .iter()
         .enumerate()
         .filter(|(_, d)| d.correlation.is_some())
-        .map(|(i, _)| (i, correlation_of(&docs, i, &parsed).map(|(_, a)| a)))
+        .map(|(i, _)| (i, correlation_of(&docs, &files, i, &parsed).map(|(_, a)| a)))
         .collect();
     // A counted rule reports alone when no correlation that runs counts it, or when one
     // that does asks so (`generate: true`).
@@ -292,14 +520,15 @@ pub fn load_text(text: &str, mapping: Option<&str>) -> Result<Vec<Loaded>, RuleE
         let counting: Vec<&Document> = correlations
             .iter()
             .filter(|(_, result)| result.is_ok())
-            .map(|(i, _)| &docs[*i])
-            .filter(|c| {
+            .map(|(i, _)| (*i, &docs[*i]))
+            .filter(|(i, c)| {
                 c.correlation.as_ref().is_some_and(|c| {
-                    c.rules
-                        .iter()
-                        .any(|name| referenced(&docs, name).is_some_and(|d| std::ptr::eq(d, doc)))
+                    c.rules.iter().any(|name| {
+                        referenced(&docs, &files, *i, name).is_ok_and(|d| std::ptr::eq(d, doc))
+                    })
                 })
             })
+            .map(|(_, c)| c)
             .collect();
         let generates = counting
             .iter()
@@ -318,36 +547,38 @@ pub fn load_text(text: &str, mapping: Option<&str>) -> Result<Vec<Loaded>, RuleE
             reason: format!("Sigma: {why}"),
         })
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<Loaded>> = texts.iter().map(|_| Vec::new()).collect();
     for (i, doc) in docs.iter().enumerate() {
         let mut meta = meta_of(doc, mapping);
+        let file = &mut out[files[i]];
         if let Some(c) = &doc.correlation {
             meta.rule_type = format!("{SIGMA} {}", c.kind);
-            let alerting = correlations
+            let result = correlations
                 .iter()
                 .find(|(at, _)| *at == i)
                 .map(|(_, a)| a.clone());
-            match alerting {
+            match result {
                 Some(Ok(alerting)) => {
-                    // The counted rules' documents, then the correlation: the rule's text.
+                    // The rules it names, then the correlation: the rule's text (so that
+                    // it recompiles alone, wherever the rules it names came from).
                     let mut text = String::new();
                     for name in &c.rules {
-                        if let Some(d) = referenced(&docs, name) {
+                        if let Ok(d) = referenced(&docs, &files, i, name) {
                             text.push_str(&as_document(&d.text));
                         }
                     }
                     text.push_str(&as_document(&doc.text));
                     meta.query = text;
-                    meta.alerting = Some(alerting);
-                    out.push(Loaded::Runs(Box::new(Rule::compile(meta)?)));
+                    meta.alerting = alerting;
+                    file.push(Loaded::Runs(Box::new(Rule::compile(meta)?)));
                 }
-                Some(Err(why)) => out.push(not_run(meta, why.0)),
-                None => out.push(not_run(meta, "correlation rule not read".into())),
+                Some(Err(why)) => file.push(not_run(meta, why.0)),
+                None => file.push(not_run(meta, "correlation rule not read".into())),
             }
             continue;
         }
         if let Some(title) = counted_by(doc) {
-            out.push(not_run(
+            file.push(not_run(
                 meta,
                 format!(
                     "counted by the correlation rule {title:?} (generate: false): its matches \
@@ -357,15 +588,18 @@ pub fn load_text(text: &str, mapping: Option<&str>) -> Result<Vec<Loaded>, RuleE
             continue;
         }
         match query_of(doc, &parsed) {
-            Err(why) => out.push(not_run(meta, why.0)),
+            Err(why) => file.push(not_run(meta, why.0)),
             Ok(query) => {
                 let rule = Rule::assemble(meta, Query::Sigma(Box::new(query)))?;
-                out.push(Loaded::Runs(Box::new(rule)));
+                file.push(Loaded::Runs(Box::new(rule)));
             }
         }
     }
     Ok(out)
 }
+
+/// A correlation's threshold (`None` for a temporal one), or why it does not run.
+type CorrelationResult = Result<Option<Alerting>, sigma::Unsupported>;
 
 /// A document's text starting with its own `---` line, so that texts join into a file.
 fn as_document(text: &str) -> String {
@@ -553,7 +787,11 @@ detection:
         let Loaded::NotRun(n) = &loaded[1] else {
             panic!("a correlation of a rule elsewhere does not run");
         };
-        assert!(n.reason.contains("not in the same file"), "{}", n.reason);
+        assert!(
+            n.reason.contains("no file of the rule pack defines"),
+            "{}",
+            n.reason
+        );
         let Loaded::NotRun(n) = &loaded[2] else {
             panic!("a windows rule has no mapping");
         };
@@ -591,11 +829,11 @@ correlation:
 ---
 title: In order
 id: c-3
-correlation: {type: temporal_ordered, rules: [f-1], group-by: [UserId], timespan: 5m}
+correlation: {type: temporal_ordered, rules: [f-1], group-by: [UserId], timespan: 5m, condition: {lt: 2}}
 ";
 
     #[test]
-    fn counting_correlations_run_as_thresholds_and_the_others_say_why() {
+    fn counting_correlations_run_as_thresholds_and_what_is_not_replayed_says_why() {
         let loaded = load_text(CORRELATED, None).unwrap();
         assert_eq!(loaded.len(), 4);
         // `generate: true` on one correlation keeps the counted rule reporting.
@@ -629,9 +867,9 @@ correlation: {type: temporal_ordered, rules: [f-1], group-by: [UserId], timespan
             })
         );
         let Loaded::NotRun(n) = &loaded[3] else {
-            panic!("temporal_ordered does not run");
+            panic!("a condition of less than is not replayed");
         };
-        assert!(n.reason.contains("temporal_ordered"), "{}", n.reason);
+        assert!(n.reason.contains("only gte and gt"), "{}", n.reason);
         // Without `generate: true` anywhere, the counted rule reports only through the
         // correlation, and says so.
         let text = CORRELATED.replace("    generate: true\n", "");
@@ -670,5 +908,153 @@ correlation: {type: temporal_ordered, rules: [f-1], group-by: [UserId], timespan
         assert!(!names.contains(&"event.action".to_string()), "{names:?}");
         assert_eq!(rule.meta.sigma_mapping.as_deref(), Some(mapping));
         assert!(load_text(RULE, Some("[not a map")).is_err());
+    }
+
+    const TEMPORAL: &str = "title: Inbox rule
+id: t-1
+name: inbox_rule
+logsource: {product: m365, service: exchange}
+detection:
+    s: {Operation: New-InboxRule}
+    condition: s
+---
+title: Login
+id: t-2
+name: login
+logsource: {product: azure, service: m365}
+detection:
+    s: {Operation: UserLoggedIn}
+    condition: s
+---
+title: Login then inbox rule
+id: tc-1
+level: high
+correlation:
+    type: temporal_ordered
+    rules: [login, t-1]
+    group-by: [actor]
+    timespan: 1h
+    aliases:
+        actor:
+            login: UserId
+            inbox_rule: MailboxOwnerUPN
+";
+
+    #[test]
+    fn a_temporal_correlation_runs_with_a_step_per_rule_and_its_aliases() {
+        let loaded = load_text(TEMPORAL, None).unwrap();
+        assert_eq!(loaded.len(), 3);
+        for l in &loaded[..2] {
+            let Loaded::NotRun(n) = l else {
+                panic!("a correlated rule reports through its correlation");
+            };
+            assert!(n.reason.contains("Login then inbox rule"), "{}", n.reason);
+        }
+        let Loaded::Runs(rule) = &loaded[2] else {
+            panic!("temporal_ordered runs");
+        };
+        assert_eq!(rule.meta.rule_type, "sigma temporal_ordered");
+        let t = rule.query.temporal().expect("a temporal query");
+        assert_eq!(
+            t.shape,
+            temporal::Temporal {
+                rules: 2,
+                at_least: 2,
+                ordered: true,
+                span: 3_600_000,
+            }
+        );
+        assert_eq!(t.titles, vec!["Login", "Inbox rule"]);
+        // Each rule reads the group through its own alias.
+        let names = |k: &[Field]| k.iter().map(|f| f.name()).collect::<Vec<_>>();
+        assert_eq!(names(&t.keys[0][0])[0], "o365.audit.UserId");
+        assert_eq!(names(&t.keys[1][0])[0], "o365.audit.MailboxOwnerUPN");
+        for item in ["sequence", "step_1", "step_2"] {
+            assert!(rule.evidence_index(item).is_some(), "{item}");
+        }
+        // It recompiles from its metadata alone (a shard's merge does).
+        let again = Rule::compile(rule.meta.clone()).unwrap();
+        assert_eq!(again.query.temporal().unwrap().shape, t.shape);
+        assert_eq!(again.evidence.len(), rule.evidence.len());
+    }
+
+    #[test]
+    fn a_correlation_names_rules_of_other_files_of_the_pack() {
+        let (rules, correlation) =
+            TEMPORAL.split_at(TEMPORAL.find("---\ntitle: Login then").unwrap());
+        let files = load_pack(&[rules, correlation], None).unwrap();
+        assert_eq!(files.len(), 2);
+        assert!(matches!(&files[1][0], Loaded::Runs(_)));
+        assert!(files[0].iter().all(|l| matches!(l, Loaded::NotRun(_))));
+        // Alone, the correlation's file says what it lacks.
+        let alone = load_text(correlation, None).unwrap();
+        let Loaded::NotRun(n) = &alone[0] else {
+            panic!("the rules it names are elsewhere");
+        };
+        assert!(
+            n.reason.contains("\"login\", which no file"),
+            "{}",
+            n.reason
+        );
+    }
+
+    #[test]
+    fn a_temporal_correlation_that_cannot_be_replayed_says_why() {
+        let cases = [
+            // A rule it names does not run: its reason is given.
+            (
+                TEMPORAL.replace("Operation: New-InboxRule", "Operation|windash: '-x'"),
+                "\"t-1\" does not run: selection s: ",
+            ),
+            (
+                TEMPORAL.replace("            inbox_rule: MailboxOwnerUPN\n", ""),
+                "alias \"actor\" names no field for rule \"t-1\"",
+            ),
+            (
+                TEMPORAL.replace("timespan: 1h", "timespan: 1 hour"),
+                "timespan",
+            ),
+            (
+                TEMPORAL.replace("rules: [login, t-1]", "rules: [login, login]"),
+                "twice",
+            ),
+            (
+                TEMPORAL.replace(
+                    "    timespan: 1h",
+                    "    timespan: 1h\n    condition: {gte: 1}",
+                ),
+                "which of them must keep the order",
+            ),
+            (
+                TEMPORAL.replace("temporal_ordered", "temporal").replace(
+                    "    timespan: 1h",
+                    "    timespan: 1h\n    condition: {gte: 3}",
+                ),
+                "at least 3 of its 2 rules",
+            ),
+            (
+                format!(
+                    "{TEMPORAL}---\ntitle: Chained\nid: ch\ncorrelation: {{type: temporal, \
+                     rules: [tc-1, login], group-by: [UserId], timespan: 1h}}\n"
+                ),
+                "chained correlations",
+            ),
+        ];
+        for (text, why) in cases {
+            let loaded = load_text(&text, None).unwrap();
+            let reasons: Vec<&str> = loaded
+                .iter()
+                .filter_map(|l| match l {
+                    Loaded::NotRun(n) if n.rule_type.starts_with("sigma temporal") => {
+                        Some(n.reason.as_str())
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                reasons.iter().any(|r| r.contains(why)),
+                "{why}: {reasons:?}"
+            );
+        }
     }
 }
