@@ -548,6 +548,51 @@ mod tests {
         assert!(out[0].as_deref().unwrap().contains("n=4"), "{:?}", out[0]);
     }
 
+    /// A match at second `second` whose row has `a` = 1 when it meets the trigger.
+    fn trigger_at(rule: &Rule, line: u64, second: i64, fires: bool) -> Finding {
+        let mut f = at(rule, line, second, "u");
+        let row = Row {
+            columns: vec![(
+                "a".into(),
+                if fires { vec![Scalar::Int(1)] } else { vec![] },
+            )],
+            from: Vec::new(),
+        };
+        f.fields[rule.evidence_index(ESQL_ROWS_EVIDENCE).unwrap()] =
+            encode_rows(&[row]).map(Value::Text);
+        f
+    }
+
+    #[test]
+    fn only_the_runs_holding_a_trigger_are_replayed_and_count_held_back() {
+        let r = rule(
+            "from x | eval a = case(user.id == \"mallory\", 1) | stats n = count(*), t = count(a) | where t > 0",
+            600,
+            300,
+        );
+        assert!(r.query.trigger().is_some());
+        let f = [
+            trigger_at(&r, 1, 10, false),
+            trigger_at(&r, 2, 70, true),
+            trigger_at(&r, 3, 5000, false),
+        ];
+        let refs: Vec<&Finding> = f.iter().collect();
+        let (out, counted) = alerts_counted(&refs, &r, 600, 300);
+        assert_eq!(alerted(&out), vec![0, 1]);
+        assert!(
+            out[0].as_deref().unwrap().ends_with("n=2, t=1"),
+            "{:?}",
+            out[0]
+        );
+        // The last is in no run that holds a trigger: not read with the prefilter, so
+        // not counted as held back in any mode.
+        assert_eq!(counted, vec![true, true, false]);
+        // What a second look reads: the windows of the runs ending at +300 and +600.
+        let (windows, fired) = trigger_windows(&refs, &r, 600, 300);
+        assert_eq!(fired, 1);
+        assert_eq!(windows, vec![(1_700_000_400 - 300, 1_700_000_400 + 601)]);
+    }
+
     #[test]
     fn far_apart_matches_skip_the_empty_runs() {
         let r = rule("from x | stats n = count(*) by user.id", 60, 60);
