@@ -604,11 +604,11 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
             .flatten();
             let literals = match &matcher.requirements()[i] {
                 Some(lits) if trigger.is_some() => format!(
-                    "{} (its trigger: a run returns a row only when a record in it makes \
-                     {} not empty; the first pass searches for these, and the records in \
-                     the runs around each one that meets it are read again, every one \
-                     evaluated; where none is found nothing more is read; none of its own, \
-                     without the trigger: {})",
+                    "{} (its trigger: a run returns a row only when a record in it gives \
+                     the aggregate {} the value its WHERE needs; the first pass searches \
+                     for these, and the records in the runs around each one that meets it \
+                     are read again, every one evaluated; where none is found nothing more \
+                     is read; none of its own, without the trigger: {})",
                     lits.iter()
                         .map(|l| ualhunt_engine::field::show_literal(l))
                         .collect::<Vec<_>>()
