@@ -608,6 +608,7 @@ else
   log "warning: no rule directory $RULES_DIR (BENCH_RULES): the rule-pack rows are skipped"
 fi
 UNC="$UH --no-context"
+RULE_STATS=() # per-rule candidates of the pack run, per layout
 cd -- "$DIR" # the rows name files relative to the cache dir
 for layout in $LAYOUTS; do
   if [[ $layout == generated ]]; then
@@ -669,6 +670,19 @@ for layout in $LAYOUTS; do
     case_cmd subject rules "0 1" "$UNC --rules $(printf %q "${QUERY_RULES#"$DIR"/}") $LP"
     case_cmd peer built-in "0 1" "$UNC $LP"
     case_run
+
+    # Per rule: the candidates its literals gave (per GB of this layout) and its
+    # matches, from one untimed --stats run of the pack (issue 19).
+    log "per-rule candidates ($layout): $UNC --stats --rules $RULES_DIR $LP"
+    RULE_STATS+=("#### $layout: \`hunt -q --no-context --stats --rules $RULES_DIR\` over $LIN")
+    RULE_STATS+=("")
+    RULE_STATS+=('```')
+    while IFS= read -r line; do
+      RULE_STATS+=("$line")
+    done < <($UNC --stats --rules "$RULES_DIR" "$LP" 2>&1 >/dev/null |
+      sed -n '/^prefilter\|^selectivity\|^wall time\|^trigger look\|^rules /p; /evaluated (/p')
+    RULE_STATS+=('```')
+    RULE_STATS+=("")
   fi
 done
 
@@ -715,6 +729,12 @@ REPORT=$DIR/results-$STAMP.md
   printf '%s\n' "${ROWS[@]}"
   echo
   echo "Literal occurrences (\`rg -c\`): $P $(count_lit "$P"), $S $(count_lit "$S"), $W $(count_lit "$W")."
+  if ((${#RULE_STATS[@]})); then
+    echo
+    echo "### Per rule: candidates per GB (records its literals gave, evaluated), matched, events"
+    echo
+    printf '%s\n' "${RULE_STATS[@]}"
+  fi
 } >"$REPORT"
 
 if [[ ${BENCH_HYPERFINE:-0} == 1 ]]; then

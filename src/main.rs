@@ -524,7 +524,8 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
         cli::load_rules(&args.rules, args.sigma_mapping.as_deref()).context("--rules")?
     };
     let enrichment = crate::cli::enrichment(&args.geoip_db)?;
-    let matcher = ualhunt_engine::scan::Matcher::new(set.rules.clone(), true, usize::MAX);
+    // As a hunt's first pass sees them: a rule with a trigger searched for by it.
+    let matcher = ualhunt_engine::scan::Matcher::with_triggers(set.rules.clone(), usize::MAX);
     let mut out = BufWriter::new(io::stdout().lock());
     // A rule file is as untrusted as an archive: every text from it reaches the terminal
     // through `terminal_safe`; a multi-line text (query, description) keeps its line
@@ -606,7 +607,24 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
                     format!("context {:?}:", rule.meta.context[usize::from(c)].name)
                 }
             };
+            let trigger = (sel.why == ualhunt_engine::findings::Why::Rule
+                && matcher.gated().contains(&sel.rule))
+            .then(|| rule.query.trigger())
+            .flatten();
             let literals = match &matcher.requirements()[i] {
+                Some(lits) if trigger.is_some() => format!(
+                    "{} (its trigger: a run returns a row only when a record in it gives \
+                     the aggregate {} the value its WHERE needs; the first pass searches \
+                     for these, and the records in the runs around each one that meets it \
+                     are read again, every one evaluated; where none is found nothing more \
+                     is read; none of its own, without the trigger: {})",
+                    lits.iter()
+                        .map(|l| ualhunt_engine::field::show_literal(l))
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    trigger.map(|t| t.column).unwrap_or_default(),
+                    ualhunt_engine::prefilter::why_no_literal(&rule.query)
+                ),
                 Some(lits) => lits
                     .iter()
                     .map(|l| ualhunt_engine::field::show_literal(l))
@@ -683,6 +701,24 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
         .filter(|(sel, req)| sel.why == ualhunt_engine::findings::Why::Rule && req.is_none())
         .map(|(sel, _)| set.rules[usize::from(sel.rule)].meta.name.as_str())
         .collect();
+    let gated: Vec<&str> = matcher
+        .gated()
+        .iter()
+        .map(|&r| set.rules[usize::from(r)].meta.name.as_str())
+        .collect();
+    if !gated.is_empty() {
+        writeln!(
+            out,
+            "{} with no literal of its own searched for by its trigger's literals (the \
+             records around each record meeting the trigger are read a second time, with \
+             `--no-prefilter` every record is parsed for it): {}",
+            match gated.len() {
+                1 => "1 rule".to_string(),
+                n => format!("{n} rules"),
+            },
+            gated.join("; ")
+        )?;
+    }
     if !unfiltered.is_empty() {
         writeln!(
             out,

@@ -432,11 +432,18 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
         "{text}"
     );
     // The ES|QL rule joining sign-ins and another index's alerts by address has no
-    // literal: it makes the pack parse every line, and `rules` names it with that cost.
+    // literal of its own, but its rows need a network alert, which holds one: it is
+    // searched for by that trigger (no longer making the pack parse every line), and
+    // `rules` says so with what it costs.
+    assert!(
+        text.contains("1 rule with no literal of its own searched for by its trigger's literals")
+            && text.contains("M365 or Entra ID Identity Sign-in from a Suspicious Source"),
+        "{text}"
+    );
+    assert!(!text.contains("with no prefilter literal"), "{text}");
     assert!(
         text.contains(
-            "1 rule with no prefilter literal, so every line of an archive is parsed: \
-             M365 or Entra ID Identity Sign-in from a Suspicious Source"
+            "  prefilter:         \"eb079c62-4481-4d6e-9643-3ca499df7aaa\" (its trigger: "
         ),
         "{text}"
     );
@@ -450,9 +457,8 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
         "{one}"
     );
     assert_eq!(text.matches("  prefilter:").count(), 63, "{text}");
-    // The ES|QL rule that joins sign-in logs and another index's alerts by address (no
-    // clause on a field a raw record spells as written).
-    assert_eq!(text.matches("none: every record").count(), 1, "{text}");
+    // No rule is left parsing every record.
+    assert_eq!(text.matches("none: every record").count(), 0, "{text}");
     // The EQL event queries' literals: their actions.
     assert!(
         text.contains(
@@ -1005,4 +1011,156 @@ query = '''any where user_agent.original regex~ "[a-z]+/.*"'''
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Three days of mailbox accesses from a few public addresses (every 3 minutes), and,
+/// at the end of the file (so that only their times, not their places, say which runs
+/// to read again), the network alerts of the suspicious-source rule: two from addresses
+/// with mail access in the runs around them (rows), one from an address without (a
+/// trigger that gives no row), and a record holding the alert rule's id that does not
+/// meet the trigger (an `o365.audit` record).
+fn suspicious_source_archive(dir: &Path, alerts: bool) -> PathBuf {
+    let mut out = String::new();
+    for i in 0..1440u32 {
+        let (day, minute) = (4 + i / 480, (i % 480) * 3);
+        let record = serde_json::json!({
+            "CreationTime": format!("2024-03-{day:02}T{:02}:{:02}:00", minute / 60, minute % 60),
+            "Id": format!("mail-{i}"),
+            "Operation": "MailItemsAccessed",
+            "RecordType": 50,
+            "Workload": "Exchange",
+            "UserId": format!("u{}@contoso.com", i % 5),
+            "ResultStatus": "Succeeded",
+            "ClientIPAddress": format!("81.2.69.{}", i % 7 + 1),
+            "Pad": "x".repeat(200),
+        });
+        out.push_str(&format!("{record}\n"));
+    }
+    if alerts {
+        let alert = |id: &str, time: &str, ip: &str, dataset: &str| {
+            serde_json::json!({
+                "@timestamp": time,
+                "event": {"kind": "signal", "id": id},
+                "data_stream": {"dataset": dataset},
+                "source": {"ip": ip},
+                "kibana": {"alert": {"rule": {"rule_id": "eb079c62-4481-4d6e-9643-3ca499df7aaa"}}},
+            })
+        };
+        for a in [
+            alert(
+                "alert-1",
+                "2024-03-04T10:07:00.000Z",
+                "81.2.69.3",
+                "panw.panos",
+            ),
+            alert(
+                "alert-2",
+                "2024-03-06T05:00:00.000Z",
+                "81.2.69.5",
+                "panw.panos",
+            ),
+            alert(
+                "alert-3",
+                "2024-03-05T12:00:00.000Z",
+                "81.2.69.200",
+                "panw.panos",
+            ),
+            alert(
+                "alert-4",
+                "2024-03-05T18:00:00.000Z",
+                "81.2.69.6",
+                "o365.audit",
+            ),
+        ] {
+            out.push_str(&format!("{a}\n"));
+        }
+    }
+    let path = dir.join(if alerts {
+        "alerts.jsonl"
+    } else {
+        "quiet.jsonl"
+    });
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// A rule whose rows need a record with a literal (its trigger) is searched for by that
+/// literal alone, and its other records are read again only in the runs around the
+/// records that meet it: the report is the one of parsing every line, whatever the
+/// threads and chunks, with the rule firing on the records behind its rows.
+#[test]
+fn a_rule_searched_by_its_trigger_reports_what_parsing_every_line_reports() {
+    let Some(dir) = rules_dir() else { return };
+    let rule = dir.join("initial_access_azure_o365_with_network_alert.toml");
+    let tmp = tempfile::tempdir().unwrap();
+    for alerts in [true, false] {
+        let archive = suspicious_source_archive(tmp.path(), alerts);
+        let report = |extra: &[&str]| -> Value {
+            let mut args = vec![
+                "hunt",
+                "--rules",
+                rule.to_str().unwrap(),
+                "--format",
+                "json",
+            ];
+            args.extend_from_slice(extra);
+            args.push(archive.to_str().unwrap());
+            let out = run(&args);
+            assert!(out.status.code().is_some_and(|c| c < 2), "{out:?}");
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        let reference = report(&["--no-prefilter", "--threads", "1"]);
+        for mode in [
+            &[][..],
+            &["--threads", "1"],
+            &["--threads", "2", "--chunk-size", "8K"],
+            &["--chunk-size", "64K"],
+        ] {
+            let gated = report(mode);
+            for key in ["by_rule", "actors", "rules"] {
+                assert_eq!(gated[key], reference[key], "{mode:?} {key}");
+            }
+            for key in ["lines", "records", "matched", "held_back", "events"] {
+                assert_eq!(gated["scan"][key], reference["scan"][key], "{mode:?} {key}");
+            }
+        }
+        let fired: BTreeSet<String> = fired(&reference).into_keys().collect();
+        if !alerts {
+            assert!(fired.is_empty(), "{fired:?}");
+            continue;
+        }
+        // The records behind the two rows: the alerts and the mail from their addresses
+        // in the 8-hour runs around them; not the alert from an address without mail,
+        // nor the record that only holds the literal.
+        for id in ["alert-1", "alert-2", "mail-65", "mail-359", "mail-921"] {
+            assert!(fired.contains(id), "{id}: {fired:?}");
+        }
+        for id in ["alert-3", "alert-4", "mail-58", "mail-366", "mail-914"] {
+            assert!(!fired.contains(id), "{id}: {fired:?}");
+        }
+    }
+
+    // Only the literal is searched, and the second look reads a part of the archive.
+    let set = ualhunt_engine::rule::load::load(std::slice::from_ref(&rule)).unwrap();
+    let archive = suspicious_source_archive(tmp.path(), true);
+    let mut config = ualhunt_engine::Config::new(vec![archive]);
+    config.rules = set.rules;
+    config.context = false;
+    config.chunk_size = 8192;
+    let gated = ualhunt_engine::run(&config).unwrap();
+    assert_eq!(gated.counts.candidates, 4, "{:?}", gated.counts);
+    let triggers = gated.stats.triggers.as_ref().expect("a gated rule");
+    assert_eq!(triggers.fired, 3);
+    let second = triggers.pass.as_ref().expect("a second look");
+    assert!(
+        second.bytes < gated.bytes * 3 / 4,
+        "{} of {}",
+        second.bytes,
+        gated.bytes
+    );
+    config.triggers = false;
+    let every = ualhunt_engine::run(&config).unwrap();
+    assert_eq!(every.counts.candidates, every.counts.records);
+    assert_eq!(pairs(&gated), pairs(&every));
+    assert_eq!(gated.held_back, every.held_back);
 }

@@ -46,6 +46,10 @@ pub struct Config {
     pub prefilter: bool,
     /// Longest line parsed, in bytes.
     pub max_line: usize,
+    /// Whether, with the prefilter, a rule with a trigger and no literal of its own is
+    /// searched for by its trigger and read again around it
+    /// (`stages::around_triggers`; false: evaluated on every record, for tests).
+    pub triggers: bool,
     /// Whether to measure per-stage times for `--stats`.
     pub timing: bool,
     /// Bytes the prefilter searches at a time inside a chunk before the newline pass
@@ -96,6 +100,7 @@ impl Config {
             chunk_size: DEFAULT_CHUNK_SIZE,
             prefilter: true,
             max_line: DEFAULT_MAX_LINE,
+            triggers: true,
             timing: false,
             scan_block: DEFAULT_SCAN_BLOCK,
             since: None,

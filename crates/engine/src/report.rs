@@ -117,6 +117,9 @@ pub struct RunStats {
     pub rules: Vec<RuleStats>,
     /// Distinct literals the router maps back to rules (`None`: no routing).
     pub routed_literals: Option<usize>,
+    /// The second look at the rules searched for by their trigger only
+    /// (`stages::around_triggers`; `None`: no such rule).
+    pub triggers: Option<crate::stages::TriggerStats>,
 }
 
 /// How one rule fared in the first pass, for `--stats`.
@@ -126,8 +129,15 @@ pub struct RuleStats {
     pub literals: Option<Vec<String>>,
     /// Why it has no literal, when it has none.
     pub why_none: Option<String>,
-    /// Records its query was evaluated on.
+    /// Records its query was evaluated on (the candidates its literals gave).
     pub evaluated: u64,
+    /// Records its query matched, in both looks (before duplicates are dropped and its
+    /// alerting keeps some).
+    pub matched: u64,
+    /// When its literals are its trigger's ([`crate::rule::Query::trigger`]): the
+    /// aggregate column that needs it; its other records are read only around the
+    /// records meeting it.
+    pub trigger: Option<String>,
 }
 
 /// Everything a hunt found and counted.

@@ -100,6 +100,92 @@ pub fn first_matcher(config: &Config) -> Matcher {
         .with_block(config.scan_block)
 }
 
+/// What the first pass of a whole run selects: [`first_matcher`], where a rule with a
+/// trigger and no literal of its own is searched for by its trigger's literals
+/// ([`Matcher::with_triggers`]), its other records read by [`around_triggers`]. Only
+/// with the prefilter (`--no-prefilter` evaluates every rule on every record), and not
+/// in a shard, whose findings are merged before anyone knows every trigger.
+pub fn run_matcher(config: &Config) -> Matcher {
+    if !config.prefilter || !config.triggers {
+        return first_matcher(config);
+    }
+    Matcher::with_triggers(config.rules.clone(), config.max_line)
+        .with_enrichment(config.enrichment.clone())
+        .with_timing(config.timing)
+        .with_block(config.scan_block)
+}
+
+/// The second look at the rules `matcher` searched for by their trigger only
+/// ([`Matcher::gated`]): the runs whose window holds one of their matches meeting the
+/// trigger are read again (only the stretches the block `index` says hold those times,
+/// from the `seeks` of a compressed file; inputs the index does not describe whole),
+/// every record evaluated against those rules, and their matches replace theirs in
+/// `findings`, in input order. Every run that can return a row of such a rule then has
+/// all its records, as with every record evaluated. `None`: no rule is gated.
+pub fn around_triggers(
+    inputs: &[Input],
+    matcher: &Matcher,
+    index: &[crate::index::Span],
+    seeks: &[crate::index::Seekable],
+    findings: &mut Vec<Finding>,
+    config: &Config,
+) -> Option<TriggerStats> {
+    let gated = matcher.gated();
+    if gated.is_empty() {
+        return None;
+    }
+    let mut spans = Vec::new();
+    let mut fired = 0;
+    for &r in gated {
+        let rule = &config.rules[usize::from(r)];
+        let Some(crate::rule::Alerting::Esql { window, interval }) = rule.meta.alerting else {
+            continue;
+        };
+        let mut matches: Vec<&Finding> = findings
+            .iter()
+            .filter(|f| f.rule == r && f.why == Why::Rule)
+            .collect();
+        matches.sort_by_key(|f| f.order_key());
+        let (windows, n) = crate::analysis::esql::trigger_windows(&matches, rule, window, interval);
+        spans.extend(windows);
+        fired += n;
+    }
+    let mut stats = TriggerStats { fired, pass: None };
+    // The rules' own matches so far are those holding a trigger literal: read again.
+    findings.retain(|f| !gated.contains(&f.rule));
+    if spans.is_empty() {
+        return Some(stats);
+    }
+    let times = crate::index::Times::new(spans);
+    let within = crate::index::within_each(index, seeks, inputs.len(), &times);
+    let second = gated_matcher(config, gated);
+    let scanned: Scanned<Harvest> =
+        scan_all_within(inputs, &within, Pass::new(&second, &()), config);
+    findings.extend(scanned.partial.sink.findings);
+    // Input order, each record's findings in selection order (a stable sort: records
+    // that share a position keep theirs).
+    findings.sort_by_key(|f| (f.at, f.rule, f.why));
+    stats.pass = Some(scanned.stats);
+    Some(stats)
+}
+
+/// What the second look at the `gated` rules selects ([`Matcher::around_triggers`]).
+pub fn gated_matcher(config: &Config, gated: &[u16]) -> Matcher {
+    Matcher::around_triggers(config.rules.clone(), gated, config.max_line)
+        .with_enrichment(config.enrichment.clone())
+        .with_timing(config.timing)
+        .with_block(config.scan_block)
+}
+
+/// What [`around_triggers`] did, for `--stats`.
+#[derive(Debug)]
+pub struct TriggerStats {
+    /// Matches of the gated rules that met their trigger.
+    pub fired: u64,
+    /// The second look, when one was needed.
+    pub pass: Option<crate::scan::PassStats>,
+}
+
 /// What the context pass watching `watch` selects.
 pub fn context_matcher(config: &Config, watch: &Watch) -> Matcher {
     Matcher::for_literals(config.rules.clone(), watch.literals(), config.max_line)
@@ -112,6 +198,9 @@ pub fn context_matcher(config: &Config, watch: &Watch) -> Matcher {
 pub struct ContextPlan {
     /// Every finding, duplicates dropped (unless kept), in input order.
     pub findings: Vec<Finding>,
+    /// Per rule, the records its query matched (before duplicates are dropped and its
+    /// alerting keeps some).
+    pub matched: Vec<u64>,
     /// Rule matches dropped as duplicates.
     pub duplicates: u64,
     /// Per rule, matches its alerting held back (`analysis::alerting`), or step
@@ -135,6 +224,12 @@ pub fn plan_context(
     names: &dyn Fn(usize) -> String,
     config: &Config,
 ) -> ContextPlan {
+    let mut matched = vec![0u64; config.rules.len()];
+    for f in findings.iter().filter(|f| f.why == Why::Rule) {
+        if let Some(n) = matched.get_mut(usize::from(f.rule)) {
+            *n += 1;
+        }
+    }
     let duplicates = if config.keep_duplicates {
         0
     } else {
@@ -173,6 +268,7 @@ pub fn plan_context(
     }
     ContextPlan {
         findings,
+        matched,
         duplicates,
         held_back,
         warnings: replayed.warnings,
@@ -245,7 +341,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     }
 
     // Pass 1: the rules and their context selections.
-    let matcher = first_matcher(config);
+    let matcher = run_matcher(config);
     let Scanned {
         mut partial,
         errors: scan_errors,
@@ -260,8 +356,20 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         scan_stats.bytes,
         explained,
     ));
+    // The rules searched for by their trigger: their records around it.
+    let mut findings = std::mem::take(&mut partial.sink.findings);
+    let triggers = pool.install(|| {
+        around_triggers(
+            &found.inputs,
+            &matcher,
+            &partial.index,
+            &partial.seeks,
+            &mut findings,
+            config,
+        )
+    });
     let plan = plan_context(
-        std::mem::take(&mut partial.sink.findings),
+        findings,
         partial.coverage.first,
         &|i| {
             found
@@ -271,7 +379,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         },
         config,
     );
-    let rule_stats = rule_stats(&matcher, &partial.evaluated);
+    let rule_stats = rule_stats(&matcher, &partial.evaluated, &plan.matched);
 
     // Pass 2, for each rule that asks for it.
     let mut activities = Vec::new();
@@ -314,6 +422,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                 context: context_stats,
                 rules: rule_stats,
                 routed_literals: matcher.router().map(|r| r.literals()),
+                triggers,
             },
         },
         config,
@@ -346,6 +455,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
     let window = window(config);
     let ContextPlan {
         findings,
+        matched: _,
         duplicates,
         held_back,
         warnings: plan_warnings,
@@ -444,7 +554,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
 }
 
 /// Each rule's literals and evaluation count, from its query's selection.
-pub fn rule_stats(matcher: &Matcher, evaluated: &Tallies) -> Vec<RuleStats> {
+pub fn rule_stats(matcher: &Matcher, evaluated: &Tallies, matched: &[u64]) -> Vec<RuleStats> {
     let mut out: Vec<RuleStats> = Vec::new();
     for (i, sel) in matcher.selections().iter().enumerate() {
         if sel.why != Why::Rule {
@@ -452,6 +562,13 @@ pub fn rule_stats(matcher: &Matcher, evaluated: &Tallies) -> Vec<RuleStats> {
         }
         let literals = matcher.requirements()[i].clone();
         out.push(RuleStats {
+            matched: matched.get(usize::from(sel.rule)).copied().unwrap_or(0),
+            trigger: matcher
+                .gated()
+                .contains(&sel.rule)
+                .then(|| sel.query.as_ref().and_then(crate::rule::Query::trigger))
+                .flatten()
+                .map(|t| t.column),
             why_none: match (&literals, &sel.query) {
                 (None, Some(q)) => Some(crate::prefilter::why_no_literal(q)),
                 _ => None,

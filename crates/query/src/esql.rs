@@ -437,6 +437,20 @@ enum CmpOp {
     Ge,
 }
 
+impl CmpOp {
+    /// The operator with its operands swapped (`k < x` is `x > k`).
+    fn flipped(self) -> CmpOp {
+        match self {
+            CmpOp::Eq => CmpOp::Eq,
+            CmpOp::Ne => CmpOp::Ne,
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ArithOp {
     Add,
@@ -1347,6 +1361,149 @@ impl<F: Field> Query<F> {
     }
 }
 
+/// A condition that some record of a rule run must meet for the query to return any
+/// row in that run: its post part keeps only groups where an aggregate over a per-record
+/// column is not empty (`WHERE count_distinct(x) > 0`, `WHERE values(x) IS NOT NULL`),
+/// and that column is null unless a literal-bearing condition holds (`x = case(f ==
+/// "lit", …)`). The engine searches only [`Trigger::literals`] for such a rule, and reads
+/// the rest of its records only around the records that meet it ([`Trigger::fires`]).
+#[derive(Clone, Debug)]
+pub struct Trigger<F> {
+    /// Literals one of which every record meeting the condition holds.
+    pub literals: Vec<String>,
+    /// The aggregate's column in the post part (for messages).
+    pub column: String,
+    /// The per-record column (or expression over the carried columns) that must not
+    /// be null: the aggregate's argument.
+    arg: Expr<F>,
+}
+
+impl<F: Field> Trigger<F> {
+    /// Whether a row from [`Query::rows`] meets the condition: it gives the aggregate a
+    /// value, so the group it falls in may pass the post part's `WHERE`.
+    pub fn fires(&self, row: &Row) -> bool {
+        let scope = Scope {
+            row,
+            record: None,
+            aggs: &[],
+        };
+        !self.arg.eval(&scope).is_empty()
+    }
+}
+
+impl<F: Field> Query<F> {
+    /// The query's trigger, if it has one ([`Trigger`]): the most selective of the
+    /// conditions the post part's `WHERE` needs before any later `STATS` (which could
+    /// make a row from no input).
+    pub fn trigger(&self) -> Option<Trigger<F>> {
+        let (Command::Stats { aggs, outputs, by }, rest) = self.post.split_first()? else {
+            return None;
+        };
+        // Output columns that are one aggregate over an argument (the last of a name
+        // wins, and a BY key of the same name replaces it).
+        let mut gated: Vec<(&str, usize)> = outputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (name, e))| match e {
+                Expr::Agg(n)
+                    if aggs.get(*n).is_some_and(|a| a.arg.is_some())
+                        && !outputs[i + 1..].iter().any(|(m, _)| m == name)
+                        && !by.iter().any(|(k, _)| k == name) =>
+                {
+                    Some((name.as_str(), *n))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut best: Option<Trigger<F>> = None;
+        for command in rest {
+            match command {
+                Command::Where(cond) => {
+                    let mut conjuncts = Vec::new();
+                    cond.conjuncts(&mut conjuncts);
+                    for c in conjuncts {
+                        for &(name, n) in &gated {
+                            if !c.needs_values(name, aggs[n].func) {
+                                continue;
+                            }
+                            let Some(arg) = &aggs[n].arg else { continue };
+                            let Some(literals) = self.nonnull_literals(arg) else {
+                                continue;
+                            };
+                            if best
+                                .as_ref()
+                                .is_none_or(|b| selectivity(&literals) > selectivity(&b.literals))
+                            {
+                                best = Some(Trigger {
+                                    literals,
+                                    column: name.to_string(),
+                                    arg: arg.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+                Command::Eval(assigns) => {
+                    gated.retain(|(name, _)| !assigns.iter().any(|(n, _)| n == name))
+                }
+                Command::Extract { names, .. } => {
+                    gated.retain(|(name, _)| !names.iter().any(|n| n == name))
+                }
+                // A STATS without BY returns a row over no input: nothing after it gates.
+                Command::Stats { .. } => break,
+                // They only drop, reorder or split rows that passed.
+                Command::Keep(_)
+                | Command::Drop(_)
+                | Command::MvExpand(_)
+                | Command::Sort(_)
+                | Command::Limit(_) => {}
+            }
+        }
+        best
+    }
+
+    /// Literals one of which a record holds whenever `arg` (an expression over the
+    /// carried columns, in the post part) is not null for one of its rows (`None`: not
+    /// known).
+    fn nonnull_literals(&self, arg: &Expr<F>) -> Option<Vec<String>> {
+        match arg {
+            Expr::Col(c) => {
+                // The per-record command that last set the column.
+                let mut made: Vec<&str> = Vec::new();
+                let mut found = None;
+                for command in &self.per_record {
+                    match command {
+                        Command::Eval(assigns) => {
+                            for (name, e) in assigns {
+                                if *name == c.name {
+                                    found = Some((e, made.clone()));
+                                }
+                                made.push(name);
+                            }
+                        }
+                        Command::Extract { names, .. } => {
+                            if names.contains(&c.name) {
+                                found = None;
+                            }
+                            made.extend(names.iter().map(String::as_str));
+                        }
+                        _ => {}
+                    }
+                }
+                // Names made later (by the same EVAL or after it) count as made too:
+                // they only ever take literals away.
+                let (e, _) = found?;
+                let set = e.nonnull_literals(&made)?;
+                (!set.is_empty()).then_some(set)
+            }
+            Expr::Call(Func::ToIp | Func::ToLower | Func::ToUpper | Func::ToString, args) => {
+                self.nonnull_literals(args.first()?)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl<F: Field> Command<F> {
     /// The columns the command reads.
     fn columns<'a>(&'a self, out: &mut Vec<&'a Column<F>>) {
@@ -1413,6 +1570,74 @@ impl<F: Field> Expr<F> {
             Expr::Or(a, b) => a.is_broad(made) || b.is_broad(made),
             Expr::And(a, b) => a.is_broad(made) && b.is_broad(made),
             _ => false,
+        }
+    }
+
+    /// Whether this condition on a row of a STATS's output is false (or null) when the
+    /// aggregate `func` in column `name` had no value to aggregate: `count(x) > 0`,
+    /// `count_distinct(x) >= 1`, `values(x) IS NOT NULL`, `min(x) < 5`.
+    fn needs_values(&self, name: &str, func: AggFn) -> bool {
+        let is_col = |e: &Expr<F>| matches!(e, Expr::Col(c) if c.name == name);
+        let counts = matches!(func, AggFn::Count | AggFn::CountDistinct);
+        match self {
+            Expr::Not(inner) => matches!(inner.as_ref(), Expr::IsNull(e) if is_col(e)) && !counts,
+            Expr::Cmp(op, a, b) => {
+                let (op, lit) = match (a.as_ref(), b.as_ref()) {
+                    (x, Expr::Lit(v)) if is_col(x) => (*op, v),
+                    (Expr::Lit(v), x) if is_col(x) => (op.flipped(), v),
+                    _ => return false,
+                };
+                if !counts {
+                    // A comparison with the null of no values is null.
+                    return true;
+                }
+                // A count of no values is 0: the comparison must be false at 0.
+                let k = match lit.as_slice() {
+                    [Scalar::Int(k)] => *k as f64,
+                    [Scalar::Double(k)] => *k,
+                    // A comparison with null is null: nothing passes at all.
+                    [] => return true,
+                    _ => return false,
+                };
+                let zero_passes = match op {
+                    CmpOp::Eq => 0.0 == k,
+                    CmpOp::Ne => 0.0 != k,
+                    CmpOp::Lt => 0.0 < k,
+                    CmpOp::Le => 0.0 <= k,
+                    CmpOp::Gt => 0.0 > k,
+                    CmpOp::Ge => 0.0 >= k,
+                };
+                !zero_passes && !k.is_nan()
+            }
+            _ => false,
+        }
+    }
+
+    /// Literals one of which a record holds whenever this per-record expression is not
+    /// null (`None`: not known; empty: it is always null).
+    fn nonnull_literals(&self, made: &[&str]) -> Option<Vec<String>> {
+        match self {
+            Expr::Lit(v) if v.is_empty() => Some(Vec::new()),
+            // `case(c1, v1, c2, v2, …[, else])`: a value comes from a condition that held,
+            // or from the `else`.
+            Expr::Call(Func::Case, args) => {
+                let mut out = Vec::new();
+                for pair in args.chunks(2) {
+                    match pair {
+                        [cond, value] => out.extend(
+                            cond.literals(made)
+                                .or_else(|| value.nonnull_literals(made))?,
+                        ),
+                        [otherwise] => out.extend(otherwise.nonnull_literals(made)?),
+                        _ => return None,
+                    }
+                }
+                Some(out)
+            }
+            Expr::Call(Func::ToIp | Func::ToLower | Func::ToUpper | Func::ToString, args) => {
+                args.first()?.nonnull_literals(made)
+            }
+            _ => None,
         }
     }
 

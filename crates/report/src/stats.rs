@@ -118,6 +118,30 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
         None => writeln!(out, "context pass  not run")?,
     }
+    if let Some(t) = &run.triggers {
+        match &t.pass {
+            Some(p) => {
+                let share = if s.bytes == 0 {
+                    0.0
+                } else {
+                    100.0 * (p.bytes + p.lead_in) as f64 / s.bytes as f64
+                };
+                writeln!(
+                    out,
+                    "trigger look  {} records met a trigger: {:.3} s, {} of {} bytes read again ({share:.1} %), {} records evaluated",
+                    t.fired,
+                    p.wall.as_secs_f64(),
+                    p.bytes + p.lead_in,
+                    s.bytes,
+                    p.counts.candidates
+                )?;
+            }
+            None => writeln!(
+                out,
+                "trigger look  no record met a trigger: nothing read again"
+            )?,
+        }
+    }
     writeln!(
         out,
         "coverage      {} records, {} days, {} gap days, {} Exchange admin records",
@@ -169,13 +193,21 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
         } else {
             "-".to_string()
         };
-        let literals = match (&stats.literals, &stats.why_none) {
-            (Some(l), _) if l.len() <= 3 => l
+        let shown = |l: &[String]| match l.len() {
+            0..=3 => l
                 .iter()
                 .map(|x| ualhunt_engine::field::show_literal(x))
                 .collect::<Vec<_>>()
                 .join(" or "),
-            (Some(l), _) => format!("{} literals", l.len()),
+            n => format!("{n} literals"),
+        };
+        let literals = match (&stats.literals, &stats.why_none) {
+            (Some(l), _) if stats.trigger.is_some() => format!(
+                "trigger {}: {} (its other records read only around a record meeting it)",
+                crate::escape::terminal_safe(stats.trigger.as_deref().unwrap_or("")),
+                shown(l)
+            ),
+            (Some(l), _) => shown(l),
             (None, why) => format!(
                 "NO LITERAL: evaluated on every record ({})",
                 why.as_deref().unwrap_or("")
@@ -183,8 +215,9 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
         };
         writeln!(
             out,
-            "  {:>10} evaluated ({per_gb:>8}), {:>6} events  {}  [{}]",
+            "  {:>10} evaluated ({per_gb:>8}), {:>8} matched, {:>6} events  {}  [{}]",
             stats.evaluated,
+            stats.matched,
             sum.events,
             crate::escape::terminal_safe(&meta.shown_name()),
             literals

@@ -51,6 +51,9 @@ pub fn apply(
         let texts = |why: Vec<Option<String>>| -> Vec<Option<Text>> {
             why.into_iter().map(|w| w.map(Text::from)).collect()
         };
+        // Whether a match that does not alert counts as held back (an ES|QL rule's
+        // matches outside the runs that hold its trigger do not).
+        let mut counted: Vec<bool> = Vec::new();
         // ES|QL alerts share one text among the records of a row (`Text` is shared).
         let alerts: Vec<Option<Text>> = match alerting {
             Alerting::NewTerms { fields, history } => {
@@ -74,18 +77,21 @@ pub fn apply(
                 ))
             }
             Alerting::Esql { window, interval } => {
-                super::esql::alerts(&matches, rule, *window, *interval)
+                let (alerts, held) =
+                    super::esql::alerts_counted(&matches, rule, *window, *interval);
+                counted = held;
+                alerts
             }
         };
         let slot = rule
             .evidence_index(ALERT_EVIDENCE)
             .expect("a rule with alerting has the alert evidence item (Rule::compile)");
-        for (i, alert) in order.into_iter().zip(alerts) {
+        for (n, (i, alert)) in order.into_iter().zip(alerts).enumerate() {
             match alert {
                 Some(why) => findings[i].fields[slot] = Some(Value::Text(why)),
                 None => {
                     keep[i] = false;
-                    held[r] += 1;
+                    held[r] += u64::from(counted.get(n).is_none_or(|&c| c));
                 }
             }
         }

@@ -129,8 +129,21 @@ fn decode_scalar(v: &Json) -> Option<Scalar> {
 /// held and written once (a `VALUES` column can be as long as the group), and records
 /// with the same rows share one text.
 pub fn alerts(matches: &[&Finding], rule: &Rule, window: i64, interval: i64) -> Vec<Option<Text>> {
+    alerts_counted(matches, rule, window, interval).0
+}
+
+/// [`alerts`], and per match whether, when it does not alert, it is held back: a rule
+/// with a trigger ([`crate::rule::Query::trigger`]) is replayed only in the runs whose
+/// window holds a record meeting it (no other run can return a row), and its matches in
+/// none of those runs are not counted (a run with the prefilter never reads them).
+pub fn alerts_counted(
+    matches: &[&Finding],
+    rule: &Rule,
+    window: i64,
+    interval: i64,
+) -> (Vec<Option<Text>>, Vec<bool>) {
     let Query::Esql(query) = &rule.query else {
-        return vec![None; matches.len()];
+        return (vec![None; matches.len()], vec![true; matches.len()]);
     };
     let slot = rule.evidence_index(ESQL_ROWS_EVIDENCE);
     let rows: Vec<Vec<Row>> = matches
@@ -141,7 +154,8 @@ pub fn alerts(matches: &[&Finding], rule: &Rule, window: i64, interval: i64) -> 
         })
         .collect();
     if !query.aggregates() {
-        return rows
+        let counted = vec![true; rows.len()];
+        let alerts = rows
             .into_iter()
             .map(|r| {
                 let out = query.finish(r);
@@ -151,10 +165,19 @@ pub fn alerts(matches: &[&Finding], rule: &Rule, window: i64, interval: i64) -> 
                 })
             })
             .collect();
+        return (alerts, counted);
     }
-    let replayed = replay(query, matches, &rows, window * 1000, interval * 1000);
+    let trigger = query.trigger();
+    let replayed = replay(
+        query,
+        trigger.as_ref(),
+        matches,
+        &rows,
+        window * 1000,
+        interval * 1000,
+    );
     let mut shared: FxHashMap<String, Text> = FxHashMap::default();
-    replayed
+    let alerts = replayed
         .fed
         .iter()
         .enumerate()
@@ -188,7 +211,57 @@ pub fn alerts(matches: &[&Finding], rule: &Rule, window: i64, interval: i64) -> 
                     .clone(),
             )
         })
-        .collect()
+        .collect();
+    (alerts, replayed.inside)
+}
+
+/// The times (Unix seconds) a second look at a gated rule must read
+/// ([`crate::scan::Matcher::with_triggers`]): every run whose window holds one of its
+/// matches meeting its trigger, as closed intervals covering each such run's window; and
+/// how many such matches there were. `window` and `interval` in seconds.
+pub fn trigger_windows(
+    matches: &[&Finding],
+    rule: &Rule,
+    window: i64,
+    interval: i64,
+) -> (Vec<(i64, i64)>, u64) {
+    let (Query::Esql(query), Some(trigger)) = (&rule.query, rule.query.trigger()) else {
+        return (Vec::new(), 0);
+    };
+    let slot = rule.evidence_index(ESQL_ROWS_EVIDENCE);
+    let (window, interval) = (window.saturating_mul(1000), interval.saturating_mul(1000));
+    let mut out = Vec::new();
+    let mut fired = 0;
+    for f in matches {
+        let Some(t) = f.timestamp.map(|t| t.timestamp_millis()) else {
+            continue;
+        };
+        let rows = match f.field(slot) {
+            Some(Value::Text(text)) => decode_rows(text).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if !query.aggregates() || !rows.iter().any(|r| trigger.fires(r)) {
+            continue;
+        }
+        fired += 1;
+        // The runs holding `t` end in (t, t + window]; each reads [end - window, end).
+        let first = t
+            .div_euclid(interval.max(1))
+            .saturating_add(1)
+            .saturating_mul(interval);
+        let last = t
+            .saturating_add(window)
+            .div_euclid(interval.max(1))
+            .saturating_mul(interval);
+        if last < first {
+            continue;
+        }
+        out.push((
+            first.saturating_sub(window).div_euclid(1000),
+            last.div_euclid(1000).saturating_add(1),
+        ));
+    }
+    (out, fired)
 }
 
 fn show_row(row: &Row) -> String {
@@ -212,12 +285,16 @@ struct Replayed {
     texts: Vec<String>,
     first: Vec<usize>,
     fed: Vec<Vec<(usize, Vec<i64>)>>,
+    /// Per match, whether a run that was replayed holds it (with no trigger: every
+    /// match).
+    inside: Vec<bool>,
 }
 
 /// Runs the query's post part over each run's rows. Window and interval in
 /// milliseconds.
 fn replay(
     query: &crate::rule::esql::Query,
+    trigger: Option<&crate::rule::esql::Trigger>,
     matches: &[&Finding],
     rows: &[Vec<Row>],
     window: i64,
@@ -227,6 +304,7 @@ fn replay(
         texts: Vec::new(),
         first: Vec::new(),
         fed: vec![Vec::new(); matches.len()],
+        inside: vec![trigger.is_none(); matches.len()],
     };
     // A row is the same alert again when a later run returns it with the same columns
     // from the same records (overlapping look-backs).
@@ -245,11 +323,19 @@ fn replay(
             .saturating_add(1)
             .saturating_mul(interval)
     };
+    // With a trigger, the dated matches meeting it: only the runs holding one can
+    // return a row.
+    let fires: Vec<bool> = dated
+        .iter()
+        .map(|&i| trigger.is_none_or(|tr| rows[i].iter().any(|r| tr.fires(r))))
+        .collect();
     let Some(&first) = dated.first() else {
         return out;
     };
     let mut end = first_end(times[first].unwrap_or_default());
     let mut lo = 0usize;
+    // The first match meeting the trigger at or after `lo`.
+    let mut next_fire = 0usize;
     loop {
         let start = end.saturating_sub(window);
         while lo < dated.len() && t(lo) < start {
@@ -258,14 +344,25 @@ fn replay(
         if lo == dated.len() {
             break;
         }
-        if t(lo) >= end {
-            // No match in this run's window: on to the first run that holds the next.
-            end = first_end(t(lo));
+        next_fire = next_fire.max(lo);
+        while next_fire < dated.len() && !fires[next_fire] {
+            next_fire += 1;
+        }
+        if next_fire == dated.len() {
+            break;
+        }
+        if t(next_fire) >= end {
+            // No match (or none meeting the trigger) in this run's window: on to the
+            // first run that holds the next one.
+            end = first_end(t(next_fire));
             continue;
         }
         let mut hi = lo;
         while hi < dated.len() && t(hi) < end {
             hi += 1;
+        }
+        for &i in &dated[lo..hi] {
+            out.inside[i] = true;
         }
         let mut input: Vec<Row> = Vec::new();
         let mut owner: Vec<usize> = Vec::new();
@@ -452,6 +549,51 @@ mod tests {
         let out = alerts(&refs, &r, 600, 300);
         assert_eq!(alerted(&out), vec![0, 1, 2, 3]);
         assert!(out[0].as_deref().unwrap().contains("n=4"), "{:?}", out[0]);
+    }
+
+    /// A match at second `second` whose row has `a` = 1 when it meets the trigger.
+    fn trigger_at(rule: &Rule, line: u64, second: i64, fires: bool) -> Finding {
+        let mut f = at(rule, line, second, "u");
+        let row = Row {
+            columns: vec![(
+                "a".into(),
+                if fires { vec![Scalar::Int(1)] } else { vec![] },
+            )],
+            from: Vec::new(),
+        };
+        f.fields[rule.evidence_index(ESQL_ROWS_EVIDENCE).unwrap()] =
+            encode_rows(&[row]).map(Value::Text);
+        f
+    }
+
+    #[test]
+    fn only_the_runs_holding_a_trigger_are_replayed_and_count_held_back() {
+        let r = rule(
+            "from x | eval a = case(user.id == \"mallory\", 1) | stats n = count(*), t = count(a) | where t > 0",
+            600,
+            300,
+        );
+        assert!(r.query.trigger().is_some());
+        let f = [
+            trigger_at(&r, 1, 10, false),
+            trigger_at(&r, 2, 70, true),
+            trigger_at(&r, 3, 5000, false),
+        ];
+        let refs: Vec<&Finding> = f.iter().collect();
+        let (out, counted) = alerts_counted(&refs, &r, 600, 300);
+        assert_eq!(alerted(&out), vec![0, 1]);
+        assert!(
+            out[0].as_deref().unwrap().ends_with("n=2, t=1"),
+            "{:?}",
+            out[0]
+        );
+        // The last is in no run that holds a trigger: not read with the prefilter, so
+        // not counted as held back in any mode.
+        assert_eq!(counted, vec![true, true, false]);
+        // What a second look reads: the windows of the runs ending at +300 and +600.
+        let (windows, fired) = trigger_windows(&refs, &r, 600, 300);
+        assert_eq!(fired, 1);
+        assert_eq!(windows, vec![(1_700_000_400 - 300, 1_700_000_400 + 601)]);
     }
 
     #[test]

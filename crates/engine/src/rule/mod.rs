@@ -30,6 +30,9 @@ pub mod esql {
 
     /// An ES|QL query over the ECS fields of audit records.
     pub type Query = ualhunt_query::esql::Query<crate::field::Field>;
+
+    /// What some record of a rule run must meet for the run to return a row.
+    pub type Trigger = ualhunt_query::esql::Trigger<crate::field::Field>;
 }
 pub mod load;
 pub mod sigma;
@@ -110,6 +113,16 @@ impl Query {
             Query::Eql(q) => q.required_conjuncts(),
             Query::Esql(q) => q.required_conjuncts(),
             Query::Sigma(q) => q.required_conjuncts(),
+        }
+    }
+
+    /// An aggregating ES|QL query's trigger: a literal-bearing condition that some record
+    /// of a rule run must meet for the run to return a row (`ualhunt_query`'s
+    /// `esql::Trigger`); `None` for every other query.
+    pub fn trigger(&self) -> Option<esql::Trigger> {
+        match self {
+            Query::Esql(q) => q.trigger(),
+            _ => None,
         }
     }
 

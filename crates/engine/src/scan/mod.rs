@@ -75,6 +75,16 @@ pub struct Matcher {
     /// Whether candidates are first evaluated on demand from their bytes
     /// ([`crate::ondemand`]), parsed in full only when they match or cannot be read so.
     on_demand: bool,
+    /// The rules whose query is searched for by its trigger's literals in this pass
+    /// ([`Matcher::with_triggers`]).
+    gated: Vec<u16>,
+    /// Per selection, whether its query reads a derived field (user agent, GeoIP), which
+    /// the on-demand view does not have.
+    derived: Vec<bool>,
+    /// Per selection of a rule with a trigger that this pass does not gate: its
+    /// trigger's literals. Its match counts in the line accounting only on a record that
+    /// holds one, as in a pass that gates it, so `matched` is the same in every mode.
+    counted_by: Vec<Option<Prefilter>>,
 }
 
 /// Whether the on-demand path is used: only with `UALHUNT_ON_DEMAND=always` for now
@@ -90,6 +100,63 @@ impl Matcher {
     /// false every non-blank line is parsed (the slow reference path). Lines longer than
     /// `max_line` bytes are counted as malformed instead of being parsed.
     pub fn new(rules: Vec<Rule>, prefilter: bool, max_line: usize) -> Matcher {
+        Matcher::build(rules, prefilter, max_line, false)
+    }
+
+    /// [`Matcher::new`] with the prefilter, where a rule with no literal of its own but
+    /// a trigger ([`crate::rule::Query::trigger`]) is evaluated only on the records that
+    /// hold one of its trigger's literals: a run of it returns a row only when some
+    /// record holds one, and [`Matcher::around_triggers`] reads its other records around
+    /// those ([`Matcher::gated`]).
+    pub fn with_triggers(rules: Vec<Rule>, max_line: usize) -> Matcher {
+        Matcher::build(rules, true, max_line, true)
+    }
+
+    /// The second look at the rules [`Matcher::with_triggers`] gated: their queries on
+    /// every record of the stretches it is given; no coverage is counted.
+    pub fn around_triggers(rules: Vec<Rule>, gated: &[u16], max_line: usize) -> Matcher {
+        let mut selections = Vec::new();
+        for &r in gated {
+            let rule = &rules[usize::from(r)];
+            selections.push(Selection {
+                rule: r,
+                why: Why::Rule,
+                query: Some(rule.query.clone()),
+            });
+            for (c, q) in rule.contexts.iter().enumerate() {
+                selections.push(Selection {
+                    rule: r,
+                    why: Why::Context(c as u16),
+                    query: Some(q.clone()),
+                });
+            }
+        }
+        Matcher {
+            literals: rule_literals(&rules),
+            derived: derived_fields(&selections),
+            requirements: vec![None; selections.len()],
+            rules,
+            selections,
+            prefilter: Prefilter::Everything,
+            router: None,
+            record_types: Vec::new(),
+            max_line,
+            block: DEFAULT_SCAN_BLOCK,
+            timed: false,
+            coverage: false,
+            on_demand: false,
+            enrichment: Default::default(),
+            gated: Vec::new(),
+            counted_by: Vec::new(),
+        }
+    }
+
+    /// The rules this pass searches for by their trigger only (in rule order).
+    pub fn gated(&self) -> &[u16] {
+        &self.gated
+    }
+
+    fn build(rules: Vec<Rule>, prefilter: bool, max_line: usize, triggers: bool) -> Matcher {
         let mut selections = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             selections.push(Selection {
@@ -106,10 +173,22 @@ impl Matcher {
             }
         }
         let literals = rule_literals(&rules);
-        let requirements: Vec<Option<Vec<String>>> = selections
+        let mut requirements: Vec<Option<Vec<String>>> = selections
             .iter()
             .map(|s| s.query.as_ref().and_then(Query::required_literals))
             .collect();
+        let mut gated = Vec::new();
+        if triggers && prefilter {
+            for (req, sel) in requirements.iter_mut().zip(&selections) {
+                if req.is_none()
+                    && sel.why == Why::Rule
+                    && let Some(trigger) = sel.query.as_ref().and_then(Query::trigger)
+                {
+                    *req = Some(trigger.literals);
+                    gated.push(sel.rule);
+                }
+            }
+        }
         let conjuncts: Vec<Vec<Vec<String>>> = selections
             .iter()
             .map(|s| {
@@ -139,12 +218,30 @@ impl Matcher {
         } else {
             None
         };
-        let prefilter = if prefilter {
+        let prefilter = if !prefilter {
+            Prefilter::Everything
+        } else if gated.is_empty() {
             literals.clone()
         } else {
-            Prefilter::Everything
+            searched(&requirements)
         };
+        let counted_by = selections
+            .iter()
+            .map(|sel| {
+                let trigger = sel.query.as_ref().and_then(Query::trigger)?;
+                // A `RecordType` is read, not searched: such a trigger is not checked.
+                let searchable = trigger
+                    .literals
+                    .iter()
+                    .all(|l| crate::field::marked_record_type(l).is_none());
+                (sel.why == Why::Rule && !gated.contains(&sel.rule) && searchable)
+                    .then(|| Prefilter::from_literals(trigger.literals))
+            })
+            .collect();
         Matcher {
+            derived: derived_fields(&selections),
+            counted_by,
+            gated,
             rules,
             selections,
             prefilter,
@@ -190,6 +287,9 @@ impl Matcher {
             // Every record it parses is selected: nothing to decide on demand.
             on_demand: false,
             enrichment: Default::default(),
+            gated: Vec::new(),
+            derived: vec![false],
+            counted_by: Vec::new(),
         }
     }
 
@@ -332,6 +432,35 @@ fn rule_literals(rules: &[Rule]) -> Prefilter {
             .iter()
             .flat_map(|r| std::iter::once(&r.query).chain(&r.contexts)),
     )
+}
+
+/// The search for selections' literals (each `None`: every record is a candidate), as
+/// [`Prefilter::for_queries`] makes it from their queries.
+fn searched(requirements: &[Option<Vec<String>>]) -> Prefilter {
+    let mut literals = Vec::new();
+    for req in requirements {
+        match req {
+            Some(set) => literals.extend(
+                set.iter()
+                    .filter(|l| crate::field::marked_record_type(l).is_none())
+                    .cloned(),
+            ),
+            None => return Prefilter::Everything,
+        }
+    }
+    Prefilter::from_literals(literals)
+}
+
+/// Per selection, whether its query reads a derived field (user agent, GeoIP).
+fn derived_fields(selections: &[Selection]) -> Vec<bool> {
+    selections
+        .iter()
+        .map(|s| {
+            s.query
+                .as_ref()
+                .is_some_and(|q| q.fields().iter().any(|f| matches!(f, Field::Derived(_))))
+        })
+        .collect()
 }
 
 /// Receives each selected record: what a pass keeps of it. Implementations are
@@ -932,9 +1061,10 @@ fn any_selected(record: &dyn Fields<Field>, m: &Matcher, route: Option<&[u32]>) 
     // A query that reads a derived field (user agent, GeoIP) is not judged on demand:
     // the enrichment is not in that view, so the record is parsed in full for it.
     let selects = |i: usize| {
-        m.selections[i].query.as_ref().is_none_or(|q| {
-            q.fields().iter().any(|f| matches!(f, Field::Derived(_))) || q.matches(record)
-        })
+        m.selections[i]
+            .query
+            .as_ref()
+            .is_none_or(|q| m.derived[i] || q.matches(record))
     };
     match route {
         Some(route) => route.iter().any(|&i| selects(i as usize)),
@@ -978,11 +1108,23 @@ fn judge<S: Sink>(
         Some(route) => route.iter().for_each(|&i| consider(i as usize)),
         None => (0..m.selections.len()).for_each(consider),
     }
-    if hits.iter().any(|&i| m.selections[i].why == Why::Rule) {
+    // A rule with a trigger counts a match only on a record holding its trigger's
+    // literal (what a pass that gates it evaluates first).
+    let counted = |i: usize| {
+        m.selections[i].why == Why::Rule
+            && m.counted_by
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_none_or(|p| p.find(text).is_some())
+    };
+    if hits.iter().any(|&i| counted(i)) {
         out.counts.matched += 1;
     } else {
         out.counts.not_matched += 1;
-        out.counts.context += u64::from(!hits.is_empty());
+        out.counts.context += u64::from(
+            hits.iter()
+                .any(|&i| matches!(m.selections[i].why, Why::Context(_))),
+        );
     }
     if !hits.is_empty() {
         let mut cx = SinkCx {

@@ -497,7 +497,7 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
             .unwrap_or_default()
     };
     let attributed = context_records.iter().map(|r| r.attributed).sum();
-    let matcher = stages::first_matcher(&first.config);
+    let matcher = stages::run_matcher(&first.config);
     let stats = RunStats {
         wall: longest(&checked.scan) + longest(&checked.context),
         threads: checked
@@ -507,8 +507,14 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
             .max()
             .unwrap_or(0),
         chunk_size: checked.scan[0].file.stats.chunk_size,
-        rules: stages::rule_stats(&matcher, &first.folded.partial.evaluated),
+        rules: stages::rule_stats(
+            &matcher,
+            &first.folded.partial.evaluated,
+            &first.plan.matched,
+        ),
         routed_literals: matcher.router().map(|r| r.literals()),
+        // A shard evaluates every rule on every record: no rule waits for a trigger.
+        triggers: None,
         scan,
         context: context_ran.then(|| {
             let mut stats = partial::merge_stats(&context_records.iter().collect::<Vec<_>>());

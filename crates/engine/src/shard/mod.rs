@@ -31,6 +31,7 @@ pub use crate::scan::{Piece, Unit};
 use crate::analysis::context::Activity;
 use crate::config::Config;
 use crate::error::Error;
+use crate::findings::Harvest;
 use crate::scan::Pass;
 use crate::stages::{self, Found};
 use ualhunt_input::Input;
@@ -146,11 +147,38 @@ pub fn run(
     let mut passes = Vec::new();
     let (stage, scan, contexts) = match context {
         None => {
-            let matcher = stages::first_matcher(config);
-            let (results, stats) = pool.install(|| {
-                crate::scan::scan_units(&found.inputs, &units, Pass::new(&matcher, &()), config)
+            let matcher = stages::run_matcher(config);
+            let (mut results, stats) = pool.install(|| {
+                crate::scan::scan_units::<Harvest>(
+                    &found.inputs,
+                    &units,
+                    Pass::new(&matcher, &()),
+                    config,
+                )
             });
             passes.push(PassRecord::new(&stats, 0));
+            if !matcher.gated().is_empty() {
+                // The rules searched for by their trigger: a shard cannot know the other
+                // shards' triggers, so it reads every record of its share again for them
+                // (the single run, only the runs around its triggers); the merge replays
+                // them as the single run does, with the same line accounting.
+                let gated = matcher.gated();
+                let again = stages::gated_matcher(config, gated);
+                let (second, _) = pool.install(|| {
+                    crate::scan::scan_units::<Harvest>(
+                        &found.inputs,
+                        &units,
+                        Pass::new(&again, &()),
+                        config,
+                    )
+                });
+                for (unit, more) in results.iter_mut().zip(second) {
+                    let findings = &mut unit.partial.sink.findings;
+                    findings.retain(|f| !gated.contains(&f.rule));
+                    findings.extend(more.partial.sink.findings);
+                    findings.sort_by_key(|f| (f.at, f.rule, f.why));
+                }
+            }
             let empty = crate::warnings::empty_directories(&config.paths, &found.inputs);
             let scan = ScanPart {
                 discover_errors: found.errors.iter().map(Into::into).collect(),

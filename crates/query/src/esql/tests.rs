@@ -424,6 +424,90 @@ fn literals_come_from_where_clauses_on_record_fields() {
     assert!(broad.required_conjuncts().is_empty());
 }
 
+/// The suspicious-source rule's shape: no literal for its rows, but its groups pass
+/// only with a network alert in them, which holds one.
+const GATED: &str = "from x | where to_ip(source.ip) is not null \
+     | keep source.ip, kibana.alert.rule.rule_id, data_stream.dataset \
+     | eval alert = case(kibana.alert.rule.rule_id == \"eb079c62\" and not data_stream.dataset in (\"o365.audit\"), to_ip(source.ip)), \
+            mail = case(data_stream.dataset == \"o365.audit\", to_ip(source.ip)) \
+     | stats n = count(*), alerts = count_distinct(alert), mails = count_distinct(mail) by ip = to_ip(source.ip) \
+     | where alerts > 0 and (mails > 0 or n > 5)";
+
+#[test]
+fn a_where_over_an_aggregate_of_a_case_column_is_a_trigger() {
+    let query = q(GATED);
+    assert_eq!(query.required_literals(), None);
+    let trigger = query.trigger().expect("a trigger");
+    assert_eq!(trigger.literals, vec!["eb079c62".to_string()]);
+    assert_eq!(trigger.column, "alerts");
+    let alert = Rec(vec![
+        ("source.ip", vec!["81.2.69.160"]),
+        ("kibana.alert.rule.rule_id", vec!["eb079c62"]),
+        ("data_stream.dataset", vec!["panw.panos"]),
+    ]);
+    let mail = Rec(vec![
+        ("source.ip", vec!["81.2.69.160"]),
+        ("data_stream.dataset", vec!["o365.audit"]),
+    ]);
+    let fires = |r: &Rec| query.rows(r).iter().any(|row| trigger.fires(row));
+    assert!(fires(&alert));
+    assert!(!fires(&mail));
+    // The group with the trigger passes; without it, nothing does.
+    let both = [query.rows(&mail), query.rows(&alert)].concat();
+    assert_eq!(query.finish(both).len(), 1);
+    assert!(query.finish(query.rows(&mail)).is_empty());
+}
+
+#[test]
+fn conditions_true_at_no_values_or_after_a_new_row_are_no_trigger() {
+    let with = |post: &str| {
+        q(&format!(
+            "from x | eval a = case(f == \"lit\", 1) | stats c = count(a), v = values(a), k = count(*) by g {post}"
+        ))
+        .trigger()
+        .map(|t| t.column)
+    };
+    for gated in [
+        "| where c > 0",
+        "| where c >= 1",
+        "| where 0 < c",
+        "| where c != 0",
+        "| where c == 2",
+        "| where v is not null",
+        "| where v == 1",
+        "| sort g | where c > 0 and k > 3",
+    ] {
+        assert!(with(gated).is_some(), "{gated}");
+    }
+    for open in [
+        "| where c >= 0",
+        "| where c < 3",
+        "| where c == 0",
+        "| where c > 0 or k > 3",
+        "| where k > 0",
+        "| where c is not null",
+        "| where v is null",
+        // A column made again is not the aggregate any more.
+        "| eval c = k | where c > 0",
+        // A STATS without BY gives a row over no input.
+        "| stats z = count(*) | where c > 0",
+    ] {
+        assert_eq!(with(open), None, "{open}");
+    }
+    // An `else` with no literal, or an argument no literal guards, gives none.
+    let open = q("from x | eval a = case(f == \"lit\", 1, 2) | stats c = count(a) | where c > 0");
+    assert!(open.trigger().is_none());
+    let field = q("from x | stats c = count(f) | where c > 0");
+    assert!(field.trigger().is_none());
+    let both = q(
+        "from x | eval a = case(f == \"lit\", 1, g == \"other\", 2) | stats c = count(a) | where c > 0",
+    );
+    assert_eq!(
+        both.trigger().unwrap().literals,
+        vec!["lit".to_string(), "other".to_string()]
+    );
+}
+
 #[test]
 fn lexing_names_strings_and_comments() {
     let query = q(
