@@ -148,7 +148,13 @@ pub fn run(
         None => {
             let matcher = stages::first_matcher(config);
             let (results, stats) = pool.install(|| {
-                crate::scan::scan_units(&found.inputs, &units, Pass::new(&matcher, &()), config)
+                crate::scan::scan_units(
+                    &found.inputs,
+                    &units,
+                    &[],
+                    Pass::new(&matcher, &()),
+                    config,
+                )
             });
             passes.push(PassRecord::new(&stats, 0));
             let empty = crate::warnings::empty_directories(&config.paths, &found.inputs);
@@ -171,10 +177,16 @@ pub fn run(
                 let Some(spec) = spec else { continue };
                 let watch = spec.watch();
                 let matcher = stages::context_matcher(config, &watch);
+                // Only where the first stage's index points (as an unsharded run reads).
+                let within = match plan_file.reads.iter().find(|(r, _)| r == rule) {
+                    Some((_, within)) if !config.context_full_read => &within[..],
+                    _ => &[][..],
+                };
                 let (results, stats) = pool.install(|| {
                     crate::scan::scan_units(
                         &found.inputs,
                         &units,
+                        within,
                         Pass::<Activity>::new(&matcher, &watch),
                         config,
                     )
