@@ -201,7 +201,7 @@ pub struct UnitResult<S> {
 
 /// One pass over some units of the inputs (in parallel), their results in unit order;
 /// the returned statistics count no lines (the caller merges). `within` as in
-/// [`scan_all_within`]; a piece of a file reads the stretches inside it, its positions
+/// `scan_all_within`; a piece of a file reads the stretches inside it, its positions
 /// then the file's own ([`UnitResult::absolute`]).
 pub fn scan_units<S: Sink>(
     inputs: &[Input],
