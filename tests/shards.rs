@@ -408,3 +408,90 @@ fn shard_auto_reads_the_scheduler_and_stdin_is_refused() {
         .assert()
         .code(2);
 }
+
+/// A year for the context stage: two closed bypass periods in 365 days (the context
+/// pass needs a small share of it), as a plain file that shards cut into
+/// pieces and a gzip file read whole with its seek points.
+fn long_span(dir: &Path, seed: u64) -> PathBuf {
+    let root = dir.join("long");
+    std::fs::create_dir_all(&root).unwrap();
+    let opts = GenOptions {
+        size: 600_000,
+        seed,
+        shape: GenShape::Ual,
+        rate: 0.0,
+        key_order: Default::default(),
+    };
+    let story = |seed| {
+        let mut out = Vec::new();
+        let line = Storyline {
+            days: 365,
+            plot: ualhunt_generate::Plot::TwoPeriods,
+        };
+        generate_with(
+            &GenOptions {
+                seed,
+                ..opts.clone()
+            },
+            Some(line),
+            &mut out,
+        )
+        .unwrap();
+        out
+    };
+    std::fs::write(root.join("a.jsonl"), story(seed)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&story(seed + 1)).unwrap();
+    std::fs::write(root.join("b.jsonl.gz"), gz.finish().unwrap()).unwrap();
+    root
+}
+
+/// The context pass's bytes read (scanned and inflated only to reach them) and the
+/// first pass's bytes.
+fn context_read(report: &ualhunt_engine::Report) -> (u64, u64) {
+    let read = report
+        .stats
+        .context
+        .as_ref()
+        .map_or(0, |(p, _)| p.bytes + p.lead_in);
+    (read, report.stats.scan.bytes)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, .. ProptestConfig::default() })]
+
+    /// The context stage of a sharded run reads only what the first stage's index points
+    /// to (pieces of a plain file the stretches inside them, a gzip file from its seek
+    /// points), and the merge is still the single run's report.
+    #[test]
+    fn the_sharded_context_stage_reads_only_where_the_index_points(
+        seed in 0u64..1000,
+        count in 2u32..6,
+        chunk in prop_oneof![Just(4usize << 20), 2048usize..65536],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = long_span(dir.path(), seed);
+        let mut config = Config::new(vec![root]);
+        config.chunk_size = chunk;
+        // Index spans of a few records, seek points every 16 KiB of text.
+        config.scan_block = 8 << 10;
+        config.seek_spacing = 16 << 10;
+        let single = ualhunt_engine::run(&config).unwrap();
+        let merged = sharded(&config, count, dir.path());
+        for (f, (a, b)) in FORMATS.iter().zip(render(&single).iter().zip(&render(&merged))) {
+            prop_assert!(a == b, "{count} shards, {f:?} differs:\n{}\n---\n{}",
+                String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        }
+        let (read, total) = context_read(&merged);
+        let (single_read, single_total) = context_read(&single);
+        prop_assert_eq!(total, single_total);
+        prop_assert!(single_read < total / 2, "single run read {single_read} of {total}");
+        prop_assert!(read < total / 2, "{count} shards: the context stage read {read} of {total}");
+        // And a full read, as the stage did before, gives the same report.
+        let mut full = config.clone();
+        full.context_full_read = true;
+        let all = sharded(&full, count, &dir.path().join("full"));
+        prop_assert_eq!(context_read(&all).0, total);
+        prop_assert!(render(&all) == render(&merged));
+    }
+}

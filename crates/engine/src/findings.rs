@@ -213,9 +213,9 @@ pub struct Partial<S> {
     #[serde(default)]
     pub index: Vec<crate::index::Span>,
     /// The first pass's seek points of each compressed file it read whole without
-    /// error (`crate::index`); empty in other passes. Not written into a shard's
-    /// partial: the context stage of a sharded run does not use them yet.
-    #[serde(skip)]
+    /// error (`crate::index`); empty in other passes. A shard's partial carries them to
+    /// the context plan, from which the context stage inflates only what it reads.
+    #[serde(default)]
     pub seeks: Vec<crate::index::Seekable>,
     /// What the sink kept.
     pub sink: S,

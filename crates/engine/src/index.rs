@@ -126,7 +126,7 @@ impl Times {
 }
 
 /// A byte range of an input to read, with the lines before it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stretch {
     /// The bytes (line-aligned: they start at a line start and end after a newline or
     /// at the end of the input).
@@ -137,7 +137,7 @@ pub struct Stretch {
 
 /// What the context pass reads of one input: some stretches of it, as the index
 /// described it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Within {
     /// The input's length (decompressed) when the index was made: an input of another
     /// length has changed and is read whole.
@@ -146,6 +146,49 @@ pub struct Within {
     pub stretches: Vec<Stretch>,
     /// A compressed file's seek points.
     pub seek: Option<Seekable>,
+}
+
+impl Within {
+    /// The same stretches, those that meet end to start joined into one.
+    pub fn joined(&self) -> Within {
+        let mut stretches: Vec<Stretch> = Vec::with_capacity(self.stretches.len());
+        for s in &self.stretches {
+            match stretches.last_mut() {
+                Some(last) if last.bytes.end == s.bytes.start => last.bytes.end = s.bytes.end,
+                _ => stretches.push(s.clone()),
+            }
+        }
+        Within {
+            len: self.len,
+            stretches,
+            seek: self.seek.clone(),
+        }
+    }
+
+    /// The stretches inside `bytes` (a piece of the input, in a sharded run), joined;
+    /// `None` when a stretch runs across one of its ends (the index was not made on
+    /// the same piece boundaries: the piece is then read whole).
+    pub fn inside(&self, bytes: Range<u64>) -> Option<Within> {
+        let mut stretches = Vec::new();
+        for s in &self.stretches {
+            let (a, b) = (s.bytes.start, s.bytes.end);
+            if b <= bytes.start || a >= bytes.end {
+                continue;
+            }
+            if a < bytes.start || b > bytes.end {
+                return None;
+            }
+            stretches.push(s.clone());
+        }
+        Some(
+            Within {
+                len: self.len,
+                stretches,
+                seek: None,
+            }
+            .joined(),
+        )
+    }
 }
 
 /// What the context pass reads of each of `inputs` inputs, from an index in input
@@ -158,6 +201,28 @@ pub fn within_each(
     inputs: usize,
     times: &Times,
 ) -> Vec<Option<Within>> {
+    within_each_as(index, seeks, inputs, times, true)
+}
+
+/// [`within_each`] with each needed span a stretch of its own (not joined to the next):
+/// a sharded run's context plan, whose shards each read the stretches inside their
+/// pieces of a file ([`Within::inside`]), the pieces' boundaries being span boundaries.
+pub fn spans_each(
+    index: &[Span],
+    seeks: &[Seekable],
+    inputs: usize,
+    times: &Times,
+) -> Vec<Option<Within>> {
+    within_each_as(index, seeks, inputs, times, false)
+}
+
+fn within_each_as(
+    index: &[Span],
+    seeks: &[Seekable],
+    inputs: usize,
+    times: &Times,
+    join: bool,
+) -> Vec<Option<Within>> {
     // Up to the last input the index describes: the others are read whole anyway.
     let described = index
         .iter()
@@ -169,7 +234,7 @@ pub fn within_each(
         if let Some(slot) = out.get_mut(spans[0].input as usize) {
             // An input with two runs of spans is not in input order: read it whole.
             *slot = match slot {
-                None => within(spans, times),
+                None => within_as(spans, times, join),
                 Some(_) => None,
             };
         }
@@ -186,6 +251,10 @@ pub fn within_each(
 /// time is in `times`, adjacent needed spans joined; `None` when the spans do not
 /// tile the input from its start (then it is read whole).
 pub fn within(spans: &[Span], times: &Times) -> Option<Within> {
+    within_as(spans, times, true)
+}
+
+fn within_as(spans: &[Span], times: &Times, join: bool) -> Option<Within> {
     let mut at = 0u64;
     let mut line = 0u64;
     let mut out: Vec<Stretch> = Vec::new();
@@ -197,7 +266,7 @@ pub fn within(spans: &[Span], times: &Times) -> Option<Within> {
         }
         if s.needed(times) {
             match out.last_mut() {
-                Some(last) if last.bytes.end == s.offset => last.bytes.end += s.len,
+                Some(last) if join && last.bytes.end == s.offset => last.bytes.end += s.len,
                 _ => out.push(Stretch {
                     bytes: s.offset..s.offset + s.len,
                     line: s.line,

@@ -111,6 +111,8 @@ struct FileResult<S> {
     read_time: Duration,
     compressed_bytes: u64,
     lead_in: u64,
+    /// A piece read only where the index points: positions are the input's own.
+    absolute: bool,
 }
 
 impl<S: Sink> FileResult<S> {
@@ -127,6 +129,7 @@ impl<S: Sink> FileResult<S> {
             read_time: Duration::ZERO,
             compressed_bytes: 0,
             lead_in: 0,
+            absolute: false,
         }
     }
 
@@ -183,8 +186,11 @@ pub(crate) fn scan_all_within<S: Sink>(
 
 /// What reading one unit (an input, or a piece of one) gave.
 pub struct UnitResult<S> {
-    /// Its partial result; a piece's positions are relative to the piece's start.
+    /// Its partial result; a piece's positions are relative to the piece's start,
+    /// unless `absolute`.
     pub partial: Partial<S>,
+    /// A piece read only where the index points: its positions are the input's own.
+    pub absolute: bool,
     /// Bytes scanned (decompressed).
     pub bytes: u64,
     /// Why it could not be read in full.
@@ -194,16 +200,19 @@ pub struct UnitResult<S> {
 }
 
 /// One pass over some units of the inputs (in parallel), their results in unit order;
-/// the returned statistics count no lines (the caller merges).
+/// the returned statistics count no lines (the caller merges). `within` as in
+/// `scan_all_within`; a piece of a file reads the stretches inside it, its positions
+/// then the file's own ([`UnitResult::absolute`]).
 pub fn scan_units<S: Sink>(
     inputs: &[Input],
     units: &[Unit],
+    within: &[Option<crate::index::Within>],
     pass: Pass<'_, S>,
     config: &Config,
 ) -> (Vec<UnitResult<S>>, PassStats) {
     let mut out = Vec::with_capacity(units.len());
     let unit = |k: usize| units[k].clone();
-    let stats = scan_units_each(inputs, units.len(), unit, &[], pass, config, |r| {
+    let stats = scan_units_each(inputs, units.len(), unit, within, pass, config, |r| {
         out.push(r)
     });
     (out, stats)
@@ -262,6 +271,7 @@ fn scan_units_each<S: Sink>(
             compressed_bytes += r.compressed_bytes;
             lead_in += r.lead_in;
             each(UnitResult {
+                absolute: r.absolute,
                 partial: r.partial,
                 bytes: r.bytes,
                 error: r.error,
@@ -495,13 +505,26 @@ fn scan_mapped<S: Sink>(
         result.warning = Layout::doubt(&data[..data.len().min(SNIFF)]);
     }
     if let Some(only) = only
-        && piece.is_none()
         && only.len == data.len() as u64
         && valid_bytes(mapped).is_none()
     {
-        let mut result = scan_stretches(file, data, &only.stretches, result, pass, config);
-        changed(&mut result, input, mapped);
-        return result;
+        // A piece of a sharded run reads the stretches inside it (its boundaries are
+        // the index's span boundaries), at the file's own positions.
+        let (only, absolute) = match piece {
+            None => (Some(only.joined()), false),
+            Some(p) => {
+                let r = p.range(data.len() as u64);
+                let start = ualhunt_input::chunk::align(data, r.start);
+                let end = ualhunt_input::chunk::align(data, r.end).max(start);
+                (only.inside(start as u64..end as u64), true)
+            }
+        };
+        if let Some(only) = only {
+            let mut result = scan_stretches(file, data, &only.stretches, result, pass, config);
+            result.absolute = absolute;
+            changed(&mut result, input, mapped);
+            return result;
+        }
     }
     // A piece is read from the line start at or after its nominal start up to the line
     // start at or after its nominal end.
@@ -624,7 +647,7 @@ fn scan_seeking<S: Sink>(
     let mut whole = Partial::<S>::default();
     // The reader in use, and the decompressed offset it has reached.
     let mut reading: Option<(Shared, u64)> = None;
-    for s in &only.stretches {
+    for s in &only.joined().stretches {
         let (start, len) = (s.bytes.start, s.bytes.end - s.bytes.start);
         let point = seek.before(start);
         let from = point.map_or(0, |p| p.out);

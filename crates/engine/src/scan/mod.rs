@@ -733,9 +733,9 @@ fn scan_prefiltered<S: Sink>(
                     next += 1;
                 }
                 let line = &data[line_start..nl];
-                // The tally reads a canonical record's `RecordType` on its way; the
+                // The tally reads the record's `RecordType` on its way; the
                 // `RecordType` lane takes it from there.
-                let canonical_type = if m.coverage && !line_blank {
+                let probed_type = if m.coverage && !line_blank {
                     tally.record(line)
                 } else {
                     None
@@ -745,7 +745,7 @@ fn scan_prefiltered<S: Sink>(
                     && line_start >= taken_before
                     && (next == 0 || cands[next - 1].0 != line_start)
                 {
-                    let number = match canonical_type {
+                    let number = match probed_type {
                         Some(v) => crate::coverage::record_type_value_number(v),
                         None => crate::coverage::record_type_number(line),
                     };

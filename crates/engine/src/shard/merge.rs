@@ -240,6 +240,8 @@ struct Open<S> {
     next_start: u64,
     /// Where this file's errors begin in the merged list.
     errors_from: usize,
+    /// Whether its pieces were read where the index points, positions the file's own.
+    absolute: bool,
 }
 
 fn fold<S: Merge>(
@@ -290,12 +292,25 @@ fn fold<S: Merge>(
                 partial: s.partial,
                 next_start: 0,
                 errors_from: out.errors.len(),
+                absolute: s.absolute,
             }
         } else {
             match open.take() {
+                // Every piece of a file is read the same way (the index is the whole
+                // file's): a mix would shift positions that are already the file's.
+                Some(o) if o.input == first && o.absolute != s.absolute => {
+                    return Err(MergeError::Plan(format!(
+                        "{path}: input {first} was read in pieces of two kinds by the context stage (changed under the run?)"
+                    )));
+                }
                 Some(mut o) if o.input == first && o.next_start == piece.start => {
-                    // Positions in this piece shift by the lines and bytes before it.
-                    o.partial.append(s.partial);
+                    if s.absolute {
+                        // Read where the index points: positions are the file's own.
+                        o.partial.absorb_file(s.partial);
+                    } else {
+                        // Positions in this piece shift by the lines and bytes before it.
+                        o.partial.append(s.partial);
+                    }
                     o
                 }
                 _ => return Err(misplaced(&path, first)),
@@ -412,6 +427,20 @@ pub fn context_plan(
         });
     }
     let first = first_stage(&mut checked, today)?;
+    let index = &first.folded.partial;
+    let inputs = usize::try_from(checked.key.inputs).unwrap_or(usize::MAX);
+    // What each context pass reads, span by span: each shard keeps those inside its
+    // pieces.
+    let reads = first
+        .plan
+        .rules
+        .iter()
+        .filter_map(|(r, w)| {
+            let w = w.as_ref()?;
+            let each = crate::index::spans_each(&index.index, &index.seeks, inputs, &w.times());
+            Some((*r, each))
+        })
+        .collect();
     Ok(ContextPlanFile {
         format: CONTEXT_FORMAT.to_string(),
         version: VERSION,
@@ -423,6 +452,7 @@ pub fn context_plan(
             .iter()
             .map(|(r, w)| (*r, w.as_ref().map(WatchSpec::new)))
             .collect(),
+        reads,
     })
 }
 

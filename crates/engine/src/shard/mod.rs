@@ -152,6 +152,7 @@ pub fn run(
                 crate::scan::scan_units::<Harvest>(
                     &found.inputs,
                     &units,
+                    &[],
                     Pass::new(&matcher, &()),
                     config,
                 )
@@ -168,6 +169,7 @@ pub fn run(
                     crate::scan::scan_units::<Harvest>(
                         &found.inputs,
                         &units,
+                        &[],
                         Pass::new(&again, &()),
                         config,
                     )
@@ -199,10 +201,16 @@ pub fn run(
                 let Some(spec) = spec else { continue };
                 let watch = spec.watch();
                 let matcher = stages::context_matcher(config, &watch);
+                // Only where the first stage's index points (as an unsharded run reads).
+                let within = match plan_file.reads.iter().find(|(r, _)| r == rule) {
+                    Some((_, within)) if !config.context_full_read => &within[..],
+                    _ => &[][..],
+                };
                 let (results, stats) = pool.install(|| {
                     crate::scan::scan_units(
                         &found.inputs,
                         &units,
+                        within,
                         Pass::<Activity>::new(&matcher, &watch),
                         config,
                     )

@@ -31,7 +31,7 @@ pub const PARTIAL_FORMAT: &str = "ualhunt-partial";
 /// The `format` of a context plan.
 pub const CONTEXT_FORMAT: &str = "ualhunt-context-plan";
 /// The version of both formats; a reader refuses any other.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Which stage of a sharded run wrote a partial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,8 +279,14 @@ pub struct Segment<S> {
     pub names: Vec<String>,
     /// Their zip members.
     pub members: Vec<Option<String>>,
-    /// `Some`: a piece of the input (its positions relative to the piece's start).
+    /// `Some`: a piece of the input (its positions relative to the piece's start,
+    /// unless `absolute`).
     pub piece: Option<Piece>,
+    /// A piece read by the context stage only where the first pass's index points
+    /// (`index::Within::inside`): its positions are the input's own, not shifted when
+    /// merged.
+    #[serde(default)]
+    pub absolute: bool,
     /// Bytes scanned (decompressed).
     pub bytes: u64,
     /// The merged partial result.
@@ -510,6 +516,12 @@ pub struct ContextPlanFile {
     /// Each rule with the bypass investigation, in rule order, and whom its context pass
     /// watches (`None`: no pass).
     pub rules: Vec<(u16, Option<WatchSpec>)>,
+    /// For each rule whose context pass runs, what it reads of each input, from the
+    /// first stage's block index and seek points (`index::spans_each`: one stretch per
+    /// needed span, so that each shard takes those inside its pieces); an input without
+    /// an entry is read whole.
+    #[serde(default)]
+    pub reads: Vec<(u16, Vec<Option<crate::index::Within>>)>,
 }
 
 impl ContextPlanFile {
@@ -654,6 +666,7 @@ pub(crate) fn segments<S: crate::findings::Merge>(
                 names: Vec::new(),
                 members: Vec::new(),
                 piece: u.piece,
+                absolute: false,
                 bytes: 0,
                 partial: Partial::default(),
                 errors: Vec::new(),
@@ -665,6 +678,7 @@ pub(crate) fn segments<S: crate::findings::Merge>(
         s.names.push(inputs[i].display());
         s.members.push(inputs[i].member());
         s.bytes += r.bytes;
+        s.absolute |= r.absolute;
         s.partial.absorb_file(r.partial);
         s.errors.extend(r.error.as_ref().map(ErrorRecord::from));
         s.warnings
