@@ -1119,16 +1119,24 @@ fn actors(s: &mut String, report: &Report) {
                 s.push_str("<br>");
             }
             let flag = match t.flag {
-                Some(true) => r#"<b class="red">on</b>"#,
-                Some(false) => r#"<span class="green">off</span>"#,
-                None => "?",
+                _ if !t.has_state(&report.items) => "",
+                Some(true) => r#"<b class="red">on</b>, "#,
+                Some(false) => r#"<span class="green">off</span>, "#,
+                None => "?, ",
             };
             w!(
                 s,
-                "{} ({flag}, {})",
+                "{} ({flag}{})",
                 Brk(t.identity.as_deref().unwrap_or("(none)")),
                 num(t.events)
             );
+            if report.rules.len() > 1 {
+                w!(
+                    s,
+                    r#" <span class="muted">{}</span>"#,
+                    Txt(&report.rules[usize::from(t.rule)].shown_name())
+                );
+            }
         }
         if a.targets.len() > LIST_MAX {
             w!(
