@@ -173,9 +173,8 @@ fn each_rule_has_its_own_targets_and_only_the_bypass_has_a_state() {
         .expect("the admin's findings");
     let targets = adm["targets"].as_array().unwrap();
     let bypass_id = "675239ea-c1bc-4467-a6d3-b9e2cc7f676d";
-    let of = |rule: &str| -> Vec<&Json> {
-        targets.iter().filter(|t| t["rule_id"] == rule).collect()
-    };
+    let of =
+        |rule: &str| -> Vec<&Json> { targets.iter().filter(|t| t["rule_id"] == rule).collect() };
     let bypassed = of(bypass_id);
     assert_eq!(bypassed.len(), 1, "{targets:?}");
     assert_eq!(bypassed[0]["identity"], ALEX);
@@ -197,9 +196,7 @@ fn each_rule_has_its_own_targets_and_only_the_bypass_has_a_state() {
     assert!(!table.contains("(on, 3)"), "{table}");
     assert!(!table.contains("(?,"), "{table}");
     assert!(
-        table.contains(&format!(
-            "Exchange Management Role Assigned: {ALEX} (2)"
-        )),
+        table.contains(&format!("Exchange Management Role Assigned: {ALEX} (2)")),
         "which rule hit which target: {table}"
     );
     assert!(table.contains(&format!("{ALEX} (on, 1)")), "{table}");
@@ -219,10 +216,7 @@ fn rule_matches_in_the_table_carry_path_and_line() {
         period.contains(&format!("set by {ADM} ({archive}:1)")),
         "{period}"
     );
-    let related: Vec<&str> = table
-        .lines()
-        .filter(|l| l.contains("(changer)"))
-        .collect();
+    let related: Vec<&str> = table.lines().filter(|l| l.contains("(changer)")).collect();
     assert_eq!(related.len(), 3, "{table}");
     for (line, n) in related.iter().zip([2, 3, 4]) {
         assert!(line.ends_with(&format!("  {archive}:{n}")), "{line}");
@@ -253,7 +247,9 @@ fn ecs_messages_say_who_did_what_to_whom_and_actions_are_spelled_raw() {
         .collect();
     assert_eq!(
         role[0]["message"],
-        format!("Exchange Management Role Assigned: New-ManagementRoleAssignment by {ADM} on {ALEX}")
+        format!(
+            "Exchange Management Role Assigned: New-ManagementRoleAssignment by {ADM} on {ALEX}"
+        )
     );
     assert_eq!(role[0]["event"]["action"], "New-ManagementRoleAssignment");
     let user = docs
@@ -302,7 +298,11 @@ fn overlapping() -> (tempfile::TempDir, Vec<String>) {
     let no_id = mailbox("", "2024-03-05T13:00:00", ALEX).replace(r#""Id":"","#, "");
     let a = dir.path().join("a.jsonl");
     let b = dir.path().join("b.jsonl");
-    std::fs::write(&a, [enable.clone(), read.clone(), no_id.clone()].join("\n") + "\n").unwrap();
+    std::fs::write(
+        &a,
+        [enable.clone(), read.clone(), no_id.clone()].join("\n") + "\n",
+    )
+    .unwrap();
     std::fs::write(&b, [read, enable, later, no_id].join("\n") + "\n").unwrap();
     let paths = [a, b].map(|p| p.display().to_string()).to_vec();
     (dir, paths)

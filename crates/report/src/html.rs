@@ -1744,6 +1744,7 @@ mod tests {
                     .collect();
                 a.targets = (0..500)
                     .map(|n| ualhunt_engine::analysis::actors::Target {
+                        rule: 0,
                         identity: Some(format!("mbx-{n}").into()),
                         events: 1,
                         flag: Some(true),

@@ -120,7 +120,10 @@ fn targets_cell(a: &ActorFindings, report: &Report) -> String {
             format!(
                 "{}: {}",
                 terminal_safe(&report.rules[usize::from(r)].shown_name()),
-                listing(list.into_iter().map(|t| target_text(t, report)), TARGETS_MAX)
+                listing(
+                    list.into_iter().map(|t| target_text(t, report)),
+                    TARGETS_MAX
+                )
             )
         })
         .collect();

@@ -211,7 +211,10 @@ fn or<'a>(text: Option<&'a str>, missing: &'a str) -> &'a str {
 fn what_happened(f: &Finding, items: &Items) -> String {
     let actor = or(f.actor.as_deref(), "(unknown actor)");
     let action = f.action.as_deref().filter(|a| !a.trim().is_empty());
-    match (action, evidence_text(f, items.target).filter(|t| !t.is_empty())) {
+    match (
+        action,
+        evidence_text(f, items.target).filter(|t| !t.is_empty()),
+    ) {
         (Some(action), Some(target)) => format!("{action} by {actor} on {target}"),
         (Some(action), None) => format!("{action} by {actor}"),
         (None, Some(target)) => format!("a record by {actor} on {target}"),

@@ -156,10 +156,12 @@ pub fn group(evidence: Vec<Evidence>, rules: &[Rule]) -> Vec<ActorFindings> {
         .collect()
 }
 
+/// A target's key while counting: its rule and identity.
+type TargetKey<'a> = (u16, Option<&'a Text>);
+
 /// Per-rule, per-target counts and last flag (evidence in evidence order).
 fn targets(evidence: &[Evidence], rules: &[Rule]) -> Vec<Target> {
-    let mut targets: FxHashMap<(u16, Option<&Text>), (u64, Option<bool>)> =
-        FxHashMap::default();
+    let mut targets: FxHashMap<TargetKey, (u64, Option<bool>)> = FxHashMap::default();
     for e in evidence {
         let f = &e.finding;
         let rule = &rules[usize::from(f.rule)];

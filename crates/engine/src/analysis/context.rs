@@ -258,14 +258,20 @@ pub struct Tampering {
     pub key: Option<u128>,
 }
 
-/// A record id as 16 bytes: a GUID (how Microsoft 365 spells `Id`) as its 128 bits,
-/// any other id as the first 16 bytes of its SHA-256 (the two cannot be told apart by
-/// chance: 2^-128).
+/// A record id as 16 bytes: a GUID in lower case (how Microsoft 365 spells `Id`) as its
+/// 128 bits, any other id (an upper-case GUID too: ids compare as written) as the first
+/// 16 bytes of its SHA-256 (two ids meet by chance with odds of 2^-128).
 pub fn record_key(id: &str) -> u128 {
-    let hex: Vec<u8> = id.bytes().filter(|&b| b != b'-').collect();
-    let dashes = id.len() == 36 && [8, 13, 18, 23].iter().all(|&i| id.as_bytes()[i] == b'-');
-    if dashes && hex.len() == 32 {
-        if let Ok(n) = u128::from_str_radix(std::str::from_utf8(&hex).unwrap_or(""), 16) {
+    let b = id.as_bytes();
+    let guid = b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            // Lower case only: ids compare as written, as the first pass compares them.
+            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+        });
+    if guid {
+        let hex: String = id.chars().filter(|&c| c != '-').collect();
+        if let Ok(n) = u128::from_str_radix(&hex, 16) {
             return n;
         }
     }
@@ -440,8 +446,12 @@ impl Activity {
             match share {
                 Share::Day(a, d) => sub(self.mailbox_days.entry((a, d)).or_default(), by),
                 Share::Slot(a, s) => sub(self.mailbox_slots.entry((a, s)).or_default(), by),
-                Share::Other(a, op) => sub(&mut self.other_during.entry((a, op)).or_default().count, by),
-                Share::Actor(i, op) => sub(&mut self.actor_ops.entry((i, op)).or_default().count, by),
+                Share::Other(a, op) => {
+                    sub(&mut self.other_during.entry((a, op)).or_default().count, by)
+                }
+                Share::Actor(i, op) => {
+                    sub(&mut self.actor_ops.entry((i, op)).or_default().count, by)
+                }
             }
         }
         self.mailbox_days.retain(|_, n| *n > 0);
@@ -822,9 +832,12 @@ mod tests {
         let mut halves = Activity::default();
         let (left, right) = keys.split_at(2);
         let mut l = Activity::default();
-        left.iter().for_each(|&k| l.append(record(k), Shift::default()));
+        left.iter()
+            .for_each(|&k| l.append(record(k), Shift::default()));
         let mut r = Activity::default();
-        right.iter().for_each(|&k| r.append(record(k), Shift::default()));
+        right
+            .iter()
+            .for_each(|&k| r.append(record(k), Shift::default()));
         halves.append(l, Shift::default());
         halves.append(r, Shift::default());
         let a = settled(one_by_one);
@@ -834,10 +847,11 @@ mod tests {
         assert_eq!(a.mailbox_slots[&(0, 1)], 3);
         assert_eq!(a.actor_ops[&(0, op.clone())].count, 3);
         // Through a partial file and back, the notes still find the copies.
-        let mut first = record(7);
+        let guid = record_key("0b11ea75-40f7-4a36-a971-df6d3cba4c42");
+        let mut first = record(guid);
         let text = serde_json::to_string(&first).unwrap();
         first = serde_json::from_str(&text).unwrap();
-        first.append(record(7), Shift::default());
+        first.append(record(guid), Shift::default());
         first.drop_duplicates();
         assert_eq!(first.mailbox_days[&(0, 1)], 1);
     }
@@ -848,12 +862,16 @@ mod tests {
             record_key("0b11ea75-40f7-4a36-a971-df6d3cba4c42"),
             0x0b11ea7540f74a36a971df6d3cba4c42
         );
-        assert_eq!(
+        assert_ne!(
             record_key("0B11EA75-40F7-4A36-A971-DF6D3CBA4C42"),
-            record_key("0b11ea75-40f7-4a36-a971-df6d3cba4c42")
+            record_key("0b11ea75-40f7-4a36-a971-df6d3cba4c42"),
+            "ids compare as written, as in the first pass"
         );
         assert_ne!(record_key("r1"), record_key("r2"));
-        assert_ne!(record_key("0b11ea7540f74a36a971df6d3cba4c42"), 0x0b11ea7540f74a36a971df6d3cba4c42);
+        assert_ne!(
+            record_key("0b11ea7540f74a36a971df6d3cba4c42"),
+            0x0b11ea7540f74a36a971df6d3cba4c42
+        );
     }
 
     // Regression: only the first 32 addresses seen were kept, so the set depended on
