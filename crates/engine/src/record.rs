@@ -349,6 +349,15 @@ impl<'t, 'i> Record<'t, 'i> {
     pub fn operation(&self) -> Option<Cow<'i, str>> {
         static OPERATION: std::sync::LazyLock<Field> =
             std::sync::LazyLock::new(|| Field::parse("o365.audit.Operation"));
+        if self.shape == Shape::Raw {
+            // The key read once per record, as `event.action` reads it.
+            let mut op = None;
+            each_text(self.keys.operation, &mut |s| {
+                op = Some(s).filter(|s| !s.is_empty());
+                op.is_some()
+            });
+            return op;
+        }
         self.shown_text(&OPERATION).or_else(|| {
             let action = self.text(&Field::Action)?;
             Some(match crate::field::raw_operation(&action) {

@@ -263,15 +263,23 @@ pub struct Tampering {
 /// 16 bytes of its SHA-256 (two ids meet by chance with odds of 2^-128).
 pub fn record_key(id: &str) -> u128 {
     let b = id.as_bytes();
-    let guid = b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            // Lower case only: ids compare as written, as the first pass compares them.
-            _ => c.is_ascii_digit() || (b'a'..=b'f').contains(c),
+    if b.len() == 36 {
+        // Lower case only: ids compare as written, as the first pass compares them.
+        let mut n: u128 = 0;
+        let guid = b.iter().enumerate().all(|(i, &c)| match (i, c) {
+            (8 | 13 | 18 | 23, b'-') => true,
+            (8 | 13 | 18 | 23, _) => false,
+            (_, b'0'..=b'9') => {
+                n = n << 4 | u128::from(c - b'0');
+                true
+            }
+            (_, b'a'..=b'f') => {
+                n = n << 4 | u128::from(c - b'a' + 10);
+                true
+            }
+            _ => false,
         });
-    if guid {
-        let hex: String = id.chars().filter(|&c| c != '-').collect();
-        if let Ok(n) = u128::from_str_radix(&hex, 16) {
+        if guid {
             return n;
         }
     }
@@ -476,12 +484,28 @@ impl Merge for Activity {
                 self.overflow();
             }
         } else {
+            // Each of next's share lists is looked up here once, not once per id.
             let lists = std::mem::take(&mut next.shares.lists);
+            let mut mapped: Vec<Option<u32>> = vec![None; lists.len()];
             for (key, i) in std::mem::take(&mut next.ids) {
-                if self.ids_overflow {
+                let list = &lists[i as usize];
+                match self.ids.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        self.repeats += 1;
+                        for share in list {
+                            *self.repeated.entry(share.clone()).or_default() += 1;
+                        }
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        let j = *mapped[i as usize]
+                            .get_or_insert_with(|| self.shares.intern(list.clone()));
+                        slot.insert(j);
+                    }
+                }
+                if self.ids.len() > MAX_IDS {
+                    self.overflow();
                     break;
                 }
-                self.note(key, lists[i as usize].clone());
             }
             if !self.ids_overflow {
                 for (share, n) in std::mem::take(&mut next.repeated) {
