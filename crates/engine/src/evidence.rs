@@ -32,6 +32,7 @@ impl Sink for Harvest {
                 at,
                 timestamp: record.timestamp(),
                 actor: record.actor().map(|s| cx.texts.text(&s)),
+                action: record.operation().map(|s| cx.texts.text(&s)),
                 record_id: record.text(&Field::EventId).map(|s| Text::from(&*s)),
                 source_ip: record.client_address().and_then(|a| cx.texts.ip(a)),
                 fields: read_evidence(record, rule, cx.matcher.enrichment(), cx.texts),

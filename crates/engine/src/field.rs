@@ -407,7 +407,7 @@ pub const RENAMED_ACTIONS: [(&str, &str, &str); 6] = [
 ];
 
 /// The raw `Operation` an ECS `event.action` was renamed from, if it was.
-fn raw_operation(action: &str) -> Option<&'static str> {
+pub(crate) fn raw_operation(action: &str) -> Option<&'static str> {
     RENAMED_ACTIONS
         .iter()
         .find(|(_, _, ecs)| *ecs == action)

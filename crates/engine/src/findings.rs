@@ -145,6 +145,9 @@ pub struct Finding {
     pub timestamp: Option<DateTime<Utc>>,
     /// `user.id`.
     pub actor: Option<Text>,
+    /// The record's `Operation`, raw (`Record::operation`).
+    #[serde(default)]
+    pub action: Option<Text>,
     /// `event.id`.
     pub record_id: Option<Text>,
     /// `source.ip`.
@@ -404,6 +407,7 @@ pub(crate) mod tests {
             },
             timestamp: DateTime::from_timestamp(ts, 0),
             actor: Some(actor.into()),
+            action: None,
             record_id: None,
             source_ip: Some(format!("10.0.0.{}", line % 3).into()),
             fields: vec![],

@@ -342,13 +342,38 @@ impl<'t, 'i> Record<'t, 'i> {
         }
     }
 
+    /// The record's `Operation` as the Unified Audit Log spells it, in every shape:
+    /// `o365.audit.Operation` of an ECS document, else its `event.action` with the
+    /// pipeline's renaming undone (`modified-user-account` is `Update user.`). Every
+    /// list of actions in a report uses this one spelling.
+    pub fn operation(&self) -> Option<Cow<'i, str>> {
+        static OPERATION: std::sync::LazyLock<Field> =
+            std::sync::LazyLock::new(|| Field::parse("o365.audit.Operation"));
+        if self.shape == Shape::Raw {
+            // The key read once per record, as `event.action` reads it.
+            let mut op = None;
+            each_text(self.keys.operation, &mut |s| {
+                op = Some(s).filter(|s| !s.is_empty());
+                op.is_some()
+            });
+            return op;
+        }
+        self.shown_text(&OPERATION).or_else(|| {
+            let action = self.text(&Field::Action)?;
+            Some(match crate::field::raw_operation(&action) {
+                Some(raw) => Cow::Borrowed(raw),
+                None => action,
+            })
+        })
+    }
+
     /// The cmdlet as it was run, rebuilt from the action and the record's `Parameters`
     /// in their order: `Set-MailboxAuditBypassAssociation -Identity "x"
     /// -AuditBypassEnabled $true`. Boolean-like values become `$true`/`$false`; others
     /// are quoted the PowerShell way (a `"` inside becomes `` `" ``); null values are
     /// left out. A `Parameters` string is appended as it is.
     pub fn command_line(&self) -> Option<String> {
-        let action = self.text(&Field::Action)?;
+        let action = self.operation()?;
         let params = match self.shape {
             Shape::Raw => self.keys.parameters,
             Shape::Ecs => lookup(self.root, "o365.audit.Parameters"),

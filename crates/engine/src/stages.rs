@@ -462,6 +462,22 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         rules,
     } = plan;
     warnings.extend(plan_warnings);
+    let mut activities = activities;
+    for a in activities.iter_mut().flatten() {
+        if a.ids_overflow {
+            warnings.push(Warning {
+                path: "context pass".to_string(),
+                message: format!(
+                    "more than {} distinct records counted; a record the \
+                     inputs repeat is counted as often as it appears",
+                    crate::analysis::context::MAX_IDS
+                ),
+            });
+        }
+        if !config.keep_duplicates {
+            a.drop_duplicates();
+        }
+    }
     let context_ran = activities.iter().any(Option::is_some);
     warnings.extend(crate::warnings::missing_enrichment(
         &config.rules,

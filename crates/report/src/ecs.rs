@@ -441,7 +441,7 @@ fn doc<'a>(
         message: format!(
             "{}: {}",
             meta.shown_name(),
-            describe(meta, items, f, change, failed, allowed)
+            describe(items, f, change, failed, allowed)
         ),
         ecs: EcsOut {
             version: ECS_VERSION,
@@ -459,7 +459,9 @@ fn doc<'a>(
             dataset: DATASET,
             module: "ualhunt",
             provider: pins.provider.as_deref(),
-            action: pins.action.as_deref(),
+            // The record's own `Operation`, raw (as every report lists actions); what
+            // the query pins when the record had none.
+            action: some(f.action.as_deref()).or(pins.action.as_deref()),
             outcome: if failed { "failure" } else { "success" },
         },
         rule: RuleOut {

@@ -1291,16 +1291,24 @@ fn actors(s: &mut String, report: &Report) {
                 s.push_str("<br>");
             }
             let flag = match t.flag {
-                Some(true) => r#"<b class="red">on</b>"#,
-                Some(false) => r#"<span class="green">off</span>"#,
-                None => "?",
+                _ if !t.has_state(&report.items) => "",
+                Some(true) => r#"<b class="red">on</b>, "#,
+                Some(false) => r#"<span class="green">off</span>, "#,
+                None => "?, ",
             };
             w!(
                 s,
-                "{} ({flag}, {})",
+                "{} ({flag}{})",
                 Brk(t.identity.as_deref().unwrap_or("(none)")),
                 num(t.events)
             );
+            if report.rules.len() > 1 {
+                w!(
+                    s,
+                    r#" <span class="muted">{}</span>"#,
+                    Txt(&report.rules[usize::from(t.rule)].shown_name())
+                );
+            }
         }
         if a.targets.len() > LIST_MAX {
             w!(
@@ -2043,6 +2051,7 @@ mod tests {
                     .collect();
                 a.targets = (0..500)
                     .map(|n| ualhunt_engine::analysis::actors::Target {
+                        rule: 0,
                         identity: Some(format!("mbx-{n}").into()),
                         events: 1,
                         flag: Some(true),

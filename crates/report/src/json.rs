@@ -171,11 +171,15 @@ struct ActorOut<'a> {
     evidence: Vec<EvidenceOut<'a>>,
 }
 
+/// One rule's target: `bypass_enabled` only for a rule with a flag item (the bypass
+/// rule), where `null` means the last event did not say.
 #[derive(Serialize)]
 struct TargetOut<'a> {
+    rule_id: &'a str,
     identity: Option<&'a str>,
     events: u64,
-    bypass_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bypass_enabled: Option<Option<bool>>,
 }
 
 /// One finding with its evidence items flattened in, as JSON and NDJSON write it.
@@ -259,9 +263,10 @@ fn actor_out<'a>(report: &'a Report, a: &'a ActorFindings) -> ActorOut<'a> {
             .targets
             .iter()
             .map(|t| TargetOut {
+                rule_id: &report.rules[usize::from(t.rule)].id,
                 identity: t.identity.as_deref(),
                 events: t.events,
-                bypass_enabled: t.flag,
+                bypass_enabled: t.has_state(&report.items).then_some(t.flag),
             })
             .collect(),
         source_ips: a.source_ips.iter().map(|t| &**t).collect(),

@@ -12,10 +12,10 @@ use crate::escape::terminal_safe;
 use crate::exporter::Exporter;
 use crate::time::rfc3339;
 use ualhunt_engine::Report;
-use ualhunt_engine::analysis::actors::ActorFindings;
+use ualhunt_engine::analysis::actors::{ActorFindings, Target};
 use ualhunt_engine::analysis::bypass::{Account, Investigation, Period, State};
 use ualhunt_engine::coverage::verdict::summarize_days;
-use ualhunt_engine::findings::Value;
+use ualhunt_engine::findings::{At, Value};
 use ualhunt_engine::rule::RuleMeta;
 
 /// The table exporter.
@@ -74,14 +74,74 @@ fn actor_name(a: &ActorFindings) -> String {
     name
 }
 
-fn target_text(t: &ualhunt_engine::analysis::actors::Target) -> String {
+/// A target with its events, and the bypass state as its last event set it when its
+/// rule has one (`on`, `off`, `?` when that event did not say).
+fn target_text(t: &Target, report: &Report) -> String {
+    let name = terminal_safe(t.identity.as_deref().unwrap_or("(none)"));
+    if !t.has_state(&report.items) {
+        return format!("{name} ({})", t.events);
+    }
     let flag = match t.flag {
         Some(true) => "on",
         Some(false) => "off",
         None => "?",
     };
-    let name = t.identity.as_deref().unwrap_or("(none)");
-    format!("{} ({flag}, {})", terminal_safe(name), t.events)
+    format!("{name} ({flag}, {})", t.events)
+}
+
+/// An actor's targets by rule (rule order), each rule's targets by identity.
+fn targets_by_rule(a: &ActorFindings) -> Vec<(u16, Vec<&Target>)> {
+    let mut out: Vec<(u16, Vec<&Target>)> = Vec::new();
+    for t in &a.targets {
+        match out.last_mut() {
+            Some((r, list)) if *r == t.rule => list.push(t),
+            _ => out.push((t.rule, vec![t])),
+        }
+    }
+    out
+}
+
+/// Whether an actor's targets come from more than one rule (then each rule's targets
+/// are listed under its name; one rule is named by the actor's rules already).
+fn several_rules(a: &ActorFindings) -> bool {
+    a.targets.windows(2).any(|w| w[0].rule != w[1].rule)
+}
+
+/// The targets cell: with several rules, each rule's name before its targets.
+fn targets_cell(a: &ActorFindings, report: &Report) -> String {
+    if !several_rules(a) {
+        return listing(
+            a.targets.iter().map(|t| target_text(t, report)),
+            TARGETS_MAX,
+        );
+    }
+    let groups: Vec<String> = targets_by_rule(a)
+        .into_iter()
+        .map(|(r, list)| {
+            format!(
+                "{}: {}",
+                terminal_safe(&report.rules[usize::from(r)].shown_name()),
+                listing(
+                    list.into_iter().map(|t| target_text(t, report)),
+                    TARGETS_MAX
+                )
+            )
+        })
+        .collect();
+    if groups.is_empty() {
+        "-".to_string()
+    } else {
+        groups.join("; ")
+    }
+}
+
+/// `path:line` of a record, as every list of the table names it.
+fn located(report: &Report, at: &At) -> String {
+    format!(
+        "{}:{}",
+        terminal_safe(&report.inputs.path(at.input as usize)),
+        at.line + 1
+    )
 }
 
 fn row(a: &ActorFindings, report: &Report) -> Vec<String> {
@@ -91,7 +151,7 @@ fn row(a: &ActorFindings, report: &Report) -> Vec<String> {
         when(&a.first_seen),
         when(&a.last_seen),
         listing(a.source_ips.iter().map(|ip| terminal_safe(ip)), IPS_MAX),
-        listing(a.targets.iter().map(target_text), TARGETS_MAX),
+        targets_cell(a, report),
     ];
     if report.rules.len() > 1 {
         cells.insert(2, listing(rule_names(a, report).into_iter(), RULES_MAX));
@@ -220,8 +280,12 @@ impl Table {
     fn actors(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
         let rows: Vec<Vec<String>> = report.actors.iter().map(|a| row(a, report)).collect();
         let mut header: Vec<String> = HEADER.map(String::from).to_vec();
+        let last = header.len() - 1;
         if report.rules.len() > 1 {
             header.insert(2, "RULES".to_string());
+            header[last + 1] = "TARGETS BY RULE (BYPASS STATE, EVENTS)".to_string();
+        } else if report.items.iter().all(|i| i.flag.is_none()) {
+            header[last] = "TARGETS (EVENTS)".to_string();
         }
         let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
         for r in &rows {
@@ -280,13 +344,26 @@ impl Table {
                     }
                 ),
             )?;
-            for (i, t) in a.targets.iter().enumerate() {
-                let label = if i == 0 {
+            let label = |i: usize| {
+                if i == 0 {
                     "  targets:    "
                 } else {
                     "              "
-                };
-                self.line(out, &format!("{label}{}", target_text(t)))?;
+                }
+            };
+            if !several_rules(a) {
+                for (i, t) in a.targets.iter().enumerate() {
+                    self.line(out, &format!("{}{}", label(i), target_text(t, report)))?;
+                }
+            } else {
+                // Which rule hit which target: each rule's name, then its targets.
+                for (i, (r, list)) in targets_by_rule(a).into_iter().enumerate() {
+                    let name = terminal_safe(&report.rules[usize::from(r)].shown_name());
+                    self.line(out, &format!("{}{name}", label(i)))?;
+                    for t in list {
+                        self.line(out, &format!("                {}", target_text(t, report)))?;
+                    }
+                }
             }
         }
         Ok(())
@@ -376,12 +453,21 @@ impl Table {
             }
             self.line(out, &head)?;
             for p in &a.periods {
-                self.line(out, &format!("    {}", period_text(p)))?;
+                self.line(out, &format!("    {}", period_text(p, report)))?;
             }
             if a.periods.is_empty() {
+                let at: Vec<String> = a
+                    .changes
+                    .iter()
+                    .map(|c| located(report, &c.finding.at))
+                    .collect();
                 self.line(
                     out,
-                    &format!("    {} change(s), direction unknown", a.changes.len()),
+                    &format!(
+                        "    {} change(s), direction unknown: {}",
+                        a.changes.len(),
+                        listing(at.into_iter(), LIST_MAX)
+                    ),
                 )?;
             }
             let steps = crate::next::bypass(a, crate::next::spelled(a));
@@ -420,13 +506,12 @@ impl Table {
             self.line(
                 out,
                 &format!(
-                    "  {}  {} -> {}  ({})  {}:{}",
+                    "  {}  {} -> {}  ({})  {}",
                     when(&f.timestamp),
                     terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
                     terminal_safe(&item(f, items.target)),
                     terminal_safe(&item(f, items.result_status)),
-                    terminal_safe(&report.inputs.path(f.at.input as usize)),
-                    f.at.line + 1
+                    located(report, &f.at)
                 ),
             )?;
         }
@@ -460,11 +545,12 @@ impl Table {
             self.line(
                 out,
                 &format!(
-                    "  {}  {} ({role})  {} [{}]",
+                    "  {}  {} ({role})  {} [{}]  {}",
                     when(&f.timestamp),
                     terminal_safe(f.actor.as_deref().unwrap_or("(none)")),
                     terminal_safe(&rule.shown_name()),
-                    rule.severity
+                    rule.severity,
+                    located(report, &f.at)
                 ),
             )?;
         }
@@ -563,7 +649,7 @@ fn state_name(s: State) -> &'static str {
     }
 }
 
-fn period_text(p: &Period) -> String {
+fn period_text(p: &Period, report: &Report) -> String {
     let start = if p.predates_data {
         "(before the data)".to_string()
     } else {
@@ -577,9 +663,15 @@ fn period_text(p: &Period) -> String {
     let mut s = format!("{start} -> {end}");
     if let Some(by) = &p.set_by {
         let _ = write!(s, "  set by {}", terminal_safe(by));
+        if let Some(at) = &p.start_at {
+            let _ = write!(s, " ({})", located(report, at));
+        }
     }
     if let Some(by) = &p.ended_by {
         let _ = write!(s, "  ended by {}", terminal_safe(by));
+        if let Some(at) = &p.end_at {
+            let _ = write!(s, " ({})", located(report, at));
+        }
     }
     if let Some([b, d, a]) = p.mailbox_audit {
         let _ = write!(s, "  mailbox audit {b} before / {d} during / {a} after");

@@ -26,7 +26,7 @@ use ualhunt_engine::analysis::Change;
 use ualhunt_engine::analysis::bypass::{Account, ActorContext, Period};
 use ualhunt_engine::analysis::context::Tampering;
 use ualhunt_engine::findings::{At, Finding, Text, Value};
-use ualhunt_engine::rule::{Items, RuleMeta};
+use ualhunt_engine::rule::Items;
 
 /// The timeline exporter.
 pub struct Timeline;
@@ -205,10 +205,26 @@ fn or<'a>(text: Option<&'a str>, missing: &'a str) -> &'a str {
     text.filter(|t| !t.is_empty()).unwrap_or(missing)
 }
 
+/// A rule match that changes no bypass, in one sentence: who did which operation (the
+/// record's raw `Operation`, as every list of the reports spells it) to what (the rule's
+/// `target` item), without the rule's name (the line or document names the rule).
+fn what_happened(f: &Finding, items: &Items) -> String {
+    let actor = or(f.actor.as_deref(), "(unknown actor)");
+    let action = f.action.as_deref().filter(|a| !a.trim().is_empty());
+    match (
+        action,
+        evidence_text(f, items.target).filter(|t| !t.is_empty()),
+    ) {
+        (Some(action), Some(target)) => format!("{action} by {actor} on {target}"),
+        (Some(action), None) => format!("{action} by {actor}"),
+        (None, Some(target)) => format!("a record by {actor} on {target}"),
+        (None, None) => format!("a record by {actor}"),
+    }
+}
+
 /// One sentence for a rule match (`failed`: a failed attempt), as the timeline and the
-/// ECS documents show it.
+/// ECS documents show it; neither repeats the rule's name.
 pub(super) fn describe(
-    rule: &RuleMeta,
     items: &Items,
     f: &Finding,
     change: Option<Change>,
@@ -241,7 +257,7 @@ pub(super) fn describe(
             Some(Change::Unknown) => format!(
                 "{actor} changed the mailbox audit bypass of {target} (AuditBypassEnabled unreadable)"
             ),
-            None => format!("{} matched: {actor} -> {target}", rule.shown_name()),
+            None => what_happened(f, items),
         }
     };
     if let Some(entry) = allowed {
@@ -330,8 +346,13 @@ impl<'a> Line<'a> {
                     (false, Some(Change::Unknown)) => "Mailbox audit bypass changed",
                     (false, None) => "Rule match",
                 };
+                let mut message = describe(items, f, change, failed, allowed);
+                if change.is_none() && !failed {
+                    // A plain rule match: the rule is what the line is about.
+                    message = format!("{}: {message}", rule.shown_name());
+                }
                 Common {
-                    message: describe(rule, items, f, change, failed, allowed),
+                    message,
                     desc,
                     actor: f.actor.as_deref(),
                     target: evidence_text(f, items.target),

@@ -2,8 +2,13 @@
 //!
 //! Orders (documented in the README): actors by actor id (byte order; a missing actor
 //! sorts first); evidence by time (a missing time first), then input order (input,
-//! line); targets by identity; source IPs as addresses (IPv4 before IPv6, numerically;
-//! text that is no address last, by text).
+//! line); targets by rule (rule order), then identity; source IPs as addresses (IPv4
+//! before IPv6, numerically; text that is no address last, by text).
+//!
+//! A target belongs to one rule: what that rule's `target` evidence item names (the
+//! bypassed mailbox for the bypass rule, the object or assignee a published rule's
+//! cmdlet acted on), counted per rule and never merged across rules; only a rule with a
+//! flag item gives its targets a state.
 
 use std::net::IpAddr;
 
@@ -16,15 +21,29 @@ use crate::rule::Rule;
 
 use super::Evidence;
 
-/// The findings for one target of one actor.
+/// The findings of one rule for one target of one actor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    /// The target (a mailbox for the built-in rule); `None` when the record names none.
+    /// Index of the rule whose matches name it.
+    pub rule: u16,
+    /// The rule's `target` evidence item (a mailbox for the bypass rule); `None` when
+    /// the record names none or the rule has no such item.
     pub identity: Option<Text>,
-    /// Matched events on this target.
+    /// The rule's matched events on this target.
     pub events: u64,
-    /// The rule's first flag item as the last event (in evidence order) set it.
+    /// The rule's first flag item as the last event (in evidence order) set it; always
+    /// `None` for a rule without a flag item (see [`Target::has_state`]).
     pub flag: Option<bool>,
+}
+
+impl Target {
+    /// Whether the target has a state at all: its rule has a flag item (the bypass
+    /// rule's `AuditBypassEnabled`). For other rules `flag` means nothing.
+    pub fn has_state(&self, rules: &[crate::rule::Items]) -> bool {
+        rules
+            .get(usize::from(self.rule))
+            .is_some_and(|items| items.flag.is_some())
+    }
 }
 
 /// Everything one actor did that matched.
@@ -137,9 +156,12 @@ pub fn group(evidence: Vec<Evidence>, rules: &[Rule]) -> Vec<ActorFindings> {
         .collect()
 }
 
-/// Per-target counts and last flag (evidence in evidence order).
+/// A target's key while counting: its rule and identity.
+type TargetKey<'a> = (u16, Option<&'a Text>);
+
+/// Per-rule, per-target counts and last flag (evidence in evidence order).
 fn targets(evidence: &[Evidence], rules: &[Rule]) -> Vec<Target> {
-    let mut targets: FxHashMap<Option<&Text>, (u64, Option<bool>)> = FxHashMap::default();
+    let mut targets: FxHashMap<TargetKey, (u64, Option<bool>)> = FxHashMap::default();
     for e in evidence {
         let f = &e.finding;
         let rule = &rules[usize::from(f.rule)];
@@ -147,7 +169,7 @@ fn targets(evidence: &[Evidence], rules: &[Rule]) -> Vec<Target> {
             Some(Value::Text(t)) => Some(t),
             _ => None,
         };
-        let t = targets.entry(identity).or_default();
+        let t = targets.entry((f.rule, identity)).or_default();
         t.0 += 1;
         if let Some(flag) = first_flag(f, rule) {
             t.1 = Some(flag);
@@ -155,13 +177,14 @@ fn targets(evidence: &[Evidence], rules: &[Rule]) -> Vec<Target> {
     }
     let mut targets: Vec<Target> = targets
         .into_iter()
-        .map(|(identity, (events, flag))| Target {
+        .map(|((rule, identity), (events, flag))| Target {
+            rule,
             identity: identity.cloned(),
             events,
             flag,
         })
         .collect();
-    targets.sort_unstable_by(|a, b| a.identity.cmp(&b.identity));
+    targets.sort_unstable_by(|a, b| (a.rule, &a.identity).cmp(&(b.rule, &b.identity)));
     targets
 }
 
@@ -241,6 +264,45 @@ mod tests {
         assert_eq!(bob.targets[1].flag, Some(false), "last event's flag wins");
         let ips: Vec<&str> = bob.source_ips.iter().map(|t| &**t).collect();
         assert_eq!(ips, vec!["10.0.0.0", "10.0.0.1"]);
+    }
+
+    // Regression (issue 22): an actor's targets were keyed by identity alone, so a
+    // bypass on alex and two role assignments to alex read "alex (on, 3)".
+    #[test]
+    fn targets_are_per_rule_and_only_the_flag_rule_has_a_state() {
+        let toml = r#"
+[rule]
+rule_id = "11111111-0000-0000-0000-000000000000"
+name = "Role assigned"
+type = "query"
+language = "kuery"
+query = "event.action:New-ManagementRoleAssignment"
+severity = "low"
+risk_score = 21
+"#;
+        let other = match crate::rule::load::parse(toml).unwrap() {
+            crate::rule::load::Loaded::Runs(r) => *r,
+            crate::rule::load::Loaded::NotRun(n) => panic!("{}", n.reason),
+        };
+        assert!(other.items.flag.is_none() && other.items.target.is_some());
+        let mut rules = Rule::builtin();
+        rules.push(other);
+        let mut events = vec![ev("adm", 1, 100, "alex", Some(true))];
+        for line in [2, 3] {
+            let mut e = ev("adm", line, 200, "alex", None);
+            e.finding.rule = 1;
+            // The published rule's items: target first, no flag.
+            e.finding.fields = vec![Some(Value::Text("alex".into()))];
+            events.push(e);
+        }
+        let g = group(events, &rules);
+        let t = &g[0].targets;
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!((t[0].rule, t[0].events, t[0].flag), (0, 1, Some(true)));
+        assert_eq!((t[1].rule, t[1].events, t[1].flag), (1, 2, None));
+        let items: Vec<crate::rule::Items> = rules.iter().map(|r| r.items).collect();
+        assert!(t[0].has_state(&items));
+        assert!(!t[1].has_state(&items));
     }
 
     #[test]

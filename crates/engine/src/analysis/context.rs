@@ -8,6 +8,13 @@
 //! (counts per day and per period, per-operation statistics, a capped list of
 //! audit-tampering records), never the records themselves, and its state merges like
 //! every partial (commutative sums; the tampering list in input order).
+//!
+//! A record is counted once however often the inputs repeat it (exports overlap), as
+//! the first pass drops a repeated rule match: the sink notes each counted record's id
+//! (`event.id`, 16 bytes) with what it added, every copy after the first is counted
+//! as a repeat, and [`Activity::drop_duplicates`] takes the repeats off once the pass
+//! is merged. Past [`MAX_IDS`] distinct ids the notes are dropped and the counts keep
+//! the copies (the report says so), so memory stays bounded.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +32,9 @@ use crate::scan::{Sink, SinkCx};
 pub const MAX_IPS: usize = 32;
 /// Most audit-tampering records kept per run.
 pub const MAX_TAMPERING: usize = 1000;
+/// Most distinct record ids the pass remembers to count repeated records once (some
+/// 40 bytes each).
+pub const MAX_IDS: usize = 1 << 21;
 
 /// Unix-second spans `[start, end)` of an account's periods (a missing start: from
 /// the beginning; a missing end: open).
@@ -243,13 +253,101 @@ pub struct Tampering {
     pub at: At,
     /// The cmdlet, rebuilt.
     pub command_line: Option<String>,
+    /// The record's id as [`record_key`] reads it (a repeated record is listed once).
+    #[serde(default)]
+    pub key: Option<u128>,
+}
+
+/// A record id as 16 bytes: a GUID in lower case (how Microsoft 365 spells `Id`) as its
+/// 128 bits, any other id (an upper-case GUID too: ids compare as written) as the first
+/// 16 bytes of its SHA-256 (two ids meet by chance with odds of 2^-128).
+pub fn record_key(id: &str) -> u128 {
+    let b = id.as_bytes();
+    if b.len() == 36 {
+        // Lower case only: ids compare as written, as the first pass compares them.
+        let mut n: u128 = 0;
+        let guid = b.iter().enumerate().all(|(i, &c)| match (i, c) {
+            (8 | 13 | 18 | 23, b'-') => true,
+            (8 | 13 | 18 | 23, _) => false,
+            (_, b'0'..=b'9') => {
+                n = n << 4 | u128::from(c - b'0');
+                true
+            }
+            (_, b'a'..=b'f') => {
+                n = n << 4 | u128::from(c - b'a' + 10);
+                true
+            }
+            _ => false,
+        });
+        if guid {
+            return n;
+        }
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(first)
+}
+
+/// One count a record added to: the slots of [`Activity`] it is taken off from when the
+/// record turns out to be a repeat.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Share {
+    /// `mailbox_days[(account, day)]`.
+    Day(u32, i32),
+    /// `mailbox_slots[(account, slot)]`.
+    Slot(u32, u32),
+    /// `other_during[(account, op)]`.
+    Other(u32, OpKey),
+    /// `actor_ops[(actor, op)]`.
+    Actor(u32, OpKey),
+}
+
+/// The distinct share lists of a partial, each once (records of one day and operation
+/// share one), so a remembered id costs an index, not a list.
+#[derive(Clone, Debug, Default)]
+struct Shares {
+    lists: Vec<Vec<Share>>,
+    index: FxHashMap<Vec<Share>, u32>,
+}
+
+impl Shares {
+    fn intern(&mut self, list: Vec<Share>) -> u32 {
+        if self.index.len() != self.lists.len() {
+            // Read back from a partial file: the index is not written.
+            self.index = self.lists.iter().cloned().zip(0..).collect();
+        }
+        if let Some(&i) = self.index.get(&list) {
+            return i;
+        }
+        let i = self.lists.len() as u32;
+        self.lists.push(list.clone());
+        self.index.insert(list, i);
+        i
+    }
+}
+
+impl Serialize for Shares {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.lists.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Shares {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Shares {
+            lists: Vec::deserialize(d)?,
+            index: FxHashMap::default(),
+        })
+    }
 }
 
 /// (workload, operation) of a record.
 pub type OpKey = (Text, Text);
 
 /// What the context pass keeps: bounded aggregates per watched name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Activity {
     /// Records selected and attributed to a watched name.
     pub records: u64,
@@ -268,10 +366,154 @@ pub struct Activity {
     pub actor_ops: BTreeMap<(u32, OpKey), OpStat>,
     /// Audit-tampering records of actors inside their windows, in input order.
     pub tampering: Vec<Tampering>,
+    /// Each counted record's id ([`record_key`]) with what its first copy added (an
+    /// index into `shares`); emptied past [`MAX_IDS`] and by `drop_duplicates`.
+    #[serde(default, with = "crate::findings::pairs")]
+    ids: BTreeMap<u128, u32>,
+    #[serde(default)]
+    shares: Shares,
+    /// What the copies after the first of a counted record added.
+    #[serde(default, with = "crate::findings::pairs")]
+    repeated: BTreeMap<Share, u64>,
+    /// Copies after the first of counted records.
+    #[serde(default)]
+    pub repeats: u64,
+    /// More than [`MAX_IDS`] distinct record ids: repeated records stay counted.
+    #[serde(default)]
+    pub ids_overflow: bool,
+}
+
+impl PartialEq for Activity {
+    /// The same counts, and the same ids noted with the same shares, however the
+    /// records were grouped into partials.
+    fn eq(&self, o: &Activity) -> bool {
+        let ids = |a: &Activity| -> Vec<(u128, Vec<Share>)> {
+            a.ids
+                .iter()
+                .map(|(&k, &i)| (k, a.shares.lists[i as usize].clone()))
+                .collect()
+        };
+        self.records == o.records
+            && self.mailbox_days == o.mailbox_days
+            && self.mailbox_slots == o.mailbox_slots
+            && self.other_during == o.other_during
+            && self.actor_ops == o.actor_ops
+            && self.tampering == o.tampering
+            && self.repeated == o.repeated
+            && self.repeats == o.repeats
+            && self.ids_overflow == o.ids_overflow
+            && ids(self) == ids(o)
+    }
+}
+
+impl Eq for Activity {}
+
+impl Activity {
+    /// Notes record `key`, which added `list`; `false` when it is a repeat (its shares
+    /// are then kept to be taken off).
+    fn note(&mut self, key: u128, list: Vec<Share>) -> bool {
+        if self.ids_overflow {
+            return true;
+        }
+        if self.ids.contains_key(&key) {
+            self.repeat(list);
+            return false;
+        }
+        let i = self.shares.intern(list);
+        self.ids.insert(key, i);
+        if self.ids.len() > MAX_IDS {
+            self.overflow();
+        }
+        true
+    }
+
+    fn repeat(&mut self, list: Vec<Share>) {
+        self.repeats += 1;
+        for share in list {
+            *self.repeated.entry(share).or_default() += 1;
+        }
+    }
+
+    fn overflow(&mut self) {
+        self.ids_overflow = true;
+        self.ids = BTreeMap::new();
+        self.shares = Shares::default();
+        self.repeated = BTreeMap::new();
+        self.repeats = 0;
+    }
+
+    /// Takes the copies after the first of each counted record off the counts (the
+    /// records, the mailbox-audit days and slots, the operation counts; a repeated
+    /// audit-tampering record is listed once), then forgets the ids. Call it once the
+    /// pass is merged. Nothing is taken off past [`MAX_IDS`] ids (`ids_overflow`).
+    pub fn drop_duplicates(&mut self) -> u64 {
+        let repeats = self.repeats;
+        self.records -= repeats.min(self.records);
+        let sub = |n: &mut u64, by: u64| *n -= by.min(*n);
+        for (share, by) in std::mem::take(&mut self.repeated) {
+            match share {
+                Share::Day(a, d) => sub(self.mailbox_days.entry((a, d)).or_default(), by),
+                Share::Slot(a, s) => sub(self.mailbox_slots.entry((a, s)).or_default(), by),
+                Share::Other(a, op) => {
+                    sub(&mut self.other_during.entry((a, op)).or_default().count, by)
+                }
+                Share::Actor(i, op) => {
+                    sub(&mut self.actor_ops.entry((i, op)).or_default().count, by)
+                }
+            }
+        }
+        self.mailbox_days.retain(|_, n| *n > 0);
+        self.mailbox_slots.retain(|_, n| *n > 0);
+        self.other_during.retain(|_, s| s.count > 0);
+        self.actor_ops.retain(|_, s| s.count > 0);
+        let mut listed = rustc_hash::FxHashSet::default();
+        self.tampering
+            .retain(|t| t.key.is_none_or(|k| listed.insert((t.actor, k))));
+        self.ids = BTreeMap::new();
+        self.shares = Shares::default();
+        self.repeats = 0;
+        repeats
+    }
 }
 
 impl Merge for Activity {
-    fn append(&mut self, next: Activity, shift: Shift) {
+    fn append(&mut self, mut next: Activity, shift: Shift) {
+        // The ids first: a record of `next` already noted here is a repeat.
+        if self.ids_overflow || next.ids_overflow {
+            if !self.ids_overflow {
+                self.overflow();
+            }
+        } else {
+            // Each of next's share lists is looked up here once, not once per id.
+            let lists = std::mem::take(&mut next.shares.lists);
+            let mut mapped: Vec<Option<u32>> = vec![None; lists.len()];
+            for (key, i) in std::mem::take(&mut next.ids) {
+                let list = &lists[i as usize];
+                match self.ids.entry(key) {
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        self.repeats += 1;
+                        for share in list {
+                            *self.repeated.entry(share.clone()).or_default() += 1;
+                        }
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        let j = *mapped[i as usize]
+                            .get_or_insert_with(|| self.shares.intern(list.clone()));
+                        slot.insert(j);
+                    }
+                }
+                if self.ids.len() > MAX_IDS {
+                    self.overflow();
+                    break;
+                }
+            }
+            if !self.ids_overflow {
+                for (share, n) in std::mem::take(&mut next.repeated) {
+                    *self.repeated.entry(share).or_default() += n;
+                }
+                self.repeats += next.repeats;
+            }
+        }
         self.records += next.records;
         for (k, n) in next.mailbox_days {
             *self.mailbox_days.entry(k).or_default() += n;
@@ -420,7 +662,7 @@ impl Sink for Activity {
         }
         self.records += 1;
         let workload = record.text(&Field::Provider).map(|s| cx.texts.text(&s));
-        let operation = record.text(&Field::Action).map(|s| cx.texts.text(&s));
+        let operation = record.operation().map(|s| cx.texts.text(&s));
         let op: OpKey = (
             workload.unwrap_or_else(|| Text::from("")),
             operation.clone().unwrap_or_else(|| Text::from("")),
@@ -430,27 +672,35 @@ impl Sink for Activity {
             .text(&RECORD_TYPE)
             .or_else(|| record.text(&EVENT_CODE))
             .is_some_and(|rt| is_mailbox_audit(&rt));
+        let key = record.text(&Field::EventId).map(|id| record_key(&id));
+        let mut shares = Vec::new();
         for a in accounts {
             let periods = &cx.params.accounts[a as usize].1;
             if mailbox {
                 let day = secs.div_euclid(86_400) as i32;
+                let slot = slot(periods, secs);
                 *self.mailbox_days.entry((a, day)).or_default() += 1;
-                *self
-                    .mailbox_slots
-                    .entry((a, slot(periods, secs)))
-                    .or_default() += 1;
+                *self.mailbox_slots.entry((a, slot)).or_default() += 1;
+                shares.extend([Share::Day(a, day), Share::Slot(a, slot)]);
             } else if during(periods, secs) {
                 self.other_during
                     .entry((a, op.clone()))
                     .or_default()
                     .add(t, ip.as_ref());
+                shares.push(Share::Other(a, op.clone()));
             }
         }
-        for i in actors {
+        for &i in &actors {
             self.actor_ops
                 .entry((i, op.clone()))
                 .or_default()
                 .add(t, ip.as_ref());
+            shares.push(Share::Actor(i, op.clone()));
+        }
+        if let Some(key) = key {
+            self.note(key, shares);
+        }
+        for i in actors {
             if let Some(operation) = &operation
                 && &**operation != "Set-MailboxAuditBypassAssociation"
                 && is_tampering(operation, &record.parameters())
@@ -462,6 +712,7 @@ impl Sink for Activity {
                     operation: operation.clone(),
                     at,
                     command_line: record.command_line(),
+                    key,
                 });
             }
         }
@@ -541,6 +792,7 @@ mod tests {
                     offset: line * 10,
                 },
                 command_line: None,
+                key: None,
             });
             a
         };
@@ -565,6 +817,85 @@ mod tests {
         let text = serde_json::to_string(&left).unwrap();
         let back: Activity = serde_json::from_str(&text).unwrap();
         assert_eq!(back, left);
+    }
+
+    // Regression (issue 22): a record that overlapping exports repeat was counted once
+    // per copy ("x2" beside one event and one duplicate dropped).
+    #[test]
+    fn a_repeated_record_counts_once_however_the_partials_are_grouped() {
+        let t = DateTime::from_timestamp(86_400, 0).unwrap();
+        let op = (Text::from("Exchange"), Text::from("Send"));
+        // One counted record: a mailbox record of account 0 and an operation of actor 0.
+        let record = |key: u128| {
+            let mut a = Activity {
+                records: 1,
+                ..Activity::default()
+            };
+            *a.mailbox_days.entry((0, 1)).or_default() += 1;
+            *a.mailbox_slots.entry((0, 1)).or_default() += 1;
+            a.actor_ops.entry((0, op.clone())).or_default().add(t, None);
+            let shares = vec![
+                Share::Day(0, 1),
+                Share::Slot(0, 1),
+                Share::Actor(0, op.clone()),
+            ];
+            assert!(a.note(key, shares));
+            a
+        };
+        // Records 1, 2, 1 again, 3, 2 again: three distinct.
+        let keys = [1u128, 2, 1, 3, 2];
+        let settled = |mut a: Activity| {
+            assert_eq!(a.repeats, 2);
+            assert_eq!(a.drop_duplicates(), 2);
+            a
+        };
+        let mut one_by_one = Activity::default();
+        for &k in &keys {
+            one_by_one.append(record(k), Shift::default());
+        }
+        let mut halves = Activity::default();
+        let (left, right) = keys.split_at(2);
+        let mut l = Activity::default();
+        left.iter()
+            .for_each(|&k| l.append(record(k), Shift::default()));
+        let mut r = Activity::default();
+        right
+            .iter()
+            .for_each(|&k| r.append(record(k), Shift::default()));
+        halves.append(l, Shift::default());
+        halves.append(r, Shift::default());
+        let a = settled(one_by_one);
+        assert_eq!(a, settled(halves));
+        assert_eq!(a.records, 3);
+        assert_eq!(a.mailbox_days[&(0, 1)], 3);
+        assert_eq!(a.mailbox_slots[&(0, 1)], 3);
+        assert_eq!(a.actor_ops[&(0, op.clone())].count, 3);
+        // Through a partial file and back, the notes still find the copies.
+        let guid = record_key("0b11ea75-40f7-4a36-a971-df6d3cba4c42");
+        let mut first = record(guid);
+        let text = serde_json::to_string(&first).unwrap();
+        first = serde_json::from_str(&text).unwrap();
+        first.append(record(guid), Shift::default());
+        first.drop_duplicates();
+        assert_eq!(first.mailbox_days[&(0, 1)], 1);
+    }
+
+    #[test]
+    fn record_ids_are_guid_bits_or_a_digest() {
+        assert_eq!(
+            record_key("0b11ea75-40f7-4a36-a971-df6d3cba4c42"),
+            0x0b11ea7540f74a36a971df6d3cba4c42
+        );
+        assert_ne!(
+            record_key("0B11EA75-40F7-4A36-A971-DF6D3CBA4C42"),
+            record_key("0b11ea75-40f7-4a36-a971-df6d3cba4c42"),
+            "ids compare as written, as in the first pass"
+        );
+        assert_ne!(record_key("r1"), record_key("r2"));
+        assert_ne!(
+            record_key("0b11ea7540f74a36a971df6d3cba4c42"),
+            0x0b11ea7540f74a36a971df6d3cba4c42
+        );
     }
 
     // Regression: only the first 32 addresses seen were kept, so the set depended on

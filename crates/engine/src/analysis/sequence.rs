@@ -385,6 +385,7 @@ query = '''sequence by user.id with maxspan=5m
             },
             timestamp: chrono::DateTime::from_timestamp(1_700_000_000 + minute * 60, 0),
             actor: Some(user.into()),
+            action: None,
             record_id: Some(format!("r{line}").into()),
             source_ip: None,
             fields,

@@ -438,9 +438,15 @@ pub(crate) fn default_evidence() -> Vec<EvidenceSpec> {
         kind,
     };
     vec![
+        // What the cmdlet acted on (`-Identity`), else whom it acted for (`-User`: a
+        // role assignee), else the record's object.
         item(
             "target",
-            &["o365.audit.Parameters.Identity", "o365.audit.ObjectId"],
+            &[
+                "o365.audit.Parameters.Identity",
+                "o365.audit.Parameters.User",
+                "o365.audit.ObjectId",
+            ],
             Keyword,
         ),
         item("command_line", &[], CommandLine),
