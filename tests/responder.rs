@@ -125,6 +125,44 @@ fn building_blocks_are_marked_and_do_not_make_the_exit_status() {
         .collect();
     assert_eq!(marks.iter().filter(|m| **m).count(), 2, "{lines:#?}");
 
+    // ECS: the signal's documents are of kind `signal` (not promoted to alerts) with a
+    // `building_block` label; alerts again when building blocks are counted.
+    let ecs_kinds = |extra: &[&str]| -> Vec<(String, String, String)> {
+        let mut args = vec!["hunt", "--quiet", "--format", "ecs", "--rules", RULES];
+        args.extend_from_slice(extra);
+        args.push(PACK);
+        let out = ualhunt(&args);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|d| d.get("create").is_none())
+            .map(|d| {
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+                (
+                    text(&d["rule"]["name"]),
+                    text(&d["event"]["kind"]),
+                    text(&d["labels"]["building_block"]),
+                )
+            })
+            .collect()
+    };
+    for (extra, signal_kind) in [(&[][..], "signal"), (&["--building-blocks"][..], "alert")] {
+        let docs = ecs_kinds(extra);
+        assert!(
+            docs.iter().any(|(n, _, _)| n == "M365 Sign-in Signal"),
+            "{docs:?}"
+        );
+        for (name, kind, mark) in &docs {
+            if name == "M365 Sign-in Signal" {
+                assert_eq!((kind.as_str(), mark.as_str()), (signal_kind, "default"));
+            } else {
+                assert_ne!(kind, "signal", "{name}");
+                assert_eq!(mark, "", "{name}");
+            }
+        }
+    }
+
     // CSV: a building_block column, filled for the signal's rows only.
     let csv = ualhunt(&["hunt", "--quiet", "--format", "csv", "--rules", RULES, PACK]);
     let mut reader = csv::Reader::from_reader(&csv.stdout[..]);

@@ -6,7 +6,10 @@
 //! "External Alerts" rule promotes it: that rule names the alert from `message`, maps
 //! `event.severity` 21/47/73/99 to low/medium/high/critical and takes the risk score
 //! from `event.risk_score`. A failed attempt is a document of kind `event` with
-//! `event.outcome: failure`: searchable beside the alerts, never promoted.
+//! `event.outcome: failure`: searchable beside the alerts, never promoted. A
+//! building-block rule's match (Elastic's `building_block_type`, in `labels`) is of
+//! kind `signal`, not promoted either, unless the run counts building blocks
+//! (`--building-blocks`).
 //!
 //! Every field written is an ECS field with its ECS type (`tests/reports.rs` checks
 //! them against ECS's own field list). What ECS has no field for — the change
@@ -415,6 +418,9 @@ fn doc<'a>(
         }
     }
     labels.push(("line".into(), (f.at.line + 1).to_string().into()));
+    if let Some(kind) = meta.building_block.as_deref() {
+        labels.push(("building_block".into(), kind.into()));
+    }
     let mut labels = Labels(labels);
     for (spec, value) in meta.evidence.iter().zip(&f.fields) {
         if MAPPED.contains(&spec.name.as_str()) {
@@ -452,7 +458,16 @@ fn doc<'a>(
             namespace: NAMESPACE,
         },
         event: EventOut {
-            kind: if failed { "event" } else { "alert" },
+            // A building-block rule's match is a signal for other rules: kept out of
+            // the alerts (as Elastic keeps building-block alerts out of its alerts
+            // table) unless the run counts building blocks.
+            kind: if failed {
+                "event"
+            } else if meta.is_building_block() && !report.building_blocks {
+                "signal"
+            } else {
+                "alert"
+            },
             severity: r.severity,
             risk_score: meta.risk_score,
             id: some(f.record_id.as_deref()),
