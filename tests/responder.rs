@@ -239,33 +239,8 @@ fn elastic_pack_building_blocks_are_the_marked_ones() {
 #[test]
 fn merged_shards_keep_guides_and_building_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let mut parts = Vec::new();
-    for k in 0..2 {
-        let path = dir.path().join(format!("part{k}"));
-        let out = ualhunt(&[
-            "hunt",
-            "--quiet",
-            "--rules",
-            RULES,
-            "--shard",
-            &format!("{k}/2"),
-            "--partial",
-            path.to_str().unwrap(),
-            SIGNALS,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        parts.push(path.to_str().unwrap().to_string());
-    }
-    let merge = |extra: &[&str]| {
-        let mut args = vec!["merge"];
-        args.extend(extra);
-        args.extend(parts.iter().map(String::as_str));
-        ualhunt(&args)
-    };
+    let parts = common::shard_partials(dir.path(), 2, &["--rules", RULES, SIGNALS]);
+    let merge = |extra: &[&str]| common::merge(&parts, extra);
     assert_eq!(merge(&[]).status.code(), Some(1));
     assert_eq!(merge(&["--building-blocks"]).status.code(), Some(0));
     let json = merge(&["--format", "json"]);

@@ -535,41 +535,16 @@ fn a_sharded_run_of_the_rule_pack_merges_into_the_single_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (archive, esql) = (records(), esql_records());
     // The ES|QL fixtures too: an alert's rows come from records the shards split.
-    let common = [
+    let shared = [
         "--rules",
         dir.to_str().unwrap(),
         "--no-context",
         archive.to_str().unwrap(),
         esql.to_str().unwrap(),
     ];
-    let single = run(&[&["hunt", "-q", "--format", "json"][..], &common[..]].concat());
-    let mut partials = Vec::new();
-    for k in 0..3 {
-        let p = tmp.path().join(format!("p{k}"));
-        let shard = format!("{k}/3");
-        let args = [
-            &[
-                "hunt",
-                "-q",
-                "--shard",
-                shard.as_str(),
-                "--partial",
-                p.to_str().unwrap(),
-            ][..],
-            &common[..],
-        ]
-        .concat();
-        let out = run(&args);
-        assert!(
-            out.status.code().is_some_and(|c| c < 2),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        partials.push(p);
-    }
-    let mut args = vec!["merge", "--format", "json"];
-    args.extend(partials.iter().map(|p| p.to_str().unwrap()));
-    let merged = run(&args);
+    let single = run(&[&["hunt", "-q", "--format", "json"][..], &shared[..]].concat());
+    let partials = common::shard_partials(tmp.path(), 3, &shared);
+    let merged = common::merge(&partials, &["--format", "json"]);
     assert_eq!(
         String::from_utf8_lossy(&merged.stdout),
         String::from_utf8_lossy(&single.stdout),

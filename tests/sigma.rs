@@ -267,31 +267,10 @@ fn a_sharded_run_of_sigma_rules_merges_into_the_single_run() {
     single.extend([records.to_str().unwrap(), rule_pack.to_str().unwrap()]);
     let single = common::ualhunt(&single);
     assert_eq!(single.status.code(), Some(0));
-    let mut parts = Vec::new();
-    for k in 0..3 {
-        let part = dir.path().join(format!("p{k}"));
-        let shard = format!("{k}/3");
-        let mut args = vec![
-            "hunt",
-            "-q",
-            "--shard",
-            &shard,
-            "--partial",
-            part.to_str().unwrap(),
-        ];
-        args.extend(common_args);
-        args.extend([records.to_str().unwrap(), rule_pack.to_str().unwrap()]);
-        let out = common::ualhunt(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        parts.push(part);
-    }
-    let mut args = vec!["merge", "--format", "json"];
-    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
-    let merged = common::ualhunt(&args);
+    let mut args = common_args.to_vec();
+    args.extend([records.to_str().unwrap(), rule_pack.to_str().unwrap()]);
+    let parts = common::shard_partials(dir.path(), 3, &args);
+    let merged = common::merge(&parts, &["--format", "json"]);
     assert_eq!(merged.status.code(), single.status.code());
     assert_eq!(merged.stdout, single.stdout);
 }
@@ -599,25 +578,10 @@ fn a_sharded_run_of_a_temporal_correlation_merges_into_the_single_run() {
     assert_eq!(single.status.code(), Some(0));
     let report: Value = serde_json::from_slice(&single.stdout).unwrap();
     assert_eq!(common::by_rule_findings(&report).len(), 2);
-    let mut parts = Vec::new();
-    for k in 0..3 {
-        let part = dir.path().join(format!("part{k}"));
-        let shard = format!("{k}/3");
-        let mut args = vec!["hunt", "-q", "--no-context", "--shard", &shard, "--partial"];
-        args.push(part.to_str().unwrap());
-        args.extend(["--rules", rules.to_str().unwrap()]);
-        args.extend(&archives);
-        let out = common::ualhunt(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        parts.push(part);
-    }
-    let mut args = vec!["merge", "--format", "json"];
-    args.extend(parts.iter().map(|p| p.to_str().unwrap()));
-    let merged = common::ualhunt(&args);
+    let mut args = vec!["--no-context", "--rules", rules.to_str().unwrap()];
+    args.extend(&archives);
+    let parts = common::shard_partials(dir.path(), 3, &args);
+    let merged = common::merge(&parts, &["--format", "json"]);
     assert_eq!(merged.status.code(), single.status.code());
     assert_eq!(
         String::from_utf8_lossy(&merged.stdout),

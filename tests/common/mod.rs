@@ -34,6 +34,35 @@ pub fn ualhunt(args: &[&str]) -> std::process::Output {
     cmd.args(args).output().unwrap()
 }
 
+/// Runs the first stage of a sharded hunt, `count` shards, each `hunt -q --shard
+/// k/count --partial DIR/partK ARGS…`, each asserted to succeed (exit 0 or 1); returns
+/// the partials' paths in shard order.
+pub fn shard_partials(dir: &std::path::Path, count: u32, args: &[&str]) -> Vec<String> {
+    (0..count)
+        .map(|k| {
+            let part = dir.join(format!("part{k}")).to_str().unwrap().to_string();
+            let shard = format!("{k}/{count}");
+            let mut all = vec!["hunt", "-q", "--shard", &shard, "--partial", &part];
+            all.extend_from_slice(args);
+            let out = ualhunt(&all);
+            assert!(
+                out.status.code().is_some_and(|c| c < 2),
+                "shard {shard}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            part
+        })
+        .collect()
+}
+
+/// `ualhunt merge EXTRA… PARTIALS…`.
+pub fn merge(parts: &[String], extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["merge"];
+    args.extend_from_slice(extra);
+    args.extend(parts.iter().map(String::as_str));
+    ualhunt(&args)
+}
+
 /// The matches of each rule that fired, from a JSON report (schema 3): `by_rule[]`
 /// points at them in `actors[].evidence` as `[actor, index]`.
 #[allow(dead_code)]
