@@ -131,13 +131,26 @@ impl Matcher {
                 });
             }
         }
+        Matcher::selecting(rules, selections, Prefilter::Everything, max_line)
+    }
+
+    /// A pass that parses every record `prefilter` lets through and evaluates
+    /// `selections` on it: no router, no coverage (the first pass counted it), nothing
+    /// decided on demand. Its malformed lines are those holding a rule literal, as in
+    /// the first pass: a record is malformed in both passes or in neither.
+    fn selecting(
+        rules: Vec<Rule>,
+        selections: Vec<Selection>,
+        prefilter: Prefilter,
+        max_line: usize,
+    ) -> Matcher {
         Matcher {
             literals: rule_literals(&rules),
             derived: derived_fields(&selections),
             requirements: vec![None; selections.len()],
             rules,
             selections,
-            prefilter: Prefilter::Everything,
+            prefilter,
             router: None,
             record_types: Vec::new(),
             max_line,
@@ -266,31 +279,14 @@ impl Matcher {
         literals: Option<Vec<String>>,
         max_line: usize,
     ) -> Matcher {
-        Matcher {
-            // The rules' literals, not these: a record is malformed in both passes or in
-            // neither.
-            literals: rule_literals(&rules),
-            rules,
-            selections: vec![Selection {
-                rule: 0,
-                why: Why::Context(u16::MAX),
-                query: None,
-            }],
-            prefilter: literals.map_or(Prefilter::Everything, Prefilter::case_insensitive),
-            router: None,
-            requirements: vec![None],
-            record_types: Vec::new(),
-            max_line,
-            block: DEFAULT_SCAN_BLOCK,
-            timed: false,
-            coverage: false,
-            // Every record it parses is selected: nothing to decide on demand.
-            on_demand: false,
-            enrichment: Default::default(),
-            gated: Vec::new(),
-            derived: vec![false],
-            counted_by: Vec::new(),
-        }
+        // Every record it parses is selected (a selection with no query).
+        let every = vec![Selection {
+            rule: 0,
+            why: Why::Context(u16::MAX),
+            query: None,
+        }];
+        let prefilter = literals.map_or(Prefilter::Everything, Prefilter::case_insensitive);
+        Matcher::selecting(rules, every, prefilter, max_line)
     }
 
     /// Measures time spent parsing candidates (for `--stats`; costs two clock reads
