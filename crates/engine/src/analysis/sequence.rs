@@ -238,15 +238,7 @@ fn finding(
     let first = steps[0];
     let last = steps[steps.len() - 1];
     let mut f = (*last).clone();
-    let millis = match (first.timestamp, last.timestamp) {
-        (Some(a), Some(b)) => (b - a).num_milliseconds(),
-        _ => 0,
-    };
-    let within = if millis % 1000 == 0 {
-        span(millis / 1000)
-    } else {
-        format!("{millis}ms")
-    };
+    let within = elapsed(first, last);
     let key_names: Vec<String> = seq
         .by
         .iter()
@@ -307,15 +299,7 @@ fn correlated(
         .min_by_key(|f| f.order_key())
         .expect("a fired correlation has a match");
     let mut f = (*last).clone();
-    let millis = match (first.timestamp, last.timestamp) {
-        (Some(a), Some(b)) => (b - a).num_milliseconds(),
-        _ => 0,
-    };
-    let within = if millis % 1000 == 0 {
-        span(millis / 1000)
-    } else {
-        format!("{millis}ms")
-    };
+    let within = elapsed(first, last);
     let rules = if t.shape.ordered {
         format!("{} rules in order", t.shape.rules)
     } else {
@@ -349,6 +333,20 @@ fn correlated(
         });
     }
     f
+}
+
+/// How long from `first`'s match to `last`'s, as a rule writes a span (`20m`), or in
+/// milliseconds when it is not whole seconds; 0 when either has no time.
+fn elapsed(first: &Finding, last: &Finding) -> String {
+    let millis = match (first.timestamp, last.timestamp) {
+        (Some(a), Some(b)) => (b - a).num_milliseconds(),
+        _ => 0,
+    };
+    if millis % 1000 == 0 {
+        span(millis / 1000)
+    } else {
+        format!("{millis}ms")
+    }
 }
 
 #[cfg(test)]
