@@ -921,41 +921,13 @@ impl<F: Field> Query<F> {
         let mut open = true;
         for command in &self.per_record {
             let source = open.then_some(record);
+            if row_command(command, &mut rows, source) {
+                if rows.is_empty() {
+                    break;
+                }
+                continue;
+            }
             match command {
-                Command::Where(cond) => rows.retain(|row| {
-                    let scope = Scope {
-                        row,
-                        record: source,
-                        aggs: &[],
-                    };
-                    truth(&cond.eval(&scope)) == Some(true)
-                }),
-                Command::Eval(assigns) => {
-                    for row in &mut rows {
-                        for (name, expr) in assigns {
-                            let scope = Scope {
-                                row,
-                                record: source,
-                                aggs: &[],
-                            };
-                            let v = expr.eval(&scope);
-                            row.set(name, v);
-                        }
-                    }
-                }
-                Command::Extract { input, how, names } => {
-                    for row in &mut rows {
-                        let scope = Scope {
-                            row,
-                            record: source,
-                            aggs: &[],
-                        };
-                        let values = how.apply(&input.eval(&scope), names.len());
-                        for (name, value) in names.iter().zip(values) {
-                            row.set(name, value);
-                        }
-                    }
-                }
                 Command::Keep(names) if !open => {
                     for row in &mut rows {
                         row.columns = keep(std::mem::take(&mut row.columns), names);
@@ -982,12 +954,6 @@ impl<F: Field> Query<F> {
                     }
                     open = false;
                 }
-                Command::Drop(names) => {
-                    for row in &mut rows {
-                        row.columns
-                            .retain(|(n, _)| !names.iter().any(|p| name_matches(p, n)));
-                    }
-                }
                 Command::MvExpand(col) => {
                     let mut out = Vec::with_capacity(rows.len());
                     for mut row in rows {
@@ -1010,8 +976,9 @@ impl<F: Field> Query<F> {
                     }
                     rows = out;
                 }
-                // Never in the per-record part (see `split`).
-                Command::Stats { .. } | Command::Sort(_) | Command::Limit(_) => {}
+                // Row commands are done above; the rest never in the per-record part
+                // (see `split`).
+                _ => {}
             }
             if rows.is_empty() {
                 break;
@@ -1058,37 +1025,13 @@ impl<F: Field> Query<F> {
             })
             .collect();
         for command in &self.post {
+            if row_command(command, &mut rows, None) {
+                continue;
+            }
             match command {
-                Command::Where(cond) => rows.retain(|row| {
-                    let scope = Scope {
-                        row,
-                        record: None,
-                        aggs: &[],
-                    };
-                    truth(&cond.eval(&scope)) == Some(true)
-                }),
-                Command::Eval(assigns) => {
-                    for row in &mut rows {
-                        for (name, expr) in assigns {
-                            let scope = Scope {
-                                row,
-                                record: None,
-                                aggs: &[],
-                            };
-                            let v = expr.eval(&scope);
-                            row.set(name, v);
-                        }
-                    }
-                }
                 Command::Keep(names) => {
                     for row in &mut rows {
                         row.columns = keep(std::mem::take(&mut row.columns), names);
-                    }
-                }
-                Command::Drop(names) => {
-                    for row in &mut rows {
-                        row.columns
-                            .retain(|(n, _)| !names.iter().any(|p| name_matches(p, n)));
                     }
                 }
                 Command::MvExpand(col) => {
@@ -1106,19 +1049,6 @@ impl<F: Field> Query<F> {
                         }
                     }
                     rows = out;
-                }
-                Command::Extract { input, how, names } => {
-                    for row in &mut rows {
-                        let scope = Scope {
-                            row,
-                            record: None,
-                            aggs: &[],
-                        };
-                        let values = how.apply(&input.eval(&scope), names.len());
-                        for (name, value) in names.iter().zip(values) {
-                            row.set(name, value);
-                        }
-                    }
                 }
                 Command::Stats { aggs, outputs, by } => rows = stats(&rows, aggs, outputs, by),
                 Command::Sort(keys) => {
@@ -1145,6 +1075,11 @@ impl<F: Field> Query<F> {
                     rows = order.into_iter().filter_map(|i| taken[i].take()).collect();
                 }
                 Command::Limit(n) => rows.truncate(*n),
+                // Done by `row_command` above.
+                Command::Where(_)
+                | Command::Eval(_)
+                | Command::Extract { .. }
+                | Command::Drop(_) => {}
             }
         }
         rows
@@ -1154,6 +1089,52 @@ impl<F: Field> Query<F> {
     pub fn text(&self) -> &str {
         &self.text
     }
+}
+
+/// Runs a command that works row by row the same in both parts (`WHERE`, `EVAL`,
+/// `GROK`/`DISSECT`, `DROP`) over `rows`, reading `record` where the per-record part's
+/// schema is still open; returns false, touching nothing, for any other command.
+fn row_command<F: Field>(
+    command: &Command<F>,
+    rows: &mut Vec<Row>,
+    record: Option<&dyn Fields<F>>,
+) -> bool {
+    fn scope<'a, F>(row: &'a Row, record: Option<&'a dyn Fields<F>>) -> Scope<'a, F> {
+        Scope {
+            row,
+            record,
+            aggs: &[],
+        }
+    }
+    match command {
+        Command::Where(cond) => {
+            rows.retain(|row| truth(&cond.eval(&scope(row, record))) == Some(true))
+        }
+        Command::Eval(assigns) => {
+            for row in rows.iter_mut() {
+                for (name, expr) in assigns {
+                    let v = expr.eval(&scope(row, record));
+                    row.set(name, v);
+                }
+            }
+        }
+        Command::Extract { input, how, names } => {
+            for row in rows.iter_mut() {
+                let values = how.apply(&input.eval(&scope(row, record)), names.len());
+                for (name, value) in names.iter().zip(values) {
+                    row.set(name, value);
+                }
+            }
+        }
+        Command::Drop(names) => {
+            for row in rows.iter_mut() {
+                row.columns
+                    .retain(|(n, _)| !names.iter().any(|p| name_matches(p, n)));
+            }
+        }
+        _ => return false,
+    }
+    true
 }
 
 /// How two rows' values of a sort key order: a multi-value sorts by its least value
