@@ -26,9 +26,10 @@
 # sigma-rust v0.7.1; M365 support from f608400 and 9bf76f9). It depends on
 # Yamato-Security's git fork of sigma-rust (branch 0.7.0), which adds the correlation
 # engine and is on no registry. That fork was stood in for by crates.io's sigma-rust 0.7.0
-# plus the fork's src/correlation.rs as stored in the public code index (its yaml_serde
-# calls pointed at serde_norway, which crates.io's 0.7.0 uses; `Clone` derived on
-# `Event`/`EventValue`, which TimestampedEvent needs), given to Suzaku as a path
+# plus the fork's src/correlation.rs as stored in the public code index (a later version
+# than branch 0.7.0's, with 0.7.2's group-by fix; its yaml_serde calls pointed at
+# serde_norway, which crates.io's 0.7.0 uses; `Clone` derived on `Event`/`EventValue`,
+# which TimestampedEvent needs), given to Suzaku as a path
 # dependency. git2 was built without its default features and the vendored-OpenSSL
 # `openssl` dependency dropped (only `update-rules` uses them; HTTPS clones are not needed
 # here). No other line of the peer was changed. Built with rustc 1.95,
