@@ -20,20 +20,10 @@
 #   RUNS=3                                  timed runs per tool and archive
 #   PEER_TIMEOUT=600                        seconds before one peer run is abandoned
 #
-# How the peer binary used for the README figures was obtained (described, not scripted:
-# the peer's code is AGPL-3.0 and stays out of this repository). Suzaku at commit
-# d8334fe00815b397ce833e835c42bd515e081999 (2026-07-14, the last commit before it moved to
-# sigma-rust v0.7.1; M365 support from f608400 and 9bf76f9). It depends on
-# Yamato-Security's git fork of sigma-rust (branch 0.7.0), which adds the correlation
-# engine and is on no registry. That fork was stood in for by crates.io's sigma-rust 0.7.0
-# plus the fork's src/correlation.rs as stored in the public code index (a later version
-# than branch 0.7.0's, with 0.7.2's group-by fix; its yaml_serde calls pointed at
-# serde_norway, which crates.io's 0.7.0 uses; `Clone` derived on `Event`/`EventValue`,
-# which TimestampedEvent needs), given to Suzaku as a path
-# dependency. git2 was built without its default features and the vendored-OpenSSL
-# `openssl` dependency dropped (only `update-rules` uses them; HTTPS clones are not needed
-# here). No other line of the peer was changed. Built with rustc 1.95,
-# `cargo build --release --ignore-rust-version`.
+# The peer binary behind the README figures: Suzaku at commit d8334fe (2026-07-14),
+# compiled locally from a snapshot of its repository (see the README, "Side by side
+# with Suzaku"). The peer's code is AGPL-3.0: neither it nor a way to build it is part of
+# this repository.
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 [[ $# -ge 2 ]] || { sed -n '2,20p' "$0" >&2; exit 2; }
