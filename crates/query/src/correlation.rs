@@ -194,6 +194,15 @@ pub enum Kind {
         /// `timespan`, in milliseconds.
         span: i64,
     },
+    /// `temporal` with a condition that bounds the number of its rules from above
+    /// (`lt`, `lte`, `eq`, `neq`): the windows anchored at each match, as for counts,
+    /// whose number of distinct rules matched satisfies it.
+    Rules {
+        /// The condition on the number of distinct rules.
+        condition: Condition,
+        /// `timespan`, in milliseconds.
+        span: i64,
+    },
 }
 
 /// One correlation of a chain.
@@ -231,6 +240,8 @@ pub struct Fired {
     pub key: Key,
     /// When it fired: the time of its latest event (ms).
     pub time: i64,
+    /// What its condition counted: events, distinct values or distinct rules.
+    pub count: u64,
     /// Per input, the latest replayed event (index) behind what it gave, if it gave any.
     pub inputs: Vec<Option<usize>>,
     /// Every replayed event behind it, in order.
@@ -324,15 +335,22 @@ fn fire(node: &Node, events: &[StepEvent], depth: usize) -> Vec<Fired> {
                 .into_iter()
                 .map(|f| {
                     let chosen: Vec<usize> = f.events.iter().flatten().copied().collect();
-                    fired(node, &stream, f.key, &chosen)
+                    let count = chosen.len() as u64;
+                    fired(node, &stream, f.key, &chosen, count)
                 })
                 .collect()
         }
-        Kind::Count {
-            condition,
-            distinct,
-            span,
-        } => {
+        Kind::Count { .. } | Kind::Rules { .. } => {
+            let (condition, distinct, span) = match &node.kind {
+                Kind::Count {
+                    condition,
+                    distinct,
+                    span,
+                } => (condition, *distinct, span),
+                Kind::Rules { condition, span } => (condition, true, span),
+                Kind::Temporal(_) => unreachable!("matched above"),
+            };
+            let rules = matches!(node.kind, Kind::Rules { .. });
             let mut groups: BTreeMap<&Key, Vec<usize>> = BTreeMap::new();
             for (i, e) in stream.iter().enumerate() {
                 groups.entry(&e.key).or_default().push(i);
@@ -340,15 +358,29 @@ fn fire(node: &Node, events: &[StepEvent], depth: usize) -> Vec<Fired> {
             let mut out = Vec::new();
             for (key, members) in groups {
                 let times: Vec<i64> = members.iter().map(|&i| stream[i].time).collect();
-                let values: Vec<Option<&String>> =
-                    members.iter().map(|&i| stream[i].value.as_ref()).collect();
-                let (events, distinct) = if *distinct {
+                // What is counted distinct: the counted field's value, or the rule.
+                let values: Vec<Option<String>> = members
+                    .iter()
+                    .map(|&i| match rules {
+                        true => Some(stream[i].input.to_string()),
+                        false => stream[i].value.clone(),
+                    })
+                    .collect();
+                let (events, on) = if distinct {
                     (Condition::at_least(1), Some((values.as_slice(), condition)))
                 } else {
                     (*condition, None)
                 };
-                for (a, b) in count_windows(&times, *span, &events, distinct) {
-                    out.push(fired(node, &stream, key.clone(), &members[a..=b]));
+                for (a, b) in count_windows(&times, *span, &events, on) {
+                    let count = if distinct {
+                        let mut held: Vec<&String> = values[a..=b].iter().flatten().collect();
+                        held.sort_unstable();
+                        held.dedup();
+                        held.len()
+                    } else {
+                        b - a + 1
+                    };
+                    out.push(fired(node, &stream, key.clone(), &members[a..=b], count as u64));
                 }
             }
             out
@@ -359,7 +391,7 @@ fn fire(node: &Node, events: &[StepEvent], depth: usize) -> Vec<Fired> {
 }
 
 /// The firing made of `chosen` events of a node's stream.
-fn fired(node: &Node, stream: &[Event], key: Key, chosen: &[usize]) -> Fired {
+fn fired(node: &Node, stream: &[Event], key: Key, chosen: &[usize], count: u64) -> Fired {
     let mut inputs: Vec<Option<usize>> = vec![None; node.inputs.len()];
     let mut events = Vec::new();
     let mut time = i64::MIN;
@@ -377,6 +409,7 @@ fn fired(node: &Node, stream: &[Event], key: Key, chosen: &[usize]) -> Fired {
     Fired {
         key,
         time,
+        count,
         inputs,
         events,
     }
@@ -564,6 +597,7 @@ mod tests {
             vec![Fired {
                 key: vec!["a".into()],
                 time: 12,
+                count: 2,
                 inputs: vec![Some(4), Some(6)],
                 events: vec![1, 2, 4, 6],
             }]
@@ -619,6 +653,33 @@ mod tests {
         assert_eq!(out[0].key, vec!["u".to_string()]);
         assert_eq!(out[0].time, 21);
         assert_eq!(out[0].events, vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(out[0].count, 2);
+    }
+
+    #[test]
+    fn a_temporal_condition_on_fewer_rules_counts_distinct_rules_per_window() {
+        // Exactly one of three rules within 10: rule 0 alone at 0 and 5 (one window),
+        // then rules 1 and 2 together at 30 (two rules: no), then rule 2 at 50.
+        let node = Node {
+            kind: Kind::Rules {
+                condition: Condition::parse(&ops(&[("eq", "1")]), 1).unwrap(),
+                span: 10,
+            },
+            groups: 1,
+            inputs: vec![Input::Rule(0), Input::Rule(1), Input::Rule(2)],
+        };
+        let events = [
+            ev(0, 0, "a"),
+            ev(5, 0, "a"),
+            ev(30, 1, "a"),
+            ev(32, 2, "a"),
+            ev(50, 2, "a"),
+        ];
+        let out = evaluate(&node, &events);
+        let got: Vec<(i64, Vec<usize>)> = out.iter().map(|f| (f.time, f.events.clone())).collect();
+        // From 30 the window holds two rules; from 32 one (rule 2, 32 only).
+        assert_eq!(got, vec![(5, vec![0, 1]), (32, vec![3]), (50, vec![4])]);
+        assert!(out.iter().all(|f| f.count == 1));
     }
 
     proptest::proptest! {
