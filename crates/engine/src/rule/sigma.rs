@@ -1350,4 +1350,150 @@ correlation:
             );
         }
     }
+
+    /// The specification's example of a chain, on audit records: many failed logins
+    /// (event_count) followed by a successful login (temporal_ordered), by user.
+    const CHAIN: &str = "title: Correlation - Multiple Failed Logins Followed by Successful Login
+id: b180ead8-d58f-40b2-ae54-c8940995b9b6
+level: high
+correlation:
+    type: temporal_ordered
+    rules:
+        - multiple_failed_login
+        - successful_login
+    group-by:
+        - UserId
+    timespan: 10m
+---
+title: Multiple failed logons
+id: a8418a5a-5fc4-46b5-b23b-6c73beb19d41
+name: multiple_failed_login
+correlation:
+    type: event_count
+    rules:
+        - failed_login
+    group-by:
+        - UserId
+    timespan: 10m
+    condition:
+        gte: 3
+---
+title: Single failed login
+id: 53ba33fd-3a50-4468-a5ef-c583635cfa92
+name: failed_login
+logsource: {product: azure, service: m365}
+detection:
+    selection: {Operation: UserLoginFailed}
+    condition: selection
+---
+title: Successful login
+id: 4d0a2c83-c62c-4ed4-b475-c7e23a9269b8
+name: successful_login
+logsource: {product: azure, service: m365}
+detection:
+    selection: {Operation: UserLoggedIn}
+    condition: selection
+";
+
+    fn reason(l: &Loaded) -> String {
+        match l {
+            Loaded::NotRun(n) => n.reason.clone(),
+            Loaded::Runs(r) => panic!("{} runs", r.meta.name),
+        }
+    }
+
+    #[test]
+    fn a_chained_correlation_replays_the_correlation_it_names() {
+        let loaded = load_text(CHAIN, None).unwrap();
+        assert_eq!(loaded.len(), 4);
+        let Loaded::Runs(outer) = &loaded[0] else {
+            panic!("the chain runs: {}", reason(&loaded[0]));
+        };
+        let t = outer.query.temporal().expect("replayed");
+        assert_eq!(t.chain.inputs.len(), 2);
+        let correlation::Input::Correlation { node, group, value } = &t.chain.inputs[0] else {
+            panic!("the first rule it names is a correlation");
+        };
+        assert_eq!((group.as_slice(), value), (&[0][..], &None));
+        assert_eq!(
+            node.kind,
+            correlation::Kind::Count {
+                condition: Condition::at_least(3),
+                distinct: false,
+                span: 600_000,
+            }
+        );
+        assert_eq!(t.chain.inputs[1], correlation::Input::Rule(1));
+        assert_eq!(t.titles, vec!["Multiple failed logons", "Successful login"]);
+        // Per spec, the rules a correlation names report only through it: the inner
+        // correlation and both detection rules.
+        assert!(reason(&loaded[1]).contains("named by the correlation rule"));
+        assert!(reason(&loaded[2]).contains("counted by the correlation rule"));
+        assert!(reason(&loaded[3]).contains("counted by the correlation rule"));
+        // It recompiles from its metadata alone (a shard's merge does).
+        let again = Rule::compile(outer.meta.clone()).unwrap();
+        assert_eq!(again.query.temporal().unwrap().chain, t.chain);
+        assert_eq!(again.query.to_string(), outer.query.to_string());
+        // `generate: true` on the outer one: the inner correlation runs on its own (a
+        // threshold), and so does the successful login; the failed login is still named
+        // by the inner one, which does not generate.
+        let generating = CHAIN.replace("    timespan: 10m\n---", "    timespan: 10m\n    generate: true\n---");
+        let loaded = load_text(&generating, None).unwrap();
+        let Loaded::Runs(inner) = &loaded[1] else {
+            panic!("the inner correlation runs: {}", reason(&loaded[1]));
+        };
+        assert!(inner.meta.alerting.is_some());
+        assert!(reason(&loaded[2]).contains("Multiple failed logons"));
+        assert!(matches!(&loaded[3], Loaded::Runs(_)));
+    }
+
+    #[test]
+    fn a_chain_with_a_cycle_or_too_deep_is_refused() {
+        let cycle = "title: A\nname: a\ncorrelation: {type: event_count, rules: [b], group-by: [UserId], timespan: 1m, condition: {gte: 1}}
+---
+title: B\nname: b\ncorrelation: {type: event_count, rules: [a], group-by: [UserId], timespan: 1m, condition: {gte: 1}}
+";
+        let loaded = load_text(cycle, None).unwrap();
+        for l in &loaded {
+            assert!(reason(l).contains("(a cycle)"), "{}", reason(l));
+        }
+        let selfish = "title: A\nname: a\ncorrelation: {type: event_count, rules: [a], group-by: [UserId], timespan: 1m, condition: {gte: 1}}\n";
+        // Naming itself: a rule never names itself, so `a` is not defined elsewhere.
+        assert!(reason(&load_text(selfish, None).unwrap()[0]).contains("no file"));
+        // A chain nine correlations deep: c0 names c1 … c8 names the login rule.
+        let mut deep = String::from(
+            "title: Login\nname: login\nlogsource: {product: azure, service: m365}\ndetection: {s: {Operation: UserLoggedIn}, condition: s}\n",
+        );
+        for n in 0..9 {
+            let inner = if n == 8 { "login".to_string() } else { format!("c{}", n + 1) };
+            deep.push_str(&format!(
+                "---\ntitle: C{n}\nname: c{n}\ncorrelation: {{type: event_count, rules: [{inner}], group-by: [UserId], timespan: 1h, condition: {{gte: 1}}}}\n"
+            ));
+        }
+        let loaded = load_text(&deep, None).unwrap();
+        assert!(reason(&loaded[1]).contains("more than 8 correlations deep"), "{}", reason(&loaded[1]));
+        // Eight deep runs.
+        let Loaded::Runs(_) = &loaded[2] else {
+            panic!("c1 … c8 run: {}", reason(&loaded[2]));
+        };
+    }
+
+    #[test]
+    fn an_outer_value_count_counts_a_field_the_inner_group_has() {
+        let text = format!(
+            "{CHAIN}---\ntitle: Outer\nid: o\ncorrelation: {{type: value_count, rules: [multiple_failed_login], group-by: [], timespan: 1d, condition: {{field: UserId, gte: 2}}}}\n"
+        );
+        let loaded = load_text(&text, None).unwrap();
+        let Loaded::Runs(outer) = &loaded[4] else {
+            panic!("runs: {}", reason(&loaded[4]));
+        };
+        let t = outer.query.temporal().unwrap();
+        let correlation::Input::Correlation { group, value, .. } = &t.chain.inputs[0] else {
+            panic!("a correlation input");
+        };
+        assert_eq!((group.len(), *value), (0, Some(0)));
+        let missing = text.replace("field: UserId", "field: ClientIP");
+        let loaded = load_text(&missing, None).unwrap();
+        assert!(reason(&loaded[4]).contains("\"ClientIP\" is not among the group-by fields"));
+    }
 }
