@@ -11,11 +11,13 @@
 //! The offline meaning of a count condition (one reading of the Sigma correlation
 //! specification, v2): per group, a window of `timespan` is anchored at each match, in
 //! time order: `[t, t + timespan]` from the match at `t`, both ends inclusive, holding
-//! the group's matches in it. The first anchored window whose count satisfies the
-//! condition alerts with every match it holds; counting then starts afresh with the first
-//! match after it, and a window that does not satisfy it moves the anchor to the next
-//! match. A window's count is only known once it closed, which offline is always the
-//! case. A group never seen has no match, so no window: it cannot alert, as a query
+//! the group's matches in it. A window whose count satisfies the condition alerts with
+//! every match it holds, and counting starts afresh with the first match after it. A
+//! window with too few (below the condition's least count) moves the anchor to the next
+//! match, as a later window may hold more; a window with too many (above `lt`/`lte`/`eq`,
+//! or the count `neq` excludes) is one burst: it closes without an alert and counting
+//! starts afresh after it, so the tail of a burst never passes for a quiet window. A
+//! window's count is only known once it closed, which offline is always the case. A group never seen has no match, so no window: it cannot alert, as a query
 //! backend's `GROUP BY` gives it no row; an `event_count` window holds at least the
 //! match it is anchored at, so a condition only a count of 0 satisfies is refused. For
 //! "at least n" conditions this is the sliding window of Elastic's threshold rules (the
@@ -160,12 +162,19 @@ pub fn count_windows<V: Eq + Hash>(
         let count = (end - a) as u64;
         let ok = events.holds(count)
             && distinct.is_none_or(|(_, c)| c.holds(seen.len() as u64));
-        if ok {
-            out.push((a, end - 1));
+        let below = count < events.min
+            || distinct.is_some_and(|(_, c)| (seen.len() as u64) < c.min);
+        if ok || !below {
+            // An alert, or a window with too many (or the excluded count): either way
+            // the window is closed, and counting starts afresh after it.
+            if ok {
+                out.push((a, end - 1));
+            }
             a = end;
             seen.clear();
             continue;
         }
+        // Too few: a later window may hold more.
         if let Some(v) = value(a)
             && let Some(n) = seen.get_mut(v)
         {
@@ -481,11 +490,21 @@ mod tests {
         let w = |c: &Condition| count_windows::<u8>(&times, 5, c, None);
         assert_eq!(w(&cond(&[("gte", "3")])), vec![(0, 2)]);
         assert_eq!(w(&cond(&[("gte", "2")])), vec![(0, 2), (3, 4)]);
-        // At most 2: the window from 0 holds 3, so the anchor moves to 1 (2 matches).
-        assert_eq!(w(&cond(&[("lte", "2")])), vec![(1, 2), (3, 4)]);
-        assert_eq!(w(&cond(&[("eq", "2")])), vec![(1, 2), (3, 4)]);
-        assert_eq!(w(&cond(&[("eq", "1")])), vec![(2, 2), (4, 4)]);
-        assert_eq!(w(&cond(&[("neq", "3")])), vec![(1, 2), (3, 4)]);
+        // At most 2: the window from 0 holds 3, too many: it closes without an alert
+        // (its tail, 1 and 2, is not a quiet window); the one from 10 holds 2.
+        assert_eq!(w(&cond(&[("lte", "2")])), vec![(3, 4)]);
+        assert_eq!(w(&cond(&[("eq", "2")])), vec![(3, 4)]);
+        assert!(w(&cond(&[("eq", "1")])).is_empty());
+        assert_eq!(w(&cond(&[("neq", "3")])), vec![(3, 4)]);
+        // Too few moves the anchor on: at least 2 within 1 from 1 (1 and 2).
+        assert_eq!(
+            count_windows::<u8>(&times, 1, &cond(&[("gte", "2"), ("lte", "2")]), None),
+            vec![(0, 1), (3, 4)]
+        );
+        assert_eq!(
+            count_windows::<u8>(&[0, 2, 3], 1, &cond(&[("eq", "2")]), None),
+            vec![(1, 2)]
+        );
         // The window is inclusive at both ends.
         assert_eq!(count_windows::<u8>(&[0, 5], 5, &cond(&[("gte", "2")]), None), vec![(0, 1)]);
         assert!(count_windows::<u8>(&[0, 6], 5, &cond(&[("gte", "2")]), None).is_empty());
@@ -524,12 +543,14 @@ mod tests {
             vs.sort();
             vs.dedup();
             let n = if distinct { vs.len() } else { inside.len() } as u64;
+            let last = *inside.last().unwrap();
             if c.holds(n) {
-                let last = *inside.last().unwrap();
                 out.push((a, last));
                 a = last + 1;
-            } else {
+            } else if n < c.min {
                 a += 1;
+            } else {
+                a = last + 1;
             }
         }
         out
@@ -659,7 +680,8 @@ mod tests {
     #[test]
     fn a_temporal_condition_on_fewer_rules_counts_distinct_rules_per_window() {
         // Exactly one of three rules within 10: rule 0 alone at 0 and 5 (one window),
-        // then rules 1 and 2 together at 30 (two rules: no), then rule 2 at 50.
+        // then rules 1 and 2 together at 30 and 32 (two rules: a window with too many,
+        // closed without an alert), then rule 2 at 50.
         let node = Node {
             kind: Kind::Rules {
                 condition: Condition::parse(&ops(&[("eq", "1")]), 1).unwrap(),
@@ -677,8 +699,7 @@ mod tests {
         ];
         let out = evaluate(&node, &events);
         let got: Vec<(i64, Vec<usize>)> = out.iter().map(|f| (f.time, f.events.clone())).collect();
-        // From 30 the window holds two rules; from 32 one (rule 2, 32 only).
-        assert_eq!(got, vec![(5, vec![0, 1]), (32, vec![3]), (50, vec![4])]);
+        assert_eq!(got, vec![(5, vec![0, 1]), (50, vec![4])]);
         assert!(out.iter().all(|f| f.count == 1));
     }
 
