@@ -199,7 +199,10 @@ fn generate_true_reports_the_rules_a_chain_names_as_well() {
     let rules = dir.path().join("chain.yml");
     std::fs::write(
         &rules,
-        chain_rules().replace("  timespan: 10m\n---", "  timespan: 10m\n  generate: true\n---"),
+        chain_rules().replace(
+            "  timespan: 10m\n---",
+            "  timespan: 10m\n  generate: true\n---",
+        ),
     )
     .unwrap();
     let (later, earlier) = chain_records();
@@ -210,7 +213,9 @@ fn generate_true_reports_the_rules_a_chain_names_as_well() {
         found.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
     let mut want: BTreeSet<(String, String)> = BTreeSet::new();
     want.insert(("chain-1".into(), "a-ok".into()));
-    for id in ["a-f1", "a-f2", "a-f3", "c-f1", "c-f2", "c-f3", "d-f1", "d-f2", "d-f3"] {
+    for id in [
+        "a-f1", "a-f2", "a-f3", "c-f1", "c-f2", "c-f3", "d-f1", "d-f2", "d-f3",
+    ] {
         want.insert(("many-1".into(), id.into()));
     }
     for id in ["a-ok", "b-ok", "c-ok", "d-ok"] {
@@ -300,9 +305,8 @@ fn alerting_users(dir: &Path, archive: &Path, correlation: &str, modes: &[&[&str
         args.extend_from_slice(mode);
         args.push(archive.to_str().unwrap());
         let out = common::ualhunt(&args);
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!("{correlation}: {}", String::from_utf8_lossy(&out.stderr))
-        });
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{correlation}: {}", String::from_utf8_lossy(&out.stderr)));
         let mut records: Vec<String> = common::by_rule_findings(&report)
             .into_iter()
             .filter(|(rule, _)| *rule == "cnt")
@@ -316,7 +320,10 @@ fn alerting_users(dir: &Path, archive: &Path, correlation: &str, modes: &[&[&str
         found.dedup();
         // An alert holds every failure of its user's burst.
         for u in &found {
-            let held = records.iter().filter(|r| r.starts_with(&format!("u{u}-"))).count();
+            let held = records
+                .iter()
+                .filter(|r| r.starts_with(&format!("u{u}-")))
+                .count();
             let burst = if *u == 5 { 1 } else { *u as usize };
             assert!(held >= burst, "{correlation}: user {u}: {records:?}");
         }

@@ -160,10 +160,9 @@ pub fn count_windows<V: Eq + Hash>(
             end += 1;
         }
         let count = (end - a) as u64;
-        let ok = events.holds(count)
-            && distinct.is_none_or(|(_, c)| c.holds(seen.len() as u64));
-        let below = count < events.min
-            || distinct.is_some_and(|(_, c)| (seen.len() as u64) < c.min);
+        let ok = events.holds(count) && distinct.is_none_or(|(_, c)| c.holds(seen.len() as u64));
+        let below =
+            count < events.min || distinct.is_some_and(|(_, c)| (seen.len() as u64) < c.min);
         if ok || !below {
             // An alert, or a window with too many (or the excluded count): either way
             // the window is closed, and counting starts afresh after it.
@@ -349,53 +348,66 @@ fn fire(node: &Node, events: &[StepEvent], depth: usize) -> Vec<Fired> {
                 })
                 .collect()
         }
-        Kind::Count { .. } | Kind::Rules { .. } => {
-            let (condition, distinct, span) = match &node.kind {
-                Kind::Count {
-                    condition,
-                    distinct,
-                    span,
-                } => (condition, *distinct, span),
-                Kind::Rules { condition, span } => (condition, true, span),
-                Kind::Temporal(_) => unreachable!("matched above"),
-            };
-            let rules = matches!(node.kind, Kind::Rules { .. });
-            let mut groups: BTreeMap<&Key, Vec<usize>> = BTreeMap::new();
-            for (i, e) in stream.iter().enumerate() {
-                groups.entry(&e.key).or_default().push(i);
-            }
-            let mut out = Vec::new();
-            for (key, members) in groups {
-                let times: Vec<i64> = members.iter().map(|&i| stream[i].time).collect();
-                // What is counted distinct: the counted field's value, or the rule.
-                let values: Vec<Option<String>> = members
-                    .iter()
-                    .map(|&i| match rules {
-                        true => Some(stream[i].input.to_string()),
-                        false => stream[i].value.clone(),
-                    })
-                    .collect();
-                let (events, on) = if distinct {
-                    (Condition::at_least(1), Some((values.as_slice(), condition)))
-                } else {
-                    (*condition, None)
-                };
-                for (a, b) in count_windows(&times, *span, &events, on) {
-                    let count = if distinct {
-                        let mut held: Vec<&String> = values[a..=b].iter().flatten().collect();
-                        held.sort_unstable();
-                        held.dedup();
-                        held.len()
-                    } else {
-                        b - a + 1
-                    };
-                    out.push(fired(node, &stream, key.clone(), &members[a..=b], count as u64));
-                }
-            }
-            out
-        }
+        Kind::Count {
+            condition,
+            distinct,
+            span,
+        } => count(node, &stream, condition, *distinct, false, *span),
+        Kind::Rules { condition, span } => count(node, &stream, condition, true, true, *span),
     };
     out.sort_by(|a, b| (a.time, a.events.last(), &a.key).cmp(&(b.time, b.events.last(), &b.key)));
+    out
+}
+
+/// The firings of a count over a node's stream: per group, [`count_windows`] of the
+/// events (`distinct: false`), of the distinct values, or (`rules`) of the distinct
+/// rules.
+fn count(
+    node: &Node,
+    stream: &[Event],
+    condition: &Condition,
+    distinct: bool,
+    rules: bool,
+    span: i64,
+) -> Vec<Fired> {
+    let mut groups: BTreeMap<&Key, Vec<usize>> = BTreeMap::new();
+    for (i, e) in stream.iter().enumerate() {
+        groups.entry(&e.key).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for (key, members) in groups {
+        let times: Vec<i64> = members.iter().map(|&i| stream[i].time).collect();
+        // What is counted distinct: the counted field's value, or the rule.
+        let values: Vec<Option<String>> = members
+            .iter()
+            .map(|&i| match rules {
+                true => Some(stream[i].input.to_string()),
+                false => stream[i].value.clone(),
+            })
+            .collect();
+        let (events, on) = if distinct {
+            (Condition::at_least(1), Some((values.as_slice(), condition)))
+        } else {
+            (*condition, None)
+        };
+        for (a, b) in count_windows(&times, span, &events, on) {
+            let count = if distinct {
+                let mut held: Vec<&String> = values[a..=b].iter().flatten().collect();
+                held.sort_unstable();
+                held.dedup();
+                held.len()
+            } else {
+                b - a + 1
+            };
+            out.push(fired(
+                node,
+                stream,
+                key.clone(),
+                &members[a..=b],
+                count as u64,
+            ));
+        }
+    }
     out
 }
 
@@ -506,7 +518,10 @@ mod tests {
             vec![(1, 2)]
         );
         // The window is inclusive at both ends.
-        assert_eq!(count_windows::<u8>(&[0, 5], 5, &cond(&[("gte", "2")]), None), vec![(0, 1)]);
+        assert_eq!(
+            count_windows::<u8>(&[0, 5], 5, &cond(&[("gte", "2")]), None),
+            vec![(0, 1)]
+        );
         assert!(count_windows::<u8>(&[0, 6], 5, &cond(&[("gte", "2")]), None).is_empty());
     }
 
@@ -534,11 +549,19 @@ mod tests {
     }
 
     /// The windows by brute force: each anchor's window counted from scratch.
-    fn brute(times: &[i64], values: &[Option<u8>], span: i64, c: &Condition, distinct: bool) -> Vec<(usize, usize)> {
+    fn brute(
+        times: &[i64],
+        values: &[Option<u8>],
+        span: i64,
+        c: &Condition,
+        distinct: bool,
+    ) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
         let mut a = 0;
         while a < times.len() {
-            let inside: Vec<usize> = (a..times.len()).filter(|&i| times[i] - times[a] <= span).collect();
+            let inside: Vec<usize> = (a..times.len())
+                .filter(|&i| times[i] - times[a] <= span)
+                .collect();
             let mut vs: Vec<u8> = inside.iter().filter_map(|&i| values[i]).collect();
             vs.sort();
             vs.dedup();

@@ -229,9 +229,7 @@ fn threshold(
         let list = &members[group];
         let times: Vec<i64> = list.iter().map(|&i| time(i)).collect();
         let values: Vec<Option<&Text>> = list.iter().map(|&i| card(i)).collect();
-        let on = distinct
-            .as_ref()
-            .map(|d| (values.as_slice(), &d.condition));
+        let on = distinct.as_ref().map(|d| (values.as_slice(), &d.condition));
         for (start, end) in count_windows(&times, window, events, on) {
             let n = end - start + 1;
             let mut why = if events.is_at_least() {

@@ -22,12 +22,14 @@
 //! [`MAX_PENDING`] live per rule at once; past that the oldest is dropped, counted, and
 //! a warning names the rule. Nothing here reads input.
 //!
-//! A Sigma `temporal` or `temporal_ordered` correlation goes the same way: its `sequence`
-//! item records, in the scan, which of the correlated rules the record matched and its
-//! `group-by` values for each; the replay is `ualhunt_query::temporal`'s (state: per
-//! group that matched in the last `timespan`, one match per rule or one partial chain
-//! per position). Each correlation that fires is one finding, the record of its latest
-//! match, with `step_N` naming the record that matched rule N (with the rule's title).
+//! A Sigma `temporal` or `temporal_ordered` correlation, or a chained one (a
+//! correlation naming correlations), goes the same way: its `sequence` item records, in
+//! the scan, which of the detection rules of the chain the record matched and its group
+//! (and counted value) for each; the replay is `ualhunt_query::correlation`'s (state:
+//! per group that matched in the last `timespan`, one match per rule or one partial
+//! chain per position; per count, the matches it was given). Each correlation that
+//! fires is one finding, the record of its latest match, with `step_N` naming the
+//! latest record behind rule N of the correlation (with the rule's title).
 
 use serde::{Deserialize, Serialize};
 use ualhunt_query::correlation::{Fired, Kind};

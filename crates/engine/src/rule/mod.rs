@@ -356,7 +356,10 @@ impl Alerting {
         };
         Some(match cardinality {
             None => (bounded(*value), None),
-            Some((field, n)) => (Condition::at_least(*value), Some((field.as_str(), bounded(*n)))),
+            Some((field, n)) => (
+                Condition::at_least(*value),
+                Some((field.as_str(), bounded(*n))),
+            ),
         })
     }
 

@@ -3,9 +3,11 @@
 //! Place in the flow: `load` hands each `.yml`/`.yaml` file's text to [`load_text`];
 //! every document becomes a [`Rule`] whose query is a [`SigmaQuery`] (the detection over
 //! the fields the field mapping names, ANDed with the records its log source sees), or a
-//! [`NotRun`] with the reason; an `event_count` or `value_count` correlation becomes a
-//! rule over the rules it counts with a threshold (`Alerting`) that the alerting analysis
-//! replays, a `temporal` or `temporal_ordered` one a rule over the rules it correlates
+//! [`NotRun`] with the reason; an `event_count` or `value_count` correlation of detection
+//! rules becomes a rule over the rules it counts with a threshold (`Alerting`, its
+//! condition's bounds included) that the alerting analysis replays; a `temporal` or
+//! `temporal_ordered` one, or a chained one (naming other correlations, at most
+//! `correlation::MAX_DEPTH` deep, no cycle), a rule over the detection rules of the chain
 //! whose matches `analysis::sequence` replays ([`Temporal`]). A correlation finds the
 //! rules it names (by `name` or `id`) in its own file first, then anywhere in the pack
 //! ([`load_pack`]). A rule's [`RuleMeta`] holds the document's own text and,
@@ -14,9 +16,9 @@
 
 use std::fmt;
 
+use ualhunt_query::correlation::{self, Condition};
 use ualhunt_query::sequence::Key;
 use ualhunt_query::sigma::{self, Document, Mapping};
-use ualhunt_query::correlation::{self, Condition};
 use ualhunt_query::temporal;
 
 use super::load::{Loaded, NotRun};
@@ -81,7 +83,9 @@ impl Temporal {
     pub fn condition(&self) -> String {
         match &self.chain.kind {
             correlation::Kind::Temporal(t) if t.ordered => "in the order listed".into(),
-            correlation::Kind::Temporal(t) => format!("at least {} of {} rules", t.at_least, t.rules),
+            correlation::Kind::Temporal(t) => {
+                format!("at least {} of {} rules", t.at_least, t.rules)
+            }
             correlation::Kind::Rules { condition, .. } => {
                 format!("{condition} of {} rules", self.rules())
             }
@@ -211,7 +215,13 @@ impl fmt::Display for SigmaQuery {
             p.detection.fmt(f)?;
         }
         if let Some(t) = &self.temporal {
-            write!(f, " | {} {} of [{}]", t.kind, t.condition(), t.titles.join(", "))?;
+            write!(
+                f,
+                " | {} {} of [{}]",
+                t.kind,
+                t.condition(),
+                t.titles.join(", ")
+            )?;
             if !t.group_by.is_empty() {
                 write!(f, " by {}", t.group_by.join(", "))?;
             }
@@ -512,8 +522,11 @@ fn node_of(
             let part = named_part(doc, name, mapping)?;
             let scope = mapping.scope(&doc.meta.logsource)?;
             let resolve = |field: &str| -> Result<Vec<Field>, sigma::Unsupported> {
-                let fields: Vec<Field> =
-                    scope.resolve(field).iter().map(|f| Field::parse(f)).collect();
+                let fields: Vec<Field> = scope
+                    .resolve(field)
+                    .iter()
+                    .map(|f| Field::parse(f))
+                    .collect();
                 if fields.is_empty() {
                     return Err(sigma::Unsupported(format!(
                         "correlation field {field:?}: the mapping maps it to nothing"
@@ -556,13 +569,17 @@ fn node_of(
         // A correlation's firings carry its group only: the outer group and counted
         // field must be among the inner group's names.
         let position = |field: &str| -> Result<usize, sigma::Unsupported> {
-            inner.group_by.iter().position(|g| g == field).ok_or_else(|| {
-                sigma::Unsupported(format!(
-                    "correlation chain: {field:?} is not among the group-by fields of the \
+            inner
+                .group_by
+                .iter()
+                .position(|g| g == field)
+                .ok_or_else(|| {
+                    sigma::Unsupported(format!(
+                        "correlation chain: {field:?} is not among the group-by fields of the \
                      correlation rule {name:?} it names ({}): its firings carry only those",
-                    inner.group_by.join(", ")
-                ))
-            })
+                        inner.group_by.join(", ")
+                    ))
+                })
         };
         let mut group = Vec::new();
         for g in &c.group_by {
@@ -750,9 +767,10 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
                     unambiguous(&docs, &used).map(|()| (alerting, used))
                 })
             });
+            let named_by = counted_by(i);
             match result {
-                Some(Ok(_)) if counted_by(i).is_some() => {
-                    let title = counted_by(i).unwrap_or_default();
+                Some(Ok(_)) if named_by.is_some() => {
+                    let title = named_by.unwrap_or_default();
                     file.push(not_run(
                         meta,
                         format!(
@@ -834,7 +852,11 @@ fn unambiguous(docs: &[Document], used: &[usize]) -> Result<(), sigma::Unsupport
             if same_name || same_id {
                 return Err(sigma::Unsupported(format!(
                     "correlation chain: two of the rules it is built of are both named {:?}",
-                    if same_name { x.name.clone().unwrap_or_default() } else { x.id.clone() }
+                    if same_name {
+                        x.name.clone().unwrap_or_default()
+                    } else {
+                        x.id.clone()
+                    }
                 )));
             }
         }
@@ -1154,7 +1176,10 @@ correlation: {type: temporal_ordered, rules: [f-1], group-by: [UserId], timespan
             ("condition: {lt: 1}", "no count of 1 or more satisfies it"),
             ("condition: {gte: 5, lt: 5}", "no count of 1 or more"),
             ("condition: {gte: many}", "not a whole number"),
-            ("condition: {about: 5}", "not one of gt, gte, lt, lte, eq, neq"),
+            (
+                "condition: {about: 5}",
+                "not one of gt, gte, lt, lte, eq, neq",
+            ),
         ] {
             let text = CORRELATED.replace("condition: {gte: 3}", bad);
             let Loaded::NotRun(n) = &load_text(&text, None).unwrap()[1] else {
@@ -1437,7 +1462,10 @@ detection:
         // `generate: true` on the outer one: the inner correlation runs on its own (a
         // threshold), and so does the successful login; the failed login is still named
         // by the inner one, which does not generate.
-        let generating = CHAIN.replace("    timespan: 10m\n---", "    timespan: 10m\n    generate: true\n---");
+        let generating = CHAIN.replace(
+            "    timespan: 10m\n---",
+            "    timespan: 10m\n    generate: true\n---",
+        );
         let loaded = load_text(&generating, None).unwrap();
         let Loaded::Runs(inner) = &loaded[1] else {
             panic!("the inner correlation runs: {}", reason(&loaded[1]));
@@ -1465,13 +1493,21 @@ title: B\nname: b\ncorrelation: {type: event_count, rules: [a], group-by: [UserI
             "title: Login\nname: login\nlogsource: {product: azure, service: m365}\ndetection: {s: {Operation: UserLoggedIn}, condition: s}\n",
         );
         for n in 0..9 {
-            let inner = if n == 8 { "login".to_string() } else { format!("c{}", n + 1) };
+            let inner = if n == 8 {
+                "login".to_string()
+            } else {
+                format!("c{}", n + 1)
+            };
             deep.push_str(&format!(
                 "---\ntitle: C{n}\nname: c{n}\ncorrelation: {{type: event_count, rules: [{inner}], group-by: [UserId], timespan: 1h, condition: {{gte: 1}}}}\n"
             ));
         }
         let loaded = load_text(&deep, None).unwrap();
-        assert!(reason(&loaded[1]).contains("more than 8 correlations deep"), "{}", reason(&loaded[1]));
+        assert!(
+            reason(&loaded[1]).contains("more than 8 correlations deep"),
+            "{}",
+            reason(&loaded[1])
+        );
         // Eight deep runs.
         let Loaded::Runs(_) = &loaded[2] else {
             panic!("c1 … c8 run: {}", reason(&loaded[2]));
