@@ -377,3 +377,43 @@ fn every_condition_operator_alerts_on_its_counts_and_not_one_off() {
     let got = alerting_users(dir.path(), &archive, &event_count("{lt: 3}"), &MODES);
     assert_eq!(got, [1, 2, 5]);
 }
+
+/// An `event_count` of another `event_count`'s firings: bursts of failed logins (2 within
+/// 5 minutes) twice within the hour fire once, at the second burst; a third burst two
+/// hours later is alone.
+#[test]
+fn an_event_count_counts_the_firings_of_the_correlation_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("bursts.yml");
+    std::fs::write(
+        &rules,
+        format!(
+            "{LOGINS}---\ntitle: Burst\nid: burst\nname: burst\ncorrelation: {{type: event_count, \
+             rules: [failed_login], group-by: [UserId], timespan: 5m, condition: {{gte: 2}}}}\n\
+             ---\ntitle: Repeated bursts\nid: bursts\ncorrelation: {{type: event_count, \
+             rules: [burst], group-by: [UserId], timespan: 1h, condition: {{gte: 2}}}}\n"
+        ),
+    )
+    .unwrap();
+    let ip = "203.0.113.9";
+    let lines: Vec<String> = [
+        "12:01", "10:22", "10:21", "12:00", "10:20", "10:01", "10:00",
+    ]
+    .iter()
+    .map(|t| login(&format!("x-{t}"), t, "x@contoso.com", false, ip))
+    .collect();
+    let archive = dir.path().join("a.jsonl");
+    write_lines(&archive, &lines);
+    let (found, _) = findings_in_every_mode(&rules, &[&archive]);
+    let want: BTreeSet<Vec<String>> = [vec![
+        "bursts".to_string(),
+        "x-10:22".into(),
+        "sequence: event_count: 2 events (at least 2) by UserId=x@contoso.com within 22m".into(),
+        format!(
+            "step_1: 2024-06-03T10:22:00Z {}:2 x-10:22 (Burst)",
+            archive.display()
+        ),
+    ]]
+    .into();
+    assert_eq!(found, want);
+}
