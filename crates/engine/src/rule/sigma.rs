@@ -445,10 +445,16 @@ fn named_part(doc: &Document, name: &str, mapping: &Mapping) -> Result<Part, sig
     })
 }
 
+/// The most rules a chain may name in all, counting each place a rule is named.
+const MAX_CHAIN_RULES: usize = 256;
+
 /// What building a replayed correlation gathers: per place the chain names a detection
 /// rule, its part, its group's fields and its counted field's; and every document used.
 #[derive(Default)]
 struct Chain {
+    /// How many rules it named in all, counting each place (a rule named from several
+    /// correlations of the chain counts for each).
+    named: usize,
     parts: Vec<Part>,
     keys: Vec<Vec<Vec<Field>>>,
     values: Vec<Option<Vec<Field>>>,
@@ -517,6 +523,14 @@ fn node_of(
             return no(format!("correlation rule: it names rule {name:?} twice"));
         }
         named.push(i);
+        // Correlations naming the same correlations at every level multiply: the chain
+        // is built (and replayed) once per place, so their number is bounded.
+        built.named += 1;
+        if built.named > MAX_CHAIN_RULES {
+            return no(format!(
+                "correlation chain: more than {MAX_CHAIN_RULES} rules named in all"
+            ));
+        }
         let doc = &docs[i];
         let Some(inner) = &doc.correlation else {
             let part = named_part(doc, name, mapping)?;
@@ -1531,5 +1545,33 @@ title: B\nname: b\ncorrelation: {type: event_count, rules: [a], group-by: [UserI
         let missing = text.replace("field: UserId", "field: ClientIP");
         let loaded = load_text(&missing, None).unwrap();
         assert!(reason(&loaded[4]).contains("\"ClientIP\" is not among the group-by fields"));
+    }
+
+    #[test]
+    fn a_chain_whose_correlations_multiply_is_refused_not_built() {
+        // Seven levels of three correlations, each naming the three of the level below:
+        // 3^7 places, built in an instant as a refusal.
+        let mut text = String::from(
+            "title: Login\nname: login\nlogsource: {product: azure, service: m365}\ndetection: {s: {Operation: UserLoggedIn}, condition: s}\n",
+        );
+        for level in 0..7 {
+            for k in 0..3 {
+                let below = if level == 6 {
+                    "login".to_string()
+                } else {
+                    format!("l{}a, l{}b, l{}c", level + 1, level + 1, level + 1)
+                };
+                let me = format!("l{level}{}", ["a", "b", "c"][k]);
+                text.push_str(&format!(
+                    "---\ntitle: {me}\nname: {me}\ncorrelation: {{type: event_count, rules: [{below}], group-by: [UserId], timespan: 1h, condition: {{gte: 1}}}}\n"
+                ));
+            }
+        }
+        let loaded = load_text(&text, None).unwrap();
+        assert!(
+            reason(&loaded[1]).contains("more than 256 rules named in all"),
+            "{}",
+            reason(&loaded[1])
+        );
     }
 }
