@@ -34,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod correlation;
 pub mod eql;
 pub mod esql;
 mod field;

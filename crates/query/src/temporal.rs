@@ -6,11 +6,12 @@
 //! caller finds, per record, which of the correlation's rules it matches and the values
 //! of the correlation's `group-by` fields for each (a field alias may name another
 //! field per rule), puts those events in event-time order (ties in a fixed order of its
-//! own) and calls [`replay`]. The semantics, one reading of the Sigma correlation
+//! own) and calls [`replay`] (through [`correlation`](crate::correlation), which also
+//! replays conditions on fewer rules and chains). The semantics, one reading of the Sigma correlation
 //! specification (v2):
 //!
 //! - **temporal**: a group fires when matches of at least `at_least` distinct rules (all
-//!   of them unless the rule's condition says `gte`/`gt`) fall within `timespan`: the
+//!   of them unless the rule's condition says fewer) fall within `timespan`: the
 //!   last match is at most `timespan` after the first. Per group and rule the latest
 //!   match is kept, so a window slides rather than being cut at fixed boundaries.
 //! - **temporal_ordered**: a group fires when the rules match in the listed order within
@@ -162,6 +163,16 @@ fn run(t: &Temporal, events: &[StepEvent]) -> (Vec<Fired>, usize) {
     (out, most)
 }
 
+/// Empties the slots (a rule's latest match, a position's chain) that began before
+/// `oldest`: they can no longer fall within the timespan of anything to come.
+fn expire<T>(slots: &mut [Option<T>], began: impl Fn(&T) -> i64, oldest: i64) {
+    for slot in slots {
+        if slot.as_ref().is_some_and(|s| began(s) < oldest) {
+            *slot = None;
+        }
+    }
+}
+
 /// temporal: records the batch's matches (at `now`), forgets those older than `oldest`,
 /// and fires when at least `at_least` rules have a match.
 fn count_rules(
@@ -176,11 +187,7 @@ fn count_rules(
             g.latest[r] = Some((now, *i));
         }
     }
-    for slot in &mut g.latest {
-        if slot.is_some_and(|(t, _)| t < oldest) {
-            *slot = None;
-        }
-    }
+    expire(&mut g.latest, |&(t, _)| t, oldest);
     let present = g.latest.iter().filter(|s| s.is_some()).count();
     (present >= at_least).then(|| g.latest.iter().map(|s| s.map(|(_, i)| i)).collect())
 }
@@ -195,11 +202,7 @@ fn extend_chains(
     oldest: i64,
     rules: usize,
 ) -> Option<Vec<Option<usize>>> {
-    for chain in &mut g.chains {
-        if chain.as_ref().is_some_and(|c| c.start < oldest) {
-            *chain = None;
-        }
-    }
+    expire(&mut g.chains, |c| c.start, oldest);
     for p in 0..rules {
         for (i, matched) in batch {
             if !matched.contains(&p) {

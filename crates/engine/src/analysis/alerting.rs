@@ -25,6 +25,7 @@
 
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
+use ualhunt_query::correlation::{Condition, count_windows};
 
 use crate::findings::{Finding, Text, Value, Why};
 use crate::rule::{ALERT_EVIDENCE, Alerting, Rule, span};
@@ -62,18 +63,23 @@ pub fn apply(
             }
             Alerting::Threshold {
                 fields,
-                value,
                 cardinality,
                 window,
+                ..
             } => {
                 let groups = terms_of(&matches, rule, fields);
-                let distinct = cardinality.as_ref().map(|(field, n)| Distinct {
-                    values: terms_of(&matches, rule, std::slice::from_ref(field)),
-                    at_least: *n,
-                    field,
-                });
+                // A threshold always has its counts (`Alerting::counts`).
+                let (events, on) = alerting.counts().unwrap_or((Condition::at_least(1), None));
+                let distinct = cardinality
+                    .as_ref()
+                    .zip(on)
+                    .map(|((field, _), (_, condition))| Distinct {
+                        values: terms_of(&matches, rule, std::slice::from_ref(field)),
+                        condition,
+                        field,
+                    });
                 texts(threshold(
-                    &matches, &groups, fields, *value, distinct, *window,
+                    &matches, &groups, fields, &events, distinct, *window,
                 ))
             }
             Alerting::Esql { window, interval } => {
@@ -104,11 +110,11 @@ pub fn apply(
 /// A match's values of the alerting's fields (`None`: one has no value).
 type Terms = Option<Vec<Text>>;
 
-/// A threshold's cardinality condition: each match's value of `field`, and how many
-/// distinct ones an alert needs.
+/// A threshold's cardinality condition: each match's value of `field`, and the
+/// condition on the number of distinct ones.
 struct Distinct<'a> {
     values: Vec<Terms>,
-    at_least: u64,
+    condition: Condition,
     field: &'a str,
 }
 
@@ -189,12 +195,14 @@ fn new_terms(
         .collect()
 }
 
-/// Why each match (in time order) alerts, or `None` where it does not.
+/// Why each match (in time order) alerts, or `None` where it does not: per group, the
+/// windows `ualhunt_query::correlation::count_windows` finds (anchored at each match, the
+/// first that satisfies the conditions alerts with all it holds, then afresh after it).
 fn threshold(
     matches: &[&Finding],
     groups: &[Terms],
     fields: &[String],
-    value: u64,
+    events: &Condition,
     distinct: Option<Distinct<'_>>,
     window: i64,
 ) -> Vec<Option<String>> {
@@ -217,53 +225,34 @@ fn threshold(
     }
     let time = |i: usize| seconds(matches[i]).unwrap_or_default();
     let card = |i: usize| -> Option<&Text> { distinct.as_ref()?.values[i].as_ref()?.first() };
-    let wanted = distinct.as_ref().map_or(0, |d| d.at_least);
     for group in first_seen {
         let list = &members[group];
-        let (mut start, mut i) = (0usize, 0usize);
-        let mut seen: FxHashMap<&Text, u32> = FxHashMap::default();
-        while i < list.len() {
-            let t = time(list[i]);
-            if let Some(v) = card(list[i]) {
-                *seen.entry(v).or_default() += 1;
-            }
-            while time(list[start]) < t - window {
-                if let Some(v) = card(list[start]) {
-                    let n = seen.get_mut(v).expect("counted when it entered");
-                    *n -= 1;
-                    if *n == 0 {
-                        seen.remove(v);
-                    }
-                }
-                start += 1;
-            }
-            let count = (i - start + 1) as u64;
-            if count < value || (seen.len() as u64) < wanted {
-                i += 1;
-                continue;
-            }
-            // An alert: the group's matches in the look-back from the first counted.
-            let from = time(list[start]);
-            let mut end = i;
-            while end + 1 < list.len() && time(list[end + 1]) <= from + window {
-                end += 1;
-            }
-            let mut why = format!("threshold {value}: {} matches", end - start + 1);
+        let times: Vec<i64> = list.iter().map(|&i| time(i)).collect();
+        let values: Vec<Option<&Text>> = list.iter().map(|&i| card(i)).collect();
+        let on = distinct.as_ref().map(|d| (values.as_slice(), &d.condition));
+        for (start, end) in count_windows(&times, window, events, on) {
+            let n = end - start + 1;
+            let mut why = if events.is_at_least() {
+                format!("threshold {}: {n} matches", events.min)
+            } else {
+                format!("threshold {events}: {n} matches")
+            };
             if !fields.is_empty() {
                 why.push_str(&format!(" with {}", describe(fields, group)));
             }
             if let Some(Distinct {
-                at_least: n, field, ..
+                condition, field, ..
             }) = &distinct
             {
-                let mut all: Vec<&Text> =
-                    list[start..=end].iter().filter_map(|&j| card(j)).collect();
+                let mut all: Vec<&Text> = values[start..=end].iter().flatten().copied().collect();
                 all.sort();
                 all.dedup();
-                why.push_str(&format!(
-                    " and {} distinct {field} (at least {n})",
-                    all.len()
-                ));
+                let wanted = if condition.is_at_least() {
+                    format!("at least {}", condition.min)
+                } else {
+                    condition.to_string()
+                };
+                why.push_str(&format!(" and {} distinct {field} ({wanted})", all.len()));
             }
             why.push_str(&format!(
                 " within {} ({} to {})",
@@ -274,9 +263,6 @@ fn threshold(
             for &j in &list[start..=end] {
                 out[j] = Some(why.clone());
             }
-            i = end + 1;
-            start = i;
-            seen.clear();
         }
     }
     out
@@ -400,6 +386,8 @@ mod tests {
             value: 3,
             cardinality: None,
             window: 30 * 60,
+            at_most: None,
+            not: None,
         });
         let ip = |line, minute, ip| at(&r, line, minute, &[None, Some(ip)]);
         let mut f = vec![
@@ -436,6 +424,8 @@ mod tests {
             value: 1,
             cardinality: Some(("source.geo.country_name".into(), 2)),
             window: 15 * 60,
+            at_most: None,
+            not: None,
         });
         let m =
             |line, minute, user, country| at(&r, line, minute, &[None, Some(user), Some(country)]);
@@ -456,6 +446,8 @@ mod tests {
             value: 2,
             cardinality: None,
             window: 60,
+            at_most: None,
+            not: None,
         });
         let mut plain = r.clone();
         plain.meta.alerting = None;

@@ -22,14 +22,17 @@
 //! [`MAX_PENDING`] live per rule at once; past that the oldest is dropped, counted, and
 //! a warning names the rule. Nothing here reads input.
 //!
-//! A Sigma `temporal` or `temporal_ordered` correlation goes the same way: its `sequence`
-//! item records, in the scan, which of the correlated rules the record matched and its
-//! `group-by` values for each; the replay is `ualhunt_query::temporal`'s (state: per
-//! group that matched in the last `timespan`, one match per rule or one partial chain
-//! per position). Each correlation that fires is one finding, the record of its latest
-//! match, with `step_N` naming the record that matched rule N (with the rule's title).
+//! A Sigma `temporal` or `temporal_ordered` correlation, or a chained one (a
+//! correlation naming correlations), goes the same way: its `sequence` item records, in
+//! the scan, which of the detection rules of the chain the record matched and its group
+//! (and counted value) for each; the replay is `ualhunt_query::correlation`'s (state:
+//! per group that matched in the last `timespan`, one match per rule or one partial
+//! chain per position; per count, the matches it was given). Each correlation that
+//! fires is one finding, the record of its latest match, with `step_N` naming the
+//! latest record behind rule N of the correlation (with the rule's title).
 
 use serde::{Deserialize, Serialize};
+use ualhunt_query::correlation::{Fired, Kind};
 use ualhunt_query::sequence::{Key, Shape, StepEvent, replay};
 
 use crate::error::Warning;
@@ -167,18 +170,21 @@ fn apply_capped(
         }
         let mut used = vec![false; events.len()];
         if let Some(t) = rule.query.temporal() {
-            for fired in ualhunt_query::temporal::replay(&t.shape, &events) {
+            for fired in ualhunt_query::correlation::evaluate(&t.chain, &events) {
+                for &e in &fired.events {
+                    used[e] = true;
+                }
                 let steps: Vec<Option<&Finding>> = fired
+                    .inputs
+                    .iter()
+                    .map(|e| e.map(|e| &findings[event_finding[e]]))
+                    .collect();
+                let held: Vec<&Finding> = fired
                     .events
                     .iter()
-                    .map(|e| {
-                        e.map(|e| {
-                            used[e] = true;
-                            &findings[event_finding[e]]
-                        })
-                    })
+                    .map(|&e| &findings[event_finding[e]])
                     .collect();
-                completed.push(correlated(rule, t, slot, &fired.key, &steps, names));
+                completed.push(correlated(rule, t, slot, &fired, &held, &steps, names));
             }
             out.held_back[r] = order.len() as u64 - used.iter().filter(|u| **u).count() as u64;
             continue;
@@ -277,38 +283,52 @@ fn finding(
     f
 }
 
-/// The finding of a Sigma temporal correlation that fired: the record of its latest
-/// match (`steps` per correlated rule, in the listed order), with what it joined in the
-/// `sequence` item and each rule's record in `step_N`.
+/// The finding of a replayed Sigma correlation that fired: the record of its latest
+/// match (`held`: every match behind it; `steps`: per rule it names, in the listed order,
+/// the latest match behind what that rule gave), with what it joined in the `sequence`
+/// item and each rule's record in `step_N`.
 fn correlated(
     rule: &Rule,
     t: &Temporal,
     slot: usize,
-    key: &Key,
+    fired: &Fired,
+    held: &[&Finding],
     steps: &[Option<&Finding>],
     names: &dyn Fn(usize) -> String,
 ) -> Finding {
-    let present: Vec<&Finding> = steps.iter().flatten().copied().collect();
-    // A correlation fires on at least one match (`at_least` is at least 1).
-    let last = present
+    // A correlation fires on at least one match (its condition holds for no empty
+    // window, and a temporal one needs at least one rule).
+    let last = held
         .iter()
         .max_by_key(|f| f.order_key())
         .expect("a fired correlation has a match");
-    let first = present
+    let first = held
         .iter()
         .min_by_key(|f| f.order_key())
         .expect("a fired correlation has a match");
     let mut f = (*last).clone();
     let within = elapsed(first, last);
-    let rules = if t.shape.ordered {
-        format!("{} rules in order", t.shape.rules)
-    } else {
-        format!("{} of {} rules", present.len(), t.shape.rules)
+    let k = t.rules();
+    let present = steps.iter().flatten().count();
+    let rules = match &t.chain.kind {
+        Kind::Temporal(shape) if shape.ordered => format!("{k} rules in order"),
+        Kind::Temporal(_) => format!("{present} of {k} rules"),
+        Kind::Rules { condition, .. } => format!("{present} of {k} rules ({condition})"),
+        Kind::Count {
+            condition,
+            distinct: true,
+            ..
+        } => format!(
+            "{} distinct {} ({condition})",
+            fired.count,
+            t.counted.as_deref().unwrap_or("values")
+        ),
+        Kind::Count { condition, .. } => format!("{} events ({condition})", fired.count),
     };
     let keys: Vec<String> = t
         .group_by
         .iter()
-        .zip(key)
+        .zip(&fired.key)
         .map(|(n, v)| format!("{n}={v}"))
         .collect();
     let what = if keys.is_empty() {

@@ -399,6 +399,8 @@ fn read_alerting(r: &ElasticRule) -> Result<Alerting, String> {
             value: t.value,
             cardinality,
             window,
+            at_most: None,
+            not: None,
         });
     }
     let n: NewTerms = r
@@ -826,6 +828,8 @@ value = "now-14d"
                 value: 25,
                 cardinality: None,
                 window: 30 * 60,
+                at_most: None,
+                not: None,
             })
         );
         assert_eq!(

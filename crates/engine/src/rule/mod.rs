@@ -40,6 +40,7 @@ pub mod sigma;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use ualhunt_query::correlation::Condition;
 
 use crate::field::{Field, Fields};
 
@@ -273,6 +274,13 @@ pub enum Alerting {
         cardinality: Option<(String, u64)>,
         /// The rule's look-back (`from`), in seconds.
         window: i64,
+        /// A Sigma correlation's condition's upper bound on what it counts (the distinct
+        /// values with `cardinality`, else the matches): at most this many.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_most: Option<u64>,
+        /// Likewise, a count that does not alert (`neq`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not: Option<u64>,
     },
     /// The rows an ES|QL query returns, run after run: every `interval` over the
     /// `window` before (Elastic's `esql` rule type; `analysis::esql`).
@@ -328,6 +336,33 @@ impl Alerting {
         }
     }
 
+    /// A threshold's conditions: on its number of matches, and, with a cardinality, on
+    /// the number of distinct values of that field (`None`: not a threshold).
+    pub fn counts(&self) -> Option<(Condition, Option<(&str, Condition)>)> {
+        let Alerting::Threshold {
+            value,
+            cardinality,
+            at_most,
+            not,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let bounded = |min: u64| Condition {
+            min,
+            max: *at_most,
+            not: *not,
+        };
+        Some(match cardinality {
+            None => (bounded(*value), None),
+            Some((field, n)) => (
+                Condition::at_least(*value),
+                Some((field.as_str(), bounded(*n))),
+            ),
+        })
+    }
+
     /// The fields whose values alerting reads.
     pub fn fields(&self) -> Vec<&str> {
         match self {
@@ -356,22 +391,34 @@ impl fmt::Display for Alerting {
                 fields.join(" + "),
                 span(*history)
             ),
-            Alerting::Threshold {
-                fields,
-                value,
-                cardinality,
-                window,
-            } => {
-                write!(
-                    f,
-                    "threshold: {value} match{}",
-                    if *value == 1 { "" } else { "es" }
-                )?;
+            Alerting::Threshold { fields, window, .. } => {
+                let Some((events, distinct)) = self.counts() else {
+                    return Ok(());
+                };
+                match distinct {
+                    None if events.is_at_least() => write!(
+                        f,
+                        "threshold: {} match{}",
+                        events.min,
+                        if events.min == 1 { "" } else { "es" }
+                    )?,
+                    None => write!(f, "threshold: {events} matches")?,
+                    Some(_) => write!(
+                        f,
+                        "threshold: {} match{}",
+                        events.min,
+                        if events.min == 1 { "" } else { "es" }
+                    )?,
+                }
                 if !fields.is_empty() {
                     write!(f, " with the same {}", fields.join(" + "))?;
                 }
-                if let Some((field, n)) = cardinality {
-                    write!(f, " and {n} distinct {field}")?;
+                if let Some((field, c)) = distinct {
+                    if c.is_at_least() {
+                        write!(f, " and {} distinct {field}", c.min)?;
+                    } else {
+                        write!(f, " and {c} distinct {field}")?;
+                    }
                 }
                 write!(f, " within {}", span(*window))
             }
@@ -737,7 +784,7 @@ impl Rule {
                     "a Sigma temporal correlation has no threshold alerting".to_string(),
                 ));
             }
-            crate::analysis::sequence::add_evidence(&mut meta.evidence, t.shape.rules);
+            crate::analysis::sequence::add_evidence(&mut meta.evidence, t.rules());
         }
         Rule::assemble(meta, query)
     }

@@ -3,9 +3,11 @@
 //! Place in the flow: `load` hands each `.yml`/`.yaml` file's text to [`load_text`];
 //! every document becomes a [`Rule`] whose query is a [`SigmaQuery`] (the detection over
 //! the fields the field mapping names, ANDed with the records its log source sees), or a
-//! [`NotRun`] with the reason; an `event_count` or `value_count` correlation becomes a
-//! rule over the rules it counts with a threshold (`Alerting`) that the alerting analysis
-//! replays, a `temporal` or `temporal_ordered` one a rule over the rules it correlates
+//! [`NotRun`] with the reason; an `event_count` or `value_count` correlation of detection
+//! rules becomes a rule over the rules it counts with a threshold (`Alerting`, its
+//! condition's bounds included) that the alerting analysis replays; a `temporal` or
+//! `temporal_ordered` one, or a chained one (naming other correlations, at most
+//! `correlation::MAX_DEPTH` deep, no cycle), a rule over the detection rules of the chain
 //! whose matches `analysis::sequence` replays ([`Temporal`]). A correlation finds the
 //! rules it names (by `name` or `id`) in its own file first, then anywhere in the pack
 //! ([`load_pack`]). A rule's [`RuleMeta`] holds the document's own text and,
@@ -14,6 +16,7 @@
 
 use std::fmt;
 
+use ualhunt_query::correlation::{self, Condition};
 use ualhunt_query::sequence::Key;
 use ualhunt_query::sigma::{self, Document, Mapping};
 use ualhunt_query::temporal;
@@ -33,26 +36,70 @@ pub const SIGMA: &str = "sigma";
 #[derive(Clone, Debug)]
 pub struct SigmaQuery {
     parts: Vec<Part>,
-    /// A `temporal` or `temporal_ordered` correlation's replay (`parts` are its rules,
-    /// in the listed order).
+    /// A replayed correlation's chain (`parts` are the detection rules it names, at
+    /// any depth, in the order the chain names them).
     temporal: Option<Temporal>,
 }
 
-/// What a `temporal` or `temporal_ordered` correlation replays, and how its findings
-/// name what they joined.
+/// A correlation replayed by `ualhunt_query::correlation` over its rules' matches: a
+/// `temporal` or `temporal_ordered` one, or a chained one (a correlation it names is a
+/// correlation); and how its findings name what they joined.
 #[derive(Clone, Debug)]
 pub struct Temporal {
-    /// The replay's parameters.
-    pub shape: temporal::Temporal,
-    /// `temporal` or `temporal_ordered`.
+    /// The replay: the correlation, and the correlations it names, down to the
+    /// detection rules (the query's parts, one per place a chain names one).
+    pub chain: correlation::Node,
+    /// `temporal`, `temporal_ordered`, `event_count`, `value_count`.
     pub kind: String,
     /// The `group-by` names, as written.
     pub group_by: Vec<String>,
-    /// Per correlated rule, its title.
+    /// Per rule the correlation names, its title.
     pub titles: Vec<String>,
-    /// Per correlated rule, per `group-by` name, the fields it reads (the first that
-    /// has a value).
+    /// value_count: the counted field's name, as written.
+    pub counted: Option<String>,
+    /// Per part, per `group-by` name of the correlation that names it, the fields it
+    /// reads (the first that has a value).
     keys: Vec<Vec<Vec<Field>>>,
+    /// Per part named by a value_count correlation, the counted field's fields.
+    values: Vec<Option<Vec<Field>>>,
+}
+
+impl Temporal {
+    /// How many rules the correlation names.
+    pub fn rules(&self) -> usize {
+        self.chain.inputs.len()
+    }
+
+    /// Its `timespan`, in milliseconds.
+    pub fn span(&self) -> i64 {
+        match &self.chain.kind {
+            correlation::Kind::Temporal(t) => t.span,
+            correlation::Kind::Count { span, .. } | correlation::Kind::Rules { span, .. } => *span,
+        }
+    }
+
+    /// What its condition asks: `in the order listed`, `at least 2 of 3 rules`,
+    /// `at least 10 events`, `1 to 4 distinct ClientIP`.
+    pub fn condition(&self) -> String {
+        match &self.chain.kind {
+            correlation::Kind::Temporal(t) if t.ordered => "in the order listed".into(),
+            correlation::Kind::Temporal(t) => {
+                format!("at least {} of {} rules", t.at_least, t.rules)
+            }
+            correlation::Kind::Rules { condition, .. } => {
+                format!("{condition} of {} rules", self.rules())
+            }
+            correlation::Kind::Count {
+                condition,
+                distinct: true,
+                ..
+            } => format!(
+                "{condition} distinct {}",
+                self.counted.as_deref().unwrap_or("values")
+            ),
+            correlation::Kind::Count { condition, .. } => format!("{condition} events"),
+        }
+    }
 }
 
 /// One rule's detection and log source.
@@ -70,29 +117,36 @@ impl SigmaQuery {
         self.temporal.as_ref()
     }
 
-    /// For a temporal correlation: the rules (their index in the listed order) a record
-    /// matches, each with the record's group for it (none when a `group-by` field has
-    /// no value); `None` when it matches none, or the query is no temporal correlation.
+    /// For a replayed correlation: the parts (detection rules, in the chain's order) a
+    /// record matches, each with the record's group for it (none when a `group-by` field
+    /// has no value), followed, for a part a value_count counts, by the counted value
+    /// when the record has one; `None` when it matches none, or the query is no replayed
+    /// correlation.
     pub fn temporal_steps(&self, record: &dyn Fields<Field>) -> Option<Vec<(u16, Vec<Key>)>> {
         let t = self.temporal.as_ref()?;
+        let first = |fields: &[Field]| {
+            fields.iter().find_map(|f| {
+                let mut value = None;
+                record.any_value(f, &mut |v| {
+                    value = Some(v.to_string());
+                    true
+                });
+                value
+            })
+        };
         let mut out = Vec::new();
-        for (i, (p, keys)) in self.parts.iter().zip(&t.keys).enumerate() {
+        for (i, ((p, keys), counted)) in self.parts.iter().zip(&t.keys).zip(&t.values).enumerate() {
             if !p.matches(record) {
                 continue;
             }
             let key: Option<Key> = keys
                 .iter()
-                .map(|fields| {
-                    fields.iter().find_map(|f| {
-                        let mut value = None;
-                        record.any_value(f, &mut |v| {
-                            value = Some(v.to_string());
-                            true
-                        });
-                        value
-                    })
-                })
-                .collect();
+                .map(|fields| first(fields))
+                .collect::<Option<Key>>()
+                .map(|mut key| {
+                    key.extend(counted.as_deref().and_then(first));
+                    key
+                });
             out.push((i as u16, key.into_iter().collect()));
         }
         (!out.is_empty()).then_some(out)
@@ -161,16 +215,17 @@ impl fmt::Display for SigmaQuery {
             p.detection.fmt(f)?;
         }
         if let Some(t) = &self.temporal {
-            let how = if t.shape.ordered {
-                "in the order listed".to_string()
-            } else {
-                format!("at least {} of {}", t.shape.at_least, t.shape.rules)
-            };
-            write!(f, " | {} {how}", t.kind)?;
+            write!(
+                f,
+                " | {} {} of [{}]",
+                t.kind,
+                t.condition(),
+                t.titles.join(", ")
+            )?;
             if !t.group_by.is_empty() {
                 write!(f, " by {}", t.group_by.join(", "))?;
             }
-            write!(f, " within {}", super::span(t.shape.span / 1000))?;
+            write!(f, " within {}", super::span(t.span() / 1000))?;
         }
         Ok(())
     }
@@ -214,51 +269,45 @@ fn part_of(doc: &Document, mapping: &Mapping) -> Result<Part, sigma::Unsupported
     Ok(Part { records, detection })
 }
 
-/// The rule a correlation (`docs[at]`) names, by `name` or `id`: in its own file
-/// (`files[i]` is the file of `docs[i]`) first, else in the one other file of the pack
-/// that defines it; or why there is none it can replay.
-fn referenced<'d>(
-    docs: &'d [Document],
-    files: &[usize],
-    at: usize,
-    name: &str,
-) -> Result<&'d Document, String> {
+/// The rule a correlation (`docs[at]`) names, by `name` or `id` (its index in `docs`):
+/// in its own file (`files[i]` is the file of `docs[i]`) first, else in the one other
+/// file of the pack that defines it; or why there is none.
+fn referenced(docs: &[Document], files: &[usize], at: usize, name: &str) -> Result<usize, String> {
     let named = |d: &Document| {
         d.meta.name.as_deref() == Some(name) || (!d.meta.id.is_empty() && d.meta.id == name)
     };
     let found: Vec<usize> = (0..docs.len())
         .filter(|&i| i != at && named(&docs[i]))
         .collect();
-    let pick = match found.iter().find(|&&i| files[i] == files[at]) {
-        Some(&i) => i,
+    match found.iter().find(|&&i| files[i] == files[at]) {
+        Some(&i) => Ok(i),
         None => match found.as_slice() {
-            [] => {
-                return Err(format!(
-                    "it names rule {name:?}, which no file of the rule pack defines"
-                ));
-            }
-            [i] => *i,
-            _ => {
-                return Err(format!(
-                    "it names rule {name:?}, which several files of the rule pack define"
-                ));
-            }
+            [] => Err(format!(
+                "it names rule {name:?}, which no file of the rule pack defines"
+            )),
+            [i] => Ok(*i),
+            _ => Err(format!(
+                "it names rule {name:?}, which several files of the rule pack define"
+            )),
         },
-    };
-    let doc = &docs[pick];
-    if doc.correlation.is_some() {
-        return Err(format!(
-            "it names the correlation rule {name:?}: chained correlations are not replayed"
-        ));
     }
-    Ok(doc)
 }
 
-/// A correlation rule (`docs[at]`) as a query over the rules it names, and, for
-/// `event_count` (`gte`/`gt`) and `value_count`, the threshold that replays it (matches
-/// grouped by `group-by` within `timespan`; for `value_count`, the distinct values of
-/// its field); `temporal` and `temporal_ordered` carry their replay in the query
-/// ([`Temporal`]). What cannot be replayed is refused with the reason.
+/// Whether a correlation (`docs[at]`) names another correlation.
+fn is_chained(docs: &[Document], files: &[usize], at: usize) -> bool {
+    docs[at].correlation.as_ref().is_some_and(|c| {
+        c.rules.iter().any(|name| {
+            referenced(docs, files, at, name).is_ok_and(|i| docs[i].correlation.is_some())
+        })
+    })
+}
+
+/// A correlation rule (`docs[at]`) as a query over the rules it names. An `event_count`
+/// or `value_count` that names detection rules only comes with the threshold that
+/// replays it (matches grouped by `group-by`, windows of `timespan`; for `value_count`,
+/// the distinct values of its field); `temporal`, `temporal_ordered` and chained
+/// correlations carry their replay in the query ([`Temporal`]). What cannot be replayed
+/// is refused with the reason.
 fn correlation_of(
     docs: &[Document],
     files: &[usize],
@@ -269,131 +318,35 @@ fn correlation_of(
     let Some(c) = &docs[at].correlation else {
         return no("not a correlation rule".into());
     };
-    let temporal = match c.kind.as_str() {
-        "event_count" | "value_count" => false,
-        "temporal" | "temporal_ordered" => true,
-        other => {
-            return no(format!(
-                "correlation rule ({other}): only event_count, value_count, temporal and \
-                 temporal_ordered are replayed"
-            ));
-        }
-    };
-    let mut parts = Vec::new();
-    let mut named = Vec::new();
-    for name in &c.rules {
-        let doc = referenced(docs, files, at, name)
-            .map_err(|why| sigma::Unsupported(format!("correlation rule: {why}")))?;
-        if named.iter().any(|d: &&Document| std::ptr::eq(*d, doc)) {
-            return no(format!("correlation rule: it names rule {name:?} twice"));
-        }
-        let part = part_of(doc, mapping).map_err(|why| {
-            sigma::Unsupported(format!(
-                "correlation rule: the rule it names {name:?} does not run: {}",
-                why.0
-            ))
-        })?;
-        parts.push(part);
-        named.push(doc);
-    }
-    let Some(first) = named.first() else {
-        return no("correlation rule: it names no rule".into());
-    };
-    let window = timespan(&c.timespan).ok_or_else(|| {
-        sigma::Unsupported(format!(
-            "correlation timespan {:?} is not <n><s|m|h|d|w>",
-            c.timespan
-        ))
-    })?;
-    let ops: Vec<&(String, String)> = c.condition.iter().filter(|(k, _)| k != "field").collect();
-    // At least n (`gte: n`, `gt: n - 1`); `None`: another comparison.
-    let at_least = |op: &str, v: &str| -> Option<u64> {
-        let n: u64 = v.trim().parse().ok()?;
-        match op {
-            "gte" => Some(n.max(1)),
-            "gt" => n.checked_add(1),
-            _ => None,
-        }
-    };
-    if temporal {
-        let k = parts.len();
-        let needed = match ops.as_slice() {
-            [] => k as u64,
-            [(op, v)] => at_least(op, v).ok_or_else(|| {
-                sigma::Unsupported(format!(
-                    "correlation condition {op}: {v}: only gte and gt (at least n rules) are \
-                     replayed"
-                ))
-            })?,
-            _ => return no("correlation condition: one of gte or gt expected".into()),
-        };
-        if needed > k as u64 {
-            return no(format!(
-                "correlation condition: at least {needed} of its {k} rules can never match"
-            ));
-        }
-        let ordered = c.kind == "temporal_ordered";
-        if ordered && needed < k as u64 {
-            return no(format!(
-                "correlation condition: temporal_ordered with {needed} of its {k} rules: \
-                 which of them must keep the order is not defined; only all of them are \
-                 replayed"
-            ));
-        }
-        let mut keys = Vec::new();
-        for (doc, name) in named.iter().zip(&c.rules) {
-            let scope = mapping.scope(&doc.meta.logsource)?;
-            let mut per_group = Vec::new();
-            for g in &c.group_by {
-                let field = match c.aliases.iter().find(|(alias, _)| alias == g) {
-                    None => g.as_str(),
-                    Some((_, per_rule)) => per_rule
-                        .iter()
-                        .find(|(r, _)| {
-                            r == name
-                                || doc.meta.name.as_deref() == Some(r.as_str())
-                                || doc.meta.id == *r
-                        })
-                        .map(|(_, f)| f.as_str())
-                        .ok_or_else(|| {
-                            sigma::Unsupported(format!(
-                                "correlation alias {g:?} names no field for rule {name:?}"
-                            ))
-                        })?,
-                };
-                let fields: Vec<Field> = scope
-                    .resolve(field)
-                    .iter()
-                    .map(|f| Field::parse(f))
-                    .collect();
-                if fields.is_empty() {
-                    return no(format!(
-                        "correlation field {field:?}: the mapping maps it to nothing"
-                    ));
-                }
-                per_group.push(fields);
-            }
-            keys.push(per_group);
-        }
-        let span = window
-            .checked_mul(1000)
-            .ok_or_else(|| sigma::Unsupported("correlation timespan too long".into()))?;
+    if c.kind.starts_with("temporal") || is_chained(docs, files, at) {
+        let mut built = Chain::default();
+        let chain = node_of(docs, files, at, mapping, &mut vec![at], &mut built)?;
+        let titles = c
+            .rules
+            .iter()
+            .filter_map(|name| referenced(docs, files, at, name).ok())
+            .map(|i| docs[i].meta.title.clone())
+            .collect();
+        let counted = (c.kind == "value_count")
+            .then(|| c.condition.iter().find(|(k, _)| k == "field"))
+            .flatten()
+            .map(|(_, v)| v.clone());
         let query = SigmaQuery {
             temporal: Some(Temporal {
-                shape: temporal::Temporal {
-                    rules: k,
-                    at_least: needed as usize,
-                    ordered,
-                    span,
-                },
+                chain,
                 kind: c.kind.clone(),
                 group_by: c.group_by.clone(),
-                titles: named.iter().map(|d| d.meta.title.clone()).collect(),
-                keys,
+                titles,
+                counted,
+                keys: built.keys,
+                values: built.values,
             }),
-            parts,
+            parts: built.parts,
         };
         return Ok((query, None));
+    }
+    if !matches!(c.kind.as_str(), "event_count" | "value_count") {
+        return no(unknown_kind(&c.kind));
     }
     if !c.aliases.is_empty() {
         return no(format!(
@@ -401,7 +354,22 @@ fn correlation_of(
             c.kind
         ));
     }
-    let scope = mapping.scope(&first.meta.logsource)?;
+    let mut parts = Vec::new();
+    let mut named = Vec::new();
+    for name in &c.rules {
+        let i = referenced(docs, files, at, name)
+            .map_err(|why| sigma::Unsupported(format!("correlation rule: {why}")))?;
+        if named.contains(&i) {
+            return no(format!("correlation rule: it names rule {name:?} twice"));
+        }
+        parts.push(named_part(&docs[i], name, mapping)?);
+        named.push(i);
+    }
+    let Some(&first) = named.first() else {
+        return no("correlation rule: it names no rule".into());
+    };
+    let window = timespan(&c.timespan)?;
+    let scope = mapping.scope(&docs[first].meta.logsource)?;
     let field = |name: &str| -> Result<String, sigma::Unsupported> {
         scope.resolve(name).into_iter().next().ok_or_else(|| {
             sigma::Unsupported(format!(
@@ -414,30 +382,29 @@ fn correlation_of(
         .iter()
         .map(|g| field(g))
         .collect::<Result<Vec<_>, _>>()?;
-    let [(op, v)] = ops.as_slice() else {
-        return no("correlation condition: one of gte or gt expected".into());
-    };
-    let Some(n) = at_least(op, v) else {
-        return no(format!(
-            "correlation condition {op}: {v}: only gte and gt (at least n) are replayed"
-        ));
-    };
+    let ops = operators(c);
     let alerting = if c.kind == "event_count" {
+        let n = Condition::parse(&ops, 1).map_err(sigma::Unsupported)?;
         Alerting::Threshold {
             fields,
-            value: n,
+            value: n.min,
             cardinality: None,
             window,
+            at_most: n.max,
+            not: n.not,
         }
     } else {
         let Some((_, name)) = c.condition.iter().find(|(k, _)| k == "field") else {
             return no("value_count correlation without a condition field".into());
         };
+        let n = Condition::parse(&ops, 0).map_err(sigma::Unsupported)?;
         Alerting::Threshold {
             fields,
             value: 1,
-            cardinality: Some((field(name)?, n)),
+            cardinality: Some((field(name)?, n.min)),
             window,
+            at_most: n.max,
+            not: n.not,
         }
     };
     if let Some(why) = alerting.invalid() {
@@ -452,9 +419,260 @@ fn correlation_of(
     ))
 }
 
+fn unknown_kind(kind: &str) -> String {
+    format!(
+        "correlation rule ({kind}): only event_count, value_count, temporal and \
+         temporal_ordered are replayed"
+    )
+}
+
+/// A correlation's condition operators (`field` left out).
+fn operators(c: &sigma::Correlation) -> Vec<(String, String)> {
+    c.condition
+        .iter()
+        .filter(|(k, _)| k != "field")
+        .cloned()
+        .collect()
+}
+
+/// The part of a detection rule a correlation names (as `name`), or why it does not run.
+fn named_part(doc: &Document, name: &str, mapping: &Mapping) -> Result<Part, sigma::Unsupported> {
+    part_of(doc, mapping).map_err(|why| {
+        sigma::Unsupported(format!(
+            "correlation rule: the rule it names {name:?} does not run: {}",
+            why.0
+        ))
+    })
+}
+
+/// The most rules a chain may name in all, counting each place a rule is named.
+const MAX_CHAIN_RULES: usize = 256;
+
+/// What building a replayed correlation gathers: per place the chain names a detection
+/// rule, its part, its group's fields and its counted field's; and every document used.
+#[derive(Default)]
+struct Chain {
+    /// How many rules it named in all, counting each place (a rule named from several
+    /// correlations of the chain counts for each).
+    named: usize,
+    parts: Vec<Part>,
+    keys: Vec<Vec<Vec<Field>>>,
+    values: Vec<Option<Vec<Field>>>,
+}
+
+/// The replay of the correlation `docs[at]` and of the correlations it names (`stack`:
+/// the correlations being built, outermost first, for cycles and depth), its detection
+/// rules' parts gathered into `built`.
+fn node_of(
+    docs: &[Document],
+    files: &[usize],
+    at: usize,
+    mapping: &Mapping,
+    stack: &mut Vec<usize>,
+    built: &mut Chain,
+) -> Result<correlation::Node, sigma::Unsupported> {
+    let no = |why: String| Err(sigma::Unsupported(why));
+    let Some(c) = &docs[at].correlation else {
+        return no("not a correlation rule".into());
+    };
+    let count = match c.kind.as_str() {
+        "event_count" | "value_count" => true,
+        "temporal" | "temporal_ordered" => false,
+        other => return no(unknown_kind(other)),
+    };
+    if count && !c.aliases.is_empty() {
+        return no(format!(
+            "correlation rule ({}): aliases are replayed for temporal correlations only",
+            c.kind
+        ));
+    }
+    let counted = c
+        .condition
+        .iter()
+        .find(|(k, _)| k == "field")
+        .map(|(_, v)| v.as_str());
+    if c.kind == "value_count" && counted.is_none() {
+        return no("value_count correlation without a condition field".into());
+    }
+    let span = timespan(&c.timespan)?
+        .checked_mul(1000)
+        .ok_or_else(|| sigma::Unsupported("correlation timespan too long".into()))?;
+    // The field a `group-by` name reads in the events of the rule `name` (`doc`).
+    let aliased = |g: &str, name: &str, doc: &Document| -> Result<String, sigma::Unsupported> {
+        match c.aliases.iter().find(|(alias, _)| alias == g) {
+            None => Ok(g.to_string()),
+            Some((_, per_rule)) => per_rule
+                .iter()
+                .find(|(r, _)| {
+                    r == name || doc.meta.name.as_deref() == Some(r.as_str()) || doc.meta.id == *r
+                })
+                .map(|(_, f)| f.clone())
+                .ok_or_else(|| {
+                    sigma::Unsupported(format!(
+                        "correlation alias {g:?} names no field for rule {name:?}"
+                    ))
+                }),
+        }
+    };
+    let mut inputs = Vec::new();
+    let mut named = Vec::new();
+    for name in &c.rules {
+        let i = referenced(docs, files, at, name)
+            .map_err(|why| sigma::Unsupported(format!("correlation rule: {why}")))?;
+        if named.contains(&i) {
+            return no(format!("correlation rule: it names rule {name:?} twice"));
+        }
+        named.push(i);
+        // Correlations naming the same correlations at every level multiply: the chain
+        // is built (and replayed) once per place, so their number is bounded.
+        built.named += 1;
+        if built.named > MAX_CHAIN_RULES {
+            return no(format!(
+                "correlation chain: more than {MAX_CHAIN_RULES} rules named in all"
+            ));
+        }
+        let doc = &docs[i];
+        let Some(inner) = &doc.correlation else {
+            let part = named_part(doc, name, mapping)?;
+            let scope = mapping.scope(&doc.meta.logsource)?;
+            let resolve = |field: &str| -> Result<Vec<Field>, sigma::Unsupported> {
+                let fields: Vec<Field> = scope
+                    .resolve(field)
+                    .iter()
+                    .map(|f| Field::parse(f))
+                    .collect();
+                if fields.is_empty() {
+                    return Err(sigma::Unsupported(format!(
+                        "correlation field {field:?}: the mapping maps it to nothing"
+                    )));
+                }
+                Ok(fields)
+            };
+            let mut keys = Vec::new();
+            for g in &c.group_by {
+                keys.push(resolve(&aliased(g, name, doc)?)?);
+            }
+            let value = counted.map(resolve).transpose()?;
+            let slot = u16::try_from(built.parts.len())
+                .map_err(|_| sigma::Unsupported("correlation chain: too many rules".into()))?;
+            built.parts.push(part);
+            built.keys.push(keys);
+            built.values.push(value);
+            inputs.push(correlation::Input::Rule(slot));
+            continue;
+        };
+        if stack.contains(&i) {
+            return no(format!(
+                "correlation chain: it names {name:?}, which names it back (a cycle)"
+            ));
+        }
+        if stack.len() >= correlation::MAX_DEPTH {
+            return no(format!(
+                "correlation chain: more than {} correlations deep",
+                correlation::MAX_DEPTH
+            ));
+        }
+        stack.push(i);
+        let node = node_of(docs, files, i, mapping, stack, built).map_err(|why| {
+            sigma::Unsupported(format!(
+                "the correlation rule it names {name:?} is not replayed: {}",
+                why.0
+            ))
+        })?;
+        stack.pop();
+        // A correlation's firings carry its group only: the outer group and counted
+        // field must be among the inner group's names.
+        let position = |field: &str| -> Result<usize, sigma::Unsupported> {
+            inner
+                .group_by
+                .iter()
+                .position(|g| g == field)
+                .ok_or_else(|| {
+                    sigma::Unsupported(format!(
+                        "correlation chain: {field:?} is not among the group-by fields of the \
+                     correlation rule {name:?} it names ({}): its firings carry only those",
+                        inner.group_by.join(", ")
+                    ))
+                })
+        };
+        let mut group = Vec::new();
+        for g in &c.group_by {
+            group.push(position(&aliased(g, name, doc)?)?);
+        }
+        let value = counted.map(position).transpose()?;
+        inputs.push(correlation::Input::Correlation {
+            node: Box::new(node),
+            group,
+            value,
+        });
+    }
+    if inputs.is_empty() {
+        return no("correlation rule: it names no rule".into());
+    }
+    let ops = operators(c);
+    let k = inputs.len();
+    let kind = match c.kind.as_str() {
+        "event_count" => correlation::Kind::Count {
+            condition: Condition::parse(&ops, 1).map_err(sigma::Unsupported)?,
+            distinct: false,
+            span,
+        },
+        "value_count" => correlation::Kind::Count {
+            condition: Condition::parse(&ops, 0).map_err(sigma::Unsupported)?,
+            distinct: true,
+            span,
+        },
+        kind => {
+            let ordered = kind == "temporal_ordered";
+            let condition = if ops.is_empty() {
+                Condition::at_least(k as u64)
+            } else {
+                Condition::parse(&ops, 1).map_err(sigma::Unsupported)?
+            };
+            // The numbers of its rules that satisfy the condition: "at least m" when
+            // they run from m to all of them, which the temporal replay fires on as soon
+            // as m are present.
+            let counts: Vec<u64> = (1..=k as u64).filter(|&n| condition.holds(n)).collect();
+            let Some(&least) = counts.first() else {
+                return no(format!(
+                    "correlation condition ({condition}): no number of its {k} rules \
+                     satisfies it"
+                ));
+            };
+            let at_least = counts.len() as u64 == k as u64 - least + 1;
+            if ordered && !(at_least && least == k as u64) {
+                return no(format!(
+                    "correlation condition ({condition} of its {k} rules): temporal_ordered \
+                     with fewer than all of its rules: which of them must keep the order is \
+                     not defined; only all of them are replayed"
+                ));
+            }
+            if at_least {
+                correlation::Kind::Temporal(temporal::Temporal {
+                    rules: k,
+                    at_least: least as usize,
+                    ordered,
+                    span,
+                })
+            } else {
+                correlation::Kind::Rules { condition, span }
+            }
+        }
+    };
+    Ok(correlation::Node {
+        kind,
+        groups: c.group_by.len(),
+        inputs,
+    })
+}
+
 /// A Sigma timespan (`30s`, `5m`, `1h`, `2d`, `1w`) in seconds, at most `MAX_SPAN`.
-fn timespan(text: &str) -> Option<i64> {
-    super::parse_relative(&format!("now-{}", text.trim()))
+fn timespan(text: &str) -> Result<i64, sigma::Unsupported> {
+    super::parse_relative(&format!("now-{}", text.trim())).ok_or_else(|| {
+        sigma::Unsupported(format!(
+            "correlation timespan {text:?} is not <n><s|m|h|d|w>"
+        ))
+    })
 }
 
 /// The query of a Sigma rule's metadata: its document (`query`) through its mapping.
@@ -516,16 +734,16 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
         .collect();
     // A counted rule reports alone when no correlation that runs counts it, or when one
     // that does asks so (`generate: true`).
-    let counted_by = |doc: &Document| {
+    let counted_by = |doc: usize| {
         let counting: Vec<&Document> = correlations
             .iter()
             .filter(|(_, result)| result.is_ok())
             .map(|(i, _)| (*i, &docs[*i]))
             .filter(|(i, c)| {
                 c.correlation.as_ref().is_some_and(|c| {
-                    c.rules.iter().any(|name| {
-                        referenced(&docs, &files, *i, name).is_ok_and(|d| std::ptr::eq(d, doc))
-                    })
+                    c.rules
+                        .iter()
+                        .any(|name| referenced(&docs, &files, *i, name) == Ok(doc))
                 })
             })
             .map(|(_, c)| c)
@@ -557,17 +775,31 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
                 .iter()
                 .find(|(at, _)| *at == i)
                 .map(|(_, a)| a.clone());
+            let result = result.map(|r| {
+                r.and_then(|alerting| {
+                    let used = chain_docs(&docs, &files, i);
+                    unambiguous(&docs, &used).map(|()| (alerting, used))
+                })
+            });
+            let named_by = counted_by(i);
             match result {
-                Some(Ok(alerting)) => {
-                    // The rules it names, then the correlation: the rule's text (so that
-                    // it recompiles alone, wherever the rules it names came from).
+                Some(Ok(_)) if named_by.is_some() => {
+                    let title = named_by.unwrap_or_default();
+                    file.push(not_run(
+                        meta,
+                        format!(
+                            "named by the correlation rule {title:?} (generate: false): its \
+                             firings are reported through it"
+                        ),
+                    ));
+                }
+                Some(Ok((alerting, used))) => {
+                    // The rules it names at any depth, then the correlation: the rule's
+                    // text (so that it recompiles alone, wherever they came from).
                     let mut text = String::new();
-                    for name in &c.rules {
-                        if let Ok(d) = referenced(&docs, &files, i, name) {
-                            text.push_str(&as_document(&d.text));
-                        }
+                    for d in used {
+                        text.push_str(&as_document(&docs[d].text));
                     }
-                    text.push_str(&as_document(&doc.text));
                     meta.query = text;
                     meta.alerting = alerting;
                     file.push(Loaded::Runs(Box::new(Rule::compile(meta)?)));
@@ -577,7 +809,7 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
             }
             continue;
         }
-        if let Some(title) = counted_by(doc) {
+        if let Some(title) = counted_by(i) {
             file.push(not_run(
                 meta,
                 format!(
@@ -596,6 +828,54 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
         }
     }
     Ok(out)
+}
+
+/// The documents a correlation (`docs[at]`) is built of: the rules it names at any
+/// depth, each after those it names, then itself (each once).
+fn chain_docs(docs: &[Document], files: &[usize], at: usize) -> Vec<usize> {
+    fn visit(docs: &[Document], files: &[usize], at: usize, out: &mut Vec<usize>) {
+        if out.contains(&at) {
+            return;
+        }
+        if let Some(c) = &docs[at].correlation {
+            // `out` holds `at` while its rules are visited, so a cycle ends here (a
+            // correlation that runs has none; this only bounds the walk).
+            out.push(at);
+            for name in &c.rules {
+                if let Ok(i) = referenced(docs, files, at, name) {
+                    visit(docs, files, i, out);
+                }
+            }
+            out.retain(|&d| d != at);
+        }
+        out.push(at);
+    }
+    let mut out = Vec::new();
+    visit(docs, files, at, &mut out);
+    out
+}
+
+/// Refuses a chain whose documents (`used`) share a `name` or `id`: joined into one
+/// text, the rule would no longer say which of them it names.
+fn unambiguous(docs: &[Document], used: &[usize]) -> Result<(), sigma::Unsupported> {
+    for (n, &a) in used.iter().enumerate() {
+        for &b in &used[n + 1..] {
+            let (x, y) = (&docs[a].meta, &docs[b].meta);
+            let same_name = x.name.is_some() && x.name == y.name;
+            let same_id = !x.id.is_empty() && x.id == y.id;
+            if same_name || same_id {
+                return Err(sigma::Unsupported(format!(
+                    "correlation chain: two of the rules it is built of are both named {:?}",
+                    if same_name {
+                        x.name.clone().unwrap_or_default()
+                    } else {
+                        x.id.clone()
+                    }
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A correlation's threshold (`None` for a temporal one), or why it does not run.
@@ -848,6 +1128,8 @@ correlation: {type: temporal_ordered, rules: [f-1], group-by: [UserId], timespan
                 value: 3,
                 cardinality: None,
                 window: 600,
+                at_most: None,
+                not: None,
             })
         );
         assert_eq!(count.meta.rule_type, "sigma event_count");
@@ -864,12 +1146,61 @@ correlation: {type: temporal_ordered, rules: [f-1], group-by: [UserId], timespan
                 value: 1,
                 cardinality: Some(("o365.audit.ClientIP".into(), 2)),
                 window: 3600,
+                at_most: None,
+                not: None,
             })
         );
-        let Loaded::NotRun(n) = &loaded[3] else {
-            panic!("a condition of less than is not replayed");
+        // `lt: 2` of one rule is all of it: replayed as temporal_ordered.
+        let Loaded::Runs(ordered) = &loaded[3] else {
+            panic!("temporal_ordered with lt: 2 of its one rule runs");
         };
-        assert!(n.reason.contains("only gte and gt"), "{}", n.reason);
+        let t = ordered.query.temporal().expect("replayed");
+        assert!(matches!(t.chain.kind, correlation::Kind::Temporal(ref s) if s.at_least == 1));
+        // Every operator of the specification, ANDed.
+        let range = CORRELATED.replace("condition: {gte: 3}", "condition: {gt: 2, lte: 5, neq: 4}");
+        let Loaded::Runs(count) = &load_text(&range, None).unwrap()[1] else {
+            panic!("a range runs");
+        };
+        assert_eq!(
+            count.meta.alerting,
+            Some(Alerting::Threshold {
+                fields: vec!["o365.audit.UserId".into()],
+                value: 3,
+                cardinality: None,
+                window: 600,
+                at_most: Some(5),
+                not: Some(4),
+            })
+        );
+        assert_eq!(
+            count.meta.alerting.as_ref().unwrap().to_string(),
+            "threshold: 3 to 5, not 4 matches with the same o365.audit.UserId within 10m"
+        );
+        let fewer = CORRELATED.replace("{field: ClientIP, gt: 1}", "{field: ClientIP, lt: 3}");
+        let Loaded::Runs(values) = &load_text(&fewer, None).unwrap()[2] else {
+            panic!("value_count lt runs");
+        };
+        assert_eq!(
+            values.meta.alerting.as_ref().unwrap().to_string(),
+            "threshold: 1 match with the same o365.audit.UserId and at most 2 distinct \
+             o365.audit.ClientIP within 1h"
+        );
+        // What no window can satisfy is refused with the reason.
+        for (bad, why) in [
+            ("condition: {lt: 1}", "no count of 1 or more satisfies it"),
+            ("condition: {gte: 5, lt: 5}", "no count of 1 or more"),
+            ("condition: {gte: many}", "not a whole number"),
+            (
+                "condition: {about: 5}",
+                "not one of gt, gte, lt, lte, eq, neq",
+            ),
+        ] {
+            let text = CORRELATED.replace("condition: {gte: 3}", bad);
+            let Loaded::NotRun(n) = &load_text(&text, None).unwrap()[1] else {
+                panic!("{bad} is refused");
+            };
+            assert!(n.reason.contains(why), "{bad}: {}", n.reason);
+        }
         // Without `generate: true` anywhere, the counted rule reports only through the
         // correlation, and says so.
         let text = CORRELATED.replace("    generate: true\n", "");
@@ -956,13 +1287,13 @@ correlation:
         assert_eq!(rule.meta.rule_type, "sigma temporal_ordered");
         let t = rule.query.temporal().expect("a temporal query");
         assert_eq!(
-            t.shape,
-            temporal::Temporal {
+            t.chain.kind,
+            correlation::Kind::Temporal(temporal::Temporal {
                 rules: 2,
                 at_least: 2,
                 ordered: true,
                 span: 3_600_000,
-            }
+            })
         );
         assert_eq!(t.titles, vec!["Login", "Inbox rule"]);
         // Each rule reads the group through its own alias.
@@ -974,7 +1305,7 @@ correlation:
         }
         // It recompiles from its metadata alone (a shard's merge does).
         let again = Rule::compile(rule.meta.clone()).unwrap();
-        assert_eq!(again.query.temporal().unwrap().shape, t.shape);
+        assert_eq!(again.query.temporal().unwrap().chain, t.chain);
         assert_eq!(again.evidence.len(), rule.evidence.len());
     }
 
@@ -1030,14 +1361,15 @@ correlation:
                     "    timespan: 1h",
                     "    timespan: 1h\n    condition: {gte: 3}",
                 ),
-                "at least 3 of its 2 rules",
+                "(at least 3): no number of its 2 rules satisfies it",
             ),
             (
+                // The outer groups by a field the inner correlation's firings lack.
                 format!(
                     "{TEMPORAL}---\ntitle: Chained\nid: ch\ncorrelation: {{type: temporal, \
                      rules: [tc-1, login], group-by: [UserId], timespan: 1h}}\n"
                 ),
-                "chained correlations",
+                "\"UserId\" is not among the group-by fields of the correlation rule \"tc-1\"",
             ),
         ];
         for (text, why) in cases {
@@ -1056,5 +1388,190 @@ correlation:
                 "{why}: {reasons:?}"
             );
         }
+    }
+
+    /// The specification's example of a chain, on audit records: many failed logins
+    /// (event_count) followed by a successful login (temporal_ordered), by user.
+    const CHAIN: &str = "title: Correlation - Multiple Failed Logins Followed by Successful Login
+id: b180ead8-d58f-40b2-ae54-c8940995b9b6
+level: high
+correlation:
+    type: temporal_ordered
+    rules:
+        - multiple_failed_login
+        - successful_login
+    group-by:
+        - UserId
+    timespan: 10m
+---
+title: Multiple failed logons
+id: a8418a5a-5fc4-46b5-b23b-6c73beb19d41
+name: multiple_failed_login
+correlation:
+    type: event_count
+    rules:
+        - failed_login
+    group-by:
+        - UserId
+    timespan: 10m
+    condition:
+        gte: 3
+---
+title: Single failed login
+id: 53ba33fd-3a50-4468-a5ef-c583635cfa92
+name: failed_login
+logsource: {product: azure, service: m365}
+detection:
+    selection: {Operation: UserLoginFailed}
+    condition: selection
+---
+title: Successful login
+id: 4d0a2c83-c62c-4ed4-b475-c7e23a9269b8
+name: successful_login
+logsource: {product: azure, service: m365}
+detection:
+    selection: {Operation: UserLoggedIn}
+    condition: selection
+";
+
+    fn reason(l: &Loaded) -> String {
+        match l {
+            Loaded::NotRun(n) => n.reason.clone(),
+            Loaded::Runs(r) => panic!("{} runs", r.meta.name),
+        }
+    }
+
+    #[test]
+    fn a_chained_correlation_replays_the_correlation_it_names() {
+        let loaded = load_text(CHAIN, None).unwrap();
+        assert_eq!(loaded.len(), 4);
+        let Loaded::Runs(outer) = &loaded[0] else {
+            panic!("the chain runs: {}", reason(&loaded[0]));
+        };
+        let t = outer.query.temporal().expect("replayed");
+        assert_eq!(t.chain.inputs.len(), 2);
+        let correlation::Input::Correlation { node, group, value } = &t.chain.inputs[0] else {
+            panic!("the first rule it names is a correlation");
+        };
+        assert_eq!((group.as_slice(), value), (&[0][..], &None));
+        assert_eq!(
+            node.kind,
+            correlation::Kind::Count {
+                condition: Condition::at_least(3),
+                distinct: false,
+                span: 600_000,
+            }
+        );
+        assert_eq!(t.chain.inputs[1], correlation::Input::Rule(1));
+        assert_eq!(t.titles, vec!["Multiple failed logons", "Successful login"]);
+        // Per spec, the rules a correlation names report only through it: the inner
+        // correlation and both detection rules.
+        assert!(reason(&loaded[1]).contains("named by the correlation rule"));
+        assert!(reason(&loaded[2]).contains("counted by the correlation rule"));
+        assert!(reason(&loaded[3]).contains("counted by the correlation rule"));
+        // It recompiles from its metadata alone (a shard's merge does).
+        let again = Rule::compile(outer.meta.clone()).unwrap();
+        assert_eq!(again.query.temporal().unwrap().chain, t.chain);
+        assert_eq!(again.query.to_string(), outer.query.to_string());
+        // `generate: true` on the outer one: the inner correlation runs on its own (a
+        // threshold), and so does the successful login; the failed login is still named
+        // by the inner one, which does not generate.
+        let generating = CHAIN.replace(
+            "    timespan: 10m\n---",
+            "    timespan: 10m\n    generate: true\n---",
+        );
+        let loaded = load_text(&generating, None).unwrap();
+        let Loaded::Runs(inner) = &loaded[1] else {
+            panic!("the inner correlation runs: {}", reason(&loaded[1]));
+        };
+        assert!(inner.meta.alerting.is_some());
+        assert!(reason(&loaded[2]).contains("Multiple failed logons"));
+        assert!(matches!(&loaded[3], Loaded::Runs(_)));
+    }
+
+    #[test]
+    fn a_chain_with_a_cycle_or_too_deep_is_refused() {
+        let cycle = "title: A\nname: a\ncorrelation: {type: event_count, rules: [b], group-by: [UserId], timespan: 1m, condition: {gte: 1}}
+---
+title: B\nname: b\ncorrelation: {type: event_count, rules: [a], group-by: [UserId], timespan: 1m, condition: {gte: 1}}
+";
+        let loaded = load_text(cycle, None).unwrap();
+        for l in &loaded {
+            assert!(reason(l).contains("(a cycle)"), "{}", reason(l));
+        }
+        let selfish = "title: A\nname: a\ncorrelation: {type: event_count, rules: [a], group-by: [UserId], timespan: 1m, condition: {gte: 1}}\n";
+        // Naming itself: a rule never names itself, so `a` is not defined elsewhere.
+        assert!(reason(&load_text(selfish, None).unwrap()[0]).contains("no file"));
+        // A chain nine correlations deep: c0 names c1 … c8 names the login rule.
+        let mut deep = String::from(
+            "title: Login\nname: login\nlogsource: {product: azure, service: m365}\ndetection: {s: {Operation: UserLoggedIn}, condition: s}\n",
+        );
+        for n in 0..9 {
+            let inner = if n == 8 {
+                "login".to_string()
+            } else {
+                format!("c{}", n + 1)
+            };
+            deep.push_str(&format!(
+                "---\ntitle: C{n}\nname: c{n}\ncorrelation: {{type: event_count, rules: [{inner}], group-by: [UserId], timespan: 1h, condition: {{gte: 1}}}}\n"
+            ));
+        }
+        let loaded = load_text(&deep, None).unwrap();
+        assert!(
+            reason(&loaded[1]).contains("more than 8 correlations deep"),
+            "{}",
+            reason(&loaded[1])
+        );
+        // Eight deep runs.
+        let Loaded::Runs(_) = &loaded[2] else {
+            panic!("c1 … c8 run: {}", reason(&loaded[2]));
+        };
+    }
+
+    #[test]
+    fn an_outer_value_count_counts_a_field_the_inner_group_has() {
+        let text = format!(
+            "{CHAIN}---\ntitle: Outer\nid: o\ncorrelation: {{type: value_count, rules: [multiple_failed_login], group-by: [], timespan: 1d, condition: {{field: UserId, gte: 2}}}}\n"
+        );
+        let loaded = load_text(&text, None).unwrap();
+        let Loaded::Runs(outer) = &loaded[4] else {
+            panic!("runs: {}", reason(&loaded[4]));
+        };
+        let t = outer.query.temporal().unwrap();
+        let correlation::Input::Correlation { group, value, .. } = &t.chain.inputs[0] else {
+            panic!("a correlation input");
+        };
+        assert_eq!((group.len(), *value), (0, Some(0)));
+        let missing = text.replace("field: UserId", "field: ClientIP");
+        let loaded = load_text(&missing, None).unwrap();
+        assert!(reason(&loaded[4]).contains("\"ClientIP\" is not among the group-by fields"));
+    }
+
+    #[test]
+    fn a_chain_whose_correlations_multiply_is_refused_not_built() {
+        // Seven levels of three correlations, each naming the three of the level below:
+        // 3^7 places, built in an instant as a refusal.
+        let mut text = String::from(
+            "title: Login\nname: login\nlogsource: {product: azure, service: m365}\ndetection: {s: {Operation: UserLoggedIn}, condition: s}\n",
+        );
+        for level in 0..7 {
+            for k in 0..3 {
+                let below = if level == 6 {
+                    "login".to_string()
+                } else {
+                    format!("l{}a, l{}b, l{}c", level + 1, level + 1, level + 1)
+                };
+                let me = format!("l{level}{}", ["a", "b", "c"][k]);
+                text.push_str(&format!(
+                    "---\ntitle: {me}\nname: {me}\ncorrelation: {{type: event_count, rules: [{below}], group-by: [UserId], timespan: 1h, condition: {{gte: 1}}}}\n"
+                ));
+            }
+        }
+        let loaded = load_text(&text, None).unwrap();
+        assert!(
+            reason(&loaded[1]).contains("more than 256 rules named in all"),
+            "{}",
+            reason(&loaded[1])
+        );
     }
 }
