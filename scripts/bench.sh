@@ -42,6 +42,7 @@ Environment:
   BENCH_RULES=../shared/corpus/elastic-rules
                         Elastic's rule files for the rule-pack rows (every runnable
                         rule; the `type = "query"` ones alone); rows skipped if absent
+  YEAR_SIZE=BENCH_SIZE   size of the year-long archive (365 days, two bypass periods)
   BENCH_NEWLINES_SIZE=8G
                         size of the gzip of newlines only (one member, pigz -6)
                         run against igzip -dc
@@ -49,8 +50,10 @@ Environment:
 Issue 19's rows (per layout): hunt --no-context vs rg -c LITERAL; hunt (with the
 context pass) vs rg -c; gzip hunt and hunt --no-context vs igzip -dc (the isal
 build and the default zlib-rs build); the runnable rules and the query rules vs
-the built-in rule (--no-context on both sides, as scripts/bench-rules.sh); then
-the gzip of newlines vs igzip -dc. Each case names the issue's target ratio. If
+the built-in rule (--no-context on both sides, as scripts/bench-rules.sh); the
+first four again on the year-long layout of scripts/bench-year.sh (YEAR_SIZE,
+default BENCH_SIZE; plain and `ualhunt generate --gzip`, in BENCH_DIR/bench-year);
+then the gzip of newlines vs igzip -dc. Each case names the issue's target ratio. If
 scripts/bench-year.sh exists it runs last, its output appended to the report.
 
 Exit status: 0 on success, 2 on any error. ualhunt exit codes 0 (found) and 1
@@ -686,6 +689,60 @@ for layout in $LAYOUTS; do
   fi
 done
 
+# The year-long layout (issue 19's own archive was one: findings spread over a year):
+# a time-ordered archive over 365 days with two short bypass periods, where the context
+# pass reads only the stretches near them. Generated as scripts/bench-year.sh does, into
+# the directory it is then run on (it reuses the files).
+YEAR_SIZE=${YEAR_SIZE:-$SIZE}
+YEAR_DIR=$DIR/bench-year
+[[ $YEAR_SIZE =~ ^[0-9]+[KMG]?$ ]] || die "YEAR_SIZE must look like 1G or 512M, got '$YEAR_SIZE'"
+if subcommand_ok generate --scenarios --plot; then
+  mkdir -p -- "$YEAR_DIR"
+  YP=$YEAR_DIR/year-$YEAR_SIZE.jsonl YG=$YEAR_DIR/year-$YEAR_SIZE.jsonl.gz
+  if [[ ! -s $YP ]]; then
+    log "generating $YP ($YEAR_SIZE over 365 days, two bypass periods)"
+    "$UALHUNT" generate --size "$YEAR_SIZE" --scenarios 365 --plot two-periods --rate 0 -o "$YP.tmp" 2>/dev/null ||
+      die "ualhunt generate (year) failed"
+    mv -f -- "$YP.tmp" "$YP"
+  fi
+  if [[ ! -s $YG ]]; then
+    log "generating $YG (one member, ualhunt generate --gzip)"
+    "$UALHUNT" generate --size "$YEAR_SIZE" --scenarios 365 --plot two-periods --rate 0 --gzip -o "$YG.tmp" 2>/dev/null ||
+      die "ualhunt generate --gzip (year) failed"
+    mv -f -- "$YG.tmp" "$YG"
+  fi
+  cat -- "$YP" "$YG" >/dev/null
+  YP_B=$(bytes_of "$YP")
+  YP=${YP#"$DIR"/} YG=${YG#"$DIR"/}
+  YIN="year: $(mb "$YP_B")"
+  YGIN="year: $(mb "$(bytes_of "$DIR/$YG")") gz, $(mb "$YP_B") decompressed"
+
+  case_begin "19.1 year: --no-context vs rg (target ≤ 0.8)" "$YIN" "$YP_B"
+  case_cmd subject ualhunt "0 1" "$UNC $YP"
+  case_cmd peer rg "0 1" "rg -c $LITERAL $YP"
+  case_run
+
+  case_begin "19.2 year: hunt vs rg (target ≤ 1.3)" "$YIN" "$YP_B"
+  case_cmd subject ualhunt "0 1" "$UH $YP"
+  case_cmd alt no-context "0 1" "$UNC $YP"
+  case_cmd peer rg "0 1" "rg -c $LITERAL $YP"
+  case_run
+
+  case_begin "19.3 year: gzip hunt vs igzip (target ≤ 1.35)" "$YGIN" "$YP_B"
+  case_cmd subject ualhunt "0 1" "$UH $YG"
+  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ $YG"
+  case_cmd peer igzip "0" "igzip -dc $YG >/dev/null"
+  case_run
+
+  case_begin "19.4 year: gzip --no-context vs igzip (target ≤ 1.25)" "$YGIN" "$YP_B"
+  case_cmd subject ualhunt "0 1" "$UNC $YG"
+  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ --no-context $YG"
+  case_cmd peer igzip "0" "igzip -dc $YG >/dev/null"
+  case_run
+else
+  log "warning: this ualhunt generate has no --scenarios/--plot: the year rows are skipped"
+fi
+
 # Newlines only, gzipped: the blank-line path (layout-independent).
 NL=$DIR/newlines-$NEWLINES_SIZE.gz
 if [[ ! -s $NL ]]; then
@@ -759,7 +816,8 @@ if [[ -f $YEAR ]]; then
     echo
     echo "### scripts/bench-year.sh"
     echo
-    UALHUNT=$UALHUNT UALHUNT_ZLIB=${UALHUNT_ZLIB:-} BENCH_RUNS=$RUNS BENCH_DIR=$DIR bash "$YEAR"
+    UALHUNT=$UALHUNT UALHUNT_ZLIB=${UALHUNT_ZLIB:-} BENCH_RUNS=$RUNS BENCH_DIR=$DIR \
+      YEAR_SIZE=$YEAR_SIZE YEAR_DIR=$YEAR_DIR bash "$YEAR"
   } >>"$REPORT" || die "scripts/bench-year.sh failed"
 fi
 

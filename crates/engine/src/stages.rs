@@ -191,6 +191,8 @@ pub fn context_matcher(config: &Config, watch: &Watch) -> Matcher {
     Matcher::for_literals(config.rules.clone(), watch.literals(), config.max_line)
         .with_timing(config.timing)
         .with_block(config.scan_block)
+        // `--context-full-read` is the reference: every candidate parsed.
+        .with_screen(!config.context_full_read)
 }
 
 /// What the analyses need from the first pass over all inputs, and whom each bypass

@@ -138,6 +138,86 @@ impl Watch {
         })
     }
 
+    /// Whether the record on `line` (trimmed) may be one [`Activity`] counts, judged
+    /// from its bytes before it is parsed: `false` only when the line shows that the
+    /// parsed record's actor (`UserId`) names no watched account or actor whose reach
+    /// (an account's periods widened by the horizon, an actor's windows) holds its time
+    /// (`CreationTime`), so that [`Activity::selected`] would add nothing.
+    ///
+    /// It answers `false` only for a line it can read as the full parse would: no
+    /// escape but `\\` and `\/` (so every `"` is a string's edge, and in JSON that
+    /// parses, a `"` followed by a key's name opens that key), no key that makes the record a wrapper
+    /// or an ECS document (`_source`, `o365audit`, `AuditData`, `auditData`, `event…`:
+    /// the actor and time are then read elsewhere), and every `UserId` and
+    /// `CreationTime` key, at any depth and however often repeated, with a string value.
+    /// Every pair of those values is tried, so the pair the parsed record reads (the
+    /// top-level keys, the last of a repeated one) is among them. A line that does not
+    /// parse gives no record to count either way.
+    pub fn may_count(&self, line: &[u8]) -> bool {
+        // The escapes PowerShell and .NET write in names and paths (`NT
+        // AUTHORITY\\SYSTEM`, `\/Date(…)\/`) leave every `"` a string's edge; any
+        // other (`\"`, `\u0073`) may not, or may spell a key.
+        let mut escaped = false;
+        let mut from = 0;
+        while let Some(i) = memchr::memchr(b'\\', &line[from..]) {
+            let at = from + i;
+            if !matches!(line.get(at + 1), Some(b'\\' | b'/')) {
+                return true;
+            }
+            escaped = true;
+            from = at + 2;
+        }
+        let mut accounts: Vec<u32> = Vec::new();
+        let mut actors: Vec<u32> = Vec::new();
+        let mut times: Vec<i64> = Vec::new();
+        if SCREEN_WRAPPERS.iter().any(|k| k.find(line).is_some()) {
+            return true;
+        }
+        for (actor, key) in [(true, &*SCREEN_USER), (false, &*SCREEN_TIME)] {
+            for at in key.find_iter(line) {
+                let value = match string_value(line, at + key.needle().len()) {
+                    Value::NotAKey => continue,
+                    Value::Other => return true,
+                    Value::String(v) => v,
+                };
+                let Ok(value) = std::str::from_utf8(value) else {
+                    return true;
+                };
+                let unescaped;
+                let value = if escaped && value.contains('\\') {
+                    // Only `\\` and `\/` are left: each stands for the byte after it.
+                    let mut out = String::with_capacity(value.len());
+                    let mut chars = value.chars();
+                    while let Some(c) = chars.next() {
+                        out.extend(if c == '\\' { chars.next() } else { Some(c) });
+                    }
+                    unescaped = out;
+                    unescaped.as_str()
+                } else {
+                    value
+                };
+                if actor {
+                    let (a, i) = self.lookup(value);
+                    accounts.extend(a);
+                    actors.extend(i);
+                } else if let Some(t) = crate::record::parse_timestamp(value) {
+                    times.push(t.timestamp());
+                }
+            }
+            if actor && accounts.is_empty() && actors.is_empty() {
+                // No watched actor: the time does not matter.
+                return false;
+            }
+        }
+        times.iter().any(|&t| {
+            accounts.iter().any(|&a| self.in_reach(a as usize, t))
+                || actors.iter().any(|&i| {
+                    let windows = &self.actors[i as usize].1;
+                    windows.iter().any(|&(s, e)| s <= t && t <= e)
+                })
+        })
+    }
+
     /// The watched accounts and actors a user id names: the same name, or, where one
     /// side has no domain (`alice` for `alice@contoso.com`), the same local part.
     fn lookup(&self, user: &str) -> (Vec<u32>, Vec<u32>) {
@@ -171,6 +251,51 @@ impl Watch {
         actors.sort_unstable();
         actors.dedup();
         (accounts, actors)
+    }
+}
+
+/// The keys [`Watch::may_count`] reads, each with its quotes (one substring search
+/// each: SIMD, faster on a record's line than one automaton for all of them).
+static SCREEN_USER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("\"UserId\""));
+static SCREEN_TIME: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("\"CreationTime\""));
+/// The keys of wrappers and ECS documents, whose actor and time are read elsewhere.
+static SCREEN_WRAPPERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 4]> =
+    std::sync::LazyLock::new(|| {
+        ["\"event", "\"_source\"", "\"o365audit\"", "uditData\""].map(memchr::memmem::Finder::new)
+    });
+
+/// What follows a quoted name at `at` in a line without backslashes.
+#[derive(Debug, PartialEq, Eq)]
+enum Value<'a> {
+    /// No `:`: the name is not a key (a value, or the line is not JSON).
+    NotAKey,
+    /// A key whose value is not a string (or does not end on the line).
+    Other,
+    /// A key with this string value (its bytes, without quotes).
+    String(&'a [u8]),
+}
+
+fn string_value(line: &[u8], at: usize) -> Value<'_> {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let skip = |from: usize| {
+        from + line[from.min(line.len())..]
+            .iter()
+            .take_while(|b| space(b))
+            .count()
+    };
+    let colon = skip(at);
+    if line.get(colon) != Some(&b':') {
+        return Value::NotAKey;
+    }
+    let open = skip(colon + 1);
+    if line.get(open) != Some(&b'"') {
+        return Value::Other;
+    }
+    match memchr::memchr(b'"', &line[open + 1..]) {
+        Some(len) => Value::String(&line[open + 1..open + 1 + len]),
+        None => Value::Other,
     }
 }
 
@@ -635,6 +760,10 @@ static EVENT_CODE: std::sync::LazyLock<Field> =
 impl Sink for Activity {
     type Params = Watch;
 
+    fn may_select(line: &[u8], watch: &Watch) -> bool {
+        watch.may_count(line)
+    }
+
     fn selected(
         &mut self,
         _: &[usize],
@@ -980,5 +1109,178 @@ mod tests {
             &p(&[("AuditEnabled", "False")])
         ));
         assert!(is_tampering("Remove-AdminAuditLogConfig", &[]));
+    }
+
+    /// 2024-01-01T00:00:00Z.
+    const T0: i64 = 1_704_067_200;
+
+    /// `svc@contoso.com` bypassed over [T0 + 1000, T0 + 2000), `adm@contoso.com` acting
+    /// around T0 + 5000..=T0 + 6000, no horizon.
+    fn screen_watch() -> Watch {
+        Watch::new(
+            vec![(
+                "svc@contoso.com".into(),
+                vec![(Some(T0 + 1000), Some(T0 + 2000))],
+            )],
+            vec![("adm@contoso.com".into(), vec![(T0 + 5000, T0 + 6000)])],
+        )
+    }
+
+    fn at(secs: i64) -> String {
+        let t = DateTime::from_timestamp(T0 + secs, 0).unwrap();
+        t.format("%Y-%m-%dT%H:%M:%S").to_string()
+    }
+
+    fn raw(user: &str, secs: i64) -> String {
+        format!(
+            r#"{{"CreationTime":"{}","Id":"0b0e5a52-0000-4000-8000-00000000000{}","Operation":"Set-Mailbox","RecordType":1,"Workload":"Exchange","UserId":{user},"ClientIP":"192.0.2.1","Parameters":[{{"Name":"Identity","Value":"adm@contoso.com svc@contoso.com"}}]}}"#,
+            at(secs),
+            secs % 10
+        )
+    }
+
+    #[test]
+    fn the_screen_turns_down_only_records_of_no_watched_name_in_reach() {
+        let w = screen_watch();
+        let yes = |l: &str| assert!(w.may_count(l.as_bytes()), "turned down: {l}");
+        let no = |l: &str| assert!(!w.may_count(l.as_bytes()), "let through: {l}");
+        // The account inside its period, the actor inside its window, in any case,
+        // with spaces, by local part.
+        yes(&raw(r#""svc@contoso.com""#, 1500));
+        yes(&raw(r#"" SVC@Contoso.COM ""#, 1000));
+        yes(&raw(r#""svc""#, 1999));
+        yes(&raw(r#""adm@contoso.com""#, 5000));
+        yes(&raw(r#""adm@contoso.com""#, 6000));
+        // Outside: the names at other times, other names, no actor.
+        no(&raw(r#""svc@contoso.com""#, 999));
+        no(&raw(r#""svc@contoso.com""#, 2000));
+        no(&raw(r#""adm@contoso.com""#, 4999));
+        no(&raw(r#""adm@contoso.com""#, 1500));
+        no(&raw(r#""other@contoso.com""#, 1500));
+        no(&raw(r#""svc@contoso.com""#, 1500).replace(r#""UserId":"#, r#""User":"#));
+        no(&raw(r#""svc@contoso.com""#, 1500).replace("CreationTime", "Created"));
+        // A key's name as a value is no key.
+        no(&raw(r#""other@contoso.com""#, 1500).replace("\"Identity\"", "\"UserId\""));
+        // What the bytes cannot vouch for is parsed.
+        yes(&raw(r#""\u0073vc@contoso.com""#, 1500));
+        yes(&raw(r#""other@contoso.com""#, 999).replace("192.0.2.1", r#"a\"b"#));
+        yes(&raw(r#""other@contoso.com""#, 999).replace("192.0.2.1", r"a\nb"));
+        // `\\` and `\/` are read through.
+        let system = Watch::new(
+            vec![],
+            vec![(r"nt authority\system (x)".into(), vec![(T0, T0 + 10)])],
+        );
+        let by_system = |secs: i64| raw(r#""NT AUTHORITY\\SYSTEM (x)""#, secs);
+        assert!(system.may_count(by_system(5).as_bytes()));
+        assert!(!system.may_count(by_system(11).as_bytes()));
+        assert!(!system.may_count(by_system(11).replace("192.0.2.1", r"\/a\\").as_bytes()));
+        let slashed = Watch::new(vec![], vec![("a/b@c.com".into(), vec![(T0, T0 + 10)])]);
+        assert!(slashed.may_count(raw(r#""a\/b@c.com""#, 5).as_bytes()));
+        assert!(!slashed.may_count(raw(r#""a\/b@c.com""#, 11).as_bytes()));
+        yes(&raw(r#"["svc@contoso.com"]"#, 1500));
+        yes(&raw(r#"null"#, 1500));
+        yes(&raw(r#""other@contoso.com""#, 1500).replace("\"Id\"", "\"AuditData\":{},\"Id\""));
+        yes(&raw(r#""other@contoso.com""#, 1500).replace("\"Id\"", "\"event.action\":\"x\",\"Id\""));
+        yes(&raw(r#""other@contoso.com""#, 1500).replace("\"Id\"", "\"_source\":1,\"Id\""));
+        // Every value of a repeated or nested key is tried.
+        let twice = raw(r#""other@contoso.com""#, 1500).replace(
+            "\"Workload\"",
+            "\"UserId\" : \"svc@contoso.com\",\"Workload\"",
+        );
+        yes(&twice);
+        let nested = raw(r#""other@contoso.com""#, 999).replace(
+            "\"Name\":\"Identity\"",
+            &format!(
+                "\"CreationTime\":\"{}\",\"UserId\":\"svc@contoso.com\"",
+                at(1500)
+            ),
+        );
+        yes(&nested);
+    }
+
+    #[test]
+    fn the_context_matcher_screens_unless_reading_in_full() {
+        let mut config = crate::Config::new(Vec::new());
+        let w = screen_watch();
+        assert!(crate::stages::context_matcher(&config, &w).screens());
+        config.context_full_read = true;
+        assert!(!crate::stages::context_matcher(&config, &w).screens());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// The context pass counts the same with the screen as with every candidate
+        /// parsed, on records of watched and other names at times in and out of reach,
+        /// spelled every way the screen must see through or give up on.
+        #[test]
+        fn the_screened_pass_counts_what_the_full_parse_counts(
+            lines in proptest::collection::vec((0usize..11, 0usize..8, 0u8..128), 1..40),
+            block in 64usize..4096,
+        ) {
+            use crate::rule::Rule;
+            use crate::scan::{Matcher, Pass, Scratch, scan_chunk};
+            let users = [
+                r#""svc@contoso.com""#,
+                r#"" Svc@CONTOSO.com""#,
+                r#""svc""#,
+                r#""adm@contoso.com""#,
+                r#""adm""#,
+                r#""other@contoso.com""#,
+                r#""\u0073vc@contoso.com""#,
+                r#""adm\/x@contoso.com""#,
+                r#""ADM@contoso.com\\""#,
+                r#"["adm@contoso.com"]"#,
+                r#"17"#,
+            ];
+            let times = [0, 999, 1000, 1500, 2000, 4999, 5500, 6001];
+            let mut data = String::new();
+            for (i, &(u, t, extra)) in lines.iter().enumerate() {
+                let mut line = raw(users[u], times[t]).replace("000000000", &format!("{i:09}"));
+                if extra & 1 != 0 {
+                    line = line.replace("\"RecordType\"", "\"UserId\":\"adm@contoso.com\",\"RecordType\"");
+                }
+                if extra & 2 != 0 {
+                    line = line.replace("\"ClientIP\"", &format!("\"CreationTime\":\"{}\",\"ClientIP\"", at(1200)));
+                }
+                if extra & 4 != 0 {
+                    line = line.replace("\"Name\":\"Identity\"", &format!("\"UserId\":\"svc\",\"CreationTime\":\"{}\"", at(5500)));
+                }
+                if extra & 8 != 0 {
+                    line = line.replace("\":", "\" :\t");
+                }
+                if extra & 16 != 0 {
+                    line = format!("{{\"AuditData\":{line},\"CreationDate\":\"{}\",\"Operation\":\"x\"}}", at(1500));
+                }
+                if extra & 64 != 0 {
+                    line = line.replace("192.0.2.1", r"a\\b\/c");
+                }
+                if extra & 32 != 0 {
+                    line = line.replace("\"Workload\"", "\"event.action\":\"Set-Mailbox\",\"Workload\"");
+                }
+                data.push_str(&line);
+                data.push('\n');
+            }
+            let w = screen_watch();
+            let run = |screen: bool| {
+                let m = Matcher::for_literals(Rule::builtin(), w.literals(), 1 << 20)
+                    .with_block(block)
+                    .with_screen(screen);
+                let p: crate::findings::Partial<Activity> = scan_chunk(
+                    data.as_bytes(),
+                    0,
+                    Pass::new(&m, &w),
+                    &mut Scratch::default(),
+                );
+                (p.sink, p.counts.candidates, p.counts.lines)
+            };
+            let screens = |on: bool| {
+                Matcher::for_literals(Rule::builtin(), w.literals(), 1 << 20).with_screen(on).screens()
+            };
+            proptest::prop_assert!(screens(true) && !screens(false));
+            let (screened, full) = (run(true), run(false));
+            proptest::prop_assert_eq!(&screened.0, &full.0);
+            proptest::prop_assert_eq!(screened.1, full.1);
+            proptest::prop_assert_eq!(screened.2, full.2);
+        }
     }
 }

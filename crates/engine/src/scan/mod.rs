@@ -75,6 +75,9 @@ pub struct Matcher {
     /// Whether candidates are first evaluated on demand from their bytes
     /// ([`crate::ondemand`]), parsed in full only when they match or cannot be read so.
     on_demand: bool,
+    /// Whether candidates the sink's [`Sink::may_select`] turns down are counted without
+    /// being parsed ([`Matcher::with_screen`]).
+    screen: bool,
     /// The rules whose query is searched for by its trigger's literals in this pass
     /// ([`Matcher::with_triggers`]).
     gated: Vec<u16>,
@@ -158,6 +161,7 @@ impl Matcher {
             timed: false,
             coverage: false,
             on_demand: false,
+            screen: false,
             enrichment: Default::default(),
             gated: Vec::new(),
             counted_by: Vec::new(),
@@ -267,6 +271,7 @@ impl Matcher {
             timed: false,
             coverage: true,
             on_demand,
+            screen: false,
             enrichment: Default::default(),
         }
     }
@@ -294,6 +299,28 @@ impl Matcher {
     pub fn with_timing(mut self, timed: bool) -> Matcher {
         self.timed = timed;
         self
+    }
+
+    /// Lets the sink turn candidates down from their bytes ([`Sink::may_select`]): one it
+    /// turns down is counted as a candidate the selections took but is not parsed, nor
+    /// handed to the sink. Only for a matcher whose every selection is a context
+    /// selection with no query (what [`Matcher::for_literals`] builds: each parsed
+    /// candidate goes to the sink); ignored otherwise. A turned-down line that would not
+    /// have parsed is counted as such a candidate, not as malformed (only `--stats`
+    /// shows the difference).
+    pub fn with_screen(mut self, on: bool) -> Matcher {
+        self.screen = on
+            && self
+                .selections
+                .iter()
+                .all(|s| s.query.is_none() && matches!(s.why, Why::Context(_)));
+        self
+    }
+
+    /// Whether the sink may turn candidates down from their bytes
+    /// ([`Matcher::with_screen`]).
+    pub fn screens(&self) -> bool {
+        self.screen
     }
 
     /// Turns the on-demand path ([`crate::ondemand`]) on or off (differential tests;
@@ -475,6 +502,13 @@ pub trait Sink: Merge {
         at: At,
         cx: &mut SinkCx<'_, Self::Params>,
     );
+
+    /// Whether a candidate line (trimmed) may be one `selected` changes the sink with,
+    /// told from its bytes before it is parsed; `false` only when it surely is not
+    /// (a matcher [`Matcher::with_screen`] then counts it without parsing it).
+    fn may_select(_line: &[u8], _params: &Self::Params) -> bool {
+        true
+    }
 }
 
 /// What a sink may use besides the record.
@@ -955,6 +989,15 @@ fn evaluate<S: Sink>(
         ..
     } = scratch;
     let file = at.input as usize;
+    if pass.matcher.screen && !S::may_select(line, pass.params) {
+        // What `judge` counts for a record every selection takes (none has a query).
+        let m = pass.matcher;
+        out.counts.candidates += 1;
+        out.counts.not_matched += 1;
+        out.counts.context += 1;
+        (0..m.selections.len()).for_each(|i| out.evaluated.bump(i));
+        return;
+    }
     // Which selections this candidate can satisfy, from the literals its text holds (the
     // whole text: an embedded record's literals are in it too).
     let route = pass.matcher.router.as_ref().map(|r| {
