@@ -953,21 +953,24 @@ impl Router {
                 out.extend_from_slice(&self.by_pattern[g * 64 + i])
             });
         }
-        self.route_rest(line, out);
+        self.route_rest(line, true, out);
     }
 
-    /// [`Router::route`] for a line whose exact literals the block search already found
+    /// [`Router::route`] for a line whose literals the block search already found
     /// ([`Router::block_hits`]): `found` are the literals it holds, every occurrence of
-    /// every exact literal in it among them (the caseless ones are searched here).
+    /// every exact literal in it among them, [`Router::CASELESS`] for a caseless hit
+    /// (the caseless literals are told apart here, only in a line that has one).
     pub fn route_found(&self, line: &[u8], found: impl Iterator<Item = u32>, out: &mut Vec<u32>) {
         out.clear();
         out.extend_from_slice(&self.always);
+        let mut caseless = false;
         for literal in found {
-            if let Some(sels) = self.by_pattern.get(literal as usize) {
-                out.extend_from_slice(sels);
+            match self.by_pattern.get(literal as usize) {
+                Some(sels) => out.extend_from_slice(sels),
+                None => caseless |= literal == Router::CASELESS,
             }
         }
-        self.route_rest(line, out);
+        self.route_rest(line, caseless, out);
     }
 
     /// The search over a block that stands for the prefilter's when routing: every
@@ -1001,9 +1004,10 @@ impl Router {
         exact.saturating_sub(1).max(caseless)
     }
 
-    /// The caseless literals, the `RecordType`s and the conjuncts of [`Router::route`].
-    fn route_rest(&self, line: &[u8], out: &mut Vec<u32>) {
-        if let Some((gate, caseless)) = &self.caseless
+    /// The caseless literals (when `caseless`: the line may hold one), the
+    /// `RecordType`s and the conjuncts of [`Router::route`].
+    fn route_rest(&self, line: &[u8], caseless: bool, out: &mut Vec<u32>) {
+        if let Some((gate, caseless)) = self.caseless.as_ref().filter(|_| caseless)
             && gate.find(line).is_some()
         {
             for m in caseless.find_overlapping_iter(line) {
@@ -1525,7 +1529,7 @@ mod tests {
                 router.route(line, &mut searched);
                 let literals = found
                     .iter()
-                    .filter(|&&(at, l)| at >= start && at < end && l != Router::CASELESS)
+                    .filter(|&&(at, _)| at >= start && at < end)
                     .map(|&(_, l)| l);
                 router.route_found(line, literals, &mut routed);
                 proptest::prop_assert_eq!(&routed, &searched, "{}", String::from_utf8_lossy(line));

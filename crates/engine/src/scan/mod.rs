@@ -871,10 +871,7 @@ fn scan_prefiltered<S: Sink>(
                 while stop < found_hits.len() && found_hits[stop].0 < end {
                     stop += 1;
                 }
-                let literals = found_hits[next_found..stop]
-                    .iter()
-                    .map(|&(_, l)| l)
-                    .filter(|&l| l != Router::CASELESS);
+                let literals = found_hits[next_found..stop].iter().map(|&(_, l)| l);
                 r.route_found(&data[start..end], literals, &mut scratch.route);
                 scratch.routed = true;
                 next_found = stop;
