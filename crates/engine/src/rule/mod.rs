@@ -153,12 +153,26 @@ impl Query {
             }
             None => literals,
         };
+        let conjuncts: Vec<Vec<String>> = conjuncts
+            .iter()
+            .filter_map(|set| enrichment.resolve(set))
+            .collect();
+        // Literals that were a derived field's key the run reads from a database
+        // require nothing: another set every match needs does (the one whose shortest
+        // literal is longest, the likeliest rare).
+        let literals = match literals {
+            Some(set) => enrichment.resolve(&set).or_else(|| {
+                conjuncts
+                    .iter()
+                    .filter(|set| !set.is_empty())
+                    .max_by_key(|set| set.iter().map(String::len).min())
+                    .cloned()
+            }),
+            None => None,
+        };
         Searched {
-            literals: literals.and_then(|set| enrichment.resolve(&set)),
-            conjuncts: conjuncts
-                .iter()
-                .filter_map(|set| enrichment.resolve(set))
-                .collect(),
+            literals,
+            conjuncts,
             unenriched: lacking.and_then(|set| set.first().and_then(|l| marked_key(l))),
         }
     }
