@@ -525,7 +525,8 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     };
     let enrichment = crate::cli::enrichment(&args.geoip_db)?;
     // As a hunt's first pass sees them: a rule with a trigger searched for by it.
-    let matcher = ualhunt_engine::scan::Matcher::with_triggers(set.rules.clone(), usize::MAX);
+    let matcher = ualhunt_engine::scan::Matcher::with_triggers(set.rules.clone(), usize::MAX)
+        .with_enrichment(enrichment.clone());
     let mut out = BufWriter::new(io::stdout().lock());
     // A rule file is as untrusted as an archive: every text from it reaches the terminal
     // through `terminal_safe`; a multi-line text (query, description) keeps its line
@@ -625,11 +626,20 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
                     trigger.map(|t| t.column).unwrap_or_default(),
                     ualhunt_engine::prefilter::why_no_literal(&rule.query)
                 ),
-                Some(lits) => lits
-                    .iter()
-                    .map(|l| ualhunt_engine::field::show_literal(l))
-                    .collect::<Vec<_>>()
-                    .join(" or "),
+                Some(lits) => {
+                    let shown = lits
+                        .iter()
+                        .map(|l| ualhunt_engine::field::show_literal(l))
+                        .collect::<Vec<_>>()
+                        .join(" or ");
+                    match matcher.unenriched()[i] {
+                        Some(field) => format!(
+                            "{shown} ({})",
+                            ualhunt_engine::enrich::unenriched_note(field)
+                        ),
+                        None => shown,
+                    }
+                }
                 None => format!(
                     "none: every record is parsed for it ({})",
                     ualhunt_engine::prefilter::why_no_literal(

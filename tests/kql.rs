@@ -453,13 +453,35 @@ fn prefilter_literals_are_unescaped_values() {
     );
     // Short numbers are everywhere, existence and ranges have no value: a field read from the
     // record's own keys gives its key instead, only where no clause has a value (a field
-    // the pipeline's enrichment derives, `source.geo.*`, has no key in the record).
+    // the pipeline's enrichment derives, `source.geo.*`, gives its key marked: a run
+    // resolves it, `rule::Query::searched`).
     assert_eq!(
         lit("o365.audit.UserType:2"),
         Some(vec!["UserType".to_string()])
     );
+    let both = "source.geo.country_name:* and o365.audit.ErrorNumber >= 5";
     assert_eq!(
-        lit("source.geo.country_name:* and o365.audit.ErrorNumber >= 5"),
+        lit(both),
+        Some(vec![format!(
+            "{}source.geo.country_name",
+            ualhunt_engine::enrich::KEY_MARK
+        )])
+    );
+    // Without a database only a document carrying the field matches: its key; with one,
+    // the other clause's key.
+    let query = ualhunt_engine::rule::Query::Kql(Query::parse(both).unwrap());
+    let none = ualhunt_engine::enrich::Enrichment::default();
+    assert_eq!(
+        query.searched(&none).literals,
+        Some(vec!["country_name".to_string()])
+    );
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/geoip/GeoLite2-City-Test.mmdb");
+    let geo = ualhunt_engine::enrich::Enrichment::new(
+        ualhunt_engine::enrich::GeoIp::open(&[db]).unwrap(),
+    );
+    assert_eq!(
+        query.searched(&geo).literals,
         Some(vec!["ErrorNumber".to_string()])
     );
     assert_eq!(

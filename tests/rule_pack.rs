@@ -506,6 +506,8 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
     );
     // The user-agent fields are parsed offline: no rule is said to need them.
     assert!(!text.contains("cannot match:      user_agent."), "{text}");
+    // The travel rules are searched for by the key only an ECS document holds.
+    assert_eq!(text.matches("it needs --geoip-db").count(), 2, "{text}");
 }
 
 #[test]
@@ -756,8 +758,20 @@ fn on_demand_reading_reports_what_the_full_parse_reports() {
 /// checking that every mode finds the same), with `extra` flags.
 fn enriched_findings(dir: &Path, extra: &[&str]) -> (BTreeMap<String, BTreeSet<String>>, Value) {
     let archive = root().join("tests/fixtures/rule_pack/enriched.jsonl");
+    findings_in_every_mode(&archive, dir, extra)
+}
+
+/// The records of `archive` each rule fired on, in each engine mode and with three
+/// threads and small chunks (after checking that every mode finds the same), with
+/// `extra` flags.
+fn findings_in_every_mode(
+    archive: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> (BTreeMap<String, BTreeSet<String>>, Value) {
     let mut first: Option<Value> = None;
-    for mode in MODES {
+    let split: &[&str] = &["--threads", "3", "--chunk-size", "200"];
+    for mode in MODES.into_iter().chain([split]) {
         let mut args = vec![
             "hunt",
             "--rules",
@@ -846,6 +860,61 @@ fn the_enrichment_rules_fire_with_parsed_agents_and_geoip_in_every_mode() {
     assert_eq!(warnings.matches("--geoip-db").count(), 14, "{warnings}");
 }
 
+/// The rule's line of `--stats` (run on `archive` with `extra` flags) and how many
+/// records it was evaluated on.
+fn rule_stats_line(dir: &Path, archive: &Path, extra: &[&str], name: &str) -> (String, u64) {
+    let mut args = vec!["hunt", "-q", "--no-context", "--stats", "--format", "json"];
+    args.extend_from_slice(&["-o", "/dev/null", "--rules", dir.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    args.push(archive.to_str().unwrap());
+    let out = run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" evaluated (") && l.contains(&format!("  {name}  [")))
+        .unwrap_or_else(|| panic!("no stats line for {name}: {stderr}"))
+        .to_string();
+    let evaluated = line.split_whitespace().next().unwrap().parse().unwrap();
+    (line, evaluated)
+}
+
+/// Regression (issue 21): without a database the travel rules, whose every match needs
+/// `source.geo.country_name`, had every raw `UserLoggedIn` record parsed for them (46 %
+/// of the rule pack's candidates), though none could match. They are now searched for
+/// by the field's key: no raw sign-in is evaluated for them, `--stats` says they need
+/// `--geoip-db`; with a database the raw sign-ins are evaluated (and fire, above); an
+/// ECS document carrying `source.geo.*` fires them in every mode, with a database or
+/// without.
+#[test]
+fn a_travel_rule_without_a_database_parses_no_raw_sign_in_yet_fires_on_ecs_documents() {
+    let Some(dir) = rules_dir() else { return };
+    let raw = root().join("tests/fixtures/rule_pack/enriched.jsonl");
+    let geo = root().join("tests/fixtures/geoip/GeoLite2-City-Test.mmdb");
+    let with_db = ["--geoip-db", geo.to_str().unwrap()];
+    for name in [
+        "M365 Identity Login from Impossible Travel Location",
+        "M365 Identity Login from Atypical Region",
+    ] {
+        let (line, evaluated) = rule_stats_line(&dir, &raw, &[], name);
+        assert_eq!(evaluated, 0, "{line}");
+        assert!(line.contains("\"country_name\""), "{line}");
+        assert!(line.contains("it needs --geoip-db"), "{line}");
+        let (line, evaluated) = rule_stats_line(&dir, &raw, &with_db, name);
+        assert_eq!(evaluated, 3, "{line}");
+        assert!(!line.contains("--geoip-db"), "{line}");
+    }
+    let ecs = root().join("tests/fixtures/rule_pack/enriched_ecs.ndjson");
+    let signed_in: BTreeSet<String> = (1..=2)
+        .map(|n| format!("e2000000-0000-4000-8000-00000000000{n}"))
+        .collect();
+    for extra in [&[][..], &with_db[..]] {
+        let (fired, _) = findings_in_every_mode(&ecs, &dir, extra);
+        assert_eq!(fired[IMPOSSIBLE_TRAVEL], signed_in, "{extra:?}: {fired:?}");
+        assert_eq!(fired[ATYPICAL_REGION], signed_in, "{extra:?}: {fired:?}");
+        assert_eq!(fired.len(), 2, "{extra:?}: {fired:?}");
+    }
+}
+
 /// `ualhunt rules` says which rules cannot match without a database, and no longer
 /// says so of the user-agent fields or once the databases are given.
 #[test]
@@ -871,6 +940,7 @@ fn rules_say_which_rules_need_a_geoip_database() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("cannot match:"), "{text}");
+    assert!(!text.contains("--geoip-db"), "{text}");
     let out = run(&["rules", "--geoip-db", "Cargo.toml"]);
     assert_eq!(out.status.code(), Some(2), "a file that is no database");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--geoip-db"));

@@ -15,6 +15,7 @@ use memchr::memmem;
 
 use ualhunt_query::Literal;
 
+use crate::enrich::Enrichment;
 use crate::field::marked_record_type;
 use crate::rule::Query;
 use crate::rule::Rule;
@@ -79,19 +80,24 @@ pub enum Prefilter {
 }
 
 impl Prefilter {
-    /// Builds the prefilter for a rule set: a line is a candidate when it contains a
-    /// literal required by any rule. A rule that yields no literal disables filtering.
+    /// Builds the prefilter for a rule set, as a run without GeoIP databases searches
+    /// it: a line is a candidate when it contains a literal required by any rule. A
+    /// rule that yields no literal disables filtering.
     pub fn for_rules(rules: &[Rule]) -> Prefilter {
-        Prefilter::for_queries(rules.iter().map(|r| &r.query))
+        Prefilter::for_queries(rules.iter().map(|r| &r.query), &Enrichment::default())
     }
 
-    /// Builds the prefilter for a set of queries (rule and context selections alike):
-    /// a line is a candidate when it contains a literal required by any of them. A
-    /// query that yields no literal disables filtering.
-    pub fn for_queries<'q>(queries: impl IntoIterator<Item = &'q Query>) -> Prefilter {
+    /// Builds the prefilter for a set of queries (rule and context selections alike)
+    /// as a run with `enrichment` searches them ([`Query::searched`]): a line is a
+    /// candidate when it contains a literal required by any of them. A query that
+    /// yields no literal disables filtering.
+    pub fn for_queries<'q>(
+        queries: impl IntoIterator<Item = &'q Query>,
+        enrichment: &Enrichment,
+    ) -> Prefilter {
         let mut literals = Vec::new();
         for query in queries {
-            match query.required_literals() {
+            match query.searched(enrichment).literals {
                 // A `RecordType` requirement is read from each record, not searched for.
                 Some(set) => {
                     literals.extend(set.into_iter().filter(|l| marked_record_type(l).is_none()))
@@ -430,6 +436,8 @@ pub struct Windowed {
     /// Literals are lower case and match whatever their ASCII case (each case variant
     /// of a window is a pattern of its own).
     ignore_case: bool,
+    /// Length of the longest literal.
+    longest: usize,
 }
 
 /// A literal searched through a window.
@@ -521,12 +529,19 @@ impl Windowed {
             .iter()
             .zip(&searched)
             .all(|(s, w)| s.iter().all(|s| s.at == 0 && s.literal.len() == w.len()));
+        let longest = sources
+            .iter()
+            .flatten()
+            .map(|s| s.literal.len())
+            .max()
+            .unwrap_or(0);
         let searcher = packed::Config::new()
             .match_kind(kind)
             .builder()
             .extend(&searched)
             .build()?;
         Some(Windowed {
+            longest,
             searcher,
             windows: searched,
             sources,
@@ -582,9 +597,18 @@ impl Windowed {
     /// Calls `found` with the index (in the list it was built from) of each literal in
     /// `data`, once per occurrence: every position where a window matches is tried.
     fn each_literal(&self, data: &[u8], mut found: impl FnMut(usize)) {
-        let mut at = 0;
-        while at < data.len() {
-            let Some(m) = self.searcher.find_in(data, Span::from(at..data.len())) else {
+        self.each_hit(data, 0, data.len(), |_, i| found(i));
+    }
+
+    /// Calls `found` with the window's position and the literal's index (in the list it
+    /// was built from) of each literal in `data` whose window starts in `from..to` and
+    /// which ends by `to`, once per occurrence: every position where a window matches is
+    /// tried, so no occurrence hides another.
+    fn each_hit(&self, data: &[u8], from: usize, to: usize, mut found: impl FnMut(usize, usize)) {
+        let data = &data[..to];
+        let mut at = from;
+        while at < to {
+            let Some(m) = self.searcher.find_in(data, Span::from(at..to)) else {
                 break;
             };
             let p = m.start();
@@ -595,7 +619,7 @@ impl Windowed {
                 }
                 for s in &self.sources[r] {
                     if s.is_at_as(data, p, self.ignore_case) {
-                        found(s.index as usize);
+                        found(p, s.index as usize);
                     }
                 }
             }
@@ -929,7 +953,61 @@ impl Router {
                 out.extend_from_slice(&self.by_pattern[g * 64 + i])
             });
         }
-        if let Some((gate, caseless)) = &self.caseless
+        self.route_rest(line, true, out);
+    }
+
+    /// [`Router::route`] for a line whose literals the block search already found
+    /// ([`Router::block_hits`]): `found` are the literals it holds, every occurrence of
+    /// every exact literal in it among them, [`Router::CASELESS`] for a caseless hit
+    /// (the caseless literals are told apart here, only in a line that has one).
+    pub fn route_found(&self, line: &[u8], found: impl Iterator<Item = u32>, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(&self.always);
+        let mut caseless = false;
+        for literal in found {
+            match self.by_pattern.get(literal as usize) {
+                Some(sels) => out.extend_from_slice(sels),
+                None => caseless |= literal == Router::CASELESS,
+            }
+        }
+        self.route_rest(line, caseless, out);
+    }
+
+    /// The search over a block that stands for the prefilter's when routing: every
+    /// occurrence of every exact literal whose window starts in `data[from..to]` and
+    /// which ends by `to`, as (window position, literal), and each hit of the caseless
+    /// literals, as (position, [`Router::CASELESS`]); sorted. A line is a candidate when
+    /// it holds one: the same lines as the prefilter's search (the same literals, or
+    /// literals they imply), with what [`Router::route_found`] needs, so no candidate
+    /// is searched again.
+    pub fn block_hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<(usize, u32)>) {
+        out.clear();
+        for (g, searcher) in self.groups.iter().enumerate() {
+            searcher.each_hit(data, from, to, |at, i| out.push((at, (g * 64 + i) as u32)));
+        }
+        if let Some((gate, _)) = &self.caseless {
+            let mut at = Vec::new();
+            gate.hits(data, from, to, &mut at);
+            out.extend(at.into_iter().map(|p| (p, Router::CASELESS)));
+        }
+        out.sort_unstable();
+    }
+
+    /// The literal of a caseless hit of [`Router::block_hits`].
+    pub const CASELESS: u32 = u32::MAX;
+
+    /// How many bytes past a block's end a literal whose window starts inside it can
+    /// reach.
+    pub fn overlap(&self) -> usize {
+        let exact = self.groups.iter().map(|g| g.longest).max().unwrap_or(0);
+        let caseless = self.caseless.as_ref().map_or(0, |(gate, _)| gate.overlap());
+        exact.saturating_sub(1).max(caseless)
+    }
+
+    /// The caseless literals (when `caseless`: the line may hold one), the
+    /// `RecordType`s and the conjuncts of [`Router::route`].
+    fn route_rest(&self, line: &[u8], caseless: bool, out: &mut Vec<u32>) {
+        if let Some((gate, caseless)) = self.caseless.as_ref().filter(|_| caseless)
             && gate.find(line).is_some()
         {
             for m in caseless.find_overlapping_iter(line) {
@@ -1399,6 +1477,65 @@ mod tests {
                     expected.dedup();
                     proptest::prop_assert_eq!(&out, &expected, "{}", line);
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// The block search of a router ([`Router::block_hits`]) finds every occurrence
+        /// of every literal, so the route of a line from its hits is the route of a
+        /// search of the line, for literals that overlap, hold one another and share
+        /// windows, over any stretch of the data (the scan's blocks).
+        #[test]
+        fn the_routers_block_hits_route_a_line_as_searching_it_does(
+            exact in proptest::collection::vec("[abAB.-]{1,9}", 1..70),
+            caseless in proptest::collection::vec("[ab.]{3,6}", 0..3),
+            noise in proptest::collection::vec("[abAB.-]{0,40}", 1..30),
+            picks in proptest::collection::vec((0usize..128, 0usize..40), 0..60),
+            cut in (0usize..2000, 0usize..2000),
+        ) {
+            let all: Vec<String> = exact
+                .iter()
+                .cloned()
+                .chain(caseless.iter().map(|l| Literal::any_case(l)))
+                .collect();
+            let mut reqs: Vec<Option<Vec<String>>> = all.iter().map(|l| Some(vec![l.clone()])).collect();
+            reqs.push(Some(all.clone()));
+            let conjuncts: Vec<Vec<Vec<String>>> = vec![vec![]; reqs.len()];
+            let Some(router) = Router::new(&reqs, &conjuncts) else {
+                return Ok(());
+            };
+            let mut data = Vec::new();
+            let mut lines = Vec::new();
+            for (i, n) in noise.iter().enumerate() {
+                let mut line = n.clone();
+                for (pick, at) in picks.iter().filter(|p| p.0 % noise.len() == i) {
+                    let literal = Literal::parse(&all[pick % all.len()]).text();
+                    line.insert_str((*at).min(line.len()), literal);
+                }
+                lines.push((data.len(), data.len() + line.len()));
+                data.extend_from_slice(line.as_bytes());
+                data.push(b'\n');
+            }
+            let (from, to) = (cut.0.min(data.len()), cut.1.min(data.len()));
+            let (from, to) = (from.min(to), from.max(to));
+            let mut found = Vec::new();
+            router.block_hits(&data, from, to, &mut found);
+            let (mut searched, mut routed) = (Vec::new(), Vec::new());
+            for &(start, end) in lines.iter().filter(|&&(s, e)| s >= from && e <= to) {
+                let line = &data[start..end];
+                router.route(line, &mut searched);
+                let literals = found
+                    .iter()
+                    .filter(|&&(at, _)| at >= start && at < end)
+                    .map(|&(_, l)| l);
+                router.route_found(line, literals, &mut routed);
+                proptest::prop_assert_eq!(&routed, &searched, "{}", String::from_utf8_lossy(line));
+                // A line is a hit of the block search exactly when it routes somewhere.
+                let hit = found.iter().any(|&(at, _)| at >= start && at < end);
+                proptest::prop_assert_eq!(hit, !searched.is_empty(), "{}", String::from_utf8_lossy(line));
             }
         }
     }

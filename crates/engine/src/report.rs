@@ -129,6 +129,9 @@ pub struct RuleStats {
     pub literals: Option<Vec<String>>,
     /// Why it has no literal, when it has none.
     pub why_none: Option<String>,
+    /// When its literals are the key of a field the run cannot derive (no
+    /// `--geoip-db`): why, said to the user (`enrich::unenriched_note`).
+    pub unenriched: Option<String>,
     /// Records its query was evaluated on (the candidates its literals gave).
     pub evaluated: u64,
     /// Records its query matched, in both looks (before duplicates are dropped and its

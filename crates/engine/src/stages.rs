@@ -592,6 +592,7 @@ pub fn rule_stats(matcher: &Matcher, evaluated: &Tallies, matched: &[u64]) -> Ve
                 _ => None,
             },
             literals,
+            unenriched: matcher.unenriched()[i].map(crate::enrich::unenriched_note),
             evaluated: evaluated.get(i),
         });
     }

@@ -207,7 +207,10 @@ fn write_rules(report: &Report, gb: f64, out: &mut dyn Write) -> io::Result<()> 
                 crate::escape::terminal_safe(stats.trigger.as_deref().unwrap_or("")),
                 shown(l)
             ),
-            (Some(l), _) => shown(l),
+            (Some(l), _) => match &stats.unenriched {
+                Some(why) => format!("{} ({why})", shown(l)),
+                None => shown(l),
+            },
             (None, why) => format!(
                 "NO LITERAL: evaluated on every record ({})",
                 why.as_deref().unwrap_or("")

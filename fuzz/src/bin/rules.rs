@@ -1,11 +1,14 @@
 //! The EQL, ES|QL and Sigma front ends: any text parses or is refused, never panics; a
 //! query that parses keeps the prefilter contract on real records: when it matches a
 //! record, the record's line holds one of the literals the query says every match needs
-//! (a caseless one in some ASCII case) and one literal of each of its conjunct sets.
+//! (a caseless one in some ASCII case) and one literal of each of its conjunct sets, as
+//! a run without GeoIP databases searches them (the records are evaluated without
+//! enrichment): a GeoIP field's key resolved to its text.
 //! The first byte picks the language: EQL, ES|QL or a Sigma file (YAML, any number of
 //! documents, through the built-in field mapping).
 
 use simd_json::tape::Tape;
+use ualhunt_engine::enrich::Enrichment;
 use ualhunt_engine::record::Record;
 use ualhunt_engine::rule::load::Loaded;
 use ualhunt_engine::rule::{Query, eql, esql, sigma};
@@ -62,8 +65,8 @@ fn main() {
         for query in queries(lang, text) {
             let _ = query.to_string();
             let _ = query.fields();
-            let literals = query.required_literals();
-            let conjuncts = query.required_conjuncts();
+            let searched = query.searched(&Enrichment::default());
+            let (literals, conjuncts) = (searched.literals, searched.conjuncts);
             for line in RECORDS.lines() {
                 let mut buf = line.as_bytes().to_vec();
                 buf.resize(line.len() + simd_json::INPUT_PADDING, 0);

@@ -124,11 +124,33 @@ impl Derived {
 
     /// The bytes every record holding a value of this field contains: for the
     /// user-agent fields, `gent`, in both a raw record's `UserAgent` and an ECS
-    /// document's `user_agent`; none for the GeoIP fields (a raw record holds the
-    /// address under one of three keys).
+    /// document's `user_agent`; for the GeoIP and ASN fields, the field's key marked
+    /// with [`KEY_MARK`]: which bytes a record holding a value has depends on the run
+    /// ([`Enrichment::resolve`]: its key, only an ECS document having one, when the run
+    /// has no database; nothing to search for when it has, a raw record's value being
+    /// looked up for its address).
     pub fn key_literal(self) -> Option<String> {
-        (self.source() == Source::UserAgent).then(|| "gent".to_string())
+        match self.source() {
+            Source::UserAgent => Some("gent".to_string()),
+            Source::Geo | Source::Asn => Some(format!("{KEY_MARK}{}", self.name())),
+        }
     }
+
+    /// The last name of its path: in the bytes of every ECS document that holds it
+    /// (nested or dotted).
+    pub fn key(self) -> &'static str {
+        self.name().rsplit('.').next().unwrap_or("")
+    }
+}
+
+/// How a GeoIP or ASN field's key is written among a query's literal strings: this
+/// prefix (a NUL byte, which no text literal holds) and the field's ECS name. Never
+/// searched as it is: [`Enrichment::resolve`] turns it into what a run searches.
+pub const KEY_MARK: &str = "\u{0}Enriched=";
+
+/// The derived field whose key a literal string written with [`KEY_MARK`] stands for.
+pub fn marked_key(literal: &str) -> Option<Derived> {
+    Derived::parse(literal.strip_prefix(KEY_MARK)?)
 }
 
 /// The most distinct user agents, and addresses, kept; past it a cache starts afresh.
@@ -184,6 +206,33 @@ impl Enrichment {
                 .any(|d| matches!(d.kind, geoip::Kind::City | geoip::Kind::Country)),
             Source::Asn => self.used.iter().any(|d| d.kind == geoip::Kind::Asn),
         }
+    }
+
+    /// A literal set one of which every matching record holds, as this run searches
+    /// it: a GeoIP or ASN field's key ([`KEY_MARK`]) is the key's text when the run
+    /// lacks the database that derives it (a raw record then has no value: only an ECS
+    /// document carrying the field can match, and it holds the key); when the run has
+    /// the database, a raw record gets a value without any such bytes, so the set
+    /// requires nothing (`None`).
+    pub fn resolve(&self, set: &[String]) -> Option<Vec<String>> {
+        let mut out = Vec::with_capacity(set.len());
+        for literal in set {
+            match marked_key(literal) {
+                Some(d) if self.provides(d.source()) => return None,
+                Some(d) => out.push(d.key().to_string()),
+                None => out.push(literal.clone()),
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether every literal of `set` is the key of a field this run cannot derive: a
+    /// set no raw record meets (only an ECS document carrying the field does).
+    pub fn lacks_all(&self, set: &[String]) -> bool {
+        !set.is_empty()
+            && set
+                .iter()
+                .all(|l| marked_key(l).is_some_and(|d| !self.provides(d.source())))
     }
 
     /// The parse of a user agent, cached.
@@ -280,6 +329,21 @@ impl Source {
             }
         }
     }
+}
+
+/// What `ualhunt rules` and `--stats` say of a rule whose every match needs `field`,
+/// which the run cannot derive: it needs `--geoip-db`, and until then only an ECS
+/// document carrying the field is a candidate for it.
+pub fn unenriched_note(field: Derived) -> String {
+    format!(
+        "{}'s key: it needs --geoip-db ({}); without one no raw record is parsed for it, \
+         only an ECS document carrying the field",
+        field.name(),
+        match field.source() {
+            Source::Asn => "an ASN database",
+            _ => "a City or Country database",
+        }
+    )
 }
 
 /// The fields `names` reads that need enrichment `enrichment` lacks, each once, with

@@ -42,7 +42,22 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use ualhunt_query::correlation::Condition;
 
+use crate::enrich::{Derived, Enrichment, marked_key};
 use crate::field::{Field, Fields};
+
+/// What a run searches for a query ([`Query::searched`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Searched {
+    /// The literals one of which every matching line holds (`None`: every line is a
+    /// candidate).
+    pub literals: Option<Vec<String>>,
+    /// Literal sets a matching line holds a literal of each.
+    pub conjuncts: Vec<Vec<String>>,
+    /// A field (GeoIP, ASN) every match needs a value of that the run cannot derive
+    /// without a database: its key is what is searched for, so no raw record is a
+    /// candidate, only an ECS document carrying the field.
+    pub unenriched: Option<Derived>,
+}
 
 /// A rule's query in its language: the one interface the scan, the prefilter and
 /// `ualhunt rules` use, whatever the language.
@@ -97,7 +112,9 @@ impl Query {
     }
 
     /// The literals one of which every matching line holds (`None`: every line is
-    /// parsed); see `ualhunt_query`'s `required_literals` of each language.
+    /// parsed); see `ualhunt_query`'s `required_literals` of each language. A GeoIP or
+    /// ASN field's key is marked (`enrich::KEY_MARK`): a run searches
+    /// [`Query::searched`], which resolves it.
     pub fn required_literals(&self) -> Option<Vec<String>> {
         match self {
             Query::Kql(q) => q.required_literals(),
@@ -114,6 +131,50 @@ impl Query {
             Query::Eql(q) => q.required_conjuncts(),
             Query::Esql(q) => q.required_conjuncts(),
             Query::Sigma(q) => q.required_conjuncts(),
+        }
+    }
+
+    /// What a run with `enrichment` searches for this query: its literals and literal
+    /// sets with every GeoIP or ASN field's key resolved ([`Enrichment::resolve`]), and
+    /// where a set of them is only keys of fields the run cannot derive (no raw record
+    /// has a value: only an ECS document carrying the field can match), that set as the
+    /// literals searched for, the query's own literals then checked as one more set.
+    pub fn searched(&self, enrichment: &Enrichment) -> Searched {
+        let literals = self.required_literals();
+        let mut conjuncts = self.required_conjuncts();
+        let lacking = conjuncts
+            .iter()
+            .chain(&literals)
+            .find(|set| enrichment.lacks_all(set))
+            .cloned();
+        let literals = match &lacking {
+            Some(set) => {
+                conjuncts.extend(literals);
+                Some(set.clone())
+            }
+            None => literals,
+        };
+        let conjuncts: Vec<Vec<String>> = conjuncts
+            .iter()
+            .filter_map(|set| enrichment.resolve(set))
+            .collect();
+        // Literals that were a derived field's key the run reads from a database
+        // require nothing: another set every match needs does (the one whose shortest
+        // literal is longest, the likeliest rare).
+        let literals = match literals {
+            Some(set) => enrichment.resolve(&set).or_else(|| {
+                conjuncts
+                    .iter()
+                    .filter(|set| !set.is_empty())
+                    .max_by_key(|set| set.iter().map(String::len).min())
+                    .cloned()
+            }),
+            None => None,
+        };
+        Searched {
+            literals,
+            conjuncts,
+            unenriched: lacking.and_then(|set| set.first().and_then(|l| marked_key(l))),
         }
     }
 
@@ -931,6 +992,7 @@ pub fn user_type_name(text: &str) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
     use crate::record::parse_flag;
+    use std::path::Path;
 
     #[test]
     fn builtin_rule_compiles_with_published_metadata() {
@@ -951,6 +1013,51 @@ mod tests {
         assert_eq!(rule.evidence_index("bypass_enabled"), Some(1));
         assert_eq!(rule.contexts.len(), 1);
         assert!(rule.has_analysis(ANALYSIS_BYPASS));
+    }
+
+    /// A query every match of which needs a GeoIP field is searched for by the field's
+    /// key when the run has no database (only an ECS document carrying it can match),
+    /// its own literals then checked as a conjunct; with a database the key is no
+    /// requirement (a raw record's value is looked up, not in its bytes).
+    #[test]
+    fn a_geoip_fields_key_is_searched_only_without_a_database() {
+        let q = Query::Kql(
+            kql::Query::parse("event.action:UserLoggedIn and source.geo.country_name:*").unwrap(),
+        );
+        let without = q.searched(&Enrichment::default());
+        assert_eq!(without.literals, Some(vec!["country_name".to_string()]));
+        assert!(
+            without
+                .conjuncts
+                .contains(&vec!["UserLoggedIn".to_string()])
+        );
+        assert_eq!(without.unenriched, Some(Derived::CountryName));
+        let db = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/geoip/GeoLite2-City-Test.mmdb");
+        let with = Enrichment::new(crate::enrich::GeoIp::open(&[db]).unwrap());
+        let with = q.searched(&with);
+        assert_eq!(with.literals, Some(vec!["UserLoggedIn".to_string()]));
+        assert_eq!(with.conjuncts, [vec!["UserLoggedIn".to_string()]]);
+        assert_eq!(with.unenriched, None);
+        // Alone, the field's key is all there is: with a database, no literal.
+        let alone = Query::Kql(kql::Query::parse("source.geo.country_name:*").unwrap());
+        assert_eq!(
+            alone.searched(&Enrichment::default()).literals,
+            Some(vec!["country_name".to_string()])
+        );
+        let with = Enrichment::new(
+            crate::enrich::GeoIp::open(&[Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/geoip/GeoLite2-City-Test.mmdb")])
+            .unwrap(),
+        );
+        assert_eq!(alone.searched(&with).literals, None);
+        // An ASN database gives no country: still searched by the key.
+        let asn = Enrichment::new(
+            crate::enrich::GeoIp::open(&[Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/geoip/GeoLite2-ASN-Test.mmdb")])
+            .unwrap(),
+        );
+        assert_eq!(q.searched(&asn).unenriched, Some(Derived::CountryName));
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub struct Matcher {
     /// trigger's literals. Its match counts in the line accounting only on a record that
     /// holds one, as in a pass that gates it, so `matched` is the same in every mode.
     counted_by: Vec<Option<Prefilter>>,
+    /// Per selection: a field (GeoIP, ASN) every match needs that this run cannot
+    /// derive, whose key is searched for instead ([`crate::rule::Query::searched`]).
+    unenriched: Vec<Option<crate::enrich::Derived>>,
+    /// How the first pass's search was planned (with the prefilter, with triggers), to
+    /// plan it again for the run's enrichment; `None` for the other passes.
+    planned: Option<(bool, bool)>,
 }
 
 /// Whether the on-demand path is used: only with `UALHUNT_ON_DEMAND=always` for now
@@ -148,9 +154,11 @@ impl Matcher {
         max_line: usize,
     ) -> Matcher {
         Matcher {
-            literals: rule_literals(&rules),
+            literals: rule_literals(&rules, &Enrichment::default()),
             derived: derived_fields(&selections),
             requirements: vec![None; selections.len()],
+            unenriched: vec![None; selections.len()],
+            planned: None,
             rules,
             selections,
             prefilter,
@@ -189,14 +197,50 @@ impl Matcher {
                 });
             }
         }
-        let literals = rule_literals(&rules);
-        let mut requirements: Vec<Option<Vec<String>>> = selections
+        let mut m = Matcher {
+            derived: derived_fields(&selections),
+            counted_by: Vec::new(),
+            gated: Vec::new(),
+            rules,
+            selections,
+            prefilter: Prefilter::Everything,
+            literals: Prefilter::Everything,
+            router: None,
+            requirements: Vec::new(),
+            unenriched: Vec::new(),
+            planned: Some((prefilter, triggers)),
+            record_types: Vec::new(),
+            max_line,
+            block: DEFAULT_SCAN_BLOCK,
+            timed: false,
+            coverage: true,
+            on_demand: false,
+            screen: false,
+            enrichment: Default::default(),
+        };
+        m.plan(prefilter, triggers);
+        m
+    }
+
+    /// Plans the first pass's search for the selections as the run's enrichment reads
+    /// them: the literals, the router, the `RecordType` lane, the gated rules.
+    fn plan(&mut self, prefilter: bool, triggers: bool) {
+        let enrichment = &*self.enrichment;
+        let selections = &self.selections;
+        let literals = rule_literals(&self.rules, enrichment);
+        let searched: Vec<crate::rule::Searched> = selections
             .iter()
-            .map(|s| s.query.as_ref().and_then(Query::required_literals))
+            .map(|s| {
+                s.query
+                    .as_ref()
+                    .map_or_else(Default::default, |q| q.searched(enrichment))
+            })
             .collect();
+        let mut requirements: Vec<Option<Vec<String>>> =
+            searched.iter().map(|s| s.literals.clone()).collect();
         let mut gated = Vec::new();
         if triggers && prefilter {
-            for (req, sel) in requirements.iter_mut().zip(&selections) {
+            for (req, sel) in requirements.iter_mut().zip(selections) {
                 if req.is_none()
                     && sel.why == Why::Rule
                     && let Some(trigger) = sel.query.as_ref().and_then(Query::trigger)
@@ -206,14 +250,8 @@ impl Matcher {
                 }
             }
         }
-        let conjuncts: Vec<Vec<Vec<String>>> = selections
-            .iter()
-            .map(|s| {
-                s.query
-                    .as_ref()
-                    .map_or_else(Vec::new, Query::required_conjuncts)
-            })
-            .collect();
+        let conjuncts: Vec<Vec<Vec<String>>> =
+            searched.iter().map(|s| s.conjuncts.clone()).collect();
         let mut record_types = Vec::new();
         for n in requirements
             .iter()
@@ -228,21 +266,21 @@ impl Matcher {
             record_types[n] = true;
         }
         // The reference path (`--no-prefilter`) parses every record in full.
-        let on_demand = prefilter && on_demand_allowed();
+        self.on_demand = prefilter && on_demand_allowed();
         // The reference path (`--no-prefilter`) evaluates every selection on every line.
-        let router = if prefilter {
+        self.router = if prefilter {
             Router::new(&requirements, &conjuncts)
         } else {
             None
         };
-        let prefilter = if !prefilter {
+        self.prefilter = if !prefilter {
             Prefilter::Everything
         } else if gated.is_empty() {
             literals.clone()
         } else {
-            searched(&requirements)
+            searched_literals(&requirements)
         };
-        let counted_by = selections
+        self.counted_by = selections
             .iter()
             .map(|sel| {
                 let trigger = sel.query.as_ref().and_then(Query::trigger)?;
@@ -255,25 +293,11 @@ impl Matcher {
                     .then(|| Prefilter::from_literals(trigger.literals))
             })
             .collect();
-        Matcher {
-            derived: derived_fields(&selections),
-            counted_by,
-            gated,
-            rules,
-            selections,
-            prefilter,
-            literals,
-            router,
-            requirements,
-            record_types,
-            max_line,
-            block: DEFAULT_SCAN_BLOCK,
-            timed: false,
-            coverage: true,
-            on_demand,
-            screen: false,
-            enrichment: Default::default(),
-        }
+        self.unenriched = searched.iter().map(|s| s.unenriched).collect();
+        self.gated = gated;
+        self.literals = literals;
+        self.requirements = requirements;
+        self.record_types = record_types;
     }
 
     /// A pass that hands every parsed record holding one of `literals` (ASCII case
@@ -334,7 +358,21 @@ impl Matcher {
     /// databases); without it only the user-agent fields have values.
     pub fn with_enrichment(mut self, enrichment: std::sync::Arc<Enrichment>) -> Matcher {
         self.enrichment = enrichment;
+        // What is searched depends on which fields the run can derive.
+        self.literals = rule_literals(&self.rules, &self.enrichment);
+        if let Some((prefilter, triggers)) = self.planned {
+            let on_demand = self.on_demand;
+            self.plan(prefilter, triggers);
+            self.on_demand = on_demand;
+        }
         self
+    }
+
+    /// Per selection: a field (GeoIP, ASN) every match needs that this run cannot
+    /// derive without a database, whose key is searched for instead, so that only an
+    /// ECS document carrying the field is a candidate (`ualhunt rules`, `--stats`).
+    pub fn unenriched(&self) -> &[Option<crate::enrich::Derived>] {
+        &self.unenriched
     }
 
     /// The enrichment derived fields are computed with.
@@ -449,17 +487,18 @@ impl Matcher {
 
 /// The search for the literals of the first pass's selections (each rule's query and
 /// its context selections).
-fn rule_literals(rules: &[Rule]) -> Prefilter {
+fn rule_literals(rules: &[Rule], enrichment: &Enrichment) -> Prefilter {
     Prefilter::for_queries(
         rules
             .iter()
             .flat_map(|r| std::iter::once(&r.query).chain(&r.contexts)),
+        enrichment,
     )
 }
 
 /// The search for selections' literals (each `None`: every record is a candidate), as
 /// [`Prefilter::for_queries`] makes it from their queries.
-fn searched(requirements: &[Option<Vec<String>>]) -> Prefilter {
+fn searched_literals(requirements: &[Option<Vec<String>>]) -> Prefilter {
     let mut literals = Vec::new();
     for req in requirements {
         match req {
@@ -561,6 +600,11 @@ pub struct Scratch {
     hits: Vec<usize>,
     /// Selections a candidate may satisfy (from the router).
     route: Vec<u32>,
+    /// `route` already holds the next candidate's selections, from the literals the
+    /// block search found in it ([`Router::route_found`]).
+    routed: bool,
+    /// The block search's hits when it is the router's ([`Router::block_hits`]).
+    found: Vec<(usize, u32)>,
     /// The top-level entries of a line read on demand.
     entries: Vec<crate::ondemand::Entry>,
     /// Shared evidence text.
@@ -680,7 +724,13 @@ fn scan_prefiltered<S: Sink>(
 ) {
     let m = pass.matcher;
     let len = data.len();
-    let overlap = m.prefilter.overlap();
+    // With a router, the block search is its own: each hit says which literal it is, so
+    // a candidate's selections are known without searching its line again.
+    let routed = m.router.as_ref();
+    let overlap = match routed {
+        Some(r) => r.overlap().max(m.prefilter.overlap()),
+        None => m.prefilter.overlap(),
+    };
     let mut lines_before_block = 0u64;
     // Hits before this position belong to lines already taken.
     let mut search_from = 0usize;
@@ -697,6 +747,7 @@ fn scan_prefiltered<S: Sink>(
     let mut cands = std::mem::take(&mut scratch.candidates);
     let mut folded = std::mem::take(&mut scratch.folded);
     let mut hits = std::mem::take(&mut scratch.hit_starts);
+    let mut found_hits = std::mem::take(&mut scratch.found);
     let types = !m.record_types.is_empty();
     let mut by_type: Vec<(usize, usize, u64)> = Vec::new();
     // Where the block index's next entry starts (`crate::index`).
@@ -710,19 +761,32 @@ fn scan_prefiltered<S: Sink>(
         let taken_before = taken_to;
         let window_end = (block_end + overlap).min(len);
         let mut from = search_from.max(block_start);
-        let folds = m.prefilter.folds_case();
+        let folds = routed.is_none() && m.prefilter.folds_case();
         if folds && from < block_end {
             crate::prefilter::fold_into(&data[block_start..window_end], &mut folded);
         }
-        let collected = m.prefilter.collects_hits() && from < block_end;
+        let collected = routed.is_none() && m.prefilter.collects_hits() && from < block_end;
         if collected {
             m.prefilter.hits(data, from, window_end, &mut hits);
+        }
+        // Every literal the lines taken in this block hold, each with where it is.
+        let have_found = routed.is_some() && from < block_end;
+        found_hits.clear();
+        if let Some(r) = routed
+            && have_found
+        {
+            r.block_hits(data, from, window_end, &mut found_hits);
         }
         let mut next_hit = 0;
         while from < block_end {
             // A hit is where a literal's searched window starts; the literal may begin
             // before it (even before the block: its line is in no earlier block's hits).
-            let found = if collected {
+            let found = if routed.is_some() {
+                while next_hit < found_hits.len() && found_hits[next_hit].0 < from {
+                    next_hit += 1;
+                }
+                found_hits.get(next_hit).map(|h| h.0)
+            } else if collected {
                 while next_hit < hits.len() && hits[next_hit] < from {
                     next_hit += 1;
                 }
@@ -824,7 +888,28 @@ fn scan_prefiltered<S: Sink>(
         }
 
         // 3. Parse the candidates while the block is still warm.
+        let mut next_found = 0;
         for &(start, end, index) in &cands {
+            // A line ending where the search reached holds no literal it did not find:
+            // the search began at the line or where an earlier block's, which found
+            // nothing in it, left off (a literal whose window starts before a block's
+            // end ends inside its overlap).
+            if let Some(r) = routed
+                && have_found
+                && end <= window_end
+            {
+                while next_found < found_hits.len() && found_hits[next_found].0 < start {
+                    next_found += 1;
+                }
+                let mut stop = next_found;
+                while stop < found_hits.len() && found_hits[stop].0 < end {
+                    stop += 1;
+                }
+                let literals = found_hits[next_found..stop].iter().map(|&(_, l)| l);
+                r.route_found(&data[start..end], literals, &mut scratch.route);
+                scratch.routed = true;
+                next_found = stop;
+            }
             candidate(
                 &data[start..end],
                 file,
@@ -875,6 +960,7 @@ fn scan_prefiltered<S: Sink>(
     scratch.candidates = cands;
     scratch.folded = folded;
     scratch.hit_starts = hits;
+    scratch.found = found_hits;
     out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
     out.counts.records = out.counts.lines - out.counts.blank;
 }
@@ -968,6 +1054,8 @@ pub(crate) fn candidate<S: Sink>(
     if let Some(t) = started {
         scratch.parse_time += t.elapsed();
     }
+    // A route found for this candidate is for it only.
+    scratch.routed = false;
 }
 
 fn evaluate<S: Sink>(
@@ -984,6 +1072,7 @@ fn evaluate<S: Sink>(
         texts,
         hits,
         route,
+        routed,
         reparse,
         entries,
         ..
@@ -1001,7 +1090,15 @@ fn evaluate<S: Sink>(
     // Which selections this candidate can satisfy, from the literals its text holds (the
     // whole text: an embedded record's literals are in it too).
     let route = pass.matcher.router.as_ref().map(|r| {
-        r.route(line, route);
+        if !std::mem::take(routed) {
+            r.route(line, route);
+        } else if cfg!(debug_assertions) {
+            // Every test checks the route the block search's hits gave against the
+            // search of the line.
+            let mut searched = Vec::new();
+            r.route(line, &mut searched);
+            debug_assert_eq!(*route, searched, "route from the block's hits: {line:?}");
+        }
         &route[..]
     });
     // The literal it holds is not all a selection needs: no candidate after all.
