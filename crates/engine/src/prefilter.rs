@@ -44,9 +44,11 @@ pub enum Prefilter {
         longest: usize,
     },
     /// Literals matched whatever their ASCII case: the inner prefilter searches the
-    /// lower-cased literals in a lower-cased copy of the haystack (so it keeps its SIMD
-    /// search; a case-insensitive automaton has none). The scan folds each block once
-    /// ([`Prefilter::find_folded`]); [`Prefilter::find`] folds what it is given.
+    /// lower-cased literals, through rare windows of theirs, in a lower-cased copy of
+    /// the range (so it keeps its SIMD search; a case-insensitive automaton has none).
+    /// The copy starts up to [`Prefilter::overlap`] bytes before the range, so a window
+    /// found there is checked against its whole literal, as [`Windowed`] checks one.
+    /// The scan collects its hits per block ([`Prefilter::hits`]: one copy a block).
     Folded(Box<Prefilter>),
     /// More literals than one Teddy searcher takes: groups of at most 64, each its own
     /// Teddy (SIMD) searcher. The scan collects every group's hits over a block once
@@ -137,25 +139,24 @@ impl Prefilter {
     /// Each name is searched through a rare window of its own in every ASCII case
     /// (`e@co`, `E@co`, …: Teddy over the raw bytes, no lower-cased copy of the block),
     /// a window found checked against the whole name case-insensitively. Where those
-    /// case variants do not fit one slim Teddy searcher, or Teddy does not build, the
-    /// names are searched whole in a lower-cased copy of each block
-    /// ([`Prefilter::Folded`]).
+    /// case variants do not fit one slim Teddy searcher ([`CASE_VARIANTS`]), or Teddy
+    /// does not build, the lower-cased names are searched through rare windows of
+    /// theirs in a lower-cased copy of each block ([`Prefilter::Folded`]): one copy and
+    /// one search cost less than a Teddy pass per group of variants.
     pub fn case_insensitive(literals: Vec<String>) -> Prefilter {
         Prefilter::case_windows(&literals).unwrap_or_else(|| Prefilter::folded(literals))
     }
 
-    /// The literals searched whole, whatever their ASCII case, in a lower-cased copy
-    /// of the haystack (the fallback of [`Prefilter::case_insensitive`]).
+    /// The literals searched through rare windows, whatever their ASCII case, in a
+    /// lower-cased copy of the haystack (the fallback of
+    /// [`Prefilter::case_insensitive`]).
     pub fn folded(literals: Vec<String>) -> Prefilter {
-        Prefilter::build(literals, true, false)
+        Prefilter::build(literals, true, true)
     }
 
-    /// The case variants of each literal's window, all in one slim Teddy searcher
-    /// (at most [`SLIM_TEDDY`] patterns: more make aho-corasick's Teddy fat, half as
-    /// fast, and a second pass or a fat one costs more than folding the block once).
-    /// Four-byte windows where their variants fit, else three-byte ones (fewer letters,
-    /// fewer variants); `None` when neither fits, when there is no literal, or when
-    /// Teddy does not build.
+    /// The case variants of each literal's four-byte window, all in one slim Teddy
+    /// searcher (at most [`CASE_VARIANTS`] patterns); `None` when they do not fit, when
+    /// there is no literal, or when Teddy does not build.
     fn case_windows(literals: &[String]) -> Option<Prefilter> {
         let mut lower: Vec<String> = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
         lower.sort();
@@ -166,11 +167,8 @@ impl Prefilter {
         if lower.is_empty() {
             return None;
         }
-        let patterns = [WINDOW, WINDOW - 1]
-            .into_iter()
-            .map(|width| case_patterns(&lower, width))
-            .find(|p| p.len() <= SLIM_TEDDY)?;
-        let searcher = Windowed::from_patterns(patterns, packed::MatchKind::LeftmostFirst, true)?;
+        let bytes: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();
+        let searcher = Windowed::any_case(&bytes)?;
         Some(Prefilter::Packed {
             searcher: Box::new(searcher),
             count: lower.len(),
@@ -181,15 +179,23 @@ impl Prefilter {
     /// `windows`: Teddy searches each literal from its rarest four bytes (a match
     /// found there is checked against the whole literal, which may begin before it:
     /// only [`Prefilter::find_at`] and [`Prefilter::hits`] see those bytes).
-    fn build(mut literals: Vec<String>, ignore_case: bool, windows: bool) -> Prefilter {
+    fn build(literals: Vec<String>, ignore_case: bool, windows: bool) -> Prefilter {
         if ignore_case {
             let lower = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
-            // The scan searches a folded copy of each block: no bytes before it.
-            return match Prefilter::build(lower, false, false) {
+            // Windows rare in lower-cased text, where both cases of a letter count.
+            let rank: Rarity = rarity_any_case;
+            return match Prefilter::build_ranked(lower, windows.then_some(rank)) {
                 Prefilter::Everything => Prefilter::Everything,
                 inner => Prefilter::Folded(Box::new(inner)),
             };
         }
+        let rank: Rarity = rarity;
+        Prefilter::build_ranked(literals, windows.then_some(rank))
+    }
+
+    /// The search for exact literals, each through the window `windows` ranks rarest
+    /// (`None`: from its first bytes).
+    fn build_ranked(mut literals: Vec<String>, windows: Option<Rarity>) -> Prefilter {
         literals.sort();
         literals.dedup();
         literals.retain(|l| !l.is_empty());
@@ -198,15 +204,12 @@ impl Prefilter {
         literals.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
         match literals.len() {
             0 => Prefilter::Everything,
-            1 if !ignore_case => {
-                Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned())
-            }
+            1 => Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned()),
             _ => {
                 let longest = literals.iter().map(String::len).max().unwrap_or(0);
-                if !ignore_case
-                    && literals.len() <= 64
+                if literals.len() <= 64
                     && let Some(searcher) =
-                        Windowed::new(&literals, packed::MatchKind::LeftmostFirst, windows)
+                        Windowed::ranked(&literals, packed::MatchKind::LeftmostFirst, windows)
                 {
                     return Prefilter::Packed {
                         searcher: Box::new(searcher),
@@ -216,11 +219,11 @@ impl Prefilter {
                 }
                 // A rule pack: Teddy in groups of 64 (a DFA over hundreds of literals
                 // runs a state transition per byte, several times slower here).
-                if !ignore_case && literals.len() > 64 {
+                if literals.len() > 64 {
                     let kind = packed::MatchKind::LeftmostFirst;
                     let groups: Option<Vec<Windowed>> = literals
                         .chunks(64)
-                        .map(|group| Windowed::new(group, kind, windows))
+                        .map(|group| Windowed::ranked(group, kind, windows))
                         .collect();
                     if let Some(searchers) = groups {
                         return Prefilter::Groups {
@@ -233,14 +236,12 @@ impl Prefilter {
                 let built = AhoCorasick::builder()
                     .kind(Some(AhoCorasickKind::DFA))
                     .match_kind(MatchKind::LeftmostFirst)
-                    .ascii_case_insensitive(ignore_case)
                     .build(&literals);
                 let searcher = match built {
                     Ok(s) => s,
                     // Too many literals for a DFA: let the builder pick a smaller kind.
                     Err(_) => AhoCorasick::builder()
                         .match_kind(MatchKind::LeftmostFirst)
-                        .ascii_case_insensitive(ignore_case)
                         .build(&literals)
                         // Non-empty literals always build without a size-bounded kind.
                         .expect("prefilter automaton builds"),
@@ -258,11 +259,22 @@ impl Prefilter {
         match self {
             Prefilter::Everything => "none (every line is parsed)".to_string(),
             Prefilter::One(f) => format!("{:?}", String::from_utf8_lossy(f.needle())),
+            Prefilter::Packed {
+                count, searcher, ..
+            } if searcher.ignore_case => format!(
+                "{count} literals (Teddy over every ASCII case of a window of each: {} \
+                 patterns)",
+                searcher.windows.len()
+            ),
             Prefilter::Packed { count, .. } => format!("{count} literals (Teddy)"),
             Prefilter::Groups {
                 searchers, count, ..
             } => format!("{count} literals (Teddy, {} groups)", searchers.len()),
-            Prefilter::Folded(inner) => format!("{}, ASCII case folded", inner.describe()),
+            Prefilter::Folded(inner) => format!(
+                "{}, ASCII case folded (searched through windows in a lower-cased copy of each \
+                 block)",
+                inner.describe()
+            ),
             Prefilter::Both { exact, any_case } => {
                 format!(
                     "{}; and any case: {}",
@@ -280,20 +292,13 @@ impl Prefilter {
         }
     }
 
-    /// The search over a haystack already folded with [`fold_into`] when this
-    /// prefilter folds case, else over the haystack as it is.
-    #[inline]
-    pub fn find_folded(&self, folded: &[u8]) -> Option<usize> {
-        match self {
-            Prefilter::Folded(inner) => inner.find(folded),
-            other => other.find(folded),
-        }
-    }
-
     /// Whether hits are collected per block with [`Prefilter::hits`] rather than found
     /// one after another.
     pub fn collects_hits(&self) -> bool {
-        matches!(self, Prefilter::Groups { .. } | Prefilter::Both { .. })
+        matches!(
+            self,
+            Prefilter::Groups { .. } | Prefilter::Both { .. } | Prefilter::Folded(_)
+        )
     }
 
     /// Every hit in `data[from..to]` (of every group, a group's hits not overlapping
@@ -301,7 +306,7 @@ impl Prefilter {
     pub fn hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<usize>) {
         out.clear();
         self.push_hits(data, from, to, out);
-        if matches!(self, Prefilter::Groups { .. } | Prefilter::Both { .. }) {
+        if self.collects_hits() {
             out.sort_unstable();
             out.dedup();
         }
@@ -321,12 +326,13 @@ impl Prefilter {
             }
             Prefilter::Folded(inner) => {
                 // Folded once for the whole range, not once per hit.
-                let mut folded = Vec::new();
-                fold_into(&data[from..to], &mut folded);
-                let mut at = 0;
-                while let Some(hit) = inner.find(&folded[at..]) {
-                    out.push(from + at + hit);
-                    at += hit + 1;
+                let first = out.len();
+                let back = from.saturating_sub(inner.overlap());
+                with_folded(&data[back..to], |folded| {
+                    inner.push_hits(folded, from - back, to - back, out)
+                });
+                for hit in &mut out[first..] {
+                    *hit += back;
                 }
             }
             _ => {
@@ -370,8 +376,7 @@ impl Prefilter {
 
     /// The first hit in `data[from..to]`, as a position in `data`. A hit is where a
     /// literal's searched window starts: the literal ends inside the range but may
-    /// begin before `from` (the bytes before it are read to check it). Not for a
-    /// prefilter that folds case (see [`Prefilter::find_folded`]).
+    /// begin before `from` (the bytes before it are read to check it).
     #[inline]
     pub fn find_at(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
         match self {
@@ -386,9 +391,11 @@ impl Prefilter {
                 .filter_map(|s| s.find_in(data, from, to))
                 .min(),
             Prefilter::Folded(inner) => {
-                let mut folded = Vec::new();
-                fold_into(&data[from..to], &mut folded);
-                inner.find(&folded).map(|i| from + i)
+                let back = from.saturating_sub(inner.overlap());
+                with_folded(&data[back..to], |folded| {
+                    inner.find_at(folded, from - back, to - back)
+                })
+                .map(|i| back + i)
             }
             Prefilter::Both { exact, any_case } => {
                 match (
@@ -485,11 +492,21 @@ impl Windowed {
         kind: packed::MatchKind,
         windows: bool,
     ) -> Option<Windowed> {
+        let rank: Rarity = rarity;
+        Windowed::ranked(literals, kind, windows.then_some(rank))
+    }
+
+    /// As [`Windowed::new`], each literal searched through the windows `windows` ranks
+    /// rarest (`None`: whole).
+    fn ranked<S: AsRef<[u8]>>(
+        literals: &[S],
+        kind: packed::MatchKind,
+        windows: Option<Rarity>,
+    ) -> Option<Windowed> {
         let literals: Vec<&[u8]> = literals.iter().map(AsRef::as_ref).collect();
-        let chosen = if windows {
-            shared_windows(&literals)
-        } else {
-            literals.iter().map(|l| (0, l.len())).collect()
+        let chosen = match windows {
+            Some(rank) => shared_windows(&literals, rank),
+            None => literals.iter().map(|l| (0, l.len())).collect(),
         };
         let mut patterns: Vec<(Box<[u8]>, Vec<Source>)> = Vec::new();
         for (index, (literal, (at, end))) in literals.iter().zip(chosen).enumerate() {
@@ -507,7 +524,29 @@ impl Windowed {
         Windowed::from_patterns(patterns, kind, false)
     }
 
-    /// A search for the windows given, each with the literals searched through it.
+    /// The search for lower-case literals whatever their ASCII case: every case
+    /// variant of a four-byte window of each ([`case_window`]), in one slim Teddy
+    /// searcher; `None` when there are more than [`CASE_VARIANTS`] variants or Teddy
+    /// does not build. Each literal's first variant comes before any other variant, so
+    /// Teddy gives each window a bucket of its own in turn (it puts a pattern whose
+    /// bytes' low halves match an earlier one's in that one's bucket, as a letter's two
+    /// cases do): while there are no more windows than buckets, the SIMD fingerprint is
+    /// exactly the window in any case.
+    fn any_case(lower: &[&[u8]]) -> Option<Windowed> {
+        let patterns = case_patterns(lower, WINDOW);
+        if patterns.len() > CASE_VARIANTS {
+            return None;
+        }
+        let (first, rest): (Vec<_>, Vec<_>) = patterns
+            .into_iter()
+            .partition(|(w, _)| !w.iter().any(u8::is_ascii_uppercase));
+        let patterns = first.into_iter().chain(rest).collect();
+        Windowed::from_patterns(patterns, packed::MatchKind::LeftmostFirst, true)
+    }
+
+    /// A search for the windows given, each with the literals searched through it
+    /// (`ignore_case`: slim Teddy, with no cap on the patterns but the packed
+    /// searcher's own, [`CASE_VARIANTS`]).
     fn from_patterns(
         patterns: Vec<(Box<[u8]>, Vec<Source>)>,
         kind: packed::MatchKind,
@@ -535,8 +574,12 @@ impl Windowed {
             .map(|s| s.literal.len())
             .max()
             .unwrap_or(0);
+        // Case variants: slim (8 buckets, 32 bytes a step) measured faster than fat here,
+        // and aho-corasick's cap of 64 patterns is a heuristic for distinct ones.
         let searcher = packed::Config::new()
             .match_kind(kind)
+            .heuristic_pattern_limits(!ignore_case)
+            .only_teddy_fat(ignore_case.then_some(false))
             .builder()
             .extend(&searched)
             .build()?;
@@ -632,6 +675,9 @@ impl Windowed {
 /// four bytes).
 const WINDOW: usize = 4;
 
+/// How rare a window is in the text searched (lower is rarer).
+type Rarity = fn(&[u8]) -> u32;
+
 /// How rare four bytes are in audit text (lower is rarer): the sum of their
 /// frequencies, and far more for a string common there as a whole (`User` is made of
 /// middling bytes but starts three keys of every record).
@@ -651,7 +697,10 @@ fn rarity(window: &[u8]) -> u32 {
 /// literals whose rarest bytes hardly occur); the window shared by the most literals
 /// still without one is taken first, the rarer on a tie. A literal of four bytes or
 /// fewer is searched whole.
-fn shared_windows(literals: &[&[u8]]) -> Vec<(usize, usize)> {
+///
+/// `rarity` ranks the windows: [`rarity`] for literals searched as they are,
+/// [`rarity_any_case`] for lower-cased ones searched in lower-cased text.
+fn shared_windows(literals: &[&[u8]], rarity: Rarity) -> Vec<(usize, usize)> {
     let admissible: Vec<Vec<&[u8]>> = literals
         .iter()
         .map(|l| {
@@ -666,20 +715,18 @@ fn shared_windows(literals: &[&[u8]]) -> Vec<(usize, usize)> {
     let mut chosen: Vec<Option<(usize, usize)>> = vec![None; literals.len()];
     while chosen.iter().any(Option::is_none) {
         // Each admissible window -> how many literals still without one admit it.
-        let mut counts: Vec<(&[u8], usize)> = Vec::new();
+        let mut counts: std::collections::HashMap<&[u8], usize> = Default::default();
         for (i, windows) in admissible.iter().enumerate() {
             if chosen[i].is_some() {
                 continue;
             }
             for w in windows {
-                match counts.iter_mut().find(|(x, _)| x == w) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((w, 1)),
-                }
+                *counts.entry(w).or_default() += 1;
             }
         }
-        let Some(&(window, _)) = counts.iter().max_by(|a, b| {
-            a.1.cmp(&b.1)
+        // The order is total (the bytes break the last tie): the map's order is moot.
+        let Some((&window, _)) = counts.iter().max_by(|a, b| {
+            a.1.cmp(b.1)
                 .then(rarity(b.0).cmp(&rarity(a.0)))
                 .then(b.0.cmp(a.0))
         }) else {
@@ -748,16 +795,20 @@ fn case_window(literal: &[u8], width: usize) -> (usize, usize) {
         .map_or((0, width), |(at, _)| (at, at + width))
 }
 
-/// The most patterns aho-corasick's Teddy takes before it turns to its fat (16-bucket,
-/// half-width) variant.
-const SLIM_TEDDY: usize = 32;
+/// The most patterns one aho-corasick packed searcher takes (its `PATTERN_LIMIT`):
+/// eight literals whose windows have four letters (16 variants each), one slim Teddy
+/// bucket each. Measured on the first 128 MiB of the bench archive (machine loaded):
+/// Elastic's 3 caseless literals, 48 variants, searched a block in about half the time
+/// the 24 variants of three-byte windows did; Elastic's and Sigma's 38 in five such
+/// searchers took longer than lower-casing a copy of the block and searching it
+/// once ([`Prefilter::Folded`]).
+const CASE_VARIANTS: usize = 128;
 
 /// Every case variant of each lower-case literal's window of `width` bytes, each with
-/// the literals searched through it.
-fn case_patterns(lower: &[String], width: usize) -> Vec<(Box<[u8]>, Vec<Source>)> {
+/// the literals searched through it (a literal's index is its place in `lower`).
+fn case_patterns(lower: &[&[u8]], width: usize) -> Vec<(Box<[u8]>, Vec<Source>)> {
     let mut patterns: Vec<(Box<[u8]>, Vec<Source>)> = Vec::new();
-    for (index, literal) in lower.iter().enumerate() {
-        let literal = literal.as_bytes();
+    for (index, &literal) in lower.iter().enumerate() {
         let (at, end) = case_window(literal, width);
         let source = Source {
             at,
@@ -804,10 +855,11 @@ pub struct Router {
     groups: Vec<Windowed>,
     /// Literal (64 per group) -> the selections that require it.
     by_pattern: Vec<Vec<u32>>,
-    /// The caseless literals ([`Literal::AnyCase`]): a SIMD search through their
-    /// windows in every case tells whether a candidate holds any (most hold none), then
-    /// an automaton reports every occurrence in any ASCII case.
-    caseless: Option<(Prefilter, AhoCorasick)>,
+    /// The caseless literals ([`Literal::AnyCase`]): the block search's SIMD search
+    /// for any of them ([`Prefilter::case_insensitive`], whose hits
+    /// [`Router::block_hits`] reports), and the search that tells them apart in a line
+    /// that has one, every occurrence in any ASCII case ([`Caseless`]).
+    caseless: Option<(Prefilter, Caseless)>,
     /// Caseless literal -> the selections that require it.
     by_caseless: Vec<Vec<u32>>,
     /// Selections with no literal.
@@ -910,18 +962,14 @@ impl Router {
         let (literals, by_pattern): (Vec<&str>, Vec<Vec<u32>>) = exact.into_iter().unzip();
         let caseless = match caseless.is_empty() {
             true => None,
-            false => Some((
-                Prefilter::case_insensitive(
-                    caseless
-                        .iter()
-                        .map(|l| Literal::parse(l).text().to_string())
-                        .collect(),
-                ),
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .build(caseless.iter().map(|l| Literal::parse(l).text()))
-                    .ok()?,
-            )),
+            false => {
+                let lower: Vec<String> = caseless
+                    .iter()
+                    .map(|l| Literal::parse(l).text().to_ascii_lowercase())
+                    .collect();
+                let each = Caseless::new(&lower)?;
+                Some((Prefilter::case_insensitive(lower), each))
+            }
         };
         let groups = literals
             .chunks(64)
@@ -1007,12 +1055,8 @@ impl Router {
     /// The caseless literals (when `caseless`: the line may hold one), the
     /// `RecordType`s and the conjuncts of [`Router::route`].
     fn route_rest(&self, line: &[u8], caseless: bool, out: &mut Vec<u32>) {
-        if let Some((gate, caseless)) = self.caseless.as_ref().filter(|_| caseless)
-            && gate.find(line).is_some()
-        {
-            for m in caseless.find_overlapping_iter(line) {
-                out.extend_from_slice(&self.by_caseless[m.pattern().as_usize()]);
-            }
+        if let Some((_, each)) = self.caseless.as_ref().filter(|_| caseless) {
+            each.each_literal(line, |i| out.extend_from_slice(&self.by_caseless[i]));
         }
         let record_type = if self.by_type.is_empty() && !self.conjunct_types {
             None
@@ -1047,6 +1091,47 @@ impl Router {
 
 /// Literals, each with the selections that require it.
 type Routed<'a> = Vec<(&'a str, Vec<u32>)>;
+
+/// The router's search for caseless literals: every occurrence of each, in any ASCII
+/// case, in one SIMD pass over the line (no automaton: one stepping through every byte
+/// of every candidate cost more than the search that finds them).
+#[derive(Clone, Debug)]
+enum Caseless {
+    /// The case variants of each literal's window, over the line as it is
+    /// ([`Windowed::any_case`]).
+    Variants(Windowed),
+    /// Too many variants for one searcher: the lower-cased literals through rare
+    /// windows, in groups of 64, over a lower-cased copy of the line.
+    Folded(Vec<Windowed>),
+}
+
+impl Caseless {
+    /// The search for lower-case literals; `None` when Teddy does not build.
+    fn new(lower: &[String]) -> Option<Caseless> {
+        let bytes: Vec<&[u8]> = lower.iter().map(String::as_bytes).collect();
+        if let Some(searcher) = Windowed::any_case(&bytes) {
+            return Some(Caseless::Variants(searcher));
+        }
+        let rank: Rarity = rarity_any_case;
+        lower
+            .chunks(64)
+            .map(|group| Windowed::ranked(group, packed::MatchKind::LeftmostFirst, Some(rank)))
+            .collect::<Option<Vec<Windowed>>>()
+            .map(Caseless::Folded)
+    }
+
+    /// Calls `found` with the index of each literal in `line`, once per occurrence.
+    fn each_literal(&self, line: &[u8], mut found: impl FnMut(usize)) {
+        match self {
+            Caseless::Variants(searcher) => searcher.each_literal(line, found),
+            Caseless::Folded(groups) => with_folded(line, |folded| {
+                for (g, searcher) in groups.iter().enumerate() {
+                    searcher.each_literal(folded, |i| found(g * 64 + i));
+                }
+            }),
+        }
+    }
+}
 
 /// One more condition of a selection on a candidate's bytes: it holds one of the
 /// literals, or its `RecordType` is one of the numbers (or cannot be read).
@@ -1174,6 +1259,22 @@ pub fn fold_into(data: &[u8], out: &mut Vec<u8>) {
     out.extend(data.iter().map(u8::to_ascii_lowercase));
 }
 
+thread_local! {
+    /// The lower-cased copy [`with_folded`] writes: one per thread, reused (a block's
+    /// copy is megabytes).
+    static FOLDED: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Calls `f` with `data` in ASCII lower case (a buffer of this thread's, taken for
+/// the call: a nested call gets a fresh one).
+fn with_folded<T>(data: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+    let mut folded = FOLDED.take();
+    fold_into(data, &mut folded);
+    let out = f(&folded);
+    FOLDED.set(folded);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1208,14 +1309,44 @@ mod tests {
         assert!(p.folds_case());
         let mut folded = Vec::new();
         fold_into(b"xx aLiCe@CONTOSO.com", &mut folded);
-        assert_eq!(p.find_folded(&folded), Some(3));
+        assert_eq!(folded, b"xx alice@contoso.com");
+    }
+
+    #[test]
+    fn the_folded_search_reads_a_literal_that_begins_before_its_range() {
+        // More variants than one searcher takes: lower-cased windows in a folded copy.
+        let animals = [
+            "Kraken", "Walrus", "Jaguar", "Pelican", "Vulture", "Quokka", "Ferret", "Gazelle",
+            "Hyena", "Iguana", "Lobster", "Narwhal",
+        ];
+        let names: Vec<String> = animals.iter().map(|a| format!("Set-Mailbox{a}")).collect();
+        let p = Prefilter::case_insensitive(names.clone());
+        assert!(p.folds_case(), "{}", p.describe());
+        assert!(p.collects_hits());
+        let lit = "sET-mAILBOXqUOKKA";
+        let data = format!("....{lit}....");
+        let end = 4 + lit.len();
+        // The window is past the literal's start (`Set-` is common): a range starting
+        // inside the literal, before its window, still holds it.
+        let hit = p.find(data.as_bytes()).unwrap();
+        assert!(hit > 4 && hit < end, "{hit}");
+        assert_eq!(p.find_at(data.as_bytes(), hit, data.len()), Some(hit));
+        let mut hits = Vec::new();
+        p.hits(data.as_bytes(), hit, data.len(), &mut hits);
+        assert_eq!(hits, [hit]);
+        // Not past its end, nor past its window.
+        assert_eq!(p.find_at(data.as_bytes(), 0, end - 1), None);
+        p.hits(data.as_bytes(), hit + 1, data.len(), &mut hits);
+        assert_eq!(hits, [] as [usize; 0]);
+        // The lower-cased copy is never the text handed over.
+        assert!(p.find(b"....set-mailboxquokk....").is_none());
     }
 
     #[test]
     fn a_literal_is_searched_from_its_rarest_bytes_and_checked_whole() {
         // `Set-` starts many literals (and records); the window is further in.
         let lit = "Set-MailboxAuditBypassAssociation";
-        let (at, end) = shared_windows(&[lit.as_bytes()])[0];
+        let (at, end) = shared_windows(&[lit.as_bytes()], rarity)[0];
         assert!(at > 0 && end == at + WINDOW, "{at}..{end}");
         let p = Prefilter::from_literals(vec![lit.to_string(), "Remove-InboxRule".to_string()]);
         assert!(matches!(p, Prefilter::Packed { .. }), "{p:?}");
@@ -1358,9 +1489,10 @@ mod tests {
         /// `find` and through the hits the scan collects.
         #[test]
         fn case_windows_find_what_the_folded_search_finds(
-            names in proptest::collection::vec("[a-zA-Z0-9@._ -]{3,24}", 1..40),
+            names in proptest::collection::vec("[a-zA-Z0-9@._ -]{3,24}", 1..100),
             noise in proptest::collection::vec("[a-zA-Z0-9@._ :,{}\"-]{0,60}", 1..30),
-            picks in proptest::collection::vec((0usize..64, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..60), 0..40),
+            picks in proptest::collection::vec((0usize..128, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..60), 0..40),
+            cut in 0usize..2000,
         ) {
             let fast = Prefilter::case_insensitive(names.clone());
             let folded = Prefilter::folded(names.clone());
@@ -1382,7 +1514,8 @@ mod tests {
             }
             let lowered: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
             for line in &lines {
-                let naive = lowered.iter().any(|n| line.to_ascii_lowercase().contains(n.as_str()));
+                let lower = line.to_ascii_lowercase();
+                let naive = lowered.iter().any(|n| lower.contains(n.as_str()));
                 proptest::prop_assert_eq!(folded.find(line.as_bytes()).is_some(), naive, "{}", line);
                 proptest::prop_assert_eq!(fast.find(line.as_bytes()).is_some(), naive, "{} {}", line, fast.describe());
             }
@@ -1395,10 +1528,28 @@ mod tests {
             let expected: Vec<usize> = lines
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| lowered.iter().any(|n| l.to_ascii_lowercase().contains(n.as_str())))
+                .filter(|(_, l)| {
+                    let lower = l.to_ascii_lowercase();
+                    lowered.iter().any(|n| lower.contains(n.as_str()))
+                })
                 .map(|(i, _)| i)
                 .collect();
-            proptest::prop_assert_eq!(hit_lines, expected);
+            proptest::prop_assert_eq!(&hit_lines, &expected);
+            // Two blocks cut anywhere, as the scan searches them: the first reaches
+            // `overlap` bytes past the cut and keeps the hits before it; the second
+            // starts at the cut, a literal straddling it found from its window.
+            let cut = cut.min(data.len());
+            for p in [&fast, &folded] {
+                let mut lines_found = Vec::new();
+                let mut hits = Vec::new();
+                p.hits(&data, 0, (cut + p.overlap()).min(data.len()), &mut hits);
+                lines_found.extend(hits.iter().filter(|&&h| h < cut).map(|&h| line_of(h)));
+                p.hits(&data, cut, data.len(), &mut hits);
+                lines_found.extend(hits.iter().map(|&h| line_of(h)));
+                lines_found.sort_unstable();
+                lines_found.dedup();
+                proptest::prop_assert_eq!(&lines_found, &expected, "cut {} {}", cut, p.describe());
+            }
         }
 
         /// Exact and caseless literals together ([`Prefilter::Both`]): a line is a hit
@@ -1408,21 +1559,20 @@ mod tests {
         #[test]
         fn exact_and_caseless_literals_are_found_as_a_naive_search_finds_them(
             exact in proptest::collection::vec("[a-zA-Z0-9._-]{3,16}", 0..6),
-            caseless in proptest::collection::vec("[a-zA-Z0-9._ -]{3,16}", 1..6),
+            caseless in proptest::collection::vec("[a-zA-Z0-9._ -]{3,16}", 1..90),
             noise in proptest::collection::vec("[a-zA-Z0-9._ :,{}\"-]{0,60}", 1..30),
-            picks in proptest::collection::vec((0usize..64, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..60), 0..40),
+            picks in proptest::collection::vec((0usize..128, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..60), 0..40),
         ) {
             let marked: Vec<String> = caseless.iter().map(|l| Literal::any_case(l)).collect();
             let all: Vec<String> = exact.iter().cloned().chain(marked.iter().cloned()).collect();
             let p = Prefilter::from_literals(all.clone());
             let holds = |line: &str| -> Vec<usize> {
+                let lower = line.to_ascii_lowercase();
                 all.iter()
                     .enumerate()
                     .filter(|(_, l)| match Literal::parse(l) {
                         Literal::Exact(t) => line.contains(t),
-                        Literal::AnyCase(t) => line
-                            .to_ascii_lowercase()
-                            .contains(&t.to_ascii_lowercase()),
+                        Literal::AnyCase(t) => lower.contains(&t.to_ascii_lowercase()),
                     })
                     .map(|(i, _)| i)
                     .collect()
@@ -1465,11 +1615,12 @@ mod tests {
                 let mut out = Vec::new();
                 for line in &lines {
                     router.route(line.as_bytes(), &mut out);
-                    let mut expected: Vec<u32> = holds(line).into_iter().map(|i| i as u32).collect();
+                    let held = holds(line);
+                    let mut expected: Vec<u32> = held.iter().map(|&i| i as u32).collect();
                     // Equal literals are one selection's literal each.
                     expected.extend(
                         (0..all.len())
-                            .filter(|&i| all.iter().enumerate().any(|(j, l)| j != i && holds(line).contains(&j) && *l == all[i]))
+                            .filter(|&i| all.iter().enumerate().any(|(j, l)| j != i && held.contains(&j) && *l == all[i]))
                             .map(|i| i as u32),
                     );
                     expected.push(all.len() as u32);

@@ -592,8 +592,6 @@ pub struct Scratch {
     tape: Option<Tape<'static>>,
     /// Candidate lines of the current block: (start, end without newline, line index).
     candidates: Vec<(usize, usize, u64)>,
-    /// The current block in ASCII lower case, for a prefilter that folds case.
-    folded: Vec<u8>,
     /// Prefilter hits of the current block, for a prefilter that collects them.
     hit_starts: Vec<usize>,
     /// Selections a candidate satisfied.
@@ -745,7 +743,6 @@ fn scan_prefiltered<S: Sink>(
         out.counts.blank += 1;
     }
     let mut cands = std::mem::take(&mut scratch.candidates);
-    let mut folded = std::mem::take(&mut scratch.folded);
     let mut hits = std::mem::take(&mut scratch.hit_starts);
     let mut found_hits = std::mem::take(&mut scratch.found);
     let types = !m.record_types.is_empty();
@@ -761,10 +758,6 @@ fn scan_prefiltered<S: Sink>(
         let taken_before = taken_to;
         let window_end = (block_end + overlap).min(len);
         let mut from = search_from.max(block_start);
-        let folds = routed.is_none() && m.prefilter.folds_case();
-        if folds && from < block_end {
-            crate::prefilter::fold_into(&data[block_start..window_end], &mut folded);
-        }
         let collected = routed.is_none() && m.prefilter.collects_hits() && from < block_end;
         if collected {
             m.prefilter.hits(data, from, window_end, &mut hits);
@@ -791,10 +784,6 @@ fn scan_prefiltered<S: Sink>(
                     next_hit += 1;
                 }
                 hits.get(next_hit).copied()
-            } else if folds {
-                m.prefilter
-                    .find_folded(&folded[from - block_start..])
-                    .map(|i| from + i)
             } else {
                 m.prefilter.find_at(data, from, window_end)
             };
@@ -958,7 +947,6 @@ fn scan_prefiltered<S: Sink>(
         }
     }
     scratch.candidates = cands;
-    scratch.folded = folded;
     scratch.hit_starts = hits;
     scratch.found = found_hits;
     out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
