@@ -63,6 +63,34 @@ pub fn merge(parts: &[String], extra: &[&str]) -> std::process::Output {
     ualhunt(&args)
 }
 
+/// Runs `hunt -q --format json ARGS…` once, and as `count` shards merged; asserts both
+/// exit alike and the merged report is the single run's byte for byte. Returns the
+/// single run's JSON report.
+#[allow(dead_code)]
+pub fn shards_merge_into_single_run(
+    dir: &std::path::Path,
+    count: u32,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut single = vec!["hunt", "-q", "--format", "json"];
+    single.extend_from_slice(args);
+    let single = ualhunt(&single);
+    assert_eq!(
+        single.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&single.stderr)
+    );
+    let parts = shard_partials(dir, count, args);
+    let merged = merge(&parts, &["--format", "json"]);
+    assert_eq!(merged.status.code(), single.status.code());
+    assert_eq!(
+        String::from_utf8_lossy(&merged.stdout),
+        String::from_utf8_lossy(&single.stdout)
+    );
+    serde_json::from_slice(&single.stdout).unwrap()
+}
+
 /// The matches of each rule that fired, from a JSON report (schema 3): `by_rule[]`
 /// points at them in `actors[].evidence` as `[actor, index]`.
 #[allow(dead_code)]
