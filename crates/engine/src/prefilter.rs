@@ -139,7 +139,7 @@ impl Prefilter {
     /// Each name is searched through a rare window of its own in every ASCII case
     /// (`e@co`, `E@co`, …: Teddy over the raw bytes, no lower-cased copy of the block),
     /// a window found checked against the whole name case-insensitively. Where those
-    /// case variants do not fit one slim Teddy searcher ([`CASE_VARIANTS`]), or Teddy
+    /// case variants do not fit one slim Teddy searcher (`CASE_VARIANTS`), or Teddy
     /// does not build, the lower-cased names are searched through rare windows of
     /// theirs in a lower-cased copy of each block ([`Prefilter::Folded`]): one copy and
     /// one search cost less than a Teddy pass per group of variants.
