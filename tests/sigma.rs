@@ -351,17 +351,7 @@ fn correlated_findings(rules: &Path, archives: &[&Path]) -> BTreeSet<Vec<String>
         .iter()
         .chain([&["--threads", "3", "--chunk-size", "200"][..]].iter())
     {
-        let mut args = vec![
-            "hunt",
-            "--format",
-            "json",
-            "--no-context",
-            "--rules",
-            rules.to_str().unwrap(),
-        ];
-        args.extend_from_slice(mode);
-        args.extend(archives.iter().map(|a| a.to_str().unwrap()));
-        let out = common::ualhunt(&args);
+        let out = common::hunt_rules_json(rules, mode, archives);
         assert!(
             matches!(out.status.code(), Some(0 | 1)),
             "{}",

@@ -90,17 +90,7 @@ fn write_lines(path: &Path, lines: &[String]) {
 fn findings_in_every_mode(rules: &Path, archives: &[&Path]) -> (BTreeSet<Vec<String>>, Value) {
     let mut first: Option<(BTreeSet<Vec<String>>, Value)> = None;
     for mode in MODES {
-        let mut args = vec![
-            "hunt",
-            "--format",
-            "json",
-            "--no-context",
-            "--rules",
-            rules.to_str().unwrap(),
-        ];
-        args.extend_from_slice(mode);
-        args.extend(archives.iter().map(|a| a.to_str().unwrap()));
-        let out = common::ualhunt(&args);
+        let out = common::hunt_rules_json(rules, mode, archives);
         assert!(
             matches!(out.status.code(), Some(0 | 1)),
             "{}",
@@ -281,17 +271,7 @@ fn alerting_users(dir: &Path, archive: &Path, correlation: &str, modes: &[&[&str
     std::fs::write(&rules, format!("{LOGINS}---\n{correlation}")).unwrap();
     let mut users: Option<Vec<u32>> = None;
     for mode in modes {
-        let mut args = vec![
-            "hunt",
-            "--format",
-            "json",
-            "--no-context",
-            "--rules",
-            rules.to_str().unwrap(),
-        ];
-        args.extend_from_slice(mode);
-        args.push(archive.to_str().unwrap());
-        let out = common::ualhunt(&args);
+        let out = common::hunt_rules_json(&rules, mode, &[archive]);
         let report: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|_| panic!("{correlation}: {}", String::from_utf8_lossy(&out.stderr)));
         let mut records: Vec<String> = common::by_rule_findings(&report)

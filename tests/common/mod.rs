@@ -63,6 +63,20 @@ pub fn merge(parts: &[String], extra: &[&str]) -> std::process::Output {
     ualhunt(&args)
 }
 
+/// `ualhunt hunt --format json --no-context --rules RULES MODE… ARCHIVES…`.
+#[allow(dead_code)]
+pub fn hunt_rules_json(
+    rules: &std::path::Path,
+    mode: &[&str],
+    archives: &[&std::path::Path],
+) -> std::process::Output {
+    let mut args = vec!["hunt", "--format", "json", "--no-context", "--rules"];
+    args.push(rules.to_str().unwrap());
+    args.extend_from_slice(mode);
+    args.extend(archives.iter().map(|a| a.to_str().unwrap()));
+    ualhunt(&args)
+}
+
 /// Runs `hunt -q --format json ARGS…` once, and as `count` shards merged; asserts both
 /// exit alike and the merged report is the single run's byte for byte. Returns the
 /// single run's JSON report.
