@@ -612,6 +612,36 @@ else
 fi
 UNC="$UH --no-context"
 RULE_STATS=() # per-rule candidates of the pack run, per layout
+# Issue 19's first four rows on one layout: NAME PLAIN GZIP PLAIN_LABEL GZIP_LABEL BYTES
+# (files relative to the cache dir). `hunt` beside `--no-context` in row 2 shows what the
+# context pass adds.
+first_pass_rows() {
+  local name=$1 plain=$2 gzip=$3 in=$4 gin=$5 bytes=$6
+  case_begin "19.1 $name: --no-context vs rg (target ≤ 0.8)" "$in" "$bytes"
+  case_cmd subject ualhunt "0 1" "$UNC $plain"
+  case_cmd peer rg "0 1" "rg -c $LITERAL $plain"
+  case_run
+
+  case_begin "19.2 $name: hunt vs rg (target ≤ 1.3)" "$in" "$bytes"
+  case_cmd subject ualhunt "0 1" "$UH $plain"
+  case_cmd alt no-context "0 1" "$UNC $plain"
+  case_cmd peer rg "0 1" "rg -c $LITERAL $plain"
+  case_run
+
+  # The gzip rows: the isal build (subject) and the default zlib-rs build as alts.
+  case_begin "19.3 $name: gzip hunt vs igzip (target ≤ 1.35)" "$gin" "$bytes"
+  case_cmd subject ualhunt "0 1" "$UH $gzip"
+  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ $gzip"
+  case_cmd peer igzip "0" "igzip -dc $gzip >/dev/null"
+  case_run
+
+  case_begin "19.4 $name: gzip --no-context vs igzip (target ≤ 1.25)" "$gin" "$bytes"
+  case_cmd subject ualhunt "0 1" "$UNC $gzip"
+  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ --no-context $gzip"
+  case_cmd peer igzip "0" "igzip -dc $gzip >/dev/null"
+  case_run
+}
+
 cd -- "$DIR" # the rows name files relative to the cache dir
 for layout in $LAYOUTS; do
   if [[ $layout == generated ]]; then
@@ -640,28 +670,7 @@ for layout in $LAYOUTS; do
   LIN="$layout: $(mb "$LP_B")"
   LGIN="$layout: $(mb "$(bytes_of "$LG")") gz, $(mb "$LP_B") decompressed"
 
-  case_begin "19.1 $layout: --no-context vs rg (target ≤ 0.8)" "$LIN" "$LP_B"
-  case_cmd subject ualhunt "0 1" "$UNC $LP"
-  case_cmd peer rg "0 1" "rg -c $LITERAL $LP"
-  case_run
-
-  case_begin "19.2 $layout: hunt vs rg (target ≤ 1.3)" "$LIN" "$LP_B"
-  case_cmd subject ualhunt "0 1" "$UH $LP"
-  case_cmd peer rg "0 1" "rg -c $LITERAL $LP"
-  case_run
-
-  # The gzip rows: the isal build (subject) and the default zlib-rs build as alts.
-  case_begin "19.3 $layout: gzip hunt vs igzip (target ≤ 1.35)" "$LGIN" "$LP_B"
-  case_cmd subject ualhunt "0 1" "$UH $LG"
-  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ $LG"
-  case_cmd peer igzip "0" "igzip -dc $LG >/dev/null"
-  case_run
-
-  case_begin "19.4 $layout: gzip --no-context vs igzip (target ≤ 1.25)" "$LGIN" "$LP_B"
-  case_cmd subject ualhunt "0 1" "$UNC $LG"
-  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ --no-context $LG"
-  case_cmd peer igzip "0" "igzip -dc $LG >/dev/null"
-  case_run
+  first_pass_rows "$layout" "$LP" "$LG" "$LIN" "$LGIN" "$LP_B"
 
   if ((RULE_ROWS)); then
     case_begin "19.5 $layout: $RUNNABLE runnable rules vs the built-in rule (target ≤ 2.5)" "$LIN" "$LP_B"
@@ -717,28 +726,7 @@ if subcommand_ok generate --scenarios --plot; then
   YIN="year: $(mb "$YP_B")"
   YGIN="year: $(mb "$(bytes_of "$DIR/$YG")") gz, $(mb "$YP_B") decompressed"
 
-  case_begin "19.1 year: --no-context vs rg (target ≤ 0.8)" "$YIN" "$YP_B"
-  case_cmd subject ualhunt "0 1" "$UNC $YP"
-  case_cmd peer rg "0 1" "rg -c $LITERAL $YP"
-  case_run
-
-  case_begin "19.2 year: hunt vs rg (target ≤ 1.3)" "$YIN" "$YP_B"
-  case_cmd subject ualhunt "0 1" "$UH $YP"
-  case_cmd alt no-context "0 1" "$UNC $YP"
-  case_cmd peer rg "0 1" "rg -c $LITERAL $YP"
-  case_run
-
-  case_begin "19.3 year: gzip hunt vs igzip (target ≤ 1.35)" "$YGIN" "$YP_B"
-  case_cmd subject ualhunt "0 1" "$UH $YG"
-  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ $YG"
-  case_cmd peer igzip "0" "igzip -dc $YG >/dev/null"
-  case_run
-
-  case_begin "19.4 year: gzip --no-context vs igzip (target ≤ 1.25)" "$YGIN" "$YP_B"
-  case_cmd subject ualhunt "0 1" "$UNC $YG"
-  [[ -n ${UALHUNT_ZLIB:-} ]] && case_cmd alt default-build "0 1" "$UZ --no-context $YG"
-  case_cmd peer igzip "0" "igzip -dc $YG >/dev/null"
-  case_run
+  first_pass_rows year "$YP" "$YG" "$YIN" "$YGIN" "$YP_B"
 else
   log "warning: this ualhunt generate has no --scenarios/--plot: the year rows are skipped"
 fi
@@ -760,9 +748,9 @@ case_cmd peer igzip "0" "igzip -dc $NL >/dev/null"
 case_run
 
 # ---------------------------------------------------------------- report
-count_lit() { # rg -c prints nothing and exits 1 when there is no match
+count_lit() { # FILE in the data dir; rg -c prints nothing and exits 1 when there is no match
   local c
-  c=$(rg -c -- "$LITERAL" "$1") || c=0
+  c=$(rg -c -- "$LITERAL" "$DATA/$1") || c=0
   echo "$c"
 }
 if [[ $GEN == ualhunt ]]; then GEN_DESC="ualhunt generate"; else GEN_DESC="stand-in (Python, in scripts/bench.sh)"; fi
