@@ -63,8 +63,9 @@ pub struct PassStats {
 pub const KEPT_MAPS: usize = 64;
 /// Most mapped bytes a run keeps from one pass for the next ([`Maps`]): address space
 /// and the file's cached pages, which the kernel may still drop (they are read again
-/// from the file if touched), never heap.
-pub const KEPT_BYTES: u64 = 64 << 30;
+/// from the file if touched), never heap. The resident size counts the kept pages, so
+/// a run over several plain files peaks at up to this much more than one file's.
+pub const KEPT_BYTES: u64 = 4 << 30;
 
 /// The mappings of plain files a run keeps from one pass for the next, so the context
 /// pass reads the pages the first pass mapped and faulted in instead of mapping and
