@@ -26,7 +26,7 @@ use crate::error::{Error, InputError, Warning};
 use crate::findings::{Finding, Harvest, Partial, Tallies, Why, drop_duplicates};
 use crate::report::{MalformedLine, Names, Report, RuleStats, RunStats};
 use crate::rule::ANALYSIS_BYPASS;
-use crate::scan::{Matcher, Pass, Scanned, scan_all, scan_all_within};
+use crate::scan::{Maps, Matcher, Pass, Scanned, scan_all, scan_all_within};
 
 /// The inputs of a run, found (the first stage).
 pub struct Found {
@@ -130,6 +130,19 @@ pub fn around_triggers(
     findings: &mut Vec<Finding>,
     config: &Config,
 ) -> Option<TriggerStats> {
+    around_triggers_keeping(inputs, matcher, index, seeks, findings, config, None)
+}
+
+/// [`around_triggers`], reading the mappings `maps` keeps ([`Pass::keeping`]).
+fn around_triggers_keeping(
+    inputs: &[Input],
+    matcher: &Matcher,
+    index: &[crate::index::Span],
+    seeks: &[crate::index::Seekable],
+    findings: &mut Vec<Finding>,
+    config: &Config,
+    maps: Option<&Maps>,
+) -> Option<TriggerStats> {
     let gated = matcher.gated();
     if gated.is_empty() {
         return None;
@@ -159,8 +172,9 @@ pub fn around_triggers(
     let times = crate::index::Times::new(spans);
     let within = crate::index::within_each(index, seeks, inputs.len(), &times);
     let second = gated_matcher(config, gated);
-    let scanned: Scanned<Harvest> =
-        scan_all_within(inputs, &within, Pass::new(&second, &()), config);
+    let pass = Pass::new(&second, &());
+    let pass = maps.map_or(pass, |m| pass.keeping(m));
+    let scanned: Scanned<Harvest> = scan_all_within(inputs, &within, pass, config);
     findings.extend(scanned.partial.sink.findings);
     // Input order, each record's findings in selection order (a stable sort: records
     // that share a position keep theirs).
@@ -296,17 +310,27 @@ pub fn context_pass_within(
     seeks: &[crate::index::Seekable],
     config: &Config,
 ) -> Scanned<Activity> {
+    context_pass_keeping(inputs, watch, index, seeks, config, None)
+}
+
+/// [`context_pass_within`], reading the mappings `maps` keeps ([`Pass::keeping`]).
+fn context_pass_keeping(
+    inputs: &[Input],
+    watch: &Watch,
+    index: &[crate::index::Span],
+    seeks: &[crate::index::Seekable],
+    config: &Config,
+    maps: Option<&Maps>,
+) -> Scanned<Activity> {
     let within = if config.context_full_read {
         Vec::new()
     } else {
         crate::index::within_each(index, seeks, inputs.len(), &watch.times())
     };
-    scan_all_within(
-        inputs,
-        &within,
-        Pass::new(&context_matcher(config, watch), watch),
-        config,
-    )
+    let matcher = context_matcher(config, watch);
+    let pass = Pass::new(&matcher, watch);
+    let pass = maps.map_or(pass, |m| pass.keeping(m));
+    scan_all_within(inputs, &within, pass, config)
 }
 
 /// Everything the last stage turns into a [`Report`].
@@ -342,14 +366,22 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             .store(found.disk_total, std::sync::atomic::Ordering::Relaxed);
     }
 
-    // Pass 1: the rules and their context selections.
+    // Pass 1: the rules and their context selections. The plain files it maps stay
+    // mapped for the passes after it (`Maps`), dropped once none is left to run.
     let matcher = run_matcher(config);
+    let maps = Maps::default();
     let Scanned {
         mut partial,
         errors: scan_errors,
         mut warnings,
         stats: scan_stats,
-    } = pool.install(|| first_pass(&found.inputs, &matcher, config));
+    } = pool.install(|| {
+        scan_all(
+            &found.inputs,
+            Pass::<Harvest>::new(&matcher, &()).keeping(&maps),
+            config,
+        )
+    });
     // Exports (issue 8): an empty directory, or a run that read nothing, says so.
     let explained = !found.errors.is_empty() || !scan_errors.is_empty() || !warnings.is_empty();
     warnings.extend(crate::warnings::no_input(
@@ -361,13 +393,14 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     // The rules searched for by their trigger: their records around it.
     let mut findings = std::mem::take(&mut partial.sink.findings);
     let triggers = pool.install(|| {
-        around_triggers(
+        around_triggers_keeping(
             &found.inputs,
             &matcher,
             &partial.index,
             &partial.seeks,
             &mut findings,
             config,
+            Some(&maps),
         )
     });
     let plan = plan_context(
@@ -393,7 +426,14 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                     .fetch_add(found.disk_total, std::sync::atomic::Ordering::Relaxed);
             }
             let second = pool.install(|| {
-                context_pass_within(&found.inputs, watch, &partial.index, &partial.seeks, config)
+                context_pass_keeping(
+                    &found.inputs,
+                    watch,
+                    &partial.index,
+                    &partial.seeks,
+                    config,
+                    Some(&maps),
+                )
             });
             let attributed = second.partial.sink.records;
             context_stats = Some((second.stats, attributed));
@@ -401,6 +441,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         });
         activities.push(activity);
     }
+    drop(maps);
 
     let Found {
         inputs, mut errors, ..

@@ -167,104 +167,275 @@ impl Watch {
             escaped = true;
             from = at + 2;
         }
-        let mut accounts: Vec<u32> = Vec::new();
-        let mut actors: Vec<u32> = Vec::new();
-        let mut times: Vec<i64> = Vec::new();
-        if SCREEN_WRAPPERS.iter().any(|k| k.find(line).is_some()) {
+        // Every key the screen reads, in one search: the values of `UserId` and
+        // `CreationTime` (up to `SCREEN_VALUES` of each; a line with more is parsed), and
+        // any wrapper key, which settles it. Each search starts one byte past the last
+        // key found, so no key is missed however keys sit next to each other.
+        let mut users: [&[u8]; SCREEN_VALUES] = [&[]; SCREEN_VALUES];
+        let mut times: [&[u8]; SCREEN_VALUES] = [&[]; SCREEN_VALUES];
+        let (mut n_users, mut n_times) = (0, 0);
+        // A `CreationTime` the screen cannot read matters only for a watched actor.
+        let mut unread_time = false;
+        let keys = &*SCREEN_KEYS;
+        let mut from = 0;
+        while let Some((pattern, start, end)) = keys.find(line, from) {
+            from = start + 1;
+            let user = match pattern {
+                KEY_USER => true,
+                KEY_TIME => false,
+                _ => return true,
+            };
+            match (string_value(line, end), user) {
+                (Value::NotAKey, _) => {}
+                (Value::Other, true) => return true,
+                (Value::Other, false) => unread_time = true,
+                (Value::String(v), true) if n_users < SCREEN_VALUES => {
+                    users[n_users] = v;
+                    n_users += 1;
+                }
+                (Value::String(v), false) if n_times < SCREEN_VALUES => {
+                    times[n_times] = v;
+                    n_times += 1;
+                }
+                (Value::String(_), true) => return true,
+                (Value::String(_), false) => unread_time = true,
+            }
+        }
+        // The watched names the actors name.
+        let mut hits = [Watched::Account(0); SCREEN_HITS];
+        let mut n_hits = 0;
+        let mut overflow = false;
+        for &value in &users[..n_users] {
+            let Ok(text) = std::str::from_utf8(value) else {
+                return true;
+            };
+            let mut buf = [0u8; NAME_BUF];
+            let owned;
+            let folded = match copy_value(value, escaped, true, &mut buf).and_then(trim_ascii) {
+                Some(k) => k,
+                // Not ASCII, or long: the names' own folding.
+                None => {
+                    owned = key(&unescape_owned(text, escaped));
+                    owned.as_str()
+                }
+            };
+            self.lookup_each(folded, |w| match hits.get_mut(n_hits) {
+                Some(slot) => {
+                    *slot = w;
+                    n_hits += 1;
+                }
+                None => overflow = true,
+            });
+        }
+        if n_hits == 0 {
+            // No watched actor: the time does not matter.
+            return false;
+        }
+        if overflow || unread_time {
             return true;
         }
-        for (actor, key) in [(true, &*SCREEN_USER), (false, &*SCREEN_TIME)] {
-            for at in key.find_iter(line) {
-                let value = match string_value(line, at + key.needle().len()) {
-                    Value::NotAKey => continue,
-                    Value::Other => return true,
-                    Value::String(v) => v,
-                };
-                let Ok(value) = std::str::from_utf8(value) else {
-                    return true;
-                };
-                let unescaped;
-                let value = if escaped && value.contains('\\') {
-                    // Only `\\` and `\/` are left: each stands for the byte after it.
-                    let mut out = String::with_capacity(value.len());
-                    let mut chars = value.chars();
-                    while let Some(c) = chars.next() {
-                        out.extend(if c == '\\' { chars.next() } else { Some(c) });
-                    }
-                    unescaped = out;
-                    unescaped.as_str()
-                } else {
-                    value
-                };
-                if actor {
-                    let (a, i) = self.lookup(value);
-                    accounts.extend(a);
-                    actors.extend(i);
-                } else if let Some(t) = crate::record::parse_timestamp(value) {
-                    times.push(t.timestamp());
-                }
-            }
-            if actor && accounts.is_empty() && actors.is_empty() {
-                // No watched actor: the time does not matter.
-                return false;
+        let mut at = [0i64; SCREEN_VALUES];
+        let mut n_at = 0;
+        for &value in &times[..n_times] {
+            let Ok(text) = std::str::from_utf8(value) else {
+                return true;
+            };
+            let mut buf = [0u8; NAME_BUF];
+            let parsed = match copy_value(value, escaped, false, &mut buf) {
+                // Unescaping keeps UTF-8 (only ASCII backslashes go).
+                Some(v) => std::str::from_utf8(v)
+                    .ok()
+                    .and_then(crate::record::parse_timestamp),
+                None => crate::record::parse_timestamp(&unescape_owned(text, escaped)),
+            };
+            if let Some(t) = parsed {
+                at[n_at] = t.timestamp();
+                n_at += 1;
             }
         }
-        times.iter().any(|&t| {
-            accounts.iter().any(|&a| self.in_reach(a as usize, t))
-                || actors.iter().any(|&i| {
+        at[..n_at].iter().any(|&t| {
+            hits[..n_hits].iter().any(|&w| match w {
+                Watched::Account(a) => self.in_reach(a as usize, t),
+                Watched::Actor(i) => {
                     let windows = &self.actors[i as usize].1;
                     windows.iter().any(|&(s, e)| s <= t && t <= e)
-                })
+                }
+            })
         })
     }
 
     /// The watched accounts and actors a user id names: the same name, or, where one
     /// side has no domain (`alice` for `alice@contoso.com`), the same local part.
     fn lookup(&self, user: &str) -> (Vec<u32>, Vec<u32>) {
-        let k = key(user);
         let mut accounts = Vec::new();
         let mut actors = Vec::new();
-        let mut take = |hit: Option<&(Vec<u32>, Vec<u32>)>, domainless_only: bool| {
-            if let Some((a, b)) = hit {
-                for &i in a {
-                    if !domainless_only || !self.accounts[i as usize].0.contains('@') {
-                        accounts.push(i);
-                    }
-                }
-                for &i in b {
-                    if !domainless_only || !self.actors[i as usize].0.contains('@') {
-                        actors.push(i);
-                    }
-                }
-            }
-        };
-        take(self.by_key.get(&k), false);
-        if k.contains('@') {
-            // A watched name without a domain matches this user's local part.
-            take(self.by_key.get(local(&k)), true);
-        } else {
-            // This domainless user id matches watched names with its local part.
-            take(self.by_local.get(&k), false);
-        }
+        self.lookup_each(&key(user), |w| match w {
+            Watched::Account(a) => accounts.push(a),
+            Watched::Actor(i) => actors.push(i),
+        });
         accounts.sort_unstable();
         accounts.dedup();
         actors.sort_unstable();
         actors.dedup();
         (accounts, actors)
     }
+
+    /// Calls `each` with every watched account and actor the user id `k` (already
+    /// folded as [`key`] folds it) names: the same name, or, where one side has no
+    /// domain (`alice` for `alice@contoso.com`), the same local part. A name may come
+    /// more than once.
+    fn lookup_each(&self, k: &str, mut each: impl FnMut(Watched)) {
+        let mut take = |hit: Option<&(Vec<u32>, Vec<u32>)>, domainless_only: bool| {
+            if let Some((a, b)) = hit {
+                for &i in a {
+                    if !domainless_only || !self.accounts[i as usize].0.contains('@') {
+                        each(Watched::Account(i));
+                    }
+                }
+                for &i in b {
+                    if !domainless_only || !self.actors[i as usize].0.contains('@') {
+                        each(Watched::Actor(i));
+                    }
+                }
+            }
+        };
+        take(self.by_key.get(k), false);
+        if k.contains('@') {
+            // A watched name without a domain matches this user's local part.
+            take(self.by_key.get(local(k)), true);
+        } else {
+            // This domainless user id matches watched names with its local part.
+            take(self.by_local.get(k), false);
+        }
+    }
 }
 
-/// The keys [`Watch::may_count`] reads, each with its quotes (one substring search
-/// each: SIMD, faster on a record's line than one automaton for all of them).
-static SCREEN_USER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("\"UserId\""));
-static SCREEN_TIME: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("\"CreationTime\""));
-/// The keys of wrappers and ECS documents, whose actor and time are read elsewhere.
-static SCREEN_WRAPPERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 4]> =
-    std::sync::LazyLock::new(|| {
-        ["\"event", "\"_source\"", "\"o365audit\"", "uditData\""].map(memchr::memmem::Finder::new)
-    });
+/// A watched account or actor, by its index in the [`Watch`].
+#[derive(Clone, Copy, Debug)]
+enum Watched {
+    Account(u32),
+    Actor(u32),
+}
+
+/// Most values of `UserId` or of `CreationTime` the screen reads on one line (a line
+/// with more is parsed).
+const SCREEN_VALUES: usize = 8;
+
+/// Most watched names the screen notes for one line's actors (past that it parses).
+const SCREEN_HITS: usize = 16;
+
+/// The longest value the screen folds on the stack (a longer one is folded as [`key`]
+/// folds it).
+const NAME_BUF: usize = 256;
+
+/// `value` copied into `buf`, each `\\` and `\/` read as the byte after it when the
+/// line holds escapes (only those are left), ASCII letters lower-cased with `lower`;
+/// `None` when it does not fit, or, with `lower`, is not all ASCII (its folding is then
+/// [`key`]'s).
+fn copy_value<'a>(
+    value: &[u8],
+    escaped: bool,
+    lower: bool,
+    buf: &'a mut [u8; NAME_BUF],
+) -> Option<&'a [u8]> {
+    let mut n = 0;
+    let mut bytes = value.iter();
+    while let Some(&b) = bytes.next() {
+        let b = if escaped && b == b'\\' {
+            *bytes.next()?
+        } else {
+            b
+        };
+        if lower && !b.is_ascii() {
+            return None;
+        }
+        *buf.get_mut(n)? = if lower { b.to_ascii_lowercase() } else { b };
+        n += 1;
+    }
+    Some(&buf[..n])
+}
+
+/// `value` with each `\\` and `\/` read as the byte after it (when the line holds
+/// escapes; only those are left).
+fn unescape_owned(value: &str, escaped: bool) -> String {
+    if !escaped || !value.contains('\\') {
+        return value.to_string();
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        out.extend(if c == '\\' { chars.next() } else { Some(c) });
+    }
+    out
+}
+
+/// An ASCII name trimmed as [`key`] trims it (`str::trim`: `\x0b` too, which
+/// `trim_ascii` keeps).
+fn trim_ascii(name: &[u8]) -> Option<&str> {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    let start = name.iter().position(|b| !space(b)).unwrap_or(name.len());
+    let end = name
+        .iter()
+        .rposition(|b| !space(b))
+        .map_or(start, |i| i + 1);
+    std::str::from_utf8(&name[start..end]).ok()
+}
+
+/// The keys [`Watch::may_count`] reads, each with its quotes: `UserId` and
+/// `CreationTime`, then those of wrappers and ECS documents, whose actor and time are
+/// read elsewhere.
+const SCREEN_PATTERNS: [&str; 6] = [
+    "\"UserId\"",
+    "\"CreationTime\"",
+    "\"event",
+    "\"_source\"",
+    "\"o365audit\"",
+    "uditData\"",
+];
+
+/// The search for [`SCREEN_PATTERNS`] in one pass over a line: Teddy where the CPU has
+/// it (the automaton's own choice, a search for the rare bytes `"` among them, is
+/// slower than the six substring searches it replaces on JSON, where `"` is everywhere).
+enum ScreenKeys {
+    Teddy(aho_corasick::packed::Searcher),
+    Automaton(aho_corasick::AhoCorasick),
+}
+
+impl ScreenKeys {
+    fn new() -> ScreenKeys {
+        let kind = aho_corasick::packed::MatchKind::LeftmostFirst;
+        let teddy = aho_corasick::packed::Config::new()
+            .match_kind(kind)
+            .builder()
+            .extend(SCREEN_PATTERNS)
+            .build();
+        match teddy {
+            Some(t) => ScreenKeys::Teddy(t),
+            None => ScreenKeys::Automaton(
+                aho_corasick::AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                    .build(SCREEN_PATTERNS)
+                    .expect("fixed patterns build"),
+            ),
+        }
+    }
+
+    /// The first key at or after `from`: (its pattern, its start, its end).
+    #[inline]
+    fn find(&self, line: &[u8], from: usize) -> Option<(usize, usize, usize)> {
+        let m = match self {
+            ScreenKeys::Teddy(t) => t.find_in(line, aho_corasick::Span::from(from..line.len()))?,
+            ScreenKeys::Automaton(a) => a.find(aho_corasick::Input::new(line).range(from..))?,
+        };
+        Some((m.pattern().as_usize(), m.start(), m.end()))
+    }
+}
+
+static SCREEN_KEYS: std::sync::LazyLock<ScreenKeys> = std::sync::LazyLock::new(ScreenKeys::new);
+/// [`SCREEN_KEYS`]' pattern of `UserId`.
+const KEY_USER: usize = 0;
+/// [`SCREEN_KEYS`]' pattern of `CreationTime`.
+const KEY_TIME: usize = 1;
 
 /// What follows a quoted name at `at` in a line without backslashes.
 #[derive(Debug, PartialEq, Eq)]
@@ -1199,6 +1370,39 @@ mod tests {
     }
 
     #[test]
+    fn the_screen_finds_the_same_keys_with_teddy_as_with_the_automaton() {
+        let automaton = ScreenKeys::Automaton(
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(SCREEN_PATTERNS)
+                .unwrap(),
+        );
+        let teddy = ScreenKeys::new();
+        assert!(matches!(teddy, ScreenKeys::Teddy(_)) || !cfg!(target_arch = "x86_64"));
+        let all = |k: &ScreenKeys, line: &[u8]| {
+            let mut out = Vec::new();
+            let mut from = 0;
+            while let Some(m) = k.find(line, from) {
+                from = m.1 + 1;
+                out.push(m);
+            }
+            out
+        };
+        let lines = [
+            raw(r#""svc@contoso.com""#, 1500),
+            raw(r#""x""#, 1).replace("\"Id\"", "\"AuditData\":{\"UserId\":\"a\"},\"Id\""),
+            "\"UserId\"\"CreationTime\"uditData\"event\"_source\"\"o365audit\"".to_string(),
+            "\"Us".to_string(),
+            String::new(),
+        ];
+        for line in &lines {
+            let found = all(&automaton, line.as_bytes());
+            assert!(!found.is_empty() || line.len() < 6, "{line}");
+            assert_eq!(all(&teddy, line.as_bytes()), found, "{line}");
+        }
+    }
+
+    #[test]
     fn the_context_matcher_screens_unless_reading_in_full() {
         let mut config = crate::Config::new(Vec::new());
         let w = screen_watch();
@@ -1214,7 +1418,7 @@ mod tests {
         /// spelled every way the screen must see through or give up on.
         #[test]
         fn the_screened_pass_counts_what_the_full_parse_counts(
-            lines in proptest::collection::vec((0usize..11, 0usize..8, 0u8..128), 1..40),
+            lines in proptest::collection::vec((0usize..15, 0usize..8, 0u16..1024), 1..40),
             block in 64usize..4096,
         ) {
             use crate::rule::Rule;
@@ -1231,6 +1435,12 @@ mod tests {
                 r#""ADM@contoso.com\\""#,
                 r#"["adm@contoso.com"]"#,
                 r#"17"#,
+                // Past the stack buffer: folded as the names are.
+                &format!(r#""{}svc@contoso.com""#, " ".repeat(300)),
+                &format!(r#""{}@contoso.com""#, "x".repeat(300)),
+                // Not ASCII: a no-break space `str::trim` takes, and a name it keeps.
+                "\"svc@contoso.com\u{a0}\"",
+                "\"\u{e9}adm@contoso.com\"",
             ];
             let times = [0, 999, 1000, 1500, 2000, 4999, 5500, 6001];
             let mut data = String::new();
@@ -1253,6 +1463,20 @@ mod tests {
                 }
                 if extra & 64 != 0 {
                     line = line.replace("192.0.2.1", r"a\\b\/c");
+                }
+                if extra & 128 != 0 {
+                    // More actors than the screen notes.
+                    let many = "\"UserId\":\"other@contoso.com\",".repeat(9);
+                    line = line.replace("\"Workload\"", &format!("{many}\"Workload\""));
+                }
+                if extra & 256 != 0 {
+                    // A time the screen cannot read, nested.
+                    line = line.replace("\"Name\":\"Identity\"", "\"CreationTime\":17");
+                }
+                if extra & 512 != 0 {
+                    // More times than the screen notes.
+                    let many = format!("\"CreationTime\":\"{}\",", at(1500)).repeat(9);
+                    line = line.replace("\"ClientIP\"", &format!("{many}\"ClientIP\""));
                 }
                 if extra & 32 != 0 {
                     line = line.replace("\"Workload\"", "\"event.action\":\"Set-Mailbox\",\"Workload\"");

@@ -59,6 +59,75 @@ pub struct PassStats {
     pub lead_in: u64,
 }
 
+/// Most mapped files a run keeps from one pass for the next ([`Maps`]).
+pub const KEPT_MAPS: usize = 64;
+/// Most mapped bytes a run keeps from one pass for the next ([`Maps`]): address space
+/// and the file's cached pages, which the kernel may still drop (they are read again
+/// from the file if touched), never heap. The resident size counts the kept pages, so
+/// a run over several plain files peaks at up to this much more than one file's.
+pub const KEPT_BYTES: u64 = 4 << 30;
+
+/// The mappings of plain files a run keeps from one pass for the next, so the context
+/// pass reads the pages the first pass mapped and faulted in instead of mapping and
+/// faulting the file a second time (and unmapping it twice). A pass given them
+/// ([`Pass::keeping`]) takes an input's mapping when one is kept and keeps each whole
+/// input it mapped and read without error, up to [`KEPT_MAPS`] mappings and
+/// [`KEPT_BYTES`] bytes. Dropping them unmaps.
+#[derive(Default)]
+pub struct Maps {
+    kept: std::sync::Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    maps: rustc_hash::FxHashMap<usize, source::Mapped>,
+    bytes: u64,
+}
+
+impl Maps {
+    /// Input `file`'s kept mapping, taken out (`None`: none is kept).
+    fn take(&self, file: usize) -> Option<source::Mapped> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let map = kept.maps.remove(&file)?;
+        kept.bytes -= map.bytes().len() as u64;
+        Some(map)
+    }
+
+    /// Keeps input `file`'s mapping when there is room; a file read into memory (its
+    /// mapping refused) is never kept.
+    fn keep(&self, file: usize, map: source::Mapped) {
+        if !matches!(map, source::Mapped::Map(_)) {
+            return;
+        }
+        let len = map.bytes().len() as u64;
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.maps.len() < KEPT_MAPS && kept.bytes + len <= KEPT_BYTES {
+            kept.bytes += len;
+            kept.maps.insert(file, map);
+        }
+    }
+
+    /// Unmaps every kept mapping.
+    pub fn clear(&self) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        *kept = Kept::default();
+    }
+
+    /// How many mappings are kept.
+    pub fn len(&self) -> usize {
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .maps
+            .len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What one pass reads of one input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unit {
@@ -339,19 +408,32 @@ fn scan_input<S: Sink>(
         Input::File(path) if pass.matcher.counts_coverage() => Seekable::identity(path),
         _ => None,
     };
-    let opened = match source::open_noting(input, &config.progress, config.seek_spacing) {
-        Ok(o) => o,
-        Err(e) => {
-            let mut r = FileResult::new("unreadable".to_string());
-            r.error = Some(InputError::Open {
-                path: input.display(),
-                message: e.to_string(),
-            });
-            return r;
-        }
+    // A whole input's mapping kept by an earlier pass is read again as it is.
+    let maps = pass.maps.filter(|_| piece.is_none());
+    let opened = match maps.and_then(|m| m.take(file)) {
+        Some(mapped) => Opened::Mapped(mapped),
+        None => match source::open_noting(input, &config.progress, config.seek_spacing) {
+            Ok(o) => o,
+            Err(e) => {
+                let mut r = FileResult::new("unreadable".to_string());
+                r.error = Some(InputError::Open {
+                    path: input.display(),
+                    message: e.to_string(),
+                });
+                return r;
+            }
+        },
     };
     match opened {
-        Opened::Mapped(mapped) => scan_mapped(file, input, &mapped, piece, only, pass, config),
+        Opened::Mapped(mapped) => {
+            let r = scan_mapped(file, input, &mapped, piece, only, pass, config);
+            if let Some(maps) = maps
+                && r.error.is_none()
+            {
+                maps.keep(file, mapped);
+            }
+            r
+        }
         Opened::Stream { .. } if piece.is_some() => not_splittable(input),
         Opened::Stream {
             reader,
@@ -913,4 +995,84 @@ fn scan_stream<S: Sink>(
     });
     result.read_time = read_time;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::Harvest;
+    use crate::rule::Rule;
+    use crate::scan::{Maps, Matcher};
+
+    fn fixtures() -> Vec<std::path::PathBuf> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/investigation");
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn first_byte(maps: &Maps, file: usize) -> Option<usize> {
+        let kept = maps.kept.lock().unwrap();
+        kept.maps.get(&file).map(|m| m.bytes().as_ptr() as usize)
+    }
+
+    #[test]
+    fn a_kept_mapping_is_read_again_as_a_fresh_one_is() {
+        let paths = fixtures();
+        assert!(paths.len() >= 10);
+        let inputs: Vec<Input> = paths.iter().cloned().map(Input::File).collect();
+        let m = Matcher::new(Rule::builtin(), true, 1 << 20);
+        for (threads, chunk) in [(1, 1 << 20), (3, 700)] {
+            let mut config = Config::new(paths.clone());
+            config.chunk_size = chunk;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let pass = Pass::<Harvest>::new(&m, &());
+            let fresh = pool.install(|| scan_all(&inputs, pass, &config));
+            let maps = Maps::default();
+            let first = pool.install(|| scan_all(&inputs, pass.keeping(&maps), &config));
+            assert_eq!(maps.len(), inputs.len(), "every mapped input kept");
+            let at: Vec<_> = (0..inputs.len()).map(|i| first_byte(&maps, i)).collect();
+            let again = pool.install(|| scan_all(&inputs, pass.keeping(&maps), &config));
+            let at_again: Vec<_> = (0..inputs.len()).map(|i| first_byte(&maps, i)).collect();
+            assert_eq!(at, at_again, "the second pass read the kept mappings");
+            for scanned in [&first, &again] {
+                assert_eq!(scanned.partial, fresh.partial);
+                assert_eq!(scanned.stats.bytes, fresh.stats.bytes);
+                assert!(scanned.errors.is_empty());
+            }
+            maps.clear();
+            assert!(maps.is_empty());
+        }
+    }
+
+    #[test]
+    fn kept_mappings_stay_within_their_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = (0..KEPT_MAPS + 3)
+            .map(|i| {
+                let p = dir.path().join(format!("{i}.jsonl"));
+                std::fs::write(&p, format!("{{\"Id\":\"{i}\"}}\n")).unwrap();
+                p
+            })
+            .collect();
+        let inputs: Vec<Input> = paths.iter().cloned().map(Input::File).collect();
+        let config = Config::new(paths.clone());
+        let m = Matcher::new(Rule::builtin(), true, 1 << 20);
+        let maps = Maps::default();
+        let scanned = scan_all(
+            &inputs,
+            Pass::<Harvest>::new(&m, &()).keeping(&maps),
+            &config,
+        );
+        assert_eq!(scanned.partial.counts.records, inputs.len() as u64);
+        assert_eq!(maps.len(), KEPT_MAPS);
+    }
 }

@@ -16,7 +16,9 @@
 pub mod document;
 pub mod inputs;
 
-pub use inputs::{PassStats, Piece, Scanned, Unit, UnitResult, scan_units};
+pub use inputs::{
+    KEPT_BYTES, KEPT_MAPS, Maps, PassStats, Piece, Scanned, Unit, UnitResult, scan_units,
+};
 pub(crate) use inputs::{scan_all, scan_all_within};
 
 use std::time::{Duration, Instant};
@@ -566,6 +568,8 @@ pub struct Pass<'a, S: Sink> {
     pub matcher: &'a Matcher,
     /// What the sinks read.
     pub params: &'a S::Params,
+    /// The mappings kept between passes, taken and kept by this one ([`Pass::keeping`]).
+    pub maps: Option<&'a Maps>,
 }
 
 impl<S: Sink> Clone for Pass<'_, S> {
@@ -579,7 +583,20 @@ impl<S: Sink> Copy for Pass<'_, S> {}
 impl<'a, S: Sink> Pass<'a, S> {
     /// A pass of `matcher` whose sinks read `params`.
     pub fn new(matcher: &'a Matcher, params: &'a S::Params) -> Pass<'a, S> {
-        Pass { matcher, params }
+        Pass {
+            matcher,
+            params,
+            maps: None,
+        }
+    }
+
+    /// This pass reading an input's mapping that `maps` keeps instead of mapping the
+    /// file again, and keeping in `maps` each whole input it maps ([`Maps`]).
+    pub fn keeping(self, maps: &'a Maps) -> Pass<'a, S> {
+        Pass {
+            maps: Some(maps),
+            ..self
+        }
     }
 }
 
