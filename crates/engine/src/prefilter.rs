@@ -1214,17 +1214,18 @@ impl Conjunct {
                 )),
             };
             let conjunct = Conjunct {
-                texts: Prefilter::build(
-                    exact.iter().map(|l| l.to_string()).collect(),
-                    false,
-                    true,
-                ),
+                texts: Prefilter::build(exact.iter().map(|l| l.to_string()).collect(), false, true),
                 caseless,
                 types,
             };
-            out.push((conjunct.types.is_empty(), usize::MAX - longest, key, conjunct));
+            out.push((
+                conjunct.types.is_empty(),
+                usize::MAX - longest,
+                key,
+                conjunct,
+            ));
         }
-        out.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        out.sort_by_key(|a| (a.0, a.1));
         out.into_iter().map(|(_, _, key, c)| (key, c)).collect()
     }
 
