@@ -864,9 +864,12 @@ pub struct Router {
     by_caseless: Vec<Vec<u32>>,
     /// Selections with no literal.
     always: Vec<u32>,
-    /// Per selection: the literal sets it also needs beyond the one searched for,
-    /// checked on a candidate's bytes before it is parsed.
-    conjuncts: Vec<Vec<Conjunct>>,
+    /// Per selection: the literal sets it also needs beyond the one searched for
+    /// (indices into `distinct`), checked on a candidate's bytes before it is parsed.
+    conjuncts: Vec<Vec<u32>>,
+    /// Every distinct literal set of `conjuncts` once: selections needing the same set
+    /// share one check of a line.
+    distinct: Vec<Conjunct>,
     /// Whether a conjunct reads the `RecordType`.
     conjunct_types: bool,
     /// `RecordType` number -> the selections that accept it (empty: no such selection).
@@ -886,12 +889,26 @@ impl Router {
         requirements: &[Option<Vec<String>>],
         conjuncts: &[Vec<Vec<String>>],
     ) -> Option<Router> {
-        let conjuncts: Vec<Vec<Conjunct>> = requirements
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        let mut distinct: Vec<Conjunct> = Vec::new();
+        let conjuncts: Vec<Vec<u32>> = requirements
             .iter()
             .zip(conjuncts)
-            .map(|(req, sets)| Conjunct::all(req.as_deref(), sets))
+            .map(|(req, sets)| {
+                Conjunct::all(req.as_deref(), sets)
+                    .into_iter()
+                    .map(|(key, c)| match keys.iter().position(|k| *k == key) {
+                        Some(at) => at as u32,
+                        None => {
+                            keys.push(key);
+                            distinct.push(c);
+                            (distinct.len() - 1) as u32
+                        }
+                    })
+                    .collect()
+            })
             .collect();
-        let conjunct_types = conjuncts.iter().flatten().any(|c| !c.types.is_empty());
+        let conjunct_types = distinct.iter().any(|c| !c.types.is_empty());
         let mut literals: Vec<&str> = Vec::new();
         let mut by_pattern: Vec<Vec<u32>> = Vec::new();
         let mut always = Vec::new();
@@ -985,6 +1002,7 @@ impl Router {
             by_caseless,
             always,
             conjuncts,
+            distinct,
             conjunct_types,
             by_type,
             any_type,
@@ -1076,10 +1094,19 @@ impl Router {
         }
         out.sort_unstable();
         out.dedup();
+        // Each distinct set checked at most once per line (the first 64 remembered).
+        let (mut known, mut held) = (0u64, 0u64);
         out.retain(|&i| {
-            self.conjuncts[i as usize]
-                .iter()
-                .all(|c| c.holds(line, record_type))
+            self.conjuncts[i as usize].iter().all(|&c| {
+                let bit = 1u64.checked_shl(c).unwrap_or(0);
+                if known & bit != 0 {
+                    return held & bit != 0;
+                }
+                let holds = self.distinct[c as usize].holds(line, record_type);
+                known |= bit;
+                held |= if holds { bit } else { 0 };
+                holds
+            })
         });
     }
 
@@ -1137,7 +1164,10 @@ impl Caseless {
 /// literals, or its `RecordType` is one of the numbers (or cannot be read).
 #[derive(Clone, Debug)]
 struct Conjunct {
-    texts: Vec<memmem::Finder<'static>>,
+    /// The exact literals, any of them found in one search of the line (one SIMD
+    /// substring search for one literal, Teddy over rare windows for several: a line
+    /// lacking all of them is read once, not once per literal).
+    texts: Prefilter,
     /// The caseless literals ([`Literal::AnyCase`]), any of them found in any case
     /// (through their windows' case variants, SIMD).
     caseless: Option<Prefilter>,
@@ -1148,11 +1178,11 @@ impl Conjunct {
     /// The conjuncts of a selection that requires `required` (searched for, so not
     /// checked again): the `RecordType` ones first (read once per line), then the
     /// others by their longest literal (the likeliest to be missing).
-    fn all(required: Option<&[String]>, sets: &[Vec<String>]) -> Vec<Conjunct> {
+    fn all(required: Option<&[String]>, sets: &[Vec<String>]) -> Vec<(Vec<String>, Conjunct)> {
         let mut required: Vec<&String> = required.into_iter().flatten().collect();
         required.sort();
         required.dedup();
-        let mut out: Vec<(bool, usize, Conjunct)> = Vec::new();
+        let mut out: Vec<(bool, usize, Vec<String>, Conjunct)> = Vec::new();
         for set in sets {
             let mut sorted: Vec<&String> = set.iter().collect();
             sorted.sort();
@@ -1160,6 +1190,7 @@ impl Conjunct {
             if sorted == required || sorted.iter().any(|l| l.is_empty()) {
                 continue;
             }
+            let key: Vec<String> = sorted.iter().map(|l| l.to_string()).collect();
             let types: Vec<u16> = set.iter().filter_map(|l| marked_record_type(l)).collect();
             let texts: Vec<&String> = sorted
                 .into_iter()
@@ -1183,23 +1214,25 @@ impl Conjunct {
                 )),
             };
             let conjunct = Conjunct {
-                texts: exact
-                    .iter()
-                    .map(|l| memmem::Finder::new(l.as_bytes()).into_owned())
-                    .collect(),
+                texts: Prefilter::build(exact.iter().map(|l| l.to_string()).collect(), false, true),
                 caseless,
                 types,
             };
-            out.push((conjunct.types.is_empty(), usize::MAX - longest, conjunct));
+            out.push((
+                conjunct.types.is_empty(),
+                usize::MAX - longest,
+                key,
+                conjunct,
+            ));
         }
-        out.sort_by_key(|(no_types, rank, _)| (*no_types, *rank));
-        out.into_iter().map(|(_, _, c)| c).collect()
+        out.sort_by_key(|a| (a.0, a.1));
+        out.into_iter().map(|(_, _, key, c)| (key, c)).collect()
     }
 
     /// Whether `line` (whose `RecordType` is `record_type`) meets this condition.
     fn holds(&self, line: &[u8], record_type: Option<u16>) -> bool {
         (!self.types.is_empty() && record_type.is_none_or(|n| self.types.contains(&n)))
-            || self.texts.iter().any(|f| f.find(line).is_some())
+            || self.texts.find(line).is_some()
             || self
                 .caseless
                 .as_ref()
@@ -1634,6 +1667,68 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// A selection is routed exactly when the line holds one of its literals and one
+        /// literal of each of its conjunct sets (exact ones as they are, caseless ones in
+        /// any case), whether sets are shared between selections (checked once per
+        /// line) or not, and whatever the sets' sizes (one literal, several, over 64).
+        #[test]
+        fn conjuncts_route_as_a_naive_check_of_each_set(
+            pool in proptest::collection::vec("[abAB.-]{1,7}", 2..12),
+            sets in proptest::collection::vec(
+                (proptest::collection::vec(0usize..12, 1..4), proptest::bool::ANY), 1..6),
+            selections in proptest::collection::vec(
+                (0usize..12, proptest::collection::vec(0usize..6, 0..3)), 1..8),
+            wide in 0usize..3,
+            lines in proptest::collection::vec("[abAB.-]{0,60}", 1..20),
+        ) {
+            let text = |l: &String| Literal::parse(l).text().to_string();
+            let sets: Vec<Vec<String>> = sets
+                .iter()
+                .enumerate()
+                .map(|(n, (picks, caseless))| {
+                    let mut set: Vec<String> = picks
+                        .iter()
+                        .map(|&i| pool[i % pool.len()].clone())
+                        .map(|l| if *caseless { Literal::any_case(&l.to_ascii_lowercase()) } else { l })
+                        .collect();
+                    // A set of more literals than one Teddy searcher takes.
+                    if n == 0 && wide == 0 {
+                        set.extend((0..70).map(|i| format!("{i:03}zz")));
+                    }
+                    set
+                })
+                .collect();
+            let reqs: Vec<Option<Vec<String>>> = selections
+                .iter()
+                .map(|(r, _)| Some(vec![pool[r % pool.len()].clone()]))
+                .collect();
+            let conjuncts: Vec<Vec<Vec<String>>> = selections
+                .iter()
+                .map(|(_, c)| c.iter().map(|&k| sets[k % sets.len()].clone()).collect())
+                .collect();
+            let Some(router) = Router::new(&reqs, &conjuncts) else {
+                return Ok(());
+            };
+            let holds = |line: &str, l: &String| match Literal::parse(l).ignores_case() {
+                true => line.to_ascii_lowercase().contains(&text(l).to_ascii_lowercase()),
+                false => line.contains(l.as_str()),
+            };
+            let mut out = Vec::new();
+            for (n, line) in lines.iter().enumerate() {
+                // Some lines hold the literals themselves.
+                let line = format!("{line}{}{}", pool[n % pool.len()], text(&sets[n % sets.len()][0]));
+                router.route(line.as_bytes(), &mut out);
+                let expected: Vec<u32> = (0..selections.len())
+                    .filter(|&i| {
+                        reqs[i].as_ref().is_none_or(|r| r.iter().any(|l| holds(&line, l)))
+                            && conjuncts[i].iter().all(|set| set.iter().any(|l| holds(&line, l)))
+                    })
+                    .map(|i| i as u32)
+                    .collect();
+                proptest::prop_assert_eq!(&out, &expected, "{}", line);
+            }
+        }
 
         /// The block search of a router ([`Router::block_hits`]) finds every occurrence
         /// of every literal, so the route of a line from its hits is the route of a

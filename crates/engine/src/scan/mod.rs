@@ -360,12 +360,15 @@ impl Matcher {
     /// databases); without it only the user-agent fields have values.
     pub fn with_enrichment(mut self, enrichment: std::sync::Arc<Enrichment>) -> Matcher {
         self.enrichment = enrichment;
-        // What is searched depends on which fields the run can derive.
-        self.literals = rule_literals(&self.rules, &self.enrichment);
-        if let Some((prefilter, triggers)) = self.planned {
-            let on_demand = self.on_demand;
-            self.plan(prefilter, triggers);
-            self.on_demand = on_demand;
+        // What is searched depends on which fields the run can derive (planning
+        // computes the literals too).
+        match self.planned {
+            Some((prefilter, triggers)) => {
+                let on_demand = self.on_demand;
+                self.plan(prefilter, triggers);
+                self.on_demand = on_demand;
+            }
+            None => self.literals = rule_literals(&self.rules, &self.enrichment),
         }
         self
     }

@@ -648,3 +648,54 @@ proptest::proptest! {
         proptest::prop_assert_eq!(expanded, usize::from(m.contains(&"a")));
     }
 }
+
+/// [`parse_date`] as it read every text through chrono alone.
+fn chrono_date(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(d.timestamp_millis());
+    }
+    if let Ok(d) = NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(d.and_utc().timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
+    }
+    None
+}
+
+#[test]
+fn dates_read_without_chrono_read_as_chrono_reads_them() {
+    for t in [
+        "2024-01-01T00:00:00",
+        "2024-02-29T23:59:59.999",
+        "2023-02-29T00:00:00",
+        "2024-13-01T00:00:00",
+        "2024-01-01T24:00:00",
+        "2024-01-01T00:00:60",
+        "2024-01-01T00:00:00.",
+        "2024-01-01T00:00:00.1234567891",
+        "2024-01-01T00:00:00.000000001",
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T00:00:00+02:00",
+        "2024-1-01T00:00:00",
+        " 2024-01-01T00:00:00.5 ",
+        "0000-01-01T00:00:00",
+        "2024-01-01",
+    ] {
+        assert_eq!(parse_date(t), chrono_date(t), "{t:?}");
+    }
+}
+
+proptest::proptest! {
+    /// Texts near the audit log's date-times: digits, separators and fractions moved,
+    /// dropped and doubled; the fast reading agrees with chrono's on each.
+    #[test]
+    fn date_texts_read_as_chrono_reads_them(
+        t in "[0-9]{2,5}-[0-9]{1,2}-[0-9]{1,3}[T ][0-9]{1,2}:[0-9]{2}:[0-9]{1,2}(\\.[0-9]{0,11})?(Z|[+-][0-9]{2}:[0-9]{2})?",
+        u in "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\\.[0-9]{1,10})?"
+    ) {
+        proptest::prop_assert_eq!(parse_date(&t), chrono_date(&t));
+        proptest::prop_assert_eq!(parse_date(&u), chrono_date(&u));
+    }
+}
