@@ -465,6 +465,57 @@ fn rules_prints_metadata_and_query() {
 }
 
 #[test]
+fn rules_guide_prints_the_investigation_guide_of_the_rule_named() {
+    let rules = "tests/fixtures/responder/rules";
+    // By id, by a part of the name, by words that begin the name's words: the same guide.
+    for wanted in [
+        "675239EA-c1bc-4467-a6d3-b9e2cc7f676d",
+        "audit logging bypass",
+        "mailbox bypas",
+    ] {
+        let out = run(&["rules", "--rules", rules, "--guide", wanted]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{wanted}: {text}");
+        assert!(
+            text.starts_with(
+                "M365 Exchange Mailbox Audit Logging Bypass Added \
+                 (675239ea-c1bc-4467-a6d3-b9e2cc7f676d)\n"
+            ),
+            "{wanted}: {text}"
+        );
+        assert!(
+            text.contains("=== Investigation guide ===\n\n## Triage and analysis\n"),
+            "{wanted}: {text}"
+        );
+    }
+    // A text several names hold: an error listing them.
+    let out = run(&["rules", "--rules", rules, "--guide", "m365"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(out.stdout.is_empty());
+    assert!(said.contains("fits 3 rules"), "{said}");
+    assert!(
+        said.contains("\n  M365 Sign-in Signal (0b0b0b0b-0000-4000-8000-000000000001)"),
+        "{said}"
+    );
+    // A misspelt name: an error offering the close one.
+    let out = run(&["rules", "--rules", rules, "--guide", "inbx rul creatd"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "the closest:\n  M365 Inbox Rule Created (0b0b0b0b-0000-4000-8000-000000000002)"
+        ),
+        "{said}"
+    );
+    // The built-in rule has none, and says so.
+    let out = run(&["rules", "--guide", "bypass"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("has no investigation guide"), "{said}");
+}
+
+#[test]
 fn bad_flags_are_refused() {
     assert_eq!(
         run(&["hunt", "--chunk-size", "lots", "testdata/"])
