@@ -347,6 +347,9 @@ struct PeriodOut<'a> {
     start: Option<Rfc3339>,
     end: Option<Rfc3339>,
     open: bool,
+    /// Under `--until`, the window's end for a period open there (what the table's
+    /// `OPEN at T (--until)` says); else `null`.
+    open_as_of: Option<Rfc3339>,
     predates_data: bool,
     set_by: Option<&'a str>,
     ended_by: Option<&'a str>,
@@ -428,11 +431,14 @@ fn change_out<'a>(
     }
 }
 
-fn period_out(p: &Period) -> PeriodOut<'_> {
+fn period_out<'a>(report: &'a Report, p: &'a Period) -> PeriodOut<'a> {
     PeriodOut {
         start: p.start.as_ref().map(Rfc3339::new),
         end: p.end.as_ref().map(Rfc3339::new),
         open: p.open,
+        open_as_of: crate::time::open_as_of(p, &report.window)
+            .as_ref()
+            .map(Rfc3339::new),
         predates_data: p.predates_data,
         set_by: p.set_by.as_deref(),
         ended_by: p.ended_by.as_deref(),
@@ -449,7 +455,7 @@ fn account_out<'a>(report: &'a Report, a: &'a Account) -> AccountOut<'a> {
         state_at_end: a.state_at_end,
         allowed: a.allowed.map(|i| &report.allowlist.entries[i]),
         changes: a.changes.iter().map(|c| change_out(report, c)).collect(),
-        periods: a.periods.iter().map(period_out).collect(),
+        periods: a.periods.iter().map(|p| period_out(report, p)).collect(),
         blind_spot: a.blind_spot.as_ref().map(|b| BlindSpotOut {
             mailbox_audit_before: b.before,
             mailbox_audit_during: b.during,

@@ -470,7 +470,7 @@ impl Table {
                     ),
                 )?;
             }
-            let steps = crate::next::bypass(a, crate::next::spelled(a));
+            let steps = crate::next::bypass(a, crate::next::spelled(a), &report.window);
             self.line(
                 out,
                 &format!("    next: {}", terminal_safe(&crate::next::line(&steps))),
@@ -655,10 +655,10 @@ fn period_text(p: &Period, report: &Report) -> String {
     } else {
         when(&p.start)
     };
-    let end = if p.open {
-        "OPEN".to_string()
-    } else {
-        when(&p.end)
+    let end = match crate::time::open_as_of(p, &report.window) {
+        Some(until) => format!("OPEN at {} (--until)", rfc3339(&until)),
+        None if p.open => "OPEN".to_string(),
+        None => when(&p.end),
     };
     let mut s = format!("{start} -> {end}");
     if let Some(by) = &p.set_by {

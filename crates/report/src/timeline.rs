@@ -376,10 +376,10 @@ impl<'a> Line<'a> {
                         "Mailbox audit bypass period of {} begins (set by {}){}{}",
                         account.identity,
                         or(who(&p.set_by), "(unknown actor)"),
-                        if p.open {
-                            "; still on at the end of the data"
-                        } else {
-                            ""
+                        match crate::time::open_as_of(p, &r.window) {
+                            Some(until) => format!("; {}", crate::time::still_open_at(&until)),
+                            None if p.open => "; still on at the end of the data".to_string(),
+                            None => String::new(),
                         },
                         mailbox_counts(p)
                     )
