@@ -23,7 +23,7 @@ use ualhunt_engine::analysis::actors::ActorFindings;
 use ualhunt_engine::analysis::bypass::{Account, ActorContext, Investigation, Period};
 use ualhunt_engine::analysis::context::{OpKey, OpStat, Tampering};
 use ualhunt_engine::error::{InputError, Warning};
-use ualhunt_engine::findings::{Finding, Value};
+use ualhunt_engine::findings::{At, Finding, Value};
 use ualhunt_engine::report::MalformedLine;
 use ualhunt_engine::rule::{Alerting, Threat};
 
@@ -352,10 +352,31 @@ struct PeriodOut<'a> {
     open_as_of: Option<Rfc3339>,
     predates_data: bool,
     set_by: Option<&'a str>,
+    /// Where the record that set it is (`null` for a period that predates the data).
+    set_at: Option<PlaceOut<'a>>,
     ended_by: Option<&'a str>,
+    /// Where the record that ended it is (`null` while it is open).
+    ended_at: Option<PlaceOut<'a>>,
     mailbox_audit_before: Option<u64>,
     mailbox_audit_during: Option<u64>,
     mailbox_audit_after: Option<u64>,
+}
+
+/// Where a record is: `path` (`archive.zip!entry` for a zip member) and its 1-based
+/// `line`, as a change's and an evidence item's.
+#[derive(Serialize)]
+pub(crate) struct PlaceOut<'a> {
+    path: Cow<'a, str>,
+    line: u64,
+}
+
+impl<'a> PlaceOut<'a> {
+    pub(crate) fn new(report: &'a Report, at: &At) -> PlaceOut<'a> {
+        PlaceOut {
+            path: report.inputs.path(at.input as usize),
+            line: at.line + 1,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -441,7 +462,9 @@ fn period_out<'a>(report: &'a Report, p: &'a Period) -> PeriodOut<'a> {
             .map(Rfc3339::new),
         predates_data: p.predates_data,
         set_by: p.set_by.as_deref(),
+        set_at: p.start_at.as_ref().map(|at| PlaceOut::new(report, at)),
         ended_by: p.ended_by.as_deref(),
+        ended_at: p.end_at.as_ref().map(|at| PlaceOut::new(report, at)),
         mailbox_audit_before: p.mailbox_audit.map(|m| m[0]),
         mailbox_audit_during: p.mailbox_audit.map(|m| m[1]),
         mailbox_audit_after: p.mailbox_audit.map(|m| m[2]),

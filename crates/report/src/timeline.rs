@@ -486,7 +486,12 @@ impl Serialize for Line<'_> {
                 m.serialize_entry("open", &p.open)?;
                 m.serialize_entry("predates_data", &p.predates_data)?;
                 m.serialize_entry("set_by", &p.set_by.as_deref())?;
+                let place = |at: &Option<ualhunt_engine::findings::At>| {
+                    at.as_ref().map(|at| crate::json::PlaceOut::new(r, at))
+                };
+                m.serialize_entry("set_at", &place(&p.start_at))?;
                 m.serialize_entry("ended_by", &p.ended_by.as_deref())?;
+                m.serialize_entry("ended_at", &place(&p.end_at))?;
                 let count = |k: usize| p.mailbox_audit.map(|m| m[k]);
                 m.serialize_entry("mailbox_audit_before", &count(0))?;
                 m.serialize_entry("mailbox_audit_during", &count(1))?;
