@@ -441,17 +441,21 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         let files = shard::merge::load(&args.partials)?;
         let plan = shard::merge::context_plan(files, today)?;
         write_partial(file, &plan)?;
-        let watched: usize = plan
+        // Distinct names: an account that is also an actor, or a name of two rules, once.
+        let watches: Vec<_> = plan
             .rules
             .iter()
-            .filter_map(|(_, w)| w.as_ref())
-            .map(|w| w.accounts.len() + w.actors.len())
-            .sum();
+            .filter_map(|(_, w)| w.as_ref().map(|w| w.watch()))
+            .collect();
+        let watched = ualhunt_engine::report::Watched::of(&watches);
         eprintln!(
             "ualhunt: context plan written to {}: {}",
             path.display(),
             if plan.needed() {
-                format!("the second stage watches {watched} names")
+                format!(
+                    "the second stage watches {} names ({} bypassed accounts, {} actors)",
+                    watched.names, watched.accounts, watched.actors
+                )
             } else {
                 "no context pass needed (the second stage reads nothing)".to_string()
             }

@@ -456,6 +456,84 @@ fn stats_print_the_accounting() {
 }
 
 #[test]
+fn stats_count_screened_lines_apart_and_watched_names_once() {
+    // Regression: lines the context pass's screen turned down unparsed counted as
+    // candidates, and the names watched were counted before telling spellings and
+    // roles of one name apart.
+    let stats = |args: &[&str]| -> String {
+        let mut all = vec![
+            "hunt",
+            "-q",
+            "--stats",
+            "--format",
+            "json",
+            "-o",
+            "/dev/null",
+        ];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let s1 = "tests/fixtures/investigation/s1_bypass_window_then_resume.jsonl";
+    let screened = stats(&[s1]);
+    assert!(
+        screened.contains(
+            "25 candidates (parsed), 4 screened out unparsed, 25 records of watched names"
+        ),
+        "{screened}"
+    );
+    // Read in full, the same lines are all parsed.
+    let full = stats(&["--context-full-read", s1]);
+    assert!(
+        full.contains(
+            "29 candidates (parsed), 0 screened out unparsed, 25 records of watched names"
+        ),
+        "{full}"
+    );
+    // An actor that is also a bypassed account is one name; spellings are counted apart.
+    let s5 = stats(&["tests/fixtures/investigation/s5_allowlisted_tool.jsonl"]);
+    assert!(
+        s5.contains(
+            "context names 5 watched (3 bypassed accounts, 3 actors; 6 spellings in the findings)"
+        ),
+        "{s5}"
+    );
+    let s7 = stats(&["tests/fixtures/investigation/s7_repeated_enables_spellings.jsonl"]);
+    assert!(
+        s7.contains(
+            "context names 3 watched (1 bypassed accounts, 2 actors; 6 spellings in the findings)"
+        ),
+        "{s7}"
+    );
+    // The sharded run's context plan says the same.
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("part0");
+    let plan = dir.path().join("plan");
+    let out = run(&[
+        "hunt",
+        "-q",
+        "--shard",
+        "0/1",
+        "--partial",
+        part.to_str().unwrap(),
+        "tests/fixtures/investigation/s5_allowlisted_tool.jsonl",
+    ]);
+    assert!(out.status.code().is_some_and(|c| c < 2));
+    let out = run(&[
+        "merge",
+        "--context-plan",
+        plan.to_str().unwrap(),
+        part.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the second stage watches 5 names (3 bypassed accounts, 3 actors)"),
+        "{said}"
+    );
+}
+
+#[test]
 fn rules_prints_metadata_and_query() {
     let out = run(&["rules"]);
     let text = String::from_utf8(out.stdout).unwrap();

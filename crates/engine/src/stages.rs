@@ -402,6 +402,9 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         activities.push(activity);
     }
 
+    let watched = context_stats
+        .is_some()
+        .then(|| crate::report::Watched::of(plan.rules.iter().filter_map(|(_, w)| w.as_ref())));
     let Found {
         inputs, mut errors, ..
     } = found;
@@ -421,6 +424,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                 threads: pool.current_num_threads(),
                 chunk_size: config.chunk_size,
                 scan: scan_stats,
+                watched,
                 context: context_stats,
                 rules: rule_stats,
                 routed_literals: matcher.router().map(|r| r.literals()),

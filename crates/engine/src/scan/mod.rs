@@ -326,12 +326,12 @@ impl Matcher {
     }
 
     /// Lets the sink turn candidates down from their bytes ([`Sink::may_select`]): one it
-    /// turns down is counted as a candidate the selections took but is not parsed, nor
-    /// handed to the sink. Only for a matcher whose every selection is a context
-    /// selection with no query (what [`Matcher::for_literals`] builds: each parsed
-    /// candidate goes to the sink); ignored otherwise. A turned-down line that would not
-    /// have parsed is counted as such a candidate, not as malformed (only `--stats`
-    /// shows the difference).
+    /// turns down is not parsed, nor handed to the sink, and is counted as `screened`,
+    /// not as a candidate (so `candidates` counts what was parsed; a turned-down line
+    /// that would not have parsed is not counted malformed either). Only for a matcher
+    /// whose every selection is a context selection with no query (what
+    /// [`Matcher::for_literals`] builds: each parsed candidate goes to the sink); ignored
+    /// otherwise.
     pub fn with_screen(mut self, on: bool) -> Matcher {
         self.screen = on
             && self
@@ -1067,11 +1067,9 @@ fn evaluate<S: Sink>(
     } = scratch;
     let file = at.input as usize;
     if pass.matcher.screen && !S::may_select(line, pass.params) {
-        // What `judge` counts for a record every selection takes (none has a query).
+        // Turned down unparsed: counted apart from the candidates, which were parsed.
         let m = pass.matcher;
-        out.counts.candidates += 1;
-        out.counts.not_matched += 1;
-        out.counts.context += 1;
+        out.counts.screened += 1;
         (0..m.selections.len()).for_each(|i| out.evaluated.bump(i));
         return;
     }
@@ -1303,6 +1301,60 @@ impl Interner {
 mod tests {
     use super::*;
     use crate::findings::Value;
+
+    /// Lines the context pass's screen turns down are counted apart, as screened out
+    /// unparsed: `candidates` are the lines parsed, and a turned-down line that would
+    /// not have parsed is not counted malformed (it used to be a candidate either way).
+    #[test]
+    fn screened_lines_are_counted_apart_from_the_candidates() {
+        use crate::analysis::context::{Activity, Watch};
+        // 2024-01-01T00:00:00Z + 1000 s .. + 2000 s.
+        const T0: i64 = 1_704_067_200;
+        let mut watch = Watch::new(
+            vec![(
+                "svc@contoso.com".into(),
+                vec![(Some(T0 + 1000), Some(T0 + 2000))],
+            )],
+            Vec::new(),
+        );
+        watch.horizon = 0;
+        let at = |secs: i64| {
+            chrono::DateTime::from_timestamp(T0 + secs, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string()
+        };
+        let record = |secs: i64| {
+            format!(
+                r#"{{"CreationTime":"{}","UserId":"svc@contoso.com","Operation":"MailItemsAccessed","RecordType":50,"Workload":"Exchange"}}"#,
+                at(secs)
+            )
+        };
+        let cut = record(5000);
+        let data = format!(
+            "{}\n{}\n{}\n",
+            record(1500),
+            record(5000),
+            &cut[..cut.len() - 20]
+        );
+        let scan = |screen: bool| {
+            let m = Matcher::for_literals(Rule::builtin(), watch.literals(), 1 << 20)
+                .with_screen(screen);
+            assert_eq!(m.screens(), screen);
+            let p: crate::findings::Partial<Activity> = scan_chunk(
+                data.as_bytes(),
+                0,
+                Pass::new(&m, &watch),
+                &mut Scratch::default(),
+            );
+            let c = p.counts;
+            assert_eq!(c.records, c.not_candidate() + c.screened + c.candidates);
+            assert_eq!(c.candidates, c.matched + c.not_matched + c.malformed);
+            (c.candidates, c.screened, c.malformed, p.sink.records)
+        };
+        assert_eq!(scan(true), (1, 2, 0, 1));
+        assert_eq!(scan(false), (3, 0, 1, 1));
+    }
 
     const HIT: &str = r#"{"Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","UserId":"u","CreationTime":"2024-01-01T00:00:00","Id":"1","Parameters":[{"Name":"Identity","Value":"m"},{"Name":"AuditBypassEnabled","Value":"True"}]}"#;
     const MISS: &str = r#"{"Operation":"Set-Mailbox","Workload":"Exchange","UserId":"u"}"#;
