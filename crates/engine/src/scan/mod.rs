@@ -1127,7 +1127,10 @@ fn evaluate<S: Sink>(
     // Exports (issue 8): a record held as JSON text in a string is parsed once more.
     if let Some(inner) = record.embedded() {
         let reparse = reparse.get_or_insert_with(Box::default);
-        evaluate_embedded(inner, line, at, pass, reparse, route, hits, texts, out);
+        let document = record.ecs_document();
+        evaluate_embedded(
+            inner, document, line, at, pass, reparse, route, hits, texts, out,
+        );
     } else {
         judge(&record, line, at, pass, route, hits, texts, out);
     }
@@ -1137,10 +1140,12 @@ fn evaluate<S: Sink>(
 /// Exports (issue 8): parses a record held as JSON text in a string of its wrapper
 /// (PowerShell's `AuditData` string, Elastic's `event.original`) from a second scratch
 /// buffer, then judges it like any record, at the wrapper's position. `line` is the
-/// wrapper's text, for the sample of a malformed one.
+/// wrapper's text, for the sample of a malformed one; `document` the wrapper when it is
+/// an ECS document, whose own enrichment fields the record is seen with.
 #[allow(clippy::too_many_arguments)]
 fn evaluate_embedded<S: Sink>(
     embedded: Embedded<'_>,
+    document: Option<simd_json::tape::Value<'_, '_>>,
     line: &[u8],
     at: At,
     pass: Pass<'_, S>,
@@ -1166,7 +1171,9 @@ fn evaluate_embedded<S: Sink>(
         }
         Ok(()) => match Record::new(tape.as_value()) {
             Ok(record) => {
-                let record = record.with_fallback_time(embedded.fallback_time);
+                let record = record
+                    .with_fallback_time(embedded.fallback_time)
+                    .with_document(document);
                 judge(&record, json, at, pass, route, hits, texts, out);
             }
             Err(_) => {
