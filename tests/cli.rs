@@ -534,6 +534,39 @@ fn stats_count_screened_lines_apart_and_watched_names_once() {
 }
 
 #[test]
+fn coverage_says_records_are_counted_as_read_when_matches_repeat() {
+    // Regression: coverage counted a record the inputs repeat each time while the
+    // findings dropped the repeat, and no report said so.
+    let file = "testdata/raw_ual_bypass_events.jsonl";
+    let json = |args: &[&str]| {
+        let mut all = vec!["hunt", "-q", "--format", "json"];
+        all.extend_from_slice(args);
+        json_of(&run(&all))
+    };
+    let once = json(&[file]);
+    let twice = json(&[file, file]);
+    assert_eq!(once["coverage"]["repeated_matches"], 0);
+    let repeated = twice["scan"]["duplicates"].as_u64().unwrap();
+    assert!(repeated > 0);
+    assert_eq!(twice["coverage"]["repeated_matches"], repeated);
+    assert_eq!(
+        twice["coverage"]["records"].as_u64().unwrap(),
+        2 * once["coverage"]["records"].as_u64().unwrap(),
+        "counted as read"
+    );
+    let note = format!(
+        "records are counted as read: {repeated} rule matches repeated an earlier one's record id"
+    );
+    let table = String::from_utf8(run(&["hunt", "-q", "--wide", file, file]).stdout).unwrap();
+    assert!(table.contains(&format!("\n  {note}")), "{table}");
+    let table = String::from_utf8(run(&["hunt", "-q", "--wide", file]).stdout).unwrap();
+    assert!(!table.contains("records are counted as read"), "{table}");
+    let html =
+        String::from_utf8(run(&["hunt", "-q", "--format", "html", file, file]).stdout).unwrap();
+    assert!(html.contains(&note.replace('\'', "&#39;")), "html");
+}
+
+#[test]
 fn rules_prints_metadata_and_query() {
     let out = run(&["rules"]);
     let text = String::from_utf8(out.stdout).unwrap();

@@ -804,6 +804,9 @@ fn coverage(s: &mut String, report: &Report) {
         num(c.exchange_admin_records),
         num(c.undated)
     );
+    if let Some(note) = crate::table::repeated_records(report) {
+        w!(s, r#"<p class="muted">{}</p>"#, Txt(&note));
+    }
     if let (Some(axis), false) = (page_axis(report), c.days.is_empty()) {
         let per = if axis.bucket_days() > 1 {
             format!(" (bars of {} days)", axis.bucket_days())

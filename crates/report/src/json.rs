@@ -295,6 +295,9 @@ struct CoverageOut<'a> {
     exchange_admin_records: u64,
     conclusive: bool,
     reasons: &'a [String],
+    /// Rule matches that repeated an earlier one's record id (`scan.duplicates`): the
+    /// inputs repeat records, which `records` and `days` count each time they are read.
+    repeated_matches: u64,
 }
 
 #[derive(Serialize)]
@@ -694,6 +697,7 @@ impl Exporter for Json {
                 exchange_admin_records: cov.exchange_admin_records,
                 conclusive: cov.conclusive,
                 reasons: &cov.reasons,
+                repeated_matches: report.duplicates,
             },
             investigations: report
                 .investigations
