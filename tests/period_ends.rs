@@ -62,6 +62,12 @@ fn an_open_period_under_until_is_open_at_until_in_every_format() {
         timeline.contains(&format!("still open at {at} (--until)")),
         "{timeline}"
     );
+    let start: serde_json::Value = timeline
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["data_type"] == "ualhunt:bypass_period_start")
+        .unwrap();
+    assert_eq!(start["open_as_of"], at);
     // Without --until: open at the end of the data, as before.
     let table = hunt("table", &["--wide"]);
     assert!(

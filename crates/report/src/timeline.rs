@@ -484,6 +484,8 @@ impl Serialize for Line<'_> {
                 m.serialize_entry("period_start", &time(&p.start))?;
                 m.serialize_entry("period_end", &time(&p.end))?;
                 m.serialize_entry("open", &p.open)?;
+                let open_as_of = crate::time::open_as_of(p, &r.window);
+                m.serialize_entry("open_as_of", &open_as_of.as_ref().map(super::Rfc3339::new))?;
                 m.serialize_entry("predates_data", &p.predates_data)?;
                 m.serialize_entry("set_by", &p.set_by.as_deref())?;
                 let place = |at: &Option<ualhunt_engine::findings::At>| {
