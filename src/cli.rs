@@ -124,6 +124,12 @@ pub struct RulesArgs {
     /// see the README's "Sigma rules").
     #[arg(long = "sigma-mapping", value_name = "FILE", requires = "rules")]
     pub sigma_mapping: Option<PathBuf>,
+
+    /// Instead of the listing, print the investigation guide and setup (Markdown, as
+    /// the rule file has them) of one rule: named by its id, its name, or a part of its
+    /// name that no other rule's holds (any case).
+    #[arg(long, value_name = "NAME-OR-ID")]
+    pub guide: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -441,17 +441,21 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         let files = shard::merge::load(&args.partials)?;
         let plan = shard::merge::context_plan(files, today)?;
         write_partial(file, &plan)?;
-        let watched: usize = plan
+        // Distinct names: an account that is also an actor, or a name of two rules, once.
+        let watches: Vec<_> = plan
             .rules
             .iter()
-            .filter_map(|(_, w)| w.as_ref())
-            .map(|w| w.accounts.len() + w.actors.len())
-            .sum();
+            .filter_map(|(_, w)| w.as_ref().map(|w| w.watch()))
+            .collect();
+        let watched = ualhunt_engine::report::Watched::of(&watches);
         eprintln!(
             "ualhunt: context plan written to {}: {}",
             path.display(),
             if plan.needed() {
-                format!("the second stage watches {watched} names")
+                format!(
+                    "the second stage watches {} names ({} bypassed accounts, {} actors)",
+                    watched.names, watched.accounts, watched.actors
+                )
             } else {
                 "no context pass needed (the second stage reads nothing)".to_string()
             }
@@ -523,6 +527,9 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     } else {
         cli::load_rules(&args.rules, args.sigma_mapping.as_deref()).context("--rules")?
     };
+    if let Some(wanted) = &args.guide {
+        return guide(&set, wanted);
+    }
     let enrichment = crate::cli::enrichment(&args.geoip_db)?;
     // As a hunt's first pass sees them: a rule with a trigger searched for by it.
     let matcher = ualhunt_engine::scan::Matcher::with_triggers(set.rules.clone(), usize::MAX)
@@ -671,8 +678,10 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
                 .collect();
             writeln!(
                 out,
-                "  guide:             {} (shown in the HTML report when the rule fires)",
-                what.join(" and ")
+                "  guide:             {} (shown in the HTML report when the rule fires; \
+                 `ualhunt rules --guide {}` prints it)",
+                what.join(" and "),
+                t(&m.id)
             )?;
         }
         if !rule.meta.analyses.is_empty() {
@@ -739,6 +748,77 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
             },
             t(&unfiltered.join("; "))
         )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `ualhunt rules --guide NAME-OR-ID`: the investigation guide and setup of the one
+/// rule `wanted` names, as the rule file has them (Markdown), every line through
+/// `terminal_safe` like the rest of a rule file's text. A name that fits no rule, or
+/// several, is an error naming the close ones.
+fn guide(set: &RuleSet, wanted: &str) -> anyhow::Result<()> {
+    use ualhunt_engine::rule::lookup::{Entry, Lookup};
+    // Error messages reach the terminal through `error_lines`, which escapes them.
+    let named = |e: &Entry<'_>| format!("{} ({})", e.name(), e.id());
+    let rule = match set.lookup(wanted) {
+        Lookup::Found(rule) => rule,
+        Lookup::Ambiguous(all) => {
+            const SHOWN: usize = 20;
+            let mut lines: Vec<String> = all.iter().take(SHOWN).map(named).collect();
+            if all.len() > SHOWN {
+                lines.push(format!("… and {} more", all.len() - SHOWN));
+            }
+            anyhow::bail!(
+                "--guide {wanted:?} fits {} rules; give one's id or whole name:\n{}",
+                all.len(),
+                lines.join("\n")
+            );
+        }
+        Lookup::Unknown(close) if close.is_empty() => anyhow::bail!(
+            "--guide {wanted:?}: no rule has that id or name, nor a name holding it \
+             ({} rules loaded; `ualhunt rules` lists them)",
+            set.rules.len() + set.not_run.len()
+        ),
+        Lookup::Unknown(close) => anyhow::bail!(
+            "--guide {wanted:?}: no rule has that id or name, nor a name holding it; the \
+             closest:\n{}",
+            close.iter().map(named).collect::<Vec<_>>().join("\n")
+        ),
+    };
+    if rule.note().is_none() && rule.setup().is_none() {
+        anyhow::bail!(
+            "{} has no investigation guide: its rule file has neither `note` nor `setup`{}",
+            named(&rule),
+            if rule.path().is_none() {
+                " (Elastic's published file of the rule, given with --rules, may have one)"
+            } else {
+                ""
+            }
+        );
+    }
+    let mut out = BufWriter::new(io::stdout().lock());
+    let text = |out: &mut BufWriter<_>, markdown: &str| -> io::Result<()> {
+        for line in markdown.trim().lines() {
+            writeln!(out, "{}", terminal_safe(line.trim_end_matches('\r')))?;
+        }
+        Ok(())
+    };
+    writeln!(out, "{}", terminal_safe(&named(&rule)))?;
+    if let Some(path) = rule.path() {
+        writeln!(out, "file: {}", terminal_safe(path))?;
+    }
+    if let Some(why) = rule.not_run() {
+        writeln!(out, "not run: {}", terminal_safe(why))?;
+    }
+    for (heading, markdown) in [
+        ("Investigation guide", rule.note()),
+        ("Setup", rule.setup()),
+    ] {
+        if let Some(markdown) = markdown {
+            writeln!(out, "\n=== {heading} ===\n")?;
+            text(&mut out, markdown)?;
+        }
     }
     out.flush()?;
     Ok(())

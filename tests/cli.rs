@@ -456,12 +456,174 @@ fn stats_print_the_accounting() {
 }
 
 #[test]
+fn stats_count_screened_lines_apart_and_watched_names_once() {
+    // Regression: lines the context pass's screen turned down unparsed counted as
+    // candidates, and the names watched were counted before telling spellings and
+    // roles of one name apart.
+    let stats = |args: &[&str]| -> String {
+        let mut all = vec![
+            "hunt",
+            "-q",
+            "--stats",
+            "--format",
+            "json",
+            "-o",
+            "/dev/null",
+        ];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let s1 = "tests/fixtures/investigation/s1_bypass_window_then_resume.jsonl";
+    let screened = stats(&[s1]);
+    assert!(
+        screened.contains(
+            "25 candidates (parsed), 4 screened out unparsed, 25 records of watched names"
+        ),
+        "{screened}"
+    );
+    // Read in full, the same lines are all parsed.
+    let full = stats(&["--context-full-read", s1]);
+    assert!(
+        full.contains(
+            "29 candidates (parsed), 0 screened out unparsed, 25 records of watched names"
+        ),
+        "{full}"
+    );
+    // An actor that is also a bypassed account is one name; spellings are counted apart.
+    let s5 = stats(&["tests/fixtures/investigation/s5_allowlisted_tool.jsonl"]);
+    assert!(
+        s5.contains(
+            "context names 5 watched (3 bypassed accounts, 3 actors; 6 spellings in the findings)"
+        ),
+        "{s5}"
+    );
+    let s7 = stats(&["tests/fixtures/investigation/s7_repeated_enables_spellings.jsonl"]);
+    assert!(
+        s7.contains(
+            "context names 3 watched (1 bypassed accounts, 2 actors; 6 spellings in the findings)"
+        ),
+        "{s7}"
+    );
+    // The sharded run's context plan says the same.
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("part0");
+    let plan = dir.path().join("plan");
+    let out = run(&[
+        "hunt",
+        "-q",
+        "--shard",
+        "0/1",
+        "--partial",
+        part.to_str().unwrap(),
+        "tests/fixtures/investigation/s5_allowlisted_tool.jsonl",
+    ]);
+    assert!(out.status.code().is_some_and(|c| c < 2));
+    let out = run(&[
+        "merge",
+        "--context-plan",
+        plan.to_str().unwrap(),
+        part.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("the second stage watches 5 names (3 bypassed accounts, 3 actors)"),
+        "{said}"
+    );
+}
+
+#[test]
+fn coverage_says_records_are_counted_as_read_when_matches_repeat() {
+    // Regression: coverage counted a record the inputs repeat each time while the
+    // findings dropped the repeat, and no report said so.
+    let file = "testdata/raw_ual_bypass_events.jsonl";
+    let json = |args: &[&str]| {
+        let mut all = vec!["hunt", "-q", "--format", "json"];
+        all.extend_from_slice(args);
+        json_of(&run(&all))
+    };
+    let once = json(&[file]);
+    let twice = json(&[file, file]);
+    assert_eq!(once["coverage"]["repeated_matches"], 0);
+    let repeated = twice["scan"]["duplicates"].as_u64().unwrap();
+    assert!(repeated > 0);
+    assert_eq!(twice["coverage"]["repeated_matches"], repeated);
+    assert_eq!(
+        twice["coverage"]["records"].as_u64().unwrap(),
+        2 * once["coverage"]["records"].as_u64().unwrap(),
+        "counted as read"
+    );
+    let note = format!(
+        "records are counted as read: {repeated} rule matches repeated an earlier one's record id"
+    );
+    let table = String::from_utf8(run(&["hunt", "-q", "--wide", file, file]).stdout).unwrap();
+    assert!(table.contains(&format!("\n  {note}")), "{table}");
+    let table = String::from_utf8(run(&["hunt", "-q", "--wide", file]).stdout).unwrap();
+    assert!(!table.contains("records are counted as read"), "{table}");
+    let html =
+        String::from_utf8(run(&["hunt", "-q", "--format", "html", file, file]).stdout).unwrap();
+    assert!(html.contains(&note.replace('\'', "&#39;")), "html");
+}
+
+#[test]
 fn rules_prints_metadata_and_query() {
     let out = run(&["rules"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("675239ea-c1bc-4467-a6d3-b9e2cc7f676d"));
     assert!(text.contains("event.action:Set-MailboxAuditBypassAssociation"));
     assert!(text.contains("T1562.001"));
+}
+
+#[test]
+fn rules_guide_prints_the_investigation_guide_of_the_rule_named() {
+    let rules = "tests/fixtures/responder/rules";
+    // By id, by a part of the name, by words that begin the name's words: the same guide.
+    for wanted in [
+        "675239EA-c1bc-4467-a6d3-b9e2cc7f676d",
+        "audit logging bypass",
+        "mailbox bypas",
+    ] {
+        let out = run(&["rules", "--rules", rules, "--guide", wanted]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{wanted}: {text}");
+        assert!(
+            text.starts_with(
+                "M365 Exchange Mailbox Audit Logging Bypass Added \
+                 (675239ea-c1bc-4467-a6d3-b9e2cc7f676d)\n"
+            ),
+            "{wanted}: {text}"
+        );
+        assert!(
+            text.contains("=== Investigation guide ===\n\n## Triage and analysis\n"),
+            "{wanted}: {text}"
+        );
+    }
+    // A text several names hold: an error listing them.
+    let out = run(&["rules", "--rules", rules, "--guide", "m365"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(out.stdout.is_empty());
+    assert!(said.contains("fits 3 rules"), "{said}");
+    assert!(
+        said.contains("\n  M365 Sign-in Signal (0b0b0b0b-0000-4000-8000-000000000001)"),
+        "{said}"
+    );
+    // A misspelt name: an error offering the close one.
+    let out = run(&["rules", "--rules", rules, "--guide", "inbx rul creatd"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(
+            "the closest:\n  M365 Inbox Rule Created (0b0b0b0b-0000-4000-8000-000000000002)"
+        ),
+        "{said}"
+    );
+    // The built-in rule has none, and says so.
+    let out = run(&["rules", "--guide", "bypass"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("has no investigation guide"), "{said}");
 }
 
 #[test]

@@ -314,3 +314,47 @@ fn rules_listing_shows_hostile_rule_text_as_visible_escapes() {
         "{text}"
     );
 }
+
+#[test]
+fn a_rules_investigation_guide_reaches_the_terminal_escaped() {
+    // `rules --guide` prints a rule file's Markdown on the terminal: the ESC and the bidi
+    // override its note holds arrive as visible escapes, the Markdown otherwise as written.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::cargo_bin("ualhunt")
+        .unwrap()
+        .current_dir(root)
+        .args([
+            "rules",
+            "--rules",
+            "tests/fixtures/responder/rules",
+            "--guide",
+            "inbox rule created",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    no_raw_controls("rules --guide", &text);
+    assert!(
+        text.contains("- adm\\u{202e}moc and \\u{1b}[31mred\n"),
+        "{text}"
+    );
+    assert!(text.contains("\n## Triage\n"), "{text}");
+    assert!(
+        text.contains("Needs the **Exchange** audit <iframe"),
+        "{text}"
+    );
+    // What the user typed comes back escaped in the error too.
+    let out = Command::cargo_bin("ualhunt")
+        .unwrap()
+        .current_dir(root)
+        .args(["rules", "--guide", "\u{1b}[2Jbypass\u{202e}"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    no_raw_controls("rules --guide", &String::from_utf8_lossy(&out.stderr));
+}

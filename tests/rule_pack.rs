@@ -915,6 +915,83 @@ fn a_travel_rule_without_a_database_parses_no_raw_sign_in_yet_fires_on_ecs_docum
     }
 }
 
+/// Regression: an ECS document that carries the raw record in `event.original` and its
+/// own `source.geo.*` had the raw record evaluated and its own enrichment ignored, so a
+/// GeoIP rule could not fire on it without `--geoip-db`. As Elastic evaluates the
+/// document's fields, the document's own enrichment wins (a database fills only what it
+/// lacks), in every mode.
+#[test]
+fn a_documents_own_enrichment_wins_over_its_event_original() {
+    let Some(dir) = rules_dir() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let ecs = tmp.path().join("original.ndjson");
+    // The two enriched sign-ins, each as a document that kept its raw record only as
+    // `event.original` beside the pipeline's `source.*` (no `event.action`: the raw
+    // record is what is read).
+    let mut text = String::new();
+    let source =
+        std::fs::read_to_string(root().join("tests/fixtures/rule_pack/enriched_ecs.ndjson"))
+            .unwrap();
+    for line in source.lines() {
+        let doc: Value = serde_json::from_str(line).unwrap();
+        let mut raw = doc["o365"]["audit"].clone();
+        raw["ClientIP"] = doc["source"]["ip"].clone();
+        let wrapped = serde_json::json!({
+            "@timestamp": doc["@timestamp"],
+            "event": {"original": raw.to_string(), "dataset": "o365.audit"},
+            "source": doc["source"],
+        });
+        text.push_str(&wrapped.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&ecs, &text).unwrap();
+    let signed_in: BTreeSet<String> = (1..=2)
+        .map(|n| format!("e2000000-0000-4000-8000-00000000000{n}"))
+        .collect();
+    let geo = root().join("tests/fixtures/geoip/GeoLite2-City-Test.mmdb");
+    let with_db = ["--geoip-db", geo.to_str().unwrap()];
+    for extra in [&[][..], &with_db[..]] {
+        let (fired, report) = findings_in_every_mode(&ecs, &dir, extra);
+        assert_eq!(fired[IMPOSSIBLE_TRAVEL], signed_in, "{extra:?}: {fired:?}");
+        assert_eq!(fired[ATYPICAL_REGION], signed_in, "{extra:?}: {fired:?}");
+        // The on-demand path finds the same.
+        let mut args = vec![
+            "hunt",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--format",
+            "json",
+            "--no-context",
+        ];
+        args.extend_from_slice(extra);
+        args.push(ecs.to_str().unwrap());
+        let out = Command::cargo_bin("ualhunt")
+            .unwrap()
+            .current_dir(root())
+            .env("UALHUNT_ON_DEMAND", "always")
+            .args(&args)
+            .output()
+            .unwrap();
+        let on_demand: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (&on_demand["by_rule"], &on_demand["actors"]),
+            (&report["by_rule"], &report["actors"]),
+            "on demand, {extra:?}"
+        );
+    }
+    // The document's country is the one the rule saw, not the database's for the
+    // address (the test database knows 89.160.20.112 as Sweden too, so a document that
+    // says otherwise shows which won).
+    let moved = text.replace("\"Sweden\"", "\"Norway\"");
+    std::fs::write(&ecs, &moved).unwrap();
+    let (_, report) = findings_in_every_mode(&ecs, &dir, &with_db);
+    let shown = report.to_string();
+    assert!(
+        shown.contains("\"Norway\"") && !shown.contains("\"Sweden\""),
+        "{shown}"
+    );
+}
+
 /// `ualhunt rules` says which rules cannot match without a database, and no longer
 /// says so of the user-agent fields or once the databases are given.
 #[test]

@@ -21,8 +21,9 @@ use crate::coverage::Coverage;
 pub const MAX_SAMPLES: usize = 20;
 
 /// Line and record accounting (DESIGN §3). For JSON lines a record is a non-blank line:
-/// `lines = blank + records`; always `records = not_candidate + candidates` and
-/// `candidates = matched + not_matched + malformed`. In a CSV export or a JSON document
+/// `lines = blank + records`; always `records = not_candidate + screened + candidates`
+/// and `candidates = matched + not_matched + malformed` (`screened` is 0 but in the
+/// context pass). In a CSV export or a JSON document
 /// a record is a row or an object, which may span lines; `lines` stays the count of
 /// physical lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,12 +47,17 @@ pub struct Counts {
     pub context: u64,
     /// Candidates that are not a JSON object (or are too long).
     pub malformed: u64,
+    /// Lines the prefilter let through that the sink turned down from their bytes,
+    /// unparsed ([`crate::scan::Sink::may_select`]: the context pass's screen): not
+    /// candidates, since nothing was parsed (whether they would have parsed is unknown).
+    #[serde(default)]
+    pub screened: u64,
 }
 
 impl Counts {
     /// Records the prefilter ruled out without parsing.
     pub fn not_candidate(&self) -> u64 {
-        self.records - self.candidates
+        self.records - self.candidates - self.screened
     }
 
     /// Adds another account of lines.
@@ -64,6 +70,7 @@ impl Counts {
         self.not_matched += other.not_matched;
         self.context += other.context;
         self.malformed += other.malformed;
+        self.screened += other.screened;
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Record<'t, 'i> {
     fallback_time: Option<&'i str>,
     /// Set when the object only wraps its record as JSON text in a string.
     embedded: Option<Embedded<'i>>,
+    /// The ECS document whose `event.original` this record is: its own enrichment
+    /// fields are read before the record's derived ones ([`Record::document`]).
+    document: Option<Value<'t, 'i>>,
 }
 
 /// A record held as JSON text in a string of its wrapper: the `AuditData` string of
@@ -260,7 +263,30 @@ impl<'t, 'i> Record<'t, 'i> {
                 json,
                 fallback_time: None,
             }),
+            document: None,
         }
+    }
+
+    /// The object this record was read from; for an ECS document whose record is its
+    /// `event.original` ([`Record::embedded`]), the document to give that record
+    /// ([`Record::with_document`]).
+    pub(crate) fn ecs_document(&self) -> Option<Value<'t, 'i>> {
+        (self.shape == Shape::Ecs && self.embedded.is_some()).then_some(self.root)
+    }
+
+    /// Gives a record read from an ECS document's `event.original` that document, whose
+    /// own `source.geo.*`, `source.as.*` and `user_agent.*` fields (the pipeline's
+    /// enrichment) are what a rule sees of those fields, as in Elastic, which evaluates
+    /// the document ([`crate::enrich::Enriched`]).
+    pub(crate) fn with_document(mut self, document: Option<Value<'t, 'i>>) -> Record<'t, 'i> {
+        self.document = document;
+        self
+    }
+
+    /// The ECS document this record was read from the `event.original` of, if it was.
+    pub fn document(&self) -> Option<Record<'t, 'i>> {
+        let root = self.document?;
+        Some(Record::read(root, Found::of(root).ok()?))
     }
 
     /// The shape this record was recognised as.

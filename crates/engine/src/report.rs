@@ -113,6 +113,8 @@ pub struct RunStats {
     pub scan: PassStats,
     /// The context pass, when it ran; with the records it attributed to a watched name.
     pub context: Option<(PassStats, u64)>,
+    /// Whom the context pass watched, when it ran.
+    pub watched: Option<Watched>,
     /// Per rule: its prefilter literals and how many records it was evaluated on.
     pub rules: Vec<RuleStats>,
     /// Distinct literals the router maps back to rules (`None`: no routing).
@@ -120,6 +122,44 @@ pub struct RunStats {
     /// The second look at the rules searched for by their trigger only
     /// (`stages::around_triggers`; `None`: no such rule).
     pub triggers: Option<crate::stages::TriggerStats>,
+}
+
+/// Whom the context pass watched, for `--stats`: distinct names (trimmed, any case, as
+/// the pass compares them), over every rule's watch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watched {
+    /// Distinct names: a bypassed account that is also an actor, or a name two rules
+    /// watch, counts once.
+    pub names: usize,
+    /// Distinct bypassed accounts.
+    pub accounts: usize,
+    /// Distinct actors.
+    pub actors: usize,
+    /// Distinct spellings of them in the findings (case and spacing variants of one
+    /// name each count): what the count of names was before they were told apart.
+    pub spellings: usize,
+}
+
+impl Watched {
+    /// Counts the names of `watches`.
+    pub fn of<'a>(
+        watches: impl IntoIterator<Item = &'a crate::analysis::context::Watch>,
+    ) -> Watched {
+        use std::collections::BTreeSet;
+        let (mut accounts, mut actors, mut spellings) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for w in watches {
+            accounts.extend(w.accounts.iter().map(|(k, _)| k.as_str()));
+            actors.extend(w.actors.iter().map(|(k, _)| k.as_str()));
+            spellings.extend(w.spellings.iter().map(String::as_str));
+        }
+        Watched {
+            names: accounts.union(&actors).count(),
+            accounts: accounts.len(),
+            actors: actors.len(),
+            spellings: spellings.len(),
+        }
+    }
 }
 
 /// How one rule fared in the first pass, for `--stats`.

@@ -443,6 +443,9 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     }
     drop(maps);
 
+    let watched = context_stats
+        .is_some()
+        .then(|| crate::report::Watched::of(plan.rules.iter().filter_map(|(_, w)| w.as_ref())));
     let Found {
         inputs, mut errors, ..
     } = found;
@@ -462,6 +465,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                 threads: pool.current_num_threads(),
                 chunk_size: config.chunk_size,
                 scan: scan_stats,
+                watched,
                 context: context_stats,
                 rules: rule_stats,
                 routed_literals: matcher.router().map(|r| r.literals()),

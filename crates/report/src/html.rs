@@ -804,6 +804,9 @@ fn coverage(s: &mut String, report: &Report) {
         num(c.exchange_admin_records),
         num(c.undated)
     );
+    if let Some(note) = crate::table::repeated_records(report) {
+        w!(s, r#"<p class="muted">{}</p>"#, Txt(&note));
+    }
     if let (Some(axis), false) = (page_axis(report), c.days.is_empty()) {
         let per = if axis.bucket_days() > 1 {
             format!(" (bars of {} days)", axis.bucket_days())
@@ -1084,7 +1087,7 @@ fn lane_details(s: &mut String, report: &Report, lane: &Lane<'_>, i: usize) {
     );
     if let Some(a) = lane.account {
         s.push_str(r#"<div class="nextbox"><b>Next steps</b>"#);
-        steps_list(s, &next::bypass(a, next::spelled(a)));
+        steps_list(s, &next::bypass(a, next::spelled(a), &report.window));
         if !a.periods.is_empty() {
             s.push_str(r#"<p class="muted">The mailbox audit has nothing of those spans: look at the account's sign-ins, message trace and other workloads' records (its other activity while bypassed is below).</p>"#);
         }
@@ -1102,10 +1105,13 @@ fn lane_details(s: &mut String, report: &Report, lane: &Lane<'_>, i: usize) {
             } else {
                 when(&p.start)
             };
-            let to = if p.open {
-                r#"<b class="red">still ON</b>"#.to_string()
-            } else {
-                when(&p.end)
+            let to = match crate::time::open_as_of(p, &report.window) {
+                Some(until) => format!(
+                    r#"<b class="red">still ON</b> at {} (<code>--until</code>)"#,
+                    Rfc3339::new(&until).as_str()
+                ),
+                None if p.open => r#"<b class="red">still ON</b>"#.to_string(),
+                None => when(&p.end),
             };
             s.push_str("<tr>");
             td(s, "Bypassed from", "t", from);
@@ -1507,7 +1513,7 @@ fn next_cell(
     if rule.is_bypass() {
         let target = report.text(f, report.items(f).target);
         match target.and_then(|t| accounts.get(&(f.rule, key(t))).map(|a| (t, *a))) {
-            Some((t, a)) => steps_list(s, &next::change(a, t, f.at)),
+            Some((t, a)) => steps_list(s, &next::change(a, t, f.at, &report.window)),
             None => w!(
                 s,
                 "confirm the live state: <code>{} -Identity &lt;the account&gt;</code>",

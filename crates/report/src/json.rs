@@ -23,7 +23,7 @@ use ualhunt_engine::analysis::actors::ActorFindings;
 use ualhunt_engine::analysis::bypass::{Account, ActorContext, Investigation, Period};
 use ualhunt_engine::analysis::context::{OpKey, OpStat, Tampering};
 use ualhunt_engine::error::{InputError, Warning};
-use ualhunt_engine::findings::{Finding, Value};
+use ualhunt_engine::findings::{At, Finding, Value};
 use ualhunt_engine::report::MalformedLine;
 use ualhunt_engine::rule::{Alerting, Threat};
 
@@ -295,6 +295,9 @@ struct CoverageOut<'a> {
     exchange_admin_records: u64,
     conclusive: bool,
     reasons: &'a [String],
+    /// Rule matches that repeated an earlier one's record id (`scan.duplicates`): the
+    /// inputs repeat records, which `records` and `days` count each time they are read.
+    repeated_matches: u64,
 }
 
 #[derive(Serialize)]
@@ -347,12 +350,36 @@ struct PeriodOut<'a> {
     start: Option<Rfc3339>,
     end: Option<Rfc3339>,
     open: bool,
+    /// Under `--until`, the window's end for a period open there (what the table's
+    /// `OPEN at T (--until)` says); else `null`.
+    open_as_of: Option<Rfc3339>,
     predates_data: bool,
     set_by: Option<&'a str>,
+    /// Where the record that set it is (`null` for a period that predates the data).
+    set_at: Option<PlaceOut<'a>>,
     ended_by: Option<&'a str>,
+    /// Where the record that ended it is (`null` while it is open).
+    ended_at: Option<PlaceOut<'a>>,
     mailbox_audit_before: Option<u64>,
     mailbox_audit_during: Option<u64>,
     mailbox_audit_after: Option<u64>,
+}
+
+/// Where a record is: `path` (`archive.zip!entry` for a zip member) and its 1-based
+/// `line`, as a change's and an evidence item's.
+#[derive(Serialize)]
+pub(crate) struct PlaceOut<'a> {
+    path: Cow<'a, str>,
+    line: u64,
+}
+
+impl<'a> PlaceOut<'a> {
+    pub(crate) fn new(report: &'a Report, at: &At) -> PlaceOut<'a> {
+        PlaceOut {
+            path: report.inputs.path(at.input as usize),
+            line: at.line + 1,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -428,14 +455,19 @@ fn change_out<'a>(
     }
 }
 
-fn period_out(p: &Period) -> PeriodOut<'_> {
+fn period_out<'a>(report: &'a Report, p: &'a Period) -> PeriodOut<'a> {
     PeriodOut {
         start: p.start.as_ref().map(Rfc3339::new),
         end: p.end.as_ref().map(Rfc3339::new),
         open: p.open,
+        open_as_of: crate::time::open_as_of(p, &report.window)
+            .as_ref()
+            .map(Rfc3339::new),
         predates_data: p.predates_data,
         set_by: p.set_by.as_deref(),
+        set_at: p.start_at.as_ref().map(|at| PlaceOut::new(report, at)),
         ended_by: p.ended_by.as_deref(),
+        ended_at: p.end_at.as_ref().map(|at| PlaceOut::new(report, at)),
         mailbox_audit_before: p.mailbox_audit.map(|m| m[0]),
         mailbox_audit_during: p.mailbox_audit.map(|m| m[1]),
         mailbox_audit_after: p.mailbox_audit.map(|m| m[2]),
@@ -449,7 +481,7 @@ fn account_out<'a>(report: &'a Report, a: &'a Account) -> AccountOut<'a> {
         state_at_end: a.state_at_end,
         allowed: a.allowed.map(|i| &report.allowlist.entries[i]),
         changes: a.changes.iter().map(|c| change_out(report, c)).collect(),
-        periods: a.periods.iter().map(period_out).collect(),
+        periods: a.periods.iter().map(|p| period_out(report, p)).collect(),
         blind_spot: a.blind_spot.as_ref().map(|b| BlindSpotOut {
             mailbox_audit_before: b.before,
             mailbox_audit_during: b.during,
@@ -665,6 +697,7 @@ impl Exporter for Json {
                 exchange_admin_records: cov.exchange_admin_records,
                 conclusive: cov.conclusive,
                 reasons: &cov.reasons,
+                repeated_matches: report.duplicates,
             },
             investigations: report
                 .investigations

@@ -6,10 +6,11 @@
 //! for its medium. A name is quoted for PowerShell here (single quotes, its quote
 //! characters doubled), so a pasted command names that mailbox and nothing more.
 
+use ualhunt_engine::analysis::Window;
 use ualhunt_engine::analysis::bypass::{Account, Period, State};
 use ualhunt_engine::findings::At;
 
-use crate::time::rfc3339;
+use crate::time::{open_as_of, rfc3339, still_open_at};
 
 /// The cmdlet that shows an account's bypass as it is now.
 pub const GET: &str = "Get-MailboxAuditBypassAssociation";
@@ -50,36 +51,39 @@ fn step(what: impl Into<String>, command: Option<String>) -> Step {
     }
 }
 
-/// The span of one period, `from – to`.
-fn span(p: &Period) -> String {
+/// The span of one period, `from – to`: a period open at the end of the data ends
+/// `now`; under `--until`, one open at the window's end ends `still open at T (--until)`
+/// (the report speaks of the state there, not of today's).
+fn span(p: &Period, window: &Window) -> String {
     let from = match (p.predates_data, &p.start) {
         (false, Some(t)) => rfc3339(t),
         _ => "before the data".to_string(),
     };
-    let to = match (p.open, &p.end) {
-        (false, Some(t)) => rfc3339(t),
+    let to = match (p.open, &p.end, open_as_of(p, window)) {
+        (false, Some(t), _) => rfc3339(t),
+        (_, _, Some(until)) => still_open_at(&until),
         _ => "now".to_string(),
     };
     format!("{from} – {to}")
 }
 
 /// The steps for a bypassed account, in order. `name`: the account as the records
-/// spell it.
-pub fn bypass(account: &Account, name: &str) -> Vec<Step> {
-    steps(account, name, None)
+/// spell it; `window`: the run's `--since`/`--until`.
+pub fn bypass(account: &Account, name: &str, window: &Window) -> Vec<Step> {
+    steps(account, name, None, window)
 }
 
 /// The steps for one change of an account: the span to review is the period the change
 /// opened or closed (every period when it is neither).
-pub fn change(account: &Account, name: &str, at: At) -> Vec<Step> {
+pub fn change(account: &Account, name: &str, at: At, window: &Window) -> Vec<Step> {
     let period = account
         .periods
         .iter()
         .find(|p| p.start_at == Some(at) || p.end_at == Some(at));
-    steps(account, name, period)
+    steps(account, name, period, window)
 }
 
-fn steps(account: &Account, name: &str, period: Option<&Period>) -> Vec<Step> {
+fn steps(account: &Account, name: &str, period: Option<&Period>, window: &Window) -> Vec<Step> {
     let id = ps_quote(name);
     let get = format!("{GET} -Identity {id}");
     let remove = format!("{SET} -Identity {id} -AuditBypassEnabled $false");
@@ -99,8 +103,13 @@ fn steps(account: &Account, name: &str, period: Option<&Period>) -> Vec<Step> {
         State::Unknown => steps.push(step("see whether it is on now", Some(get))),
     }
     let spans: Vec<String> = match period {
-        Some(p) => vec![span(p)],
-        None => account.periods.iter().rev().map(span).collect(),
+        Some(p) => vec![span(p, window)],
+        None => account
+            .periods
+            .iter()
+            .rev()
+            .map(|p| span(p, window))
+            .collect(),
     };
     if !spans.is_empty() {
         let mut what = format!(
@@ -182,7 +191,7 @@ mod tests {
             blind_spot: None,
         };
         let name = spelled(&account);
-        let all = line(&bypass(&account, name));
+        let all = line(&bypass(&account, name, &Window::default()));
         assert_eq!(
             all,
             "confirm it is still on: Get-MailboxAuditBypassAssociation -Identity 'O''Brien@contoso.com'; \
@@ -190,16 +199,53 @@ mod tests {
              -AuditBypassEnabled $false; review what it did unaudited, 2024-03-05T09:00:00Z – now, \
              2024-03-01T09:00:00Z – 2024-03-02T09:00:00Z"
         );
-        let closed = line(&change(&account, name, at(2)));
+        let closed = line(&change(&account, name, at(2), &Window::default()));
         assert!(
             closed.ends_with("unaudited, 2024-03-01T09:00:00Z – 2024-03-02T09:00:00Z"),
             "{closed}"
         );
-        let opened = line(&change(&account, name, at(3)));
+        let opened = line(&change(&account, name, at(3), &Window::default()));
         assert!(
             opened.ends_with("unaudited, 2024-03-05T09:00:00Z – now"),
             "{opened}"
         );
+    }
+
+    /// Under `--until` a period open at the window's end is open as of then, not now;
+    /// one begun after the window is still open at the end of the data.
+    #[test]
+    fn an_open_period_under_until_is_open_at_until_not_now() {
+        let account = Account {
+            identity: "a@contoso.com".into(),
+            spellings: vec!["a@contoso.com".into()],
+            state_at_end: State::On,
+            allowed: None,
+            changes: Vec::new(),
+            periods: vec![period("2024-03-05T09:00:00Z", None, 3, 0)],
+            blind_spot: None,
+        };
+        let window = |until: &str| Window {
+            since: None,
+            until: Some(until.parse().unwrap()),
+        };
+        let before = line(&bypass(
+            &account,
+            "a@contoso.com",
+            &window("2024-03-10T00:00:00Z"),
+        ));
+        assert!(
+            before.ends_with(
+                "unaudited, 2024-03-05T09:00:00Z – still open at 2024-03-10T00:00:00Z (--until)"
+            ),
+            "{before}"
+        );
+        let after = line(&change(
+            &account,
+            "a@contoso.com",
+            at(3),
+            &window("2024-03-05T09:00:00Z"),
+        ));
+        assert!(after.ends_with("2024-03-05T09:00:00Z – now"), "{after}");
     }
 
     #[test]

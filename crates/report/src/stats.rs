@@ -93,13 +93,21 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         Some((p, attributed)) => {
             writeln!(
                 out,
-                "context pass  {:.3} s, {} bytes, prefilter {}, {} candidates, {} records of watched names",
+                "context pass  {:.3} s, {} bytes, prefilter {}, {} candidates (parsed), {} screened out unparsed, {} records of watched names",
                 p.wall.as_secs_f64(),
                 p.bytes,
                 p.prefilter,
                 p.counts.candidates,
+                p.counts.screened,
                 attributed
             )?;
+            if let Some(w) = &run.watched {
+                writeln!(
+                    out,
+                    "context names {} watched ({} bypassed accounts, {} actors; {} spellings in the findings)",
+                    w.names, w.accounts, w.actors, w.spellings
+                )?;
+            }
             // The block index lets the pass skip what holds no watched time; what a
             // compressed file's stretches needed inflated before them from a seek
             // point is read too.

@@ -470,7 +470,7 @@ impl Table {
                     ),
                 )?;
             }
-            let steps = crate::next::bypass(a, crate::next::spelled(a));
+            let steps = crate::next::bypass(a, crate::next::spelled(a), &report.window);
             self.line(
                 out,
                 &format!("    next: {}", terminal_safe(&crate::next::line(&steps))),
@@ -637,8 +637,26 @@ impl Table {
         if !c.gap_days.is_empty() && c.reasons.is_empty() {
             self.line(out, &format!("  gap days: {}", summarize_days(&c.gap_days)))?;
         }
+        if let Some(note) = repeated_records(report) {
+            self.line(out, &format!("  {note}"))?;
+        }
         Ok(())
     }
+}
+
+/// What the coverage says of records the inputs repeat, when rule matches showed some:
+/// the coverage counts records as read (telling copies apart would cost the first pass
+/// an id per record), while the findings drop a repeated match.
+pub(crate) fn repeated_records(report: &Report) -> Option<String> {
+    (report.duplicates > 0).then(|| {
+        format!(
+            "records are counted as read: {} rule match{} repeated an earlier one's record id \
+             (overlapping exports?), so the inputs repeat records and the counts above \
+             include every copy",
+            report.duplicates,
+            if report.duplicates == 1 { "" } else { "es" }
+        )
+    })
 }
 
 fn state_name(s: State) -> &'static str {
@@ -655,10 +673,10 @@ fn period_text(p: &Period, report: &Report) -> String {
     } else {
         when(&p.start)
     };
-    let end = if p.open {
-        "OPEN".to_string()
-    } else {
-        when(&p.end)
+    let end = match crate::time::open_as_of(p, &report.window) {
+        Some(until) => format!("OPEN at {} (--until)", rfc3339(&until)),
+        None if p.open => "OPEN".to_string(),
+        None => when(&p.end),
     };
     let mut s = format!("{start} -> {end}");
     if let Some(by) = &p.set_by {

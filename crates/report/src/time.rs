@@ -12,6 +12,23 @@ pub fn end_of(window: &ualhunt_engine::analysis::Window) -> String {
     }
 }
 
+/// The time an open period is told open at: the end of the window under `--until` (the
+/// time the verdict's state is of) for a period begun before it; `None` for a period
+/// told open at the end of the data (no `--until`, or one begun at or after it).
+pub fn open_as_of(
+    p: &ualhunt_engine::analysis::bypass::Period,
+    window: &ualhunt_engine::analysis::Window,
+) -> Option<DateTime<Utc>> {
+    let until = window.until?;
+    (p.open && (p.predates_data || p.start.is_none_or(|s| s < until))).then_some(until)
+}
+
+/// `still open at T (--until)`: how every text output ends a period open at the end of
+/// the window ([`open_as_of`]).
+pub fn still_open_at(until: &DateTime<Utc>) -> String {
+    format!("still open at {} (--until)", rfc3339(until))
+}
+
 /// RFC 3339 in UTC with a `Z`, fractional seconds only when present.
 pub fn rfc3339(t: &DateTime<Utc>) -> String {
     Rfc3339::new(t).as_str().to_string()

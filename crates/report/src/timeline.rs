@@ -376,10 +376,10 @@ impl<'a> Line<'a> {
                         "Mailbox audit bypass period of {} begins (set by {}){}{}",
                         account.identity,
                         or(who(&p.set_by), "(unknown actor)"),
-                        if p.open {
-                            "; still on at the end of the data"
-                        } else {
-                            ""
+                        match crate::time::open_as_of(p, &r.window) {
+                            Some(until) => format!("; {}", crate::time::still_open_at(&until)),
+                            None if p.open => "; still on at the end of the data".to_string(),
+                            None => String::new(),
                         },
                         mailbox_counts(p)
                     )
@@ -484,9 +484,16 @@ impl Serialize for Line<'_> {
                 m.serialize_entry("period_start", &time(&p.start))?;
                 m.serialize_entry("period_end", &time(&p.end))?;
                 m.serialize_entry("open", &p.open)?;
+                let open_as_of = crate::time::open_as_of(p, &r.window);
+                m.serialize_entry("open_as_of", &open_as_of.as_ref().map(super::Rfc3339::new))?;
                 m.serialize_entry("predates_data", &p.predates_data)?;
                 m.serialize_entry("set_by", &p.set_by.as_deref())?;
+                let place = |at: &Option<ualhunt_engine::findings::At>| {
+                    at.as_ref().map(|at| crate::json::PlaceOut::new(r, at))
+                };
+                m.serialize_entry("set_at", &place(&p.start_at))?;
                 m.serialize_entry("ended_by", &p.ended_by.as_deref())?;
+                m.serialize_entry("ended_at", &place(&p.end_at))?;
                 let count = |k: usize| p.mailbox_audit.map(|m| m[k]);
                 m.serialize_entry("mailbox_audit_before", &count(0))?;
                 m.serialize_entry("mailbox_audit_during", &count(1))?;

@@ -303,8 +303,16 @@ impl Enrichment {
     }
 
     /// The first value of `field` that is not empty, as evidence shows it: derived for
-    /// a raw record, read for an ECS document.
+    /// a raw record, read for an ECS document (and, for a raw record read from an ECS
+    /// document's `event.original`, read from that document where it has the field).
     pub fn shown_text(&self, record: &Record<'_, '_>, field: &Field) -> Option<String> {
+        if is_enrichment(field)
+            && let Some(shown) = record
+                .document()
+                .and_then(|doc| doc.shown_text(field).map(|v| v.into_owned()))
+        {
+            return Some(shown);
+        }
         match field {
             Field::Derived(d) if record.shape() == Shape::Raw => {
                 self.value(record, *d).filter(|v| !v.is_empty())
@@ -378,7 +386,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A record seen with the pipeline's enrichment: what rules evaluate.
+/// Whether `field` is one the pipeline's enrichment writes into a document: a derived
+/// field, or any other `source.geo.*`, `source.as.*` or `user_agent.*` field but
+/// `user_agent.original` (which the record itself has).
+fn is_enrichment(field: &Field) -> bool {
+    match field {
+        Field::Derived(_) => true,
+        Field::Other(name) => ["source.geo.", "source.as.", "user_agent."]
+            .iter()
+            .any(|p| name.starts_with(p)),
+        _ => false,
+    }
+}
+
+/// A record seen with the pipeline's enrichment: what rules evaluate. A raw record read
+/// from an ECS document's `event.original` ([`Record::document`]) is seen with that
+/// document's own enrichment fields where it has them (Elastic evaluates the document),
+/// and derives only those it lacks.
 pub struct Enriched<'a, 'r, 't, 'i> {
     record: &'r Record<'t, 'i>,
     enrichment: &'a Enrichment,
@@ -393,6 +417,18 @@ impl<'a, 'r, 't, 'i> Enriched<'a, 'r, 't, 'i> {
 
 impl Fields<Field> for Enriched<'_, '_, '_, '_> {
     fn any_value(&self, field: &Field, pred: &mut dyn FnMut(&str) -> bool) -> bool {
+        if is_enrichment(field)
+            && let Some(doc) = self.record.document()
+        {
+            let mut has = false;
+            let hit = doc.any_value(field, &mut |v| {
+                has = true;
+                pred(v)
+            });
+            if has {
+                return hit;
+            }
+        }
         match field {
             Field::Derived(d) if self.record.shape() == Shape::Raw => self
                 .enrichment

@@ -51,6 +51,14 @@ pub struct NotRun {
     pub language: String,
     /// Why it does not run.
     pub reason: String,
+    /// Its investigation guide (Elastic's `note`, Markdown), for `ualhunt rules
+    /// --guide`: a rule that does not run may still be read about. Not part of a report
+    /// or a partial (serde skips it).
+    #[serde(skip)]
+    pub note: Option<String>,
+    /// What it needs set up (Elastic's `setup`, Markdown); like `note`.
+    #[serde(skip)]
+    pub setup: Option<String>,
 }
 
 /// A rule file that could not be read.
@@ -258,6 +266,8 @@ pub fn parse(text: &str) -> Result<Loaded, RuleError> {
             rule_type: r.rule_type,
             language: r.language.unwrap_or_default(),
             reason,
+            note: non_empty(r.note),
+            setup: non_empty(r.setup),
         }));
     }
     let threat = r

@@ -35,6 +35,7 @@ pub mod esql {
     pub type Trigger = ualhunt_query::esql::Trigger<crate::field::Field>;
 }
 pub mod load;
+pub mod lookup;
 pub mod sigma;
 
 use std::fmt;

@@ -763,6 +763,8 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
             rule_type: meta.rule_type,
             language: SIGMA.into(),
             reason: format!("Sigma: {why}"),
+            note: meta.note,
+            setup: meta.setup,
         })
     };
     let mut out: Vec<Vec<Loaded>> = texts.iter().map(|_| Vec::new()).collect();

@@ -328,12 +328,12 @@ impl Matcher {
     }
 
     /// Lets the sink turn candidates down from their bytes ([`Sink::may_select`]): one it
-    /// turns down is counted as a candidate the selections took but is not parsed, nor
-    /// handed to the sink. Only for a matcher whose every selection is a context
-    /// selection with no query (what [`Matcher::for_literals`] builds: each parsed
-    /// candidate goes to the sink); ignored otherwise. A turned-down line that would not
-    /// have parsed is counted as such a candidate, not as malformed (only `--stats`
-    /// shows the difference).
+    /// turns down is not parsed, nor handed to the sink, and is counted as `screened`,
+    /// not as a candidate (so `candidates` counts what was parsed; a turned-down line
+    /// that would not have parsed is not counted malformed either). Only for a matcher
+    /// whose every selection is a context selection with no query (what
+    /// [`Matcher::for_literals`] builds: each parsed candidate goes to the sink); ignored
+    /// otherwise.
     pub fn with_screen(mut self, on: bool) -> Matcher {
         self.screen = on
             && self
@@ -1087,11 +1087,9 @@ fn evaluate<S: Sink>(
     } = scratch;
     let file = at.input as usize;
     if pass.matcher.screen && !S::may_select(line, pass.params) {
-        // What `judge` counts for a record every selection takes (none has a query).
+        // Turned down unparsed: counted apart from the candidates, which were parsed.
         let m = pass.matcher;
-        out.counts.candidates += 1;
-        out.counts.not_matched += 1;
-        out.counts.context += 1;
+        out.counts.screened += 1;
         (0..m.selections.len()).for_each(|i| out.evaluated.bump(i));
         return;
     }
@@ -1149,7 +1147,10 @@ fn evaluate<S: Sink>(
     // Exports (issue 8): a record held as JSON text in a string is parsed once more.
     if let Some(inner) = record.embedded() {
         let reparse = reparse.get_or_insert_with(Box::default);
-        evaluate_embedded(inner, line, at, pass, reparse, route, hits, texts, out);
+        let document = record.ecs_document();
+        evaluate_embedded(
+            inner, document, line, at, pass, reparse, route, hits, texts, out,
+        );
     } else {
         judge(&record, line, at, pass, route, hits, texts, out);
     }
@@ -1159,10 +1160,12 @@ fn evaluate<S: Sink>(
 /// Exports (issue 8): parses a record held as JSON text in a string of its wrapper
 /// (PowerShell's `AuditData` string, Elastic's `event.original`) from a second scratch
 /// buffer, then judges it like any record, at the wrapper's position. `line` is the
-/// wrapper's text, for the sample of a malformed one.
+/// wrapper's text, for the sample of a malformed one; `document` the wrapper when it is
+/// an ECS document, whose own enrichment fields the record is seen with.
 #[allow(clippy::too_many_arguments)]
 fn evaluate_embedded<S: Sink>(
     embedded: Embedded<'_>,
+    document: Option<simd_json::tape::Value<'_, '_>>,
     line: &[u8],
     at: At,
     pass: Pass<'_, S>,
@@ -1188,7 +1191,9 @@ fn evaluate_embedded<S: Sink>(
         }
         Ok(()) => match Record::new(tape.as_value()) {
             Ok(record) => {
-                let record = record.with_fallback_time(embedded.fallback_time);
+                let record = record
+                    .with_fallback_time(embedded.fallback_time)
+                    .with_document(document);
                 judge(&record, json, at, pass, route, hits, texts, out);
             }
             Err(_) => {
@@ -1323,6 +1328,60 @@ impl Interner {
 mod tests {
     use super::*;
     use crate::findings::Value;
+
+    /// Lines the context pass's screen turns down are counted apart, as screened out
+    /// unparsed: `candidates` are the lines parsed, and a turned-down line that would
+    /// not have parsed is not counted malformed (it used to be a candidate either way).
+    #[test]
+    fn screened_lines_are_counted_apart_from_the_candidates() {
+        use crate::analysis::context::{Activity, Watch};
+        // 2024-01-01T00:00:00Z + 1000 s .. + 2000 s.
+        const T0: i64 = 1_704_067_200;
+        let mut watch = Watch::new(
+            vec![(
+                "svc@contoso.com".into(),
+                vec![(Some(T0 + 1000), Some(T0 + 2000))],
+            )],
+            Vec::new(),
+        );
+        watch.horizon = 0;
+        let at = |secs: i64| {
+            chrono::DateTime::from_timestamp(T0 + secs, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S")
+                .to_string()
+        };
+        let record = |secs: i64| {
+            format!(
+                r#"{{"CreationTime":"{}","UserId":"svc@contoso.com","Operation":"MailItemsAccessed","RecordType":50,"Workload":"Exchange"}}"#,
+                at(secs)
+            )
+        };
+        let cut = record(5000);
+        let data = format!(
+            "{}\n{}\n{}\n",
+            record(1500),
+            record(5000),
+            &cut[..cut.len() - 20]
+        );
+        let scan = |screen: bool| {
+            let m = Matcher::for_literals(Rule::builtin(), watch.literals(), 1 << 20)
+                .with_screen(screen);
+            assert_eq!(m.screens(), screen);
+            let p: crate::findings::Partial<Activity> = scan_chunk(
+                data.as_bytes(),
+                0,
+                Pass::new(&m, &watch),
+                &mut Scratch::default(),
+            );
+            let c = p.counts;
+            assert_eq!(c.records, c.not_candidate() + c.screened + c.candidates);
+            assert_eq!(c.candidates, c.matched + c.not_matched + c.malformed);
+            (c.candidates, c.screened, c.malformed, p.sink.records)
+        };
+        assert_eq!(scan(true), (1, 2, 0, 1));
+        assert_eq!(scan(false), (3, 0, 1, 1));
+    }
 
     const HIT: &str = r#"{"Operation":"Set-MailboxAuditBypassAssociation","Workload":"Exchange","UserId":"u","CreationTime":"2024-01-01T00:00:00","Id":"1","Parameters":[{"Name":"Identity","Value":"m"},{"Name":"AuditBypassEnabled","Value":"True"}]}"#;
     const MISS: &str = r#"{"Operation":"Set-Mailbox","Workload":"Exchange","UserId":"u"}"#;

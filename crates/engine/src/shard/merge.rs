@@ -546,6 +546,9 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
         // A shard evaluates every rule on every record: no rule waits for a trigger.
         triggers: None,
         scan,
+        watched: context_ran.then(|| {
+            crate::report::Watched::of(first.plan.rules.iter().filter_map(|(_, w)| w.as_ref()))
+        }),
         context: context_ran.then(|| {
             let mut stats = partial::merge_stats(&context_records.iter().collect::<Vec<_>>());
             stats.counts = context_counts;
