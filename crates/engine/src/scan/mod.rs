@@ -855,9 +855,15 @@ fn scan_prefiltered<S: Sink>(
                 // `RecordType` lane takes it from there.
                 let probed_type = if m.coverage && !line_blank {
                     if sweep_keys {
-                        // The places inside this line.
-                        place += places[place..].partition_point(|&p| p < line_start);
-                        let end = place + places[place..].partition_point(|&p| p < nl);
+                        // The places inside this line (a few a record: walked, not
+                        // bisected).
+                        while place < places.len() && places[place] < line_start {
+                            place += 1;
+                        }
+                        let mut end = place;
+                        while end < places.len() && places[end] < nl {
+                            end += 1;
+                        }
                         let keys = crate::coverage::Keys::new(&places[place..end], line_start);
                         place = end;
                         tally.record_keyed(line, keys)

@@ -62,8 +62,9 @@ mod avx2 {
         _mm256_or_si256, _mm256_set1_epi8,
     };
 
-    /// 64 bytes a step: two 32-byte compares for the newlines and the `T`s, and only
-    /// where a `T` is, the bytes one before and three after.
+    /// 64 bytes a step, without a branch on the bytes: the newlines, and the `T`s with
+    /// an `e` three bytes on and an `n` or `d` before (a `T` is in about every other
+    /// step, too often to test for one first).
     #[target_feature(enable = "avx2")]
     pub(super) fn sweep(
         data: &[u8],
@@ -85,38 +86,50 @@ mod avx2 {
         let e = _mm256_set1_epi8(b'e' as i8);
         let n = _mm256_set1_epi8(b'n' as i8);
         let d = _mm256_set1_epi8(b'd' as i8);
-        let load = |at: usize| -> __m256i {
-            let bytes: &[u8; 32] = data[at..at + 32]
-                .try_into()
-                .expect("a 32-byte slice is 32 bytes");
-            // SAFETY: `bytes` is 32 readable bytes; the load is unaligned.
-            unsafe { _mm256_loadu_si256(bytes.as_ptr().cast()) }
-        };
+        let base = data.as_ptr();
+        // SAFETY (every `load` below): it reads 32 bytes from `at`, and `at` is at
+        // least `q - 1 >= 0` and at most `q + 35` for a step at `q`, with `q >= 1` and
+        // `q + 64 <= end <= len - 3`: the bytes are inside `data`. The loads are
+        // unaligned.
+        let load = |at: usize| -> __m256i { unsafe { _mm256_loadu_si256(base.add(at).cast()) } };
         let mask = |v: __m256i| -> u64 { u64::from(_mm256_movemask_epi8(v) as u32) };
+        let before = |v: __m256i| _mm256_or_si256(_mm256_cmpeq_epi8(v, n), _mm256_cmpeq_epi8(v, d));
+        // Masks of a group of steps are made first, then turned into positions: no
+        // call (a list growing) between the vector instructions, which would make
+        // the compiler keep the vectors on the stack.
+        const GROUP: usize = 16;
+        let mut lines = [0u64; GROUP];
+        let mut found = [0u64; GROUP];
         while p + 64 <= end {
-            let (a, b) = (load(p), load(p + 32));
-            let mut lines = mask(_mm256_cmpeq_epi8(a, nl)) | mask(_mm256_cmpeq_epi8(b, nl)) << 32;
-            let (ta, tb) = (_mm256_cmpeq_epi8(a, t), _mm256_cmpeq_epi8(b, t));
-            let mut found = 0u64;
-            if _mm256_movemask_epi8(_mm256_or_si256(ta, tb)) != 0 {
-                let (ba, bb) = (load(p - 1), load(p + 31));
-                let before = |v: __m256i| {
-                    _mm256_or_si256(_mm256_cmpeq_epi8(v, n), _mm256_cmpeq_epi8(v, d))
-                };
-                let ea = _mm256_cmpeq_epi8(load(p + 3), e);
-                let eb = _mm256_cmpeq_epi8(load(p + 35), e);
-                found = mask(_mm256_and_si256(_mm256_and_si256(ta, ea), before(ba)))
-                    | mask(_mm256_and_si256(_mm256_and_si256(tb, eb), before(bb))) << 32;
+            let steps = ((end - p) / 64).min(GROUP);
+            for i in 0..steps {
+                let at = p + 64 * i;
+                let (a, b) = (load(at), load(at + 32));
+                lines[i] = mask(_mm256_cmpeq_epi8(a, nl)) | mask(_mm256_cmpeq_epi8(b, nl)) << 32;
+                let ka = _mm256_and_si256(
+                    _mm256_and_si256(_mm256_cmpeq_epi8(a, t), _mm256_cmpeq_epi8(load(at + 3), e)),
+                    before(load(at - 1)),
+                );
+                let kb = _mm256_and_si256(
+                    _mm256_and_si256(_mm256_cmpeq_epi8(b, t), _mm256_cmpeq_epi8(load(at + 35), e)),
+                    before(load(at + 31)),
+                );
+                found[i] = mask(ka) | mask(kb) << 32;
             }
-            while lines != 0 {
-                newlines.push(p + lines.trailing_zeros() as usize);
-                lines &= lines - 1;
+            for i in 0..steps {
+                let at = p + 64 * i;
+                let mut m = lines[i];
+                while m != 0 {
+                    newlines.push(at + m.trailing_zeros() as usize);
+                    m &= m - 1;
+                }
+                let mut m = found[i];
+                while m != 0 {
+                    keys.push(at + m.trailing_zeros() as usize);
+                    m &= m - 1;
+                }
             }
-            while found != 0 {
-                keys.push(p + found.trailing_zeros() as usize);
-                found &= found - 1;
-            }
-            p += 64;
+            p += 64 * steps;
         }
         while p < to {
             super::at(data, p, newlines, keys);
