@@ -1628,10 +1628,18 @@ mod tests {
             0 => format!(
                 r#"{{"CreationTime":"{time}","Id":"0b8f1c4e-4d3a-4f4e-9a61-6a0f3f6f2a11","Operation":"Op","OrganizationId":"4a7c8238-5799-4b16-9fc6-9ad8fce5a7d9","RecordType":{rt},"P":"{pad}"}}"#
             ),
-            1 => format!(r#"{{"UserType":2,"P":"{pad}","RecordType":{rt},"CreationTime":"{time}"}}"#),
-            2 => format!(r#"{{"Operation":"RecordType","CreationTime" : "{time}Z","RecordType": {rt}}}"#),
-            3 => format!(r#"{{"AuditData":"{{\"RecordType\":{rt},\"P\":\"{pad}\",\"CreationTime\":\"{time}\"}}"}}"#),
-            4 => format!(r#"{{"@timestamp":"{time}.000Z","event":{{"code":"ExchangeAdmin"}},"P":"{pad}"}}"#),
+            1 => {
+                format!(r#"{{"UserType":2,"P":"{pad}","RecordType":{rt},"CreationTime":"{time}"}}"#)
+            }
+            2 => format!(
+                r#"{{"Operation":"RecordType","CreationTime" : "{time}Z","RecordType": {rt}}}"#
+            ),
+            3 => format!(
+                r#"{{"AuditData":"{{\"RecordType\":{rt},\"P\":\"{pad}\",\"CreationTime\":\"{time}\"}}"}}"#
+            ),
+            4 => format!(
+                r#"{{"@timestamp":"{time}.000Z","event":{{"code":"ExchangeAdmin"}},"P":"{pad}"}}"#
+            ),
             5 => format!(r#"{{"X":"CreationTime","RecordType":"ExchangeAdmin","P":"{pad}"}}"#),
             6 => format!(r#"{{"P":"{pad}","CreationTime":"{time}+02:00","RecordTypes":3}}"#),
             _ => format!(r#"{{"RecordType":{rt},"Id":"x","CreationTime":"{time}","P":"{pad}"}}"#),

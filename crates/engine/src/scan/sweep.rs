@@ -19,7 +19,13 @@
 /// every position `p` in that range where `data[p]` is `T`, `data[p - 1]` is `n` or `d`
 /// and `data[p + 3]` is `e` (positions in `data`; the bytes around may lie outside the
 /// range, never outside `data`). Both lists come out in increasing order.
-pub fn sweep(data: &[u8], from: usize, to: usize, newlines: &mut Vec<usize>, keys: &mut Vec<usize>) {
+pub fn sweep(
+    data: &[u8],
+    from: usize,
+    to: usize,
+    newlines: &mut Vec<usize>,
+    keys: &mut Vec<usize>,
+) {
     let to = to.min(data.len());
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
