@@ -117,7 +117,7 @@ impl Tally {
     }
 
     /// Records probed in full since the tally began (their layout is not the
-    /// Management Activity API's, [`canonical_parts`]): the scan sweeps for the keys of
+    /// Management Activity API's, `canonical_parts`): the scan sweeps for the keys of
     /// the next block when they are many.
     pub fn general(&self) -> u64 {
         self.general
