@@ -96,6 +96,8 @@ pub struct Tally {
     span_first: Option<i64>,
     span_last: Option<i64>,
     span_undated: u64,
+    /// Records probed in full ([`Tally::general`]).
+    general: u64,
 }
 
 impl Tally {
@@ -104,17 +106,43 @@ impl Tally {
     /// [`record_type_value_number`]).
     #[inline]
     pub fn record<'b>(&mut self, bytes: &'b [u8]) -> Option<&'b [u8]> {
+        self.probe(bytes, None)
+    }
+
+    /// [`Tally::record`], the record's keys read from the places a block sweep found
+    /// (`crate::scan::sweep`) instead of searched for: the same count, the same value.
+    #[inline]
+    pub fn record_keyed<'b>(&mut self, bytes: &'b [u8], keys: Keys<'_>) -> Option<&'b [u8]> {
+        self.probe(bytes, Some(keys))
+    }
+
+    /// Records probed in full since the tally began (their layout is not the
+    /// Management Activity API's, `canonical_parts`): the scan sweeps for the keys of
+    /// the next block when they are many.
+    pub fn general(&self) -> u64 {
+        self.general
+    }
+
+    #[inline]
+    fn probe<'b>(&mut self, bytes: &'b [u8], keys: Option<Keys<'_>>) -> Option<&'b [u8]> {
         let (value, record_type, admin) = match canonical_parts(bytes) {
             Some((value, record_type)) => {
                 (Some(value), Some(record_type), admin_value(record_type))
             }
             None => {
-                let record_type = record_type(bytes);
+                self.general += 1;
+                let (record_type, time) = match keys {
+                    Some(k) => (
+                        k.record_type(bytes),
+                        time_value_with(bytes, |b| k.creation_time(b)),
+                    ),
+                    None => (record_type(bytes), time_value(bytes)),
+                };
                 let admin = match record_type {
                     Some(v) => admin_value(v),
                     None => EXCHANGE_ADMIN.find(bytes).is_some(),
                 };
-                (time_value(bytes), record_type, admin)
+                (time, record_type, admin)
             }
         };
         self.coverage.exchange_admin += u64::from(admin);
@@ -278,12 +306,61 @@ fn creation_date(bytes: &[u8]) -> Option<i64> {
 /// The bytes where a record's time value starts.
 #[inline]
 fn time_value(bytes: &[u8]) -> Option<&[u8]> {
+    time_value_with(bytes, |b| value_after(b, &CREATION_TIME))
+}
+
+/// [`time_value`], the `CreationTime` key's value read by `creation_time`.
+#[inline]
+fn time_value_with<'a>(
+    bytes: &'a [u8],
+    creation_time: impl FnOnce(&'a [u8]) -> Option<&'a [u8]>,
+) -> Option<&'a [u8]> {
     if let Some(rest) = bytes.strip_prefix(b"{\"CreationTime\":\"") {
         Some(rest)
     } else if let Some(rest) = bytes.strip_prefix(b"{\"@timestamp\":\"") {
         Some(rest)
     } else {
-        value_after(bytes, &CREATION_TIME).or_else(|| value_after(bytes, &AT_TIMESTAMP))
+        creation_time(bytes).or_else(|| value_after(bytes, &AT_TIMESTAMP))
+    }
+}
+
+/// Where a record's `CreationTime` and `RecordType` keys can be, as a block sweep found
+/// them (`crate::scan::sweep`): positions of a capital `T` in the data the record is
+/// part of, a superset of the keys' `T`s, in increasing order. Each is checked against
+/// the whole key, so the values read are those the substring searches read.
+#[derive(Clone, Copy, Debug)]
+pub struct Keys<'a> {
+    places: &'a [usize],
+    start: usize,
+}
+
+impl<'a> Keys<'a> {
+    /// The places found in the record that starts at `start` in the swept data (those
+    /// before its start are passed over; the caller leaves out those past its end).
+    pub fn new(places: &'a [usize], start: usize) -> Keys<'a> {
+        Keys { places, start }
+    }
+
+    /// The value after the first `key` (whose `T` is at `t`) followed by a colon, as
+    /// [`value_after`] reads it.
+    #[inline]
+    fn value<'b>(&self, bytes: &'b [u8], key: &[u8], t: usize) -> Option<&'b [u8]> {
+        self.places.iter().find_map(|&p| {
+            let at = p.checked_sub(self.start)?.checked_sub(t)?;
+            let after = at + key.len();
+            if bytes.get(at..after)? != key {
+                return None;
+            }
+            colon_after(bytes, after)
+        })
+    }
+
+    fn creation_time<'b>(&self, bytes: &'b [u8]) -> Option<&'b [u8]> {
+        self.value(bytes, b"CreationTime", 8)
+    }
+
+    fn record_type<'b>(&self, bytes: &'b [u8]) -> Option<&'b [u8]> {
+        self.value(bytes, b"RecordType", 6)
     }
 }
 
@@ -328,8 +405,29 @@ fn after_string(s: &[u8], usual: usize) -> Option<&[u8]> {
     if usual > 0 && s.get(usual) == Some(&b'"') && s[usual - 1] != b'\\' {
         return Some(&s[usual + 1..]);
     }
-    let n = memchr::memchr(b'"', s)?;
+    let n = first_quote(s)?;
     (n == 0 || s[n - 1] != b'\\').then(|| &s[n + 1..])
+}
+
+/// The first `"` in `s`. Strings here are short (an operation's name): eight bytes at a
+/// time in a register for the first 64, where a `memchr` call cost more than the
+/// search (a tenth of the first pass on the API's own key order), then `memchr`.
+#[inline]
+fn first_quote(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut at = 0;
+    while at + 8 <= s.len().min(64) {
+        let word = u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+        let x = word ^ (ONES * u64::from(b'"'));
+        // The lowest byte of `x` that is zero has its high bit set here; a bit above
+        // it may be a false one, never a bit below.
+        let zero = x.wrapping_sub(ONES) & !x & (ONES << 7);
+        if zero != 0 {
+            return Some(at + zero.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    memchr::memchr(b'"', &s[at..]).map(|i| at + i)
 }
 
 /// The `RecordType` of a record read from its bytes: its number, or the number of the
@@ -385,19 +483,26 @@ fn value_after<'a>(bytes: &'a [u8], key: &Finder<'_>) -> Option<&'a [u8]> {
     let mut from = 0;
     while let Some(i) = key.find(&bytes[from..]) {
         let after = from + i + key.needle().len();
-        let rest = &bytes[after..];
-        let skip = rest
-            .iter()
-            .take(8)
-            .take_while(|b| matches!(b, b'"' | b'\\' | b':' | b' '))
-            .count();
-        if rest[..skip].contains(&b':') {
-            return Some(&rest[skip..]);
+        if let Some(value) = colon_after(bytes, after) {
+            return Some(value);
         }
         // The name appeared as a value, not a key: look further.
         from = after;
     }
     None
+}
+
+/// The value after a key that ends at `after`, when the quoting, colon and spaces
+/// that follow it (at most 8 bytes) hold a colon.
+#[inline]
+fn colon_after(bytes: &[u8], after: usize) -> Option<&[u8]> {
+    let rest = &bytes[after..];
+    let skip = rest
+        .iter()
+        .take(8)
+        .take_while(|b| matches!(b, b'"' | b'\\' | b':' | b' '))
+        .count();
+    rest[..skip].contains(&b':').then(|| &rest[skip..])
 }
 
 /// Seconds into the day (offset applied) of a time whose date part is already known.

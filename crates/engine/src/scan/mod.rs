@@ -15,6 +15,7 @@
 
 pub mod document;
 pub mod inputs;
+pub mod sweep;
 
 pub use inputs::{
     KEPT_BYTES, KEPT_MAPS, Maps, PassStats, Piece, Scanned, Unit, UnitResult, scan_units,
@@ -614,6 +615,10 @@ pub struct Scratch {
     candidates: Vec<(usize, usize, u64)>,
     /// Prefilter hits of the current block, for a prefilter that collects them.
     hit_starts: Vec<usize>,
+    /// Newlines of the current block and the places of the coverage keys from the
+    /// current line on, when the block is swept for both ([`sweep`]).
+    newlines: Vec<usize>,
+    key_places: Vec<usize>,
     /// Selections a candidate satisfied.
     hits: Vec<usize>,
     /// Selections a candidate may satisfy (from the router).
@@ -769,6 +774,16 @@ fn scan_prefiltered<S: Sink>(
     let mut by_type: Vec<(usize, usize, u64)> = Vec::new();
     // Where the block index's next entry starts (`crate::index`).
     let (mut span_start, mut span_line) = (0usize, 0u64);
+    // Whether the coverage keys are swept for with the newlines (`sweep`), not searched
+    // for in each record: while the records are not in the API's own key order, which
+    // the probe reads without a search. Decided again after each block.
+    let mut sweep_keys = m.coverage && !data.starts_with(b"{\"CreationTime\":\"");
+    // The end of the last block swept for keys (the places before it are known).
+    let mut swept_to = 0usize;
+    let mut newlines = std::mem::take(&mut scratch.newlines);
+    let mut places = std::mem::take(&mut scratch.key_places);
+    // Positions in the last chunk scanned with this scratch mean nothing here.
+    places.clear();
     while block_start < len {
         let block_end = (block_start + m.block).min(len);
 
@@ -827,9 +842,31 @@ fn scan_prefiltered<S: Sink>(
         let mut next = 0usize;
         // Where the newline search resumes: past a run of blank lines skipped in bulk.
         let mut resume = block_start;
+        let general_before = tally.general();
+        if sweep_keys {
+            // The current line's places are kept; a line that began before the last
+            // swept block is swept again from its start (it holds no newline there).
+            let from = if swept_to == block_start {
+                let passed = places.partition_point(|&p| p < line_start);
+                places.drain(..passed);
+                block_start
+            } else {
+                places.clear();
+                line_start
+            };
+            newlines.clear();
+            sweep::sweep(data, from, block_end, &mut newlines, &mut places);
+            swept_to = block_end;
+        }
+        let mut place = 0usize;
         'lines: loop {
-            for nl in memchr_iter(b'\n', &data[resume..block_end]) {
-                let nl = resume + nl;
+            let found = if sweep_keys {
+                let listed = newlines.partition_point(|&p| p < resume);
+                Newlines::Listed(newlines[listed..].iter())
+            } else {
+                Newlines::Search(memchr_iter(b'\n', &data[resume..block_end]), resume)
+            };
+            for nl in found {
                 while next < cands.len() && cands[next].0 <= nl {
                     cands[next].2 =
                         lines_before_block + seen_before(cands[next].0, block_start, seen);
@@ -839,7 +876,22 @@ fn scan_prefiltered<S: Sink>(
                 // The tally reads the record's `RecordType` on its way; the
                 // `RecordType` lane takes it from there.
                 let probed_type = if m.coverage && !line_blank {
-                    tally.record(line)
+                    if sweep_keys {
+                        // The places inside this line (a few a record: walked, not
+                        // bisected).
+                        while place < places.len() && places[place] < line_start {
+                            place += 1;
+                        }
+                        let mut end = place;
+                        while end < places.len() && places[end] < nl {
+                            end += 1;
+                        }
+                        let keys = crate::coverage::Keys::new(&places[place..end], line_start);
+                        place = end;
+                        tally.record_keyed(line, keys)
+                    } else {
+                        tally.record(line)
+                    }
                 } else {
                     None
                 };
@@ -889,6 +941,9 @@ fn scan_prefiltered<S: Sink>(
         for c in &mut cands[next..] {
             c.2 = lines_before_block + seen_before(c.0, block_start, seen);
         }
+        // Sweep the next block for the keys when more than a quarter of this block's
+        // records needed a search for them.
+        sweep_keys = m.coverage && (tally.general() - general_before) * 4 > seen;
 
         // Records selected by their `RecordType` join the literal hits, in line order.
         if !by_type.is_empty() {
@@ -968,9 +1023,31 @@ fn scan_prefiltered<S: Sink>(
     }
     scratch.candidates = cands;
     scratch.hit_starts = hits;
+    scratch.newlines = newlines;
+    scratch.key_places = places;
     scratch.found = found_hits;
     out.counts.lines = lines_before_block + u64::from(data[len - 1] != b'\n');
     out.counts.records = out.counts.lines - out.counts.blank;
+}
+
+/// The newlines of a block from some position on: searched for, or listed by a sweep.
+enum Newlines<'a> {
+    /// A search of the bytes from the position (added back to each).
+    Search(memchr::Memchr<'a>, usize),
+    /// A sweep's list, from the position on.
+    Listed(std::slice::Iter<'a, usize>),
+}
+
+impl Iterator for Newlines<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Newlines::Search(found, at) => found.next().map(|i| *at + i),
+            Newlines::Listed(listed) => listed.next().copied(),
+        }
+    }
 }
 
 /// Newlines of the current block before a line start: a line that began in an earlier
@@ -1611,6 +1688,96 @@ mod tests {
             proptest::prop_assert_eq!(lines(&a), lines(&b));
             let watched = records.iter().filter(|r| r.0 < names.len()).count() as u64;
             proptest::prop_assert!(a.counts.candidates >= watched);
+        }
+    }
+
+    /// A record with its keys in one of several orders and spellings: the API's own
+    /// order, shuffled keys, keys only as values or escaped inside a string, the
+    /// `@timestamp` of ECS, no time at all, padding that makes it span blocks.
+    fn keyed_record(kind: u8, day: u8, second: u32, rt: u8, pad: usize) -> String {
+        let time = format!(
+            "2024-03-{:02}T{:02}:{:02}:{:02}",
+            1 + day % 28,
+            second / 3600 % 24,
+            second / 60 % 60,
+            second % 60
+        );
+        let pad = "nTxe dTyye".repeat(pad);
+        match kind % 8 {
+            0 => format!(
+                r#"{{"CreationTime":"{time}","Id":"0b8f1c4e-4d3a-4f4e-9a61-6a0f3f6f2a11","Operation":"Op","OrganizationId":"4a7c8238-5799-4b16-9fc6-9ad8fce5a7d9","RecordType":{rt},"P":"{pad}"}}"#
+            ),
+            1 => {
+                format!(r#"{{"UserType":2,"P":"{pad}","RecordType":{rt},"CreationTime":"{time}"}}"#)
+            }
+            2 => format!(
+                r#"{{"Operation":"RecordType","CreationTime" : "{time}Z","RecordType": {rt}}}"#
+            ),
+            3 => format!(
+                r#"{{"AuditData":"{{\"RecordType\":{rt},\"P\":\"{pad}\",\"CreationTime\":\"{time}\"}}"}}"#
+            ),
+            4 => format!(
+                r#"{{"@timestamp":"{time}.000Z","event":{{"code":"ExchangeAdmin"}},"P":"{pad}"}}"#
+            ),
+            5 => format!(r#"{{"X":"CreationTime","RecordType":"ExchangeAdmin","P":"{pad}"}}"#),
+            6 => format!(r#"{{"P":"{pad}","CreationTime":"{time}+02:00","RecordTypes":3}}"#),
+            _ => format!(r#"{{"RecordType":{rt},"Id":"x","CreationTime":"{time}","P":"{pad}"}}"#),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// The coverage and every block index entry of the fast path, whose keys are
+        /// swept for on blocks of records in other key orders, equal a tally of the
+        /// same lines searched record by record, whatever the block size and the
+        /// mix of layouts; the reference path's coverage too.
+        #[test]
+        fn swept_keys_count_as_searched_keys(
+            records in proptest::collection::vec(
+                (0u8..10, 0u8..40, 0u32..86_400, proptest::prop_oneof![proptest::strategy::Just(1u8), 2u8..40], 0usize..40),
+                1..60,
+            ),
+            block in proptest::prop_oneof![1usize..64, 64usize..4000],
+            final_newline in proptest::bool::ANY,
+        ) {
+            let mut data = String::new();
+            for &(kind, day, second, rt, pad) in &records {
+                match kind {
+                    8 => data.push('\n'),
+                    9 => data.push_str(&keyed_record(0, day, second, rt, pad)),
+                    _ => data.push_str(&keyed_record(kind, day, second, rt, pad)),
+                }
+                data.push('\n');
+            }
+            if !final_newline {
+                data.pop();
+            }
+            let m = Matcher::new(Rule::builtin(), true, 1 << 20).with_block(block);
+            // A worker's scratch has scanned other chunks before (it keeps the places
+            // of the last one).
+            let mut scratch = Scratch::default();
+            let other = keyed_record(1, 3, 5, 1, 30).repeat(3);
+            let _: Partial<Harvest> = scan_chunk(other.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
+            let fast: Partial<Harvest> =
+                scan_chunk(data.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
+            let reference = scan(&data, false);
+            proptest::prop_assert_eq!(&fast.coverage, &reference.coverage);
+            let bytes = data.as_bytes();
+            for span in &fast.index {
+                let piece = &bytes[span.offset as usize..(span.offset + span.len) as usize];
+                let mut tally = Tally::default();
+                let mut lines = 0;
+                for line in piece.split_inclusive(|&b| b == b'\n') {
+                    lines += 1;
+                    let line = line.strip_suffix(b"\n").unwrap_or(line);
+                    if !is_blank(line) {
+                        tally.record(line);
+                    }
+                }
+                proptest::prop_assert_eq!(span.lines, lines);
+                proptest::prop_assert_eq!(tally.take_span(), (span.first, span.last, span.undated));
+            }
         }
     }
 
