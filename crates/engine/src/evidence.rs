@@ -65,7 +65,7 @@ fn read(
     let first = || {
         e.fields
             .iter()
-            .find_map(|f| enrichment.shown_text(record, f))
+            .find_map(|f| enrichment.shown(record, f))
     };
     match e.kind {
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),

@@ -16,6 +16,7 @@
 pub mod geoip;
 pub mod user_agent;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -305,11 +306,18 @@ impl Enrichment {
     /// The first value of `field` that is not empty, as evidence shows it: derived for
     /// a raw record, read for an ECS document.
     pub fn shown_text(&self, record: &Record<'_, '_>, field: &Field) -> Option<String> {
+        self.shown(record, field).map(Cow::into_owned)
+    }
+
+    /// [`Enrichment::shown_text`] borrowing a value read from the record (no copy for
+    /// evidence that is interned anyway).
+    pub fn shown<'i>(&self, record: &Record<'_, 'i>, field: &Field) -> Option<Cow<'i, str>> {
         match field {
-            Field::Derived(d) if record.shape() == Shape::Raw => {
-                self.value(record, *d).filter(|v| !v.is_empty())
-            }
-            _ => record.shown_text(field).map(|v| v.into_owned()),
+            Field::Derived(d) if record.shape() == Shape::Raw => self
+                .value(record, *d)
+                .filter(|v| !v.is_empty())
+                .map(Cow::Owned),
+            _ => record.shown_text(field),
         }
     }
 }
