@@ -1414,11 +1414,19 @@ mod tests {
     fn an_ipv4_address_is_its_own_canonical_text() {
         // The shortcut in `reduce_ip` against formatting the parsed address, over
         // spellings the IPv4 parser may or may not take.
-        let octets = ["0", "1", "9", "10", "99", "100", "255", "256", "01", "001", "00", "-1", "+1", " 1", "1 ", "a", ""];
+        let octets = [
+            "0", "1", "9", "10", "99", "100", "255", "256", "01", "001", "00", "-1", "+1", " 1",
+            "1 ", "a", "",
+        ];
         let mut taken = 0;
         for a in octets {
             for b in ["0", "255", "01", "256", "7"] {
-                for text in [format!("{a}.{b}.3.4"), format!("10.{b}.{a}.4"), format!("{a}.{b}.3"), format!("{a}.{b}.3.4.5")] {
+                for text in [
+                    format!("{a}.{b}.3.4"),
+                    format!("10.{b}.{a}.4"),
+                    format!("{a}.{b}.3"),
+                    format!("{a}.{b}.3.4.5"),
+                ] {
                     let formatted = text
                         .parse::<IpAddr>()
                         .ok()

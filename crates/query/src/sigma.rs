@@ -2241,7 +2241,13 @@ mod tests {
                     for t in &tests {
                         let simple = t.matches_simple(&rec);
                         if t.by_value {
-                            assert_eq!(t.matches_by_value(&rec), simple, "{} on {:?}", t.shown, rec.0);
+                            assert_eq!(
+                                t.matches_by_value(&rec),
+                                simple,
+                                "{} on {:?}",
+                                t.shown,
+                                rec.0
+                            );
                             checked += usize::from(simple);
                         }
                         assert_eq!(t.matches(&rec), simple, "{} on {:?}", t.shown, rec.0);
