@@ -1427,7 +1427,9 @@ mod tests {
                     format!("{a}.{b}.3"),
                     format!("{a}.{b}.3.4.5"),
                 ] {
+                    // `reduce_ip` trims the text first, whichever way it goes on.
                     let formatted = text
+                        .trim()
                         .parse::<IpAddr>()
                         .ok()
                         .map(|ip| ip.to_canonical().to_string());
