@@ -62,11 +62,7 @@ fn read(
     enrichment: &Enrichment,
     texts: &mut Interner,
 ) -> Option<Value> {
-    let first = || {
-        e.fields
-            .iter()
-            .find_map(|f| enrichment.shown_text(record, f))
-    };
+    let first = || e.fields.iter().find_map(|f| enrichment.shown(record, f));
     match e.kind {
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),
         EvidenceKind::Flag => first().and_then(|s| parse_flag(&s)).map(Value::Bool),

@@ -868,7 +868,11 @@ fn push_parameter(line: &mut String, name: &str, value: Value<'_, '_>) {
         Some(false) => line.push_str(" $false"),
         None => {
             line.push_str(" \"");
-            line.push_str(&text.replace('"', "`\""));
+            if text.contains('"') {
+                line.push_str(&text.replace('"', "`\""));
+            } else {
+                line.push_str(&text);
+            }
             line.push('"');
         }
     }
@@ -1049,6 +1053,11 @@ pub fn reduce_ip(text: &str) -> Option<String> {
             _ => text,
         }
     };
+    // An IPv4 address the parser takes (four decimal octets, no leading zero) is
+    // written back as it is: its text is its canonical form, without formatting it.
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Some(host.to_string());
+    }
     let ip: IpAddr = host.parse().ok()?;
     Some(ip.to_canonical().to_string())
 }
@@ -1425,6 +1434,40 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(reduce_ip(input).as_deref(), want, "{input}");
         }
+    }
+
+    #[test]
+    fn an_ipv4_address_is_its_own_canonical_text() {
+        // The shortcut in `reduce_ip` against formatting the parsed address, over
+        // spellings the IPv4 parser may or may not take.
+        let octets = [
+            "0", "1", "9", "10", "99", "100", "255", "256", "01", "001", "00", "-1", "+1", " 1",
+            "1 ", "a", "",
+        ];
+        let mut taken = 0;
+        for a in octets {
+            for b in ["0", "255", "01", "256", "7"] {
+                for text in [
+                    format!("{a}.{b}.3.4"),
+                    format!("10.{b}.{a}.4"),
+                    format!("{a}.{b}.3"),
+                    format!("{a}.{b}.3.4.5"),
+                ] {
+                    // `reduce_ip` trims the text first, whichever way it goes on.
+                    let formatted = text
+                        .trim()
+                        .parse::<IpAddr>()
+                        .ok()
+                        .map(|ip| ip.to_canonical().to_string());
+                    if let Ok(v4) = text.parse::<std::net::Ipv4Addr>() {
+                        assert_eq!(v4.to_string(), text);
+                        taken += 1;
+                    }
+                    assert_eq!(reduce_ip(&text), formatted, "{text:?}");
+                }
+            }
+        }
+        assert!(taken > 0);
     }
 
     #[test]

@@ -385,6 +385,10 @@ struct Test<F> {
     values: Vec<Matcher>,
     /// `|all`: every value must hold (else one).
     all: bool,
+    /// Every value is a test of one value of the field (no `null`, no `exists`) and one
+    /// is enough: the record's values are read once for all of them
+    /// ([`Test::matches_by_value`]).
+    by_value: bool,
 }
 
 /// One value of a test.
@@ -924,11 +928,13 @@ impl<F: Field> Test<F> {
         if m.base64offset && m.all {
             return Err(Unsupported("base64offset with all".into()));
         }
+        let by_value = !m.all && values.iter().all(Matcher::is_by_value);
         Ok(Test {
             shown: key.to_string(),
             fields,
             values,
             all: m.all,
+            by_value,
         })
     }
 
@@ -946,6 +952,34 @@ impl<F: Field> Test<F> {
     }
 
     fn matches(&self, source: &dyn Fields<F>) -> bool {
+        if self.by_value {
+            return self.matches_by_value(source);
+        }
+        self.matches_simple(source)
+    }
+
+    /// [`Test::matches_simple`] reading each field's values once: the fields are tried
+    /// in order, and the first with a value is the one tested (as [`Test::field`] picks
+    /// it), every value of the test checked on each of its values; a field without a
+    /// value lets the next be tried, and none with a value matches nothing (the value
+    /// tests of an absent field all fail).
+    fn matches_by_value(&self, source: &dyn Fields<F>) -> bool {
+        for field in &self.fields {
+            let mut seen = false;
+            let found = source.any_value(field, &mut |v| {
+                seen = true;
+                self.values.iter().any(|m| m.holds_for(v))
+            });
+            if seen {
+                return found;
+            }
+        }
+        false
+    }
+
+    /// The test as the specification reads it: the field tested picked first, then
+    /// each value checked against it.
+    fn matches_simple(&self, source: &dyn Fields<F>) -> bool {
         let field = self.field(source);
         let holds = |m: &Matcher| m.holds(field, source);
         if self.values.is_empty() {
@@ -972,19 +1006,30 @@ impl Matcher {
         match self {
             Matcher::Null => !source.any_value(field, &mut |_| true),
             Matcher::Exists(want) => source.any_value(field, &mut |_| true) == *want,
-            Matcher::Glob(g) => source.any_value(field, &mut |v| g.matches(v)),
-            Matcher::Regex(re) => source.any_value(field, &mut |v| re.is_match(v)),
-            Matcher::Cidr(block) => source.any_value(field, &mut |v| {
-                address(v).is_some_and(|a| block.contains(a))
+            _ => source.any_value(field, &mut |v| self.holds_for(v)),
+        }
+    }
+
+    /// Whether the matcher tests one value at a time (everything but `null` and
+    /// `exists`, which ask whether the field has a value at all).
+    fn is_by_value(&self) -> bool {
+        !matches!(self, Matcher::Null | Matcher::Exists(_))
+    }
+
+    /// Whether one value of the field satisfies a matcher that tests values
+    /// ([`Matcher::is_by_value`]); `false` for `null` and `exists`.
+    fn holds_for(&self, v: &str) -> bool {
+        match self {
+            Matcher::Glob(g) => g.matches(v),
+            Matcher::Regex(re) => re.is_match(v),
+            Matcher::Cidr(block) => address(v).is_some_and(|a| block.contains(a)),
+            Matcher::Compare(cmp, n) => parse_number(v).is_some_and(|v| match cmp {
+                Cmp::Gt => v > *n,
+                Cmp::Gte => v >= *n,
+                Cmp::Lt => v < *n,
+                Cmp::Lte => v <= *n,
             }),
-            Matcher::Compare(cmp, n) => source.any_value(field, &mut |v| {
-                parse_number(v).is_some_and(|v| match cmp {
-                    Cmp::Gt => v > *n,
-                    Cmp::Gte => v >= *n,
-                    Cmp::Lt => v < *n,
-                    Cmp::Lte => v <= *n,
-                })
-            }),
+            Matcher::Null | Matcher::Exists(_) => false,
         }
     }
 
@@ -2137,5 +2182,80 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every test of a selection, in order.
+    fn tests_of<F>(sel: &Selection<F>, out: &mut Vec<Test<F>>)
+    where
+        F: Clone,
+    {
+        match sel {
+            Selection::AllOf(tests) => out.extend(tests.iter().cloned()),
+            Selection::AnyOf(items) => items.iter().for_each(|s| tests_of(s, out)),
+        }
+    }
+
+    #[test]
+    fn reading_values_once_agrees_with_the_field_then_its_values() {
+        // A name the mapping reads from three fields, the first with a value tested;
+        // records with each of them absent or holding one or two values.
+        let detection = "    sel:\n        - N: ['set-mailbox', 'New-*', '*Rule']\n        - N|contains: ['box', 'x']\n        - N|startswith|cased: 'Set'\n        - N|re: '^[0-9]+$'\n        - N|cidr: '10.0.0.0/8'\n        - N|gt: 5\n        - N: ['7', 'set-mailbox']\n        - N: ''\n        - N|all: ['*box*', 'set*']\n        - N: null\n        - N|exists: true\n        - N|exists: false\n    condition: sel\n";
+        let text = format!("title: t\nid: x\nlogsource:\n  product: m365\ndetection:\n{detection}");
+        let docs = parse(&text).expect("YAML");
+        let query = docs[0]
+            .query(
+                &mut |name| {
+                    ["1", "2", "3"]
+                        .iter()
+                        .map(|i| <Named as Field>::parse(&format!("{name}{i}")))
+                        .collect()
+                },
+                Some(&<Named as Field>::parse("*")),
+            )
+            .expect("compiles");
+        let Cond::Sel(_, sel) = &query.0 else {
+            panic!("one selection");
+        };
+        let mut tests = Vec::new();
+        tests_of(sel, &mut tests);
+        assert_eq!(tests.len(), 12);
+        assert_eq!(tests.iter().filter(|t| t.by_value).count(), 8);
+        let values: [&[&'static str]; 7] = [
+            &[],
+            &["Set-Mailbox"],
+            &["set-mailboxes"],
+            &["New-InboxRule", "10.1.2.3:443"],
+            &["12", ""],
+            &[""],
+            &["7", "xbox"],
+        ];
+        let mut checked = 0;
+        for a in values {
+            for b in values {
+                for c in values {
+                    let mut rec = Vec::new();
+                    for (name, vals) in [("N1", a), ("N2", b), ("N3", c)] {
+                        rec.extend(vals.iter().map(|v| (name, *v)));
+                    }
+                    let rec = Rec(rec);
+                    for t in &tests {
+                        let simple = t.matches_simple(&rec);
+                        if t.by_value {
+                            assert_eq!(
+                                t.matches_by_value(&rec),
+                                simple,
+                                "{} on {:?}",
+                                t.shown,
+                                rec.0
+                            );
+                            checked += usize::from(simple);
+                        }
+                        assert_eq!(t.matches(&rec), simple, "{} on {:?}", t.shown, rec.0);
+                    }
+                }
+            }
+        }
+        // Both outcomes were seen.
+        assert!(checked > 0 && checked < 8 * 7 * 7 * 7);
     }
 }

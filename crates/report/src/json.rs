@@ -716,7 +716,12 @@ impl Exporter for Json {
                     .collect(),
             },
         };
-        crate::escape::json_to_writer(&mut *out, &doc)?;
+        // Serialized into a buffer of a concrete type: the many small writes of a report
+        // of thousands of events are then copies, not calls through `dyn Write`.
+        let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut *out);
+        crate::escape::json_to_writer(&mut buffered, &doc)?;
+        buffered.flush()?;
+        drop(buffered);
         writeln!(out)
     }
 }

@@ -16,6 +16,7 @@
 pub mod geoip;
 pub mod user_agent;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
@@ -306,18 +307,25 @@ impl Enrichment {
     /// a raw record, read for an ECS document (and, for a raw record read from an ECS
     /// document's `event.original`, read from that document where it has the field).
     pub fn shown_text(&self, record: &Record<'_, '_>, field: &Field) -> Option<String> {
+        self.shown(record, field).map(Cow::into_owned)
+    }
+
+    /// [`Enrichment::shown_text`] borrowing a value read from the record (no copy for
+    /// evidence that is interned anyway).
+    pub fn shown<'i>(&self, record: &Record<'_, 'i>, field: &Field) -> Option<Cow<'i, str>> {
         if is_enrichment(field)
             && let Some(shown) = record
                 .document()
                 .and_then(|doc| doc.shown_text(field).map(|v| v.into_owned()))
         {
-            return Some(shown);
+            return Some(Cow::Owned(shown));
         }
         match field {
-            Field::Derived(d) if record.shape() == Shape::Raw => {
-                self.value(record, *d).filter(|v| !v.is_empty())
-            }
-            _ => record.shown_text(field).map(|v| v.into_owned()),
+            Field::Derived(d) if record.shape() == Shape::Raw => self
+                .value(record, *d)
+                .filter(|v| !v.is_empty())
+                .map(Cow::Owned),
+            _ => record.shown_text(field),
         }
     }
 }

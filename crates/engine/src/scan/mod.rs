@@ -1396,7 +1396,12 @@ impl Interner {
             self.ips.clear();
         }
         let ip: Option<Text> = reduce_ip(address).map(|ip| self.text(&ip));
-        self.ips.insert(address.into(), ip.clone());
+        // An address that is its own IP (the usual case) shares that text as its key.
+        let key = match &ip {
+            Some(t) if **t == *address => t.clone(),
+            _ => address.into(),
+        };
+        self.ips.insert(key, ip.clone());
         ip
     }
 }
