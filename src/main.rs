@@ -532,8 +532,11 @@ fn rules(args: &RulesArgs) -> anyhow::Result<()> {
     }
     let enrichment = crate::cli::enrichment(&args.geoip_db)?;
     // As a hunt's first pass sees them: a rule with a trigger searched for by it.
-    let matcher = ualhunt_engine::scan::Matcher::with_triggers(set.rules.clone(), usize::MAX)
-        .with_enrichment(enrichment.clone());
+    let matcher = ualhunt_engine::scan::Matcher::with_triggers_enriched(
+        set.rules.clone(),
+        usize::MAX,
+        enrichment.clone(),
+    );
     let mut out = BufWriter::new(io::stdout().lock());
     // A rule file is as untrusted as an archive: every text from it reaches the terminal
     // through `terminal_safe`; a multi-line text (query, description) keeps its line

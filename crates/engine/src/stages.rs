@@ -94,10 +94,14 @@ pub fn first_pass(inputs: &[Input], matcher: &Matcher, config: &Config) -> Scann
 
 /// What the first pass selects: made once per run (or per merge of a sharded run).
 pub fn first_matcher(config: &Config) -> Matcher {
-    Matcher::new(config.rules.clone(), config.prefilter, config.max_line)
-        .with_enrichment(config.enrichment.clone())
-        .with_timing(config.timing)
-        .with_block(config.scan_block)
+    Matcher::new_enriched(
+        config.rules.clone(),
+        config.prefilter,
+        config.max_line,
+        config.enrichment.clone(),
+    )
+    .with_timing(config.timing)
+    .with_block(config.scan_block)
 }
 
 /// What the first pass of a whole run selects: [`first_matcher`], where a rule with a
@@ -109,10 +113,13 @@ pub fn run_matcher(config: &Config) -> Matcher {
     if !config.prefilter || !config.triggers {
         return first_matcher(config);
     }
-    Matcher::with_triggers(config.rules.clone(), config.max_line)
-        .with_enrichment(config.enrichment.clone())
-        .with_timing(config.timing)
-        .with_block(config.scan_block)
+    Matcher::with_triggers_enriched(
+        config.rules.clone(),
+        config.max_line,
+        config.enrichment.clone(),
+    )
+    .with_timing(config.timing)
+    .with_block(config.scan_block)
 }
 
 /// The second look at the rules `matcher` searched for by their trigger only

@@ -10,7 +10,7 @@
 //! cache); the patterns are compiled on the first parse of the run, never when no rule
 //! or evidence reads a parsed field. The prefilter asks [`name_spellings`] which text a
 //! record whose `user_agent.name` has a value must hold; that reads the patterns'
-//! descriptions only.
+//! descriptions only, of the user-agent list, which is parsed apart from the others.
 //!
 //! Where it differs from Elasticsearch's Java code: Rust's regex engine with `\d`, `\w`
 //! and `\s` made ASCII as Java has them (case-insensitive patterns still fold Unicode
@@ -51,14 +51,6 @@ struct Spec {
     versions: [Option<String>; 4],
 }
 
-/// The three lists of the file.
-#[derive(Debug, Default)]
-struct Specs {
-    user_agent: Vec<Spec>,
-    os: Vec<Spec>,
-    device: Vec<Spec>,
-}
-
 /// A pattern ready to match.
 #[derive(Debug)]
 struct Pattern {
@@ -82,64 +74,95 @@ struct Versioned {
     parts: [Option<String>; 4],
 }
 
-fn specs() -> &'static Specs {
-    static SPECS: OnceLock<Specs> = OnceLock::new();
-    SPECS.get_or_init(|| {
-        // The embedded file is part of the binary and covered by tests.
-        let docs = YamlLoader::load_from_str(REGEXES).expect("uap-core's regexes.yaml parses");
-        let doc = &docs[0];
-        let list = |key: &str, name_key: &str, version_keys: [&str; 4]| -> Vec<Spec> {
-            let text = |y: &Yaml| match y {
-                Yaml::String(s) => Some(s.clone()),
-                Yaml::Integer(n) => Some(n.to_string()),
-                Yaml::Real(r) => Some(r.clone()),
-                _ => None,
-            };
-            doc[key]
-                .as_vec()
-                .map(|v| v.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| {
-                    Some(Spec {
-                        regex: text(&p["regex"])?,
-                        case_insensitive: p["regex_flag"].as_str() == Some("i"),
-                        name: text(&p[name_key]),
-                        versions: version_keys.map(|k| text(&p[k])),
-                    })
+/// The part of the file holding the top-level list `key` (up to the next top-level
+/// key): each list is parsed on its own, so the prefilter, which reads the user-agent
+/// list only, does not parse the others.
+fn section(key: &str) -> &'static str {
+    let start = REGEXES
+        .match_indices(key)
+        .find(|&(at, _)| at == 0 || REGEXES.as_bytes()[at - 1] == b'\n')
+        .map_or(REGEXES.len(), |(at, _)| at);
+    let rest = &REGEXES[start..];
+    // The next line that starts with a letter begins the next top-level key.
+    let end = rest
+        .match_indices('\n')
+        .map(|(at, _)| at + 1)
+        .find(|&at| rest.as_bytes().get(at).is_some_and(u8::is_ascii_alphabetic))
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The patterns of the top-level list `key`, as written.
+fn list(key: &str, name_key: &str, version_keys: [&str; 4]) -> Vec<Spec> {
+    // The embedded file is part of the binary and covered by tests.
+    let docs = YamlLoader::load_from_str(section(key)).expect("uap-core's regexes.yaml parses");
+    let text = |y: &Yaml| match y {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Integer(n) => Some(n.to_string()),
+        Yaml::Real(r) => Some(r.clone()),
+        _ => None,
+    };
+    docs.first().map_or_else(Vec::new, |doc| {
+        doc[key]
+            .as_vec()
+            .map(|v| v.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| {
+                Some(Spec {
+                    regex: text(&p["regex"])?,
+                    case_insensitive: p["regex_flag"].as_str() == Some("i"),
+                    name: text(&p[name_key]),
+                    versions: version_keys.map(|k| text(&p[k])),
                 })
-                .collect()
-        };
-        Specs {
-            user_agent: list(
-                "user_agent_parsers",
-                "family_replacement",
-                [
-                    "v1_replacement",
-                    "v2_replacement",
-                    "v3_replacement",
-                    "v4_replacement",
-                ],
-            ),
-            os: list(
-                "os_parsers",
-                "os_replacement",
-                [
-                    "os_v1_replacement",
-                    "os_v2_replacement",
-                    "os_v3_replacement",
-                    "os_v4_replacement",
-                ],
-            ),
-            device: list("device_parsers", "device_replacement", ["", "", "", ""]),
-        }
+            })
+            .collect()
     })
+}
+
+/// The user-agent patterns, as written.
+fn agent_specs() -> &'static [Spec] {
+    static SPECS: OnceLock<Vec<Spec>> = OnceLock::new();
+    SPECS.get_or_init(|| {
+        list(
+            "user_agent_parsers",
+            "family_replacement",
+            [
+                "v1_replacement",
+                "v2_replacement",
+                "v3_replacement",
+                "v4_replacement",
+            ],
+        )
+    })
+}
+
+/// The operating-system patterns, as written.
+fn os_specs() -> &'static [Spec] {
+    static SPECS: OnceLock<Vec<Spec>> = OnceLock::new();
+    SPECS.get_or_init(|| {
+        list(
+            "os_parsers",
+            "os_replacement",
+            [
+                "os_v1_replacement",
+                "os_v2_replacement",
+                "os_v3_replacement",
+                "os_v4_replacement",
+            ],
+        )
+    })
+}
+
+/// The device patterns, as written.
+fn device_specs() -> &'static [Spec] {
+    static SPECS: OnceLock<Vec<Spec>> = OnceLock::new();
+    SPECS.get_or_init(|| list("device_parsers", "device_replacement", ["", "", "", ""]))
 }
 
 fn parsers() -> &'static Parsers {
     static PARSERS: OnceLock<Parsers> = OnceLock::new();
     PARSERS.get_or_init(|| {
-        let s = specs();
         let compile = |list: &[Spec]| -> Vec<Pattern> {
             list.iter()
                 .filter_map(|spec| {
@@ -157,19 +180,18 @@ fn parsers() -> &'static Parsers {
                 .collect()
         };
         Parsers {
-            user_agent: compile(&s.user_agent),
-            os: compile(&s.os),
-            device: compile(&s.device),
+            user_agent: compile(agent_specs()),
+            os: compile(os_specs()),
+            device: compile(device_specs()),
         }
     })
 }
 
 /// The number of patterns of the file and how many of them compiled (all, tested).
 pub fn pattern_counts() -> (usize, usize) {
-    let s = specs();
     let p = parsers();
     (
-        s.user_agent.len() + s.os.len() + s.device.len(),
+        agent_specs().len() + os_specs().len() + device_specs().len(),
         p.user_agent.len() + p.os.len() + p.device.len(),
     )
 }
@@ -297,7 +319,7 @@ pub fn name_spellings(value: &str) -> Option<Vec<String>> {
             out.push(s.to_string());
         }
     };
-    for spec in &specs().user_agent {
+    for spec in agent_specs() {
         match &spec.name {
             None => add(value),
             Some(r) if r == value => return None,
@@ -334,6 +356,17 @@ mod tests {
         let (all, compiled) = pattern_counts();
         assert!(all > 1000, "{all}");
         assert_eq!(all, compiled);
+    }
+
+    #[test]
+    fn each_list_parsed_alone_is_the_list_of_the_whole_file() {
+        let docs = YamlLoader::load_from_str(REGEXES).unwrap();
+        let whole = |key: &str| docs[0][key].as_vec().unwrap().len();
+        assert_eq!(agent_specs().len(), whole("user_agent_parsers"));
+        assert_eq!(os_specs().len(), whole("os_parsers"));
+        assert_eq!(device_specs().len(), whole("device_parsers"));
+        assert!(section("os_parsers").starts_with("os_parsers:"));
+        assert!(!section("user_agent_parsers").contains("\nos_parsers:"));
     }
 
     #[test]

@@ -112,7 +112,18 @@ impl Matcher {
     /// false every non-blank line is parsed (the slow reference path). Lines longer than
     /// `max_line` bytes are counted as malformed instead of being parsed.
     pub fn new(rules: Vec<Rule>, prefilter: bool, max_line: usize) -> Matcher {
-        Matcher::build(rules, prefilter, max_line, false)
+        Matcher::build(rules, prefilter, max_line, false, Default::default())
+    }
+
+    /// [`Matcher::new`] planned once for this enrichment (what
+    /// [`Matcher::with_enrichment`] gives, without planning twice).
+    pub fn new_enriched(
+        rules: Vec<Rule>,
+        prefilter: bool,
+        max_line: usize,
+        enrichment: std::sync::Arc<Enrichment>,
+    ) -> Matcher {
+        Matcher::build(rules, prefilter, max_line, false, enrichment)
     }
 
     /// [`Matcher::new`] with the prefilter, where a rule with no literal of its own but
@@ -121,7 +132,17 @@ impl Matcher {
     /// record holds one, and [`Matcher::around_triggers`] reads its other records around
     /// those ([`Matcher::gated`]).
     pub fn with_triggers(rules: Vec<Rule>, max_line: usize) -> Matcher {
-        Matcher::build(rules, true, max_line, true)
+        Matcher::build(rules, true, max_line, true, Default::default())
+    }
+
+    /// [`Matcher::with_triggers`] planned once for this enrichment (what
+    /// [`Matcher::with_enrichment`] gives, without planning twice).
+    pub fn with_triggers_enriched(
+        rules: Vec<Rule>,
+        max_line: usize,
+        enrichment: std::sync::Arc<Enrichment>,
+    ) -> Matcher {
+        Matcher::build(rules, true, max_line, true, enrichment)
     }
 
     /// The second look at the rules [`Matcher::with_triggers`] gated: their queries on
@@ -184,7 +205,13 @@ impl Matcher {
         &self.gated
     }
 
-    fn build(rules: Vec<Rule>, prefilter: bool, max_line: usize, triggers: bool) -> Matcher {
+    fn build(
+        rules: Vec<Rule>,
+        prefilter: bool,
+        max_line: usize,
+        triggers: bool,
+        enrichment: std::sync::Arc<Enrichment>,
+    ) -> Matcher {
         let mut selections = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             selections.push(Selection {
@@ -219,7 +246,7 @@ impl Matcher {
             coverage: true,
             on_demand: false,
             screen: false,
-            enrichment: Default::default(),
+            enrichment,
         };
         m.plan(prefilter, triggers);
         m
