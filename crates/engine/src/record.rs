@@ -1070,7 +1070,7 @@ fn is_port(s: &str) -> bool {
 /// as `CreationTime` is written), with `T` or a space between date and time.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
-    if let Some(t) = parse_common_timestamp(text.as_bytes()) {
+    if let Some(t) = ualhunt_query::time::audit_date_time(text.as_bytes()) {
         return Some(t);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
@@ -1126,43 +1126,6 @@ pub fn parse_creation_date(text: &str) -> Option<DateTime<Utc>> {
         .iter()
         .find_map(|fmt| NaiveDateTime::parse_from_str(text, fmt).ok())
         .map(|t| t.and_utc())
-}
-
-/// The shapes audit records actually use, parsed without chrono's format machinery:
-/// `YYYY-MM-DDTHH:MM:SS`, optional `.fraction` (up to 9 digits), optional `Z`.
-/// Anything else (offsets, spaces) is left to the general parser.
-fn parse_common_timestamp(b: &[u8]) -> Option<DateTime<Utc>> {
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, &d| {
-            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-        })
-    };
-    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
-    let mut rest = &b[19..];
-    let mut nanos = 0u32;
-    if let Some(frac) = rest.strip_prefix(b".") {
-        let digits = frac.iter().take_while(|d| d.is_ascii_digit()).count();
-        if digits == 0 || digits > 9 {
-            return None;
-        }
-        nanos = num(20..20 + digits)? * 10u32.pow(9 - digits as u32);
-        rest = &frac[digits..];
-    }
-    if !(rest.is_empty() || rest == b"Z") {
-        return None;
-    }
-    let time =
-        chrono::NaiveTime::from_hms_nano_opt(num(11..13)?, num(14..16)?, num(17..19)?, nanos)?;
-    Some(date.and_time(time).and_utc())
 }
 
 /// Reads a boolean-like flag value: `True`/`False` in any case (also `$true`, `1`, `0`).
@@ -1510,7 +1473,7 @@ mod tests {
             "2024-03-05T10:11:12.5Z",
             "1999-12-31T23:59:59.000001",
         ] {
-            let fast = parse_common_timestamp(s.as_bytes());
+            let fast = ualhunt_query::time::audit_date_time(s.as_bytes());
             let slow =
                 NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
                     .ok()

@@ -204,8 +204,8 @@ fn parse_date(text: &str) -> Option<i64> {
     let t = text.trim();
     // The audit log's own `CreationTime` (`2024-01-01T00:00:00`), read without
     // chrono's format interpreter; anything else as before.
-    if let Some(millis) = naive_date_time_millis(t.as_bytes()) {
-        return Some(millis);
+    if let Some(d) = crate::time::audit_date_time(t.as_bytes()) {
+        return Some(d.timestamp_millis());
     }
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Some(d.timestamp_millis());
@@ -217,40 +217,6 @@ fn parse_date(text: &str) -> Option<i64> {
         return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis());
     }
     None
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` with an optional fraction of one to nine digits, nothing
-/// around it, a valid date and a second below 60, as UTC milliseconds: what
-/// [`parse_date`]'s `%Y-%m-%dT%H:%M:%S%.f` reads such a text as (RFC 3339 needs an
-/// offset, so it reads none of them). `None`: any other text, for chrono to read.
-fn naive_date_time_millis(t: &[u8]) -> Option<i64> {
-    if t.len() < 19
-        || t[4] != b'-'
-        || t[7] != b'-'
-        || t[10] != b'T'
-        || t[13] != b':'
-        || t[16] != b':'
-    {
-        return None;
-    }
-    let digit = |i: usize| t[i].is_ascii_digit().then(|| u32::from(t[i] - b'0'));
-    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
-    let year = digit(0)? * 1000 + digit(1)? * 100 + digit(2)? * 10 + digit(3)?;
-    let nanos = match &t[19..] {
-        [] => 0,
-        [b'.', fraction @ ..]
-            if (1..=9).contains(&fraction.len()) && fraction.iter().all(u8::is_ascii_digit) =>
-        {
-            let value = fraction
-                .iter()
-                .fold(0u32, |n, &b| n * 10 + u32::from(b - b'0'));
-            value * 10u32.pow(9 - fraction.len() as u32)
-        }
-        _ => return None,
-    };
-    let date = chrono::NaiveDate::from_ymd_opt(year as i32, two(5)?, two(8)?)?;
-    let time = chrono::NaiveTime::from_hms_nano_opt(two(11)?, two(14)?, two(17)?, nanos)?;
-    (two(17)? < 60).then(|| NaiveDateTime::new(date, time).and_utc().timestamp_millis())
 }
 
 /// A record field's text as a value of its type (`None`: not of that type, as

@@ -43,6 +43,7 @@ mod literal;
 pub mod sequence;
 pub mod sigma;
 pub mod temporal;
+pub mod time;
 
 pub use field::{Field, Fields, Named, Spelling, ValueType};
 pub use literal::Literal;

@@ -693,7 +693,7 @@ proptest::proptest! {
     #[test]
     fn date_texts_read_as_chrono_reads_them(
         t in "[0-9]{2,5}-[0-9]{1,2}-[0-9]{1,3}[T ][0-9]{1,2}:[0-9]{2}:[0-9]{1,2}(\\.[0-9]{0,11})?(Z|[+-][0-9]{2}:[0-9]{2})?",
-        u in "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\\.[0-9]{1,10})?"
+        u in "[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9](\\.[0-9]{1,10})?Z?"
     ) {
         proptest::prop_assert_eq!(parse_date(&t), chrono_date(&t));
         proptest::prop_assert_eq!(parse_date(&u), chrono_date(&u));
