@@ -455,6 +455,24 @@ fn stats_print_the_accounting() {
     }
 }
 
+/// `hunt --stats` of `args` into nothing: what it prints on standard error.
+fn stats(args: &[&str]) -> String {
+    let mut all = vec![
+        "hunt",
+        "-q",
+        "--stats",
+        "--format",
+        "json",
+        "-o",
+        "/dev/null",
+    ];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
 #[test]
 fn stats_show_every_context_pass() {
     // Regression: with two rules running the bypass investigation, `--stats` showed
@@ -475,20 +493,11 @@ fn stats_show_every_context_pass() {
         );
     assert_ne!(copy, text);
     std::fs::write(dir.path().join("b.toml"), copy).unwrap();
-    let out = run(&[
-        "hunt",
-        "-q",
-        "--stats",
-        "--format",
-        "json",
-        "-o",
-        "/dev/null",
+    let stderr = stats(&[
         "--rules",
         dir.path().to_str().unwrap(),
         "tests/fixtures/investigation/s1_bypass_window_then_resume.jsonl",
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
     let rules: Vec<&str> = stderr
         .lines()
         .filter_map(|l| l.strip_prefix("context rule  "))
@@ -508,21 +517,6 @@ fn stats_count_screened_lines_apart_and_watched_names_once() {
     // Regression: lines the context pass's screen turned down unparsed counted as
     // candidates, and the names watched were counted before telling spellings and
     // roles of one name apart.
-    let stats = |args: &[&str]| -> String {
-        let mut all = vec![
-            "hunt",
-            "-q",
-            "--stats",
-            "--format",
-            "json",
-            "-o",
-            "/dev/null",
-        ];
-        all.extend_from_slice(args);
-        let out = run(&all);
-        assert_eq!(out.status.code(), Some(0));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
     let s1 = "tests/fixtures/investigation/s1_bypass_window_then_resume.jsonl";
     let screened = stats(&[s1]);
     assert!(

@@ -157,33 +157,13 @@ impl Later {
     }
 
     /// `e`, said to come from this pass.
-    pub fn error(self, e: InputError) -> InputError {
-        let name = self.name();
-        match e {
-            InputError::Stopped {
-                path,
-                what,
-                message,
-                offset,
-                line,
-                data,
-            } => InputError::Stopped {
-                path,
-                what: format!("{name}: {what}"),
-                message,
-                offset,
-                line,
-                data,
-            },
-            InputError::Open { path, message } => InputError::Open {
-                path,
-                message: format!("{name}: {message}"),
-            },
-            InputError::Discover { path, message } => InputError::Discover {
-                path,
-                message: format!("{name}: {message}"),
-            },
-        }
+    pub fn error(self, mut e: InputError) -> InputError {
+        let said = match &mut e {
+            InputError::Stopped { what, .. } => what,
+            InputError::Open { message, .. } | InputError::Discover { message, .. } => message,
+        };
+        *said = format!("{}: {said}", self.name());
+        e
     }
 
     /// `w`, said to come from this pass.
