@@ -455,26 +455,68 @@ fn stats_print_the_accounting() {
     }
 }
 
+/// `hunt --stats` of `args` into nothing: what it prints on standard error.
+fn stats(args: &[&str]) -> String {
+    let mut all = vec![
+        "hunt",
+        "-q",
+        "--stats",
+        "--format",
+        "json",
+        "-o",
+        "/dev/null",
+    ];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+#[test]
+fn stats_show_every_context_pass() {
+    // Regression: with two rules running the bypass investigation, `--stats` showed
+    // only the last context pass. The built-in rule's file twice, the second copy under
+    // its own id and name, with the investigation.
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string("crates/engine/rules/o365_mailbox_audit_bypass.toml").unwrap();
+    std::fs::write(dir.path().join("a.toml"), &text).unwrap();
+    let copy = text
+        .replace(
+            "675239ea-c1bc-4467-a6d3-b9e2cc7f676d",
+            "00000000-0000-4000-8000-000000000001",
+        )
+        .replace(
+            "name = \"O365 Mailbox Audit Logging Bypass\"",
+            "name = \"Bypass, a second look\"",
+        );
+    assert_ne!(copy, text);
+    std::fs::write(dir.path().join("b.toml"), copy).unwrap();
+    let stderr = stats(&[
+        "--rules",
+        dir.path().to_str().unwrap(),
+        "tests/fixtures/investigation/s1_bypass_window_then_resume.jsonl",
+    ]);
+    let rules: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("context rule  "))
+        .collect();
+    assert_eq!(rules.len(), 2, "{stderr}");
+    assert!(rules.contains(&"Bypass, a second look"), "{stderr}");
+    let passes = stderr
+        .lines()
+        .filter(|l| l.starts_with("context pass  ") && l.contains("records of watched names"))
+        .count();
+    assert_eq!(passes, 2, "{stderr}");
+    assert_eq!(stderr.matches("context read  ").count(), 2, "{stderr}");
+}
+
 #[test]
 fn stats_count_screened_lines_apart_and_watched_names_once() {
     // Regression: lines the context pass's screen turned down unparsed counted as
     // candidates, and the names watched were counted before telling spellings and
     // roles of one name apart.
-    let stats = |args: &[&str]| -> String {
-        let mut all = vec![
-            "hunt",
-            "-q",
-            "--stats",
-            "--format",
-            "json",
-            "-o",
-            "/dev/null",
-        ];
-        all.extend_from_slice(args);
-        let out = run(&all);
-        assert_eq!(out.status.code(), Some(0));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
     let s1 = "tests/fixtures/investigation/s1_bypass_window_then_resume.jsonl";
     let screened = stats(&[s1]);
     assert!(

@@ -124,8 +124,9 @@ fn reports(paths: &[PathBuf], tweak: &dyn Fn(&mut Config)) -> (String, u64) {
     let read = report
         .stats
         .context
-        .as_ref()
-        .map_or(0, |(p, _)| p.bytes + p.lead_in);
+        .iter()
+        .map(|c| c.pass.bytes + c.pass.lead_in)
+        .sum();
     (String::from_utf8(out).unwrap(), read)
 }
 

@@ -57,6 +57,15 @@ fn an_open_period_under_until_is_open_at_until_in_every_format() {
         "html next steps"
     );
     assert!(!html.contains("– now"), "html");
+    // The chart's band too (it said "still ON at the end of the data").
+    assert!(
+        html.contains(&format!("→ still ON at {at} (--until)</title>")),
+        "html chart band title"
+    );
+    assert!(
+        !html.contains("still ON at the end of the data"),
+        "html chart"
+    );
     let timeline = hunt("timeline", &until);
     assert!(
         timeline.contains(&format!("still open at {at} (--until)")),
@@ -79,6 +88,7 @@ fn an_open_period_under_until_is_open_at_until_in_every_format() {
     let period = &json["investigations"][0]["accounts"][0]["periods"][0];
     assert_eq!(period["open_as_of"], serde_json::Value::Null);
     assert!(hunt("timeline", &[]).contains("; still on at the end of the data"));
+    assert!(hunt("html", &[]).contains("→ still ON at the end of the data</title>"));
 }
 
 #[test]

@@ -452,8 +452,9 @@ fn context_read(report: &ualhunt_engine::Report) -> (u64, u64) {
     let read = report
         .stats
         .context
-        .as_ref()
-        .map_or(0, |(p, _)| p.bytes + p.lead_in);
+        .iter()
+        .map(|c| c.pass.bytes + c.pass.lead_in)
+        .sum();
     (read, report.stats.scan.bytes)
 }
 

@@ -138,3 +138,138 @@ pub struct Warning {
     /// What is doubtful.
     pub message: String,
 }
+
+/// A pass after the first that read inputs again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Later {
+    /// The second look at the rules searched for by their trigger.
+    Triggers,
+    /// A context pass.
+    Context,
+}
+
+impl Later {
+    fn name(self) -> &'static str {
+        match self {
+            Later::Triggers => "trigger look",
+            Later::Context => "context pass",
+        }
+    }
+
+    /// `e`, said to come from this pass.
+    pub fn error(self, mut e: InputError) -> InputError {
+        let said = match &mut e {
+            InputError::Stopped { what, .. } => what,
+            InputError::Open { message, .. } | InputError::Discover { message, .. } => message,
+        };
+        *said = format!("{}: {said}", self.name());
+        e
+    }
+
+    /// `w`, said to come from this pass.
+    pub fn warning(self, w: Warning) -> Warning {
+        Warning {
+            message: format!("{}: {}", self.name(), w.message),
+            path: w.path,
+        }
+    }
+}
+
+/// Adds what a later pass met to the run's errors and warnings, so nothing it could
+/// not read goes unsaid (an input changed or removed between the passes): the first
+/// pass's account of an input stands, so an error (a warning) of the later pass is
+/// added only for an input with no error (no warning) yet, named after the pass.
+pub fn add_later(
+    errors: &mut Vec<InputError>,
+    warnings: &mut Vec<Warning>,
+    pass: Later,
+    later_errors: Vec<InputError>,
+    later_warnings: Vec<Warning>,
+) {
+    for e in later_errors {
+        if !errors.iter().any(|seen| seen.path() == e.path()) {
+            errors.push(pass.error(e));
+        }
+    }
+    for w in later_warnings {
+        if !warnings.iter().any(|seen| seen.path == w.path) {
+            warnings.push(pass.warning(w));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stopped(path: &str, line: u64) -> InputError {
+        InputError::Stopped {
+            path: path.to_string(),
+            what: "stream ends early (truncated?)".to_string(),
+            message: "unexpected end of file".to_string(),
+            offset: 10 * line,
+            line,
+            data: "decompressed",
+        }
+    }
+
+    fn warning(path: &str, message: &str) -> Warning {
+        Warning {
+            path: path.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_later_pass_adds_only_what_the_first_did_not_say() {
+        let mut errors = vec![stopped("a.gz", 3)];
+        let mut warnings = vec![warning("a.gz", "2 damaged members skipped")];
+        add_later(
+            &mut errors,
+            &mut warnings,
+            Later::Context,
+            vec![
+                // The same damage met again, further or not: the first pass said it.
+                stopped("a.gz", 2),
+                // New: changed between the passes.
+                stopped("b.gz", 7),
+                InputError::Open {
+                    path: "c.jsonl".to_string(),
+                    message: "No such file or directory".to_string(),
+                },
+            ],
+            vec![
+                warning("a.gz", "1 damaged member skipped"),
+                warning("b.gz", "not recognised"),
+            ],
+        );
+        let said: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {e}", e.path()))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "a.gz: stream ends early (truncated?): unexpected end of file; stopped after 30 bytes of decompressed data, line 3",
+                "b.gz: context pass: stream ends early (truncated?): unexpected end of file; stopped after 70 bytes of decompressed data, line 7",
+                "c.jsonl: cannot open: context pass: No such file or directory",
+            ]
+        );
+        assert_eq!(
+            warnings,
+            [
+                warning("a.gz", "2 damaged members skipped"),
+                warning("b.gz", "context pass: not recognised"),
+            ]
+        );
+        // A second pass of the same kind meeting the same new error says it once.
+        add_later(
+            &mut errors,
+            &mut warnings,
+            Later::Triggers,
+            vec![stopped("b.gz", 7)],
+            Vec::new(),
+        );
+        assert_eq!(errors.len(), 3);
+    }
+}

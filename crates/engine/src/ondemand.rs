@@ -19,9 +19,8 @@
 //! `AuditData`, `event`, `event.*`). So a line it evaluates is one the full parse reads
 //! without error into the same values: malformed counts and samples cannot differ.
 //!
-//! Values are read as the full parse gives them: duplicate keys resolve as there (the
-//! mapping's own keys take the last, a lookup by name the first), and a number is its
-//! keyword text (`record::float_text`).
+//! Values are read as the full parse gives them: a repeated key reads as its last value,
+//! as there, and a number is its keyword text (`record::float_text`).
 
 use std::borrow::Cow;
 
@@ -151,13 +150,13 @@ impl<'i> Json<'i> for Lazy<'_, 'i> {
     }
 
     fn get(self, key: &str) -> Option<Self> {
+        // The last entry named `key`, as the full parse reads it.
         let mut found = None;
         self.any_entry(&mut |k, v| {
-            let hit = k == key;
-            if hit {
+            if k == key {
                 found = Some(v);
             }
-            hit
+            false
         });
         found
     }

@@ -735,7 +735,9 @@ pub(crate) trait Json<'i>: Copy {
     fn is_object(self) -> bool;
     /// A number's text, as a keyword field holds it ([`number_text`] of the number).
     fn number(self) -> Option<Cow<'i, str>>;
-    /// The value of the first entry named `key`, for an object.
+    /// The value of the last entry named `key`, for an object: a repeated key reads as
+    /// the mapping's own keys read it ([`RawKeys`]), and as the JSON decoders of
+    /// Elastic's collectors leave it (the later value replaces the earlier).
     fn get(self, key: &str) -> Option<Self>;
     /// Calls `f` on each entry of an object until it returns true: `None` for any other
     /// value, else whether a call did.
@@ -773,7 +775,13 @@ impl<'t, 'i> Json<'i> for Value<'t, 'i> {
     }
 
     fn get(self, key: &str) -> Option<Self> {
-        self.as_object()?.get(key)
+        let mut found = None;
+        for (k, v) in self.as_object()?.iter() {
+            if k == key {
+                found = Some(v);
+            }
+        }
+        found
     }
 
     fn any_entry(self, f: &mut dyn FnMut(&'i str, Self) -> bool) -> Option<bool> {
@@ -1175,6 +1183,19 @@ mod tests {
             })
         });
         assert_eq!(seen, ["app"]);
+    }
+
+    /// Regression: a repeated key read as the last value through the mapping's own keys
+    /// (`event.action`) and as the first by its name (`o365.audit.Operation`).
+    #[test]
+    fn a_repeated_key_reads_as_its_last_value_every_way() {
+        let json = r#"{"Operation":"A","Workload":"Exchange","Operation":"B","Extra":"x","Extra":"y","Nested":{"K":1,"K":2}}"#;
+        assert_eq!(text_of(json, "event.action").as_deref(), Some("B"));
+        assert_eq!(text_of(json, "o365.audit.Operation").as_deref(), Some("B"));
+        assert_eq!(text_of(json, "o365.audit.Extra").as_deref(), Some("y"));
+        assert_eq!(text_of(json, "o365.audit.Nested.K").as_deref(), Some("2"));
+        let ecs = r#"{"event":{"action":"A"},"event":{"action":"B"}}"#;
+        assert_eq!(text_of(ecs, "event.action").as_deref(), Some("B"));
     }
 
     #[test]

@@ -111,8 +111,9 @@ pub struct RunStats {
     pub chunk_size: usize,
     /// The first pass.
     pub scan: PassStats,
-    /// The context pass, when it ran; with the records it attributed to a watched name.
-    pub context: Option<(PassStats, u64)>,
+    /// Each context pass that ran, in rule order (one per rule with the bypass
+    /// investigation that had someone to watch).
+    pub context: Vec<ContextStats>,
     /// Whom the context pass watched, when it ran.
     pub watched: Option<Watched>,
     /// Per rule: its prefilter literals and how many records it was evaluated on.
@@ -122,6 +123,17 @@ pub struct RunStats {
     /// The second look at the rules searched for by their trigger only
     /// (`stages::around_triggers`; `None`: no such rule).
     pub triggers: Option<crate::stages::TriggerStats>,
+}
+
+/// One context pass, for `--stats`.
+#[derive(Debug)]
+pub struct ContextStats {
+    /// The rule whose investigation it gathered for.
+    pub rule: String,
+    /// The pass.
+    pub pass: PassStats,
+    /// Records it attributed to a watched name.
+    pub attributed: u64,
 }
 
 /// Whom the context pass watched, for `--stats`: distinct names (trimmed, any case, as

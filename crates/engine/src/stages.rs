@@ -22,7 +22,7 @@ use crate::analysis::sequence;
 use crate::analysis::{Evidence, Window};
 use crate::config::Config;
 use crate::coverage::verdict;
-use crate::error::{Error, InputError, Warning};
+use crate::error::{Error, InputError, Later, Warning, add_later};
 use crate::findings::{Finding, Harvest, Partial, Tallies, Why, drop_duplicates};
 use crate::report::{MalformedLine, Names, Report, RuleStats, RunStats};
 use crate::rule::ANALYSIS_BYPASS;
@@ -170,7 +170,12 @@ fn around_triggers_keeping(
         spans.extend(windows);
         fired += n;
     }
-    let mut stats = TriggerStats { fired, pass: None };
+    let mut stats = TriggerStats {
+        fired,
+        pass: None,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     // The rules' own matches so far are those holding a trigger literal: read again.
     findings.retain(|f| !gated.contains(&f.rule));
     if spans.is_empty() {
@@ -187,6 +192,8 @@ fn around_triggers_keeping(
     // that share a position keep theirs).
     findings.sort_by_key(|f| (f.at, f.rule, f.why));
     stats.pass = Some(scanned.stats);
+    stats.errors = scanned.errors;
+    stats.warnings = scanned.warnings;
     Some(stats)
 }
 
@@ -205,6 +212,10 @@ pub struct TriggerStats {
     pub fired: u64,
     /// The second look, when one was needed.
     pub pass: Option<crate::scan::PassStats>,
+    /// What the second look could not read ([`add_later`] reports it).
+    pub errors: Vec<InputError>,
+    /// What the second look doubted.
+    pub warnings: Vec<Warning>,
 }
 
 /// What the context pass watching `watch` selects.
@@ -399,7 +410,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     ));
     // The rules searched for by their trigger: their records around it.
     let mut findings = std::mem::take(&mut partial.sink.findings);
-    let triggers = pool.install(|| {
+    let mut triggers = pool.install(|| {
         around_triggers_keeping(
             &found.inputs,
             &matcher,
@@ -425,8 +436,12 @@ pub fn run(config: &Config) -> Result<Report, Error> {
 
     // Pass 2, for each rule that asks for it.
     let mut activities = Vec::new();
-    let mut context_stats = None;
-    for (_, watch) in &plan.rules {
+    let mut context_stats = Vec::new();
+    let mut later_errors = triggers.as_mut().map_or_else(Vec::new, |t| {
+        let errors = std::mem::take(&mut t.errors);
+        vec![(Later::Triggers, errors, std::mem::take(&mut t.warnings))]
+    });
+    for &(rule, ref watch) in &plan.rules {
         let activity = watch.as_ref().map(|watch| {
             if let Some(p) = &config.progress {
                 p.total
@@ -442,22 +457,31 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                     Some(&maps),
                 )
             });
-            let attributed = second.partial.sink.records;
-            context_stats = Some((second.stats, attributed));
+            context_stats.push(crate::report::ContextStats {
+                rule: config.rules[usize::from(rule)]
+                    .meta
+                    .shown_name()
+                    .into_owned(),
+                attributed: second.partial.sink.records,
+                pass: second.stats,
+            });
+            later_errors.push((Later::Context, second.errors, second.warnings));
             second.partial.sink
         });
         activities.push(activity);
     }
     drop(maps);
 
-    let watched = context_stats
-        .is_some()
+    let watched = (!context_stats.is_empty())
         .then(|| crate::report::Watched::of(plan.rules.iter().filter_map(|(_, w)| w.as_ref())));
     let Found {
         inputs, mut errors, ..
     } = found;
     let names = Names::of(inputs);
     errors.extend(scan_errors);
+    for (pass, later, later_warnings) in later_errors {
+        add_later(&mut errors, &mut warnings, pass, later, later_warnings);
+    }
     let mut report = finish(
         Finish {
             names,

@@ -949,7 +949,7 @@ fn lane_title(s: &mut String, report: &Report, lane: &Lane<'_>) {
     }
 }
 
-fn period_span(p: &Period) -> Option<Span> {
+fn period_span(p: &Period, window: &ualhunt_engine::analysis::Window) -> Option<Span> {
     let start = if p.predates_data {
         None
     } else {
@@ -960,7 +960,11 @@ fn period_span(p: &Period) -> Option<Span> {
     } else {
         Some(p.end?.timestamp())
     };
-    Some(Span { start, end })
+    Some(Span {
+        start,
+        end,
+        open_as_of: crate::time::open_as_of(p, window).map(|t| t.timestamp()),
+    })
 }
 
 fn lane_marks(report: &Report, lane: &Lane<'_>) -> Vec<Mark> {
@@ -1053,7 +1057,12 @@ fn lane_chart(
     if let Some(axis) = axis {
         let spans: Vec<Span> = lane
             .account
-            .map(|a| a.periods.iter().filter_map(period_span).collect())
+            .map(|a| {
+                a.periods
+                    .iter()
+                    .filter_map(|p| period_span(p, &report.window))
+                    .collect()
+            })
             .unwrap_or_default();
         let tl = Timeline {
             id: i,

@@ -89,42 +89,52 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         s.parse_time.as_secs_f64(),
         s.read_time.as_secs_f64()
     )?;
-    match &run.context {
-        Some((p, attributed)) => {
+    if run.context.is_empty() {
+        writeln!(out, "context pass  not run")?;
+    }
+    // Several rules with the investigation: a pass each, named.
+    let several = run.context.len() > 1;
+    for (k, c) in run.context.iter().enumerate() {
+        let p = &c.pass;
+        if several {
             writeln!(
                 out,
-                "context pass  {:.3} s, {} bytes, prefilter {}, {} candidates (parsed), {} screened out unparsed, {} records of watched names",
-                p.wall.as_secs_f64(),
-                p.bytes,
-                p.prefilter,
-                p.counts.candidates,
-                p.counts.screened,
-                attributed
-            )?;
-            if let Some(w) = &run.watched {
-                writeln!(
-                    out,
-                    "context names {} watched ({} bypassed accounts, {} actors; {} spellings in the findings)",
-                    w.names, w.accounts, w.actors, w.spellings
-                )?;
-            }
-            // The block index lets the pass skip what holds no watched time; what a
-            // compressed file's stretches needed inflated before them from a seek
-            // point is read too.
-            let read = p.bytes + p.lead_in;
-            let skipped = s.bytes.saturating_sub(read);
-            let share = if s.bytes == 0 {
-                0.0
-            } else {
-                100.0 * read as f64 / s.bytes as f64
-            };
-            writeln!(
-                out,
-                "context read  {read} of {} bytes ({share:.1} %), {skipped} skipped ({} scanned, {} inflated to reach them from seek points)",
-                s.bytes, p.bytes, p.lead_in
+                "context rule  {}",
+                crate::escape::terminal_safe(&c.rule)
             )?;
         }
-        None => writeln!(out, "context pass  not run")?,
+        writeln!(
+            out,
+            "context pass  {:.3} s, {} bytes, prefilter {}, {} candidates (parsed), {} screened out unparsed, {} records of watched names",
+            p.wall.as_secs_f64(),
+            p.bytes,
+            p.prefilter,
+            p.counts.candidates,
+            p.counts.screened,
+            c.attributed
+        )?;
+        if let Some(w) = run.watched.as_ref().filter(|_| k == 0) {
+            writeln!(
+                out,
+                "context names {} watched ({} bypassed accounts, {} actors; {} spellings in the findings)",
+                w.names, w.accounts, w.actors, w.spellings
+            )?;
+        }
+        // The block index lets the pass skip what holds no watched time; what a
+        // compressed file's stretches needed inflated before them from a seek
+        // point is read too.
+        let read = p.bytes + p.lead_in;
+        let skipped = s.bytes.saturating_sub(read);
+        let share = if s.bytes == 0 {
+            0.0
+        } else {
+            100.0 * read as f64 / s.bytes as f64
+        };
+        writeln!(
+            out,
+            "context read  {read} of {} bytes ({share:.1} %), {skipped} skipped ({} scanned, {} inflated to reach them from seek points)",
+            s.bytes, p.bytes, p.lead_in
+        )?;
     }
     if let Some(t) = &run.triggers {
         match &t.pass {

@@ -267,13 +267,17 @@ pub fn records_per_day(
 }
 
 /// A bypass period on a timeline, in seconds: `None` start predates the data, `None`
-/// end is still open at the end of the data.
+/// end is still open at the end of the data, or at `open_as_of` when the run ends
+/// there (`--until`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     /// When it began.
     pub start: Option<i64>,
     /// When it ended.
     pub end: Option<i64>,
+    /// The end of the window an open period is told open at (`--until`), when not the
+    /// end of the data.
+    pub open_as_of: Option<i64>,
 }
 
 /// What a marker shows.
@@ -425,10 +429,14 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
         );
         let mid = BAND_TOP + BAND_H / 2.0;
         // The captions inside the band, where they fit (both when both do).
-        const OPEN: &str = "still ON at the end of the data";
+        let open = if span.open_as_of.is_some() {
+            "still ON at --until"
+        } else {
+            "still ON at the end of the data"
+        };
         const BEFORE: &str = "on before the data";
         let room = x1 - x0 - 24.0;
-        let open_w = caption_width(OPEN);
+        let open_w = caption_width(open);
         let before_w = caption_width(BEFORE);
         let (show_open, show_before) = match (span.end.is_none(), span.start.is_none()) {
             (true, true) => {
@@ -451,7 +459,7 @@ pub fn timeline(out: &mut String, axis: Axis, tl: &Timeline<'_>) {
             if show_open {
                 w!(
                     out,
-                    r#"<text class="bl" x="{:.1}" y="{:.1}" text-anchor="end">{OPEN}</text>"#,
+                    r#"<text class="bl" x="{:.1}" y="{:.1}" text-anchor="end">{open}</text>"#,
                     x1 - 8.0,
                     mid + 4.0
                 );
@@ -658,10 +666,17 @@ fn span_title(s: Span) -> String {
         t.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
             .map_or(none.to_string(), |t| crate::time::rfc3339(&t))
     };
+    let open = match s
+        .open_as_of
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+    {
+        Some(until) => format!("still ON at {} (--until)", crate::time::rfc3339(&until)),
+        None => "still ON at the end of the data".to_string(),
+    };
     format!(
         "bypassed {} → {}",
         at(s.start, "(before the data)"),
-        at(s.end, "still ON at the end of the data")
+        at(s.end, &open)
     )
 }
 
@@ -676,6 +691,7 @@ fn merged_spans(axis: &Axis, spans: &[Span]) -> Vec<(f64, f64, Span)> {
             Some(last) if x0 - last.1 < SPAN_MERGE => {
                 last.1 = last.1.max(x1);
                 last.2.end = s.end;
+                last.2.open_as_of = s.open_as_of;
             }
             _ => out.push((x0, x1, *s)),
         }
@@ -755,11 +771,13 @@ mod tests {
             .map(|h| Span {
                 start: Some(t + h * 3600),
                 end: Some(t + h * 3600 + 1800),
+                open_as_of: None,
             })
             .collect();
         spans.push(Span {
             start: Some(t + 8000 * 3600 + 600),
             end: None,
+            open_as_of: None,
         });
         let bands = merged_spans(&a, &spans);
         assert_eq!(bands.len(), 1);
@@ -768,10 +786,12 @@ mod tests {
             Span {
                 start: None,
                 end: Some(t + 86_400),
+                open_as_of: None,
             },
             Span {
                 start: Some(t + 100 * 86_400),
                 end: Some(t + 101 * 86_400),
+                open_as_of: None,
             },
         ];
         let bands = merged_spans(&a, &apart);

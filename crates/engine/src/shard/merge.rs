@@ -491,23 +491,37 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
         }
     }
     let mut activities: Vec<Option<Activity>> = Vec::new();
-    let mut context_counts = crate::findings::Counts::default();
+    let mut context_stats = Vec::new();
+    let mut later = Vec::new();
     let mut k = 0;
-    for (_, watch) in &first.plan.rules {
+    for &(rule, ref watch) in &first.plan.rules {
         if watch.is_none() {
             activities.push(None);
             continue;
         }
         let mut segments = Vec::new();
+        // Each context partial records its passes in plan order, one per watching rule.
+        let mut records = Vec::new();
         for l in &mut checked.context {
             if let Some(part) = l.file.context.as_mut().and_then(|p| p.get_mut(k)) {
                 let taken = std::mem::take(&mut part.segments);
                 segments.extend(taken.into_iter().map(|s| (l.path.clone(), s)));
             }
+            records.extend(l.file.stats.passes.get(k));
         }
         k += 1;
         let folded = fold(segments, checked.key.inputs)?;
-        context_counts = folded.partial.counts;
+        let mut pass = partial::merge_stats(&records);
+        pass.counts = folded.partial.counts;
+        context_stats.push(crate::report::ContextStats {
+            rule: first.config.rules[usize::from(rule)]
+                .meta
+                .shown_name()
+                .into_owned(),
+            pass,
+            attributed: records.iter().map(|r| r.attributed).sum(),
+        });
+        later.push((folded.errors, folded.warnings));
         activities.push(Some(folded.partial.sink));
     }
     let context_ran = activities.iter().any(Option::is_some);
@@ -517,7 +531,6 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
             .collect()
     };
     let scan_records = records(&checked.scan);
-    let context_records = records(&checked.context);
     let mut scan = partial::merge_stats(&scan_records.iter().collect::<Vec<_>>());
     scan.counts = first.folded.partial.counts;
     let longest = |ls: &[Loaded]| {
@@ -526,7 +539,6 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
             .max()
             .unwrap_or_default()
     };
-    let attributed = context_records.iter().map(|r| r.attributed).sum();
     let matcher = stages::run_matcher(&first.config);
     let stats = RunStats {
         wall: longest(&checked.scan) + longest(&checked.context),
@@ -549,19 +561,24 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
         watched: context_ran.then(|| {
             crate::report::Watched::of(first.plan.rules.iter().filter_map(|(_, w)| w.as_ref()))
         }),
-        context: context_ran.then(|| {
-            let mut stats = partial::merge_stats(&context_records.iter().collect::<Vec<_>>());
-            stats.counts = context_counts;
-            (stats, attributed)
-        }),
+        context: context_stats,
     };
     let FirstStage {
         config,
         folded,
-        errors,
-        warnings,
+        mut errors,
+        mut warnings,
         plan,
     } = first;
+    for (later_errors, later_warnings) in later {
+        crate::error::add_later(
+            &mut errors,
+            &mut warnings,
+            crate::error::Later::Context,
+            later_errors,
+            later_warnings,
+        );
+    }
     Ok(stages::finish(
         Finish {
             names: Names::listed(folded.names, folded.members),

@@ -30,7 +30,7 @@ pub use crate::scan::{Piece, Unit};
 
 use crate::analysis::context::Activity;
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{Error, Later};
 use crate::findings::Harvest;
 use crate::scan::Pass;
 use crate::stages::{self, Found};
@@ -175,6 +175,14 @@ pub fn run(
                     )
                 });
                 for (unit, more) in results.iter_mut().zip(second) {
+                    // What the second read could not read is said, as a single run
+                    // says it (`add_later`): only where the first read said nothing.
+                    if unit.error.is_none() {
+                        unit.error = more.error.map(|e| Later::Triggers.error(e));
+                    }
+                    if unit.warning.is_none() {
+                        unit.warning = more.warning.map(|w| Later::Triggers.warning(w));
+                    }
                     let findings = &mut unit.partial.sink.findings;
                     findings.retain(|f| !gated.contains(&f.rule));
                     findings.extend(more.partial.sink.findings);
