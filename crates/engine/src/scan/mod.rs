@@ -15,7 +15,6 @@
 
 pub mod document;
 pub mod inputs;
-mod screened;
 pub mod sweep;
 
 pub use inputs::{
@@ -695,9 +694,6 @@ pub fn scan_chunk<S: Sink>(
     let mut tally = Tally::default();
     if m.prefilter.is_everything() {
         scan_every_line(data, file, pass, scratch, &mut out, &mut tally);
-    } else if m.screen && !m.coverage && m.router.is_none() && m.record_types.is_empty() {
-        // The context pass: only its candidates' lines need numbering.
-        screened::scan_screened(data, file, pass, scratch, &mut out);
     } else {
         scan_prefiltered(data, file, pass, scratch, &mut out, &mut tally);
     }
