@@ -21,6 +21,11 @@ impl Filled {
     pub fn into_buffer(self) -> Vec<u8> {
         self.buf
     }
+
+    /// The bytes its buffer holds allocated (what keeping the block costs).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
 }
 
 impl From<Vec<u8>> for Filled {
