@@ -229,8 +229,11 @@ impl Keeper<'_> {
 
     /// Keeps `block` (the next one of the stream) if the budget has room; otherwise
     /// gives it back to be recycled.
-    pub fn offer(&mut self, block: Filled) -> Option<Filled> {
+    pub fn offer(&mut self, mut block: Filled) -> Option<Filled> {
         let len = block.len() as u64;
+        if !self.full {
+            block.trim();
+        }
         if !self.full && self.cache.reserve(block.capacity() as u64) {
             self.reserved += block.capacity() as u64;
             self.blocks.push(block);
@@ -255,9 +258,13 @@ impl Keeper<'_> {
         let blocks = std::mem::take(&mut self.blocks);
         let reserved = std::mem::take(&mut self.reserved);
         let mut s = self.cache.lock();
-        if blocks.is_empty() || !s.open {
+        if !s.open {
             drop(s);
             self.cache.release(reserved);
+            return;
+        }
+        s.not_kept += self.not_kept;
+        if blocks.is_empty() {
             return;
         }
         let mut starts = Vec::with_capacity(blocks.len());
@@ -267,7 +274,6 @@ impl Keeper<'_> {
             at += b.len() as u64;
         }
         s.kept += at;
-        s.not_kept += self.not_kept;
         s.files.insert(
             self.file,
             Arc::new(Kept {
