@@ -313,6 +313,15 @@ pub struct HuntArgs {
     #[arg(long, hide = true)]
     pub context_full_read: bool,
 
+    /// Keep up to SIZE of the inflated text of gzip and zstd files from the first pass
+    /// for the context pass, which then reads it from memory instead of inflating the
+    /// files again (e.g. 512M; auto: the smaller of 1 GiB and a quarter of physical
+    /// memory). Worth it when the bypass windows cover most of the archive; off by
+    /// default (keeping blocks the context pass skips costs time and memory). Freed as
+    /// soon as the context pass is done.
+    #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
+    pub context_cache: Option<u64>,
+
     /// Lay the table out on one line per actor whatever the terminal width.
     #[arg(long)]
     pub wide: bool,
@@ -569,6 +578,7 @@ impl HuntArgs {
         config.context_window = self.context_window;
         config.context_horizon = self.context_horizon;
         config.context_full_read = self.context_full_read;
+        config.context_cache = self.context_cache;
         if let Some(path) = &self.allow {
             let today = chrono::Utc::now().date_naive();
             config.allowlist =
@@ -632,6 +642,21 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     Ok(size)
 }
 
+/// A `--context-cache` size: a size as [`parse_size`] reads it, or `0` (off).
+pub fn parse_cache_size(text: &str) -> Result<u64, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(ualhunt_engine::scan::cache::default_budget());
+    }
+    if text
+        .trim()
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        == "0"
+    {
+        return Ok(0);
+    }
+    parse_size(text).map(|n| n as u64)
+}
+
 /// Which end of a time window a bound is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bound {
@@ -685,5 +710,15 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999999999999T").is_err());
+        assert_eq!(parse_cache_size("0"), Ok(0));
+        assert_eq!(parse_cache_size("0M"), Ok(0));
+        assert_eq!(parse_cache_size("512M"), Ok(512 << 20));
+        assert_eq!(
+            parse_cache_size("auto"),
+            Ok(ualhunt_engine::scan::cache::default_budget())
+        );
+        assert!(parse_cache_size("auto") > Ok(0));
+        assert!(parse_cache_size("00x").is_err());
+        assert!(parse_cache_size("").is_err());
     }
 }

@@ -71,6 +71,10 @@ pub struct Config {
     /// Whether the context pass reads every input whole instead of the stretches the
     /// block index points it to (the reference the index is tested against).
     pub context_full_read: bool,
+    /// Bytes of inflated blocks the first pass may keep for the context pass
+    /// (`--context-cache`; `None` or `Some(0)`: none, the default; `--context-cache
+    /// auto` is `scan::cache::default_budget`).
+    pub context_cache: Option<u64>,
     /// Output bytes between the seek points the first pass notes in a gzip or zstd
     /// file (`ualhunt_input::seek::SPACING`; tests make it small to have many).
     pub seek_spacing: u64,
@@ -110,6 +114,7 @@ impl Config {
             context_window: DEFAULT_CONTEXT_WINDOW,
             context_horizon: DEFAULT_CONTEXT_HORIZON,
             context_full_read: false,
+            context_cache: None,
             seek_spacing: ualhunt_input::seek::SPACING,
             keep_duplicates: false,
             progress: None,

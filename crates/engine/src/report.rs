@@ -123,6 +123,9 @@ pub struct RunStats {
     /// The second look at the rules searched for by their trigger only
     /// (`stages::around_triggers`; `None`: no such rule).
     pub triggers: Option<crate::stages::TriggerStats>,
+    /// What the context cache kept of the compressed inputs after the first pass
+    /// (`None`: no cache, as with `--no-context`).
+    pub cache: Option<crate::scan::cache::CacheStats>,
 }
 
 /// One context pass, for `--stats`.

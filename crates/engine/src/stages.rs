@@ -385,9 +385,16 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     }
 
     // Pass 1: the rules and their context selections. The plain files it maps stay
-    // mapped for the passes after it (`Maps`), dropped once none is left to run.
+    // mapped for the passes after it (`Maps`), dropped once none is left to run; when
+    // a context pass may run, the inflated blocks of compressed files are kept too
+    // (`scan::cache`), within their budget.
     let matcher = run_matcher(config);
-    let maps = Maps::default();
+    let budget = if config.context && !config.context_full_read {
+        config.context_cache.unwrap_or(0)
+    } else {
+        0
+    };
+    let maps = Maps::with_cache(budget);
     let Scanned {
         mut partial,
         errors: scan_errors,
@@ -408,6 +415,8 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         scan_stats.bytes,
         explained,
     ));
+    maps.cache.close();
+    let cache = (budget > 0).then(|| maps.cache.stats());
     // The rules searched for by their trigger: their records around it.
     let mut findings = std::mem::take(&mut partial.sink.findings);
     let mut triggers = pool.install(|| {
@@ -433,6 +442,10 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         config,
     );
     let rule_stats = rule_stats(&matcher, &partial.evaluated, &plan.matched);
+    if plan.rules.iter().all(|(_, watch)| watch.is_none()) {
+        // No context pass to run: the kept blocks go now, not at the end of the run.
+        maps.cache.clear();
+    }
 
     // Pass 2, for each rule that asks for it.
     let mut activities = Vec::new();
@@ -501,6 +514,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
                 rules: rule_stats,
                 routed_literals: matcher.router().map(|r| r.literals()),
                 triggers,
+                cache,
             },
         },
         config,

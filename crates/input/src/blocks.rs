@@ -21,6 +21,20 @@ impl Filled {
     pub fn into_buffer(self) -> Vec<u8> {
         self.buf
     }
+
+    /// The bytes its buffer holds allocated (what keeping the block costs).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Gives back the buffer's room past the data when that is more than an eighth of
+    /// it (a short last block of a stream), before the block is kept.
+    pub fn trim(&mut self) {
+        if self.buf.capacity() - self.len > self.buf.capacity() / 8 {
+            self.buf.truncate(self.len);
+            self.buf.shrink_to_fit();
+        }
+    }
 }
 
 impl From<Vec<u8>> for Filled {

@@ -89,6 +89,25 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         s.parse_time.as_secs_f64(),
         s.read_time.as_secs_f64()
     )?;
+    if let Some(c) = &run.cache {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        writeln!(
+            out,
+            "context cache budget {:.1} MiB: kept {} bytes of {} compressed files ({:.1} MiB of buffers){}",
+            mib(c.budget),
+            c.kept,
+            c.files,
+            mib(c.held),
+            if c.not_kept > 0 {
+                format!(
+                    "; full: {} bytes of theirs not kept, inflated again from seek points if needed",
+                    c.not_kept
+                )
+            } else {
+                String::new()
+            }
+        )?;
+    }
     if run.context.is_empty() {
         writeln!(out, "context pass  not run")?;
     }
@@ -135,6 +154,19 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             "context read  {read} of {} bytes ({share:.1} %), {skipped} skipped ({} scanned, {} inflated to reach them from seek points)",
             s.bytes, p.bytes, p.lead_in
         )?;
+        if run.cache.is_some() {
+            // Of the compressed inputs' bytes: what came from memory, what was
+            // inflated again (scanned, or only to reach a stretch).
+            writeln!(
+                out,
+                "context cache {} bytes read from the cache, {} inflated again ({} scanned, {} to reach them), {} skipped",
+                p.cached,
+                p.bytes - p.cached + p.lead_in,
+                p.bytes - p.cached,
+                p.lead_in,
+                skipped
+            )?;
+        }
     }
     if let Some(t) = &run.triggers {
         match &t.pass {

@@ -28,6 +28,7 @@ use crate::error::{InputError, Warning};
 use crate::findings::{Counts, Partial, Shift};
 use crate::index::{Seekable, Within};
 
+use super::cache::{Cache, Keeper};
 use super::document::{scan_csv, scan_json_document};
 use super::{Pass, Scratch, Sink, scan_chunk};
 
@@ -57,6 +58,9 @@ pub struct PassStats {
     /// Decompressed bytes inflated only to reach a stretch from a seek point before it
     /// (read, not scanned; not in `bytes`).
     pub lead_in: u64,
+    /// Decompressed bytes of compressed files read from the context cache instead of
+    /// inflated again (scanned: part of `bytes`).
+    pub cached: u64,
 }
 
 /// Most mapped files a run keeps from one pass for the next ([`Maps`]).
@@ -72,10 +76,14 @@ pub const KEPT_BYTES: u64 = 4 << 30;
 /// faulting the file a second time (and unmapping it twice). A pass given them
 /// ([`Pass::keeping`]) takes an input's mapping when one is kept and keeps each whole
 /// input it mapped and read without error, up to [`KEPT_MAPS`] mappings and
-/// [`KEPT_BYTES`] bytes. Dropping them unmaps.
+/// [`KEPT_BYTES`] bytes. Dropping them unmaps. Beside them, the inflated blocks of
+/// compressed files the first pass keeps for the context pass ([`Cache`]; none unless
+/// made [`Maps::with_cache`]).
 #[derive(Default)]
 pub struct Maps {
     kept: std::sync::Mutex<Kept>,
+    /// Inflated blocks of compressed files.
+    pub cache: Cache,
 }
 
 #[derive(Default)]
@@ -85,6 +93,15 @@ struct Kept {
 }
 
 impl Maps {
+    /// No mapping kept yet, and a context cache of `budget` bytes open for the first
+    /// pass (`0`: none).
+    pub fn with_cache(budget: u64) -> Maps {
+        Maps {
+            kept: Default::default(),
+            cache: Cache::new(budget),
+        }
+    }
+
     /// Input `file`'s kept mapping, taken out (`None`: none is kept).
     fn take(&self, file: usize) -> Option<source::Mapped> {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
@@ -180,6 +197,8 @@ struct FileResult<S> {
     read_time: Duration,
     compressed_bytes: u64,
     lead_in: u64,
+    /// Decompressed bytes read from the context cache (`Cache`), not inflated again.
+    cached: u64,
     /// A piece read only where the index points: positions are the input's own.
     absolute: bool,
 }
@@ -198,6 +217,7 @@ impl<S: Sink> FileResult<S> {
             read_time: Duration::ZERO,
             compressed_bytes: 0,
             lead_in: 0,
+            cached: 0,
             absolute: false,
         }
     }
@@ -311,6 +331,7 @@ fn scan_units_each<S: Sink>(
     let (mut scan_time, mut parse_time, mut read_time) = Default::default();
     let mut compressed_bytes = 0;
     let mut lead_in = 0;
+    let mut cached = 0;
     for start in (0..count).step_by(BATCH) {
         let batch: Vec<Unit> = (start..count.min(start + BATCH)).map(&unit).collect();
         let results: Vec<FileResult<S>> = batch
@@ -339,6 +360,7 @@ fn scan_units_each<S: Sink>(
             read_time += r.read_time;
             compressed_bytes += r.compressed_bytes;
             lead_in += r.lead_in;
+            cached += r.cached;
             each(UnitResult {
                 absolute: r.absolute,
                 partial: r.partial,
@@ -360,6 +382,7 @@ fn scan_units_each<S: Sink>(
         read_time,
         compressed_bytes,
         lead_in,
+        cached,
     }
 }
 
@@ -448,6 +471,12 @@ fn scan_input<S: Sink>(
                 (_, c) => c.name().to_string(),
             };
             let compressed = compression != Compression::None;
+            // A compressed file whose seek points are noted keeps its inflated blocks
+            // for the context pass while the cache is open (`Cache`).
+            let mut keeper = match (maps, &seeks, identity) {
+                (Some(m), Some(_), Some(_)) if compressed => m.cache.keeper(file),
+                _ => None,
+            };
             // Sniff from the first SNIFF bytes however the stream delivers them (a pipe
             // may hand over one byte at a time), then read on from those same bytes.
             let mut reader = reader;
@@ -496,7 +525,16 @@ fn scan_input<S: Sink>(
                 }
                 _ => {
                     let reader = Box::new(io::Cursor::new(first).chain(reader));
-                    let mut r = scan_stream(file, input, reader, &kind, compressed, pass, config);
+                    let mut r = scan_stream(
+                        file,
+                        input,
+                        reader,
+                        &kind,
+                        compressed,
+                        pass,
+                        config,
+                        keeper.as_mut(),
+                    );
                     r.warning = doubt;
                     r
                 }
@@ -517,6 +555,10 @@ fn scan_input<S: Sink>(
                     modified,
                     points: seeks.points(),
                 });
+                // Read by stretches in the context pass: from these blocks first.
+                if let Some(keeper) = keeper.take() {
+                    keeper.commit();
+                }
             } else {
                 // Any other stream is read whole by the context pass: its block index
                 // would be held for nothing, one entry or more per input (an archive
@@ -727,10 +769,32 @@ fn scan_seeking<S: Sink>(
     let kind = format!("jsonl+{} (from seek points)", seek.codec.name());
     let mut result = FileResult::new(kind.clone());
     let mut whole = Partial::<S>::default();
+    // The blocks the first pass kept of this file: what they hold is read from memory.
+    let kept = pass.maps.and_then(|m| m.cache.get(file));
     // The reader in use, and the decompressed offset it has reached.
     let mut reading: Option<(Shared, u64)> = None;
     for s in &only.joined().stretches {
-        let (start, len) = (s.bytes.start, s.bytes.end - s.bytes.start);
+        // Kept bytes up to `start`, the rest inflated from a seek point.
+        let mut part = Partial::<S>::default();
+        let start = match &kept {
+            Some(kept) if kept.end() > s.bytes.start => {
+                let cut = kept.end().min(s.bytes.end);
+                part = scan_kept(file, kept, s.bytes.start..cut, &mut result, pass, config);
+                cut
+            }
+            _ => s.bytes.start,
+        };
+        if start == s.bytes.end {
+            whole.append_at(
+                part,
+                Shift {
+                    lines: s.line,
+                    bytes: s.bytes.start,
+                },
+            );
+            continue;
+        }
+        let len = s.bytes.end - start;
         let point = seek.before(start);
         let from = point.map_or(0, |p| p.out);
         let reuse = reading
@@ -755,7 +819,16 @@ fn scan_seeking<S: Sink>(
         let (shared, at) = reading.as_mut().expect("a reader");
         let skip = start - *at;
         let stretch = ualhunt_input::seek::Stretch::new(shared.clone(), skip, len);
-        let r = scan_stream(file, input, Box::new(stretch), &kind, true, pass, config);
+        let r = scan_stream(
+            file,
+            input,
+            Box::new(stretch),
+            &kind,
+            true,
+            pass,
+            config,
+            None,
+        );
         if r.error.is_some() || r.bytes != len {
             return None;
         }
@@ -766,17 +839,51 @@ fn scan_seeking<S: Sink>(
         result.scan_time += r.scan_time;
         result.parse_time += r.parse_time;
         result.read_time += r.read_time;
+        part.append(r.partial);
         whole.append_at(
-            r.partial,
+            part,
             Shift {
                 lines: s.line,
-                bytes: start,
+                bytes: s.bytes.start,
             },
         );
     }
     result.partial = whole;
     result.compressed_bytes = seek.disk_len;
     Some(result)
+}
+
+/// Scans the bytes `range` of a compressed file that its first pass kept (line-aligned:
+/// a stretch, or its part before the kept bytes end), the kept blocks' slices in
+/// parallel, merged in order; counts them into `result` as read from the cache.
+fn scan_kept<S: Sink>(
+    file: usize,
+    kept: &super::cache::Kept,
+    range: Range<u64>,
+    result: &mut FileResult<S>,
+    pass: Pass<'_, S>,
+    config: &Config,
+) -> Partial<S> {
+    let slices = kept.slices(range);
+    let parts: Vec<(Partial<S>, Duration, Duration)> = slices
+        .par_iter()
+        .map_init(Scratch::default, |scratch, data| {
+            let t = Instant::now();
+            let p = scan_chunk(data, file, pass, scratch);
+            bump(&config.progress, data.len());
+            (p, t.elapsed(), std::mem::take(&mut scratch.parse_time))
+        })
+        .collect();
+    let mut whole = Partial::<S>::default();
+    for (p, took, parse) in parts {
+        result.latencies.push(took);
+        result.scan_time += took;
+        result.parse_time += parse;
+        result.bytes += p.bytes;
+        result.cached += p.bytes;
+        whole.append(p);
+    }
+    whole
 }
 
 /// One reader shared by the stretches read from it one after the other.
@@ -890,7 +997,10 @@ enum Msg {
 }
 
 /// A stream: inflated and cut into blocks on a reading thread, scanned here as the
-/// blocks arrive. At most a few blocks are in flight (bounded channel, recycled buffers).
+/// blocks arrive. At most a few blocks are in flight (bounded channel, recycled buffers),
+/// plus those `keeper` takes for the context pass (instead of recycling them) while its
+/// budget has room.
+#[allow(clippy::too_many_arguments)]
 fn scan_stream<S: Sink>(
     file: usize,
     input: &Input,
@@ -899,6 +1009,7 @@ fn scan_stream<S: Sink>(
     compressed: bool,
     pass: Pass<'_, S>,
     config: &Config,
+    mut keeper: Option<&mut Keeper<'_>>,
 ) -> FileResult<S> {
     let mut result = FileResult::new(kind.to_string());
     let (tx, rx) = mpsc::sync_channel::<Msg>(2);
@@ -907,16 +1018,26 @@ fn scan_stream<S: Sink>(
     let m = pass.matcher;
     let hook = TruncateHook::from_env(input);
     let mut blocks_done = 0;
+    let keeping = keeper.is_some();
     std::thread::scope(|s| {
         let reading = s.spawn(move || {
             let block = config.chunk_size.min(MAX_STREAM_BLOCK);
+            // A kept block's buffer is not recycled: a fresh one is allocated at its
+            // full size once, rather than grown (and moved) from 8 KiB.
+            let fresh = || {
+                if keeping {
+                    Vec::with_capacity(block)
+                } else {
+                    Vec::new()
+                }
+            };
             let mut blocks = BlockReader::new(reader, block, config.max_line);
             if !m.prefilter().is_everything() {
                 blocks = blocks.with_literals(Box::new(m.prefilter().clone()));
             }
             let mut busy = Duration::ZERO;
             loop {
-                let buf = recycle_rx.try_recv().unwrap_or_default();
+                let buf = recycle_rx.try_recv().unwrap_or_else(|_| fresh());
                 let t = Instant::now();
                 let next = blocks.next_block(buf);
                 busy += t.elapsed();
@@ -951,7 +1072,13 @@ fn scan_stream<S: Sink>(
                     let t = Instant::now();
                     let p = scan_chunk(&data, file, pass, &mut scratch);
                     result.record(p, t.elapsed(), std::mem::take(&mut scratch.parse_time));
-                    let _ = recycle_tx.send(data.into_buffer());
+                    let unkept = match keeper.as_deref_mut() {
+                        Some(k) => k.offer(data),
+                        None => Some(data),
+                    };
+                    if let Some(data) = unkept {
+                        let _ = recycle_tx.send(data.into_buffer());
+                    }
                     blocks_done += 1;
                     hook.fire(blocks_done);
                 }
@@ -961,6 +1088,9 @@ fn scan_stream<S: Sink>(
                     candidate,
                 }) => {
                     result.bytes += bytes + u64::from(newline);
+                    if let Some(k) = keeper.as_deref_mut() {
+                        k.skip(bytes + u64::from(newline));
+                    }
                     let mut p = Partial::<S> {
                         bytes: bytes + u64::from(newline),
                         ..Partial::default()

@@ -13,6 +13,7 @@
 //! holding a literal); this module finds them; a [`Sink`] decides what to keep of each.
 //! No I/O and no printing happen here.
 
+pub mod cache;
 pub mod document;
 pub mod inputs;
 pub mod sweep;

@@ -557,6 +557,8 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
         routed_literals: matcher.router().map(|r| r.literals()),
         // A shard evaluates every rule on every record: no rule waits for a trigger.
         triggers: None,
+        // The merge's context pass reads the shards' inputs afresh: nothing is kept.
+        cache: None,
         scan,
         watched: context_ran.then(|| {
             crate::report::Watched::of(first.plan.rules.iter().filter_map(|(_, w)| w.as_ref()))

@@ -385,6 +385,9 @@ pub struct PassRecord {
     /// Decompressed bytes inflated only to reach a stretch (context pass).
     #[serde(default)]
     pub lead_in: u64,
+    /// Decompressed bytes read from the context cache (none in a shard's passes).
+    #[serde(default)]
+    pub cached: u64,
 }
 
 impl PassRecord {
@@ -406,6 +409,7 @@ impl PassRecord {
             compressed_bytes: s.compressed_bytes,
             attributed,
             lead_in: s.lead_in,
+            cached: s.cached,
         }
     }
 }
@@ -431,6 +435,7 @@ pub fn merge_stats(records: &[&PassRecord]) -> PassStats {
         read_time: Duration::ZERO,
         compressed_bytes: 0,
         lead_in: 0,
+        cached: 0,
     };
     for r in records {
         out.wall = out.wall.max(secs(r.wall));
@@ -446,6 +451,7 @@ pub fn merge_stats(records: &[&PassRecord]) -> PassStats {
         out.read_time += secs(r.read_time);
         out.compressed_bytes += r.compressed_bytes;
         out.lead_in += r.lead_in;
+        out.cached += r.cached;
     }
     out.formats = formats.into_iter().collect();
     out.chunk_latency_us = latency;
