@@ -438,7 +438,13 @@ mod tests {
         tmp.flush().unwrap();
         let map = GuardedMap::map(File::open(tmp.path()).unwrap()).unwrap();
         let at = map.bytes().as_ptr() as usize;
-        let touch = |map: &GuardedMap| map.bytes().iter().step_by(512).map(|&b| b as u64).sum::<u64>();
+        let touch = |map: &GuardedMap| {
+            map.bytes()
+                .iter()
+                .step_by(512)
+                .map(|&b| b as u64)
+                .sum::<u64>()
+        };
         let sum = touch(&map);
         assert!(resident_kb(at) >= 64 * 4, "every page faulted in");
         // Unaligned ends, an empty range, a range past the end: clamped, never an error.
@@ -446,7 +452,10 @@ mod tests {
         map.release(7..7);
         map.release(60 * page..usize::MAX);
         map.release(usize::MAX - 1..usize::MAX);
-        assert!(resident_kb(at) < 64 * 4, "released pages left the page tables");
+        assert!(
+            resident_kb(at) < 64 * 4,
+            "released pages left the page tables"
+        );
         map.release(0..map.bytes().len());
         assert_eq!(resident_kb(at), 0);
         assert_eq!(touch(&map), sum);

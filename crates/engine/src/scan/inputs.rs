@@ -1111,17 +1111,15 @@ mod tests {
             }
             // A mapping given back piece by piece and read again: the file's bytes.
             let big = tempfile::NamedTempFile::new().unwrap();
-            let text: Vec<u8> = std::fs::read(&paths[0]).unwrap().repeat(
-                RELEASE_PIECE / std::fs::metadata(&paths[0]).unwrap().len() as usize + 2,
-            );
+            let text: Vec<u8> = std::fs::read(&paths[0])
+                .unwrap()
+                .repeat(RELEASE_PIECE / std::fs::metadata(&paths[0]).unwrap().len() as usize + 2);
             std::fs::write(big.path(), &text).unwrap();
-            let Ok(source::Opened::Mapped(mapped)) =
-                source::open_noting(
-                    &Input::File(big.path().to_path_buf()),
-                    &config.progress,
-                    config.seek_spacing,
-                )
-            else {
+            let Ok(source::Opened::Mapped(mapped)) = source::open_noting(
+                &Input::File(big.path().to_path_buf()),
+                &config.progress,
+                config.seek_spacing,
+            ) else {
                 panic!("a plain file is mapped");
             };
             assert!(mapped.bytes().len() > RELEASE_PIECE);
