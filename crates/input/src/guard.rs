@@ -169,6 +169,33 @@ impl GuardedMap {
         })
     }
 
+    /// Gives back the pages of `range` (offsets into the map, clamped to it) from this
+    /// process's page tables; the file's cached pages stay, and a later read of the
+    /// range faults them in from the file again. Dropping a map clears the page table
+    /// entries of all its pages on one thread (about 9 ms for 512 MiB of faulted-in
+    /// pages): releasing pieces of it first, on several threads, spreads that work.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        let end = range.end.min(self.map.len());
+        let start = range.start.min(end);
+        if start == end {
+            return;
+        }
+        #[cfg(unix)]
+        // SAFETY: the map is a shared, read-only mapping of a file (`Mmap::map`): the
+        // advice drops only this process's page table entries of `start..end`, which
+        // lies inside the map (memmap2 widens it down to a page start, still inside);
+        // nothing was written through the map, so nothing is lost, and a later read of
+        // the range sees the file's bytes, as any read of the map does.
+        unsafe {
+            // Advice only: when it fails the pages are cleared at the drop as before.
+            let _ = self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start,
+                end - start,
+            );
+        }
+    }
+
     /// Whether the map is watched (false only when every guard slot was in use: then a
     /// truncation still ends the process, as without the guard).
     pub fn is_guarded(&self) -> bool {
@@ -390,6 +417,51 @@ mod slot {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// Resident kilobytes of the mapping that starts at `at`, from `/proc/self/smaps`.
+    #[cfg(target_os = "linux")]
+    fn resident_kb(at: usize) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let head = format!("{at:x}-");
+        let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head)).skip(1);
+        let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+        rss.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn released_pages_leave_the_process_and_read_as_the_file_again() {
+        let mut tmp = tempfile::NamedTempFile::new().unwrap();
+        let page = 4096;
+        let bytes: Vec<u8> = (0..64 * page + 123).map(|i| (i * 7 % 251) as u8).collect();
+        tmp.write_all(&bytes).unwrap();
+        tmp.flush().unwrap();
+        let map = GuardedMap::map(File::open(tmp.path()).unwrap()).unwrap();
+        let at = map.bytes().as_ptr() as usize;
+        let touch = |map: &GuardedMap| {
+            map.bytes()
+                .iter()
+                .step_by(512)
+                .map(|&b| b as u64)
+                .sum::<u64>()
+        };
+        let sum = touch(&map);
+        assert!(resident_kb(at) >= 64 * 4, "every page faulted in");
+        // Unaligned ends, an empty range, a range past the end: clamped, never an error.
+        map.release(10..3 * page + 5);
+        map.release(7..7);
+        map.release(60 * page..usize::MAX);
+        map.release(usize::MAX - 1..usize::MAX);
+        assert!(
+            resident_kb(at) < 64 * 4,
+            "released pages left the page tables"
+        );
+        map.release(0..map.bytes().len());
+        assert_eq!(resident_kb(at), 0);
+        assert_eq!(touch(&map), sum);
+        assert_eq!(map.bytes(), &bytes[..]);
+        assert_eq!(map.change(), None);
+    }
 
     #[test]
     fn a_file_cut_while_mapped_reads_as_zeros_past_the_cut_and_says_where() {

@@ -132,6 +132,23 @@ impl Mapped {
         data.len() - strip_bom(data).len()
     }
 
+    /// Bytes held, the byte order mark included.
+    pub fn len_held(&self) -> usize {
+        match self {
+            Mapped::Map(m) => m.bytes().len(),
+            Mapped::Read(v) => v.len(),
+        }
+    }
+
+    /// Gives back the page table entries of `range` (offsets counted with the byte
+    /// order mark) of a map ([`GuardedMap::release`]); nothing for bytes read into
+    /// memory.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        if let Mapped::Map(m) = self {
+            m.release(range);
+        }
+    }
+
     /// Whether the file changed while it was mapped (see [`GuardedMap::change`]).
     pub fn change(&self) -> Option<Change> {
         match self {

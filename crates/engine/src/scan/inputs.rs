@@ -130,6 +130,17 @@ impl Maps {
         *kept = Kept::default();
     }
 
+    /// Unmaps every kept mapping, each first given back in [`RELEASE_PIECE`] pieces on
+    /// the current rayon pool ([`source::Mapped::release`]): the page table entries of
+    /// the pages a pass faulted in are cleared on every thread, not on one at the drop.
+    pub fn release(&self) {
+        let maps: Vec<source::Mapped> = {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *kept).maps.into_values().collect()
+        };
+        release_pieces(&maps);
+    }
+
     /// How many mappings are kept.
     pub fn len(&self) -> usize {
         self.kept
@@ -143,6 +154,27 @@ impl Maps {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The piece of a mapping [`Maps::release`] gives back at a time (a work item of the
+/// pool; each is one system call).
+pub const RELEASE_PIECE: usize = 8 << 20;
+
+/// The pieces of `maps` given back in parallel ([`Maps::release`]).
+fn release_pieces(maps: &[source::Mapped]) {
+    let pieces: Vec<(usize, Range<usize>)> = maps
+        .iter()
+        .enumerate()
+        .flat_map(|(k, m)| {
+            let len = m.len_held();
+            (0..len)
+                .step_by(RELEASE_PIECE)
+                .map(move |at| (k, at..(at + RELEASE_PIECE).min(len)))
+        })
+        .collect();
+    pieces
+        .par_iter()
+        .for_each(|(k, range)| maps[*k].release(range.clone()));
 }
 
 /// What one pass reads of one input.
@@ -1180,6 +1212,49 @@ mod tests {
             }
             maps.clear();
             assert!(maps.is_empty());
+        }
+    }
+
+    #[test]
+    fn released_mappings_are_unmapped_and_the_files_read_as_before() {
+        let paths = fixtures();
+        let inputs: Vec<Input> = paths.iter().cloned().map(Input::File).collect();
+        let m = Matcher::new(Rule::builtin(), true, 1 << 20);
+        for threads in [1, 3] {
+            let mut config = Config::new(paths.clone());
+            config.chunk_size = 900;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let pass = Pass::<Harvest>::new(&m, &());
+            let fresh = pool.install(|| scan_all(&inputs, pass, &config));
+            let maps = Maps::default();
+            let first = pool.install(|| scan_all(&inputs, pass.keeping(&maps), &config));
+            assert_eq!(maps.len(), inputs.len());
+            pool.install(|| maps.release());
+            assert!(maps.is_empty(), "release unmaps every kept mapping");
+            let again = pool.install(|| scan_all(&inputs, pass.keeping(&maps), &config));
+            for scanned in [&first, &again] {
+                assert_eq!(scanned.partial, fresh.partial);
+                assert!(scanned.errors.is_empty());
+            }
+            // A mapping given back piece by piece and read again: the file's bytes.
+            let big = tempfile::NamedTempFile::new().unwrap();
+            let text: Vec<u8> = std::fs::read(&paths[0])
+                .unwrap()
+                .repeat(RELEASE_PIECE / std::fs::metadata(&paths[0]).unwrap().len() as usize + 2);
+            std::fs::write(big.path(), &text).unwrap();
+            let Ok(source::Opened::Mapped(mapped)) = source::open_noting(
+                &Input::File(big.path().to_path_buf()),
+                &config.progress,
+                config.seek_spacing,
+            ) else {
+                panic!("a plain file is mapped");
+            };
+            assert!(mapped.bytes().len() > RELEASE_PIECE);
+            pool.install(|| release_pieces(std::slice::from_ref(&mapped)));
+            assert!(mapped.bytes() == &text[..]);
         }
     }
 
