@@ -486,6 +486,8 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     // Unmapped on every thread (`Maps::release`): clearing the page tables of the pages
     // the passes faulted in is work of its own, about 9 ms for 512 MiB on one thread.
     pool.install(|| maps.release());
+    // The context cache's blocks go with it, before the report is made.
+    drop(maps);
 
     let watched = (!context_stats.is_empty())
         .then(|| crate::report::Watched::of(plan.rules.iter().filter_map(|(_, w)| w.as_ref())));
