@@ -21,7 +21,9 @@ const MODES: [&[&str]; 5] = [
 /// A download by `who` at `time` (`HH:MM`, 2024-06-03) of `size`, a JSON value written
 /// as given (`1200`, `"500"`, `null`), or no size at all (`None`).
 fn download(id: &str, time: &str, who: &str, size: Option<&str>) -> String {
-    let size = size.map(|s| format!(r#","FileSizeBytes":{s}"#)).unwrap_or_default();
+    let size = size
+        .map(|s| format!(r#","FileSizeBytes":{s}"#))
+        .unwrap_or_default();
     format!(
         r#"{{"CreationTime":"2024-06-03T{time}:00","Id":"{id}","Operation":"FileDownloaded","RecordType":6,"UserId":"{who}","Workload":"SharePoint","ClientIP":"203.0.113.9"{size}}}"#
     )
@@ -161,10 +163,18 @@ fn each_metric_fires_on_what_it_computes_and_not_on_its_near_miss() {
         ("value_percentile", "percentile: 81, lte: 400", &[]),
         ("value_percentile", "percentile: 81, gte: 1000", &["f"]),
         // (c's later window holds 500 alone.)
-        ("value_percentile", "percentile: 50, eq: 500", &["a", "c", "d"]),
+        (
+            "value_percentile",
+            "percentile: 50, eq: 500",
+            &["a", "c", "d"],
+        ),
         ("value_percentile", "percentile: 51, eq: 500", &["c"]),
         // The 0th is the smallest: f's window from 10:20 holds 1000 alone.
-        ("value_percentile", "percentile: 0, gte: 600", &["c", "e", "f"]),
+        (
+            "value_percentile",
+            "percentile: 0, gte: 600",
+            &["c", "e", "f"],
+        ),
     ];
     for (kind, condition, want) in cases {
         let rules = format!("{RULES}---\n{}", metric(kind, condition));
@@ -196,8 +206,10 @@ fn each_metric_fires_on_what_it_computes_and_not_on_its_near_miss() {
     let (found, _) = fired(dir.path(), &rules, &[&archive], &MODES);
     assert_eq!(
         found["f"],
-        ["value_percentile: 1000 at percentile 95 of FileSizeBytes (at least 1000) by UserId=f \
-          within 20m"]
+        [
+            "value_percentile: 1000 at percentile 95 of FileSizeBytes (at least 1000) by UserId=f \
+          within 20m"
+        ]
     );
     let rules = format!("{RULES}---\n{}", metric("value_avg", "gt: 500"));
     let (found, _) = fired(dir.path(), &rules, &[&archive], &MODES);
@@ -291,12 +303,33 @@ fn a_metric_correlation_that_cannot_run_says_why() {
         )
     };
     let cases = [
-        (with("value_percentile", "field: FileSizeBytes, lte: 1"), "without a condition percentile"),
-        (with("value_percentile", "field: FileSizeBytes, percentile: 101, gt: 1"), "percentile 101"),
-        (with("value_sum", "gt: 1000"), "value_sum correlation without a condition field"),
-        (with("value_avg", "field: FileSizeBytes, gt: lots"), "gt: lots: not a number"),
-        (with("value_avg", "field: FileSizeBytes, gt: 5, lt: 3"), "no number satisfies it"),
-        (with("value_sum", "field: FileSizeBytes, percentile: 50, gt: 3"), "only for value_percentile"),
+        (
+            with("value_percentile", "field: FileSizeBytes, lte: 1"),
+            "without a condition percentile",
+        ),
+        (
+            with(
+                "value_percentile",
+                "field: FileSizeBytes, percentile: 101, gt: 1",
+            ),
+            "percentile 101",
+        ),
+        (
+            with("value_sum", "gt: 1000"),
+            "value_sum correlation without a condition field",
+        ),
+        (
+            with("value_avg", "field: FileSizeBytes, gt: lots"),
+            "gt: lots: not a number",
+        ),
+        (
+            with("value_avg", "field: FileSizeBytes, gt: 5, lt: 3"),
+            "no number satisfies it",
+        ),
+        (
+            with("value_sum", "field: FileSizeBytes, percentile: 50, gt: 3"),
+            "only for value_percentile",
+        ),
         (
             metric("value_sum", "gt: 1").replace(
                 "  timespan: 1h\n",

@@ -295,7 +295,9 @@ impl Bound {
         }
         let bound = Bound { ops: out };
         if !bound.satisfiable() {
-            return Err(format!("correlation condition ({bound}): no number satisfies it"));
+            return Err(format!(
+                "correlation condition ({bound}): no number satisfies it"
+            ));
         }
         Ok(bound)
     }
@@ -1120,7 +1122,6 @@ mod tests {
         assert!(out.iter().all(|f| f.count == 1));
     }
 
-
     fn bound(pairs: &[(&str, &str)]) -> Bound {
         Bound::parse(&ops(pairs)).unwrap()
     }
@@ -1171,7 +1172,11 @@ mod tests {
         assert_eq!(p(0), 1.0);
         assert_eq!(p(25), 1.0);
         assert_eq!(p(26), 2.0);
-        assert_eq!(p(50), 2.0, "the median of an even count is the lower middle");
+        assert_eq!(
+            p(50),
+            2.0,
+            "the median of an even count is the lower middle"
+        );
         assert_eq!(p(75), 3.0);
         assert_eq!(p(95), 4.0);
         assert_eq!(p(100), 4.0);
@@ -1217,16 +1222,34 @@ mod tests {
         // 120, whose window holds 700.
         assert_eq!(w(Metric::Avg, &[("gt", "600")]), vec![(2, 2, 700.0)]);
         assert!(w(Metric::Avg, &[("gt", "700")]).is_empty());
-        assert_eq!(w(Metric::Avg, &[("gte", "550")]), vec![(0, 1, 550.0), (2, 2, 700.0)]);
+        assert_eq!(
+            w(Metric::Avg, &[("gte", "550")]),
+            vec![(0, 1, 550.0), (2, 2, 700.0)]
+        );
         // At most 600: the window from 0 (1100) is too much, closed; 700 alone too.
         assert!(w(Metric::Sum, &[("lte", "600")]).is_empty());
         assert_eq!(w(Metric::Sum, &[("lte", "700")]), vec![(2, 2, 700.0)]);
-        assert_eq!(w(Metric::Percentile(50), &[("eq", "500")]), vec![(0, 1, 500.0)]);
+        assert_eq!(
+            w(Metric::Percentile(50), &[("eq", "500")]),
+            vec![(0, 1, 500.0)]
+        );
         assert!(w(Metric::Percentile(51), &[("eq", "500")]).is_empty());
         // Inclusive at both ends: 600 at 0 and 500 at 60 share the window.
-        let edge = metric_windows(&[0, 60], &values[..2], 60, Metric::Sum, &bound(&[("gt", "1000")]));
+        let edge = metric_windows(
+            &[0, 60],
+            &values[..2],
+            60,
+            Metric::Sum,
+            &bound(&[("gt", "1000")]),
+        );
         assert_eq!(edge.len(), 1);
-        let out = metric_windows(&[0, 61], &values[..2], 60, Metric::Sum, &bound(&[("gt", "1000")]));
+        let out = metric_windows(
+            &[0, 61],
+            &values[..2],
+            60,
+            Metric::Sum,
+            &bound(&[("gt", "1000")]),
+        );
         assert!(out.is_empty());
     }
 
@@ -1279,7 +1302,10 @@ mod tests {
         assert_eq!(fired[0].events, vec![0, 2]);
         let out = evaluate(&outer, &events);
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].key.clone(), out[0].time), (vec!["a".to_string()], 6));
+        assert_eq!(
+            (out[0].key.clone(), out[0].time),
+            (vec!["a".to_string()], 6)
+        );
         assert_eq!(out[0].inputs, vec![Some(2), Some(5)]);
     }
 

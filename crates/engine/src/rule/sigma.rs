@@ -473,10 +473,12 @@ fn metric_of(c: &sigma::Correlation) -> Result<(correlation::Metric, correlation
             }
         },
         ("value_percentile", None) => {
-            return Err("value_percentile correlation without a condition percentile (which \
+            return Err(
+                "value_percentile correlation without a condition percentile (which \
                  percentile, 0 to 100, as pySigma reads it): the specification does not say \
                  which"
-                .into());
+                    .into(),
+            );
         }
         (kind, _) => {
             return Err(format!(
