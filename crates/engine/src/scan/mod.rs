@@ -1417,7 +1417,7 @@ impl Interner {
     }
 
     /// The reusable buffer for text built from a record (a command line), cleared by
-    /// whoever writes it; its capacity is kept (at most [`Interner::BUFFER_MAX`]).
+    /// whoever writes it; its capacity is kept (at most 64 KiB).
     pub fn buffer(&mut self) -> &mut String {
         if self.buffer.capacity() > Self::BUFFER_MAX {
             self.buffer = String::new();
