@@ -4,7 +4,9 @@
 //! Place in the flow: beside [`temporal`], knowing no record. [`Condition`] is a
 //! correlation's `condition` map (`gt`, `gte`, `lt`, `lte`, `eq`, `neq`, several of them
 //! ANDed); [`count_windows`] finds, in one group's time-ordered matches, the windows an
-//! `event_count` or `value_count` correlation (or an Elastic threshold rule) alerts on;
+//! `event_count` or `value_count` correlation (or an Elastic threshold rule) alerts on,
+//! and [`metric_windows`] those a `value_sum`, `value_avg` or `value_percentile` one does
+//! (the same windows, the condition on a [`Bound`] of the window's numbers);
 //! [`evaluate`] replays a chain of correlations ([`Node`]) over the events the caller
 //! gives (in event-time order, each with the rules it matched and its group for each).
 //!

@@ -6,7 +6,8 @@
 //! [`NotRun`] with the reason; an `event_count` or `value_count` correlation of detection
 //! rules becomes a rule over the rules it counts with a threshold (`Alerting`, its
 //! condition's bounds included) that the alerting analysis replays; a `temporal` or
-//! `temporal_ordered` one, or a chained one (naming other correlations, at most
+//! `temporal_ordered` one, a metric one (`value_sum`, `value_avg`, `value_percentile`),
+//! or a chained one (naming other correlations, at most
 //! `correlation::MAX_DEPTH` deep, no cycle), a rule over the detection rules of the chain
 //! whose matches `analysis::sequence` replays ([`Temporal`]). A correlation finds the
 //! rules it names (by `name` or `id`) in its own file first, then anywhere in the pack
