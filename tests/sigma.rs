@@ -159,7 +159,7 @@ fn a_sigma_rule_outside_the_subset_is_listed_with_the_reason() {
          detection:\n  s: {Operation: New-InboxRule}\n  condition: s\n\
          ---\ntitle: Windash\nid: r-2\nlogsource: {product: m365, service: audit}\n\
          detection:\n  s: {Operation|windash: '-x'}\n  condition: s\n\
-         ---\ntitle: Correlated\nid: r-3\ncorrelation: {type: value_sum, rules: [r-1], \
+         ---\ntitle: Correlated\nid: r-3\ncorrelation: {type: value_median, rules: [r-1], \
          group-by: [UserId], timespan: 5m, condition: {field: x, gte: 3}}\n",
     )
     .unwrap();
@@ -171,7 +171,7 @@ fn a_sigma_rule_outside_the_subset_is_listed_with_the_reason() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("windash"), "{text}");
-    assert!(text.contains("correlation rule (value_sum)"), "{text}");
+    assert!(text.contains("correlation rule (value_median)"), "{text}");
     let records = fixture("sigma_pack/records.jsonl");
     let out = common::ualhunt(&[
         "hunt",

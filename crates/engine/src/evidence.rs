@@ -67,7 +67,13 @@ fn read(
         EvidenceKind::Keyword => first().map(|s| Value::Text(texts.text(&s))),
         EvidenceKind::Flag => first().and_then(|s| parse_flag(&s)).map(Value::Bool),
         EvidenceKind::UserType => first().map(|s| Value::Text(texts.text(&user_type_name(&s)))),
-        EvidenceKind::CommandLine => record.command_line().map(|s| Value::Text(s.into())),
+        // Built in the interner's buffer and copied out once: the text is kept as a
+        // shared string, so a `String` of its own would only be grown and freed.
+        EvidenceKind::CommandLine => {
+            let line = texts.buffer();
+            let written = record.write_command_line(line);
+            written.then(|| Value::Text(Text::from(line.as_str())))
+        }
         // Written after the scan, by the rule's alerting or the sequence's replay.
         EvidenceKind::Alert | EvidenceKind::Step => None,
         EvidenceKind::Sequence => crate::analysis::sequence::step_match(record, rule),

@@ -399,14 +399,25 @@ impl<'t, 'i> Record<'t, 'i> {
     /// are quoted the PowerShell way (a `"` inside becomes `` `" ``); null values are
     /// left out. A `Parameters` string is appended as it is.
     pub fn command_line(&self) -> Option<String> {
-        let action = self.operation()?;
+        let mut line = String::new();
+        self.write_command_line(&mut line).then_some(line)
+    }
+
+    /// [`Record::command_line`] written into `line` (cleared first, its capacity kept,
+    /// so a caller that copies the text out reuses one buffer); false when the record
+    /// has no `Operation`.
+    pub fn write_command_line(&self, line: &mut String) -> bool {
+        line.clear();
+        let Some(action) = self.operation() else {
+            return false;
+        };
         let params = match self.shape {
             Shape::Raw => self.keys.parameters,
             Shape::Ecs => lookup(self.root, "o365.audit.Parameters"),
         };
-        let mut line = action.into_owned();
+        line.push_str(&action);
         let Some(params) = params else {
-            return Some(line);
+            return true;
         };
         if let Some(raw) = params.into_string() {
             line.push(' ');
@@ -417,15 +428,15 @@ impl<'t, 'i> Record<'t, 'i> {
                     item.get("Name").and_then(|n| n.into_string()),
                     item.get("Value"),
                 ) {
-                    push_parameter(&mut line, name, value);
+                    push_parameter(line, name, value);
                 }
             }
         } else if let Some(obj) = params.as_object() {
             for (name, value) in obj.iter() {
-                push_parameter(&mut line, name, value);
+                push_parameter(line, name, value);
             }
         }
-        Some(line)
+        true
     }
 
     /// The record's `Parameters` as (name, value) pairs in their order, from
@@ -1297,6 +1308,15 @@ mod tests {
             with_record(raw, |r| r.command_line()).unwrap(),
             "Op -Identity x"
         );
+        // Written into a used buffer: the same text, nothing of what it held before; a
+        // record without an operation leaves it empty.
+        for text in [RAW, ecs, raw, r#"{"Parameters":"-Identity x"}"#] {
+            let mut line = String::from("left over from another record");
+            let written = with_record(text, |r| r.write_command_line(&mut line));
+            let want = with_record(text, |r| r.command_line());
+            assert_eq!(written.then_some(line.clone()), want, "{text}");
+            assert!(written || line.is_empty());
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Place in the flow: beside [`temporal`], knowing no record. [`Condition`] is a
 //! correlation's `condition` map (`gt`, `gte`, `lt`, `lte`, `eq`, `neq`, several of them
 //! ANDed); [`count_windows`] finds, in one group's time-ordered matches, the windows an
-//! `event_count` or `value_count` correlation (or an Elastic threshold rule) alerts on;
+//! `event_count` or `value_count` correlation (or an Elastic threshold rule) alerts on,
+//! and [`metric_windows`] those a `value_sum`, `value_avg` or `value_percentile` one does
+//! (the same windows, the condition on a [`Bound`] of the window's numbers);
 //! [`evaluate`] replays a chain of correlations ([`Node`]) over the events the caller
 //! gives (in event-time order, each with the rules it matched and its group for each).
 //!
@@ -187,6 +189,345 @@ pub fn count_windows<V: Eq + Hash>(
     out
 }
 
+/// A number a metric correlation computed or compares with (finite; equal when its bits
+/// are, so a replay's firings compare exactly).
+#[derive(Clone, Copy, Debug)]
+pub struct Number(pub f64);
+
+impl PartialEq for Number {
+    fn eq(&self, other: &Number) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Number {}
+
+impl fmt::Display for Number {
+    /// The shortest decimal that reads back as the same number (`1200`, `12.5`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A counted value as a number: its text is a finite decimal number (a JSON number, or
+/// a number the record writes as text); anything else is no number and adds nothing.
+pub fn number(text: &str) -> Option<f64> {
+    let n: f64 = text.trim().parse().ok()?;
+    // `inf` and `NaN` parse, and a long run of digits may overflow to infinity.
+    n.is_finite().then_some(n)
+}
+
+/// What a metric correlation computes over a window's numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// `value_sum`: their sum.
+    Sum,
+    /// `value_avg`: their sum over how many there are.
+    Avg,
+    /// `value_percentile` with `percentile: p` (0 to 100): the nearest-rank percentile,
+    /// the `⌈p·n/100⌉`-th smallest of the `n` numbers (the smallest for `p` 0), always one
+    /// of the numbers seen.
+    Percentile(u8),
+}
+
+impl Metric {
+    /// The correlation `type` it is, with what it reads (`sum of BytesOut`, `95th
+    /// percentile of Latency`).
+    pub fn describe(&self, field: &str) -> String {
+        match self {
+            Metric::Sum => format!("sum of {field}"),
+            Metric::Avg => format!("average of {field}"),
+            Metric::Percentile(p) => format!("percentile {p} of {field}"),
+        }
+    }
+}
+
+/// A comparison of a metric condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `gt`
+    Gt,
+    /// `gte`
+    Gte,
+    /// `lt`
+    Lt,
+    /// `lte`
+    Lte,
+    /// `eq`
+    Eq,
+    /// `neq`
+    Neq,
+}
+
+/// A condition on a number (a sum, average or percentile): its comparisons, ANDed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// Each comparison with its number, as written.
+    pub ops: Vec<(Op, Number)>,
+}
+
+impl Bound {
+    /// A metric correlation's `condition` operators (`field` and `percentile` left out),
+    /// ANDed. Values may be whole or decimal numbers (the specification: "an integer or
+    /// float threshold"); unknown operators, values that are no finite number and
+    /// conditions no number satisfies (`gt: 5, lt: 3`; `gte: 2, lte: 2, neq: 2`) are
+    /// refused.
+    pub fn parse(ops: &[(String, String)]) -> Result<Bound, String> {
+        if ops.is_empty() {
+            return Err("correlation condition: none given (gte, gt, lt, lte, eq or neq)".into());
+        }
+        let mut out = Vec::new();
+        for (op, value) in ops {
+            let n = number(value)
+                .ok_or_else(|| format!("correlation condition {op}: {value}: not a number"))?;
+            let op = match op.as_str() {
+                "gt" => Op::Gt,
+                "gte" => Op::Gte,
+                "lt" => Op::Lt,
+                "lte" => Op::Lte,
+                "eq" => Op::Eq,
+                "neq" => Op::Neq,
+                other => {
+                    return Err(format!(
+                        "correlation condition {other}: not one of gt, gte, lt, lte, eq, neq"
+                    ));
+                }
+            };
+            out.push((op, Number(n)));
+        }
+        let bound = Bound { ops: out };
+        if !bound.satisfiable() {
+            return Err(format!(
+                "correlation condition ({bound}): no number satisfies it"
+            ));
+        }
+        Ok(bound)
+    }
+
+    /// Whether some number satisfies it: the interval its lower and upper bounds leave
+    /// is not empty, and is not one number `neq` excludes.
+    fn satisfiable(&self) -> bool {
+        // (value, inclusive) of the greatest lower bound and the least upper bound.
+        let mut lo = (f64::NEG_INFINITY, true);
+        let mut hi = (f64::INFINITY, true);
+        let tighter_lo = |lo: &mut (f64, bool), b: (f64, bool)| {
+            if b.0 > lo.0 || (b.0 == lo.0 && !b.1) {
+                *lo = b;
+            }
+        };
+        let tighter_hi = |hi: &mut (f64, bool), b: (f64, bool)| {
+            if b.0 < hi.0 || (b.0 == hi.0 && !b.1) {
+                *hi = b;
+            }
+        };
+        for &(op, Number(n)) in &self.ops {
+            match op {
+                Op::Gt => tighter_lo(&mut lo, (n, false)),
+                Op::Gte => tighter_lo(&mut lo, (n, true)),
+                Op::Lt => tighter_hi(&mut hi, (n, false)),
+                Op::Lte => tighter_hi(&mut hi, (n, true)),
+                Op::Eq => {
+                    tighter_lo(&mut lo, (n, true));
+                    tighter_hi(&mut hi, (n, true));
+                }
+                Op::Neq => {}
+            }
+        }
+        if lo.0 > hi.0 || (lo.0 == hi.0 && !(lo.1 && hi.1)) {
+            return false;
+        }
+        // A single number left: some `neq` must not exclude it.
+        let point = lo.0 == hi.0;
+        !(point && self.ops.contains(&(Op::Neq, Number(lo.0))))
+    }
+
+    /// Whether `x` satisfies every comparison.
+    pub fn holds(&self, x: f64) -> bool {
+        self.ops.iter().all(|&(op, Number(n))| match op {
+            Op::Gt => x > n,
+            Op::Gte => x >= n,
+            Op::Lt => x < n,
+            Op::Lte => x <= n,
+            Op::Eq => x == n,
+            Op::Neq => x != n,
+        })
+    }
+
+    /// Whether `x` is below a lower bound (`gt`, `gte`, `eq`): a window that gathers
+    /// more numbers may yet reach it.
+    pub fn below(&self, x: f64) -> bool {
+        self.ops.iter().any(|&(op, Number(n))| match op {
+            Op::Gt => x <= n,
+            Op::Gte | Op::Eq => x < n,
+            _ => false,
+        })
+    }
+}
+
+impl fmt::Display for Bound {
+    /// `above 1000`, `at least 10, below 20`, `exactly 5`, `not 3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (op, n)) in self.ops.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            let word = match op {
+                Op::Gt => "above",
+                Op::Gte => "at least",
+                Op::Lt => "below",
+                Op::Lte => "at most",
+                Op::Eq => "exactly",
+                Op::Neq => "not",
+            };
+            write!(f, "{word} {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A window a metric correlation alerts on: indices into the group's matches, and what
+/// it computed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MetricWindow {
+    /// Its first match.
+    pub first: usize,
+    /// Its last match.
+    pub last: usize,
+    /// The sum, average or percentile of its numbers.
+    pub value: f64,
+}
+
+/// The windows one group's matches alert on for a metric: `times` in time order,
+/// `values` each match's number (`None`: the match has no number, it is in the window
+/// but adds none). The windows are [`count_windows`]'s: anchored at each match, `[t, t +
+/// span]`; a window whose metric satisfies `condition` alerts and the next window starts
+/// after it; one whose metric is below a lower bound of the condition, or that holds no
+/// number (no sum, average or percentile to compare), moves the anchor to the next
+/// match; one whose metric fails otherwise (above an upper bound, or the number `neq`
+/// excludes) is closed without an alert and the next window starts after it.
+///
+/// A sum is kept by adding each number as it enters and subtracting it as it leaves:
+/// exact for whole numbers whose sums stay below 2^53 (sizes, counts), otherwise rounded
+/// as floating-point sums are; the same matches in the same order always give the same
+/// result. Work: O(n log n) for n matches.
+pub fn metric_windows(
+    times: &[i64],
+    values: &[Option<f64>],
+    span: i64,
+    metric: Metric,
+    condition: &Bound,
+) -> Vec<MetricWindow> {
+    let value = |i: usize| values.get(i).copied().flatten();
+    // The percentile's order statistics: each distinct number's rank, and a Fenwick tree
+    // of how many of each the window holds.
+    let mut order: Vec<f64> = values.iter().flatten().copied().collect();
+    order.sort_by(f64::total_cmp);
+    order.dedup_by(|a, b| a.total_cmp(b).is_eq());
+    let rank = |v: f64| order.partition_point(|o| o.total_cmp(&v).is_lt());
+    let mut held = Fenwick::new(if matches!(metric, Metric::Percentile(_)) {
+        order.len()
+    } else {
+        0
+    });
+    let (mut sum, mut n) = (0f64, 0u64);
+    let add = |v: f64, sign: i64, sum: &mut f64, n: &mut u64, held: &mut Fenwick| {
+        if sign > 0 {
+            *sum += v;
+            *n += 1;
+        } else {
+            *sum -= v;
+            *n -= 1;
+        }
+        if let Metric::Percentile(_) = metric {
+            held.add(rank(v), sign);
+        }
+    };
+    let mut out = Vec::new();
+    let (mut a, mut end) = (0usize, 0usize);
+    while a < times.len() {
+        let limit = times[a].saturating_add(span);
+        while end < times.len() && times[end] <= limit {
+            if let Some(v) = value(end) {
+                add(v, 1, &mut sum, &mut n, &mut held);
+            }
+            end += 1;
+        }
+        let computed = (n > 0).then(|| match metric {
+            Metric::Sum => sum,
+            Metric::Avg => sum / n as f64,
+            Metric::Percentile(p) => {
+                let k = (u64::from(p) * n).div_ceil(100).max(1);
+                order[held.kth(k)]
+            }
+        });
+        let ok = computed.is_some_and(|v| condition.holds(v));
+        let below = computed.is_none_or(|v| condition.below(v));
+        if ok || !below {
+            if let (true, Some(v)) = (ok, computed) {
+                out.push(MetricWindow {
+                    first: a,
+                    last: end - 1,
+                    value: v,
+                });
+            }
+            for i in a..end {
+                if let Some(v) = value(i) {
+                    add(v, -1, &mut sum, &mut n, &mut held);
+                }
+            }
+            // Afresh: no rounding carried over from the window before.
+            sum = 0.0;
+            a = end;
+            continue;
+        }
+        if let Some(v) = value(a) {
+            add(v, -1, &mut sum, &mut n, &mut held);
+        }
+        if n == 0 {
+            sum = 0.0;
+        }
+        a += 1;
+    }
+    out
+}
+
+/// Counts per rank, with prefix sums and the k-th smallest in O(log n).
+struct Fenwick {
+    tree: Vec<i64>,
+}
+
+impl Fenwick {
+    fn new(len: usize) -> Fenwick {
+        Fenwick {
+            tree: vec![0; len + 1],
+        }
+    }
+
+    fn add(&mut self, rank: usize, by: i64) {
+        let mut i = rank + 1;
+        while i < self.tree.len() {
+            self.tree[i] += by;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// The rank of the `k`-th smallest held (1-based `k`, at most how many are held).
+    fn kth(&self, k: u64) -> usize {
+        let mut pos = 0usize;
+        let mut left = k as i64;
+        let mut step = (self.tree.len() - 1).next_power_of_two();
+        while step > 0 {
+            let next = pos + step;
+            if next < self.tree.len() && self.tree[next] < left {
+                pos = next;
+                left -= self.tree[next];
+            }
+            step >>= 1;
+        }
+        pos
+    }
+}
+
 /// What one correlation of a chain does with its inputs' events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -208,6 +549,17 @@ pub enum Kind {
     Rules {
         /// The condition on the number of distinct rules.
         condition: Condition,
+        /// `timespan`, in milliseconds.
+        span: i64,
+    },
+    /// `value_sum`, `value_avg` or `value_percentile`: the windows anchored at each
+    /// match, as for counts, whose sum, average or percentile of the counted field's
+    /// numbers satisfies the condition ([`metric_windows`]).
+    Metric {
+        /// What is computed.
+        metric: Metric,
+        /// The condition on it.
+        condition: Bound,
         /// `timespan`, in milliseconds.
         span: i64,
     },
@@ -248,8 +600,11 @@ pub struct Fired {
     pub key: Key,
     /// When it fired: the time of its latest event (ms).
     pub time: i64,
-    /// What its condition counted: events, distinct values or distinct rules.
+    /// What its condition counted: events, distinct values or distinct rules (for a
+    /// metric, the numbers it was computed from).
     pub count: u64,
+    /// A metric correlation's sum, average or percentile (`None` for the others).
+    pub value: Option<Number>,
     /// Per input, the latest replayed event (index) behind what it gave, if it gave any.
     pub inputs: Vec<Option<usize>>,
     /// Every replayed event behind it, in order.
@@ -354,6 +709,11 @@ fn fire(node: &Node, events: &[StepEvent], depth: usize) -> Vec<Fired> {
             span,
         } => count(node, &stream, condition, *distinct, false, *span),
         Kind::Rules { condition, span } => count(node, &stream, condition, true, true, *span),
+        Kind::Metric {
+            metric,
+            condition,
+            span,
+        } => metrics(node, &stream, *metric, condition, *span),
     };
     out.sort_by(|a, b| (a.time, a.events.last(), &a.key).cmp(&(b.time, b.events.last(), &b.key)));
     out
@@ -431,9 +791,46 @@ fn fired(node: &Node, stream: &[Event], key: Key, chosen: &[usize], count: u64) 
         key,
         time,
         count,
+        value: None,
         inputs,
         events,
     }
+}
+
+/// The firings of a metric over a node's stream: per group, [`metric_windows`] of the
+/// events' counted values.
+fn metrics(
+    node: &Node,
+    stream: &[Event],
+    metric: Metric,
+    condition: &Bound,
+    span: i64,
+) -> Vec<Fired> {
+    let mut groups: BTreeMap<&Key, Vec<usize>> = BTreeMap::new();
+    for (i, e) in stream.iter().enumerate() {
+        groups.entry(&e.key).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for (key, members) in groups {
+        let times: Vec<i64> = members.iter().map(|&i| stream[i].time).collect();
+        let values: Vec<Option<f64>> = members
+            .iter()
+            .map(|&i| stream[i].value.as_deref().and_then(number))
+            .collect();
+        for w in metric_windows(&times, &values, span, metric, condition) {
+            let numbers = values[w.first..=w.last].iter().flatten().count();
+            let mut f = fired(
+                node,
+                stream,
+                key.clone(),
+                &members[w.first..=w.last],
+                numbers as u64,
+            );
+            f.value = Some(Number(w.value));
+            out.push(f);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -642,6 +1039,7 @@ mod tests {
                 key: vec!["a".into()],
                 time: 12,
                 count: 2,
+                value: None,
                 inputs: vec![Some(4), Some(6)],
                 events: vec![1, 2, 4, 6],
             }]
@@ -726,6 +1124,235 @@ mod tests {
         assert!(out.iter().all(|f| f.count == 1));
     }
 
+    fn bound(pairs: &[(&str, &str)]) -> Bound {
+        Bound::parse(&ops(pairs)).unwrap()
+    }
+
+    #[test]
+    fn metric_conditions_take_decimal_thresholds_and_refuse_what_no_number_satisfies() {
+        let b = bound(&[("gt", "12.5"), ("lte", "20")]);
+        assert!(!b.holds(12.5) && b.holds(12.51) && b.holds(20.0) && !b.holds(20.5));
+        assert!(b.below(12.5) && !b.below(30.0));
+        assert_eq!(b.to_string(), "above 12.5, at most 20");
+        assert!(bound(&[("lt", "0")]).holds(-1.0), "a sum may be negative");
+        assert!(bound(&[("neq", "3")]).holds(2.0));
+        for refused in [
+            &[("gt", "5"), ("lt", "3")][..],
+            &[("gt", "5"), ("lte", "5")],
+            &[("gte", "2"), ("lte", "2"), ("neq", "2")],
+            &[("eq", "1"), ("eq", "2")],
+            &[("gt", "many")],
+            &[("gt", "inf")],
+            &[("gt", "NaN")],
+            &[("over", "1")],
+            &[],
+        ] {
+            assert!(Bound::parse(&ops(refused)).is_err(), "{refused:?}");
+        }
+        // A single number some `neq` does not exclude is fine.
+        assert!(bound(&[("gte", "2"), ("lte", "2"), ("neq", "3")]).holds(2.0));
+    }
+
+    #[test]
+    fn a_number_is_a_finite_decimal_whether_written_as_a_number_or_as_text() {
+        assert_eq!(number("1200"), Some(1200.0));
+        assert_eq!(number(" -2.5 "), Some(-2.5));
+        assert_eq!(number("1e3"), Some(1000.0));
+        for no in ["", "abc", "12 MB", "inf", "NaN", "true", "1e999"] {
+            assert_eq!(number(no), None, "{no:?}");
+        }
+    }
+
+    #[test]
+    fn the_percentile_is_the_nearest_rank_one_of_the_numbers_seen() {
+        // Every match in one window (span 100); the condition always holds.
+        let times = [0, 1, 2, 3];
+        let values = [Some(4.0), Some(1.0), Some(3.0), Some(2.0)];
+        let any = bound(&[("gte", "-1000")]);
+        let p = |p: u8| metric_windows(&times, &values, 100, Metric::Percentile(p), &any)[0].value;
+        // Sorted 1, 2, 3, 4: rank ⌈p·4/100⌉.
+        assert_eq!(p(0), 1.0);
+        assert_eq!(p(25), 1.0);
+        assert_eq!(p(26), 2.0);
+        assert_eq!(
+            p(50),
+            2.0,
+            "the median of an even count is the lower middle"
+        );
+        assert_eq!(p(75), 3.0);
+        assert_eq!(p(95), 4.0);
+        assert_eq!(p(100), 4.0);
+        let sum = metric_windows(&times, &values, 100, Metric::Sum, &any);
+        let avg = metric_windows(&times, &values, 100, Metric::Avg, &any);
+        assert_eq!((sum[0].value, avg[0].value), (10.0, 2.5));
+    }
+
+    #[test]
+    fn a_match_without_a_number_is_in_the_window_but_adds_none() {
+        let times = [0, 1, 2];
+        let values = [Some(10.0), None, Some(20.0)];
+        let avg = metric_windows(&times, &values, 5, Metric::Avg, &bound(&[("eq", "15")]));
+        assert_eq!(
+            avg,
+            vec![MetricWindow {
+                first: 0,
+                last: 2,
+                value: 15.0
+            }]
+        );
+        // A window with no number has nothing to compare: even `lt` does not alert.
+        let none = [None, None, None];
+        assert!(metric_windows(&times, &none, 5, Metric::Sum, &bound(&[("lt", "1")])).is_empty());
+        assert!(metric_windows(&times, &none, 5, Metric::Avg, &bound(&[("neq", "1")])).is_empty());
+    }
+
+    #[test]
+    fn metric_windows_are_the_count_windows_anchored_at_each_match() {
+        // Values 600 at 0, 500 at 50, 700 at 120 (span 60).
+        let times = [0, 50, 120];
+        let values = [Some(600.0), Some(500.0), Some(700.0)];
+        let w = |m: Metric, pairs: &[(&str, &str)]| -> Vec<(usize, usize, f64)> {
+            metric_windows(&times, &values, 60, m, &bound(pairs))
+                .iter()
+                .map(|w| (w.first, w.last, w.value))
+                .collect()
+        };
+        assert_eq!(w(Metric::Sum, &[("gt", "1000")]), vec![(0, 1, 1100.0)]);
+        // 1100 is the greatest sum: above 1100 is a near miss.
+        assert!(w(Metric::Sum, &[("gt", "1100")]).is_empty());
+        // Too low from 0 (average 550) and from 50 (500 alone): the anchor moves on to
+        // 120, whose window holds 700.
+        assert_eq!(w(Metric::Avg, &[("gt", "600")]), vec![(2, 2, 700.0)]);
+        assert!(w(Metric::Avg, &[("gt", "700")]).is_empty());
+        assert_eq!(
+            w(Metric::Avg, &[("gte", "550")]),
+            vec![(0, 1, 550.0), (2, 2, 700.0)]
+        );
+        // At most 600: the window from 0 (1100) is too much, closed; 700 alone too.
+        assert!(w(Metric::Sum, &[("lte", "600")]).is_empty());
+        assert_eq!(w(Metric::Sum, &[("lte", "700")]), vec![(2, 2, 700.0)]);
+        assert_eq!(
+            w(Metric::Percentile(50), &[("eq", "500")]),
+            vec![(0, 1, 500.0)]
+        );
+        assert!(w(Metric::Percentile(51), &[("eq", "500")]).is_empty());
+        // Inclusive at both ends: 600 at 0 and 500 at 60 share the window.
+        let edge = metric_windows(
+            &[0, 60],
+            &values[..2],
+            60,
+            Metric::Sum,
+            &bound(&[("gt", "1000")]),
+        );
+        assert_eq!(edge.len(), 1);
+        let out = metric_windows(
+            &[0, 61],
+            &values[..2],
+            60,
+            Metric::Sum,
+            &bound(&[("gt", "1000")]),
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_chain_feeds_a_metric_correlations_firings_to_the_outer_one() {
+        // Inner: value_sum above 10 within 5 by user (the value after the group); outer:
+        // temporal_ordered of the inner firing then rule 1, within 10.
+        let inner = Node {
+            kind: Kind::Metric {
+                metric: Metric::Sum,
+                condition: Bound::parse(&ops(&[("gt", "10")])).unwrap(),
+                span: 5,
+            },
+            groups: 1,
+            inputs: vec![Input::Rule(0)],
+        };
+        let outer = Node {
+            kind: Kind::Temporal(temporal::Temporal {
+                rules: 2,
+                at_least: 2,
+                ordered: true,
+                span: 10,
+            }),
+            groups: 1,
+            inputs: vec![
+                Input::Correlation {
+                    node: Box::new(inner.clone()),
+                    group: vec![0],
+                    value: None,
+                },
+                Input::Rule(1),
+            ],
+        };
+        let valued = |time: i64, key: &str, v: &str| StepEvent {
+            time,
+            steps: vec![(0, vec![vec![key.to_string(), v.to_string()]])],
+            until: None,
+        };
+        let events = [
+            valued(0, "a", "6"),
+            valued(1, "b", "6"),
+            valued(2, "a", "5"), // a: 11 within 5, fires at 2
+            valued(3, "b", "4"), // b: 10, not above 10
+            ev(4, 1, "b"),
+            ev(6, 1, "a"),
+        ];
+        let fired = evaluate(&inner, &events);
+        assert_eq!(fired.len(), 1);
+        assert_eq!((fired[0].time, fired[0].value), (2, Some(Number(11.0))));
+        assert_eq!(fired[0].events, vec![0, 2]);
+        let out = evaluate(&outer, &events);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].key.clone(), out[0].time),
+            (vec!["a".to_string()], 6)
+        );
+        assert_eq!(out[0].inputs, vec![Some(2), Some(5)]);
+    }
+
+    /// A metric's windows by brute force: each anchor's window computed from scratch.
+    fn brute_metric(
+        times: &[i64],
+        values: &[Option<f64>],
+        span: i64,
+        metric: Metric,
+        c: &Bound,
+    ) -> Vec<(usize, usize, f64)> {
+        let mut out = Vec::new();
+        let mut a = 0;
+        while a < times.len() {
+            let inside: Vec<usize> = (a..times.len())
+                .filter(|&i| times[i] - times[a] <= span)
+                .collect();
+            let mut vs: Vec<f64> = inside.iter().filter_map(|&i| values[i]).collect();
+            vs.sort_by(f64::total_cmp);
+            let last = *inside.last().unwrap();
+            let v = (!vs.is_empty()).then(|| match metric {
+                Metric::Sum => vs.iter().sum::<f64>(),
+                Metric::Avg => vs.iter().sum::<f64>() / vs.len() as f64,
+                Metric::Percentile(p) => {
+                    // The smallest number with at least p% of them at or below it.
+                    *vs.iter()
+                        .find(|&&x| {
+                            let at_or_below = vs.iter().filter(|&&y| y <= x).count();
+                            at_or_below * 100 >= usize::from(p) * vs.len()
+                        })
+                        .unwrap()
+                }
+            });
+            match v {
+                Some(v) if c.holds(v) => {
+                    out.push((a, last, v));
+                    a = last + 1;
+                }
+                Some(v) if !c.below(v) => a = last + 1,
+                _ => a += 1,
+            }
+        }
+        out
+    }
+
     proptest::proptest! {
         /// The two-pointer windows are the brute-force windows, for every operator and
         /// their ranges, counting events or distinct values.
@@ -761,6 +1388,37 @@ mod tests {
                 let first = got.first().map(|&(a, _)| times[a + c.min.max(1) as usize - 1]);
                 proptest::prop_assert_eq!(first, first_at_least(&times, span, c.min.max(1) as usize));
             }
+        }
+
+        /// The sliding sums, averages and percentiles are the brute-force ones (whole
+        /// numbers, so sums are exact either way), for every operator and ranges.
+        #[test]
+        fn metric_windows_match_brute_force(
+            mut raw in proptest::collection::vec((0i64..30, proptest::option::of(-3i32..20)), 0..16),
+            span in 0i64..8,
+            op in 0usize..6,
+            n in -5i32..40,
+            upper in proptest::option::of(0i32..50),
+            kind in 0u8..3,
+            p in 0u8..=100,
+        ) {
+            raw.sort_by_key(|r| r.0);
+            let times: Vec<i64> = raw.iter().map(|r| r.0).collect();
+            let values: Vec<Option<f64>> = raw.iter().map(|r| r.1.map(f64::from)).collect();
+            let name = ["gt", "gte", "lt", "lte", "eq", "neq"][op];
+            let mut pairs = vec![(name.to_string(), n.to_string())];
+            if let Some(u) = upper {
+                pairs.push(("lte".to_string(), u.to_string()));
+            }
+            let Ok(c) = Bound::parse(&pairs) else {
+                return Ok(());
+            };
+            let metric = [Metric::Sum, Metric::Avg, Metric::Percentile(p)][usize::from(kind)];
+            let got: Vec<(usize, usize, f64)> = metric_windows(&times, &values, span, metric, &c)
+                .iter()
+                .map(|w| (w.first, w.last, w.value))
+                .collect();
+            proptest::prop_assert_eq!(got, brute_metric(&times, &values, span, metric, &c));
         }
     }
 }

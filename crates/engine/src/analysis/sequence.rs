@@ -32,7 +32,7 @@
 //! latest record behind rule N of the correlation (with the rule's title).
 
 use serde::{Deserialize, Serialize};
-use ualhunt_query::correlation::{Fired, Kind};
+use ualhunt_query::correlation::{Fired, Kind, Metric};
 use ualhunt_query::sequence::{Key, Shape, StepEvent, replay};
 
 use crate::error::Warning;
@@ -324,6 +324,18 @@ fn correlated(
             t.counted.as_deref().unwrap_or("values")
         ),
         Kind::Count { condition, .. } => format!("{} events ({condition})", fired.count),
+        Kind::Metric {
+            metric, condition, ..
+        } => {
+            let value = fired.value.map(|v| v.to_string()).unwrap_or_default();
+            let field = t.counted.as_deref().unwrap_or("values");
+            match metric {
+                Metric::Percentile(p) => {
+                    format!("{value} at percentile {p} of {field} ({condition})")
+                }
+                _ => format!("{value} of {field} ({condition})"),
+            }
+        }
     };
     let keys: Vec<String> = t
         .group_by

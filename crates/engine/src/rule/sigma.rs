@@ -6,7 +6,8 @@
 //! [`NotRun`] with the reason; an `event_count` or `value_count` correlation of detection
 //! rules becomes a rule over the rules it counts with a threshold (`Alerting`, its
 //! condition's bounds included) that the alerting analysis replays; a `temporal` or
-//! `temporal_ordered` one, or a chained one (naming other correlations, at most
+//! `temporal_ordered` one, a metric one (`value_sum`, `value_avg`, `value_percentile`),
+//! or a chained one (naming other correlations, at most
 //! `correlation::MAX_DEPTH` deep, no cycle), a rule over the detection rules of the chain
 //! whose matches `analysis::sequence` replays ([`Temporal`]). A correlation finds the
 //! rules it names (by `name` or `id`) in its own file first, then anywhere in the pack
@@ -49,13 +50,14 @@ pub struct Temporal {
     /// The replay: the correlation, and the correlations it names, down to the
     /// detection rules (the query's parts, one per place a chain names one).
     pub chain: correlation::Node,
-    /// `temporal`, `temporal_ordered`, `event_count`, `value_count`.
+    /// `temporal`, `temporal_ordered`, `event_count`, `value_count`, `value_sum`,
+    /// `value_avg`, `value_percentile`.
     pub kind: String,
     /// The `group-by` names, as written.
     pub group_by: Vec<String>,
     /// Per rule the correlation names, its title.
     pub titles: Vec<String>,
-    /// value_count: the counted field's name, as written.
+    /// value_count and the metric correlations: the counted field's name, as written.
     pub counted: Option<String>,
     /// Per part, per `group-by` name of the correlation that names it, the fields it
     /// reads (the first that has a value).
@@ -74,7 +76,9 @@ impl Temporal {
     pub fn span(&self) -> i64 {
         match &self.chain.kind {
             correlation::Kind::Temporal(t) => t.span,
-            correlation::Kind::Count { span, .. } | correlation::Kind::Rules { span, .. } => *span,
+            correlation::Kind::Count { span, .. }
+            | correlation::Kind::Rules { span, .. }
+            | correlation::Kind::Metric { span, .. } => *span,
         }
     }
 
@@ -98,6 +102,12 @@ impl Temporal {
                 self.counted.as_deref().unwrap_or("values")
             ),
             correlation::Kind::Count { condition, .. } => format!("{condition} events"),
+            correlation::Kind::Metric {
+                metric, condition, ..
+            } => format!(
+                "{} {condition}",
+                metric.describe(self.counted.as_deref().unwrap_or("values"))
+            ),
         }
     }
 }
@@ -318,7 +328,7 @@ fn correlation_of(
     let Some(c) = &docs[at].correlation else {
         return no("not a correlation rule".into());
     };
-    if c.kind.starts_with("temporal") || is_chained(docs, files, at) {
+    if c.kind.starts_with("temporal") || is_metric(&c.kind) || is_chained(docs, files, at) {
         let mut built = Chain::default();
         let chain = node_of(docs, files, at, mapping, &mut vec![at], &mut built)?;
         let titles = c
@@ -327,7 +337,7 @@ fn correlation_of(
             .filter_map(|name| referenced(docs, files, at, name).ok())
             .map(|i| docs[i].meta.title.clone())
             .collect();
-        let counted = (c.kind == "value_count")
+        let counted = (c.kind == "value_count" || is_metric(&c.kind))
             .then(|| c.condition.iter().find(|(k, _)| k == "field"))
             .flatten()
             .map(|(_, v)| v.clone());
@@ -421,9 +431,15 @@ fn correlation_of(
 
 fn unknown_kind(kind: &str) -> String {
     format!(
-        "correlation rule ({kind}): only event_count, value_count, temporal and \
-         temporal_ordered are replayed"
+        "correlation rule ({kind}): only event_count, value_count, value_sum, value_avg, \
+         value_percentile, temporal and temporal_ordered are replayed"
     )
+}
+
+/// Whether a correlation `type` is a metric one (specification 2.1): `value_sum`,
+/// `value_avg`, `value_percentile`.
+fn is_metric(kind: &str) -> bool {
+    matches!(kind, "value_sum" | "value_avg" | "value_percentile")
 }
 
 /// A correlation's condition operators (`field` left out).
@@ -433,6 +449,45 @@ fn operators(c: &sigma::Correlation) -> Vec<(String, String)> {
         .filter(|(k, _)| k != "field")
         .cloned()
         .collect()
+}
+
+/// A metric correlation's computation and condition: `value_percentile` needs
+/// `percentile: p` (a whole number from 0 to 100) in its condition, as pySigma reads it
+/// (the specification's text names no key for which percentile, and its example's
+/// `lte: 1` alone cannot say which); the other operators are compared with the result.
+fn metric_of(c: &sigma::Correlation) -> Result<(correlation::Metric, correlation::Bound), String> {
+    let ops: Vec<(String, String)> = operators(c)
+        .into_iter()
+        .filter(|(k, _)| k != "percentile")
+        .collect();
+    let percentile = c.condition.iter().find(|(k, _)| k == "percentile");
+    let metric = match (c.kind.as_str(), percentile) {
+        ("value_sum", None) => correlation::Metric::Sum,
+        ("value_avg", None) => correlation::Metric::Avg,
+        ("value_percentile", Some((_, p))) => match p.trim().parse::<u8>() {
+            Ok(p) if p <= 100 => correlation::Metric::Percentile(p),
+            _ => {
+                return Err(format!(
+                    "value_percentile correlation: percentile {p}: not a whole number from 0 \
+                     to 100"
+                ));
+            }
+        },
+        ("value_percentile", None) => {
+            return Err(
+                "value_percentile correlation without a condition percentile (which \
+                 percentile, 0 to 100, as pySigma reads it): the specification does not say \
+                 which"
+                    .into(),
+            );
+        }
+        (kind, _) => {
+            return Err(format!(
+                "correlation condition percentile: only for value_percentile, not {kind}"
+            ));
+        }
+    };
+    Ok((metric, correlation::Bound::parse(&ops)?))
 }
 
 /// The part of a detection rule a correlation names (as `name`), or why it does not run.
@@ -476,7 +531,7 @@ fn node_of(
         return no("not a correlation rule".into());
     };
     let count = match c.kind.as_str() {
-        "event_count" | "value_count" => true,
+        "event_count" | "value_count" | "value_sum" | "value_avg" | "value_percentile" => true,
         "temporal" | "temporal_ordered" => false,
         other => return no(unknown_kind(other)),
     };
@@ -491,8 +546,8 @@ fn node_of(
         .iter()
         .find(|(k, _)| k == "field")
         .map(|(_, v)| v.as_str());
-    if c.kind == "value_count" && counted.is_none() {
-        return no("value_count correlation without a condition field".into());
+    if (c.kind == "value_count" || is_metric(&c.kind)) && counted.is_none() {
+        return no(format!("{} correlation without a condition field", c.kind));
     }
     let span = timespan(&c.timespan)?
         .checked_mul(1000)
@@ -622,6 +677,14 @@ fn node_of(
             distinct: true,
             span,
         },
+        "value_sum" | "value_avg" | "value_percentile" => {
+            let (metric, condition) = metric_of(c).map_err(sigma::Unsupported)?;
+            correlation::Kind::Metric {
+                metric,
+                condition,
+                span,
+            }
+        }
         kind => {
             let ordered = kind == "temporal_ordered";
             let condition = if ops.is_empty() {

@@ -1397,6 +1397,8 @@ fn judge<S: Sink>(
 pub struct Interner {
     texts: FxHashSet<Text>,
     ips: FxHashMap<Text, Option<Text>>,
+    /// A buffer for text built from a record before it is copied into a `Text`.
+    buffer: String,
 }
 
 impl Interner {
@@ -1414,6 +1416,19 @@ impl Interner {
         self.texts.insert(t.clone());
         t
     }
+
+    /// The reusable buffer for text built from a record (a command line), cleared by
+    /// whoever writes it; its capacity is kept (at most 64 KiB).
+    pub fn buffer(&mut self) -> &mut String {
+        if self.buffer.capacity() > Self::BUFFER_MAX {
+            self.buffer = String::new();
+        }
+        &mut self.buffer
+    }
+
+    /// The most capacity the buffer keeps between uses (a record may hold a command
+    /// line of megabytes: its buffer is not held on to).
+    const BUFFER_MAX: usize = 1 << 16;
 
     /// The IP a client address reduces to, shared.
     pub fn ip(&mut self, address: &str) -> Option<Text> {
