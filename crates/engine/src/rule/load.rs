@@ -132,22 +132,25 @@ pub fn load_with(paths: &[PathBuf], sigma_mapping: Option<&str>) -> Result<RuleS
         texts.push(text);
     }
     // The Sigma files load together: a correlation may name rules of another file.
+    // Each read once: its error names its file.
     let sigma_files: Vec<usize> = (0..files.len()).filter(|&i| is_sigma(&files[i])).collect();
+    let mut sigma_docs = Vec::with_capacity(sigma_files.len());
     for &i in &sigma_files {
-        ualhunt_query::sigma::parse(&texts[i]).map_err(|e| LoadError {
-            path: files[i].display().to_string(),
-            message: RuleError::Invalid {
-                name: "Sigma file".into(),
-                message: e.to_string(),
+        sigma_docs.push(ualhunt_query::sigma::parse(&texts[i]).map_err(|e| {
+            LoadError {
+                path: files[i].display().to_string(),
+                message: RuleError::Invalid {
+                    name: "Sigma file".into(),
+                    message: e.to_string(),
+                }
+                .to_string(),
             }
-            .to_string(),
-        })?;
+        })?);
     }
-    let sigma_texts: Vec<&str> = sigma_files.iter().map(|&i| texts[i].as_str()).collect();
-    let mut sigma_loaded = if sigma_texts.is_empty() {
+    let mut sigma_loaded = if sigma_docs.is_empty() {
         Vec::new()
     } else {
-        super::sigma::load_pack(&sigma_texts, sigma_mapping).map_err(|e| LoadError {
+        super::sigma::load_parsed(sigma_docs, sigma_mapping).map_err(|e| LoadError {
             path: files[sigma_files[0]].display().to_string(),
             message: e.to_string(),
         })?
