@@ -266,9 +266,9 @@ pub enum Function {
 ///
 /// Wildcard patterns (`:`, `like`) are compiled when first matched: most rules of a
 /// pack never see a candidate, and a wildcard list cannot fail to compile (its text is
-/// escaped, and [`LAZY_SOURCE`] bounds its size far below the size limit). Regular
-/// expressions, and wildcard lists past that bound, are compiled as they are parsed,
-/// so that a bad one is the query's error.
+/// escaped, and a bound on its length, 16 KiB of expression, keeps it far below the
+/// size limit). Regular expressions, and wildcard lists past that bound, are compiled
+/// as they are parsed, so that a bad one is the query's error.
 #[derive(Clone, Debug)]
 pub struct Patterns {
     kind: PatternKind,
