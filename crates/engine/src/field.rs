@@ -71,7 +71,32 @@ pub const O365_AUDIT: &str = "o365.audit";
 impl Field {
     /// How this field's values compare (see [`ecs_type`]).
     pub fn value_type(&self) -> ValueType {
-        ecs_type(&self.name())
+        // As `ecs_type(&self.name())`, without writing the name: the evaluators ask
+        // for every field read.
+        match self {
+            Field::Timestamp => ValueType::Date,
+            Field::SourceIp => ValueType::Ip,
+            Field::Audit(path) => match path.as_str() {
+                "OperationCount" => ValueType::Number,
+                _ => ValueType::Keyword,
+            },
+            Field::Derived(d) => ecs_type(d.name()),
+            Field::Other(name) => ecs_type(name),
+            Field::Dataset(_)
+            | Field::Provider
+            | Field::Action
+            | Field::Outcome
+            | Field::UserId
+            | Field::EventId
+            | Field::OrganizationId
+            | Field::Code
+            | Field::Category
+            | Field::UserEmail
+            | Field::UserName
+            | Field::UserDomain
+            | Field::UserAgent
+            | Field::RuleName => ValueType::Keyword,
+        }
     }
 
     /// Resolves an ECS field name.
@@ -464,5 +489,70 @@ pub fn ecs_type(name: &str) -> ValueType {
         | "user.entity.attributes.mfa_enabled"
         | "user.entity.attributes.managed" => ValueType::Boolean,
         _ => ValueType::Keyword,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `value_type` answers without writing the name; it must answer as the name's
+    /// ECS type does, for every kind of field.
+    #[test]
+    fn value_types_are_the_ecs_types_of_the_names() {
+        let mut names: Vec<String> = [
+            "event.dataset",
+            "data_stream.dataset",
+            "event.provider",
+            "event.action",
+            "event.outcome",
+            "user.id",
+            "@timestamp",
+            "event.id",
+            "organization.id",
+            "source.ip",
+            "event.code",
+            "event.category",
+            "user.email",
+            "user.name",
+            "user.domain",
+            "user_agent.original",
+            "rule.name",
+            "o365.audit.OperationCount",
+            "o365.audit.OperationCount.x",
+            "o365.audit.UserId",
+            "o365.audit.ExtendedProperties.RequestType",
+            "event.created",
+            "event.ingested",
+            "event.start",
+            "event.end",
+            "client.ip",
+            "related.ip",
+            "source.nat.ip",
+            "source.port",
+            "url.port",
+            "network.packets",
+            "event.duration",
+            "event.risk_score_norm",
+            "file.size",
+            "email.attachments.file.size",
+            "file.code_signature.valid",
+            "user.entity.attributes.managed",
+            "host.name",
+            "o365.audit",
+            "",
+        ]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+        names.extend(crate::enrich::DERIVED.iter().map(|(_, n)| n.to_string()));
+        for name in &names {
+            let field = Field::parse(name);
+            assert_eq!(
+                field.value_type(),
+                ecs_type(&field.name()),
+                "{name} ({field:?})"
+            );
+        }
     }
 }

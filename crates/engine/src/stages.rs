@@ -199,10 +199,14 @@ fn around_triggers_keeping(
 
 /// What the second look at the `gated` rules selects ([`Matcher::around_triggers`]).
 pub fn gated_matcher(config: &Config, gated: &[u16]) -> Matcher {
-    Matcher::around_triggers(config.rules.clone(), gated, config.max_line)
-        .with_enrichment(config.enrichment.clone())
-        .with_timing(config.timing)
-        .with_block(config.scan_block)
+    Matcher::around_triggers_enriched(
+        config.rules.clone(),
+        gated,
+        config.max_line,
+        config.enrichment.clone(),
+    )
+    .with_timing(config.timing)
+    .with_block(config.scan_block)
 }
 
 /// What [`around_triggers`] did, for `--stats`.

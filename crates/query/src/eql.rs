@@ -263,12 +263,35 @@ pub enum Function {
 }
 
 /// The right side of `:`, `like` and `regex`: patterns compiled into one matcher.
+///
+/// Wildcard patterns (`:`, `like`) are compiled when first matched: most rules of a
+/// pack never see a candidate, and a wildcard list cannot fail to compile (its text is
+/// escaped, and a bound on its length, 16 KiB of expression, keeps it far below the
+/// size limit). Regular expressions, and wildcard lists past that bound, are compiled
+/// as they are parsed, so that a bad one is the query's error.
 #[derive(Clone, Debug)]
 pub struct Patterns {
     kind: PatternKind,
     insensitive: bool,
     texts: Vec<String>,
-    matcher: regex::Regex,
+    /// The matcher's regular expression.
+    source: String,
+    /// The compiled matcher, shared by the query's clones.
+    matcher: std::sync::Arc<std::sync::OnceLock<regex::Regex>>,
+}
+
+/// The compiled size limit of a pattern list's matcher.
+const PATTERN_SIZE_LIMIT: usize = 1 << 24;
+
+/// The longest source of a wildcard list compiled on first use (bytes of the regular
+/// expression); a test compiles the costliest such source within a quarter of
+/// [`PATTERN_SIZE_LIMIT`].
+const LAZY_SOURCE: usize = 16 << 10;
+
+fn compile_patterns(source: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(source)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .build()
 }
 
 /// How the patterns of a [`Patterns`] read.
@@ -317,15 +340,22 @@ impl Patterns {
             source.push(')');
         }
         source.push_str(")$");
-        let matcher = regex::RegexBuilder::new(&source)
-            .size_limit(1 << 24)
-            .build()?;
+        let matcher = std::sync::OnceLock::new();
+        if kind == PatternKind::Regex || source.len() > LAZY_SOURCE {
+            let _ = matcher.set(compile_patterns(&source)?);
+        }
         Ok(Patterns {
             kind,
             insensitive,
             texts,
-            matcher,
+            source,
+            matcher: std::sync::Arc::new(matcher),
         })
+    }
+
+    /// Whether the matcher is compiled yet.
+    pub fn is_compiled(&self) -> bool {
+        self.matcher.get().is_some()
     }
 
     /// The patterns as written.
@@ -345,7 +375,12 @@ impl Patterns {
 
     /// Whether a text matches any of them.
     pub fn is_match(&self, text: &str) -> bool {
-        self.matcher.is_match(text)
+        self.matcher
+            .get_or_init(|| {
+                // Only an escaped wildcard list within `LAZY_SOURCE` gets here.
+                compile_patterns(&self.source).expect("a wildcard list compiles")
+            })
+            .is_match(text)
     }
 }
 
@@ -2437,6 +2472,90 @@ mod tests {
     use super::*;
     use crate::Named;
     use std::collections::HashMap;
+
+    /// A wildcard list is compiled when first matched, and matches as the list compiled
+    /// at once does; a regular expression is compiled as it is parsed, so a bad one is
+    /// still the query's error.
+    #[test]
+    fn wildcards_compile_on_first_use_and_bad_regexes_fail_the_parse() {
+        let texts: Vec<String> = ["*password*", "*api key*", "a?c", "*1099*", "k*ſ", "x.y+(z)"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        for kind in [PatternKind::Colon, PatternKind::Like] {
+            for insensitive in [false, true] {
+                let lazy = Patterns::new(kind, insensitive, texts.clone()).unwrap();
+                assert!(!lazy.is_compiled());
+                let eager = compile_patterns(&lazy.source).unwrap();
+                let copy = lazy.clone();
+                for value in [
+                    "my PASSWORD is",
+                    "password",
+                    "api key",
+                    "abc",
+                    "a\nc",
+                    "a\u{212a}c",
+                    "KELVIN \u{212a} ſ",
+                    "\u{212a}xs",
+                    "x.y+(z)",
+                    "xay+(z)",
+                    "",
+                    "form 1099-MISC",
+                ] {
+                    assert_eq!(lazy.is_match(value), eager.is_match(value), "{value:?}");
+                }
+                // The clones share the compiled matcher.
+                assert!(copy.is_compiled());
+            }
+        }
+        let re =
+            Patterns::new(PatternKind::Regex, true, vec!["(azure|sharp)hound".into()]).unwrap();
+        assert!(re.is_compiled());
+        for bad in ["(azure", "a{2,1}", "[z-a]"] {
+            let text = format!("any where user_agent.original regex~ \"{bad}\"");
+            let err = Query::<Named>::parse(&text).unwrap_err();
+            assert!(
+                err.message.starts_with("bad regular expression: "),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    /// The costliest wildcard lists compiled on first use (the longest source made of
+    /// any-character wildcards, of case-folded letters, of many alternatives) compile
+    /// within a quarter of the size limit: compiling one later cannot fail.
+    #[test]
+    fn the_largest_lazy_wildcard_lists_compile_well_within_the_size_limit() {
+        let fill = |unit: &str, per_text: usize| -> Vec<String> {
+            let mut texts = Vec::new();
+            loop {
+                texts.push(unit.repeat(per_text));
+                let p = Patterns::new(PatternKind::Like, true, texts.clone()).unwrap();
+                if p.source.len() > LAZY_SOURCE {
+                    texts.pop();
+                    return texts;
+                }
+            }
+        };
+        for (unit, per_text) in [
+            ("?", 64),
+            ("k", 64),
+            ("?k", 32),
+            ("*", 1),
+            ("ǅ", 32),
+            ("ſ?", 8),
+        ] {
+            let texts = fill(unit, per_text);
+            let p = Patterns::new(PatternKind::Like, true, texts).unwrap();
+            assert!(!p.is_compiled(), "{unit}");
+            assert!(p.source.len() > LAZY_SOURCE - 8 * per_text - 64, "{unit}");
+            let small = regex::RegexBuilder::new(&p.source)
+                .size_limit(PATTERN_SIZE_LIMIT / 4)
+                .build();
+            assert!(small.is_ok(), "{unit}: {:?}", small.err());
+            assert!(p.is_match(&unit.replace(['?', '*'], "x").repeat(per_text)) || unit == "*");
+        }
+    }
 
     /// A schema for the tests: `event.dataset` computed (no literal), `event.provider`
     /// broad, `n*` numeric.

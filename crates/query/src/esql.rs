@@ -105,7 +105,66 @@ pub enum Scalar {
 /// A column's value: none (`null`), one, or several (a multi-value).
 pub type Value = Vec<Scalar>;
 
+/// A [`Scalar`] whose text is borrowed (a record's, while it is read; a row's): what
+/// a comparison reads, without copying the text.
+#[derive(Clone, Copy, Debug)]
+enum View<'a> {
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Str(&'a str),
+    Date(i64),
+    Ip(u128),
+    Span(i64),
+}
+
+impl View<'_> {
+    fn owned(self) -> Scalar {
+        match self {
+            View::Bool(b) => Scalar::Bool(b),
+            View::Int(n) => Scalar::Int(n),
+            View::Double(x) => Scalar::Double(x),
+            View::Str(s) => Scalar::Str(s.to_string()),
+            View::Date(t) => Scalar::Date(t),
+            View::Ip(a) => Scalar::Ip(a),
+            View::Span(d) => Scalar::Span(d),
+        }
+    }
+
+    /// [`Scalar::compare`].
+    fn compare(self, other: View<'_>) -> Option<Ordering> {
+        use View::*;
+        match (self, other) {
+            (Bool(a), Bool(b)) => Some(a.cmp(&b)),
+            (Int(a), Int(b)) => Some(a.cmp(&b)),
+            (Int(a), Double(b)) => (a as f64).partial_cmp(&b),
+            (Double(a), Int(b)) => a.partial_cmp(&(b as f64)),
+            (Double(a), Double(b)) => a.partial_cmp(&b),
+            (Str(a), Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+            (Date(a), Date(b)) | (Span(a), Span(b)) => Some(a.cmp(&b)),
+            (Ip(a), Ip(b)) => Some(a.cmp(&b)),
+            (Date(a), Str(s)) => parse_date(s).map(|b| a.cmp(&b)),
+            (Str(s), Date(b)) => parse_date(s).map(|a| a.cmp(&b)),
+            (Ip(a), Str(s)) => parse_ip(s).map(|b| a.cmp(&b)),
+            (Str(s), Ip(b)) => parse_ip(s).map(|a| a.cmp(&b)),
+            _ => None,
+        }
+    }
+}
+
 impl Scalar {
+    fn view(&self) -> View<'_> {
+        match self {
+            Scalar::Bool(b) => View::Bool(*b),
+            Scalar::Int(n) => View::Int(*n),
+            Scalar::Double(x) => View::Double(*x),
+            Scalar::Str(s) => View::Str(s),
+            Scalar::Date(t) => View::Date(*t),
+            Scalar::Ip(a) => View::Ip(*a),
+            Scalar::Span(d) => View::Span(*d),
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self {
             Scalar::Bool(_) => 0,
@@ -121,22 +180,7 @@ impl Scalar {
     /// types do not compare). A keyword compares with a date or an ip by reading it as
     /// one, as a string literal is read against a field of that type.
     fn compare(&self, other: &Scalar) -> Option<Ordering> {
-        use Scalar::*;
-        match (self, other) {
-            (Bool(a), Bool(b)) => Some(a.cmp(b)),
-            (Int(a), Int(b)) => Some(a.cmp(b)),
-            (Int(a), Double(b)) => (*a as f64).partial_cmp(b),
-            (Double(a), Int(b)) => a.partial_cmp(&(*b as f64)),
-            (Double(a), Double(b)) => a.partial_cmp(b),
-            (Str(a), Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
-            (Date(a), Date(b)) | (Span(a), Span(b)) => Some(a.cmp(b)),
-            (Ip(a), Ip(b)) => Some(a.cmp(b)),
-            (Date(a), Str(s)) => parse_date(s).map(|b| a.cmp(&b)),
-            (Str(s), Date(b)) => parse_date(s).map(|a| a.cmp(b)),
-            (Ip(a), Str(s)) => parse_ip(s).map(|b| a.cmp(&b)),
-            (Str(s), Ip(b)) => parse_ip(s).map(|a| a.cmp(b)),
-            _ => None,
-        }
+        self.view().compare(other.view())
     }
 
     /// A total order over every value (types by rank), for `VALUES`, `SORT`,
@@ -222,26 +266,31 @@ fn parse_date(text: &str) -> Option<i64> {
 /// A record field's text as a value of its type (`None`: not of that type, as
 /// Elasticsearch would have refused to index it).
 fn typed(kind: ValueType, text: &str) -> Option<Scalar> {
+    typed_view(kind, text).map(View::owned)
+}
+
+/// [`typed`], the text borrowed.
+fn typed_view(kind: ValueType, text: &str) -> Option<View<'_>> {
     match kind {
-        ValueType::Keyword => Some(Scalar::Str(text.to_string())),
+        ValueType::Keyword => Some(View::Str(text)),
         ValueType::Number => {
             let t = text.trim();
-            t.parse::<i64>().map(Scalar::Int).ok().or_else(|| {
+            t.parse::<i64>().map(View::Int).ok().or_else(|| {
                 t.parse::<f64>()
                     .ok()
                     .filter(|x| x.is_finite())
-                    .map(Scalar::Double)
+                    .map(View::Double)
             })
         }
         ValueType::Boolean => match text.trim() {
-            "true" => Some(Scalar::Bool(true)),
-            "false" => Some(Scalar::Bool(false)),
+            "true" => Some(View::Bool(true)),
+            "false" => Some(View::Bool(false)),
             _ => None,
         },
         ValueType::Date => parse_date(text)
             .or_else(|| text.trim().parse::<i64>().ok())
-            .map(Scalar::Date),
-        ValueType::Ip => parse_ip(text).map(Scalar::Ip),
+            .map(View::Date),
+        ValueType::Ip => parse_ip(text).map(View::Ip),
     }
 }
 
@@ -535,6 +584,46 @@ impl<F: Field> Scope<'_, F> {
         };
         read_field(record, &col.field)
     }
+
+    /// `f` of a column's value when it is null (`None`) or one value, read without
+    /// copying it (a record field's text is borrowed while the record is read); `None`
+    /// when it holds several values (the caller reads them as [`Scope::column`] does).
+    fn with_one<R>(&self, col: &Column<F>, f: impl FnOnce(Option<View<'_>>) -> R) -> Option<R> {
+        #[cfg(test)]
+        if tests::OWNED_ONLY.get() {
+            return None;
+        }
+        if let Some(v) = self.row.get(&col.name) {
+            return match v.as_slice() {
+                [] => Some(f(None)),
+                [x] => Some(f(Some(x.view()))),
+                _ => None,
+            };
+        }
+        let Some(record) = self.record else {
+            return Some(f(None));
+        };
+        let kind = col.field.value_type();
+        let mut f = Some(f);
+        let mut out = None;
+        let mut seen = 0u8;
+        record.any_value(&col.field, &mut |text| {
+            let Some(v) = typed_view(kind, text) else {
+                return false;
+            };
+            seen += 1;
+            if seen > 1 {
+                return true;
+            }
+            out = f.take().map(|f| f(Some(v)));
+            false
+        });
+        match seen {
+            0 => f.map(|f| f(None)),
+            1 => out,
+            _ => None,
+        }
+    }
 }
 
 /// Every value of a record field, typed by the field, as Elasticsearch loads a
@@ -563,43 +652,13 @@ impl<F: Field> Expr<F> {
             Expr::Col(c) => s.column(c),
             Expr::Agg(i) => s.aggs.get(*i).cloned().unwrap_or_default(),
             Expr::Call(f, args) => call(*f, args, s),
-            Expr::Not(e) => boolean(truth(&e.eval(s)).map(|b| !b)),
-            Expr::And(a, b) => {
-                let l = truth(&a.eval(s));
-                if l == Some(false) {
-                    return boolean(Some(false));
-                }
-                match (l, truth(&b.eval(s))) {
-                    (_, Some(false)) => boolean(Some(false)),
-                    (Some(true), Some(true)) => boolean(Some(true)),
-                    _ => Vec::new(),
-                }
-            }
-            Expr::Or(a, b) => {
-                let l = truth(&a.eval(s));
-                if l == Some(true) {
-                    return boolean(Some(true));
-                }
-                match (l, truth(&b.eval(s))) {
-                    (_, Some(true)) => boolean(Some(true)),
-                    (Some(false), Some(false)) => boolean(Some(false)),
-                    _ => Vec::new(),
-                }
-            }
-            Expr::Cmp(op, a, b) => {
-                let (l, r) = (a.eval(s), b.eval(s));
-                let ([x], [y]) = (l.as_slice(), r.as_slice()) else {
-                    return Vec::new();
-                };
-                boolean(x.compare(y).map(|o| match op {
-                    CmpOp::Eq => o == Ordering::Equal,
-                    CmpOp::Ne => o != Ordering::Equal,
-                    CmpOp::Lt => o == Ordering::Less,
-                    CmpOp::Le => o != Ordering::Greater,
-                    CmpOp::Gt => o == Ordering::Greater,
-                    CmpOp::Ge => o != Ordering::Less,
-                }))
-            }
+            Expr::Not(_)
+            | Expr::And(..)
+            | Expr::Or(..)
+            | Expr::Cmp(..)
+            | Expr::In(..)
+            | Expr::IsNull(_)
+            | Expr::Matches(..) => boolean(self.test(s)),
             Expr::Arith(op, a, b) => {
                 let (l, r) = (a.eval(s), b.eval(s));
                 let ([x], [y]) = (l.as_slice(), r.as_slice()) else {
@@ -612,32 +671,131 @@ impl<F: Field> Expr<F> {
                 [Scalar::Double(x)] => vec![Scalar::Double(-x)],
                 _ => Vec::new(),
             },
+        }
+    }
+
+    /// The expression's truth: `truth(&self.eval(s))`, a comparison of a column with
+    /// literals read without copying the column's value.
+    fn test(&self, s: &Scope<'_, F>) -> Option<bool> {
+        match self {
+            Expr::Not(e) => e.test(s).map(|b| !b),
+            Expr::And(a, b) => {
+                let l = a.test(s);
+                if l == Some(false) {
+                    return Some(false);
+                }
+                match (l, b.test(s)) {
+                    (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                }
+            }
+            Expr::Or(a, b) => {
+                let l = a.test(s);
+                if l == Some(true) {
+                    return Some(true);
+                }
+                match (l, b.test(s)) {
+                    (_, Some(true)) => Some(true),
+                    (Some(false), Some(false)) => Some(false),
+                    _ => None,
+                }
+            }
+            Expr::Cmp(op, a, b) => {
+                let holds = |o: Ordering| match op {
+                    CmpOp::Eq => o == Ordering::Equal,
+                    CmpOp::Ne => o != Ordering::Equal,
+                    CmpOp::Lt => o == Ordering::Less,
+                    CmpOp::Le => o != Ordering::Greater,
+                    CmpOp::Gt => o == Ordering::Greater,
+                    CmpOp::Ge => o != Ordering::Less,
+                };
+                let borrowed = match (&**a, &**b) {
+                    (Expr::Col(c), Expr::Lit(v)) => match v.as_slice() {
+                        [y] => s.with_one(c, |x| x.and_then(|x| x.compare(y.view())).map(holds)),
+                        _ => Some(None),
+                    },
+                    (Expr::Lit(v), Expr::Col(c)) => match v.as_slice() {
+                        [x] => s.with_one(c, |y| y.and_then(|y| x.view().compare(y)).map(holds)),
+                        _ => Some(None),
+                    },
+                    _ => None,
+                };
+                if let Some(result) = borrowed {
+                    return result;
+                }
+                let (l, r) = (a.eval(s), b.eval(s));
+                let ([x], [y]) = (l.as_slice(), r.as_slice()) else {
+                    return None;
+                };
+                x.compare(y).map(holds)
+            }
             Expr::In(e, list) => {
+                fn literal<F>(item: &Expr<F>) -> Option<&Value> {
+                    match item {
+                        Expr::Lit(v) => Some(v),
+                        _ => None,
+                    }
+                }
+                if let Expr::Col(c) = &**e
+                    && list.iter().all(|item| literal(item).is_some())
+                    && let Some(result) = s.with_one(c, |x| {
+                        let x = x?;
+                        let mut saw_null = false;
+                        for v in list.iter().filter_map(literal) {
+                            match v.as_slice() {
+                                [y] if x.compare(y.view()) == Some(Ordering::Equal) => {
+                                    return Some(true);
+                                }
+                                [_] => {}
+                                _ => saw_null = true,
+                            }
+                        }
+                        (!saw_null).then_some(false)
+                    })
+                {
+                    return result;
+                }
                 let v = e.eval(s);
                 let [x] = v.as_slice() else {
-                    return Vec::new();
+                    return None;
                 };
                 let mut saw_null = false;
                 for item in list {
                     match item.eval(s).as_slice() {
                         [y] if x.compare(y) == Some(Ordering::Equal) => {
-                            return boolean(Some(true));
+                            return Some(true);
                         }
                         [_] => {}
                         _ => saw_null = true,
                     }
                 }
-                if saw_null {
-                    Vec::new()
-                } else {
-                    boolean(Some(false))
+                (!saw_null).then_some(false)
+            }
+            Expr::IsNull(e) => {
+                if let Expr::Col(c) = &**e
+                    && let Some(null) = s.with_one(c, |x| x.is_none())
+                {
+                    return Some(null);
+                }
+                Some(e.eval(s).is_empty())
+            }
+            Expr::Matches(e, re) => {
+                let is_match = |x: Option<View<'_>>| match x {
+                    Some(View::Str(t)) => Some(re.is_match(t)),
+                    _ => None,
+                };
+                if let Expr::Col(c) = &**e
+                    && let Some(result) = s.with_one(c, is_match)
+                {
+                    return result;
+                }
+                match e.eval(s).as_slice() {
+                    [x] => is_match(Some(x.view())),
+                    _ => None,
                 }
             }
-            Expr::IsNull(e) => boolean(Some(e.eval(s).is_empty())),
-            Expr::Matches(e, re) => match e.eval(s).as_slice() {
-                [Scalar::Str(t)] => boolean(Some(re.is_match(t))),
-                _ => Vec::new(),
-            },
+            _ => truth(&self.eval(s)),
         }
     }
 }
@@ -694,7 +852,7 @@ fn call<F: Field>(func: Func, args: &[Expr<F>], s: &Scope<'_, F>) -> Value {
         Func::Case => {
             let mut pairs = args.chunks_exact(2);
             for pair in &mut pairs {
-                if truth(&pair[0].eval(s)) == Some(true) {
+                if pair[0].test(s) == Some(true) {
                     return pair[1].eval(s);
                 }
             }
@@ -1112,9 +1270,7 @@ fn row_command<F: Field>(
         }
     }
     match command {
-        Command::Where(cond) => {
-            rows.retain(|row| truth(&cond.eval(&scope(row, record))) == Some(true))
-        }
+        Command::Where(cond) => rows.retain(|row| cond.test(&scope(row, record)) == Some(true)),
         Command::Eval(assigns) => {
             for row in rows.iter_mut() {
                 for (name, expr) in assigns {

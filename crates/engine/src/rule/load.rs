@@ -132,22 +132,25 @@ pub fn load_with(paths: &[PathBuf], sigma_mapping: Option<&str>) -> Result<RuleS
         texts.push(text);
     }
     // The Sigma files load together: a correlation may name rules of another file.
+    // Each read once: its error names its file.
     let sigma_files: Vec<usize> = (0..files.len()).filter(|&i| is_sigma(&files[i])).collect();
+    let mut sigma_docs = Vec::with_capacity(sigma_files.len());
     for &i in &sigma_files {
-        ualhunt_query::sigma::parse(&texts[i]).map_err(|e| LoadError {
-            path: files[i].display().to_string(),
-            message: RuleError::Invalid {
-                name: "Sigma file".into(),
-                message: e.to_string(),
+        sigma_docs.push(ualhunt_query::sigma::parse(&texts[i]).map_err(|e| {
+            LoadError {
+                path: files[i].display().to_string(),
+                message: RuleError::Invalid {
+                    name: "Sigma file".into(),
+                    message: e.to_string(),
+                }
+                .to_string(),
             }
-            .to_string(),
-        })?;
+        })?);
     }
-    let sigma_texts: Vec<&str> = sigma_files.iter().map(|&i| texts[i].as_str()).collect();
-    let mut sigma_loaded = if sigma_texts.is_empty() {
+    let mut sigma_loaded = if sigma_docs.is_empty() {
         Vec::new()
     } else {
-        super::sigma::load_pack(&sigma_texts, sigma_mapping).map_err(|e| LoadError {
+        super::sigma::load_parsed(sigma_docs, sigma_mapping).map_err(|e| LoadError {
             path: files[sigma_files[0]].display().to_string(),
             message: e.to_string(),
         })?
@@ -216,12 +219,23 @@ pub enum Loaded {
 
 /// Reads one rule file's text, in either layout.
 pub fn parse(text: &str) -> Result<Loaded, RuleError> {
-    let value: toml::Table = toml::from_str(text)?;
-    if !value.contains_key("rule") {
-        return Rule::from_toml(text).map(|r| Loaded::Runs(Box::new(r)));
-    }
-    let file: ElasticFile = toml::from_str(text)?;
-    let r = file.rule;
+    // One reading of the text tells the layouts apart and reads Elastic's; only a file
+    // it cannot read is read again as before (a table, then Elastic's layout), so that
+    // its error is the one that reading gives.
+    let r = match toml::from_str::<AnyLayout>(text) {
+        Ok(AnyLayout { rule: Some(r) }) => r,
+        Ok(AnyLayout { rule: None }) => {
+            return Rule::from_toml(text).map(|r| Loaded::Runs(Box::new(r)));
+        }
+        Err(_) => {
+            let value: toml::Table = toml::from_str(text)?;
+            if !value.contains_key("rule") {
+                return Rule::from_toml(text).map(|r| Loaded::Runs(Box::new(r)));
+            }
+            let file: ElasticFile = toml::from_str(text)?;
+            file.rule
+        }
+    };
     let mut alerting = None;
     // An ES|QL rule names its indices in its query (`FROM …`), not in `index`.
     let mut from_sources: Vec<String> = Vec::new();
@@ -435,8 +449,10 @@ fn read_alerting(r: &ElasticRule) -> Result<Alerting, String> {
 
 /// The investigation a built-in rule file adds to the published rule of the same id.
 fn builtin_extension(id: &str) -> Option<RuleMeta> {
-    let meta: RuleMeta = toml::from_str(BUILTIN).ok()?;
-    (meta.id == id).then_some(meta)
+    // Read once: every published rule of a pack asks.
+    static META: std::sync::OnceLock<Option<RuleMeta>> = std::sync::OnceLock::new();
+    let meta = META.get_or_init(|| toml::from_str(BUILTIN).ok()).as_ref()?;
+    (meta.id == id).then(|| meta.clone())
 }
 
 /// What a finding of a published rule shows besides actor, time, record id and source
@@ -485,6 +501,12 @@ pub(crate) fn default_evidence() -> Vec<EvidenceSpec> {
 #[derive(Deserialize)]
 struct ElasticFile {
     rule: ElasticRule,
+}
+
+/// A rule file of either layout: Elastic's has a `rule` table, ualhunt's flat one none.
+#[derive(Deserialize)]
+struct AnyLayout {
+    rule: Option<ElasticRule>,
 }
 
 #[derive(Deserialize)]

@@ -772,18 +772,43 @@ pub fn load_text(text: &str, mapping: Option<&str>) -> Result<Vec<Loaded>, RuleE
 /// unless one such correlation says `generate: true`. Only text that is not YAML, or a
 /// mapping that is not one, fails the pack.
 pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded>>, RuleError> {
-    let parsed =
-        Mapping::parse(mapping.unwrap_or(BUILTIN_MAPPING)).map_err(|e| RuleError::Invalid {
-            name: "--sigma-mapping".into(),
-            message: e.to_string(),
-        })?;
-    let mut docs = Vec::new();
-    let mut files = Vec::new();
+    let parsed = read_mapping(mapping)?;
+    let mut per_file = Vec::with_capacity(texts.len());
     for (f, text) in texts.iter().enumerate() {
-        let file_docs = sigma::parse(text).map_err(|e| RuleError::Invalid {
+        per_file.push(sigma::parse(text).map_err(|e| RuleError::Invalid {
             name: format!("Sigma file {}", f + 1),
             message: e.to_string(),
-        })?;
+        })?);
+    }
+    load_documents(per_file, &parsed, mapping)
+}
+
+/// [`load_pack`] of files already read (`sigma::parse` of each text, in load order).
+pub fn load_parsed(
+    per_file: Vec<Vec<sigma::Document>>,
+    mapping: Option<&str>,
+) -> Result<Vec<Vec<Loaded>>, RuleError> {
+    load_documents(per_file, &read_mapping(mapping)?, mapping)
+}
+
+/// The field mapping of `--sigma-mapping`'s text (`None`: the built-in one).
+fn read_mapping(mapping: Option<&str>) -> Result<Mapping, RuleError> {
+    Mapping::parse(mapping.unwrap_or(BUILTIN_MAPPING)).map_err(|e| RuleError::Invalid {
+        name: "--sigma-mapping".into(),
+        message: e.to_string(),
+    })
+}
+
+/// [`load_pack`] of read files, `parsed` the mapping of the text `mapping`.
+fn load_documents(
+    per_file: Vec<Vec<sigma::Document>>,
+    parsed: &Mapping,
+    mapping: Option<&str>,
+) -> Result<Vec<Vec<Loaded>>, RuleError> {
+    let n_files = per_file.len();
+    let mut docs = Vec::new();
+    let mut files = Vec::new();
+    for (f, file_docs) in per_file.into_iter().enumerate() {
         files.extend(std::iter::repeat_n(f, file_docs.len()));
         docs.extend(file_docs);
     }
@@ -793,7 +818,7 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
         .iter()
         .enumerate()
         .filter(|(_, d)| d.correlation.is_some())
-        .map(|(i, _)| (i, correlation_of(&docs, &files, i, &parsed).map(|(_, a)| a)))
+        .map(|(i, _)| (i, correlation_of(&docs, &files, i, parsed).map(|(_, a)| a)))
         .collect();
     // A counted rule reports alone when no correlation that runs counts it, or when one
     // that does asks so (`generate: true`).
@@ -830,7 +855,7 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
             setup: meta.setup,
         })
     };
-    let mut out: Vec<Vec<Loaded>> = texts.iter().map(|_| Vec::new()).collect();
+    let mut out: Vec<Vec<Loaded>> = (0..n_files).map(|_| Vec::new()).collect();
     for (i, doc) in docs.iter().enumerate() {
         let mut meta = meta_of(doc, mapping);
         let file = &mut out[files[i]];
@@ -884,7 +909,7 @@ pub fn load_pack(texts: &[&str], mapping: Option<&str>) -> Result<Vec<Vec<Loaded
             ));
             continue;
         }
-        match query_of(doc, &parsed) {
+        match query_of(doc, parsed) {
             Err(why) => file.push(not_run(meta, why.0)),
             Ok(query) => {
                 let rule = Rule::assemble(meta, Query::Sigma(Box::new(query)))?;

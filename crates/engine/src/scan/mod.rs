@@ -149,6 +149,17 @@ impl Matcher {
     /// The second look at the rules [`Matcher::with_triggers`] gated: their queries on
     /// every record of the stretches it is given; no coverage is counted.
     pub fn around_triggers(rules: Vec<Rule>, gated: &[u16], max_line: usize) -> Matcher {
+        Matcher::around_triggers_enriched(rules, gated, max_line, Default::default())
+    }
+
+    /// [`Matcher::around_triggers`] with this enrichment (what
+    /// [`Matcher::with_enrichment`] gives, without making the rule literals twice).
+    pub fn around_triggers_enriched(
+        rules: Vec<Rule>,
+        gated: &[u16],
+        max_line: usize,
+        enrichment: std::sync::Arc<Enrichment>,
+    ) -> Matcher {
         let mut selections = Vec::new();
         for &r in gated {
             let rule = &rules[usize::from(r)];
@@ -165,7 +176,13 @@ impl Matcher {
                 });
             }
         }
-        Matcher::selecting(rules, selections, Prefilter::Everything, max_line)
+        Matcher::selecting(
+            rules,
+            selections,
+            Prefilter::Everything,
+            max_line,
+            enrichment,
+        )
     }
 
     /// A pass that parses every record `prefilter` lets through and evaluates
@@ -177,9 +194,10 @@ impl Matcher {
         selections: Vec<Selection>,
         prefilter: Prefilter,
         max_line: usize,
+        enrichment: std::sync::Arc<Enrichment>,
     ) -> Matcher {
         Matcher {
-            literals: rule_literals(&rules, &Enrichment::default()),
+            literals: rule_literals(&rules, &enrichment),
             derived: derived_fields(&selections),
             requirements: vec![None; selections.len()],
             unenriched: vec![None; selections.len()],
@@ -195,7 +213,7 @@ impl Matcher {
             coverage: false,
             on_demand: false,
             screen: false,
-            enrichment: Default::default(),
+            enrichment,
             gated: Vec::new(),
             counted_by: Vec::new(),
         }
@@ -258,7 +276,6 @@ impl Matcher {
     fn plan(&mut self, prefilter: bool, triggers: bool) {
         let enrichment = &*self.enrichment;
         let selections = &self.selections;
-        let literals = rule_literals(&self.rules, enrichment);
         let searched: Vec<crate::rule::Searched> = selections
             .iter()
             .map(|s| {
@@ -267,6 +284,21 @@ impl Matcher {
                     .map_or_else(Default::default, |q| q.searched(enrichment))
             })
             .collect();
+        // The selections are the rules' queries and context selections in rule order
+        // (`build`), so their searches make the rule literals without asking every
+        // query again.
+        debug_assert!(
+            selections
+                .iter()
+                .map(|s| (s.rule, s.why, s.query.is_some()))
+                .eq(self.rules.iter().enumerate().flat_map(|(i, r)| {
+                    std::iter::once((i as u16, Why::Rule, true)).chain(
+                        (0..r.contexts.len())
+                            .map(move |c| (i as u16, Why::Context(c as u16), true)),
+                    )
+                }))
+        );
+        let literals = literals_of(&searched);
         let mut requirements: Vec<Option<Vec<String>>> =
             searched.iter().map(|s| s.literals.clone()).collect();
         let mut gated = Vec::new();
@@ -346,7 +378,7 @@ impl Matcher {
             query: None,
         }];
         let prefilter = literals.map_or(Prefilter::Everything, Prefilter::case_insensitive);
-        Matcher::selecting(rules, every, prefilter, max_line)
+        Matcher::selecting(rules, every, prefilter, max_line, Default::default())
     }
 
     /// Measures time spent parsing candidates (for `--stats`; costs two clock reads
@@ -528,6 +560,24 @@ fn rule_literals(rules: &[Rule], enrichment: &Enrichment) -> Prefilter {
             .flat_map(|r| std::iter::once(&r.query).chain(&r.contexts)),
         enrichment,
     )
+}
+
+/// [`rule_literals`] from the searches of the rules' queries and context selections,
+/// in rule order.
+fn literals_of(searched: &[crate::rule::Searched]) -> Prefilter {
+    let mut literals = Vec::new();
+    for s in searched {
+        match &s.literals {
+            // A `RecordType` requirement is read from each record, not searched for.
+            Some(set) => literals.extend(
+                set.iter()
+                    .filter(|l| crate::field::marked_record_type(l).is_none())
+                    .cloned(),
+            ),
+            None => return Prefilter::Everything,
+        }
+    }
+    Prefilter::from_literals(literals)
 }
 
 /// The search for selections' literals (each `None`: every record is a candidate), as
@@ -1453,6 +1503,31 @@ impl Interner {
 mod tests {
     use super::*;
     use crate::findings::Value;
+
+    /// Planning makes the rule literals from the selections' searches; they must be
+    /// what asking every rule's queries gives, for the published rules and the
+    /// built-in one, planned with and without triggers.
+    #[test]
+    fn planned_rule_literals_are_those_of_the_rules_queries() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/corpus/elastic-rules");
+        let mut packs = vec![Rule::builtin()];
+        if dir.is_dir() {
+            packs.push(crate::rule::load::load(&[dir]).expect("loads").rules);
+        } else {
+            eprintln!("skipped the corpus rules: {} is absent", dir.display());
+        }
+        for rules in packs {
+            let expected = format!("{:?}", rule_literals(&rules, &Enrichment::default()));
+            for m in [
+                Matcher::new(rules.clone(), true, 1 << 20),
+                Matcher::new(rules.clone(), false, 1 << 20),
+                Matcher::with_triggers(rules.clone(), 1 << 20),
+            ] {
+                assert_eq!(format!("{:?}", m.literals()), expected);
+            }
+        }
+    }
 
     /// Lines the context pass's screen turns down are counted apart, as screened out
     /// unparsed: `candidates` are the lines parsed, and a turned-down line that would

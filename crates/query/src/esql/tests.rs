@@ -699,3 +699,137 @@ proptest::proptest! {
         proptest::prop_assert_eq!(parse_date(&u), chrono_date(&u));
     }
 }
+
+thread_local! {
+    /// Set: a comparison reads its column as [`Scope::column`] does, copying the value
+    /// (the reference for the borrowed reading).
+    pub(super) static OWNED_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A query's rows over a record, the columns read borrowed or (`owned`) copied.
+fn rows_read(query: &Query<T>, rec: &Rec, owned: bool) -> Vec<Row> {
+    OWNED_ONLY.set(owned);
+    let rows = query.rows(rec);
+    OWNED_ONLY.set(false);
+    rows
+}
+
+/// The conditions the differential test below runs: every operator the published rules'
+/// `WHERE`s use (comparisons, `IN`, `IS [NOT] NULL`, `LIKE`, `RLIKE`, `NOT`, `AND`,
+/// `OR`), with the column on either side, against each type, on record fields and on
+/// columns an `EVAL` made.
+const CONDITIONS: &[&str] = &[
+    "k == \"a\"",
+    "\"a\" == k",
+    "k != \"a\"",
+    "k < \"b\"",
+    "k <= \"b\"",
+    "\"b\" > k",
+    "k >= \"B\"",
+    "k == null",
+    "k in (\"a\", \"b\")",
+    "k in (\"a\", null)",
+    "k not in (\"a\", \"10\")",
+    "k in (\"x\", e)",
+    "k is null",
+    "k is not null",
+    "k like \"a*\"",
+    "k like \"*0*\"",
+    "k rlike \"[ab]\"",
+    "not k == \"a\"",
+    "k == \"a\" or k == \"b\"",
+    "k == \"a\" and n > 1",
+    "not (k is null or n is null)",
+    "n == 1",
+    "n > 1.2",
+    "n <= \"2\"",
+    "1 < n",
+    "n in (1, 2, 1.5)",
+    "n is null",
+    "@timestamp > \"2024-01-01T00:00:00\"",
+    "@timestamp == \"2024-01-01\"",
+    "\"2024-01-02\" >= @timestamp",
+    "@timestamp is not null",
+    "source.ip == \"10.0.0.1\"",
+    "source.ip != \"::ffff:10.0.0.1\"",
+    "source.ip in (\"10.0.0.1\", \"10.0.0.2\")",
+    "e == \"a\"",
+    "e like \"*\"",
+    "k == e",
+    "to_lower(k) == \"a\"",
+    "case(k == \"a\", true, n > 1, true, false)",
+];
+
+/// A generated record: each typed field with 0 to 2 values, some not of the field's
+/// type, some repeated.
+fn arb_typed_record() -> impl proptest::strategy::Strategy<Value = Pairs> {
+    use proptest::prelude::*;
+    let of = |values: Vec<&'static str>| prop::collection::vec(prop::sample::select(values), 0..3);
+    (
+        of(vec!["a", "b", "A", "10", "2024-01-01", " a", ""]),
+        of(vec!["1", "2", "1.5", "x", " 2 ", "-3", "1e400"]),
+        of(vec![
+            "2024-01-01T00:00:00",
+            "2024-01-01",
+            "2024-01-02T10:00:00.5Z",
+            "soon",
+            "0",
+        ]),
+        of(vec![
+            "10.0.0.1",
+            "10.0.0.2",
+            "::ffff:10.0.0.1",
+            "999.1.1.1",
+            "fe80::1",
+        ]),
+    )
+        .prop_map(|(k, n, t, ip)| vec![("k", k), ("n", n), ("@timestamp", t), ("source.ip", ip)])
+}
+
+proptest::proptest! {
+    /// Reading a column borrowed (a comparison with literals on a single value) gives
+    /// the rows reading it copied gives, for every condition above, on the record's
+    /// fields and after an `EVAL` made the column a row's.
+    #[test]
+    fn borrowed_and_copied_column_reads_agree(record in arb_typed_record()) {
+        let rec = Rec(record);
+        for condition in CONDITIONS {
+            for text in [
+                format!("from x | eval e = k | where {condition}"),
+                format!("from x | eval k = k, n = n, e = k | where {condition}"),
+                format!("from x | where {condition} | keep k, n"),
+                format!("from x | eval c = {condition} | keep c"),
+            ] {
+                let query = q(&text);
+                proptest::prop_assert_eq!(
+                    rows_read(&query, &rec, false),
+                    rows_read(&query, &rec, true),
+                    "{}", text
+                );
+            }
+        }
+    }
+}
+
+/// The borrowed reading is what the rules use: a comparison on a single-valued field
+/// does not fall back to copying it, and a multi-value, which it cannot borrow, is read
+/// copied, with the same outcome.
+#[test]
+fn single_values_are_read_borrowed_and_multi_values_copied() {
+    let scope_rows = Row::default();
+    let rec = Rec(vec![("k", vec!["a"]), ("m", vec!["a", "a"])]);
+    let scope = Scope::<T> {
+        row: &scope_rows,
+        record: Some(&rec),
+        aggs: &[],
+    };
+    let col = |name: &str| Column {
+        name: name.to_string(),
+        field: T::parse(name),
+    };
+    let seen = scope.with_one(&col("k"), |x| matches!(x, Some(View::Str("a"))));
+    assert_eq!(seen, Some(true));
+    assert_eq!(scope.with_one(&col("z"), |x| x.is_none()), Some(true));
+    assert_eq!(scope.with_one(&col("m"), |_| ()), None);
+    assert!(q("from x | where m == \"a\"").matches(&rec));
+}
