@@ -274,7 +274,7 @@ fn no_cache_without_a_context_pass_and_none_left_after_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("story.jsonl");
     std::fs::write(&plain, story(3, 200_000)).unwrap();
-    let r = run(std::slice::from_ref(&plain), &|_| {});
+    let r = run(std::slice::from_ref(&plain), &|c| c.context_cache = auto());
     let c = r.stats.cache.unwrap();
     assert_eq!((c.files, c.kept, c.held), (0, 0, 0));
 }
@@ -295,7 +295,10 @@ fn the_flag_sets_the_budget_and_stats_say_what_was_kept_and_read() {
         assert!(out.status.code().is_some_and(|c| c <= 1), "{out:?}");
         String::from_utf8(out.stderr).unwrap()
     };
-    let on = stats(&[]);
+    // Off by default.
+    let default = stats(&[]);
+    assert!(!default.contains("context cache"), "{default}");
+    let on = stats(&["--context-cache", "auto"]);
     assert!(
         on.contains(&format!("kept {len} bytes of 1 compressed files")),
         "{on}"
