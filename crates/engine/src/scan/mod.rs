@@ -341,7 +341,7 @@ impl Matcher {
         } else if gated.is_empty() {
             literals.clone()
         } else {
-            searched_literals(&requirements)
+            searched_literals(requirements.iter().map(Option::as_ref))
         };
         self.counted_by = selections
             .iter()
@@ -565,27 +565,18 @@ fn rule_literals(rules: &[Rule], enrichment: &Enrichment) -> Prefilter {
 /// [`rule_literals`] from the searches of the rules' queries and context selections,
 /// in rule order.
 fn literals_of(searched: &[crate::rule::Searched]) -> Prefilter {
-    let mut literals = Vec::new();
-    for s in searched {
-        match &s.literals {
-            // A `RecordType` requirement is read from each record, not searched for.
-            Some(set) => literals.extend(
-                set.iter()
-                    .filter(|l| crate::field::marked_record_type(l).is_none())
-                    .cloned(),
-            ),
-            None => return Prefilter::Everything,
-        }
-    }
-    Prefilter::from_literals(literals)
+    searched_literals(searched.iter().map(|s| s.literals.as_ref()))
 }
 
 /// The search for selections' literals (each `None`: every record is a candidate), as
 /// [`Prefilter::for_queries`] makes it from their queries.
-fn searched_literals(requirements: &[Option<Vec<String>>]) -> Prefilter {
+fn searched_literals<'a>(
+    requirements: impl IntoIterator<Item = Option<&'a Vec<String>>>,
+) -> Prefilter {
     let mut literals = Vec::new();
     for req in requirements {
         match req {
+            // A `RecordType` requirement is read from each record, not searched for.
             Some(set) => literals.extend(
                 set.iter()
                     .filter(|l| crate::field::marked_record_type(l).is_none())
