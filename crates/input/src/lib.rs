@@ -41,7 +41,7 @@ pub use discover::{DiscoverError, discover};
 pub use guard::{Change, GuardedMap};
 pub use open::{Compression, Input, Mapped, Opened, disk_total, open, open_noting};
 pub use progress::Progress;
-pub use sniff::{Layout, SNIFF, strip_bom};
+pub use sniff::{Layout, SNIFF, read_sniff_head, sniff_head, strip_bom};
 pub use zip::ZipSource;
 
 /// The byte strings that make a line a candidate, as the caller's searcher finds them.

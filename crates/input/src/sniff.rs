@@ -1,10 +1,51 @@
 //! Layout sniffing: how the records of an input are laid out (JSON lines, a Purview CSV
 //! export, or a JSON document), recognised from its first bytes after decompression, and
-//! a doubt to warn about when an input read as JSON lines does not look like it. Only
-//! looks at the head it is given: it never reads, and never parses a record.
+//! a doubt to warn about when an input read as JSON lines does not look like it. The
+//! judgements look only at the head they are given and never parse a record; `sniff_head` and
+//! `read_sniff_head` say which bytes that head is, the same for a mapped file and a stream.
 
-/// How many leading bytes decide the layout of an input.
+use std::io::{self, Read};
+
+/// How many bytes from the first non-blank one decide the layout of an input.
 pub const SNIFF: usize = 4096;
+
+/// How far into leading whitespace (blank lines before the first record) the head is
+/// looked for. An archive may open with any number of blank lines: a layout judged from
+/// a window of blank lines and the first byte or two after them would be a guess. Past
+/// this, the head is blank and the input is read as JSON lines; the bound keeps what a
+/// stream's sniffing holds in memory small.
+pub const LEADING: usize = 1 << 20;
+
+/// The bytes an input's layout is recognised from: after a byte order mark and at most
+/// `LEADING` bytes of whitespace, the next `SNIFF` bytes (fewer at the end of the data).
+pub fn sniff_head(data: &[u8]) -> &[u8] {
+    let data = strip_bom(data);
+    let start = leading_blank(data);
+    &data[start..data.len().min(start + SNIFF)]
+}
+
+/// Reads from the start of a stream into `buf` until it holds the bytes `sniff_head` takes its
+/// head from (or the stream ends): at most a byte order mark, `LEADING` bytes of
+/// whitespace and `SNIFF` bytes more, however the stream delivers them (a pipe may hand
+/// over one byte at a time). Everything read stays in `buf`, to be read on from.
+pub fn read_sniff_head(reader: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        let text = strip_bom(buf);
+        let need = (buf.len() - text.len()) + leading_blank(text) + SNIFF;
+        if buf.len() >= need || reader.take((need - buf.len()) as u64).read_to_end(buf)? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// How many leading bytes of `data` are whitespace, at most `LEADING`.
+fn leading_blank(data: &[u8]) -> usize {
+    let window = &data[..data.len().min(LEADING)];
+    window
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(window.len())
+}
 
 /// How the records of an input are laid out, recognised from its first bytes (after
 /// decompression).
@@ -36,12 +77,15 @@ impl Layout {
             .next()
             .unwrap_or_default()
             .trim_ascii();
+        // A head cut short inside its first line (a lone `{` at the end of the window)
+        // is no evidence of a document.
+        let first_line_whole = head.contains(&b'\n');
         match head.first() {
             // Exports (issue 8): `[metadata]` (TOML) or `[garbage` is no JSON array, and
             // Elastic's one-line `{"events":[…]}` is a document, not one record.
             Some(b'[') if crate::document::opens_json_array(head) => Layout::JsonDocument,
             Some(b'{')
-                if first_line == b"{"
+                if (first_line == b"{" && first_line_whole)
                     || crate::document::is_events_wrapper(head)
                     || crate::document::is_graph_page(head) =>
             {
@@ -159,6 +203,59 @@ mod tests {
             Layout::sniff(b"\"RecordId\",\"CreationDate\",\"RecordType\",\"Operation\",\"UserId\",\"AuditData\"\n"),
             Layout::PurviewCsv
         );
+    }
+
+    #[test]
+    fn the_head_is_found_past_leading_blank_lines() {
+        // A pretty-printed document after many blank lines is still one, and a JSON-lines
+        // archive whose blank lines fill a whole window is not taken for one.
+        let mut doc = b"\r\n".repeat(3000);
+        doc.extend_from_slice(b"{\n  \"a\": 1\n}\n");
+        assert_eq!(Layout::sniff(sniff_head(&doc)), Layout::JsonDocument);
+        let mut lines = b"\r\n".repeat(2047);
+        lines.extend_from_slice(b"{\"Operation\":\"X\"}\n");
+        assert_eq!(Layout::sniff(sniff_head(&lines)), Layout::JsonLines);
+        // The window of the old sniffing ended on that record's `{`.
+        assert_eq!(Layout::sniff(&lines[..SNIFF - 1]), Layout::JsonLines);
+        assert_eq!(sniff_head(b"\xEF\xBB\xBF \n{}"), b"{}");
+        // Past LEADING bytes of whitespace the head is blank: JSON lines.
+        let mut far = vec![b'\n'; LEADING + SNIFF + 10];
+        far.extend_from_slice(b"{\n\"a\":1}\n");
+        assert!(sniff_head(&far).iter().all(u8::is_ascii_whitespace));
+        assert_eq!(Layout::sniff(sniff_head(&far)), Layout::JsonLines);
+    }
+
+    #[test]
+    fn a_stream_is_read_to_the_same_head() {
+        // One byte at a time, as a pipe may deliver it.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let Some((&b, rest)) = self.0.split_first() else {
+                    return Ok(0);
+                };
+                if out.is_empty() {
+                    return Ok(0);
+                }
+                out[0] = b;
+                self.0 = rest;
+                Ok(1)
+            }
+        }
+        let mut cases = vec![Vec::new(), b"{}".to_vec(), b"\xEF\xBB\xBF{}".to_vec()];
+        for blank in [0, 5, SNIFF - 1, SNIFF + 3, 3 * SNIFF, LEADING + 5] {
+            let mut data = b"\xEF\xBB\xBF".to_vec();
+            data.extend(std::iter::repeat_n(b'\n', blank));
+            data.extend(std::iter::repeat_n(b'x', 2 * SNIFF));
+            cases.push(data);
+        }
+        for data in cases {
+            let mut buf = Vec::new();
+            read_sniff_head(&mut Trickle(&data), &mut buf).unwrap();
+            assert!(data.starts_with(&buf));
+            assert_eq!(sniff_head(&buf), sniff_head(&data), "{} bytes", data.len());
+            assert!(buf.len() <= 3 + LEADING + SNIFF);
+        }
     }
 
     #[test]

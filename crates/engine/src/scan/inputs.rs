@@ -509,19 +509,19 @@ fn scan_input<S: Sink>(
                 (Some(m), Some(_), Some(_)) if compressed => m.cache.keeper(file),
                 _ => None,
             };
-            // Sniff from the first SNIFF bytes however the stream delivers them (a pipe
-            // may hand over one byte at a time), then read on from those same bytes.
+            // Sniff from the head however the stream delivers it, then read on from
+            // those same bytes.
             let mut reader = reader;
             let mut first = Vec::with_capacity(SNIFF);
-            if let Err(e) = (&mut reader).take(SNIFF as u64).read_to_end(&mut first) {
+            if let Err(e) = ualhunt_input::read_sniff_head(&mut reader, &mut first) {
                 // Scan what came before the error, then meet the error again there.
                 reader = Box::new(ualhunt_input::document::FailWith(Some(e)));
             }
-            let head = &first[..];
+            let head = ualhunt_input::sniff_head(&first);
             if let Some(report) = Layout::own_report(head) {
                 return own_report(report, true);
             }
-            let layout = if head.is_empty() {
+            let layout = if first.is_empty() {
                 None
             } else {
                 Some(Layout::sniff(head))
@@ -623,10 +623,11 @@ fn scan_mapped<S: Sink>(
     config: &Config,
 ) -> FileResult<S> {
     let data = mapped.bytes();
-    if let Some(report) = Layout::own_report(&data[..data.len().min(SNIFF)]) {
+    let head = ualhunt_input::sniff_head(data);
+    if let Some(report) = Layout::own_report(head) {
         return own_report(report, piece.is_none_or(|p| p.start == 0));
     }
-    let layout = Layout::sniff(&data[..data.len().min(SNIFF)]);
+    let layout = Layout::sniff(head);
     if layout != Layout::JsonLines && piece.is_some() {
         return not_splittable(input);
     }
@@ -653,12 +654,12 @@ fn scan_mapped<S: Sink>(
         changed(&mut result, input, mapped);
         return result;
     }
-    if Layout::doubt(&data[..data.len().min(SNIFF)]).is_some() {
+    if Layout::doubt(head).is_some() {
         result.kind = "unrecognised (read as jsonl)".to_string();
     }
     // Sharded runs: only the first piece of a file warns about it.
     if piece.is_none_or(|p| p.start == 0) {
-        result.warning = Layout::doubt(&data[..data.len().min(SNIFF)]);
+        result.warning = Layout::doubt(head);
     }
     if let Some(only) = only
         && only.len == data.len() as u64

@@ -11,13 +11,12 @@
 //! its layout).
 
 use std::fmt::Write as _;
-use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
 use crate::scan::{Piece, Unit};
 use crate::stages::Found;
-use ualhunt_input::{Compression, Input, Layout, strip_bom};
+use ualhunt_input::{Compression, Input, Layout};
 
 /// One shard of a run split `count` ways; `index` counts from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,23 +253,21 @@ fn size_file(path: &std::path::Path) -> Sized {
             splittable: false,
         };
     }
-    let mut head = Vec::with_capacity(HEAD);
-    let read = std::fs::File::open(path).and_then(|f| f.take(HEAD as u64).read_to_end(&mut head));
+    // The layout's head (past a byte order mark and leading blank lines) is at least
+    // SNIFF bytes from the start: more than compression and UTF-16 detection read.
+    let mut head = Vec::with_capacity(ualhunt_input::SNIFF);
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| ualhunt_input::read_sniff_head(&mut f, &mut head));
     let splittable = read.is_ok() && {
         let utf16 =
             ualhunt_input::utf16::sniff(&head[..head.len().min(ualhunt_input::utf16::SNIFF)])
                 .is_some();
-        let text = strip_bom(&head);
         Compression::sniff(&head) == Compression::None
             && !utf16
-            && Layout::sniff(&text[..text.len().min(ualhunt_input::SNIFF)]) == Layout::JsonLines
+            && Layout::sniff(ualhunt_input::sniff_head(&head)) == Layout::JsonLines
     };
     Sized { size, splittable }
 }
-
-/// Bytes read from a file's start to weigh it: a byte order mark and the layout's
-/// sniffing window, and at least what UTF-16 detection reads.
-const HEAD: usize = 3 + ualhunt_input::SNIFF + ualhunt_input::utf16::SNIFF;
 
 /// FNV-1a, 64 bits: a stable digest (the same on every machine and build) for telling
 /// whether two shards planned the same run. A consistency check, not a security one.
