@@ -512,6 +512,13 @@ mod tests {
             "o365.audit.Target.ID",
             "o365.audit.Dup",
             "o365.audit.Name",
+            "o365.audit.Operation",
+            "o365.audit.Workload",
+            "o365.audit.ResultStatus",
+            "o365.audit.OrganizationName",
+            "o365.audit.ClientInfoString",
+            "o365.audit.UserAgent",
+            "o365.audit.Parameters",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -734,6 +741,8 @@ mod tests {
             "UserAgent",
             "ExtendedProperties",
             "ModifiedProperties",
+            "OrganizationName",
+            "ClientInfoString",
             "Name",
             "PolicyName",
             "PolicyDetails",
@@ -792,6 +801,94 @@ mod tests {
                 same_both_ways(text, &fields_once());
             } else {
                 prop_assert!(RawLine::read(&bytes, &mut Vec::new()).is_none());
+            }
+        }
+    }
+
+    /// The top-level keys of [`key`] that are not wrappers, as `o365.audit.*` paths.
+    const TOP_KEYS: [&str; 33] = [
+        "Operation",
+        "Workload",
+        "ResultStatus",
+        "UserId",
+        "CreationTime",
+        "Id",
+        "OrganizationId",
+        "ClientIPAddress",
+        "ClientIP",
+        "ActorIpAddress",
+        "Parameters",
+        "ObjectId",
+        "RecordType",
+        "UserType",
+        "UserAgent",
+        "ExtendedProperties",
+        "ModifiedProperties",
+        "OrganizationName",
+        "ClientInfoString",
+        "Name",
+        "PolicyName",
+        "PolicyDetails",
+        "ErrorNumber",
+        "Num",
+        "Flag",
+        "Nested",
+        "a",
+        "a.b",
+        "Nested.a",
+        "Target",
+        "Dup",
+        "Members",
+        "CreationDate",
+    ];
+
+    #[test]
+    fn held_keys_are_the_keys_slots_keep() {
+        for key in TOP_KEYS {
+            let mut keys: RawKeys<u8> = RawKeys::default();
+            let held = keys.slot(key).map(|slot| *slot = Some(7)).is_some();
+            assert_eq!(keys.held(key), held.then_some(Some(7)), "{key}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// A top-level key read from the keys found once per record reads as the walk
+        /// of the record's object did (repeated keys, arrays, objects, numbers), in the
+        /// full parse and on demand.
+        #[test]
+        fn a_held_key_reads_as_the_walk_of_the_object(
+            operation in prop::sample::select(vec!["Set-Mailbox", "UserLoggedIn", "Add user."]),
+            entries in prop::collection::vec((key(), value(), space(), space()), 0..14),
+        ) {
+            let mut line = format!("{{\"Operation\":\"{operation}\"");
+            for (k, v, s1, s2) in &entries {
+                line.push_str(&format!(",{s1}\"{k}\"{s2}:{s1}{v}{s2}"));
+            }
+            line.push('}');
+            let mut bytes = line.clone().into_bytes();
+            let Ok(tape) = simd_json::to_tape(&mut bytes) else {
+                return Ok(());
+            };
+            let record = Record::new(tape.as_value()).expect("an object");
+            let mut entries = Vec::new();
+            let lazy = RawLine::read(line.as_bytes(), &mut entries);
+            // `ObjectId`, `RecordType` and `UserType` keep their own reading (one level
+            // of array), as before keys were held.
+            let walks = TOP_KEYS
+                .iter()
+                .filter(|k| !matches!(**k, "ObjectId" | "RecordType" | "UserType"));
+            for &key in walks {
+                let field = Field::parse(&format!("o365.audit.{key}"));
+                if record.shape() == Shape::Raw {
+                    let walked = crate::record::walked(record.root_for_tests(), key);
+                    prop_assert_eq!(&values(&record, &field), &walked, "{} of {}", key, line);
+                }
+                if let Some(lazy) = &lazy {
+                    let walked = crate::record::walked(lazy.root, key);
+                    prop_assert_eq!(&values(lazy, &field), &walked, "{} of {}", key, line);
+                }
             }
         }
     }

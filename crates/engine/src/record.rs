@@ -154,6 +154,9 @@ pub(crate) struct RawKeys<V> {
     user_agent: Option<V>,
     extended_properties: Option<V>,
     modified_properties: Option<V>,
+    /// Read by field only (Sigma's default evidence), never by the mapping itself.
+    organization_name: Option<V>,
+    client_info_string: Option<V>,
 }
 
 impl<V> Default for RawKeys<V> {
@@ -176,6 +179,8 @@ impl<V> Default for RawKeys<V> {
             user_agent: None,
             extended_properties: None,
             modified_properties: None,
+            organization_name: None,
+            client_info_string: None,
         }
     }
 }
@@ -201,6 +206,39 @@ impl<V> RawKeys<V> {
             "UserAgent" => &mut self.user_agent,
             "ExtendedProperties" => &mut self.extended_properties,
             "ModifiedProperties" => &mut self.modified_properties,
+            "OrganizationName" => &mut self.organization_name,
+            "ClientInfoString" => &mut self.client_info_string,
+            _ => return None,
+        })
+    }
+
+    /// The value of a top-level key held here, the last entry of that name as
+    /// [`RawKeys::slot`] keeps it: `Some(None)` for a held key the record lacks, `None`
+    /// for a key not held (whose value only a walk of the object finds).
+    pub(crate) fn held(&self, key: &str) -> Option<Option<V>>
+    where
+        V: Copy,
+    {
+        Some(match key {
+            "Workload" => self.workload,
+            "Operation" => self.operation,
+            "ResultStatus" => self.result_status,
+            "UserId" => self.user_id,
+            "CreationTime" => self.creation_time,
+            "Id" => self.id,
+            "OrganizationId" => self.organization_id,
+            "ClientIPAddress" => self.client_ip_address,
+            "ClientIP" => self.client_ip,
+            "ActorIpAddress" => self.actor_ip_address,
+            "Parameters" => self.parameters,
+            "ObjectId" => self.object_id,
+            "RecordType" => self.record_type,
+            "UserType" => self.user_type,
+            "UserAgent" => self.user_agent,
+            "ExtendedProperties" => self.extended_properties,
+            "ModifiedProperties" => self.modified_properties,
+            "OrganizationName" => self.organization_name,
+            "ClientInfoString" => self.client_info_string,
             _ => return None,
         })
     }
@@ -628,7 +666,14 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
                     "UserType" => each_text(k.user_type, f),
                     // Every value of the record (Sigma keyword selections).
                     ALL_VALUES => visit_path(Some(self.root), "", true, f),
-                    _ => visit_path(Some(self.root), path, is_flattened(path), f),
+                    // A top-level key found once per record (Sigma's `Operation`,
+                    // `Workload`, its evidence): its value as the walk of the object
+                    // would find it (the last entry of that name), without the walk.
+                    // No held key has a dot or is a `flattened` field.
+                    _ => match k.held(path) {
+                        Some(value) => visit_path(value, "", false, f),
+                        None => visit_path(Some(self.root), path, is_flattened(path), f),
+                    },
                 }
             }
             // The pipeline appends `user.name` and, for an Azure AD record, the name of
@@ -1001,6 +1046,27 @@ fn visit_path<'i, V: Json<'i>>(
             .get(&path[..i])
             .is_some_and(|child| visit_path(Some(child), &path[i + 1..], flattened, f))
     })
+}
+
+/// Every text value at `path` below `root` found by walking the object (what a field of
+/// a top-level key [`RawKeys::held`] holds read before it held it), for the tests that
+/// compare the two.
+#[cfg(test)]
+pub(crate) fn walked<'i, V: Json<'i>>(root: V, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    visit_path(Some(root), path, is_flattened(path), &mut |v| {
+        out.push(v.into_owned());
+        false
+    });
+    out
+}
+
+#[cfg(test)]
+impl<'t, 'i> Record<'t, 'i> {
+    /// The object this record's fields are read from.
+    pub(crate) fn root_for_tests(&self) -> Value<'t, 'i> {
+        self.root
+    }
 }
 
 /// `ModifiedProperties.<Name>.NewValue` / `.OldValue` of a raw record: the pipeline makes
