@@ -842,6 +842,57 @@ mod tests {
         "CreationDate",
     ];
 
+    /// `event.code` and `event.action` of every record type number (and numbers around
+    /// them, negative, too large, fractional, as text): the full parse looks an integer
+    /// up by number and reads the type only for an operation renamed for some type; both
+    /// give what naming the number's text gives, and the on-demand reading agrees.
+    #[test]
+    fn record_types_and_renamed_actions_read_as_their_text_names_them() {
+        let mut numbers: Vec<String> = (-3..=300).map(|n: i64| n.to_string()).collect();
+        numbers.extend(
+            ["65535", "65536", "70000", "-65536", "15.0", "1e1", "8e0"].map(str::to_string),
+        );
+        numbers.extend(["\"15\"", "\" 8 \"", "\"AzureActiveDirectory\""].map(str::to_string));
+        let code = Field::parse("event.code");
+        let action = Field::parse("event.action");
+        let mut lazily = 0;
+        for rt in &numbers {
+            for (_, op, _) in crate::field::RENAMED_ACTIONS
+                .iter()
+                .chain(&[("", "Set-Mailbox", "")])
+            {
+                let line = format!("{{\"Operation\":\"{op}\",\"RecordType\":{rt}}}");
+                let mut bytes = line.clone().into_bytes();
+                let tape = simd_json::to_tape(&mut bytes).expect("JSON");
+                let record = Record::new(tape.as_value()).expect("an object");
+                let text = crate::record::walked(record.root_for_tests(), "RecordType");
+                let name = text.first().and_then(|t| crate::field::record_type_name(t));
+                assert_eq!(
+                    values(&record, &code),
+                    Vec::from_iter(name.map(str::to_string)),
+                    "{line}"
+                );
+                let renamed = crate::field::RENAMED_ACTIONS
+                    .iter()
+                    .find(|(c, raw, _)| Some(*c) == name && raw == op)
+                    .map_or(*op, |(_, _, ecs)| *ecs);
+                assert_eq!(
+                    values(&record, &action),
+                    vec![renamed.to_string()],
+                    "{line}"
+                );
+                let mut entries = Vec::new();
+                // What it cannot vouch for (a number it leaves to the full parse) aside.
+                if let Some(lazy) = RawLine::read(line.as_bytes(), &mut entries) {
+                    assert_eq!(values(&lazy, &code), values(&record, &code), "{line}");
+                    assert_eq!(values(&lazy, &action), values(&record, &action), "{line}");
+                    lazily += 1;
+                }
+            }
+        }
+        assert!(lazily > 300 * 7, "{lazily} read on demand");
+    }
+
     #[test]
     fn held_keys_are_the_keys_slots_keep() {
         for key in TOP_KEYS {

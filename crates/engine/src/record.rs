@@ -705,6 +705,15 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
     /// The `event.code` of a raw record: its `RecordType` named.
     pub(crate) fn code(&self) -> Option<&'static str> {
         let rt = self.keys.record_type?;
+        // An integer (the usual `RecordType`) is looked up by number, without writing
+        // its text to read it back: what `record_type_name` gives for that text.
+        if let Some(n) = rt.integer() {
+            let n = u16::try_from(n).ok()?;
+            return crate::field::RECORD_TYPES
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, name)| *name);
+        }
         let text = scalar_text(rt)?;
         crate::field::record_type_name(&text)
     }
@@ -712,6 +721,14 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
     /// The ECS `event.action` when the pipeline renames the operation.
     fn renamed_action(&self) -> Option<&'static str> {
         let op = self.keys.operation?.string()?;
+        // The record type (a number's text, looked up) only for an operation that is
+        // renamed for some type: most are none, and `event.action` is read often.
+        if !crate::field::RENAMED_ACTIONS
+            .iter()
+            .any(|(_, raw, _)| *raw == op)
+        {
+            return None;
+        }
         let code = self.code()?;
         crate::field::RENAMED_ACTIONS
             .iter()
@@ -791,6 +808,11 @@ pub(crate) trait Json<'i>: Copy {
     fn is_object(self) -> bool;
     /// A number's text, as a keyword field holds it ([`number_text`] of the number).
     fn number(self) -> Option<Cow<'i, str>>;
+    /// A number that [`Json::number`] writes as a signed 64-bit integer's text, when the
+    /// source knows it without writing that text (`None`: read the text).
+    fn integer(self) -> Option<i64> {
+        None
+    }
     /// The value of the last entry named `key`, for an object: a repeated key reads as
     /// the mapping's own keys read it ([`RawKeys`]), and as the JSON decoders of
     /// Elastic's collectors leave it (the later value replaces the earlier).
@@ -818,6 +840,10 @@ impl<'t, 'i> Json<'i> for Value<'t, 'i> {
 
     fn is_object(self) -> bool {
         Value::is_object(&self)
+    }
+
+    fn integer(self) -> Option<i64> {
+        self.as_i64()
     }
 
     fn number(self) -> Option<Cow<'i, str>> {
