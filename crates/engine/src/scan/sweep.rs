@@ -77,7 +77,8 @@ impl Literal {
     /// Whether the literal starts at `p` of `data` (wholly inside it).
     #[inline]
     fn at(&self, data: &[u8], p: usize) -> bool {
-        data.get(p..).is_some_and(|rest| rest.starts_with(&self.bytes))
+        data.get(p..)
+            .is_some_and(|rest| rest.starts_with(&self.bytes))
     }
 }
 
@@ -241,12 +242,13 @@ mod avx2 {
         hits: &mut Vec<usize>,
     ) {
         let (first, second) = (literal.first, literal.second);
-        let one = |p: usize, newlines: &mut Vec<usize>, keys: &mut Vec<usize>, hits: &mut Vec<usize>| {
-            super::at(data, p, newlines, keys);
-            if literal.at(data, p) {
-                hits.push(p);
-            }
-        };
+        let one =
+            |p: usize, newlines: &mut Vec<usize>, keys: &mut Vec<usize>, hits: &mut Vec<usize>| {
+                super::at(data, p, newlines, keys);
+                if literal.at(data, p) {
+                    hits.push(p);
+                }
+            };
         let mut p = from;
         // The vector loop reads from `p - 1` to `p + 67` and to `p + 63 + len - 1` for
         // the literal's bytes: the first byte and the last few go a byte at a time.
@@ -405,7 +407,8 @@ mod tests {
     fn a_literal_is_compared_at_its_rarest_bytes() {
         let literal = Literal::new(b"Set-MailboxAuditBypassAssociation").unwrap();
         assert_ne!(literal.first, literal.second);
-        let rarity = |i: usize| crate::prefilter::frequency::PER_MILLION[usize::from(literal.bytes[i])];
+        let rarity =
+            |i: usize| crate::prefilter::frequency::PER_MILLION[usize::from(literal.bytes[i])];
         assert!((0..literal.bytes.len()).all(|i| rarity(i) >= rarity(literal.first)));
         assert_eq!(Literal::new(b"").map(|l| l.first), None);
         let one = Literal::new(b"B").unwrap();
