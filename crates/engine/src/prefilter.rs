@@ -20,7 +20,7 @@ use crate::field::marked_record_type;
 use crate::rule::Query;
 use crate::rule::Rule;
 
-mod frequency;
+pub(crate) mod frequency;
 
 /// A compiled search for the literals the rules require.
 // One prefilter exists per run; keeping the finder inline spares the hot loop a pointer hop.

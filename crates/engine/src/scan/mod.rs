@@ -853,6 +853,12 @@ fn scan_prefiltered<S: Sink>(
     let mut places = std::mem::take(&mut scratch.key_places);
     // Positions in the last chunk scanned with this scratch mean nothing here.
     places.clear();
+    // One literal searched for in a block swept for the keys: found by the sweep, in
+    // the same pass over the block (`sweep::sweep_with`).
+    let swept_literal = match (&m.prefilter, routed) {
+        (Prefilter::One(finder), None) if m.coverage => sweep::Literal::new(finder.needle()),
+        _ => None,
+    };
     while block_start < len {
         let block_end = (block_start + m.block).min(len);
 
@@ -862,8 +868,43 @@ fn scan_prefiltered<S: Sink>(
         let taken_before = taken_to;
         let window_end = (block_end + overlap).min(len);
         let mut from = search_from.max(block_start);
-        let collected = routed.is_none() && m.prefilter.collects_hits() && from < block_end;
-        if collected {
+        if sweep_keys {
+            // The current line's places are kept; a line that began before the last
+            // swept block is swept again from its start (it holds no newline there).
+            let sweep_from = if swept_to == block_start {
+                let passed = places.partition_point(|&p| p < line_start);
+                places.drain(..passed);
+                block_start
+            } else {
+                places.clear();
+                line_start
+            };
+            newlines.clear();
+            swept_to = block_end;
+            match &swept_literal {
+                // The literal's hits are every place it starts in the block: those
+                // before `from` are passed over below, and one starting before the
+                // block's end ends inside the search's window.
+                Some(literal) if from < block_end => {
+                    sweep::sweep(data, sweep_from, block_start, &mut newlines, &mut places);
+                    hits.clear();
+                    sweep::sweep_with(
+                        data,
+                        block_start,
+                        block_end,
+                        literal,
+                        &mut newlines,
+                        &mut places,
+                        &mut hits,
+                    );
+                }
+                _ => sweep::sweep(data, sweep_from, block_end, &mut newlines, &mut places),
+            }
+        }
+        let swept_hits = sweep_keys && swept_literal.is_some() && from < block_end;
+        let collected =
+            routed.is_none() && (m.prefilter.collects_hits() || swept_hits) && from < block_end;
+        if collected && !swept_hits {
             m.prefilter.hits(data, from, window_end, &mut hits);
         }
         // Every literal the lines taken in this block hold, each with where it is.
@@ -912,21 +953,6 @@ fn scan_prefiltered<S: Sink>(
         // Where the newline search resumes: past a run of blank lines skipped in bulk.
         let mut resume = block_start;
         let general_before = tally.general();
-        if sweep_keys {
-            // The current line's places are kept; a line that began before the last
-            // swept block is swept again from its start (it holds no newline there).
-            let from = if swept_to == block_start {
-                let passed = places.partition_point(|&p| p < line_start);
-                places.drain(..passed);
-                block_start
-            } else {
-                places.clear();
-                line_start
-            };
-            newlines.clear();
-            sweep::sweep(data, from, block_end, &mut newlines, &mut places);
-            swept_to = block_end;
-        }
         let mut place = 0usize;
         'lines: loop {
             let found = if sweep_keys {
@@ -1892,6 +1918,70 @@ mod tests {
                 proptest::prop_assert_eq!(span.lines, lines);
                 proptest::prop_assert_eq!(tally.take_span(), (span.first, span.last, span.undated));
             }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Where the literal is found by the keys' sweep (one literal, records in other
+        /// key orders), the fast path takes the lines the reference path matches, at
+        /// the same lines and offsets, and as candidates exactly the lines that hold
+        /// the literal, with the reference's line counts and coverage: literals inside
+        /// records, twice in a line, across blocks, lines in the API's order between
+        /// (the sweep stops and starts again), CRLF, blank runs, any block size.
+        #[test]
+        fn a_literal_found_by_the_sweep_takes_the_lines_the_search_takes(
+            records in proptest::collection::vec(
+                (0u8..11, 0u8..40, 0u32..86_400, 0u8..4, 0usize..40),
+                1..60,
+            ),
+            block in proptest::prop_oneof![1usize..64, 64usize..4000],
+            crlf in proptest::bool::ANY,
+            final_newline in proptest::bool::ANY,
+        ) {
+            let literal = "Set-MailboxAuditBypassAssociation";
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut data = String::new();
+            for &(kind, day, second, lit, pad) in &records {
+                let record = match kind {
+                    8 => String::new(),
+                    9 => "  \n\n \t".to_string(),
+                    10 => HIT.to_string(),
+                    _ => keyed_record(kind, day, second, 2, pad),
+                };
+                let record = match lit {
+                    1 => record.replacen("\"P\":\"", &format!("\"P\":\"{literal}"), 1),
+                    2 => record.replacen("\"P\":\"", &format!("\"P\":\"{literal}{literal}"), 1),
+                    3 => record.replace("nTxe", literal),
+                    _ => record,
+                };
+                data.push_str(&record);
+                data.push_str(eol);
+            }
+            if !final_newline {
+                data.truncate(data.len() - eol.len());
+            }
+            let m = Matcher::new(Rule::builtin(), true, 1 << 20).with_block(block);
+            let mut scratch = Scratch::default();
+            let other = keyed_record(1, 3, 5, 1, 30).repeat(3);
+            let _: Partial<Harvest> = scan_chunk(other.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
+            let fast: Partial<Harvest> =
+                scan_chunk(data.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
+            let reference = scan(&data, false);
+            let at = |p: &Partial<Harvest>| -> Vec<(u64, u64, Why)> {
+                p.sink.findings.iter().map(|f| (f.at.line, f.at.offset, f.why)).collect()
+            };
+            proptest::prop_assert_eq!(at(&fast), at(&reference));
+            proptest::prop_assert_eq!(fast.counts.lines, reference.counts.lines);
+            proptest::prop_assert_eq!(fast.counts.blank, reference.counts.blank);
+            proptest::prop_assert_eq!(fast.counts.matched, reference.counts.matched);
+            proptest::prop_assert_eq!(&fast.coverage, &reference.coverage);
+            let holding = data
+                .split('\n')
+                .filter(|line| line.contains(literal))
+                .count() as u64;
+            proptest::prop_assert_eq!(fast.counts.candidates, holding);
         }
     }
 
