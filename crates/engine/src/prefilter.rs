@@ -65,7 +65,7 @@ pub enum Prefilter {
     },
     /// Literals matched whatever their ASCII case, over the bytes as they are: a
     /// Teddy-style SIMD search through rare windows whose tables pass both cases of a
-    /// letter ([`nibbles::AnyCase`]; no lower-cased copy, no pattern per case variant).
+    /// letter (`nibbles::AnyCase`; no lower-cased copy, no pattern per case variant).
     AnyCase(Box<nibbles::AnyCase>),
     /// Exact literals and caseless ones ([`Literal::AnyCase`]): each kind searched as
     /// it would be alone (the caseless ones through their windows in every case, no
@@ -167,7 +167,7 @@ impl Prefilter {
         lower
     }
 
-    /// The search of [`nibbles::AnyCase`]; `None` without AVX2, without a literal, or
+    /// The search of `nibbles::AnyCase`; `None` without AVX2, without a literal, or
     /// with one shorter than a window.
     fn nibbles(literals: &[String]) -> Option<Prefilter> {
         let lower = Prefilter::lower_kept(literals);
