@@ -77,8 +77,13 @@ impl AnyCase {
         let chosen = shared_windows(lower, rarity_any_case);
         let mut windows: Vec<([u8; WINDOW], Vec<Source>)> = Vec::new();
         for (index, (literal, (at, end))) in lower.iter().zip(chosen).enumerate() {
+            // Every literal has `WINDOW` bytes or more, so each window is that long; its
+            // first bytes otherwise.
+            let at = if end - at == WINDOW { at } else { 0 };
             let mut key = [0u8; WINDOW];
-            key.copy_from_slice(&literal[at..end].to_ascii_lowercase());
+            for (k, b) in key.iter_mut().zip(&literal[at..at + WINDOW]) {
+                *k = b.to_ascii_lowercase();
+            }
             let source = Source {
                 at,
                 literal: Box::from(*literal),
