@@ -21,6 +21,7 @@ use crate::rule::Query;
 use crate::rule::Rule;
 
 pub(crate) mod frequency;
+mod nibbles;
 
 /// A compiled search for the literals the rules require.
 // One prefilter exists per run; keeping the finder inline spares the hot loop a pointer hop.
@@ -62,6 +63,10 @@ pub enum Prefilter {
         /// Length of the longest literal.
         longest: usize,
     },
+    /// Literals matched whatever their ASCII case, over the bytes as they are: a
+    /// Teddy-style SIMD search through rare windows whose tables pass both cases of a
+    /// letter (`nibbles::AnyCase`; no lower-cased copy, no pattern per case variant).
+    AnyCase(Box<nibbles::AnyCase>),
     /// Exact literals and caseless ones ([`Literal::AnyCase`]): each kind searched as
     /// it would be alone (the caseless ones through their windows in every case, no
     /// lower-cased copy of the block where they fit one Teddy searcher), their hits
@@ -136,15 +141,38 @@ impl Prefilter {
     /// Builds a prefilter for literals that match whatever their ASCII case (account
     /// names: `Alice@Contoso.com` is `alice@contoso.com`); none: everything.
     ///
-    /// Each name is searched through a rare window of its own in every ASCII case
-    /// (`e@co`, `E@co`, …: Teddy over the raw bytes, no lower-cased copy of the block),
-    /// a window found checked against the whole name case-insensitively. Where those
-    /// case variants do not fit one slim Teddy searcher (`CASE_VARIANTS`), or Teddy
-    /// does not build, the lower-cased names are searched through rare windows of
-    /// theirs in a lower-cased copy of each block ([`Prefilter::Folded`]): one copy and
-    /// one search cost less than a Teddy pass per group of variants.
+    /// Each name is searched through a rare four-byte window of its own whatever its
+    /// case, over the raw bytes ([`Prefilter::AnyCase`]: SIMD tables that pass both
+    /// cases of a letter), a window found checked against the whole name
+    /// case-insensitively. Without AVX2, or with a name shorter than a window, the
+    /// window's case variants (`e@co`, `E@co`, …) go to aho-corasick's Teddy where they
+    /// fit one slim searcher (`CASE_VARIANTS`); else the lower-cased names are searched
+    /// through rare windows of theirs in a lower-cased copy of each block
+    /// ([`Prefilter::Folded`]).
     pub fn case_insensitive(literals: Vec<String>) -> Prefilter {
-        Prefilter::case_windows(&literals).unwrap_or_else(|| Prefilter::folded(literals))
+        Prefilter::nibbles(&literals)
+            .or_else(|| Prefilter::case_windows(&literals))
+            .unwrap_or_else(|| Prefilter::folded(literals))
+    }
+
+    /// The literals in lower case, each once, none holding another (a line with it
+    /// has the other), none empty.
+    fn lower_kept(literals: &[String]) -> Vec<String> {
+        let mut lower: Vec<String> = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
+        lower.sort();
+        lower.dedup();
+        lower.retain(|l| !l.is_empty());
+        let all = lower.clone();
+        lower.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
+        lower
+    }
+
+    /// The search of `nibbles::AnyCase`; `None` without AVX2, without a literal, or
+    /// with one shorter than a window.
+    fn nibbles(literals: &[String]) -> Option<Prefilter> {
+        let lower = Prefilter::lower_kept(literals);
+        let bytes: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();
+        nibbles::AnyCase::new(&bytes).map(|s| Prefilter::AnyCase(Box::new(s)))
     }
 
     /// The literals searched through rare windows, whatever their ASCII case, in a
@@ -158,12 +186,7 @@ impl Prefilter {
     /// searcher (at most [`CASE_VARIANTS`] patterns); `None` when they do not fit, when
     /// there is no literal, or when Teddy does not build.
     fn case_windows(literals: &[String]) -> Option<Prefilter> {
-        let mut lower: Vec<String> = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
-        lower.sort();
-        lower.dedup();
-        lower.retain(|l| !l.is_empty());
-        let all = lower.clone();
-        lower.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
+        let lower = Prefilter::lower_kept(literals);
         if lower.is_empty() {
             return None;
         }
@@ -267,6 +290,11 @@ impl Prefilter {
                 searcher.windows.len()
             ),
             Prefilter::Packed { count, .. } => format!("{count} literals (Teddy)"),
+            Prefilter::AnyCase(s) => format!(
+                "{} literals (SIMD over a window of each in any case: {} windows)",
+                s.literals(),
+                s.windows()
+            ),
             Prefilter::Groups {
                 searchers, count, ..
             } => format!("{count} literals (Teddy, {} groups)", searchers.len()),
@@ -324,6 +352,7 @@ impl Prefilter {
                 exact.push_hits(data, from, to, out);
                 any_case.push_hits(data, from, to, out);
             }
+            Prefilter::AnyCase(s) => s.hits(data, from, to, out),
             Prefilter::Folded(inner) => {
                 // Folded once for the whole range, not once per hit.
                 let first = out.len();
@@ -363,6 +392,7 @@ impl Prefilter {
             Prefilter::Packed { longest, .. }
             | Prefilter::Groups { longest, .. }
             | Prefilter::Many { longest, .. } => longest.saturating_sub(1),
+            Prefilter::AnyCase(s) => s.longest().saturating_sub(1),
             Prefilter::Folded(inner) => inner.overlap(),
             Prefilter::Both { exact, any_case } => exact.overlap().max(any_case.overlap()),
         }
@@ -383,6 +413,7 @@ impl Prefilter {
             Prefilter::Everything => None,
             Prefilter::One(f) => f.find(&data[from..to]).map(|i| from + i),
             Prefilter::Packed { searcher, .. } => searcher.find_in(data, from, to),
+            Prefilter::AnyCase(s) => s.find_at(data, from, to),
             Prefilter::Many { searcher, .. } => searcher
                 .find(Input::new(data).span(from..to))
                 .map(|m| m.start()),
@@ -1353,26 +1384,31 @@ mod tests {
             "Hyena", "Iguana", "Lobster", "Narwhal",
         ];
         let names: Vec<String> = animals.iter().map(|a| format!("Set-Mailbox{a}")).collect();
-        let p = Prefilter::case_insensitive(names.clone());
-        assert!(p.folds_case(), "{}", p.describe());
-        assert!(p.collects_hits());
-        let lit = "sET-mAILBOXqUOKKA";
-        let data = format!("....{lit}....");
-        let end = 4 + lit.len();
-        // The window is past the literal's start (`Set-` is common): a range starting
-        // inside the literal, before its window, still holds it.
-        let hit = p.find(data.as_bytes()).unwrap();
-        assert!(hit > 4 && hit < end, "{hit}");
-        assert_eq!(p.find_at(data.as_bytes(), hit, data.len()), Some(hit));
-        let mut hits = Vec::new();
-        p.hits(data.as_bytes(), hit, data.len(), &mut hits);
-        assert_eq!(hits, [hit]);
-        // Not past its end, nor past its window.
-        assert_eq!(p.find_at(data.as_bytes(), 0, end - 1), None);
-        p.hits(data.as_bytes(), hit + 1, data.len(), &mut hits);
-        assert_eq!(hits, [] as [usize; 0]);
-        // The lower-cased copy is never the text handed over.
-        assert!(p.find(b"....set-mailboxquokk....").is_none());
+        let folded = Prefilter::folded(names.clone());
+        assert!(folded.folds_case(), "{}", folded.describe());
+        assert!(folded.collects_hits());
+        // The search over the raw bytes (where the CPU has AVX2) reads it the same way.
+        let raw = Prefilter::case_insensitive(names.clone());
+        assert_eq!(matches!(raw, Prefilter::AnyCase(_)), nibbles::has_avx2());
+        for p in [&folded, &raw] {
+            let lit = "sET-mAILBOXqUOKKA";
+            let data = format!("....{lit}....");
+            let end = 4 + lit.len();
+            // The window is past the literal's start (`Set-` is common): a range starting
+            // inside the literal, before its window, still holds it.
+            let hit = p.find(data.as_bytes()).unwrap();
+            assert!(hit > 4 && hit < end, "{hit}");
+            assert_eq!(p.find_at(data.as_bytes(), hit, data.len()), Some(hit));
+            let mut hits = Vec::new();
+            p.hits(data.as_bytes(), hit, data.len(), &mut hits);
+            assert_eq!(hits, [hit]);
+            // Not past its end, nor past its window.
+            assert_eq!(p.find_at(data.as_bytes(), 0, end - 1), None);
+            p.hits(data.as_bytes(), hit + 1, data.len(), &mut hits);
+            assert_eq!(hits, [] as [usize; 0]);
+            // The lower-cased copy is never the text handed over.
+            assert!(p.find(b"....set-mailboxquokk....").is_none());
+        }
     }
 
     #[test]
