@@ -32,6 +32,12 @@ enum Phase {
     Header(Header),
     Body,
     Trailer(Trailer),
+    /// The deflate data was found corrupt: `left[at..]` are bytes decoded before the
+    /// damage still to be handed out, then the error.
+    Damaged {
+        left: Vec<u8>,
+        at: usize,
+    },
 }
 
 // SAFETY: the state holds raw pointers only into itself and, during a call, into
@@ -62,6 +68,17 @@ impl Isal {
         let n = (bits / 8).min(8) as usize;
         let rest = self.state.read_in >> (bits % 8);
         (rest.to_le_bytes(), n)
+    }
+
+    /// After an error, the bytes ISA-L decoded before it but did not write to the
+    /// caller's window: they wait in its internal output buffer, from
+    /// `tmp_out_processed` to `tmp_out_valid` (it drops them from its count, not from
+    /// the buffer).
+    fn undelivered(&self) -> Vec<u8> {
+        let buf = &self.state.tmp_out_buffer;
+        let end = (self.state.tmp_out_valid.max(0) as usize).min(buf.len());
+        let start = (self.state.tmp_out_processed.max(0) as usize).min(end);
+        buf[start..end].to_vec()
     }
 }
 
@@ -126,10 +143,14 @@ impl Backend for Isal {
                     step.consumed += consumed;
                     step.produced += produced;
                     if ret < 0 {
-                        // ISA-L counts in `avail_out` only the bytes it decoded before
-                        // the error: they are handed out, as the default build does, so
-                        // what a damaged stream yields does not depend on the windows.
-                        return (step, Err(invalid("corrupt deflate data")));
+                        // Every byte decoded before the damage is handed out, as the
+                        // default build does, whatever the output windows were: those
+                        // ISA-L wrote into `window`, then those it decoded into its own
+                        // buffer (or carried over from the last symbol) and did not copy
+                        // out, because the window was full or the error came first.
+                        let left = self.undelivered();
+                        self.phase = Phase::Damaged { left, at: 0 };
+                        continue;
                     }
                     if self.state.block_state != ffi::isal_block_state_ISAL_BLOCK_FINISH {
                         return (step, Ok(()));
@@ -146,6 +167,20 @@ impl Backend for Isal {
                     }
                     step.end = true;
                     return (step, trailer.check(self.crc.settle(), self.size));
+                }
+                Phase::Damaged { left, at } => {
+                    let window = &mut out[step.produced..];
+                    let n = window.len().min(left.len() - *at);
+                    window[..n].copy_from_slice(&left[*at..*at + n]);
+                    *at += n;
+                    step.produced += n;
+                    if *at < left.len() {
+                        return (step, Ok(()));
+                    }
+                    // Ended again at once if read again; the reader stops here.
+                    *left = Vec::new();
+                    *at = 0;
+                    return (step, Err(invalid("corrupt deflate data")));
                 }
             }
         }
