@@ -346,6 +346,56 @@ fn the_context_pass_over_compressed_files_reports_what_a_full_read_reports() {
     }
 }
 
+/// A text that begins with a UTF-8 byte order mark (dropped by the reader), alone or
+/// followed by blank lines: the context pass finds its stretches where the first pass
+/// saw them, in a plain file and inflated from seek points of a compressed one, with
+/// the cache off, holding a part of the file, or all of it (then every stretch is read
+/// from the blocks the first pass kept: the lines it reads are the stretches' own).
+#[test]
+fn a_byte_order_mark_does_not_move_the_stretches_of_the_context_pass() {
+    // Two closed periods of a few days in a year: the pass reads a small part.
+    let dir = tempfile::tempdir().unwrap();
+    let data = story(365, Plot::TwoPeriods, 1_000_000, 7, GenShape::Ual);
+    for (n, lead) in [&b"\xEF\xBB\xBF"[..], b"\xEF\xBB\xBF\n\n\r\n\n", b"\n\n"]
+        .into_iter()
+        .enumerate()
+    {
+        let text = [lead, &data].concat();
+        let mut all = vec![("jsonl", text.clone())];
+        all.extend(compressed(&text, 6));
+        for (name, bytes) in all {
+            let path = write(dir.path(), &format!("{n}.{name}"), &bytes, false);
+            let mut seen = None;
+            for (spacing, cache) in [
+                (7_000, Some(0)),
+                (32 << 10, Some(100_000)),
+                (32 << 10, Some(1 << 30)),
+            ] {
+                let tweak = |c: &mut Config| {
+                    c.chunk_size = 16 << 10;
+                    c.seek_spacing = spacing;
+                    c.context_cache = cache;
+                };
+                let (read, all) = same_as_full_read(std::slice::from_ref(&path), &tweak);
+                assert!(read < all, "{n}.{name}: read {read} of {all}");
+                let mut config = Config::new(vec![path.clone()]);
+                tweak(&mut config);
+                let report = ualhunt_engine::run(&config).unwrap();
+                let [c] = &report.stats.context[..] else {
+                    panic!("one context pass")
+                };
+                let counts = (c.pass.counts.lines, c.pass.counts.malformed);
+                assert_eq!(
+                    *seen.get_or_insert(counts),
+                    counts,
+                    "{n}.{name}: lines read from seek points, every {spacing} bytes, \
+                     with a cache of {cache:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_compressed_file_changed_after_the_first_pass_is_read_whole() {
     // Its seek points are for the bytes the first pass read: a file of another size

@@ -384,3 +384,43 @@ fn an_event_count_counts_the_firings_of_the_correlation_it_names() {
     .into();
     assert_eq!(found, want);
 }
+
+/// A firing whose span is not whole minutes says how long it took as a human reads it
+/// (`56m58s`, not `3418s`), as every span in the reports is written: two bursts, the
+/// first failure 56 minutes 58 seconds before the last.
+#[test]
+fn a_span_of_minutes_and_seconds_is_written_in_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("bursts.yml");
+    std::fs::write(
+        &rules,
+        format!(
+            "{LOGINS}---\ntitle: Burst\nid: burst\nname: burst\ncorrelation: {{type: event_count, \
+             rules: [failed_login], group-by: [UserId], timespan: 5m, condition: {{gte: 2}}}}\n\
+             ---\ntitle: Repeated bursts\nid: bursts\ncorrelation: {{type: event_count, \
+             rules: [burst], group-by: [UserId], timespan: 1h, condition: {{gte: 2}}}}\n"
+        ),
+    )
+    .unwrap();
+    let ip = "203.0.113.9";
+    let lines: Vec<String> = ["10:00:00", "10:00:30", "10:56:30", "10:56:58"]
+        .iter()
+        .map(|t| {
+            let id = format!("y-{t}");
+            let line = login(&id, &t[..5], "y@contoso.com", false, ip);
+            line.replace(&format!("T{}:00", &t[..5]), &format!("T{t}"))
+        })
+        .collect();
+    let archive = dir.path().join("a.jsonl");
+    write_lines(&archive, &lines);
+    let (found, _) = findings_in_every_mode(&rules, &[&archive]);
+    let texts: Vec<&String> = found
+        .iter()
+        .filter(|f| f[0] == "bursts")
+        .map(|f| &f[2])
+        .collect();
+    assert_eq!(
+        texts,
+        ["sequence: event_count: 2 events (at least 2) by UserId=y@contoso.com within 56m58s"]
+    );
+}

@@ -66,6 +66,10 @@ pub struct Seekable {
     pub modified: Option<i128>,
     /// The points, in output order (none: read from the file's start).
     pub points: Vec<ualhunt_input::seek::Point>,
+    /// Decompressed bytes before the first block (a byte order mark the reader dropped):
+    /// a point's `out` is this much ahead of the blocks' positions.
+    #[serde(default)]
+    pub lead: u64,
 }
 
 impl Seekable {

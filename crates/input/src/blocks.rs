@@ -82,6 +82,9 @@ pub struct BlockReader<R> {
     carry: Vec<u8>,
     /// Bytes consumed from the decompressed stream so far.
     pub consumed: u64,
+    /// Bytes dropped at the stream's start (a byte order mark): where in the stream the
+    /// first block's first byte is.
+    pub dropped: u64,
     at_start: bool,
     done: bool,
 }
@@ -97,6 +100,7 @@ impl<R: Read> BlockReader<R> {
             deferred: None,
             carry: Vec::new(),
             consumed: 0,
+            dropped: 0,
             at_start: true,
             done: false,
         }
@@ -146,6 +150,7 @@ impl<R: Read> BlockReader<R> {
                     // Keep the unfinished tail for the caller to scan, then report.
                     let tail = &buf[..len];
                     let tail = if self.at_start { strip_bom(tail) } else { tail };
+                    self.dropped += (len - tail.len()) as u64;
                     self.carry = tail.to_vec();
                     return Err(e);
                 }
@@ -159,6 +164,7 @@ impl<R: Read> BlockReader<R> {
                 if buf[..len].starts_with(BOM) {
                     buf.copy_within(BOM.len()..len, 0);
                     len -= BOM.len();
+                    self.dropped = BOM.len() as u64;
                 }
             }
             if eof {
@@ -397,6 +403,16 @@ mod tests {
     fn bom_is_dropped_once() {
         let bs = blocks(b"\xEF\xBB\xBFa\n\xEF\xBB\xBFb\n", 4, 100);
         assert_eq!(lines_of(&bs), b"a\n\xEF\xBB\xBFb\n".to_vec());
+        // How many bytes were dropped is told (the stream's offset of the first block).
+        for (data, dropped) in [
+            (&b"\xEF\xBB\xBFa\n"[..], 3),
+            (b"\xEF\xBB\xBF", 3),
+            (b"a\n", 0),
+        ] {
+            let mut r = BlockReader::new(data, 4, 100);
+            while r.next_block(Vec::new()).unwrap().is_some() {}
+            assert_eq!(r.dropped, dropped, "{data:?}");
+        }
     }
 
     #[test]

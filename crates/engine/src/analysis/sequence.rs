@@ -367,17 +367,19 @@ fn correlated(
     f
 }
 
-/// How long from `first`'s match to `last`'s, as a rule writes a span (`20m`), or in
-/// milliseconds when it is not whole seconds; 0 when either has no time.
+/// How long from `first`'s match to `last`'s, as every span is written (`20m`,
+/// `56m58s`), any part of a second after it in milliseconds (`2m1s250ms`, `500ms`);
+/// `0s` when either has no time.
 fn elapsed(first: &Finding, last: &Finding) -> String {
     let millis = match (first.timestamp, last.timestamp) {
         (Some(a), Some(b)) => (b - a).num_milliseconds(),
         _ => 0,
     };
-    if millis % 1000 == 0 {
-        span(millis / 1000)
-    } else {
-        format!("{millis}ms")
+    // Whole seconds as every span is written, the rest in milliseconds after them.
+    match (millis / 1000, millis % 1000) {
+        (s, 0) => span(s),
+        (0, ms) => format!("{ms}ms"),
+        (s, ms) => format!("{}{}ms", span(s), ms.abs()),
     }
 }
 

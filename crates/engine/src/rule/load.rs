@@ -906,7 +906,11 @@ value = "now-14d"
         assert_eq!(parse_relative("now-5y"), None);
         assert_eq!(parse_relative("now"), None);
         assert_eq!(parse_relative("now-99999999999999999d"), None);
-        assert_eq!(super::super::span(90), "90s");
+        assert_eq!(super::super::span(45), "45s");
+        assert_eq!(super::super::span(90), "1m30s");
+        assert_eq!(super::super::span(3418), "56m58s");
+        assert_eq!(super::super::span(86_400 + 7_200), "1d2h");
+        assert_eq!(super::super::span(-61), "-1m1s");
         assert_eq!(super::super::span(3 * 3600), "3h");
         assert_eq!(super::super::span(0), "0s");
     }

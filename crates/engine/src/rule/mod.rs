@@ -494,14 +494,21 @@ impl fmt::Display for Alerting {
     }
 }
 
-/// `30m`, `14d`, `90s`: a span of seconds in its largest whole unit.
+/// `30m`, `14d`, `56m58s`, `1d2h`: a span of seconds in days, hours, minutes and
+/// seconds, largest first, the units it has none of left out (`0s` for none).
 pub fn span(seconds: i64) -> String {
-    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if seconds != 0 && seconds % len == 0 {
-            return format!("{}{unit}", seconds / len);
+    if seconds == 0 {
+        return "0s".into();
+    }
+    let mut text = if seconds < 0 { "-" } else { "" }.to_string();
+    let mut rest = seconds.unsigned_abs();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if rest >= len {
+            text.push_str(&format!("{}{unit}", rest / len));
+            rest %= len;
         }
     }
-    format!("{seconds}s")
+    text
 }
 
 /// The longest history or look-back a rule may have: 100 years, in seconds.

@@ -233,6 +233,9 @@ struct FileResult<S> {
     cached: u64,
     /// A piece read only where the index points: positions are the input's own.
     absolute: bool,
+    /// Decompressed bytes the block reader dropped before the first block (a byte order
+    /// mark).
+    dropped: u64,
 }
 
 impl<S: Sink> FileResult<S> {
@@ -251,6 +254,7 @@ impl<S: Sink> FileResult<S> {
             lead_in: 0,
             cached: 0,
             absolute: false,
+            dropped: 0,
         }
     }
 
@@ -586,6 +590,7 @@ fn scan_input<S: Sink>(
                     disk_len,
                     modified,
                     points: seeks.points(),
+                    lead: r.dropped,
                 });
                 // Read by stretches in the context pass: from these blocks first.
                 if let Some(keeper) = keeper.take() {
@@ -828,6 +833,9 @@ fn scan_seeking<S: Sink>(
             continue;
         }
         let len = s.bytes.end - start;
+        // The decoder's offsets count the bytes before the first block (a byte order
+        // mark), the blocks' do not: the stretch starts that much further in.
+        let start = start + seek.lead;
         let point = seek.before(start);
         let from = point.map_or(0, |p| p.out);
         let reuse = reading
@@ -1095,7 +1103,7 @@ fn scan_stream<S: Sink>(
                     break;
                 }
             }
-            busy
+            (busy, blocks.dropped)
         });
         let mut scratch = Scratch::default();
         for msg in rx {
@@ -1154,7 +1162,7 @@ fn scan_stream<S: Sink>(
             }
         }
         // The reading thread cannot panic on input; if it did, say so rather than hide it.
-        read_time = reading.join().unwrap_or_default();
+        (read_time, result.dropped) = reading.join().unwrap_or_default();
     });
     result.read_time = read_time;
     result
