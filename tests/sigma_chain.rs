@@ -351,17 +351,7 @@ fn every_condition_operator_alerts_on_its_counts_and_not_one_off() {
 #[test]
 fn an_event_count_counts_the_firings_of_the_correlation_it_names() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("bursts.yml");
-    std::fs::write(
-        &rules,
-        format!(
-            "{LOGINS}---\ntitle: Burst\nid: burst\nname: burst\ncorrelation: {{type: event_count, \
-             rules: [failed_login], group-by: [UserId], timespan: 5m, condition: {{gte: 2}}}}\n\
-             ---\ntitle: Repeated bursts\nid: bursts\ncorrelation: {{type: event_count, \
-             rules: [burst], group-by: [UserId], timespan: 1h, condition: {{gte: 2}}}}\n"
-        ),
-    )
-    .unwrap();
+    let rules = bursts_of_bursts(dir.path());
     let ip = "203.0.113.9";
     let lines: Vec<String> = [
         "12:01", "10:22", "10:21", "12:00", "10:20", "10:01", "10:00",
@@ -385,13 +375,10 @@ fn an_event_count_counts_the_firings_of_the_correlation_it_names() {
     assert_eq!(found, want);
 }
 
-/// A firing whose span is not whole minutes says how long it took as a human reads it
-/// (`56m58s`, not `3418s`), as every span in the reports is written: two bursts, the
-/// first failure 56 minutes 58 seconds before the last.
-#[test]
-fn a_span_of_minutes_and_seconds_is_written_in_both() {
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("bursts.yml");
+/// Writes the failed-login rule, a `burst` correlation (two failures of a user within
+/// 5 minutes) and a `bursts` correlation counting two bursts within an hour.
+fn bursts_of_bursts(dir: &std::path::Path) -> std::path::PathBuf {
+    let rules = dir.join("bursts.yml");
     std::fs::write(
         &rules,
         format!(
@@ -402,6 +389,16 @@ fn a_span_of_minutes_and_seconds_is_written_in_both() {
         ),
     )
     .unwrap();
+    rules
+}
+
+/// A firing whose span is not whole minutes says how long it took as a human reads it
+/// (`56m58s`, not `3418s`), as every span in the reports is written: two bursts, the
+/// first failure 56 minutes 58 seconds before the last.
+#[test]
+fn a_span_of_minutes_and_seconds_is_written_in_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = bursts_of_bursts(dir.path());
     let ip = "203.0.113.9";
     let lines: Vec<String> = ["10:00:00", "10:00:30", "10:56:30", "10:56:58"]
         .iter()

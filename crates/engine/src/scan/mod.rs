@@ -1831,6 +1831,17 @@ mod tests {
         }
     }
 
+    /// The built-in rule's fast path over `data` in blocks of `block` bytes, with a
+    /// scratch that has scanned another chunk first, as a worker's has (it keeps the
+    /// places of the last one).
+    fn scan_after_another_chunk(data: &str, block: usize) -> Partial<Harvest> {
+        let m = Matcher::new(Rule::builtin(), true, 1 << 20).with_block(block);
+        let mut scratch = Scratch::default();
+        let other = keyed_record(1, 3, 5, 1, 30).repeat(3);
+        let _: Partial<Harvest> = scan_chunk(other.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
+        scan_chunk(data.as_bytes(), 0, Pass::new(&m, &()), &mut scratch)
+    }
+
     /// A record with its keys in one of several orders and spellings: the API's own
     /// order, shuffled keys, keys only as values or escaped inside a string, the
     /// `@timestamp` of ECS, no time at all, padding that makes it span blocks.
@@ -1893,14 +1904,7 @@ mod tests {
             if !final_newline {
                 data.pop();
             }
-            let m = Matcher::new(Rule::builtin(), true, 1 << 20).with_block(block);
-            // A worker's scratch has scanned other chunks before (it keeps the places
-            // of the last one).
-            let mut scratch = Scratch::default();
-            let other = keyed_record(1, 3, 5, 1, 30).repeat(3);
-            let _: Partial<Harvest> = scan_chunk(other.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
-            let fast: Partial<Harvest> =
-                scan_chunk(data.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
+            let fast = scan_after_another_chunk(&data, block);
             let reference = scan(&data, false);
             proptest::prop_assert_eq!(&fast.coverage, &reference.coverage);
             let bytes = data.as_bytes();
@@ -1962,12 +1966,7 @@ mod tests {
             if !final_newline {
                 data.truncate(data.len() - eol.len());
             }
-            let m = Matcher::new(Rule::builtin(), true, 1 << 20).with_block(block);
-            let mut scratch = Scratch::default();
-            let other = keyed_record(1, 3, 5, 1, 30).repeat(3);
-            let _: Partial<Harvest> = scan_chunk(other.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
-            let fast: Partial<Harvest> =
-                scan_chunk(data.as_bytes(), 0, Pass::new(&m, &()), &mut scratch);
+            let fast = scan_after_another_chunk(&data, block);
             let reference = scan(&data, false);
             let at = |p: &Partial<Harvest>| -> Vec<(u64, u64, Why)> {
                 p.sink.findings.iter().map(|f| (f.at.line, f.at.offset, f.why)).collect()
