@@ -449,11 +449,19 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
     );
     // A rule whose only literal is a RecordType: no text search, yet not every line
     // parsed.
-    let ropc = dir.join("initial_access_identity_ropc_grant_via_legacy_authenticated_client.toml");
-    let out = run(&["rules", "--rules", ropc.to_str().unwrap()]);
+    let sso = dir.join("initial_access_identity_unusual_sso_errors_for_user.toml");
+    let out = run(&["rules", "--rules", sso.to_str().unwrap()]);
     let one = String::from_utf8_lossy(&out.stdout);
     assert!(
         one.contains("one prefilter for all: no text literal: RecordType 15 read from each line"),
+        "{one}"
+    );
+    // So too a rule whose only literals are record types and that checks nothing else.
+    let signal = dir.join("initial_access_microsoft_purview_security_compliance_signal.toml");
+    let out = run(&["rules", "--rules", signal.to_str().unwrap()]);
+    let one = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        one.contains("one prefilter for all: no text literal: RecordType 40 read from each line"),
         "{one}"
     );
     assert_eq!(text.matches("  prefilter:").count(), 63, "{text}");

@@ -232,6 +232,15 @@ impl ualhunt_query::Field for Field {
                 Some(number) => Spelling::Exact(format!("{RECORD_TYPE_MARK}{number}")),
                 None => Spelling::Text(value.to_string()),
             }]),
+            // The pipeline files a record under `authentication` for its type alone
+            // (`AzureActiveDirectoryStsLogon`, `categories` in `record`), so such a
+            // record carries that `RecordType` in every shape. Other categories depend
+            // on the operation too, or on nothing: no spelling.
+            Field::Category => {
+                let number = (value == "authentication")
+                    .then(|| record_type_number("AzureActiveDirectoryStsLogon"))??;
+                Some(vec![Spelling::Exact(format!("{RECORD_TYPE_MARK}{number}"))])
+            }
             Field::Action => Some(vec![Spelling::Text(
                 raw_operation(value).unwrap_or(value).to_string(),
             )]),
@@ -495,6 +504,44 @@ pub fn ecs_type(name: &str) -> ValueType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `authentication` is the pipeline's category of one record type, so a record of
+    /// it carries that `RecordType`; no other category names a spelling.
+    #[test]
+    fn the_authentication_category_is_spelled_by_its_record_type() {
+        use ualhunt_query::Field as _;
+        let mark = format!("{RECORD_TYPE_MARK}15");
+        assert_eq!(
+            Field::Category.spellings("authentication"),
+            Some(vec![Spelling::Exact(mark.clone())])
+        );
+        for other in [
+            "web",
+            "iam",
+            "email",
+            "file",
+            "configuration",
+            "Authentication",
+        ] {
+            assert_eq!(Field::Category.spellings(other), None, "{other}");
+        }
+        // A rule on error codes of sign-ins reads the record type instead of searching
+        // for the codes, which it checks on those records.
+        let q = crate::rule::Query::Kql(
+            crate::rule::kql::Query::parse(
+                "event.dataset:o365.audit and event.provider:AzureActiveDirectory and \
+                 event.category:authentication and o365.audit.ErrorNumber:(50053 or 50126)",
+            )
+            .unwrap(),
+        );
+        let searched = q.searched(&Default::default());
+        assert_eq!(searched.literals, Some(vec![mark]));
+        assert!(
+            searched
+                .conjuncts
+                .contains(&vec!["50053".to_string(), "50126".to_string()])
+        );
+    }
 
     /// `value_type` answers without writing the name; it must answer as the name's
     /// ECS type does, for every kind of field.

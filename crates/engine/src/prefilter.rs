@@ -230,9 +230,10 @@ impl Prefilter {
             1 => Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned()),
             _ => {
                 let longest = literals.iter().map(String::len).max().unwrap_or(0);
-                if literals.len() <= 64
-                    && let Some(searcher) =
-                        Windowed::ranked(&literals, packed::MatchKind::LeftmostFirst, windows)
+                // One searcher whenever the literals' windows fit one (more than 64
+                // literals often share few enough windows).
+                if let Some(searcher) =
+                    Windowed::ranked(&literals, packed::MatchKind::LeftmostFirst, windows)
                 {
                     return Prefilter::Packed {
                         searcher: Box::new(searcher),
@@ -881,10 +882,11 @@ fn case_variants(window: &[u8]) -> Vec<Vec<u8>> {
 /// with no literal is evaluated on every candidate.
 #[derive(Clone, Debug)]
 pub struct Router {
-    /// Every literal, in groups of at most 64, searched as the prefilter searches them
-    /// (Teddy over their windows), every occurrence of each reported.
+    /// Every literal, searched as the prefilter searches them (Teddy over their
+    /// windows), every occurrence of each reported: in one searcher when their windows
+    /// fit one, else in groups of [`GROUP`].
     groups: Vec<Windowed>,
-    /// Literal (64 per group) -> the selections that require it.
+    /// Literal (numbered as `groups` are) -> the selections that require it.
     by_pattern: Vec<Vec<u32>>,
     /// The caseless literals ([`Literal::AnyCase`]): the block search's SIMD search
     /// for any of them ([`Prefilter::case_insensitive`], whose hits
@@ -978,7 +980,9 @@ impl Router {
             })
             .collect();
         sets.dedup();
-        if sets.len() <= 1 && conjuncts.iter().all(Vec::is_empty) {
+        // A `RecordType` requirement narrows even alone: without a router every line of
+        // a pass whose only literals are record types would be parsed.
+        if sets.len() <= 1 && conjuncts.iter().all(Vec::is_empty) && by_type.is_empty() {
             return None;
         }
         // A literal holding another one that routes to all its selections too need not
@@ -1019,10 +1023,15 @@ impl Router {
                 Some((Prefilter::case_insensitive(lower), each))
             }
         };
-        let groups = literals
-            .chunks(64)
-            .map(|group| Windowed::new(group, packed::MatchKind::LeftmostFirst, true))
-            .collect::<Option<Vec<Windowed>>>()?;
+        // One searcher when the literals' windows fit one (literals share windows, so
+        // more than 64 literals often do): each further group is a pass over every byte.
+        let groups = match Windowed::new(&literals, packed::MatchKind::LeftmostFirst, true) {
+            Some(all) => vec![all],
+            None => literals
+                .chunks(GROUP)
+                .map(|group| Windowed::new(group, packed::MatchKind::LeftmostFirst, true))
+                .collect::<Option<Vec<Windowed>>>()?,
+        };
         let mut any_type: Vec<u32> = by_type.iter().flatten().copied().collect();
         any_type.sort_unstable();
         any_type.dedup();
@@ -1047,7 +1056,7 @@ impl Router {
         out.extend_from_slice(&self.always);
         for (g, searcher) in self.groups.iter().enumerate() {
             searcher.each_literal(line, |i| {
-                out.extend_from_slice(&self.by_pattern[g * 64 + i])
+                out.extend_from_slice(&self.by_pattern[g * GROUP + i])
             });
         }
         self.route_rest(line, true, out);
@@ -1080,7 +1089,9 @@ impl Router {
     pub fn block_hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<(usize, u32)>) {
         out.clear();
         for (g, searcher) in self.groups.iter().enumerate() {
-            searcher.each_hit(data, from, to, |at, i| out.push((at, (g * 64 + i) as u32)));
+            searcher.each_hit(data, from, to, |at, i| {
+                out.push((at, (g * GROUP + i) as u32))
+            });
         }
         if let Some((gate, _)) = &self.caseless {
             let mut at = Vec::new();
@@ -1146,6 +1157,10 @@ impl Router {
         self.by_pattern.len() + self.by_caseless.len()
     }
 }
+
+/// How many literals a group of the router's search holds when they do not all fit one
+/// searcher (a literal's index is its group's times this plus its own in the group).
+const GROUP: usize = 64;
 
 /// Literals, each with the selections that require it.
 type Routed<'a> = Vec<(&'a str, Vec<u32>)>;

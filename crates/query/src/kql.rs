@@ -453,14 +453,29 @@ impl Bound {
 /// How good a literal set is for a prefilter: exact literals before caseless ones
 /// (searched through every case variant, so slower and less selective), then fewer
 /// literals, then longer ones.
-pub(crate) fn selectivity(set: &[String]) -> (bool, std::cmp::Reverse<usize>, usize) {
+pub(crate) fn selectivity(set: &[String]) -> (bool, u8, std::cmp::Reverse<usize>, usize) {
     let exact = set.iter().all(|l| !crate::Literal::parse(l).ignores_case());
+    // What a set is made of: text is searched well; a caller's marker of a number
+    // (`\0RecordType=15`: a record type, read from each record) selects a whole class
+    // of records; runs of digits (error codes) are everywhere in identifiers and
+    // addresses, so a search for them stops every few bytes.
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let kind = |l: &String| {
+        let text = crate::Literal::parse(l).text();
+        match text.strip_prefix('\0').and_then(|m| m.split_once('=')) {
+            Some((_, value)) if digits(value) => 1,
+            Some(_) => 2,
+            None if digits(text) => 0,
+            None => 2,
+        }
+    };
+    let quality = set.iter().map(kind).min().unwrap_or(0);
     let shortest = set
         .iter()
         .map(|l| crate::Literal::parse(l).text().len())
         .min()
         .unwrap_or(0);
-    (exact, std::cmp::Reverse(set.len()), shortest)
+    (exact, quality, std::cmp::Reverse(set.len()), shortest)
 }
 
 pub(crate) fn union(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
@@ -1573,6 +1588,28 @@ mod tests {
         assert_eq!(
             q.required_literals(),
             Some(vec!["Set-MailboxAuditBypassAssociation".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_set_of_numbers_is_searched_last_and_a_caller_marker_before_it() {
+        let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let numbers = set(&["50012", "50053", "50126"]);
+        let marker = set(&["\0RecordType=15"]);
+        let texts = set(&["UserLoginFailed", "PasswordLogonInitialAuthUsingPassword"]);
+        assert!(selectivity(&numbers) < selectivity(&marker));
+        assert!(selectivity(&marker) < selectivity(&texts));
+        // Among sets of text, fewer literals first, then the longer shortest one.
+        assert!(selectivity(&set(&["a-long-one"])) > selectivity(&texts));
+        // A clause of error codes gives way to another one with text.
+        let q = Query::parse(
+            "o365.audit.ErrorNumber:(50012 or 50053) and event.action:UserLoginFailed",
+        )
+        .unwrap();
+        assert_eq!(q.required_literals(), Some(set(&["UserLoginFailed"])));
+        assert_eq!(
+            q.required_conjuncts(),
+            vec![set(&["50012", "50053"]), set(&["UserLoginFailed"])]
         );
     }
 
