@@ -1072,6 +1072,12 @@ struct Lits {
     keys: bool,
 }
 
+/// Whether a literal string is a marker of the caller's ([`Spelling::Exact`] text
+/// starting with a NUL byte, which no text literal holds): its case is its own.
+fn is_marker(literal: &str) -> bool {
+    literal.starts_with('\0')
+}
+
 /// A glob's literals: its whole value (in the field's spellings) when it has no wildcard,
 /// else its longest piece no writer escapes. A glob that ignores case gives, for a
 /// case-sensitive search, only a run without ASCII letters.
@@ -1184,7 +1190,11 @@ impl<F: Field> Query<F> {
             .or_else(|| {
                 self.0.literals(folded).map(|set| {
                     set.iter()
-                        .map(|s| crate::Literal::any_case(&s.to_ascii_lowercase()))
+                        .map(|s| match is_marker(s) {
+                            // A marker of the caller's (a record type) stays as it is.
+                            true => s.clone(),
+                            false => crate::Literal::any_case(&s.to_ascii_lowercase()),
+                        })
                         .collect()
                 })
             })
@@ -1196,7 +1206,14 @@ impl<F: Field> Query<F> {
     /// fields' keys, lower-cased too).
     pub fn folded_literals(&self) -> Option<Vec<String>> {
         let mode = |keys| Lits { folded: true, keys };
-        let lower = |set: Vec<String>| set.into_iter().map(|s| s.to_ascii_lowercase()).collect();
+        let lower = |set: Vec<String>| {
+            set.into_iter()
+                .map(|s| match is_marker(&s) {
+                    true => s,
+                    false => s.to_ascii_lowercase(),
+                })
+                .collect()
+        };
         self.0
             .literals(mode(false))
             .or_else(|| self.0.literals(mode(true)))
@@ -1722,6 +1739,46 @@ mod tests {
 
     fn q(detection: &str) -> Query<Named> {
         rule(detection).unwrap_or_else(|e| panic!("{e}\n{detection}"))
+    }
+
+    /// A field whose values a caller reads instead of searching (as the engine reads a
+    /// record type): it spells a value as a marker of its own.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Coded(String);
+
+    impl Field for Coded {
+        fn parse(name: &str) -> Coded {
+            Coded(name.to_string())
+        }
+
+        fn name(&self) -> String {
+            self.0.clone()
+        }
+
+        fn spellings(&self, value: &str) -> Option<Vec<Spelling>> {
+            Some(vec![match self.0.as_str() {
+                "code" => Spelling::Exact(format!("\0Type={value}")),
+                _ => Spelling::Text(value.to_string()),
+            }])
+        }
+    }
+
+    #[test]
+    fn a_marker_of_the_callers_keeps_its_case_when_values_are_caseless() {
+        let text = "title: t\nid: x\nlogsource:\n  product: m365\ndetection:\n    s:\n        code: Logon\n    condition: s\n";
+        let docs = parse(text).expect("YAML");
+        let query = docs[0]
+            .query(&mut |name| vec![Coded::parse(name)], None)
+            .unwrap();
+        // Sigma compares `Logon` without case: no case-sensitive literal, so the
+        // caseless ones, where the marker must stay the caller's, not lower-cased.
+        let literals = query.required_literals().unwrap();
+        assert!(
+            literals.contains(&"\0Type=logon".to_string()),
+            "{literals:?}"
+        );
+        assert!(literals.iter().all(|l| l.starts_with('\0')), "{literals:?}");
+        assert_eq!(query.folded_literals(), Some(literals));
     }
 
     fn hit(query: &Query<Named>, rec: &[(&'static str, &'static str)]) -> bool {
