@@ -451,8 +451,9 @@ impl Bound {
 }
 
 /// How good a literal set is for a prefilter: exact literals before caseless ones
-/// (searched through every case variant, so slower and less selective), then fewer
-/// literals, then longer ones.
+/// (searched through every case variant, so slower and less selective), then text
+/// before a caller's marker of a number before runs of digits, then fewer literals,
+/// then longer ones.
 pub(crate) fn selectivity(set: &[String]) -> (bool, u8, std::cmp::Reverse<usize>, usize) {
     let exact = set.iter().all(|l| !crate::Literal::parse(l).ignores_case());
     // What a set is made of: text is searched well; a caller's marker of a number
