@@ -237,8 +237,8 @@ impl ualhunt_query::Field for Field {
             // record carries that `RecordType` in every shape. Other categories depend
             // on the operation too, or on nothing: no spelling.
             Field::Category => {
-                let number = (value == "authentication")
-                    .then(|| record_type_number("AzureActiveDirectoryStsLogon"))??;
+                let number =
+                    (value == "authentication").then(|| record_type_number(SIGN_IN_CODE))??;
                 Some(vec![Spelling::Exact(format!("{RECORD_TYPE_MARK}{number}"))])
             }
             Field::Action => Some(vec![Spelling::Text(
@@ -265,6 +265,9 @@ impl ualhunt_query::Field for Field {
         *self == Field::Provider
     }
 }
+
+/// The `event.code` of sign-ins, the one the pipeline files under `authentication`.
+pub(crate) const SIGN_IN_CODE: &str = "AzureActiveDirectoryStsLogon";
 
 /// How a `RecordType` literal is written among a query's literal strings: this prefix
 /// (a NUL byte, which no text literal holds) and the number. The scan reads such a

@@ -230,32 +230,24 @@ impl Prefilter {
             1 => Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned()),
             _ => {
                 let longest = literals.iter().map(String::len).max().unwrap_or(0);
-                // One searcher whenever the literals' windows fit one (more than 64
-                // literals often share few enough windows).
-                if let Some(searcher) =
-                    Windowed::ranked(&literals, packed::MatchKind::LeftmostFirst, windows)
-                {
-                    return Prefilter::Packed {
-                        searcher: Box::new(searcher),
-                        count: literals.len(),
-                        longest,
-                    };
-                }
-                // A rule pack: Teddy in groups of 64 (a DFA over hundreds of literals
-                // runs a state transition per byte, several times slower here).
-                if literals.len() > 64 {
-                    let kind = packed::MatchKind::LeftmostFirst;
-                    let groups: Option<Vec<Windowed>> = literals
-                        .chunks(64)
-                        .map(|group| Windowed::ranked(group, kind, windows))
-                        .collect();
-                    if let Some(searchers) = groups {
+                // Teddy: one searcher, or a rule pack's groups (a DFA over hundreds of
+                // literals runs a state transition per byte, several times slower here).
+                match Windowed::grouped(&literals, windows) {
+                    Some(mut one) if one.len() == 1 => {
+                        return Prefilter::Packed {
+                            searcher: Box::new(one.remove(0)),
+                            count: literals.len(),
+                            longest,
+                        };
+                    }
+                    Some(searchers) => {
                         return Prefilter::Groups {
                             searchers,
                             count: literals.len(),
                             longest,
                         };
                     }
+                    None => {}
                 }
                 let built = AhoCorasick::builder()
                     .kind(Some(AhoCorasickKind::DFA))
@@ -517,19 +509,30 @@ impl Source {
 }
 
 impl Windowed {
-    /// `None` when Teddy does not build (no SIMD, or too many literals); `windows`
-    /// false searches every literal whole.
-    fn new<S: AsRef<[u8]>>(
-        literals: &[S],
-        kind: packed::MatchKind,
-        windows: bool,
-    ) -> Option<Windowed> {
-        let rank: Rarity = rarity;
-        Windowed::ranked(literals, kind, windows.then_some(rank))
+    /// The search for `literals` (leftmost first, each through the window `windows`
+    /// ranks rarest, `None`: whole): one searcher when their windows fit one (literals
+    /// share windows, so more than 64 literals often do), else groups of [`GROUP`]
+    /// literals, each group a pass over every byte (none for no literal); `None` when
+    /// Teddy does not build.
+    fn grouped<S: AsRef<[u8]>>(literals: &[S], windows: Option<Rarity>) -> Option<Vec<Windowed>> {
+        let kind = packed::MatchKind::LeftmostFirst;
+        if literals.is_empty() {
+            return Some(Vec::new());
+        }
+        if let Some(all) = Windowed::ranked(literals, kind, windows) {
+            return Some(vec![all]);
+        }
+        if literals.len() <= GROUP {
+            return None;
+        }
+        literals
+            .chunks(GROUP)
+            .map(|group| Windowed::ranked(group, kind, windows))
+            .collect()
     }
 
-    /// As [`Windowed::new`], each literal searched through the windows `windows` ranks
-    /// rarest (`None`: whole).
+    /// The search for `literals`, each through the window `windows` ranks rarest
+    /// (`None`: whole); `None` when Teddy does not build (no SIMD, or too many windows).
     fn ranked<S: AsRef<[u8]>>(
         literals: &[S],
         kind: packed::MatchKind,
@@ -1023,15 +1026,7 @@ impl Router {
                 Some((Prefilter::case_insensitive(lower), each))
             }
         };
-        // One searcher when the literals' windows fit one (literals share windows, so
-        // more than 64 literals often do): each further group is a pass over every byte.
-        let groups = match Windowed::new(&literals, packed::MatchKind::LeftmostFirst, true) {
-            Some(all) => vec![all],
-            None => literals
-                .chunks(GROUP)
-                .map(|group| Windowed::new(group, packed::MatchKind::LeftmostFirst, true))
-                .collect::<Option<Vec<Windowed>>>()?,
-        };
+        let groups = Windowed::grouped(&literals, Some(rarity))?;
         let mut any_type: Vec<u32> = by_type.iter().flatten().copied().collect();
         any_type.sort_unstable();
         any_type.dedup();
@@ -1158,8 +1153,8 @@ impl Router {
     }
 }
 
-/// How many literals a group of the router's search holds when they do not all fit one
-/// searcher (a literal's index is its group's times this plus its own in the group).
+/// How many literals a group of Teddy searchers holds when they do not all fit one
+/// (a literal's index is its group's times this plus its own in the group).
 const GROUP: usize = 64;
 
 /// Literals, each with the selections that require it.

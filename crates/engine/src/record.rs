@@ -746,7 +746,7 @@ impl<'i, V: Json<'i>> RawView<'_, V> {
             (Some("AzureActiveDirectory"), "Add user." | "Update user." | "Delete user.") => {
                 out.push("iam")
             }
-            (Some("AzureActiveDirectoryStsLogon"), _) => out.push("authentication"),
+            (Some(crate::field::SIGN_IN_CODE), _) => out.push("authentication"),
             (Some("ExchangeItem"), _) => out.push("email"),
             (Some("MicrosoftTeams"), "TeamCreated" | "MemberAdded" | "Delete user.") => {
                 out.push("iam")
