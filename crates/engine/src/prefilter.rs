@@ -736,39 +736,53 @@ fn rarity(window: &[u8]) -> u32 {
 /// `rarity` ranks the windows: [`rarity`] for literals searched as they are,
 /// [`rarity_any_case`] for lower-cased ones searched in lower-cased text.
 fn shared_windows(literals: &[&[u8]], rarity: Rarity) -> Vec<(usize, usize)> {
+    // Each window's rarity is reckoned once (a pack's planning asks for thousands).
+    let mut rarities: rustc_hash::FxHashMap<&[u8], u32> = Default::default();
     let admissible: Vec<Vec<&[u8]>> = literals
         .iter()
         .map(|l| {
             if l.len() <= WINDOW {
                 return vec![*l];
             }
-            let best = l.windows(WINDOW).map(rarity).min().unwrap_or(0);
+            let ranked: Vec<(&[u8], u32)> = l
+                .windows(WINDOW)
+                .map(|w| (w, *rarities.entry(w).or_insert_with(|| rarity(w))))
+                .collect();
+            let best = ranked.iter().map(|&(_, r)| r).min().unwrap_or(0);
             let limit = best.saturating_add(best / 2).saturating_add(1_000);
-            l.windows(WINDOW).filter(|w| rarity(w) <= limit).collect()
+            ranked
+                .into_iter()
+                .filter(|&(_, r)| r <= limit)
+                .map(|(w, _)| w)
+                .collect()
         })
         .collect();
+    let rarity_of = |w: &[u8]| rarities.get(w).copied().unwrap_or_else(|| rarity(w));
     let mut chosen: Vec<Option<(usize, usize)>> = vec![None; literals.len()];
-    while chosen.iter().any(Option::is_none) {
-        // Each admissible window -> how many literals still without one admit it.
-        let mut counts: std::collections::HashMap<&[u8], usize> = Default::default();
-        for (i, windows) in admissible.iter().enumerate() {
-            if chosen[i].is_some() {
-                continue;
-            }
-            for w in windows {
-                *counts.entry(w).or_default() += 1;
-            }
+    // Each admissible window -> how many literals still without one admit it (kept as
+    // literals are given theirs, not counted again each round).
+    let mut counts: rustc_hash::FxHashMap<&[u8], usize> = Default::default();
+    for windows in &admissible {
+        for w in windows {
+            *counts.entry(w).or_default() += 1;
         }
+    }
+    while chosen.iter().any(Option::is_none) {
         // The order is total (the bytes break the last tie): the map's order is moot.
-        let Some((&window, _)) = counts.iter().max_by(|a, b| {
+        let Some((&window, _)) = counts.iter().filter(|(_, n)| **n > 0).max_by(|a, b| {
             a.1.cmp(b.1)
-                .then(rarity(b.0).cmp(&rarity(a.0)))
+                .then(rarity_of(b.0).cmp(&rarity_of(a.0)))
                 .then(b.0.cmp(a.0))
         }) else {
             break;
         };
         for (i, windows) in admissible.iter().enumerate() {
             if chosen[i].is_none() && windows.contains(&window) {
+                for w in windows {
+                    if let Some(n) = counts.get_mut(w) {
+                        *n -= 1;
+                    }
+                }
                 let at = memmem::find(literals[i], window).unwrap_or(0);
                 chosen[i] = Some((at, at + window.len()));
             }
@@ -793,17 +807,14 @@ fn rarity_any_case(window: &[u8]) -> u32 {
             if lo == up { f(b) } else { f(lo) + f(up) }
         })
         .sum();
-    let lower = window.to_ascii_lowercase();
-    let mut capital = lower.clone();
-    if let Some(c) = capital.first_mut() {
-        c.make_ascii_uppercase();
-    }
-    let common = [lower.clone(), capital, window.to_ascii_uppercase()]
-        .iter()
-        .any(|w| {
-            <[u8; 4]>::try_from(w.as_slice())
-                .is_ok_and(|w| frequency::COMMON.binary_search(&w).is_ok())
-        });
+    let common = <[u8; 4]>::try_from(window).is_ok_and(|w| {
+        let lower = w.map(|b| b.to_ascii_lowercase());
+        let mut capital = lower;
+        capital[0].make_ascii_uppercase();
+        [lower, capital, w.map(|b| b.to_ascii_uppercase())]
+            .iter()
+            .any(|w| frequency::COMMON.binary_search(w).is_ok())
+    });
     bytes + if common { 1_000_000 } else { 0 }
 }
 
@@ -815,18 +826,19 @@ fn case_window(literal: &[u8], width: usize) -> (usize, usize) {
     if literal.len() <= width {
         return (0, literal.len());
     }
-    let best = literal
-        .windows(width)
-        .map(rarity_any_case)
-        .min()
-        .unwrap_or(0);
-    let limit = best.saturating_add(best / 2).saturating_add(1_000);
-    let letters = |w: &[u8]| w.iter().filter(|b| b.is_ascii_alphabetic()).count();
-    literal
+    let ranked: Vec<(usize, &[u8], u32)> = literal
         .windows(width)
         .enumerate()
-        .filter(|(_, w)| rarity_any_case(w) <= limit)
-        .min_by_key(|&(at, w)| (letters(w), rarity_any_case(w), at))
+        .map(|(at, w)| (at, w, rarity_any_case(w)))
+        .collect();
+    let best = ranked.iter().map(|&(_, _, r)| r).min().unwrap_or(0);
+    let limit = best.saturating_add(best / 2).saturating_add(1_000);
+    let letters = |w: &[u8]| w.iter().filter(|b| b.is_ascii_alphabetic()).count();
+    ranked
+        .into_iter()
+        .filter(|&(_, _, r)| r <= limit)
+        .min_by_key(|&(at, w, r)| (letters(w), r, at))
+        .map(|(at, w, _)| (at, w))
         .map_or((0, width), |(at, _)| (at, at + width))
 }
 

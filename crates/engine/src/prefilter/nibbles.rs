@@ -98,14 +98,16 @@ impl AnyCase {
         // ` use` and `rch `): each window goes where it adds the fewest candidates by
         // the bytes' frequencies in audit text, the likeliest windows placed first.
         let mut halves = [[(0u16, 0u16); WINDOW]; BUCKETS];
-        windows.sort_by(|a, b| {
-            let rate = |w: &[u8; WINDOW]| pass_rate(&window_halves(w));
-            rate(&b.0).total_cmp(&rate(&a.0)).then(a.0.cmp(&b.0))
-        });
+        // Each window's rate reckoned once, not at every comparison.
+        let mut windows: Vec<(f64, [u8; WINDOW], Vec<Source>)> = windows
+            .into_iter()
+            .map(|(key, sources)| (pass_rate(&window_halves(&key)), key, sources))
+            .collect();
+        windows.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let mut low = [[0u8; 32]; WINDOW];
         let mut high = [[0u8; 32]; WINDOW];
         let mut buckets: [Vec<Window>; BUCKETS] = Default::default();
-        for (key, sources) in windows {
+        for (_, key, sources) in windows {
             let own = window_halves(&key);
             let added = |b: &[(u16, u16); WINDOW]| {
                 let mut with = *b;
@@ -116,8 +118,9 @@ impl AnyCase {
                 pass_rate(&with) - pass_rate(b)
             };
             // The first of the cheapest (an empty bucket adds the window's own rate).
+            let cost: [f64; BUCKETS] = std::array::from_fn(|b| added(&halves[b]));
             let bucket = (0..BUCKETS)
-                .min_by(|&a, &b| added(&halves[a]).total_cmp(&added(&halves[b])))
+                .min_by(|&a, &b| cost[a].total_cmp(&cost[b]))
                 .unwrap_or(0);
             for (h, o) in halves[bucket].iter_mut().zip(own) {
                 h.0 |= o.0;
@@ -275,8 +278,15 @@ fn pass_rate(halves: &[(u16, u16); WINDOW]) -> f64 {
     halves
         .iter()
         .map(|&(lo, hi)| {
-            (0..=255u8)
-                .filter(|&c| lo & (1 << (c & 0x0f)) != 0 && hi & (1 << (c >> 4)) != 0)
+            // The bytes in increasing order (high half, then low), as a walk of every
+            // byte would add them.
+            (0..16u8)
+                .filter(|h| hi & (1 << h) != 0)
+                .flat_map(|h| {
+                    (0..16u8)
+                        .filter(move |l| lo & (1 << l) != 0)
+                        .map(move |l| h << 4 | l)
+                })
                 .map(|c| f64::from(super::frequency::PER_MILLION[usize::from(c)]) / 1e6)
                 .sum::<f64>()
         })
