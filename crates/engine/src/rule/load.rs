@@ -131,12 +131,16 @@ pub fn load_with(paths: &[PathBuf], sigma_mapping: Option<&str>) -> Result<RuleS
         })?;
         texts.push(text);
     }
+    let mut read = read_all(&files, &texts);
     // The Sigma files load together: a correlation may name rules of another file.
     // Each read once: its error names its file.
     let sigma_files: Vec<usize> = (0..files.len()).filter(|&i| is_sigma(&files[i])).collect();
     let mut sigma_docs = Vec::with_capacity(sigma_files.len());
     for &i in &sigma_files {
-        sigma_docs.push(ualhunt_query::sigma::parse(&texts[i]).map_err(|e| {
+        let Some(Read::Sigma(docs)) = read[i].take() else {
+            unreachable!("a Sigma file is read as Sigma");
+        };
+        sigma_docs.push(docs.map_err(|e| {
             LoadError {
                 path: files[i].display().to_string(),
                 message: RuleError::Invalid {
@@ -158,16 +162,15 @@ pub fn load_with(paths: &[PathBuf], sigma_mapping: Option<&str>) -> Result<RuleS
     .into_iter();
     let mut set = RuleSet::default();
     let mut seen: Vec<(String, String)> = Vec::new();
-    for (file, text) in files.iter().zip(&texts) {
+    for (file, read) in files.iter().zip(&mut read) {
         let shown = file.display().to_string();
         let fail = |e: RuleError| LoadError {
             path: shown.clone(),
             message: e.to_string(),
         };
-        let loaded = if is_sigma(file) {
-            sigma_loaded.next().unwrap_or_default()
-        } else {
-            vec![parse(text).map_err(fail)?]
+        let loaded = match read.take() {
+            Some(Read::Elastic(elastic)) => vec![elastic.map_err(fail)?],
+            _ => sigma_loaded.next().unwrap_or_default(),
         };
         for loaded in loaded {
             let id = match &loaded {
@@ -208,6 +211,52 @@ pub fn load_with(paths: &[PathBuf], sigma_mapping: Option<&str>) -> Result<RuleS
     }
     Ok(set)
 }
+
+/// One rule file's text, parsed: Elastic's layout (or ualhunt's) or Sigma YAML.
+enum Read {
+    Elastic(Result<Loaded, RuleError>),
+    Sigma(Result<Vec<ualhunt_query::sigma::Document>, ualhunt_query::sigma::ParseError>),
+}
+
+/// Each file's text parsed, in file order. A pack of many files is parsed on several
+/// threads (TOML, YAML and queries are most of what a hunt over a small input costs);
+/// each file alone, so the results are the one-thread reading's.
+fn read_all(files: &[PathBuf], texts: &[String]) -> Vec<Option<Read>> {
+    let read = |i: usize| match is_sigma(&files[i]) {
+        true => Read::Sigma(ualhunt_query::sigma::parse(&texts[i])),
+        false => Read::Elastic(parse(&texts[i])),
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(files.len() / FILES_A_THREAD + 1);
+    if workers <= 1 {
+        return (0..files.len()).map(|i| Some(read(i))).collect();
+    }
+    let mut out: Vec<Option<Read>> = (0..files.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let read = &read;
+        let parts: Vec<_> = (0..workers)
+            .map(|w| {
+                scope.spawn(move || {
+                    (w..files.len())
+                        .step_by(workers)
+                        .map(|i| (i, read(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for part in parts {
+            match part.join() {
+                Ok(part) => part.into_iter().for_each(|(i, r)| out[i] = Some(r)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    out
+}
+
+/// How many rule files make another parsing thread worth starting.
+const FILES_A_THREAD: usize = 16;
 
 /// One rule file, read.
 pub enum Loaded {
