@@ -450,20 +450,28 @@ fn rules_lists_what_runs_what_does_not_and_every_literal() {
     // A rule whose only literal is a RecordType: no text search, yet not every line
     // parsed; whether it checks other literals (the sign-in errors' codes) or none (the
     // Purview signal).
-    for (file, types) in [
+    for (file, types, checks) in [
         (
             "initial_access_identity_unusual_sso_errors_for_user.toml",
             "15",
+            true,
         ),
         (
             "initial_access_microsoft_purview_security_compliance_signal.toml",
             "40",
+            false,
         ),
     ] {
         let out = run(&["rules", "--rules", dir.join(file).to_str().unwrap()]);
         let one = String::from_utf8_lossy(&out.stdout);
         let lane = format!("one prefilter for all: no text literal: RecordType {types} read");
         assert!(one.contains(&lane), "{one}");
+        // Other literals are said to be checked only where there are some.
+        assert_eq!(
+            one.contains("literals checked before parsing"),
+            checks,
+            "{one}"
+        );
     }
     assert_eq!(text.matches("  prefilter:").count(), 63, "{text}");
     // No rule is left parsing every record.

@@ -1159,6 +1159,12 @@ impl Router {
         });
     }
 
+    /// Whether a candidate's bytes are checked for more literals (or record types)
+    /// before it is parsed: some selection has a conjunct.
+    pub fn checks_conjuncts(&self) -> bool {
+        !self.distinct.is_empty()
+    }
+
     /// How many distinct literals it searches for.
     pub fn literals(&self) -> usize {
         self.by_pattern.len() + self.by_caseless.len()

@@ -489,8 +489,13 @@ impl Matcher {
         let lane = format!("RecordType {} read from each line", types.join(", "));
         if !self.prefilter.is_everything() {
             format!("{}, and {lane}", self.prefilter.describe())
-        } else if self.router.is_some() && self.requirements.iter().all(Option::is_some) {
-            format!("no text literal: {lane}, literals checked before parsing")
+        } else if let Some(router) = &self.router
+            && self.requirements.iter().all(Option::is_some)
+        {
+            match router.checks_conjuncts() {
+                true => format!("no text literal: {lane}, literals checked before parsing"),
+                false => format!("no text literal: {lane}"),
+            }
         } else {
             self.prefilter.describe()
         }
