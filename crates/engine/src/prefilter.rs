@@ -742,6 +742,7 @@ fn shared_windows(literals: &[&[u8]], rarity: Rarity) -> Vec<(usize, usize)> {
         .iter()
         .map(|l| {
             if l.len() <= WINDOW {
+                rarities.entry(l).or_insert_with(|| rarity(l));
                 return vec![*l];
             }
             let ranked: Vec<(&[u8], u32)> = l
@@ -757,7 +758,8 @@ fn shared_windows(literals: &[&[u8]], rarity: Rarity) -> Vec<(usize, usize)> {
                 .collect()
         })
         .collect();
-    let rarity_of = |w: &[u8]| rarities.get(w).copied().unwrap_or_else(|| rarity(w));
+    // Every admissible window is ranked above.
+    let rarity_of = |w: &[u8]| rarities[w];
     let mut chosen: Vec<Option<(usize, usize)>> = vec![None; literals.len()];
     // Each admissible window -> how many literals still without one admit it (kept as
     // literals are given theirs, not counted again each round).
@@ -838,8 +840,7 @@ fn case_window(literal: &[u8], width: usize) -> (usize, usize) {
         .into_iter()
         .filter(|&(_, _, r)| r <= limit)
         .min_by_key(|&(at, w, r)| (letters(w), r, at))
-        .map(|(at, w, _)| (at, w))
-        .map_or((0, width), |(at, _)| (at, at + width))
+        .map_or((0, width), |(at, _, _)| (at, at + width))
 }
 
 /// The most patterns one aho-corasick packed searcher takes (its `PATTERN_LIMIT`):
