@@ -5,11 +5,11 @@
 //! entry, not a parsed directory and a name each. An entry, stored or deflated, is read
 //! from one open file with positional reads and its CRC and size are checked at its end;
 //! it is never held whole in memory (one of up to 256 KiB is read at once), and an error
-//! met while decompressing reaches the reader instead of passing for a clean end of
-//! stream. Nothing here knows what an entry holds.
+//! met while decompressing reaches the reader, after every byte decoded before it,
+//! instead of passing for a clean end of stream. Nothing here knows what an entry holds.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -455,7 +455,7 @@ impl ZipSource {
         );
         let inner: Box<dyn Read + Send> = match e.method {
             0 => Box::new(data),
-            _ => Box::new(flate2::bufread::DeflateDecoder::new(data)),
+            _ => Box::new(Inflate::new(data)),
         };
         let mut checked = Checked {
             inner,
@@ -465,11 +465,17 @@ impl ZipSource {
         };
         if e.size <= SMALL_ENTRY {
             // The usual export part: read whole here. The directory's size is only a
-            // claim: read one byte past it to see, and stream on if there is more.
+            // claim: read one byte past it to see, and stream on if there is more. An
+            // error comes after the bytes read before it, as it would from the stream.
             let mut data = Vec::with_capacity(e.size as usize);
-            (&mut checked)
-                .take(SMALL_ENTRY + 1)
-                .read_to_end(&mut data)?;
+            if let Err(error) = (&mut checked).take(SMALL_ENTRY + 1).read_to_end(&mut data) {
+                let failed = Failed::new(error);
+                return Ok((
+                    Box::new(io::Cursor::new(data).chain(failed)),
+                    e.compressed,
+                    e.size,
+                ));
+            }
             if data.len() as u64 <= SMALL_ENTRY {
                 return Ok((Box::new(io::Cursor::new(data)), e.compressed, e.size));
             }
@@ -506,6 +512,97 @@ fn chunk_by_name<'a>(
 
 /// Entries up to this size are read whole when opened.
 const SMALL_ENTRY: u64 = 256 << 10;
+
+/// A zip entry's deflate stream as its inflated bytes. What one call of the inflater
+/// wrote before it met damage is handed out first and the error comes with the next
+/// read (flate2's reader drops that output, up to a whole read: with the scanner's
+/// large reads, hundreds of kilobytes decoded before a flipped bit were lost); later
+/// reads fail the same way. A stream cut short ends without an error here: the entry's
+/// CRC and size check says so.
+struct Inflate<R> {
+    input: R,
+    inflater: flate2::Decompress,
+    state: Stream,
+}
+
+enum Stream {
+    Open,
+    Ended,
+    Failed(Failed),
+}
+
+impl<R: BufRead> Inflate<R> {
+    fn new(input: R) -> Inflate<R> {
+        Inflate {
+            input,
+            inflater: flate2::Decompress::new(false),
+            state: Stream::Open,
+        }
+    }
+}
+
+impl<R: BufRead> Read for Inflate<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match &mut self.state {
+                Stream::Ended => return Ok(0),
+                Stream::Failed(failed) => return failed.read(out),
+                Stream::Open if out.is_empty() => return Ok(0),
+                Stream::Open => {}
+            }
+            let input = self.input.fill_buf()?;
+            let end = input.is_empty();
+            let (before_in, before_out) = (self.inflater.total_in(), self.inflater.total_out());
+            let result = self
+                .inflater
+                .decompress(input, out, flate2::FlushDecompress::None);
+            let consumed = (self.inflater.total_in() - before_in) as usize;
+            let produced = (self.inflater.total_out() - before_out) as usize;
+            self.input.consume(consumed);
+            match result {
+                Ok(flate2::Status::StreamEnd) => self.state = Stream::Ended,
+                Ok(_) if produced > 0 => {}
+                Ok(_) if end => self.state = Stream::Ended,
+                Ok(_) if consumed > 0 => continue,
+                Ok(_) => {
+                    let stuck = io::Error::other("deflate decoder made no progress");
+                    self.state = Stream::Failed(Failed::new(stuck));
+                }
+                Err(e) => {
+                    let damaged = match e.message() {
+                        Some(why) => invalid(format!("corrupt deflate stream: {why}")),
+                        None => invalid("corrupt deflate stream"),
+                    };
+                    self.state = Stream::Failed(Failed::new(damaged));
+                }
+            }
+            if produced > 0 {
+                return Ok(produced);
+            }
+        }
+    }
+}
+
+/// A reader that fails, every time, as a stream once did.
+struct Failed {
+    kind: io::ErrorKind,
+    message: String,
+}
+
+impl Failed {
+    fn new(error: io::Error) -> Failed {
+        Failed {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl Read for Failed {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::new(self.kind, self.message.clone()))
+    }
+}
 
 /// Checks a zip entry's CRC and size when its stream ends.
 struct Checked {
@@ -795,6 +892,51 @@ mod tests {
         assert!(why(2).contains("encrypted"), "{}", why(2));
         assert!(why(3).contains("method 12"), "{}", why(3));
         assert_eq!(got[4].1.as_deref(), Ok(&b"ok\n"[..]));
+    }
+
+    #[test]
+    fn a_damaged_deflate_stream_gives_the_bytes_decoded_before_the_damage_whatever_the_reads() {
+        for lines in [2_000, 30_000] {
+            let text: String = (0..lines)
+                .map(|i| format!("{{\"n\":{i},\"op\":\"op-{}\"}}\n", i * 7919 % 1013))
+                .collect();
+            let mut entry = raw("a", &text);
+            entry.method = 8;
+            let mut bytes = build(b"", &[entry]);
+            let body = u32_at(&bytes, 18).unwrap() as usize;
+            bytes[30 + 1 + body / 2] ^= 0x10;
+            let (_dir, source) = source_of(&bytes);
+            let source = source.unwrap();
+            let read_by = |size: usize| {
+                let (mut r, _, _) = source.open(0).unwrap();
+                let (mut out, mut buf) = (Vec::new(), vec![0; size]);
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) => return (out, None),
+                        Ok(n) => out.extend_from_slice(&buf[..n]),
+                        Err(e) => return (out, Some(e.to_string())),
+                    }
+                }
+            };
+            let (small, why) = read_by(64);
+            assert!(why.is_some(), "{lines} lines: the damage is reported");
+            let (large, large_why) = read_by(1 << 20);
+            assert!(
+                large == small && large_why == why,
+                "{lines} lines: {} bytes then {large_why:?} against {} bytes then {why:?}",
+                large.len(),
+                small.len()
+            );
+            let kept = small
+                .iter()
+                .zip(text.as_bytes())
+                .take_while(|(a, b)| a == b);
+            assert!(
+                kept.count() > text.len() / 4,
+                "{lines} lines: {} bytes",
+                small.len()
+            );
+        }
     }
 
     #[test]
