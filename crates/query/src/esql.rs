@@ -1429,24 +1429,30 @@ impl<F: Field> Query<F> {
     /// every line must be parsed). Each `WHERE` of the per-record part is a conjunct;
     /// as in the EQL module, the most selective set of a clause on a record field's
     /// exact keyword value (`==`, `IN`, their conjunctions and disjunctions) is chosen,
-    /// broad fields last.
+    /// broad fields last, a field's key (`x IS NOT NULL`) only when no clause gives a
+    /// value's literal.
     pub fn required_literals(&self) -> Option<Vec<String>> {
         self.literal_sets()
             .into_iter()
-            .max_by_key(|(broad, set)| (!broad, selectivity(set)))
-            .map(|(_, set)| set)
+            .max_by_key(|(broad, value, set)| (!broad, *value, selectivity(set)))
+            .map(|(_, _, set)| set)
     }
 
-    /// Literal sets a line must hold a literal of each (sets of broad fields left out).
+    /// Literal sets a line must hold a literal of each (sets of broad fields left out),
+    /// fields' keys among them.
     pub fn required_conjuncts(&self) -> Vec<Vec<String>> {
         self.literal_sets()
             .into_iter()
-            .filter(|(broad, _)| !broad)
-            .map(|(_, set)| set)
+            .filter(|(broad, _, _)| !broad)
+            .map(|(_, _, set)| set)
             .collect()
     }
 
-    fn literal_sets(&self) -> Vec<(bool, Vec<String>)> {
+    /// Each `WHERE` conjunct's literal set: whether it is on a broad field, and whether
+    /// it holds values' literals (else a field's key, from `x IS NOT NULL`: the key is
+    /// in every record holding the field; a key set is the required one only when no
+    /// conjunct gives values', as in the KQL module).
+    fn literal_sets(&self) -> Vec<(bool, bool, Vec<String>)> {
         let mut made: Vec<&str> = Vec::new();
         let mut out = Vec::new();
         for command in &self.per_record {
@@ -1456,7 +1462,9 @@ impl<F: Field> Query<F> {
                     cond.conjuncts(&mut conjuncts);
                     for c in conjuncts {
                         if let Some(set) = c.literals(&made) {
-                            out.push((c.is_broad(&made), set));
+                            out.push((c.is_broad(&made), true, set));
+                        } else if let Some(set) = c.key_literals(&made) {
+                            out.push((c.is_broad(&made), false, set));
                         }
                     }
                 }
@@ -1781,6 +1789,16 @@ impl<F: Field> Expr<F> {
             }
             _ => None,
         }
+    }
+
+    /// The key of the record field this condition needs a value of: `x IS NOT NULL`
+    /// on a field read from the record's own keys ([`Field::key_literal`]).
+    fn key_literals(&self, made: &[&str]) -> Option<Vec<String>> {
+        let Expr::Not(inner) = self else { return None };
+        let Expr::IsNull(e) = inner.as_ref() else {
+            return None;
+        };
+        e.record_field(made)?.key_literal().map(|k| vec![k])
     }
 
     /// Literals one of which a record satisfying this condition holds.

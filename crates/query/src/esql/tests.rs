@@ -24,6 +24,9 @@ impl Field for T {
     fn is_broad(&self) -> bool {
         self.0 == "event.provider"
     }
+    fn key_literal(&self) -> Option<String> {
+        self.0.strip_prefix("o365.audit.").map(str::to_string)
+    }
 }
 
 /// A record: each field with its values (several: an array).
@@ -422,6 +425,40 @@ fn literals_come_from_where_clauses_on_record_fields() {
         Some(vec!["Exchange".to_string()])
     );
     assert!(broad.required_conjuncts().is_empty());
+}
+
+#[test]
+fn a_field_that_must_have_a_value_gives_its_key_after_every_value_literal() {
+    let query = q("from x | where event.action == \"FileDownloaded\" and \
+         (user.id is not null and o365.audit.ApplicationId is not null)");
+    assert_eq!(
+        query.required_literals(),
+        Some(vec!["FileDownloaded".to_string()])
+    );
+    assert_eq!(
+        query.required_conjuncts(),
+        [
+            vec!["FileDownloaded".to_string()],
+            vec!["ApplicationId".to_string()]
+        ]
+    );
+    // With no value's literal, the key is the required one.
+    let alone = q("from x | where o365.audit.ApplicationId is not null");
+    assert_eq!(
+        alone.required_literals(),
+        Some(vec!["ApplicationId".to_string()])
+    );
+    // `IS NULL`, a negation and a computed column give none.
+    for text in [
+        "from x | where o365.audit.ApplicationId is null",
+        "from x | where not o365.audit.ApplicationId == \"abcdef\"",
+        "from x | eval a = o365.audit.ApplicationId | where a is not null",
+        "from x | eval o365.audit.ApplicationId = \"abcdef\" \
+         | where o365.audit.ApplicationId is not null",
+    ] {
+        assert_eq!(q(text).required_literals(), None, "{text}");
+        assert!(q(text).required_conjuncts().is_empty(), "{text}");
+    }
 }
 
 /// The suspicious-source rule's shape: no literal for its rows, but its groups pass
