@@ -260,11 +260,20 @@ impl ualhunt_query::Field for Field {
         Field::key_literal(self)
     }
 
-    /// `event.provider`: `Exchange` is in most records of an archive.
-    fn is_broad(&self) -> bool {
-        *self == Field::Provider
+    /// `event.provider`, but `OneDrive` and `SharePoint`: a workload writes most records
+    /// of an archive (`Exchange`), or only records of the actions rules name with it
+    /// (a Teams operation is Teams'), so its name excludes next to nothing. OneDrive and
+    /// SharePoint write the same operations (`FileDownloaded`, `FileAccessed`,
+    /// `FileMalwareDetected`, …): a rule naming one of them excludes the other's
+    /// records by it.
+    fn is_broad_literal(&self, literal: &str) -> bool {
+        *self == Field::Provider && !SHARED_OPERATIONS.contains(&literal)
     }
 }
+
+/// The workloads that write the same operations, so that their names are conjuncts
+/// worth checking (see `is_broad_literal`).
+const SHARED_OPERATIONS: [&str; 2] = ["OneDrive", "SharePoint"];
 
 /// The `event.code` of sign-ins, the one the pipeline files under `authentication`.
 pub(crate) const SIGN_IN_CODE: &str = "AzureActiveDirectoryStsLogon";

@@ -1084,7 +1084,7 @@ impl<F: Field> Query<F> {
     }
 
     /// Literal sets a matching line must hold a literal of each: every clause of an
-    /// event query's conjunction gives its own set (clauses on broad fields none), as
+    /// event query's conjunction gives its own set (clauses on broad values none), as
     /// the KQL module's `required_conjuncts`.
     pub fn required_conjuncts(&self) -> Vec<Vec<String>> {
         match self {
@@ -1126,11 +1126,11 @@ impl<F: Field> EventQuery<F> {
     fn literals(&self, keys: bool) -> Option<Vec<String>> {
         let category = self.category_literals().map(|set| (false, true, set));
         let condition = match self.condition.literals(false) {
-            Some(set) => Some((self.condition.is_broad(), true, set)),
+            Some(set) => Some((self.condition.is_broad(&set), true, set)),
             None if keys => self
                 .condition
                 .literals(true)
-                .map(|set| (self.condition.is_broad(), false, set)),
+                .map(|set| (self.condition.is_broad(&set), false, set)),
             None => None,
         };
         category
@@ -1183,17 +1183,15 @@ impl<F: Field> Expr<F> {
         }
     }
 
-    fn is_broad(&self) -> bool {
-        match self {
-            Expr::Compare { left, right, .. } => left
-                .as_field()
-                .or(right.as_field())
-                .is_some_and(Field::is_broad),
-            Expr::Matches { value, .. } | Expr::In { value, .. } => {
-                value.as_field().is_some_and(Field::is_broad)
-            }
-            _ => false,
-        }
+    /// Whether this clause's literals `set` are shared by whole classes of records
+    /// (see [`Field::is_broad_literal`]), so a poor prefilter.
+    fn is_broad(&self, set: &[String]) -> bool {
+        let field = match self {
+            Expr::Compare { left, right, .. } => left.as_field().or(right.as_field()),
+            Expr::Matches { value, .. } | Expr::In { value, .. } => value.as_field(),
+            _ => None,
+        };
+        field.is_some_and(|f| set.iter().any(|l| f.is_broad_literal(l)))
     }
 
     /// The key literal of the field a clause needs a value of.
@@ -1206,8 +1204,11 @@ impl<F: Field> Expr<F> {
             Expr::And(parts) => parts
                 .iter()
                 .filter_map(|q| match q.literals(false) {
-                    Some(set) => Some((q.is_broad(), true, set)),
-                    None if keys => Some((q.is_broad(), false, q.literals(true)?)),
+                    Some(set) => Some((q.is_broad(&set), true, set)),
+                    None if keys => {
+                        let set = q.literals(true)?;
+                        Some((q.is_broad(&set), false, set))
+                    }
                     None => None,
                 })
                 .max_by_key(|(broad, value, set)| (!broad, *value, selectivity(set)))
@@ -1304,7 +1305,10 @@ impl<F: Field> Expr<F> {
         match self {
             Expr::And(parts) => parts
                 .iter()
-                .filter(|q| !q.is_broad())
+                .filter(|q| {
+                    let set = q.literals(false).or_else(|| q.literals(true));
+                    !set.is_some_and(|set| q.is_broad(&set))
+                })
                 .flat_map(Expr::conjuncts)
                 .collect(),
             other => other
@@ -2558,7 +2562,7 @@ mod tests {
     }
 
     /// A schema for the tests: `event.dataset` computed (no literal), `event.provider`
-    /// broad, `n*` numeric.
+    /// broad (but `OneDrive`), `n*` numeric.
     #[derive(Clone, Debug, PartialEq)]
     struct Ecs(String);
 
@@ -2592,8 +2596,8 @@ mod tests {
             Some(format!("\"{}\"", self.0))
         }
 
-        fn is_broad(&self) -> bool {
-            self.0 == "event.provider"
+        fn is_broad_literal(&self, literal: &str) -> bool {
+            self.0 == "event.provider" && literal != "OneDrive"
         }
     }
 
@@ -2847,6 +2851,15 @@ mod tests {
             q("any where event.provider == \"Exchange\" and a == \"Set-Mailbox\"")
                 .required_conjuncts(),
             vec![vec!["Set-Mailbox".to_string()]]
+        );
+        // A workload that is no broad class is a conjunct.
+        assert_eq!(
+            q("any where event.provider == \"OneDrive\" and a == \"FileDownloaded\"")
+                .required_conjuncts(),
+            vec![
+                vec!["OneDrive".to_string()],
+                vec!["FileDownloaded".to_string()]
+            ]
         );
     }
 

@@ -1429,7 +1429,7 @@ impl<F: Field> Query<F> {
     /// every line must be parsed). Each `WHERE` of the per-record part is a conjunct;
     /// as in the EQL module, the most selective set of a clause on a record field's
     /// exact keyword value (`==`, `IN`, their conjunctions and disjunctions) is chosen,
-    /// broad fields last, a field's key (`x IS NOT NULL`) only when no clause gives a
+    /// broad values last, a field's key (`x IS NOT NULL`) only when no clause gives a
     /// value's literal.
     pub fn required_literals(&self) -> Option<Vec<String>> {
         self.literal_sets()
@@ -1438,7 +1438,7 @@ impl<F: Field> Query<F> {
             .map(|(_, _, set)| set)
     }
 
-    /// Literal sets a line must hold a literal of each (sets of broad fields left out),
+    /// Literal sets a line must hold a literal of each (sets of broad values left out),
     /// fields' keys among them.
     pub fn required_conjuncts(&self) -> Vec<Vec<String>> {
         self.literal_sets()
@@ -1448,7 +1448,7 @@ impl<F: Field> Query<F> {
             .collect()
     }
 
-    /// Each `WHERE` conjunct's literal set: whether it is on a broad field, and whether
+    /// Each `WHERE` conjunct's literal set: whether it holds a broad value, and whether
     /// it holds values' literals (else a field's key, from `x IS NOT NULL`: the key is
     /// in every record holding the field; a key set is the required one only when no
     /// conjunct gives values', as in the KQL module).
@@ -1462,9 +1462,9 @@ impl<F: Field> Query<F> {
                     cond.conjuncts(&mut conjuncts);
                     for c in conjuncts {
                         if let Some(set) = c.literals(&made) {
-                            out.push((c.is_broad(&made), true, set));
+                            out.push((c.is_broad(&made, &set), true, set));
                         } else if let Some(set) = c.key_literals(&made) {
-                            out.push((c.is_broad(&made), false, set));
+                            out.push((c.is_broad(&made, &set), false, set));
                         }
                     }
                 }
@@ -1710,15 +1710,16 @@ impl<F: Field> Expr<F> {
         }
     }
 
-    fn is_broad(&self, made: &[&str]) -> bool {
+    /// Whether this condition's literals `set` are shared by whole classes of records
+    /// (see [`Field::is_broad_literal`]), so a poor prefilter.
+    fn is_broad(&self, made: &[&str], set: &[String]) -> bool {
+        let broad =
+            |field: Option<&F>| field.is_some_and(|f| set.iter().any(|l| f.is_broad_literal(l)));
         match self {
-            Expr::Cmp(_, a, b) => a
-                .record_field(made)
-                .or_else(|| b.record_field(made))
-                .is_some_and(Field::is_broad),
-            Expr::In(e, _) => e.record_field(made).is_some_and(Field::is_broad),
-            Expr::Or(a, b) => a.is_broad(made) || b.is_broad(made),
-            Expr::And(a, b) => a.is_broad(made) && b.is_broad(made),
+            Expr::Cmp(_, a, b) => broad(a.record_field(made).or_else(|| b.record_field(made))),
+            Expr::In(e, _) => broad(e.record_field(made)),
+            Expr::Or(a, b) => a.is_broad(made, set) || b.is_broad(made, set),
+            Expr::And(a, b) => a.is_broad(made, set) && b.is_broad(made, set),
             _ => false,
         }
     }

@@ -77,10 +77,12 @@ pub trait Field: Clone + fmt::Debug + PartialEq + Sized {
         None
     }
 
-    /// Whether whole classes of records share this field's values (a workload name),
-    /// so that its literals are a poor prefilter: used only when no other clause of a
-    /// conjunction gives literals.
-    fn is_broad(&self) -> bool {
+    /// Whether whole classes of records hold this literal of the field's (the name of
+    /// a workload as large as Exchange's), so that it is a poor prefilter: a clause
+    /// giving it is used only when no other clause of a conjunction gives literals, and
+    /// is never a conjunct.
+    fn is_broad_literal(&self, literal: &str) -> bool {
+        let _ = literal;
         false
     }
 }

@@ -239,14 +239,17 @@ impl<F: Field> Query<F> {
             Query::Range { field, .. } if keys => field.key_literal().map(|k| vec![k]),
             Query::Not(_) | Query::Range { .. } => None,
             Query::Nested { query, .. } => query.literals(keys),
-            // The most selective clause; a clause on a field every record of a
-            // workload shares (`event.provider`) only when no other has literals, and
-            // a field's key only when no clause has a value's.
+            // The most selective clause; a clause on a value whole classes of records
+            // share (most workloads' names) only when no other has literals, and a
+            // field's key only when no clause has a value's.
             Query::And(parts) => parts
                 .iter()
                 .filter_map(|q| match q.literals(false) {
-                    Some(set) => Some((q.is_broad(), true, set)),
-                    None if keys => Some((q.is_broad(), false, q.literals(true)?)),
+                    Some(set) => Some((q.is_broad(&set), true, set)),
+                    None if keys => {
+                        let set = q.literals(true)?;
+                        Some((q.is_broad(&set), false, set))
+                    }
                     None => None,
                 })
                 .max_by_key(|(broad, value, set)| (!broad, *value, selectivity(set)))
@@ -259,14 +262,15 @@ impl<F: Field> Query<F> {
     /// all necessary): every clause of a conjunction gives its own set, any other query
     /// its [`Query::required_literals`]. The prefilter searches one set (the
     /// [`Query::required_literals`] of the whole); the others are checked on the
-    /// candidate's bytes before it is parsed. Clauses on a field whole workloads share
-    /// (`event.provider`) give none: they would exclude next to nothing, and a broken
-    /// line holding a rule's action is still parsed and reported.
+    /// candidate's bytes before it is parsed. Clauses on a value whole classes of records
+    /// share (most workloads' names, [`Field::is_broad_literal`]) give none: they would
+    /// exclude next to nothing, and a broken line holding a rule's action is still
+    /// parsed and reported.
     pub fn required_conjuncts(&self) -> Vec<Vec<String>> {
         match self {
             Query::And(parts) => parts
                 .iter()
-                .filter(|q| !q.is_broad())
+                .filter(|q| !q.required_literals().is_some_and(|set| q.is_broad(&set)))
                 .flat_map(Query::required_conjuncts)
                 .collect(),
             Query::Nested { query, .. } => query.required_conjuncts(),
@@ -274,10 +278,11 @@ impl<F: Field> Query<F> {
         }
     }
 
-    /// Whether this clause's literals are shared by whole classes of records (see
-    /// [`Field::is_broad`]), so a poor prefilter.
-    fn is_broad(&self) -> bool {
-        matches!(self, Query::Match { field, .. } if field.is_broad())
+    /// Whether this clause's literals `set` are shared by whole classes of records
+    /// (see [`Field::is_broad_literal`]), so a poor prefilter.
+    fn is_broad(&self, set: &[String]) -> bool {
+        matches!(self, Query::Match { field, .. }
+            if set.iter().any(|l| field.is_broad_literal(l)))
     }
 
     /// Every field the query reads (a nested query's path, then its inner fields).
@@ -1476,7 +1481,7 @@ mod tests {
     use std::collections::HashMap;
 
     /// A small ECS-like schema for the tests: two mapped fields (no literal), one
-    /// broad one, and a field of each type.
+    /// broad one (`event.provider`, but `OneDrive`), and a field of each type.
     #[derive(Clone, Debug, PartialEq)]
     struct Ecs(String);
 
@@ -1508,8 +1513,8 @@ mod tests {
                 .then(|| vec![Spelling::Text(value.to_string())])
         }
 
-        fn is_broad(&self) -> bool {
-            self.0 == "event.provider"
+        fn is_broad_literal(&self, literal: &str) -> bool {
+            self.0 == "event.provider" && literal != "OneDrive"
         }
     }
 
@@ -1611,6 +1616,30 @@ mod tests {
         assert_eq!(
             q.required_conjuncts(),
             vec![set(&["50012", "50053"]), set(&["UserLoginFailed"])]
+        );
+    }
+
+    #[test]
+    fn a_broad_workload_is_no_conjunct_and_a_narrow_one_is() {
+        let broad = Query::parse("event.provider:Exchange and event.action:New-InboxRule").unwrap();
+        assert_eq!(
+            broad.required_conjuncts(),
+            vec![vec!["New-InboxRule".to_string()]]
+        );
+        let narrow =
+            Query::parse("event.provider:OneDrive and event.action:FileDownloaded").unwrap();
+        assert_eq!(
+            narrow.required_conjuncts(),
+            vec![
+                vec!["OneDrive".to_string()],
+                vec!["FileDownloaded".to_string()]
+            ]
+        );
+        // Alone, a broad workload is still the required literal.
+        let alone = Query::parse("event.provider:Exchange").unwrap();
+        assert_eq!(
+            alone.required_literals(),
+            Some(vec!["Exchange".to_string()])
         );
     }
 

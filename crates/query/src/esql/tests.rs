@@ -21,8 +21,8 @@ impl Field for T {
             _ => ValueType::Keyword,
         }
     }
-    fn is_broad(&self) -> bool {
-        self.0 == "event.provider"
+    fn is_broad_literal(&self, literal: &str) -> bool {
+        self.0 == "event.provider" && literal != "OneDrive"
     }
     fn key_literal(&self) -> Option<String> {
         self.0.strip_prefix("o365.audit.").map(str::to_string)
@@ -425,6 +425,24 @@ fn literals_come_from_where_clauses_on_record_fields() {
         Some(vec!["Exchange".to_string()])
     );
     assert!(broad.required_conjuncts().is_empty());
+    // A workload that is no broad class is a conjunct; in a set with a broad one, not.
+    let narrow = q("from x | where event.provider == \"OneDrive\" and \
+         event.action == \"FileDownloaded\"");
+    assert_eq!(
+        narrow.required_conjuncts(),
+        [
+            vec!["OneDrive".to_string()],
+            vec!["FileDownloaded".to_string()]
+        ]
+    );
+    let mixed = q(
+        "from x | where event.provider in (\"OneDrive\", \"Exchange\") and \
+         event.action == \"FileDownloaded\"",
+    );
+    assert_eq!(
+        mixed.required_conjuncts(),
+        [vec!["FileDownloaded".to_string()]]
+    );
 }
 
 #[test]
