@@ -77,8 +77,8 @@ pub trait Field: Clone + fmt::Debug + PartialEq + Sized {
         None
     }
 
-    /// Whether whole classes of records hold this literal of the field's (the name of
-    /// a workload as large as Exchange's), so that it is a poor prefilter: a clause
+    /// Whether whole classes of records hold this literal of the field's (a workload's
+    /// name: Exchange's is in most records), so that it is a poor prefilter: a clause
     /// giving it is used only when no other clause of a conjunction gives literals, and
     /// is never a conjunct.
     fn is_broad_literal(&self, literal: &str) -> bool {
