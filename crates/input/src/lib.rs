@@ -23,6 +23,7 @@ mod blocks;
 pub mod chunk;
 mod discover;
 pub mod document;
+mod failed;
 mod guard;
 pub mod inflate;
 mod open;

@@ -16,6 +16,8 @@ use std::io::{self, BufRead, Read};
 
 use zstd::zstd_safe::{DCtx, InBuffer, OutBuffer};
 
+use crate::failed::Failed;
+
 /// A zstd stream (any number of frames, skippable ones included) read as its decoded
 /// bytes.
 pub(crate) struct Decoder<R> {
@@ -32,7 +34,7 @@ pub(crate) struct Decoder<R> {
     started: bool,
     /// Set once the stream failed: later reads fail the same way rather than go on
     /// decoding with a decoder in an unknown state.
-    failed: Option<(io::ErrorKind, String)>,
+    failed: Option<Failed>,
     /// Where frame starts are noted, with the compressed bytes consumed and the
     /// decompressed bytes decoded so far.
     seeks: Option<crate::seek::Seeks>,
@@ -63,8 +65,10 @@ impl<R: BufRead> Decoder<R> {
     }
 
     fn fail(&mut self, kind: io::ErrorKind, message: String) -> io::Error {
-        self.failed = Some((kind, message.clone()));
-        io::Error::new(kind, message)
+        let failed = Failed::new(io::Error::new(kind, message));
+        let error = failed.error();
+        self.failed = Some(failed);
+        error
     }
 
     /// Decodes the next piece into the decoder's own buffer; leaves it empty at the end
@@ -141,8 +145,8 @@ impl<R: BufRead> Decoder<R> {
 
 impl<R: BufRead> Read for Decoder<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some((kind, message)) = &self.failed {
-            return Err(io::Error::new(*kind, message.clone()));
+        if let Some(failed) = &self.failed {
+            return Err(failed.error());
         }
         if buf.is_empty() {
             return Ok(0);

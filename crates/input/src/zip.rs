@@ -13,6 +13,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::failed::Failed;
+
 /// A `.zip` archive whose directory has been read.
 #[derive(Debug)]
 pub struct ZipSource {
@@ -546,7 +548,7 @@ impl<R: BufRead> Read for Inflate<R> {
         loop {
             match &mut self.state {
                 Stream::Ended => return Ok(0),
-                Stream::Failed(failed) => return failed.read(out),
+                Stream::Failed(failed) => return Err(failed.error()),
                 Stream::Open if out.is_empty() => return Ok(0),
                 Stream::Open => {}
             }
@@ -580,27 +582,6 @@ impl<R: BufRead> Read for Inflate<R> {
                 return Ok(produced);
             }
         }
-    }
-}
-
-/// A reader that fails, every time, as a stream once did.
-struct Failed {
-    kind: io::ErrorKind,
-    message: String,
-}
-
-impl Failed {
-    fn new(error: io::Error) -> Failed {
-        Failed {
-            kind: error.kind(),
-            message: error.to_string(),
-        }
-    }
-}
-
-impl Read for Failed {
-    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(io::Error::new(self.kind, self.message.clone()))
     }
 }
 

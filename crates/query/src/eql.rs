@@ -1191,7 +1191,7 @@ impl<F: Field> Expr<F> {
             Expr::Matches { value, .. } | Expr::In { value, .. } => value.as_field(),
             _ => None,
         };
-        field.is_some_and(|f| set.iter().any(|l| f.is_broad_literal(l)))
+        field.is_some_and(|f| f.is_broad_set(set))
     }
 
     /// The key literal of the field a clause needs a value of.

@@ -1713,8 +1713,7 @@ impl<F: Field> Expr<F> {
     /// Whether this condition's literals `set` are shared by whole classes of records
     /// (see [`Field::is_broad_literal`]), so a poor prefilter.
     fn is_broad(&self, made: &[&str], set: &[String]) -> bool {
-        let broad =
-            |field: Option<&F>| field.is_some_and(|f| set.iter().any(|l| f.is_broad_literal(l)));
+        let broad = |field: Option<&F>| field.is_some_and(|f| f.is_broad_set(set));
         match self {
             Expr::Cmp(_, a, b) => broad(a.record_field(made).or_else(|| b.record_field(made))),
             Expr::In(e, _) => broad(e.record_field(made)),

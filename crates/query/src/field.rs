@@ -85,6 +85,12 @@ pub trait Field: Clone + fmt::Debug + PartialEq + Sized {
         let _ = literal;
         false
     }
+
+    /// Whether a clause on this field giving the literals `set` is broad: one of them
+    /// is ([`Field::is_broad_literal`]).
+    fn is_broad_set(&self, set: &[String]) -> bool {
+        set.iter().any(|l| self.is_broad_literal(l))
+    }
 }
 
 /// Where a query reads field values from (a parsed record, in practice).

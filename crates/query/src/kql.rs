@@ -281,8 +281,7 @@ impl<F: Field> Query<F> {
     /// Whether this clause's literals `set` are shared by whole classes of records
     /// (see [`Field::is_broad_literal`]), so a poor prefilter.
     fn is_broad(&self, set: &[String]) -> bool {
-        matches!(self, Query::Match { field, .. }
-            if set.iter().any(|l| field.is_broad_literal(l)))
+        matches!(self, Query::Match { field, .. } if field.is_broad_set(set))
     }
 
     /// Every field the query reads (a nested query's path, then its inner fields).
