@@ -898,32 +898,35 @@ fn case_variants(window: &[u8]) -> Vec<Vec<u8>> {
 /// with no literal is evaluated on every candidate.
 #[derive(Clone, Debug)]
 pub struct Router {
+    /// Lane (one alternative of a selection, [`Router::with_alternatives`]) -> its
+    /// selection, in increasing order; everything below routes lanes.
+    lanes: Vec<u32>,
     /// Every literal, searched as the prefilter searches them (Teddy over their
     /// windows), every occurrence of each reported: in one searcher when their windows
     /// fit one, else in groups of [`GROUP`].
     groups: Vec<Windowed>,
-    /// Literal (numbered as `groups` are) -> the selections that require it.
+    /// Literal (numbered as `groups` are) -> the lanes that require it.
     by_pattern: Vec<Vec<u32>>,
     /// The caseless literals ([`Literal::AnyCase`]): the block search's SIMD search
     /// for any of them ([`Prefilter::case_insensitive`], whose hits
     /// [`Router::block_hits`] reports), and the search that tells them apart in a line
     /// that has one, every occurrence in any ASCII case ([`Caseless`]).
     caseless: Option<(Prefilter, Caseless)>,
-    /// Caseless literal -> the selections that require it.
+    /// Caseless literal -> the lanes that require it.
     by_caseless: Vec<Vec<u32>>,
-    /// Selections with no literal.
+    /// Lanes with no literal.
     always: Vec<u32>,
-    /// Per selection: the literal sets it also needs beyond the one searched for
+    /// Per lane: the literal sets it also needs beyond the one searched for
     /// (indices into `distinct`), checked on a candidate's bytes before it is parsed.
     conjuncts: Vec<Vec<u32>>,
-    /// Every distinct literal set of `conjuncts` once: selections needing the same set
+    /// Every distinct literal set of `conjuncts` once: lanes needing the same set
     /// share one check of a line.
     distinct: Vec<Conjunct>,
     /// Whether a conjunct reads the `RecordType`.
     conjunct_types: bool,
-    /// `RecordType` number -> the selections that accept it (empty: no such selection).
+    /// `RecordType` number -> the lanes that accept it (empty: no such lane).
     by_type: Vec<Vec<u32>>,
-    /// The selections that accept some `RecordType`: a record whose `RecordType`
+    /// The lanes that accept some `RecordType`: a record whose `RecordType`
     /// cannot be read goes to all of them.
     any_type: Vec<u32>,
 }
@@ -938,11 +941,34 @@ impl Router {
         requirements: &[Option<Vec<String>>],
         conjuncts: &[Vec<Vec<String>>],
     ) -> Option<Router> {
+        let alternatives: Vec<Vec<Alternative>> = requirements
+            .iter()
+            .zip(conjuncts)
+            .map(|(req, sets)| vec![(req.clone(), sets.clone())])
+            .collect();
+        Router::with_alternatives(&alternatives)
+    }
+
+    /// [`Router::new`] for selections that each may be met in several ways (a query's
+    /// branches, [`ualhunt_query::Branches`]): each alternative routed and checked as a
+    /// selection of its own (a lane), a candidate going to a selection when it may meet
+    /// any of its alternatives.
+    pub fn with_alternatives(alternatives: &[Vec<Alternative>]) -> Option<Router> {
+        let mut lanes: Vec<u32> = Vec::new();
+        let mut requirements: Vec<Option<Vec<String>>> = Vec::new();
+        let mut conjuncts: Vec<Vec<Vec<String>>> = Vec::new();
+        for (selection, alternatives) in alternatives.iter().enumerate() {
+            for (req, sets) in alternatives {
+                lanes.push(selection as u32);
+                requirements.push(req.clone());
+                conjuncts.push(sets.clone());
+            }
+        }
         let mut keys: Vec<Vec<String>> = Vec::new();
         let mut distinct: Vec<Conjunct> = Vec::new();
         let conjuncts: Vec<Vec<u32>> = requirements
             .iter()
-            .zip(conjuncts)
+            .zip(&conjuncts)
             .map(|(req, sets)| {
                 Conjunct::all(req.as_deref(), sets)
                     .into_iter()
@@ -1044,6 +1070,7 @@ impl Router {
         any_type.sort_unstable();
         any_type.dedup();
         Some(Router {
+            lanes,
             groups,
             by_pattern,
             caseless,
@@ -1158,6 +1185,11 @@ impl Router {
                 holds
             })
         });
+        // Lanes to their selections (in order, so a selection's lanes are neighbours).
+        for lane in out.iter_mut() {
+            *lane = self.lanes[*lane as usize];
+        }
+        out.dedup();
     }
 
     /// Whether a candidate's bytes are checked for more literals (or record types)
@@ -1175,6 +1207,10 @@ impl Router {
 /// How many literals a group of Teddy searchers holds when they do not all fit one
 /// (a literal's index is its group's times this plus its own in the group).
 const GROUP: usize = 64;
+
+/// One way a selection may be met, for [`Router::with_alternatives`]: the literals one
+/// of which it requires (`None`: none), and the literal sets it needs a literal of each.
+pub type Alternative = (Option<Vec<String>>, Vec<Vec<String>>);
 
 /// Literals, each with the selections that require it.
 type Routed<'a> = Vec<(&'a str, Vec<u32>)>;
@@ -1733,17 +1769,20 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
 
-        /// A selection is routed exactly when the line holds one of its literals and one
-        /// literal of each of its conjunct sets (exact ones as they are, caseless ones in
-        /// any case), whether sets are shared between selections (checked once per
-        /// line) or not, and whatever the sets' sizes (one literal, several, over 64).
+        /// A selection is routed exactly when the line meets one of its alternatives:
+        /// holds one of that alternative's literals and one literal of each of its
+        /// conjunct sets (exact ones as they are, caseless ones in any case), whether
+        /// sets are shared between selections (checked once per line) or not, and
+        /// whatever the sets' sizes (one literal, several, over 64).
         #[test]
         fn conjuncts_route_as_a_naive_check_of_each_set(
             pool in proptest::collection::vec("[abAB.-]{1,7}", 2..12),
             sets in proptest::collection::vec(
                 (proptest::collection::vec(0usize..12, 1..4), proptest::bool::ANY), 1..6),
             selections in proptest::collection::vec(
-                (0usize..12, proptest::collection::vec(0usize..6, 0..3)), 1..8),
+                proptest::collection::vec(
+                    (0usize..12, proptest::collection::vec(0usize..6, 0..3)), 1..4),
+                1..8),
             wide in 0usize..3,
             lines in proptest::collection::vec("[abAB.-]{0,60}", 1..20),
         ) {
@@ -1764,15 +1803,27 @@ mod tests {
                     set
                 })
                 .collect();
-            let reqs: Vec<Option<Vec<String>>> = selections
+            let alternatives: Vec<Vec<Alternative>> = selections
                 .iter()
-                .map(|(r, _)| Some(vec![pool[r % pool.len()].clone()]))
+                .map(|alternatives| {
+                    alternatives
+                        .iter()
+                        .map(|(r, c)| {
+                            let req = Some(vec![pool[r % pool.len()].clone()]);
+                            (req, c.iter().map(|&k| sets[k % sets.len()].clone()).collect())
+                        })
+                        .collect()
+                })
                 .collect();
-            let conjuncts: Vec<Vec<Vec<String>>> = selections
-                .iter()
-                .map(|(_, c)| c.iter().map(|&k| sets[k % sets.len()].clone()).collect())
-                .collect();
-            let Some(router) = Router::new(&reqs, &conjuncts) else {
+            let router = match alternatives.iter().all(|a| a.len() == 1) {
+                true => {
+                    let (reqs, conjuncts): (Vec<_>, Vec<_>) =
+                        alternatives.iter().map(|a| a[0].clone()).unzip();
+                    Router::new(&reqs, &conjuncts)
+                }
+                false => Router::with_alternatives(&alternatives),
+            };
+            let Some(router) = router else {
                 return Ok(());
             };
             let holds = |line: &str, l: &String| match Literal::parse(l).ignores_case() {
@@ -1784,10 +1835,12 @@ mod tests {
                 // Some lines hold the literals themselves.
                 let line = format!("{line}{}{}", pool[n % pool.len()], text(&sets[n % sets.len()][0]));
                 router.route(line.as_bytes(), &mut out);
-                let expected: Vec<u32> = (0..selections.len())
+                let expected: Vec<u32> = (0..alternatives.len())
                     .filter(|&i| {
-                        reqs[i].as_ref().is_none_or(|r| r.iter().any(|l| holds(&line, l)))
-                            && conjuncts[i].iter().all(|set| set.iter().any(|l| holds(&line, l)))
+                        alternatives[i].iter().any(|(req, conjuncts)| {
+                            req.as_ref().is_none_or(|r| r.iter().any(|l| holds(&line, l)))
+                                && conjuncts.iter().all(|set| set.iter().any(|l| holds(&line, l)))
+                        })
                     })
                     .map(|i| i as u32)
                     .collect();

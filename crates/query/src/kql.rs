@@ -48,6 +48,7 @@ use std::net::IpAddr;
 use chrono::Datelike;
 
 use crate::field::{Field, Fields, Spelling, ValueType};
+use crate::literal::{Branches, and_branches, or_branches};
 
 /// How deep parentheses, nested queries and value lists may nest.
 pub const MAX_DEPTH: usize = 64;
@@ -275,6 +276,26 @@ impl<F: Field> Query<F> {
                 .collect(),
             Query::Nested { query, .. } => query.required_conjuncts(),
             other => other.required_literals().into_iter().collect(),
+        }
+    }
+
+    /// The query's prefilter as alternatives ([`Branches`]): a disjunction's clauses
+    /// are branches of their own, a conjunction's are multiplied (up to
+    /// [`crate::MAX_BRANCHES`]), any other clause is one branch of its
+    /// [`Query::required_conjuncts`]. Every matching line meets a branch; each branch
+    /// needs all that [`Query::required_conjuncts`] needs and may need more.
+    pub fn required_branches(&self) -> Branches {
+        match self {
+            Query::And(parts) => and_branches(
+                parts
+                    .iter()
+                    .filter(|q| !q.required_literals().is_some_and(|set| q.is_broad(&set)))
+                    .map(|q| (q.required_branches(), q.required_conjuncts())),
+            ),
+            Query::Or(parts) => or_branches(parts.iter().map(Query::required_branches))
+                .unwrap_or_else(|| vec![self.required_conjuncts()]),
+            Query::Nested { query, .. } => query.required_branches(),
+            other => vec![other.required_conjuncts()],
         }
     }
 
@@ -1639,6 +1660,75 @@ mod tests {
         assert_eq!(
             alone.required_literals(),
             Some(vec!["Exchange".to_string()])
+        );
+    }
+
+    #[test]
+    fn each_side_of_an_or_is_a_branch_with_its_own_conjuncts() {
+        let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The high-risk delegation rule's shape: what a side needs besides its action is
+        // needed only on that side, so the whole has no such conjunct.
+        let q = Query::parse(
+            "event.provider:Exchange and not o365.audit.UserType:(3 or 4) and ( \
+             (event.action:Add-MailboxPermission and o365.audit.ErrorNumber:50012) or \
+             (event.action:Set-Mailbox and o365.audit.ErrorNumber:(50053 or 50126)) )",
+        )
+        .unwrap();
+        assert_eq!(
+            q.required_literals(),
+            Some(set(&["Add-MailboxPermission", "Set-Mailbox"]))
+        );
+        assert_eq!(
+            q.required_conjuncts(),
+            vec![set(&["Add-MailboxPermission", "Set-Mailbox"])]
+        );
+        assert_eq!(
+            q.required_branches(),
+            vec![
+                vec![set(&["Add-MailboxPermission"]), set(&["50012"])],
+                vec![set(&["Set-Mailbox"]), set(&["50053", "50126"])],
+            ]
+        );
+        // A conjunction multiplies its clauses' branches.
+        let q = Query::parse(
+            "(event.action:A or event.action:B) and \
+             (o365.audit.ErrorNumber:50001 or o365.audit.ErrorNumber:50002)",
+        )
+        .unwrap();
+        assert_eq!(
+            q.required_branches(),
+            vec![
+                vec![set(&["A"]), set(&["50001"])],
+                vec![set(&["A"]), set(&["50002"])],
+                vec![set(&["B"]), set(&["50001"])],
+                vec![set(&["B"]), set(&["50002"])],
+            ]
+        );
+        // A side with no literal makes the whole one branch knowing nothing.
+        let q = Query::parse("event.action:A or not event.action:B").unwrap();
+        assert_eq!(q.required_branches(), vec![Vec::<Vec<String>>::new()]);
+        // No disjunction: one branch, the conjuncts.
+        let q = Query::parse("event.action:A and o365.audit.ErrorNumber:50001").unwrap();
+        assert_eq!(q.required_branches(), vec![q.required_conjuncts()]);
+        // Past MAX_BRANCHES an `or` is one branch of its union, and a clause that would
+        // multiply past it adds its conjuncts to every branch.
+        let many = (0..=crate::MAX_BRANCHES)
+            .map(|i| format!("event.action:A{i}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let q = Query::parse(&many).unwrap();
+        assert_eq!(q.required_branches(), vec![q.required_conjuncts()]);
+        let wide = (0..crate::MAX_BRANCHES / 2 + 1)
+            .map(|i| format!("o365.audit.ErrorNumber:{}", 50000 + i))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let q = Query::parse(&format!("(event.action:A or event.action:B) and ({wide})")).unwrap();
+        let branches = q.required_branches();
+        assert_eq!(branches.len(), 2);
+        assert!(
+            branches
+                .iter()
+                .all(|b| b.len() == 2 && b[1].len() == crate::MAX_BRANCHES / 2 + 1)
         );
     }
 

@@ -46,4 +46,4 @@ pub mod temporal;
 pub mod time;
 
 pub use field::{Field, Fields, Named, Spelling, ValueType};
-pub use literal::Literal;
+pub use literal::{Branches, Literal, MAX_BRANCHES};

@@ -94,6 +94,68 @@ fn caseless_safe(c: char, next: Option<char>) -> bool {
     }
 }
 
+/// A query's prefilter as alternatives: every matching line meets one branch, a branch
+/// being literal sets of which the line holds a literal of each (an empty branch: the
+/// line may match with no literal known). The languages' `required_branches` give them
+/// (a disjunction's clauses are branches, a conjunction's branches are the products of
+/// its clauses' ones), so a conjunct that only one side of an `or` needs is checked on
+/// the lines of that side's literals, not lost: `(action A and x) or (action B and y)`
+/// checks `x` on the lines holding `A` and `y` on those holding `B`.
+pub type Branches = Vec<Vec<Vec<String>>>;
+
+/// How many branches a query keeps: past it, a conjunction's clause adds its sets to
+/// every branch instead of multiplying them, and a disjunction is one branch of its
+/// literals' union (what the prefilter searches either way).
+pub const MAX_BRANCHES: usize = 16;
+
+/// The branches of a conjunction whose clauses give `parts` (each clause's branches,
+/// and the sets it needs whatever its branch, for when they are too many to multiply).
+pub(crate) fn and_branches(
+    parts: impl IntoIterator<Item = (Branches, Vec<Vec<String>>)>,
+) -> Branches {
+    let mut out: Branches = vec![Vec::new()];
+    for (branches, fallback) in parts {
+        if branches.len() <= 1 || out.len() * branches.len() > MAX_BRANCHES {
+            let sets = match branches.len() {
+                1 => branches.into_iter().next().unwrap_or_default(),
+                _ => fallback,
+            };
+            for branch in &mut out {
+                branch.extend(sets.iter().cloned());
+            }
+            continue;
+        }
+        out = out
+            .iter()
+            .flat_map(|a| {
+                branches.iter().map(move |b| {
+                    let mut both = a.clone();
+                    both.extend(b.iter().cloned());
+                    both
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// The branches of a disjunction whose clauses give `parts`, or `None` where they are
+/// more than [`MAX_BRANCHES`] (the caller's one branch of its literals' union then
+/// stands for them). A clause with an empty branch makes the whole one empty branch:
+/// a line may match it with no literal known.
+pub(crate) fn or_branches(parts: impl IntoIterator<Item = Branches>) -> Option<Branches> {
+    let mut out: Branches = Vec::new();
+    for branches in parts {
+        for branch in branches {
+            if branch.is_empty() {
+                return Some(vec![Vec::new()]);
+            }
+            out.push(branch);
+        }
+    }
+    (out.len() <= MAX_BRANCHES).then_some(out)
+}
+
 /// The shortest caseless literal worth searching.
 const MIN_CASELESS: usize = 3;
 

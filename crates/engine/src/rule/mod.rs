@@ -41,10 +41,12 @@ pub mod sigma;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use ualhunt_query::Branches;
 use ualhunt_query::correlation::Condition;
 
 use crate::enrich::{Derived, Enrichment, marked_key};
 use crate::field::{Field, Fields};
+use crate::prefilter::Alternative;
 
 /// What a run searches for a query ([`Query::searched`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,10 +56,49 @@ pub struct Searched {
     pub literals: Option<Vec<String>>,
     /// Literal sets a matching line holds a literal of each.
     pub conjuncts: Vec<Vec<String>>,
+    /// The query's alternatives ([`ualhunt_query::Branches`], keys resolved as the
+    /// conjuncts' are): empty when it has fewer than two or a field lacks its database.
+    pub branches: Branches,
     /// A field (GeoIP, ASN) every match needs a value of that the run cannot derive
     /// without a database: its key is what is searched for, so no raw record is a
     /// candidate, only an ECS document carrying the field.
     pub unenriched: Option<Derived>,
+}
+
+impl Searched {
+    /// The ways a line may meet the query, for the router
+    /// ([`crate::prefilter::Router::with_alternatives`]), when a line is a candidate
+    /// for it by holding one of `required` (its literals, or a trigger's): one per
+    /// branch, requiring the branch's own set of them where it has one (a branch's set
+    /// all of whose literals are required: only lines holding it meet the branch), and
+    /// needing every conjunct of the whole plus the branch's sets; one, the whole's,
+    /// when there are no branches or nothing is required.
+    pub fn alternatives(&self, required: Option<&Vec<String>>) -> Vec<Alternative> {
+        let whole = || vec![(required.cloned(), self.conjuncts.clone())];
+        let Some(required) =
+            required.filter(|_| self.literals.is_some() && self.branches.len() >= 2)
+        else {
+            return whole();
+        };
+        let mut out: Vec<Alternative> = Vec::new();
+        for branch in &self.branches {
+            let own = branch
+                .iter()
+                .filter(|set| !set.is_empty() && set.iter().all(|l| required.contains(l)))
+                .min_by_key(|set| set.len())
+                .unwrap_or(required);
+            // A set holding all of the branch's own literals is met by every line
+            // routed to it: not checked.
+            let mut sets = self.conjuncts.clone();
+            sets.extend(branch.iter().cloned());
+            sets.retain(|set| !own.iter().all(|l| set.contains(l)));
+            let alternative = (Some(own.clone()), sets);
+            if !out.contains(&alternative) {
+                out.push(alternative);
+            }
+        }
+        out
+    }
 }
 
 /// A rule's query in its language: the one interface the scan, the prefilter and
@@ -135,6 +176,16 @@ impl Query {
         }
     }
 
+    /// The query's prefilter as alternatives (a disjunction's sides); see each
+    /// language's `required_branches` (one branch of [`Query::required_conjuncts`]
+    /// where the language gives none).
+    pub fn required_branches(&self) -> Branches {
+        match self {
+            Query::Kql(q) => q.required_branches(),
+            _ => vec![self.required_conjuncts()],
+        }
+    }
+
     /// What a run with `enrichment` searches for this query: its literals and literal
     /// sets with every GeoIP or ASN field's key resolved ([`Enrichment::resolve`]), and
     /// where a set of them is only keys of fields the run cannot derive (no raw record
@@ -172,9 +223,27 @@ impl Query {
             }),
             None => None,
         };
+        let branches = match lacking {
+            Some(_) => Vec::new(),
+            None => self
+                .required_branches()
+                .iter()
+                .map(|branch| {
+                    branch
+                        .iter()
+                        .filter_map(|set| enrichment.resolve(set))
+                        .collect()
+                })
+                .collect(),
+        };
         Searched {
             literals,
             conjuncts,
+            branches: if branches.len() < 2 {
+                Vec::new()
+            } else {
+                branches
+            },
             unenriched: lacking.and_then(|set| set.first().and_then(|l| marked_key(l))),
         }
     }
@@ -1066,6 +1135,57 @@ mod tests {
             .unwrap(),
         );
         assert_eq!(q.searched(&asn).unenriched, Some(Derived::CountryName));
+    }
+
+    /// Each side of a disjunction is routed by its own action and checked for what
+    /// only it needs; a side with no literal of the searched set of its own is
+    /// routed by the whole set; a trigger's literals or no branches give one
+    /// alternative, the whole's.
+    #[test]
+    fn each_branch_is_routed_by_its_own_literals_with_its_own_conjuncts() {
+        let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let q = Query::Kql(
+            kql::Query::parse(
+                "event.provider:Exchange and \
+                 ((event.action:Add-MailboxPermission and o365.audit.Parameters.AccessRights:FullAccess) \
+                 or (event.action:Set-Mailbox and o365.audit.Parameters.GrantSendOnBehalfTo:*))",
+            )
+            .unwrap(),
+        );
+        let searched = q.searched(&Enrichment::default());
+        let required = set(&["Add-MailboxPermission", "Set-Mailbox"]);
+        assert_eq!(searched.literals.as_ref(), Some(&required));
+        assert_eq!(
+            searched.alternatives(Some(&required)),
+            vec![
+                (
+                    Some(set(&["Add-MailboxPermission"])),
+                    vec![set(&["FullAccess"])]
+                ),
+                (
+                    Some(set(&["Set-Mailbox"])),
+                    vec![set(&["GrantSendOnBehalfTo"])]
+                ),
+            ]
+        );
+        // Searched for other literals (a trigger's): every branch is routed by them.
+        let trigger = set(&["Other"]);
+        let alternatives = searched.alternatives(Some(&trigger));
+        assert_eq!(alternatives.len(), 2);
+        assert!(
+            alternatives
+                .iter()
+                .all(|(req, _)| req.as_ref() == Some(&trigger))
+        );
+        assert_eq!(
+            searched.alternatives(None),
+            vec![(None, searched.conjuncts.clone())]
+        );
+        // No disjunction: no branches, one alternative.
+        let one = Query::Kql(kql::Query::parse("event.action:Set-Mailbox").unwrap());
+        let one = one.searched(&Enrichment::default());
+        assert!(one.branches.is_empty());
+        assert_eq!(one.alternatives(one.literals.as_ref()).len(), 1);
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::coverage::Tally;
 use crate::enrich::{Enriched, Enrichment};
 use crate::field::{Field, Fields};
 use crate::findings::{At, Merge, Partial, Text, Why};
-use crate::prefilter::{Prefilter, Router};
+use crate::prefilter::{Alternative, Prefilter, Router};
 use crate::record::{Embedded, Record, reduce_ip};
 use crate::rule::Query;
 use crate::rule::Rule;
@@ -313,8 +313,11 @@ impl Matcher {
                 }
             }
         }
-        let conjuncts: Vec<Vec<Vec<String>>> =
-            searched.iter().map(|s| s.conjuncts.clone()).collect();
+        let alternatives: Vec<Vec<Alternative>> = searched
+            .iter()
+            .zip(&requirements)
+            .map(|(s, req)| s.alternatives(req.as_ref()))
+            .collect();
         let mut record_types = Vec::new();
         for n in requirements
             .iter()
@@ -332,7 +335,7 @@ impl Matcher {
         self.on_demand = prefilter && on_demand_allowed();
         // The reference path (`--no-prefilter`) evaluates every selection on every line.
         self.router = if prefilter {
-            Router::new(&requirements, &conjuncts)
+            Router::with_alternatives(&alternatives)
         } else {
             None
         };
