@@ -353,6 +353,11 @@ pub struct Query<F> {
     /// `FROM`'s index patterns.
     pub sources: Vec<String>,
     per_record: Vec<Command<F>>,
+    /// Conjuncts of the per-record part's `WHERE`s that read only record fields (no
+    /// column an earlier command made or expanded, before any `KEEP`/`DROP`): a record
+    /// that fails one gives no row whatever the commands before its `WHERE` do, so
+    /// [`Query::rows`] tests them first and spares such a record every `EVAL`.
+    early: Vec<Expr<F>>,
     post: Vec<Command<F>>,
     /// The columns a per-record row carries into the post part (`None`: the columns
     /// the per-record part left, its schema being closed).
@@ -1080,6 +1085,17 @@ impl<F: Field> Query<F> {
     /// The rows a record gives through the per-record part (none: it does not match),
     /// each holding the columns the post part reads. `from` of each row is empty.
     pub fn rows(&self, record: &dyn Fields<F>) -> Vec<Row> {
+        if !self.early.is_empty() {
+            let row = Row::default();
+            let scope = Scope {
+                row: &row,
+                record: Some(record),
+                aggs: &[],
+            };
+            if self.early.iter().any(|c| c.test(&scope) != Some(true)) {
+                return Vec::new();
+            }
+        }
         let mut rows = vec![Row::default()];
         let mut open = true;
         for command in &self.per_record {
@@ -2690,11 +2706,46 @@ impl<F: Field> Query<F> {
         Ok(Query {
             text: text.trim().to_string(),
             sources,
+            early: early_conditions(&per_record),
             per_record,
             post,
             carry,
         })
     }
+}
+
+/// The conjuncts of `per_record`'s `WHERE`s that read record fields only (see
+/// [`Query`]'s `early`): a `WHERE` keeps a row only where each of its conjuncts is true,
+/// and such a conjunct is the same on every row a record gives up to there (an `EVAL`
+/// or an extraction adds other columns, an `MV_EXPAND` of another column copies it).
+fn early_conditions<F: Field>(per_record: &[Command<F>]) -> Vec<Expr<F>> {
+    let mut made: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for command in per_record {
+        match command {
+            Command::Where(cond) => {
+                let mut conjuncts = Vec::new();
+                cond.conjuncts(&mut conjuncts);
+                for c in conjuncts {
+                    let mut cols = Vec::new();
+                    c.columns(&mut cols);
+                    if cols.iter().all(|col| !made.contains(&col.name.as_str())) {
+                        out.push(c.clone());
+                    }
+                }
+            }
+            Command::Eval(assigns) => made.extend(assigns.iter().map(|(n, _)| n.as_str())),
+            Command::Extract { names, .. } => made.extend(names.iter().map(String::as_str)),
+            Command::MvExpand(c) => made.push(&c.name),
+            // A row no longer reads the record after these (nor do any come after).
+            Command::Keep(_)
+            | Command::Drop(_)
+            | Command::Stats { .. }
+            | Command::Sort(_)
+            | Command::Limit(_) => break,
+        }
+    }
+    out
 }
 
 /// Whether a KEEP closed the schema before this command.

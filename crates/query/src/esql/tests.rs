@@ -888,3 +888,49 @@ fn single_values_are_read_borrowed_and_multi_values_copied() {
     assert_eq!(scope.with_one(&col("m"), |_| ()), None);
     assert!(q("from x | where m == \"a\"").matches(&rec));
 }
+
+/// A `WHERE` conjunct that reads record fields only is tested before the commands in
+/// front of it; one reading a column an `EVAL`, an extraction or an `MV_EXPAND` made,
+/// or coming after a `KEEP`, is not; and the rows are the pipeline's own either way.
+#[test]
+fn record_only_where_conjuncts_are_tested_first_with_the_same_rows() {
+    let query = q("from x | mv_expand event.category \
+         | eval lower = to_lower(user.id), event.provider = \"made\" \
+         | where event.action in (\"A\", \"B\") and lower != \"x\" and event.category == \"web\" \
+             and n > 2 and event.provider == \"made\" \
+         | keep event.action, lower | where event.action == \"A\"");
+    let shown: Vec<String> = query.early.iter().map(|c| format!("{c:?}")).collect();
+    assert_eq!(query.early.len(), 2, "{shown:#?}");
+    let mut cols = Vec::new();
+    query.early.iter().for_each(|c| c.columns(&mut cols));
+    let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["event.action", "n"]);
+    let mut plain = query.clone();
+    plain.early.clear();
+    let recs = [
+        Rec(vec![
+            ("event.action", vec!["A"]),
+            ("user.id", vec!["Y"]),
+            ("event.category", vec!["web", "authentication"]),
+            ("n", vec!["3"]),
+        ]),
+        Rec(vec![("event.action", vec!["C"]), ("n", vec!["3"])]),
+        Rec(vec![("event.action", vec!["B"]), ("n", vec!["1"])]),
+        Rec(vec![
+            ("event.action", vec!["B"]),
+            ("user.id", vec!["X"]),
+            ("event.category", vec!["web"]),
+            ("n", vec!["5"]),
+        ]),
+        Rec(vec![
+            ("event.action", vec!["A", "B"]),
+            ("event.category", vec!["web"]),
+            ("n", vec!["5"]),
+        ]),
+        empty(),
+    ];
+    for rec in &recs {
+        assert_eq!(query.rows(rec), plain.rows(rec));
+    }
+    assert_eq!(rows_of(&query, &recs).len(), 1);
+}
