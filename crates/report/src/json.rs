@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
@@ -33,13 +34,19 @@ pub struct Json;
 /// The schema version written.
 pub const VERSION: u32 = 3;
 
+/// The document's members before `actors` ([`Json`] writes the document in three parts:
+/// this, `actors`, [`Tail`]).
 #[derive(Serialize)]
-struct Document<'a> {
+struct Head<'a> {
     version: u32,
     rules: Vec<RuleOut<'a>>,
     scan: ScanOut<'a>,
     window: WindowOut,
-    actors: Vec<ActorOut<'a>>,
+}
+
+/// The document's members after `actors`.
+#[derive(Serialize)]
+struct Tail<'a> {
     coverage: CoverageOut<'a>,
     /// Every investigation (one per rule that asks for it).
     investigations: Vec<BypassOut<'a>>,
@@ -159,6 +166,7 @@ struct WindowOut {
     until: Option<Rfc3339>,
 }
 
+/// An actor's members before its `evidence` (written after them by [`Json`]).
 #[derive(Serialize)]
 struct ActorOut<'a> {
     actor: Option<&'a str>,
@@ -168,7 +176,6 @@ struct ActorOut<'a> {
     user_types: Vec<&'a str>,
     targets: Vec<TargetOut<'a>>,
     source_ips: Vec<&'a str>,
-    evidence: Vec<EvidenceOut<'a>>,
 }
 
 /// One rule's target: `bypass_enabled` only for a rule with a flag item (the bypass
@@ -270,12 +277,74 @@ fn actor_out<'a>(report: &'a Report, a: &'a ActorFindings) -> ActorOut<'a> {
             })
             .collect(),
         source_ips: a.source_ips.iter().map(|t| &**t).collect(),
-        evidence: a
-            .evidence
-            .iter()
-            .map(|e| EvidenceOut::new(report, e))
-            .collect(),
     }
+}
+
+/// How many findings one task serializes (a task's findings are written in order).
+const EVIDENCE_TASK: usize = 512;
+
+/// How many tasks run at once: the findings' text held before it is written is
+/// bounded by this many tasks', whatever the number of findings.
+const TASKS_AT_ONCE: usize = 32;
+
+/// Writes an actor's findings as the members of a JSON array (comma-separated, no
+/// brackets), serialized in parallel on `pool` in runs of [`EVIDENCE_TASK`] findings,
+/// [`TASKS_AT_ONCE`] runs at a time, each written in turn: the bytes are those of one
+/// serializer writing them in order.
+fn write_evidence(
+    pool: &rayon::ThreadPool,
+    out: &mut impl Write,
+    report: &Report,
+    evidence: &[Evidence],
+) -> io::Result<()> {
+    use rayon::prelude::*;
+    let run = |findings: &[Evidence]| -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(findings.len() * 512);
+        for (i, e) in findings.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            crate::escape::json_to_writer(&mut buf, &EvidenceOut::new(report, e))?;
+        }
+        Ok(buf)
+    };
+    for (w, window) in evidence.chunks(EVIDENCE_TASK * TASKS_AT_ONCE).enumerate() {
+        if w > 0 {
+            out.write_all(b",")?;
+        }
+        if window.len() <= EVIDENCE_TASK {
+            out.write_all(&run(window)?)?;
+            continue;
+        }
+        let parts: Vec<io::Result<Vec<u8>>> =
+            pool.install(|| window.par_chunks(EVIDENCE_TASK).map(run).collect());
+        for (i, part) in parts.into_iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            out.write_all(&part?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `value` (serialized as a JSON object) without its closing brace, for members
+/// written after it.
+fn write_open<T: Serialize>(out: &mut impl Write, value: &T) -> io::Result<()> {
+    let mut buf = Vec::new();
+    crate::escape::json_to_writer(&mut buf, value)?;
+    debug_assert_eq!(buf.last(), Some(&b'}'));
+    out.write_all(&buf[..buf.len() - 1])
+}
+
+/// Writes the members of `value` (serialized as a JSON object with at least one) after
+/// members written before them, and its closing brace.
+fn write_rest<T: Serialize>(out: &mut impl Write, value: &T) -> io::Result<()> {
+    let mut buf = Vec::new();
+    crate::escape::json_to_writer(&mut buf, value)?;
+    debug_assert!(buf.starts_with(b"{\""));
+    out.write_all(b",")?;
+    out.write_all(&buf[1..])
 }
 
 #[derive(Serialize)]
@@ -563,11 +632,11 @@ fn bypass_out<'a>(report: &'a Report, inv: &'a Investigation, at: &Positions) ->
 
 /// Where each rule match is in `actors`: `[actor, index]`, found by the match's rule
 /// and place (a rule matches a record once).
-struct Positions(std::collections::HashMap<(u16, u32, u64), [usize; 2]>);
+struct Positions(FxHashMap<(u16, u32, u64), [usize; 2]>);
 
 impl Positions {
     fn of(report: &Report) -> Positions {
-        let mut map = std::collections::HashMap::new();
+        let mut map = FxHashMap::default();
         for (a, actor) in report.actors.iter().enumerate() {
             for (i, e) in actor.evidence.iter().enumerate() {
                 let f = &e.finding;
@@ -624,104 +693,198 @@ fn by_rule_out<'a>(report: &'a Report) -> Vec<ByRuleOut<'a>> {
 
 impl Exporter for Json {
     fn write(&self, report: &Report, out: &mut dyn Write) -> io::Result<()> {
-        let c = &report.counts;
-        let cov = &report.coverage;
-        let summaries = report.by_rule();
-        let positions = Positions::of(report);
-        let doc = Document {
-            version: VERSION,
-            rules: report
-                .rules
-                .iter()
-                .zip(&summaries)
-                .zip(&report.held_back)
-                .map(|((r, sum), held)| RuleOut {
-                    id: &r.id,
-                    name: &r.name,
-                    author: r.author.as_deref(),
-                    building_block: r.building_block.as_deref(),
-                    severity: &r.severity,
-                    risk_score: r.risk_score,
-                    query: Some(&r.query),
-                    threat: Some(&r.threat),
-                    events: Some(sum.events),
-                    actors: Some(sum.actors),
-                    alerting: r.alerting.as_ref(),
-                    held_back: (r.alerting.is_some() || r.is_sequence()).then_some(*held),
-                    false_positives: (!r.false_positives.is_empty())
-                        .then_some(r.false_positives.as_slice()),
-                    references: (!r.references.is_empty()).then_some(r.references.as_slice()),
-                })
-                .collect(),
-            scan: ScanOut {
-                files: report.files,
-                bytes: report.bytes,
-                lines: c.lines,
-                blank: c.blank,
-                records: c.records,
-                not_candidate: c.not_candidate(),
-                candidates: c.candidates,
-                matched: c.matched,
-                not_matched: c.not_matched,
-                context_selected: c.context,
-                malformed: c.malformed,
-                outside_window: report.outside_window,
-                duplicates: report.duplicates,
-                held_back: report.held_back.iter().sum(),
-                events: report.events(),
-                attempts: report.attempts(),
-                context_pass: report.context_ran,
-                errors: report.errors.iter().map(ErrorOut::new).collect(),
-                warnings: &report.warnings,
-                malformed_samples: &report.malformed,
-            },
-            window: WindowOut {
-                since: report.window.since.as_ref().map(Rfc3339::new),
-                until: report.window.until.as_ref().map(Rfc3339::new),
-            },
-            actors: report.actors.iter().map(|a| actor_out(report, a)).collect(),
-            coverage: CoverageOut {
-                first: cov.first.as_ref().map(Rfc3339::new),
-                last: cov.last.as_ref().map(Rfc3339::new),
-                records: cov.records,
-                undated: cov.undated,
-                days: cov
-                    .days
-                    .iter()
-                    .map(|(d, n)| DayOut {
-                        date: d.to_string(),
-                        records: *n,
-                    })
-                    .collect(),
-                gap_days: cov.gap_days.iter().map(|d| d.to_string()).collect(),
-                exchange_admin_records: cov.exchange_admin_records,
-                conclusive: cov.conclusive,
-                reasons: &cov.reasons,
-                repeated_matches: report.duplicates,
-            },
-            investigations: report
-                .investigations
-                .iter()
-                .map(|i| bypass_out(report, i, &positions))
-                .collect(),
-            by_rule: by_rule_out(report),
-            not_run: &report.not_run,
-            allowlist: AllowlistOut {
-                entries: report.allowlist.entries.len(),
-                expired: report
-                    .allowlist
-                    .expired()
-                    .into_iter()
-                    .map(|i| &report.allowlist.entries[i])
-                    .collect(),
-            },
-        };
-        // Serialized into a buffer of a concrete type: the many small writes of a report
-        // of thousands of events are then copies, not calls through `dyn Write`.
+        let (head, tail) = parts(report);
+        // Written into a buffer of a concrete type: the many small writes of a report of
+        // thousands of events are then copies, not calls through `dyn Write`. The
+        // findings, most of a large report, are serialized on the run's threads.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(report.stats.threads.max(1))
+            .build()
+            .map_err(io::Error::other)?;
         let mut buffered = io::BufWriter::with_capacity(1 << 16, &mut *out);
-        crate::escape::json_to_writer(&mut buffered, &doc)?;
+        write_open(&mut buffered, &head)?;
+        buffered.write_all(b",\"actors\":[")?;
+        for (i, a) in report.actors.iter().enumerate() {
+            if i > 0 {
+                buffered.write_all(b",")?;
+            }
+            write_open(&mut buffered, &actor_out(report, a))?;
+            buffered.write_all(b",\"evidence\":[")?;
+            write_evidence(&pool, &mut buffered, report, &a.evidence)?;
+            buffered.write_all(b"]}")?;
+        }
+        buffered.write_all(b"]")?;
+        write_rest(&mut buffered, &tail)?;
         buffered.flush()?;
         drop(buffered);
         writeln!(out)
+    }
+}
+
+/// The document's members before and after `actors`.
+fn parts(report: &Report) -> (Head<'_>, Tail<'_>) {
+    let c = &report.counts;
+    let cov = &report.coverage;
+    let summaries = report.by_rule();
+    let positions = Positions::of(report);
+    let head = Head {
+        version: VERSION,
+        rules: report
+            .rules
+            .iter()
+            .zip(&summaries)
+            .zip(&report.held_back)
+            .map(|((r, sum), held)| RuleOut {
+                id: &r.id,
+                name: &r.name,
+                author: r.author.as_deref(),
+                building_block: r.building_block.as_deref(),
+                severity: &r.severity,
+                risk_score: r.risk_score,
+                query: Some(&r.query),
+                threat: Some(&r.threat),
+                events: Some(sum.events),
+                actors: Some(sum.actors),
+                alerting: r.alerting.as_ref(),
+                held_back: (r.alerting.is_some() || r.is_sequence()).then_some(*held),
+                false_positives: (!r.false_positives.is_empty())
+                    .then_some(r.false_positives.as_slice()),
+                references: (!r.references.is_empty()).then_some(r.references.as_slice()),
+            })
+            .collect(),
+        scan: ScanOut {
+            files: report.files,
+            bytes: report.bytes,
+            lines: c.lines,
+            blank: c.blank,
+            records: c.records,
+            not_candidate: c.not_candidate(),
+            candidates: c.candidates,
+            matched: c.matched,
+            not_matched: c.not_matched,
+            context_selected: c.context,
+            malformed: c.malformed,
+            outside_window: report.outside_window,
+            duplicates: report.duplicates,
+            held_back: report.held_back.iter().sum(),
+            events: report.events(),
+            attempts: report.attempts(),
+            context_pass: report.context_ran,
+            errors: report.errors.iter().map(ErrorOut::new).collect(),
+            warnings: &report.warnings,
+            malformed_samples: &report.malformed,
+        },
+        window: WindowOut {
+            since: report.window.since.as_ref().map(Rfc3339::new),
+            until: report.window.until.as_ref().map(Rfc3339::new),
+        },
+    };
+    let tail = Tail {
+        coverage: CoverageOut {
+            first: cov.first.as_ref().map(Rfc3339::new),
+            last: cov.last.as_ref().map(Rfc3339::new),
+            records: cov.records,
+            undated: cov.undated,
+            days: cov
+                .days
+                .iter()
+                .map(|(d, n)| DayOut {
+                    date: d.to_string(),
+                    records: *n,
+                })
+                .collect(),
+            gap_days: cov.gap_days.iter().map(|d| d.to_string()).collect(),
+            exchange_admin_records: cov.exchange_admin_records,
+            conclusive: cov.conclusive,
+            reasons: &cov.reasons,
+            repeated_matches: report.duplicates,
+        },
+        investigations: report
+            .investigations
+            .iter()
+            .map(|i| bypass_out(report, i, &positions))
+            .collect(),
+        by_rule: by_rule_out(report),
+        not_run: &report.not_run,
+        allowlist: AllowlistOut {
+            entries: report.allowlist.entries.len(),
+            expired: report
+                .allowlist
+                .expired()
+                .into_iter()
+                .map(|i| &report.allowlist.entries[i])
+                .collect(),
+        },
+    };
+    (head, tail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document as one serializer writes it in one pass: the reference for the
+    /// parts [`Json`] writes (its findings serialized in parallel runs).
+    #[derive(Serialize)]
+    struct Whole<'a> {
+        #[serde(flatten)]
+        head: Head<'a>,
+        actors: Vec<WholeActor<'a>>,
+        #[serde(flatten)]
+        tail: Tail<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct WholeActor<'a> {
+        #[serde(flatten)]
+        head: ActorOut<'a>,
+        evidence: Vec<EvidenceOut<'a>>,
+    }
+
+    /// Findings enough for several windows of parallel runs (and a partial one), an
+    /// actor of fewer than one run, one of none: the bytes are one serializer's, on
+    /// one thread as on several.
+    #[test]
+    fn findings_written_in_parallel_runs_are_one_serializers_bytes() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/investigation");
+        let mut config = ualhunt_engine::Config::new(vec![dir]);
+        config.threads = 1;
+        let mut report = ualhunt_engine::run(&config).unwrap();
+        assert!(report.actors.len() >= 2, "{}", report.actors.len());
+        let many = EVIDENCE_TASK * TASKS_AT_ONCE * 2 + EVIDENCE_TASK / 2 + 3;
+        let one = report.actors[0].evidence.clone();
+        while report.actors[0].evidence.len() < many {
+            report.actors[0].evidence.extend(one.iter().cloned());
+        }
+        let mut none = report.actors[1].clone();
+        none.evidence.clear();
+        report.actors.push(none);
+        let (head, tail) = parts(&report);
+        let whole = Whole {
+            head,
+            actors: report
+                .actors
+                .iter()
+                .map(|a| WholeActor {
+                    head: actor_out(&report, a),
+                    evidence: a
+                        .evidence
+                        .iter()
+                        .map(|e| EvidenceOut::new(&report, e))
+                        .collect(),
+                })
+                .collect(),
+            tail,
+        };
+        let mut expected = Vec::new();
+        crate::escape::json_to_writer(&mut expected, &whole).unwrap();
+        expected.push(b'\n');
+        for threads in [1, 3] {
+            report.stats.threads = threads;
+            let mut out = Vec::new();
+            Json.write(&report, &mut out).unwrap();
+            assert!(out == expected, "{threads} threads: the bytes differ");
+        }
     }
 }
