@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::coverage::Coverage;
@@ -376,19 +376,18 @@ pub mod pairs {
 /// input order (exports overlap and repeat records); findings without a record id are
 /// all kept. Returns how many rule matches were dropped. `findings` must be in input
 /// order.
+///
+/// The keys are hashed on the caller's rayon pool (reading each id's text is most of
+/// the cost); the pass in input order then compares hashes, and two keys' texts only
+/// where their hashes are equal.
 pub fn drop_duplicates(findings: &mut Vec<Finding>) -> u64 {
-    // Decide with borrowed ids first (no copy of each id), then drop.
-    let keep: Vec<bool> = {
-        let mut seen: FxHashSet<(u16, Why, &str)> = FxHashSet::default();
-        findings
-            .iter()
-            .map(|f| {
-                f.record_id
-                    .as_deref()
-                    .is_none_or(|id| seen.insert((f.rule, f.why, id)))
-            })
-            .collect()
-    };
+    use rayon::prelude::*;
+    use std::hash::BuildHasher;
+    let hashes: Vec<Option<u64>> = findings
+        .par_iter()
+        .map(|f| dedup_key(f).map(|k| rustc_hash::FxBuildHasher.hash_one(k)))
+        .collect();
+    let keep = first_of_each_key(findings, &hashes);
     let dropped = findings
         .iter()
         .zip(&keep)
@@ -397,6 +396,38 @@ pub fn drop_duplicates(findings: &mut Vec<Finding>) -> u64 {
     let mut keep = keep.into_iter();
     findings.retain(|_| keep.next().unwrap_or(true));
     dropped as u64
+}
+
+/// What makes two findings one for [`drop_duplicates`] (`None`: no record id).
+fn dedup_key(f: &Finding) -> Option<(u16, Why, &str)> {
+    f.record_id.as_deref().map(|id| (f.rule, f.why, id))
+}
+
+/// Whether each finding is the first of its key ([`dedup_key`]; one without is),
+/// given each key's hash.
+fn first_of_each_key(findings: &[Finding], hashes: &[Option<u64>]) -> Vec<bool> {
+    use std::collections::hash_map::Entry;
+    // Hash -> the first finding with it; keys whose hash an unequal key had first.
+    let mut first: FxHashMap<u64, usize> = FxHashMap::default();
+    let mut others: FxHashSet<(u16, Why, &str)> = FxHashSet::default();
+    findings
+        .iter()
+        .zip(hashes)
+        .enumerate()
+        .map(|(i, (f, hash))| {
+            let (Some(hash), Some(k)) = (hash, dedup_key(f)) else {
+                return true;
+            };
+            match first.entry(*hash) {
+                Entry::Vacant(e) => {
+                    e.insert(i);
+                    true
+                }
+                Entry::Occupied(e) if dedup_key(&findings[*e.get()]) == Some(k) => false,
+                Entry::Occupied(_) => others.insert(k),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -499,6 +530,48 @@ pub(crate) mod tests {
             "a context selection is not a duplicate of a match"
         );
         assert_eq!(findings[0], a);
+    }
+
+    proptest::proptest! {
+        /// The first finding of each (rule, selection, record id) is kept, the rest
+        /// dropped, whatever the hashes say: real ones, or all equal (every key
+        /// colliding with every other).
+        #[test]
+        fn the_first_of_each_key_is_kept_whatever_the_hashes(
+            keys in proptest::collection::vec(
+                (0u16..3, proptest::bool::ANY, proptest::option::of(0u8..6)), 0..60),
+        ) {
+            let findings: Vec<Finding> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, (rule, context, id))| {
+                    let mut f = finding("u", i as u64, 0);
+                    f.rule = *rule;
+                    f.why = if *context { Why::Context(0) } else { Why::Rule };
+                    f.record_id = id.map(|n| format!("r{n}").into());
+                    f
+                })
+                .collect();
+            let mut seen = std::collections::HashSet::new();
+            let naive: Vec<bool> = findings
+                .iter()
+                .map(|f| dedup_key(f).is_none_or(|k| seen.insert(k)))
+                .collect();
+            let colliding: Vec<Option<u64>> =
+                findings.iter().map(|f| dedup_key(f).map(|_| 7)).collect();
+            proptest::prop_assert_eq!(&first_of_each_key(&findings, &colliding), &naive);
+            let mut dropped = findings.clone();
+            let n = drop_duplicates(&mut dropped);
+            let kept: Vec<Finding> = findings
+                .iter()
+                .zip(&naive)
+                .filter(|(_, k)| **k)
+                .map(|(f, _)| f.clone())
+                .collect();
+            proptest::prop_assert_eq!(&dropped, &kept);
+            let rule_drops = findings.iter().zip(&naive).filter(|(f, k)| !**k && f.why == Why::Rule);
+            proptest::prop_assert_eq!(n, rule_drops.count() as u64);
+        }
     }
 
     #[test]

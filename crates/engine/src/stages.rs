@@ -434,17 +434,20 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             Some(&maps),
         )
     });
-    let plan = plan_context(
-        findings,
-        partial.coverage.first,
-        &|i| {
-            found
-                .inputs
-                .get(i)
-                .map_or_else(|| "?".to_string(), Input::display)
-        },
-        config,
-    );
+    // On the run's pool: the duplicates' keys are hashed in parallel.
+    let plan = pool.install(|| {
+        plan_context(
+            findings,
+            partial.coverage.first,
+            &|i| {
+                found
+                    .inputs
+                    .get(i)
+                    .map_or_else(|| "?".to_string(), Input::display)
+            },
+            config,
+        )
+    });
     let rule_stats = rule_stats(&matcher, &partial.evaluated, &plan.matched);
     if plan.rules.iter().all(|(_, watch)| watch.is_none()) {
         // No context pass to run: the kept blocks go now, not at the end of the run.

@@ -40,13 +40,22 @@ pub fn apply(
 ) -> Vec<u64> {
     let mut held = vec![0u64; rules.len()];
     let mut keep = vec![true; findings.len()];
+    // Each alerting rule's matches, in input order (one pass, not one per rule).
+    let mut by_rule: Vec<Vec<usize>> = vec![Vec::new(); rules.len()];
+    for (i, f) in findings.iter().enumerate() {
+        if f.why == Why::Rule
+            && rules
+                .get(usize::from(f.rule))
+                .is_some_and(|r| r.meta.alerting.is_some())
+        {
+            by_rule[usize::from(f.rule)].push(i);
+        }
+    }
     for (r, rule) in rules.iter().enumerate() {
         let Some(alerting) = &rule.meta.alerting else {
             continue;
         };
-        let mut order: Vec<usize> = (0..findings.len())
-            .filter(|&i| usize::from(findings[i].rule) == r && findings[i].why == Why::Rule)
-            .collect();
+        let mut order = std::mem::take(&mut by_rule[r]);
         order.sort_by_key(|&i| findings[i].order_key());
         let matches: Vec<&Finding> = order.iter().map(|&i| &findings[i]).collect();
         let texts = |why: Vec<Option<String>>| -> Vec<Option<Text>> {
