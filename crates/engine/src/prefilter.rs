@@ -1171,10 +1171,16 @@ impl Router {
         }
         out.sort_unstable();
         out.dedup();
-        // Each distinct set checked at most once per line (the first 64 remembered).
+        // Each distinct set checked at most once per line (the first 64 remembered);
+        // a lane whose selection another lane already routes is not checked.
         let (mut known, mut held) = (0u64, 0u64);
+        let mut routed: Option<u32> = None;
         out.retain(|&i| {
-            self.conjuncts[i as usize].iter().all(|&c| {
+            let selection = self.lanes[i as usize];
+            if routed == Some(selection) {
+                return false;
+            }
+            let holds = self.conjuncts[i as usize].iter().all(|&c| {
                 let bit = 1u64.checked_shl(c).unwrap_or(0);
                 if known & bit != 0 {
                     return held & bit != 0;
@@ -1183,13 +1189,16 @@ impl Router {
                 known |= bit;
                 held |= if holds { bit } else { 0 };
                 holds
-            })
+            });
+            if holds {
+                routed = Some(selection);
+            }
+            holds
         });
         // Lanes to their selections (in order, so a selection's lanes are neighbours).
         for lane in out.iter_mut() {
             *lane = self.lanes[*lane as usize];
         }
-        out.dedup();
     }
 
     /// Whether a candidate's bytes are checked for more literals (or record types)

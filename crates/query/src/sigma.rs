@@ -28,6 +28,7 @@ use yaml_rust2::Yaml;
 
 use crate::field::{Field, Fields, Spelling};
 use crate::kql::{IpBlock, parse_ip, parse_ip_block, parse_number, safe_fragment, selectivity};
+use crate::literal::{Branches, and_branches, or_branches};
 
 /// A file that is not YAML at all (or uses YAML aliases, which no Sigma rule needs and
 /// which could expand without bound).
@@ -871,6 +872,15 @@ impl<F: Field> Selection<F> {
         }
     }
 
+    /// The selection's alternatives ([`Branches`]): a list's items each its own.
+    fn branches(&self, mode: Lits) -> Branches {
+        match self {
+            Selection::AllOf(_) => vec![self.conjuncts(mode)],
+            Selection::AnyOf(items) => or_branches(items.iter().map(|s| s.branches(mode)))
+                .unwrap_or_else(|| vec![self.conjuncts(mode)]),
+        }
+    }
+
     fn fields<'a>(&'a self, out: &mut Vec<&'a F>) {
         match self {
             Selection::AllOf(tests) => tests.iter().for_each(|t| out.extend(&t.fields)),
@@ -1143,6 +1153,21 @@ impl<F: Field> Cond<F> {
         }
     }
 
+    /// The condition's alternatives ([`Branches`]), as the KQL module's
+    /// `required_branches`: an `or`'s sides (and a list selection's items) are branches,
+    /// an `and` multiplies its sides'.
+    fn branches(&self, mode: Lits) -> Branches {
+        match self {
+            Cond::And(parts) => {
+                and_branches(parts.iter().map(|c| (c.branches(mode), c.conjuncts(mode))))
+            }
+            Cond::Or(parts) => or_branches(parts.iter().map(|c| c.branches(mode)))
+                .unwrap_or_else(|| vec![self.conjuncts(mode)]),
+            Cond::Sel(_, sel) => sel.branches(mode),
+            Cond::Not(_) => vec![self.conjuncts(mode)],
+        }
+    }
+
     fn conjuncts(&self, mode: Lits) -> Vec<Vec<String>> {
         match self {
             Cond::And(parts) => parts.iter().flat_map(|c| c.conjuncts(mode)).collect(),
@@ -1224,6 +1249,15 @@ impl<F: Field> Query<F> {
     /// holds a literal of each: one per necessary test.
     pub fn required_conjuncts(&self) -> Vec<Vec<String>> {
         self.0.conjuncts(Lits {
+            folded: false,
+            keys: false,
+        })
+    }
+
+    /// The detection's prefilter as alternatives ([`Branches`], case-sensitive sets as
+    /// [`Query::required_conjuncts`]'): every matching line meets one.
+    pub fn required_branches(&self) -> Branches {
+        self.0.branches(Lits {
             folded: false,
             keys: false,
         })
@@ -2184,6 +2218,36 @@ mod tests {
         // A `---` inside a line, or indented, is no cut.
         let text = "title: 'x --- y'\ndescription: |\n  ---\n  z\n";
         assert_eq!(parse(text).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn each_side_of_an_or_and_each_item_of_a_list_is_a_branch() {
+        let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let query = q("    a:\n        f|cased: one\n        g|cased: ten\n    \
+             b:\n        f|cased: two\n    \
+             c:\n        h|cased: six\n    condition: (a or b) and c\n");
+        assert_eq!(
+            query.required_branches(),
+            vec![
+                vec![set(&["one"]), set(&["ten"]), set(&["six"])],
+                vec![set(&["two"]), set(&["six"])],
+            ]
+        );
+        // A list of maps: each map a branch.
+        let query = q(
+            "    sel:\n        - f|cased: one\n          g|cased: ten\n        \
+             - f|cased: two\n    condition: sel\n",
+        );
+        assert_eq!(
+            query.required_branches(),
+            vec![vec![set(&["one"]), set(&["ten"])], vec![set(&["two"])]]
+        );
+        // A side with nothing known: one branch knowing nothing.
+        let query = q(
+            "    a:\n        f|cased: one\n    b:\n        f|cased: two\n    \
+             condition: a or not b\n",
+        );
+        assert_eq!(query.required_branches(), vec![Vec::<Vec<String>>::new()]);
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl Query {
     pub fn required_branches(&self) -> Branches {
         match self {
             Query::Kql(q) => q.required_branches(),
+            Query::Sigma(q) => q.required_branches(),
             _ => vec![self.required_conjuncts()],
         }
     }

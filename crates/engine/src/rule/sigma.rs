@@ -181,6 +181,15 @@ impl SigmaQuery {
         }
     }
 
+    /// The detection's alternatives (one rule), or one branch of the whole query's
+    /// literal sets.
+    pub fn required_branches(&self) -> ualhunt_query::Branches {
+        match self.parts.as_slice() {
+            [one] => one.detection.required_branches(),
+            _ => vec![self.required_conjuncts()],
+        }
+    }
+
     /// The detections' literals, lower-cased, for a search that folds ASCII case.
     pub fn folded_literals(&self) -> Option<Vec<String>> {
         union(self.parts.iter().map(|p| p.detection.folded_literals()))
