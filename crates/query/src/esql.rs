@@ -1484,8 +1484,7 @@ impl<F: Field> Query<F> {
                         }
                     }
                 }
-                Command::Eval(assigns) => made.extend(assigns.iter().map(|(n, _)| n.as_str())),
-                Command::Extract { names, .. } => made.extend(names.iter().map(String::as_str)),
+                Command::Eval(_) | Command::Extract { .. } => made.extend(command.made()),
                 // After KEEP, a record field keeps its values under its name.
                 Command::Keep(_)
                 | Command::Drop(_)
@@ -1514,11 +1513,7 @@ impl<F: Field> Query<F> {
             for c in &cols {
                 push(c, &made, &mut out);
             }
-            match command {
-                Command::Eval(assigns) => made.extend(assigns.iter().map(|(n, _)| n.as_str())),
-                Command::Extract { names, .. } => made.extend(names.iter().map(String::as_str)),
-                _ => {}
-            }
+            made.extend(command.made());
         }
         for c in self.carry.iter().flatten() {
             push(c, &made, &mut out);
@@ -1671,6 +1666,16 @@ impl<F: Field> Query<F> {
 }
 
 impl<F: Field> Command<F> {
+    /// The columns an `EVAL` or an extraction makes (none for any other command).
+    fn made(&self) -> impl Iterator<Item = &str> {
+        let names: Box<dyn Iterator<Item = &str>> = match self {
+            Command::Eval(assigns) => Box::new(assigns.iter().map(|(n, _)| n.as_str())),
+            Command::Extract { names, .. } => Box::new(names.iter().map(String::as_str)),
+            _ => Box::new(std::iter::empty()),
+        };
+        names
+    }
+
     /// The columns the command reads.
     fn columns<'a>(&'a self, out: &mut Vec<&'a Column<F>>) {
         match self {
@@ -2734,8 +2739,7 @@ fn early_conditions<F: Field>(per_record: &[Command<F>]) -> Vec<Expr<F>> {
                     }
                 }
             }
-            Command::Eval(assigns) => made.extend(assigns.iter().map(|(n, _)| n.as_str())),
-            Command::Extract { names, .. } => made.extend(names.iter().map(String::as_str)),
+            Command::Eval(_) | Command::Extract { .. } => made.extend(command.made()),
             Command::MvExpand(c) => made.push(&c.name),
             // A row no longer reads the record after these (nor do any come after).
             Command::Keep(_)
@@ -2809,8 +2813,7 @@ fn carried<F: Field>(
         }
         match c {
             Command::Stats { .. } => break,
-            Command::Eval(assigns) => made.extend(assigns.iter().map(|(n, _)| n.clone())),
-            Command::Extract { names, .. } => made.extend(names.iter().cloned()),
+            Command::Eval(_) | Command::Extract { .. } => made.extend(c.made().map(str::to_string)),
             Command::Keep(names) | Command::Drop(names) => {
                 if names.iter().any(|n| n.contains('*')) && !closed {
                     return Err(

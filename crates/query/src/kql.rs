@@ -290,7 +290,7 @@ impl<F: Field> Query<F> {
                 parts
                     .iter()
                     .filter(|q| !q.required_literals().is_some_and(|set| q.is_broad(&set)))
-                    .map(|q| (q.required_branches(), q.required_conjuncts())),
+                    .map(|q| (q.required_branches(), || q.required_conjuncts())),
             ),
             Query::Or(parts) => or_branches(parts.iter().map(Query::required_branches))
                 .unwrap_or_else(|| vec![self.required_conjuncts()]),

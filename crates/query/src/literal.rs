@@ -109,16 +109,17 @@ pub type Branches = Vec<Vec<Vec<String>>>;
 pub const MAX_BRANCHES: usize = 16;
 
 /// The branches of a conjunction whose clauses give `parts` (each clause's branches,
-/// and the sets it needs whatever its branch, for when they are too many to multiply).
-pub(crate) fn and_branches(
-    parts: impl IntoIterator<Item = (Branches, Vec<Vec<String>>)>,
+/// and the sets it needs whatever its branch, asked for only when they are too many to
+/// multiply).
+pub(crate) fn and_branches<N: FnOnce() -> Vec<Vec<String>>>(
+    parts: impl IntoIterator<Item = (Branches, N)>,
 ) -> Branches {
     let mut out: Branches = vec![Vec::new()];
-    for (branches, fallback) in parts {
+    for (branches, needed) in parts {
         if branches.len() <= 1 || out.len() * branches.len() > MAX_BRANCHES {
             let sets = match branches.len() {
                 1 => branches.into_iter().next().unwrap_or_default(),
-                _ => fallback,
+                _ => needed(),
             };
             for branch in &mut out {
                 branch.extend(sets.iter().cloned());

@@ -1158,9 +1158,11 @@ impl<F: Field> Cond<F> {
     /// an `and` multiplies its sides'.
     fn branches(&self, mode: Lits) -> Branches {
         match self {
-            Cond::And(parts) => {
-                and_branches(parts.iter().map(|c| (c.branches(mode), c.conjuncts(mode))))
-            }
+            Cond::And(parts) => and_branches(
+                parts
+                    .iter()
+                    .map(|c| (c.branches(mode), move || c.conjuncts(mode))),
+            ),
             Cond::Or(parts) => or_branches(parts.iter().map(|c| c.branches(mode)))
                 .unwrap_or_else(|| vec![self.conjuncts(mode)]),
             Cond::Sel(_, sel) => sel.branches(mode),

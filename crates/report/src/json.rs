@@ -115,6 +115,28 @@ pub(super) struct RuleOut<'a> {
     pub references: Option<&'a [String]>,
 }
 
+impl<'a> RuleOut<'a> {
+    /// A rule's metadata, without the run's figures (what NDJSON lines carry).
+    pub(super) fn meta(r: &'a ualhunt_engine::rule::RuleMeta) -> RuleOut<'a> {
+        RuleOut {
+            id: &r.id,
+            name: &r.name,
+            author: r.author.as_deref(),
+            building_block: r.building_block.as_deref(),
+            severity: &r.severity,
+            risk_score: r.risk_score,
+            query: None,
+            threat: None,
+            events: None,
+            actors: None,
+            alerting: None,
+            held_back: None,
+            false_positives: None,
+            references: None,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ScanOut<'a> {
     files: u64,
@@ -735,12 +757,6 @@ fn parts(report: &Report) -> (Head<'_>, Tail<'_>) {
             .zip(&summaries)
             .zip(&report.held_back)
             .map(|((r, sum), held)| RuleOut {
-                id: &r.id,
-                name: &r.name,
-                author: r.author.as_deref(),
-                building_block: r.building_block.as_deref(),
-                severity: &r.severity,
-                risk_score: r.risk_score,
                 query: Some(&r.query),
                 threat: Some(&r.threat),
                 events: Some(sum.events),
@@ -750,6 +766,7 @@ fn parts(report: &Report) -> (Head<'_>, Tail<'_>) {
                 false_positives: (!r.false_positives.is_empty())
                     .then_some(r.false_positives.as_slice()),
                 references: (!r.references.is_empty()).then_some(r.references.as_slice()),
+                ..RuleOut::meta(r)
             })
             .collect(),
         scan: ScanOut {

@@ -23,23 +23,7 @@ struct Line<'a> {
 }
 
 fn rule_of<'a>(report: &'a Report, f: &Finding) -> RuleOut<'a> {
-    let r = &report.rules[usize::from(f.rule)];
-    RuleOut {
-        id: &r.id,
-        name: &r.name,
-        author: r.author.as_deref(),
-        building_block: r.building_block.as_deref(),
-        severity: &r.severity,
-        risk_score: r.risk_score,
-        query: None,
-        threat: None,
-        events: None,
-        actors: None,
-        alerting: None,
-        held_back: None,
-        false_positives: None,
-        references: None,
-    }
+    RuleOut::meta(&report.rules[usize::from(f.rule)])
 }
 
 impl Exporter for Ndjson {
