@@ -439,9 +439,10 @@ fn fields_are_full_names_inside_nested_queries() {
 #[test]
 fn prefilter_literals_are_unescaped_values() {
     let lit = |q: &str| Query::parse(q).unwrap().required_literals();
+    // An action is a record's whole operation, read from it (its text when searched).
     assert_eq!(
         lit(r"event.action:Set\:Box"),
-        Some(vec!["Set:Box".to_string()])
+        Some(vec![ualhunt_engine::field::Literal::operation("Set:Box")])
     );
     assert_eq!(
         lit(r#"user.id:"NT AUTHORITY\SYSTEM (w3wp)""#),
@@ -486,7 +487,9 @@ fn prefilter_literals_are_unescaped_values() {
     );
     assert_eq!(
         lit("event.action:UserLoggedIn and source.geo.country_name:*"),
-        Some(vec!["UserLoggedIn".to_string()])
+        Some(vec![ualhunt_engine::field::Literal::operation(
+            "UserLoggedIn"
+        )])
     );
     // A keyword compares a number by its JSON text, and an integer has one spelling: an
     // integer of three digits or more is a literal (one or two digits are everywhere).
@@ -725,7 +728,8 @@ proptest! {
         });
         if let (true, Some(literals)) = (q.matches(&Doc::new(&doc)), q.required_literals()) {
             let line = doc.to_string();
-            prop_assert!(literals.iter().any(|l| line.contains(l.as_str())), "{} {:?}", line, literals);
+            let text = |l: &String| ualhunt_engine::field::Literal::parse(l).text().to_string();
+            prop_assert!(literals.iter().any(|l| line.contains(&text(l))), "{} {:?}", line, literals);
         }
     }
 }

@@ -7,7 +7,7 @@
 //! derives (`enrich`), so the record view and the rule languages do not depend on each
 //! other.
 
-pub use ualhunt_query::{Fields, Spelling, ValueType};
+pub use ualhunt_query::{Fields, Literal, Spelling, ValueType};
 
 use crate::enrich::Derived;
 
@@ -241,9 +241,19 @@ impl ualhunt_query::Field for Field {
                     (value == "authentication").then(|| record_type_number(SIGN_IN_CODE))??;
                 Some(vec![Spelling::Exact(format!("{RECORD_TYPE_MARK}{number}"))])
             }
-            Field::Action => Some(vec![Spelling::Text(
-                raw_operation(value).unwrap_or(value).to_string(),
-            )]),
+            // A record's operation, whole ([`Literal::Operation`]): the scan reads it
+            // from each record in the API's key order instead of searching for it. A
+            // renamed action gives the raw operation, and the name itself (a raw
+            // record may carry it). A value a writer may escape is searched as text.
+            Field::Action => Some(
+                std::iter::once(value)
+                    .chain(raw_operation(value))
+                    .map(|v| match is_plain_operation(v) {
+                        true => Spelling::Exact(Literal::operation(v)),
+                        false => Spelling::Text(v.to_string()),
+                    })
+                    .collect(),
+            ),
             // A name the parser takes from the agent's text is in the record's bytes.
             Field::Derived(Derived::AgentName) => crate::enrich::user_agent::name_spellings(value)
                 .map(|texts| texts.into_iter().map(Spelling::Text).collect()),
@@ -283,6 +293,16 @@ pub(crate) const SIGN_IN_CODE: &str = "AzureActiveDirectoryStsLogon";
 /// record's `RecordType` as the coverage tally does instead of searching for it.
 pub const RECORD_TYPE_MARK: &str = "\u{0}RecordType=";
 
+/// Whether an operation's name is written the same by every JSON writer, so that the
+/// bytes of a record's `Operation` string are the name itself: printable ASCII none of
+/// them escapes (a name with anything else is searched for as text, in pieces).
+pub fn is_plain_operation(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && !b"\"\\/<>&'".contains(&b))
+}
+
 /// A literal string as a person reads it: quoted text, quoted text `(any case)`, or
 /// `RecordType 11`.
 pub fn show_literal(literal: &str) -> String {
@@ -292,7 +312,9 @@ pub fn show_literal(literal: &str) -> String {
     ) {
         (Some(n), _) => format!("RecordType {n}"),
         (None, ualhunt_query::Literal::AnyCase(text)) => format!("{text:?} (any case)"),
-        (None, ualhunt_query::Literal::Exact(text)) => format!("{text:?}"),
+        (None, ualhunt_query::Literal::Exact(text) | ualhunt_query::Literal::Operation(text)) => {
+            format!("{text:?}")
+        }
     }
 }
 

@@ -203,6 +203,8 @@ impl Prefilter {
     /// found there is checked against the whole literal, which may begin before it:
     /// only [`Prefilter::find_at`] and [`Prefilter::hits`] see those bytes).
     fn build(literals: Vec<String>, ignore_case: bool, windows: bool) -> Prefilter {
+        // An operation is searched for as its text here (only the router reads it).
+        let literals: Vec<String> = literals.into_iter().map(searched_text).collect();
         if ignore_case {
             let lower = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
             // Windows rare in lower-cased text, where both cases of a letter count.
@@ -721,9 +723,27 @@ fn rarity(window: &[u8]) -> u32 {
         .iter()
         .map(|&b| frequency::PER_MILLION[usize::from(b)])
         .sum();
-    let common =
-        <[u8; 4]>::try_from(window).is_ok_and(|w| frequency::COMMON.binary_search(&w).is_ok());
+    let common = <[u8; 4]>::try_from(window).is_ok_and(|w| {
+        frequency::COMMON.binary_search(&w).is_ok() || in_common_text(&w, |a, b| a == b)
+    });
     bytes + if common { 1_000_000 } else { 0 }
+}
+
+/// Text that most records of some kind hold, beyond what the sample archives the byte
+/// table comes from show: the parts every browser's user agent shares (a sign-in's
+/// `UserAgent`, and `ExtendedProperties` of others) and the null GUID, which empty
+/// identifiers are written as. A window inside them is as common as a key's.
+const COMMON_TEXT: [&[u8]; 3] = [
+    b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/",
+    b" Safari/537.36 Edg/ Firefox/ Mobile/",
+    b"00000000-0000-0000-0000-000000000000",
+];
+
+/// Whether a window is in [`COMMON_TEXT`] (bytes compared by `eq`).
+fn in_common_text(window: &[u8; 4], eq: impl Fn(&[u8], &[u8]) -> bool) -> bool {
+    COMMON_TEXT
+        .iter()
+        .any(|text| text.windows(4).any(|w| eq(w, window)))
 }
 
 /// The window each literal is searched through, as a range of it: four of its bytes,
@@ -816,6 +836,7 @@ fn rarity_any_case(window: &[u8]) -> u32 {
         [lower, capital, w.map(|b| b.to_ascii_uppercase())]
             .iter()
             .any(|w| frequency::COMMON.binary_search(w).is_ok())
+            || in_common_text(&w, |a, b| a.eq_ignore_ascii_case(b))
     });
     bytes + if common { 1_000_000 } else { 0 }
 }
@@ -903,8 +924,12 @@ pub struct Router {
     lanes: Vec<u32>,
     /// Every literal, searched as the prefilter searches them (Teddy over their
     /// windows), every occurrence of each reported: in one searcher when their windows
-    /// fit one, else in groups of [`GROUP`].
+    /// fit one, else in groups of [`GROUP`]. Empty when a selection names an operation
+    /// (`lane` searches then).
     groups: Vec<Windowed>,
+    /// The operations ([`Literal::Operation`]), read from each line instead of searched
+    /// for, and the search for the other literals; `None` when no selection names one.
+    lane: Option<Lane>,
     /// Literal (numbered as `groups` are) -> the lanes that require it.
     by_pattern: Vec<Vec<u32>>,
     /// The caseless literals ([`Literal::AnyCase`]): the block search's SIMD search
@@ -1065,13 +1090,18 @@ impl Router {
                 Some((Prefilter::case_insensitive(lower), each))
             }
         };
-        let groups = Windowed::grouped(&literals, Some(rarity))?;
+        let lane = Lane::new(&literals)?;
+        let groups = match lane {
+            Some(_) => Vec::new(),
+            None => Windowed::grouped(&literals, Some(rarity))?,
+        };
         let mut any_type: Vec<u32> = by_type.iter().flatten().copied().collect();
         any_type.sort_unstable();
         any_type.dedup();
         Some(Router {
             lanes,
             groups,
+            lane,
             by_pattern,
             caseless,
             by_caseless,
@@ -1087,6 +1117,9 @@ impl Router {
     /// Writes into `out`, in increasing order, the selections `line` may satisfy (none:
     /// the line is no candidate after all).
     pub fn route(&self, line: &[u8], out: &mut Vec<u32>) {
+        if self.lane.is_some() {
+            return self.route_read(line, out);
+        }
         out.clear();
         out.extend_from_slice(&self.always);
         for (g, searcher) in self.groups.iter().enumerate() {
@@ -1095,6 +1128,17 @@ impl Router {
             });
         }
         self.route_rest(line, true, out);
+    }
+
+    /// [`Router::route`] for a router that reads operations: the block search and
+    /// [`Router::operations`] over the line alone.
+    fn route_read(&self, line: &[u8], out: &mut Vec<u32>) {
+        let mut found = Vec::new();
+        self.block_hits(line, 0, line.len(), &mut found);
+        let mut read = Vec::new();
+        self.operations(line, 0, Some(&found), &mut read);
+        found.append(&mut read);
+        self.route_found(line, found.into_iter().map(|(_, l)| l), out);
     }
 
     /// [`Router::route`] for a line whose literals the block search already found
@@ -1121,12 +1165,27 @@ impl Router {
     /// it holds one: the same lines as the prefilter's search (the same literals, or
     /// literals they imply), with what [`Router::route_found`] needs, so no candidate
     /// is searched again.
+    ///
+    /// A router that reads operations ([`Router::reads_operations`]) searches for the
+    /// other exact literals and the [`Router::GUARD`]s here; [`Router::operations`]
+    /// tells the operations each line holds.
     pub fn block_hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<(usize, u32)>) {
         out.clear();
-        for (g, searcher) in self.groups.iter().enumerate() {
-            searcher.each_hit(data, from, to, |at, i| {
-                out.push((at, (g * GROUP + i) as u32))
-            });
+        match &self.lane {
+            Some(lane) => {
+                for (g, searcher) in lane.rest.iter().enumerate() {
+                    searcher.each_hit(data, from, to, |at, i| {
+                        out.push((at, lane.rest_ids[g * GROUP + i]))
+                    });
+                }
+            }
+            None => {
+                for (g, searcher) in self.groups.iter().enumerate() {
+                    searcher.each_hit(data, from, to, |at, i| {
+                        out.push((at, (g * GROUP + i) as u32))
+                    });
+                }
+            }
         }
         if let Some((gate, _)) = &self.caseless {
             let mut at = Vec::new();
@@ -1139,10 +1198,64 @@ impl Router {
     /// The literal of a caseless hit of [`Router::block_hits`].
     pub const CASELESS: u32 = u32::MAX;
 
+    /// The literal of a hit of [`Router::block_hits`] that is no literal of a
+    /// selection: a wrapper's key or an escape ([`GUARDS`]) that may make the full
+    /// parse read another operation than the one [`Router::operations`] reads.
+    pub const GUARD: u32 = u32::MAX - 1;
+
+    /// Whether some selection names an operation, which is read from each line
+    /// ([`Router::operations`]) instead of searched for.
+    pub fn reads_operations(&self) -> bool {
+        self.lane.is_some()
+    }
+
+    /// Appends to `out` the operation literals `line` (at `at` in the data) holds, as
+    /// `(at, literal)`, for a router that reads operations. A line with one
+    /// `"Operation"` key, whose string value holds no escape, and with no guard (`found`:
+    /// the block search's hits in the line, [`Router::block_hits`]; `None`: the line
+    /// was not searched whole, and is searched for the guards here) is a candidate for
+    /// the operation it names, whatever else it holds. Any other line (an ECS document,
+    /// a wrapper, an export, a repeated or escaped key) is searched for the
+    /// operations' names, as every line is when no operation is read.
+    pub fn operations(
+        &self,
+        line: &[u8],
+        at: usize,
+        found: Option<&[(usize, u32)]>,
+        out: &mut Vec<(usize, u32)>,
+    ) {
+        let Some(lane) = &self.lane else {
+            return;
+        };
+        let guarded = match found {
+            Some(found) => found.iter().any(|&(_, literal)| literal == Router::GUARD),
+            None => lane.guards.find(line).is_some(),
+        };
+        match lane.operation(line).filter(|_| !guarded) {
+            Some(name) => {
+                if let Some(&literal) = lane.by_name.get(name) {
+                    out.push((at, literal));
+                }
+            }
+            None => {
+                for (g, searcher) in lane.texts.iter().enumerate() {
+                    searcher.each_literal(line, |i| out.push((at, lane.text_ids[g * GROUP + i])));
+                }
+            }
+        }
+    }
+
     /// How many bytes past a block's end a literal whose window starts inside it can
     /// reach.
     pub fn overlap(&self) -> usize {
-        let exact = self.groups.iter().map(|g| g.longest).max().unwrap_or(0);
+        let lane = self.lane.iter().flat_map(|l| &l.rest);
+        let exact = self
+            .groups
+            .iter()
+            .chain(lane)
+            .map(|g| g.longest)
+            .max()
+            .unwrap_or(0);
         let caseless = self.caseless.as_ref().map_or(0, |(gate, _)| gate.overlap());
         exact.saturating_sub(1).max(caseless)
     }
@@ -1212,6 +1325,95 @@ impl Router {
         self.by_pattern.len() + self.by_caseless.len()
     }
 }
+
+/// The router's operations ([`Literal::Operation`]), read from each line, and the search
+/// for the other exact literals and the guards.
+#[derive(Clone, Debug)]
+struct Lane {
+    /// The exact literals that are no operation, and the guards ([`GUARDS`]).
+    rest: Vec<Windowed>,
+    /// Index in `rest` -> literal (as [`Router::block_hits`] numbers them) or guard.
+    rest_ids: Vec<u32>,
+    /// The operations' names, searched for in a line whose operation is not read.
+    texts: Vec<Windowed>,
+    /// Index in `texts` -> literal.
+    text_ids: Vec<u32>,
+    /// Operation name -> its literal.
+    by_name: rustc_hash::FxHashMap<Box<[u8]>, u32>,
+    /// The `"Operation"` key.
+    key: memmem::Finder<'static>,
+    /// The guards, for a line the block search did not see whole.
+    guards: Prefilter,
+}
+
+/// What, in a line with one `"Operation"` key, may make the full parse read another
+/// operation than that key's (`record::Found`): a wrapper's key (`_source`,
+/// `o365audit`, `AuditData`, `auditData`, `event`, `event.*`), or a key spelled with an
+/// escape (`\u004f…`: an ASCII character escaped). A second `"Operation"` key is
+/// searched for in the line ([`Lane::operation`]; as a guard it would be a hit on
+/// every line).
+const GUARDS: [&str; 5] = [
+    "\"_source\"",
+    "\"o365audit\"",
+    "uditData\"",
+    "\"event",
+    "\\u00",
+];
+
+impl Lane {
+    /// The lane of a router's exact literals (numbered as they are listed); `Some(None)`
+    /// when none is an operation, `None` when Teddy does not build.
+    fn new(literals: &[&str]) -> Option<Option<Lane>> {
+        let operation = |l: &str| matches!(Literal::parse(l), Literal::Operation(_));
+        if !literals.iter().any(|l| operation(l)) {
+            return Some(None);
+        }
+        let (mut rest, mut rest_ids, mut texts, mut text_ids) = (vec![], vec![], vec![], vec![]);
+        let mut by_name = rustc_hash::FxHashMap::default();
+        for (i, l) in literals.iter().enumerate() {
+            let text = Literal::parse(l).text();
+            if operation(l) {
+                texts.push(text);
+                text_ids.push(i as u32);
+                by_name.insert(Box::from(text.as_bytes()), i as u32);
+            } else {
+                rest.push(text);
+                rest_ids.push(i as u32);
+            }
+        }
+        for guard in GUARDS {
+            rest.push(guard);
+            rest_ids.push(Router::GUARD);
+        }
+        Some(Some(Lane {
+            rest: Windowed::grouped(&rest, Some(rarity))?,
+            rest_ids,
+            texts: Windowed::grouped(&texts, Some(rarity))?,
+            text_ids,
+            by_name,
+            key: memmem::Finder::new(OPERATION_KEY).into_owned(),
+            guards: Prefilter::build(GUARDS.map(String::from).to_vec(), false, true),
+        }))
+    }
+
+    /// The name a line's one `"Operation"` key gives, when its value is a string
+    /// holding no escape (its bytes are the name); `None` for no such key, a second
+    /// one (a repeated key: the full parse reads the last; or a nested one), or
+    /// another value.
+    fn operation<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+        let mut keys = self.key.find_iter(line);
+        let at = keys.next()?;
+        if keys.next().is_some() {
+            return None;
+        }
+        let value = line[at + OPERATION_KEY.len()..].strip_prefix(b":\"")?;
+        let name = &value[..memchr::memchr(b'"', value)?];
+        (!name.contains(&b'\\')).then_some(name)
+    }
+}
+
+/// The key a raw record names its operation with.
+const OPERATION_KEY: &[u8] = b"\"Operation\"";
 
 /// How many literals a group of Teddy searchers holds when they do not all fit one
 /// (a literal's index is its group's times this plus its own in the group).
@@ -1342,6 +1544,15 @@ impl Conjunct {
                 .caseless
                 .as_ref()
                 .is_some_and(|c| c.find(line).is_some())
+    }
+}
+
+/// The text a literal string is searched for as: a [`Literal::Operation`]'s name, any
+/// other literal string as it is.
+fn searched_text(literal: String) -> String {
+    match Literal::parse(&literal) {
+        Literal::Operation(text) => text.to_string(),
+        _ => literal,
     }
 }
 
@@ -1714,7 +1925,7 @@ mod tests {
                 all.iter()
                     .enumerate()
                     .filter(|(_, l)| match Literal::parse(l) {
-                        Literal::Exact(t) => line.contains(t),
+                        Literal::Exact(t) | Literal::Operation(t) => line.contains(t),
                         Literal::AnyCase(t) => lower.contains(&t.to_ascii_lowercase()),
                     })
                     .map(|(i, _)| i)

@@ -24,6 +24,10 @@ use regex_syntax::hir::{Hir, HirKind};
 /// character no query value yields as a literal: those are cut at control bytes).
 const ANY_CASE_MARK: char = '\u{1}';
 
+/// The mark that starts a literal standing for a record's whole operation
+/// ([`Literal::Operation`]).
+const OPERATION_MARK: char = '\u{2}';
+
 /// A prefilter literal as a searcher reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Literal<'a> {
@@ -31,15 +35,28 @@ pub enum Literal<'a> {
     Exact(&'a str),
     /// ASCII text to find in any ASCII case (`HOUND`, `Hound`, `hound`).
     AnyCase(&'a str),
+    /// The whole value of the record's operation (what a field's
+    /// [`crate::Spelling::Exact`] gives for an exact action): a searcher may read each
+    /// record's operation and compare it, or find the text as an exact literal (every
+    /// record whose operation it is holds the text).
+    Operation(&'a str),
 }
 
 impl<'a> Literal<'a> {
     /// Reads a literal from a set `required_literals` or `required_conjuncts` gave.
     pub fn parse(literal: &'a str) -> Literal<'a> {
-        match literal.strip_prefix(ANY_CASE_MARK) {
-            Some(text) => Literal::AnyCase(text),
-            None => Literal::Exact(literal),
+        if let Some(text) = literal.strip_prefix(ANY_CASE_MARK) {
+            Literal::AnyCase(text)
+        } else if let Some(text) = literal.strip_prefix(OPERATION_MARK) {
+            Literal::Operation(text)
+        } else {
+            Literal::Exact(literal)
         }
+    }
+
+    /// The literal string for a record whose operation is `text`, whole.
+    pub fn operation(text: &str) -> String {
+        format!("{OPERATION_MARK}{text}")
     }
 
     /// The literal string for `text` found in any ASCII case (as the languages write
@@ -55,7 +72,7 @@ impl<'a> Literal<'a> {
     /// The text searched for.
     pub fn text(self) -> &'a str {
         match self {
-            Literal::Exact(t) | Literal::AnyCase(t) => t,
+            Literal::Exact(t) | Literal::AnyCase(t) | Literal::Operation(t) => t,
         }
     }
 
@@ -66,9 +83,13 @@ impl<'a> Literal<'a> {
 
     /// Whether every line holding `self` holds `other` too (`self` contains it, in a
     /// way that keeps when case is ignored).
+    /// A record's operation implies its text, and another operation only when they are
+    /// the same; no text implies an operation.
     pub fn implies(self, other: Literal<'_>) -> bool {
         match (self, other) {
-            (Literal::Exact(a), Literal::Exact(b)) => a.contains(b),
+            (Literal::Exact(a) | Literal::Operation(a), Literal::Exact(b)) => a.contains(b),
+            (Literal::Operation(a), Literal::Operation(b)) => a == b,
+            (_, Literal::Operation(_)) => false,
             (_, Literal::AnyCase(b)) => self
                 .text()
                 .to_ascii_lowercase()
@@ -260,6 +281,21 @@ mod tests {
         assert!(Literal::AnyCase("bloodhound").implies(Literal::AnyCase("HOUND")));
         assert!(!Literal::AnyCase("bloodhound").implies(Literal::Exact("hound")));
         assert!(!Literal::Exact("bloodhound").implies(Literal::Exact("Hound")));
+        let (long, short) = (
+            Literal::operation("Set-MailboxX"),
+            Literal::operation("Set-Mailbox"),
+        );
+        let (long, short) = (Literal::parse(&long), Literal::parse(&short));
+        assert!(long.implies(Literal::Exact("Set-Mailbox")));
+        assert!(long.implies(Literal::AnyCase("mailbox")));
+        assert!(long.implies(long));
+        assert!(
+            !long.implies(short),
+            "an operation is whole: no other one holds it"
+        );
+        assert!(!Literal::Exact("Set-MailboxX").implies(short));
+        assert_eq!(short.text(), "Set-Mailbox");
+        assert!(!short.ignores_case());
     }
 
     #[test]

@@ -1108,9 +1108,14 @@ fn glob_literals<F: Field>(g: &Glob, field: &F, mode: Lits) -> Option<Vec<String
         for form in field.spellings(value)? {
             match form {
                 Spelling::Text(t) => out.push(usable(&t)?),
-                // A marker of the caller's (a record type): its own case.
-                Spelling::Exact(literal) if mode.folded || g.cased => out.push(literal),
-                Spelling::Exact(_) => return None,
+                Spelling::Exact(literal) => match crate::Literal::parse(&literal) {
+                    // A record's whole operation: Sigma searches for its text (in any
+                    // case, unless the glob is cased).
+                    crate::Literal::Operation(t) => out.push(usable(t)?),
+                    // A marker of the caller's (a record type): its own case.
+                    _ if mode.folded || g.cased => out.push(literal),
+                    _ => return None,
+                },
             }
         }
         return (!out.is_empty()).then_some(out);

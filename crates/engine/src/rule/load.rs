@@ -766,7 +766,7 @@ name = "Exfiltration"
         assert!(matches!(rule.query, super::super::Query::Eql(_)));
         assert_eq!(
             rule.query.required_literals(),
-            Some(vec!["New-TransportRule".to_string()])
+            Some(vec![crate::field::Literal::operation("New-TransportRule")])
         );
         let sequence = "sequence by user.id with maxspan=5m [web where event.action == \"A\"] \
             [web where event.action == \"B\"]";
@@ -777,7 +777,10 @@ name = "Exfiltration"
         // One prefilter for the steps: a record may match either.
         assert_eq!(
             rule.query.required_literals(),
-            Some(vec!["A".to_string(), "B".to_string()])
+            Some(vec![
+                crate::field::Literal::operation("A"),
+                crate::field::Literal::operation("B")
+            ])
         );
         let items: Vec<&str> = rule.evidence.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(items[items.len() - 3..], ["sequence", "step_1", "step_2"]);
@@ -821,7 +824,7 @@ name = "Exfiltration"
         );
         assert_eq!(
             rule.query.required_literals(),
-            Some(vec!["New-TransportRule".to_string()])
+            Some(vec![crate::field::Literal::operation("New-TransportRule")])
         );
         assert!(
             rule.evidence_index(super::super::ESQL_ROWS_EVIDENCE)

@@ -1082,7 +1082,9 @@ mod tests {
         assert_eq!(rule.query.fields().len(), 4);
         assert_eq!(
             rule.query.required_literals(),
-            Some(vec!["Set-MailboxAuditBypassAssociation".to_string()])
+            Some(vec![crate::field::Literal::operation(
+                "Set-MailboxAuditBypassAssociation"
+            )])
         );
         assert_eq!(
             rule.evidence[0].fields[0],
@@ -1107,15 +1109,16 @@ mod tests {
         assert!(
             without
                 .conjuncts
-                .contains(&vec!["UserLoggedIn".to_string()])
+                .contains(&vec![crate::field::Literal::operation("UserLoggedIn")])
         );
         assert_eq!(without.unenriched, Some(Derived::CountryName));
         let db = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/fixtures/geoip/GeoLite2-City-Test.mmdb");
         let with = Enrichment::new(crate::enrich::GeoIp::open(&[db]).unwrap());
         let with = q.searched(&with);
-        assert_eq!(with.literals, Some(vec!["UserLoggedIn".to_string()]));
-        assert_eq!(with.conjuncts, [vec!["UserLoggedIn".to_string()]]);
+        let action = crate::field::Literal::operation("UserLoggedIn");
+        assert_eq!(with.literals, Some(vec![action.clone()]));
+        assert_eq!(with.conjuncts, [vec![action]]);
         assert_eq!(with.unenriched, None);
         // Alone, the field's key is all there is: with a database, no literal.
         let alone = Query::Kql(kql::Query::parse("source.geo.country_name:*").unwrap());
@@ -1145,6 +1148,13 @@ mod tests {
     #[test]
     fn each_branch_is_routed_by_its_own_literals_with_its_own_conjuncts() {
         let set = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // An action is a record's whole operation ([`crate::field::Literal::operation`]).
+        let ops = |items: &[&str]| {
+            items
+                .iter()
+                .map(|s| crate::field::Literal::operation(s))
+                .collect::<Vec<_>>()
+        };
         let q = Query::Kql(
             kql::Query::parse(
                 "event.provider:Exchange and \
@@ -1154,17 +1164,17 @@ mod tests {
             .unwrap(),
         );
         let searched = q.searched(&Enrichment::default());
-        let required = set(&["Add-MailboxPermission", "Set-Mailbox"]);
+        let required = ops(&["Add-MailboxPermission", "Set-Mailbox"]);
         assert_eq!(searched.literals.as_ref(), Some(&required));
         assert_eq!(
             searched.alternatives(Some(&required)),
             vec![
                 (
-                    Some(set(&["Add-MailboxPermission"])),
+                    Some(ops(&["Add-MailboxPermission"])),
                     vec![set(&["FullAccess"])]
                 ),
                 (
-                    Some(set(&["Set-Mailbox"])),
+                    Some(ops(&["Set-Mailbox"])),
                     vec![set(&["GrantSendOnBehalfTo"])]
                 ),
             ]

@@ -848,7 +848,11 @@ fn scan_prefiltered<S: Sink>(
     let mut hits = std::mem::take(&mut scratch.hit_starts);
     let mut found_hits = std::mem::take(&mut scratch.found);
     let types = !m.record_types.is_empty();
+    // Lines taken for their `RecordType` or their operation, read in the newline pass.
     let mut by_type: Vec<(usize, usize, u64)> = Vec::new();
+    // Whether the router reads operations, and the operation literals read in a block.
+    let reads = routed.is_some_and(Router::reads_operations);
+    let mut read_found: Vec<(usize, u32)> = Vec::new();
     // Where the block index's next entry starts (`crate::index`).
     let (mut span_start, mut span_line) = (0usize, 0u64);
     // Whether the coverage keys are swept for with the newlines (`sweep`), not searched
@@ -876,6 +880,8 @@ fn scan_prefiltered<S: Sink>(
         let taken_before = taken_to;
         let window_end = (block_end + overlap).min(len);
         let mut from = search_from.max(block_start);
+        // Where the block search begins: a line starting here or later is searched whole.
+        let searched_from = from;
         if sweep_keys {
             // The current line's places are kept; a line that began before the last
             // swept block is swept again from its start (it holds no newline there).
@@ -928,7 +934,9 @@ fn scan_prefiltered<S: Sink>(
             // A hit is where a literal's searched window starts; the literal may begin
             // before it (even before the block: its line is in no earlier block's hits).
             let found = if routed.is_some() {
-                while next_hit < found_hits.len() && found_hits[next_hit].0 < from {
+                while next_hit < found_hits.len()
+                    && (found_hits[next_hit].0 < from || found_hits[next_hit].1 == Router::GUARD)
+                {
                     next_hit += 1;
                 }
                 found_hits.get(next_hit).map(|h| h.0)
@@ -962,6 +970,9 @@ fn scan_prefiltered<S: Sink>(
         let mut resume = block_start;
         let general_before = tally.general();
         let mut place = 0usize;
+        // The block search's hits from the current line on (its guards, when `read`).
+        let mut guard_at = 0usize;
+        read_found.clear();
         'lines: loop {
             let found = if sweep_keys {
                 let listed = newlines.partition_point(|&p| p < resume);
@@ -998,11 +1009,31 @@ fn scan_prefiltered<S: Sink>(
                 } else {
                     None
                 };
-                if !line_blank
-                    && types
-                    && line_start >= taken_before
-                    && (next == 0 || cands[next - 1].0 != line_start)
+                // The operations a line names join the block search's hits, and take
+                // the line when it holds no literal found.
+                let mut named = false;
+                if let Some(r) = routed
+                    .filter(|_| reads && have_found && !line_blank && line_start >= taken_before)
                 {
+                    while guard_at < found_hits.len() && found_hits[guard_at].0 < line_start {
+                        guard_at += 1;
+                    }
+                    let mut end = guard_at;
+                    while end < found_hits.len() && found_hits[end].0 < nl {
+                        end += 1;
+                    }
+                    let before = read_found.len();
+                    // A line begun in an earlier block was not searched whole here.
+                    let found = (line_start >= searched_from).then(|| &found_hits[guard_at..end]);
+                    r.operations(line, line_start, found, &mut read_found);
+                    guard_at = end;
+                    named = read_found.len() > before;
+                }
+                let taken = next > 0 && cands[next - 1].0 == line_start;
+                if named && !taken {
+                    let index = lines_before_block + seen_before(line_start, block_start, seen);
+                    by_type.push((line_start, nl, index));
+                } else if !line_blank && types && line_start >= taken_before && !taken {
                     let number = match probed_type {
                         Some(v) => crate::coverage::record_type_value_number(v),
                         None => crate::coverage::record_type_number(line),
@@ -1048,7 +1079,13 @@ fn scan_prefiltered<S: Sink>(
         // records needed a search for them.
         sweep_keys = m.coverage && (tally.general() - general_before) * 4 > seen;
 
-        // Records selected by their `RecordType` join the literal hits, in line order.
+        // The operations read join the block search's hits, in order.
+        if !read_found.is_empty() {
+            found_hits.append(&mut read_found);
+            found_hits.sort_unstable();
+        }
+        // Records selected by their `RecordType` or operation join the literal hits, in
+        // line order.
         if !by_type.is_empty() {
             cands.append(&mut by_type);
             cands.sort_unstable_by_key(|c| c.0);
@@ -1072,7 +1109,15 @@ fn scan_prefiltered<S: Sink>(
                 while stop < found_hits.len() && found_hits[stop].0 < end {
                     stop += 1;
                 }
-                let literals = found_hits[next_found..stop].iter().map(|&(_, l)| l);
+                let hits = &found_hits[next_found..stop];
+                // A line ending past the block (in the search's overlap) had its
+                // operation read by no newline pass.
+                let mut read = Vec::new();
+                if reads && end >= block_end {
+                    let whole = (start >= searched_from).then_some(hits);
+                    r.operations(&data[start..end], start, whole, &mut read);
+                }
+                let literals = hits.iter().chain(&read).map(|&(_, l)| l);
                 r.route_found(&data[start..end], literals, &mut scratch.route);
                 scratch.routed = true;
                 next_found = stop;
@@ -1108,11 +1153,18 @@ fn scan_prefiltered<S: Sink>(
     if m.coverage && line_start < len && !line_blank {
         tally.record(&data[line_start..]);
     }
-    // The last line, without a newline: a candidate by its `RecordType` only if the
-    // literal search did not already take it.
-    if types && line_start < len && !line_blank && taken_to <= line_start {
+    // The last line, without a newline: a candidate by its `RecordType`, or by an
+    // operation it names (the newline pass did not read it), only if the literal search
+    // did not already take it.
+    if line_start < len && !line_blank && taken_to <= line_start {
         let line = &data[line_start..];
-        if m.wants_record_type_of(line) {
+        let named = routed.filter(|_| reads).is_some_and(|r| {
+            r.route(line, &mut scratch.route);
+            !scratch.route.is_empty()
+        });
+        // The route is its own (`candidate` routes the line again otherwise).
+        scratch.routed = named;
+        if named || types && m.wants_record_type_of(line) {
             candidate(
                 line,
                 file,
