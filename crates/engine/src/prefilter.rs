@@ -9,6 +9,8 @@
 //! [`Router`] then tells which rules a candidate may satisfy and turns it away when it
 //! lacks another literal a rule needs.
 
+use std::borrow::Cow;
+
 use aho_corasick::packed;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
 use memchr::memmem;
@@ -1211,12 +1213,13 @@ impl Router {
 
     /// Appends to `out` the operation literals `line` (at `at` in the data) holds, as
     /// `(at, literal)`, for a router that reads operations. A line with one
-    /// `"Operation"` key, whose string value holds no escape, and with no guard (`found`:
+    /// `"Operation"` key whose value is a string, and with no guard (`found`:
     /// the block search's hits in the line, [`Router::block_hits`]; `None`: the line
     /// was not searched whole, and is searched for the guards here) is a candidate for
-    /// the operation it names, whatever else it holds. Any other line (an ECS document,
-    /// a wrapper, an export, a repeated or escaped key) is searched for the
-    /// operations' names, as every line is when no operation is read.
+    /// the operation it names (its escapes decoded), whatever else it holds. Any other
+    /// line (an ECS document, a wrapper, an export, a repeated or escaped key) is
+    /// searched for the operations' names, as every line is when no operation is read
+    /// (and is a candidate for the operation its one key names, if it has one).
     pub fn operations(
         &self,
         line: &[u8],
@@ -1231,16 +1234,13 @@ impl Router {
             Some(found) => found.iter().any(|&(_, literal)| literal == Router::GUARD),
             None => lane.guards.find(line).is_some(),
         };
-        match lane.operation(line).filter(|_| !guarded) {
-            Some(name) => {
-                if let Some(&literal) = lane.by_name.get(name) {
-                    out.push((at, literal));
-                }
-            }
-            None => {
-                for (g, searcher) in lane.texts.iter().enumerate() {
-                    searcher.each_literal(line, |i| out.push((at, lane.text_ids[g * GROUP + i])));
-                }
+        let name = lane.operation(line);
+        if let Some(&literal) = name.as_ref().and_then(|n| lane.by_name.get(&**n)) {
+            out.push((at, literal));
+        }
+        if guarded || name.is_none() {
+            for (g, searcher) in lane.texts.iter().enumerate() {
+                searcher.each_literal(line, |i| out.push((at, lane.text_ids[g * GROUP + i])));
             }
         }
     }
@@ -1347,18 +1347,14 @@ struct Lane {
 }
 
 /// What, in a line with one `"Operation"` key, may make the full parse read another
-/// operation than that key's (`record::Found`): a wrapper's key (`_source`,
-/// `o365audit`, `AuditData`, `auditData`, `event`, `event.*`), or a key spelled with an
-/// escape (`\u004f…`: an ASCII character escaped). A second `"Operation"` key is
-/// searched for in the line ([`Lane::operation`]; as a guard it would be a hit on
-/// every line).
-const GUARDS: [&str; 5] = [
-    "\"_source\"",
-    "\"o365audit\"",
-    "uditData\"",
-    "\"event",
-    "\\u00",
-];
+/// operation than that key's (`record::Found`): a record held as JSON text
+/// (`AuditData`, `auditData`: its keys are escaped), an ECS document's keys (`event`,
+/// `event.*`: `event.action` is its action), or a key spelled with an escape
+/// (`\u004f…`: an ASCII character escaped). A second `"Operation"` key is searched for
+/// in the line ([`Lane::operation`]; as a guard it would be a hit on every line). A
+/// wrapper holding the record as an object (`_source`, `o365audit`) needs none: the
+/// one key is the record's, or the record has none.
+const GUARDS: [&str; 3] = ["uditData\"", "\"event", "\\u00"];
 
 impl Lane {
     /// The lane of a router's exact literals (numbered as they are listed); `Some(None)`
@@ -1396,11 +1392,10 @@ impl Lane {
         }))
     }
 
-    /// The name a line's one `"Operation"` key gives, when its value is a string
-    /// holding no escape (its bytes are the name); `None` for no such key, a second
-    /// one (a repeated key: the full parse reads the last; or a nested one), or
-    /// another value.
-    fn operation<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+    /// The name a line's one `"Operation"` key gives, when its value is a string (its
+    /// escapes decoded); `None` for no such key, a second one (a repeated key: the
+    /// full parse reads the last; or a nested one), or another value.
+    fn operation<'a>(&self, line: &'a [u8]) -> Option<Cow<'a, [u8]>> {
         let mut keys = self.key.find_iter(line);
         let at = keys.next()?;
         if keys.next().is_some() {
@@ -1408,7 +1403,22 @@ impl Lane {
         }
         let value = line[at + OPERATION_KEY.len()..].strip_prefix(b":\"")?;
         let name = &value[..memchr::memchr(b'"', value)?];
-        (!name.contains(&b'\\')).then_some(name)
+        if !name.contains(&b'\\') {
+            return Some(Cow::Borrowed(name));
+        }
+        // An escape (rare): the string as JSON reads it, up to its closing quote.
+        let mut end = 0;
+        loop {
+            end += memchr::memchr(b'"', &value[end..])?;
+            let escapes = value[..end].iter().rev().take_while(|&&b| b == b'\\');
+            if escapes.count() % 2 == 0 {
+                break;
+            }
+            end += 1;
+        }
+        let quoted = &line[at + OPERATION_KEY.len() + 1..][..end + 2];
+        let text: String = serde_json::from_slice(quoted).ok()?;
+        Some(Cow::Owned(text.into_bytes()))
     }
 }
 
@@ -2122,6 +2132,59 @@ mod tests {
                 proptest::prop_assert_eq!(hit, !searched.is_empty(), "{}", String::from_utf8_lossy(line));
             }
         }
+    }
+
+    #[test]
+    fn an_operation_is_read_from_the_one_key_that_names_it() {
+        let ops = [Literal::operation("Set-Mailbox"), "Electron".to_string()];
+        let literals: Vec<&str> = ops.iter().map(String::as_str).collect();
+        let lane = Lane::new(&literals).unwrap().expect("an operation is read");
+        let read = |line: &str| lane.operation(line.as_bytes()).map(|n| n.into_owned());
+        assert_eq!(
+            read(r#"{"Operation":"Set-Mailbox","x":1}"#),
+            Some(b"Set-Mailbox".to_vec())
+        );
+        // Escapes are decoded, an escaped quote included.
+        assert_eq!(
+            read(r#"{"Operation":"\u0053et-Mailbox"}"#),
+            Some(b"Set-Mailbox".to_vec())
+        );
+        assert_eq!(
+            read(r#"{"Operation":"a\"b\\","x":1}"#),
+            Some(br#"a"b\"#.to_vec())
+        );
+        // No key, a second one (repeated or nested), another value: not read.
+        assert_eq!(read(r#"{"Operations":"Set-Mailbox"}"#), None);
+        assert_eq!(read(r#"{"Operation":"A","Operation":"Set-Mailbox"}"#), None);
+        assert_eq!(read(r#"{"Operation":"A","x":{"Operation":"B"}}"#), None);
+        assert_eq!(read(r#"{"Operation" : "Set-Mailbox"}"#), None);
+        assert_eq!(read(r#"{"Operation":["Set-Mailbox"]}"#), None);
+        assert_eq!(read(r#"{"Operation":"Set-Mail"#), None);
+        // A line not read is searched for the operations' names; a guard sends a line
+        // read to that search too; a line read whole names only its own operation.
+        let reqs = vec![Some(vec![ops[0].clone()]), Some(vec![ops[1].clone()])];
+        let router = Router::new(&reqs, &[vec![], vec![]]).unwrap();
+        let route = |line: &str| {
+            let mut out = Vec::new();
+            router.route(line.as_bytes(), &mut out);
+            out
+        };
+        assert_eq!(route(r#"{"Operation":"Set-Mailbox"}"#), [0]);
+        assert_eq!(route(r#"{"Operation":"Set-MailboxX"}"#), [] as [u32; 0]);
+        assert_eq!(
+            route(r#"{"Operation":"A","Parameters":"Set-Mailbox"}"#),
+            [] as [u32; 0]
+        );
+        assert_eq!(route(r#"{"Operation" : "Set-Mailbox"}"#), [0]);
+        assert_eq!(
+            route(r#"{"Operation":"A","event":{"action":"Set-Mailbox"}}"#),
+            [0]
+        );
+        assert_eq!(
+            route(r#"{"Operation":"A","AuditData":"{\"Operation\":\"Set-Mailbox\"}"}"#),
+            [0]
+        );
+        assert_eq!(route(r#"{"Operation":"Electron"}"#), [1]);
     }
 
     #[test]
