@@ -1205,6 +1205,11 @@ impl Router {
     /// parse read another operation than the one [`Router::operations`] reads.
     pub const GUARD: u32 = u32::MAX - 1;
 
+    /// How many operations are read from each line ([`Router::operations`]).
+    pub fn operations_read(&self) -> usize {
+        self.lane.as_ref().map_or(0, |l| l.by_name.len())
+    }
+
     /// Whether some selection names an operation, which is read from each line
     /// ([`Router::operations`]) instead of searched for.
     pub fn reads_operations(&self) -> bool {

@@ -479,6 +479,17 @@ impl Matcher {
     /// `RecordType`s read from each line (a rule whose only literal is a `RecordType`
     /// has no text search, yet parses only records of its types).
     pub fn describe_prefilter(&self) -> String {
+        let text = self.describe_search();
+        match self.router.as_ref().map_or(0, Router::operations_read) {
+            0 => text,
+            n => format!(
+                "{text}; {n} literals are operations, read from each line's `Operation` key"
+            ),
+        }
+    }
+
+    /// [`Matcher::describe_prefilter`] but for the operations read.
+    fn describe_search(&self) -> String {
         let types: Vec<String> = self
             .record_types
             .iter()
