@@ -1,9 +1,10 @@
-//! Actions read whole from each line's `Operation` key (`Literal::Operation`) against the
-//! reference path: Elastic's rules over their fixture records rewritten into every
-//! shape where the key the fast path reads is not the one the full parse reads (a
-//! repeated key, whose last value counts; an escaped key or value; spaces around the
-//! colon; a nested `Operation`; wrappers that hold the record as an object or as JSON
-//! text) find what parsing every line finds, whatever the blocks, chunks and threads.
+//! Actions read whole from each line's `Operation` key (`Literal::Operation`) against
+//! the reference path: Elastic's rules (and Sigma's beside them, whose operations match
+//! in any case) over their fixture records rewritten into every shape where the key
+//! the fast path reads is not the one the full parse reads (a repeated key, whose last
+//! value counts; an escaped key; spaces around the colon; a nested `Operation`; a list;
+//! wrappers that hold the record as an object, as JSON text or as an ECS document) find
+//! what parsing every line finds, whatever the blocks, chunks and threads.
 
 mod common;
 
@@ -36,7 +37,7 @@ fn operation(line: &str) -> Option<(usize, usize)> {
 /// The shapes of [`reshape`] (0: the line as it is). A letter of a value spelled as an
 /// escape is none: no writer escapes one, and only an action's literal, read whole, is
 /// sure to be found so (the prefilter's unit tests).
-const SHAPES: [u8; 13] = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13];
+const SHAPES: [u8; 14] = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14];
 
 /// `line` in shape `shape` (see the match).
 fn reshape(line: &str, shape: u8) -> String {
@@ -106,16 +107,23 @@ fn reshape(line: &str, shape: u8) -> String {
                 serde_json::Value::Object(audit)
             )
         }
+        // The operation in upper case (Sigma's values match in any case).
+        14 => format!(
+            "{}{}{}",
+            &line[..start],
+            name.to_ascii_uppercase(),
+            &line[end..]
+        ),
         _ => line.to_string(),
     }
 }
 
 fn run(
-    dir: &Path,
+    dirs: &[PathBuf],
     input: &Path,
     tweak: impl FnOnce(&mut ualhunt_engine::Config),
 ) -> BTreeSet<(String, String)> {
-    let set = ualhunt_engine::rule::load::load(&[dir.to_path_buf()]).unwrap();
+    let set = ualhunt_engine::rule::load::load(dirs).unwrap();
     let mut config = ualhunt_engine::Config::new(vec![input.to_path_buf()]);
     config.rules = set.rules;
     config.context = false;
@@ -128,14 +136,40 @@ fn operations_read_whole_find_what_parsing_every_line_finds() {
     let Some(dir) = common::corpus("elastic-rules", "operations read whole") else {
         return;
     };
-    let records: PathBuf = common::root().join("tests/fixtures/rule_pack/records.jsonl");
-    let lines: Vec<String> = std::fs::read_to_string(records)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(String::from)
-        .collect();
-    let mut rng = fastrand::Rng::with_seed(7);
+    check(&[dir], &["tests/fixtures/rule_pack/records.jsonl"], 7);
+}
+
+/// Sigma's operations match in any case: read whole too, beside Elastic's.
+#[test]
+fn operations_in_any_case_read_whole_find_what_parsing_every_line_finds() {
+    let name = "operations read whole in any case";
+    let (Some(elastic), Some(sigma)) = (
+        common::corpus("elastic-rules", name),
+        common::corpus("sigma-m365", name),
+    ) else {
+        return;
+    };
+    let fixtures = [
+        "tests/fixtures/rule_pack/records.jsonl",
+        "tests/fixtures/sigma_pack/records.jsonl",
+    ];
+    check(&[elastic, sigma], &fixtures, 11);
+}
+
+/// The records of `fixtures` in every shape, then in random ones (`seed`): the rules
+/// in `dirs` find in them what parsing every line finds, whatever the blocks, chunks
+/// and threads.
+fn check(dirs: &[PathBuf], fixtures: &[&str], seed: u64) {
+    let mut lines: Vec<String> = Vec::new();
+    for fixture in fixtures {
+        let text = std::fs::read_to_string(common::root().join(fixture)).unwrap();
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from),
+        );
+    }
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut text = String::new();
     // Every line in every shape once, then in random shapes, in random order; each
     // copy with its own record id (a finding of one copy cannot stand for another's,
@@ -152,11 +186,8 @@ fn operations_read_whole_find_what_parsing_every_line_finds() {
     }
     for n in 0..400 {
         let shape = SHAPES[rng.usize(..SHAPES.len())];
-        shaped.push(copy(
-            &lines[rng.usize(..lines.len())],
-            lines.len() + n,
-            shape,
-        ));
+        let line = &lines[rng.usize(..lines.len())];
+        shaped.push(copy(line, lines.len() + n, shape));
     }
     rng.shuffle(&mut shaped);
     for line in &shaped {
@@ -167,7 +198,7 @@ fn operations_read_whole_find_what_parsing_every_line_finds() {
     let input = tmp.path().join("operations.jsonl");
     std::fs::write(&input, text).unwrap();
 
-    let reference = run(&dir, &input, |c| c.prefilter = false);
+    let reference = run(dirs, &input, |c| c.prefilter = false);
     assert!(
         reference.len() > 20,
         "few findings: the comparison would prove little ({})",
@@ -181,9 +212,9 @@ fn operations_read_whole_find_what_parsing_every_line_finds() {
             "{how}: missed {missed:?}, more {more:?}"
         );
     };
-    same(&run(&dir, &input, |_| {}), "default");
+    same(&run(dirs, &input, |_| {}), "default");
     for (block, chunk, threads) in [(7, 300, 3), (64, 4096, 2), (1000, 64, 1)] {
-        let got = run(&dir, &input, |c| {
+        let got = run(dirs, &input, |c| {
             c.scan_block = block;
             c.chunk_size = chunk;
             c.threads = threads;

@@ -248,12 +248,11 @@ impl ualhunt_query::Field for Field {
             Field::Action => Some(
                 std::iter::once(value)
                     .chain(raw_operation(value))
-                    .map(|v| match is_plain_operation(v) {
-                        true => Spelling::Exact(Literal::operation(v)),
-                        false => Spelling::Text(v.to_string()),
-                    })
+                    .map(operation_spelling)
                     .collect(),
             ),
+            // The raw key itself: a record's operation, whole, as above.
+            Field::Audit(path) if path == "Operation" => Some(vec![operation_spelling(value)]),
             // A name the parser takes from the agent's text is in the record's bytes.
             Field::Derived(Derived::AgentName) => crate::enrich::user_agent::name_spellings(value)
                 .map(|texts| texts.into_iter().map(Spelling::Text).collect()),
@@ -293,6 +292,15 @@ pub(crate) const SIGN_IN_CODE: &str = "AzureActiveDirectoryStsLogon";
 /// record's `RecordType` as the coverage tally does instead of searching for it.
 pub const RECORD_TYPE_MARK: &str = "\u{0}RecordType=";
 
+/// How a record whose operation is `name` spells it: the operation, read whole
+/// ([`Literal::operation`]), when every writer writes the name as it is; else its text.
+fn operation_spelling(name: &str) -> Spelling {
+    match is_plain_operation(name) {
+        true => Spelling::Exact(Literal::operation(name)),
+        false => Spelling::Text(name.to_string()),
+    }
+}
+
 /// Whether an operation's name is written the same by every JSON writer, so that the
 /// bytes of a record's `Operation` string are the name itself: printable ASCII none of
 /// them escapes (a name with anything else is searched for as text, in pieces).
@@ -311,7 +319,10 @@ pub fn show_literal(literal: &str) -> String {
         ualhunt_query::Literal::parse(literal),
     ) {
         (Some(n), _) => format!("RecordType {n}"),
-        (None, ualhunt_query::Literal::AnyCase(text)) => format!("{text:?} (any case)"),
+        (
+            None,
+            ualhunt_query::Literal::AnyCase(text) | ualhunt_query::Literal::OperationAnyCase(text),
+        ) => format!("{text:?} (any case)"),
         (None, ualhunt_query::Literal::Exact(text) | ualhunt_query::Literal::Operation(text)) => {
             format!("{text:?}")
         }

@@ -1078,7 +1078,7 @@ impl Router {
             .filter(|(_, r)| !**r)
             .map(|(pair, _)| pair);
         let (caseless, exact): (Routed, Routed) =
-            kept.partition(|(l, _)| Literal::parse(l).ignores_case());
+            kept.partition(|(l, _)| matches!(Literal::parse(l), Literal::AnyCase(_)));
         let (caseless, by_caseless): (Vec<&str>, Vec<Vec<u32>>) = caseless.into_iter().unzip();
         let (literals, by_pattern): (Vec<&str>, Vec<Vec<u32>>) = exact.into_iter().unzip();
         let caseless = match caseless.is_empty() {
@@ -1207,7 +1207,9 @@ impl Router {
 
     /// How many operations are read from each line ([`Router::operations`]).
     pub fn operations_read(&self) -> usize {
-        self.lane.as_ref().map_or(0, |l| l.by_name.len())
+        self.lane.as_ref().map_or(0, |l| {
+            l.text_ids.len() + l.lower.as_ref().map_or(0, |(_, ids)| ids.len())
+        })
     }
 
     /// Whether some selection names an operation, which is read from each line
@@ -1240,12 +1242,22 @@ impl Router {
             None => lane.guards.find(line).is_some(),
         };
         let name = lane.operation(line);
-        if let Some(&literal) = name.as_ref().and_then(|n| lane.by_name.get(&**n)) {
-            out.push((at, literal));
+        if let Some(name) = &name {
+            if let Some(&literal) = lane.by_name.get(&**name) {
+                out.push((at, literal));
+            }
+            if !lane.by_lower.is_empty()
+                && let Some(literals) = lane.by_lower.get(&*name.to_ascii_lowercase())
+            {
+                out.extend(literals.iter().map(|&l| (at, l)));
+            }
         }
         if guarded || name.is_none() {
             for (g, searcher) in lane.texts.iter().enumerate() {
                 searcher.each_literal(line, |i| out.push((at, lane.text_ids[g * GROUP + i])));
+            }
+            if let Some((search, ids)) = &lane.lower {
+                search.each_literal(line, |i| out.push((at, ids[i])));
             }
         }
     }
@@ -1343,8 +1355,13 @@ struct Lane {
     texts: Vec<Windowed>,
     /// Index in `texts` -> literal.
     text_ids: Vec<u32>,
+    /// The names of the operations matched in any case, lower case, searched for in
+    /// any case in a line whose operation is not read; index -> literal.
+    lower: Option<(Caseless, Vec<u32>)>,
     /// Operation name -> its literal.
     by_name: rustc_hash::FxHashMap<Box<[u8]>, u32>,
+    /// Operation name in lower case -> the literals matching it in any case.
+    by_lower: rustc_hash::FxHashMap<Box<[u8]>, Vec<u32>>,
     /// The `"Operation"` key.
     key: memmem::Finder<'static>,
     /// The guards, for a line the block search did not see whole.
@@ -1365,21 +1382,32 @@ impl Lane {
     /// The lane of a router's exact literals (numbered as they are listed); `Some(None)`
     /// when none is an operation, `None` when Teddy does not build.
     fn new(literals: &[&str]) -> Option<Option<Lane>> {
-        let operation = |l: &str| matches!(Literal::parse(l), Literal::Operation(_));
-        if !literals.iter().any(|l| operation(l)) {
+        if !literals.iter().any(|l| Literal::parse(l).is_operation()) {
             return Some(None);
         }
         let (mut rest, mut rest_ids, mut texts, mut text_ids) = (vec![], vec![], vec![], vec![]);
+        let (mut lower, mut lower_ids) = (vec![], vec![]);
         let mut by_name = rustc_hash::FxHashMap::default();
+        let mut by_lower: rustc_hash::FxHashMap<Box<[u8]>, Vec<u32>> = Default::default();
         for (i, l) in literals.iter().enumerate() {
-            let text = Literal::parse(l).text();
-            if operation(l) {
-                texts.push(text);
-                text_ids.push(i as u32);
-                by_name.insert(Box::from(text.as_bytes()), i as u32);
-            } else {
-                rest.push(text);
-                rest_ids.push(i as u32);
+            match Literal::parse(l) {
+                Literal::Operation(text) => {
+                    texts.push(text);
+                    text_ids.push(i as u32);
+                    by_name.insert(Box::from(text.as_bytes()), i as u32);
+                }
+                Literal::OperationAnyCase(text) => {
+                    lower.push(text.to_string());
+                    lower_ids.push(i as u32);
+                    by_lower
+                        .entry(Box::from(text.as_bytes()))
+                        .or_default()
+                        .push(i as u32);
+                }
+                literal => {
+                    rest.push(literal.text());
+                    rest_ids.push(i as u32);
+                }
             }
         }
         for guard in GUARDS {
@@ -1391,7 +1419,12 @@ impl Lane {
             rest_ids,
             texts: Windowed::grouped(&texts, Some(rarity))?,
             text_ids,
+            lower: match lower.is_empty() {
+                true => None,
+                false => Some((Caseless::new(&lower)?, lower_ids)),
+            },
             by_name,
+            by_lower,
             key: memmem::Finder::new(OPERATION_KEY).into_owned(),
             guards: Prefilter::build(GUARDS.map(String::from).to_vec(), false, true),
         }))
@@ -1584,7 +1617,10 @@ pub fn why_no_literal(query: &Query) -> String {
     if let Query::Sigma(q) = query {
         let folded = q
             .folded_literals()
-            .map(|l| l.join(", "))
+            .map(|l| {
+                let texts: Vec<&str> = l.iter().map(|l| Literal::parse(l).text()).collect();
+                texts.join(", ")
+            })
             .unwrap_or_else(|| "none".into());
         return format!(
             "Sigma values match whatever their ASCII case: only cased values, runs without \
@@ -1941,7 +1977,9 @@ mod tests {
                     .enumerate()
                     .filter(|(_, l)| match Literal::parse(l) {
                         Literal::Exact(t) | Literal::Operation(t) => line.contains(t),
-                        Literal::AnyCase(t) => lower.contains(&t.to_ascii_lowercase()),
+                        Literal::AnyCase(t) | Literal::OperationAnyCase(t) => {
+                            lower.contains(&t.to_ascii_lowercase())
+                        }
                     })
                     .map(|(i, _)| i)
                     .collect()

@@ -40,6 +40,8 @@ pub enum Literal<'a> {
     /// record's operation and compare it, or find the text as an exact literal (every
     /// record whose operation it is holds the text).
     Operation(&'a str),
+    /// [`Literal::Operation`] whatever its ASCII case (lower case here).
+    OperationAnyCase(&'a str),
 }
 
 impl<'a> Literal<'a> {
@@ -48,7 +50,10 @@ impl<'a> Literal<'a> {
         if let Some(text) = literal.strip_prefix(ANY_CASE_MARK) {
             Literal::AnyCase(text)
         } else if let Some(text) = literal.strip_prefix(OPERATION_MARK) {
-            Literal::Operation(text)
+            match text.strip_prefix(ANY_CASE_MARK) {
+                Some(text) => Literal::OperationAnyCase(text),
+                None => Literal::Operation(text),
+            }
         } else {
             Literal::Exact(literal)
         }
@@ -57,6 +62,20 @@ impl<'a> Literal<'a> {
     /// The literal string for a record whose operation is `text`, whole.
     pub fn operation(text: &str) -> String {
         format!("{OPERATION_MARK}{text}")
+    }
+
+    /// The literal string for a record whose operation is `text`, whole, whatever its
+    /// ASCII case.
+    pub fn operation_any_case(text: &str) -> String {
+        format!(
+            "{OPERATION_MARK}{ANY_CASE_MARK}{}",
+            text.to_ascii_lowercase()
+        )
+    }
+
+    /// Whether it stands for a record's whole operation.
+    pub fn is_operation(self) -> bool {
+        matches!(self, Literal::Operation(_) | Literal::OperationAnyCase(_))
     }
 
     /// The literal string for `text` found in any ASCII case (as the languages write
@@ -72,13 +91,16 @@ impl<'a> Literal<'a> {
     /// The text searched for.
     pub fn text(self) -> &'a str {
         match self {
-            Literal::Exact(t) | Literal::AnyCase(t) | Literal::Operation(t) => t,
+            Literal::Exact(t)
+            | Literal::AnyCase(t)
+            | Literal::Operation(t)
+            | Literal::OperationAnyCase(t) => t,
         }
     }
 
     /// Whether the text is found in any ASCII case.
     pub fn ignores_case(self) -> bool {
-        matches!(self, Literal::AnyCase(_))
+        matches!(self, Literal::AnyCase(_) | Literal::OperationAnyCase(_))
     }
 
     /// Whether every line holding `self` holds `other` too (`self` contains it, in a
@@ -89,12 +111,16 @@ impl<'a> Literal<'a> {
         match (self, other) {
             (Literal::Exact(a) | Literal::Operation(a), Literal::Exact(b)) => a.contains(b),
             (Literal::Operation(a), Literal::Operation(b)) => a == b,
-            (_, Literal::Operation(_)) => false,
+            (
+                Literal::Operation(a) | Literal::OperationAnyCase(a),
+                Literal::OperationAnyCase(b),
+            ) => a.eq_ignore_ascii_case(b),
+            (_, Literal::Operation(_) | Literal::OperationAnyCase(_)) => false,
             (_, Literal::AnyCase(b)) => self
                 .text()
                 .to_ascii_lowercase()
                 .contains(&b.to_ascii_lowercase()),
-            (Literal::AnyCase(_), Literal::Exact(_)) => false,
+            (Literal::AnyCase(_) | Literal::OperationAnyCase(_), Literal::Exact(_)) => false,
         }
     }
 }
@@ -296,6 +322,14 @@ mod tests {
         assert!(!Literal::Exact("Set-MailboxX").implies(short));
         assert_eq!(short.text(), "Set-Mailbox");
         assert!(!short.ignores_case());
+        let any = Literal::operation_any_case("Set-Mailbox");
+        let any = Literal::parse(&any);
+        assert_eq!(any, Literal::OperationAnyCase("set-mailbox"));
+        assert!(any.ignores_case() && any.is_operation());
+        assert!(short.implies(any) && any.implies(any) && !any.implies(short));
+        assert!(any.implies(Literal::AnyCase("MAILBOX")));
+        assert!(!any.implies(Literal::Exact("set-mailbox")));
+        assert!(!long.implies(any));
     }
 
     #[test]

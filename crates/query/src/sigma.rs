@@ -1083,9 +1083,10 @@ struct Lits {
 }
 
 /// Whether a literal string is a marker of the caller's ([`Spelling::Exact`] text
-/// starting with a NUL byte, which no text literal holds): its case is its own.
+/// starting with a NUL byte, which no text literal holds) or a record's operation
+/// ([`crate::Literal::Operation`]): its case is its own.
 fn is_marker(literal: &str) -> bool {
-    literal.starts_with('\0')
+    literal.starts_with('\0') || crate::Literal::parse(literal).is_operation()
 }
 
 /// A glob's literals: its whole value (in the field's spellings) when it has no wildcard,
@@ -1109,9 +1110,9 @@ fn glob_literals<F: Field>(g: &Glob, field: &F, mode: Lits) -> Option<Vec<String
             match form {
                 Spelling::Text(t) => out.push(usable(&t)?),
                 Spelling::Exact(literal) => match crate::Literal::parse(&literal) {
-                    // A record's whole operation: Sigma searches for its text (in any
-                    // case, unless the glob is cased).
-                    crate::Literal::Operation(t) => out.push(usable(t)?),
+                    // A record's whole operation, in any case unless the glob is cased.
+                    crate::Literal::Operation(_) if g.cased => out.push(literal),
+                    crate::Literal::Operation(t) => out.push(crate::Literal::operation_any_case(t)),
                     // A marker of the caller's (a record type): its own case.
                     _ if mode.folded || g.cased => out.push(literal),
                     _ => return None,

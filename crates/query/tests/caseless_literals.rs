@@ -41,7 +41,9 @@ fn escaped_json(value: &str) -> String {
 fn holds(json: &str, literal: &str) -> bool {
     match Literal::parse(literal) {
         Literal::Exact(t) | Literal::Operation(t) => json.contains(t),
-        Literal::AnyCase(t) => json.to_ascii_lowercase().contains(&t.to_ascii_lowercase()),
+        Literal::AnyCase(t) | Literal::OperationAnyCase(t) => {
+            json.to_ascii_lowercase().contains(&t.to_ascii_lowercase())
+        }
     }
 }
 
