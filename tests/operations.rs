@@ -11,21 +11,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// The rule and record id of every finding.
-fn pairs(report: &ualhunt_engine::Report) -> BTreeSet<(String, String)> {
-    report
-        .actors
-        .iter()
-        .flat_map(|a| &a.evidence)
-        .map(|e| {
-            (
-                report.rules[usize::from(e.finding.rule)].id.clone(),
-                e.finding.record_id.as_deref().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
 /// The operation a line names (its first `"Operation":"…"`), and where its value is.
 fn operation(line: &str) -> Option<(usize, usize)> {
     let key = "\"Operation\":\"";
@@ -128,7 +113,7 @@ fn run(
     config.rules = set.rules;
     config.context = false;
     tweak(&mut config);
-    pairs(&ualhunt_engine::run(&config).unwrap())
+    common::finding_pairs(&ualhunt_engine::run(&config).unwrap())
 }
 
 #[test]

@@ -302,23 +302,10 @@ fn findings(dir: &Path, only: Option<&[usize]>) -> BTreeSet<(String, String)> {
     config.rules = set.rules;
     config.context = false;
     config.threads = 1;
-    pairs(&ualhunt_engine::run(&config).unwrap())
+    common::finding_pairs(&ualhunt_engine::run(&config).unwrap())
 }
 
 /// (rule id, record id) of every finding of a report.
-fn pairs(report: &ualhunt_engine::Report) -> BTreeSet<(String, String)> {
-    report
-        .actors
-        .iter()
-        .flat_map(|a| &a.evidence)
-        .map(|e| {
-            (
-                report.rules[usize::from(e.finding.rule)].id.clone(),
-                e.finding.record_id.as_deref().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn each_rule_alone_finds_what_it_finds_beside_all_the_others() {
@@ -367,7 +354,7 @@ fn split_run(
     config.context = false;
     tweak(&mut config);
     let report = ualhunt_engine::run(&config).unwrap();
-    (pairs(&report), report.counts.candidates)
+    (common::finding_pairs(&report), report.counts.candidates)
 }
 
 proptest! {
@@ -1300,6 +1287,6 @@ fn a_rule_searched_by_its_trigger_reports_what_parsing_every_line_reports() {
     config.triggers = false;
     let every = ualhunt_engine::run(&config).unwrap();
     assert_eq!(every.counts.candidates, every.counts.records);
-    assert_eq!(pairs(&gated), pairs(&every));
+    assert_eq!(common::finding_pairs(&gated), common::finding_pairs(&every));
     assert_eq!(gated.held_back, every.held_back);
 }

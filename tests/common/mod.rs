@@ -144,3 +144,21 @@ pub fn corpus(folder: &str, check: &str) -> Option<std::path::PathBuf> {
         None
     }
 }
+
+/// The rule id and record id of every finding of a report.
+#[allow(dead_code)]
+pub fn finding_pairs(
+    report: &ualhunt_engine::Report,
+) -> std::collections::BTreeSet<(String, String)> {
+    report
+        .actors
+        .iter()
+        .flat_map(|a| &a.evidence)
+        .map(|e| {
+            (
+                report.rules[usize::from(e.finding.rule)].id.clone(),
+                e.finding.record_id.as_deref().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
