@@ -1201,8 +1201,9 @@ impl Router {
     pub const CASELESS: u32 = u32::MAX;
 
     /// The literal of a hit of [`Router::block_hits`] that is no literal of a
-    /// selection: a wrapper's key or an escape ([`GUARDS`]) that may make the full
-    /// parse read another operation than the one [`Router::operations`] reads.
+    /// selection: a key or an escape (a record as JSON text, an ECS document's key, an
+    /// escaped key) that may make the full parse read another operation than the one
+    /// [`Router::operations`] reads.
     pub const GUARD: u32 = u32::MAX - 1;
 
     /// How many operations are read from each line ([`Router::operations`]).

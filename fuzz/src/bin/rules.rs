@@ -22,11 +22,12 @@ const RECORDS: &str = concat!(
     include_str!("../../../testdata/raw_field_mapping_edge_cases.jsonl"),
 );
 
-/// Whether `line` holds `literal` as the prefilter searches it.
+/// Whether `line` holds `literal` as the prefilter searches it (an operation: its name,
+/// which a record naming it holds, these records escaping none).
 fn holds(line: &str, literal: &str) -> bool {
     match Literal::parse(literal) {
-        Literal::Exact(text) => line.contains(text),
-        Literal::AnyCase(text) => line
+        Literal::Exact(text) | Literal::Operation(text) => line.contains(text),
+        Literal::AnyCase(text) | Literal::OperationAnyCase(text) => line
             .to_ascii_lowercase()
             .contains(&text.to_ascii_lowercase()),
     }
