@@ -1247,10 +1247,20 @@ impl Router {
             if let Some(&literal) = lane.by_name.get(&**name) {
                 out.push((at, literal));
             }
-            if !lane.by_lower.is_empty()
-                && let Some(literals) = lane.by_lower.get(&*name.to_ascii_lowercase())
-            {
-                out.extend(literals.iter().map(|&l| (at, l)));
+            if !lane.by_lower.is_empty() {
+                // Lower-cased on the stack: names are short.
+                let mut buf = [0u8; 64];
+                let lower: Cow<[u8]> = match buf.get_mut(..name.len()) {
+                    Some(b) => {
+                        b.copy_from_slice(name);
+                        b.make_ascii_lowercase();
+                        Cow::Borrowed(b)
+                    }
+                    None => Cow::Owned(name.to_ascii_lowercase()),
+                };
+                if let Some(literals) = lane.by_lower.get(&*lower) {
+                    out.extend(literals.iter().map(|&l| (at, l)));
+                }
             }
         }
         if guarded || name.is_none() {
