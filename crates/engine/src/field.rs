@@ -242,9 +242,9 @@ impl ualhunt_query::Field for Field {
                 Some(vec![Spelling::Exact(format!("{RECORD_TYPE_MARK}{number}"))])
             }
             // A record's operation, whole ([`Literal::Operation`]): the scan reads it
-            // from each record in the API's key order instead of searching for it. A
-            // renamed action gives the raw operation, and the name itself (a raw
-            // record may carry it). A value a writer may escape is searched as text.
+            // from each line's `Operation` key instead of searching for it. A renamed
+            // action gives the raw operation, and the name itself (a raw record may
+            // carry it). A value a writer may escape is searched as text.
             Field::Action => Some(
                 std::iter::once(value)
                     .chain(raw_operation(value))
@@ -304,7 +304,7 @@ fn operation_spelling(name: &str) -> Spelling {
 /// Whether an operation's name is written the same by every JSON writer, so that the
 /// bytes of a record's `Operation` string are the name itself: printable ASCII none of
 /// them escapes (a name with anything else is searched for as text, in pieces).
-pub fn is_plain_operation(name: &str) -> bool {
+fn is_plain_operation(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

@@ -981,7 +981,7 @@ fn scan_prefiltered<S: Sink>(
         let mut resume = block_start;
         let general_before = tally.general();
         let mut place = 0usize;
-        // The block search's hits from the current line on (its guards, when `read`).
+        // The block search's hits from the current line on (its guards among them).
         let mut guard_at = 0usize;
         read_found.clear();
         'lines: loop {
