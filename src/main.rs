@@ -214,6 +214,7 @@ fn emit(
         width: table_width(outputs.wide, to_terminal),
     };
     let mut files = Vec::new();
+    let writing = std::time::Instant::now();
     let written = match out {
         Some(mut file) => {
             let result = output::write_with(outputs.format.into(), layout, &report, file.writer())
@@ -248,6 +249,7 @@ fn emit(
     } else {
         Ok(())
     };
+    let writing = writing.elapsed();
 
     let mut err = io::stderr().lock();
     print_warnings(&mut err, &report.warnings)?;
@@ -307,6 +309,11 @@ fn emit(
     }
     if outputs.stats {
         output::write_stats(&report, &mut err)?;
+        writeln!(
+            err,
+            "report        written in {:.3} s (wall, every output and export)",
+            writing.as_secs_f64()
+        )?;
     }
     written?;
     exported?;

@@ -455,6 +455,64 @@ fn stats_print_the_accounting() {
     }
 }
 
+/// `--stats` names the run's stages in the order they ran, each with its wall time,
+/// and the time the report took to write: the context pass only when one ran, the
+/// trigger look only when a rule waits for a trigger.
+#[test]
+fn stats_time_each_stage_of_the_run() {
+    let phases = |stderr: &str| -> Vec<String> {
+        let line = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("phases        "))
+            .unwrap_or_else(|| panic!("no phases line in {stderr}"));
+        let line = line.strip_suffix(" (wall)").expect("wall times");
+        line.split(", ")
+            .map(|p| {
+                let (name, secs) = p
+                    .rsplit_once(' ')
+                    .and_then(|(n, unit)| {
+                        assert_eq!(unit, "s", "{p}");
+                        n.rsplit_once(' ')
+                    })
+                    .unwrap_or_else(|| panic!("not `name N s`: {p}"));
+                assert!(secs.parse::<f64>().is_ok_and(|t| t >= 0.0), "{p}");
+                name.to_string()
+            })
+            .collect()
+    };
+    let with_context = stats(&["testdata/"]);
+    assert_eq!(
+        phases(&with_context),
+        [
+            "rules and first pass",
+            "duplicates and context plan",
+            "context pass",
+            "unmapping",
+            "investigations and grouping"
+        ]
+    );
+    let without = stats(&["--no-context", "testdata/"]);
+    assert_eq!(
+        phases(&without),
+        [
+            "rules and first pass",
+            "duplicates and context plan",
+            "unmapping",
+            "investigations and grouping"
+        ]
+    );
+    for stderr in [&with_context, &without] {
+        let written = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("report        written in "))
+            .unwrap_or_else(|| panic!("no report line in {stderr}"));
+        assert!(
+            written.ends_with(" s (wall, every output and export)"),
+            "{written}"
+        );
+    }
+}
+
 /// `hunt --stats` of `args` into nothing: what it prints on standard error.
 fn stats(args: &[&str]) -> String {
     let mut all = vec![

@@ -105,6 +105,10 @@ pub struct MalformedLine {
 pub struct RunStats {
     /// Wall time of the whole run.
     pub wall: Duration,
+    /// The run's stages in the order they ran, each with its wall time (`--stats`):
+    /// where a run that finds much spends what its scan does not. Empty for a merge
+    /// of shards.
+    pub phases: Vec<(&'static str, Duration)>,
     /// Worker threads used.
     pub threads: usize,
     /// Target chunk size.

@@ -420,6 +420,8 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         explained,
     ));
     maps.cache.close();
+    let mut phases = Phases::since(started);
+    phases.end("rules and first pass");
     let cache = (budget > 0).then(|| maps.cache.stats());
     // The rules searched for by their trigger: their records around it.
     let mut findings = std::mem::take(&mut partial.sink.findings);
@@ -434,6 +436,9 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             Some(&maps),
         )
     });
+    if triggers.is_some() {
+        phases.end("trigger look");
+    }
     // On the run's pool: the duplicates' keys are hashed in parallel.
     let plan = pool.install(|| {
         plan_context(
@@ -448,6 +453,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             config,
         )
     });
+    phases.end("duplicates and context plan");
     let rule_stats = rule_stats(&matcher, &partial.evaluated, &plan.matched);
     if plan.rules.iter().all(|(_, watch)| watch.is_none()) {
         // No context pass to run: the kept blocks go now, not at the end of the run.
@@ -490,11 +496,15 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         });
         activities.push(activity);
     }
+    if !context_stats.is_empty() {
+        phases.end("context pass");
+    }
     // Unmapped on every thread (`Maps::release`): clearing the page tables of the pages
     // the passes faulted in is work of its own, about 9 ms for 512 MiB on one thread.
     pool.install(|| maps.release());
     // The context cache's blocks go with it, before the report is made.
     drop(maps);
+    phases.end("unmapping");
 
     let watched = (!context_stats.is_empty())
         .then(|| crate::report::Watched::of(plan.rules.iter().filter_map(|(_, w)| w.as_ref())));
@@ -517,6 +527,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             activities,
             stats: RunStats {
                 wall: Duration::ZERO,
+                phases: Vec::new(),
                 threads: pool.current_num_threads(),
                 chunk_size: config.chunk_size,
                 scan: scan_stats,
@@ -531,8 +542,32 @@ pub fn run(config: &Config) -> Result<Report, Error> {
         config,
         &pool,
     );
+    phases.end("investigations and grouping");
     report.stats.wall = started.elapsed();
+    report.stats.phases = phases.done;
     Ok(report)
+}
+
+/// The wall time of each stage of a run, one after the other ([`RunStats::phases`]).
+struct Phases {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Phases {
+    fn since(start: Instant) -> Phases {
+        Phases {
+            last: start,
+            done: Vec::new(),
+        }
+    }
+
+    /// Ends the stage `name`, which ran since the last one ended.
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
 }
 
 fn window(config: &Config) -> Window {

@@ -89,6 +89,14 @@ pub fn write_stats(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         s.parse_time.as_secs_f64(),
         s.read_time.as_secs_f64()
     )?;
+    if !run.phases.is_empty() {
+        let phases: Vec<String> = run
+            .phases
+            .iter()
+            .map(|(name, took)| format!("{name} {:.3} s", took.as_secs_f64()))
+            .collect();
+        writeln!(out, "phases        {} (wall)", phases.join(", "))?;
+    }
     if let Some(c) = &run.cache {
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         writeln!(

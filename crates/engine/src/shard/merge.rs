@@ -542,6 +542,7 @@ pub fn merge(files: Vec<Loaded>, today: chrono::NaiveDate) -> Result<Report, Mer
     let matcher = stages::run_matcher(&first.config);
     let stats = RunStats {
         wall: longest(&checked.scan) + longest(&checked.context),
+        phases: Vec::new(),
         threads: checked
             .scan
             .iter()
