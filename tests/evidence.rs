@@ -349,3 +349,36 @@ fn the_context_pass_counts_a_repeated_record_once() {
     assert_eq!(inv["accounts"][0]["blind_spot"]["mailbox_audit_during"], 5);
     assert_eq!(inv["actor_context"][0]["operations"][0]["count"], 2);
 }
+
+/// The JSON report's investigation points each related match at its place among the
+/// actors' evidence (`[actor, index]`): the match of the rule it names, on the line the
+/// table gives it (the positions are looked up for the related matches alone).
+#[test]
+fn related_matches_point_at_their_evidence() {
+    let (out, archive) = hunt_role_case("json");
+    let doc = json_of(&out);
+    let related: Vec<&Json> = doc["investigations"]
+        .as_array()
+        .expect("investigations")
+        .iter()
+        .flat_map(|inv| inv["related"].as_array().expect("related"))
+        .collect();
+    assert_eq!(related.len(), 3, "{related:?}");
+    let mut lines = Vec::new();
+    for r in related {
+        let at = r["evidence"].as_array().unwrap_or_else(|| panic!("{r}"));
+        let (a, i) = (at[0].as_u64().unwrap(), at[1].as_u64().unwrap());
+        let e = &doc["actors"][a as usize]["evidence"][i as usize];
+        let rule = doc["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rule| rule["id"] == e["rule_id"])
+            .unwrap_or_else(|| panic!("the rule of {e}"));
+        assert_eq!(rule["name"], r["rule_name"], "{r} -> {e}");
+        assert_eq!(e["path"], archive.as_str(), "{e}");
+        lines.push(e["line"].as_u64().unwrap());
+    }
+    lines.sort_unstable();
+    assert_eq!(lines, [2, 3, 4]);
+}

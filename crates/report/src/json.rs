@@ -652,25 +652,42 @@ fn bypass_out<'a>(report: &'a Report, inv: &'a Investigation, at: &Positions) ->
     }
 }
 
-/// Where each rule match is in `actors`: `[actor, index]`, found by the match's rule
-/// and place (a rule matches a record once).
+/// Where the rule matches an investigation relates are in `actors`: `[actor, index]`,
+/// found by the match's rule and place (a rule matches a record once).
 struct Positions(FxHashMap<(u16, u32, u64), [usize; 2]>);
 
 impl Positions {
+    /// The positions of the matches the investigations relate (a handful), not of
+    /// every match: a report of 100,000 events hashed each one for them.
     fn of(report: &Report) -> Positions {
-        let mut map = FxHashMap::default();
-        for (a, actor) in report.actors.iter().enumerate() {
-            for (i, e) in actor.evidence.iter().enumerate() {
-                let f = &e.finding;
-                map.entry((f.rule, f.at.input, f.at.offset))
-                    .or_insert([a, i]);
+        let mut map: FxHashMap<_, Option<[usize; 2]>> = report
+            .investigations
+            .iter()
+            .flat_map(|inv| &inv.related)
+            .map(|r| (Positions::key(&r.finding), None))
+            .collect();
+        if !map.is_empty() {
+            for (a, actor) in report.actors.iter().enumerate() {
+                for (i, e) in actor.evidence.iter().enumerate() {
+                    if let Some(at @ None) = map.get_mut(&Positions::key(&e.finding)) {
+                        *at = Some([a, i]);
+                    }
+                }
             }
         }
-        Positions(map)
+        Positions(
+            map.into_iter()
+                .filter_map(|(k, at)| Some((k, at?)))
+                .collect(),
+        )
+    }
+
+    fn key(f: &Finding) -> (u16, u32, u64) {
+        (f.rule, f.at.input, f.at.offset)
     }
 
     fn get(&self, f: &Finding) -> Option<[usize; 2]> {
-        self.0.get(&(f.rule, f.at.input, f.at.offset)).copied()
+        self.0.get(&Positions::key(f)).copied()
     }
 }
 
