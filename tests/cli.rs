@@ -484,7 +484,7 @@ fn stats_time_each_stage_of_the_run() {
     assert_eq!(
         phases(&with_context),
         [
-            "rules and first pass",
+            "first pass",
             "duplicates and context plan",
             "context pass",
             "unmapping",
@@ -495,7 +495,7 @@ fn stats_time_each_stage_of_the_run() {
     assert_eq!(
         phases(&without),
         [
-            "rules and first pass",
+            "first pass",
             "duplicates and context plan",
             "unmapping",
             "investigations and grouping"

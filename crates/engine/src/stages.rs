@@ -421,7 +421,7 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     ));
     maps.cache.close();
     let mut phases = Phases::since(started);
-    phases.end("rules and first pass");
+    phases.end("first pass");
     let cache = (budget > 0).then(|| maps.cache.stats());
     // The rules searched for by their trigger: their records around it.
     let mut findings = std::mem::take(&mut partial.sink.findings);
