@@ -654,7 +654,7 @@ fn bypass_out<'a>(report: &'a Report, inv: &'a Investigation, at: &Positions) ->
 
 /// Where the rule matches an investigation relates are in `actors`: `[actor, index]`,
 /// found by the match's rule and place (a rule matches a record once).
-struct Positions(FxHashMap<(u16, u32, u64), [usize; 2]>);
+struct Positions(FxHashMap<(u16, u32, u64), Option<[usize; 2]>>);
 
 impl Positions {
     /// The positions of the matches the investigations relate (a handful), not of
@@ -675,11 +675,7 @@ impl Positions {
                 }
             }
         }
-        Positions(
-            map.into_iter()
-                .filter_map(|(k, at)| Some((k, at?)))
-                .collect(),
-        )
+        Positions(map)
     }
 
     fn key(f: &Finding) -> (u16, u32, u64) {
@@ -687,7 +683,7 @@ impl Positions {
     }
 
     fn get(&self, f: &Finding) -> Option<[usize; 2]> {
-        self.0.get(&Positions::key(f)).copied()
+        self.0.get(&Positions::key(f)).copied().flatten()
     }
 }
 
