@@ -1149,21 +1149,33 @@ fn raw_outcome<'i, V: Json<'i>>(status: Option<V>) -> &'static str {
 /// Reduces a client address to the IP it holds: `[ip]:port`, `ip:port`, `[ip]` and
 /// `::ffff:a.b.c.d` give the address; anything that is not an IP (a host name) gives none.
 pub fn reduce_ip(text: &str) -> Option<String> {
+    canonical_ip(ip_host(text)?)
+}
+
+/// The part of a client address that names its host: the address without brackets
+/// and port (`[v6]:port`, `v4:port`), trimmed; `None` for brackets with something
+/// other than a port after them. What [`canonical_ip`] makes of it is the address's
+/// IP, so it depends on the host alone (a cache of reductions is keyed by it).
+pub fn ip_host(text: &str) -> Option<&str> {
     let text = text.trim();
-    let host = if let Some(rest) = text.strip_prefix('[') {
+    if let Some(rest) = text.strip_prefix('[') {
         let end = rest.find(']')?;
         let after = &rest[end + 1..];
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return None;
         }
-        &rest[..end]
-    } else {
-        match text.rsplit_once(':') {
-            // One colon: IPv4 (or a name) with a port. More: a bare IPv6 address.
-            Some((host, port)) if !host.contains(':') && is_port(port) => host,
-            _ => text,
-        }
-    };
+        return Some(&rest[..end]);
+    }
+    Some(match text.rsplit_once(':') {
+        // One colon: IPv4 (or a name) with a port. More: a bare IPv6 address.
+        Some((host, port)) if !host.contains(':') && is_port(port) => host,
+        _ => text,
+    })
+}
+
+/// A host's IP in canonical form (an IPv4-mapped IPv6 address as IPv4), `None` when
+/// it is no IP.
+pub fn canonical_ip(host: &str) -> Option<String> {
     // An IPv4 address the parser takes (four decimal octets, no leading zero) is
     // written back as it is: its text is its canonical form, without formatting it.
     if host.parse::<std::net::Ipv4Addr>().is_ok() {

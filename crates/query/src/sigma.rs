@@ -866,9 +866,9 @@ impl<F: Field> Selection<F> {
         match self {
             Selection::AllOf(tests) => tests
                 .iter()
-                .filter_map(|t| t.literals(Lits { keys: true, ..mode }))
+                .filter_map(|t| necessary(Lits { keys: true, ..mode }, |m| t.literals(m)))
                 .collect(),
-            other => other.literals(mode).into_iter().collect(),
+            other => necessary(mode, |m| other.literals(m)).into_iter().collect(),
         }
     }
 
@@ -1130,6 +1130,48 @@ fn glob_literals<F: Field>(g: &Glob, field: &F, mode: Lits) -> Option<Vec<String
         .map(|s| vec![s])
 }
 
+/// The literals one of which every line a clause matches holds, as one conjunct of a
+/// selection (`literals`: the clause's, by [`Lits`]): for a case-sensitive search (the
+/// router's conjuncts), its exact literals, else its values' literals found in any
+/// ASCII case (Sigma strings match whatever their ASCII case: a `contains` of a
+/// cmdline word is as sound a check in any case as the value it is in), else, where
+/// `mode` allows keys, its fields' keys: [`Query::required_literals`]'s order. For a
+/// search that folds case, the folded literals, then keys where allowed.
+fn necessary(mode: Lits, literals: impl Fn(Lits) -> Option<Vec<String>>) -> Option<Vec<String>> {
+    let keys = || mode.keys.then(|| literals(mode)).flatten();
+    if mode.folded {
+        return literals(Lits {
+            keys: false,
+            ..mode
+        })
+        .or_else(keys);
+    }
+    let plain = Lits {
+        folded: false,
+        keys: false,
+    };
+    literals(plain)
+        .or_else(|| {
+            literals(Lits {
+                folded: true,
+                keys: false,
+            })
+            .map(any_case)
+        })
+        .or_else(keys)
+}
+
+/// Folded literals as the prefilter reads literals matched in any ASCII case
+/// ([`crate::Literal::any_case`]); a marker of the caller's, or an operation, stays.
+fn any_case(set: Vec<String>) -> Vec<String> {
+    set.into_iter()
+        .map(|s| match is_marker(&s) {
+            true => s,
+            false => crate::Literal::any_case(&s.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
 /// The most selective of the sets (none: `None`).
 fn best(sets: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
     sets.flatten().max_by_key(|s| selectivity(s))
@@ -1180,8 +1222,7 @@ impl<F: Field> Cond<F> {
         match self {
             Cond::And(parts) => parts.iter().flat_map(|c| c.conjuncts(mode)).collect(),
             Cond::Sel(_, sel) => sel.conjuncts(mode),
-            other => other
-                .literals(Lits { keys: true, ..mode })
+            other => necessary(Lits { keys: true, ..mode }, |m| other.literals(m))
                 .into_iter()
                 .collect(),
         }
@@ -1220,17 +1261,7 @@ impl<F: Field> Query<F> {
         };
         self.0
             .literals(mode(false))
-            .or_else(|| {
-                self.0.literals(folded).map(|set| {
-                    set.iter()
-                        .map(|s| match is_marker(s) {
-                            // A marker of the caller's (a record type) stays as it is.
-                            true => s.clone(),
-                            false => crate::Literal::any_case(&s.to_ascii_lowercase()),
-                        })
-                        .collect()
-                })
-            })
+            .or_else(|| self.0.literals(folded).map(any_case))
             .or_else(|| self.0.literals(mode(true)))
     }
 
@@ -2288,6 +2319,42 @@ mod tests {
         );
         let query = q("    a:\n        f|cased: one\n    condition: not a\n");
         assert_eq!(query.required_literals(), None);
+    }
+
+    /// An uncased value with no exact literal still checks a line before it is parsed:
+    /// its literal in any ASCII case is a conjunct, as it is the searched literal where
+    /// nothing better is known; a run without letters stays exact, and a clause with no
+    /// value's literal gives its key.
+    #[test]
+    fn uncased_values_give_caseless_conjuncts() {
+        let any = |l: &str| crate::Literal::any_case(l);
+        let query = q(
+            "    sel:\n        Operation|contains: 'Set-Mailbox'\n        \
+             Parameters|contains:\n            - 'ForwardTo'\n            - 'RedirectTo'\n    \
+             condition: sel\n",
+        );
+        assert_eq!(
+            query.required_conjuncts(),
+            vec![
+                vec![any("set-mailbox")],
+                vec![any("forwardto"), any("redirectto")]
+            ]
+        );
+        // Either side of an `or` a branch of its own, each with its caseless sets.
+        let query = q(
+            "    a:\n        f: 'One'\n        g: '1234-x'\n    b:\n        f|cased: 'Two'\n    \
+             condition: a or b\n",
+        );
+        assert_eq!(
+            query.required_branches(),
+            vec![
+                vec![vec![any("one")], vec!["1234-".to_string()]],
+                vec![vec!["Two".into()]]
+            ]
+        );
+        // A negated side gives nothing to check.
+        let query = q("    a:\n        f: one\n    condition: not a\n");
+        assert_eq!(query.required_conjuncts(), Vec::<Vec<String>>::new());
     }
 
     /// Differential check of the `*`-only fast path against the character matcher.

@@ -36,7 +36,7 @@ use crate::enrich::{Enriched, Enrichment};
 use crate::field::{Field, Fields};
 use crate::findings::{At, Merge, Partial, Text, Why};
 use crate::prefilter::{Alternative, Prefilter, Router};
-use crate::record::{Embedded, Record, reduce_ip};
+use crate::record::{Embedded, Record, canonical_ip, ip_host};
 use crate::rule::Query;
 use crate::rule::Rule;
 
@@ -1568,19 +1568,22 @@ impl Interner {
     /// line of megabytes: its buffer is not held on to).
     const BUFFER_MAX: usize = 1 << 16;
 
-    /// The IP a client address reduces to, shared.
+    /// The IP a client address reduces to, shared. Reductions are kept by the
+    /// address's host ([`ip_host`]): the same IP seen with many client ports (most
+    /// Exchange records give one) is reduced once.
     pub fn ip(&mut self, address: &str) -> Option<Text> {
-        if let Some(ip) = self.ips.get(address) {
+        let host = ip_host(address)?;
+        if let Some(ip) = self.ips.get(host) {
             return ip.clone();
         }
         if self.ips.len() >= Self::MAX {
             self.ips.clear();
         }
-        let ip: Option<Text> = reduce_ip(address).map(|ip| self.text(&ip));
-        // An address that is its own IP (the usual case) shares that text as its key.
+        let ip: Option<Text> = canonical_ip(host).map(|ip| self.text(&ip));
+        // A host that is its own IP (the usual case) shares that text as its key.
         let key = match &ip {
-            Some(t) if **t == *address => t.clone(),
-            _ => address.into(),
+            Some(t) if **t == *host => t.clone(),
+            _ => host.into(),
         };
         self.ips.insert(key, ip.clone());
         ip
@@ -1591,6 +1594,41 @@ impl Interner {
 mod tests {
     use super::*;
     use crate::findings::Value;
+    use crate::record::reduce_ip;
+
+    /// The interner's IP of an address is `reduce_ip`'s, whatever it saw before: a
+    /// host met first with one port and then with another, bare or bracketed, and
+    /// addresses that are no IP.
+    #[test]
+    fn interned_ips_are_the_reduced_addresses() {
+        let addresses = [
+            "[2001:db8::abcd]:12345",
+            "[2001:db8::abcd]:443",
+            "2001:db8::abcd",
+            "[2001:db8::abcd]",
+            "2001:DB8:0::ABCD",
+            "10.11.12.13:12345",
+            "10.11.12.13:80",
+            "10.11.12.13",
+            "[10.11.12.13]",
+            " 10.11.12.13 ",
+            "::ffff:10.11.12.13",
+            "[::ffff:10.11.12.13]:1",
+            "localhost",
+            "localhost:12345",
+            "[localhost]:12345",
+            "[1.2.3.4]junk",
+            "[1.2.3.4]:99999999",
+            "",
+        ];
+        // Forwards, backwards, and each twice: every order of first sight.
+        let mut interner = Interner::default();
+        let order = addresses.iter().chain(addresses.iter().rev());
+        for address in order.clone().chain(order) {
+            let got = interner.ip(address);
+            assert_eq!(got.as_deref(), reduce_ip(address).as_deref(), "{address:?}");
+        }
+    }
 
     /// Planning makes the rule literals from the selections' searches; they must be
     /// what asking every rule's queries gives, for the published rules and the
