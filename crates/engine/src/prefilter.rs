@@ -997,13 +997,14 @@ impl Router {
             .iter()
             .zip(&conjuncts)
             .map(|(req, sets)| {
-                Conjunct::all(req.as_deref(), sets)
+                // Each distinct set's search is built once, however many lanes need it.
+                Conjunct::keys(req.as_deref(), sets)
                     .into_iter()
-                    .map(|(key, c)| match keys.iter().position(|k| *k == key) {
+                    .map(|key| match keys.iter().position(|k| *k == key) {
                         Some(at) => at as u32,
                         None => {
+                            distinct.push(Conjunct::of(&key));
                             keys.push(key);
-                            distinct.push(c);
                             (distinct.len() - 1) as u32
                         }
                     })
@@ -1542,13 +1543,14 @@ struct Conjunct {
 
 impl Conjunct {
     /// The conjuncts of a selection that requires `required` (searched for, so not
-    /// checked again): the `RecordType` ones first (read once per line), then the
+    /// checked again), each as its key (its literals sorted, once each), in the order
+    /// they are checked: the `RecordType` ones first (read once per line), then the
     /// others by their longest literal (the likeliest to be missing).
-    fn all(required: Option<&[String]>, sets: &[Vec<String>]) -> Vec<(Vec<String>, Conjunct)> {
+    fn keys(required: Option<&[String]>, sets: &[Vec<String>]) -> Vec<Vec<String>> {
         let mut required: Vec<&String> = required.into_iter().flatten().collect();
         required.sort();
         required.dedup();
-        let mut out: Vec<(bool, usize, Vec<String>, Conjunct)> = Vec::new();
+        let mut out: Vec<(bool, usize, Vec<String>)> = Vec::new();
         for set in sets {
             let mut sorted: Vec<&String> = set.iter().collect();
             sorted.sort();
@@ -1556,43 +1558,41 @@ impl Conjunct {
             if sorted == required || sorted.iter().any(|l| l.is_empty()) {
                 continue;
             }
-            let key: Vec<String> = sorted.iter().map(|l| l.to_string()).collect();
-            let types: Vec<u16> = set.iter().filter_map(|l| marked_record_type(l)).collect();
-            let texts: Vec<&String> = sorted
-                .into_iter()
-                .filter(|l| marked_record_type(l).is_none())
-                .collect();
-            let longest = texts
+            let typed = sorted.iter().any(|l| marked_record_type(l).is_some());
+            let longest = sorted
                 .iter()
+                .filter(|l| marked_record_type(l).is_none())
                 .map(|l| Literal::parse(l).text().len())
                 .max()
                 .unwrap_or(0);
-            let (caseless, exact): (Vec<&String>, Vec<&String>) = texts
-                .into_iter()
-                .partition(|l| Literal::parse(l).ignores_case());
-            let caseless = match caseless.is_empty() {
-                true => None,
-                false => Some(Prefilter::case_insensitive(
-                    caseless
-                        .iter()
-                        .map(|l| Literal::parse(l).text().to_string())
-                        .collect(),
-                )),
-            };
-            let conjunct = Conjunct {
-                texts: Prefilter::build(exact.iter().map(|l| l.to_string()).collect(), false, true),
-                caseless,
-                types,
-            };
-            out.push((
-                conjunct.types.is_empty(),
-                usize::MAX - longest,
-                key,
-                conjunct,
-            ));
+            let key = sorted.into_iter().cloned().collect();
+            out.push((!typed, usize::MAX - longest, key));
         }
         out.sort_by_key(|a| (a.0, a.1));
-        out.into_iter().map(|(_, _, key, c)| (key, c)).collect()
+        out.into_iter().map(|(_, _, key)| key).collect()
+    }
+
+    /// The check of one conjunct, from its key ([`Conjunct::keys`]).
+    fn of(key: &[String]) -> Conjunct {
+        let types: Vec<u16> = key.iter().filter_map(|l| marked_record_type(l)).collect();
+        let (caseless, exact): (Vec<&String>, Vec<&String>) = key
+            .iter()
+            .filter(|l| marked_record_type(l).is_none())
+            .partition(|l| Literal::parse(l).ignores_case());
+        let caseless = match caseless.is_empty() {
+            true => None,
+            false => Some(Prefilter::case_insensitive(
+                caseless
+                    .iter()
+                    .map(|l| Literal::parse(l).text().to_string())
+                    .collect(),
+            )),
+        };
+        Conjunct {
+            texts: Prefilter::build(exact.iter().map(|l| l.to_string()).collect(), false, true),
+            caseless,
+            types,
+        }
     }
 
     /// Whether `line` (whose `RecordType` is `record_type`) meets this condition.
