@@ -2323,8 +2323,7 @@ mod tests {
 
     /// An uncased value with no exact literal still checks a line before it is parsed:
     /// its literal in any ASCII case is a conjunct, as it is the searched literal where
-    /// nothing better is known; a run without letters stays exact, and a clause with no
-    /// value's literal gives its key.
+    /// nothing better is known; a run without letters stays exact.
     #[test]
     fn uncased_values_give_caseless_conjuncts() {
         let any = |l: &str| crate::Literal::any_case(l);
