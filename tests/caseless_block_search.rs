@@ -2,7 +2,8 @@
 //! tables that pass both cases of a letter) against the reference path: Elastic's rules
 //! and the Sigma rules together, over records carrying every caseless literal of the
 //! pack in mixed case, cut short, or beside keys that pass the tables without being a
-//! literal, report what `--no-prefilter` reports, whatever the threads and chunks.
+//! literal, and Sigma's caseless conjuncts (the forwarding parameters) the same ways,
+//! report what `--no-prefilter` reports, whatever the threads and chunks.
 
 mod common;
 
@@ -34,6 +35,22 @@ fn caseless_literals(args: &[&str]) -> Vec<String> {
     found.sort();
     found.dedup();
     found
+}
+
+/// The values of the `Parameters|contains` lists of SigmaHQ's mail forwarding rule.
+fn forwarding_words(sigma: &std::path::Path) -> Vec<String> {
+    let rule = sigma.join("sigmahq/microsoft365_susp_email_forwarding_activity.yml");
+    let text = std::fs::read_to_string(&rule).unwrap();
+    let mut words = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let item = line.trim_start().strip_prefix("- ");
+        match item {
+            Some(value) if inside => words.push(value.trim_matches('\'').to_string()),
+            _ => inside = line.trim_start().starts_with("Parameters|contains:"),
+        }
+    }
+    words
 }
 
 /// `text` with each letter's case taken from the bits of `seed` in turn.
@@ -69,6 +86,11 @@ fn caseless_literals_in_any_case_report_what_the_reference_path_reports() {
     let rules = ["--rules", e, "--rules", s];
     let literals = caseless_literals(&rules);
     assert!(literals.len() >= 10, "{literals:?}");
+    // The values a Sigma rule checks a line for beside its searched literal (the
+    // router's caseless conjuncts): the forwarding parameters of SigmaHQ's mail
+    // forwarding rule, which fires where `Parameters` is one string.
+    let forwarding = forwarding_words(&sigma);
+    assert!(forwarding.len() >= 4, "{forwarding:?}");
     let mut rng = fastrand::Rng::with_seed(23);
     let mut text = String::new();
     let workloads = [
@@ -96,7 +118,7 @@ fn caseless_literals_in_any_case_report_what_the_reference_path_reports() {
         // The value as the operation, or as a name or a parameter elsewhere, beside
         // `"User…` keys (a quote, then letters: the shape that passes a bucket's
         // tables mixing two windows).
-        let record = match rng.u8(..3) {
+        let record = match rng.u8(..4) {
             0 => format!(
                 r#"{{"CreationTime":"2024-05-02T10:{mins:02}:{secs:02}","Id":"00000000-0000-0000-0000-{i:012}","Operation":"{value}","OrganizationId":"o","RecordType":{record_type},"ResultStatus":"Succeeded","UserKey":"k{i}","UserType":0,"Workload":"{workload}","UserId":"u{}@contoso.com","ObjectId":"o{i}"}}"#,
                 i % 7
@@ -105,6 +127,19 @@ fn caseless_literals_in_any_case_report_what_the_reference_path_reports() {
                 r#"{{"UserId":"u{}@contoso.com","Workload":"{workload}","RecordType":{record_type},"Operation":"Set-Mailbox","Parameters":[{{"Name":"Identity","Value":"{value}"}}],"Id":"00000000-0000-0000-0000-{i:012}","CreationTime":"2024-05-02T10:{mins:02}:{secs:02}","UserType":2}}"#,
                 i % 5
             ),
+            // A cmdlet whose parameters are one string, holding a forwarding parameter
+            // in mixed case (or cut short: no match).
+            2 => {
+                let mut word = recase(&forwarding[rng.usize(..forwarding.len())], rng.u64(..));
+                if rng.bool() {
+                    word.pop();
+                }
+                let cmdlet = ["New-InboxRule", "Set-InboxRule", "Set-Mailbox"][rng.usize(..3)];
+                format!(
+                    r#"{{"CreationTime":"2024-05-02T10:{mins:02}:{secs:02}","Id":"00000000-0000-0000-0000-{i:012}","Operation":"{cmdlet}","RecordType":1,"Workload":"Exchange","UserId":"u{}@contoso.com","Parameters":"-Identity u{i} -{word} x@example.com"}}"#,
+                    i % 3
+                )
+            }
             _ => format!(
                 r#"{{"CreationTime":"2024-05-02T10:{mins:02}:{secs:02}","Id":"00000000-0000-0000-0000-{i:012}","Operation":"AlertTriggered","RecordType":40,"Workload":"SecurityComplianceCenter","Name":"{value}","UserId":"SecurityComplianceAlerts","ObjectId":"{value}","UserKey":"SecurityComplianceAlerts"}}"#
             ),
