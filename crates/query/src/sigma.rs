@@ -866,9 +866,11 @@ impl<F: Field> Selection<F> {
         match self {
             Selection::AllOf(tests) => tests
                 .iter()
-                .filter_map(|t| necessary(Lits { keys: true, ..mode }, |m| t.literals(m)))
+                .filter_map(|t| necessary(true, |m| t.literals(m)))
                 .collect(),
-            other => necessary(mode, |m| other.literals(m)).into_iter().collect(),
+            other => necessary(mode.keys, |m| other.literals(m))
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -1131,34 +1133,22 @@ fn glob_literals<F: Field>(g: &Glob, field: &F, mode: Lits) -> Option<Vec<String
 }
 
 /// The literals one of which every line a clause matches holds, as one conjunct of a
-/// selection (`literals`: the clause's, by [`Lits`]): for a case-sensitive search (the
-/// router's conjuncts), its exact literals, else its values' literals found in any
-/// ASCII case (Sigma strings match whatever their ASCII case: a `contains` of a
-/// cmdline word is as sound a check in any case as the value it is in), else, where
-/// `mode` allows keys, its fields' keys: [`Query::required_literals`]'s order. For a
-/// search that folds case, the folded literals, then keys where allowed.
-fn necessary(mode: Lits, literals: impl Fn(Lits) -> Option<Vec<String>>) -> Option<Vec<String>> {
-    let keys = || mode.keys.then(|| literals(mode)).flatten();
-    if mode.folded {
-        return literals(Lits {
-            keys: false,
-            ..mode
-        })
-        .or_else(keys);
-    }
-    let plain = Lits {
+/// selection for the router's case-sensitive check (`literals`: the clause's, by
+/// [`Lits`]): its exact literals, else its values' literals found in any ASCII case
+/// (Sigma strings match whatever their ASCII case), else, with `keys`, its fields'
+/// keys: [`Query::required_literals`]'s order.
+fn necessary(keys: bool, literals: impl Fn(Lits) -> Option<Vec<String>>) -> Option<Vec<String>> {
+    let exact = |keys| Lits {
         folded: false,
+        keys,
+    };
+    let folded = Lits {
+        folded: true,
         keys: false,
     };
-    literals(plain)
-        .or_else(|| {
-            literals(Lits {
-                folded: true,
-                keys: false,
-            })
-            .map(any_case)
-        })
-        .or_else(keys)
+    literals(exact(false))
+        .or_else(|| literals(folded).map(any_case))
+        .or_else(|| keys.then(|| literals(exact(true))).flatten())
 }
 
 /// Folded literals as the prefilter reads literals matched in any ASCII case
@@ -1222,9 +1212,7 @@ impl<F: Field> Cond<F> {
         match self {
             Cond::And(parts) => parts.iter().flat_map(|c| c.conjuncts(mode)).collect(),
             Cond::Sel(_, sel) => sel.conjuncts(mode),
-            other => necessary(Lits { keys: true, ..mode }, |m| other.literals(m))
-                .into_iter()
-                .collect(),
+            other => necessary(true, |m| other.literals(m)).into_iter().collect(),
         }
     }
 
