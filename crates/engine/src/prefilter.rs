@@ -65,10 +65,11 @@ pub enum Prefilter {
         /// Length of the longest literal.
         longest: usize,
     },
-    /// Literals matched whatever their ASCII case, over the bytes as they are: a
-    /// Teddy-style SIMD search through rare windows whose tables pass both cases of a
-    /// letter (`nibbles::AnyCase`; no lower-cased copy, no pattern per case variant).
-    AnyCase(Box<nibbles::AnyCase>),
+    /// Literals matched whatever their ASCII case, and maybe exact ones beside them,
+    /// over the bytes as they are, in one pass: a Teddy-style SIMD search through rare
+    /// windows whose tables pass both cases of a caseless window's letters
+    /// (`nibbles::Nibbles`; no lower-cased copy, no pattern per case variant).
+    Nibbles(Box<nibbles::Nibbles>),
     /// Exact literals and caseless ones ([`Literal::AnyCase`]): each kind searched as
     /// it would be alone (the caseless ones through their windows in every case, no
     /// lower-cased copy of the block where they fit one Teddy searcher), their hits
@@ -130,6 +131,20 @@ impl Prefilter {
             .iter()
             .map(|l| Literal::parse(l).text().to_string())
             .collect();
+        // Both kinds in one pass where they fit one (the exact ones as `build` takes
+        // them: an operation as its text, each once, none empty).
+        let lower = Prefilter::lower_kept(&caseless);
+        let mut texts: Vec<String> = exact.iter().cloned().map(searched_text).collect();
+        texts.sort();
+        texts.dedup();
+        texts.retain(|l| !l.is_empty());
+        let exact_bytes: Vec<&[u8]> = texts.iter().map(|l| l.as_bytes()).collect();
+        let lower_bytes: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();
+        if !texts.is_empty()
+            && let Some(both) = nibbles::Nibbles::new(&exact_bytes, &lower_bytes)
+        {
+            return Prefilter::Nibbles(Box::new(both));
+        }
         let any_case = Prefilter::case_insensitive(caseless);
         match Prefilter::build(exact, false, true) {
             Prefilter::Everything => any_case,
@@ -144,7 +159,7 @@ impl Prefilter {
     /// names: `Alice@Contoso.com` is `alice@contoso.com`); none: everything.
     ///
     /// Each name is searched through a rare four-byte window of its own whatever its
-    /// case, over the raw bytes ([`Prefilter::AnyCase`]: SIMD tables that pass both
+    /// case, over the raw bytes ([`Prefilter::Nibbles`]: SIMD tables that pass both
     /// cases of a letter), a window found checked against the whole name
     /// case-insensitively. Without AVX2, or with a name shorter than a window, the
     /// window's case variants (`e@co`, `E@co`, …) go to aho-corasick's Teddy where they
@@ -169,12 +184,12 @@ impl Prefilter {
         lower
     }
 
-    /// The search of `nibbles::AnyCase`; `None` without AVX2, without a literal, or
+    /// The search of [`nibbles::Nibbles`]; `None` without AVX2, without a literal, or
     /// with one shorter than a window.
     fn nibbles(literals: &[String]) -> Option<Prefilter> {
         let lower = Prefilter::lower_kept(literals);
         let bytes: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();
-        nibbles::AnyCase::new(&bytes).map(|s| Prefilter::AnyCase(Box::new(s)))
+        nibbles::Nibbles::new(&[], &bytes).map(|s| Prefilter::Nibbles(Box::new(s)))
     }
 
     /// The literals searched through rare windows, whatever their ASCII case, in a
@@ -287,11 +302,7 @@ impl Prefilter {
                 searcher.windows.len()
             ),
             Prefilter::Packed { count, .. } => format!("{count} literals (Teddy)"),
-            Prefilter::AnyCase(s) => format!(
-                "{} literals (SIMD over a window of each in any case: {} windows)",
-                s.literals(),
-                s.windows()
-            ),
+            Prefilter::Nibbles(s) => s.describe(),
             Prefilter::Groups {
                 searchers, count, ..
             } => format!("{count} literals (Teddy, {} groups)", searchers.len()),
@@ -349,7 +360,7 @@ impl Prefilter {
                 exact.push_hits(data, from, to, out);
                 any_case.push_hits(data, from, to, out);
             }
-            Prefilter::AnyCase(s) => s.hits(data, from, to, out),
+            Prefilter::Nibbles(s) => s.hits(data, from, to, out),
             Prefilter::Folded(inner) => {
                 // Folded once for the whole range, not once per hit.
                 let first = out.len();
@@ -389,7 +400,7 @@ impl Prefilter {
             Prefilter::Packed { longest, .. }
             | Prefilter::Groups { longest, .. }
             | Prefilter::Many { longest, .. } => longest.saturating_sub(1),
-            Prefilter::AnyCase(s) => s.longest().saturating_sub(1),
+            Prefilter::Nibbles(s) => s.longest().saturating_sub(1),
             Prefilter::Folded(inner) => inner.overlap(),
             Prefilter::Both { exact, any_case } => exact.overlap().max(any_case.overlap()),
         }
@@ -410,7 +421,7 @@ impl Prefilter {
             Prefilter::Everything => None,
             Prefilter::One(f) => f.find(&data[from..to]).map(|i| from + i),
             Prefilter::Packed { searcher, .. } => searcher.find_in(data, from, to),
-            Prefilter::AnyCase(s) => s.find_at(data, from, to),
+            Prefilter::Nibbles(s) => s.find_at(data, from, to),
             Prefilter::Many { searcher, .. } => searcher
                 .find(Input::new(data).span(from..to))
                 .map(|m| m.start()),
@@ -941,6 +952,10 @@ pub struct Router {
     caseless: Option<(Prefilter, Caseless)>,
     /// Caseless literal -> the lanes that require it.
     by_caseless: Vec<Vec<u32>>,
+    /// The block search ([`Router::block_hits`]) in one SIMD pass where the CPU has
+    /// it; `None`: Teddy over the exact literals (`groups`, the lane's `rest`) and the
+    /// caseless literals' own search (`caseless`), each a pass.
+    block: Option<OnePass>,
     /// Lanes with no literal.
     always: Vec<u32>,
     /// Per lane: the literal sets it also needs beyond the one searched for
@@ -1082,22 +1097,23 @@ impl Router {
             kept.partition(|(l, _)| matches!(Literal::parse(l), Literal::AnyCase(_)));
         let (caseless, by_caseless): (Vec<&str>, Vec<Vec<u32>>) = caseless.into_iter().unzip();
         let (literals, by_pattern): (Vec<&str>, Vec<Vec<u32>>) = exact.into_iter().unzip();
-        let caseless = match caseless.is_empty() {
+        let lower: Vec<String> = caseless
+            .iter()
+            .map(|l| Literal::parse(l).text().to_ascii_lowercase())
+            .collect();
+        let caseless = match lower.is_empty() {
             true => None,
-            false => {
-                let lower: Vec<String> = caseless
-                    .iter()
-                    .map(|l| Literal::parse(l).text().to_ascii_lowercase())
-                    .collect();
-                let each = Caseless::new(&lower)?;
-                Some((Prefilter::case_insensitive(lower), each))
-            }
+            false => Some((
+                Prefilter::case_insensitive(lower.clone()),
+                Caseless::new(&lower)?,
+            )),
         };
         let lane = Lane::new(&literals)?;
         let groups = match lane {
             Some(_) => Vec::new(),
             None => Windowed::grouped(&literals, Some(rarity))?,
         };
+        let block = OnePass::new(lane.as_ref(), &literals, &lower);
         let mut any_type: Vec<u32> = by_type.iter().flatten().copied().collect();
         any_type.sort_unstable();
         any_type.dedup();
@@ -1108,6 +1124,7 @@ impl Router {
             by_pattern,
             caseless,
             by_caseless,
+            block,
             always,
             conjuncts,
             distinct,
@@ -1174,6 +1191,14 @@ impl Router {
     /// tells the operations each line holds.
     pub fn block_hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<(usize, u32)>) {
         out.clear();
+        if let Some(OnePass { search, ids, .. }) = &self.block {
+            search.each_hit(data, from, to, |at, i| out.push((at, ids[i as usize])));
+            // Literals at one position come in no set order; caseless ones sharing a
+            // window are one hit.
+            out.sort_unstable();
+            out.dedup();
+            return;
+        }
         match &self.lane {
             Some(lane) => {
                 for (g, searcher) in lane.rest.iter().enumerate() {
@@ -1349,6 +1374,12 @@ impl Router {
         !self.distinct.is_empty()
     }
 
+    /// The block search when it is one SIMD pass (`nibbles::Nibbles::describe`), for
+    /// `--stats`; `None` when it is Teddy's and the caseless literals' own.
+    pub fn describe_block(&self) -> Option<String> {
+        self.block.as_ref().map(|b| b.search.describe())
+    }
+
     /// How many distinct literals it searches for.
     pub fn literals(&self) -> usize {
         self.by_pattern.len() + self.by_caseless.len()
@@ -1361,6 +1392,8 @@ impl Router {
 struct Lane {
     /// The exact literals that are no operation, and the guards ([`GUARDS`]).
     rest: Vec<Windowed>,
+    /// The same, as text (`rest_ids` numbers them too).
+    rest_texts: Vec<Box<[u8]>>,
     /// Index in `rest` -> literal (as [`Router::block_hits`] numbers them) or guard.
     rest_ids: Vec<u32>,
     /// The operations' names, searched for in a line whose operation is not read.
@@ -1428,6 +1461,7 @@ impl Lane {
         }
         Some(Some(Lane {
             rest: Windowed::grouped(&rest, Some(rarity))?,
+            rest_texts: rest.iter().map(|t| Box::from(t.as_bytes())).collect(),
             rest_ids,
             texts: Windowed::grouped(&texts, Some(rarity))?,
             text_ids,
@@ -1474,6 +1508,40 @@ impl Lane {
 
 /// The key a raw record names its operation with.
 const OPERATION_KEY: &[u8] = b"\"Operation\"";
+
+/// The router's block search in one SIMD pass ([`nibbles::Nibbles`]), where the CPU
+/// has AVX2 and every literal searched has a window's four bytes: the exact literals
+/// (a reading router's: those that are no operation, and the [`GUARDS`]) and the
+/// caseless ones.
+#[derive(Clone, Debug)]
+struct OnePass {
+    search: nibbles::Nibbles,
+    /// Literal (as `search` numbers them) -> the literal its hits carry (as
+    /// `by_pattern` numbers them, [`Router::GUARD`], [`Router::CASELESS`]).
+    ids: Vec<u32>,
+}
+
+impl OnePass {
+    /// The search of a router's exact `literals` (a reading router's `lane` searches
+    /// its own) and its caseless ones (`lower`, lower case); `None` where it does not
+    /// build ([`nibbles::Nibbles::new`]).
+    fn new(lane: Option<&Lane>, literals: &[&str], lower: &[String]) -> Option<OnePass> {
+        let (exact, mut ids): (Vec<&[u8]>, Vec<u32>) = match lane {
+            Some(lane) => (
+                lane.rest_texts.iter().map(|t| &**t).collect(),
+                lane.rest_ids.clone(),
+            ),
+            None => (
+                literals.iter().map(|l| l.as_bytes()).collect(),
+                (0..literals.len() as u32).collect(),
+            ),
+        };
+        ids.extend(lower.iter().map(|_| Router::CASELESS));
+        let lower: Vec<&[u8]> = lower.iter().map(String::as_bytes).collect();
+        let search = nibbles::Nibbles::new(&exact, &lower)?;
+        Some(OnePass { search, ids })
+    }
+}
 
 /// How many literals a group of Teddy searchers holds when they do not all fit one
 /// (a literal's index is its group's times this plus its own in the group).
@@ -1736,7 +1804,7 @@ mod tests {
         assert!(folded.collects_hits());
         // The search over the raw bytes (where the CPU has AVX2) reads it the same way.
         let raw = Prefilter::case_insensitive(names.clone());
-        assert_eq!(matches!(raw, Prefilter::AnyCase(_)), nibbles::has_avx2());
+        assert_eq!(matches!(raw, Prefilter::Nibbles(_)), nibbles::has_avx2());
         for p in [&folded, &raw] {
             let lit = "sET-mAILBOXqUOKKA";
             let data = format!("....{lit}....");
@@ -1974,11 +2042,17 @@ mod tests {
         /// line to exactly the selections whose literal it holds.
         #[test]
         fn exact_and_caseless_literals_are_found_as_a_naive_search_finds_them(
-            exact in proptest::collection::vec("[a-zA-Z0-9._-]{3,16}", 0..6),
+            exact in proptest::collection::vec(("[a-zA-Z0-9._-]{3,16}", proptest::bool::ANY), 0..6),
             caseless in proptest::collection::vec("[a-zA-Z0-9._ -]{3,16}", 1..90),
             noise in proptest::collection::vec("[a-zA-Z0-9._ :,{}\"-]{0,60}", 1..30),
             picks in proptest::collection::vec((0usize..128, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..60), 0..40),
         ) {
+            // Some exact literals are operations (a line without an `Operation` key is
+            // searched for their names).
+            let exact: Vec<String> = exact
+                .iter()
+                .map(|(l, op)| if *op { Literal::operation(l) } else { l.clone() })
+                .collect();
             let marked: Vec<String> = caseless.iter().map(|l| Literal::any_case(l)).collect();
             let all: Vec<String> = exact.iter().cloned().chain(marked.iter().cloned()).collect();
             let p = Prefilter::from_literals(all.clone());

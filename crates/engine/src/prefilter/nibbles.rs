@@ -1,55 +1,82 @@
-//! A Teddy-style SIMD search for lower-case literals in any ASCII case, over the bytes
-//! as they are (no lower-cased copy of the block, no pattern per case variant).
+//! A Teddy-style SIMD search for literals, each exact or in any ASCII case, over the
+//! bytes as they are (no lower-cased copy of the block, no pattern per case variant).
 //!
-//! Place in the flow: [`super::Prefilter::case_insensitive`] builds it for the caseless
-//! literals of a rule pack (Sigma values, Elastic's `:` comparisons on keyword fields)
-//! and for watched names; the block search and the conjunct checks run it.
+//! Place in the flow: the router's block search runs it over every block for all it
+//! searches at once (the exact literals, the guards, the caseless literals:
+//! [`super::Router::block_hits`]); [`super::Prefilter::case_insensitive`] builds it for
+//! the caseless literals of a conjunct or of watched names.
 //!
 //! How: each literal is searched through a rare four-byte window of its own (shared
 //! with other literals where they can, [`super::shared_windows`]), and each window goes
 //! to one of eight buckets. For each of the window's four bytes two 16-entry tables say
 //! which buckets have a byte with that low half and which have one with that high half;
-//! a letter sets the high halves of both its cases (the low halves of `a` and `A` are
-//! the same). Thirty-two positions a step, a position is a candidate for a bucket when
-//! each of the four bytes from it passes both tables for that bucket (two byte shuffles
-//! a byte position, AVX2). A candidate's window is then compared whatever its case
-//! (one masked 32-bit compare), and the literal around it whatever its case, before it
-//! counts. Without AVX2 it is not built and the caller searches another way.
+//! a caseless window's letter sets the high halves of both its cases (the low halves of
+//! `a` and `A` are the same). Sixty-four positions a step with AVX-512 (thirty-two with
+//! AVX2), a position is a candidate for a bucket when each of the four bytes from it
+//! passes both tables for that bucket (two byte shuffles a byte position). A
+//! candidate's window is then compared (one masked 32-bit compare, which passes either
+//! case of a caseless window's letters), and the literal around it, before it counts.
+//! Without AVX2 it is not built and the caller searches another way.
+//!
+//! One pass for all of them, rather than aho-corasick's Teddy for the exact ones and
+//! another pass for the caseless ones: each bucket is the one its window adds the
+//! fewest candidates to by the bytes' frequencies in audit text (Teddy buckets by
+//! pattern order), and the wider steps of AVX-512 where the CPU has it (Teddy's widest
+//! are AVX2's).
 
-use super::{Source, WINDOW, rarity_any_case, shared_windows};
+use super::{Source, WINDOW, rarity, rarity_any_case, shared_windows};
 
 /// How many buckets a position is tested for at once (bits of a byte).
 const BUCKETS: usize = 8;
 
-/// The search: built only where the CPU has AVX2 ([`AnyCase::new`]).
+/// The search: built only where the CPU has AVX2 ([`Nibbles::new`]).
 #[derive(Clone, Debug)]
-pub struct AnyCase {
+pub struct Nibbles {
     /// Per byte of the window: bucket bits by the byte's low half, the 16 entries
     /// twice (once per 128-bit lane of a shuffle).
     low: [[u8; 32]; WINDOW],
     /// Per byte of the window: bucket bits by the byte's high half (both cases of a
-    /// letter), the 16 entries twice.
+    /// caseless window's letter), the 16 entries twice.
     high: [[u8; 32]; WINDOW],
     /// Bucket -> its windows.
     buckets: [Vec<Window>; BUCKETS],
+    /// The widest SIMD the CPU has (chosen once, when built).
+    simd: Simd,
     /// Length of the longest literal.
     longest: usize,
     /// How many literals.
     literals: usize,
 }
 
+/// The instructions a search steps with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Simd {
+    /// One position at a time (tests: the reference the others are checked against).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Bytes,
+    /// 32 positions a step.
+    Avx2,
+    /// 64 positions a step (AVX-512BW).
+    Avx512,
+}
+
 /// A window and the literals searched through it.
 #[derive(Clone, Debug)]
 struct Window {
-    /// The window's bytes in lower case, as a little-endian number.
+    /// The window's bytes (in lower case for a caseless one), as a little-endian
+    /// number.
     value: u32,
-    /// `0x20` where the window has a letter: a byte ORed with it is in lower case.
+    /// `0x20` where a caseless window has a letter: a byte ORed with it is in lower
+    /// case (zero for an exact window: compared as it is).
     fold: u32,
+    /// Whether its literals match whatever their ASCII case.
+    any_case: bool,
     sources: Vec<Source>,
 }
 
 impl Window {
-    /// Whether the four bytes at `at` are the window whatever their case.
+    /// Whether the four bytes at `at` are the window (whatever their case, for a
+    /// caseless one).
     #[inline]
     fn is_at(&self, data: &[u8], at: usize) -> bool {
         let bytes: [u8; WINDOW] = match data.get(at..at + WINDOW) {
@@ -60,38 +87,53 @@ impl Window {
     }
 }
 
-impl AnyCase {
-    /// The search for `lower` (lower case, non-empty, none holding another); `None`
-    /// without AVX2, without a literal, or when a literal is shorter than a window.
-    pub fn new(lower: &[&[u8]]) -> Option<AnyCase> {
-        if !has_avx2() || lower.is_empty() || lower.iter().any(|l| l.len() < WINDOW) {
+impl Nibbles {
+    /// The search for `exact` literals (matched as they are) and `lower` ones (lower
+    /// case, matched whatever their ASCII case), numbered in that order: `exact`'s
+    /// first, then `lower`'s. `None` without AVX2, without a literal, or when a literal
+    /// is shorter than a window.
+    pub fn new(exact: &[&[u8]], lower: &[&[u8]]) -> Option<Nibbles> {
+        let simd = best_simd()?;
+        let all = || exact.iter().chain(lower);
+        if all().next().is_none() || all().any(|l| l.len() < WINDOW) {
             return None;
         }
-        Some(AnyCase::build(lower))
+        Some(Nibbles::build(exact, lower, simd))
     }
 
-    /// [`AnyCase::new`] whatever the CPU (the tables, the buckets; searching needs
-    /// AVX2 only in [`AnyCase::candidates`], which falls back to the tables one byte
-    /// at a time).
-    fn build(lower: &[&[u8]]) -> AnyCase {
-        let chosen = shared_windows(lower, rarity_any_case);
-        let mut windows: Vec<([u8; WINDOW], Vec<Source>)> = Vec::new();
-        for (index, (literal, (at, end))) in lower.iter().zip(chosen).enumerate() {
+    /// [`Nibbles::new`] whatever the CPU, stepping with `simd`.
+    fn build(exact: &[&[u8]], lower: &[&[u8]], simd: Simd) -> Nibbles {
+        let mut windows: Vec<([u8; WINDOW], bool, Vec<Source>)> = Vec::new();
+        let chosen = shared_windows(exact, rarity)
+            .into_iter()
+            .zip(exact)
+            .map(|(w, l)| (w, l, false))
+            .chain(
+                shared_windows(lower, rarity_any_case)
+                    .into_iter()
+                    .zip(lower)
+                    .map(|(w, l)| (w, l, true)),
+            );
+        for (index, ((at, end), literal, any_case)) in chosen.enumerate() {
             // Every literal has `WINDOW` bytes or more, so each window is that long; its
             // first bytes otherwise.
             let at = if end - at == WINDOW { at } else { 0 };
             let mut key = [0u8; WINDOW];
-            for (k, b) in key.iter_mut().zip(&literal[at..at + WINDOW]) {
-                *k = b.to_ascii_lowercase();
+            key.copy_from_slice(&literal[at..at + WINDOW]);
+            if any_case {
+                key.make_ascii_lowercase();
             }
             let source = Source {
                 at,
                 literal: Box::from(*literal),
                 index: index as u32,
             };
-            match windows.iter_mut().find(|(w, _)| *w == key) {
-                Some((_, sources)) => sources.push(source),
-                None => windows.push((key, vec![source])),
+            match windows
+                .iter_mut()
+                .find(|(w, a, _)| *w == key && *a == any_case)
+            {
+                Some((_, _, sources)) => sources.push(source),
+                None => windows.push((key, any_case, vec![source])),
             }
         }
         // A bucket passes any mix of its windows' bytes (`"Use` passes a bucket of
@@ -99,16 +141,19 @@ impl AnyCase {
         // the bytes' frequencies in audit text, the likeliest windows placed first.
         let mut halves = [[(0u16, 0u16); WINDOW]; BUCKETS];
         // Each window's rate reckoned once, not at every comparison.
-        let mut windows: Vec<(f64, [u8; WINDOW], Vec<Source>)> = windows
+        let mut windows: Vec<(f64, [u8; WINDOW], bool, Vec<Source>)> = windows
             .into_iter()
-            .map(|(key, sources)| (pass_rate(&window_halves(&key)), key, sources))
+            .map(|(key, any_case, sources)| {
+                let rate = pass_rate(&window_halves(&key, any_case));
+                (rate, key, any_case, sources)
+            })
             .collect();
-        windows.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        windows.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let mut low = [[0u8; 32]; WINDOW];
         let mut high = [[0u8; 32]; WINDOW];
         let mut buckets: [Vec<Window>; BUCKETS] = Default::default();
-        for (_, key, sources) in windows {
-            let own = window_halves(&key);
+        for (_, key, any_case, sources) in windows {
+            let own = window_halves(&key, any_case);
             let added = |b: &[(u16, u16); WINDOW]| {
                 let mut with = *b;
                 for (w, o) in with.iter_mut().zip(own) {
@@ -129,30 +174,31 @@ impl AnyCase {
             let bit = 1u8 << bucket;
             let mut fold = [0u8; WINDOW];
             for (k, &b) in key.iter().enumerate() {
-                let cases = [b.to_ascii_lowercase(), b.to_ascii_uppercase()];
-                for c in cases {
+                for c in cases(b, any_case) {
                     for lane in [0, 16] {
                         low[k][lane + usize::from(c & 0x0f)] |= bit;
                         high[k][lane + usize::from(c >> 4)] |= bit;
                     }
                 }
-                if b.is_ascii_alphabetic() {
+                if any_case && b.is_ascii_alphabetic() {
                     fold[k] = 0x20;
                 }
             }
             buckets[bucket].push(Window {
                 value: u32::from_le_bytes(key),
                 fold: u32::from_le_bytes(fold),
+                any_case,
                 sources,
             });
         }
-        let longest = lower.iter().map(|l| l.len()).max().unwrap_or(0);
-        AnyCase {
+        let all = exact.iter().chain(lower);
+        Nibbles {
             low,
             high,
             buckets,
-            longest,
-            literals: lower.len(),
+            simd,
+            longest: all.clone().map(|l| l.len()).max().unwrap_or(0),
+            literals: all.count(),
         }
     }
 
@@ -171,8 +217,35 @@ impl AnyCase {
         self.buckets.iter().map(Vec::len).sum()
     }
 
+    /// What it searches, for `--stats`: "5 literals (one SIMD pass, AVX-512, over a
+    /// window of each, 2 of them in any case: 4 windows)".
+    pub fn describe(&self) -> String {
+        let caseless: usize = self
+            .buckets
+            .iter()
+            .flatten()
+            .filter(|w| w.any_case)
+            .map(|w| w.sources.len())
+            .sum();
+        let simd = match self.simd {
+            Simd::Bytes => "one byte at a time",
+            Simd::Avx2 => "AVX2",
+            Simd::Avx512 => "AVX-512",
+        };
+        let kinds = match caseless {
+            n if n == self.literals => "in any case".to_string(),
+            0 => "as it is".to_string(),
+            n => format!("{n} of them in any case"),
+        };
+        format!(
+            "{} literals (one SIMD pass, {simd}, over a window of each, {kinds}: {} windows)",
+            self.literals,
+            self.windows()
+        )
+    }
+
     /// The first position in `data[from..to]` where a literal's window starts, the
-    /// literal there whole (whatever its case) and ending by `to`.
+    /// literal there whole and ending by `to`.
     pub fn find_at(&self, data: &[u8], from: usize, to: usize) -> Option<usize> {
         let mut first = None;
         self.candidates(data, from, to, |at, bits| {
@@ -196,22 +269,52 @@ impl AnyCase {
         });
     }
 
-    /// Whether a literal of a bucket of `bits` whose window is at `at` is in `data`
-    /// whatever its case, ending by `to`.
+    /// Calls `found` with the window's position and the literal's number
+    /// ([`Nibbles::new`]) of each literal whole in `data[..to]` whose window starts in
+    /// `from..to`, once per occurrence, in increasing order of position (literals at
+    /// one position in no set order).
+    pub fn each_hit(&self, data: &[u8], from: usize, to: usize, mut found: impl FnMut(usize, u32)) {
+        let data = &data[..to.min(data.len())];
+        self.candidates(data, from, to, |at, bits| {
+            self.each_window(bits, |w| {
+                if w.is_at(data, at) {
+                    for s in &w.sources {
+                        if s.is_at_as(data, at, w.any_case) {
+                            found(at, s.index);
+                        }
+                    }
+                }
+                true
+            });
+            true
+        });
+    }
+
+    /// Whether a literal of a bucket of `bits` whose window is at `at` is whole in
+    /// `data`, ending by `to`.
     #[inline]
     fn holds_literal(&self, data: &[u8], to: usize, at: usize, bits: u8) -> bool {
         let data = &data[..to];
+        !self.each_window(bits, |w| {
+            !(w.is_at(data, at) && w.sources.iter().any(|s| s.is_at_as(data, at, w.any_case)))
+        })
+    }
+
+    /// Calls `f` with each window of the buckets of `bits` until it returns false;
+    /// returns whether it never did.
+    #[inline]
+    fn each_window(&self, bits: u8, mut f: impl FnMut(&Window) -> bool) -> bool {
         let mut bits = bits;
         while bits != 0 {
             let bucket = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             for w in &self.buckets[bucket] {
-                if w.is_at(data, at) && w.sources.iter().any(|s| s.is_at_any_case(data, at)) {
-                    return true;
+                if !f(w) {
+                    return false;
                 }
             }
         }
-        false
+        true
     }
 
     /// Calls `f` with each position `p` in `from..to` whose four bytes (inside
@@ -222,16 +325,20 @@ impl AnyCase {
         if to < from + WINDOW {
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { avx2::candidates(self, data, from, to, f) };
-            return;
+        match self.simd {
+            // SAFETY: `simd` is only ever a level the CPU has (`best_simd`; tests build
+            // the others only where it has them).
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { x86::steps_avx512(self, data, from, to, f) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { x86::steps_avx2(self, data, from, to, f) },
+            _ => {
+                self.candidates_bytes(data, from, to, f);
+            }
         }
-        self.candidates_bytes(data, from, to, f);
     }
 
-    /// [`AnyCase::candidates`] one position at a time, from `from` (`to` is at most
+    /// [`Nibbles::candidates`] one position at a time, from `from` (`to` is at most
     /// `data.len()` and at least `from + WINDOW`); returns false when `f` did.
     fn candidates_bytes(
         &self,
@@ -260,15 +367,19 @@ impl AnyCase {
     }
 }
 
+/// The bytes a window's byte passes: itself, and its other case in a caseless window.
+fn cases(b: u8, any_case: bool) -> impl Iterator<Item = u8> {
+    let other = b.to_ascii_uppercase();
+    std::iter::once(b).chain((any_case && other != b).then_some(other))
+}
+
 /// Per byte of a window: the low halves and the high halves (bit sets of 16) its
-/// tables pass, both cases of a letter.
-fn window_halves(window: &[u8; WINDOW]) -> [(u16, u16); WINDOW] {
+/// tables pass.
+fn window_halves(window: &[u8; WINDOW], any_case: bool) -> [(u16, u16); WINDOW] {
     window.map(|b| {
-        [b.to_ascii_lowercase(), b.to_ascii_uppercase()]
-            .iter()
-            .fold((0u16, 0u16), |(lo, hi), &c| {
-                (lo | 1 << (c & 0x0f), hi | 1 << (c >> 4))
-            })
+        cases(b, any_case).fold((0u16, 0u16), |(lo, hi), c| {
+            (lo | 1 << (c & 0x0f), hi | 1 << (c >> 4))
+        })
     })
 }
 
@@ -293,7 +404,22 @@ fn pass_rate(halves: &[(u16, u16); WINDOW]) -> f64 {
         .product()
 }
 
+/// The widest SIMD the CPU has for the search; `None` without AVX2 (or off x86-64).
+fn best_simd() -> Option<Simd> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            return Some(Simd::Avx512);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Some(Simd::Avx2);
+        }
+    }
+    None
+}
+
 /// Whether the CPU has AVX2 (never, off x86-64).
+#[cfg(test)]
 pub(super) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -306,21 +432,51 @@ pub(super) fn has_avx2() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+mod x86 {
     use std::arch::x86_64::{
-        __m256i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
-        _mm256_set1_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi16,
-        _mm256_storeu_si256,
+        __m256i, __m512i, _mm256_and_si256, _mm256_cmpeq_epi8, _mm256_loadu_si256,
+        _mm256_movemask_epi8, _mm256_set1_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
+        _mm256_srli_epi16, _mm256_storeu_si256, _mm512_and_si512, _mm512_broadcast_i64x4,
+        _mm512_loadu_si512, _mm512_set1_epi8, _mm512_shuffle_epi8, _mm512_srli_epi16,
+        _mm512_storeu_si512, _mm512_test_epi8_mask,
     };
 
-    use super::{AnyCase, WINDOW};
+    use super::{Nibbles, WINDOW};
+
+    /// How many steps are tested before their candidates are handed over: no call
+    /// between the vector instructions, which would put the tables on the stack.
+    const GROUP: usize = 8;
+
+    /// Hands each candidate of a group of steps (`found`: per step, a bit per
+    /// position; `bits`: per step, the buckets per position) to `f`; false when `f`
+    /// said stop.
+    #[inline(always)]
+    fn hand_over<const WIDTH: usize>(
+        p: usize,
+        steps: usize,
+        found: &[u64; GROUP],
+        bits: &[[u8; WIDTH]; GROUP],
+        f: &mut impl FnMut(usize, u8) -> bool,
+    ) -> bool {
+        for i in 0..steps {
+            let mut m = found[i];
+            while m != 0 {
+                let j = m.trailing_zeros() as usize;
+                m &= m - 1;
+                if !f(p + WIDTH * i + j, bits[i][j]) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
 
     /// 32 positions a step: per byte of the window, a load from the position on and
     /// two shuffles of its halves through the tables; the positions where some bucket
     /// passes all four go to `f`. The last positions go one at a time.
     #[target_feature(enable = "avx2")]
-    pub(super) fn candidates(
-        s: &AnyCase,
+    pub(super) fn steps_avx2(
+        s: &Nibbles,
         data: &[u8],
         from: usize,
         to: usize,
@@ -330,30 +486,16 @@ mod avx2 {
             // SAFETY: `t` is 32 bytes; the load is unaligned.
             unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
         };
-        let low = [
-            table(&s.low[0]),
-            table(&s.low[1]),
-            table(&s.low[2]),
-            table(&s.low[3]),
-        ];
-        let high = [
-            table(&s.high[0]),
-            table(&s.high[1]),
-            table(&s.high[2]),
-            table(&s.high[3]),
-        ];
+        let low = s.low.each_ref().map(table);
+        let high = s.high.each_ref().map(table);
         let nibble = _mm256_set1_epi8(0x0f);
         let zero = _mm256_setzero_si256();
         let base = data.as_ptr();
         // SAFETY (every `load` below): it reads 32 bytes from `at = p + k`, `k < 4`,
         // with `p + 32 + WINDOW - 1 <= to <= data.len()`: inside `data`. Unaligned.
         let load = |at: usize| -> __m256i { unsafe { _mm256_loadu_si256(base.add(at).cast()) } };
-        // The steps of a group are tested first, their candidates then handed over: no
-        // call between the vector instructions, which would put the tables on the
-        // stack.
-        const GROUP: usize = 8;
         let mut bits = [[0u8; 32]; GROUP];
-        let mut found = [0u32; GROUP];
+        let mut found = [0u64; GROUP];
         let mut p = from;
         while p + 32 + WINDOW - 1 <= to {
             let steps = ((to + 1 - WINDOW - p) / 32).min(GROUP);
@@ -371,24 +513,71 @@ mod avx2 {
                     );
                     passed = _mm256_and_si256(passed, by_halves);
                 }
-                found[i] = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(passed, zero)) as u32);
+                found[i] =
+                    u64::from(!(_mm256_movemask_epi8(_mm256_cmpeq_epi8(passed, zero)) as u32));
                 any |= found[i];
                 // SAFETY: `bits[i]` is 32 bytes; the store is unaligned.
                 unsafe { _mm256_storeu_si256(bits[i].as_mut_ptr().cast(), passed) };
             }
-            if any != 0 {
-                for i in 0..steps {
-                    let mut m = found[i];
-                    while m != 0 {
-                        let j = m.trailing_zeros() as usize;
-                        m &= m - 1;
-                        if !f(p + 32 * i + j, bits[i][j]) {
-                            return;
-                        }
-                    }
-                }
+            if any != 0 && !hand_over(p, steps, &found, &bits, &mut f) {
+                return;
             }
             p += 32 * steps;
+        }
+        if p + WINDOW <= to {
+            s.candidates_bytes(data, p, to, f);
+        }
+    }
+
+    /// [`steps_avx2`] 64 positions a step.
+    #[target_feature(enable = "avx512bw")]
+    pub(super) fn steps_avx512(
+        s: &Nibbles,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        mut f: impl FnMut(usize, u8) -> bool,
+    ) {
+        // The 16 entries in each of the four 128-bit lanes of a shuffle.
+        let table = |t: &[u8; 32]| -> __m512i {
+            // SAFETY: `t` is 32 bytes; the load is unaligned.
+            _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(t.as_ptr().cast()) })
+        };
+        let low = s.low.each_ref().map(table);
+        let high = s.high.each_ref().map(table);
+        let nibble = _mm512_set1_epi8(0x0f);
+        let base = data.as_ptr();
+        // SAFETY (every `load` below): it reads 64 bytes from `at = p + k`, `k < 4`,
+        // with `p + 64 + WINDOW - 1 <= to <= data.len()`: inside `data`. Unaligned.
+        let load = |at: usize| -> __m512i { unsafe { _mm512_loadu_si512(base.add(at).cast()) } };
+        let mut bits = [[0u8; 64]; GROUP];
+        let mut found = [0u64; GROUP];
+        let mut p = from;
+        while p + 64 + WINDOW - 1 <= to {
+            let steps = ((to + 1 - WINDOW - p) / 64).min(GROUP);
+            let mut any = 0;
+            for i in 0..steps {
+                let at = p + 64 * i;
+                let mut passed = _mm512_set1_epi8(-1);
+                for k in 0..WINDOW {
+                    let v = load(at + k);
+                    let lo = _mm512_and_si512(v, nibble);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+                    let by_halves = _mm512_and_si512(
+                        _mm512_shuffle_epi8(low[k], lo),
+                        _mm512_shuffle_epi8(high[k], hi),
+                    );
+                    passed = _mm512_and_si512(passed, by_halves);
+                }
+                found[i] = _mm512_test_epi8_mask(passed, passed);
+                any |= found[i];
+                // SAFETY: `bits[i]` is 64 bytes; the store is unaligned.
+                unsafe { _mm512_storeu_si512(bits[i].as_mut_ptr().cast(), passed) };
+            }
+            if any != 0 && !hand_over(p, steps, &found, &bits, &mut f) {
+                return;
+            }
+            p += 64 * steps;
         }
         if p + WINDOW <= to {
             s.candidates_bytes(data, p, to, f);
@@ -400,23 +589,33 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    /// Where each literal is whole in `data`, whatever its case, ending by `to`, with
-    /// its window starting in `from..to`: that window's start, found by comparing at
-    /// every position; the reference the search must equal.
-    fn naive(lower: &[&[u8]], s: &AnyCase, data: &[u8], from: usize, to: usize) -> Vec<usize> {
+    /// Where each literal is whole in `data` (an exact one as it is, a caseless one
+    /// whatever its case), ending by `to`, with its window starting in `from..to`: that
+    /// window's start and the literal's number, found by comparing at every position;
+    /// the reference the search must equal.
+    fn naive(
+        literals: &[(&[u8], bool)],
+        s: &Nibbles,
+        data: &[u8],
+        from: usize,
+        to: usize,
+    ) -> Vec<(usize, u32)> {
         let mut out = Vec::new();
         for w in s.buckets.iter().flatten() {
             for src in &w.sources {
-                let literal = lower[src.index as usize];
+                let (literal, any_case) = literals[src.index as usize];
                 for start in 0..data.len() {
                     let window = start + src.at;
                     let end = start + literal.len();
                     if window >= from
                         && window + WINDOW <= to
                         && end <= to
-                        && data[start..end].eq_ignore_ascii_case(literal)
+                        && match any_case {
+                            true => data[start..end].eq_ignore_ascii_case(literal),
+                            false => data[start..end] == *literal,
+                        }
                     {
-                        out.push(window);
+                        out.push((window, src.index));
                     }
                 }
             }
@@ -436,49 +635,110 @@ mod tests {
             .collect()
     }
 
+    /// Every way of stepping this CPU has: one byte at a time always.
+    fn simds() -> Vec<Simd> {
+        let mut out = vec![Simd::Bytes];
+        if has_avx2() {
+            out.push(Simd::Avx2);
+        }
+        if best_simd() == Some(Simd::Avx512) {
+            out.push(Simd::Avx512);
+        }
+        out
+    }
+
     #[test]
     fn finds_each_case_and_only_whole_literals() {
         let lower: Vec<&[u8]> = vec![b"set-inboxrule", b"userloginfailed", b"add member to role."];
-        let s = AnyCase::build(&lower);
-        let text = b"xx SET-InboxRule yy UserLoginFailed \"Add Member To Role.\" userloginfaile";
-        let mut hits = Vec::new();
-        s.hits(text, 0, text.len(), &mut hits);
-        assert_eq!(hits.len(), 3, "{hits:?}");
-        assert_eq!(s.find_at(text, 0, text.len()), Some(hits[0]));
-        // A literal that would end past `to` is not there.
-        let end = text.len() - 25;
-        let mut short = Vec::new();
-        s.hits(text, 0, end, &mut short);
-        assert_eq!(short, hits[..2].to_vec());
-        assert_eq!(s.find_at(b"userloginfaile", 0, 14), None);
+        for simd in simds() {
+            let s = Nibbles::build(&[], &lower, simd);
+            let text =
+                b"xx SET-InboxRule yy UserLoginFailed \"Add Member To Role.\" userloginfaile";
+            let mut hits = Vec::new();
+            s.hits(text, 0, text.len(), &mut hits);
+            assert_eq!(hits.len(), 3, "{hits:?}");
+            assert_eq!(s.find_at(text, 0, text.len()), Some(hits[0]));
+            // A literal that would end past `to` is not there.
+            let end = text.len() - 25;
+            let mut short = Vec::new();
+            s.hits(text, 0, end, &mut short);
+            assert_eq!(short, hits[..2].to_vec());
+            assert_eq!(s.find_at(b"userloginfaile", 0, 14), None);
+        }
+    }
+
+    #[test]
+    fn an_exact_literal_is_found_only_as_it_is() {
+        let exact: Vec<&[u8]> = vec![b"OAuth2:Token", b"\"event"];
+        let lower: Vec<&[u8]> = vec![b"oauth2:token", b"houn"];
+        let text = b"{\"a\":\"oauth2:TOKEN\",\"b\":\"OAuth2:Token\",\"Event\":\"AzureHound\"}";
+        for simd in simds() {
+            let s = Nibbles::build(&exact, &lower, simd);
+            let mut hits = Vec::new();
+            s.each_hit(text, 0, text.len(), |at, i| hits.push((at, i)));
+            hits.sort_unstable();
+            let numbered = [
+                (exact[0], false),
+                (exact[1], false),
+                (lower[0], true),
+                (lower[1], true),
+            ];
+            assert_eq!(hits, naive(&numbered, &s, text, 0, text.len()), "{simd:?}");
+            // The exact one once (as it is), the caseless one twice, `houn` in
+            // `AzureHound`; `"Event` is no `"event`.
+            let count = |n: u32| hits.iter().filter(|h| h.1 == n).count();
+            assert_eq!(
+                [count(0), count(1), count(2), count(3)],
+                [1, 0, 2, 1],
+                "{simd:?}"
+            );
+        }
     }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
 
-        /// The SIMD search reports exactly the window positions of the whole literals a
-        /// naive case-insensitive comparison at every position finds, for any range,
-        /// and its first hit is the first of them.
+        /// Every way of stepping reports exactly the window positions and numbers of the
+        /// whole literals a naive comparison at every position finds (exact ones as they
+        /// are, caseless ones in any case), for any range, and the first hit is the
+        /// first of them.
         #[test]
         fn reports_what_a_naive_search_finds(
-            literals in proptest::collection::vec("[a-zA-Z0-9@._ -]{4,20}", 1..60),
+            literals in proptest::collection::vec(("[a-zA-Z0-9@._ -]{4,20}", proptest::bool::ANY), 1..60),
             noise in proptest::collection::vec("[a-zA-Z0-9@._ :,{}\"\n-]{0,90}", 1..30),
             picks in proptest::collection::vec((0usize..128, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..90), 0..50),
             from in 0usize..400,
             less in 0usize..400,
         ) {
-            let mut lower: Vec<String> = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
+            let mut lower: Vec<String> = literals
+                .iter()
+                .filter(|l| l.1)
+                .map(|l| l.0.to_ascii_lowercase())
+                .collect();
             lower.sort();
             lower.dedup();
             let all = lower.clone();
             lower.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
+            let mut exact: Vec<String> = literals.iter().filter(|l| !l.1).map(|l| l.0.clone()).collect();
+            exact.sort();
+            exact.dedup();
+            let exact: Vec<&[u8]> = exact.iter().map(|l| l.as_bytes()).collect();
             let bytes: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();
-            let s = AnyCase::build(&bytes);
+            let numbered: Vec<(&[u8], bool)> = exact
+                .iter()
+                .map(|l| (*l, false))
+                .chain(bytes.iter().map(|l| (*l, true)))
+                .collect();
             let mut text = String::new();
             for (i, n) in noise.iter().enumerate() {
                 let mut piece = n.clone();
                 for (pick, flips, at) in picks.iter().filter(|p| p.0 % noise.len() == i) {
-                    let literal = recase(&literals[pick % literals.len()], flips);
+                    let (literal, any_case) = &literals[pick % literals.len()];
+                    // An exact literal is planted as it is half the time.
+                    let literal = match *any_case || flips[0] {
+                        true => recase(literal, flips),
+                        false => literal.clone(),
+                    };
                     let at = (*at).min(piece.len());
                     piece.insert_str(at, &literal);
                 }
@@ -487,22 +747,20 @@ mod tests {
             let data = text.as_bytes();
             let to = data.len().saturating_sub(less);
             let from = from.min(to);
-            let expected = naive(&bytes, &s, data, from, to);
-            let mut hits = Vec::new();
-            s.hits(data, from, to, &mut hits);
-            proptest::prop_assert_eq!(&hits, &expected);
-            proptest::prop_assert_eq!(s.find_at(data, from, to), expected.first().copied());
-            // The byte-at-a-time path agrees.
-            let mut slow = Vec::new();
-            if to >= from + WINDOW {
-                s.candidates_bytes(data, from, to, |at, bits| {
-                    if s.holds_literal(data, to, at, bits) {
-                        slow.push(at);
-                    }
-                    true
-                });
+            for simd in simds() {
+                let s = Nibbles::build(&exact, &bytes, simd);
+                let expected = naive(&numbered, &s, data, from, to);
+                let mut each = Vec::new();
+                s.each_hit(data, from, to, |at, i| each.push((at, i)));
+                each.sort_unstable();
+                proptest::prop_assert_eq!(&each, &expected, "{:?}", simd);
+                let mut positions: Vec<usize> = expected.iter().map(|h| h.0).collect();
+                positions.dedup();
+                let mut hits = Vec::new();
+                s.hits(data, from, to, &mut hits);
+                proptest::prop_assert_eq!(&hits, &positions, "{:?}", simd);
+                proptest::prop_assert_eq!(s.find_at(data, from, to), positions.first().copied());
             }
-            proptest::prop_assert_eq!(&slow, &expected);
         }
     }
 }

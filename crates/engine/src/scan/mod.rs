@@ -479,13 +479,20 @@ impl Matcher {
     /// `RecordType`s read from each line (a rule whose only literal is a `RecordType`
     /// has no text search, yet parses only records of its types).
     pub fn describe_prefilter(&self) -> String {
-        let text = self.describe_search();
-        match self.router.as_ref().map_or(0, Router::operations_read) {
-            0 => text,
-            n => format!(
-                "{text}; {n} literals are operations, read from each line's `Operation` key"
-            ),
+        let mut text = self.describe_search();
+        if let Some(n) = self
+            .router
+            .as_ref()
+            .map(Router::operations_read)
+            .filter(|&n| n > 0)
+        {
+            text +=
+                &format!("; {n} literals are operations, read from each line's `Operation` key");
         }
+        if let Some(block) = self.router.as_ref().and_then(Router::describe_block) {
+            text += &format!("; each block searched for {block}");
+        }
+        text
     }
 
     /// [`Matcher::describe_prefilter`] but for the operations read.
