@@ -131,19 +131,10 @@ impl Prefilter {
             .iter()
             .map(|l| Literal::parse(l).text().to_string())
             .collect();
-        // Both kinds in one pass where they fit one (the exact ones as `build` takes
-        // them: an operation as its text, each once, none empty).
-        let lower = Prefilter::lower_kept(&caseless);
-        let mut texts: Vec<String> = exact.iter().cloned().map(searched_text).collect();
-        texts.sort();
-        texts.dedup();
-        texts.retain(|l| !l.is_empty());
-        let exact_bytes: Vec<&[u8]> = texts.iter().map(|l| l.as_bytes()).collect();
-        let lower_bytes: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();
-        if !texts.is_empty()
-            && let Some(both) = nibbles::Nibbles::new(&exact_bytes, &lower_bytes)
+        if !exact.is_empty()
+            && let Some(both) = Prefilter::one_pass(&exact, &caseless)
         {
-            return Prefilter::Nibbles(Box::new(both));
+            return both;
         }
         let any_case = Prefilter::case_insensitive(caseless);
         match Prefilter::build(exact, false, true) {
@@ -153,6 +144,21 @@ impl Prefilter {
                 any_case: Box::new(any_case),
             },
         }
+    }
+
+    /// Exact literals (as the query crate writes them) and caseless ones (their text)
+    /// in one SIMD pass ([`Prefilter::Nibbles`]): the exact ones as [`Prefilter::build`]
+    /// takes them (an operation as its text), each once; `None` where it does not
+    /// build (`nibbles::Nibbles::new`).
+    fn one_pass(exact: &[String], caseless: &[String]) -> Option<Prefilter> {
+        let lower = Prefilter::lower_kept(caseless);
+        let mut texts: Vec<String> = exact.iter().cloned().map(searched_text).collect();
+        texts.sort();
+        texts.dedup();
+        texts.retain(|l| !l.is_empty());
+        let exact: Vec<&[u8]> = texts.iter().map(|l| l.as_bytes()).collect();
+        let lower: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();
+        nibbles::Nibbles::new(&exact, &lower).map(|s| Prefilter::Nibbles(Box::new(s)))
     }
 
     /// Builds a prefilter for literals that match whatever their ASCII case (account
@@ -1647,17 +1653,27 @@ impl Conjunct {
             .iter()
             .filter(|l| marked_record_type(l).is_none())
             .partition(|l| Literal::parse(l).ignores_case());
+        let exact: Vec<String> = exact.iter().map(|l| l.to_string()).collect();
+        let caseless: Vec<String> = caseless
+            .iter()
+            .map(|l| Literal::parse(l).text().to_string())
+            .collect();
+        // Several literals, or both kinds: one SIMD pass where it builds.
+        if exact.len() + caseless.len() > 1
+            && let Some(texts) = Prefilter::one_pass(&exact, &caseless)
+        {
+            return Conjunct {
+                texts,
+                caseless: None,
+                types,
+            };
+        }
         let caseless = match caseless.is_empty() {
             true => None,
-            false => Some(Prefilter::case_insensitive(
-                caseless
-                    .iter()
-                    .map(|l| Literal::parse(l).text().to_string())
-                    .collect(),
-            )),
+            false => Some(Prefilter::case_insensitive(caseless)),
         };
         Conjunct {
-            texts: Prefilter::build(exact.iter().map(|l| l.to_string()).collect(), false, true),
+            texts: Prefilter::build(exact, false, true),
             caseless,
             types,
         }

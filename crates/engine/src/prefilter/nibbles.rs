@@ -491,8 +491,9 @@ mod x86 {
         let nibble = _mm256_set1_epi8(0x0f);
         let zero = _mm256_setzero_si256();
         let base = data.as_ptr();
-        // SAFETY (every `load` below): it reads 32 bytes from `at = p + k`, `k < 4`,
-        // with `p + 32 + WINDOW - 1 <= to <= data.len()`: inside `data`. Unaligned.
+        // SAFETY (every `load` below): it reads 32 bytes from `at + k`, `k < 4`, with
+        // `at + 32 + WINDOW - 1 <= to <= data.len()` (a step of the loop's `at`, and the
+        // last step's `to + 1 - WINDOW - 32`): inside `data`. Unaligned.
         let load = |at: usize| -> __m256i { unsafe { _mm256_loadu_si256(base.add(at).cast()) } };
         let mut bits = [[0u8; 32]; GROUP];
         let mut found = [0u64; GROUP];
@@ -524,8 +525,35 @@ mod x86 {
             }
             p += 32 * steps;
         }
-        if p + WINDOW <= to {
+        if p + WINDOW > to {
+            return;
+        }
+        if to - from < 32 + WINDOW - 1 {
             s.candidates_bytes(data, p, to, f);
+            return;
+        }
+        // The last positions in one step that ends where the data does (a line is
+        // rarely a multiple of the step), those already tested masked off.
+        let at = to + 1 - WINDOW - 32;
+        {
+            let mut passed = _mm256_set1_epi8(-1);
+            for k in 0..WINDOW {
+                let v = load(at + k);
+                let lo = _mm256_and_si256(v, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+                let by_halves = _mm256_and_si256(
+                    _mm256_shuffle_epi8(low[k], lo),
+                    _mm256_shuffle_epi8(high[k], hi),
+                );
+                passed = _mm256_and_si256(passed, by_halves);
+            }
+            let mask = u64::from(!(_mm256_movemask_epi8(_mm256_cmpeq_epi8(passed, zero)) as u32));
+            // SAFETY: `bits[0]` is 32 bytes; the store is unaligned.
+            unsafe { _mm256_storeu_si256(bits[0].as_mut_ptr().cast(), passed) };
+            found[0] = mask & (u64::MAX << (p - at));
+            if found[0] != 0 {
+                hand_over(at, 1, &found, &bits, &mut f);
+            }
         }
     }
 
@@ -547,8 +575,9 @@ mod x86 {
         let high = s.high.each_ref().map(table);
         let nibble = _mm512_set1_epi8(0x0f);
         let base = data.as_ptr();
-        // SAFETY (every `load` below): it reads 64 bytes from `at = p + k`, `k < 4`,
-        // with `p + 64 + WINDOW - 1 <= to <= data.len()`: inside `data`. Unaligned.
+        // SAFETY (every `load` below): it reads 64 bytes from `at + k`, `k < 4`, with
+        // `at + 64 + WINDOW - 1 <= to <= data.len()` (a step of the loop's `at`, and the
+        // last step's `to + 1 - WINDOW - 64`): inside `data`. Unaligned.
         let load = |at: usize| -> __m512i { unsafe { _mm512_loadu_si512(base.add(at).cast()) } };
         let mut bits = [[0u8; 64]; GROUP];
         let mut found = [0u64; GROUP];
@@ -579,8 +608,35 @@ mod x86 {
             }
             p += 64 * steps;
         }
-        if p + WINDOW <= to {
+        if p + WINDOW > to {
+            return;
+        }
+        if to - from < 64 + WINDOW - 1 {
             s.candidates_bytes(data, p, to, f);
+            return;
+        }
+        // The last positions in one step that ends where the data does (a line is
+        // rarely a multiple of the step), those already tested masked off.
+        let at = to + 1 - WINDOW - 64;
+        {
+            let mut passed = _mm512_set1_epi8(-1);
+            for k in 0..WINDOW {
+                let v = load(at + k);
+                let lo = _mm512_and_si512(v, nibble);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+                let by_halves = _mm512_and_si512(
+                    _mm512_shuffle_epi8(low[k], lo),
+                    _mm512_shuffle_epi8(high[k], hi),
+                );
+                passed = _mm512_and_si512(passed, by_halves);
+            }
+            let mask = _mm512_test_epi8_mask(passed, passed);
+            // SAFETY: `bits[0]` is 64 bytes; the store is unaligned.
+            unsafe { _mm512_storeu_si512(bits[0].as_mut_ptr().cast(), passed) };
+            found[0] = mask & (u64::MAX << (p - at));
+            if found[0] != 0 {
+                hand_over(at, 1, &found, &bits, &mut f);
+            }
         }
     }
 }
