@@ -1,6 +1,8 @@
 //! Criterion benches of each pipeline stage on generated audit lines, in bytes/s:
-//! the prefilter over a chunk, a whole chunk scan (rare matches), candidate parsing
-//! (every line a candidate), and gzip inflation with the compiled-in backend.
+//! the prefilter over a chunk, the block search of a rule pack (Elastic's rules, and
+//! the Sigma corpus beside them, from `../shared/corpus` when it is there), a whole
+//! chunk scan (rare matches), candidate parsing (every line a candidate), and gzip
+//! inflation with the compiled-in backend.
 //!
 //!     cargo bench                     # zlib-rs gzip backend
 //!     cargo bench --features isal     # ISA-L gzip backend (needs libisal-dev)
@@ -53,6 +55,41 @@ fn prefilter(c: &mut Criterion) {
     g.bench_function("line count (memchr newline) over 8 MiB chunk", |b| {
         b.iter(|| black_box(memchr::memchr_iter(b'\n', &data).count()))
     });
+    g.finish();
+}
+
+/// The router's search of a block for everything a rule pack searches for at once
+/// (`scan`'s block search), as the scan runs it.
+fn block_search(c: &mut Criterion) {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let data = archive(0.00001, GenShape::Ual);
+    let mut g = c.benchmark_group("block search");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    let packs: [(&str, &[&str]); 2] = [
+        ("Elastic's rules", &["elastic-rules"]),
+        (
+            "Elastic's rules and the Sigma corpus",
+            &["elastic-rules", "sigma-m365"],
+        ),
+    ];
+    for (name, dirs) in packs {
+        let paths: Vec<std::path::PathBuf> = dirs.iter().map(|d| corpus.join(d)).collect();
+        let Ok(set) = ualhunt_engine::rule::load::load(&paths) else {
+            eprintln!("block search: no rules under {}, skipped", corpus.display());
+            break;
+        };
+        let m = Matcher::new(set.rules, true, 64 << 20);
+        let Some(router) = m.router() else {
+            continue;
+        };
+        let mut hits = Vec::new();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                router.block_hits(&data, 0, data.len(), &mut hits);
+                black_box(hits.len())
+            })
+        });
+    }
     g.finish();
 }
 
@@ -129,6 +166,6 @@ fn inflate(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(15).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = prefilter, chunk_scan, inflate
+    targets = prefilter, block_search, chunk_scan, inflate
 }
 criterion_main!(benches);
