@@ -443,19 +443,257 @@ mod x86 {
 
     use super::{Nibbles, WINDOW};
 
+    /// The vector instructions a step takes, for one register width. Every method is
+    /// `unsafe`: the CPU must have the instructions (the callers' `target_feature`s), and
+    /// `load`/`store` take raw pointers.
+    trait Lanes: Copy {
+        /// Positions a step.
+        const WIDTH: usize;
+        /// A table of 16 entries (given twice, 32 bytes) in every 128-bit lane.
+        unsafe fn table(t: &[u8; 32]) -> Self;
+        unsafe fn splat(b: i8) -> Self;
+        /// `WIDTH` bytes from `p`, unaligned.
+        unsafe fn load(p: *const u8) -> Self;
+        unsafe fn and(self, other: Self) -> Self;
+        /// Each byte's high half, as a byte.
+        unsafe fn high_half(self, nibble: Self) -> Self;
+        /// Each byte of `index` (below 16) looked up in the table `self`.
+        unsafe fn shuffle(self, index: Self) -> Self;
+        /// A bit per byte that is not zero.
+        unsafe fn nonzero(self) -> u64;
+        /// The `WIDTH` bytes to `p`, unaligned.
+        unsafe fn store(self, p: *mut u8);
+    }
+
+    impl Lanes for __m256i {
+        const WIDTH: usize = 32;
+        #[inline(always)]
+        unsafe fn table(t: &[u8; 32]) -> Self {
+            // SAFETY: `t` is 32 bytes; AVX2 (the caller's).
+            unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
+        }
+        #[inline(always)]
+        unsafe fn splat(b: i8) -> Self {
+            // SAFETY: AVX (the caller's).
+            unsafe { _mm256_set1_epi8(b) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const u8) -> Self {
+            // SAFETY: 32 readable bytes at `p` (the caller's).
+            unsafe { _mm256_loadu_si256(p.cast()) }
+        }
+        #[inline(always)]
+        unsafe fn and(self, other: Self) -> Self {
+            // SAFETY: AVX2 (the caller's).
+            unsafe { _mm256_and_si256(self, other) }
+        }
+        #[inline(always)]
+        unsafe fn high_half(self, nibble: Self) -> Self {
+            // SAFETY: AVX2 (the caller's).
+            unsafe { _mm256_and_si256(_mm256_srli_epi16(self, 4), nibble) }
+        }
+        #[inline(always)]
+        unsafe fn shuffle(self, index: Self) -> Self {
+            // SAFETY: AVX2 (the caller's).
+            unsafe { _mm256_shuffle_epi8(self, index) }
+        }
+        #[inline(always)]
+        unsafe fn nonzero(self) -> u64 {
+            // SAFETY: AVX2 (the caller's).
+            let zero =
+                unsafe { _mm256_movemask_epi8(_mm256_cmpeq_epi8(self, _mm256_setzero_si256())) };
+            u64::from(!(zero as u32))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            // SAFETY: 32 writable bytes at `p` (the caller's).
+            unsafe { _mm256_storeu_si256(p.cast(), self) }
+        }
+    }
+
+    impl Lanes for __m512i {
+        const WIDTH: usize = 64;
+        #[inline(always)]
+        unsafe fn table(t: &[u8; 32]) -> Self {
+            // SAFETY: `t` is 32 bytes; AVX-512F (the caller's).
+            unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(t.as_ptr().cast())) }
+        }
+        #[inline(always)]
+        unsafe fn splat(b: i8) -> Self {
+            // SAFETY: AVX-512F (the caller's).
+            unsafe { _mm512_set1_epi8(b) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const u8) -> Self {
+            // SAFETY: 64 readable bytes at `p` (the caller's).
+            unsafe { _mm512_loadu_si512(p.cast()) }
+        }
+        #[inline(always)]
+        unsafe fn and(self, other: Self) -> Self {
+            // SAFETY: AVX-512F (the caller's).
+            unsafe { _mm512_and_si512(self, other) }
+        }
+        #[inline(always)]
+        unsafe fn high_half(self, nibble: Self) -> Self {
+            // SAFETY: AVX-512BW (the caller's).
+            unsafe { _mm512_and_si512(_mm512_srli_epi16(self, 4), nibble) }
+        }
+        #[inline(always)]
+        unsafe fn shuffle(self, index: Self) -> Self {
+            // SAFETY: AVX-512BW (the caller's).
+            unsafe { _mm512_shuffle_epi8(self, index) }
+        }
+        #[inline(always)]
+        unsafe fn nonzero(self) -> u64 {
+            // SAFETY: AVX-512BW (the caller's).
+            unsafe { _mm512_test_epi8_mask(self, self) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut u8) {
+            // SAFETY: 64 writable bytes at `p` (the caller's).
+            unsafe { _mm512_storeu_si512(p.cast(), self) }
+        }
+    }
+
+    /// 32 positions a step ([`steps`]).
+    #[target_feature(enable = "avx2")]
+    pub(super) fn steps_avx2(
+        s: &Nibbles,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        f: impl FnMut(usize, u8) -> bool,
+    ) {
+        // SAFETY: the CPU has AVX2 (this function's feature).
+        unsafe { steps::<__m256i>(s, data, from, to, f) }
+    }
+
+    /// 64 positions a step ([`steps`]).
+    #[target_feature(enable = "avx512bw")]
+    pub(super) fn steps_avx512(
+        s: &Nibbles,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        f: impl FnMut(usize, u8) -> bool,
+    ) {
+        // SAFETY: the CPU has AVX-512BW (this function's feature), and so AVX-512F.
+        unsafe { steps::<__m512i>(s, data, from, to, f) }
+    }
+
     /// How many steps are tested before their candidates are handed over: no call
     /// between the vector instructions, which would put the tables on the stack.
     const GROUP: usize = 8;
 
-    /// Hands each candidate of a group of steps (`found`: per step, a bit per
-    /// position; `bits`: per step, the buckets per position) to `f`; false when `f`
-    /// said stop.
+    /// `V::WIDTH` positions a step: per byte of the window, a load from the position on
+    /// and two shuffles of its halves through the tables; the positions where some
+    /// bucket passes all four go to `f`. The last positions are one step that ends
+    /// where the data does (a line is rarely a multiple of the step), those already
+    /// tested masked off; data shorter than a step goes one position at a time.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has `V`'s instructions; `to <= data.len()` and `from + WINDOW <= to`.
     #[inline(always)]
-    fn hand_over<const WIDTH: usize>(
+    unsafe fn steps<V: Lanes>(
+        s: &Nibbles,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        mut f: impl FnMut(usize, u8) -> bool,
+    ) {
+        let width = V::WIDTH;
+        // SAFETY (every vector call below): the CPU has `V`'s instructions (the
+        // caller's), and each `load` reads `width` bytes from `at + k`, `k < 4`, with
+        // `at + width + WINDOW - 1 <= to <= data.len()` (a step of the loop's `at`, and
+        // the last step's `to + 1 - WINDOW - width`): inside `data`.
+        let mut low = [unsafe { V::splat(0) }; WINDOW];
+        let mut high = low;
+        for k in 0..WINDOW {
+            unsafe {
+                low[k] = V::table(&s.low[k]);
+                high[k] = V::table(&s.high[k]);
+            }
+        }
+        let tables = Tables {
+            low,
+            high,
+            nibble: unsafe { V::splat(0x0f) },
+        };
+        let base = data.as_ptr();
+        let mut bits = [[0u8; 64]; GROUP];
+        let mut found = [0u64; GROUP];
+        let mut p = from;
+        while p + width + WINDOW - 1 <= to {
+            let steps = ((to + 1 - WINDOW - p) / width).min(GROUP);
+            let mut any = 0;
+            for i in 0..steps {
+                found[i] = unsafe { tables.step(base, p + width * i, &mut bits[i]) };
+                any |= found[i];
+            }
+            if any != 0 && !hand_over(p, width, steps, &found, &bits, &mut f) {
+                return;
+            }
+            p += width * steps;
+        }
+        if p + WINDOW > to {
+            return;
+        }
+        if to - from < width + WINDOW - 1 {
+            s.candidates_bytes(data, p, to, f);
+            return;
+        }
+        let at = to + 1 - WINDOW - width;
+        found[0] = unsafe { tables.step(base, at, &mut bits[0]) } & (u64::MAX << (p - at));
+        if found[0] != 0 {
+            hand_over(at, width, 1, &found, &bits, &mut f);
+        }
+    }
+
+    /// A search's tables in registers.
+    struct Tables<V> {
+        low: [V; WINDOW],
+        high: [V; WINDOW],
+        /// `0x0f` in every byte.
+        nibble: V,
+    }
+
+    impl<V: Lanes> Tables<V> {
+        /// The buckets each of the `V::WIDTH` positions from `at` passes, into `bits`;
+        /// a bit per position that passes some bucket.
+        ///
+        /// # Safety
+        ///
+        /// The CPU has `V`'s instructions; `V::WIDTH + WINDOW - 1` bytes are readable
+        /// from `base + at`.
+        #[inline(always)]
+        unsafe fn step(&self, base: *const u8, at: usize, bits: &mut [u8; 64]) -> u64 {
+            // SAFETY: the caller's; `bits` is 64 bytes, `V::WIDTH` at most.
+            unsafe {
+                let mut passed = V::splat(-1);
+                for k in 0..WINDOW {
+                    let v = V::load(base.add(at + k));
+                    let by_halves = self.low[k]
+                        .shuffle(v.and(self.nibble))
+                        .and(self.high[k].shuffle(v.high_half(self.nibble)));
+                    passed = passed.and(by_halves);
+                }
+                passed.store(bits.as_mut_ptr());
+                passed.nonzero()
+            }
+        }
+    }
+
+    /// Hands each candidate of a group of steps of `width` positions from `p`
+    /// (`found`: per step, a bit per position; `bits`: per step, the buckets per
+    /// position) to `f`; false when `f` said stop.
+    #[inline(always)]
+    fn hand_over(
         p: usize,
+        width: usize,
         steps: usize,
         found: &[u64; GROUP],
-        bits: &[[u8; WIDTH]; GROUP],
+        bits: &[[u8; 64]; GROUP],
         f: &mut impl FnMut(usize, u8) -> bool,
     ) -> bool {
         for i in 0..steps {
@@ -463,181 +701,12 @@ mod x86 {
             while m != 0 {
                 let j = m.trailing_zeros() as usize;
                 m &= m - 1;
-                if !f(p + WIDTH * i + j, bits[i][j]) {
+                if !f(p + width * i + j, bits[i][j]) {
                     return false;
                 }
             }
         }
         true
-    }
-
-    /// 32 positions a step: per byte of the window, a load from the position on and
-    /// two shuffles of its halves through the tables; the positions where some bucket
-    /// passes all four go to `f`. The last positions go one at a time.
-    #[target_feature(enable = "avx2")]
-    pub(super) fn steps_avx2(
-        s: &Nibbles,
-        data: &[u8],
-        from: usize,
-        to: usize,
-        mut f: impl FnMut(usize, u8) -> bool,
-    ) {
-        let table = |t: &[u8; 32]| -> __m256i {
-            // SAFETY: `t` is 32 bytes; the load is unaligned.
-            unsafe { _mm256_loadu_si256(t.as_ptr().cast()) }
-        };
-        let low = s.low.each_ref().map(table);
-        let high = s.high.each_ref().map(table);
-        let nibble = _mm256_set1_epi8(0x0f);
-        let zero = _mm256_setzero_si256();
-        let base = data.as_ptr();
-        // SAFETY (every `load` below): it reads 32 bytes from `at + k`, `k < 4`, with
-        // `at + 32 + WINDOW - 1 <= to <= data.len()` (a step of the loop's `at`, and the
-        // last step's `to + 1 - WINDOW - 32`): inside `data`. Unaligned.
-        let load = |at: usize| -> __m256i { unsafe { _mm256_loadu_si256(base.add(at).cast()) } };
-        let mut bits = [[0u8; 32]; GROUP];
-        let mut found = [0u64; GROUP];
-        let mut p = from;
-        while p + 32 + WINDOW - 1 <= to {
-            let steps = ((to + 1 - WINDOW - p) / 32).min(GROUP);
-            let mut any = 0;
-            for i in 0..steps {
-                let at = p + 32 * i;
-                let mut passed = _mm256_set1_epi8(-1);
-                for k in 0..WINDOW {
-                    let v = load(at + k);
-                    let lo = _mm256_and_si256(v, nibble);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-                    let by_halves = _mm256_and_si256(
-                        _mm256_shuffle_epi8(low[k], lo),
-                        _mm256_shuffle_epi8(high[k], hi),
-                    );
-                    passed = _mm256_and_si256(passed, by_halves);
-                }
-                found[i] =
-                    u64::from(!(_mm256_movemask_epi8(_mm256_cmpeq_epi8(passed, zero)) as u32));
-                any |= found[i];
-                // SAFETY: `bits[i]` is 32 bytes; the store is unaligned.
-                unsafe { _mm256_storeu_si256(bits[i].as_mut_ptr().cast(), passed) };
-            }
-            if any != 0 && !hand_over(p, steps, &found, &bits, &mut f) {
-                return;
-            }
-            p += 32 * steps;
-        }
-        if p + WINDOW > to {
-            return;
-        }
-        if to - from < 32 + WINDOW - 1 {
-            s.candidates_bytes(data, p, to, f);
-            return;
-        }
-        // The last positions in one step that ends where the data does (a line is
-        // rarely a multiple of the step), those already tested masked off.
-        let at = to + 1 - WINDOW - 32;
-        {
-            let mut passed = _mm256_set1_epi8(-1);
-            for k in 0..WINDOW {
-                let v = load(at + k);
-                let lo = _mm256_and_si256(v, nibble);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-                let by_halves = _mm256_and_si256(
-                    _mm256_shuffle_epi8(low[k], lo),
-                    _mm256_shuffle_epi8(high[k], hi),
-                );
-                passed = _mm256_and_si256(passed, by_halves);
-            }
-            let mask = u64::from(!(_mm256_movemask_epi8(_mm256_cmpeq_epi8(passed, zero)) as u32));
-            // SAFETY: `bits[0]` is 32 bytes; the store is unaligned.
-            unsafe { _mm256_storeu_si256(bits[0].as_mut_ptr().cast(), passed) };
-            found[0] = mask & (u64::MAX << (p - at));
-            if found[0] != 0 {
-                hand_over(at, 1, &found, &bits, &mut f);
-            }
-        }
-    }
-
-    /// [`steps_avx2`] 64 positions a step.
-    #[target_feature(enable = "avx512bw")]
-    pub(super) fn steps_avx512(
-        s: &Nibbles,
-        data: &[u8],
-        from: usize,
-        to: usize,
-        mut f: impl FnMut(usize, u8) -> bool,
-    ) {
-        // The 16 entries in each of the four 128-bit lanes of a shuffle.
-        let table = |t: &[u8; 32]| -> __m512i {
-            // SAFETY: `t` is 32 bytes; the load is unaligned.
-            _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(t.as_ptr().cast()) })
-        };
-        let low = s.low.each_ref().map(table);
-        let high = s.high.each_ref().map(table);
-        let nibble = _mm512_set1_epi8(0x0f);
-        let base = data.as_ptr();
-        // SAFETY (every `load` below): it reads 64 bytes from `at + k`, `k < 4`, with
-        // `at + 64 + WINDOW - 1 <= to <= data.len()` (a step of the loop's `at`, and the
-        // last step's `to + 1 - WINDOW - 64`): inside `data`. Unaligned.
-        let load = |at: usize| -> __m512i { unsafe { _mm512_loadu_si512(base.add(at).cast()) } };
-        let mut bits = [[0u8; 64]; GROUP];
-        let mut found = [0u64; GROUP];
-        let mut p = from;
-        while p + 64 + WINDOW - 1 <= to {
-            let steps = ((to + 1 - WINDOW - p) / 64).min(GROUP);
-            let mut any = 0;
-            for i in 0..steps {
-                let at = p + 64 * i;
-                let mut passed = _mm512_set1_epi8(-1);
-                for k in 0..WINDOW {
-                    let v = load(at + k);
-                    let lo = _mm512_and_si512(v, nibble);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-                    let by_halves = _mm512_and_si512(
-                        _mm512_shuffle_epi8(low[k], lo),
-                        _mm512_shuffle_epi8(high[k], hi),
-                    );
-                    passed = _mm512_and_si512(passed, by_halves);
-                }
-                found[i] = _mm512_test_epi8_mask(passed, passed);
-                any |= found[i];
-                // SAFETY: `bits[i]` is 64 bytes; the store is unaligned.
-                unsafe { _mm512_storeu_si512(bits[i].as_mut_ptr().cast(), passed) };
-            }
-            if any != 0 && !hand_over(p, steps, &found, &bits, &mut f) {
-                return;
-            }
-            p += 64 * steps;
-        }
-        if p + WINDOW > to {
-            return;
-        }
-        if to - from < 64 + WINDOW - 1 {
-            s.candidates_bytes(data, p, to, f);
-            return;
-        }
-        // The last positions in one step that ends where the data does (a line is
-        // rarely a multiple of the step), those already tested masked off.
-        let at = to + 1 - WINDOW - 64;
-        {
-            let mut passed = _mm512_set1_epi8(-1);
-            for k in 0..WINDOW {
-                let v = load(at + k);
-                let lo = _mm512_and_si512(v, nibble);
-                let hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
-                let by_halves = _mm512_and_si512(
-                    _mm512_shuffle_epi8(low[k], lo),
-                    _mm512_shuffle_epi8(high[k], hi),
-                );
-                passed = _mm512_and_si512(passed, by_halves);
-            }
-            let mask = _mm512_test_epi8_mask(passed, passed);
-            // SAFETY: `bits[0]` is 64 bytes; the store is unaligned.
-            unsafe { _mm512_storeu_si512(bits[0].as_mut_ptr().cast(), passed) };
-            found[0] = mask & (u64::MAX << (p - at));
-            if found[0] != 0 {
-                hand_over(at, 1, &found, &bits, &mut f);
-            }
-        }
     }
 }
 
