@@ -748,6 +748,43 @@ fn rarity(window: &[u8]) -> u32 {
     bytes + if common { 1_000_000 } else { 0 }
 }
 
+/// memchr's substring search with bytes ranked by their frequency in audit text
+/// ([`frequency::PER_MILLION`]) rather than by its own table (of English and code): the
+/// two bytes it compares first at every position are then the rarest in a record.
+pub(crate) fn finder(needle: &[u8]) -> memmem::Finder<'static> {
+    memmem::FinderBuilder::new().build_forward_with_ranker_owned(AuditRank, needle)
+}
+
+/// Each byte's rank by [`frequency::PER_MILLION`] (0 the rarest; ties by value).
+#[derive(Clone, Copy, Debug)]
+struct AuditRank;
+
+impl memchr::arch::all::packedpair::HeuristicFrequencyRank for AuditRank {
+    fn rank(&self, byte: u8) -> u8 {
+        AUDIT_RANK[usize::from(byte)]
+    }
+}
+
+/// [`AuditRank`]'s table: each byte's place among all 256 by frequency in audit text.
+const AUDIT_RANK: [u8; 256] = {
+    let f = frequency::PER_MILLION;
+    let mut rank = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut below = 0;
+        let mut c = 0;
+        while c < 256 {
+            if f[c] < f[b] || (f[c] == f[b] && c < b) {
+                below += 1;
+            }
+            c += 1;
+        }
+        rank[b] = below as u8;
+        b += 1;
+    }
+    rank
+};
+
 /// Text that most records of some kind hold, beyond what the sample archives the byte
 /// table comes from show: the parts every browser's user agent shares (a sign-in's
 /// `UserAgent`, and `ExtendedProperties` of others) and the null GUID, which empty
@@ -1477,7 +1514,7 @@ impl Lane {
             },
             by_name,
             by_lower,
-            key: memmem::Finder::new(OPERATION_KEY).into_owned(),
+            key: finder(OPERATION_KEY),
             guards: Prefilter::build(GUARDS.map(String::from).to_vec(), false, true),
         }))
     }
@@ -1773,6 +1810,21 @@ fn with_folded<T>(data: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_rank_orders_every_byte_by_its_frequency() {
+        let mut seen = [false; 256];
+        let by_byte = AUDIT_RANK.iter().zip(frequency::PER_MILLION);
+        for (b, (&rank, f)) in by_byte.clone().enumerate() {
+            seen[usize::from(rank)] = true;
+            for (c, (&other, g)) in by_byte.clone().enumerate() {
+                assert!(f >= g || rank < other, "{b:#x} {c:#x}");
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "a rank per byte");
+        let key = finder(OPERATION_KEY);
+        assert_eq!(key.find(b"{\"Object\":1,\"Operation\":\"x\"}"), Some(12));
+    }
 
     #[test]
     fn builtin_rule_gives_one_memmem_literal() {
