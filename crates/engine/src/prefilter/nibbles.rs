@@ -3,8 +3,8 @@
 //!
 //! Place in the flow: the router's block search runs it over every block for all it
 //! searches at once (the exact literals, the guards, the caseless literals:
-//! [`super::Router::block_hits`]); [`super::Prefilter::case_insensitive`] builds it for
-//! the caseless literals of a conjunct or of watched names.
+//! [`super::Router::block_hits`]); a conjunct's literals, a prefilter's caseless
+//! literals and watched names are searched with it too ([`super::Prefilter::Nibbles`]).
 //!
 //! How: each literal is searched through a rare four-byte window of its own (shared
 //! with other literals where they can, [`super::shared_windows`]), and each window goes
