@@ -148,14 +148,11 @@ impl Prefilter {
 
     /// Exact literals (as the query crate writes them) and caseless ones (their text)
     /// in one SIMD pass ([`Prefilter::Nibbles`]): the exact ones as [`Prefilter::build`]
-    /// takes them (an operation as its text), each once; `None` where it does not
-    /// build (`nibbles::Nibbles::new`).
+    /// takes them (an operation as its text, [`Prefilter::exact_kept`]); `None` where it
+    /// does not build (`nibbles::Nibbles::new`).
     fn one_pass(exact: &[String], caseless: &[String]) -> Option<Prefilter> {
         let lower = Prefilter::lower_kept(caseless);
-        let mut texts: Vec<String> = exact.iter().cloned().map(searched_text).collect();
-        texts.sort();
-        texts.dedup();
-        texts.retain(|l| !l.is_empty());
+        let texts = Prefilter::exact_kept(exact.iter().cloned().map(searched_text).collect());
         let exact: Vec<&[u8]> = texts.iter().map(|l| l.as_bytes()).collect();
         let lower: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();
         nibbles::Nibbles::new(&exact, &lower).map(|s| Prefilter::Nibbles(Box::new(s)))
@@ -178,16 +175,21 @@ impl Prefilter {
             .unwrap_or_else(|| Prefilter::folded(literals))
     }
 
+    /// The literals each once, none holding another (a line with it has the other, so
+    /// it adds no candidate), none empty.
+    fn exact_kept(mut literals: Vec<String>) -> Vec<String> {
+        literals.sort();
+        literals.dedup();
+        literals.retain(|l| !l.is_empty());
+        let all = literals.clone();
+        literals.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
+        literals
+    }
+
     /// The literals in lower case, each once, none holding another (a line with it
     /// has the other), none empty.
     fn lower_kept(literals: &[String]) -> Vec<String> {
-        let mut lower: Vec<String> = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
-        lower.sort();
-        lower.dedup();
-        lower.retain(|l| !l.is_empty());
-        let all = lower.clone();
-        lower.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
-        lower
+        Prefilter::exact_kept(literals.iter().map(|l| l.to_ascii_lowercase()).collect())
     }
 
     /// The search of [`nibbles::Nibbles`]; `None` without AVX2, without a literal, or
@@ -243,13 +245,8 @@ impl Prefilter {
 
     /// The search for exact literals, each through the window `windows` ranks rarest
     /// (`None`: from its first bytes).
-    fn build_ranked(mut literals: Vec<String>, windows: Option<Rarity>) -> Prefilter {
-        literals.sort();
-        literals.dedup();
-        literals.retain(|l| !l.is_empty());
-        // A literal holding another one adds no candidate: any line with it has the other.
-        let all = literals.clone();
-        literals.retain(|a| !all.iter().any(|b| b != a && a.contains(b.as_str())));
+    fn build_ranked(literals: Vec<String>, windows: Option<Rarity>) -> Prefilter {
+        let literals = Prefilter::exact_kept(literals);
         match literals.len() {
             0 => Prefilter::Everything,
             1 => Prefilter::One(memmem::Finder::new(literals[0].as_bytes()).into_owned()),
@@ -988,17 +985,13 @@ pub struct Router {
     lane: Option<Lane>,
     /// Literal (numbered as `groups` are) -> the lanes that require it.
     by_pattern: Vec<Vec<u32>>,
-    /// The caseless literals ([`Literal::AnyCase`]): the block search's SIMD search
-    /// for any of them ([`Prefilter::case_insensitive`], whose hits
-    /// [`Router::block_hits`] reports), and the search that tells them apart in a line
-    /// that has one, every occurrence in any ASCII case ([`Caseless`]).
-    caseless: Option<(Prefilter, Caseless)>,
+    /// The search that tells the caseless literals ([`Literal::AnyCase`]) apart in a
+    /// line the block search found one in, every occurrence in any ASCII case.
+    caseless: Option<Caseless>,
     /// Caseless literal -> the lanes that require it.
     by_caseless: Vec<Vec<u32>>,
-    /// The block search ([`Router::block_hits`]) in one SIMD pass where the CPU has
-    /// it; `None`: Teddy over the exact literals (`groups`, the lane's `rest`) and the
-    /// caseless literals' own search (`caseless`), each a pass.
-    block: Option<OnePass>,
+    /// The search over a block ([`Router::block_hits`]).
+    block: Block,
     /// Lanes with no literal.
     always: Vec<u32>,
     /// Per lane: the literal sets it also needs beyond the one searched for
@@ -1146,17 +1139,23 @@ impl Router {
             .collect();
         let caseless = match lower.is_empty() {
             true => None,
-            false => Some((
-                Prefilter::case_insensitive(lower.clone()),
-                Caseless::new(&lower)?,
-            )),
+            false => Some(Caseless::new(&lower)?),
         };
         let lane = Lane::new(&literals)?;
         let groups = match lane {
             Some(_) => Vec::new(),
             None => Windowed::grouped(&literals, Some(rarity))?,
         };
-        let block = OnePass::new(lane.as_ref(), &literals, &lower);
+        let block = match OnePass::new(lane.as_ref(), &literals, &lower) {
+            Some(one) => Block::One(one),
+            None => Block::Apart {
+                rest: match &lane {
+                    Some(lane) => Windowed::grouped(&lane.rest_texts, Some(rarity))?,
+                    None => Vec::new(),
+                },
+                gate: (!lower.is_empty()).then(|| Prefilter::case_insensitive(lower.clone())),
+            },
+        };
         let mut any_type: Vec<u32> = by_type.iter().flatten().copied().collect();
         any_type.sort_unstable();
         any_type.dedup();
@@ -1234,17 +1233,20 @@ impl Router {
     /// tells the operations each line holds.
     pub fn block_hits(&self, data: &[u8], from: usize, to: usize, out: &mut Vec<(usize, u32)>) {
         out.clear();
-        if let Some(OnePass { search, ids, .. }) = &self.block {
-            search.each_hit(data, from, to, |at, i| out.push((at, ids[i as usize])));
-            // Literals at one position come in no set order; caseless ones sharing a
-            // window are one hit.
-            out.sort_unstable();
-            out.dedup();
-            return;
-        }
+        let (rest, gate) = match &self.block {
+            Block::One(OnePass { search, ids }) => {
+                search.each_hit(data, from, to, |at, i| out.push((at, ids[i as usize])));
+                // Literals at one position come in no set order; caseless ones sharing a
+                // window are one hit.
+                out.sort_unstable();
+                out.dedup();
+                return;
+            }
+            Block::Apart { rest, gate } => (rest, gate),
+        };
         match &self.lane {
             Some(lane) => {
-                for (g, searcher) in lane.rest.iter().enumerate() {
+                for (g, searcher) in rest.iter().enumerate() {
                     searcher.each_hit(data, from, to, |at, i| {
                         out.push((at, lane.rest_ids[g * GROUP + i]))
                     });
@@ -1258,7 +1260,7 @@ impl Router {
                 }
             }
         }
-        if let Some((gate, _)) = &self.caseless {
+        if let Some(gate) = gate {
             let mut at = Vec::new();
             gate.hits(data, from, to, &mut at);
             out.extend(at.into_iter().map(|p| (p, Router::CASELESS)));
@@ -1345,22 +1347,20 @@ impl Router {
     /// How many bytes past a block's end a literal whose window starts inside it can
     /// reach.
     pub fn overlap(&self) -> usize {
-        let lane = self.lane.iter().flat_map(|l| &l.rest);
-        let exact = self
-            .groups
-            .iter()
-            .chain(lane)
-            .map(|g| g.longest)
-            .max()
-            .unwrap_or(0);
-        let caseless = self.caseless.as_ref().map_or(0, |(gate, _)| gate.overlap());
-        exact.saturating_sub(1).max(caseless)
+        match &self.block {
+            Block::One(one) => one.search.longest().saturating_sub(1),
+            Block::Apart { rest, gate } => {
+                let exact = self.groups.iter().chain(rest).map(|g| g.longest).max();
+                let caseless = gate.as_ref().map_or(0, Prefilter::overlap);
+                exact.unwrap_or(0).saturating_sub(1).max(caseless)
+            }
+        }
     }
 
     /// The caseless literals (when `caseless`: the line may hold one), the
     /// `RecordType`s and the conjuncts of [`Router::route`].
     fn route_rest(&self, line: &[u8], caseless: bool, out: &mut Vec<u32>) {
-        if let Some((_, each)) = self.caseless.as_ref().filter(|_| caseless) {
+        if let Some(each) = self.caseless.as_ref().filter(|_| caseless) {
             each.each_literal(line, |i| out.extend_from_slice(&self.by_caseless[i]));
         }
         let record_type = if self.by_type.is_empty() && !self.conjunct_types {
@@ -1420,7 +1420,10 @@ impl Router {
     /// The block search when it is one SIMD pass (`nibbles::Nibbles::describe`), for
     /// `--stats`; `None` when it is Teddy's and the caseless literals' own.
     pub fn describe_block(&self) -> Option<String> {
-        self.block.as_ref().map(|b| b.search.describe())
+        match &self.block {
+            Block::One(one) => Some(one.search.describe()),
+            Block::Apart { .. } => None,
+        }
     }
 
     /// How many distinct literals it searches for.
@@ -1433,9 +1436,8 @@ impl Router {
 /// for the other exact literals and the guards.
 #[derive(Clone, Debug)]
 struct Lane {
-    /// The exact literals that are no operation, and the guards ([`GUARDS`]).
-    rest: Vec<Windowed>,
-    /// The same, as text (`rest_ids` numbers them too).
+    /// The exact literals that are no operation, and the guards ([`GUARDS`]), searched
+    /// over each block ([`Block`]).
     rest_texts: Vec<Box<[u8]>>,
     /// Index in `rest` -> literal (as [`Router::block_hits`] numbers them) or guard.
     rest_ids: Vec<u32>,
@@ -1503,7 +1505,6 @@ impl Lane {
             rest_ids.push(Router::GUARD);
         }
         Some(Some(Lane {
-            rest: Windowed::grouped(&rest, Some(rarity))?,
             rest_texts: rest.iter().map(|t| Box::from(t.as_bytes())).collect(),
             rest_ids,
             texts: Windowed::grouped(&texts, Some(rarity))?,
@@ -1551,6 +1552,20 @@ impl Lane {
 
 /// The key a raw record names its operation with.
 const OPERATION_KEY: &[u8] = b"\"Operation\"";
+
+/// The router's search over a block.
+#[derive(Clone, Debug)]
+enum Block {
+    /// Everything in one SIMD pass.
+    One(OnePass),
+    /// Where that does not build: Teddy over the exact literals (`rest`: a reading
+    /// router's, numbered by its lane's `rest_ids`; empty otherwise, its `groups`
+    /// searching them) and the caseless literals' own search (`gate`), each a pass.
+    Apart {
+        rest: Vec<Windowed>,
+        gate: Option<Prefilter>,
+    },
+}
 
 /// The router's block search in one SIMD pass ([`nibbles::Nibbles`]), where the CPU
 /// has AVX2 and every literal searched has a window's four bytes: the exact literals
