@@ -42,6 +42,10 @@ for row in range(0, 256, 8):
     print(f"    {cells}, // {row:#04x}")
 print("];")
 print()
+print(f"/// The least share of positions in the sample a string of [`COMMON`] starts at")
+print(f"/// ({COMMON_AT_LEAST} in {total}).")
+print(f"pub const COMMON_SHARE: f64 = {COMMON_AT_LEAST}.0 / {total}.0;")
+print()
 print(f"/// Four-byte strings found at least {COMMON_AT_LEAST} times in the sample, sorted.")
 print(f"pub const COMMON: [[u8; 4]; {len(common)}] = [")
 for g in common:

@@ -39,6 +39,10 @@ pub const PER_MILLION: [u32; 256] = [
     0, 0, 0, 0, 0, 0, 15, 15, // 0xf8
 ];
 
+/// The least share of positions in the sample a string of [`COMMON`] starts at
+/// (50 in 135571).
+pub const COMMON_SHARE: f64 = 50.0 / 135571.0;
+
 /// Four-byte strings found at least 50 times in the sample, sorted.
 pub const COMMON: [[u8; 4]; 602] = [
     *b"\x0a{\x22C",
