@@ -164,7 +164,7 @@ impl Prefilter {
     /// Each name is searched through a rare four-byte window of its own whatever its
     /// case, over the raw bytes ([`Prefilter::Nibbles`]: SIMD tables that pass both
     /// cases of a letter), a window found checked against the whole name
-    /// case-insensitively. Without AVX2, or with a name shorter than a window, the
+    /// case-insensitively (a name shorter than a window is its own). Without AVX2, the
     /// window's case variants (`e@co`, `E@co`, …) go to aho-corasick's Teddy where they
     /// fit one slim searcher (`CASE_VARIANTS`); else the lower-cased names are searched
     /// through rare windows of theirs in a lower-cased copy of each block
@@ -192,8 +192,7 @@ impl Prefilter {
         Prefilter::exact_kept(literals.iter().map(|l| l.to_ascii_lowercase()).collect())
     }
 
-    /// The search of [`nibbles::Nibbles`]; `None` without AVX2, without a literal, or
-    /// with one shorter than a window.
+    /// The search of [`nibbles::Nibbles`]; `None` without AVX2 or without a literal.
     fn nibbles(literals: &[String]) -> Option<Prefilter> {
         let lower = Prefilter::lower_kept(literals);
         let bytes: Vec<&[u8]> = lower.iter().map(|l| l.as_bytes()).collect();

@@ -46,6 +46,10 @@ pub struct Nibbles {
     longest: usize,
     /// How many literals.
     literals: usize,
+    /// The buckets with a window shorter than [`WINDOW`] (a literal of fewer bytes):
+    /// each of the last positions of a search, too few for a whole window, is a
+    /// candidate for them.
+    short: u8,
 }
 
 /// The instructions a search steps with.
@@ -60,6 +64,10 @@ enum Simd {
     Avx512,
 }
 
+/// A window's bytes (in lower case for a caseless one; zero past a short one's) and
+/// how many it has.
+type Key = ([u8; WINDOW], usize);
+
 /// A window and the literals searched through it.
 #[derive(Clone, Debug)]
 struct Window {
@@ -69,20 +77,37 @@ struct Window {
     /// `0x20` where a caseless window has a letter: a byte ORed with it is in lower
     /// case (zero for an exact window: compared as it is).
     fold: u32,
+    /// How many bytes it has: [`WINDOW`], or a shorter literal's length (the rest of
+    /// `value` and `fold` zero; its tables pass any byte there).
+    len: usize,
     /// Whether its literals match whatever their ASCII case.
     any_case: bool,
     sources: Vec<Source>,
 }
 
 impl Window {
-    /// Whether the four bytes at `at` are the window (whatever their case, for a
-    /// caseless one).
+    /// Whether the bytes at `at` are the window (whatever their case, for a caseless
+    /// one).
     #[inline]
     fn is_at(&self, data: &[u8], at: usize) -> bool {
+        if self.len < WINDOW {
+            return self.is_short_at(data, at);
+        }
         let bytes: [u8; WINDOW] = match data.get(at..at + WINDOW) {
             Some(b) => [b[0], b[1], b[2], b[3]],
             None => return false,
         };
+        u32::from_le_bytes(bytes) | self.fold == self.value
+    }
+
+    /// [`Window::is_at`] for a window shorter than [`WINDOW`].
+    #[cold]
+    fn is_short_at(&self, data: &[u8], at: usize) -> bool {
+        let Some(b) = data.get(at..at + self.len) else {
+            return false;
+        };
+        let mut bytes = [0u8; WINDOW];
+        bytes[..self.len].copy_from_slice(b);
         u32::from_le_bytes(bytes) | self.fold == self.value
     }
 }
@@ -90,12 +115,13 @@ impl Window {
 impl Nibbles {
     /// The search for `exact` literals (matched as they are) and `lower` ones (lower
     /// case, matched whatever their ASCII case), numbered in that order: `exact`'s
-    /// first, then `lower`'s. `None` without AVX2, without a literal, or when a literal
-    /// is shorter than a window.
+    /// first, then `lower`'s. `None` without AVX2, without a literal, or with an empty
+    /// one. A literal shorter than a window is its own window, its tables passing any
+    /// byte after it.
     pub fn new(exact: &[&[u8]], lower: &[&[u8]]) -> Option<Nibbles> {
         let simd = best_simd()?;
         let all = || exact.iter().chain(lower);
-        if all().next().is_none() || all().any(|l| l.len() < WINDOW) {
+        if all().next().is_none() || all().any(|l| l.is_empty()) {
             return None;
         }
         Some(Nibbles::build(exact, lower, simd))
@@ -103,7 +129,7 @@ impl Nibbles {
 
     /// [`Nibbles::new`] whatever the CPU, stepping with `simd`.
     fn build(exact: &[&[u8]], lower: &[&[u8]], simd: Simd) -> Nibbles {
-        let mut windows: Vec<([u8; WINDOW], bool, Vec<Source>)> = Vec::new();
+        let mut windows: Vec<(Key, bool, Vec<Source>)> = Vec::new();
         let chosen = shared_windows(exact, rarity)
             .into_iter()
             .zip(exact)
@@ -115,14 +141,18 @@ impl Nibbles {
                     .map(|(w, l)| (w, l, true)),
             );
         for (index, ((at, end), literal, any_case)) in chosen.enumerate() {
-            // Every literal has `WINDOW` bytes or more, so each window is that long; its
-            // first bytes otherwise.
-            let at = if end - at == WINDOW { at } else { 0 };
-            let mut key = [0u8; WINDOW];
-            key.copy_from_slice(&literal[at..at + WINDOW]);
+            // A window is `WINDOW` bytes (its literal's first ones otherwise), or the
+            // whole of a shorter literal.
+            let (at, len) = match end - at {
+                WINDOW => (at, WINDOW),
+                _ => (0, literal.len().min(WINDOW)),
+            };
+            let mut bytes = [0u8; WINDOW];
+            bytes[..len].copy_from_slice(&literal[at..at + len]);
             if any_case {
-                key.make_ascii_lowercase();
+                bytes.make_ascii_lowercase();
             }
+            let key = (bytes, len);
             let source = Source {
                 at,
                 literal: Box::from(*literal),
@@ -138,7 +168,7 @@ impl Nibbles {
         }
         // Each window's rate reckoned once, not at every comparison; the likeliest
         // windows are placed first.
-        let mut windows: Vec<(f64, [u8; WINDOW], bool, Vec<Source>)> = windows
+        let mut windows: Vec<(f64, Key, bool, Vec<Source>)> = windows
             .into_iter()
             .map(|(key, any_case, sources)| {
                 let rate = pass_rate(&window_halves(&key, any_case));
@@ -153,23 +183,34 @@ impl Nibbles {
         let mut low = [[0u8; 32]; WINDOW];
         let mut high = [[0u8; 32]; WINDOW];
         let mut buckets: [Vec<Window>; BUCKETS] = Default::default();
-        for ((_, key, any_case, sources), bucket) in windows.into_iter().zip(plan(&halves)) {
+        let plan = plan(&halves);
+        for (((_, key, any_case, sources), own), bucket) in
+            windows.into_iter().zip(halves).zip(plan)
+        {
             let bit = 1u8 << bucket;
-            let mut fold = [0u8; WINDOW];
-            for (k, &b) in key.iter().enumerate() {
-                for c in cases(b, any_case) {
+            for (k, (lo, hi)) in own.into_iter().enumerate() {
+                for half in set_bits(lo) {
                     for lane in [0, 16] {
-                        low[k][lane + usize::from(c & 0x0f)] |= bit;
-                        high[k][lane + usize::from(c >> 4)] |= bit;
+                        low[k][lane + usize::from(half)] |= bit;
                     }
                 }
+                for half in set_bits(hi) {
+                    for lane in [0, 16] {
+                        high[k][lane + usize::from(half)] |= bit;
+                    }
+                }
+            }
+            let (bytes, len) = key;
+            let mut fold = [0u8; WINDOW];
+            for (k, &b) in bytes[..len].iter().enumerate() {
                 if any_case && b.is_ascii_alphabetic() {
                     fold[k] = 0x20;
                 }
             }
             buckets[bucket].push(Window {
-                value: u32::from_le_bytes(key),
+                value: u32::from_le_bytes(bytes),
                 fold: u32::from_le_bytes(fold),
+                len,
                 any_case,
                 sources,
             });
@@ -178,6 +219,9 @@ impl Nibbles {
         Nibbles {
             low,
             high,
+            short: (0..BUCKETS)
+                .filter(|&b| buckets[b].iter().any(|w| w.len < WINDOW))
+                .fold(0, |bits, b| bits | 1 << b),
             buckets,
             simd,
             longest: all.clone().map(|l| l.len()).max().unwrap_or(0),
@@ -303,20 +347,40 @@ impl Nibbles {
     /// Calls `f` with each position `p` in `from..to` whose four bytes (inside
     /// `data[..to]`) pass the tables of some bucket, and the bits of those buckets, in
     /// increasing order, until `f` returns false.
-    fn candidates(&self, data: &[u8], from: usize, to: usize, f: impl FnMut(usize, u8) -> bool) {
+    fn candidates(
+        &self,
+        data: &[u8],
+        from: usize,
+        to: usize,
+        mut f: impl FnMut(usize, u8) -> bool,
+    ) {
         let to = to.min(data.len());
-        if to < from + WINDOW {
-            return;
+        // Whether `f` said stop.
+        let mut stopped = false;
+        if to >= from + WINDOW {
+            let g = |at, bits| {
+                let go = f(at, bits);
+                stopped |= !go;
+                go
+            };
+            match self.simd {
+                // SAFETY: `simd` is only ever a level the CPU has (`best_simd`; tests
+                // build the others only where it has them).
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx512 => unsafe { x86::steps_avx512(self, data, from, to, g) },
+                #[cfg(target_arch = "x86_64")]
+                Simd::Avx2 => unsafe { x86::steps_avx2(self, data, from, to, g) },
+                _ => {
+                    self.candidates_bytes(data, from, to, g);
+                }
+            }
         }
-        match self.simd {
-            // SAFETY: `simd` is only ever a level the CPU has (`best_simd`; tests build
-            // the others only where it has them).
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => unsafe { x86::steps_avx512(self, data, from, to, f) },
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => unsafe { x86::steps_avx2(self, data, from, to, f) },
-            _ => {
-                self.candidates_bytes(data, from, to, f);
+        // The last positions, too few bytes for a whole window, for the short ones.
+        if self.short != 0 && !stopped {
+            for at in from.max((to + 1).saturating_sub(WINDOW))..to {
+                if !f(at, self.short) {
+                    return;
+                }
             }
         }
     }
@@ -358,11 +422,14 @@ fn cases(b: u8, any_case: bool) -> impl Iterator<Item = u8> {
 
 /// Per byte of a window: the low halves and the high halves (bit sets of 16) its
 /// tables pass.
-fn window_halves(window: &[u8; WINDOW], any_case: bool) -> [(u16, u16); WINDOW] {
-    window.map(|b| {
-        cases(b, any_case).fold((0u16, 0u16), |(lo, hi), c| {
+fn window_halves(window: &Key, any_case: bool) -> [(u16, u16); WINDOW] {
+    let (bytes, len) = window;
+    std::array::from_fn(|k| match k < *len {
+        true => cases(bytes[k], any_case).fold((0u16, 0u16), |(lo, hi), c| {
             (lo | 1 << (c & 0x0f), hi | 1 << (c >> 4))
-        })
+        }),
+        // Past a short window: any byte.
+        false => (u16::MAX, u16::MAX),
     })
 }
 
@@ -811,8 +878,8 @@ mod tests {
                 for start in 0..data.len() {
                     let window = start + src.at;
                     let end = start + literal.len();
+                    // A literal of `WINDOW` bytes or more holds its window.
                     if window >= from
-                        && window + WINDOW <= to
                         && end <= to
                         && match any_case {
                             true => data[start..end].eq_ignore_ascii_case(literal),
@@ -975,7 +1042,7 @@ mod tests {
         /// first of them.
         #[test]
         fn reports_what_a_naive_search_finds(
-            literals in proptest::collection::vec(("[a-zA-Z0-9@._ -]{4,20}", proptest::bool::ANY), 1..60),
+            literals in proptest::collection::vec(("[a-zA-Z0-9@._ -]{1,20}", proptest::bool::ANY), 1..60),
             noise in proptest::collection::vec("[a-zA-Z0-9@._ :,{}\"\n-]{0,90}", 1..30),
             picks in proptest::collection::vec((0usize..128, proptest::collection::vec(proptest::bool::ANY, 1..9), 0usize..90), 0..50),
             from in 0usize..400,
