@@ -1188,7 +1188,7 @@ impl Router {
                 out.extend_from_slice(&self.by_pattern[g * GROUP + i])
             });
         }
-        self.route_rest(line, true, out);
+        self.route_rest(line, true, None, out);
     }
 
     /// [`Router::route`] for a router that reads operations: the block search and
@@ -1199,14 +1199,22 @@ impl Router {
         let mut read = Vec::new();
         self.operations(line, 0, Some(&found), &mut read);
         found.append(&mut read);
-        self.route_found(line, found.into_iter().map(|(_, l)| l), out);
+        self.route_found(line, found.into_iter().map(|(_, l)| l), None, out);
     }
 
     /// [`Router::route`] for a line whose literals the block search already found
     /// ([`Router::block_hits`]): `found` are the literals it holds, every occurrence of
     /// every exact literal in it among them, [`Router::CASELESS`] for a caseless hit
     /// (the caseless literals are told apart here, only in a line that has one).
-    pub fn route_found(&self, line: &[u8], found: impl Iterator<Item = u32>, out: &mut Vec<u32>) {
+    /// `record_type`: the line's `RecordType` number when the caller read it (`None`:
+    /// read here if a check needs it).
+    pub fn route_found(
+        &self,
+        line: &[u8],
+        found: impl Iterator<Item = u32>,
+        record_type: Option<Option<u16>>,
+        out: &mut Vec<u32>,
+    ) {
         out.clear();
         out.extend_from_slice(&self.always);
         let mut caseless = false;
@@ -1216,7 +1224,7 @@ impl Router {
                 None => caseless |= literal == Router::CASELESS,
             }
         }
-        self.route_rest(line, caseless, out);
+        self.route_rest(line, caseless, record_type, out);
     }
 
     /// The search over a block that stands for the prefilter's when routing: every
@@ -1357,15 +1365,22 @@ impl Router {
     }
 
     /// The caseless literals (when `caseless`: the line may hold one), the
-    /// `RecordType`s and the conjuncts of [`Router::route`].
-    fn route_rest(&self, line: &[u8], caseless: bool, out: &mut Vec<u32>) {
+    /// `RecordType`s and the conjuncts of [`Router::route`] (`record_type`: as
+    /// [`Router::route_found`] takes it).
+    fn route_rest(
+        &self,
+        line: &[u8],
+        caseless: bool,
+        record_type: Option<Option<u16>>,
+        out: &mut Vec<u32>,
+    ) {
         if let Some(each) = self.caseless.as_ref().filter(|_| caseless) {
             each.each_literal(line, |i| out.extend_from_slice(&self.by_caseless[i]));
         }
         let record_type = if self.by_type.is_empty() && !self.conjunct_types {
             None
         } else {
-            crate::coverage::record_type_number(line)
+            record_type.unwrap_or_else(|| crate::coverage::record_type_number(line))
         };
         if !self.by_type.is_empty() {
             match record_type {
@@ -2335,7 +2350,7 @@ mod tests {
                     .iter()
                     .filter(|&&(at, _)| at >= start && at < end)
                     .map(|&(_, l)| l);
-                router.route_found(line, literals, &mut routed);
+                router.route_found(line, literals, None, &mut routed);
                 proptest::prop_assert_eq!(&routed, &searched, "{}", String::from_utf8_lossy(line));
                 // A line is a hit of the block search exactly when it routes somewhere.
                 let hit = found.iter().any(|&(at, _)| at >= start && at < end);

@@ -699,6 +699,11 @@ impl<'a, S: Sink> Pass<'a, S> {
     }
 }
 
+/// A candidate line of a block: its start, its end without the newline, its line
+/// index, and its `RecordType` number when the newline pass read it (`None`: not read
+/// there; the router reads it if it needs it).
+type Candidate = (usize, usize, u64, Option<Option<u16>>);
+
 /// Per-worker reusable buffers.
 #[derive(Default)]
 pub struct Scratch {
@@ -706,8 +711,8 @@ pub struct Scratch {
     buffers: Option<simd_json::Buffers>,
     /// The tape of the last parse, kept (empty) for its allocation.
     tape: Option<Tape<'static>>,
-    /// Candidate lines of the current block: (start, end without newline, line index).
-    candidates: Vec<(usize, usize, u64)>,
+    /// Candidate lines of the current block ([`Candidate`]).
+    candidates: Vec<Candidate>,
     /// Prefilter hits of the current block, for a prefilter that collects them.
     hit_starts: Vec<usize>,
     /// Newlines of the current block and the places of the coverage keys from the
@@ -867,7 +872,7 @@ fn scan_prefiltered<S: Sink>(
     let mut found_hits = std::mem::take(&mut scratch.found);
     let types = !m.record_types.is_empty();
     // Lines taken for their `RecordType` or their operation, read in the newline pass.
-    let mut by_type: Vec<(usize, usize, u64)> = Vec::new();
+    let mut by_type: Vec<Candidate> = Vec::new();
     // Whether the router reads operations, and the operation literals read in a block.
     let reads = routed.is_some_and(Router::reads_operations);
     let mut read_found: Vec<(usize, u32)> = Vec::new();
@@ -974,7 +979,7 @@ fn scan_prefiltered<S: Sink>(
             }
             let start = memrchr(b'\n', &data[..hit]).map_or(0, |i| i + 1);
             let end = memchr(b'\n', &data[hit..]).map_or(len, |i| hit + i);
-            cands.push((start, end, 0));
+            cands.push((start, end, 0, None));
             from = end + 1;
             taken_to = from;
         }
@@ -1048,17 +1053,22 @@ fn scan_prefiltered<S: Sink>(
                     named = read_found.len() > before;
                 }
                 let taken = next > 0 && cands[next - 1].0 == line_start;
+                // The `RecordType` the tally read, for the router's checks.
+                let read_type = probed_type.map(crate::coverage::record_type_value_number);
+                if taken {
+                    cands[next - 1].3 = read_type;
+                }
                 if named && !taken {
                     let index = lines_before_block + seen_before(line_start, block_start, seen);
-                    by_type.push((line_start, nl, index));
+                    by_type.push((line_start, nl, index, read_type));
                 } else if !line_blank && types && line_start >= taken_before && !taken {
-                    let number = match probed_type {
-                        Some(v) => crate::coverage::record_type_value_number(v),
+                    let number = match read_type {
+                        Some(n) => n,
                         None => crate::coverage::record_type_number(line),
                     };
                     if m.wants_record_type(number) {
                         let index = lines_before_block + seen_before(line_start, block_start, seen);
-                        by_type.push((line_start, nl, index));
+                        by_type.push((line_start, nl, index, Some(number)));
                     }
                 }
                 seen += 1;
@@ -1111,7 +1121,7 @@ fn scan_prefiltered<S: Sink>(
 
         // 3. Parse the candidates while the block is still warm.
         let mut next_found = 0;
-        for &(start, end, index) in &cands {
+        for &(start, end, index, record_type) in &cands {
             // A line ending where the search reached holds no literal it did not find:
             // the search began at the line or where an earlier block's, which found
             // nothing in it, left off (a literal whose window starts before a block's
@@ -1136,7 +1146,7 @@ fn scan_prefiltered<S: Sink>(
                     r.operations(&data[start..end], start, whole, &mut read);
                 }
                 let literals = hits.iter().chain(&read).map(|&(_, l)| l);
-                r.route_found(&data[start..end], literals, &mut scratch.route);
+                r.route_found(&data[start..end], literals, record_type, &mut scratch.route);
                 scratch.routed = true;
                 next_found = stop;
             }
