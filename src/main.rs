@@ -82,6 +82,10 @@ fn print_warnings(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The heap is counted only for the statistics that report it.
+    if matches!(&cli.command, Command::Hunt(a) if a.stats) {
+        ualhunt_engine::alloc::start_counting();
+    }
     let writes = matches!(cli.command, Command::Hunt(_) | Command::Merge(_));
     if writes && let Err(e) = outputs::on_signals() {
         eprintln!("ualhunt: {e:#}");

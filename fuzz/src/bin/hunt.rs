@@ -77,6 +77,7 @@ fn hunt(path: &PathBuf, tweak: impl FnOnce(&mut Config)) -> (ualhunt_engine::Rep
 }
 
 fn main() {
+    ualhunt_engine::alloc::start_counting();
     let dir = std::env::var_os("UALHUNT_FUZZ_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/dev/shm"));
