@@ -194,16 +194,19 @@ pub fn first_flag(f: &Finding, rule: &Rule) -> Option<bool> {
 }
 
 fn user_types(evidence: &[Evidence], rules: &[Rule]) -> Vec<Text> {
+    // The shared texts themselves: no string made per event.
     let mut out: Vec<Text> = evidence
         .iter()
         .filter_map(|e| {
             let rule = &rules[usize::from(e.finding.rule)];
-            e.finding
-                .field(rule.items.user_type)
-                .and_then(|v| v.as_text().map(Text::from))
+            match e.finding.field(rule.items.user_type) {
+                Some(Value::Text(t)) => Some(t),
+                _ => None,
+            }
         })
-        .collect::<FxHashSet<Text>>()
+        .collect::<FxHashSet<&Text>>()
         .into_iter()
+        .cloned()
         .collect();
     out.sort_unstable();
     out
