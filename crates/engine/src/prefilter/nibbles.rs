@@ -100,7 +100,8 @@ impl Window {
         u32::from_le_bytes(bytes) | self.fold == self.value
     }
 
-    /// [`Window::is_at`] for a window shorter than [`WINDOW`].
+    /// [`Window::is_at`] for a window shorter than [`WINDOW`] (rare: kept out of the
+    /// common path).
     #[cold]
     fn is_short_at(&self, data: &[u8], at: usize) -> bool {
         let Some(b) = data.get(at..at + self.len) else {
@@ -346,7 +347,9 @@ impl Nibbles {
 
     /// Calls `f` with each position `p` in `from..to` whose four bytes (inside
     /// `data[..to]`) pass the tables of some bucket, and the bits of those buckets, in
-    /// increasing order, until `f` returns false.
+    /// increasing order, until `f` returns false; then, where a window is shorter than
+    /// [`WINDOW`], with each of the last positions (too few bytes for a whole window)
+    /// and the buckets of the short windows.
     fn candidates(
         &self,
         data: &[u8],
