@@ -82,8 +82,13 @@ fn print_warnings(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The heap is counted only for the statistics that report it.
-    if matches!(&cli.command, Command::Hunt(a) if a.stats) {
+    // The heap is counted only for the statistics that report it (`hunt` and `merge`).
+    let stats = match &cli.command {
+        Command::Hunt(a) => a.stats,
+        Command::Merge(a) => a.stats,
+        _ => false,
+    };
+    if stats {
         ualhunt_engine::alloc::start_counting();
     }
     let writes = matches!(cli.command, Command::Hunt(_) | Command::Merge(_));

@@ -167,27 +167,21 @@ impl Nibbles {
                 None => windows.push((key, any_case, vec![source])),
             }
         }
-        // Each window's rate reckoned once, not at every comparison; the likeliest
-        // windows are placed first.
-        let mut windows: Vec<(f64, Key, bool, Vec<Source>)> = windows
+        // Each window's halves and rate reckoned once, not at every comparison; the
+        // likeliest windows are placed first.
+        let mut windows: Vec<_> = windows
             .into_iter()
             .map(|(key, any_case, sources)| {
-                let rate = pass_rate(&window_halves(&key, any_case));
-                (rate, key, any_case, sources)
+                let own = window_halves(&key, any_case);
+                (pass_rate(&own), key, any_case, sources, own)
             })
             .collect();
         windows.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        let halves: Vec<[(u16, u16); WINDOW]> = windows
-            .iter()
-            .map(|(_, key, any_case, _)| window_halves(key, *any_case))
-            .collect();
+        let halves: Vec<[(u16, u16); WINDOW]> = windows.iter().map(|w| w.4).collect();
         let mut low = [[0u8; 32]; WINDOW];
         let mut high = [[0u8; 32]; WINDOW];
         let mut buckets: [Vec<Window>; BUCKETS] = Default::default();
-        let plan = plan(&halves);
-        for (((_, key, any_case, sources), own), bucket) in
-            windows.into_iter().zip(halves).zip(plan)
-        {
+        for ((_, key, any_case, sources, own), bucket) in windows.into_iter().zip(plan(&halves)) {
             let bit = 1u8 << bucket;
             for (k, (lo, hi)) in own.into_iter().enumerate() {
                 for half in set_bits(lo) {
