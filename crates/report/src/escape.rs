@@ -89,6 +89,25 @@ pub fn json_to_writer<W: Write, T: serde::Serialize + ?Sized>(out: W, value: &T)
     value.serialize(&mut ser).map_err(io::Error::other)
 }
 
+/// Appends `text` as a JSON string, the bytes [`json_to_writer`] writes for it: printable
+/// ASCII other than `"` and `\\` (most evidence) is copied between the quotes as it is,
+/// anything else goes through the serializer. For writers of many small objects whose
+/// keys are known: serde's serializer examines every byte of every key and value.
+pub fn json_str(out: &mut Vec<u8>, text: &str) -> io::Result<()> {
+    let bytes = text.as_bytes();
+    let plain = bytes.iter().fold(true, |ok, &b| {
+        ok & (b.wrapping_sub(0x20) < 0x5f) & (b != b'"') & (b != b'\\')
+    });
+    if !plain {
+        return json_to_writer(out, text);
+    }
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
+    Ok(())
+}
+
 /// serde_json's compact formatter with hidden controls escaped (see [`json_to_writer`]).
 struct Inert;
 
@@ -230,6 +249,37 @@ mod tests {
         }
         assert!(printable_ascii(b""));
         assert!(!printable_ascii("caf\u{e9}".as_bytes()));
+    }
+
+    /// `json_str` writes what `json_to_writer` writes for a string: every byte alone
+    /// and between plain ones, then random strings of the characters that need care.
+    #[test]
+    fn json_str_is_the_serializers_string() {
+        let reference = |s: &str| {
+            let mut out = Vec::new();
+            json_to_writer(&mut out, s).unwrap();
+            out
+        };
+        let quick = |s: &str| {
+            let mut out = b"x".to_vec();
+            json_str(&mut out, s).unwrap();
+            out.split_off(1)
+        };
+        for c in (0..=0x3000u32).filter_map(char::from_u32) {
+            for s in [c.to_string(), format!("ab{c}cd"), format!("{c}{c}")] {
+                assert_eq!(quick(&s), reference(&s), "{s:?}");
+            }
+        }
+        let pool = [
+            'a', 'Z', ' ', '"', '\\', '/', '\u{7f}', '\u{1b}', 'é', '\u{202e}', '\n',
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2000 {
+            let s: String = (0..rng.usize(0..12))
+                .map(|_| pool[rng.usize(..pool.len())])
+                .collect();
+            assert_eq!(quick(&s), reference(&s), "{s:?}");
+        }
     }
 
     #[test]
