@@ -1149,7 +1149,7 @@ fn raw_outcome<'i, V: Json<'i>>(status: Option<V>) -> &'static str {
 /// Reduces a client address to the IP it holds: `[ip]:port`, `ip:port`, `[ip]` and
 /// `::ffff:a.b.c.d` give the address; anything that is not an IP (a host name) gives none.
 pub fn reduce_ip(text: &str) -> Option<String> {
-    canonical_ip(ip_host(text)?)
+    canonical_ip(ip_host(text)?).map(Cow::into_owned)
 }
 
 /// The part of a client address that names its host: the address without brackets
@@ -1174,15 +1174,38 @@ pub fn ip_host(text: &str) -> Option<&str> {
 }
 
 /// A host's IP in canonical form (an IPv4-mapped IPv6 address as IPv4), `None` when
-/// it is no IP.
-pub fn canonical_ip(host: &str) -> Option<String> {
-    // An IPv4 address the parser takes (four decimal octets, no leading zero) is
-    // written back as it is: its text is its canonical form, without formatting it.
+/// it is no IP: the host itself when it is written so already (the usual case, no copy
+/// made: a new client address is reduced once per record when every record has one).
+pub fn canonical_ip(host: &str) -> Option<Cow<'_, str>> {
+    // An IPv4 address the parser takes (four decimal octets, no leading zero) is its
+    // own canonical form.
     if host.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Some(host.to_string());
+        return Some(Cow::Borrowed(host));
     }
-    let ip: IpAddr = host.parse().ok()?;
-    Some(ip.to_canonical().to_string())
+    let ip = host.parse::<IpAddr>().ok()?.to_canonical();
+    Some(if written_as(&ip, host) {
+        Cow::Borrowed(host)
+    } else {
+        Cow::Owned(ip.to_string())
+    })
+}
+
+/// Whether `value` displays as `text`, compared as it is written (nothing allocated).
+fn written_as(value: &impl std::fmt::Display, text: &str) -> bool {
+    struct Same<'a>(&'a [u8]);
+    impl std::fmt::Write for Same<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            match self.0.strip_prefix(s.as_bytes()) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(())
+                }
+                None => Err(std::fmt::Error),
+            }
+        }
+    }
+    let mut rest = Same(text.as_bytes());
+    std::fmt::write(&mut rest, format_args!("{value}")).is_ok() && rest.0.is_empty()
 }
 
 fn is_port(s: &str) -> bool {
@@ -1576,6 +1599,42 @@ mod tests {
             }
         }
         assert!(taken > 0);
+    }
+
+    /// An IPv6 host is its own text only when that is how the address is written
+    /// (`written_as`); any other spelling is formatted, as before the shortcut.
+    #[test]
+    fn an_ipv6_host_is_borrowed_only_when_canonical() {
+        let hosts = [
+            "2001:db8::abcd",
+            "2001:DB8::ABCD",
+            "2001:0db8::abcd",
+            "2001:db8:0:0:0:0:0:abcd",
+            "2001:db8::0:abcd",
+            "::1",
+            "::",
+            "0::0",
+            "::ffff:10.11.12.13",
+            "::ffff:a0b:c0d",
+            "1:2:3:4:5:6:7:8",
+            "1:0:0:2:0:0:0:3",
+            "1::2:0:0:0:3",
+            "fe80::1%eth0",
+            "2001:db8::abcd:",
+            "2001:db8::abc",
+            "2001:db8::abcde",
+            "::ffff:1.2.3.4.5",
+        ];
+        for host in hosts {
+            let formatted = host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| ip.to_canonical().to_string());
+            let got = canonical_ip(host);
+            assert_eq!(got.as_deref(), formatted.as_deref(), "{host}");
+            let borrowed = matches!(got, Some(Cow::Borrowed(_)));
+            assert_eq!(borrowed, formatted.as_deref() == Some(host), "{host}");
+        }
     }
 
     #[test]
