@@ -644,7 +644,9 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         .map(|r| r.has_analysis(ANALYSIS_BYPASS).then(|| Reader::new(r)))
         .collect();
     let mut outside_window = 0;
-    let evidence: Vec<Evidence> = findings
+    // Made as the grouping takes it: a whole list of them first was one more move of
+    // every finding, on one thread.
+    let evidence = findings
         .into_iter()
         .filter(|f| f.why == Why::Rule)
         .filter(|f| {
@@ -655,8 +657,7 @@ pub fn finish(parts: Finish, config: &Config, pool: &rayon::ThreadPool) -> Repor
         .map(|finding| match readers[usize::from(finding.rule)] {
             Some(reader) => reader.evidence(finding, &config.allowlist),
             None => Evidence::of(finding, None, None, &config.allowlist),
-        })
-        .collect();
+        });
     let actors = pool.install(|| actors::group(evidence, &config.rules));
 
     if let Some(p) = &config.progress {

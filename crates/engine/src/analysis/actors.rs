@@ -124,8 +124,9 @@ pub fn severity_rank(severity: &str) -> u8 {
 
 /// Groups evidence by actor, in the documented total orders. Strings are compared only
 /// to find an item's group and once per distinct actor, target and IP, never inside the
-/// evidence sort (the worst case is hundreds of thousands of events).
-pub fn group(evidence: Vec<Evidence>, rules: &[Rule]) -> Vec<ActorFindings> {
+/// evidence sort (the worst case is hundreds of thousands of events). Each item is
+/// moved once, from `evidence` (made as it is consumed) to its actor's list.
+pub fn group(evidence: impl IntoIterator<Item = Evidence>, rules: &[Rule]) -> Vec<ActorFindings> {
     let mut by_actor: FxHashMap<Option<Text>, Vec<Evidence>> = FxHashMap::default();
     for e in evidence {
         match by_actor.get_mut(&e.finding.actor) {
