@@ -487,8 +487,7 @@ fn stats_time_each_stage_of_the_run() {
             "first pass",
             "duplicates and context plan",
             "context pass",
-            "unmapping",
-            "investigations and grouping"
+            "investigations and grouping beside unmapping"
         ]
     );
     let without = stats(&["--no-context", "testdata/"]);
@@ -497,8 +496,7 @@ fn stats_time_each_stage_of_the_run() {
         [
             "first pass",
             "duplicates and context plan",
-            "unmapping",
-            "investigations and grouping"
+            "investigations and grouping beside unmapping"
         ]
     );
     for stderr in [&with_context, &without] {
