@@ -90,7 +90,7 @@ pub fn json_to_writer<W: Write, T: serde::Serialize + ?Sized>(out: W, value: &T)
 }
 
 /// Appends `text` as a JSON string, the bytes [`json_to_writer`] writes for it: printable
-/// ASCII other than `"` and `\\` (most evidence) is copied between the quotes as it is,
+/// ASCII other than `"` and `\` (most evidence) is copied between the quotes as it is,
 /// anything else goes through the serializer. For writers of many small objects whose
 /// keys are known: serde's serializer examines every byte of every key and value.
 pub fn json_str(out: &mut Vec<u8>, text: &str) -> io::Result<()> {
