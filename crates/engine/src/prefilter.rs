@@ -1325,7 +1325,8 @@ impl Router {
             if let Some(&literal) = lane.by_name.get(&**name) {
                 out.push((at, literal));
             }
-            if !lane.by_lower.is_empty() {
+            let sign = lower_sign(name);
+            if lane.lower_signs[sign / 64] & (1 << (sign % 64)) != 0 {
                 // Lower-cased on the stack: names are short.
                 let mut buf = [0u8; 64];
                 let lower: Cow<[u8]> = match buf.get_mut(..name.len()) {
@@ -1466,10 +1467,30 @@ struct Lane {
     by_name: rustc_hash::FxHashMap<Box<[u8]>, u32>,
     /// Operation name in lower case -> the literals matching it in any case.
     by_lower: rustc_hash::FxHashMap<Box<[u8]>, Vec<u32>>,
+    /// The `by_lower` names' [`lower_sign`]s, a bit each: a line's name whose sign is
+    /// not set is in no case one of them (most lines: it is neither lower-cased nor
+    /// looked up).
+    lower_signs: Box<[u64; 64]>,
     /// The `"Operation"` key.
     key: memmem::Finder<'static>,
     /// The guards, for a line the block search did not see whole.
     guards: Prefilter,
+}
+
+/// A name's sign, the same in any ASCII case: its length and its first and last bytes
+/// lower-cased, mixed into 0..4096.
+fn lower_sign(name: &[u8]) -> usize {
+    let (first, last) = match name {
+        [] => (0, 0),
+        [first, .., last] | [first @ last] => {
+            (first.to_ascii_lowercase(), last.to_ascii_lowercase())
+        }
+    };
+    let mixed = (name.len() as u32)
+        .wrapping_mul(0x9e37_79b9)
+        .wrapping_add(u32::from(first) << 8 | u32::from(last))
+        .wrapping_mul(0x85eb_ca6b);
+    (mixed >> 20) as usize
 }
 
 /// What, in a line with one `"Operation"` key, may make the full parse read another
@@ -1526,6 +1547,14 @@ impl Lane {
             lower: match lower.is_empty() {
                 true => None,
                 false => Some((Caseless::new(&lower)?, lower_ids)),
+            },
+            lower_signs: {
+                let mut signs = Box::new([0u64; 64]);
+                for name in by_lower.keys() {
+                    let sign = lower_sign(name);
+                    signs[sign / 64] |= 1 << (sign % 64);
+                }
+                signs
             },
             by_name,
             by_lower,
@@ -1839,6 +1868,38 @@ fn with_folded<T>(data: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name's sign is its sign in any ASCII case (the caseless operations are
+    /// looked up only for a name whose sign is set), and the signs spread.
+    #[test]
+    fn an_operation_names_sign_ignores_case() {
+        let names = [
+            "",
+            "a",
+            "Ab",
+            "New-InboxRule",
+            "UserLoginFailed",
+            "Add-MailboxPermission",
+        ];
+        for name in names {
+            let lower = name.to_ascii_lowercase();
+            let upper = name.to_ascii_uppercase();
+            let sign = lower_sign(name.as_bytes());
+            assert!(sign < 4096);
+            assert_eq!(sign, lower_sign(lower.as_bytes()), "{name}");
+            assert_eq!(sign, lower_sign(upper.as_bytes()), "{name}");
+        }
+        let names: Vec<[u8; 3]> = (b'a'..=b'z')
+            .flat_map(|a| (b'a'..=b'z').map(move |b| [a, b'-', b]))
+            .collect();
+        let signs: std::collections::HashSet<usize> = names.iter().map(|n| lower_sign(n)).collect();
+        assert!(
+            signs.len() > 550,
+            "{} signs of {}",
+            signs.len(),
+            names.len()
+        );
+    }
 
     #[test]
     fn the_audit_rank_orders_every_byte_by_its_frequency() {
