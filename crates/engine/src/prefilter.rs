@@ -1322,11 +1322,16 @@ impl Router {
         };
         let name = lane.operation(line);
         if let Some(name) = &name {
-            if let Some(&literal) = lane.by_name.get(&**name) {
+            // Looked up only where the name's sign is one of the names' (most lines'
+            // operations are none of them).
+            let sign = lower_sign(name);
+            let (word, bit) = (sign / 64, 1u64 << (sign % 64));
+            if lane.name_signs[word] & bit != 0
+                && let Some(&literal) = lane.by_name.get(&**name)
+            {
                 out.push((at, literal));
             }
-            let sign = lower_sign(name);
-            if lane.lower_signs[sign / 64] & (1 << (sign % 64)) != 0 {
+            if lane.lower_signs[word] & bit != 0 {
                 // Lower-cased on the stack: names are short.
                 let mut buf = [0u8; 64];
                 let lower: Cow<[u8]> = match buf.get_mut(..name.len()) {
@@ -1467,14 +1472,26 @@ struct Lane {
     by_name: rustc_hash::FxHashMap<Box<[u8]>, u32>,
     /// Operation name in lower case -> the literals matching it in any case.
     by_lower: rustc_hash::FxHashMap<Box<[u8]>, Vec<u32>>,
-    /// The `by_lower` names' [`lower_sign`]s, a bit each: a line's name whose sign is
-    /// not set is in no case one of them (most lines: it is neither lower-cased nor
-    /// looked up).
+    /// The `by_name` names' [`lower_sign`]s, a bit each: a line's name whose sign is
+    /// not set is none of them (most lines: it is not looked up).
+    name_signs: Box<[u64; 64]>,
+    /// The `by_lower` names' signs: a line's name whose sign is not set is in no case
+    /// one of them (it is neither lower-cased nor looked up).
     lower_signs: Box<[u64; 64]>,
     /// The `"Operation"` key.
     key: memmem::Finder<'static>,
     /// The guards, for a line the block search did not see whole.
     guards: Prefilter,
+}
+
+/// The set of the names' [`lower_sign`]s, a bit each.
+fn signs<'a>(names: impl Iterator<Item = &'a Box<[u8]>>) -> Box<[u64; 64]> {
+    let mut set = Box::new([0u64; 64]);
+    for name in names {
+        let sign = lower_sign(name);
+        set[sign / 64] |= 1 << (sign % 64);
+    }
+    set
 }
 
 /// A name's sign, the same in any ASCII case: its length and its first and last bytes
@@ -1548,14 +1565,8 @@ impl Lane {
                 true => None,
                 false => Some((Caseless::new(&lower)?, lower_ids)),
             },
-            lower_signs: {
-                let mut signs = Box::new([0u64; 64]);
-                for name in by_lower.keys() {
-                    let sign = lower_sign(name);
-                    signs[sign / 64] |= 1 << (sign % 64);
-                }
-                signs
-            },
+            name_signs: signs(by_name.keys()),
+            lower_signs: signs(by_lower.keys()),
             by_name,
             by_lower,
             key: finder(OPERATION_KEY),
