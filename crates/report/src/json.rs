@@ -941,16 +941,21 @@ mod tests {
         evidence: Vec<EvidenceOut<'a>>,
     }
 
+    /// The report of the investigation fixture, on one thread.
+    fn fixture_report() -> Report {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/investigation");
+        let mut config = ualhunt_engine::Config::new(vec![dir]);
+        config.threads = 1;
+        ualhunt_engine::run(&config).unwrap()
+    }
+
     /// Findings enough for several windows of parallel runs (and a partial one), an
     /// actor of fewer than one run, one of none: the bytes are one serializer's, on
     /// one thread as on several.
     #[test]
     fn findings_written_in_parallel_runs_are_one_serializers_bytes() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/investigation");
-        let mut config = ualhunt_engine::Config::new(vec![dir]);
-        config.threads = 1;
-        let mut report = ualhunt_engine::run(&config).unwrap();
+        let mut report = fixture_report();
         assert!(report.actors.len() >= 2, "{}", report.actors.len());
         let many = EVIDENCE_TASK * TASKS_AT_ONCE * 2 + EVIDENCE_TASK / 2 + 3;
         let one = report.actors[0].evidence.clone();
@@ -996,11 +1001,7 @@ mod tests {
     fn an_evidences_writer_is_its_serialized_form() {
         use ualhunt_engine::analysis::Change;
         use ualhunt_engine::findings::Text;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/investigation");
-        let mut config = ualhunt_engine::Config::new(vec![dir]);
-        config.threads = 1;
-        let mut report = ualhunt_engine::run(&config).unwrap();
+        let mut report = fixture_report();
         report.allowlist.entries.push(Entry {
             account: "a\"b".into(),
             reason: "why\u{1b}[2J".into(),
