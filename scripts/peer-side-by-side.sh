@@ -15,12 +15,13 @@
 #   SIGMA=../shared/corpus/sigma-m365       the 42 Sigma rules (both tools)
 #   ELASTIC_RULES=../shared/corpus/elastic-rules   Elastic's 63 rules (ualhunt only)
 #   ELASTIC_O365=../shared/corpus/elastic-o365     Elastic's sample records
+#   REAL_TENANT=tests/fixtures/real_tenant/dataset the 39 real-tenant sample files
 #   SIZES="128M"                            generated archives (`ualhunt generate --seed 42`);
 #                                           e.g. SIZES="128M 1G"
 #   RUNS=3                                  timed runs per tool and archive
 #   PEER_TIMEOUT=600                        seconds before one peer run is abandoned
 #
-# The peer binary behind the README figures: Suzaku at commit d8334fe (2026-07-14),
+# The peer binary behind the README figures: Suzaku at commit 29a5711 (2026-07-24),
 # compiled locally from a snapshot of its repository (see the README, "Side by side
 # with Suzaku"). The peer's code is AGPL-3.0: neither it nor a way to build it is part of
 # this repository.
@@ -34,6 +35,7 @@ UALHUNT=$(realpath "${UALHUNT:-$ROOT/target/release/ualhunt}")
 SIGMA=$(realpath "${SIGMA:-$ROOT/../shared/corpus/sigma-m365}")
 ELASTIC_RULES=$(realpath "${ELASTIC_RULES:-$ROOT/../shared/corpus/elastic-rules}")
 ELASTIC_O365=$(realpath "${ELASTIC_O365:-$ROOT/../shared/corpus/elastic-o365}")
+REAL_TENANT=$(realpath "${REAL_TENANT:-$ROOT/tests/fixtures/real_tenant/dataset}")
 SIZES=${SIZES:-128M}
 RUNS=${RUNS:-3}
 PEER_TIMEOUT=${PEER_TIMEOUT:-600}
@@ -46,7 +48,8 @@ command -v python3 >/dev/null || { echo "peer-side-by-side: needs python3" >&2; 
 mkdir -p "$OUT"/in "$OUT"/out "$OUT"/big
 IN=$OUT/in
 
-# 1. The small files. ualhunt's testdata as they are (Suzaku reads a file by its
+# 1. The small files. The 39 real-tenant samples (CSV and JSON exports, names kept: they
+# begin with "t", none of the others does), ualhunt's testdata as they are (Suzaku reads a file by its
 # extension: .json/.jsonl/.csv as text, .gz through one gzip member; anything else is
 # read as empty). Elastic's raw samples: the Beats .log files are JSON lines already,
 # copied to .jsonl byte for byte; the integration's test-*-events.json hold each raw
@@ -54,6 +57,7 @@ IN=$OUT/in
 # (test-parameter-string's two are not valid JSON: Parameters written unescaped, the case
 # that test exists for; both tools then count them as unreadable).
 rm -f "$IN"/*
+for f in "$REAL_TENANT"/*; do cp "$f" "$IN/"; done
 for f in "$ROOT"/testdata/*; do [[ -f $f ]] && cp "$f" "$IN/"; done
 cp "$ELASTIC_O365/ip-formats.log" "$IN/elastic_ip-formats.jsonl"
 cp "$ELASTIC_O365/str-params.log" "$IN/elastic_str-params.jsonl"
@@ -68,7 +72,7 @@ done
 run_ualhunt() { # FILE OUTBASE [extra args]
   local f=$1 o=$2; shift 2
   "$UALHUNT" hunt -q --no-context --rules "$SIGMA" "$@" --format json -o "$o.json" "$f" \
-    2>"$o.err" || true   # exit status 1 = findings
+    2>"$o.err" || true   # exit status 0 = findings, 1 = none
 }
 run_suzaku() { # FILE OUTBASE
   local f=$1 o=$2
@@ -83,6 +87,8 @@ for f in "$IN"/*; do
   run_ualhunt "$f" "$OUT/out/$b.ualhunt-keepdup" --keep-duplicates
   "$UALHUNT" hunt -q --no-context --rules "$SIGMA" --rules "$ELASTIC_RULES" --format json \
     -o "$OUT/out/$b.ualhunt-elastic.json" "$f" 2>/dev/null || true
+  "$UALHUNT" hunt -q --no-context --rules "$ELASTIC_RULES" --format json \
+    -o "$OUT/out/$b.ualhunt-elastic-only.json" "$f" 2>/dev/null || true
   run_suzaku "$f" "$OUT/out/$b.suzaku"
 done
 
@@ -153,20 +159,30 @@ def suz(path):
 files = sorted({os.path.basename(p).split(".ualhunt.json")[0]
                 for p in glob.glob(os.path.join(out, "out", "*.ualhunt.json"))})
 print("# ualhunt vs Suzaku: detections per file (42 Sigma rules)\n")
-print("| file | records ualhunt read | ualhunt | ualhunt --keep-duplicates | Suzaku | ualhunt + Elastic's 63 | rules fired: ualhunt / Suzaku |")
-print("|---|---:|---:|---:|---:|---:|---|")
+print("| file | records ualhunt read | ualhunt | ualhunt --keep-duplicates | Suzaku | ualhunt + Elastic's 63 | Elastic's 63 alone | rules fired: ualhunt / Suzaku |")
+print("|---|---:|---:|---:|---:|---:|---:|---|")
 detail = []
+flagged = collections.Counter()
 for f in files:
     u, scan = ual(os.path.join(out, "out", f + ".ualhunt.json"))
     k, _ = ual(os.path.join(out, "out", f + ".ualhunt-keepdup.json"))
     e, _ = ual(os.path.join(out, "out", f + ".ualhunt-elastic.json"))
+    eo, _ = ual(os.path.join(out, "out", f + ".ualhunt-elastic-only.json"))
     s = suz(os.path.join(out, "out", f + ".suzaku.jsonl"))
     n = lambda m: "-" if m is None else str(sum(m.values()))
     fired = lambda m: "-" if m is None else str(len(m))
-    print(f"| {f} | {scan['records'] if scan else '-'} | {n(u)} | {n(k)} | {n(s)} | {n(e)} | {fired(u)} / {fired(s)} |")
+    print(f"| {f} | {scan['records'] if scan else '-'} | {n(u)} | {n(k)} | {n(s)} | {n(e)} | {n(eo)} | {fired(u)} / {fired(s)} |")
+    # The real-tenant samples' names begin with "t" and an ATT&CK technique.
+    if re.match(r"t\d{4}", f):
+        flagged["files"] += 1
+        for tool, m in (("ualhunt", u), ("ualhunt --keep-duplicates", k), ("Suzaku", s),
+                        ("ualhunt + Elastic's 63", e), ("Elastic's 63 alone", eo)):
+            flagged[tool] += bool(m)
     for rid in sorted(set(u or {}) | set(k or {}) | set(s or {}), key=lambda r: titles.get(r, r)):
         a, b, c = (u or {}).get(rid, 0), (k or {}).get(rid, 0), (s or {}).get(rid, 0)
         detail.append((f, titles.get(rid, rid), a, b, c, "" if b == c else "differs"))
+print(f"\nReal-tenant samples flagged (at least one detection), of {flagged['files']}: "
+      + ", ".join(f"{t} {n}" for t, n in flagged.items() if t != "files"))
 print("\n## Per rule (a row where either tool fired)\n")
 print("| file | rule | ualhunt | ualhunt --keep-duplicates | Suzaku | |")
 print("|---|---|---:|---:|---:|---|")
