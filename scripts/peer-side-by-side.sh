@@ -48,10 +48,10 @@ command -v python3 >/dev/null || { echo "peer-side-by-side: needs python3" >&2; 
 mkdir -p "$OUT"/in "$OUT"/out "$OUT"/big
 IN=$OUT/in
 
-# 1. The small files. The 39 real-tenant samples (CSV and JSON exports, names kept: they
-# begin with "t", none of the others does), ualhunt's testdata as they are (Suzaku reads a file by its
-# extension: .json/.jsonl/.csv as text, .gz through one gzip member; anything else is
-# read as empty). Elastic's raw samples: the Beats .log files are JSON lines already,
+# 1. The small files. The 39 real-tenant samples (CSV and JSON exports, names kept: "t"
+# and an ATT&CK technique number begin them, no other file's name), ualhunt's testdata as
+# they are (Suzaku reads a file by its extension: .json/.jsonl/.csv as text, .gz through
+# one gzip member; anything else is read as empty). Elastic's raw samples: the Beats .log files are JSON lines already,
 # copied to .jsonl byte for byte; the integration's test-*-events.json hold each raw
 # record as a string in events[].event.original, written out one per line as it is
 # (test-parameter-string's two are not valid JSON: Parameters written unescaped, the case
