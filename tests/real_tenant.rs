@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -289,6 +289,14 @@ fn hunt(rules: &[&Path], extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Elastic's rules and the Sigma corpus (`../shared/corpus/`), or `None` after saying
+/// that `check` was skipped without them.
+fn packs(check: &str) -> Option<(PathBuf, PathBuf)> {
+    let elastic = common::corpus("elastic-rules", check);
+    let sigma = common::corpus("sigma-m365", check);
+    Some((elastic?, sigma?))
+}
+
 /// File name -> the names of the rules that fired on its records.
 fn fired(report: &Value) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -338,11 +346,7 @@ fn the_expectation_covers_every_file() {
 /// malformed, no error) and each matched record is one event per rule.
 #[test]
 fn elastic_and_sigma_flag_every_file() {
-    let check = "real_tenant::elastic_and_sigma_flag_every_file";
-    let (Some(elastic), Some(sigma)) = (
-        common::corpus("elastic-rules", check),
-        common::corpus("sigma-m365", check),
-    ) else {
+    let Some((elastic, sigma)) = packs("real_tenant::elastic_and_sigma_flag_every_file") else {
         return;
     };
     let reports: Vec<Value> = MODES
@@ -371,11 +375,7 @@ fn elastic_and_sigma_flag_every_file() {
 /// joint one.
 #[test]
 fn each_pack_alone_flags_its_share() {
-    let check = "real_tenant::each_pack_alone_flags_its_share";
-    let (Some(elastic), Some(sigma)) = (
-        common::corpus("elastic-rules", check),
-        common::corpus("sigma-m365", check),
-    ) else {
+    let Some((elastic, sigma)) = packs("real_tenant::each_pack_alone_flags_its_share") else {
         return;
     };
     let alone = hunt(&[&elastic], &["--keep-duplicates"]);
@@ -397,11 +397,8 @@ fn each_pack_alone_flags_its_share() {
 /// forwarding changes and six of the spray's failed sign-ins (each twice in one file).
 #[test]
 fn a_record_exported_twice_is_reported_once() {
-    let check = "real_tenant::a_record_exported_twice_is_reported_once";
-    let (Some(elastic), Some(sigma)) = (
-        common::corpus("elastic-rules", check),
-        common::corpus("sigma-m365", check),
-    ) else {
+    let Some((elastic, sigma)) = packs("real_tenant::a_record_exported_twice_is_reported_once")
+    else {
         return;
     };
     let kept = hunt(&[&elastic, &sigma], &["--keep-duplicates"]);
