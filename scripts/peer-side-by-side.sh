@@ -18,6 +18,8 @@
 #   REAL_TENANT=tests/fixtures/real_tenant/dataset the 39 real-tenant sample files
 #   SIZES="128M"                            generated archives (`ualhunt generate --seed 42`);
 #                                           e.g. SIZES="128M 1G"
+#   LAYOUTS="generated shuffled"            key orders of the generated archives
+#                                           (`ualhunt generate --key-order`)
 #   RUNS=3                                  timed runs per tool and archive
 #   PEER_TIMEOUT=600                        seconds before one peer run is abandoned
 #
@@ -37,6 +39,7 @@ ELASTIC_RULES=$(realpath "${ELASTIC_RULES:-$ROOT/../shared/corpus/elastic-rules}
 ELASTIC_O365=$(realpath "${ELASTIC_O365:-$ROOT/../shared/corpus/elastic-o365}")
 REAL_TENANT=$(realpath "${REAL_TENANT:-$ROOT/tests/fixtures/real_tenant/dataset}")
 SIZES=${SIZES:-128M}
+LAYOUTS=${LAYOUTS:-generated shuffled}
 RUNS=${RUNS:-3}
 PEER_TIMEOUT=${PEER_TIMEOUT:-600}
 [[ -x $SUZAKU ]] || { echo "peer-side-by-side: no peer binary $SUZAKU" >&2; exit 2; }
@@ -71,7 +74,7 @@ done
 
 run_ualhunt() { # FILE OUTBASE [extra args]
   local f=$1 o=$2; shift 2
-  "$UALHUNT" hunt -q --no-context --rules "$SIGMA" "$@" --format json -o "$o.json" "$f" \
+  "$UALHUNT" hunt -q --rules "$SIGMA" "$@" --format json -o "$o.json" "$f" \
     2>"$o.err" || true   # exit status 0 = findings, 1 = none
 }
 run_suzaku() { # FILE OUTBASE
@@ -85,42 +88,48 @@ for f in "$IN"/*; do
   b=$(basename "$f")
   run_ualhunt "$f" "$OUT/out/$b.ualhunt"
   run_ualhunt "$f" "$OUT/out/$b.ualhunt-keepdup" --keep-duplicates
-  "$UALHUNT" hunt -q --no-context --rules "$SIGMA" --rules "$ELASTIC_RULES" --format json \
+  "$UALHUNT" hunt -q --rules "$SIGMA" --rules "$ELASTIC_RULES" --format json \
     -o "$OUT/out/$b.ualhunt-elastic.json" "$f" 2>/dev/null || true
-  "$UALHUNT" hunt -q --no-context --rules "$ELASTIC_RULES" --format json \
+  "$UALHUNT" hunt -q --rules "$ELASTIC_RULES" --format json \
     -o "$OUT/out/$b.ualhunt-elastic-only.json" "$f" 2>/dev/null || true
   run_suzaku "$f" "$OUT/out/$b.suzaku"
 done
 
-# 2. The generated archives, timed.
+# 2. The generated archives, timed, in two layouts: the generator's own key order and
+# every record's keys shuffled (`--key-order shuffled`, same records), which the
+# generator's layout does not flatter. ualhunt runs as a user runs it: the investigation
+# (the context pass around each bypass change) on.
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 TIMES=$OUT/times.tsv
 : >"$TIMES"; : >"$OUT/heap.txt"
 for size in $SIZES; do
-  big=$OUT/big/peer-$size.jsonl
-  [[ -f $big ]] || "$UALHUNT" generate --size "$size" --seed 42 -o "$big"
-  b=$(basename "$big")
-  for i in $(seq 1 "$RUNS"); do
-    l=$(load)
-    /usr/bin/time -f "%e %M %U %S" -o "$OUT/t" "$UALHUNT" hunt -q --no-context --rules "$SIGMA" \
-      --format json -o "$OUT/out/$b.ualhunt.json" "$big" 2>/dev/null || true
-    printf '%s\tualhunt (42 Sigma)\t%s\t%s\t%s\n' "$b" "$i" "$(tail -1 "$OUT/t")" "$l" >>"$TIMES"
-    l=$(load)
-    /usr/bin/time -f "%e %M %U %S" -o "$OUT/t" "$UALHUNT" hunt -q --no-context --rules "$SIGMA" \
-      --rules "$ELASTIC_RULES" --format json -o "$OUT/out/$b.ualhunt-elastic.json" "$big" \
-      2>/dev/null || true
-    printf '%s\tualhunt (42 Sigma + 63 Elastic)\t%s\t%s\t%s\n' "$b" "$i" "$(tail -1 "$OUT/t")" "$l" >>"$TIMES"
-    l=$(load)
-    rm -f "$OUT/out/$b.suzaku.jsonl"
-    (cd "$SUZAKU_DIR" && /usr/bin/time -f "%e %M %U %S" -o "$OUT/t" timeout "$PEER_TIMEOUT" \
-      "$SUZAKU" azure-timeline -f "$big" -r "$SIGMA" -o "$OUT/out/$b.suzaku.jsonl" -t 3 -C -q -K -N \
-      >/dev/null 2>"$OUT/out/$b.suzaku.err") || true
-    printf '%s\tsuzaku (42 Sigma)\t%s\t%s\t%s\n' "$b" "$i" "$(tail -1 "$OUT/t")" "$l" >>"$TIMES"
+  for layout in $LAYOUTS; do
+    big=$OUT/big/peer-$size.jsonl
+    [[ $layout == generated ]] || big=$OUT/big/peer-$size-$layout.jsonl
+    [[ -f $big ]] || "$UALHUNT" generate --size "$size" --seed 42 --key-order "$layout" -o "$big"
+    b=$(basename "$big")
+    for i in $(seq 1 "$RUNS"); do
+      l=$(load)
+      /usr/bin/time -f "%e %M %U %S" -o "$OUT/t" "$UALHUNT" hunt -q --rules "$SIGMA" \
+        --format json -o "$OUT/out/$b.ualhunt.json" "$big" 2>/dev/null || true
+      printf '%s\tualhunt (42 Sigma)\t%s\t%s\t%s\n' "$b" "$i" "$(tail -1 "$OUT/t")" "$l" >>"$TIMES"
+      l=$(load)
+      /usr/bin/time -f "%e %M %U %S" -o "$OUT/t" "$UALHUNT" hunt -q --rules "$SIGMA" \
+        --rules "$ELASTIC_RULES" --format json -o "$OUT/out/$b.ualhunt-elastic.json" "$big" \
+        2>/dev/null || true
+      printf '%s\tualhunt (42 Sigma + 63 Elastic)\t%s\t%s\t%s\n' "$b" "$i" "$(tail -1 "$OUT/t")" "$l" >>"$TIMES"
+      l=$(load)
+      rm -f "$OUT/out/$b.suzaku.jsonl"
+      (cd "$SUZAKU_DIR" && /usr/bin/time -f "%e %M %U %S" -o "$OUT/t" timeout "$PEER_TIMEOUT" \
+        "$SUZAKU" azure-timeline -f "$big" -r "$SIGMA" -o "$OUT/out/$b.suzaku.jsonl" -t 3 -C -q -K -N \
+        >/dev/null 2>"$OUT/out/$b.suzaku.err") || true
+      printf '%s\tsuzaku (42 Sigma)\t%s\t%s\t%s\n' "$b" "$i" "$(tail -1 "$OUT/t")" "$l" >>"$TIMES"
+    done
+    run_ualhunt "$big" "$OUT/out/$b.ualhunt-keepdup" --keep-duplicates
+    # ualhunt maps a plain file, so its RSS counts the file's pages; its own heap:
+    "$UALHUNT" hunt -q --stats --rules "$SIGMA" --format json -o /dev/null "$big" \
+      2>&1 | grep '^memory' | sed "s|^|$b ualhunt (42 Sigma) |" >>"$OUT/heap.txt" || true
   done
-  run_ualhunt "$big" "$OUT/out/$b.ualhunt-keepdup" --keep-duplicates
-  # ualhunt maps a plain file, so its RSS counts the file's pages; its own heap:
-  "$UALHUNT" hunt -q --no-context --stats --rules "$SIGMA" --format json -o /dev/null "$big" \
-    2>&1 | grep '^memory' | sed "s|^|$b ualhunt (42 Sigma) |" >>"$OUT/heap.txt" || true
 done
 
 # 3. The report.
